@@ -1,0 +1,200 @@
+/* ir.h - the attnc graph IR.
+ *
+ * A graph (IrGraph) is a list of functions (IrFunc).  funcs[0] is the main
+ * computation; every other function is a body region owned by one fused
+ * node (for example the score-modification expression of a fused attention
+ * node, or the elementwise chain of a fused loop).  Bodies use the same op
+ * table, on rank-0 values, and read their operands through PARAM nodes and
+ * the current output position through INDEX nodes.
+ *
+ * Nodes live in a per-function array, in topological order, and refer to
+ * their operands by index into that array (QBE-style), never by pointer.
+ * Every node produces exactly one typed value: a dtype and a shape whose
+ * dimensions are symbolic (IrDim: small canonical polynomials over the
+ * model's run-time dims, e.g. B*T or 3*T+1).  Compile-time params are folded
+ * to constants before the IR exists, but are recorded on the graph so the
+ * compiled library can describe itself.
+ *
+ * All memory belongs to the graph's arena and is freed at once.
+ */
+#ifndef IR_IR_H
+#define IR_IR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "arena.h"
+#include "diag.h"
+#include "ops.h"
+#include "rt_dtype.h"
+
+#define IR_MAX_RANK RT_MAX_RANK
+#define IR_MAX_TERMS 4   /* terms in a symbolic dim polynomial */
+#define IR_MAX_FACTORS 3 /* symbols multiplied in one term */
+#define IR_MAX_SYMS 64
+#define IR_MAX_TILE 4
+#define IR_MASK_NONE INT64_MIN
+
+/* ---- symbolic dimensions ---------------------------------------------- */
+
+/* coef * sym[0] * ... * sym[nsym-1]; sym sorted ascending. */
+typedef struct {
+  int64_t coef;
+  uint8_t nsym;
+  uint8_t sym[IR_MAX_FACTORS];
+} IrTerm;
+
+/* A canonical polynomial: terms sorted (constant term first, then by
+ * symbol list), no zero coefficients, no repeated monomials.  The zero
+ * polynomial has nterm == 0.  Two dims are equal iff their bytes agree
+ * (ir_dim_eq). */
+typedef struct {
+  uint8_t nterm;
+  IrTerm t[IR_MAX_TERMS];
+} IrDim;
+
+typedef enum { IR_DIM_OK = 0, IR_DIM_TOO_COMPLEX, IR_DIM_INEXACT, IR_DIM_DIV_ZERO } IrDimStatus;
+
+IrDim ir_dim_const(int64_t c);
+IrDim ir_dim_sym(int sym);
+IrDimStatus ir_dim_add(IrDim a, IrDim b, IrDim *out);
+IrDimStatus ir_dim_sub(IrDim a, IrDim b, IrDim *out);
+IrDimStatus ir_dim_mul(IrDim a, IrDim b, IrDim *out);
+/* Exact division: succeeds only if b divides a as a polynomial (a constant
+ * divisor must divide every coefficient; a monomial divisor every term). */
+IrDimStatus ir_dim_div(IrDim a, IrDim b, IrDim *out);
+bool ir_dim_eq(IrDim a, IrDim b);
+/* True (and *v set) if the dim is a constant. */
+bool ir_dim_is_const(IrDim a, int64_t *v);
+/* True (and *sym set) if the dim is exactly one symbol. */
+bool ir_dim_is_sym(IrDim a, int *sym);
+int64_t ir_dim_eval(IrDim a, const int64_t *symvals);
+
+/* ---- types --------------------------------------------------------------- */
+
+typedef struct {
+  rt_dtype dt;
+  uint8_t rank;
+  IrDim dim[IR_MAX_RANK];
+} IrType;
+
+bool ir_type_eq(const IrType *a, const IrType *b);
+bool ir_shape_eq(const IrType *a, const IrType *b);
+
+/* ---- nodes ------------------------------------------------------------- */
+
+typedef struct {
+  const char *str;  /* A_STR */
+  int index;        /* A_INDEX */
+  double value;     /* A_VALUE */
+  int axis;         /* A_AXIS (non-negative) */
+  int nlist;        /* A_AXES, A_PERM */
+  int list[IR_MAX_RANK];
+  bool keep;        /* A_KEEP */
+  IrDim start;      /* A_START */
+  double eps;       /* A_EPS */
+  double scale;     /* A_SCALE */
+  int64_t mlo, mhi; /* A_MASK: key j may be unmasked only if
+                       i + mlo <= j <= i + mhi (+ S - T for bottom-right
+                       alignment is folded in by the pass);
+                       IR_MASK_NONE = unbounded on that side */
+  int ntile;        /* tile shape chosen by the tile pass (any op) */
+  int64_t tile[IR_MAX_TILE];
+} IrAttrs;
+
+typedef struct {
+  uint16_t op;      /* IrOp */
+  int nin;
+  int *in;          /* operand indices into the same function's nodes */
+  IrType type;
+  IrAttrs a;
+  int body;         /* index into graph->funcs of the body region, or -1 */
+  IrLoc loc;        /* where the user wrote it (file may be NULL) */
+} IrNode;
+
+typedef struct {
+  IrNode *nodes;
+  int n, cap;
+  int *yields;      /* bodies: the yielded values (one, today) */
+  int nyield;
+  int owner;        /* bodies: index of the owning func (0), -1 for main */
+} IrFunc;
+
+typedef struct {
+  const char *name;
+  int64_t value;
+} IrParamVal;
+
+typedef struct {
+  const char *name;
+  int node;         /* node in funcs[0] */
+  IrLoc loc;
+} IrOutput;
+
+typedef struct IrGraph {
+  IrArena *arena;
+  const char *name;
+  IrParamVal *params;
+  int nparam;
+  const char *syms[IR_MAX_SYMS]; /* run-time dims, by symbol id */
+  int nsym;
+  IrFunc *funcs;
+  int nfunc, capfunc;
+  IrOutput *outputs;
+  int noutput, capoutput;
+} IrGraph;
+
+/* ---- construction -------------------------------------------------------- */
+
+IrGraph *ir_graph_new(IrArena *arena, const char *name);
+void ir_graph_add_param(IrGraph *g, const char *name, int64_t value);
+/* Returns the symbol id, adding the dim if it is new. */
+int ir_graph_add_sym(IrGraph *g, const char *name);
+int ir_graph_find_sym(const IrGraph *g, const char *name);
+/* New empty function; returns its index (0 for the first). */
+int ir_graph_add_func(IrGraph *g, int owner);
+/* Append a node; operands are copied. Returns its index. */
+int ir_add(IrGraph *g, int func, IrOp op, int nin, const int *in,
+           const IrType *type, const IrAttrs *a, IrLoc loc);
+void ir_add_output(IrGraph *g, const char *name, int node, IrLoc loc);
+void ir_attrs_init(IrAttrs *a);
+
+/* Inputs and weights of the main function, in order (inputs by A_INDEX,
+ * weights by first appearance).  Returns the count; ids into funcs[0]. */
+int ir_graph_inputs(const IrGraph *g, int *ids, int max);
+int ir_graph_weights(const IrGraph *g, int *ids, int max);
+
+/* ---- shape inference (infer.c) --------------------------------------- */
+
+/* Compute the result type of node `n` (in function f) from its operands and
+ * attributes.  For ops whose type is given rather than derived (INPUT,
+ * WEIGHT, CONST, IOTA, PARAM, INDEX, RESHAPE, CAST, FUSED, ATTENTION), the
+ * given type in n->type is checked for consistency and copied.  On error
+ * writes a message and returns false. */
+bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out,
+              char *err, size_t errlen);
+/* Broadcast two shapes numpy-style; false if incompatible. */
+bool ir_broadcast(const IrType *a, const IrType *b, IrType *out);
+
+/* ---- text form, verifier, export ---------------------------------------- */
+
+/* Print a dim / a type (e.g. "f32[B,T,256]") into buf; returns length. */
+int ir_dim_str(const IrGraph *g, IrDim d, char *buf, size_t n);
+int ir_type_str(const IrGraph *g, const IrType *t, char *buf, size_t n);
+
+/* print.c: the textual IR.  parse.c reads it back exactly. */
+void ir_print(const IrGraph *g, FILE *out);
+char *ir_print_string(const IrGraph *g);  /* malloc'd */
+/* Parse IR text; errors are reported through diag with file:line:col.
+ * Returns NULL on error. */
+IrGraph *ir_parse(IrArena *arena, IrDiag *diag, const char *file, const char *text);
+
+/* verify.c: structural and type checks.  Returns true if the graph is
+ * well formed; otherwise prints internal-error style messages naming the
+ * node to `diag` (pass name in `when`) and returns false. */
+bool ir_verify(const IrGraph *g, IrDiag *diag, const char *when);
+
+/* dot.c: Graphviz export. */
+void ir_dot(const IrGraph *g, FILE *out);
+
+#endif

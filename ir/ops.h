@@ -1,0 +1,108 @@
+/* ops.h - the one op table.  Each row generates the enum value, the printed
+ * name, the arity (-1: variadic), the op class (which drives shape
+ * inference, fusion legality and the interpreter) and the attributes the op
+ * carries (printed and parsed in the textual IR).
+ *
+ * Classes:
+ *   SRC   leaves: graph inputs, weights, constants, iota, region params/indices
+ *   UN    elementwise unary          BIN  elementwise binary (broadcasting)
+ *   CMP   comparison -> bool         TER  where(cond, a, b)
+ *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
+ *   MM    batched matmul             SHAPE reshape / permute / slice / concat
+ *   FUSED produced by fusion passes; carries a body region
+ */
+#ifndef IR_OPS_H
+#define IR_OPS_H
+
+/* attribute bits */
+#define A_STR   (1u << 0)  /* str: input name / weight key              */
+#define A_INDEX (1u << 1)  /* index: input position / region param no.  */
+#define A_VALUE (1u << 2)  /* value: constant value (f64)               */
+#define A_AXIS  (1u << 3)  /* axis                                       */
+#define A_AXES  (1u << 4)  /* list: reduction axes                       */
+#define A_KEEP  (1u << 5)  /* keep: keep reduced dims                    */
+#define A_PERM  (1u << 6)  /* list: permutation                          */
+#define A_START (1u << 7)  /* start: slice start (symbolic dim)          */
+#define A_EPS   (1u << 8)  /* eps: normalization epsilon (f64)           */
+#define A_SCALE (1u << 9)  /* scale: attention score scale (f64)         */
+#define A_MASK  (1u << 10) /* mask: block-skip info of fused attention   */
+
+/*   enum        name          nin class  attributes */
+#define IR_OPS(X)                                           \
+  X(INPUT,       "input",       0, SRC,   A_STR | A_INDEX)  \
+  X(WEIGHT,      "weight",      0, SRC,   A_STR)            \
+  X(CONST,       "const",       0, SRC,   A_VALUE)          \
+  X(IOTA,        "iota",        0, SRC,   A_AXIS)           \
+  X(PARAM,       "param",       0, SRC,   A_INDEX)          \
+  X(INDEX,       "index",       0, SRC,   A_AXIS)           \
+  X(NEG,         "neg",         1, UN,    0)                \
+  X(NOT,         "not",         1, UN,    0)                \
+  X(ABS,         "abs",         1, UN,    0)                \
+  X(EXP,         "exp",         1, UN,    0)                \
+  X(EXP2,        "exp2",        1, UN,    0)                \
+  X(LOG,         "log",         1, UN,    0)                \
+  X(SQRT,        "sqrt",        1, UN,    0)                \
+  X(RSQRT,       "rsqrt",       1, UN,    0)                \
+  X(RECIP,       "recip",       1, UN,    0)                \
+  X(TANH,        "tanh",        1, UN,    0)                \
+  X(SIGMOID,     "sigmoid",     1, UN,    0)                \
+  X(RELU,        "relu",        1, UN,    0)                \
+  X(GELU,        "gelu",        1, UN,    0)                \
+  X(GELU_TANH,   "gelu_tanh",   1, UN,    0)                \
+  X(SILU,        "silu",        1, UN,    0)                \
+  X(CAST,        "cast",        1, UN,    0)                \
+  X(ADD,         "add",         2, BIN,   0)                \
+  X(SUB,         "sub",         2, BIN,   0)                \
+  X(MUL,         "mul",         2, BIN,   0)                \
+  X(DIV,         "div",         2, BIN,   0)                \
+  X(MIN,         "min",         2, BIN,   0)                \
+  X(MAX,         "max",         2, BIN,   0)                \
+  X(POW,         "pow",         2, BIN,   0)                \
+  X(AND,         "and",         2, BIN,   0)                \
+  X(OR,          "or",          2, BIN,   0)                \
+  X(LT,          "lt",          2, CMP,   0)                \
+  X(LE,          "le",          2, CMP,   0)                \
+  X(GT,          "gt",          2, CMP,   0)                \
+  X(GE,          "ge",          2, CMP,   0)                \
+  X(EQ,          "eq",          2, CMP,   0)                \
+  X(NE,          "ne",          2, CMP,   0)                \
+  X(WHERE,       "where",       3, TER,   0)                \
+  X(SUM,         "sum",         1, RED,   A_AXES | A_KEEP)  \
+  X(MEAN,        "mean",        1, RED,   A_AXES | A_KEEP)  \
+  X(RMAX,        "rmax",        1, RED,   A_AXES | A_KEEP)  \
+  X(SOFTMAX,     "softmax",     1, NORM,  A_AXIS)           \
+  X(LAYERNORM,   "layernorm",   3, NORM,  A_EPS)            \
+  X(RMSNORM,     "rmsnorm",     2, NORM,  A_EPS)            \
+  X(MATMUL,      "matmul",      2, MM,    0)                \
+  X(RESHAPE,     "reshape",     1, SHAPE, 0)                \
+  X(PERMUTE,     "permute",     1, SHAPE, A_PERM)           \
+  X(SLICE,       "slice",       1, SHAPE, A_AXIS | A_START) \
+  X(CONCAT,      "concat",     -1, SHAPE, A_AXIS)           \
+  X(FUSED,       "fused",      -1, FUSED, 0)                \
+  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK)
+
+typedef enum {
+#define X(e, name, nin, cls, attrs) IR_##e,
+  IR_OPS(X)
+#undef X
+  IR_NOPS
+} IrOp;
+
+typedef enum {
+  IR_CLS_SRC, IR_CLS_UN, IR_CLS_BIN, IR_CLS_CMP, IR_CLS_TER, IR_CLS_RED,
+  IR_CLS_NORM, IR_CLS_MM, IR_CLS_SHAPE, IR_CLS_FUSED
+} IrOpClass;
+
+typedef struct {
+  const char *name;
+  int nin;
+  IrOpClass cls;
+  unsigned attrs;
+} IrOpInfo;
+
+extern const IrOpInfo ir_opinfo[IR_NOPS];
+/* Look an op up by printed name; -1 if unknown. */
+int ir_op_from_name(const char *name);
+/* True for ops computed one element at a time (UN, BIN, CMP, TER). */
+int ir_op_is_elementwise(IrOp op);
+#endif

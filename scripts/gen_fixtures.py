@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+"""Generate numerical test fixtures for attnc from PyTorch reference modules.
+
+Requirements: torch (>= 1.13) and numpy.  Debian's packaged python3-torch is
+enough; on the dev box use the system interpreter explicitly, since the
+`python3` on PATH may be a pyenv build without torch:
+
+    /usr/bin/python3 scripts/gen_fixtures.py            # regenerate everything
+    /usr/bin/python3 scripts/gen_fixtures.py mha sdpa   # only some models
+    /usr/bin/python3 scripts/gen_fixtures.py --verify   # check files on disk
+    /usr/bin/python3 scripts/gen_fixtures.py --out DIR  # write elsewhere
+
+Layout written (see tests/fixtures/README.md):
+
+    <out>/<model>/<case>/
+        case.txt                 "params: NAME=VALUE ..." / "dims: NAME=VALUE ..."
+        weights.safetensors      module state_dict, F32 (absent for sdpa)
+        <input>.npy              float32 inputs
+        expected_<output>.npy    float64 expected outputs
+
+Numerics: weights and inputs are drawn from per-case seeded generators (seed
+= crc32 of "<model>/<case>"), rounded to float32 and stored as float32.  The
+expected outputs are computed by running the same module in float64 on those
+float32-rounded values.  A float32 run is made as a self-check and its error
+against the float64 oracle is printed.  Biases and LayerNorm affine params
+are re-randomized (default init makes them 0/1, which would hide bugs).
+
+safetensors files are written by hand (no `safetensors` package needed):
+8-byte little-endian header length, JSON header with keys sorted and data
+offsets in that order, padded with spaces to a multiple of 8, then raw
+little-endian data.  Output is deterministic (byte-identical across runs).
+
+--verify re-reads every case on disk with an independent safetensors/npy
+reader, checks the weights bit-for-bit against a freshly built module, and
+recomputes the expected outputs with a plain-numpy float64 implementation of
+each model (independent of torch.nn) to cross-check the oracle.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures"
+
+# --------------------------------------------------------------------------
+# Model definitions: default params (in canonical order), inputs, outputs.
+# --------------------------------------------------------------------------
+
+MODELS = {
+    "sdpa": {
+        "params": [("E", 64), ("CAUSAL", 0)],
+        "inputs": ["q", "k", "v"],
+        "outputs": ["o"],
+    },
+    "mha": {
+        "params": [("D", 256), ("H", 4), ("CAUSAL", 0)],
+        "inputs": ["x"],
+        "outputs": ["y"],
+    },
+    "encoder": {
+        "params": [("D", 256), ("H", 4), ("F", 1024), ("L", 2), ("GELU", 0)],
+        "inputs": ["x"],
+        "outputs": ["y"],
+    },
+    "decoder": {
+        "params": [("D", 256), ("H", 4), ("F", 1024)],
+        "inputs": ["x", "memory"],
+        "outputs": ["y"],
+    },
+    "se_block": {
+        "params": [("C", 64), ("R", 16)],
+        "inputs": ["x"],
+        "outputs": ["y"],
+    },
+}
+
+# (model, case, param overrides, dims).  Dims are listed in a fixed order.
+CASES = [
+    ("sdpa", "default", {}, [("B", 2), ("H", 3), ("T", 5), ("S", 7)]),
+    ("sdpa", "causal", {"CAUSAL": 1}, [("B", 1), ("H", 2), ("T", 6), ("S", 6)]),
+    ("sdpa", "t1", {}, [("B", 1), ("H", 1), ("T", 1), ("S", 1)]),
+    ("sdpa", "e13", {"E": 13}, [("B", 1), ("H", 2), ("T", 3), ("S", 11)]),
+    ("mha", "default", {}, [("B", 2), ("T", 7)]),
+    ("mha", "causal", {"CAUSAL": 1, "D": 64, "H": 4}, [("B", 1), ("T", 5)]),
+    ("mha", "t1", {"D": 64, "H": 2}, [("B", 1), ("T", 1)]),
+    ("encoder", "small_relu", {"D": 64, "H": 4, "F": 96, "L": 2, "GELU": 0},
+     [("B", 2), ("T", 5)]),
+    ("encoder", "small_gelu", {"D": 64, "H": 4, "F": 96, "L": 2, "GELU": 1},
+     [("B", 1), ("T", 3)]),
+    ("encoder", "t1", {"D": 32, "H": 2, "F": 64, "L": 1, "GELU": 0},
+     [("B", 1), ("T", 1)]),
+    ("decoder", "small", {"D": 64, "H": 4, "F": 96},
+     [("B", 2), ("T", 5), ("S", 7)]),
+    ("decoder", "t1", {"D": 32, "H": 2, "F": 64},
+     [("B", 1), ("T", 1), ("S", 3)]),
+    ("se_block", "default", {"C": 64, "R": 16},
+     [("N", 2), ("H", 3), ("W", 5)]),
+    ("se_block", "one", {"C": 64, "R": 16}, [("N", 1), ("H", 1), ("W", 1)]),
+    ("se_block", "c20", {"C": 20, "R": 4}, [("N", 1), ("H", 7), ("W", 2)]),
+]
+
+
+def causal_bool_mask(t, s):
+    """True = masked (key j > query i), torch's bool attn_mask convention."""
+    return torch.ones(t, s).triu(1).bool()
+
+
+class SDPA(nn.Module):
+    def __init__(self, E, CAUSAL):
+        super().__init__()
+        self.E = E
+        self.causal = bool(CAUSAL)
+
+    def forward(self, q, k, v):
+        s = q @ k.transpose(-2, -1) / math.sqrt(self.E)
+        if self.causal:
+            m = causal_bool_mask(q.shape[-2], k.shape[-2])
+            s = s.masked_fill(m, float("-inf"))
+        return torch.softmax(s, dim=-1) @ v
+
+
+class MHA(nn.Module):
+    def __init__(self, D, H, CAUSAL):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(D, H, batch_first=True)
+        self.causal = bool(CAUSAL)
+
+    def forward(self, x):
+        t = x.shape[1]
+        mask = causal_bool_mask(t, t) if self.causal else None
+        return self.mha(x, x, x, need_weights=False, attn_mask=mask)[0]
+
+
+class Encoder(nn.Module):
+    def __init__(self, D, H, F, L, GELU):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            D, H, F, dropout=0.0, activation="gelu" if GELU else "relu",
+            batch_first=True)
+        try:
+            self.enc = nn.TransformerEncoder(layer, L, enable_nested_tensor=False)
+        except TypeError:
+            self.enc = nn.TransformerEncoder(layer, L)
+
+    def forward(self, x):
+        return self.enc(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, D, H, F):
+        super().__init__()
+        self.layer = nn.TransformerDecoderLayer(D, H, F, dropout=0.0,
+                                                batch_first=True)
+
+    def forward(self, x, memory):
+        t = x.shape[1]
+        return self.layer(x, memory, tgt_mask=causal_bool_mask(t, t))
+
+
+class SEBlock(nn.Module):
+    def __init__(self, C, R):
+        super().__init__()
+        self.fc1 = nn.Linear(C, C // R)
+        self.fc2 = nn.Linear(C // R, C)
+
+    def forward(self, x):
+        s = x.mean(dim=(2, 3))
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+        return x * s[:, :, None, None]
+
+
+def build_module(model, p):
+    if model == "sdpa":
+        return SDPA(p["E"], p["CAUSAL"])
+    if model == "mha":
+        return MHA(p["D"], p["H"], p["CAUSAL"])
+    if model == "encoder":
+        return Encoder(p["D"], p["H"], p["F"], p["L"], p["GELU"])
+    if model == "decoder":
+        return Decoder(p["D"], p["H"], p["F"])
+    if model == "se_block":
+        return SEBlock(p["C"], p["R"])
+    raise ValueError(model)
+
+
+def state_dict_of(model, module):
+    """The weight dict written to safetensors, keyed as in the contract:
+    the underlying PyTorch peer's own state_dict (wrapper prefix stripped)."""
+    inner = {"sdpa": None, "mha": "mha", "encoder": "enc",
+             "decoder": "layer", "se_block": None}[model]
+    sd = module.state_dict() if inner is None else getattr(module, inner).state_dict()
+    return {k: v.detach().clone() for k, v in sd.items()}
+
+
+def input_shapes(model, p, d):
+    if model == "sdpa":
+        return {"q": [d["B"], d["H"], d["T"], p["E"]],
+                "k": [d["B"], d["H"], d["S"], p["E"]],
+                "v": [d["B"], d["H"], d["S"], p["E"]]}
+    if model in ("mha", "encoder"):
+        return {"x": [d["B"], d["T"], p["D"]]}
+    if model == "decoder":
+        return {"x": [d["B"], d["T"], p["D"]],
+                "memory": [d["B"], d["S"], p["D"]]}
+    if model == "se_block":
+        return {"x": [d["N"], p["C"], d["H"], d["W"]]}
+    raise ValueError(model)
+
+
+def case_seed(model, case):
+    return zlib.crc32(f"{model}/{case}".encode()) & 0x7FFFFFFF
+
+
+def make_case(model, case, overrides, dims):
+    """Build the module (float32) and inputs (float32) for a case."""
+    spec = MODELS[model]
+    unknown = set(overrides) - {n for n, _ in spec["params"]}
+    if unknown:
+        raise ValueError(f"{model}/{case}: unknown params {sorted(unknown)}")
+    params = [(n, overrides.get(n, v)) for n, v in spec["params"]]
+    p = dict(params)
+    d = dict(dims)
+    seed = case_seed(model, case)
+
+    torch.manual_seed(seed)  # drives the module's own default init
+    module = build_module(model, p).float().eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, t in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            is_norm = ".norm" in "." + name
+            if is_norm and leaf == "weight":
+                t.copy_(1.0 + 0.2 * torch.randn(t.shape, generator=g))
+            elif is_norm and leaf == "bias":
+                t.copy_(0.2 * torch.randn(t.shape, generator=g))
+            elif leaf.endswith("bias"):
+                t.copy_(0.5 * torch.randn(t.shape, generator=g))
+    inputs = {name: torch.randn(shape, generator=g, dtype=torch.float32)
+              for name, shape in input_shapes(model, p, d).items()}
+    return params, p, d, module, inputs
+
+
+def run_module(module, inputs, dtype):
+    m = copy.deepcopy(module).to(dtype).eval()
+    args = [t.to(dtype) for t in inputs.values()]
+    # Grad enabled with params requiring grad keeps PyTorch off its fused
+    # "fast path" kernels, so the reference is the plain composite math.
+    with torch.enable_grad():
+        out = m(*args)
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    return [o.detach() for o in out]
+
+
+# --------------------------------------------------------------------------
+# Writers
+# --------------------------------------------------------------------------
+
+def safetensors_bytes(tensors):
+    header = {}
+    blobs = []
+    off = 0
+    for key in sorted(tensors):
+        a = np.ascontiguousarray(tensors[key].detach().cpu().numpy()
+                                 .astype("<f4", copy=False))
+        b = a.tobytes()
+        header[key] = {"dtype": "F32", "shape": list(a.shape),
+                       "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    hjson += b" " * ((-len(hjson)) % 8)
+    return struct.pack("<Q", len(hjson)) + hjson + b"".join(blobs)
+
+
+def fmt_kv(items):
+    return " ".join(f"{n}={v}" for n, v in items)
+
+
+def rel_err(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale = max(float(np.max(np.abs(b))), 1e-30) if b.size else 1.0
+    return float(np.max(np.abs(a - b))) / scale if b.size else 0.0
+
+
+def generate(out_dir, models):
+    total = 0
+    for model, case, overrides, dims in CASES:
+        if model not in models:
+            continue
+        spec = MODELS[model]
+        params, p, d, module, inputs = make_case(model, case, overrides, dims)
+        y64 = run_module(module, inputs, torch.float64)
+        y32 = run_module(module, inputs, torch.float32)
+
+        cdir = out_dir / model / case
+        cdir.mkdir(parents=True, exist_ok=True)
+        with open(cdir / "case.txt", "w", newline="\n") as f:
+            f.write(f"params: {fmt_kv(params)}\n")
+            f.write(f"dims: {fmt_kv(dims)}\n")
+        if model != "sdpa":
+            sd = state_dict_of(model, module)
+            (cdir / "weights.safetensors").write_bytes(safetensors_bytes(sd))
+        for name, t in inputs.items():
+            np.save(cdir / f"{name}.npy", t.numpy().astype(np.float32))
+        errs = []
+        for name, a64, a32 in zip(spec["outputs"], y64, y32):
+            arr = a64.numpy().astype(np.float64)
+            if not np.all(np.isfinite(arr)):
+                raise RuntimeError(f"{model}/{case}: non-finite output {name}")
+            np.save(cdir / f"expected_{name}.npy", arr)
+            errs.append(f"{name}{list(arr.shape)} f32-vs-f64 max_rel={rel_err(a32.numpy(), arr):.2e}")
+        size = sum(f.stat().st_size for f in cdir.iterdir())
+        total += size
+        print(f"{model + '/' + case:<22} {fmt_kv(params):<34} {fmt_kv(dims):<18} "
+              f"{size / 1024:8.1f} KiB  {'; '.join(errs)}")
+    print(f"total {total / 1024:.1f} KiB written under {out_dir}")
+
+
+# --------------------------------------------------------------------------
+# --verify: independent readers + plain-numpy float64 reference models
+# --------------------------------------------------------------------------
+
+def read_safetensors(path):
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack_from("<Q", raw, 0)
+    assert n % 8 == 0, "header length not a multiple of 8"
+    hdr = json.loads(raw[8:8 + n].decode("utf-8"))
+    data = raw[8 + n:]
+    keys = list(hdr)
+    assert keys == sorted(keys), "header keys not sorted"
+    out = {}
+    pos = 0
+    for k in keys:
+        e = hdr[k]
+        assert e["dtype"] == "F32", k
+        b, en = e["data_offsets"]
+        assert b == pos, f"{k}: offsets not contiguous"
+        cnt = int(np.prod(e["shape"])) if e["shape"] else 1
+        assert en - b == 4 * cnt, f"{k}: size mismatch"
+        out[k] = np.frombuffer(data[b:en], dtype="<f4").reshape(e["shape"])
+        pos = en
+    assert pos == len(data), "trailing data after last tensor"
+    return out
+
+
+def np_softmax(s):
+    m = np.max(s, axis=-1, keepdims=True)
+    e = np.exp(s - m)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def np_causal(t, s):
+    return np.triu(np.ones((t, s), dtype=bool), 1)
+
+
+def np_sdpa(q, k, v, causal):
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if causal:
+        s = np.where(np_causal(s.shape[-2], s.shape[-1]), -np.inf, s)
+    return np_softmax(s) @ v
+
+
+def np_linear(x, w, b):
+    return x @ w.T + b
+
+
+def np_mha(W, pre, xq, xkv, H, causal):
+    D = xq.shape[-1]
+    w = W[pre + "in_proj_weight"]
+    b = W[pre + "in_proj_bias"]
+    q = np_linear(xq, w[:D], b[:D])
+    k = np_linear(xkv, w[D:2 * D], b[D:2 * D])
+    v = np_linear(xkv, w[2 * D:], b[2 * D:])
+
+    def heads(t):
+        B, T, _ = t.shape
+        return t.reshape(B, T, H, D // H).transpose(0, 2, 1, 3)
+
+    o = np_sdpa(heads(q), heads(k), heads(v), causal)
+    B, _, T, _ = o.shape
+    o = o.transpose(0, 2, 1, 3).reshape(B, T, D)
+    return np_linear(o, W[pre + "out_proj.weight"], W[pre + "out_proj.bias"])
+
+
+def np_layernorm(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def np_act(x, gelu):
+    if gelu:
+        return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+    return np.maximum(x, 0.0)
+
+
+def np_ffn(W, pre, x, gelu):
+    h = np_act(np_linear(x, W[pre + "linear1.weight"], W[pre + "linear1.bias"]), gelu)
+    return np_linear(h, W[pre + "linear2.weight"], W[pre + "linear2.bias"])
+
+
+def np_ln(W, name, x):
+    return np_layernorm(x, W[name + ".weight"], W[name + ".bias"])
+
+
+def np_reference(model, p, W, X):
+    W = {k: v.astype(np.float64) for k, v in W.items()}
+    X = {k: v.astype(np.float64) for k, v in X.items()}
+    if model == "sdpa":
+        return {"o": np_sdpa(X["q"], X["k"], X["v"], p["CAUSAL"])}
+    if model == "mha":
+        x = X["x"]
+        return {"y": np_mha(W, "", x, x, p["H"], p["CAUSAL"])}
+    if model == "encoder":
+        x = X["x"]
+        for i in range(p["L"]):
+            pre = f"layers.{i}."
+            x = np_ln(W, pre + "norm1", x + np_mha(W, pre + "self_attn.", x, x, p["H"], False))
+            x = np_ln(W, pre + "norm2", x + np_ffn(W, pre, x, p["GELU"]))
+        return {"y": x}
+    if model == "decoder":
+        x, mem = X["x"], X["memory"]
+        x = np_ln(W, "norm1", x + np_mha(W, "self_attn.", x, x, p["H"], True))
+        x = np_ln(W, "norm2", x + np_mha(W, "multihead_attn.", x, mem, p["H"], False))
+        x = np_ln(W, "norm3", x + np_ffn(W, "", x, False))
+        return {"y": x}
+    if model == "se_block":
+        x = X["x"]
+        s = x.mean(axis=(2, 3))
+        s = np.maximum(np_linear(s, W["fc1.weight"], W["fc1.bias"]), 0.0)
+        s = 1.0 / (1.0 + np.exp(-np_linear(s, W["fc2.weight"], W["fc2.bias"])))
+        return {"y": x * s[:, :, None, None]}
+    raise ValueError(model)
+
+
+def parse_kv_line(line, tag):
+    assert line.startswith(tag + ": "), line
+    return [(n, int(v)) for n, v in (kv.split("=") for kv in line[len(tag) + 2:].split())]
+
+
+def verify(out_dir, models):
+    bad = 0
+    for model, case, overrides, dims in CASES:
+        if model not in models:
+            continue
+        spec = MODELS[model]
+        cdir = out_dir / model / case
+        try:
+            params, p, d, module, inputs = make_case(model, case, overrides, dims)
+            lines = (cdir / "case.txt").read_text().splitlines()
+            assert parse_kv_line(lines[0], "params") == params, "case.txt params"
+            assert parse_kv_line(lines[1], "dims") == list(dims), "case.txt dims"
+            W = {}
+            if model != "sdpa":
+                W = read_safetensors(cdir / "weights.safetensors")
+                sd = state_dict_of(model, module)
+                assert sorted(W) == sorted(sd), f"keys differ: {sorted(W)} vs {sorted(sd)}"
+                for k, t in sd.items():
+                    assert list(W[k].shape) == list(t.shape), f"{k}: shape"
+                    assert np.array_equal(W[k], t.numpy()), f"{k}: values"
+            else:
+                assert not (cdir / "weights.safetensors").exists()
+            X = {}
+            for name in spec["inputs"]:
+                a = np.load(cdir / f"{name}.npy")
+                assert a.dtype == np.float32, f"{name}: dtype {a.dtype}"
+                assert np.array_equal(a, inputs[name].numpy()), f"{name}: values"
+                X[name] = a
+            ref = np_reference(model, p, W, X)
+            errs = []
+            for name in spec["outputs"]:
+                e = np.load(cdir / f"expected_{name}.npy")
+                assert e.dtype == np.float64, f"expected_{name}: dtype {e.dtype}"
+                assert e.shape == ref[name].shape, f"expected_{name}: shape"
+                r = rel_err(e, ref[name])
+                assert r < 1e-12, f"expected_{name}: numpy reference rel err {r:.2e}"
+                errs.append(f"{name} numpy-vs-torch(f64) rel={r:.1e}")
+            print(f"OK   {model}/{case}: {'; '.join(errs)}")
+        except Exception as ex:  # noqa: BLE001 - report and continue
+            bad += 1
+            print(f"FAIL {model}/{case}: {type(ex).__name__}: {ex}")
+    print("verify:", "all OK" if not bad else f"{bad} case(s) FAILED")
+    return bad == 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", metavar="MODEL",
+                    help=f"models to process (default: all of {', '.join(MODELS)})")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help=f"output directory (default: {DEFAULT_OUT})")
+    ap.add_argument("--verify", action="store_true",
+                    help="check existing fixtures instead of writing them")
+    args = ap.parse_args(argv)
+    models = args.models or list(MODELS)
+    for m in models:
+        if m not in MODELS:
+            ap.error(f"unknown model {m!r} (choose from {', '.join(MODELS)})")
+    torch.set_num_threads(1)  # deterministic reductions
+    out_dir = args.out.resolve()
+    if args.verify:
+        return 0 if verify(out_dir, models) else 1
+    for m in models:  # drop stale cases of regenerated models
+        if (out_dir / m).is_dir():
+            shutil.rmtree(out_dir / m)
+    generate(out_dir, models)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
