@@ -1,0 +1,20 @@
+/* frontend.h - the .attn front end: parse (Flex + Bison) and lower to IR.
+ *
+ * fe_compile runs the whole front end: parse, check, evaluate compile-time
+ * params, inline functions, unroll loops, expand sugar (linear, attention,
+ * split_heads, ...) and build the graph IR.  Errors go to diag with
+ * file:line:col, the source line and a caret. */
+#ifndef FE_FRONTEND_H
+#define FE_FRONTEND_H
+#include "ir.h"
+
+typedef struct {
+  const char *name;
+  int64_t value;
+  bool used;  /* set by fe_compile when the param exists */
+} FeDefine;
+
+/* Returns NULL if any error was reported. */
+IrGraph *fe_compile(IrArena *arena, IrDiag *diag, const char *file, const char *text,
+                    FeDefine *defs, int ndefs);
+#endif
