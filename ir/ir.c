@@ -124,7 +124,8 @@ IrDimStatus ir_dim_mul(IrDim a, IrDim b, IrDim *out) {
 
 /* Divide monomial a by monomial b exactly; false if not divisible. */
 static bool mono_div(const IrTerm *a, const IrTerm *b, IrTerm *out) {
-  if (b->coef == 0 || a->coef % b->coef != 0) return false;
+  if (b->coef == 0 || (b->coef == -1 && a->coef == INT64_MIN) || a->coef % b->coef != 0)
+    return false;
   IrTerm r;
   memset(&r, 0, sizeof r);
   r.coef = a->coef / b->coef;
@@ -154,7 +155,8 @@ IrDimStatus ir_dim_div(IrDim a, IrDim b, IrDim *out) {
       *out = a;
       return IR_DIM_OK;
     }
-    if (a.nterm != b.nterm || mono_cmp(&a.t[0], &b.t[0]) != 0 || a.t[0].coef % b.t[0].coef)
+    if (a.nterm != b.nterm || mono_cmp(&a.t[0], &b.t[0]) != 0 ||
+        (b.t[0].coef == -1 && a.t[0].coef == INT64_MIN) || a.t[0].coef % b.t[0].coef)
       return IR_DIM_INEXACT;
     k = a.t[0].coef / b.t[0].coef;
     IrDim kb;
@@ -225,15 +227,13 @@ int ir_dim_str(const IrGraph *g, IrDim d, char *buf, size_t n) {
     for (int i = 0; i < d.nterm; i++) {
       const IrTerm *t = &d.t[i];
       if ((t->nsym == 0) != (pass == 1)) continue;
-      int64_t c = t->coef;
+      uint64_t c = t->coef < 0 ? -(uint64_t)t->coef : (uint64_t)t->coef; /* INT64_MIN too */
       bool first = len == 0;
-      if (c < 0) {
+      if (t->coef < 0)
         PUT("-");
-        c = -c;
-      } else if (!first) {
+      else if (!first)
         PUT("+");
-      }
-      if (t->nsym == 0 || c != 1) PUT("%lld", (long long)c);
+      if (t->nsym == 0 || c != 1) PUT("%llu", (unsigned long long)c);
       for (int k = 0; k < t->nsym; k++) {
         const char *s = t->sym[k] < g->nsym ? g->syms[t->sym[k]] : "?";
         PUT("%s%s", (k > 0 || c != 1) ? "*" : "", s);

@@ -1,0 +1,42 @@
+/* interp.h - the reference interpreter: runs any IrGraph on the host with
+ * plain loops and float64 arithmetic, rounding every node to its dtype.  It
+ * defines what the IR means and is the oracle every backend and pass is
+ * checked against (semantics: the comment at the top of interp.c). */
+#ifndef IR_INTERP_H
+#define IR_INTERP_H
+#include <stddef.h>
+#include <stdint.h>
+#include "ir.h"
+
+/* A host tensor, C-contiguous.  f16 and bf16 elements are uint16_t bit
+ * patterns, bool elements one byte each (0 or 1). */
+typedef struct {
+  rt_dtype dtype;
+  int rank;
+  int64_t shape[IR_MAX_RANK];
+  void *data;
+} IrTensor;
+
+/* Weight provider: fill *out with a view of the weight named `key` (data not
+ * owned, must stay valid for the run).  Return 0, or nonzero with a message
+ * in err. */
+typedef int (*IrWeightFn)(void *ctx, const char *key, IrTensor *out, char *err, size_t errlen);
+
+/* Bind every dim symbol from the input shapes (inputs in A_INDEX order).
+ * symvals has g->nsym entries.  A dim that is a single symbol binds it; a
+ * constant or composite dim (B*T) is checked once all symbols are bound; a
+ * symbol that the graph uses but no input gives on its own is an error, as
+ * are rank and dtype mismatches.  Returns 0, or -1 with a message naming the
+ * input, the axis, the expected and the actual size. */
+int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t *symvals,
+                 char *err, size_t errlen);
+
+/* Run the graph.  outputs[i] (graph->outputs order) receive malloc'd data in
+ * the output node's dtype and its concrete shape; the caller frees
+ * outputs[i].data.  Returns 0, or -1 with a message (then every
+ * outputs[i].data is NULL).  Never exits on bad user data or an ill-typed
+ * graph. */
+int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeightFn wfn,
+                  void *wctx, IrTensor *outputs, int noutputs, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,54 @@
+/* pass.h - the pass interface and the pipeline.
+ *
+ * Every pass has the same signature: it rewrites the graph in place and
+ * returns true if it changed anything.  pass_pipeline() lists the passes in
+ * order; the verifier runs after each one.  See docs/architecture.md. */
+#ifndef PASS_PASS_H
+#define PASS_PASS_H
+#include <stdio.h>
+#include "ir.h"
+
+typedef struct PassOptions {
+  int opt_level;               /* 0: no optimization at all */
+  bool no_fuse;                /* disable every fusion pass */
+  const char *disabled[32];    /* --disable-pass=NAME */
+  int ndisabled;
+  const char *print_before[32];/* --print-before=PASS */
+  int nprint_before;
+  const char *print_after[32]; /* --print-after=PASS */
+  int nprint_after;
+  bool print_after_all;
+  FILE *dump;                  /* where dumps go (stderr) */
+  IrDiag *diag;
+} PassOptions;
+
+typedef bool (*PassFn)(IrGraph *g, const PassOptions *opt);
+
+typedef struct {
+  const char *name;
+  PassFn run;
+  bool fusion;      /* turned off by --no-fuse */
+  const char *what; /* one line for --help and docs */
+} PassInfo;
+
+/* The passes, in pipeline order (NULL-terminated). */
+extern const PassInfo pass_list[];
+const PassInfo *pass_find(const char *name);
+
+/* Run the pipeline. Returns false if the verifier failed after a pass
+ * (reported through opt->diag). */
+bool pass_pipeline(IrGraph *g, const PassOptions *opt);
+
+/* passes */
+bool pass_canonicalize(IrGraph *g, const PassOptions *opt);
+bool pass_cse(IrGraph *g, const PassOptions *opt);
+bool pass_dce(IrGraph *g, const PassOptions *opt);
+
+/* util.c: rewriting helpers shared by passes */
+/* Redirect every use of node i to map[i] (map[i] <= i) in function f, and
+ * the graph outputs when f == 0. */
+void pass_apply_map(IrGraph *g, int f, const int *map);
+/* Drop nodes not needed by the outputs (main: inputs always stay; bodies:
+ * params always stay) and renumber.  Returns true if any node went. */
+bool pass_compact(IrGraph *g, int f);
+#endif

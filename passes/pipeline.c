@@ -1,0 +1,45 @@
+/* pipeline.c - the pass pipeline, in order.  The verifier runs after every
+ * pass; dumps for --print-before / --print-after / --print-after-all go to
+ * opt->dump with a header naming the pass. */
+#include <string.h>
+#include "pass.h"
+
+const PassInfo pass_list[] = {
+  {"canonicalize", pass_canonicalize, false, "fold chains of permute/reshape, drop identity shape ops"},
+  {"cse", pass_cse, false, "merge identical nodes"},
+  {"dce", pass_dce, false, "remove nodes no output depends on"},
+  {NULL, NULL, false, NULL},
+};
+
+const PassInfo *pass_find(const char *name) {
+  for (const PassInfo *p = pass_list; p->name; p++)
+    if (strcmp(p->name, name) == 0) return p;
+  return NULL;
+}
+
+static bool listed(const char *const *list, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(list[i], name) == 0) return true;
+  return false;
+}
+
+static void dump(const IrGraph *g, const PassOptions *opt, const char *when, const char *pass) {
+  FILE *out = opt->dump ? opt->dump : stderr;
+  fprintf(out, "# *** IR Dump %s %s ***\n", when, pass);
+  ir_print(g, out);
+  fflush(out);
+}
+
+bool pass_pipeline(IrGraph *g, const PassOptions *opt) {
+  for (const PassInfo *p = pass_list; p->name; p++) {
+    bool skip = opt->opt_level == 0 || (p->fusion && opt->no_fuse) ||
+                listed(opt->disabled, opt->ndisabled, p->name);
+    if (skip) continue;
+    if (listed(opt->print_before, opt->nprint_before, p->name)) dump(g, opt, "Before", p->name);
+    p->run(g, opt);
+    if (!ir_verify(g, opt->diag, p->name)) return false;
+    if (opt->print_after_all || listed(opt->print_after, opt->nprint_after, p->name))
+      dump(g, opt, "After", p->name);
+  }
+  return true;
+}

@@ -1,0 +1,50 @@
+/* util.c - helpers shared by passes: use redirection and compaction. */
+#include <stdlib.h>
+#include <string.h>
+#include "pass.h"
+
+/* Follow map chains to the final representative. */
+static int resolve(const int *map, int i) {
+  while (map[i] != i) i = map[i];
+  return i;
+}
+
+void pass_apply_map(IrGraph *g, int f, const int *map) {
+  IrFunc *fn = &g->funcs[f];
+  for (int i = 0; i < fn->n; i++)
+    for (int k = 0; k < fn->nodes[i].nin; k++) fn->nodes[i].in[k] = resolve(map, fn->nodes[i].in[k]);
+  for (int k = 0; k < fn->nyield; k++) fn->yields[k] = resolve(map, fn->yields[k]);
+  if (f == 0)
+    for (int k = 0; k < g->noutput; k++) g->outputs[k].node = resolve(map, g->outputs[k].node);
+}
+
+bool pass_compact(IrGraph *g, int f) {
+  IrFunc *fn = &g->funcs[f];
+  int n = fn->n;
+  if (n == 0) return false;
+  bool *live = calloc((size_t)n, sizeof *live);
+  int *newid = malloc(sizeof(int) * (size_t)n);
+  if (!live || !newid) ir_bug("out of memory");
+  if (f == 0)
+    for (int k = 0; k < g->noutput; k++) live[g->outputs[k].node] = true;
+  for (int k = 0; k < fn->nyield; k++) live[fn->yields[k]] = true;
+  for (int i = 0; i < n; i++)
+    if (fn->nodes[i].op == IR_INPUT || fn->nodes[i].op == IR_PARAM) live[i] = true;
+  for (int i = n - 1; i >= 0; i--)
+    if (live[i])
+      for (int k = 0; k < fn->nodes[i].nin; k++) live[fn->nodes[i].in[k]] = true;
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    newid[i] = live[i] ? m : -1;
+    if (live[i]) fn->nodes[m++] = fn->nodes[i];
+  }
+  for (int i = 0; i < m; i++)
+    for (int k = 0; k < fn->nodes[i].nin; k++) fn->nodes[i].in[k] = newid[fn->nodes[i].in[k]];
+  for (int k = 0; k < fn->nyield; k++) fn->yields[k] = newid[fn->yields[k]];
+  if (f == 0)
+    for (int k = 0; k < g->noutput; k++) g->outputs[k].node = newid[g->outputs[k].node];
+  fn->n = m;
+  free(live);
+  free(newid);
+  return m != n;
+}

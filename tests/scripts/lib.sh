@@ -1,0 +1,16 @@
+# lib.sh - shared helpers for the script tests.  Each test prints one line
+# per check and ends with "N passed, N failed".
+set -u
+: "${ATTNC:?set ATTNC to the attnc binary}"
+: "${ATTNC_SOURCE_DIR:?set ATTNC_SOURCE_DIR}"
+cd "$ATTNC_SOURCE_DIR"
+PASS=0
+FAIL=0
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
+finish() {
+  echo "$PASS passed, $FAIL failed"
+  [ "$FAIL" -eq 0 ] && [ "$PASS" -gt 0 ]
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# numeric_fixtures.sh - every PyTorch fixture (tests/fixtures/<model>/<case>,
+# made by scripts/gen_fixtures.py) runs through `attnc run --interp` and must
+# match PyTorch's float64 result within a max-norm relative error of 1e-5.
+source "$(dirname "$0")/lib.sh"
+: "${NPYCMP:?set NPYCMP}"
+ENGINE=${ENGINE:---interp}
+for dir in tests/fixtures/*/*/; do
+  dir=${dir%/}
+  model=$(basename "$(dirname "$dir")")
+  case_=$(basename "$dir")
+  defs=$(sed -n 's/^params: //p' "$dir/case.txt")
+  dflags=""
+  for d in $defs; do dflags="$dflags -D $d"; done
+  inputs=""
+  for f in "$dir"/*.npy; do
+    b=$(basename "$f" .npy)
+    case "$b" in expected_*) continue ;; esac
+    inputs="$inputs --input $b=$f"
+  done
+  outputs=""
+  for f in "$dir"/expected_*.npy; do
+    b=$(basename "$f" .npy)
+    outputs="$outputs --output ${b#expected_}=$TMP/${b#expected_}.npy"
+  done
+  w=""
+  [ -f "$dir/weights.safetensors" ] && w="--weights $dir/weights.safetensors"
+  if ! "$ATTNC" run "examples/$model.attn" $ENGINE $dflags $w $inputs $outputs 2>"$TMP/err"; then
+    bad "$model/$case_: attnc run failed: $(head -3 "$TMP/err")"
+    continue
+  fi
+  for f in "$dir"/expected_*.npy; do
+    b=$(basename "$f" .npy)
+    if r=$("$NPYCMP" "$TMP/${b#expected_}.npy" "$f" --rtol 1e-5); then
+      ok "$model/$case_ ${b#expected_}: $r"
+    else
+      bad "$model/$case_ ${b#expected_}: $r"
+    fi
+  done
+done
+finish

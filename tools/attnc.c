@@ -1,0 +1,549 @@
+/* attnc.c - the command-line driver.
+ *
+ *   attnc FILE [-o OUT] [--emit=ir|dot] [-O0] [-D NAME=VALUE]...
+ *         [--print-after-all] [--print-before=PASS] [--print-after=PASS]
+ *         [--disable-pass=PASS] [--no-fuse]
+ *   attnc run MODEL --weights W.safetensors --input NAME=FILE.npy ...
+ *         [--output NAME=FILE.npy ...] [--interp] [-D NAME=VALUE]...
+ *
+ * FILE is a .attn program or a textual IR file (recognized by its leading
+ * `graph` keyword).  User errors print a message and exit with status 1;
+ * outputs are written to a temporary file and renamed, so a failed run
+ * never leaves a partial file behind. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "frontend.h"
+#include "interp.h"
+#include "pass.h"
+#include "rt_npy.h"
+#include "rt_safetensors.h"
+
+#ifndef ATTNC_VERSION
+#define ATTNC_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: attnc FILE [options]            compile a model (.attn or IR text)\n"
+          "       attnc run MODEL [options]       run a model on .npy inputs\n"
+          "\n"
+          "compile options:\n"
+          "  -o FILE                write the result to FILE ('-' for stdout, the default for text)\n"
+          "  --emit=ir              the graph IR after the pass pipeline (default)\n"
+          "  --emit=dot             the graph as Graphviz dot\n"
+          "  -O0                    no optimization: the IR exactly as lowered\n"
+          "  -D NAME=VALUE          override a param (repeatable)\n"
+          "  --print-after-all      dump the IR to stderr after every pass\n"
+          "  --print-before=PASS    dump the IR to stderr before PASS (repeatable)\n"
+          "  --print-after=PASS     dump the IR to stderr after PASS (repeatable)\n"
+          "  --disable-pass=PASS    skip PASS (repeatable)\n"
+          "  --no-fuse              skip every fusion pass\n"
+          "\n"
+          "run options:\n"
+          "  --weights FILE         safetensors file with the model's weights\n"
+          "  --input NAME=FILE      .npy file for input NAME (one per input)\n"
+          "  --output NAME=FILE     write output NAME to a .npy file\n"
+          "  --interp               run on the reference interpreter (the only engine so far)\n"
+          "  --allow-extra-weights  do not fail on weights the model does not use\n"
+          "  -D NAME=VALUE          override a param (repeatable)\n"
+          "\n"
+          "  --help, --version\n"
+          "\n"
+          "passes, in pipeline order:\n");
+  for (const PassInfo *p = pass_list; p->name; p++) fprintf(out, "  %-20s %s\n", p->name, p->what);
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "attnc: error: ");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 1;
+}
+
+/* Read a whole regular file (at most 256 MiB) into a NUL-terminated buffer. */
+static char *read_file(const char *path, size_t *len) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    fail("cannot open '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail("'%s' is not a regular file", path);
+    return NULL;
+  }
+  if (st.st_size > (256 << 20)) {
+    fail("'%s' is too large (%lld bytes)", path, (long long)st.st_size);
+    return NULL;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fail("cannot open '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+  fclose(f);
+  if (!buf || n != (size_t)st.st_size) {
+    free(buf);
+    fail("cannot read '%s'", path);
+    return NULL;
+  }
+  buf[n] = 0;
+  if (memchr(buf, 0, n)) {
+    free(buf);
+    fail("'%s' contains NUL bytes; is it a text file?", path);
+    return NULL;
+  }
+  if (len) *len = n;
+  return buf;
+}
+
+/* Write data to path atomically (temp file in the same directory, then
+ * rename).  "-" writes to stdout. */
+static int write_atomic(const char *path, const char *data, size_t len) {
+  if (strcmp(path, "-") == 0) {
+    fwrite(data, 1, len, stdout);
+    return fflush(stdout) == 0 ? 0 : fail("cannot write to stdout");
+  }
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return fail("path too long: '%s'", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) return fail("cannot create '%s': %s", tmp, strerror(errno));
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+    if (w <= 0) {
+      close(fd);
+      unlink(tmp);
+      return fail("cannot write '%s': %s", path, strerror(errno));
+    }
+    off += (size_t)w;
+  }
+  if (close(fd) != 0 || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return fail("cannot write '%s': %s", path, strerror(errno));
+  }
+  return 0;
+}
+
+/* True if the text is IR (first token after comments and blanks is `graph`). */
+static bool looks_like_ir(const char *text) {
+  const char *p = text;
+  for (;;) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+    if (*p == '#') {
+      while (*p && *p != '\n') p++;
+      continue;
+    }
+    break;
+  }
+  return strncmp(p, "graph", 5) == 0 && (p[5] == ' ' || p[5] == '\t');
+}
+
+typedef struct {
+  FeDefine defs[64];
+  int ndefs;
+  PassOptions passes;
+} Common;
+
+/* Parse -D NAME=VALUE (or -DNAME=VALUE). */
+static int parse_define(Common *c, const char *s) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s) return fail("-D expects NAME=VALUE, got '%s'", s);
+  char *end;
+  errno = 0;
+  long long v = strtoll(eq + 1, &end, 10);
+  if (errno || *end || end == eq + 1) return fail("-D %s: '%s' is not an integer", s, eq + 1);
+  if (c->ndefs == 64) return fail("too many -D options");
+  for (int i = 0; i < c->ndefs; i++)
+    if (strlen(c->defs[i].name) == (size_t)(eq - s) && strncmp(c->defs[i].name, s, (size_t)(eq - s)) == 0) {
+      c->defs[i].value = v; /* the last one wins, as with a C compiler */
+      return 0;
+    }
+  char *name = strndup(s, (size_t)(eq - s));
+  c->defs[c->ndefs++] = (FeDefine){name, v, false};
+  return 0;
+}
+
+/* Options shared by compile and run; returns 1 on error, 0 if consumed
+ * (advancing *i), -1 if not a common option. */
+static int common_option(Common *c, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  if (strcmp(a, "-D") == 0) {
+    if (*i + 1 >= argc) return fail("-D needs NAME=VALUE");
+    return parse_define(c, argv[++*i]) ? 1 : 0;
+  }
+  if (strncmp(a, "-D", 2) == 0) return parse_define(c, a + 2) ? 1 : 0;
+  if (strcmp(a, "-O0") == 0) return c->passes.opt_level = 0, 0;
+  if (strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0 || strcmp(a, "-O3") == 0) return c->passes.opt_level = a[2] - '0', 0;
+  if (strcmp(a, "--print-after-all") == 0) return c->passes.print_after_all = true, 0;
+  if (strcmp(a, "--no-fuse") == 0) return c->passes.no_fuse = true, 0;
+  struct {
+    const char *flag;
+    const char **list;
+    int *n;
+  } lists[] = {
+    {"--print-before=", c->passes.print_before, &c->passes.nprint_before},
+    {"--print-after=", c->passes.print_after, &c->passes.nprint_after},
+    {"--disable-pass=", c->passes.disabled, &c->passes.ndisabled},
+  };
+  for (int k = 0; k < 3; k++) {
+    size_t fl = strlen(lists[k].flag);
+    if (strncmp(a, lists[k].flag, fl) == 0) {
+      const char *name = a + fl;
+      if (!pass_find(name)) {
+        const char *best = NULL;
+        int bd = 99;
+        for (const PassInfo *p = pass_list; p->name; p++) {
+          int d = ir_edit_distance(name, p->name);
+          if (d < bd) bd = d, best = p->name;
+        }
+        if (best && bd <= 3) return fail("unknown pass '%s' in %s; did you mean '%s'?", name, a, best);
+        return fail("unknown pass '%s' in %s (see attnc --help for the list)", name, a);
+      }
+      if (*lists[k].n == 32) return fail("too many %s options", lists[k].flag);
+      lists[k].list[(*lists[k].n)++] = name;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int unknown_option(const char *a, const char *const *known) {
+  const char *best = NULL;
+  int bd = 99;
+  char head[64];
+  snprintf(head, sizeof head, "%.*s", (int)strcspn(a, "="), a);
+  for (int i = 0; known[i]; i++) {
+    int d = ir_edit_distance(head, known[i]);
+    if (d < bd) bd = d, best = known[i];
+  }
+  if (best && bd <= 3) return fail("unknown option '%s'; did you mean '%s'?", a, best);
+  return fail("unknown option '%s' (see attnc --help)", a);
+}
+
+/* Load a model from .attn or IR text and run the pass pipeline. */
+static IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Common *c, char **text_out) {
+  char *text = read_file(path, NULL);
+  if (!text) return NULL;
+  *text_out = text;
+  IrGraph *g;
+  if (looks_like_ir(text)) {
+    ir_diag_add_source(diag, path, text);
+    if (c->ndefs) {
+      fail("-D %s: params of an IR file are already fixed", c->defs[0].name);
+      return NULL;
+    }
+    g = ir_parse(arena, diag, path, text);
+    if (g && !ir_verify(g, diag, "parsing")) g = NULL;
+  } else {
+    g = fe_compile(arena, diag, path, text, c->defs, c->ndefs);
+    if (g && !ir_verify(g, diag, "lowering")) ir_bug("the front end produced invalid IR");
+  }
+  if (!g) return NULL;
+  c->passes.diag = diag;
+  c->passes.dump = stderr;
+  if (!pass_pipeline(g, &c->passes)) return NULL;
+  return g;
+}
+
+static int cmd_compile(int argc, char **argv) {
+  Common c = {.passes = {.opt_level = 1}};
+  const char *file = NULL, *out = NULL, *emit = "ir";
+  static const char *known[] = {"-o", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
+                                "--print-after", "--disable-pass", "--no-fuse", "--help", "--version", NULL};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int r = common_option(&c, argc, argv, &i);
+    if (r > 0) return 1;
+    if (r == 0) continue;
+    if (strcmp(a, "-o") == 0) {
+      if (i + 1 >= argc) return fail("-o needs a file name");
+      out = argv[++i];
+    } else if (strncmp(a, "--emit=", 7) == 0) {
+      emit = a + 7;
+      if (strcmp(emit, "ir") && strcmp(emit, "dot")) {
+        if (!strcmp(emit, "llvm") || !strcmp(emit, "asm") || !strcmp(emit, "obj") || !strcmp(emit, "header") ||
+            !strcmp(emit, "cuda") || !strcmp(emit, "ptx"))
+          return fail("--emit=%s needs a code generator, which this version of attnc does not have yet", emit);
+        return fail("unknown --emit kind '%s' (expected ir or dot)", emit);
+      }
+    } else if (a[0] == '-' && a[1]) {
+      return unknown_option(a, known);
+    } else if (file) {
+      return fail("more than one input file: '%s' and '%s'", file, a);
+    } else {
+      file = a;
+    }
+  }
+  if (!file) return fail("no input file (see attnc --help)");
+  if (out) {
+    size_t n = strlen(out);
+    if ((n > 3 && !strcmp(out + n - 3, ".so")) || (n > 2 && !strcmp(out + n - 2, ".o")))
+      return fail("-o %s: native code generation is not available in this version of attnc; "
+                  "use --emit=ir or --emit=dot", out);
+  }
+  IrArena *arena = ir_arena_new();
+  IrDiag *diag = ir_diag_new(stderr);
+  char *text = NULL;
+  int rc = 1;
+  IrGraph *g = load_model(file, arena, diag, &c, &text);
+  if (g) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (strcmp(emit, "dot") == 0)
+      ir_dot(g, m);
+    else
+      ir_print(g, m);
+    fclose(m);
+    rc = write_atomic(out ? out : "-", buf, len);
+    free(buf);
+  }
+  free(text);
+  for (int i = 0; i < c.ndefs; i++) free((char *)c.defs[i].name);
+  ir_diag_free(diag);
+  ir_arena_free(arena);
+  return rc;
+}
+
+/* ---- attnc run ---------------------------------------------------------- */
+
+typedef struct {
+  rt_safetensors *st;
+  const char *path;
+  bool *used;
+} WeightCtx;
+
+static int weight_fn(void *ctx, const char *key, IrTensor *out, char *err, size_t errlen) {
+  WeightCtx *w = ctx;
+  if (!w->st) {
+    snprintf(err, errlen, "the model needs weight '%s' but no --weights file was given", key);
+    return -1;
+  }
+  const rt_st_tensor *t = rt_st_find(w->st, key);
+  if (!t) {
+    const char *best = NULL;
+    int bd = 99;
+    for (int i = 0; i < rt_st_count(w->st); i++) {
+      int d = ir_edit_distance(key, rt_st_get(w->st, i)->name);
+      if (d < bd) bd = d, best = rt_st_get(w->st, i)->name;
+    }
+    if (best && bd <= 3)
+      snprintf(err, errlen, "%s: missing weight '%s'; did you mean '%s'?", w->path, key, best);
+    else
+      snprintf(err, errlen, "%s: missing weight '%s'", w->path, key);
+    return -1;
+  }
+  for (int i = 0; i < rt_st_count(w->st); i++)
+    if (rt_st_get(w->st, i) == t) w->used[i] = true;
+  out->dtype = t->dtype;
+  out->rank = t->rank;
+  memcpy(out->shape, t->shape, sizeof out->shape);
+  out->data = (void *)t->data;
+  return 0;
+}
+
+static int split_assign(const char *arg, const char *flag, char **name, const char **file) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg || !eq[1]) return fail("%s expects NAME=FILE, got '%s'", flag, arg);
+  *name = strndup(arg, (size_t)(eq - arg));
+  *file = eq + 1;
+  return 0;
+}
+
+static void shape_str(const int64_t *shape, int rank, char *buf, size_t n) {
+  size_t len = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < rank && len < n; i++) len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? "," : "", (long long)shape[i]);
+  if (len < n) snprintf(buf + len, n - len, "]");
+}
+
+static int cmd_run(int argc, char **argv) {
+  Common c = {.passes = {.opt_level = 1}};
+  const char *model = NULL, *weights = NULL;
+  char *in_names[64], *out_names[64];
+  const char *in_files[64], *out_files[64];
+  int nin = 0, nout = 0, rc = 1;
+  bool allow_extra = false;
+  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--allow-extra-weights", "-D",
+                                "-O0", "--print-after-all", "--print-before", "--print-after",
+                                "--disable-pass", "--no-fuse", NULL};
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    int r = common_option(&c, argc, argv, &i);
+    if (r > 0) return 1;
+    if (r == 0) continue;
+    if (strcmp(a, "--weights") == 0 || strcmp(a, "--input") == 0 || strcmp(a, "--output") == 0) {
+      if (i + 1 >= argc) return fail("%s needs an argument", a);
+      const char *v = argv[++i];
+      if (a[2] == 'w') {
+        if (weights) return fail("--weights given twice");
+        weights = v;
+      } else if (a[2] == 'i') {
+        if (nin == 64) return fail("too many --input options");
+        if (split_assign(v, a, &in_names[nin], &in_files[nin])) return 1;
+        nin++;
+      } else {
+        if (nout == 64) return fail("too many --output options");
+        if (split_assign(v, a, &out_names[nout], &out_files[nout])) return 1;
+        nout++;
+      }
+    } else if (strcmp(a, "--interp") == 0) {
+      /* the interpreter is the only engine for now */
+    } else if (strcmp(a, "--allow-extra-weights") == 0) {
+      allow_extra = true;
+    } else if (a[0] == '-' && a[1]) {
+      return unknown_option(a, known);
+    } else if (model) {
+      return fail("more than one model: '%s' and '%s'", model, a);
+    } else {
+      model = a;
+    }
+  }
+  if (!model) return fail("attnc run: no model given (see attnc --help)");
+  size_t ml = strlen(model);
+  if (ml > 3 && strcmp(model + ml - 3, ".so") == 0)
+    return fail("%s: running compiled libraries needs the CPU backend, which this version of attnc does not have yet",
+                model);
+
+  IrArena *arena = ir_arena_new();
+  IrDiag *diag = ir_diag_new(stderr);
+  char *text = NULL;
+  rt_safetensors *st = NULL;
+  IrTensor inputs[64] = {0}, outputs[64] = {0};
+  rt_npy npys[64] = {0};
+  bool *used = NULL;
+  char err[2048];
+  IrGraph *g = load_model(model, arena, diag, &c, &text);
+  if (!g) goto done;
+
+  /* inputs: exactly the model's, by name */
+  int ids[64];
+  int ngin = ir_graph_inputs(g, ids, 64);
+  for (int k = 0; k < nin; k++)
+    for (int j = 0; j < k; j++)
+      if (strcmp(in_names[k], in_names[j]) == 0) {
+        fail("--input %s given twice", in_names[k]);
+        goto done;
+      }
+  for (int k = 0; k < nin; k++) {
+    bool found = false;
+    for (int j = 0; j < ngin; j++)
+      if (strcmp(g->funcs[0].nodes[ids[j]].a.str, in_names[k]) == 0) found = true;
+    if (!found) {
+      char list[512] = "";
+      size_t len = 0;
+      for (int j = 0; j < ngin; j++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", j ? ", " : "", g->funcs[0].nodes[ids[j]].a.str);
+      fail("--input %s: the model has no input '%s' (its inputs: %s)", in_names[k], in_names[k], list);
+      goto done;
+    }
+  }
+  for (int j = 0; j < ngin; j++) {
+    const IrNode *n = &g->funcs[0].nodes[ids[j]];
+    int k = 0;
+    while (k < nin && strcmp(in_names[k], n->a.str)) k++;
+    if (k == nin) {
+      char ty[256];
+      ir_type_str(g, &n->type, ty, sizeof ty);
+      fail("missing input '%s' (%s): pass --input %s=FILE.npy", n->a.str, ty, n->a.str);
+      goto done;
+    }
+    if (rt_npy_read(in_files[k], &npys[j], err, sizeof err)) {
+      fail("%s", err);
+      goto done;
+    }
+    if (npys[j].dtype != n->type.dt) {
+      fail("input '%s': %s holds %s data but the model expects %s", n->a.str, in_files[k],
+           rt_dtype_name(npys[j].dtype), rt_dtype_name(n->type.dt));
+      goto done;
+    }
+    inputs[j] = (IrTensor){npys[j].dtype, npys[j].rank, {0}, npys[j].data};
+    memcpy(inputs[j].shape, npys[j].shape, sizeof inputs[j].shape);
+  }
+  for (int k = 0; k < nout; k++) {
+    bool found = false;
+    for (int j = 0; j < g->noutput; j++)
+      if (strcmp(g->outputs[j].name, out_names[k]) == 0) found = true;
+    if (!found) {
+      fail("--output %s: the model has no output '%s'", out_names[k], out_names[k]);
+      goto done;
+    }
+  }
+
+  /* weights */
+  if (weights && rt_st_open(weights, &st, err, sizeof err)) {
+    fail("%s", err);
+    goto done;
+  }
+  used = calloc((size_t)(st ? rt_st_count(st) : 0) + 1, 1);
+  WeightCtx wc = {st, weights, used};
+  if (ir_interp_run(g, inputs, ngin, weight_fn, &wc, outputs, g->noutput, err, sizeof err)) {
+    fail("%s", err);
+    goto done;
+  }
+  if (st && !allow_extra)
+    for (int i = 0; i < rt_st_count(st); i++)
+      if (!used[i]) {
+        fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", weights,
+             rt_st_get(st, i)->name);
+        goto done;
+      }
+  for (int j = 0; j < g->noutput; j++) {
+    int k = 0;
+    while (k < nout && strcmp(out_names[k], g->outputs[j].name)) k++;
+    char sh[256];
+    shape_str(outputs[j].shape, outputs[j].rank, sh, sizeof sh);
+    if (k == nout) {
+      printf("%s: %s%s (not saved; use --output %s=FILE.npy)\n", g->outputs[j].name,
+             rt_dtype_name(outputs[j].dtype), sh, g->outputs[j].name);
+      continue;
+    }
+    if (rt_npy_write(out_files[k], outputs[j].dtype, outputs[j].rank, outputs[j].shape, outputs[j].data, err,
+                     sizeof err)) {
+      fail("%s", err);
+      goto done;
+    }
+  }
+  rc = 0;
+done:
+  for (int j = 0; j < 64; j++) {
+    rt_npy_free(&npys[j]);
+    free(outputs[j].data);
+  }
+  for (int k = 0; k < nin; k++) free(in_names[k]);
+  for (int k = 0; k < nout; k++) free(out_names[k]);
+  for (int i = 0; i < c.ndefs; i++) free((char *)c.defs[i].name);
+  free(used);
+  rt_st_close(st);
+  free(text);
+  ir_diag_free(diag);
+  ir_arena_free(arena);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 1;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("attnc %s\n", ATTNC_VERSION);
+    return 0;
+  }
+  if (strcmp(argv[1], "run") == 0) return cmd_run(argc, argv);
+  return cmd_compile(argc, argv);
+}
