@@ -9,6 +9,8 @@ struct FeLexState {
   const char *file;
   int line, col;
   int depth;     /* open ( and [ */
+  IrLoc open_loc;/* where the outermost open ( or [ is */
+  char open_char;
   int last_nl;   /* last token was a newline (collapse blank lines) */
   int eof_nl;
   AstProgram prog;

@@ -62,6 +62,7 @@ typedef struct Binding {
   BindKind kind;
   Value v;
   bool assigned;       /* outputs */
+  bool bad_type;       /* outputs: declared type had errors; accept anything */
   IrType type;         /* outputs: declared type */
   AstStmt *fn;         /* functions */
   IrLoc loc;
@@ -655,7 +656,9 @@ static bool check_args(Lower *L, Call *c, int minp, int maxp, const char *kws) {
       p = e ? e + 1 : NULL;
     }
     if (!known) {
-      if (kws && *kws)
+      if (strcmp(c->kwname[i], "dim") == 0 && kws && strstr(kws, "axis"))
+        err(L, c->kwloc[i], "%s has no argument 'dim'; use axis= (PyTorch's dim=)", c->name);
+      else if (kws && *kws)
         err(L, c->kwloc[i], "%s has no argument '%s' (it takes: %s)", c->name, c->kwname[i], kws);
       else
         err(L, c->kwloc[i], "%s takes no keyword arguments", c->name);
@@ -1547,7 +1550,7 @@ static void assign(Lower *L, AstName *t, Value v, bool is_let) {
   if (b) {
     switch (b->kind) {
     case B_OUTPUT:
-      if (v.k == V_POISON) { b->assigned = true; b->v = v; return; }
+      if (v.k == V_POISON || b->bad_type) { b->assigned = true; b->v = POISON; return; }
       if (v.k != V_TENSOR) {
         err(L, t->loc, "output '%s' must be a tensor, got %s", t->name, kind_name(v.k));
         return;
@@ -1724,7 +1727,7 @@ static void exec_stmt(Lower *L, AstStmt *s) {
     } else {
       Binding *b = bind(L, L->global, n->name, B_OUTPUT, POISON, n->loc);
       b->type = t;
-      if (!ok) b->assigned = true; /* don't also complain that it is unassigned */
+      if (!ok) b->assigned = b->bad_type = true; /* no follow-on errors */
     }
     return;
   }

@@ -274,6 +274,7 @@ arglist:
 arg:
     expr                        { $$ = arg(st, NULL, $1, $1->loc); }
   | IDENT '=' expr              { $$ = arg(st, $1, $3, L(@1)); }
+  | KW_DIM '=' expr             { $$ = arg(st, "dim", $3, L(@1)); }
   ;
 
 %%
@@ -290,6 +291,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, struct 
       len += snprintf(msg + len, sizeof msg - (size_t)len, "%s%s", i ? " or " : ", expecting ",
                       yysymbol_name(expected[i]));
   ir_diag_error(st->diag, fe_loc(st, yypcontext_location(ctx)), "%s", msg);
+  if (st->depth > 0)
+    ir_diag_note(st->diag, st->open_loc, "the '%c' opened here is not closed", st->open_char);
   return 0;
 }
 

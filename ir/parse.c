@@ -110,7 +110,8 @@ static const char *tok_desc(Parser *p, const Tok *t) {
   return p->desc;
 }
 
-/* "Did you mean" search: the closest candidate within a small distance. */
+/* "Did you mean" search: the closest candidate within a distance that
+ * grows with the length of the name. */
 typedef struct {
   char name[65];
   char best[65];
@@ -119,11 +120,10 @@ typedef struct {
 
 static void suggest_init(Suggest *sg, const char *s, int len) {
   sg->best[0] = 0;
-  sg->dist = 99;
   if (len > 64) len = 0; /* too long to compare: no suggestion */
   memcpy(sg->name, s, (size_t)len);
   sg->name[len] = 0;
-  if (len) sg->dist = len <= 3 ? 2 : 3; /* accept distance < dist */
+  sg->dist = len <= 2 ? 1 : len <= 4 ? 2 : 3; /* accept distance < dist; none for short names */
 }
 
 static void suggest_try(Suggest *sg, const char *s, int len) {
@@ -212,7 +212,8 @@ static void lex(Parser *p) {
 }
 
 /* Skip the statement that starts at `from`: re-read it quietly up to the
- * end of its line, or, if it opened a body, past the matching '}'. */
+ * end of its line or, if the line opened a body (ends in '{'), up to the end
+ * of the line whose first token is the matching '}'. */
 static void skip_statement(Parser *p, const Tok *from) {
   p->pos = from->s;
   p->line = from->line;
@@ -220,12 +221,21 @@ static void skip_statement(Parser *p, const Tok *from) {
   p->tok.s = NULL;
   p->quiet = true;
   int depth = 0;
+  bool first = true, opens = false;
   for (;;) {
     lex(p);
     if (p->tok.kind == T_EOF) break;
-    if (p->tok.kind == T_PUNCT && p->tok.s[0] == '{') depth++;
-    if (p->tok.kind == T_PUNCT && p->tok.s[0] == '}') depth--;
-    if (p->tok.kind == T_NL && depth <= 0) break;
+    if (p->tok.kind == T_NL) {
+      depth += opens;
+      if (depth <= 0) break;
+      first = true;
+      opens = false;
+      continue;
+    }
+    bool punct = p->tok.kind == T_PUNCT;
+    if (first && punct && p->tok.s[0] == '}') depth--;
+    opens = punct && p->tok.s[0] == '{';
+    first = false;
   }
   p->quiet = false;
   if (p->tok.kind == T_NL) lex(p);
