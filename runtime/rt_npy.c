@@ -288,7 +288,7 @@ int rt_npy_parse(const void *buf, size_t len, const char *label, rt_npy *out, ch
   memset(&h, 0, sizeof h);
   hp p = {.s = b + hstart, .n = hlen, .label = label, .err = err, .errlen = errlen};
   if (hp_dict(&p, &h)) return 1;
-  rt_dtype dt;
+  rt_dtype dt = RT_F32;
   if (npy_dtype(h.descr, label, &dt, err, errlen)) return 1;
   if (h.fortran)
     return npy_fail(err, errlen, label,

@@ -2,7 +2,7 @@
 # cli_errors.sh - bad command lines, inputs, weights and files get a clear
 # error (exit status 1, a message naming what is wrong) and leave no
 # output file behind.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 FX=tests/fixtures/mha/t1
 MHA="examples/mha.attn -D D=64 -D H=2"
 

@@ -3,7 +3,7 @@
 # status 1, writes no output file, and prints exactly the diagnostics in
 # its .expected file.  A first line "# args: ..." adds command-line flags.
 # UPDATE=1 regenerates the .expected files.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 for src in tests/errors/*.attn tests/errors/*.ir; do
   [ -e "$src" ] || continue
   exp="${src%.*}.expected"

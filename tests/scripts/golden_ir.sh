@@ -3,7 +3,7 @@
 # the pipeline, against tests/golden/*.ir; and the IR round trip: printing
 # the parse of a golden file gives the file back byte for byte.
 # UPDATE=1 regenerates the golden files (scripts/update-golden.sh).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 for src in examples/*.attn; do
   name=$(basename "$src" .attn)
   for variant in O0 opt; do

@@ -2,7 +2,7 @@
 # numeric_fixtures.sh - every PyTorch fixture (tests/fixtures/<model>/<case>,
 # made by scripts/gen_fixtures.py) runs through `attnc run --interp` and must
 # match PyTorch's float64 result within a max-norm relative error of 1e-5.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 : "${NPYCMP:?set NPYCMP}"
 ENGINE=${ENGINE:---interp}
 for dir in tests/fixtures/*/*/; do

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs the Debian packages attnc needs, if missing.
+# Why each is needed: see README.md, "Dependencies".
+set -euo pipefail
+PKGS="cmake make gcc flex bison libcriterion-dev clang-19 libclang-rt-19-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
