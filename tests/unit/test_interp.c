@@ -1033,7 +1033,7 @@ Test(interp, ill_typed_graph_is_an_error) {
   b.g->funcs[0].nodes[y].type.dim[0] = C(4); /* claims more than it computes */
   output(&b, "y", y);
   float d[3] = {1, 2, 3};
-  IrTensor in = tens(RT_F32, 1, (int64_t[]){3}, d), out[1];
+  IrTensor in = tens(RT_F32, 1, (int64_t[]){3}, d), out[2];
   EXPECT_ERR(run(&b, &in, 1, NULL, NULL, out, 1), "add", "f32[4]", "f32[3]");
   b.g->funcs[0].nodes[y].type.dim[0] = C(3);
   cr_assert_eq(run(&b, &in, 1, NULL, NULL, out, 1), 0, "%s", errbuf);
