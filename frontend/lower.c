@@ -236,8 +236,7 @@ static Value as_tensor(Lower *L, Value v, rt_dtype dt) {
     return emit_const(L, (double)v.i, dt, v.loc);
   case V_FLOAT:
     if (!is_float_dt(dt)) {
-      err(L, v.loc, "a real number cannot be combined with a %s tensor; cast it first",
-          rt_dtype_name(dt));
+      err(L, v.loc, "a real number cannot be used where %s values are expected", rt_dtype_name(dt));
       return POISON;
     }
     return emit_const(L, v.f, dt, v.loc);
@@ -324,6 +323,16 @@ static const char *op_text(int op) {
 static Value fold_dims(Lower *L, int op, Value a, Value b, IrLoc loc) {
   IrDim r;
   IrDimStatus s;
+  if (a.k == V_INT && b.k == V_INT && (op == '+' || op == '-' || op == '*')) {
+    int64_t v;
+    bool ovf = op == '+' ? __builtin_add_overflow(a.i, b.i, &v)
+             : op == '-' ? __builtin_sub_overflow(a.i, b.i, &v) : __builtin_mul_overflow(a.i, b.i, &v);
+    if (ovf) {
+      err(L, loc, "integer overflow in %lld %s %lld", (long long)a.i, op_text(op), (long long)b.i);
+      return POISON;
+    }
+    return vint(v, loc);
+  }
   switch (op) {
   case '+': s = ir_dim_add(to_dim(a), to_dim(b), &r); break;
   case '-': s = ir_dim_sub(to_dim(a), to_dim(b), &r); break;
@@ -569,9 +578,14 @@ static int64_t interp_term(Lower *L, const char **p, IrLoc loc, bool *ok, int de
     if (c != '*' && c != '/') return v;
     (*p)++;
     int64_t w = interp_atom(L, p, loc, ok, depth);
-    if (c == '*') v *= w;
-    else if (w == 0) { *ok = false; return 0; }
-    else v /= w;
+    if (c == '*') {
+      if (__builtin_mul_overflow(v, w, &v)) *ok = false;
+    } else if (w == 0 || (v == INT64_MIN && w == -1)) {
+      *ok = false;
+      return 0;
+    } else {
+      v /= w;
+    }
   }
 }
 
@@ -583,22 +597,23 @@ static int64_t interp_expr(Lower *L, const char **p, IrLoc loc, bool *ok, int de
     if (c != '+' && c != '-') return v;
     (*p)++;
     int64_t w = interp_term(L, p, loc, ok, depth);
-    v = c == '+' ? v + w : v - w;
+    if (c == '+' ? __builtin_add_overflow(v, w, &v) : __builtin_sub_overflow(v, w, &v)) *ok = false;
   }
 }
 
-static Value string_value(Lower *L, AstExpr *e) {
-  size_t cap = strlen(e->str) * 4 + 64, len = 0;
+/* Expand a key text written at loc (a string literal or a key segment). */
+static const char *expand_key(Lower *L, const char *text, IrLoc at) {
+  size_t cap = strlen(text) * 4 + 64, len = 0;
   char *out = ir_arena_alloc(L->arena, cap);
-  for (const char *p = e->str; *p;) {
+  for (const char *p = text; *p;) {
     if (*p == '{') {
       const char *close = strchr(p, '}');
-      IrLoc loc = e->loc;
-      loc.col += 1 + (int)(p - e->str);
+      IrLoc loc = at;
+      loc.col += 1 + (int)(p - text);
       loc.len = close ? (int)(close - p + 1) : 1;
       if (!close) {
         err(L, loc, "unclosed '{' in key");
-        return POISON;
+        return NULL;
       }
       char *inner = ir_arena_strndup(L->arena, p + 1, (size_t)(close - p - 1));
       const char *q = inner;
@@ -607,7 +622,7 @@ static Value string_value(Lower *L, AstExpr *e) {
       while (*q == ' ') q++;
       if (!ok || *q) {
         if (ir_diag_errors(L->diag) == 0 || ok) err(L, loc, "bad interpolation '{%s}' in key", inner);
-        return POISON;
+        return NULL;
       }
       len += (size_t)snprintf(out + len, cap - len, "%lld", (long long)v);
       p = close + 1;
@@ -619,7 +634,13 @@ static Value string_value(Lower *L, AstExpr *e) {
     }
   }
   out[len] = 0;
-  return (Value){.k = V_PREFIX, .s = out, .loc = e->loc};
+  return out;
+}
+
+static Value string_value(Lower *L, AstExpr *e) {
+  const char *s = expand_key(L, e->str, e->loc);
+  if (!s) return POISON;
+  return (Value){.k = V_PREFIX, .s = s, .loc = e->loc};
 }
 
 /* ---- builtin calls ------------------------------------------------------ */
@@ -952,7 +973,7 @@ static Value b_slice(Lower *L, Call *c) {
   if (ir_dim_sub(to_dim(c->pos[3]), to_dim(c->pos[2]), &len)) return POISON;
   int64_t lv, sv, full;
   if ((ir_dim_is_const(len, &lv) && lv < 0) || (c->pos[2].k == V_INT && c->pos[2].i < 0)) {
-    err(L, c->loc, "slice: empty or reversed range");
+    err(L, c->loc, "slice: the range is reversed");
     return POISON;
   }
   if (ir_dim_is_const(to_dim(c->pos[3]), &sv) && ir_dim_is_const(vtype(L, x)->dim[k], &full) && sv > full) {
@@ -1404,7 +1425,9 @@ static Value call_user(Lower *L, Binding *fb, Call *c) {
       if (fn->rettype->kind == AST_LIST) {
         int n = 0;
         for (AstArg *a = fn->rettype->args; a; a = a->next) n++;
-        if (r.k != V_TUPLE || r.n != n) {
+        if (n == 1 && r.k != V_TUPLE) {
+          if (!check_type(L, r, fn->rettype->args->value, c->loc, "returned value")) r = POISON;
+        } else if (r.k != V_TUPLE || r.n != n) {
           err(L, c->loc, "'%s' must return %d values", fn->name, n);
           r = POISON;
         } else {
@@ -1494,7 +1517,9 @@ static Value eval(Lower *L, AstExpr *e) {
       err(L, e->loc, "'.%s' applies to weight prefixes, not to %s", e->str, kind_name(base.k));
       return POISON;
     }
-    const char *s = base.s[0] ? ir_arena_printf(L->arena, "%s.%s", base.s, e->str) : e->str;
+    const char *seg = expand_key(L, e->str, e->loc);
+    if (!seg) return POISON;
+    const char *s = base.s[0] ? ir_arena_printf(L->arena, "%s.%s", base.s, seg) : seg;
     return (Value){.k = V_PREFIX, .s = s, .loc = e->loc};
   }
   case AST_LIST: {
@@ -1553,6 +1578,8 @@ static void assign(Lower *L, AstName *t, Value v, bool is_let) {
       if (v.k == V_POISON || b->bad_type) { b->assigned = true; b->v = POISON; return; }
       if (v.k != V_TENSOR) {
         err(L, t->loc, "output '%s' must be a tensor, got %s", t->name, kind_name(v.k));
+        b->assigned = true;
+        b->v = POISON;
         return;
       }
       if (!ir_type_eq(vtype(L, v), &b->type)) {

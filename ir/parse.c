@@ -211,30 +211,37 @@ static void lex(Parser *p) {
   }
 }
 
-/* Skip the statement that starts at `from`: re-read it quietly up to the
- * end of its line or, if the line opened a body (ends in '{'), up to the end
- * of the line whose first token is the matching '}'. */
+/* Skip the statement that starts at `from`: re-read it quietly to the end
+ * of its line and, while the lines read so far leave braces open (a body),
+ * on to the end of the line that closes them.  A line with a lexical error
+ * (say an unterminated string, which may hide a '}') can close a body with a
+ * leading '}' but never opens one. */
 static void skip_statement(Parser *p, const Tok *from) {
   p->pos = from->s;
   p->line = from->line;
   p->bol = from->bol;
   p->tok.s = NULL;
   p->quiet = true;
-  int depth = 0;
-  bool first = true, opens = false;
+  int depth = 0, net = 0;
+  bool first = true, bad = false, closes = false;
   for (;;) {
     lex(p);
     if (p->tok.kind == T_EOF) break;
     if (p->tok.kind == T_NL) {
-      depth += opens;
+      depth += bad ? -closes : net;
       if (depth <= 0) break;
+      net = 0;
       first = true;
-      opens = false;
+      bad = closes = false;
       continue;
     }
     bool punct = p->tok.kind == T_PUNCT;
-    if (first && punct && p->tok.s[0] == '}') depth--;
-    opens = punct && p->tok.s[0] == '{';
+    bad |= p->tok.kind == T_ERR;
+    net += punct && p->tok.s[0] == '{';
+    if (punct && p->tok.s[0] == '}') {
+      net--;
+      closes |= first;
+    }
     first = false;
   }
   p->quiet = false;
@@ -773,6 +780,26 @@ static void check_node_type(Parser *p, int fi, int idx, const Tok *opt, const To
   }
 }
 
+/* operands := [ '(' [ ID { ',' ID } ] ')' ]    (indices into the arena) */
+static bool parse_operands(Parser *p, const Scope *sc, int **in, int *nin) {
+  int cap = 0;
+  *in = NULL;
+  *nin = 0;
+  if (!accept(p, '(') || accept(p, ')')) return true;
+  for (;;) {
+    int k = resolve(p, sc, &p->tok);
+    if (k < 0) return false;
+    if (*nin == cap) {
+      cap = cap ? 2 * cap : 4;
+      *in = ir_arena_realloc(p->g->arena, *in, (size_t)*nin * sizeof(int), (size_t)cap * sizeof(int));
+    }
+    (*in)[(*nin)++] = k;
+    lex(p);
+    if (accept(p, ')')) return true;
+    if (!expect(p, ',', "',' or ')' after the operand")) return false;
+  }
+}
+
 /* node := ID '=' IDENT [ '(' [ ID { ',' ID } ] ')' ] [ '{' attrs '}' ]
  *         ':' type [ '{' NL block ] NL */
 static bool parse_node(Parser *p, int fi, Scope *sc, int depth) {
@@ -806,20 +833,8 @@ static bool parse_node(Parser *p, int fi, Scope *sc, int depth) {
   const IrOpInfo *oi = &ir_opinfo[op];
   lex(p);
 
-  int nin = 0, cap = 0, *in = NULL;
-  if (accept(p, '(') && !accept(p, ')'))
-    for (;;) {
-      int k = resolve(p, sc, &p->tok);
-      if (k < 0) return false;
-      if (nin == cap) {
-        in = ir_arena_realloc(p->g->arena, in, (size_t)cap * sizeof *in, (size_t)(cap ? 2 * cap : 4) * sizeof *in);
-        cap = cap ? 2 * cap : 4;
-      }
-      in[nin++] = k;
-      lex(p);
-      if (accept(p, ')')) break;
-      if (!expect(p, ',', "',' or ')' after the operand")) return false;
-    }
+  int nin, *in;
+  if (!parse_operands(p, sc, &in, &nin)) return false;
   if (oi->nin >= 0 && nin != oi->nin) {
     error_at(p, &opt, "'%s' takes %d operand%s, got %d", oi->name, oi->nin, oi->nin == 1 ? "" : "s", nin);
     return false;
@@ -955,6 +970,7 @@ static bool parse_yield(Parser *p, int fi, const Scope *sc) {
  * depth 0 is the graph; bodies are deeper. */
 static void parse_block(Parser *p, int fi, int depth, const Tok *open) {
   Scope sc = {0};
+  bool saw_yield = false;
   for (;;) {
     if (ir_diag_errors(p->diag) - p->err0 >= MAX_ERRORS) p->stop = true;
     if (p->stop) break;
@@ -971,7 +987,7 @@ static void parse_block(Parser *p, int fi, int depth, const Tok *open) {
       break;
     }
     if (at(p, '}')) {
-      if (depth > 0 && p->g->funcs[fi].nyield == 0) error_at(p, &t, "body has no 'yield'");
+      if (depth > 0 && !saw_yield) error_at(p, &t, "body has no 'yield'");
       lex(p);
       break;
     }
@@ -986,6 +1002,7 @@ static void parse_block(Parser *p, int fi, int depth, const Tok *open) {
     } else if (depth == 0 && tok_is(&t, "output")) {
       ok = parse_output(p, &sc);
     } else if (depth > 0 && tok_is(&t, "yield")) {
+      saw_yield = true;
       ok = parse_yield(p, fi, &sc);
     } else {
       if (depth > 0 && graph_word)

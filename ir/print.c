@@ -14,6 +14,9 @@
  * Ids are node indices within their function.  Attributes come in a fixed
  * order, floats in the shortest form that reads back to the same double, so
  * print(parse(print(g))) == print(g) byte for byte. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
+#endif
 #include "ir.h"
 #include <math.h>
 #include <stdlib.h>
@@ -67,12 +70,13 @@ static void put_double(FILE *out, double v) {
     fputs(v < 0 ? "-inf" : "inf", out);
     return;
   }
-  char buf[40];
+  /* the shortest form over all precisions: "100", not "1e+02" */
+  char best[40] = "", buf[40];
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v) break;
+    if (strtod(buf, NULL) == v && (!best[0] || strlen(buf) < strlen(best))) strcpy(best, buf);
   }
-  fputs(buf, out);
+  fputs(best, out);
 }
 
 /* A dim via ir_dim_str, however long its names are. */

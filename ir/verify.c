@@ -204,12 +204,13 @@ static void check_interface(Verifier *v) {
   for (int i = 0; i < f->n; i++) ninput += f->nodes[i].op == IR_INPUT;
   for (int i = 0; i < f->n; i++) {
     const IrNode *n = &f->nodes[i];
-    if ((n->op != IR_INPUT && n->op != IR_WEIGHT) || !n->a.str) continue;
+    if ((n->op != IR_INPUT && n->op != IR_WEIGHT) || !n->a.str || check_type(v->g, &n->type))
+      continue; /* unnamed or badly typed: reported by check_func */
     if (n->op == IR_INPUT && (n->a.index < 0 || n->a.index >= ninput))
       fail(v, 0, i, "input index %d out of range 0..%d", n->a.index, ninput - 1);
     for (int j = 0; j < i; j++) {
       const IrNode *m = &f->nodes[j];
-      if (m->op != n->op || !m->a.str) continue;
+      if (m->op != n->op || !m->a.str || check_type(v->g, &m->type)) continue;
       if (n->op == IR_INPUT && m->a.index == n->a.index)
         fail(v, 0, i, "input index %d is also used by %%%d", n->a.index, j);
       if (n->op == IR_INPUT && strcmp(m->a.str, n->a.str) == 0)
