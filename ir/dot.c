@@ -21,12 +21,23 @@ static void put_esc(FILE *out, const char *s) {
   }
 }
 
+/* The type as text, or "?" if its fields are out of range. */
+static void type_label(const IrGraph *g, const IrType *t, char *buf, size_t n) {
+  bool sane = t->rank <= IR_MAX_RANK;
+  for (int i = 0; sane && i < t->rank; i++) {
+    sane = t->dim[i].nterm <= IR_MAX_TERMS;
+    for (int k = 0; sane && k < t->dim[i].nterm; k++) sane = t->dim[i].t[k].nsym <= IR_MAX_FACTORS;
+  }
+  if (sane)
+    ir_type_str(g, t, buf, n);
+  else
+    snprintf(buf, n, "?");
+}
+
 static void put_node(FILE *out, const IrGraph *g, int fi, int i, const char *indent) {
   const IrNode *n = &g->funcs[fi].nodes[i];
   char ty[512];
-  IrType t = n->type;
-  if (t.rank > IR_MAX_RANK) t.rank = IR_MAX_RANK;
-  ir_type_str(g, &t, ty, sizeof ty);
+  type_label(g, &n->type, ty, sizeof ty);
   fprintf(out, "%sf%d_%d [label=\"%%%d %s", indent, fi, i, i, n->op < IR_NOPS ? ir_opinfo[n->op].name : "?");
   if (n->op == IR_INPUT || n->op == IR_WEIGHT) {
     fputs(" \\\"", out);

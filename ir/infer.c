@@ -62,7 +62,7 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
 
   switch (oi->cls) {
   case IR_CLS_SRC:
-    if (n->op == IR_IOTA && (r.dt != RT_I32 || n->a.axis >= r.rank))
+    if (n->op == IR_IOTA && (r.dt != RT_I32 || n->a.axis < 0 || n->a.axis >= r.rank))
       FAIL("iota must be i32 with an axis below its rank");
     if ((n->op == IR_PARAM || n->op == IR_INDEX) && r.rank != 0)
       FAIL("%s must be a scalar", oi->name);

@@ -638,6 +638,8 @@ Test(ir_text, error_type_mismatch) {
   fails_with(HDR "  %y = neg(%x) : f32[B,T,17]\n}\n", "t.ir:5:18: error: ", "f32[B,T,17]", NULL);
   fails_with(HDR "  %y = lt(%x, %x) : f32[B,T,16]\n}\n", "t.ir:5:21: error: ", "bool[B,T,16]", "f32[B,T,16]");
   fails_with(HDR "  %y = matmul(%x, %x) : f32[B,T,T]\n}\n", "t.ir:5:8: error: ", "inner dimensions differ", NULL);
+  fails_with(HDR "  %y = iota {axis=-1} : i32[B,T]\n}\n", "t.ir:5:8: error: ", "iota must be i32 with an axis",
+             NULL);
   fails_with(HDR "  %y = reshape(%x) : f32[B,T,15]\n}\n", "t.ir:5:8: error: ", "changes the number of elements",
              NULL);
 }
