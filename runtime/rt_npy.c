@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt_npy.h"
+#include "rt_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -331,33 +332,11 @@ int rt_npy_read(const char *path, rt_npy *out, char *err, size_t errlen) {
   if (!path) return npy_fail(err, errlen, "<null>", "no path given");
   if (!out) return npy_fail(err, errlen, path, "no output array given");
   memset(out, 0, sizeof *out);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return npy_fail(err, errlen, path, "cannot open: %s", strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return npy_fail(err, errlen, path, "cannot stat: %s", strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return npy_fail(err, errlen, path, "not a regular file");
-  }
-  if (st.st_size == 0) {
-    close(fd);
-    return rt_npy_parse(NULL, 0, path, out, err, errlen);
-  }
-  if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-    close(fd);
-    return npy_fail(err, errlen, path, "file too large to map");
-  }
-  size_t len = (size_t)st.st_size;
-  void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-  int e = errno;
-  close(fd);
-  if (map == MAP_FAILED) return npy_fail(err, errlen, path, "cannot map %zu bytes: %s", len, strerror(e));
+  const void *map;
+  size_t len;
+  if (rt_map_file(path, &map, &len, err, errlen)) return 1;
   int rc = rt_npy_parse(map, len, path, out, err, errlen);
-  munmap(map, len);
+  rt_unmap_file(map, len);
   return rc;
 }
 

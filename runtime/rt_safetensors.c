@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt_safetensors.h"
+#include "rt_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,7 +31,7 @@
 
 struct rt_safetensors {
   char *label;           /* path or label, own copy */
-  void *map;             /* mmap'd file, or NULL for rt_st_open_memory */
+  const void *map;            /* mmap'd file, or NULL for rt_st_open_memory */
   size_t maplen;
   rt_st_tensor *tensors; /* sorted by name */
   int n;
@@ -573,33 +574,11 @@ int rt_st_open(const char *path, rt_safetensors **out, char *err, size_t errlen)
   if (!path) return st_fail(err, errlen, "<null>", "no path given");
   if (!out) return st_fail(err, errlen, path, "no output handle given");
   *out = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return st_fail(err, errlen, path, "cannot open: %s", strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return st_fail(err, errlen, path, "cannot stat: %s", strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return st_fail(err, errlen, path, "not a regular file");
-  }
-  if (st.st_size == 0) {
-    close(fd);
-    return st_parse(NULL, 0, path, out, err, errlen);
-  }
-  if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-    close(fd);
-    return st_fail(err, errlen, path, "file too large to map");
-  }
-  size_t len = (size_t)st.st_size;
-  void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-  int e = errno;
-  close(fd);
-  if (map == MAP_FAILED) return st_fail(err, errlen, path, "cannot map %zu bytes: %s", len, strerror(e));
+  const void *map;
+  size_t len;
+  if (rt_map_file(path, &map, &len, err, errlen)) return 1;
   if (st_parse(map, len, path, out, err, errlen)) {
-    munmap(map, len);
+    rt_unmap_file(map, len);
     return 1;
   }
   (*out)->map = map;
@@ -635,7 +614,7 @@ const char *rt_st_path(const rt_safetensors *f) { return f ? f->label : NULL; }
 /* Free the handle, its names and tensors, and unmap the file. */
 void rt_st_close(rt_safetensors *f) {
   if (!f) return;
-  if (f->map) munmap(f->map, f->maplen);
+  rt_unmap_file(f->map, f->maplen);
   free(f->tensors);
   free(f->arena);
   free(f->label);
