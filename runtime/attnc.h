@@ -1,0 +1,87 @@
+/* attnc.h - the public C API shared by every library attnc generates.
+ *
+ * A generated model NAME exports (see the generated NAME.h):
+ *   int  NAME_create(const attnc_options *opt, attnc_instance **out);
+ *   void NAME_destroy(attnc_instance *inst);
+ *   int  NAME_load_weights(attnc_instance *inst, const char *safetensors_path);
+ *   int  NAME_bind_weight(attnc_instance *inst, const char *key, const attnc_tensor *t);
+ *   int  NAME_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
+ *                 attnc_tensor *outputs, int noutputs);
+ *   const char *NAME_error(const attnc_instance *inst);
+ *   int  NAME_describe(attnc_model_info *info);
+ * and, in shared libraries, the same functions under the fixed names
+ * attnc_create, attnc_destroy, ... so generic tools can drive any model.
+ *
+ * Every function returns an attnc_status; on failure the instance keeps a
+ * readable message (NAME_error).  Nothing here exits, aborts or prints.
+ * An instance may be used from several threads at once: runs on one
+ * instance are serialized, separate instances run in parallel. */
+#ifndef ATTNC_H
+#define ATTNC_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ATTNC_MAX_RANK 8
+
+typedef enum {
+  ATTNC_OK = 0,
+  ATTNC_ERR_ARGUMENT = 1,  /* a null pointer, a bad count, an unknown name */
+  ATTNC_ERR_SHAPE = 2,     /* a tensor's rank or dims do not fit the model */
+  ATTNC_ERR_DTYPE = 3,     /* a tensor's dtype does not fit the model */
+  ATTNC_ERR_WEIGHTS = 4,   /* a weight is missing, or the file is bad */
+  ATTNC_ERR_IO = 5,        /* a file cannot be read */
+  ATTNC_ERR_NOMEM = 6,
+  ATTNC_ERR_STATE = 7,     /* e.g. run before all weights are bound */
+  ATTNC_ERR_DEVICE = 8,    /* no GPU / driver (CUDA libraries) */
+  ATTNC_ERR_RUNTIME = 9,   /* a run-time check in the generated code failed */
+} attnc_status;
+
+/* Same values as the compiler's dtype table. */
+typedef enum {
+  ATTNC_F32 = 0,
+  ATTNC_F16 = 1,
+  ATTNC_BF16 = 2,
+  ATTNC_I32 = 3,
+  ATTNC_BOOL = 4,
+} attnc_dtype;
+
+typedef struct {
+  attnc_dtype dtype;
+  int rank;
+  int64_t shape[ATTNC_MAX_RANK];
+  void *data;                /* contiguous, row-major */
+} attnc_tensor;
+
+typedef struct {
+  int num_threads;           /* 0: all cores */
+  int device;                /* CUDA libraries: device index; -1 forces CPU */
+} attnc_options;
+
+typedef struct attnc_instance attnc_instance;
+
+typedef struct {
+  const char *name;
+  attnc_dtype dtype;
+  int rank;
+  const char *dims[ATTNC_MAX_RANK];  /* symbolic: "B", "T", "256", "3*D" printed as a number */
+} attnc_tensor_info;
+
+typedef struct {
+  const char *name;
+  int abi_version;
+  const char *target;
+  int ninputs, noutputs, nweights, nparams, ndims;
+  const attnc_tensor_info *inputs, *outputs, *weights;
+  const char *const *param_names;
+  const int64_t *param_values;
+  const char *const *dim_names;
+} attnc_model_info;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
