@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "codegen.h"
 #include "frontend.h"
 #include "interp.h"
 #include "pass.h"
@@ -33,9 +34,14 @@ static void usage(FILE *out) {
           "       attnc run MODEL [options]       run a model on .npy inputs\n"
           "\n"
           "compile options:\n"
-          "  -o FILE                write the result to FILE ('-' for stdout, the default for text)\n"
-          "  --emit=ir              the graph IR after the pass pipeline (default)\n"
-          "  --emit=dot             the graph as Graphviz dot\n"
+          "  -o FILE                write the result to FILE ('-' for stdout, the default for text);\n"
+          "                         FILE.so: a shared library, with FILE.h beside it\n"
+          "  -c                     an object file plus header, for static linking (-o FILE.o)\n"
+          "  --emit=KIND            ir (the graph IR after the passes; the default without -o x.so),\n"
+          "                         dot (Graphviz), llvm (LLVM IR after O3), asm, obj, header, so\n"
+          "  --mcpu=CPU             target CPU (default: this machine's; x86-64-v3 is portable AVX2)\n"
+          "  --mtriple=TRIPLE       target triple (default: this machine's)\n"
+          "  --mattr=FEATURES       target features, e.g. +avx2,+fma\n"
           "  -O0                    no optimization: the IR exactly as lowered\n"
           "  -D NAME=VALUE          override a param (repeatable)\n"
           "  --print-after-all      dump the IR to stderr after every pass\n"
@@ -48,7 +54,8 @@ static void usage(FILE *out) {
           "  --weights FILE         safetensors file with the model's weights\n"
           "  --input NAME=FILE      .npy file for input NAME (one per input)\n"
           "  --output NAME=FILE     write output NAME to a .npy file\n"
-          "  --interp               run on the reference interpreter (the only engine so far)\n"
+          "  --interp               run on the reference interpreter instead of compiled code\n"
+          "  --threads N            threads for compiled code (default: all cores)\n"
           "  --allow-extra-weights  do not fail on weights the model does not use\n"
           "  -D NAME=VALUE          override a param (repeatable)\n"
           "\n"
@@ -256,11 +263,79 @@ static IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Commo
   return g;
 }
 
+/* The header path beside an output: dir/name.so or name.o -> dir/name.h */
+static char *header_beside(const char *out) {
+  size_t n = strlen(out);
+  const char *dot = strrchr(out, '.');
+  const char *slash = strrchr(out, '/');
+  if (!dot || (slash && dot < slash)) dot = out + n;
+  char *h = malloc((size_t)(dot - out) + 3);
+  memcpy(h, out, (size_t)(dot - out));
+  strcpy(h + (dot - out), ".h");
+  return h;
+}
+
+/* Native outputs: llvm, asm, obj, so (each with its header), header. */
+static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const char *out, IrDiag *diag) {
+  char err[1024];
+  if (!strcmp(emit, "header")) {
+    if (!strcmp(out, "-")) {
+      char tmpl[] = "/tmp/attnc_header.XXXXXX";
+      int fd = mkstemp(tmpl);
+      if (fd < 0) return fail("cannot create a temporary file");
+      close(fd);
+      int rc = cg_emit_header(g, tmpl, err, sizeof err);
+      if (!rc) {
+        char *t = read_file(tmpl, NULL);
+        if (t) fputs(t, stdout);
+        free(t);
+      }
+      unlink(tmpl);
+      return rc ? fail("%s", err) : 0;
+    }
+    return cg_emit_header(g, out, err, sizeof err) ? fail("%s", err) : 0;
+  }
+  CgModule *m = cg_cpu_compile(g, tgt, diag);
+  if (!m) return 1;
+  int rc = 0;
+  const char *path = out;
+  char tmpl[] = "/tmp/attnc_out.XXXXXX";
+  if (!strcmp(out, "-")) { /* text kinds to stdout */
+    int fd = mkstemp(tmpl);
+    if (fd < 0) {
+      cg_free(m);
+      return fail("cannot create a temporary file");
+    }
+    close(fd);
+    path = tmpl;
+  }
+  if (!strcmp(emit, "llvm")) rc = cg_emit_llvm(m, path, err, sizeof err);
+  else if (!strcmp(emit, "asm")) rc = cg_emit_asm(m, path, err, sizeof err);
+  else if (!strcmp(emit, "obj")) rc = cg_emit_obj(m, path, err, sizeof err);
+  else rc = cg_emit_shared(m, path, err, sizeof err);
+  if (!rc && path == tmpl) {
+    char *t = read_file(tmpl, NULL);
+    if (t) fputs(t, stdout);
+    free(t);
+  }
+  if (path == tmpl) unlink(tmpl);
+  if (!rc && (!strcmp(emit, "so") || !strcmp(emit, "obj"))) {
+    char *h = header_beside(out);
+    rc = cg_emit_header(g, h, err, sizeof err);
+    free(h);
+  }
+  cg_free(m);
+  return rc ? fail("%s", err) : 0;
+}
+
 static int cmd_compile(int argc, char **argv) {
   Common c = {.passes = {.opt_level = 1}};
-  const char *file = NULL, *out = NULL, *emit = "ir";
-  static const char *known[] = {"-o", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
-                                "--print-after", "--disable-pass", "--no-fuse", "--help", "--version", NULL};
+  const char *file = NULL, *out = NULL, *emit = NULL;
+  bool object = false;
+  CgTarget tgt = {0};
+  static const char *known[] = {"-o", "-c", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
+                                "--print-after", "--disable-pass", "--no-fuse", "--mcpu", "--mtriple",
+                                "--mattr", "--help", "--version", NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);
@@ -269,13 +344,23 @@ static int cmd_compile(int argc, char **argv) {
     if (strcmp(a, "-o") == 0) {
       if (i + 1 >= argc) return fail("-o needs a file name");
       out = argv[++i];
+    } else if (strcmp(a, "-c") == 0) {
+      object = true;
+    } else if (strncmp(a, "--mcpu=", 7) == 0) {
+      tgt.cpu = a + 7;
+    } else if (strncmp(a, "--mtriple=", 10) == 0) {
+      tgt.triple = a + 10;
+    } else if (strncmp(a, "--mattr=", 8) == 0) {
+      tgt.features = a + 8;
     } else if (strncmp(a, "--emit=", 7) == 0) {
       emit = a + 7;
-      if (strcmp(emit, "ir") && strcmp(emit, "dot")) {
-        if (!strcmp(emit, "llvm") || !strcmp(emit, "asm") || !strcmp(emit, "obj") || !strcmp(emit, "header") ||
-            !strcmp(emit, "cuda") || !strcmp(emit, "ptx"))
-          return fail("--emit=%s needs a code generator, which this version of attnc does not have yet", emit);
-        return fail("unknown --emit kind '%s' (expected ir or dot)", emit);
+      static const char *kinds[] = {"ir", "dot", "llvm", "asm", "obj", "header", "so", NULL};
+      bool ok = false;
+      for (int k = 0; kinds[k]; k++) ok |= strcmp(emit, kinds[k]) == 0;
+      if (!ok) {
+        if (!strcmp(emit, "cuda") || !strcmp(emit, "ptx"))
+          return fail("--emit=%s: the CUDA backend is not part of this version of attnc yet", emit);
+        return fail("unknown --emit kind '%s' (expected ir, dot, llvm, asm, obj, header or so)", emit);
       }
     } else if (a[0] == '-' && a[1]) {
       return unknown_option(a, known);
@@ -286,18 +371,24 @@ static int cmd_compile(int argc, char **argv) {
     }
   }
   if (!file) return fail("no input file (see attnc --help)");
-  if (out) {
-    size_t n = strlen(out);
-    if ((n > 3 && !strcmp(out + n - 3, ".so")) || (n > 2 && !strcmp(out + n - 2, ".o")))
-      return fail("-o %s: native code generation is not available in this version of attnc; "
-                  "use --emit=ir or --emit=dot", out);
+  if (!emit) {
+    size_t n = out ? strlen(out) : 0;
+    if (object) emit = "obj";
+    else if (n > 3 && !strcmp(out + n - 3, ".so")) emit = "so";
+    else if (n > 2 && !strcmp(out + n - 2, ".o")) emit = "obj";
+    else emit = "ir";
   }
+  if (object && strcmp(emit, "obj")) return fail("-c cannot be combined with --emit=%s", emit);
+  bool native = strcmp(emit, "ir") && strcmp(emit, "dot");
+  if (native && strcmp(emit, "header") && (!out || !strcmp(out, "-")) && strcmp(emit, "llvm") && strcmp(emit, "asm"))
+    return fail("--emit=%s writes a binary file: give -o FILE", emit);
+  tgt.object_only = object || !strcmp(emit, "obj");
   IrArena *arena = ir_arena_new();
   IrDiag *diag = ir_diag_new(stderr);
   char *text = NULL;
   int rc = 1;
   IrGraph *g = load_model(file, arena, diag, &c, &text);
-  if (g) {
+  if (g && !native) {
     char *buf = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&buf, &len);
@@ -308,6 +399,8 @@ static int cmd_compile(int argc, char **argv) {
     fclose(m);
     rc = write_atomic(out ? out : "-", buf, len);
     free(buf);
+  } else if (g) {
+    rc = emit_native(g, &tgt, emit, out ? out : "-", diag);
   }
   free(text);
   for (int i = 0; i < c.ndefs; i++) free((char *)c.defs[i].name);

@@ -1,0 +1,264 @@
+/* bench_gemm.c: attnc_tpl_gemm vs OpenBLAS cblas_sgemm, single- and 2-thread.
+ *
+ * Build (see run.sh):  clang-19 -std=c11 -O3 -DVW=16 -march=native -I codegen/cpu/templates \
+ *     bench/gemm/bench_gemm.c codegen/cpu/templates/gemm.c -lopenblas -lpthread -lm
+ * Run: ./bench_gemm [REPS]   (default 7 timed runs per entry, after one warm-up)
+ *
+ * Shapes: 2048^3 with B row-major (NN) and with B a transposed view (NT),
+ * and the encoder's linear layers at B*T = 4096 (M = 4096), weights in
+ * PyTorch [out, in] layout, so B = W^T is the transposed view
+ * (bs_k = 1, bs_n = K) and OpenBLAS gets CblasTrans for B.
+ * Threads: ours splits M into halves (rounded to MR), one pthread per half,
+ * each with its own scratch; OpenBLAS gets openblas_set_num_threads(T).
+ * Runs of ours and OpenBLAS alternate so machine noise hits both; the table
+ * reports the median GFLOP/s of each, the ratio, and % of the measured
+ * fp32 FMA peak for that thread count (a register-only FMA loop). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "tpl.h"
+
+void openblas_set_num_threads(int);
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void pause_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- fp32 FMA peak: NACC independent vector FMA chains, registers only ---- */
+typedef float vf __attribute__((vector_size(VW * 4)));
+#define NACC 12
+static void *peak_thread(void *arg)
+{
+    int64_t iters = *(int64_t *)arg;
+    vf acc[NACC], x = (vf){0} + 1.0000001f, y = (vf){0} + 0.9999999f;
+    for (int i = 0; i < NACC; i++) acc[i] = (vf){0} + (float)i;
+    for (int64_t it = 0; it < iters; it++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < NACC; i++) acc[i] = acc[i] * x + y;
+        __asm__ volatile("" : "+v"(x)); /* keep the loop from being folded */
+    }
+    float s = 0;
+    for (int i = 0; i < NACC; i++)
+        for (int l = 0; l < VW; l++) s += acc[i][l];
+    *(int64_t *)arg = (int64_t)s; /* consume the result */
+    return NULL;
+}
+static double peak_gflops(int threads)
+{
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_t th[8];
+        int64_t iters[8];
+        const int64_t n = 50 * 1000 * 1000;
+        double t0 = now();
+        for (int t = 0; t < threads; t++) {
+            iters[t] = n;
+            pthread_create(&th[t], NULL, peak_thread, &iters[t]);
+        }
+        for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
+        double g = (double)threads * n * NACC * VW * 2 / (now() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    return best;
+}
+
+/* ---- ours, threaded over M ---- */
+typedef struct {
+    const float *A, *B;
+    float *C;
+    int64_t as_m, as_k, bs_k, bs_n, ldc, m0, m1, N, K;
+    float *scratch;
+} Task;
+
+static void *task_run(void *arg)
+{
+    Task *t = arg;
+    attnc_tpl_gemm(t->A, t->as_m, t->as_k, t->B, t->bs_k, t->bs_n, t->C, t->ldc, t->m0, t->m1, 0,
+                   t->N, t->K, t->scratch, NULL, NULL);
+    return NULL;
+}
+
+static float *scratch_buf[2];
+
+/* A persistent worker for the second half, like OpenBLAS's own pool: after
+   a task it spins a while for the next one (back-to-back timed runs do not
+   pay a wake-up), then sleeps on a condition variable so it takes no core
+   from OpenBLAS's runs. */
+static Task worker_task;
+static _Atomic long worker_gen, worker_done;
+static _Atomic int worker_quit;
+static pthread_mutex_t worker_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t worker_cv = PTHREAD_COND_INITIALIZER;
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    long seen = 0;
+    for (;;) {
+        long g;
+        for (long spin = 0; (g = worker_gen) == seen && !worker_quit && spin < 2000000; spin++)
+            __builtin_ia32_pause();
+        if (g == seen && !worker_quit) {
+            pthread_mutex_lock(&worker_mu);
+            while ((g = worker_gen) == seen && !worker_quit) pthread_cond_wait(&worker_cv, &worker_mu);
+            pthread_mutex_unlock(&worker_mu);
+        }
+        if (worker_quit) return NULL;
+        seen = g;
+        task_run(&worker_task);
+        worker_done = g;
+    }
+}
+static void worker_post(long g)
+{
+    pthread_mutex_lock(&worker_mu);
+    worker_gen = g;
+    pthread_cond_signal(&worker_cv);
+    pthread_mutex_unlock(&worker_mu);
+}
+
+static void ours(int threads, const float *A, const float *B, float *C, int64_t M, int64_t N,
+                 int64_t K, int b_trans)
+{
+    Task t[2];
+    int64_t half = (M / 2 + ATTNC_GEMM_MR - 1) / ATTNC_GEMM_MR * ATTNC_GEMM_MR;
+    if (half > M) half = M;
+    for (int i = 0; i < threads; i++) {
+        t[i] = (Task){A, B, C, K, 1, b_trans ? 1 : N, b_trans ? K : 1, N, 0, M, N, K, scratch_buf[i]};
+        if (threads == 2) {
+            t[i].m0 = i == 0 ? 0 : half;
+            t[i].m1 = i == 0 ? half : M;
+        }
+    }
+    if (threads == 1) {
+        task_run(&t[0]);
+        return;
+    }
+    worker_task = t[1];
+    long g = worker_gen + 1;
+    worker_post(g);
+    task_run(&t[0]);
+    while (worker_done != g) __builtin_ia32_pause();
+}
+
+static void blas(const float *A, const float *B, float *C, int64_t M, int64_t N, int64_t K, int b_trans)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, 1.0f, A, (int)K, B, b_trans ? (int)K : (int)N, 0.0f, C, (int)N);
+}
+
+int main(int argc, char **argv)
+{
+    int reps = argc > 1 ? atoi(argv[1]) : 7;
+    if (reps < 1 || reps > 100) reps = 7;
+    for (int i = 0; i < 2; i++)
+        scratch_buf[i] = aligned_alloc(64, (size_t)(attnc_tpl_gemm_scratch_floats() * 4 + 63) / 64 * 64);
+
+    struct {
+        int64_t M, N, K;
+        int b_trans;
+        const char *name;
+    } shapes[] = {
+        {2048, 2048, 2048, 0, "2048^3 NN"},
+        {2048, 2048, 2048, 1, "2048^3 NT"},
+        {4096, 1536, 512, 1, "qkv  K=512 N=1536"},
+        {4096, 512, 512, 1, "proj K=512 N=512"},
+        {4096, 2048, 512, 1, "ffn1 K=512 N=2048"},
+        {4096, 512, 2048, 1, "ffn2 K=2048 N=512"},
+    };
+    int nshapes = sizeof shapes / sizeof shapes[0];
+
+    double peak[3] = {0, peak_gflops(1), peak_gflops(2)};
+    pthread_t worker;
+    pthread_create(&worker, NULL, worker_main, NULL);
+    printf("VW=%d MR=%d NR=%d KC=%d MC=%d NC=%d, %d timed runs (median)\n", VW, ATTNC_GEMM_MR,
+           ATTNC_GEMM_NR, ATTNC_GEMM_KC, ATTNC_GEMM_MC, ATTNC_GEMM_NC, reps);
+    printf("fp32 FMA peak (measured, %d-wide): 1 thread %.1f GFLOP/s, 2 threads %.1f GFLOP/s\n\n", VW,
+           peak[1], peak[2]);
+    printf("| shape (M x N x K)            | thr | attnc GFLOP/s | OpenBLAS GFLOP/s | ratio | attnc %%peak | OpenBLAS %%peak | max |diff| |\n");
+    printf("|------------------------------|-----|---------------|------------------|-------|-------------|----------------|------------|\n");
+
+    for (int s = 0; s < nshapes; s++) {
+        int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+        int bt = shapes[s].b_trans;
+        float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+        float *C1 = malloc(M * N * sizeof(float)), *C2 = malloc(M * N * sizeof(float));
+        srand(12345);
+        for (int64_t i = 0; i < M * K; i++) A[i] = (float)(rand() & 0xffff) / 65536.0f - 0.5f;
+        for (int64_t i = 0; i < K * N; i++) B[i] = (float)(rand() & 0xffff) / 65536.0f - 0.5f;
+        double flops = 2.0 * M * N * K;
+        for (int threads = 1; threads <= 2; threads++) {
+            openblas_set_num_threads(threads);
+            /* blocks of runs, not alternating single runs: OpenBLAS's idle
+               threads spin ~0.1 s after each call and our worker spins ~1 ms,
+               so alternating would make each steal a core from the other.
+               Two rounds of (ours x reps/2, pause, OpenBLAS x reps/2, pause)
+               spread slow machine noise over both. */
+            double go[100], gb[100];
+            int no = 0, nb = 0;
+            for (int round = 0; round < 2; round++) {
+                int n = round == 0 ? reps / 2 : reps - reps / 2;
+                ours(threads, A, B, C1, M, N, K, bt); /* warm-up */
+                for (int r = 0; r < n; r++) {
+                    double t0 = now();
+                    ours(threads, A, B, C1, M, N, K, bt);
+                    go[no++] = flops / (now() - t0) / 1e9;
+                }
+                pause_s(0.3);
+                blas(A, B, C2, M, N, K, bt); /* warm-up */
+                for (int r = 0; r < n; r++) {
+                    double t0 = now();
+                    blas(A, B, C2, M, N, K, bt);
+                    gb[nb++] = flops / (now() - t0) / 1e9;
+                }
+                pause_s(0.3);
+            }
+            double maxdiff = 0;
+            for (int64_t i = 0; i < M * N; i++) {
+                double d = fabs((double)C1[i] - C2[i]);
+                if (!(d <= maxdiff)) maxdiff = d;
+            }
+            double mo = median(go, no), mb = median(gb, nb);
+            char label[64];
+            snprintf(label, sizeof label, "%s %lldx%lldx%lld", shapes[s].name, (long long)M,
+                     (long long)N, (long long)K);
+            printf("| %-28s | %3d | %13.1f | %16.1f | %5.2f | %10.0f%% | %13.0f%% | %10.2g |\n", shapes[s].name,
+                   threads, mo, mb, mo / mb, 100 * mo / peak[threads], 100 * mb / peak[threads], maxdiff);
+            fflush(stdout);
+        }
+        free(A), free(B), free(C1), free(C2);
+    }
+    pthread_mutex_lock(&worker_mu);
+    worker_quit = 1;
+    pthread_cond_signal(&worker_cv);
+    pthread_mutex_unlock(&worker_mu);
+    pthread_join(worker, NULL);
+    return 0;
+}

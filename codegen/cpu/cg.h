@@ -1,0 +1,107 @@
+/* cg.h - internal state of the CPU backend, shared by its files.
+ *
+ * module.c  module, descriptor, run() and workspace planning
+ * ewise.c   elementwise kernels (single ops and fused bodies), copies
+ * kernels.c matmul, reductions, softmax and norms (calls into templates)
+ * target.c  target machine and vector width
+ * emit.c    bitcode linking, internalizing, O3, object/asm/shared library
+ * jit.c     ORC LLJIT for in-memory runs */
+#ifndef CG_CPU_CG_H
+#define CG_CPU_CG_H
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+#include "codegen.h"
+#include "ir.h"
+
+/* How a main-function value exists at run time. */
+typedef enum {
+  CV_EXTERNAL, /* input or weight: pointer handed to run() */
+  CV_BUF,      /* computed by a kernel into a workspace slot or an output */
+  CV_VIEW,     /* permute / slice / dense reshape of another value */
+  CV_VIRTUAL,  /* const or iota: computed inside the kernels that read it */
+} CvKind;
+
+typedef struct {
+  CvKind kind;
+  int slot;          /* CV_BUF in workspace: slot index; -1 if it writes an output */
+  int out_index;     /* CV_BUF writing output k directly: k; else -1 */
+  int base;          /* CV_VIEW: the viewed value */
+  bool dense;        /* row-major dense layout, known statically */
+  bool inner_unit;   /* stride of the last axis is statically 1 */
+  int last_use;      /* index of the last node that reads it (views extend) */
+  /* run(): */
+  LLVMValueRef ptr;
+  LLVMValueRef shape[IR_MAX_RANK], stride[IR_MAX_RANK];
+} CgVal;
+
+typedef struct Cg {
+  const IrGraph *g;
+  IrDiag *diag;
+  int vw;                    /* floats per vector */
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  LLVMTargetMachineRef tm;
+  LLVMTypeRef i1, i8, i32, i64, f32, ptr, vd; /* vd: void */
+  LLVMTypeRef vf, vi, vb;    /* <vw x float>, <vw x i32>, <vw x i1> */
+  LLVMTypeRef task_ty;       /* void (ptr ctx, i64 begin, i64 end, i32 tid) */
+  CgVal *v;                  /* per node of funcs[0] */
+  int nslots;
+  int *slot_node;            /* a node per slot giving its size... (max over nodes) */
+  int64_t *slot_nodes;       /* unused */
+  /* run() state */
+  LLVMValueRef run_fn, ex, symvals, inputs, outputs, weights, ws, slot_off;
+  LLVMValueRef *sym;         /* loaded dim values */
+  int kernels;               /* count, for names */
+  bool failed;
+  char ident[128];
+  const char *target_desc;
+  char *cpu, *features, *triple;
+  bool object_only;
+} Cg;
+
+/* module.c */
+LLVMValueRef cg_dim(Cg *cg, IrDim d);            /* evaluate a symbolic dim in run() */
+LLVMValueRef cg_call(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
+                     LLVMValueRef *args);         /* call a template / runtime function */
+LLVMValueRef cg_fn_decl(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n);
+/* Start a task function; returns it, positions the builder at its entry and
+ * fills *ctx with its context argument. */
+LLVMValueRef cg_task_begin(Cg *cg, const char *what, LLVMValueRef *ctx, LLVMValueRef *begin,
+                           LLVMValueRef *end, LLVMValueRef *tid);
+/* Load field i (an i64) of a task context / a pointer field. */
+LLVMValueRef cg_ctx_i64(Cg *cg, LLVMValueRef ctx, int i);
+LLVMValueRef cg_ctx_ptr(Cg *cg, LLVMValueRef ctx, int i);
+/* In run(): build a context array from values (i64 or ptr) and call
+ * rt_parallel_for(ex, ntasks, grain, task, ctx). */
+void cg_launch(Cg *cg, LLVMValueRef task, LLVMValueRef *fields, int n, LLVMValueRef ntasks,
+               LLVMValueRef grain);
+/* A simple counted loop: for (i = lo; i < hi; i += step) body; returns i
+ * in *iv, and cg_loop_end closes it. */
+typedef struct {
+  LLVMBasicBlockRef head, body, exit;
+  LLVMValueRef iv, next;
+  LLVMValueRef step;
+} CgLoop;
+void cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef step);
+void cg_loop_end(Cg *cg, CgLoop *l);
+void cg_error(Cg *cg, const IrNode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ewise.c: out = f(leaves) elementwise, broadcasting, vectorized. */
+/* Emit the kernel computing node id (an elementwise op or a fused node)
+ * into the value's buffer. */
+void cg_ewise(Cg *cg, int id);
+/* Copy value src (any layout) into the dense buffer dst (same shape). */
+void cg_copy(Cg *cg, int src, LLVMValueRef dst_ptr, LLVMValueRef *dst_stride);
+
+/* kernels.c */
+void cg_matmul(Cg *cg, int id);
+void cg_reduce(Cg *cg, int id);
+void cg_softmax(Cg *cg, int id);
+void cg_norm(Cg *cg, int id);
+/* scratch floats per thread that kernels need (gemm packing) */
+int64_t cg_scratch_floats(const Cg *cg);
+
+/* target.c */
+bool cg_target_init(Cg *cg, const CgTarget *t);
+#endif

@@ -1,0 +1,265 @@
+/* emit.c - finishing the module and writing it out.
+ *
+ * cg_emit_module links the embedded runtime and template bitcode into the
+ * model's module, gives every function the target's CPU and features,
+ * internalizes everything but the model's API, verifies, and runs the new
+ * pass manager with default<O3>.  The cg_emit_* functions then write LLVM
+ * IR, assembly, an object file, or a shared library (the object linked with
+ * `cc -shared`), always through a temporary file renamed into place. */
+#include <errno.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
+#include <llvm-c/Linker.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include "cg.h"
+
+extern char **environ;
+extern const unsigned char attnc_bc_runtime[], attnc_bc_tpl_v8[], attnc_bc_tpl_v16[];
+extern const size_t attnc_bc_runtime_size, attnc_bc_tpl_v8_size, attnc_bc_tpl_v16_size;
+
+struct CgModule {
+  Cg *cg;
+  LLVMOrcLLJITRef jit;
+  LLVMOrcThreadSafeContextRef tsc;
+};
+
+static const char *const api_suffixes[] = {"create", "destroy", "load_weights", "bind_weight",
+                                           "run", "error", "describe", NULL};
+
+static bool exported(Cg *cg, const char *name) {
+  size_t n = strlen(cg->ident);
+  for (int i = 0; api_suffixes[i]; i++) {
+    if (strncmp(name, cg->ident, n) == 0 && name[n] == '_' && strcmp(name + n + 1, api_suffixes[i]) == 0) return true;
+    if (!cg->object_only && strncmp(name, "attnc_", 6) == 0 && strcmp(name + 6, api_suffixes[i]) == 0) return true;
+  }
+  return false;
+}
+
+static LLVMModuleRef load_bitcode(Cg *cg, const unsigned char *data, size_t size, const char *name) {
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)data, size, name, 0);
+  LLVMModuleRef m = NULL;
+  if (LLVMParseBitcodeInContext2(cg->C, buf, &m)) ir_bug("embedded bitcode '%s' does not load", name);
+  LLVMDisposeMemoryBuffer(buf);
+  return m;
+}
+
+static void set_target_attrs(Cg *cg, LLVMValueRef f) {
+  unsigned idx = (unsigned)LLVMAttributeFunctionIndex;
+  LLVMRemoveStringAttributeAtIndex(f, idx, "target-cpu", 10);
+  LLVMRemoveStringAttributeAtIndex(f, idx, "target-features", 15);
+  LLVMRemoveStringAttributeAtIndex(f, idx, "tune-cpu", 8);
+  LLVMAddAttributeAtIndex(f, idx, LLVMCreateStringAttribute(cg->C, "target-cpu", 10, cg->cpu, (unsigned)strlen(cg->cpu)));
+  if (cg->features[0])
+    LLVMAddAttributeAtIndex(f, idx, LLVMCreateStringAttribute(cg->C, "target-features", 15, cg->features,
+                                                              (unsigned)strlen(cg->features)));
+}
+
+bool cg_emit_module(Cg *cg) {
+  char *dl = LLVMCopyStringRepOfTargetData(LLVMCreateTargetDataLayout(cg->tm));
+  LLVMSetTarget(cg->M, cg->triple);
+  LLVMSetDataLayout(cg->M, dl);
+  LLVMModuleRef rt = load_bitcode(cg, attnc_bc_runtime, attnc_bc_runtime_size, "runtime");
+  LLVMModuleRef tpl = cg->vw == 16 ? load_bitcode(cg, attnc_bc_tpl_v16, attnc_bc_tpl_v16_size, "templates")
+                                   : load_bitcode(cg, attnc_bc_tpl_v8, attnc_bc_tpl_v8_size, "templates");
+  LLVMModuleRef parts[] = {rt, tpl};
+  for (int i = 0; i < 2; i++) {
+    LLVMSetTarget(parts[i], cg->triple);
+    LLVMSetDataLayout(parts[i], dl);
+    if (LLVMLinkModules2(cg->M, parts[i])) ir_bug("linking embedded bitcode failed");
+  }
+  LLVMDisposeMessage(dl);
+  for (LLVMValueRef f = LLVMGetFirstFunction(cg->M); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    set_target_attrs(cg, f);
+    size_t len;
+    const char *name = LLVMGetValueName2(f, &len);
+    if (!exported(cg, name)) LLVMSetLinkage(f, LLVMInternalLinkage);
+    else LLVMSetVisibility(f, LLVMDefaultVisibility);
+  }
+  for (LLVMValueRef g = LLVMGetFirstGlobal(cg->M); g; g = LLVMGetNextGlobal(g))
+    if (!LLVMIsDeclaration(g)) LLVMSetLinkage(g, LLVMInternalLinkage);
+  char *msg = NULL;
+  if (LLVMVerifyModule(cg->M, LLVMReturnStatusAction, &msg)) {
+    fprintf(stderr, "%s\n", msg);
+    ir_bug("generated LLVM module does not verify");
+  }
+  LLVMDisposeMessage(msg);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+  LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+  const char *pipeline = "default<O3>";
+  LLVMErrorRef e = LLVMRunPasses(cg->M, pipeline, cg->tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (e) {
+    char *m = LLVMGetErrorMessage(e);
+    fprintf(stderr, "attnc: LLVM passes failed: %s\n", m);
+    LLVMDisposeErrorMessage(m);
+    return false;
+  }
+  return true;
+}
+
+CgModule *cg_module_wrap(Cg *cg) {
+  CgModule *m = calloc(1, sizeof *m);
+  m->cg = cg;
+  return m;
+}
+
+const char *cg_target_desc(const CgModule *m) { return m->cg->target_desc; }
+
+void cg_free(CgModule *m) {
+  if (!m) return;
+  Cg *cg = m->cg;
+  if (m->jit) LLVMOrcDisposeLLJIT(m->jit); /* owns its module copy and the target machine */
+  if (m->tsc) LLVMOrcDisposeThreadSafeContext(m->tsc);
+  if (cg->tm) LLVMDisposeTargetMachine(cg->tm);
+  LLVMDisposeModule(cg->M);
+  LLVMDisposeBuilder(cg->B);
+  LLVMContextDispose(cg->C);
+  free(cg->v);
+  free(cg->slot_node);
+  free(cg->sym);
+  free((char *)cg->target_desc);
+  free(cg->cpu);
+  free(cg->features);
+  free(cg->triple);
+  free(cg);
+  free(m);
+}
+
+/* ---- writing files ------------------------------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b) {
+  snprintf(err, errlen, fmt, a, b);
+  return 1;
+}
+
+/* Write bytes to path via a temporary file in the same directory. */
+static int write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return fail(err, errlen, "%s: path too long%s", path, "");
+  int fd = mkstemp(tmp);
+  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
+  const char *p = data;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, p + off, len - off);
+    if (w <= 0) {
+      close(fd);
+      unlink(tmp);
+      return fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    }
+    off += (size_t)w;
+  }
+  fchmod(fd, 0644);
+  if (close(fd) || rename(tmp, path)) {
+    unlink(tmp);
+    return fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+  }
+  return 0;
+}
+
+int cg_emit_llvm(CgModule *m, const char *path, char *err, size_t errlen) {
+  char *s = LLVMPrintModuleToString(m->cg->M);
+  int rc = write_atomic(path, s, strlen(s), err, errlen);
+  LLVMDisposeMessage(s);
+  return rc;
+}
+
+static int emit_kind(CgModule *m, const char *path, LLVMCodeGenFileType kind, char *err, size_t errlen) {
+  char *msg = NULL;
+  LLVMMemoryBufferRef buf;
+  if (LLVMTargetMachineEmitToMemoryBuffer(m->cg->tm, m->cg->M, kind, &msg, &buf)) {
+    int rc = fail(err, errlen, "code generation failed: %s%s", msg ? msg : "", "");
+    LLVMDisposeMessage(msg);
+    return rc;
+  }
+  int rc = write_atomic(path, LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), err, errlen);
+  LLVMDisposeMemoryBuffer(buf);
+  return rc;
+}
+
+int cg_emit_asm(CgModule *m, const char *path, char *err, size_t errlen) {
+  return emit_kind(m, path, LLVMAssemblyFile, err, errlen);
+}
+
+int cg_emit_obj(CgModule *m, const char *path, char *err, size_t errlen) {
+  return emit_kind(m, path, LLVMObjectFile, err, errlen);
+}
+
+/* Run argv (no shell); 0 if it exits with status 0. */
+static int run_tool(char *const argv[], char *err, size_t errlen) {
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+  if (rc) return fail(err, errlen, "cannot run '%s': %s (set CC to a C compiler driver to link shared libraries)", argv[0], strerror(rc));
+  int st;
+  if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) return fail(err, errlen, "'%s' failed while linking the shared library%s", argv[0], "");
+  return 0;
+}
+
+int cg_emit_shared(CgModule *m, const char *path, char *err, size_t errlen) {
+  char obj[PATH_MAX], so[PATH_MAX + 8];
+  if (snprintf(obj, sizeof obj, "%s.tmp.XXXXXX", path) >= (int)sizeof obj) return fail(err, errlen, "%s: path too long%s", path, "");
+  int fd = mkstemp(obj);
+  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", obj, strerror(errno));
+  close(fd);
+  if (cg_emit_obj(m, obj, err, errlen)) {
+    unlink(obj);
+    return 1;
+  }
+  snprintf(so, sizeof so, "%s.so", obj);
+  const char *cc = getenv("CC");
+  if (!cc || !*cc) cc = "cc";
+  char *argv[] = {(char *)cc, "-shared", "-o", so, obj, "-lm", "-lpthread", "-Wl,-z,noexecstack", "-Wl,--as-needed", NULL};
+  int rc = run_tool(argv, err, errlen);
+  unlink(obj);
+  if (!rc && rename(so, path)) rc = fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+  if (rc) unlink(so);
+  return rc;
+}
+
+/* ---- JIT ---------------------------------------------------------------------------- */
+
+void *cg_jit_lookup(CgModule *m, const char *name, char *err, size_t errlen) {
+  Cg *cg = m->cg;
+  LLVMErrorRef e;
+  if (!m->jit) {
+    /* LLJIT needs the module in a thread-safe context: round-trip it
+       through bitcode into one (cheap next to code generation) */
+    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(cg->M);
+    m->tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMModuleRef jm;
+    if (LLVMParseBitcodeInContext2(LLVMOrcThreadSafeContextGetContext(m->tsc), bc, &jm)) ir_bug("JIT: bitcode round trip failed");
+    LLVMDisposeMemoryBuffer(bc);
+    LLVMOrcLLJITBuilderRef b = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(b, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(cg->tm));
+    cg->tm = NULL;
+    if ((e = LLVMOrcCreateLLJIT(&m->jit, b))) goto error;
+    LLVMOrcDefinitionGeneratorRef gen;
+    if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(m->jit), NULL, NULL)))
+      goto error;
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(m->jit), gen);
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(jm, m->tsc);
+    if ((e = LLVMOrcLLJITAddLLVMIRModule(m->jit, LLVMOrcLLJITGetMainJITDylib(m->jit), tsm))) goto error;
+  }
+  LLVMOrcExecutorAddress addr;
+  if ((e = LLVMOrcLLJITLookup(m->jit, &addr, name))) goto error;
+  return (void *)(uintptr_t)addr;
+error:;
+  char *msg = LLVMGetErrorMessage(e);
+  snprintf(err, errlen, "JIT: %s", msg);
+  LLVMDisposeErrorMessage(msg);
+  return NULL;
+}

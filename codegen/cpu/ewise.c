@@ -1,0 +1,436 @@
+/* ewise.c - elementwise kernels: one loop nest per elementwise op or fused
+ * body, vectorized at the target's width, threaded over rows.
+ *
+ * The output is walked row by row (all axes but the last); each task runs
+ * a range of rows.  Along the last axis the kernel processes VW elements
+ * at a time, and the remainder with masked loads and stores.  Each operand
+ * ("leaf") is read through its own strides, so broadcasting (stride 0),
+ * permuted and sliced views need no copies; a leaf whose last-axis stride
+ * is statically 1 is loaded as a vector, a broadcast one is splatted, any
+ * other is gathered lane by lane.  Constants and iotas are folded in.
+ * Element values are <VW x float>, <VW x i32> or <VW x i1>; f16 and bf16
+ * values are computed as f32 (the runtime converts at the boundary). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cg.h"
+
+typedef enum { LF_MEM, LF_CONST, LF_IOTA } LeafKind;
+
+typedef struct {
+  LeafKind kind;
+  int node;          /* main-function value */
+  rt_dtype dt;
+  int inner;         /* LF_MEM: 0 broadcast, 1 unit stride, 2 general */
+  int ctx_field;     /* LF_MEM: index of the pointer in the task context */
+  int iota_axis;     /* LF_IOTA: output axis it indexes */
+  double value;      /* LF_CONST */
+  /* in the task */
+  LLVMValueRef ptr, off, stride_last;
+  LLVMValueRef val;  /* current vector value */
+} Leaf;
+
+typedef struct {
+  int id;            /* node whose value is computed (op or fused) */
+  bool copy;         /* identity of leaf 0 */
+} Expr;
+
+static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsigned long long)v, 1); }
+
+static bool is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16 || t == RT_F64; }
+
+static __attribute__((unused)) LLVMTypeRef vec_ty(Cg *cg, rt_dtype t) {
+  return t == RT_BOOL ? cg->vb : t == RT_I32 ? cg->vi : cg->vf;
+}
+static LLVMTypeRef mem_vec_ty(Cg *cg, rt_dtype t) {
+  return t == RT_BOOL ? LLVMVectorType(cg->i8, (unsigned)cg->vw) : t == RT_I32 ? cg->vi : cg->vf;
+}
+static LLVMTypeRef mem_elt_ty(Cg *cg, rt_dtype t) { return t == RT_BOOL ? cg->i8 : t == RT_I32 ? cg->i32 : cg->f32; }
+
+static LLVMValueRef intr(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl, LLVMValueRef *args, int nargs) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->M, id, ovl, (size_t)novl);
+  return LLVMBuildCall2(cg->B, LLVMIntrinsicGetType(cg->C, id, ovl, (size_t)novl), f, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt) {
+  LLVMValueRef undef = LLVMGetUndef(vt);
+  LLVMValueRef v = LLVMBuildInsertElement(cg->B, undef, s, LLVMConstInt(cg->i32, 0, 0), "");
+  LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)cg->vw));
+  return LLVMBuildShuffleVector(cg->B, v, undef, zeros, "");
+}
+
+static LLVMValueRef const_vec(Cg *cg, rt_dtype t, double v) {
+  LLVMValueRef s = t == RT_BOOL ? LLVMConstInt(cg->i1, v != 0, 0)
+                 : t == RT_I32  ? LLVMConstInt(cg->i32, (unsigned long long)(int64_t)v, 1)
+                                : LLVMConstReal(cg->f32, v);
+  LLVMValueRef *e = malloc(sizeof(LLVMValueRef) * (size_t)cg->vw);
+  for (int i = 0; i < cg->vw; i++) e[i] = s;
+  LLVMValueRef r = LLVMConstVector(e, (unsigned)cg->vw);
+  free(e);
+  return r;
+}
+
+/* <0, 1, ..., VW-1> as i64 */
+static LLVMValueRef lane_ids(Cg *cg, LLVMTypeRef elt) {
+  LLVMValueRef *e = malloc(sizeof(LLVMValueRef) * (size_t)cg->vw);
+  for (int i = 0; i < cg->vw; i++) e[i] = LLVMConstInt(elt, (unsigned)i, 0);
+  LLVMValueRef r = LLVMConstVector(e, (unsigned)cg->vw);
+  free(e);
+  return r;
+}
+
+/* Call a template's in-place vector function through a stack slot. */
+static LLVMValueRef tpl_vec(Cg *cg, const char *fn, LLVMValueRef x, LLVMValueRef y) {
+  LLVMValueRef a = LLVMBuildAlloca(cg->B, cg->vf, "");
+  LLVMBuildStore(cg->B, x, a);
+  LLVMValueRef b = NULL;
+  if (y) {
+    b = LLVMBuildAlloca(cg->B, cg->vf, "");
+    LLVMBuildStore(cg->B, y, b);
+  }
+  LLVMTypeRef pt[] = {cg->ptr, cg->ptr};
+  LLVMValueRef args[] = {a, b};
+  cg_call(cg, fn, cg->vd, pt, y ? 2 : 1, args);
+  return LLVMBuildLoad2(cg->B, cg->vf, a, "");
+}
+
+/* Convert a vector value between element kinds (cast). */
+static LLVMValueRef convert(Cg *cg, LLVMValueRef x, rt_dtype from, rt_dtype to) {
+  bool ff = is_float(from), ft = is_float(to);
+  if ((ff && ft) || from == to) return x;
+  if (to == RT_BOOL) {
+    if (ff) return LLVMBuildFCmp(cg->B, LLVMRealUNE, x, LLVMConstNull(cg->vf), "");
+    return LLVMBuildICmp(cg->B, LLVMIntNE, x, LLVMConstNull(cg->vi), "");
+  }
+  if (from == RT_BOOL) return ft ? LLVMBuildUIToFP(cg->B, x, cg->vf, "") : LLVMBuildZExt(cg->B, x, cg->vi, "");
+  if (ft) return LLVMBuildSIToFP(cg->B, x, cg->vf, ""); /* i32 -> float */
+  LLVMTypeRef ovl[] = {cg->vi, cg->vf};                 /* float -> i32, saturating, NaN -> 0 */
+  return intr(cg, "llvm.fptosi.sat", ovl, 2, &x, 1);
+}
+
+/* One elementwise op on vector values. */
+static LLVMValueRef ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  bool fl = is_float(in_dt);
+  LLVMTypeRef vt = fl ? cg->vf : cg->vi;
+  switch ((IrOp)n->op) {
+  case IR_NEG: return fl ? LLVMBuildFNeg(cg->B, a, "") : LLVMBuildNeg(cg->B, a, "");
+  case IR_NOT: return LLVMBuildNot(cg->B, a, "");
+  case IR_ABS:
+    if (fl) return intr(cg, "llvm.fabs", &vt, 1, &a, 1);
+    return intr(cg, "llvm.abs", &vt, 1, (LLVMValueRef[]){a, LLVMConstInt(cg->i1, 0, 0)}, 2);
+  case IR_EXP: return tpl_vec(cg, "attnc_tpl_vexp", a, NULL);
+  case IR_EXP2: return tpl_vec(cg, "attnc_tpl_vexp2", a, NULL);
+  case IR_LOG: return tpl_vec(cg, "attnc_tpl_vlog", a, NULL);
+  case IR_TANH: return tpl_vec(cg, "attnc_tpl_vtanh", a, NULL);
+  case IR_SIGMOID: return tpl_vec(cg, "attnc_tpl_vsigmoid", a, NULL);
+  case IR_GELU: return tpl_vec(cg, "attnc_tpl_vgelu", a, NULL);
+  case IR_GELU_TANH: return tpl_vec(cg, "attnc_tpl_vgelu_tanh", a, NULL);
+  case IR_SILU: return tpl_vec(cg, "attnc_tpl_vsilu", a, NULL);
+  case IR_SQRT: return intr(cg, "llvm.sqrt", &vt, 1, &a, 1);
+  case IR_RSQRT: return LLVMBuildFDiv(cg->B, const_vec(cg, RT_F32, 1), intr(cg, "llvm.sqrt", &vt, 1, &a, 1), "");
+  case IR_RECIP: return LLVMBuildFDiv(cg->B, const_vec(cg, RT_F32, 1), a, "");
+  case IR_RELU: /* NaN and -0 stay as they are */
+    if (fl) return LLVMBuildSelect(cg->B, LLVMBuildFCmp(cg->B, LLVMRealOLT, a, LLVMConstNull(vt), ""), LLVMConstNull(vt), a, "");
+    return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, a, LLVMConstNull(vt), ""), LLVMConstNull(vt), a, "");
+  case IR_CAST: return convert(cg, a, in_dt, (rt_dtype)n->type.dt);
+  case IR_ADD: return fl ? LLVMBuildFAdd(cg->B, a, b, "") : LLVMBuildAdd(cg->B, a, b, "");
+  case IR_SUB: return fl ? LLVMBuildFSub(cg->B, a, b, "") : LLVMBuildSub(cg->B, a, b, "");
+  case IR_MUL: return fl ? LLVMBuildFMul(cg->B, a, b, "") : LLVMBuildMul(cg->B, a, b, "");
+  case IR_DIV:
+    if (fl) return LLVMBuildFDiv(cg->B, a, b, "");
+    { /* integer division by zero gives 0 here (no trap) */
+      LLVMValueRef z = LLVMBuildICmp(cg->B, LLVMIntEQ, b, LLVMConstNull(vt), "");
+      LLVMValueRef safe = LLVMBuildSelect(cg->B, z, const_vec(cg, RT_I32, 1), b, "");
+      return LLVMBuildSelect(cg->B, z, LLVMConstNull(vt), LLVMBuildSDiv(cg->B, a, safe, ""), "");
+    }
+  case IR_MIN:
+    return intr(cg, fl ? "llvm.minimum" : "llvm.smin", &vt, 1, (LLVMValueRef[]){a, b}, 2);
+  case IR_MAX:
+    return intr(cg, fl ? "llvm.maximum" : "llvm.smax", &vt, 1, (LLVMValueRef[]){a, b}, 2);
+  case IR_POW:
+    if (!fl) {
+      LLVMValueRef r = tpl_vec(cg, "attnc_tpl_vpow", convert(cg, a, RT_I32, RT_F32), convert(cg, b, RT_I32, RT_F32));
+      return convert(cg, r, RT_F32, RT_I32);
+    }
+    return tpl_vec(cg, "attnc_tpl_vpow", a, b);
+  case IR_AND: return LLVMBuildAnd(cg->B, a, b, "");
+  case IR_OR: return LLVMBuildOr(cg->B, a, b, "");
+  case IR_LT: case IR_LE: case IR_GT: case IR_GE: case IR_EQ: case IR_NE: {
+    static const LLVMRealPredicate fp[] = {LLVMRealOLT, LLVMRealOLE, LLVMRealOGT, LLVMRealOGE, LLVMRealOEQ, LLVMRealUNE};
+    static const LLVMIntPredicate ip[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE, LLVMIntEQ, LLVMIntNE};
+    static const LLVMIntPredicate up[] = {LLVMIntULT, LLVMIntULE, LLVMIntUGT, LLVMIntUGE, LLVMIntEQ, LLVMIntNE};
+    int k = n->op - IR_LT;
+    if (fl) return LLVMBuildFCmp(cg->B, fp[k], a, b, "");
+    return LLVMBuildICmp(cg->B, in_dt == RT_BOOL ? up[k] : ip[k], a, b, "");
+  }
+  case IR_WHERE: return LLVMBuildSelect(cg->B, a, b, c, "");
+  default:
+    cg_error(cg, n, "elementwise op '%s' has no CPU lowering", ir_opinfo[n->op].name);
+    return LLVMGetUndef(cg->vf);
+  }
+}
+
+/* ---- the kernel ----------------------------------------------------------------- */
+
+typedef struct {
+  Cg *cg;
+  int rank;
+  Leaf *leaves;
+  int nleaves;
+  Expr expr;
+  LLVMValueRef *idx; /* per output axis: i64 scalar for outer axes */
+  LLVMValueRef j;    /* current position along the last axis */
+} Body;
+
+static LLVMValueRef index_vec(Body *b, int axis) {
+  Cg *cg = b->cg;
+  if (axis == b->rank - 1) {
+    LLVMValueRef jj = LLVMBuildTrunc(cg->B, b->j, cg->i32, "");
+    return LLVMBuildAdd(cg->B, splat(cg, jj, cg->vi), lane_ids(cg, cg->i32), "");
+  }
+  return splat(cg, LLVMBuildTrunc(cg->B, b->idx[axis], cg->i32, ""), cg->vi);
+}
+
+/* Load every leaf at the current position; mask may be NULL (full vector). */
+static void load_leaves(Body *b, LLVMValueRef mask) {
+  Cg *cg = b->cg;
+  for (int k = 0; k < b->nleaves; k++) {
+    Leaf *l = &b->leaves[k];
+    if (l->kind == LF_CONST) {
+      l->val = const_vec(cg, l->dt, l->value);
+      continue;
+    }
+    if (l->kind == LF_IOTA) {
+      l->val = index_vec(b, l->iota_axis);
+      continue;
+    }
+    LLVMTypeRef et = mem_elt_ty(cg, l->dt), mt = mem_vec_ty(cg, l->dt);
+    LLVMValueRef v;
+    if (l->inner == 0) {
+      LLVMValueRef p = LLVMBuildGEP2(cg->B, et, l->ptr, &l->off, 1, "");
+      v = splat(cg, LLVMBuildLoad2(cg->B, et, p, ""), mt);
+    } else if (l->inner == 1) {
+      LLVMValueRef o = LLVMBuildAdd(cg->B, l->off, b->j, "");
+      LLVMValueRef p = LLVMBuildGEP2(cg->B, et, l->ptr, &o, 1, "");
+      if (mask) {
+        LLVMTypeRef ovl[] = {mt, cg->ptr};
+        LLVMValueRef args[] = {p, LLVMConstInt(cg->i32, 1, 0), mask, LLVMConstNull(mt)};
+        v = intr(cg, "llvm.masked.load", ovl, 2, args, 4);
+      } else {
+        v = LLVMBuildLoad2(cg->B, mt, p, "");
+        LLVMSetAlignment(v, 1);
+      }
+    } else { /* gather */
+      v = LLVMGetUndef(mt);
+      for (int lane = 0; lane < cg->vw; lane++) {
+        LLVMValueRef jl = LLVMBuildAdd(cg->B, b->j, ci64(cg, lane), "");
+        if (mask) { /* masked lanes read element 0 of the row: always in bounds */
+          LLVMValueRef on = LLVMBuildExtractElement(cg->B, mask, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
+          jl = LLVMBuildSelect(cg->B, on, jl, ci64(cg, 0), "");
+        }
+        LLVMValueRef o = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, jl, l->stride_last, ""), "");
+        LLVMValueRef e = LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, l->ptr, &o, 1, ""), "");
+        v = LLVMBuildInsertElement(cg->B, v, e, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
+      }
+    }
+    if (l->dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
+    l->val = v;
+  }
+}
+
+/* The element value of the expression from the loaded leaves. */
+static LLVMValueRef eval_expr(Body *b) {
+  Cg *cg = b->cg;
+  const IrGraph *g = cg->g;
+  if (b->expr.copy) return b->leaves[0].val;
+  const IrNode *n = &g->funcs[0].nodes[b->expr.id];
+  if (n->op == IR_CONST || n->op == IR_IOTA) return b->leaves[0].val;
+  if (n->op != IR_FUSED) {
+    LLVMValueRef a[3] = {0};
+    for (int k = 0; k < n->nin; k++) a[k] = b->leaves[k].val;
+    return ew_op(cg, n, b->leaves[0].dt, a[0], a[1], a[2]);
+  }
+  const IrFunc *body = &g->funcs[n->body];
+  LLVMValueRef *vals = calloc((size_t)body->n, sizeof *vals);
+  for (int i = 0; i < body->n; i++) {
+    const IrNode *bn = &body->nodes[i];
+    switch (bn->op) {
+    case IR_PARAM: vals[i] = b->leaves[bn->a.index].val; break;
+    case IR_INDEX: vals[i] = index_vec(b, bn->a.axis); break;
+    case IR_CONST: vals[i] = const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value); break;
+    default: {
+      LLVMValueRef a[3] = {0};
+      for (int k = 0; k < bn->nin; k++) a[k] = vals[bn->in[k]];
+      vals[i] = ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
+    }
+    }
+  }
+  LLVMValueRef r = vals[body->yields[0]];
+  free(vals);
+  return r;
+}
+
+/* Store the vector value v (dtype dt) at out[off + j], under mask. */
+static void store_out(Cg *cg, LLVMValueRef optr, rt_dtype dt, LLVMValueRef off, LLVMValueRef v, LLVMValueRef mask) {
+  LLVMTypeRef et = mem_elt_ty(cg, dt), mt = mem_vec_ty(cg, dt);
+  if (dt == RT_BOOL) v = LLVMBuildZExt(cg->B, v, mt, "");
+  LLVMValueRef p = LLVMBuildGEP2(cg->B, et, optr, &off, 1, "");
+  if (mask) {
+    LLVMTypeRef ovl[] = {mt, cg->ptr};
+    LLVMValueRef args[] = {v, p, LLVMConstInt(cg->i32, 1, 0), mask};
+    intr(cg, "llvm.masked.store", ovl, 2, args, 4);
+  } else {
+    LLVMValueRef s = LLVMBuildStore(cg->B, v, p);
+    LLVMSetAlignment(s, 1);
+  }
+}
+
+/* Generate and launch an elementwise kernel: out (rank r, shape of `shape_of`,
+ * strides ostride or dense) = expr(leaves). */
+static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt, LLVMValueRef out_ptr,
+                         LLVMValueRef *ostride_in, Leaf *leaves, int nleaves, Expr expr) {
+  const IrFunc *f = &cg->g->funcs[0];
+  const CgVal *ov = &cg->v[shape_of];
+  int r = f->nodes[shape_of].type.rank;
+  int rr = r > 0 ? r : 1; /* rank 0: one row of one element */
+  LLVMValueRef shape[IR_MAX_RANK], ostride[IR_MAX_RANK];
+  for (int d = 0; d < rr; d++) {
+    shape[d] = r > 0 ? ov->shape[d] : ci64(cg, 1);
+    ostride[d] = r > 0 ? (ostride_in ? ostride_in[d] : ov->stride[d]) : ci64(cg, 1);
+  }
+  if (!ostride_in && r > 0) { /* dense output of this shape */
+    LLVMValueRef s = ci64(cg, 1);
+    for (int d = r - 1; d >= 0; d--) ostride[d] = s, s = LLVMBuildMul(cg->B, s, shape[d], "");
+  }
+  /* context: out ptr, shape[rr], ostride[rr], then per mem leaf: ptr, stride[rr] */
+  int nf = 1 + 2 * rr;
+  LLVMValueRef fields[256];
+  fields[0] = out_ptr;
+  for (int d = 0; d < rr; d++) fields[1 + d] = shape[d], fields[1 + rr + d] = ostride[d];
+  for (int k = 0; k < nleaves; k++) {
+    Leaf *l = &leaves[k];
+    if (l->kind != LF_MEM) continue;
+    const IrNode *ln = &f->nodes[l->node];
+    const CgVal *lv = &cg->v[l->node];
+    l->ctx_field = nf;
+    fields[nf++] = lv->ptr;
+    int off = rr - ln->type.rank;
+    for (int d = 0; d < rr; d++) {
+      int ld = d - off;
+      int64_t c;
+      bool bcast = ld < 0 || (ir_dim_is_const(ln->type.dim[ld], &c) && c == 1);
+      fields[nf++] = bcast ? ci64(cg, 0) : lv->stride[ld];
+    }
+    int ld = rr - 1 - off;
+    bool bcast_last = r == 0 || ld < 0 || ({ int64_t c; ir_dim_is_const(ln->type.dim[ld], &c) && c == 1; });
+    l->inner = bcast_last ? 0 : lv->inner_unit ? 1 : 2;
+  }
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef ctx, begin, end;
+  LLVMValueRef task = cg_task_begin(cg, what, &ctx, &begin, &end, NULL);
+  LLVMValueRef t_shape[IR_MAX_RANK], t_ostr[IR_MAX_RANK], idx[IR_MAX_RANK];
+  LLVMValueRef t_out = cg_ctx_ptr(cg, ctx, 0);
+  for (int d = 0; d < rr; d++) t_shape[d] = cg_ctx_i64(cg, ctx, 1 + d), t_ostr[d] = cg_ctx_i64(cg, ctx, 1 + rr + d);
+  LLVMValueRef lstr[64][IR_MAX_RANK];
+  for (int k = 0; k < nleaves; k++) {
+    Leaf *l = &leaves[k];
+    if (l->kind != LF_MEM) continue;
+    l->ptr = cg_ctx_ptr(cg, ctx, l->ctx_field);
+    for (int d = 0; d < rr; d++) lstr[k][d] = cg_ctx_i64(cg, ctx, l->ctx_field + 1 + d);
+    l->stride_last = lstr[k][rr - 1];
+  }
+  CgLoop rows;
+  cg_loop_begin(cg, &rows, begin, end, ci64(cg, 1));
+  LLVMValueRef rem = rows.iv, ooff = ci64(cg, 0);
+  for (int d = rr - 2; d >= 0; d--) {
+    idx[d] = LLVMBuildSRem(cg->B, rem, t_shape[d], "");
+    rem = LLVMBuildSDiv(cg->B, rem, t_shape[d], "");
+    ooff = LLVMBuildAdd(cg->B, ooff, LLVMBuildMul(cg->B, idx[d], t_ostr[d], ""), "");
+  }
+  for (int k = 0; k < nleaves; k++) {
+    Leaf *l = &leaves[k];
+    if (l->kind != LF_MEM) continue;
+    l->off = ci64(cg, 0);
+    for (int d = rr - 2; d >= 0; d--) l->off = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, idx[d], lstr[k][d], ""), "");
+  }
+  Body body = {cg, rr, leaves, nleaves, expr, idx, NULL};
+  LLVMValueRef n = t_shape[rr - 1];
+  LLVMValueRef nfull = LLVMBuildSub(cg->B, n, LLVMBuildSRem(cg->B, n, ci64(cg, cg->vw), ""), "");
+  CgLoop cols;
+  cg_loop_begin(cg, &cols, ci64(cg, 0), nfull, ci64(cg, cg->vw));
+  body.j = cols.iv;
+  load_leaves(&body, NULL);
+  store_out(cg, t_out, out_dt, LLVMBuildAdd(cg->B, ooff, cols.iv, ""), eval_expr(&body), NULL);
+  cg_loop_end(cg, &cols);
+  /* tail */
+  LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->B));
+  LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(cg->C, fn, "tail");
+  LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->C, fn, "next");
+  LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, nfull, n, ""), tail, next);
+  LLVMPositionBuilderAtEnd(cg->B, tail);
+  body.j = nfull;
+  LLVMValueRef remv = splat(cg, LLVMBuildSub(cg->B, n, nfull, ""), LLVMVectorType(cg->i64, (unsigned)cg->vw));
+  LLVMValueRef mask = LLVMBuildICmp(cg->B, LLVMIntSLT, lane_ids(cg, cg->i64), remv, "");
+  load_leaves(&body, mask);
+  store_out(cg, t_out, out_dt, LLVMBuildAdd(cg->B, ooff, nfull, ""), eval_expr(&body), mask);
+  LLVMBuildBr(cg->B, next);
+  LLVMPositionBuilderAtEnd(cg->B, next);
+  cg_loop_end(cg, &rows);
+  LLVMBuildRetVoid(cg->B);
+  LLVMPositionBuilderAtEnd(cg->B, saved);
+  /* launch over rows */
+  LLVMValueRef nrows = ci64(cg, 1);
+  for (int d = 0; d < rr - 1; d++) nrows = LLVMBuildMul(cg->B, nrows, shape[d], "");
+  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, 16384), LLVMBuildAdd(cg->B, shape[rr - 1], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
+  cg_launch(cg, task, fields, nf, nrows, grain);
+}
+
+/* A leaf for operand value id (materialized or virtual). */
+static Leaf leaf_of(Cg *cg, int id, int out_rank) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  Leaf l = {0};
+  l.node = id;
+  l.dt = (rt_dtype)n->type.dt;
+  if (cg->v[id].kind == CV_VIRTUAL && n->op == IR_CONST) {
+    l.kind = LF_CONST;
+    l.value = n->a.value;
+  } else if (cg->v[id].kind == CV_VIRTUAL && n->op == IR_IOTA) {
+    l.kind = LF_IOTA;
+    l.iota_axis = n->a.axis + (out_rank - n->type.rank);
+  } else {
+    l.kind = LF_MEM;
+  }
+  return l;
+}
+
+void cg_ewise(Cg *cg, int id) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  Leaf leaves[64];
+  int nl = 0;
+  int r = n->type.rank;
+  if (n->op == IR_CONST || n->op == IR_IOTA) {
+    Leaf l = {0};
+    l.node = id;
+    l.dt = (rt_dtype)n->type.dt;
+    l.kind = n->op == IR_CONST ? LF_CONST : LF_IOTA;
+    l.value = n->a.value;
+    l.iota_axis = n->a.axis;
+    leaves[nl++] = l;
+  } else {
+    if (n->nin > 64) {
+      cg_error(cg, n, "too many operands (%d) for one kernel", n->nin);
+      return;
+    }
+    for (int k = 0; k < n->nin; k++) leaves[nl++] = leaf_of(cg, n->in[k], r > 0 ? r : 1);
+  }
+  Expr e = {id, false};
+  ewise_kernel(cg, ir_opinfo[n->op].name, id, (rt_dtype)n->type.dt, cg->v[id].ptr, NULL, leaves, nl, e);
+}
+
+void cg_copy(Cg *cg, int src, LLVMValueRef dst_ptr, LLVMValueRef *dst_stride) {
+  const IrNode *n = &cg->g->funcs[0].nodes[src];
+  Leaf l = leaf_of(cg, src, n->type.rank > 0 ? n->type.rank : 1);
+  Expr e = {src, true};
+  ewise_kernel(cg, "copy", src, (rt_dtype)n->type.dt, dst_ptr, dst_stride, &l, 1, e);
+}

@@ -1,0 +1,124 @@
+/* tpl.h: the C kernel templates that attnc links into generated models.
+ *
+ * Every template here is plain C11 with GCC/Clang vector extensions, built by
+ * clang to LLVM bitcode twice: -DVW=8 (AVX2+FMA) and -DVW=16 (AVX-512). attnc
+ * loads the bitcode for the target's width, sets the target CPU/features on
+ * the functions, links it into the model's module and lets LLVM O3 inline
+ * and specialize it with the generated code's constant arguments (strides,
+ * ranges, the epilogue function pointer).
+ *
+ * Templates are pure functions over pointers: no libc, no allocation, no
+ * globals, no threads. Parallelism is the caller's: generated code splits
+ * the work into tasks and calls a template once per task, each task with its
+ * own scratch buffer.
+ *
+ * This header is also included by attnc itself (which is not built with VW)
+ * to learn the block sizes of both widths: ATTNC_GEMM_<X>_VW8 and
+ * ATTNC_GEMM_<X>_VW16. When VW is defined, ATTNC_GEMM_<X> names the ones of
+ * that width. */
+#ifndef ATTNC_TPL_H
+#define ATTNC_TPL_H
+
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- GEMM --
+ * Block sizes (BLIS naming), all in elements:
+ *   MR x NR  register tile of the micro-kernel (NR is a multiple of VW);
+ *   KC       depth of one packed K chunk (A micro-panel MR x KC and B
+ *            micro-panel KC x NR stay in L1);
+ *   MC       rows of A packed per block (MC x KC in L2);
+ *   NC       columns of B packed per block (KC x NC in L2/L3).
+ * Task splitting advice for callers: give each task a range of rows
+ * [m0,m1) that is a multiple of MR (ideally of MC) and as many columns as
+ * possible (a task packs its own KC x NC blocks of B, amortized over its
+ * rows, and its own MC x KC blocks of A, amortized over its columns); split
+ * N only when M is too small to feed every thread, and then in multiples of
+ * NR. Any ranges are correct; these only matter for speed. */
+#define ATTNC_GEMM_MR_VW8 6
+#define ATTNC_GEMM_NR_VW8 16
+#define ATTNC_GEMM_KC_VW8 256
+#define ATTNC_GEMM_MC_VW8 144
+#define ATTNC_GEMM_NC_VW8 2048
+
+#define ATTNC_GEMM_MR_VW16 12
+#define ATTNC_GEMM_NR_VW16 32
+#define ATTNC_GEMM_KC_VW16 256
+#define ATTNC_GEMM_MC_VW16 192
+#define ATTNC_GEMM_NC_VW16 2048
+
+#ifdef VW
+#if VW == 8
+#define ATTNC_GEMM_W_(X) ATTNC_GEMM_##X##_VW8
+#else
+#define ATTNC_GEMM_W_(X) ATTNC_GEMM_##X##_VW16
+#endif
+/* (the -D overrides exist for tuning experiments only) */
+#ifndef ATTNC_GEMM_MR
+#define ATTNC_GEMM_MR ATTNC_GEMM_W_(MR)
+#endif
+#ifndef ATTNC_GEMM_NR
+#define ATTNC_GEMM_NR ATTNC_GEMM_W_(NR)
+#endif
+#ifndef ATTNC_GEMM_KC
+#define ATTNC_GEMM_KC ATTNC_GEMM_W_(KC)
+#endif
+#ifndef ATTNC_GEMM_MC
+#define ATTNC_GEMM_MC ATTNC_GEMM_W_(MC)
+#endif
+#ifndef ATTNC_GEMM_NC
+#define ATTNC_GEMM_NC ATTNC_GEMM_W_(NC)
+#endif
+#endif
+
+/* The epilogue: called on every finished C tile after its final value is
+ * stored: epi(ctx, C + i*ldc + j, ldc, i, j, rows, cols) where (i, j) is the
+ * tile's global top-left index, rows <= MR, cols <= NR. The tile is
+ * tile[r*ldc + c] for r < rows, c < cols; the epilogue may rewrite it (bias,
+ * activation, residual add, scaling). Tiles are disjoint and each element
+ * of [m0,m1) x [n0,n1) is in exactly one tile. */
+typedef void (*attnc_gemm_epi_fn)(void *ctx, float *tile, int64_t ldc, int64_t i, int64_t j,
+                                  int64_t rows, int64_t cols);
+
+/* attnc_tpl_gemm: one block of a single-precision matrix product.
+ *
+ *   C[i*ldc + j] = epi( sum_{k<K} A[i*as_m + k*as_k] * B[k*bs_k + j*bs_n] )
+ *   for i in [m0, m1), j in [n0, n1).
+ *
+ * A, B: any element strides (in elements, may be any value incl. 0), so
+ *   row-major (as_k = 1), transposed (as_m = 1) and general views need no
+ *   copy. PyTorch weights W[out, in] used as B = W^T: bs_k = 1, bs_n = in.
+ *   i and j are global indices: A, B and C are the whole operands, not the
+ *   block.
+ * C: row-major with row stride ldc; only the block is written, every
+ *   element of it (the old contents are never read, NaN is fine).
+ * K = 0 gives zeros (then the epilogue). Empty ranges do nothing.
+ * scratch: at least attnc_tpl_gemm_scratch_floats() floats, 64-byte
+ *   aligned, private to the call (one per concurrent task).
+ * epi: may be NULL. epi_ctx is passed through.
+ * Summation order over k is fixed for given K (independent of m0/n0 and of
+ * how the caller splits tasks), so results do not depend on threading. */
+void attnc_tpl_gemm(const float *A, int64_t as_m, int64_t as_k,
+                    const float *B, int64_t bs_k, int64_t bs_n,
+                    float *C, int64_t ldc,
+                    int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K,
+                    float *scratch, attnc_gemm_epi_fn epi, void *epi_ctx);
+
+/* floats of scratch attnc_tpl_gemm needs (a compile-time constant of the
+ * width the template was built for: see ATTNC_GEMM_SCRATCH_FLOATS) */
+int64_t attnc_tpl_gemm_scratch_floats(void);
+
+/* the same as a constant expression, per width */
+#define ATTNC_GEMM_SCRATCH_FLOATS_(MR, NR, KC, MC, NC) \
+    ((int64_t)(KC) * ((((MC) + (MR) - 1) / (MR)) * (MR) + (((NC) + (NR) - 1) / (NR)) * (NR)))
+#define ATTNC_GEMM_SCRATCH_FLOATS_VW8                                                        \
+    ATTNC_GEMM_SCRATCH_FLOATS_(ATTNC_GEMM_MR_VW8, ATTNC_GEMM_NR_VW8, ATTNC_GEMM_KC_VW8, \
+                               ATTNC_GEMM_MC_VW8, ATTNC_GEMM_NC_VW8)
+#define ATTNC_GEMM_SCRATCH_FLOATS_VW16                                                           \
+    ATTNC_GEMM_SCRATCH_FLOATS_(ATTNC_GEMM_MR_VW16, ATTNC_GEMM_NR_VW16, ATTNC_GEMM_KC_VW16, \
+                               ATTNC_GEMM_MC_VW16, ATTNC_GEMM_NC_VW16)
+#ifdef VW
+#define ATTNC_GEMM_SCRATCH_FLOATS \
+    ATTNC_GEMM_SCRATCH_FLOATS_(ATTNC_GEMM_MR, ATTNC_GEMM_NR, ATTNC_GEMM_KC, ATTNC_GEMM_MC, ATTNC_GEMM_NC)
+#endif
+
+#endif

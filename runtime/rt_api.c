@@ -1,0 +1,982 @@
+/* rt_api.c - the public C API (attnc.h) implemented on a generated model
+ * descriptor (rt_model.h): instances, weights, input validation, binding of
+ * run-time dims, dtype conversion, workspace, threads and error messages.
+ * It does no math on tensors beyond converting f16 / bf16 / f64 to f32 and
+ * back, and copying; all compute is the generated run().
+ *
+ * Semantics beyond attnc.h:
+ * - Threads: num_threads 0 means the number of online CPUs, at most
+ *   RT_MAX_THREADS; negative or larger counts are refused.  Each instance
+ *   owns its own pool; the calling thread of a run is one of its threads.
+ * - Locking: every call that touches an instance (load_weights,
+ *   bind_weight, run) holds the instance's mutex, so calls from several
+ *   threads on one instance serialize; separate instances share nothing.
+ *   rt_destroy must not race with any other call on the same instance.
+ * - Errors: a failing call stores its message in the instance; a
+ *   successful call clears it (rt_error returns "").  With several threads
+ *   on one instance, the message is that of the most recent call from any
+ *   of them.  rt_create has no instance to hold a message: on failure it
+ *   only returns the code (bad descriptor, bad thread count: ARGUMENT;
+ *   out of memory: NOMEM; threads that cannot start: RUNTIME).
+ * - Weights: load_weights maps the file and keeps it mapped until the next
+ *   successful load or destroy.  F32 (and I32) data that is 4-byte aligned
+ *   is used in place; BOOL data is used in place when every byte is 0 or 1;
+ *   everything else is converted into an owned 64-byte-aligned copy.
+ *   Float weights accept F32, F16, BF16 and F64 files.  Keys in the file
+ *   that the model does not use are ignored.  A failing load changes
+ *   nothing: the previous weights stay bound.  bind_weight follows the same
+ *   rules for caller memory; memory used in place must stay alive and may
+ *   be changed between runs (the next run sees the change).
+ * - Runs: every input and output dim must be at least 1.  Run-time dims
+ *   are bound from input axes that are exactly one dim (first input wins;
+ *   a disagreement is an error), then from axes linear in one unbound dim
+ *   (e.g. 2*T); every other dim is then checked.  Float inputs and outputs
+ *   may be F32, F16 or BF16 (converted through per-instance scratch); I32
+ *   and BOOL must match exactly.  Outputs must not overlap inputs.  When
+ *   run() fails, outputs may be partly written.
+ *
+ * Requires: POSIX threads; a little-endian host.  No global mutable state. */
+#ifndef _GNU_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt_dtype.h"
+#include "rt_file.h"
+#include "rt_half.h"
+#include "rt_model.h"
+#include "rt_pool.h"
+#include "rt_safetensors.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the attnc runtime reads little-endian data in place: big-endian hosts are not supported"
+#endif
+
+#if defined(__GNUC__)
+#define API_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define API_PRINTF(a, b)
+#endif
+
+_Static_assert(ATTNC_F32 == (int)RT_F32 && ATTNC_F16 == (int)RT_F16 && ATTNC_BF16 == (int)RT_BF16 &&
+                   ATTNC_I32 == (int)RT_I32 && ATTNC_BOOL == (int)RT_BOOL,
+               "attnc_dtype and rt_dtype must agree");
+_Static_assert(ATTNC_MAX_RANK == RT_MAX_RANK, "ranks must agree");
+
+#define API_ALIGN 64           /* alignment of every buffer handed to run() */
+#define API_ERRLEN 2048        /* longest message kept, with the NUL */
+#define API_CONV_GRAIN 16384   /* elements per conversion task */
+#define API_MAX_NAME 256       /* longer names get no "nearest" suggestion */
+
+/* A growable 64-byte-aligned buffer. */
+typedef struct {
+  void *p;
+  size_t cap;
+} api_buf;
+
+struct attnc_instance {
+  const rt_model_desc *d;
+  pthread_mutex_t mu;        /* held by load_weights, bind_weight and run */
+  rt_pool *pool;
+  rt_exec ex;
+  /* weights: what run() reads (NULL: unbound), and owned copies */
+  const void **wptr;         /* [nweight] */
+  api_buf *wown;             /* [nweight]; p NULL when used in place */
+  rt_safetensors *st;        /* the last file loaded, kept mapped */
+  const void *map;
+  size_t maplen;
+  /* per-run state, reused across runs */
+  int64_t *symvals;          /* [nsym] */
+  int *symin, *symaxis;      /* [nsym]: where each dim was bound */
+  const void **inptr;        /* [ninput] */
+  void **outptr;             /* [noutput] */
+  api_buf *inbuf, *outbuf;   /* [ninput], [noutput]: conversion scratch */
+  api_buf ws;                /* workspace */
+  char err[API_ERRLEN];
+};
+
+/* ---- messages ---- */
+
+/* A message being written into a fixed buffer; marks truncation with "...". */
+typedef struct {
+  char *s;
+  size_t cap, len;
+} api_msg;
+
+/* Start writing the instance's message. */
+static api_msg msg_begin(attnc_instance *in) {
+  api_msg m = {in->err, sizeof in->err, 0};
+  in->err[0] = 0;
+  return m;
+}
+
+/* Append formatted text. */
+static void API_PRINTF(2, 3) msg_add(api_msg *m, const char *fmt, ...) {
+  if (m->len >= m->cap - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(m->s + m->len, m->cap - m->len, fmt, ap);
+  va_end(ap);
+  if (k < 0) return;
+  if ((size_t)k >= m->cap - m->len) {
+    m->len = m->cap - 1;
+    memcpy(m->s + m->cap - 4, "...", 4);
+  } else
+    m->len += (size_t)k;
+}
+
+/* Store a one-piece message and return code. */
+static int API_PRINTF(3, 4) fail(attnc_instance *in, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(in->err, sizeof in->err, fmt, ap);
+  va_end(ap);
+  if (k >= (int)sizeof in->err) memcpy(in->err + sizeof in->err - 4, "...", 4);
+  return code;
+}
+
+/* Name of a dtype in messages: "f32", or "dtype 9" if unknown. */
+static const char *dtype_str(int t, char buf[24]) {
+  const char *n = rt_dtype_name((rt_dtype)t);
+  if (n) return n;
+  snprintf(buf, 24, "dtype %d", t);
+  return buf;
+}
+
+/* Append "f32[B,T,4]": a declared tensor type. */
+static void msg_decl(api_msg *m, const attnc_tensor_info *ti) {
+  char b[24];
+  msg_add(m, "%s[", dtype_str(ti->dtype, b));
+  for (int a = 0; a < ti->rank; a++) msg_add(m, "%s%s", a ? "," : "", ti->dims[a]);
+  msg_add(m, "]");
+}
+
+/* Append "F32[2,7,4]" (safetensors spelling) or "f32[2,7,4]". */
+static void msg_shape(api_msg *m, int dtype, int st_spelling, int rank, const int64_t *shape) {
+  char b[24];
+  const char *n = st_spelling ? rt_dtype_safetensors((rt_dtype)dtype) : NULL;
+  msg_add(m, "%s[", n ? n : dtype_str(dtype, b));
+  for (int a = 0; a < rank; a++) msg_add(m, "%s%" PRId64, a ? "," : "", shape[a]);
+  msg_add(m, "]");
+}
+
+/* Edit distance between a and b, or SIZE_MAX if either is too long. */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > API_MAX_NAME || lb > API_MAX_NAME) return SIZE_MAX;
+  size_t row[API_MAX_NAME + 1];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* Keeps the closest of a series of candidate names to key. */
+typedef struct {
+  const char *key, *best;
+  size_t dist;
+} api_near;
+
+/* Offer one candidate. */
+static void near_offer(api_near *n, const char *cand) {
+  size_t d = edit_distance(n->key, cand);
+  size_t lim = strlen(n->key) / 3;
+  if (lim < 2) lim = 2;
+  if (d <= lim && d < strlen(n->key) && (!n->best || d < n->dist)) {
+    n->best = cand;
+    n->dist = d;
+  }
+}
+
+/* ---- dims and shapes ---- */
+
+/* Evaluate d at symvals (NULL: d must be constant).  0, or 1 on overflow or
+ * a malformed dim. */
+static int dim_eval(const rt_dim *d, const int64_t *symvals, int64_t *out) {
+  if (d->nterm < 0 || d->nterm > RT_DIM_TERMS) return 1;
+  int64_t sum = 0;
+  for (int t = 0; t < d->nterm; t++) {
+    if (d->nsym[t] < 0 || d->nsym[t] > RT_DIM_FACTORS) return 1;
+    int64_t v = d->coef[t];
+    for (int f = 0; f < d->nsym[t]; f++) {
+      if (!symvals || d->sym[t][f] < 0) return 1;
+      if (__builtin_mul_overflow(v, symvals[d->sym[t][f]], &v)) return 1;
+    }
+    if (__builtin_add_overflow(sum, v, &sum)) return 1;
+  }
+  *out = sum;
+  return 0;
+}
+
+int64_t rt_dim_eval(const rt_dim *d, const int64_t *symvals) {
+  int64_t v;
+  return d && !dim_eval(d, symvals, &v) ? v : -1;
+}
+
+/* The symbol id if d is exactly one dim (coefficient 1), else -1. */
+static int dim_single(const rt_dim *d) {
+  return d->nterm == 1 && d->coef[0] == 1 && d->nsym[0] == 1 ? d->sym[0][0] : -1;
+}
+
+/* Elements and bytes of a shape of rank dims (each >= 1) with elements of
+ * esz bytes.  0, or 1 if the size does not fit. */
+static int shape_size(int rank, const int64_t *shape, size_t esz, int64_t *n, size_t *bytes) {
+  int64_t c = 1;
+  for (int a = 0; a < rank; a++)
+    if (__builtin_mul_overflow(c, shape[a], &c)) return 1;
+  if ((uint64_t)c > SIZE_MAX / (esz ? esz : 1)) return 1;
+  *n = c;
+  *bytes = (size_t)c * esz;
+  return 0;
+}
+
+static int is_float(int t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
+
+/* Can data of dtype given feed a tensor declared as dtype decl?  F64 only
+ * comes from files. */
+static int dtype_fits(int decl, int given) {
+  return is_float(decl) ? is_float(given) || given == RT_F64 : decl == given;
+}
+
+/* ---- buffers and conversion ---- */
+
+/* Make b hold at least n bytes (contents not kept).  0, or 1 if out of memory. */
+static int buf_reserve(api_buf *b, size_t n) {
+  if (n <= b->cap && b->p) return 0;
+  size_t cap = n < API_ALIGN ? API_ALIGN : n;
+  if (cap > SIZE_MAX - (API_ALIGN - 1)) return 1;
+  cap = (cap + API_ALIGN - 1) / API_ALIGN * API_ALIGN;
+  void *p;
+  if (posix_memalign(&p, API_ALIGN, cap) != 0) return 1;
+  free(b->p);
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+static void buf_free(api_buf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->cap = 0;
+}
+
+typedef enum { CV_COPY, CV_F16_F32, CV_BF16_F32, CV_F64_F32, CV_F32_F16, CV_F32_BF16, CV_BOOL } cv_kind;
+
+/* A conversion of n elements from src to dst (either may be unaligned). */
+typedef struct {
+  cv_kind k;
+  size_t esz; /* element size for CV_COPY */
+  void *dst;
+  const void *src;
+} cv_job;
+
+/* Convert elements [b, e) of a cv_job. */
+static void cv_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  (void)tid;
+  const cv_job *j = ctx;
+  const unsigned char *s = j->src;
+  unsigned char *d = j->dst;
+  size_t i0 = (size_t)b, i1 = (size_t)e;
+  switch (j->k) {
+  case CV_COPY:
+    memcpy(d + i0 * j->esz, s + i0 * j->esz, (i1 - i0) * j->esz);
+    break;
+  case CV_F16_F32:
+  case CV_BF16_F32:
+    for (size_t i = i0; i < i1; i++) {
+      uint16_t h;
+      memcpy(&h, s + 2 * i, 2);
+      float f = j->k == CV_F16_F32 ? rt_f16_to_f32(h) : rt_bf16_to_f32(h);
+      memcpy(d + 4 * i, &f, 4);
+    }
+    break;
+  case CV_F64_F32:
+    for (size_t i = i0; i < i1; i++) {
+      double x;
+      memcpy(&x, s + 8 * i, 8);
+      float f = (float)x;
+      memcpy(d + 4 * i, &f, 4);
+    }
+    break;
+  case CV_F32_F16:
+  case CV_F32_BF16:
+    for (size_t i = i0; i < i1; i++) {
+      float f;
+      memcpy(&f, s + 4 * i, 4);
+      uint16_t h = j->k == CV_F32_F16 ? rt_f32_to_f16(f) : rt_f32_to_bf16(f);
+      memcpy(d + 2 * i, &h, 2);
+    }
+    break;
+  case CV_BOOL:
+    for (size_t i = i0; i < i1; i++) d[i] = s[i] != 0;
+    break;
+  }
+}
+
+/* Run a conversion of n elements on the instance's threads. */
+static void convert(attnc_instance *in, cv_kind k, size_t esz, void *dst, const void *src, int64_t n) {
+  cv_job j = {k, esz, dst, src};
+  rt_pool_for(in->pool, n, API_CONV_GRAIN, cv_task, &j);
+}
+
+/* The conversion that turns data of dtype t into what run() reads; CV_COPY
+ * when only alignment is wrong. */
+static cv_kind cv_to_run(int t) {
+  return t == RT_F16 ? CV_F16_F32 : t == RT_BF16 ? CV_BF16_F32 : t == RT_F64 ? CV_F64_F32
+         : t == RT_BOOL ? CV_BOOL : CV_COPY;
+}
+
+/* Can data of dtype t at p be read by run() in place? */
+static int usable_in_place(int t, const void *p, size_t nbytes) {
+  if (t == RT_F32 || t == RT_I32) return ((uintptr_t)p & 3u) == 0;
+  if (t == RT_BOOL) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < nbytes; i++)
+      if (b[i] > 1) return 0;
+    return 1;
+  }
+  return 0;
+}
+
+/* Size of one element as run() sees it. */
+static size_t run_esz(int t) { return is_float(t) ? 4 : rt_dtype_size((rt_dtype)t); }
+
+/* ---- descriptor ---- */
+
+/* Is a tensor description table (n entries, dims rows) well formed? */
+static int desc_tensors_ok(const rt_model_desc *d, int n, const attnc_tensor_info *ti, const rt_dim *dims,
+                           int constant) {
+  if (n < 0 || (n > 0 && (!ti || !dims))) return 0;
+  for (int i = 0; i < n; i++) {
+    if (!ti[i].name || ti[i].rank < 0 || ti[i].rank > ATTNC_MAX_RANK) return 0;
+    if ((unsigned)ti[i].dtype > ATTNC_BOOL) return 0;
+    for (int a = 0; a < ti[i].rank; a++) {
+      const rt_dim *x = &dims[i * ATTNC_MAX_RANK + a];
+      if (!ti[i].dims[a] || x->nterm < 0 || x->nterm > RT_DIM_TERMS) return 0;
+      for (int t = 0; t < x->nterm; t++) {
+        if (x->nsym[t] < 0 || x->nsym[t] > RT_DIM_FACTORS) return 0;
+        if (constant && x->nsym[t]) return 0;
+        for (int f = 0; f < x->nsym[t]; f++)
+          if (x->sym[t][f] < 0 || x->sym[t][f] >= d->nsym) return 0;
+      }
+      int64_t v;
+      if (constant && (dim_eval(x, NULL, &v) || v < 1)) return 0;
+    }
+  }
+  return 1;
+}
+
+/* Is the descriptor usable?  (Its version, pointers, ranks and dims.) */
+static int desc_ok(const rt_model_desc *d) {
+  if (d->abi != RT_ABI_VERSION || !d->name || !d->run || !d->workspace_size) return 0;
+  if (d->nsym < 0 || (d->nsym > 0 && !d->syms)) return 0;
+  for (int s = 0; s < d->nsym; s++)
+    if (!d->syms[s]) return 0;
+  if (d->nparam < 0 || (d->nparam > 0 && (!d->param_names || !d->param_values))) return 0;
+  return desc_tensors_ok(d, d->ninput, d->inputs, d->input_dims, 0) &&
+         desc_tensors_ok(d, d->noutput, d->outputs, d->output_dims, 0) &&
+         desc_tensors_ok(d, d->nweight, d->weights, d->weight_dims, 1);
+}
+
+int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
+  if (!d || !info) return ATTNC_ERR_ARGUMENT;
+  memset(info, 0, sizeof *info);
+  info->abi_version = d->abi;
+  if (d->abi != RT_ABI_VERSION) return ATTNC_ERR_ARGUMENT;
+  info->name = d->name;
+  info->target = d->target ? d->target : "";
+  info->ninputs = d->ninput;
+  info->noutputs = d->noutput;
+  info->nweights = d->nweight;
+  info->nparams = d->nparam;
+  info->ndims = d->nsym;
+  info->inputs = d->inputs;
+  info->outputs = d->outputs;
+  info->weights = d->weights;
+  info->param_names = d->param_names;
+  info->param_values = d->param_values;
+  info->dim_names = d->syms;
+  return ATTNC_OK;
+}
+
+/* ---- instances ---- */
+
+/* calloc of n (at least 1) elements of size sz. */
+static void *zalloc(size_t n, size_t sz) { return calloc(n ? n : 1, sz); }
+
+/* Free everything an instance owns (its pool must be stopped or absent). */
+static void inst_free(attnc_instance *in) {
+  const rt_model_desc *d = in->d;
+  if (in->wown)
+    for (int i = 0; i < d->nweight; i++) buf_free(&in->wown[i]);
+  if (in->inbuf)
+    for (int i = 0; i < d->ninput; i++) buf_free(&in->inbuf[i]);
+  if (in->outbuf)
+    for (int i = 0; i < d->noutput; i++) buf_free(&in->outbuf[i]);
+  buf_free(&in->ws);
+  rt_st_close(in->st);
+  rt_unmap_file(in->map, in->maplen);
+  free(in->wptr);
+  free(in->wown);
+  free(in->symvals);
+  free(in->symin);
+  free(in->symaxis);
+  free(in->inptr);
+  free(in->outptr);
+  free(in->inbuf);
+  free(in->outbuf);
+  free(in);
+}
+
+int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance **out) {
+  if (!out) return ATTNC_ERR_ARGUMENT;
+  *out = NULL;
+  if (!d || !desc_ok(d)) return ATTNC_ERR_ARGUMENT;
+  int nthreads = opt ? opt->num_threads : 0;
+  if (nthreads < 0 || nthreads > RT_MAX_THREADS) return ATTNC_ERR_ARGUMENT;
+  if (nthreads == 0) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    nthreads = c < 1 ? 1 : c > RT_MAX_THREADS ? RT_MAX_THREADS : (int)c;
+  }
+  attnc_instance *in = calloc(1, sizeof *in);
+  if (!in) return ATTNC_ERR_NOMEM;
+  in->d = d;
+  in->wptr = zalloc((size_t)d->nweight, sizeof *in->wptr);
+  in->wown = zalloc((size_t)d->nweight, sizeof *in->wown);
+  in->symvals = zalloc((size_t)d->nsym, sizeof *in->symvals);
+  in->symin = zalloc((size_t)d->nsym, sizeof *in->symin);
+  in->symaxis = zalloc((size_t)d->nsym, sizeof *in->symaxis);
+  in->inptr = zalloc((size_t)d->ninput, sizeof *in->inptr);
+  in->outptr = zalloc((size_t)d->noutput, sizeof *in->outptr);
+  in->inbuf = zalloc((size_t)d->ninput, sizeof *in->inbuf);
+  in->outbuf = zalloc((size_t)d->noutput, sizeof *in->outbuf);
+  if (!in->wptr || !in->wown || !in->symvals || !in->symin || !in->symaxis || !in->inptr ||
+      !in->outptr || !in->inbuf || !in->outbuf) {
+    inst_free(in);
+    return ATTNC_ERR_NOMEM;
+  }
+  if (pthread_mutex_init(&in->mu, NULL) != 0) {
+    inst_free(in);
+    return ATTNC_ERR_NOMEM;
+  }
+  char err[256];
+  int e = rt_pool_create(nthreads, &in->pool, err, sizeof err);
+  if (e) {
+    pthread_mutex_destroy(&in->mu);
+    inst_free(in);
+    return e == ENOMEM ? ATTNC_ERR_NOMEM : ATTNC_ERR_RUNTIME;
+  }
+  rt_exec_init(&in->ex, in->pool);
+  *out = in;
+  return ATTNC_OK;
+}
+
+void rt_destroy(attnc_instance *in) {
+  if (!in) return;
+  rt_pool_destroy(in->pool);
+  pthread_mutex_destroy(&in->mu);
+  inst_free(in);
+}
+
+const char *rt_error(const attnc_instance *in) { return in ? in->err : "no instance"; }
+
+/* ---- weights ---- */
+
+/* Where a weight's data comes from, for checks and messages. */
+typedef struct {
+  int dtype; /* rt_dtype */
+  int rank;
+  const int64_t *shape;
+  const void *data;
+  size_t nbytes;
+  const char *file; /* the safetensors path, or NULL for bind_weight */
+} api_wsrc;
+
+/* Check src against weight i and make the pointer run() will read: into
+ * src's memory, or into a converted copy in own.  0 or an attnc_status. */
+static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const void **ptr, api_buf *own) {
+  const rt_model_desc *d = in->d;
+  const attnc_tensor_info *ti = &d->weights[i];
+  int ok_shape = src->rank == ti->rank;
+  for (int a = 0; ok_shape && a < ti->rank; a++) {
+    int64_t v = 0;
+    dim_eval(&d->weight_dims[i * ATTNC_MAX_RANK + a], NULL, &v);
+    ok_shape = v == src->shape[a];
+  }
+  int ok_dtype = dtype_fits(ti->dtype, src->dtype);
+  if (!ok_shape || !ok_dtype) {
+    api_msg m = msg_begin(in);
+    msg_add(&m, "weight '%s': expected ", ti->name);
+    msg_decl(&m, ti);
+    if (src->file) msg_add(&m, ", file %s has ", src->file);
+    else msg_add(&m, ", the tensor given has ");
+    msg_shape(&m, src->dtype, src->file != NULL, src->rank, src->shape);
+    if (!ok_dtype && is_float(ti->dtype))
+      msg_add(&m, " (a float weight takes %s)", src->file ? "F32, F16, BF16 or F64" : "f32, f16 or bf16");
+    return ok_dtype ? ATTNC_ERR_SHAPE : ATTNC_ERR_DTYPE;
+  }
+  int64_t n;
+  size_t bytes;
+  if (shape_size(ti->rank, src->shape, run_esz(ti->dtype), &n, &bytes))
+    return fail(in, ATTNC_ERR_SHAPE, "weight '%s' is too large to address", ti->name);
+  if (src->nbytes > 0 && usable_in_place(src->dtype, src->data, src->nbytes)) {
+    *ptr = src->data;
+    return ATTNC_OK;
+  }
+  if (buf_reserve(own, bytes))
+    return fail(in, ATTNC_ERR_NOMEM, "out of memory: weight '%s' needs %zu bytes", ti->name, bytes);
+  if (src->nbytes > 0) convert(in, cv_to_run(src->dtype), run_esz(src->dtype), own->p, src->data, n);
+  *ptr = own->p;
+  return ATTNC_OK;
+}
+
+/* Load every weight from the parsed file st (path for messages) into new
+ * pointers and copies; on success commit them.  Holds in->mu. */
+static int load_locked(attnc_instance *in, const char *path, rt_safetensors *st, const void **ptrs,
+                       api_buf *own) {
+  const rt_model_desc *d = in->d;
+  int nmissing = 0, first = -1;
+  for (int i = 0; i < d->nweight; i++)
+    if (!rt_st_find(st, d->weights[i].name)) {
+      nmissing++;
+      if (first < 0) first = i;
+    }
+  if (nmissing) {
+    const char *key = d->weights[first].name;
+    api_near nr = {key, NULL, 0};
+    for (int k = 0; k < rt_st_count(st); k++) near_offer(&nr, rt_st_get(st, k)->name);
+    api_msg m = msg_begin(in);
+    msg_add(&m, "%s: missing weight '%s'", path, key);
+    if (nr.best) msg_add(&m, " (the file has '%s')", nr.best);
+    msg_add(&m, "; %d of the model's %d weights are not in the file", nmissing, d->nweight);
+    return ATTNC_ERR_WEIGHTS;
+  }
+  for (int i = 0; i < d->nweight; i++) {
+    const rt_st_tensor *t = rt_st_find(st, d->weights[i].name);
+    api_wsrc src = {t->dtype, t->rank, t->shape, t->data, t->nbytes, path};
+    int rc = weight_prepare(in, i, &src, &ptrs[i], &own[i]);
+    if (rc) return rc;
+  }
+  return ATTNC_OK;
+}
+
+int rt_load_weights(attnc_instance *in, const char *path) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  const rt_model_desc *d = in->d;
+  char err[512];
+  const void *map;
+  size_t len;
+  rt_safetensors *st = NULL;
+  const void **ptrs = NULL;
+  api_buf *own = NULL;
+  int rc;
+  if (!path) {
+    rc = fail(in, ATTNC_ERR_ARGUMENT, "load_weights: no path given");
+    goto out;
+  }
+  if (rt_map_file(path, &map, &len, err, sizeof err)) {
+    rc = fail(in, ATTNC_ERR_IO, "%s", err);
+    goto out;
+  }
+  if (rt_st_open_memory(map, len, path, &st, err, sizeof err)) {
+    rt_unmap_file(map, len);
+    rc = fail(in, ATTNC_ERR_WEIGHTS, "%s", err);
+    goto out;
+  }
+  ptrs = zalloc((size_t)d->nweight, sizeof *ptrs);
+  own = zalloc((size_t)d->nweight, sizeof *own);
+  rc = !ptrs || !own ? fail(in, ATTNC_ERR_NOMEM, "out of memory loading %s", path)
+                     : load_locked(in, path, st, ptrs, own);
+  if (rc) {
+    if (own)
+      for (int i = 0; i < d->nweight; i++) buf_free(&own[i]);
+    rt_st_close(st);
+    rt_unmap_file(map, len);
+    goto out;
+  }
+  /* commit: nothing can point into the old file any more */
+  for (int i = 0; i < d->nweight; i++) {
+    buf_free(&in->wown[i]);
+    in->wown[i] = own[i];
+    in->wptr[i] = ptrs[i];
+  }
+  rt_st_close(in->st);
+  rt_unmap_file(in->map, in->maplen);
+  in->st = st;
+  in->map = map;
+  in->maplen = len;
+  in->err[0] = 0;
+out:
+  free(ptrs);
+  free(own);
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
+/* Bind one weight from caller memory.  Holds in->mu. */
+static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *t) {
+  const rt_model_desc *d = in->d;
+  int i = 0;
+  while (i < d->nweight && strcmp(d->weights[i].name, key) != 0) i++;
+  if (i == d->nweight) {
+    api_near nr = {key, NULL, 0};
+    for (int k = 0; k < d->nweight; k++) near_offer(&nr, d->weights[k].name);
+    api_msg m = msg_begin(in);
+    msg_add(&m, "model '%s' has no weight '%s'", d->name, key);
+    if (nr.best) msg_add(&m, " (did you mean '%s'?)", nr.best);
+    return ATTNC_ERR_ARGUMENT;
+  }
+  char b[24];
+  if ((unsigned)t->dtype > ATTNC_BOOL)
+    return fail(in, ATTNC_ERR_DTYPE, "weight '%s': unknown %s", key, dtype_str(t->dtype, b));
+  if (t->rank < 0 || t->rank > ATTNC_MAX_RANK)
+    return fail(in, ATTNC_ERR_SHAPE, "weight '%s': rank %d is not in 0..%d", key, t->rank, ATTNC_MAX_RANK);
+  for (int a = 0; a < t->rank; a++)
+    if (t->shape[a] < 1)
+      return fail(in, ATTNC_ERR_SHAPE, "weight '%s': axis %d is %" PRId64 "; every dim must be at least 1", key,
+                  a, t->shape[a]);
+  int64_t n;
+  size_t nbytes;
+  if (shape_size(t->rank, t->shape, rt_dtype_size((rt_dtype)t->dtype), &n, &nbytes))
+    return fail(in, ATTNC_ERR_SHAPE, "weight '%s': the tensor given is too large to address", key);
+  if (!t->data) return fail(in, ATTNC_ERR_ARGUMENT, "weight '%s': data is NULL", key);
+  api_wsrc src = {(int)t->dtype, t->rank, t->shape, t->data, nbytes, NULL};
+  api_buf own = {NULL, 0};
+  const void *ptr;
+  int rc = weight_prepare(in, i, &src, &ptr, &own);
+  if (rc) {
+    buf_free(&own);
+    return rc;
+  }
+  buf_free(&in->wown[i]);
+  in->wown[i] = own;
+  in->wptr[i] = ptr;
+  return ATTNC_OK;
+}
+
+int rt_bind_weight(attnc_instance *in, const char *key, const attnc_tensor *t) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = !key ? fail(in, ATTNC_ERR_ARGUMENT, "bind_weight: no key given")
+           : !t ? fail(in, ATTNC_ERR_ARGUMENT, "bind_weight: no tensor given for weight '%s'", key)
+                : bind_locked(in, key, t);
+  if (!rc) in->err[0] = 0;
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
+/* ---- runs ---- */
+
+/* Append "B=2 (input 'x' axis 0), T=5 (...)" for the dims in x. */
+static void msg_dim_values(attnc_instance *in, api_msg *m, const rt_dim *x) {
+  const rt_model_desc *d = in->d;
+  int said[RT_DIM_TERMS * RT_DIM_FACTORS], nsaid = 0;
+  for (int t = 0; t < x->nterm; t++)
+    for (int f = 0; f < x->nsym[t]; f++) {
+      int s = x->sym[t][f], dup = 0;
+      for (int k = 0; k < nsaid; k++) dup |= said[k] == s;
+      if (dup) continue;
+      said[nsaid++] = s;
+      msg_add(m, "%s%s=%" PRId64 " from input '%s' axis %d", nsaid > 1 ? ", " : "", d->syms[s], in->symvals[s],
+              d->inputs[in->symin[s]].name, in->symaxis[s]);
+    }
+}
+
+/* The counts are wrong: say what the model takes. */
+static int bad_counts(attnc_instance *in, int ninputs, int noutputs) {
+  const rt_model_desc *d = in->d;
+  api_msg m = msg_begin(in);
+  msg_add(&m, "model '%s' takes %d input%s (", d->name, d->ninput, d->ninput == 1 ? "" : "s");
+  for (int i = 0; i < d->ninput; i++) msg_add(&m, "%s%s", i ? ", " : "", d->inputs[i].name);
+  msg_add(&m, ") and %d output%s (", d->noutput, d->noutput == 1 ? "" : "s");
+  for (int i = 0; i < d->noutput; i++) msg_add(&m, "%s%s", i ? ", " : "", d->outputs[i].name);
+  msg_add(&m, "); the call passes %d input%s and %d output%s", ninputs, ninputs == 1 ? "" : "s", noutputs,
+          noutputs == 1 ? "" : "s");
+  return ATTNC_ERR_ARGUMENT;
+}
+
+/* A tensor's rank or dtype does not fit: "input 'x': expected f32[B,T,4], got f16[2,3]". */
+static int bad_type(attnc_instance *in, int code, const char *kind, const attnc_tensor_info *ti,
+                    const attnc_tensor *t, const char *why) {
+  api_msg m = msg_begin(in);
+  msg_add(&m, "%s '%s': expected ", kind, ti->name);
+  msg_decl(&m, ti);
+  msg_add(&m, ", got ");
+  msg_shape(&m, t->dtype, 0, t->rank >= 0 && t->rank <= ATTNC_MAX_RANK ? t->rank : 0, t->shape);
+  if (why) msg_add(&m, " (%s)", why);
+  return code;
+}
+
+/* Check the dtype, rank and dims of caller tensor t against ti. */
+static int check_tensor(attnc_instance *in, const char *kind, const attnc_tensor_info *ti, const attnc_tensor *t) {
+  char b[24];
+  if ((unsigned)t->dtype > ATTNC_BOOL)
+    return fail(in, ATTNC_ERR_DTYPE, "%s '%s': unknown %s", kind, ti->name, dtype_str(t->dtype, b));
+  if (t->rank != ti->rank) {
+    if (t->rank < 0 || t->rank > ATTNC_MAX_RANK)
+      return fail(in, ATTNC_ERR_SHAPE, "%s '%s': rank %d is not in 0..%d", kind, ti->name, t->rank,
+                  ATTNC_MAX_RANK);
+    char why[64];
+    snprintf(why, sizeof why, "rank %d, the model wants rank %d", t->rank, ti->rank);
+    return bad_type(in, ATTNC_ERR_SHAPE, kind, ti, t, why);
+  }
+  if (!dtype_fits(ti->dtype, t->dtype))
+    return bad_type(in, ATTNC_ERR_DTYPE, kind, ti, t,
+                    is_float(ti->dtype) ? "a float tensor takes f32, f16 or bf16" : "the dtype must match");
+  for (int a = 0; a < t->rank; a++)
+    if (t->shape[a] < 1) {
+      char why[96];
+      snprintf(why, sizeof why, "axis %d is %" PRId64 "; every dim must be at least 1", a, t->shape[a]);
+      return bad_type(in, ATTNC_ERR_SHAPE, kind, ti, t, why);
+    }
+  int64_t n;
+  size_t bytes;
+  if (shape_size(t->rank, t->shape, rt_dtype_size((rt_dtype)t->dtype), &n, &bytes) ||
+      shape_size(t->rank, t->shape, 4, &n, &bytes))
+    return bad_type(in, ATTNC_ERR_SHAPE, kind, ti, t, "too large to address");
+  if (!t->data) return fail(in, ATTNC_ERR_ARGUMENT, "%s '%s': data is NULL", kind, ti->name);
+  return ATTNC_OK;
+}
+
+/* Try to bind the one unbound dim of x (input i axis a, size v) when x is
+ * linear in it, e.g. 2*T or T+1.  Returns 1 if it bound one, 0 if x does
+ * not allow it, or -1 (message set) if no whole value >= 1 fits. */
+static int solve_linear(attnc_instance *in, const rt_dim *x, int i, int a, int64_t v) {
+  const rt_model_desc *d = in->d;
+  int s = -1, term = -1;
+  for (int t = 0; t < x->nterm; t++)
+    for (int f = 0; f < x->nsym[t]; f++) {
+      int y = x->sym[t][f];
+      if (in->symin[y] >= 0) continue;
+      if (s >= 0 && (y != s || term != t)) return 0; /* two unknowns, or s in two terms */
+      if (s == y) return 0;                           /* s*s */
+      s = y;
+      term = t;
+    }
+  if (s < 0 || x->nsym[term] != 1 || x->coef[term] == 0) return 0;
+  int64_t rest = 0;
+  for (int t = 0; t < x->nterm; t++) {
+    if (t == term) continue;
+    int64_t p = x->coef[t];
+    for (int f = 0; f < x->nsym[t]; f++)
+      if (__builtin_mul_overflow(p, in->symvals[x->sym[t][f]], &p)) return 0;
+    if (__builtin_add_overflow(rest, p, &rest)) return 0;
+  }
+  int64_t c = x->coef[term], r;
+  if (__builtin_sub_overflow(v, rest, &r) || (c == -1 && r == INT64_MIN) || r % c != 0 || r / c < 1) {
+    fail(in, ATTNC_ERR_SHAPE, "input '%s': axis %d is %" PRId64 " but the model expects %s, and no whole %s >= 1 gives that",
+         d->inputs[i].name, a, v, d->inputs[i].dims[a], d->syms[s]);
+    return -1;
+  }
+  in->symvals[s] = r / c;
+  in->symin[s] = i;
+  in->symaxis[s] = a;
+  return 1;
+}
+
+/* Bind every run-time dim from the inputs (already checked one by one). */
+static int bind_dims(attnc_instance *in, const attnc_tensor *inputs) {
+  const rt_model_desc *d = in->d;
+  for (int s = 0; s < d->nsym; s++) {
+    in->symvals[s] = 0;
+    in->symin[s] = -1;
+    in->symaxis[s] = -1;
+  }
+  for (int i = 0; i < d->ninput; i++)
+    for (int a = 0; a < d->inputs[i].rank; a++) {
+      int s = dim_single(&d->input_dims[i * ATTNC_MAX_RANK + a]);
+      if (s < 0) continue;
+      int64_t v = inputs[i].shape[a];
+      if (in->symin[s] < 0) {
+        in->symvals[s] = v;
+        in->symin[s] = i;
+        in->symaxis[s] = a;
+      } else if (in->symvals[s] != v)
+        return fail(in, ATTNC_ERR_SHAPE, "input '%s': axis %d is %" PRId64 " but dim %s is %" PRId64 " (from input '%s' axis %d)",
+                    d->inputs[i].name, a, v, d->syms[s], in->symvals[s], d->inputs[in->symin[s]].name,
+                    in->symaxis[s]);
+    }
+  for (int progress = 1; progress;) {
+    progress = 0;
+    for (int i = 0; i < d->ninput; i++)
+      for (int a = 0; a < d->inputs[i].rank; a++) {
+        int r = solve_linear(in, &d->input_dims[i * ATTNC_MAX_RANK + a], i, a, inputs[i].shape[a]);
+        if (r < 0) return ATTNC_ERR_SHAPE;
+        progress |= r;
+      }
+  }
+  for (int s = 0; s < d->nsym; s++)
+    if (in->symin[s] < 0)
+      return fail(in, ATTNC_ERR_SHAPE, "model '%s': no input fixes dim %s (no input axis is %s alone)", d->name,
+                  d->syms[s], d->syms[s]);
+  /* every input dim, now that all symbols have values */
+  for (int i = 0; i < d->ninput; i++)
+    for (int a = 0; a < d->inputs[i].rank; a++) {
+      const rt_dim *x = &d->input_dims[i * ATTNC_MAX_RANK + a];
+      int64_t v;
+      if (dim_eval(x, in->symvals, &v)) {
+        api_msg m = msg_begin(in);
+        msg_add(&m, "input '%s': axis %d: dim %s overflows for ", d->inputs[i].name, a, d->inputs[i].dims[a]);
+        msg_dim_values(in, &m, x);
+        return ATTNC_ERR_SHAPE;
+      }
+      if (v == inputs[i].shape[a]) continue;
+      api_msg m = msg_begin(in);
+      msg_add(&m, "input '%s': axis %d is %" PRId64 " but the model expects %s", d->inputs[i].name, a,
+              inputs[i].shape[a], d->inputs[i].dims[a]);
+      if (x->nterm > 1 || (x->nterm == 1 && x->nsym[0] > 0)) {
+        msg_add(&m, " = %" PRId64 " (", v);
+        msg_dim_values(in, &m, x);
+        msg_add(&m, ")");
+      }
+      return ATTNC_ERR_SHAPE;
+    }
+  return ATTNC_OK;
+}
+
+/* Check output o against the shape the model computes for these dims. */
+static int check_output(attnc_instance *in, int o, const attnc_tensor *t) {
+  const rt_model_desc *d = in->d;
+  const attnc_tensor_info *ti = &d->outputs[o];
+  int rc = check_tensor(in, "output", ti, t);
+  if (rc) return rc;
+  int64_t want[ATTNC_MAX_RANK];
+  int same = 1;
+  for (int a = 0; a < ti->rank; a++) {
+    const rt_dim *x = &d->output_dims[o * ATTNC_MAX_RANK + a];
+    if (dim_eval(x, in->symvals, &want[a]) || want[a] < 1) {
+      api_msg m = msg_begin(in);
+      msg_add(&m, "output '%s': axis %d (%s) ", ti->name, a, ti->dims[a]);
+      if (dim_eval(x, in->symvals, &want[a])) msg_add(&m, "overflows");
+      else msg_add(&m, "is %" PRId64 ", not a valid size,", want[a]);
+      msg_add(&m, " for ");
+      msg_dim_values(in, &m, x);
+      return ATTNC_ERR_SHAPE;
+    }
+    same &= want[a] == t->shape[a];
+  }
+  if (!same) {
+    api_msg m = msg_begin(in);
+    msg_add(&m, "output '%s': expected ", ti->name);
+    msg_decl(&m, ti);
+    msg_add(&m, " = ");
+    msg_shape(&m, ti->dtype, 0, ti->rank, want);
+    msg_add(&m, ", got ");
+    msg_shape(&m, t->dtype, 0, t->rank, t->shape);
+    return ATTNC_ERR_SHAPE;
+  }
+  return ATTNC_OK;
+}
+
+/* Number of elements of a checked tensor. */
+static int64_t tensor_count(const attnc_tensor *t) {
+  int64_t n = 1;
+  for (int a = 0; a < t->rank; a++) n *= t->shape[a];
+  return n;
+}
+
+/* The whole run, with in->mu held. */
+static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
+                      int noutputs) {
+  const rt_model_desc *d = in->d;
+  if (ninputs != d->ninput || noutputs != d->noutput) return bad_counts(in, ninputs, noutputs);
+  if (ninputs > 0 && !inputs) return fail(in, ATTNC_ERR_ARGUMENT, "run: inputs is NULL but ninputs is %d", ninputs);
+  if (noutputs > 0 && !outputs)
+    return fail(in, ATTNC_ERR_ARGUMENT, "run: outputs is NULL but noutputs is %d", noutputs);
+  int nbound = 0, first = -1;
+  for (int i = 0; i < d->nweight; i++) {
+    if (in->wptr[i]) nbound++;
+    else if (first < 0) first = i;
+  }
+  if (first >= 0)
+    return fail(in, ATTNC_ERR_STATE, "missing weight '%s' (the model needs %d weights; %d %s bound)",
+                d->weights[first].name, d->nweight, nbound, nbound == 1 ? "is" : "are");
+  for (int i = 0; i < d->ninput; i++) {
+    int rc = check_tensor(in, "input", &d->inputs[i], &inputs[i]);
+    if (rc) return rc;
+  }
+  int rc = bind_dims(in, inputs);
+  if (rc) return rc;
+  for (int o = 0; o < d->noutput; o++)
+    if ((rc = check_output(in, o, &outputs[o])) != 0) return rc;
+
+  /* workspace */
+  int nthreads = rt_pool_threads(in->pool);
+  int64_t wsz = d->workspace_size(in->symvals, nthreads);
+  if (wsz < 0) return fail(in, ATTNC_ERR_RUNTIME, "model '%s': workspace_size returned %" PRId64, d->name, wsz);
+  if ((uint64_t)wsz > SIZE_MAX || buf_reserve(&in->ws, (size_t)wsz))
+    return fail(in, ATTNC_ERR_NOMEM, "out of memory: the workspace needs %" PRId64 " bytes", wsz);
+
+  /* inputs: in place, or converted / realigned into scratch */
+  for (int i = 0; i < d->ninput; i++) {
+    const attnc_tensor *t = &inputs[i];
+    int64_t n = tensor_count(t);
+    size_t bytes = (size_t)n * rt_dtype_size((rt_dtype)t->dtype);
+    if (usable_in_place(t->dtype, t->data, bytes)) {
+      in->inptr[i] = t->data;
+      continue;
+    }
+    size_t need = (size_t)n * run_esz(t->dtype);
+    if (buf_reserve(&in->inbuf[i], need))
+      return fail(in, ATTNC_ERR_NOMEM, "out of memory: input '%s' needs %zu bytes of scratch",
+                  d->inputs[i].name, need);
+    convert(in, cv_to_run(t->dtype), rt_dtype_size((rt_dtype)t->dtype), in->inbuf[i].p, t->data, n);
+    in->inptr[i] = in->inbuf[i].p;
+  }
+  /* outputs: the caller's buffer when run() can write it directly */
+  for (int o = 0; o < d->noutput; o++) {
+    const attnc_tensor *t = &outputs[o];
+    if (t->dtype == ATTNC_BOOL || ((t->dtype == ATTNC_F32 || t->dtype == ATTNC_I32) && ((uintptr_t)t->data & 3u) == 0)) {
+      in->outptr[o] = t->data;
+      continue;
+    }
+    size_t need = (size_t)tensor_count(t) * run_esz(t->dtype);
+    if (buf_reserve(&in->outbuf[o], need))
+      return fail(in, ATTNC_ERR_NOMEM, "out of memory: output '%s' needs %zu bytes of scratch",
+                  d->outputs[o].name, need);
+    in->outptr[o] = in->outbuf[o].p;
+  }
+
+  rt_exec_init(&in->ex, in->pool);
+  int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, in->ws.p);
+  if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
+    if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
+      return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);
+    return fail(in, ATTNC_ERR_RUNTIME, "model '%s': run failed (status %d) without a message", d->name, (int)r);
+  }
+
+  for (int o = 0; o < d->noutput; o++) {
+    const attnc_tensor *t = &outputs[o];
+    if (in->outptr[o] == t->data) continue;
+    cv_kind k = t->dtype == ATTNC_F16 ? CV_F32_F16 : t->dtype == ATTNC_BF16 ? CV_F32_BF16 : CV_COPY;
+    convert(in, k, 4, t->data, in->outptr[o], tensor_count(t));
+  }
+  return ATTNC_OK;
+}
+
+int rt_run(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs, int noutputs) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = run_locked(in, inputs, ninputs, outputs, noutputs);
+  if (!rc) in->err[0] = 0;
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}

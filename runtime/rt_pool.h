@@ -1,0 +1,50 @@
+/* rt_pool.h - the runtime's thread pool and the execution context (rt_exec)
+ * that generated code receives.  Private to the runtime: generated code only
+ * sees the rt_exec functions declared in rt_model.h.
+ *
+ * The pool is fork-join with persistent workers: the thread that calls
+ * rt_pool_for takes part as tid 0, workers are tids 1..n-1, and the call
+ * returns when every task is done.  Tasks are handed out in contiguous
+ * chunks from one atomic counter.  Idle workers spin briefly, then block on
+ * a condition variable.  One pool runs one loop at a time: the caller
+ * serializes (rt_api.c holds the instance mutex around each run).  A loop
+ * started from inside a task runs inline on that thread. */
+#ifndef RT_POOL_H
+#define RT_POOL_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "rt_model.h"
+
+/* Most threads one pool may have. */
+#define RT_MAX_THREADS 1024
+/* Longest run-time error message kept (bytes, with the NUL). */
+#define RT_EXEC_MSG 512
+
+typedef struct rt_pool rt_pool;
+
+/* What generated code gets as `rt_exec *ex`: the pool for this run and the
+ * first run-time error (rt_exec_error may be called from any task; the
+ * first message wins). */
+struct rt_exec {
+  rt_pool *pool;
+  atomic_int failed; /* 0; 2 while the first error is being written; 1 */
+  char msg[RT_EXEC_MSG];
+};
+
+/* Start a pool of nthreads threads in all (1..RT_MAX_THREADS; 1 starts no
+ * worker).  Returns 0, or an errno value with *out NULL; on failure err
+ * (errlen bytes) says what went wrong. */
+int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen);
+/* Stop and join the workers and free the pool.  NULL is ok.  No loop may be
+ * running. */
+void rt_pool_destroy(rt_pool *p);
+/* Number of threads, counting the caller (1 for NULL). */
+int rt_pool_threads(const rt_pool *p);
+/* Run fn over [0, ntasks) in chunks of at least grain tasks (grain <= 0
+ * means 1) and return when all are done.  ntasks <= 0 does nothing. */
+void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void *ctx);
+
+/* Reset ex for a new run on pool p. */
+void rt_exec_init(rt_exec *ex, rt_pool *p);
+#endif

@@ -1,0 +1,1269 @@
+/* test_rt_api.c - unit tests for the runtime API (runtime/rt_api.c) and
+ * the thread pool (runtime/rt_pool.c), driven through hand-written model
+ * descriptors shaped like the ones attnc generates:
+ *   fake: x f32[B,T,4], lens i32[B]; weights lin.weight f32[4,4],
+ *         lin.bias f32[4]; y f32[B,T,4] = x @ W^T + b + lens[b],
+ *         z f32[B*T] = row sums of y.  run() uses rt_parallel_for over the
+ *         B*T rows with one workspace slot per thread.
+ *   gate: p f32[2*N], m bool[N], q f32[K+1]; weights wi i32[2],
+ *         flags bool[2]; outputs o f32[N], s i32[K], mm bool[N]
+ *         (bool and i32 paths, a dim bound only through K+1).
+ *   sq:   x f32[N*N] (N is fixed by no input axis alone).
+ * Weight files are written as safetensors into a temporary directory.
+ * Inputs are random, seeded from the clock (ATTNC_SEED overrides); the seed
+ * is in every numeric failure message. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attnc.h"
+#include "rt_half.h"
+#include "rt_model.h"
+#include "rt_pool.h"
+
+/* ---- test environment: temp dir and seed ---- */
+
+static char g_dir[64];
+static unsigned g_seed;
+static atomic_int g_last_nthreads; /* what workspace_size was last asked for */
+
+static void setup(void) {
+  strcpy(g_dir, "/tmp/test_rt_api.XXXXXX");
+  cr_assert_not_null(mkdtemp(g_dir));
+  const char *s = getenv("ATTNC_SEED");
+  g_seed = s ? (unsigned)strtoul(s, NULL, 10) : (unsigned)time(NULL) ^ (unsigned)getpid() * 2654435761u;
+  atomic_store(&g_last_nthreads, 0);
+}
+
+static void teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  int rc = system(cmd);
+  (void)rc;
+}
+
+TestSuite(rt_api, .init = setup, .fini = teardown);
+TestSuite(rt_pool, .init = setup, .fini = teardown);
+
+/* xorshift32 */
+static uint32_t rnd(uint32_t *s) {
+  uint32_t x = *s ? *s : 1u;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *s = x;
+}
+
+/* uniform in [-1, 1) */
+static float rndf(uint32_t *s) { return (float)(rnd(s) >> 8) / (float)(1u << 23) - 1.0f; }
+
+/* A path inside the temp dir. */
+static const char *tpath(char *buf, const char *name) {
+  sprintf(buf, "%s/%s", g_dir, name);
+  return buf;
+}
+
+/* ---- safetensors writer ---- */
+
+typedef struct {
+  const char *name, *dtype;
+  int rank;
+  int64_t shape[4];
+  const void *data;
+  size_t nbytes;
+} st_entry;
+
+/* Write a safetensors file.  Each tensor starts at an 8-byte-aligned offset
+ * of the data section; the header is padded so that the data section starts
+ * at file offset 8 + hlen == data_mod (mod 8): 0 aligns every tensor, 2
+ * misaligns them for 4-byte reads.  The last cut bytes are left out. */
+static void st_write(const char *path, const st_entry *e, int n, int data_mod, size_t cut) {
+  char json[8192];
+  size_t off = 0, k = 0;
+  size_t offs[16];
+  k += (size_t)sprintf(json + k, "{\"__metadata__\":{\"format\":\"pt\"}");
+  for (int i = 0; i < n; i++) {
+    offs[i] = off;
+    k += (size_t)sprintf(json + k, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", e[i].name, e[i].dtype);
+    for (int a = 0; a < e[i].rank; a++) k += (size_t)sprintf(json + k, "%s%" PRId64, a ? "," : "", e[i].shape[a]);
+    k += (size_t)sprintf(json + k, "],\"data_offsets\":[%zu,%zu]}", off, off + e[i].nbytes);
+    off += (e[i].nbytes + 7) / 8 * 8;
+  }
+  k += (size_t)sprintf(json + k, "}");
+  while ((8 + k) % 8 != (size_t)data_mod) json[k++] = ' ';
+  size_t total = 8 + k + off;
+  unsigned char *b = calloc(1, total);
+  for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)k >> (8 * i));
+  memcpy(b + 8, json, k);
+  for (int i = 0; i < n; i++) memcpy(b + 8 + k + offs[i], e[i].data, e[i].nbytes);
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "cannot write %s", path);
+  cr_assert_eq(fwrite(b, 1, total - cut, f), total - cut);
+  fclose(f);
+  free(b);
+}
+
+/* ---- the fake model ---- */
+
+#define DSYM(s) {1, {1}, {1}, {{s}}}
+#define DCONST(c) {1, {c}, {0}, {{0}}}
+#define DPROD(a, b) {1, {1}, {2}, {{a, b}}}
+#define DLIN(c, s, k) {2, {c, k}, {1, 0}, {{s}, {0}}} /* c*s + k */
+
+static const char *const fake_syms[] = {"B", "T"};
+static const char *const fake_param_names[] = {"D"};
+static const int64_t fake_param_values[] = {4};
+static const attnc_tensor_info fake_inputs[] = {
+    {"x", ATTNC_F32, 3, {"B", "T", "4"}},
+    {"lens", ATTNC_I32, 1, {"B"}},
+};
+static const rt_dim fake_input_dims[2 * ATTNC_MAX_RANK] = {
+    DSYM(0), DSYM(1), DCONST(4), [ATTNC_MAX_RANK] = DSYM(0),
+};
+static const attnc_tensor_info fake_outputs[] = {
+    {"y", ATTNC_F32, 3, {"B", "T", "4"}},
+    {"z", ATTNC_F32, 1, {"B*T"}},
+};
+static const rt_dim fake_output_dims[2 * ATTNC_MAX_RANK] = {
+    DSYM(0), DSYM(1), DCONST(4), [ATTNC_MAX_RANK] = DPROD(0, 1),
+};
+static const attnc_tensor_info fake_weights[] = {
+    {"lin.weight", ATTNC_F32, 2, {"4", "4"}},
+    {"lin.bias", ATTNC_F32, 1, {"4"}},
+};
+static const rt_dim fake_weight_dims[2 * ATTNC_MAX_RANK] = {
+    DCONST(4), DCONST(4), [ATTNC_MAX_RANK] = DCONST(4),
+};
+
+#define FAKE_SLOT 16 /* floats per thread in the workspace (64 bytes) */
+
+static int64_t fake_ws(const int64_t *symvals, int32_t nthreads) {
+  (void)symvals;
+  atomic_store(&g_last_nthreads, nthreads);
+  return (int64_t)nthreads * FAKE_SLOT * (int64_t)sizeof(float);
+}
+
+/* One row of y and its sum: the computation both run() and the reference use. */
+static void fake_row(const float *x, const float *w, const float *b, int32_t len, float *slot, float *y,
+                     float *z) {
+  for (int o = 0; o < 4; o++) {
+    float acc = b[o];
+    for (int i = 0; i < 4; i++) acc += x[i] * w[o * 4 + i];
+    slot[o] = acc + (float)len;
+  }
+  float s = 0;
+  for (int o = 0; o < 4; o++) {
+    y[o] = slot[o];
+    s += slot[o];
+  }
+  *z = s;
+}
+
+typedef struct {
+  rt_exec *ex;
+  const float *x, *w, *b;
+  const int32_t *lens;
+  float *y, *z, *ws;
+  int64_t T;
+  int nthreads;
+  atomic_int bad;
+} fake_ctx;
+
+static void fake_rows(void *ctx, int64_t begin, int64_t end, int32_t tid) {
+  fake_ctx *c = ctx;
+  if (tid < 0 || tid >= c->nthreads) {
+    atomic_store(&c->bad, 1);
+    rt_exec_error(c->ex, "tid out of range");
+    return;
+  }
+  float *slot = c->ws + (size_t)tid * FAKE_SLOT;
+  for (int64_t r = begin; r < end; r++) {
+    int32_t len = c->lens[r / c->T];
+    if (len == -2) {
+      atomic_store(&c->bad, 1);
+      rt_exec_error(c->ex, "lens is -2 in a task");
+      continue;
+    }
+    fake_row(c->x + r * 4, c->w, c->b, len, slot, c->y + r * 4, c->z + r);
+  }
+}
+
+/* Is p aligned for 4-byte reads? */
+static int al4(const void *p) { return ((uintptr_t)p & 3u) == 0; }
+
+static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out,
+                        const void *const *w, void *ws) {
+  if (((uintptr_t)ws & 63u) != 0) return rt_exec_error(ex, "workspace is not 64-byte aligned");
+  if (!al4(in[0]) || !al4(in[1]) || !al4(out[0]) || !al4(out[1]) || !al4(w[0]) || !al4(w[1]))
+    return rt_exec_error(ex, "misaligned buffer");
+  const int32_t *lens = in[1];
+  if (lens[0] == -1) return rt_exec_error(ex, "lens[0] is -1");
+  fake_ctx c = {ex, in[0], w[0], w[1], lens, out[0], out[1], ws, sv[1], rt_exec_threads(ex), 0};
+  rt_parallel_for(ex, sv[0] * sv[1], 1, fake_rows, &c);
+  return atomic_load(&c.bad) ? -1 : 0;
+}
+
+static const rt_model_desc fake_desc = {
+    RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
+    2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
+    fake_ws, fake_run,
+};
+
+/* A problem for the fake model: inputs, weights, and the reference result. */
+typedef struct {
+  int64_t B, T;
+  float *x;
+  int32_t *lens;
+  float w[16], b[4];
+  float *y, *z; /* reference */
+} fake_case;
+
+/* Compute the reference outputs of c. */
+static void fake_ref(fake_case *c) {
+  float slot[4];
+  for (int64_t r = 0; r < c->B * c->T; r++)
+    fake_row(c->x + r * 4, c->w, c->b, c->lens[r / c->T], slot, c->y + r * 4, c->z + r);
+}
+
+/* Random case with B in 1..4 and T in 1..maxT; values exact in f16 if half. */
+static fake_case fake_new(uint32_t *s, int maxT, int half) {
+  fake_case c;
+  c.B = 1 + rnd(s) % 4;
+  c.T = 1 + rnd(s) % (uint32_t)maxT;
+  int64_t n = c.B * c.T;
+  c.x = malloc((size_t)n * 4 * sizeof(float));
+  c.lens = malloc((size_t)c.B * sizeof(int32_t));
+  c.y = malloc((size_t)n * 4 * sizeof(float));
+  c.z = malloc((size_t)n * sizeof(float));
+  for (int64_t i = 0; i < n * 4; i++) c.x[i] = rndf(s);
+  for (int64_t i = 0; i < c.B; i++) c.lens[i] = (int32_t)(rnd(s) % 10);
+  for (int i = 0; i < 16; i++) c.w[i] = rndf(s);
+  for (int i = 0; i < 4; i++) c.b[i] = rndf(s);
+  if (half) {
+    for (int64_t i = 0; i < n * 4; i++) c.x[i] = rt_f16_to_f32(rt_f32_to_f16(c.x[i]));
+    for (int i = 0; i < 16; i++) c.w[i] = rt_bf16_to_f32(rt_f32_to_bf16(rt_f16_to_f32(rt_f32_to_f16(c.w[i]))));
+    for (int i = 0; i < 4; i++) c.b[i] = rt_bf16_to_f32(rt_f32_to_bf16(rt_f16_to_f32(rt_f32_to_f16(c.b[i]))));
+  }
+  fake_ref(&c);
+  return c;
+}
+
+static void fake_free(fake_case *c) {
+  free(c->x);
+  free(c->lens);
+  free(c->y);
+  free(c->z);
+}
+
+static attnc_tensor tensor(attnc_dtype t, int rank, const int64_t *shape, void *data) {
+  attnc_tensor x;
+  memset(&x, 0, sizeof x);
+  x.dtype = t;
+  x.rank = rank;
+  for (int a = 0; a < rank; a++) x.shape[a] = shape[a];
+  x.data = data;
+  return x;
+}
+
+/* Inputs of case c. */
+static void fake_inputs_of(const fake_case *c, attnc_tensor in[2]) {
+  int64_t xs[3] = {c->B, c->T, 4};
+  in[0] = tensor(ATTNC_F32, 3, xs, c->x);
+  in[1] = tensor(ATTNC_I32, 1, &c->B, c->lens);
+}
+
+/* NaN-filled output buffers for case c and tensors over them. */
+static void fake_outputs_of(const fake_case *c, float **y, float **z, attnc_tensor out[2]) {
+  int64_t n = c->B * c->T, ys[3] = {c->B, c->T, 4};
+  *y = malloc((size_t)n * 4 * sizeof(float));
+  *z = malloc((size_t)n * sizeof(float));
+  for (int64_t i = 0; i < n * 4; i++) (*y)[i] = NAN;
+  for (int64_t i = 0; i < n; i++) (*z)[i] = NAN;
+  out[0] = tensor(ATTNC_F32, 3, ys, *y);
+  out[1] = tensor(ATTNC_F32, 1, &n, *z);
+}
+
+/* Bitwise comparison of n floats, with the seed in the message. */
+static void expect_same(const float *got, const float *want, int64_t n, const char *what) {
+  for (int64_t i = 0; i < n; i++)
+    cr_assert(memcmp(&got[i], &want[i], sizeof(float)) == 0, "%s[%" PRId64 "] = %.9g, expected %.9g (seed %u)", what,
+              i, (double)got[i], (double)want[i], g_seed);
+}
+
+/* Bind the weights of c from memory (in place). */
+static void fake_bind(attnc_instance *in, fake_case *c) {
+  int64_t ws[2] = {4, 4}, bs[1] = {4};
+  attnc_tensor w = tensor(ATTNC_F32, 2, ws, c->w), b = tensor(ATTNC_F32, 1, bs, c->b);
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &w), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &b), ATTNC_OK, "%s", rt_error(in));
+}
+
+/* Run c on in and compare with the reference. */
+static void fake_check_run(attnc_instance *in, const fake_case *c) {
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(c, ins);
+  fake_outputs_of(c, &y, &z, outs);
+  int rc = rt_run(in, ins, 2, outs, 2);
+  cr_assert_eq(rc, ATTNC_OK, "run: %s (seed %u)", rt_error(in), g_seed);
+  cr_assert_str_eq(rt_error(in), "");
+  expect_same(y, c->y, c->B * c->T * 4, "y");
+  expect_same(z, c->z, c->B * c->T, "z");
+  free(y);
+  free(z);
+}
+
+/* An instance of the fake model with n threads. */
+static attnc_instance *fake_create(int n) {
+  attnc_options o = {n, -1};
+  attnc_instance *in = NULL;
+  cr_assert_eq(rt_create(&fake_desc, &o, &in), ATTNC_OK);
+  cr_assert_not_null(in);
+  return in;
+}
+
+/* Message of in contains s. */
+#define expect_msg(in, s) \
+  cr_assert(strstr(rt_error(in), (s)) != NULL, "message \"%s\" lacks \"%s\"", rt_error(in), (s))
+
+/* ---- creation and threads ---- */
+
+Test(rt_api, create_with_thread_counts) {
+  uint32_t s = g_seed;
+  int counts[] = {1, 2, 4, 0};
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  for (int k = 0; k < 4; k++) {
+    attnc_instance *in = fake_create(counts[k]);
+    fake_case c = fake_new(&s, 200, 0);
+    fake_bind(in, &c);
+    fake_check_run(in, &c);
+    int want = counts[k] ? counts[k] : (int)(online < 1 ? 1 : online > RT_MAX_THREADS ? RT_MAX_THREADS : online);
+    cr_assert_eq(atomic_load(&g_last_nthreads), want, "workspace_size saw %d threads, expected %d",
+                 atomic_load(&g_last_nthreads), want);
+    fake_free(&c);
+    rt_destroy(in);
+  }
+}
+
+Test(rt_api, create_arguments) {
+  attnc_instance *in = (attnc_instance *)&g_seed;
+  attnc_options bad = {-1, 0};
+  cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert_null(in);
+  bad.num_threads = RT_MAX_THREADS + 1;
+  cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_create(NULL, NULL, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_create(&fake_desc, NULL, NULL), ATTNC_ERR_ARGUMENT);
+  rt_model_desc d = fake_desc;
+  d.abi = RT_ABI_VERSION + 1;
+  cr_assert_eq(rt_create(&d, NULL, &in), ATTNC_ERR_ARGUMENT);
+  d = fake_desc;
+  d.run = NULL;
+  cr_assert_eq(rt_create(&d, NULL, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_create(&fake_desc, NULL, &in), ATTNC_OK, "NULL options mean defaults");
+  cr_assert_str_eq(rt_error(in), "");
+  rt_destroy(in);
+  rt_destroy(NULL);
+  cr_assert_str_eq(rt_error(NULL), "no instance");
+}
+
+Test(rt_api, null_arguments) {
+  attnc_instance *in = fake_create(2);
+  cr_assert_eq(rt_load_weights(NULL, "x"), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_load_weights(in, NULL), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "no path");
+  cr_assert_eq(rt_bind_weight(NULL, "lin.bias", NULL), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_bind_weight(in, NULL, NULL), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", NULL), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "lin.bias");
+  int64_t s4 = 4;
+  attnc_tensor t = tensor(ATTNC_F32, 1, &s4, NULL);
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &t), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "data is NULL");
+  cr_assert_eq(rt_run(NULL, NULL, 0, NULL, 0), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_run(in, NULL, 2, NULL, 2), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "inputs is NULL");
+  cr_assert_eq(rt_describe(NULL, NULL), ATTNC_ERR_ARGUMENT);
+  rt_destroy(in);
+}
+
+/* ---- weights from files ---- */
+
+/* Write the weights of c into a file as dtype wt ("F32", "F16", "BF16",
+ * "F64"), plus an unused extra key. */
+static void fake_write_weights(const char *path, const fake_case *c, const char *wt, int data_mod) {
+  unsigned char wb[16 * 8], bb[4 * 8];
+  size_t esz = strcmp(wt, "F32") == 0 ? 4 : strcmp(wt, "F64") == 0 ? 8 : 2;
+  for (int i = 0; i < 20; i++) {
+    float v = i < 16 ? c->w[i] : c->b[i - 16];
+    unsigned char *p = i < 16 ? wb + i * esz : bb + (i - 16) * esz;
+    if (esz == 4) memcpy(p, &v, 4);
+    else if (esz == 8) {
+      double d = v;
+      memcpy(p, &d, 8);
+    } else {
+      uint16_t h = strcmp(wt, "F16") == 0 ? rt_f32_to_f16(v) : rt_f32_to_bf16(v);
+      memcpy(p, &h, 2);
+    }
+  }
+  float extra[3] = {1, 2, 3};
+  st_entry e[3] = {
+      {"lin.weight", wt, 2, {4, 4}, wb, 16 * esz},
+      {"lin.bias", wt, 1, {4}, bb, 4 * esz},
+      {"unused.extra", "F32", 1, {3}, extra, sizeof extra},
+  };
+  st_write(path, e, 3, data_mod, 0);
+}
+
+Test(rt_api, load_f32_aligned_and_unaligned) {
+  uint32_t s = g_seed;
+  char p[128];
+  for (int mod = 0; mod < 8; mod += 2) {
+    attnc_instance *in = fake_create(3);
+    fake_case c = fake_new(&s, 50, 0);
+    fake_write_weights(tpath(p, "w.safetensors"), &c, "F32", mod);
+    cr_assert_eq(rt_load_weights(in, p), ATTNC_OK, "%s", rt_error(in));
+    cr_assert_str_eq(rt_error(in), "");
+    fake_check_run(in, &c);
+    fake_free(&c);
+    rt_destroy(in);
+  }
+}
+
+Test(rt_api, load_converts_f16_bf16_f64) {
+  uint32_t s = g_seed;
+  const char *types[] = {"F16", "BF16", "F64"};
+  char p[128];
+  for (int k = 0; k < 3; k++) {
+    attnc_instance *in = fake_create(2);
+    /* weights exact in both f16 and bf16, so the reference is exact */
+    fake_case c = fake_new(&s, 30, 1);
+    fake_write_weights(tpath(p, "w.safetensors"), &c, types[k], k);
+    cr_assert_eq(rt_load_weights(in, p), ATTNC_OK, "%s: %s", types[k], rt_error(in));
+    fake_check_run(in, &c);
+    fake_free(&c);
+    rt_destroy(in);
+  }
+}
+
+Test(rt_api, load_missing_weight) {
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 5, 0);
+  st_entry e[2] = {
+      {"lin.weight", "F32", 2, {4, 4}, c.w, sizeof c.w},
+      {"lin.biass", "F32", 1, {4}, c.b, sizeof c.b},
+  };
+  char p[128];
+  st_write(tpath(p, "w.safetensors"), e, 2, 0, 0);
+  attnc_instance *in = fake_create(1);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_ERR_WEIGHTS);
+  expect_msg(in, "missing weight 'lin.bias'");
+  expect_msg(in, "'lin.biass'");
+  expect_msg(in, p);
+  expect_msg(in, "1 of the model's 2 weights");
+  /* nothing was bound */
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_STATE);
+  expect_msg(in, "missing weight 'lin.weight' (the model needs 2 weights; 0 are bound)");
+  free(y);
+  free(z);
+  fake_free(&c);
+  rt_destroy(in);
+}
+
+Test(rt_api, load_wrong_shape) {
+  float w[20] = {0}, b[4] = {0};
+  st_entry e[2] = {
+      {"lin.weight", "F32", 2, {4, 5}, w, sizeof w},
+      {"lin.bias", "F32", 1, {4}, b, sizeof b},
+  };
+  char p[128], want[256];
+  st_write(tpath(p, "w.safetensors"), e, 2, 0, 0);
+  attnc_instance *in = fake_create(1);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_ERR_SHAPE);
+  snprintf(want, sizeof want, "weight 'lin.weight': expected f32[4,4], file %s has F32[4,5]", p);
+  cr_assert_str_eq(rt_error(in), want);
+  rt_destroy(in);
+}
+
+Test(rt_api, load_wrong_dtype) {
+  int32_t w[16] = {0};
+  float b[4] = {0};
+  st_entry e[2] = {
+      {"lin.weight", "I32", 2, {4, 4}, w, sizeof w},
+      {"lin.bias", "F32", 1, {4}, b, sizeof b},
+  };
+  char p[128];
+  st_write(tpath(p, "w.safetensors"), e, 2, 0, 0);
+  attnc_instance *in = fake_create(1);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_ERR_DTYPE);
+  expect_msg(in, "weight 'lin.weight': expected f32[4,4]");
+  expect_msg(in, "has I32[4,4]");
+  rt_destroy(in);
+}
+
+Test(rt_api, load_truncated_and_absent_files) {
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 5, 0);
+  st_entry e[2] = {
+      {"lin.weight", "F32", 2, {4, 4}, c.w, sizeof c.w},
+      {"lin.bias", "F32", 1, {4}, c.b, sizeof c.b},
+  };
+  char p[128];
+  st_write(tpath(p, "cut.safetensors"), e, 2, 0, 8);
+  attnc_instance *in = fake_create(2);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_ERR_WEIGHTS);
+  expect_msg(in, p);
+  expect_msg(in, "exceed");
+  cr_assert_eq(rt_load_weights(in, tpath(p, "absent.safetensors")), ATTNC_ERR_IO);
+  expect_msg(in, p);
+  expect_msg(in, "cannot open");
+  fake_free(&c);
+  rt_destroy(in);
+}
+
+Test(rt_api, failed_load_keeps_previous_weights) {
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 20, 0);
+  char p[128], q[128];
+  fake_write_weights(tpath(p, "good.safetensors"), &c, "F32", 0);
+  float w[20] = {0};
+  st_entry e[1] = {{"lin.weight", "F32", 2, {5, 4}, w, sizeof w}};
+  st_write(tpath(q, "bad.safetensors"), e, 1, 0, 0);
+  attnc_instance *in = fake_create(2);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(rt_load_weights(in, q), ATTNC_ERR_WEIGHTS); /* lin.bias missing */
+  cr_assert_eq(rt_load_weights(in, tpath(q, "absent")), ATTNC_ERR_IO);
+  fake_check_run(in, &c);
+  /* a second good load replaces the weights */
+  fake_case c2 = fake_new(&s, 20, 0);
+  fake_write_weights(tpath(p, "good2.safetensors"), &c2, "F32", 2);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_OK, "%s", rt_error(in));
+  fake_check_run(in, &c2);
+  fake_free(&c);
+  fake_free(&c2);
+  rt_destroy(in);
+}
+
+/* ---- weights from memory ---- */
+
+Test(rt_api, bind_weight_in_place) {
+  uint32_t s = g_seed;
+  attnc_instance *in = fake_create(2);
+  fake_case c = fake_new(&s, 20, 0);
+  fake_bind(in, &c);
+  fake_check_run(in, &c);
+  /* F32 weights are used in place: changing them changes the next run */
+  for (int i = 0; i < 16; i++) c.w[i] = rndf(&s);
+  c.b[2] += 1.0f;
+  fake_ref(&c);
+  fake_check_run(in, &c);
+  fake_free(&c);
+  rt_destroy(in);
+}
+
+Test(rt_api, bind_weight_converts_half) {
+  uint32_t s = g_seed;
+  attnc_instance *in = fake_create(2);
+  fake_case c = fake_new(&s, 20, 1);
+  uint16_t wh[16], bh[4];
+  for (int i = 0; i < 16; i++) wh[i] = rt_f32_to_bf16(c.w[i]);
+  for (int i = 0; i < 4; i++) bh[i] = rt_f32_to_f16(c.b[i]);
+  int64_t ws[2] = {4, 4}, bs = 4;
+  attnc_tensor w = tensor(ATTNC_BF16, 2, ws, wh), b = tensor(ATTNC_F16, 1, &bs, bh);
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &w), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &b), ATTNC_OK, "%s", rt_error(in));
+  /* converted copies: later changes to the caller's memory do not matter */
+  memset(wh, 0, sizeof wh);
+  fake_check_run(in, &c);
+  fake_free(&c);
+  rt_destroy(in);
+}
+
+Test(rt_api, bind_weight_errors) {
+  attnc_instance *in = fake_create(1);
+  float w[20] = {0};
+  int64_t ws[2] = {4, 4}, bad[2] = {5, 4};
+  attnc_tensor t = tensor(ATTNC_F32, 2, ws, w);
+  cr_assert_eq(rt_bind_weight(in, "lin.wieght", &t), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "model 'fake' has no weight 'lin.wieght'");
+  expect_msg(in, "did you mean 'lin.weight'?");
+  cr_assert_eq(rt_bind_weight(in, "nothing.like.it", &t), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(in), "did you mean") == NULL, "%s", rt_error(in));
+  t = tensor(ATTNC_F32, 2, bad, w);
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &t), ATTNC_ERR_SHAPE);
+  cr_assert_str_eq(rt_error(in), "weight 'lin.weight': expected f32[4,4], the tensor given has f32[5,4]");
+  t = tensor(ATTNC_I32, 2, ws, w);
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &t), ATTNC_ERR_DTYPE);
+  expect_msg(in, "has i32[4,4]");
+  t = tensor(ATTNC_F32, 1, ws, w);
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &t), ATTNC_ERR_SHAPE);
+  /* an unaligned F32 tensor is copied */
+  unsigned char raw[16 * 4 + 1];
+  memset(raw, 0, sizeof raw);
+  t = tensor(ATTNC_F32, 2, ws, raw + 1);
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &t), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_str_eq(rt_error(in), "");
+  rt_destroy(in);
+}
+
+/* ---- runs ---- */
+
+Test(rt_api, run_before_weights) {
+  uint32_t s = g_seed;
+  attnc_instance *in = fake_create(2);
+  fake_case c = fake_new(&s, 5, 0);
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_STATE);
+  cr_assert_str_eq(rt_error(in), "missing weight 'lin.weight' (the model needs 2 weights; 0 are bound)");
+  int64_t bs = 4;
+  attnc_tensor b = tensor(ATTNC_F32, 1, &bs, c.b);
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &b), ATTNC_OK);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_STATE);
+  cr_assert_str_eq(rt_error(in), "missing weight 'lin.weight' (the model needs 2 weights; 1 is bound)");
+  free(y);
+  free(z);
+  fake_free(&c);
+  rt_destroy(in);
+}
+
+/* Set up a fake instance with weights and a case; outputs NaN-filled. */
+typedef struct {
+  attnc_instance *in;
+  fake_case c;
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+} fake_env;
+
+static void env_init(fake_env *e, int threads, int maxT) {
+  uint32_t s = g_seed;
+  e->in = fake_create(threads);
+  e->c = fake_new(&s, maxT, 0);
+  fake_bind(e->in, &e->c);
+  fake_inputs_of(&e->c, e->ins);
+  fake_outputs_of(&e->c, &e->y, &e->z, e->outs);
+}
+
+static void env_free(fake_env *e) {
+  free(e->y);
+  free(e->z);
+  fake_free(&e->c);
+  rt_destroy(e->in);
+}
+
+Test(rt_api, run_wrong_counts) {
+  fake_env e;
+  env_init(&e, 2, 5);
+  cr_assert_eq(rt_run(e.in, e.ins, 1, e.outs, 2), ATTNC_ERR_ARGUMENT);
+  cr_assert_str_eq(rt_error(e.in),
+                   "model 'fake' takes 2 inputs (x, lens) and 2 outputs (y, z); the call passes 1 input and 2 outputs");
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 3), ATTNC_ERR_ARGUMENT);
+  expect_msg(e.in, "the call passes 2 inputs and 3 outputs");
+  env_free(&e);
+}
+
+Test(rt_api, run_wrong_rank_and_dtype) {
+  fake_env e;
+  env_init(&e, 2, 5);
+  e.ins[0].rank = 2;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(e.in, "input 'x': expected f32[B,T,4], got f32[");
+  expect_msg(e.in, "rank 2, the model wants rank 3");
+  e.ins[0].rank = 9;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  e.ins[0].rank = 3;
+  e.ins[1].dtype = ATTNC_F32;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_DTYPE);
+  expect_msg(e.in, "input 'lens': expected i32[B], got f32[");
+  e.ins[1].dtype = ATTNC_I32;
+  e.ins[0].dtype = ATTNC_I32;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_DTYPE);
+  e.ins[0].dtype = (attnc_dtype)17;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_DTYPE);
+  expect_msg(e.in, "dtype 17");
+  e.ins[0].dtype = ATTNC_F32;
+  e.outs[1].dtype = ATTNC_BOOL;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_DTYPE);
+  expect_msg(e.in, "output 'z'");
+  e.outs[1].dtype = ATTNC_F32;
+  e.outs[0].data = NULL;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_ARGUMENT);
+  expect_msg(e.in, "output 'y': data is NULL");
+  env_free(&e);
+}
+
+Test(rt_api, run_conflicting_dims) {
+  fake_env e;
+  env_init(&e, 2, 5);
+  int64_t other = e.c.B + 1;
+  int32_t lens[8] = {0};
+  e.ins[1] = tensor(ATTNC_I32, 1, &other, lens);
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  char want[160];
+  snprintf(want, sizeof want, "input 'lens': axis 0 is %" PRId64 " but dim B is %" PRId64 " (from input 'x' axis 0)",
+           other, e.c.B);
+  cr_assert_str_eq(rt_error(e.in), want);
+  env_free(&e);
+}
+
+Test(rt_api, run_wrong_constant_and_zero_dims) {
+  fake_env e;
+  env_init(&e, 2, 5);
+  e.ins[0].shape[2] = 5;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  cr_assert_str_eq(rt_error(e.in), "input 'x': axis 2 is 5 but the model expects 4");
+  e.ins[0].shape[2] = 4;
+  e.ins[0].shape[1] = 0;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(e.in, "axis 1 is 0; every dim must be at least 1");
+  e.ins[0].shape[1] = -3;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  env_free(&e);
+}
+
+Test(rt_api, run_composite_output_shape) {
+  fake_env e;
+  env_init(&e, 2, 5);
+  int64_t n = e.c.B * e.c.T;
+  e.outs[1].shape[0] = n + 1;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  char want[160];
+  snprintf(want, sizeof want, "output 'z': expected f32[B*T] = f32[%" PRId64 "], got f32[%" PRId64 "]", n, n + 1);
+  cr_assert_str_eq(rt_error(e.in), want);
+  e.outs[1].shape[0] = n;
+  e.outs[0].shape[1] = e.c.T + 1;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(e.in, "output 'y': expected f32[B,T,4]");
+  env_free(&e);
+}
+
+Test(rt_api, run_outputs_overwritten) {
+  fake_env e;
+  env_init(&e, 4, 300);
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  expect_same(e.y, e.c.y, e.c.B * e.c.T * 4, "y");
+  expect_same(e.z, e.c.z, e.c.B * e.c.T, "z");
+  /* after an error, a good run clears the message */
+  cr_assert_eq(rt_run(e.in, e.ins, 1, e.outs, 2), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_OK);
+  cr_assert_str_eq(rt_error(e.in), "");
+  env_free(&e);
+}
+
+Test(rt_api, run_half_inputs) {
+  uint32_t s = g_seed;
+  for (int k = 0; k < 2; k++) {
+    attnc_instance *in = fake_create(3);
+    fake_case c = fake_new(&s, 100, 1);
+    if (k == 1) { /* make x exact in bf16 too */
+      for (int64_t i = 0; i < c.B * c.T * 4; i++) c.x[i] = rt_bf16_to_f32(rt_f32_to_bf16(c.x[i]));
+      fake_ref(&c);
+    }
+    fake_bind(in, &c);
+    int64_t n = c.B * c.T * 4;
+    uint16_t *xh = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) xh[i] = k == 0 ? rt_f32_to_f16(c.x[i]) : rt_f32_to_bf16(c.x[i]);
+    attnc_tensor ins[2], outs[2];
+    float *y, *z;
+    fake_inputs_of(&c, ins);
+    ins[0].dtype = k == 0 ? ATTNC_F16 : ATTNC_BF16;
+    ins[0].data = xh;
+    fake_outputs_of(&c, &y, &z, outs);
+    cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_OK, "%s", rt_error(in));
+    expect_same(y, c.y, n, "y");
+    expect_same(z, c.z, c.B * c.T, "z");
+    free(xh);
+    free(y);
+    free(z);
+    fake_free(&c);
+    rt_destroy(in);
+  }
+}
+
+Test(rt_api, run_half_and_unaligned_outputs) {
+  fake_env e;
+  env_init(&e, 2, 100);
+  int64_t n = e.c.B * e.c.T;
+  uint16_t *yh = malloc((size_t)n * 4 * 2), *zb = malloc((size_t)n * 2);
+  for (int64_t i = 0; i < n * 4; i++) yh[i] = 0x7e00; /* NaN */
+  for (int64_t i = 0; i < n; i++) zb[i] = 0x7fc0;     /* NaN */
+  e.outs[0].dtype = ATTNC_F16;
+  e.outs[0].data = yh;
+  e.outs[1].dtype = ATTNC_BF16;
+  e.outs[1].data = zb;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  for (int64_t i = 0; i < n * 4; i++)
+    cr_assert_eq(yh[i], rt_f32_to_f16(e.c.y[i]), "y[%" PRId64 "] (seed %u)", i, g_seed);
+  for (int64_t i = 0; i < n; i++)
+    cr_assert_eq(zb[i], rt_f32_to_bf16(e.c.z[i]), "z[%" PRId64 "] (seed %u)", i, g_seed);
+  /* unaligned f32 input and output go through scratch */
+  unsigned char *xr = malloc((size_t)n * 16 + 1), *zr = malloc((size_t)n * 4 + 3);
+  memcpy(xr + 1, e.c.x, (size_t)n * 16);
+  memset(zr, 0xff, (size_t)n * 4 + 3);
+  e.ins[0].data = xr + 1;
+  e.outs[0].dtype = ATTNC_F32;
+  e.outs[0].data = e.y;
+  e.outs[1].dtype = ATTNC_F32;
+  e.outs[1].data = zr + 3;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  float *zz = malloc((size_t)n * 4);
+  memcpy(zz, zr + 3, (size_t)n * 4);
+  expect_same(e.y, e.c.y, n * 4, "y");
+  expect_same(zz, e.c.z, n, "z");
+  free(zz);
+  free(xr);
+  free(zr);
+  free(yh);
+  free(zb);
+  env_free(&e);
+}
+
+Test(rt_api, run_time_errors) {
+  fake_env e;
+  env_init(&e, 4, 50);
+  int32_t keep = e.c.lens[0];
+  e.c.lens[0] = -1;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_RUNTIME);
+  cr_assert_str_eq(rt_error(e.in), "lens[0] is -1");
+  /* an error raised inside tasks, maybe on several threads at once */
+  for (int64_t b = 0; b < e.c.B; b++) e.c.lens[b] = -2;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_RUNTIME);
+  cr_assert_str_eq(rt_error(e.in), "lens is -2 in a task");
+  for (int64_t b = 0; b < e.c.B; b++) e.c.lens[b] = keep;
+  fake_ref(&e.c);
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  cr_assert_str_eq(rt_error(e.in), "");
+  expect_same(e.y, e.c.y, e.c.B * e.c.T * 4, "y");
+  env_free(&e);
+}
+
+/* ---- concurrency ---- */
+
+#define CONC_THREADS 4
+#define CONC_RUNS 50
+
+typedef struct {
+  attnc_instance *in;
+  fake_case *c; /* shares weights with every other case */
+  int failures;
+  char why[256];
+} conc_job;
+
+static void *conc_main(void *arg) {
+  conc_job *j = arg;
+  const fake_case *c = j->c;
+  int64_t n = c->B * c->T;
+  for (int r = 0; r < CONC_RUNS; r++) {
+    attnc_tensor ins[2], outs[2];
+    float *y, *z;
+    fake_inputs_of(c, ins);
+    fake_outputs_of(c, &y, &z, outs);
+    int rc = rt_run(j->in, ins, 2, outs, 2);
+    if (rc != ATTNC_OK) {
+      if (!j->failures++) snprintf(j->why, sizeof j->why, "run %d: status %d", r, rc);
+    } else if (memcmp(y, c->y, (size_t)n * 16) || memcmp(z, c->z, (size_t)n * 4)) {
+      if (!j->failures++) snprintf(j->why, sizeof j->why, "run %d: result differs from the reference", r);
+    }
+    free(y);
+    free(z);
+  }
+  return NULL;
+}
+
+/* Run CONC_THREADS threads; shared: all on one instance, else one each. */
+static void conc_test(int shared) {
+  uint32_t s = g_seed;
+  fake_case cs[CONC_THREADS];
+  conc_job jobs[CONC_THREADS];
+  pthread_t th[CONC_THREADS];
+  attnc_instance *one = shared ? fake_create(4) : NULL;
+  for (int k = 0; k < CONC_THREADS; k++) {
+    cs[k] = fake_new(&s, 200, 0);
+    if (k) { /* one set of weights for all */
+      memcpy(cs[k].w, cs[0].w, sizeof cs[0].w);
+      memcpy(cs[k].b, cs[0].b, sizeof cs[0].b);
+      fake_ref(&cs[k]);
+    }
+    jobs[k].in = shared ? one : fake_create(2);
+    jobs[k].c = &cs[k];
+    jobs[k].failures = 0;
+    jobs[k].why[0] = 0;
+    if (!shared || k == 0) fake_bind(jobs[k].in, &cs[0]);
+  }
+  for (int k = 0; k < CONC_THREADS; k++) cr_assert_eq(pthread_create(&th[k], NULL, conc_main, &jobs[k]), 0);
+  for (int k = 0; k < CONC_THREADS; k++) pthread_join(th[k], NULL);
+  for (int k = 0; k < CONC_THREADS; k++)
+    cr_assert_eq(jobs[k].failures, 0, "thread %d: %d failures, first: %s (seed %u)", k, jobs[k].failures,
+                 jobs[k].why, g_seed);
+  for (int k = 0; k < CONC_THREADS; k++) {
+    if (!shared) rt_destroy(jobs[k].in);
+    fake_free(&cs[k]);
+  }
+  rt_destroy(one);
+}
+
+Test(rt_api, concurrent_runs_on_one_instance) { conc_test(1); }
+Test(rt_api, concurrent_runs_on_separate_instances) { conc_test(0); }
+
+/* ---- describe and dims ---- */
+
+Test(rt_api, describe) {
+  attnc_model_info info;
+  cr_assert_eq(rt_describe(&fake_desc, &info), ATTNC_OK);
+  cr_assert_str_eq(info.name, "fake");
+  cr_assert_eq(info.abi_version, RT_ABI_VERSION);
+  cr_assert_str_eq(info.target, "test-target");
+  cr_assert_eq(info.ninputs, 2);
+  cr_assert_eq(info.noutputs, 2);
+  cr_assert_eq(info.nweights, 2);
+  cr_assert_eq(info.nparams, 1);
+  cr_assert_eq(info.ndims, 2);
+  cr_assert_str_eq(info.inputs[1].name, "lens");
+  cr_assert_eq(info.inputs[1].dtype, ATTNC_I32);
+  cr_assert_str_eq(info.inputs[0].dims[2], "4");
+  cr_assert_str_eq(info.outputs[1].dims[0], "B*T");
+  cr_assert_str_eq(info.weights[0].name, "lin.weight");
+  cr_assert_str_eq(info.param_names[0], "D");
+  cr_assert_eq(info.param_values[0], 4);
+  cr_assert_str_eq(info.dim_names[0], "B");
+  cr_assert_str_eq(info.dim_names[1], "T");
+  rt_model_desc d = fake_desc;
+  d.abi = 99;
+  cr_assert_eq(rt_describe(&d, &info), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(info.abi_version, 99);
+  cr_assert_eq(rt_describe(&fake_desc, NULL), ATTNC_ERR_ARGUMENT);
+}
+
+Test(rt_api, dim_eval) {
+  int64_t sv[3] = {3, 5, INT64_MAX / 2};
+  rt_dim c = DCONST(7), p = DPROD(0, 1), l = DLIN(2, 1, 1), big = DLIN(3, 2, 0);
+  rt_dim poly = {3, {2, -1, 4}, {2, 1, 0}, {{0, 1}, {0}, {0}}}; /* 2*a*b - a + 4 */
+  rt_dim empty = {0, {0}, {0}, {{0}}};
+  rt_dim bad = {5, {0}, {0}, {{0}}};
+  cr_assert_eq(rt_dim_eval(&c, NULL), 7);
+  cr_assert_eq(rt_dim_eval(&c, sv), 7);
+  cr_assert_eq(rt_dim_eval(&p, sv), 15);
+  cr_assert_eq(rt_dim_eval(&l, sv), 11);
+  cr_assert_eq(rt_dim_eval(&poly, sv), 31);
+  cr_assert_eq(rt_dim_eval(&empty, sv), 0);
+  cr_assert_eq(rt_dim_eval(&p, NULL), -1, "symbols without values");
+  cr_assert_eq(rt_dim_eval(&big, sv), -1, "overflow");
+  rt_dim sum = {2, {INT64_MAX, 1}, {0, 0}, {{0}, {0}}};
+  cr_assert_eq(rt_dim_eval(&sum, sv), -1, "overflow in the sum");
+  cr_assert_eq(rt_dim_eval(&bad, sv), -1);
+  cr_assert_eq(rt_dim_eval(NULL, sv), -1);
+}
+
+/* ---- the gate model: bool and i32 data, a dim bound through K+1 ---- */
+
+static const char *const gate_syms[] = {"N", "K"};
+static const attnc_tensor_info gate_inputs[] = {
+    {"p", ATTNC_F32, 1, {"2*N"}},
+    {"m", ATTNC_BOOL, 1, {"N"}},
+    {"q", ATTNC_F32, 1, {"K+1"}},
+};
+static const rt_dim gate_input_dims[3 * ATTNC_MAX_RANK] = {
+    DLIN(2, 0, 0), [ATTNC_MAX_RANK] = DSYM(0), [2 * ATTNC_MAX_RANK] = DLIN(1, 1, 1),
+};
+static const attnc_tensor_info gate_outputs[] = {
+    {"o", ATTNC_F32, 1, {"N"}},
+    {"s", ATTNC_I32, 1, {"K"}},
+    {"mm", ATTNC_BOOL, 1, {"N"}},
+};
+static const rt_dim gate_output_dims[3 * ATTNC_MAX_RANK] = {
+    DSYM(0), [ATTNC_MAX_RANK] = DSYM(1), [2 * ATTNC_MAX_RANK] = DSYM(0),
+};
+static const attnc_tensor_info gate_weights[] = {
+    {"wi", ATTNC_I32, 1, {"2"}},
+    {"flags", ATTNC_BOOL, 1, {"2"}},
+};
+static const rt_dim gate_weight_dims[2 * ATTNC_MAX_RANK] = {DCONST(2), [ATTNC_MAX_RANK] = DCONST(2)};
+
+static int64_t gate_ws(const int64_t *sv, int32_t nthreads) {
+  (void)sv;
+  (void)nthreads;
+  return 0;
+}
+
+static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out,
+                        const void *const *w, void *ws) {
+  if (!ws) return rt_exec_error(ex, "no workspace");
+  const float *p = in[0], *q = in[2];
+  const uint8_t *m = in[1], *fl = w[1];
+  const int32_t *wi = w[0];
+  float *o = out[0];
+  int32_t *s = out[1];
+  uint8_t *mm = out[2];
+  if (fl[0] > 1 || fl[1] > 1) return rt_exec_error(ex, "weight bool byte is not 0/1");
+  for (int64_t n = 0; n < sv[0]; n++) {
+    if (m[n] > 1) return rt_exec_error(ex, "input bool byte is not 0/1");
+    o[n] = (m[n] ? p[2 * n] + p[2 * n + 1] : (float)wi[0]) + (fl[1] ? q[0] : 0.0f);
+    mm[n] = !m[n];
+  }
+  for (int64_t k = 0; k < sv[1]; k++) s[k] = (int32_t)k + wi[1];
+  return 0;
+}
+
+static const rt_model_desc gate_desc = {
+    RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run,
+};
+
+Test(rt_api, bool_i32_and_linear_dims) {
+  uint32_t s = g_seed;
+  attnc_instance *in = NULL;
+  attnc_options opt = {2, -1};
+  cr_assert_eq(rt_create(&gate_desc, &opt, &in), ATTNC_OK);
+  /* weights from a file: i32 misaligned (copied), bool with a 7 (normalized) */
+  int32_t wi[2] = {-4, 100};
+  uint8_t flags[2] = {0, 7};
+  st_entry e[2] = {{"wi", "I32", 1, {2}, wi, sizeof wi}, {"flags", "BOOL", 1, {2}, flags, 2}};
+  char path[128];
+  st_write(tpath(path, "g.safetensors"), e, 2, 2, 0);
+  cr_assert_eq(rt_load_weights(in, path), ATTNC_OK, "%s", rt_error(in));
+  int64_t N = 1 + rnd(&s) % 50, K = 1 + rnd(&s) % 9, P = 2 * N, Q = K + 1;
+  float *p = malloc((size_t)P * 4), q[10], *o = malloc((size_t)N * 4);
+  uint8_t *m = malloc((size_t)N), *mm = malloc((size_t)N);
+  int32_t sk[10];
+  for (int64_t i = 0; i < P; i++) p[i] = rndf(&s);
+  for (int64_t i = 0; i < Q; i++) q[i] = rndf(&s);
+  for (int64_t i = 0; i < N; i++) m[i] = (uint8_t)(rnd(&s) % 3); /* 2 means true */
+  attnc_tensor ins[3] = {tensor(ATTNC_F32, 1, &P, p), tensor(ATTNC_BOOL, 1, &N, m), tensor(ATTNC_F32, 1, &Q, q)};
+  attnc_tensor outs[3] = {tensor(ATTNC_F32, 1, &N, o), tensor(ATTNC_I32, 1, &K, sk), tensor(ATTNC_BOOL, 1, &N, mm)};
+  cr_assert_eq(rt_run(in, ins, 3, outs, 3), ATTNC_OK, "%s", rt_error(in));
+  for (int64_t n = 0; n < N; n++) {
+    float want = (m[n] ? p[2 * n] + p[2 * n + 1] : -4.0f) + q[0];
+    cr_assert(memcmp(&o[n], &want, 4) == 0, "o[%" PRId64 "] (seed %u)", n, g_seed);
+    cr_assert_eq(mm[n], !m[n]);
+  }
+  for (int64_t k = 0; k < K; k++) cr_assert_eq(sk[k], k + 100);
+  /* 2*N disagrees with N */
+  int64_t P2 = P + 2;
+  float *p2 = calloc((size_t)P2, 4);
+  ins[0] = tensor(ATTNC_F32, 1, &P2, p2);
+  cr_assert_eq(rt_run(in, ins, 3, outs, 3), ATTNC_ERR_SHAPE);
+  char want[200];
+  snprintf(want, sizeof want, "input 'p': axis 0 is %" PRId64 " but the model expects 2*N = %" PRId64
+           " (N=%" PRId64 " from input 'm' axis 0)", P2, P, N);
+  cr_assert_str_eq(rt_error(in), want);
+  ins[0] = tensor(ATTNC_F32, 1, &P, p);
+  /* K+1 = 1 leaves no K >= 1 */
+  int64_t one = 1;
+  ins[2] = tensor(ATTNC_F32, 1, &one, q);
+  cr_assert_eq(rt_run(in, ins, 3, outs, 3), ATTNC_ERR_SHAPE);
+  cr_assert_str_eq(rt_error(in), "input 'q': axis 0 is 1 but the model expects K+1, and no whole K >= 1 gives that");
+  /* the output s follows K */
+  ins[2] = tensor(ATTNC_F32, 1, &Q, q);
+  outs[1].shape[0] = K + 1;
+  cr_assert_eq(rt_run(in, ins, 3, outs, 3), ATTNC_ERR_SHAPE);
+  expect_msg(in, "output 's': expected i32[K]");
+  /* a bool weight must be bool */
+  float fw[2] = {0};
+  int64_t two = 2;
+  attnc_tensor t = tensor(ATTNC_F32, 1, &two, fw);
+  cr_assert_eq(rt_bind_weight(in, "flags", &t), ATTNC_ERR_DTYPE);
+  expect_msg(in, "weight 'flags': expected bool[2], the tensor given has f32[2]");
+  free(p);
+  free(p2);
+  free(o);
+  free(m);
+  free(mm);
+  rt_destroy(in);
+}
+
+/* ---- the sq model: a dim no input axis fixes ---- */
+
+static const char *const sq_syms[] = {"N"};
+static const attnc_tensor_info sq_inputs[] = {{"x", ATTNC_F32, 1, {"N*N"}}};
+static const rt_dim sq_input_dims[ATTNC_MAX_RANK] = {DPROD(0, 0)};
+static const attnc_tensor_info sq_outputs[] = {{"y", ATTNC_F32, 1, {"N"}}};
+static const rt_dim sq_output_dims[ATTNC_MAX_RANK] = {DSYM(0)};
+
+static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out,
+                      const void *const *w, void *ws) {
+  (void)sv, (void)in, (void)out, (void)w, (void)ws;
+  return rt_exec_error(ex, "sq must never run");
+}
+
+static const rt_model_desc sq_desc = {
+    RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run,
+};
+
+Test(rt_api, undetermined_dim) {
+  attnc_instance *in = NULL;
+  cr_assert_eq(rt_create(&sq_desc, NULL, &in), ATTNC_OK);
+  float x[9] = {0}, y[3];
+  int64_t n9 = 9, n3 = 3;
+  attnc_tensor i = tensor(ATTNC_F32, 1, &n9, x), o = tensor(ATTNC_F32, 1, &n3, y);
+  cr_assert_eq(rt_run(in, &i, 1, &o, 1), ATTNC_ERR_SHAPE);
+  cr_assert_str_eq(rt_error(in), "model 'sq': no input fixes dim N (no input axis is N alone)");
+  rt_destroy(in);
+}
+
+/* ---- the pool ---- */
+
+typedef struct {
+  atomic_int *hits;
+  int64_t ntasks, grain;
+  int nthreads;
+  atomic_int bad; /* calls with a bad range or tid */
+  atomic_int calls;
+} cover_ctx;
+
+static void cover_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  cover_ctx *c = ctx;
+  atomic_fetch_add(&c->calls, 1);
+  int64_t g = c->grain < 1 ? 1 : c->grain;
+  if (tid < 0 || tid >= c->nthreads || b < 0 || e > c->ntasks || b >= e || (e - b < g && e != c->ntasks))
+    atomic_fetch_add(&c->bad, 1);
+  for (int64_t i = b; i < e && i < c->ntasks; i++) atomic_fetch_add_explicit(&c->hits[i], 1, memory_order_relaxed);
+}
+
+Test(rt_pool, covers_every_task_once) {
+  int64_t sizes[] = {0, 1, 2, 3, 7, 1000, 100003};
+  int64_t grains[] = {-5, 0, 1, 2, 3, 7, 64, 999, 1000, 1001, 200000};
+  int threads[] = {1, 2, 3, 4, 8};
+  for (int t = 0; t < 5; t++) {
+    rt_pool *p = NULL;
+    char err[128];
+    cr_assert_eq(rt_pool_create(threads[t], &p, err, sizeof err), 0, "%s", err);
+    rt_exec ex;
+    rt_exec_init(&ex, p);
+    cr_assert_eq(rt_exec_threads(&ex), threads[t]);
+    for (int si = 0; si < 7; si++)
+      for (int gi = 0; gi < 11; gi++) {
+        int64_t n = sizes[si];
+        cover_ctx c = {calloc((size_t)n + 1, sizeof(atomic_int)), n, grains[gi], threads[t], 0, 0};
+        rt_parallel_for(&ex, n, grains[gi], cover_task, &c);
+        cr_assert_eq(atomic_load(&c.bad), 0, "threads %d ntasks %" PRId64 " grain %" PRId64, threads[t], n,
+                     grains[gi]);
+        if (n == 0) cr_assert_eq(atomic_load(&c.calls), 0);
+        for (int64_t i = 0; i < n; i++)
+          cr_assert_eq(atomic_load(&c.hits[i]), 1, "threads %d ntasks %" PRId64 " grain %" PRId64 ": task %" PRId64
+                       " ran %d times", threads[t], n, grains[gi], i, atomic_load(&c.hits[i]));
+        free(c.hits);
+      }
+    rt_pool_destroy(p);
+  }
+}
+
+/* Counts which threads took part, over many small loops. */
+typedef struct {
+  atomic_int seen[8];
+  atomic_long sum;
+} spread_ctx;
+
+static void spread_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  spread_ctx *c = ctx;
+  atomic_fetch_add(&c->seen[tid], 1);
+  for (int64_t i = b; i < e; i++) atomic_fetch_add(&c->sum, (long)i);
+}
+
+Test(rt_pool, many_back_to_back_loops) {
+  rt_pool *p = NULL;
+  cr_assert_eq(rt_pool_create(4, &p, NULL, 0), 0);
+  rt_exec ex;
+  rt_exec_init(&ex, p);
+  spread_ctx c;
+  memset(&c, 0, sizeof c);
+  for (int r = 0; r < 2000; r++) rt_parallel_for(&ex, 64, 1, spread_task, &c);
+  cr_assert_eq(atomic_load(&c.sum), 2000L * (64 * 63 / 2));
+  rt_pool_destroy(p);
+}
+
+/* A task that starts a loop of its own. */
+typedef struct {
+  rt_exec *ex;
+  cover_ctx *inner;
+  atomic_int bad;
+} nest_ctx;
+
+typedef struct {
+  cover_ctx *c;
+  int32_t outer_tid;
+  atomic_int *bad;
+} nest_inner;
+
+static void nest_inner_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  nest_inner *ni = ctx;
+  if (tid != ni->outer_tid) atomic_fetch_add(ni->bad, 1);
+  cover_task(ni->c, b, e, tid);
+}
+
+static void nest_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  nest_ctx *n = ctx;
+  for (int64_t i = b; i < e; i++) {
+    nest_inner ni = {&n->inner[i], tid, &n->bad};
+    rt_parallel_for(n->ex, n->inner[i].ntasks, 1, nest_inner_task, &ni);
+  }
+}
+
+Test(rt_pool, nested_loops_run_inline) {
+  rt_pool *p = NULL;
+  cr_assert_eq(rt_pool_create(4, &p, NULL, 0), 0);
+  rt_exec ex;
+  rt_exec_init(&ex, p);
+  enum { OUTER = 64, INNER = 100 };
+  cover_ctx inner[OUTER];
+  for (int i = 0; i < OUTER; i++) {
+    cover_ctx c = {calloc(INNER, sizeof(atomic_int)), INNER, 1, 4, 0, 0};
+    inner[i] = c;
+  }
+  nest_ctx n = {&ex, inner, 0};
+  rt_parallel_for(&ex, OUTER, 1, nest_task, &n);
+  cr_assert_eq(atomic_load(&n.bad), 0, "an inline nested loop must keep its thread's tid");
+  for (int i = 0; i < OUTER; i++) {
+    cr_assert_eq(atomic_load(&inner[i].bad), 0);
+    for (int k = 0; k < INNER; k++) cr_assert_eq(atomic_load(&inner[i].hits[k]), 1);
+    free(inner[i].hits);
+  }
+  rt_pool_destroy(p);
+}
+
+typedef struct {
+  rt_exec *ex;
+  atomic_int bad;
+} err_ctx;
+
+static void err_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  err_ctx *c = ctx;
+  (void)e, (void)tid;
+  char msg[64];
+  snprintf(msg, sizeof msg, "error from task %" PRId64, b);
+  if (rt_exec_error(c->ex, msg) != -1) atomic_fetch_add(&c->bad, 1);
+}
+
+Test(rt_pool, first_error_wins) {
+  rt_pool *p = NULL;
+  cr_assert_eq(rt_pool_create(4, &p, NULL, 0), 0);
+  rt_exec ex;
+  rt_exec_init(&ex, p);
+  err_ctx c = {&ex, 0};
+  rt_parallel_for(&ex, 1000, 1, err_task, &c);
+  cr_assert_eq(atomic_load(&c.bad), 0);
+  cr_assert_eq(atomic_load(&ex.failed), 1);
+  cr_assert(strncmp(ex.msg, "error from task ", 16) == 0, "%s", ex.msg);
+  rt_pool_destroy(p);
+  cr_assert_eq(rt_exec_threads(NULL), 1);
+  cr_assert_eq(rt_exec_error(NULL, "x"), -1);
+  p = NULL;
+  cr_assert_neq(rt_pool_create(0, &p, NULL, 0), 0);
+  cr_assert_null(p);
+}
