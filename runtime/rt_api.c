@@ -17,7 +17,9 @@
  *   on one instance, the message is that of the most recent call from any
  *   of them.  rt_create has no instance to hold a message: on failure it
  *   only returns the code (bad descriptor, bad thread count: ARGUMENT;
- *   out of memory: NOMEM; threads that cannot start: RUNTIME).
+ *   out of memory or threads that cannot start: NOMEM).
+ *   attnc_options.device is ignored (CPU).  An instance cannot be used in
+ *   the child of a fork(): its worker threads are not there.
  * - Weights: load_weights maps the file and keeps it mapped until the next
  *   successful load or destroy.  F32 (and I32) data that is 4-byte aligned
  *   is used in place; BOOL data is used in place when every byte is 0 or 1;
@@ -39,7 +41,6 @@
 #ifndef _GNU_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -225,6 +226,8 @@ static int dim_eval(const rt_dim *d, const int64_t *symvals, int64_t *out) {
   return 0;
 }
 
+/* The value of d, or -1 on overflow, a malformed dim, or symbols without
+ * symvals (a value that is itself negative is returned as is). */
 int64_t rt_dim_eval(const rt_dim *d, const int64_t *symvals) {
   int64_t v;
   return d && !dim_eval(d, symvals, &v) ? v : -1;
@@ -395,6 +398,7 @@ static int desc_ok(const rt_model_desc *d) {
          desc_tensors_ok(d, d->nweight, d->weights, d->weight_dims, 1);
 }
 
+/* Fill info from the descriptor's constant tables (nothing is allocated). */
 int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
   if (!d || !info) return ATTNC_ERR_ARGUMENT;
   memset(info, 0, sizeof *info);
@@ -445,6 +449,7 @@ static void inst_free(attnc_instance *in) {
   free(in);
 }
 
+/* Check the descriptor and options, allocate the instance, start its pool. */
 int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance **out) {
   if (!out) return ATTNC_ERR_ARGUMENT;
   *out = NULL;
@@ -481,13 +486,14 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   if (e) {
     pthread_mutex_destroy(&in->mu);
     inst_free(in);
-    return e == ENOMEM ? ATTNC_ERR_NOMEM : ATTNC_ERR_RUNTIME;
+    return ATTNC_ERR_NOMEM; /* ENOMEM, or EAGAIN: no more threads */
   }
   rt_exec_init(&in->ex, in->pool);
   *out = in;
   return ATTNC_OK;
 }
 
+/* Join the workers, free every buffer, unmap the weight file. */
 void rt_destroy(attnc_instance *in) {
   if (!in) return;
   rt_pool_destroy(in->pool);
@@ -495,6 +501,7 @@ void rt_destroy(attnc_instance *in) {
   inst_free(in);
 }
 
+/* The last message ("" after a success); reads without the lock. */
 const char *rt_error(const attnc_instance *in) { return in ? in->err : "no instance"; }
 
 /* ---- weights ---- */
@@ -565,7 +572,8 @@ static int load_locked(attnc_instance *in, const char *path, rt_safetensors *st,
     api_msg m = msg_begin(in);
     msg_add(&m, "%s: missing weight '%s'", path, key);
     if (nr.best) msg_add(&m, " (the file has '%s')", nr.best);
-    msg_add(&m, "; %d of the model's %d weights are not in the file", nmissing, d->nweight);
+    msg_add(&m, "; %d of the model's %d weights %s not in the file", nmissing, d->nweight,
+            nmissing == 1 ? "is" : "are");
     return ATTNC_ERR_WEIGHTS;
   }
   for (int i = 0; i < d->nweight; i++) {
@@ -577,6 +585,7 @@ static int load_locked(attnc_instance *in, const char *path, rt_safetensors *st,
   return ATTNC_OK;
 }
 
+/* Map and parse the file, prepare every weight, then swap them in at once. */
 int rt_load_weights(attnc_instance *in, const char *path) {
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
@@ -672,6 +681,7 @@ static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *
   return ATTNC_OK;
 }
 
+/* Bind one weight from caller memory, under the lock. */
 int rt_bind_weight(attnc_instance *in, const char *key, const attnc_tensor *t) {
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
@@ -685,7 +695,7 @@ int rt_bind_weight(attnc_instance *in, const char *key, const attnc_tensor *t) {
 
 /* ---- runs ---- */
 
-/* Append "B=2 (input 'x' axis 0), T=5 (...)" for the dims in x. */
+/* Append "B=2 from input 'x' axis 0, T=5 from ..." for the dims in x. */
 static void msg_dim_values(attnc_instance *in, api_msg *m, const rt_dim *x) {
   const rt_model_desc *d = in->d;
   int said[RT_DIM_TERMS * RT_DIM_FACTORS], nsaid = 0;
@@ -972,6 +982,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   return ATTNC_OK;
 }
 
+/* Check, convert, run, convert back, under the lock. */
 int rt_run(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs, int noutputs) {
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);

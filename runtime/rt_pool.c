@@ -121,6 +121,7 @@ static void pool_free(rt_pool *p, int nworkers) {
   free(p);
 }
 
+/* See rt_pool.h. */
 int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
   if (!out) return EINVAL;
@@ -187,10 +188,12 @@ int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
   return 0;
 }
 
+/* Stop and join every worker, then free. */
 void rt_pool_destroy(rt_pool *p) {
   if (p) pool_free(p, p->n - 1);
 }
 
+/* Threads counting the caller. */
 int rt_pool_threads(const rt_pool *p) { return p ? p->n : 1; }
 
 /* The tid of the calling thread: its worker index, or 0 for the thread
@@ -202,6 +205,7 @@ static int pool_self(const rt_pool *p) {
   return 0;
 }
 
+/* Fork, work as tid 0, join (see the protocol at the top). */
 void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void *ctx) {
   if (ntasks <= 0 || !fn) return;
   if (grain < 1) grain = 1;
@@ -254,18 +258,22 @@ void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void 
 
 /* ---- the rt_exec functions of rt_model.h ---- */
 
+/* Reset ex for a run on p: no error yet. */
 void rt_exec_init(rt_exec *ex, rt_pool *p) {
   ex->pool = p;
   atomic_store_explicit(&ex->failed, 0, memory_order_relaxed);
   ex->msg[0] = 0;
 }
 
+/* The generated code's entry to the pool. */
 void rt_parallel_for(rt_exec *ex, int64_t ntasks, int64_t grain, rt_task_fn fn, void *ctx) {
   rt_pool_for(ex ? ex->pool : NULL, ntasks, grain, fn, ctx);
 }
 
+/* Threads a run may use (tids are 0..this-1). */
 int rt_exec_threads(const rt_exec *ex) { return ex ? rt_pool_threads(ex->pool) : 1; }
 
+/* Keep the first error of the run (any thread may call this). */
 int32_t rt_exec_error(rt_exec *ex, const char *msg) {
   if (!ex) return -1;
   int expected = 0;

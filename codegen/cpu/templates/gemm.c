@@ -190,13 +190,12 @@ ATTNC_TPL_INLINE void gemm_store_partial(float *restrict c, int64_t ldc, const f
 ATTNC_TPL_INLINE void gemm_zero_block(float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0,
                                       int64_t n1, attnc_gemm_epi_fn epi, void *epi_ctx)
 {
-    float zero[MR * NR] __attribute__((aligned(64)));
-    PRAGMA_UNROLL for (int v = 0; v < MR * NR; v += VW) attnc_storea(zero + v, (attnc_vf){0});
     for (int64_t i0 = m0; i0 < m1; i0 += MR)
         for (int64_t j0 = n0; j0 < n1; j0 += NR) {
             int64_t rows = gemm_min(MR, m1 - i0), cols = gemm_min(NR, n1 - j0);
             float *t = C + i0 * ldc + j0;
-            gemm_store_partial(t, ldc, zero, rows, cols, 1);
+            for (int64_t i = 0; i < rows; i++)
+                PRAGMA_UNROLL for (int j = 0; j < NR; j++) if (j < cols) t[i * ldc + j] = 0.0f;
             if (epi) epi(epi_ctx, t, ldc, i0, j0, rows, cols);
         }
 }
