@@ -8,6 +8,9 @@
  *   int  NAME_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
  *                 attnc_tensor *outputs, int noutputs);
  *   const char *NAME_error(const attnc_instance *inst);
+ *   int  NAME_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
+ *                           attnc_tensor *outputs, int noutputs);
+ *        (fills dtype, rank and shape of each output for these inputs; data untouched)
  *   int  NAME_describe(attnc_model_info *info);
  * and, in shared libraries, the same functions under the fixed names
  * attnc_create, attnc_destroy, ... so generic tools can drive any model.

@@ -982,6 +982,44 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   return ATTNC_OK;
 }
 
+/* Output shapes for these inputs, with in->mu held. */
+static int shapes_locked(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
+                         int noutputs) {
+  const rt_model_desc *d = in->d;
+  if (ninputs != d->ninput || noutputs != d->noutput) return bad_counts(in, ninputs, noutputs);
+  if ((ninputs > 0 && !inputs) || (noutputs > 0 && !outputs))
+    return fail(in, ATTNC_ERR_ARGUMENT, "output_shapes: inputs or outputs is NULL");
+  for (int i = 0; i < d->ninput; i++) {
+    int rc = check_tensor(in, "input", &d->inputs[i], &inputs[i]);
+    if (rc) return rc;
+  }
+  int rc = bind_dims(in, inputs);
+  if (rc) return rc;
+  for (int o = 0; o < d->noutput; o++) {
+    attnc_tensor *t = &outputs[o];
+    t->dtype = (attnc_dtype)d->outputs[o].dtype;
+    t->rank = d->outputs[o].rank;
+    for (int a = 0; a < t->rank; a++) {
+      int64_t v;
+      if (dim_eval(&d->output_dims[o * ATTNC_MAX_RANK + a], in->symvals, &v) || v < 1)
+        return fail(in, ATTNC_ERR_SHAPE, "output '%s': axis %d (%s) does not evaluate to a size", d->outputs[o].name,
+                    a, d->outputs[o].dims[a]);
+      t->shape[a] = v;
+    }
+  }
+  return ATTNC_OK;
+}
+
+int rt_output_shapes(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
+                     int noutputs) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = shapes_locked(in, inputs, ninputs, outputs, noutputs);
+  if (!rc) in->err[0] = 0;
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
 /* Check, convert, run, convert back, under the lock. */
 int rt_run(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs, int noutputs) {
   if (!in) return ATTNC_ERR_ARGUMENT;

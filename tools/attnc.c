@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "codegen.h"
+#include "engine.h"
 #include "frontend.h"
 #include "interp.h"
 #include "pass.h"
@@ -465,9 +466,9 @@ static int cmd_run(int argc, char **argv) {
   const char *model = NULL, *weights = NULL;
   char *in_names[64], *out_names[64];
   const char *in_files[64], *out_files[64];
-  int nin = 0, nout = 0, rc = 1;
-  bool allow_extra = false;
-  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--allow-extra-weights", "-D",
+  int nin = 0, nout = 0, rc = 1, threads = 0;
+  bool allow_extra = false, interp = false;
+  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "-D",
                                 "-O0", "--print-after-all", "--print-before", "--print-after",
                                 "--disable-pass", "--no-fuse", NULL};
   for (int i = 2; i < argc; i++) {
@@ -491,7 +492,13 @@ static int cmd_run(int argc, char **argv) {
         nout++;
       }
     } else if (strcmp(a, "--interp") == 0) {
-      /* the interpreter is the only engine for now */
+      interp = true;
+    } else if (strcmp(a, "--threads") == 0) {
+      if (i + 1 >= argc) return fail("--threads needs a number");
+      char *end;
+      long t = strtol(argv[++i], &end, 10);
+      if (*end || t < 1 || t > 1024) return fail("--threads: '%s' is not a thread count (1..1024)", argv[i]);
+      threads = (int)t;
     } else if (strcmp(a, "--allow-extra-weights") == 0) {
       allow_extra = true;
     } else if (a[0] == '-' && a[1]) {
@@ -504,9 +511,18 @@ static int cmd_run(int argc, char **argv) {
   }
   if (!model) return fail("attnc run: no model given (see attnc --help)");
   size_t ml = strlen(model);
-  if (ml > 3 && strcmp(model + ml - 3, ".so") == 0)
-    return fail("%s: running compiled libraries needs the CPU backend, which this version of attnc does not have yet",
-                model);
+  RunArgs ra = {weights, in_names, in_files, nin, out_names, out_files, nout, threads, allow_extra};
+  if (ml > 3 && strcmp(model + ml - 3, ".so") == 0) {
+    if (interp) return fail("--interp runs a .attn or IR file, not a compiled library");
+    if (c.ndefs) return fail("-D: the params of a compiled library are fixed");
+    Engine e;
+    if (engine_from_so(model, &e)) return 1;
+    int r = engine_run(&e, &ra);
+    engine_close(&e);
+    for (int k = 0; k < nin; k++) free(in_names[k]);
+    for (int k = 0; k < nout; k++) free(out_names[k]);
+    return r;
+  }
 
   IrArena *arena = ir_arena_new();
   IrDiag *diag = ir_diag_new(stderr);
@@ -518,6 +534,16 @@ static int cmd_run(int argc, char **argv) {
   char err[2048];
   IrGraph *g = load_model(model, arena, diag, &c, &text);
   if (!g) goto done;
+  if (!interp) { /* compile in memory and run through the generated API */
+    CgModule *m = cg_cpu_compile(g, NULL, diag);
+    if (!m) goto done;
+    char ident[128];
+    cg_model_ident(g, ident, sizeof ident);
+    Engine e;
+    if (!engine_from_jit(m, ident, &e)) rc = engine_run(&e, &ra);
+    cg_free(m);
+    goto done;
+  }
 
   /* inputs: exactly the model's, by name */
   int ids[64];

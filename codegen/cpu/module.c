@@ -585,13 +585,13 @@ static void emit_wrappers(Cg *cg, LLVMValueRef desc) {
     {"create", "rt_create", 2, true, 0},       {"destroy", "rt_destroy", 1, false, 1},
     {"load_weights", "rt_load_weights", 2, false, 0}, {"bind_weight", "rt_bind_weight", 3, false, 0},
     {"run", "rt_run", 5, false, 0},            {"error", "rt_error", 1, false, 2},
-    {"describe", "rt_describe", 1, true, 0},
+    {"describe", "rt_describe", 1, true, 0},    {"output_shapes", "rt_output_shapes", 5, false, 0},
   };
   for (int pass = 0; pass < 2; pass++)
     for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
       LLVMTypeRef pt[6];
       for (int i = 0; i < w[k].nparam; i++) pt[i] = cg->ptr;
-      if (!strcmp(w[k].suffix, "run")) pt[2] = cg->i32, pt[4] = cg->i32;
+      if (!strcmp(w[k].suffix, "run") || !strcmp(w[k].suffix, "output_shapes")) pt[2] = cg->i32, pt[4] = cg->i32;
       LLVMTypeRef ret = w[k].ret == 0 ? cg->i32 : w[k].ret == 1 ? cg->vd : cg->ptr;
       char name[192];
       snprintf(name, sizeof name, "%s_%s", pass == 0 ? cg->ident : "attnc", w[k].suffix);

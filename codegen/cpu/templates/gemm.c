@@ -222,10 +222,15 @@ ATTNC_TPL_INLINE void gemm_impl(const float *A, int64_t as_m, int64_t as_k, cons
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 int64_t mc = gemm_min(MC, m1 - ic);
                 gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
+#ifdef ATTNC_GEMM_IR_OUTER
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    for (int64_t jr = 0; jr < nc; jr += NR) {
+#else
                 for (int64_t jr = 0; jr < nc; jr += NR) {
-                    int64_t cols = gemm_min(NR, nc - jr);
-                    const float *pb = pb_buf + jr * kc;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
+#endif
+                        int64_t cols = gemm_min(NR, nc - jr);
+                        const float *pb = pb_buf + jr * kc;
                         int64_t rows = gemm_min(MR, mc - ir);
                         const float *pa = pa_buf + ir * kc;
                         float *c = C + (ic + ir) * ldc + jc + jr;

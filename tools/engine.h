@@ -1,0 +1,38 @@
+/* engine.h - running compiled models from the attnc driver: a table of the
+ * generated API's functions, found in a shared library (dlopen) or in an
+ * in-memory JIT compilation. */
+#ifndef TOOLS_ENGINE_H
+#define TOOLS_ENGINE_H
+#include <stdbool.h>
+#include "attnc.h"
+#include "codegen.h"
+
+typedef struct {
+  int (*create)(const attnc_options *, attnc_instance **);
+  void (*destroy)(attnc_instance *);
+  int (*load_weights)(attnc_instance *, const char *);
+  int (*run)(attnc_instance *, const attnc_tensor *, int, attnc_tensor *, int);
+  const char *(*error)(const attnc_instance *);
+  int (*describe)(attnc_model_info *);
+  int (*output_shapes)(attnc_instance *, const attnc_tensor *, int, attnc_tensor *, int);
+  void *dl; /* dlopen handle, if any */
+} Engine;
+
+typedef struct {
+  const char *weights;
+  char **in_names;
+  const char **in_files;
+  int nin;
+  char **out_names;
+  const char **out_files;
+  int nout;
+  int threads;
+  bool allow_extra;
+} RunArgs;
+
+/* 0 on success; otherwise prints the error and returns 1. */
+int engine_from_so(const char *path, Engine *e);
+int engine_from_jit(CgModule *m, const char *ident, Engine *e);
+void engine_close(Engine *e);
+int engine_run(Engine *e, const RunArgs *a);
+#endif
