@@ -26,8 +26,8 @@
 #include "cg.h"
 
 extern char **environ;
-extern const unsigned char attnc_bc_runtime[], attnc_bc_tpl_v8[], attnc_bc_tpl_v16[];
-extern const size_t attnc_bc_runtime_size, attnc_bc_tpl_v8_size, attnc_bc_tpl_v16_size;
+extern const unsigned char attnc_rt_obj[], attnc_bc_tpl_v8[], attnc_bc_tpl_v16[];
+extern const size_t attnc_rt_obj_size, attnc_bc_tpl_v8_size, attnc_bc_tpl_v16_size;
 
 struct CgModule {
   Cg *cg;
@@ -70,16 +70,27 @@ bool cg_emit_module(Cg *cg) {
   char *dl = LLVMCopyStringRepOfTargetData(LLVMCreateTargetDataLayout(cg->tm));
   LLVMSetTarget(cg->M, cg->triple);
   LLVMSetDataLayout(cg->M, dl);
-  LLVMModuleRef rt = load_bitcode(cg, attnc_bc_runtime, attnc_bc_runtime_size, "runtime");
   LLVMModuleRef tpl = cg->vw == 16 ? load_bitcode(cg, attnc_bc_tpl_v16, attnc_bc_tpl_v16_size, "templates")
                                    : load_bitcode(cg, attnc_bc_tpl_v8, attnc_bc_tpl_v8_size, "templates");
-  LLVMModuleRef parts[] = {rt, tpl};
-  for (int i = 0; i < 2; i++) {
+  LLVMModuleRef parts[] = {tpl};
+  for (int i = 0; i < 1; i++) {
     LLVMSetTarget(parts[i], cg->triple);
     LLVMSetDataLayout(parts[i], dl);
     if (LLVMLinkModules2(cg->M, parts[i])) ir_bug("linking embedded bitcode failed");
   }
   LLVMDisposeMessage(dl);
+  /* Block-level templates are called once per block or row: inlining them
+     into every kernel gains nothing and multiplies the work of O3. */
+  static const char *const outlined[] = {"attnc_tpl_gemm", "attnc_tpl_softmax_row", "attnc_tpl_layernorm_row",
+                                         "attnc_tpl_rmsnorm_row", "attnc_tpl_reduce", NULL};
+  unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
+  unsigned alwaysinline = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+  for (int i = 0; outlined[i]; i++) {
+    LLVMValueRef f = LLVMGetNamedFunction(cg->M, outlined[i]);
+    if (!f || LLVMIsDeclaration(f)) continue;
+    LLVMRemoveEnumAttributeAtIndex(f, (unsigned)LLVMAttributeFunctionIndex, alwaysinline);
+    LLVMAddAttributeAtIndex(f, (unsigned)LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->C, noinline, 0));
+  }
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->M); f; f = LLVMGetNextFunction(f)) {
     if (LLVMIsDeclaration(f)) continue;
     set_target_attrs(cg, f);
@@ -195,8 +206,73 @@ int cg_emit_asm(CgModule *m, const char *path, char *err, size_t errlen) {
   return emit_kind(m, path, LLVMAssemblyFile, err, errlen);
 }
 
+/* A temporary file next to path holding bytes (the runtime object, a
+ * symbol list...).  Returns 0 and the name in tmp. */
+static int temp_with(const char *path, const char *tag, const void *data, size_t len, char *tmp, size_t n,
+                     char *err, size_t errlen) {
+  if (snprintf(tmp, n, "%s.%s.XXXXXX", path, tag) >= (int)n) return fail(err, errlen, "%s: path too long%s", path, "");
+  int fd = mkstemp(tmp);
+  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
+  bool ok = write(fd, data, len) == (ssize_t)len;
+  close(fd);
+  if (!ok) {
+    unlink(tmp);
+    return fail(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+  }
+  return 0;
+}
+
+static int run_tool(char *const argv[], char *err, size_t errlen);
+
+/* The exported API names, one per line (for objcopy / version scripts). */
+static void api_names(Cg *cg, char *buf, size_t n, bool script) {
+  size_t len = 0;
+  if (script) len += (size_t)snprintf(buf + len, n - len, "{ global:\n");
+  for (int i = 0; api_suffixes[i]; i++) {
+    len += (size_t)snprintf(buf + len, n - len, "%s%s_%s%s\n", script ? "  " : "", cg->ident, api_suffixes[i], script ? ";" : "");
+    if (!cg->object_only)
+      len += (size_t)snprintf(buf + len, n - len, "%sattnc_%s%s\n", script ? "  " : "", api_suffixes[i], script ? ";" : "");
+  }
+  if (script) snprintf(buf + len, n - len, "local: *;\n};\n");
+}
+
+/* An object for static linking: the model and the runtime merged with
+ * `ld -r`, every symbol but the model's API made local (objcopy), so
+ * several models link into one program without clashes. */
 int cg_emit_obj(CgModule *m, const char *path, char *err, size_t errlen) {
-  return emit_kind(m, path, LLVMObjectFile, err, errlen);
+  char mo[PATH_MAX + 32], ro[PATH_MAX + 32], keep[PATH_MAX + 32], merged[PATH_MAX + 40];
+  char names[4096];
+  if (snprintf(mo, sizeof mo, "%s.model.XXXXXX", path) >= (int)sizeof mo) return fail(err, errlen, "%s: path too long%s", path, "");
+  int fd = mkstemp(mo);
+  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", mo, strerror(errno));
+  close(fd);
+  if (emit_kind(m, mo, LLVMObjectFile, err, errlen)) {
+    unlink(mo);
+    return 1;
+  }
+  api_names(m->cg, names, sizeof names, false);
+  if (temp_with(path, "rt", attnc_rt_obj, attnc_rt_obj_size, ro, sizeof ro, err, errlen)) {
+    unlink(mo);
+    return 1;
+  }
+  if (temp_with(path, "keep", names, strlen(names), keep, sizeof keep, err, errlen)) {
+    unlink(mo);
+    unlink(ro);
+    return 1;
+  }
+  snprintf(merged, sizeof merged, "%s.o", mo);
+  char kg[PATH_MAX + 64];
+  snprintf(kg, sizeof kg, "--keep-global-symbols=%s", keep);
+  char *ld[] = {"ld", "-r", "-o", merged, mo, ro, NULL};
+  char *oc[] = {"objcopy", kg, merged, NULL};
+  int rc = run_tool(ld, err, errlen);
+  if (!rc) rc = run_tool(oc, err, errlen);
+  if (!rc && rename(merged, path)) rc = fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+  if (rc) unlink(merged);
+  unlink(mo);
+  unlink(ro);
+  unlink(keep);
+  return rc;
 }
 
 /* Run argv (no shell); 0 if it exits with status 0. */
@@ -209,22 +285,39 @@ static int run_tool(char *const argv[], char *err, size_t errlen) {
   return 0;
 }
 
+/* A shared library: the model object and the runtime object linked with
+ * `cc -shared`; a version script exports only the API. */
 int cg_emit_shared(CgModule *m, const char *path, char *err, size_t errlen) {
-  char obj[PATH_MAX], so[PATH_MAX + 8];
+  char obj[PATH_MAX], so[PATH_MAX + 8], ro[PATH_MAX + 32], vs[PATH_MAX + 32], names[8192];
   if (snprintf(obj, sizeof obj, "%s.tmp.XXXXXX", path) >= (int)sizeof obj) return fail(err, errlen, "%s: path too long%s", path, "");
   int fd = mkstemp(obj);
   if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", obj, strerror(errno));
   close(fd);
-  if (cg_emit_obj(m, obj, err, errlen)) {
+  if (emit_kind(m, obj, LLVMObjectFile, err, errlen)) {
     unlink(obj);
     return 1;
   }
+  api_names(m->cg, names, sizeof names, true);
+  if (temp_with(path, "rt", attnc_rt_obj, attnc_rt_obj_size, ro, sizeof ro, err, errlen)) {
+    unlink(obj);
+    return 1;
+  }
+  if (temp_with(path, "vs", names, strlen(names), vs, sizeof vs, err, errlen)) {
+    unlink(obj);
+    unlink(ro);
+    return 1;
+  }
   snprintf(so, sizeof so, "%s.so", obj);
+  char vsopt[PATH_MAX + 64];
+  snprintf(vsopt, sizeof vsopt, "-Wl,--version-script=%s", vs);
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
-  char *argv[] = {(char *)cc, "-shared", "-o", so, obj, "-lm", "-lpthread", "-Wl,-z,noexecstack", "-Wl,--as-needed", NULL};
+  char *argv[] = {(char *)cc, "-shared", "-o", so, obj, ro, vsopt, "-lm", "-lpthread", "-Wl,-z,noexecstack",
+                  "-Wl,--as-needed", NULL};
   int rc = run_tool(argv, err, errlen);
   unlink(obj);
+  unlink(ro);
+  unlink(vs);
   if (!rc && rename(so, path)) rc = fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
   if (rc) unlink(so);
   return rc;
@@ -253,6 +346,8 @@ void *cg_jit_lookup(CgModule *m, const char *name, char *err, size_t errlen) {
     LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(m->jit), gen);
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(jm, m->tsc);
     if ((e = LLVMOrcLLJITAddLLVMIRModule(m->jit, LLVMOrcLLJITGetMainJITDylib(m->jit), tsm))) goto error;
+    LLVMMemoryBufferRef rt = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)attnc_rt_obj, attnc_rt_obj_size, "runtime.o");
+    if ((e = LLVMOrcLLJITAddObjectFile(m->jit, LLVMOrcLLJITGetMainJITDylib(m->jit), rt))) goto error;
   }
   LLVMOrcExecutorAddress addr;
   if ((e = LLVMOrcLLJITLookup(m->jit, &addr, name))) goto error;

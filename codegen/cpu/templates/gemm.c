@@ -200,6 +200,35 @@ ATTNC_TPL_INLINE void gemm_zero_block(float *C, int64_t ldc, int64_t m0, int64_t
         }
 }
 
+/* one packed MC x KC block of A times one packed KC x NC block of B */
+ATTNC_TPL_INLINE void gemm_macro(const float *pa_buf, const float *pb_buf, int64_t mc, int64_t nc,
+                                 int64_t kc, float *C, int64_t ldc, int64_t ic, int64_t jc, int first,
+                                 int last, attnc_gemm_epi_fn epi, void *epi_ctx)
+{
+#ifdef ATTNC_GEMM_IR_OUTER
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+#else
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+#endif
+            int64_t cols = gemm_min(NR, nc - jr);
+            const float *pb = pb_buf + jr * kc;
+            int64_t rows = gemm_min(MR, mc - ir);
+            const float *pa = pa_buf + ir * kc;
+            float *c = C + (ic + ir) * ldc + jc + jr;
+            if (rows == MR && cols == NR) {
+                gemm_ukr(kc, pa, pb, c, ldc, first);
+            } else {
+                float tile[MR * NR] __attribute__((aligned(64)));
+                gemm_ukr(kc, pa, pb, tile, NR, 1);
+                gemm_store_partial(c, ldc, tile, rows, cols, first);
+            }
+            if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jc + jr, rows, cols);
+        }
+    }
+}
+
 ATTNC_TPL_INLINE void gemm_impl(const float *A, int64_t as_m, int64_t as_k, const float *B,
                                 int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0,
                                 int64_t m1, int64_t n0, int64_t n1, int64_t K, float *scratch,
@@ -213,6 +242,21 @@ ATTNC_TPL_INLINE void gemm_impl(const float *A, int64_t as_m, int64_t as_k, cons
     float *pa_buf = scratch;
     float *pb_buf = scratch + (int64_t)MC_PAD * KC;
 
+#ifdef ATTNC_GEMM_M_OUTER
+    for (int64_t ic = m0; ic < m1; ic += MC) {
+        int64_t mc = gemm_min(MC, m1 - ic);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int64_t kc = gemm_min(KC, K - pc);
+            int first = pc == 0, last = pc + kc == K;
+            gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
+            for (int64_t jc = n0; jc < n1; jc += NC) {
+                int64_t nc = gemm_min(NC, n1 - jc);
+                gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
+                gemm_macro(pa_buf, pb_buf, mc, nc, kc, C, ldc, ic, jc, first, last, epi, epi_ctx);
+            }
+        }
+    }
+#else
     for (int64_t jc = n0; jc < n1; jc += NC) {
         int64_t nc = gemm_min(NC, n1 - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -222,31 +266,11 @@ ATTNC_TPL_INLINE void gemm_impl(const float *A, int64_t as_m, int64_t as_k, cons
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 int64_t mc = gemm_min(MC, m1 - ic);
                 gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
-#ifdef ATTNC_GEMM_IR_OUTER
-                for (int64_t ir = 0; ir < mc; ir += MR) {
-                    for (int64_t jr = 0; jr < nc; jr += NR) {
-#else
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    for (int64_t ir = 0; ir < mc; ir += MR) {
-#endif
-                        int64_t cols = gemm_min(NR, nc - jr);
-                        const float *pb = pb_buf + jr * kc;
-                        int64_t rows = gemm_min(MR, mc - ir);
-                        const float *pa = pa_buf + ir * kc;
-                        float *c = C + (ic + ir) * ldc + jc + jr;
-                        if (rows == MR && cols == NR) {
-                            gemm_ukr(kc, pa, pb, c, ldc, first);
-                        } else {
-                            float tile[MR * NR] __attribute__((aligned(64)));
-                            gemm_ukr(kc, pa, pb, tile, NR, 1);
-                            gemm_store_partial(c, ldc, tile, rows, cols, first);
-                        }
-                        if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jc + jr, rows, cols);
-                    }
-                }
+                gemm_macro(pa_buf, pb_buf, mc, nc, kc, C, ldc, ic, jc, first, last, epi, epi_ctx);
             }
         }
     }
+#endif
 }
 
 void attnc_tpl_gemm(const float *A, int64_t as_m, int64_t as_k, const float *B, int64_t bs_k,
