@@ -117,7 +117,11 @@ int engine_run(Engine *e, const RunArgs *a) {
     int k = 0;
     while (k < a->nin && strcmp(a->in_names[k], ti->name)) k++;
     if (k == a->nin) {
-      fail("missing input '%s': pass --input %s=FILE.npy", ti->name, ti->name);
+      char ty[256];
+      size_t len = (size_t)snprintf(ty, sizeof ty, "%s[", api_name(ti->dtype));
+      for (int d = 0; d < ti->rank; d++) len += (size_t)snprintf(ty + len, sizeof ty - len, "%s%s", d ? "," : "", ti->dims[d]);
+      snprintf(ty + len, sizeof ty - len, "]");
+      fail("missing input '%s' (%s): pass --input %s=FILE.npy", ti->name, ty, ti->name);
       goto done;
     }
     if (rt_npy_read(a->in_files[k], &npys[i], err, sizeof err)) {

@@ -67,7 +67,9 @@ static void set_target_attrs(Cg *cg, LLVMValueRef f) {
 }
 
 bool cg_emit_module(Cg *cg) {
-  char *dl = LLVMCopyStringRepOfTargetData(LLVMCreateTargetDataLayout(cg->tm));
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(cg->tm);
+  char *dl = LLVMCopyStringRepOfTargetData(td);
+  LLVMDisposeTargetData(td);
   LLVMSetTarget(cg->M, cg->triple);
   LLVMSetDataLayout(cg->M, dl);
   LLVMModuleRef tpl = cg->vw == 16 ? load_bitcode(cg, attnc_bc_tpl_v16, attnc_bc_tpl_v16_size, "templates")

@@ -27,8 +27,10 @@ expect 1 "-D E=abc: 'abc' is not an integer" -- "$ATTNC" examples/sdpa.attn -D E
 expect 1 "cannot open 'nonexistent.attn'" -- "$ATTNC" nonexistent.attn
 expect 1 "is not a regular file" -- "$ATTNC" examples
 expect 1 "unknown pass 'csee'.*did you mean 'cse'" -- "$ATTNC" examples/sdpa.attn --print-after=csee
-expect 1 "--emit=llvm needs a code generator" -- "$ATTNC" examples/sdpa.attn --emit=llvm
-expect 1 "native code generation is not available" -- "$ATTNC" examples/sdpa.attn -o "$TMP/sdpa.so"
+expect 1 "unknown --emit kind 'llvmir'" -- "$ATTNC" examples/sdpa.attn --emit=llvmir
+expect 1 "--emit=obj writes a binary file: give -o FILE" -- "$ATTNC" examples/sdpa.attn --emit=obj
+expect 1 "-c cannot be combined with --emit=llvm" -- "$ATTNC" examples/sdpa.attn -c --emit=llvm -o "$TMP/x.o"
+expect 1 "unknown target triple .aarch64-linux-gnu." -- "$ATTNC" examples/sdpa.attn --mtriple=aarch64-linux-gnu -o "$TMP/x.so"
 expect 0 "IR Dump After cse" -- "$ATTNC" examples/sdpa.attn --print-after-all -o "$TMP/x.ir"
 expect 0 "IR Dump Before dce" -- "$ATTNC" examples/sdpa.attn --print-before=dce -o "$TMP/x.ir"
 
@@ -50,7 +52,7 @@ head -c 200 $FX/weights.safetensors >"$TMP/trunc.safetensors"
 expect 1 "trunc.safetensors" -- "$ATTNC" run $MHA --weights "$TMP/trunc.safetensors" --input x=$FX/x.npy
 expect 1 "missing weight 'in_proj_weight'" -- "$ATTNC" run $MHA \
   --weights tests/fixtures/se_block/default/weights.safetensors --input x=$FX/x.npy
-expect 1 "weight 'in_proj_weight'.*\[64,64\]|in_proj_weight.*shape" -- "$ATTNC" run examples/mha.attn \
+expect 1 "weight 'in_proj_weight': expected f32\[768,256\].*has F32\[192,64\]" -- "$ATTNC" run examples/mha.attn \
   --weights $FX/weights.safetensors --input x=tests/fixtures/mha/default/x.npy
 expect 1 "weight 'fc2.bias' is not used" -- "$ATTNC" run tests/cli/fc1_only.attn \
   --weights tests/fixtures/se_block/default/weights.safetensors --input x=$FX/x.npy
