@@ -27,8 +27,16 @@ static void *work(void *arg) {
   for (int i = 0; i < 12; i++) a[i] = (vf){0} + 1.0f + i * 1e-3f;
   b += 0.999999f;
   c += 1e-7f;
-  for (long k = 0; k < iters; k++)
-    for (int i = 0; i < 12; i++) a[i] = a[i] * b + c;
+  vf a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7], a8 = a[8],
+     a9 = a[9], a10 = a[10], a11 = a[11];
+  for (long k = 0; k < iters; k++) { /* 12 independent chains in registers */
+    a0 = a0 * b + c; a1 = a1 * b + c; a2 = a2 * b + c; a3 = a3 * b + c;
+    a4 = a4 * b + c; a5 = a5 * b + c; a6 = a6 * b + c; a7 = a7 * b + c;
+    a8 = a8 * b + c; a9 = a9 * b + c; a10 = a10 * b + c; a11 = a11 * b + c;
+    __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
+  }
+  a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3, a[4] = a4, a[5] = a5, a[6] = a6, a[7] = a7, a[8] = a8,
+  a[9] = a9, a[10] = a10, a[11] = a11;
   float s = 0;
   for (int i = 0; i < 12; i++) s += a[i][0];
   *(volatile float *)arg = s;
