@@ -139,19 +139,34 @@ static LLVMValueRef ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef 
   case IR_MUL: return fl ? LLVMBuildFMul(cg->B, a, b, "") : LLVMBuildMul(cg->B, a, b, "");
   case IR_DIV:
     if (fl) return LLVMBuildFDiv(cg->B, a, b, "");
-    { /* integer division by zero gives 0 here (no trap) */
+    { /* integer division by zero gives 0 here (no trap); x / -1 is -x,
+         which wraps for INT_MIN (sdiv would trap) */
       LLVMValueRef z = LLVMBuildICmp(cg->B, LLVMIntEQ, b, LLVMConstNull(vt), "");
-      LLVMValueRef safe = LLVMBuildSelect(cg->B, z, const_vec(cg, RT_I32, 1), b, "");
-      return LLVMBuildSelect(cg->B, z, LLVMConstNull(vt), LLVMBuildSDiv(cg->B, a, safe, ""), "");
+      LLVMValueRef m1 = LLVMBuildICmp(cg->B, LLVMIntEQ, b, const_vec(cg, RT_I32, -1), "");
+      LLVMValueRef safe = LLVMBuildSelect(cg->B, LLVMBuildOr(cg->B, z, m1, ""), const_vec(cg, RT_I32, 1), b, "");
+      LLVMValueRef q = LLVMBuildSelect(cg->B, m1, LLVMBuildNeg(cg->B, a, ""), LLVMBuildSDiv(cg->B, a, safe, ""), "");
+      return LLVMBuildSelect(cg->B, z, LLVMConstNull(vt), q, "");
     }
   case IR_MIN:
     return intr(cg, fl ? "llvm.minimum" : "llvm.smin", &vt, 1, (LLVMValueRef[]){a, b}, 2);
   case IR_MAX:
     return intr(cg, fl ? "llvm.maximum" : "llvm.smax", &vt, 1, (LLVMValueRef[]){a, b}, 2);
   case IR_POW:
-    if (!fl) {
-      LLVMValueRef r = tpl_vec(cg, "attnc_tpl_vpow", convert(cg, a, RT_I32, RT_F32), convert(cg, b, RT_I32, RT_F32));
-      return convert(cg, r, RT_F32, RT_I32);
+    if (!fl) { /* exact, wrapping (interp.c): square and multiply over the
+                  31 value bits; a negative exponent gives 1/a^n truncated */
+      LLVMValueRef one = const_vec(cg, RT_I32, 1), zero = LLVMConstNull(vt), r = one, base = a;
+      for (int bit = 0; bit < 31; bit++) {
+        LLVMValueRef bitv = LLVMBuildAnd(cg->B, b, const_vec(cg, RT_I32, (double)(1u << bit)), "");
+        LLVMValueRef set = LLVMBuildICmp(cg->B, LLVMIntNE, bitv, zero, "");
+        r = LLVMBuildSelect(cg->B, set, LLVMBuildMul(cg->B, r, base, ""), r, "");
+        base = LLVMBuildMul(cg->B, base, base, "");
+      }
+      LLVMValueRef odd = LLVMBuildICmp(cg->B, LLVMIntNE, LLVMBuildAnd(cg->B, b, one, ""), zero, "");
+      LLVMValueRef m1 = const_vec(cg, RT_I32, -1);
+      LLVMValueRef neg = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, a, m1, ""),
+                                         LLVMBuildSelect(cg->B, odd, m1, one, ""), zero, "");
+      neg = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, a, one, ""), one, neg, "");
+      return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, b, zero, ""), neg, r, "");
     }
     return tpl_vec(cg, "attnc_tpl_vpow", a, b);
   case IR_AND: return LLVMBuildAnd(cg->B, a, b, "");
@@ -305,7 +320,7 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   }
   /* context: out ptr, shape[rr], ostride[rr], then per mem leaf: ptr, stride[rr] */
   int nf = 1 + 2 * rr;
-  LLVMValueRef fields[256];
+  LLVMValueRef fields[1 + 2 * IR_MAX_RANK + 64 * (1 + IR_MAX_RANK)]; /* up to 64 leaves */
   fields[0] = out_ptr;
   for (int d = 0; d < rr; d++) fields[1 + d] = shape[d], fields[1 + rr + d] = ostride[d];
   for (int k = 0; k < nleaves; k++) {

@@ -172,8 +172,19 @@ static void analyze(Cg *cg) {
     v->out_index = -1;
     v->last_use = i;
     switch (nd->op) {
+    case IR_WEIGHT: /* the runtime checks weight shapes when they are bound */
+      for (int d = 0; d < nd->type.rank; d++) {
+        int64_t c;
+        if (!ir_dim_is_const(nd->type.dim[d], &c)) {
+          char ts[128];
+          ir_type_str(cg->g, &nd->type, ts, sizeof ts);
+          cg_error(cg, nd, "weight '%s' has a run-time size (%s): compiled models need constant weight shapes",
+                   nd->a.str, ts);
+          break;
+        }
+      }
+      /* fall through */
     case IR_INPUT:
-    case IR_WEIGHT:
       v->kind = CV_EXTERNAL;
       v->dense = true;
       break;
@@ -662,6 +673,10 @@ CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
     free(cg->v);
     free(cg->slot_node);
     free(cg->sym);
+    free((char *)cg->target_desc);
+    free(cg->cpu);
+    free(cg->features);
+    free(cg->triple);
     free(cg);
     return NULL;
   }

@@ -19,7 +19,8 @@ INLINE vf splat(float x) { return (vf){0} + x; }
 INLINE vf load(const float *p) { return *(const vfu *)p; }
 INLINE void store(float *p, vf v) { *(vfu *)p = v; }
 INLINE vf sel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
-INLINE vf vmax(vf a, vf b) { return sel(a > b, a, b); }
+/* max that propagates NaN (as the interpreter's max and softmax do) */
+INLINE vf vmax(vf a, vf b) { return sel((a > b) | (a != a), a, b); }
 INLINE vf vabs(vf a) { return (vf)((vi)a & 0x7fffffff); }
 INLINE float hsum(vf v) {
   float s = 0;
@@ -28,7 +29,7 @@ INLINE float hsum(vf v) {
 }
 INLINE float hmax(vf v) {
   float m = v[0];
-  for (int i = 1; i < VW; i++) m = v[i] > m ? v[i] : m;
+  for (int i = 1; i < VW; i++) m = v[i] > m || v[i] != v[i] ? v[i] : m;
   return m;
 }
 
@@ -60,8 +61,10 @@ INLINE vf exp_v(vf x) {
 /* log(x): x = m 2^e with m in [sqrt(1/2), sqrt 2); log m = 2 atanh(t),
  * t = (m-1)/(m+1), odd series to t^11.  Error about 1 ulp. */
 INLINE vf log_v(vf x) {
-  vi bits = (vi)x;
-  vi e = ((bits >> 23) & 0xff) - 127;
+  /* subnormals are scaled by 2^23 into the normal range first */
+  vi sub = (x > 0.0f) & (x < 1.17549435e-38f);
+  vi bits = (vi)sel(sub, x * 8388608.0f, x);
+  vi e = ((bits >> 23) & 0xff) - 127 - (sub & 23);
   vf m = (vf)((bits & 0x007fffff) | 0x3f800000);
   vi big = m > 1.41421356f;
   m = sel(big, m * 0.5f, m);
@@ -74,8 +77,6 @@ INLINE vf log_v(vf x) {
   p = p * t2 + 2.0f / 3;
   p = p * t2 + 2.0f;
   vf y = p * t + __builtin_convertvector(e, vf) * 0.693147180559945309f;
-  /* subnormals: rescale and retry would be exact; they are rare here, so
-     treat them as their normalized value via the generic path */
   y = sel(x == 0.0f, splat(-__builtin_inff()), y);
   y = sel(x < 0.0f, splat(__builtin_nanf("")), y);
   y = sel(x == __builtin_inff(), x, y);
@@ -160,7 +161,7 @@ void attnc_tpl_softmax_row(const float *x, int64_t xs, float *y, int64_t ys, int
     for (; i + VW <= n; i += VW) mv = vmax(mv, load(x + i));
     m = hmax(mv);
   }
-  for (; i < n; i++) m = x[i * xs] > m ? x[i * xs] : m;
+  for (; i < n; i++) m = x[i * xs] > m || x[i * xs] != x[i * xs] ? x[i * xs] : m;
   if (m == -__builtin_inff()) { /* fully masked row: zeros, by definition */
     for (i = 0; i < n; i++) y[i * ys] = 0;
     return;
@@ -278,10 +279,8 @@ float attnc_tpl_reduce(const float *x, int32_t nd, const int64_t *ext_in, const 
     }
   }
   if (op == 2) {
-    float m = hmax(av);
-    for (int i = 0; i < VW; i++)
-      if (av[i] != av[i]) m = av[i];
-    return acc != acc ? acc : (m > acc ? m : acc);
+    float m = hmax(av); /* NaN if any lane is */
+    return acc != acc ? acc : (m > acc || m != m ? m : acc);
   }
   float s = acc + hsum(av);
   return op == 1 ? s / (float)count : s;

@@ -22,29 +22,34 @@
 #include <stdint.h>
 
 /* ---------------------------------------------------------------- GEMM --
- * Block sizes (BLIS naming), all in elements:
+ * Block sizes (BLIS naming, C row-major so N is the vector dimension), in
+ * elements:
  *   MR x NR  register tile of the micro-kernel (NR is a multiple of VW);
- *   KC       depth of one packed K chunk (A micro-panel MR x KC and B
- *            micro-panel KC x NR stay in L1);
- *   MC       rows of A packed per block (MC x KC in L2);
- *   NC       columns of B packed per block (KC x NC in L2/L3).
+ *   KC       depth of one K chunk: the A micro-panel (KC x MR) stays in L1;
+ *   NC       columns of B packed per block: KC x NC stays in L2;
+ *   MC       rows of A packed per block: MC x KC (L2/L3), reused for all N.
+ * VW=16 (AVX-512) follows BLIS's skx sgemm blocking (its 32x12 kernel is
+ * our 12x32, its MC=480 is our NC); VW=8 (AVX2) follows BLIS's zen3 sgemm
+ * blocking (16x6 -> our 6x16, its MC=144 -> our NC; L2 is 512 KiB there).
+ * MC is cut from BLIS's 3072/4080 to ~1K rows to keep scratch ~2 MiB.
+ *
  * Task splitting advice for callers: give each task a range of rows
- * [m0,m1) that is a multiple of MR (ideally of MC) and as many columns as
- * possible (a task packs its own KC x NC blocks of B, amortized over its
- * rows, and its own MC x KC blocks of A, amortized over its columns); split
- * N only when M is too small to feed every thread, and then in multiples of
- * NR. Any ranges are correct; these only matter for speed. */
+ * [m0,m1), a multiple of MR, as large as the thread count allows (B blocks
+ * are packed once per MC rows of a task, A blocks once per task), and all
+ * of N; split N too (in multiples of NC, or at least NR) only when M is
+ * too small to feed every thread. Any ranges are correct; these only
+ * matter for speed. */
 #define ATTNC_GEMM_MR_VW8 6
 #define ATTNC_GEMM_NR_VW8 16
 #define ATTNC_GEMM_KC_VW8 256
-#define ATTNC_GEMM_MC_VW8 144
-#define ATTNC_GEMM_NC_VW8 2048
+#define ATTNC_GEMM_NC_VW8 144
+#define ATTNC_GEMM_MC_VW8 1020
 
 #define ATTNC_GEMM_MR_VW16 12
 #define ATTNC_GEMM_NR_VW16 32
-#define ATTNC_GEMM_KC_VW16 256
-#define ATTNC_GEMM_MC_VW16 192
-#define ATTNC_GEMM_NC_VW16 2048
+#define ATTNC_GEMM_KC_VW16 384
+#define ATTNC_GEMM_NC_VW16 480
+#define ATTNC_GEMM_MC_VW16 1032
 
 #ifdef VW
 #if VW == 8
@@ -84,16 +89,21 @@ typedef void (*attnc_gemm_epi_fn)(void *ctx, float *tile, int64_t ldc, int64_t i
  *   C[i*ldc + j] = epi( sum_{k<K} A[i*as_m + k*as_k] * B[k*bs_k + j*bs_n] )
  *   for i in [m0, m1), j in [n0, n1).
  *
- * A, B: any element strides (in elements, may be any value incl. 0), so
- *   row-major (as_k = 1), transposed (as_m = 1) and general views need no
- *   copy. PyTorch weights W[out, in] used as B = W^T: bs_k = 1, bs_n = in.
+ * A, B: any element strides (in elements, any value incl. 0 and negative),
+ *   so row-major (as_k = 1), transposed (as_m = 1), broadcast and general
+ *   views need no copy; fast paths for as_k = 1 or as_m = 1 (and bs_k = 1
+ *   or bs_n = 1), element by element otherwise. PyTorch weights
+ *   W[out, in] used as B = W^T: bs_k = 1, bs_n = in.
  *   i and j are global indices: A, B and C are the whole operands, not the
  *   block.
  * C: row-major with row stride ldc; only the block is written, every
- *   element of it (the old contents are never read, NaN is fine).
+ *   element of it (the old contents are never read, NaN is fine). C must
+ *   not overlap A or B.
  * K = 0 gives zeros (then the epilogue). Empty ranges do nothing.
  * scratch: at least attnc_tpl_gemm_scratch_floats() floats, 64-byte
- *   aligned, private to the call (one per concurrent task).
+ *   aligned, private to the call (one per concurrent task); its contents
+ *   need no initialization. The count is a multiple of 16, so per-thread
+ *   slices of one 64-byte aligned buffer stay aligned.
  * epi: may be NULL. epi_ctx is passed through.
  * Summation order over k is fixed for given K (independent of m0/n0 and of
  * how the caller splits tasks), so results do not depend on threading. */

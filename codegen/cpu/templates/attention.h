@@ -1,0 +1,172 @@
+/* attention.h: the fused attention template (FlashAttention-style, for CPUs).
+ *
+ * Like the other templates (see tpl.h, tpl_common.h) attention.c is C11 with
+ * Clang vector extensions, built to target-neutral bitcode twice (-DVW=8 for
+ * AVX2+FMA, -DVW=16 for AVX-512), linked into each model and optimized with
+ * it. It is a pure function over pointers: no libc, no allocation, no
+ * globals, no threads; the caller splits the work into tasks (e.g. heads x
+ * ranges of query rows) and gives each task its own scratch.
+ *
+ * This header is also included by attnc itself (built without VW) to learn
+ * the tile sizes of both widths (ATTNC_ATTN_<X>_VW8 / _VW16) and the scratch
+ * size (ATTNC_ATTN_SCRATCH_FLOATS_VW8/16(E, Ev)). With VW defined,
+ * ATTNC_ATTN_<X> names those of that width. */
+#ifndef ATTNC_ATTENTION_H
+#define ATTNC_ATTENTION_H
+
+#include <stdint.h>
+
+/* ------------------------------------------------------------ tiling --
+ * BQ  query rows per tile: the unit of work. Each call walks its rows
+ *     [i0, i1) in tiles of BQ rows; for each tile it keeps the O
+ *     accumulator (BQ x Ev), running max and sum in scratch and walks the
+ *     keys in tiles of BK. Give tasks ranges that are multiples of BQ
+ *     (other ranges are correct, only the last tile of a task is partial).
+ * BK  keys per tile: the unit of tile skipping for the band mask.
+ * QK_RJ x QK_NQ  register block of the score micro-kernel: QK_RJ keys x
+ *     QK_NQ vectors of VW queries (vector over queries, k broadcast).
+ * PV_RB x PV_NV  register block of the P V micro-kernel: PV_RB query rows
+ *     x PV_NV vectors of VW output columns (vector over Ev, p broadcast).
+ * See bench/attention/NOTES.md for how they were chosen. */
+#define ATTNC_ATTN_BQ_VW8 64
+#define ATTNC_ATTN_BK_VW8 64
+#define ATTNC_ATTN_QK_RJ_VW8 6
+#define ATTNC_ATTN_QK_NQ_VW8 2
+#define ATTNC_ATTN_PV_RB_VW8 4
+#define ATTNC_ATTN_PV_NV_VW8 3
+
+#define ATTNC_ATTN_BQ_VW16 64
+#define ATTNC_ATTN_BK_VW16 64
+#define ATTNC_ATTN_QK_RJ_VW16 6
+#define ATTNC_ATTN_QK_NQ_VW16 4
+#define ATTNC_ATTN_PV_RB_VW16 4
+#define ATTNC_ATTN_PV_NV_VW16 4
+
+#ifdef VW
+#if VW == 8
+#define ATTNC_ATTN_W_(X) ATTNC_ATTN_##X##_VW8
+#else
+#define ATTNC_ATTN_W_(X) ATTNC_ATTN_##X##_VW16
+#endif
+/* (the -D overrides exist for tuning experiments only) */
+#ifndef ATTNC_ATTN_BQ
+#define ATTNC_ATTN_BQ ATTNC_ATTN_W_(BQ)
+#endif
+#ifndef ATTNC_ATTN_BK
+#define ATTNC_ATTN_BK ATTNC_ATTN_W_(BK)
+#endif
+#ifndef ATTNC_ATTN_QK_RJ
+#define ATTNC_ATTN_QK_RJ ATTNC_ATTN_W_(QK_RJ)
+#endif
+#ifndef ATTNC_ATTN_QK_NQ
+#define ATTNC_ATTN_QK_NQ ATTNC_ATTN_W_(QK_NQ)
+#endif
+#ifndef ATTNC_ATTN_PV_RB
+#define ATTNC_ATTN_PV_RB ATTNC_ATTN_W_(PV_RB)
+#endif
+#ifndef ATTNC_ATTN_PV_NV
+#define ATTNC_ATTN_PV_NV ATTNC_ATTN_W_(PV_NV)
+#endif
+#endif
+
+/* ------------------------------------------------------------ scratch --
+ * Floats of scratch one call needs, for widths/tiles (vw, bq, bk, rj):
+ *   Q^T tile      E x BQ          (queries, pre-scaled, transposed)
+ *   S^T/P^T tile  BKR x BQ        (scores, then probabilities; BKR = BK
+ *                                  rounded up to a multiple of QK_RJ)
+ *   O tile        BQ x EvR        (EvR = Ev rounded up to a multiple of VW)
+ *   m, l, alpha   3 x BQ
+ *   V tail panel  BK x VW         (the last Ev % VW columns of a V tile)
+ * each part rounded up to 16 floats (64 bytes). A multiple of 16, so
+ * per-task slices of one 64-byte aligned buffer stay aligned. */
+#define ATTNC_ATTN_R16_(x) ((((int64_t)(x)) + 15) / 16 * 16)
+#define ATTNC_ATTN_SCRATCH_FLOATS_(vw, bq, bk, rj, E, Ev)                                      \
+    (ATTNC_ATTN_R16_((int64_t)(E) * (bq)) +                                                     \
+     ATTNC_ATTN_R16_((((int64_t)(bk) + (rj) - 1) / (rj) * (rj)) * (bq)) +                       \
+     ATTNC_ATTN_R16_((int64_t)(bq) * ((((int64_t)(Ev) + (vw) - 1) / (vw)) * (vw))) +            \
+     ATTNC_ATTN_R16_(3 * (int64_t)(bq)) + ATTNC_ATTN_R16_((int64_t)(bk) * (vw)))
+#define ATTNC_ATTN_SCRATCH_FLOATS_VW8(E, Ev) \
+    ATTNC_ATTN_SCRATCH_FLOATS_(8, ATTNC_ATTN_BQ_VW8, ATTNC_ATTN_BK_VW8, ATTNC_ATTN_QK_RJ_VW8, E, Ev)
+#define ATTNC_ATTN_SCRATCH_FLOATS_VW16(E, Ev)                                                  \
+    ATTNC_ATTN_SCRATCH_FLOATS_(16, ATTNC_ATTN_BQ_VW16, ATTNC_ATTN_BK_VW16, ATTNC_ATTN_QK_RJ_VW16, \
+                               E, Ev)
+#ifdef VW
+#define ATTNC_ATTN_SCRATCH_FLOATS(E, Ev) \
+    ATTNC_ATTN_SCRATCH_FLOATS_(VW, ATTNC_ATTN_BQ, ATTNC_ATTN_BK, ATTNC_ATTN_QK_RJ, E, Ev)
+#endif
+
+/* ------------------------------------------------------------ score mod --
+ * Called on each computed score tile after s = scale * q.k and before the
+ * band mask and the softmax:
+ *
+ *   mod(ctx, tile, rs, cs, i0, j0, rows, cols)
+ *
+ * tile[r*rs + c*cs] is the score of query row i0 + r and key j0 + c, for
+ * r < rows, c < cols (i0, j0 are global indices: row/key numbers of the
+ * q/k passed to attnc_tpl_attention). NOTE the layout: the template keeps
+ * tiles key-major (rs = 1, cs = BQ: queries are the vector dimension), so
+ * loop over c outside and r inside for contiguous access; use the strides
+ * given, do not assume them. The mod may rewrite any of these scores (add
+ * a bias or ALiBi slope, soft-cap, set -INFINITY to mask a key for a row)
+ * and must not touch anything else in the tile. It is called only on tiles
+ * that intersect the band (tiles the band mask skips are never computed),
+ * and scores it sets to -inf are treated like masked ones. Tiles of one
+ * call are disjoint; the mod must be a pure function of (i, j, score) for
+ * results to be independent of tiling. */
+typedef void (*attnc_score_fn)(void *ctx, float *tile, int64_t rs, int64_t cs, int64_t i0, int64_t j0,
+                               int64_t rows, int64_t cols);
+
+/* ------------------------------------------------------------ attention --
+ * attnc_tpl_attention: attention for one (batch, head) pair and a range of
+ * query rows, without materializing the T x S score matrix:
+ *
+ *   o[i, :] = sum_j p[i, j] v[j, :],  p[i, :] = softmax_j(masked(mod(scale * q[i, :] . k[j, :])))
+ *   for i in [i0, i1), j in [0, S).
+ *
+ * q:  query rows; row i at q + i*qs (qs: row stride in elements), its E
+ *     elements contiguous. i is the global row number (q is the head's
+ *     base, not the range's).
+ * k:  key rows; row j at k + j*ks, E contiguous, j < S.
+ * v:  value rows; row j at v + j*vs, Ev contiguous, j < S.
+ * o:  output rows; row i at o + i*os, Ev contiguous. Exactly the rows
+ *     [i0, i1) x [0, Ev) are written (never read: NaN garbage is fine);
+ *     o must not overlap q, k, v or scratch.
+ *     Any strides >= the row length work (also overlapping read-only rows,
+ *     e.g. ks = 0); GQA/MQA: pass the shared k/v head's base pointers.
+ * S:  number of keys (S >= 0; S != T cross-attention and T = 1 decoding
+ *     are fine: the template never sees T, only the rows [i0, i1)).
+ * E:  q/k row length (>= 1); Ev: v/o row length (>= 1), may differ from E.
+ * i0, i1: the query rows of this call (empty if i1 <= i0).
+ * scale: score multiplier (usually 1/sqrt(E)).
+ * mlo, mhi: band mask: key j is allowed for query i only if
+ *     mlo <= j - i <= mhi. INT64_MIN / INT64_MAX mean unbounded. Causal
+ *     (top-left aligned): mlo = INT64_MIN, mhi = 0; causal bottom-right
+ *     aligned (T queries that are the last T of S keys): mhi = S - T;
+ *     sliding window of w keys: mlo = -(w - 1) (and mhi = 0). Key tiles
+ *     entirely outside the band are skipped (never computed); partially
+ *     masked tiles are masked elementwise.
+ * mod, mod_ctx: optional score modification (NULL = none), see above.
+ * scratch: at least attnc_tpl_attention_scratch_floats(E, Ev) floats,
+ *     64-byte aligned, private to the call; no initialization needed.
+ *
+ * Softmax is computed online (running max and sum per row) in base 2:
+ * log2(e) is folded into the query scaling when there is no mod (with a
+ * mod, modified scores are multiplied by log2(e)), so scores of any finite
+ * magnitude (1e4 and more) neither overflow nor underflow the sum. A row
+ * whose keys are all masked, or all -inf after the mod, or that has no
+ * keys at all (S = 0, band outside [0, S)) produces ZEROS (defined, like
+ * FlashAttention; not NaN). A NaN score makes its row NaN; a +inf score
+ * makes its row NaN (as the softmax of +inf is). Results do not depend on
+ * how the caller splits rows into calls, as long as the splits are
+ * multiples of BQ (the tile grid is relative to i0). */
+void attnc_tpl_attention(const float *q, int64_t qs, const float *k, int64_t ks, const float *v, int64_t vs,
+                         float *o, int64_t os, int64_t S, int64_t E, int64_t Ev, int64_t i0, int64_t i1,
+                         float scale, int64_t mlo, int64_t mhi, attnc_score_fn mod, void *mod_ctx,
+                         float *scratch);
+
+/* floats of scratch attnc_tpl_attention needs for these E and Ev (the
+ * width the template was built for; see ATTNC_ATTN_SCRATCH_FLOATS_VW*):
+ * a multiple of 16. */
+int64_t attnc_tpl_attention_scratch_floats(int64_t E, int64_t Ev);
+
+#endif
