@@ -2,31 +2,39 @@
  *
  * Build (see run.sh):  clang-19 -std=c11 -O3 -DVW=16 -march=native -I codegen/cpu/templates \
  *     bench/gemm/bench_gemm.c codegen/cpu/templates/gemm.c -lopenblas -lpthread -lm
- * Run: ./bench_gemm [REPS]   (default 7 timed runs per entry, after one warm-up)
+ * Run: ./bench_gemm [ROUNDS]   (default 5: 3*ROUNDS timed pairs of runs per entry)
  *
  * Shapes: 2048^3 with B row-major (NN) and with B a transposed view (NT),
  * and the encoder's linear layers at B*T = 4096 (M = 4096), weights in
  * PyTorch [out, in] layout, so B = W^T is the transposed view
  * (bs_k = 1, bs_n = K) and OpenBLAS gets CblasTrans for B.
- * Threads: ours splits M into halves (rounded to MR), one pthread per half,
- * each with its own scratch; OpenBLAS gets openblas_set_num_threads(T).
- * Runs of ours and OpenBLAS alternate so machine noise hits both; the table
- * reports the median GFLOP/s of each, the ratio, and % of the measured
- * fp32 FMA peak for that thread count (a register-only FMA loop). */
+ * Threads: ours splits M into halves (rounded to MR), each half one
+ * attnc_tpl_gemm call with its own scratch, on the calling thread and on a
+ * persistent worker (like OpenBLAS's pool); OpenBLAS gets
+ * openblas_set_num_threads(T).
+ * Runs of ours and of OpenBLAS alternate so machine noise hits both; the
+ * table reports the median (and best) GFLOP/s of each, the median ratio
+ * over back-to-back pairs of runs, and % of the measured fp32 FMA peak for that thread count (a
+ * register-only FMA loop), and the largest |difference| between the two
+ * results (a sanity check; test_gemm.c is the correctness test). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
 #include "tpl.h"
 
+#define ROUNDS_MAX 50
+
 void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
+char *openblas_get_config(void);
 
 static double now(void)
 {
@@ -35,10 +43,13 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void pause_s(double s)
+/* other work on the machine is the main source of noise: show it */
+static void print_load(const char *what)
 {
-    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
+    FILE *f = fopen("/proc/loadavg", "r");
+    char line[128];
+    if (f && fgets(line, sizeof line, f)) printf("%s: %s", what, line);
+    if (f) fclose(f);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -109,9 +120,9 @@ static void *task_run(void *arg)
 static float *scratch_buf[2];
 
 /* A persistent worker for the second half, like OpenBLAS's own pool: after
-   a task it spins a while for the next one (back-to-back timed runs do not
-   pay a wake-up), then sleeps on a condition variable so it takes no core
-   from OpenBLAS's runs. */
+   a task it spins briefly for the next one, then sleeps on a condition
+   variable, so it takes no core from OpenBLAS's runs (OpenBLAS's workers
+   are made to do the same: OPENBLAS_THREAD_TIMEOUT=4, see main). */
 static Task worker_task;
 static _Atomic long worker_gen, worker_done;
 static _Atomic int worker_quit;
@@ -123,7 +134,7 @@ static void *worker_main(void *arg)
     long seen = 0;
     for (;;) {
         long g;
-        for (long spin = 0; (g = worker_gen) == seen && !worker_quit && spin < 2000000; spin++)
+        for (long spin = 0; (g = worker_gen) == seen && !worker_quit && spin < 2000; spin++)
             __builtin_ia32_pause();
         if (g == seen && !worker_quit) {
             pthread_mutex_lock(&worker_mu);
@@ -176,8 +187,17 @@ static void blas(const float *A, const float *B, float *C, int64_t M, int64_t N,
 
 int main(int argc, char **argv)
 {
-    int reps = argc > 1 ? atoi(argv[1]) : 7;
-    if (reps < 1 || reps > 100) reps = 7;
+    /* OpenBLAS's idle workers spin ~0.1 s (2^28 cycles) after each call
+       before sleeping, which would steal a core from the attnc run that
+       follows; make them sleep at once, like our worker. OpenBLAS reads
+       this when it is loaded, so set it and start again. */
+    if (!getenv("OPENBLAS_THREAD_TIMEOUT")) {
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+        execv("/proc/self/exe", argv);
+        perror("bench_gemm: re-exec with OPENBLAS_THREAD_TIMEOUT=4");
+    }
+    int rounds = argc > 1 ? atoi(argv[1]) : 5;
+    if (rounds < 1 || rounds > ROUNDS_MAX) rounds = 5;
     for (int i = 0; i < 2; i++)
         scratch_buf[i] = aligned_alloc(64, (size_t)(attnc_tpl_gemm_scratch_floats() * 4 + 63) / 64 * 64);
 
@@ -186,24 +206,30 @@ int main(int argc, char **argv)
         int b_trans;
         const char *name;
     } shapes[] = {
-        {2048, 2048, 2048, 0, "2048^3 NN"},
-        {2048, 2048, 2048, 1, "2048^3 NT"},
-        {4096, 1536, 512, 1, "qkv  K=512 N=1536"},
-        {4096, 512, 512, 1, "proj K=512 N=512"},
-        {4096, 2048, 512, 1, "ffn1 K=512 N=2048"},
-        {4096, 512, 2048, 1, "ffn2 K=2048 N=512"},
+        {2048, 2048, 2048, 0, "square, B row-major"},
+        {2048, 2048, 2048, 1, "square, B = W^T"},
+        {4096, 1536, 512, 1, "qkv proj, B = W^T"},
+        {4096, 512, 512, 1, "out proj, B = W^T"},
+        {4096, 2048, 512, 1, "ffn up, B = W^T"},
+        {4096, 512, 2048, 1, "ffn down, B = W^T"},
     };
     int nshapes = sizeof shapes / sizeof shapes[0];
 
     double peak[3] = {0, peak_gflops(1), peak_gflops(2)};
     pthread_t worker;
     pthread_create(&worker, NULL, worker_main, NULL);
-    printf("VW=%d MR=%d NR=%d KC=%d MC=%d NC=%d, %d timed runs (median)\n", VW, ATTNC_GEMM_MR,
-           ATTNC_GEMM_NR, ATTNC_GEMM_KC, ATTNC_GEMM_MC, ATTNC_GEMM_NC, reps);
-    printf("fp32 FMA peak (measured, %d-wide): 1 thread %.1f GFLOP/s, 2 threads %.1f GFLOP/s\n\n", VW,
-           peak[1], peak[2]);
-    printf("| shape (M x N x K)            | thr | attnc GFLOP/s | OpenBLAS GFLOP/s | ratio | attnc %%peak | OpenBLAS %%peak | max |diff| |\n");
-    printf("|------------------------------|-----|---------------|------------------|-------|-------------|----------------|------------|\n");
+    printf("attnc_tpl_gemm VW=%d: MR=%d NR=%d KC=%d MC=%d NC=%d; %d timed pairs of runs per entry\n",
+           VW, ATTNC_GEMM_MR, ATTNC_GEMM_NR, ATTNC_GEMM_KC, ATTNC_GEMM_MC, ATTNC_GEMM_NC, 3 * rounds);
+    printf("OpenBLAS: %s, core %s (OPENBLAS_CORETYPE picks another)\n", openblas_get_config(),
+           openblas_get_corename());
+    print_load("load average at start");
+    fflush(stdout);
+    typedef struct {
+        int shape, threads;
+        double mo, bo, mb, bb, ratio, maxdiff;
+    } Row;
+    Row rows[64];
+    int nrows = 0;
 
     for (int s = 0; s < nshapes; s++) {
         int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
@@ -216,45 +242,62 @@ int main(int argc, char **argv)
         double flops = 2.0 * M * N * K;
         for (int threads = 1; threads <= 2; threads++) {
             openblas_set_num_threads(threads);
-            /* blocks of runs, not alternating single runs: OpenBLAS's idle
-               threads spin ~0.1 s after each call and our worker spins ~1 ms,
-               so alternating would make each steal a core from the other.
-               Two rounds of (ours x reps/2, pause, OpenBLAS x reps/2, pause)
-               spread slow machine noise over both. */
-            double go[100], gb[100];
-            int no = 0, nb = 0;
-            for (int round = 0; round < 2; round++) {
-                int n = round == 0 ? reps / 2 : reps - reps / 2;
-                ours(threads, A, B, C1, M, N, K, bt); /* warm-up */
-                for (int r = 0; r < n; r++) {
+            /* Runs of ours and of OpenBLAS alternate (the order swapped on
+               every pair, to cancel drift) so that the (large, on shared
+               VMs) machine noise hits both alike; each pair also gives a
+               ratio, and the median of those is the reported ratio. */
+            double go[3 * ROUNDS_MAX], gb[3 * ROUNDS_MAX], gr[3 * ROUNDS_MAX];
+            int no = 3 * rounds, nb = 3 * rounds;
+            ours(threads, A, B, C1, M, N, K, bt); /* warm-up */
+            blas(A, B, C2, M, N, K, bt);
+            for (int r = 0; r < no; r++) {
+                for (int which = 0; which < 2; which++) {
                     double t0 = now();
-                    ours(threads, A, B, C1, M, N, K, bt);
-                    go[no++] = flops / (now() - t0) / 1e9;
+                    if ((which ^ r) & 1) blas(A, B, C2, M, N, K, bt);
+                    else ours(threads, A, B, C1, M, N, K, bt);
+                    double g = flops / (now() - t0) / 1e9;
+                    if ((which ^ r) & 1) gb[r] = g;
+                    else go[r] = g;
                 }
-                pause_s(0.3);
-                blas(A, B, C2, M, N, K, bt); /* warm-up */
-                for (int r = 0; r < n; r++) {
-                    double t0 = now();
-                    blas(A, B, C2, M, N, K, bt);
-                    gb[nb++] = flops / (now() - t0) / 1e9;
-                }
-                pause_s(0.3);
+                gr[r] = go[r] / gb[r];
             }
             double maxdiff = 0;
             for (int64_t i = 0; i < M * N; i++) {
                 double d = fabs((double)C1[i] - C2[i]);
                 if (!(d <= maxdiff)) maxdiff = d;
             }
-            double mo = median(go, no), mb = median(gb, nb);
-            char label[64];
-            snprintf(label, sizeof label, "%s %lldx%lldx%lld", shapes[s].name, (long long)M,
-                     (long long)N, (long long)K);
-            printf("| %-28s | %3d | %13.1f | %16.1f | %5.2f | %10.0f%% | %13.0f%% | %10.2g |\n", shapes[s].name,
-                   threads, mo, mb, mo / mb, 100 * mo / peak[threads], 100 * mb / peak[threads], maxdiff);
-            fflush(stdout);
+            double bo = 0, bb = 0;
+            for (int i = 0; i < no; i++) bo = go[i] > bo ? go[i] : bo;
+            for (int i = 0; i < nb; i++) bb = gb[i] > bb ? gb[i] : bb;
+            double mo = median(go, no), mb = median(gb, nb), ratio = median(gr, no);
+            rows[nrows++] = (Row){s, threads, mo, bo, mb, bb, ratio, maxdiff};
+            fprintf(stderr, "  %s %lldx%lldx%lld, %d thread(s): attnc %.1f, OpenBLAS %.1f GFLOP/s\n",
+                    shapes[s].name, (long long)M, (long long)N, (long long)K, threads, mo, mb);
         }
         free(A), free(B), free(C1), free(C2);
     }
+    print_load("load average at end");
+    /* the peak again: on a shared machine the first measurement may have
+       been slowed down; the larger one is the better estimate */
+    double peak2[3] = {0, peak_gflops(1), peak_gflops(2)};
+    for (int t = 1; t <= 2; t++) peak[t] = peak2[t] > peak[t] ? peak2[t] : peak[t];
+    printf("fp32 FMA peak (measured, best of start and end, %d-wide vectors): 1 thread %.1f, 2 threads %.1f GFLOP/s\n\n",
+           VW, peak[1], peak[2]);
+    printf("GFLOP/s: median (best) of the timed runs; ratio: median over the back-to-back pairs of\n"
+           "runs of attnc GFLOP/s / OpenBLAS GFLOP/s;\n"
+           "%%pk = median / measured FMA peak for that thread count.\n\n");
+    printf("| shape                 | M x N x K        | thr | attnc         | OpenBLAS      | ratio | attnc %%pk | OpenBLAS %%pk | max|diff| |\n");
+    printf("|-----------------------|------------------|-----|---------------|---------------|-------|-----------|--------------|-----------|\n");
+    for (int r = 0; r < nrows; r++) {
+        int s = rows[r].shape, t = rows[r].threads;
+        char dims[64];
+        snprintf(dims, sizeof dims, "%lldx%lldx%lld", (long long)shapes[s].M, (long long)shapes[s].N,
+                 (long long)shapes[s].K);
+        printf("| %-21s | %-16s | %3d | %5.1f (%5.1f) | %5.1f (%5.1f) | %5.2f | %8.0f%% | %11.0f%% | %9.2g |\n",
+               shapes[s].name, dims, t, rows[r].mo, rows[r].bo, rows[r].mb, rows[r].bb,
+               rows[r].ratio, 100 * rows[r].mo / peak[t], 100 * rows[r].mb / peak[t], rows[r].maxdiff);
+    }
+
     pthread_mutex_lock(&worker_mu);
     worker_quit = 1;
     pthread_cond_signal(&worker_cv);

@@ -4,8 +4,9 @@
  *     -I codegen/cpu/templates bench/gemm/test_gemm.c codegen/cpu/templates/gemm.c -lm
  * Run: ./test_gemm [SEED]   (a fresh seed each run unless given; it is printed)
  *
- * Each case draws A and B from U(-1,1) in one of three layouts (row-major,
- * transposed, general strides with gaps), computes a block [m0,m1)x[n0,n1)
+ * Each case draws A and B from U(-1,1) in one of four layouts (row-major,
+ * transposed, general strides with gaps, rows reversed by a negative
+ * stride), computes a block [m0,m1)x[n0,n1)
  * of C (C pre-filled with NaN everywhere, ldc > N) with or without a bias
  * epilogue, and checks against a double-accumulation reference:
  *   - every element of the block is finite and within tolerance,
@@ -49,13 +50,14 @@ static float rng_float(void) { return (float)((rng_next() >> 40) * (2.0 / 167772
 
 /* A strided operand view: element (r, c) at data[r*s_r + c*s_c] */
 typedef struct {
-    float *data;
+    float *data; /* element (0, 0) */
+    float *base; /* the allocation */
     int64_t s_r, s_c;
     size_t n;
 } View;
 
-enum { LAYOUT_ROW, LAYOUT_TRANS, LAYOUT_GENERAL, LAYOUT_COUNT };
-static const char *layout_name[] = {"row", "trans", "general"};
+enum { LAYOUT_ROW, LAYOUT_TRANS, LAYOUT_GENERAL, LAYOUT_REVERSED, LAYOUT_COUNT };
+static const char *layout_name[] = {"row", "trans", "general", "reversed"};
 
 /* rows x cols operand in the given layout, random contents; gaps are NaN so
    a read outside the view poisons the result */
@@ -66,14 +68,20 @@ static View make_view(int64_t rows, int64_t cols, int layout)
     switch (layout) {
     case LAYOUT_ROW: v.s_r = cols + pad; v.s_c = 1; break;
     case LAYOUT_TRANS: v.s_r = 1; v.s_c = rows + pad; break;
-    default: /* general: both strides > 1, row stride the larger */
+    case LAYOUT_GENERAL: /* both strides > 1, row stride the larger */
         v.s_c = rng_int(2, 3);
         v.s_r = v.s_c * cols + pad + 1;
         break;
+    default: /* reversed: rows in reverse order (negative row stride) */
+        v.s_r = -(cols + pad);
+        v.s_c = 1;
+        break;
     }
-    v.n = (size_t)((rows > 0 ? rows - 1 : 0) * v.s_r + (cols > 0 ? cols - 1 : 0) * v.s_c + 1);
-    v.data = malloc(v.n * sizeof(float));
-    for (size_t i = 0; i < v.n; i++) v.data[i] = NAN;
+    int64_t ar = v.s_r < 0 ? -v.s_r : v.s_r;
+    v.n = (size_t)((rows > 0 ? rows - 1 : 0) * ar + (cols > 0 ? cols - 1 : 0) * v.s_c + 1);
+    v.base = malloc(v.n * sizeof(float));
+    for (size_t i = 0; i < v.n; i++) v.base[i] = NAN;
+    v.data = v.s_r < 0 && rows > 0 ? v.base + (rows - 1) * ar : v.base;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) v.data[r * v.s_r + c * v.s_c] = rng_float();
     return v;
@@ -169,8 +177,8 @@ static int run_case(int64_t M, int64_t N, int64_t K, int64_t m0, int64_t m1, int
                (long long)M, (long long)N, (long long)K, (long long)m0, (long long)m1, (long long)n0,
                (long long)n1, layout_name[la], layout_name[lb], epi_mode, (long long)bad, first);
     }
-    free(a.data);
-    free(b.data);
+    free(a.base);
+    free(b.base);
     free(C);
     free(count);
     free(bias);
@@ -183,7 +191,7 @@ static void full_all_layouts(int64_t M, int64_t N, int64_t K)
 {
     for (int la = 0; la < LAYOUT_COUNT; la++)
         for (int lb = 0; lb < LAYOUT_COUNT; lb++)
-            run_case(M, N, K, 0, M, 0, N, la, lb, (la * 3 + lb) % 3);
+            run_case(M, N, K, 0, M, 0, N, la, lb, (la + lb) % 3);
 }
 
 /* random sub-block of an M x N product */
@@ -191,7 +199,8 @@ static void sub_block(int64_t M, int64_t N, int64_t K)
 {
     int64_t m0 = rng_int(0, M - 1), m1 = rng_int(m0 + 1, M);
     int64_t n0 = rng_int(0, N - 1), n1 = rng_int(n0 + 1, N);
-    run_case(M, N, K, m0, m1, n0, n1, (int)rng_int(0, 2), (int)rng_int(0, 2), (int)rng_int(0, 2));
+    run_case(M, N, K, m0, m1, n0, n1, (int)rng_int(0, LAYOUT_COUNT - 1), (int)rng_int(0, LAYOUT_COUNT - 1),
+             (int)rng_int(0, 2));
 }
 
 int main(int argc, char **argv)
@@ -244,13 +253,15 @@ int main(int argc, char **argv)
     }
     /* random shapes, sub-blocks and layouts */
     for (int t = 0; t < 300; t++) {
-        int64_t M = rng_int(1, 120), N = rng_int(1, 160), K = rng_int(0, 2 * KC + 20);
+        int64_t M = rng_int(1, 120), K = rng_int(0, 2 * KC + 20);
+        int64_t N = rng_int(1, t % 4 == 1 ? 2 * ATTNC_GEMM_NC + 50 : 160);
+        if (N > 160) M = rng_int(1, 40), K %= KC / 2; /* keep the reference cheap */
         if (t % 3 == 0) full_all_layouts(M, N, K % 64);
         else sub_block(M, N, K);
     }
     /* bigger, spanning several MC blocks and K chunks */
-    for (int t = 0; t < 6; t++) {
-        int64_t M = rng_int(MC, 3 * MC), N = rng_int(NR, 300), K = rng_int(KC, 3 * KC);
+    for (int t = 0; t < 4; t++) {
+        int64_t M = rng_int(MC, 2 * MC + MR), N = rng_int(NR, ATTNC_GEMM_NC + 2 * NR), K = rng_int(KC, 2 * KC + 7);
         sub_block(M, N, K);
     }
 
