@@ -58,6 +58,11 @@ typedef struct Cg {
   const char *target_desc;
   char *cpu, *features, *triple;
   bool object_only;
+  /* task functions by structural key: kernels that differ only in their
+     context (pointers, sizes, strides) share one function */
+  char **task_keys;
+  LLVMValueRef *task_fns;
+  int ntasks, captasks;
 } Cg;
 
 /* module.c */
@@ -69,6 +74,9 @@ LLVMValueRef cg_fn_decl(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *
  * fills *ctx with its context argument. */
 LLVMValueRef cg_task_begin(Cg *cg, const char *what, LLVMValueRef *ctx, LLVMValueRef *begin,
                            LLVMValueRef *end, LLVMValueRef *tid);
+/* The task function already generated for this key, or NULL; remember one. */
+LLVMValueRef cg_task_lookup(Cg *cg, const char *key);
+void cg_task_remember(Cg *cg, const char *key, LLVMValueRef fn);
 /* Load field i (an i64) of a task context / a pointer field. */
 LLVMValueRef cg_ctx_i64(Cg *cg, LLVMValueRef ctx, int i);
 LLVMValueRef cg_ctx_ptr(Cg *cg, LLVMValueRef ctx, int i);

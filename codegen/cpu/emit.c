@@ -110,8 +110,10 @@ bool cg_emit_module(Cg *cg) {
   }
   LLVMDisposeMessage(msg);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+  /* the generated code and the templates are explicitly vectorized: the
+     loop and SLP vectorizers would only spend compile time */
+  LLVMPassBuilderOptionsSetLoopVectorization(po, 0);
+  LLVMPassBuilderOptionsSetSLPVectorization(po, 0);
   const char *pipeline = "default<O3>";
   LLVMErrorRef e = LLVMRunPasses(cg->M, pipeline, cg->tm, po);
   LLVMDisposePassBuilderOptions(po);

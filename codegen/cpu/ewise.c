@@ -301,6 +301,38 @@ static void store_out(Cg *cg, LLVMValueRef optr, rt_dtype dt, LLVMValueRef off, 
   }
 }
 
+/* The structural key of an elementwise kernel: everything its code depends
+ * on (rank, dtypes, leaf kinds and access modes, constants, the expression),
+ * nothing that comes through the context. */
+static char *ewise_key(Cg *cg, int rr, rt_dtype out_dt, const Leaf *leaves, int nleaves, Expr expr) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  fprintf(f, "ew r%d o%d", rr, out_dt);
+  for (int k = 0; k < nleaves; k++) {
+    const Leaf *l = &leaves[k];
+    fprintf(f, " L%d:%d:%d:%a:%d", l->kind, l->dt, l->kind == LF_MEM ? l->inner : -1, l->value, l->iota_axis);
+  }
+  if (expr.copy) {
+    fprintf(f, " copy");
+  } else {
+    const IrNode *n = &cg->g->funcs[0].nodes[expr.id];
+    fprintf(f, " op%d t%d", n->op, n->type.dt);
+    if (n->op == IR_FUSED) { /* the body, printed node by node */
+      const IrFunc *b = &cg->g->funcs[n->body];
+      for (int i = 0; i < b->n; i++) {
+        const IrNode *bn = &b->nodes[i];
+        fprintf(f, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
+        for (int k = 0; k < bn->nin; k++) fprintf(f, " %d", bn->in[k]);
+        fprintf(f, "]");
+      }
+      fprintf(f, " y%d", b->yields[0]);
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
 /* Generate and launch an elementwise kernel: out (rank r, shape of `shape_of`,
  * strides ostride or dense) = expr(leaves). */
 static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt, LLVMValueRef out_ptr,
@@ -341,9 +373,21 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
     bool bcast_last = r == 0 || ld < 0 || ({ int64_t c; ir_dim_is_const(ln->type.dim[ld], &c) && c == 1; });
     l->inner = bcast_last ? 0 : lv->inner_unit ? 1 : 2;
   }
+  LLVMValueRef nrows = ci64(cg, 1);
+  for (int d = 0; d < rr - 1; d++) nrows = LLVMBuildMul(cg->B, nrows, shape[d], "");
+  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, 16384), LLVMBuildAdd(cg->B, shape[rr - 1], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
+  char *key = ewise_key(cg, rr, out_dt, leaves, nleaves, expr);
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    free(key);
+    cg_launch(cg, cached, fields, nf, nrows, grain);
+    return;
+  }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
   LLVMValueRef ctx, begin, end;
   LLVMValueRef task = cg_task_begin(cg, what, &ctx, &begin, &end, NULL);
+  cg_task_remember(cg, key, task);
+  free(key);
   LLVMValueRef t_shape[IR_MAX_RANK], t_ostr[IR_MAX_RANK], idx[IR_MAX_RANK];
   LLVMValueRef t_out = cg_ctx_ptr(cg, ctx, 0);
   for (int d = 0; d < rr; d++) t_shape[d] = cg_ctx_i64(cg, ctx, 1 + d), t_ostr[d] = cg_ctx_i64(cg, ctx, 1 + rr + d);
@@ -394,10 +438,6 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   cg_loop_end(cg, &rows);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
-  /* launch over rows */
-  LLVMValueRef nrows = ci64(cg, 1);
-  for (int d = 0; d < rr - 1; d++) nrows = LLVMBuildMul(cg->B, nrows, shape[d], "");
-  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, 16384), LLVMBuildAdd(cg->B, shape[rr - 1], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
   cg_launch(cg, task, fields, nf, nrows, grain);
 }
 

@@ -97,9 +97,17 @@ void cg_matmul(Cg *cg, int id) {
     f[k++] = bstride(cg, n->in[1], d, r);
     f[k++] = o->stride[d];
   }
+  char key[64];
+  snprintf(key, sizeof key, "matmul nb%d", nb);
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    cg_launch(cg, cached, f, k, ntasks, ci64(cg, 1));
+    return;
+  }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
   LLVMValueRef ctx, begin, end, tid;
   LLVMValueRef task = cg_task_begin(cg, "matmul", &ctx, &begin, &end, &tid);
+  cg_task_remember(cg, key, task);
   LLVMValueRef A = cg_ctx_ptr(cg, ctx, 0), B = cg_ctx_ptr(cg, ctx, 1), C = cg_ctx_ptr(cg, ctx, 2);
   LLVMValueRef tM = cg_ctx_i64(cg, ctx, 3), tN = cg_ctx_i64(cg, ctx, 4), tK = cg_ctx_i64(cg, ctx, 5);
   LLVMValueRef asm_ = cg_ctx_i64(cg, ctx, 6), ask = cg_ctx_i64(cg, ctx, 7), bsk = cg_ctx_i64(cg, ctx, 8),
@@ -166,9 +174,18 @@ static void row_kernel(Cg *cg, int id, int axis, const char *what, RowFn emit_ro
     nrows = LLVMBuildMul(cg->B, nrows, x->shape[d], "");
     nd++;
   }
+  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, 8192), LLVMBuildAdd(cg->B, x->shape[axis], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
+  char key[128];
+  snprintf(key, sizeof key, "row %s op%d nd%d ne%d eps%a", what, n->op, nd, nextra, n->a.eps);
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    cg_launch(cg, cached, f, k, nrows, grain);
+    return;
+  }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
   LLVMValueRef ctx, begin, end;
   LLVMValueRef task = cg_task_begin(cg, what, &ctx, &begin, &end, NULL);
+  cg_task_remember(cg, key, task);
   LLVMValueRef X = cg_ctx_ptr(cg, ctx, 0), Y = cg_ctx_ptr(cg, ctx, 1), len = cg_ctx_i64(cg, ctx, 2),
                xs = cg_ctx_i64(cg, ctx, 3), ys = cg_ctx_i64(cg, ctx, 4);
   CgLoop t;
@@ -185,7 +202,6 @@ static void row_kernel(Cg *cg, int id, int axis, const char *what, RowFn emit_ro
   cg_loop_end(cg, &t);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
-  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, 8192), LLVMBuildAdd(cg->B, x->shape[axis], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
   cg_launch(cg, task, f, k, nrows, grain);
 }
 
@@ -253,9 +269,17 @@ void cg_reduce(Cg *cg, int id) {
   for (int d = 0; d < r; d++)
     if (!red[d]) f[k++] = x->shape[d], f[k++] = x->stride[d], nkeep++, nout = LLVMBuildMul(cg->B, nout, x->shape[d], "");
   (void)o;
+  char key[64];
+  snprintf(key, sizeof key, "reduce op%d r%d k%d", n->op, nred, nkeep);
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    cg_launch(cg, cached, f, k, nout, ci64(cg, 16));
+    return;
+  }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
   LLVMValueRef ctx, begin, end;
   LLVMValueRef task = cg_task_begin(cg, ir_opinfo[n->op].name, &ctx, &begin, &end, NULL);
+  cg_task_remember(cg, key, task);
   LLVMValueRef X = cg_ctx_ptr(cg, ctx, 0), Y = cg_ctx_ptr(cg, ctx, 1);
   LLVMValueRef ext = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, nred), "ext");
   LLVMValueRef str = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, nred), "str");

@@ -96,6 +96,23 @@ LLVMValueRef cg_task_begin(Cg *cg, const char *what, LLVMValueRef *ctx, LLVMValu
   return f;
 }
 
+LLVMValueRef cg_task_lookup(Cg *cg, const char *key) {
+  for (int i = 0; i < cg->ntasks; i++)
+    if (strcmp(cg->task_keys[i], key) == 0) return cg->task_fns[i];
+  return NULL;
+}
+
+void cg_task_remember(Cg *cg, const char *key, LLVMValueRef fn) {
+  if (cg->ntasks == cg->captasks) {
+    cg->captasks = cg->captasks ? 2 * cg->captasks : 32;
+    cg->task_keys = realloc(cg->task_keys, sizeof(char *) * (size_t)cg->captasks);
+    cg->task_fns = realloc(cg->task_fns, sizeof(LLVMValueRef) * (size_t)cg->captasks);
+    if (!cg->task_keys || !cg->task_fns) ir_bug("out of memory");
+  }
+  cg->task_keys[cg->ntasks] = strdup(key);
+  cg->task_fns[cg->ntasks++] = fn;
+}
+
 LLVMValueRef cg_ctx_i64(Cg *cg, LLVMValueRef ctx, int i) {
   LLVMValueRef idx = LLVMConstInt(cg->i64, (unsigned)i, 0);
   LLVMValueRef p = LLVMBuildGEP2(cg->B, cg->i64, ctx, &idx, 1, "");
@@ -665,6 +682,12 @@ CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
     LLVMValueRef desc = emit_descriptor(cg, ws_fn, run);
     emit_wrappers(cg, desc);
   }
+  for (int i = 0; i < cg->ntasks; i++) free(cg->task_keys[i]);
+  free(cg->task_keys);
+  free(cg->task_fns);
+  cg->task_keys = NULL;
+  cg->task_fns = NULL;
+  cg->ntasks = 0;
   if (cg->failed || !cg_emit_module(cg)) {
     LLVMDisposeBuilder(cg->B);
     LLVMDisposeModule(cg->M);

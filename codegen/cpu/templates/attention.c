@@ -1,32 +1,34 @@
 /* attention.c: the fused attention template (see attention.h for the
  * contract, bench/attention/NOTES.md for the design notes and numbers).
  *
- * FlashAttention-2 style, transposed so that QUERIES are the vector
- * dimension of the score tile:
+ * FlashAttention-2 style, TRANSPOSED: the query rows are the vector
+ * dimension of every tile, so that
+ *   - the row max and row sum of the online softmax are plain vertical
+ *     vector ops (no horizontal reductions, no shuffles);
+ *   - the rescale of the accumulator by alpha = 2^(m_old - m_new) is one
+ *     vector multiply per accumulator vector;
+ *   - both products are the same micro-kernel, "broadcast a scalar of k or
+ *     v, multiply by a vector of queries", which reads k and v straight
+ *     from their rows (no packing, no alignment needed, any strides).
  *
  *   for each tile of BQ query rows [a, a+rows) of [i0, i1):
- *     Qt[e][r] = q[a+r][e] * qscale           (E x BQ, once per tile)
- *     m = -inf, l = 0, O = 0                   (per row)
+ *     Qt[e][r] = q[a+r][e] * qscale              E x BQ, once per tile
  *     for each tile of BK keys [c, c+cols) that intersects the band:
- *       St[j][r] = sum_e k[c+j][e] * Qt[e][r]  micro-kernel QK_RJ keys x
- *                                               QK_NQ query vectors, k
- *                                               broadcast straight from the
- *                                               k rows (no K packing)
- *       mod (optional), band mask (partial tiles only)
- *       m' = max(m, max_j St[j])               vertical: no horizontal
- *       Pt[j] = exp2(St[j]*c - m'), l = l*2^(m-m') + sum_j Pt[j]   reductions
- *       O[r][:] = O[r][:]*2^(m-m') + sum_j Pt[j][r] v[c+j][:]   micro-kernel
- *                                               PV_RB rows x PV_NV vectors,
- *                                               v read straight from the v rows
- *     o[a+r][:] = O[r][:] / l[r]  (0 when l = 0: fully masked rows)
+ *       St[j][r] = sum_e k[c+j][e] Qt[e][r]      ukr: RA keys x NQ query vectors
+ *       mod (optional), band mask (partially masked tiles only)
+ *       m' = max(m, max_j St[j][r]*cs)           vertical
+ *       Pt[j][r] = 2^(St[j][r]*cs - m')          in place
+ *       l = l 2^(m - m') + sum_j Pt[j]           vertical
+ *       Ot[x][r] = Ot[x][r] 2^(m - m') + sum_j v[c+j][x] Pt[j][r]
+ *                                                ukr: RA columns x NQ query vectors
+ *     o[a+r][x] = Ot[x][r] / l[r]                (0 when l = 0: fully masked rows)
  *
- * qscale = scale*log2(e) without a mod (scores come out in base 2), scale
- * with one (the modified scores are multiplied by c = log2(e) in the
- * softmax passes). K and V are never packed: the score kernel broadcasts
- * k elements (one scalar per key and e) and the PV kernel loads v rows
- * with unaligned vector loads, so the per-tile cost outside the two
- * micro-kernels is the softmax itself; only the Ev % VW tail columns of V
- * are copied into a zero-padded panel. */
+ * qscale = scale*log2(e) and cs = 1 without a mod (the scores come out in
+ * base 2); qscale = scale and cs = log2(e) with one (the mod sees
+ * scale*q.k). The micro-kernel keeps RA x NQ vector accumulators in
+ * registers (6 x 4 zmm for VW=16, 6 x 2 ymm for VW=8, like a GEMM kernel
+ * with the broadcast operand unpacked); its vector operand (Qt or Pt, BQ
+ * floats per step) is in scratch and stays in L1. */
 #include "tpl_common.h"
 #include "attention.h"
 
@@ -34,21 +36,24 @@
 
 #define BQ ATTNC_ATTN_BQ
 #define BK ATTNC_ATTN_BK
-#define RJ ATTNC_ATTN_QK_RJ
-#define NQ ATTNC_ATTN_QK_NQ
-#define RB ATTNC_ATTN_PV_RB
-#define NV ATTNC_ATTN_PV_NV
-#define BKR ((BK + RJ - 1) / RJ * RJ)
-#define QW (NQ * VW) /* queries per score micro-kernel */
+#define RA ATTNC_ATTN_RA
+#define NQ ATTNC_ATTN_NQ
+#define BKR ((BK + RA - 1) / RA * RA)
 
-#if BQ % QW != 0
-#error "BQ must be a multiple of QK_NQ * VW"
+#if BQ % (NQ * VW) != 0
+#error "BQ must be a multiple of NQ * VW"
 #endif
-#if BQ % RB != 0
-#error "BQ must be a multiple of PV_RB"
+#if NQ > 8
+#error "NQ > 8 is not dispatched"
 #endif
 
 #define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
+#ifndef UKR_UNROLL_QK
+#define UKR_UNROLL_QK 4
+#endif
+#ifndef UKR_UNROLL_PV
+#define UKR_UNROLL_PV 1
+#endif
 
 typedef int32_t attn_vi __attribute__((vector_size(VW * 4)));
 
@@ -61,7 +66,10 @@ ATTNC_TPL_INLINE int64_t attn_r16(int64_t x) { return (x + 15) / 16 * 16; }
 
 /* m ? a : b lane-wise (m: all-ones / all-zeros lanes of a comparison);
    LLVM turns the bit pattern into a select / blend */
-ATTNC_TPL_INLINE attnc_vf attn_sel(attn_vi m, attnc_vf a, attnc_vf b) { return (attnc_vf)((m & (attn_vi)a) | (~m & (attn_vi)b)); }
+ATTNC_TPL_INLINE attnc_vf attn_sel(attn_vi m, attnc_vf a, attnc_vf b)
+{
+    return (attnc_vf)((m & (attn_vi)a) | (~m & (attn_vi)b));
+}
 /* a > b ? a : b: one x86 max instruction; a NaN a gives b */
 ATTNC_TPL_INLINE attnc_vf attn_vmax(attnc_vf a, attnc_vf b) { return attn_sel(a > b, a, b); }
 
@@ -72,11 +80,11 @@ ATTNC_TPL_INLINE attnc_vf attn_vmax(attnc_vf a, attnc_vf b) { return attn_sel(a 
  * minimax polynomial (relative error 7.5e-8; rowops.c's exp_v uses a
  * degree-6 Taylor polynomial of e^r, this is its cheaper base-2 variant).
  * x < -127 (incl. -inf) gives exactly 0 (2^-127 and below flush to zero:
- * harmless, the row's largest term is 1); NaN gives NaN. */
+ * harmless, the row's largest term is 1); NaN gives NaN. 13 vector ops. */
 ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
 {
     x = attn_sel(x < -127.0f, attnc_splat(-127.0f), x); /* keeps NaN */
-    attnc_vf t = x + 12583039.0f;  /* 1.5 * 2^23 + 127 */
+    attnc_vf t = x + 12583039.0f;                        /* 1.5 * 2^23 + 127 */
     attnc_vf n = t - 12583039.0f;
     attnc_vf f = x - n;
     attnc_vf p = 0.00132764722f * f + 0.00967554133f;
@@ -88,86 +96,108 @@ ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
     return p * (attnc_vf)b;
 }
 
-/* ---- score micro-kernel ----
- * st[jj*BQ + v*VW + lane] = sum_e kr_jj[e] * qt[e*BQ + v*VW + lane]
- * for jj < RJ keys (rows kr_jj = k + jj*ks), v < nq query vectors. Only
- * nk <= RJ keys are valid; the other rows of st get copies of the last one
- * (st has BKR >= BK rows, and nobody reads rows >= cols). */
-ATTNC_TPL_INLINE void attn_qk_ukr(const float *restrict qt, const float *restrict k, int64_t ks, int64_t nk,
-                                  int64_t E, float *restrict st, const int nq)
+/* ---- the micro-kernel ----
+ * For a < RA rows of a "broadcast" operand A (element (a, t) at
+ * A[a*as + t*ts], only rows a < na valid: the others repeat row na-1, which
+ * is valid memory, and their results land in padding rows of C) and v < nq
+ * vectors of VW queries of a "vector" operand B (B[t*BQ + v*VW ..]):
+ *
+ *   C[a*BQ + v*VW ..] = init + sum_{t < nt} A(a, t) * B[t*BQ + v*VW ..]
+ *
+ * init = 0 (zero), or C[..] * alpha[v*VW ..] (rescale the accumulator).
+ * QK: A = k rows (as = ks, ts = 1), B = Qt, C = St.
+ * PV: A = v rows "transposed" (as = 1, ts = vs), B = Pt, C = Ot. */
+ATTNC_TPL_INLINE void attn_ukr(const float *restrict A, int64_t as, int64_t ts, int64_t na, int64_t nt,
+                               const float *restrict B, float *restrict C, const float *restrict alpha, int zero,
+                               const int nq)
 {
-    attnc_vf acc[RJ][NQ];
-    const float *kr[RJ];
-    PRAGMA_UNROLL for (int jj = 0; jj < RJ; jj++) {
-        kr[jj] = k + (jj < nk ? jj : nk - 1) * ks; /* rows >= nk: repeat the last key (valid memory) */
-        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) acc[jj][v] = (attnc_vf){0};
-    }
-    _Pragma("clang loop unroll_count(4)")
-    for (int64_t e = 0; e < E; e++) {
-        attnc_vf b[NQ];
-        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) b[v] = attnc_loada(qt + e * BQ + v * VW);
-        PRAGMA_UNROLL for (int jj = 0; jj < RJ; jj++) {
-            float a = kr[jj][e];
-            PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) acc[jj][v] += a * b[v];
+    attnc_vf acc[RA][NQ];
+    const float *ar[RA];
+    PRAGMA_UNROLL for (int i = 0; i < RA; i++) ar[i] = A + (i < na ? i : na - 1) * as;
+    if (zero) {
+        PRAGMA_UNROLL for (int i = 0; i < RA; i++)
+            PRAGMA_UNROLL for (int v = 0; v < NQ; v++) acc[i][v] = (attnc_vf){0};
+    } else {
+        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) {
+            attnc_vf al = attnc_loada(alpha + v * VW);
+            PRAGMA_UNROLL for (int i = 0; i < RA; i++) acc[i][v] = attnc_loada(C + i * BQ + v * VW) * al;
         }
     }
-    PRAGMA_UNROLL for (int jj = 0; jj < RJ; jj++)
-        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) attnc_storea(st + jj * BQ + v * VW, acc[jj][v]);
+#define UKR_STEP                                                                                   \
+    {                                                                                              \
+        attnc_vf b[NQ];                                                                            \
+        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) b[v] = attnc_loada(B + t * BQ + v * VW); \
+        PRAGMA_UNROLL for (int i = 0; i < RA; i++) {                                               \
+            float s = ar[i][t * ts];                                                               \
+            PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) acc[i][v] += s * b[v];          \
+        }                                                                                          \
+    }
+    if (ts == 1) { /* QK: unrolled (measured faster) */
+        _Pragma("clang loop unroll_count(UKR_UNROLL_QK)") for (int64_t t = 0; t < nt; t++) UKR_STEP
+    } else { /* PV: not unrolled: the RA row pointers then advance by one
+                add each, no extra index registers (measured faster) */
+        _Pragma("clang loop unroll_count(UKR_UNROLL_PV)") for (int64_t t = 0; t < nt; t++) UKR_STEP
+    }
+#undef UKR_STEP
+    PRAGMA_UNROLL for (int i = 0; i < RA; i++)
+        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) attnc_storea(C + i * BQ + v * VW, acc[i][v]);
 }
 
-/* ---- P V micro-kernel ----
- * ot[r*ldo + x*VW ..] = ot[..] * alpha[r] + sum_{j<cols} pt[j*BQ + r] * vp[j*vst + x*VW ..]
- * for r < nr rows, x < nv vectors (first: ot is not read, taken as 0). */
-ATTNC_TPL_INLINE void attn_pv_ukr(const float *restrict pt, const float *restrict vp, int64_t vst, int64_t cols,
-                                  float *restrict ot, int64_t ldo, const float *restrict alpha, int first,
-                                  const int nr, const int nv)
+/* C (n rows of RA) = A B over all nq query vectors, in groups of NQ;
+   dispatches the group size so that every variant is fully unrolled */
+ATTNC_TPL_INLINE void attn_product(const float *A, int64_t as, int64_t ts, int64_t n, int64_t nt, const float *B,
+                                   float *C, const float *alpha, int zero, int64_t nq)
 {
-    attnc_vf acc[RB][NV];
-    PRAGMA_UNROLL for (int r = 0; r < RB; r++)
-        PRAGMA_UNROLL for (int x = 0; x < NV; x++)
-            if (r < nr && x < nv)
-                acc[r][x] = first ? (attnc_vf){0} : attnc_loada(ot + r * ldo + x * VW) * alpha[r];
-    _Pragma("clang loop unroll_count(2)")
-    for (int64_t j = 0; j < cols; j++) {
-        attnc_vf b[NV];
-        PRAGMA_UNROLL for (int x = 0; x < NV; x++) if (x < nv) b[x] = attnc_loadu(vp + j * vst + x * VW);
-        PRAGMA_UNROLL for (int r = 0; r < RB; r++) {
-            if (r >= nr) continue;
-            float a = pt[j * BQ + r];
-            PRAGMA_UNROLL for (int x = 0; x < NV; x++) if (x < nv) acc[r][x] += a * b[x];
+    for (int64_t i = 0; i < n; i += RA)
+        for (int64_t g = 0; g < nq; g += NQ) {
+            const float *Ai = A + i * as, *Bg = B + g * VW, *ag = alpha + g * VW;
+            float *Cg = C + i * BQ + g * VW;
+            int64_t na = attn_min(RA, n - i);
+            switch (attn_min(NQ, nq - g)) {
+#define UKR(m) case m: if (m <= NQ) attn_ukr(Ai, as, ts, na, nt, Bg, Cg, ag, zero, m <= NQ ? m : NQ); break;
+                UKR(1) UKR(2) UKR(3) UKR(4) UKR(5) UKR(6) UKR(7) UKR(8)
+#undef UKR
+            }
         }
-    }
-    PRAGMA_UNROLL for (int r = 0; r < RB; r++)
-        PRAGMA_UNROLL for (int x = 0; x < NV; x++)
-            if (r < nr && x < nv) attnc_storea(ot + r * ldo + x * VW, acc[r][x]);
 }
 
-/* dispatch on the vector count (nv <= NV) for a row block of nr = RB rows
-   or fewer, so that every variant is fully unrolled */
-ATTNC_TPL_INLINE void attn_pv_nv(const float *pt, const float *vp, int64_t vst, int64_t cols, float *ot,
-                                 int64_t ldo, const float *alpha, int first, const int nr, int64_t nv)
+/* ---- online softmax of ng <= SM_G query vectors of a score tile ----
+ * s[j*BQ + x*VW ..], j < cols: scores (times cs = log2 e with a mod) ->
+ * p = 2^(s*cs - m') in place, with m' = max(m, max_j s*cs) the new running
+ * max; alpha = 2^(m - m') rescales the old sum and O; l = l*alpha + sum_j p.
+ * A lane whose max is still -inf (no allowed key yet) uses 0 instead of m'
+ * so that every p and alpha is 0, not NaN. first: m, l not read (-inf, 0). */
+#define SM_G 4
+ATTNC_TPL_INLINE void attn_softmax(float *restrict s, int64_t cols, float cs, int first, float *restrict mrow,
+                                   float *restrict lrow, float *restrict arow, const int ng)
 {
-#define PV_CASE(n) \
-    case n: if (n <= NV) attn_pv_ukr(pt, vp, vst, cols, ot, ldo, alpha, first, nr, n <= NV ? n : NV); break;
-    switch (nv) {
-        PV_CASE(1) PV_CASE(2) PV_CASE(3) PV_CASE(4) PV_CASE(5) PV_CASE(6) PV_CASE(7) PV_CASE(8)
+    attnc_vf mx[SM_G], mx2[SM_G], muse[SM_G], ls[SM_G];
+    PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) mx[x] = mx2[x] = attnc_splat(NEG_INF);
+    int64_t j = 0;
+    for (; j + 2 <= cols; j += 2) /* two chains per vector: max latency */
+        PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng) {
+            mx[x] = attn_vmax(attnc_loada(s + j * BQ + x * VW), mx[x]);
+            mx2[x] = attn_vmax(attnc_loada(s + (j + 1) * BQ + x * VW), mx2[x]);
+        }
+    if (j < cols)
+        PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng)
+            mx[x] = attn_vmax(attnc_loada(s + j * BQ + x * VW), mx[x]);
+    PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng) {
+        attnc_vf mold = first ? attnc_splat(NEG_INF) : attnc_loada(mrow + x * VW);
+        attnc_vf mnew = attn_vmax(attn_vmax(mx[x], mx2[x]) * cs, mold);
+        muse[x] = attn_sel(mnew == NEG_INF, (attnc_vf){0}, mnew);
+        attnc_storea(mrow + x * VW, mnew);
+        attnc_storea(arow + x * VW, attn_exp2(mold - muse[x]));
+        ls[x] = (attnc_vf){0};
     }
-#undef PV_CASE
-}
-
-ATTNC_TPL_INLINE void attn_pv_rows(const float *pt, const float *vp, int64_t vst, int64_t cols, float *ot,
-                                   int64_t ldo, const float *alpha, int first, int64_t nr, int64_t nv)
-{
-    if (nr >= RB) {
-        attn_pv_nv(pt, vp, vst, cols, ot, ldo, alpha, first, RB, nv);
-        return;
-    }
-    switch (nr) {
-#define PV_ROWS(n) \
-    case n: if (n < RB) attn_pv_nv(pt, vp, vst, cols, ot, ldo, alpha, first, n < RB ? n : 1, nv); break;
-        PV_ROWS(1) PV_ROWS(2) PV_ROWS(3) PV_ROWS(4) PV_ROWS(5) PV_ROWS(6) PV_ROWS(7)
-#undef PV_ROWS
-    }
+    for (j = 0; j < cols; j++)
+        PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng) {
+            attnc_vf p = attn_exp2(attnc_loada(s + j * BQ + x * VW) * cs - muse[x]);
+            attnc_storea(s + j * BQ + x * VW, p);
+            ls[x] += p;
+        }
+    PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng)
+        attnc_storea(lrow + x * VW, first ? ls[x] : attnc_loada(lrow + x * VW) * attnc_loada(arow + x * VW) + ls[x]);
 }
 
 /* ---- one query tile ---- */
@@ -176,48 +206,44 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
                                 float scale, int64_t mlo, int64_t mhi, attnc_score_fn mod, void *mod_ctx,
                                 float *scratch)
 {
-    const int64_t evr = (Ev + VW - 1) / VW * VW; /* O row stride */
-    const int64_t nvf = Ev / VW;                  /* full vectors of Ev */
-    const int64_t evt = Ev - nvf * VW;            /* tail columns */
-    float *qt = scratch;
-    float *st = qt + attn_r16(E * BQ);
-    float *ot = st + attn_r16((int64_t)BKR * BQ);
-    float *mrow = ot + attn_r16(BQ * evr);
-    float *lrow = mrow + BQ;
-    float *arow = lrow + BQ;
-    float *vtail = mrow + attn_r16(3 * BQ);
+    float *qt = scratch;                                      /* E x BQ */
+    float *st = qt + attn_r16(E * BQ);                        /* BKR x BQ */
+    float *ot = st + attn_r16((int64_t)BKR * BQ);             /* EvR x BQ */
+    float *mrow = ot + attn_r16((Ev + RA - 1) / RA * RA * BQ); /* BQ each: */
+    float *lrow = mrow + BQ, *arow = lrow + BQ;
     const int64_t nq = (rows + VW - 1) / VW; /* query vectors in use */
     const float qscale = mod ? scale : scale * LOG2E;
     const float cs = mod ? LOG2E : 1.0f;
 
-    /* Q^T, scaled; lanes >= rows are zero (their scores are 0, harmless) */
+    /* Q^T, scaled; lanes >= rows are zero (their scores are 0, harmless:
+       every lane is computed independently and never stored) */
     for (int64_t e = 0; e < E; e++)
         for (int64_t r = 0; r < nq * VW; r++) qt[e * BQ + r] = r < rows ? q[(a + r) * qs + e] * qscale : 0.0f;
+
+    /* keys some row of the tile may see: j - i in [mlo, mhi] (mlo/mhi are
+       clamped to +-2^62 by the caller, so none of this overflows). Every
+       key tile in [jlo, jhi) intersects the band (its rows' key intervals
+       overlap), so no tile in between is skipped or needs checking. */
+    const int64_t jlo = attn_max(0, a + mlo), jhi = attn_min(S, a + rows - 1 + mhi + 1);
     /* m, l and O need no initialization: the first key tile sets them
        (zero-fill loops would become memset calls, and templates must not
        call libc) */
-
-    /* keys some row of the tile may see: j - i in [mlo, mhi] (mlo/mhi are
-       clamped to +-2^62 by the caller, so none of this overflows) */
-    const int64_t jlo = attn_max(0, a + mlo), jhi = attn_min(S, a + rows - 1 + mhi + 1);
     for (int64_t c = jlo; c < jhi; c += BK) {
         const int64_t cols = attn_min(BK, jhi - c);
         const int first = c == jlo;
-        /* scores: groups of RJ keys x groups of NQ query vectors */
-        for (int64_t j = 0; j < cols; j += RJ) {
-            const int64_t nk = attn_min(RJ, cols - j);
-            for (int64_t g = 0; g < nq; g += NQ) {
-                const float *qg = qt + g * VW;
-                const float *kj = k + (c + j) * ks;
-                float *sg = st + j * BQ + g * VW;
-                switch (attn_min(NQ, nq - g)) {
-#define QKN(n) case n: if (n <= NQ) attn_qk_ukr(qg, kj, ks, nk, E, sg, n <= NQ ? n : NQ); break;
-                    QKN(1) QKN(2) QKN(3) QKN(4) QKN(5) QKN(6) QKN(7) QKN(8)
-#undef QKN
-                }
+#ifdef ATTN_PF
+        /* prefetch the next key tile's k and v rows into L2 */
+        if (c + BK < jhi) {
+            const int64_t pn = attn_min(BK, jhi - c - BK);
+            for (int64_t j = 0; j < pn; j++) {
+                const char *kr = (const char *)(k + (c + BK + j) * ks), *vr = (const char *)(v + (c + BK + j) * vs);
+                for (int64_t b = 0; b < E * 4; b += 64) __builtin_prefetch(kr + b, 0, ATTN_PF);
+                for (int64_t b = 0; b < Ev * 4; b += 64) __builtin_prefetch(vr + b, 0, ATTN_PF);
             }
         }
-        /* score modification */
+#endif
+        /* scores */
+        attn_product(k + c * ks, ks, 1, cols, E, qt, st, arow, 1, nq);
         if (mod) mod(mod_ctx, st, 1, BQ, a, c, rows, cols);
         /* band mask on partially masked tiles: key c+j is allowed for row
            a+r iff (c+j-a) - mhi <= r <= (c+j-a) - mlo */
@@ -226,53 +252,29 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
             PRAGMA_UNROLL for (int x = 0; x < VW; x++) lane[x] = x;
             for (int64_t j = 0; j < cols; j++) {
                 int64_t d = c + j - a;
-                int64_t rlo = attn_max(d - mhi, -1), rhi = attn_min(d - mlo, BQ);
+                int32_t rlo = (int32_t)attn_max(d - mhi, -1), rhi = (int32_t)attn_min(d - mlo, BQ);
                 for (int64_t x = 0; x < nq; x++) {
                     attn_vi lx = lane + (int32_t)(x * VW);
                     attnc_vf s = attnc_loada(st + j * BQ + x * VW);
-                    s = attn_sel((lx >= (int32_t)rlo) & (lx <= (int32_t)rhi), s, attnc_splat(NEG_INF));
+                    s = attn_sel((lx >= rlo) & (lx <= rhi), s, attnc_splat(NEG_INF));
                     attnc_storea(st + j * BQ + x * VW, s);
                 }
             }
         }
-        /* online softmax, per query vector */
-        for (int64_t x = 0; x < nq; x++) {
-            attnc_vf mx = attnc_splat(NEG_INF);
-            for (int64_t j = 0; j < cols; j++) mx = attn_vmax(attnc_loada(st + j * BQ + x * VW), mx);
-            attnc_vf mold = first ? attnc_splat(NEG_INF) : attnc_loada(mrow + x * VW);
-            attnc_vf mnew = attn_vmax(mx * cs, mold);
-            attnc_vf muse = attn_sel(mnew == NEG_INF, (attnc_vf){0}, mnew);
-            attnc_vf alpha = attn_exp2(mold - muse);
-            attnc_vf ls = (attnc_vf){0};
-            for (int64_t j = 0; j < cols; j++) {
-                attnc_vf p = attn_exp2(attnc_loada(st + j * BQ + x * VW) * cs - muse);
-                attnc_storea(st + j * BQ + x * VW, p);
-                ls += p;
+        /* online softmax, SM_G query vectors at a time (independent chains) */
+        for (int64_t x0 = 0; x0 < nq; x0 += SM_G)
+            switch (attn_min(SM_G, nq - x0)) {
+#define SMN(n)                                                                                                    \
+    case n:                                                                                                       \
+        if (n <= SM_G)                                                                                            \
+            attn_softmax(st + x0 * VW, cols, cs, first, mrow + x0 * VW, lrow + x0 * VW, arow + x0 * VW,           \
+                         n <= SM_G ? n : SM_G);                                                                   \
+        break;
+                SMN(1) SMN(2) SMN(3) SMN(4)
+#undef SMN
             }
-            attnc_storea(mrow + x * VW, mnew);
-            attnc_storea(arow + x * VW, alpha);
-            attnc_storea(lrow + x * VW, first ? ls : attnc_loada(lrow + x * VW) * alpha + ls);
-        }
-        /* V tail columns -> zero-padded panel */
-        if (evt) {
-            for (int64_t j = 0; j < cols; j++) {
-                const float *vr = v + (c + j) * vs + nvf * VW;
-                PRAGMA_UNROLL for (int x = 0; x < VW; x++) vtail[j * VW + x] = x < evt ? vr[x] : 0.0f;
-            }
-        }
-        /* O = O*alpha + P V */
-        for (int64_t r = 0; r < rows; r += RB) {
-            int64_t nr = attn_min(RB, rows - r);
-            int64_t x = 0;
-            for (; x + NV <= nvf; x += NV)
-                attn_pv_rows(st + r, v + c * vs + x * VW, vs, cols, ot + r * evr + x * VW, evr, arow + r, first, nr,
-                             NV);
-            if (x < nvf)
-                attn_pv_rows(st + r, v + c * vs + x * VW, vs, cols, ot + r * evr + x * VW, evr, arow + r, first, nr,
-                             nvf - x);
-            if (evt)
-                attn_pv_rows(st + r, vtail, VW, cols, ot + r * evr + nvf * VW, evr, arow + r, first, nr, 1);
-        }
+        /* O^T = O^T * alpha + V^T P^T */
+        attn_product(v + c * vs, 1, vs, Ev, cols, st, ot, arow, first, nq);
     }
 
     /* o = O / l; rows with no allowed key (l = 0) are zeros */
@@ -283,15 +285,14 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
                 PRAGMA_UNROLL for (int y = 0; y < VW; y++) if (x + y < Ev) o[(a + r) * os + x + y] = 0.0f;
         return;
     }
+    for (int64_t x = 0; x < nq; x++) { /* 1/l, 0 for l = 0, NaN stays NaN */
+        attnc_vf l = attnc_loada(lrow + x * VW);
+        attnc_storea(arow + x * VW, attn_sel(l == 0.0f, (attnc_vf){0}, 1.0f / l));
+    }
     for (int64_t r = 0; r < rows; r++) {
-        float l = lrow[r];
-        float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        if (l != l) inv = l; /* NaN row stays NaN */
+        float inv = arow[r];
         float *orow = o + (a + r) * os;
-        const float *orr = ot + r * evr;
-        int64_t x = 0;
-        for (; x + VW <= Ev; x += VW) attnc_storeu(orow + x, attnc_loada(orr + x) * inv);
-        for (; x < Ev; x++) orow[x] = orr[x] * inv;
+        for (int64_t x = 0; x < Ev; x++) orow[x] = ot[x * BQ + r] * inv;
     }
 }
 
@@ -301,10 +302,8 @@ void attnc_tpl_attention(const float *q, int64_t qs, const float *k, int64_t ks,
                          float *scratch)
 {
     const int64_t lim = (int64_t)1 << 62;
-    if (mlo < -lim) mlo = -lim;
-    if (mhi > lim) mhi = lim;
-    if (mlo > lim) mlo = lim;
-    if (mhi < -lim) mhi = -lim;
+    mlo = attn_min(attn_max(mlo, -lim), lim);
+    mhi = attn_min(attn_max(mhi, -lim), lim);
     for (int64_t a = i0; a < i1; a += BQ)
         attn_tile(q, qs, k, ks, v, vs, o, os, S, E, Ev, a, attn_min(BQ, i1 - a), scale, mlo, mhi, mod, mod_ctx,
                   scratch);

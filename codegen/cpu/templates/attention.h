@@ -19,28 +19,23 @@
 /* ------------------------------------------------------------ tiling --
  * BQ  query rows per tile: the unit of work. Each call walks its rows
  *     [i0, i1) in tiles of BQ rows; for each tile it keeps the O
- *     accumulator (BQ x Ev), running max and sum in scratch and walks the
+ *     accumulator (Ev x BQ), running max and sum in scratch and walks the
  *     keys in tiles of BK. Give tasks ranges that are multiples of BQ
  *     (other ranges are correct, only the last tile of a task is partial).
  * BK  keys per tile: the unit of tile skipping for the band mask.
- * QK_RJ x QK_NQ  register block of the score micro-kernel: QK_RJ keys x
- *     QK_NQ vectors of VW queries (vector over queries, k broadcast).
- * PV_RB x PV_NV  register block of the P V micro-kernel: PV_RB query rows
- *     x PV_NV vectors of VW output columns (vector over Ev, p broadcast).
+ * RA x NQ  register block of the micro-kernel used for both products:
+ *     RA keys (Q K^T) or RA output columns (P V) x NQ vectors of VW query
+ *     rows, i.e. RA*NQ vector accumulators.
  * See bench/attention/NOTES.md for how they were chosen. */
 #define ATTNC_ATTN_BQ_VW8 64
 #define ATTNC_ATTN_BK_VW8 64
-#define ATTNC_ATTN_QK_RJ_VW8 6
-#define ATTNC_ATTN_QK_NQ_VW8 2
-#define ATTNC_ATTN_PV_RB_VW8 4
-#define ATTNC_ATTN_PV_NV_VW8 3
+#define ATTNC_ATTN_RA_VW8 6
+#define ATTNC_ATTN_NQ_VW8 2
 
 #define ATTNC_ATTN_BQ_VW16 64
 #define ATTNC_ATTN_BK_VW16 64
-#define ATTNC_ATTN_QK_RJ_VW16 6
-#define ATTNC_ATTN_QK_NQ_VW16 4
-#define ATTNC_ATTN_PV_RB_VW16 4
-#define ATTNC_ATTN_PV_NV_VW16 4
+#define ATTNC_ATTN_RA_VW16 6
+#define ATTNC_ATTN_NQ_VW16 4
 
 #ifdef VW
 #if VW == 8
@@ -55,44 +50,35 @@
 #ifndef ATTNC_ATTN_BK
 #define ATTNC_ATTN_BK ATTNC_ATTN_W_(BK)
 #endif
-#ifndef ATTNC_ATTN_QK_RJ
-#define ATTNC_ATTN_QK_RJ ATTNC_ATTN_W_(QK_RJ)
+#ifndef ATTNC_ATTN_RA
+#define ATTNC_ATTN_RA ATTNC_ATTN_W_(RA)
 #endif
-#ifndef ATTNC_ATTN_QK_NQ
-#define ATTNC_ATTN_QK_NQ ATTNC_ATTN_W_(QK_NQ)
-#endif
-#ifndef ATTNC_ATTN_PV_RB
-#define ATTNC_ATTN_PV_RB ATTNC_ATTN_W_(PV_RB)
-#endif
-#ifndef ATTNC_ATTN_PV_NV
-#define ATTNC_ATTN_PV_NV ATTNC_ATTN_W_(PV_NV)
+#ifndef ATTNC_ATTN_NQ
+#define ATTNC_ATTN_NQ ATTNC_ATTN_W_(NQ)
 #endif
 #endif
 
 /* ------------------------------------------------------------ scratch --
- * Floats of scratch one call needs, for widths/tiles (vw, bq, bk, rj):
- *   Q^T tile      E x BQ          (queries, pre-scaled, transposed)
- *   S^T/P^T tile  BKR x BQ        (scores, then probabilities; BKR = BK
- *                                  rounded up to a multiple of QK_RJ)
- *   O tile        BQ x EvR        (EvR = Ev rounded up to a multiple of VW)
+ * Floats of scratch one call needs, for width/tiles (vw, bq, bk, ra):
+ *   Q^T tile      E x BQ     (queries, pre-scaled, transposed)
+ *   S^T/P^T tile  BKR x BQ   (scores, then probabilities; BKR = BK rounded
+ *                             up to a multiple of RA)
+ *   O^T tile      EvR x BQ   (EvR = Ev rounded up to a multiple of RA)
  *   m, l, alpha   3 x BQ
- *   V tail panel  BK x VW         (the last Ev % VW columns of a V tile)
  * each part rounded up to 16 floats (64 bytes). A multiple of 16, so
  * per-task slices of one 64-byte aligned buffer stay aligned. */
 #define ATTNC_ATTN_R16_(x) ((((int64_t)(x)) + 15) / 16 * 16)
-#define ATTNC_ATTN_SCRATCH_FLOATS_(vw, bq, bk, rj, E, Ev)                                      \
-    (ATTNC_ATTN_R16_((int64_t)(E) * (bq)) +                                                     \
-     ATTNC_ATTN_R16_((((int64_t)(bk) + (rj) - 1) / (rj) * (rj)) * (bq)) +                       \
-     ATTNC_ATTN_R16_((int64_t)(bq) * ((((int64_t)(Ev) + (vw) - 1) / (vw)) * (vw))) +            \
-     ATTNC_ATTN_R16_(3 * (int64_t)(bq)) + ATTNC_ATTN_R16_((int64_t)(bk) * (vw)))
+#define ATTNC_ATTN_RUP_(x, m) ((((int64_t)(x)) + (m) - 1) / (m) * (m))
+#define ATTNC_ATTN_SCRATCH_FLOATS_(bq, bk, ra, E, Ev)                                               \
+    (ATTNC_ATTN_R16_((int64_t)(E) * (bq)) + ATTNC_ATTN_R16_(ATTNC_ATTN_RUP_(bk, ra) * (bq)) +       \
+     ATTNC_ATTN_R16_(ATTNC_ATTN_RUP_(Ev, ra) * (bq)) + ATTNC_ATTN_R16_(3 * (int64_t)(bq)))
 #define ATTNC_ATTN_SCRATCH_FLOATS_VW8(E, Ev) \
-    ATTNC_ATTN_SCRATCH_FLOATS_(8, ATTNC_ATTN_BQ_VW8, ATTNC_ATTN_BK_VW8, ATTNC_ATTN_QK_RJ_VW8, E, Ev)
-#define ATTNC_ATTN_SCRATCH_FLOATS_VW16(E, Ev)                                                  \
-    ATTNC_ATTN_SCRATCH_FLOATS_(16, ATTNC_ATTN_BQ_VW16, ATTNC_ATTN_BK_VW16, ATTNC_ATTN_QK_RJ_VW16, \
-                               E, Ev)
+    ATTNC_ATTN_SCRATCH_FLOATS_(ATTNC_ATTN_BQ_VW8, ATTNC_ATTN_BK_VW8, ATTNC_ATTN_RA_VW8, E, Ev)
+#define ATTNC_ATTN_SCRATCH_FLOATS_VW16(E, Ev) \
+    ATTNC_ATTN_SCRATCH_FLOATS_(ATTNC_ATTN_BQ_VW16, ATTNC_ATTN_BK_VW16, ATTNC_ATTN_RA_VW16, E, Ev)
 #ifdef VW
 #define ATTNC_ATTN_SCRATCH_FLOATS(E, Ev) \
-    ATTNC_ATTN_SCRATCH_FLOATS_(VW, ATTNC_ATTN_BQ, ATTNC_ATTN_BK, ATTNC_ATTN_QK_RJ, E, Ev)
+    ATTNC_ATTN_SCRATCH_FLOATS_(ATTNC_ATTN_BQ, ATTNC_ATTN_BK, ATTNC_ATTN_RA, E, Ev)
 #endif
 
 /* ------------------------------------------------------------ score mod --
