@@ -47,8 +47,6 @@ typedef struct Cg {
   LLVMTypeRef task_ty;       /* void (ptr ctx, i64 begin, i64 end, i32 tid) */
   CgVal *v;                  /* per node of funcs[0] */
   int nslots;
-  int *slot_node;            /* a node per slot giving its size... (max over nodes) */
-  int64_t *slot_nodes;       /* unused */
   /* run() state */
   LLVMValueRef run_fn, ex, symvals, inputs, outputs, weights, ws, slot_off;
   LLVMValueRef *sym;         /* loaded dim values */
@@ -66,6 +64,7 @@ typedef struct Cg {
 } Cg;
 
 /* module.c */
+void cg_state_free(Cg *cg);
 LLVMValueRef cg_dim(Cg *cg, IrDim d);            /* evaluate a symbolic dim in run() */
 LLVMValueRef cg_call(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
                      LLVMValueRef *args);         /* call a template / runtime function */

@@ -139,18 +139,7 @@ void cg_free(CgModule *m) {
   Cg *cg = m->cg;
   if (m->jit) LLVMOrcDisposeLLJIT(m->jit); /* owns its module copy and the target machine */
   if (m->tsc) LLVMOrcDisposeThreadSafeContext(m->tsc);
-  if (cg->tm) LLVMDisposeTargetMachine(cg->tm);
-  LLVMDisposeModule(cg->M);
-  LLVMDisposeBuilder(cg->B);
-  LLVMContextDispose(cg->C);
-  free(cg->v);
-  free(cg->slot_node);
-  free(cg->sym);
-  free((char *)cg->target_desc);
-  free(cg->cpu);
-  free(cg->features);
-  free(cg->triple);
-  free(cg);
+  cg_state_free(cg);
   free(m);
 }
 

@@ -286,10 +286,7 @@ static void analyze(Cg *cg) {
   }
   /* greedy slot assignment over [def, last_use] */
   int *slot_free_at = calloc((size_t)n + 1, sizeof(int));
-  cg->slot_node = calloc((size_t)n + 1, sizeof(int));
   cg->nslots = 0;
-  int *occupants = calloc((size_t)n + 1, sizeof(int)); /* unused: plan re-derives */
-  (void)occupants;
   for (int i = 0; i < n; i++) {
     CgVal *v = &cg->v[i];
     if (v->kind != CV_BUF || v->out_index >= 0) continue;
@@ -304,7 +301,6 @@ static void analyze(Cg *cg) {
     v->slot = s;
   }
   free(slot_free_at);
-  free(occupants);
 }
 
 /* plan(symvals, nthreads, offsets[nslots + 1]) -> total bytes.  Each slot is
@@ -689,19 +685,24 @@ CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
   cg->task_fns = NULL;
   cg->ntasks = 0;
   if (cg->failed || !cg_emit_module(cg)) {
-    LLVMDisposeBuilder(cg->B);
-    LLVMDisposeModule(cg->M);
-    LLVMDisposeTargetMachine(cg->tm);
-    LLVMContextDispose(cg->C);
-    free(cg->v);
-    free(cg->slot_node);
-    free(cg->sym);
-    free((char *)cg->target_desc);
-    free(cg->cpu);
-    free(cg->features);
-    free(cg->triple);
-    free(cg);
+    cg_state_free(cg);
     return NULL;
   }
   return cg_module_wrap(cg);
+}
+
+/* Free the backend's state: LLVM objects (the target machine unless the JIT
+ * took it), analysis tables, strings. */
+void cg_state_free(Cg *cg) {
+  if (cg->tm) LLVMDisposeTargetMachine(cg->tm);
+  LLVMDisposeModule(cg->M);
+  LLVMDisposeBuilder(cg->B);
+  LLVMContextDispose(cg->C);
+  free(cg->v);
+  free(cg->sym);
+  free((char *)cg->target_desc);
+  free(cg->cpu);
+  free(cg->features);
+  free(cg->triple);
+  free(cg);
 }

@@ -48,8 +48,11 @@
 #endif
 
 #define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
+#ifndef ATTN_PF
+#define ATTN_PF 3
+#endif
 #ifndef UKR_UNROLL_QK
-#define UKR_UNROLL_QK 4
+#define UKR_UNROLL_QK 2
 #endif
 #ifndef UKR_UNROLL_PV
 #define UKR_UNROLL_PV 1
@@ -81,6 +84,7 @@ ATTNC_TPL_INLINE attnc_vf attn_vmax(attnc_vf a, attnc_vf b) { return attn_sel(a 
  * degree-6 Taylor polynomial of e^r, this is its cheaper base-2 variant).
  * x < -127 (incl. -inf) gives exactly 0 (2^-127 and below flush to zero:
  * harmless, the row's largest term is 1); NaN gives NaN. 13 vector ops. */
+/* (attn_exp2_n below is the same on n independent vectors, step by step) */
 ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
 {
     x = attn_sel(x < -127.0f, attnc_splat(-127.0f), x); /* keeps NaN */
@@ -96,8 +100,24 @@ ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
     return p * (attnc_vf)b;
 }
 
+#define SM_G 4 /* query vectors per softmax call */
+#define EXP2_N SM_G
+ATTNC_TPL_INLINE void attn_exp2_n(attnc_vf *x, const int n)
+{
+    attnc_vf t[EXP2_N], f[EXP2_N], p[EXP2_N];
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) x[g] = attn_sel(x[g] < -127.0f, attnc_splat(-127.0f), x[g]);
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) t[g] = x[g] + 12583039.0f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) f[g] = x[g] - (t[g] - 12583039.0f);
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = 0.00132764722f * f[g] + 0.00967554133f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 0.0555071327f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 0.240221197f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 0.693146967f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 1.00000007f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) x[g] = p[g] * (attnc_vf)((attn_vi)t[g] << 23);
+}
+
 /* ---- the micro-kernel ----
- * For a < RA rows of a "broadcast" operand A (element (a, t) at
+ * For a < ra <= RA rows of a "broadcast" operand A (element (a, t) at
  * A[a*as + t*ts], only rows a < na valid: the others repeat row na-1, which
  * is valid memory, and their results land in padding rows of C) and v < nq
  * vectors of VW queries of a "vector" operand B (B[t*BQ + v*VW ..]):
@@ -109,25 +129,27 @@ ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
  * PV: A = v rows "transposed" (as = 1, ts = vs), B = Pt, C = Ot. */
 ATTNC_TPL_INLINE void attn_ukr(const float *restrict A, int64_t as, int64_t ts, int64_t na, int64_t nt,
                                const float *restrict B, float *restrict C, const float *restrict alpha, int zero,
-                               const int nq)
+                               const int ra, const int nq)
 {
     attnc_vf acc[RA][NQ];
     const float *ar[RA];
     PRAGMA_UNROLL for (int i = 0; i < RA; i++) ar[i] = A + (i < na ? i : na - 1) * as;
+    /* (all loops over i run to RA, fully unrolled, with i < ra tests: the
+       rows >= ra vanish at compile time) */
     if (zero) {
         PRAGMA_UNROLL for (int i = 0; i < RA; i++)
-            PRAGMA_UNROLL for (int v = 0; v < NQ; v++) acc[i][v] = (attnc_vf){0};
+            PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (i < ra) acc[i][v] = (attnc_vf){0};
     } else {
         PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) {
             attnc_vf al = attnc_loada(alpha + v * VW);
-            PRAGMA_UNROLL for (int i = 0; i < RA; i++) acc[i][v] = attnc_loada(C + i * BQ + v * VW) * al;
+            PRAGMA_UNROLL for (int i = 0; i < RA; i++) if (i < ra) acc[i][v] = attnc_loada(C + i * BQ + v * VW) * al;
         }
     }
 #define UKR_STEP                                                                                   \
     {                                                                                              \
         attnc_vf b[NQ];                                                                            \
         PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) b[v] = attnc_loada(B + t * BQ + v * VW); \
-        PRAGMA_UNROLL for (int i = 0; i < RA; i++) {                                               \
+        PRAGMA_UNROLL for (int i = 0; i < RA; i++) if (i < ra) {                                   \
             float s = ar[i][t * ts];                                                               \
             PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) acc[i][v] += s * b[v];          \
         }                                                                                          \
@@ -140,25 +162,49 @@ ATTNC_TPL_INLINE void attn_ukr(const float *restrict A, int64_t as, int64_t ts, 
     }
 #undef UKR_STEP
     PRAGMA_UNROLL for (int i = 0; i < RA; i++)
-        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (v < nq) attnc_storea(C + i * BQ + v * VW, acc[i][v]);
+        PRAGMA_UNROLL for (int v = 0; v < NQ; v++) if (i < ra && v < nq) attnc_storea(C + i * BQ + v * VW, acc[i][v]);
 }
 
+/* rows to prefetch into L2 while a product runs (spread over its row
+   groups, where the load ports have room): row r at p + r*stride, bytes
+   long, r < rows */
+typedef struct {
+    const float *p;
+    int64_t stride, bytes, rows;
+} attn_pf;
+
 /* C (n rows of RA) = A B over all nq query vectors, in groups of NQ;
-   dispatches the group size so that every variant is fully unrolled */
+   dispatches the group size so that every variant is fully unrolled.
+   Prefetches pf's rows along the way (pf.rows = 0: none). */
 ATTNC_TPL_INLINE void attn_product(const float *A, int64_t as, int64_t ts, int64_t n, int64_t nt, const float *B,
-                                   float *C, const float *alpha, int zero, int64_t nq)
+                                   float *C, const float *alpha, int zero, int64_t nq, attn_pf pf)
 {
-    for (int64_t i = 0; i < n; i += RA)
+    const int64_t groups = (n + RA - 1) / RA, per = (pf.rows + groups - 1) / groups; /* rows per group */
+    for (int64_t i = 0, r0 = 0; i < n; i += RA, r0 += per) {
+        for (int64_t r = r0; r < attn_min(r0 + per, pf.rows); r++)
+            for (int64_t b = 0; b < pf.bytes; b += 64) __builtin_prefetch((const char *)(pf.p + r * pf.stride) + b, 0, 2);
         for (int64_t g = 0; g < nq; g += NQ) {
             const float *Ai = A + i * as, *Bg = B + g * VW, *ag = alpha + g * VW;
             float *Cg = C + i * BQ + g * VW;
-            int64_t na = attn_min(RA, n - i);
-            switch (attn_min(NQ, nq - g)) {
-#define UKR(m) case m: if (m <= NQ) attn_ukr(Ai, as, ts, na, nt, Bg, Cg, ag, zero, m <= NQ ? m : NQ); break;
+            int64_t na = attn_min(RA, n - i), m = attn_min(NQ, nq - g);
+            if (m == NQ && na < RA) { /* last row group of a full query group:
+                                          kernel of exactly na rows */
+                switch (na) {
+#define UKR(r) case r: if (r < RA) attn_ukr(Ai, as, ts, na, nt, Bg, Cg, ag, zero, r < RA ? r : RA, NQ); break;
+                    UKR(1) UKR(2) UKR(3) UKR(4) UKR(5) UKR(6) UKR(7) UKR(8) UKR(9) UKR(10) UKR(11)
+#undef UKR
+                }
+                continue;
+            }
+            /* (partial query groups, rare: RA rows, the missing ones repeat
+               the last valid row into padding rows of C) */
+            switch (m) {
+#define UKR(q) case q: if (q <= NQ) attn_ukr(Ai, as, ts, na, nt, Bg, Cg, ag, zero, RA, q <= NQ ? q : NQ); break;
                 UKR(1) UKR(2) UKR(3) UKR(4) UKR(5) UKR(6) UKR(7) UKR(8)
 #undef UKR
             }
         }
+    }
 }
 
 /* ---- online softmax of ng <= SM_G query vectors of a score tile ----
@@ -167,7 +213,6 @@ ATTNC_TPL_INLINE void attn_product(const float *A, int64_t as, int64_t ts, int64
  * max; alpha = 2^(m - m') rescales the old sum and O; l = l*alpha + sum_j p.
  * A lane whose max is still -inf (no allowed key yet) uses 0 instead of m'
  * so that every p and alpha is 0, not NaN. first: m, l not read (-inf, 0). */
-#define SM_G 4
 ATTNC_TPL_INLINE void attn_softmax(float *restrict s, int64_t cols, float cs, int first, float *restrict mrow,
                                    float *restrict lrow, float *restrict arow, const int ng)
 {
@@ -190,12 +235,15 @@ ATTNC_TPL_INLINE void attn_softmax(float *restrict s, int64_t cols, float cs, in
         attnc_storea(arow + x * VW, attn_exp2(mold - muse[x]));
         ls[x] = (attnc_vf){0};
     }
-    for (j = 0; j < cols; j++)
+    for (j = 0; j < cols; j++) {
+        attnc_vf p[SM_G];
+        PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng) p[x] = attnc_loada(s + j * BQ + x * VW) * cs - muse[x];
+        attn_exp2_n(p, ng);
         PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng) {
-            attnc_vf p = attn_exp2(attnc_loada(s + j * BQ + x * VW) * cs - muse[x]);
-            attnc_storea(s + j * BQ + x * VW, p);
-            ls[x] += p;
+            attnc_storea(s + j * BQ + x * VW, p[x]);
+            ls[x] += p[x];
         }
+    }
     PRAGMA_UNROLL for (int x = 0; x < SM_G; x++) if (x < ng)
         attnc_storea(lrow + x * VW, first ? ls[x] : attnc_loada(lrow + x * VW) * attnc_loada(arow + x * VW) + ls[x]);
 }
@@ -231,19 +279,14 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
     for (int64_t c = jlo; c < jhi; c += BK) {
         const int64_t cols = attn_min(BK, jhi - c);
         const int first = c == jlo;
-#ifdef ATTN_PF
-        /* prefetch the next key tile's k and v rows into L2 */
-        if (c + BK < jhi) {
-            const int64_t pn = attn_min(BK, jhi - c - BK);
-            for (int64_t j = 0; j < pn; j++) {
-                const char *kr = (const char *)(k + (c + BK + j) * ks), *vr = (const char *)(v + (c + BK + j) * vs);
-                for (int64_t b = 0; b < E * 4; b += 64) __builtin_prefetch(kr + b, 0, ATTN_PF);
-                for (int64_t b = 0; b < Ev * 4; b += 64) __builtin_prefetch(vr + b, 0, ATTN_PF);
-            }
-        }
-#endif
         /* scores */
-        attn_product(k + c * ks, ks, 1, cols, E, qt, st, arow, 1, nq);
+        /* scores; meanwhile prefetch this tile's v rows, and during P V
+           the next tile's k rows (k and v of a head are 2 x 2 MiB for
+           S = 4096, E = 128: beyond L2, and v is read in column strips
+           that the hardware prefetchers do not follow) */
+        const attn_pf pf_v = {v + c * vs, vs, Ev * 4, cols};
+        const attn_pf pf_k = {k + (c + BK) * ks, ks, E * 4, attn_max(0, attn_min(BK, jhi - c - BK))};
+        attn_product(k + c * ks, ks, 1, cols, E, qt, st, arow, 1, nq, ATTN_PF & 1 ? pf_v : (attn_pf){0, 0, 0, 0});
         if (mod) mod(mod_ctx, st, 1, BQ, a, c, rows, cols);
         /* band mask on partially masked tiles: key c+j is allowed for row
            a+r iff (c+j-a) - mhi <= r <= (c+j-a) - mlo */
@@ -268,13 +311,13 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
     case n:                                                                                                       \
         if (n <= SM_G)                                                                                            \
             attn_softmax(st + x0 * VW, cols, cs, first, mrow + x0 * VW, lrow + x0 * VW, arow + x0 * VW,           \
-                         n <= SM_G ? n : SM_G);                                                                   \
+                         n <= SM_G ? n : SM_G);                                \
         break;
                 SMN(1) SMN(2) SMN(3) SMN(4)
 #undef SMN
             }
         /* O^T = O^T * alpha + V^T P^T */
-        attn_product(v + c * vs, 1, vs, Ev, cols, st, ot, arow, first, nq);
+        attn_product(v + c * vs, 1, vs, Ev, cols, st, ot, arow, first, nq, ATTN_PF & 2 ? pf_k : (attn_pf){0, 0, 0, 0});
     }
 
     /* o = O / l; rows with no allowed key (l = 0) are zeros */
