@@ -43,6 +43,7 @@ bool pass_pipeline(IrGraph *g, const PassOptions *opt);
 bool pass_canonicalize(IrGraph *g, const PassOptions *opt);
 bool pass_cse(IrGraph *g, const PassOptions *opt);
 bool pass_dce(IrGraph *g, const PassOptions *opt);
+bool pass_fuse_attention(IrGraph *g, const PassOptions *opt);
 
 /* util.c: rewriting helpers shared by passes */
 /* Redirect every use of node i to map[i] (map[i] <= i) in function f, and

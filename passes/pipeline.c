@@ -7,6 +7,8 @@
 const PassInfo pass_list[] = {
   {"canonicalize", pass_canonicalize, false, "fold chains of permute/reshape, drop identity shape ops"},
   {"cse", pass_cse, false, "merge identical nodes"},
+  {"fuse-attention", pass_fuse_attention, true,
+   "QK^T, scale, band masks, softmax, PV -> one online-softmax attention node"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},
   {NULL, NULL, false, NULL},
 };

@@ -106,6 +106,7 @@ void cg_matmul(Cg *cg, int id);
 void cg_reduce(Cg *cg, int id);
 void cg_softmax(Cg *cg, int id);
 void cg_norm(Cg *cg, int id);
+void cg_attention(Cg *cg, int id);
 /* scratch floats per thread that kernels need (gemm packing) */
 int64_t cg_scratch_floats(const Cg *cg);
 

@@ -430,6 +430,8 @@ static void emit_kernel(Cg *cg, int i) {
     cg_softmax(cg, i);
   } else if (nd->op == IR_LAYERNORM || nd->op == IR_RMSNORM) {
     cg_norm(cg, i);
+  } else if (nd->op == IR_ATTENTION) {
+    cg_attention(cg, i);
   } else {
     cg_error(cg, nd, "op '%s' is not supported by the CPU backend yet", ir_opinfo[nd->op].name);
   }
