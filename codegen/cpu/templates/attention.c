@@ -48,6 +48,8 @@
 #endif
 
 #define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
+/* (tuning knobs, see NOTES.md: prefetch v during QK (1) / next k during PV
+   (2); unroll counts of the micro-kernel's step loop) */
 #ifndef ATTN_PF
 #define ATTN_PF 3
 #endif
@@ -76,44 +78,37 @@ ATTNC_TPL_INLINE attnc_vf attn_sel(attn_vi m, attnc_vf a, attnc_vf b)
 /* a > b ? a : b: one x86 max instruction; a NaN a gives b */
 ATTNC_TPL_INLINE attnc_vf attn_vmax(attnc_vf a, attnc_vf b) { return attn_sel(a > b, a, b); }
 
-/* 2^x for x <= ~0.5 (all the softmax needs: x = score - running max).
- * x = n + f, n = round(x) by the 1.5*2^23 trick (the +127 in the magic
- * number leaves the biased exponent n+127 in the low bits of t, so 2^n is
- * t's bits shifted left by 23), f in [-1/2, 1/2], 2^f by a degree-5
- * minimax polynomial (relative error 7.5e-8; rowops.c's exp_v uses a
- * degree-6 Taylor polynomial of e^r, this is its cheaper base-2 variant).
- * x < -127 (incl. -inf) gives exactly 0 (2^-127 and below flush to zero:
- * harmless, the row's largest term is 1); NaN gives NaN. 13 vector ops. */
-/* (attn_exp2_n below is the same on n independent vectors, step by step) */
-ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
-{
-    x = attn_sel(x < -127.0f, attnc_splat(-127.0f), x); /* keeps NaN */
-    attnc_vf t = x + 12583039.0f;                        /* 1.5 * 2^23 + 127 */
-    attnc_vf n = t - 12583039.0f;
-    attnc_vf f = x - n;
-    attnc_vf p = 0.00132764722f * f + 0.00967554133f;
-    p = p * f + 0.0555071327f;
-    p = p * f + 0.240221197f;
-    p = p * f + 0.693146967f;
-    p = p * f + 1.00000007f;
-    attn_vi b = (attn_vi)t << 23; /* (n + 127) << 23: 2^n, 0 for n = -127 */
-    return p * (attnc_vf)b;
-}
-
-#define SM_G 4 /* query vectors per softmax call */
-#define EXP2_N SM_G
+/* 2^x on n <= EXP2_N independent vectors, for x <= ~0.5 (all the softmax
+ * needs: x = score - running max). x = n + f, n = round(x) by the
+ * 1.5*2^23 trick (the +127 in the magic number leaves the biased exponent
+ * n+127 in the low bits of t, so 2^n is t's bits shifted left by 23),
+ * f in [-1/2, 1/2], 2^f by a degree-5 minimax polynomial (relative error
+ * 7.5e-8; rowops.c's exp_v uses a degree-6 Taylor polynomial of e^r, this
+ * is its cheaper base-2 variant: 11 vector ops). x < -127 (incl. -inf)
+ * gives exactly 0 (2^-127 and below flush to zero: harmless, the row's
+ * largest term is 1); NaN gives NaN. The vectors are computed step by step
+ * (each step on all n) so that the out-of-order core overlaps their long
+ * dependency chains. */
+#define EXP2_N 4
 ATTNC_TPL_INLINE void attn_exp2_n(attnc_vf *x, const int n)
 {
     attnc_vf t[EXP2_N], f[EXP2_N], p[EXP2_N];
-    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) x[g] = attn_sel(x[g] < -127.0f, attnc_splat(-127.0f), x[g]);
-    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) t[g] = x[g] + 12583039.0f;
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n)
+        x[g] = attn_sel(x[g] < -127.0f, attnc_splat(-127.0f), x[g]); /* keeps NaN */
+    PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) t[g] = x[g] + 12583039.0f; /* 1.5 * 2^23 + 127 */
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) f[g] = x[g] - (t[g] - 12583039.0f);
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = 0.00132764722f * f[g] + 0.00967554133f;
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 0.0555071327f;
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 0.240221197f;
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 0.693146967f;
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) p[g] = p[g] * f[g] + 1.00000007f;
+    /* (n + 127) << 23: 2^n, 0 for n = -127 */
     PRAGMA_UNROLL for (int g = 0; g < EXP2_N; g++) if (g < n) x[g] = p[g] * (attnc_vf)((attn_vi)t[g] << 23);
+}
+ATTNC_TPL_INLINE attnc_vf attn_exp2(attnc_vf x)
+{
+    attn_exp2_n(&x, 1);
+    return x;
 }
 
 /* ---- the micro-kernel ----
@@ -213,6 +208,7 @@ ATTNC_TPL_INLINE void attn_product(const float *A, int64_t as, int64_t ts, int64
  * max; alpha = 2^(m - m') rescales the old sum and O; l = l*alpha + sum_j p.
  * A lane whose max is still -inf (no allowed key yet) uses 0 instead of m'
  * so that every p and alpha is 0, not NaN. first: m, l not read (-inf, 0). */
+#define SM_G EXP2_N /* query vectors per softmax call */
 ATTNC_TPL_INLINE void attn_softmax(float *restrict s, int64_t cols, float cs, int first, float *restrict mrow,
                                    float *restrict lrow, float *restrict arow, const int ng)
 {

@@ -26,7 +26,15 @@
  * RA x NQ  register block of the micro-kernel used for both products:
  *     RA keys (Q K^T) or RA output columns (P V) x NQ vectors of VW query
  *     rows, i.e. RA*NQ vector accumulators.
- * See bench/attention/NOTES.md for how they were chosen. */
+ * See bench/attention/NOTES.md for how they were chosen.
+ *
+ * Task splitting advice for callers: one task = (batch, head, range of
+ * query rows), ranges a multiple of BQ and not too small (the benchmark
+ * uses 4*BQ = 256 rows: per-call overhead is one Q^T tile per BQ rows);
+ * split heads first, rows when heads are fewer than threads. With a causal
+ * band the last rows see the most keys: hand tasks out dynamically,
+ * heaviest (last rows) first, to keep threads balanced. Results do not
+ * depend on the split as long as range starts are multiples of BQ. */
 #define ATTNC_ATTN_BQ_VW8 64
 #define ATTNC_ATTN_BK_VW8 64
 #define ATTNC_ATTN_RA_VW8 6
