@@ -4,6 +4,7 @@
 #endif
 #include "rt_file.h"
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,4 +52,17 @@ int rt_map_file(const char *path, const void **map, size_t *len, char *err, size
 
 void rt_unmap_file(const void *map, size_t len) {
   if (map && len) munmap((void *)map, len);
+}
+
+int rt_errorf(char *err, size_t errlen, const char *label, const char *fmt, ...) {
+  if (err && errlen) {
+    int k = snprintf(err, errlen, "%s: ", label);
+    if (k >= 0 && (size_t)k < errlen) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
+      va_end(ap);
+    }
+  }
+  return 1;
 }

@@ -8,4 +8,8 @@
  * "PATH: what is wrong" into err. */
 int rt_map_file(const char *path, const void **map, size_t *len, char *err, size_t errlen);
 void rt_unmap_file(const void *map, size_t len);
+/* Write "label: fmt..." into err (if there is room) and return 1: the
+ * message convention of every runtime reader. */
+int rt_errorf(char *err, size_t errlen, const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 #endif

@@ -22,11 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__GNUC__)
-#define NPY_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define NPY_PRINTF(a, b)
-#endif
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -47,20 +42,6 @@ static void supported_descrs(char *buf, size_t cap) {
     if (npy_descr[i]) k += (size_t)snprintf(buf + k, cap - k, "%s%s", k ? " " : "", npy_descr[i]);
 }
 
-/* Write "label: fmt..." into err (if there is room) and return 1. */
-static int NPY_PRINTF(4, 5) npy_fail(char *err, size_t errlen, const char *label,
-                                     const char *fmt, ...) {
-  if (err && errlen) {
-    int k = snprintf(err, errlen, "%s: ", label);
-    if (k >= 0 && (size_t)k < errlen) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-      va_end(ap);
-    }
-  }
-  return 1;
-}
 
 /* Header dict tokenizer state. */
 typedef struct {
@@ -94,7 +75,7 @@ static int hp_expected(hp *p, const char *what) {
   if (p->pos >= p->n) snprintf(found, sizeof found, "end of header");
   else if (p->s[p->pos] >= 0x20 && p->s[p->pos] < 0x7f) snprintf(found, sizeof found, "'%c'", p->s[p->pos]);
   else snprintf(found, sizeof found, "byte 0x%02x", p->s[p->pos]);
-  return npy_fail(p->err, p->errlen, p->label, "bad header dict at byte %zu: expected %s, found %s",
+  return rt_errorf(p->err, p->errlen, p->label, "bad header dict at byte %zu: expected %s, found %s",
                   p->pos, what, found);
 }
 
@@ -107,14 +88,14 @@ static int hp_string(hp *p, const char *what, char *buf, size_t cap, size_t *len
   size_t start = p->pos;
   while (p->pos < p->n && p->s[p->pos] != q) {
     if (p->s[p->pos] == '\\')
-      return npy_fail(p->err, p->errlen, p->label, "bad header dict at byte %zu: escape sequences are not supported",
+      return rt_errorf(p->err, p->errlen, p->label, "bad header dict at byte %zu: escape sequences are not supported",
                       p->pos);
     if (p->s[p->pos] == '\n')
-      return npy_fail(p->err, p->errlen, p->label, "bad header dict at byte %zu: newline inside a string", p->pos);
+      return rt_errorf(p->err, p->errlen, p->label, "bad header dict at byte %zu: newline inside a string", p->pos);
     p->pos++;
   }
   if (p->pos >= p->n)
-    return npy_fail(p->err, p->errlen, p->label, "bad header dict at byte %zu: unterminated string", start - 1);
+    return rt_errorf(p->err, p->errlen, p->label, "bad header dict at byte %zu: unterminated string", start - 1);
   *len = p->pos - start;
   size_t k = *len < cap - 1 ? *len : cap - 1;
   memcpy(buf, p->s + start, k);
@@ -149,7 +130,7 @@ static int hp_shape(hp *p, int64_t *shape, int *rank) {
   *rank = 0;
   if (!hp_eat(p, '(')) {
     if (p->pos < p->n && p->s[p->pos] == '[')
-      return npy_fail(p->err, p->errlen, p->label, "bad header dict at byte %zu: 'shape' must be a tuple, not a list",
+      return rt_errorf(p->err, p->errlen, p->label, "bad header dict at byte %zu: 'shape' must be a tuple, not a list",
                       p->pos);
     return hp_expected(p, "'(' starting the 'shape' tuple");
   }
@@ -170,15 +151,15 @@ static int hp_shape(hp *p, int64_t *shape, int *rank) {
     while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') {
       unsigned d = p->s[p->pos++] - '0';
       if (v > ((uint64_t)INT64_MAX - d) / 10)
-        return npy_fail(p->err, p->errlen, p->label, "shape dimension at header byte %zu does not fit in 64 bits",
+        return rt_errorf(p->err, p->errlen, p->label, "shape dimension at header byte %zu does not fit in 64 bits",
                         start);
       v = v * 10 + d;
     }
     if (p->pos < p->n && (p->s[p->pos] == 'L' || p->s[p->pos] == 'l')) p->pos++;
     if (neg && v)
-      return npy_fail(p->err, p->errlen, p->label, "shape dimension %d is negative (-%" PRIu64 ")", *rank, v);
+      return rt_errorf(p->err, p->errlen, p->label, "shape dimension %d is negative (-%" PRIu64 ")", *rank, v);
     if (*rank == RT_MAX_RANK)
-      return npy_fail(p->err, p->errlen, p->label, "shape has more than %d dimensions (rank too big)", RT_MAX_RANK);
+      return rt_errorf(p->err, p->errlen, p->label, "shape has more than %d dimensions (rank too big)", RT_MAX_RANK);
     shape[(*rank)++] = (int64_t)v;
     if (hp_eat(p, ',')) continue;
     if (hp_eat(p, ')')) return 0;
@@ -206,27 +187,27 @@ static int hp_dict(hp *p, npy_header *h) {
     if (hp_string(p, "a quoted key or '}'", key, sizeof key, &klen)) return 1;
     if (!hp_eat(p, ':')) return hp_expected(p, "':' after key");
     if (strcmp(key, "descr") == 0) {
-      if (have_descr++) return npy_fail(p->err, p->errlen, p->label, "bad header dict: duplicate key 'descr'");
+      if (have_descr++) return rt_errorf(p->err, p->errlen, p->label, "bad header dict: duplicate key 'descr'");
       hp_ws(p);
       if (p->pos < p->n && p->s[p->pos] == '[')
-        return npy_fail(p->err, p->errlen, p->label, "structured dtypes (descr is a list) are not supported");
+        return rt_errorf(p->err, p->errlen, p->label, "structured dtypes (descr is a list) are not supported");
       if (hp_string(p, "a quoted dtype string for 'descr'", h->descr, sizeof h->descr, &dlen)) return 1;
       if (dlen >= sizeof h->descr) {
         char sup[128];
         supported_descrs(sup, sizeof sup);
-        return npy_fail(p->err, p->errlen, p->label, "unsupported dtype '%s...' (supported: %s)", h->descr, sup);
+        return rt_errorf(p->err, p->errlen, p->label, "unsupported dtype '%s...' (supported: %s)", h->descr, sup);
       }
     } else if (strcmp(key, "fortran_order") == 0) {
-      if (have_fortran++) return npy_fail(p->err, p->errlen, p->label, "bad header dict: duplicate key 'fortran_order'");
+      if (have_fortran++) return rt_errorf(p->err, p->errlen, p->label, "bad header dict: duplicate key 'fortran_order'");
       hp_word(p, word, sizeof word);
       if (strcmp(word, "True") == 0) h->fortran = 1;
       else if (strcmp(word, "False") == 0) h->fortran = 0;
       else return hp_expected(p, "True or False for 'fortran_order'");
     } else if (strcmp(key, "shape") == 0) {
-      if (have_shape++) return npy_fail(p->err, p->errlen, p->label, "bad header dict: duplicate key 'shape'");
+      if (have_shape++) return rt_errorf(p->err, p->errlen, p->label, "bad header dict: duplicate key 'shape'");
       if (hp_shape(p, h->shape, &h->rank)) return 1;
     } else {
-      return npy_fail(p->err, p->errlen, p->label,
+      return rt_errorf(p->err, p->errlen, p->label,
                       "bad header dict: unknown key '%s' (expected 'descr', 'fortran_order', 'shape')", key);
     }
     if (hp_eat(p, ',')) continue;
@@ -235,10 +216,10 @@ static int hp_dict(hp *p, npy_header *h) {
   }
   hp_ws(p);
   if (p->pos != p->n)
-    return npy_fail(p->err, p->errlen, p->label, "bad header dict at byte %zu: unexpected text after the dict", p->pos);
-  if (!have_descr) return npy_fail(p->err, p->errlen, p->label, "bad header dict: missing key 'descr'");
-  if (!have_fortran) return npy_fail(p->err, p->errlen, p->label, "bad header dict: missing key 'fortran_order'");
-  if (!have_shape) return npy_fail(p->err, p->errlen, p->label, "bad header dict: missing key 'shape'");
+    return rt_errorf(p->err, p->errlen, p->label, "bad header dict at byte %zu: unexpected text after the dict", p->pos);
+  if (!have_descr) return rt_errorf(p->err, p->errlen, p->label, "bad header dict: missing key 'descr'");
+  if (!have_fortran) return rt_errorf(p->err, p->errlen, p->label, "bad header dict: missing key 'fortran_order'");
+  if (!have_shape) return rt_errorf(p->err, p->errlen, p->label, "bad header dict: missing key 'shape'");
   return 0;
 }
 
@@ -250,12 +231,12 @@ static int npy_dtype(const char *descr, const char *label, rt_dtype *out, char *
       return 0;
     }
   if (descr[0] == '>')
-    return npy_fail(err, errlen, label,
+    return rt_errorf(err, errlen, label,
                     "big-endian dtype '%s' is not supported (save the array as little-endian, e.g. "
                     "a.astype('<%s'))", descr, descr + 1);
   char sup[128];
   supported_descrs(sup, sizeof sup);
-  return npy_fail(err, errlen, label, "unsupported dtype '%s' (supported: %s)", descr, sup);
+  return rt_errorf(err, errlen, label, "unsupported dtype '%s' (supported: %s)", descr, sup);
 }
 
 /* Parse and validate a whole .npy image; copy its data. */
@@ -263,26 +244,26 @@ int rt_npy_parse(const void *buf, size_t len, const char *label, rt_npy *out, ch
   const unsigned char *b = buf;
   if (!label) label = "<memory>";
   if (err && errlen) err[0] = 0;
-  if (!out) return npy_fail(err, errlen, label, "no output array given");
+  if (!out) return rt_errorf(err, errlen, label, "no output array given");
   memset(out, 0, sizeof *out);
-  if (!b && len) return npy_fail(err, errlen, label, "NULL buffer of %zu bytes", len);
-  if (len == 0) return npy_fail(err, errlen, label, "file is empty (expected the .npy magic \\x93NUMPY)");
+  if (!b && len) return rt_errorf(err, errlen, label, "NULL buffer of %zu bytes", len);
+  if (len == 0) return rt_errorf(err, errlen, label, "file is empty (expected the .npy magic \\x93NUMPY)");
   size_t m = len < NPY_MAGIC_LEN ? len : NPY_MAGIC_LEN;
-  if (memcmp(b, NPY_MAGIC, m) != 0) return npy_fail(err, errlen, label, "not a .npy file (bad magic string)");
+  if (memcmp(b, NPY_MAGIC, m) != 0) return rt_errorf(err, errlen, label, "not a .npy file (bad magic string)");
   if (len < NPY_MAGIC_LEN)
-    return npy_fail(err, errlen, label, "truncated magic string: file is only %zu bytes", len);
-  if (len < 8) return npy_fail(err, errlen, label, "truncated header: file ends before the version bytes");
+    return rt_errorf(err, errlen, label, "truncated magic string: file is only %zu bytes", len);
+  if (len < 8) return rt_errorf(err, errlen, label, "truncated header: file ends before the version bytes");
   int major = b[6], minor = b[7];
   if (major < 1 || major > 3 || minor != 0)
-    return npy_fail(err, errlen, label, "unsupported .npy format version %d.%d (supported: 1.0, 2.0, 3.0)",
+    return rt_errorf(err, errlen, label, "unsupported .npy format version %d.%d (supported: 1.0, 2.0, 3.0)",
                     major, minor);
   size_t lenbytes = major == 1 ? 2 : 4, hstart = 8 + lenbytes;
   if (len < hstart)
-    return npy_fail(err, errlen, label, "truncated header: file ends inside the header length field");
+    return rt_errorf(err, errlen, label, "truncated header: file ends inside the header length field");
   size_t hlen = b[8] | (size_t)b[9] << 8;
   if (lenbytes == 4) hlen |= (size_t)b[10] << 16 | (size_t)b[11] << 24;
   if (hlen > len - hstart)
-    return npy_fail(err, errlen, label, "truncated header: header length is %zu bytes but only %zu follow", hlen,
+    return rt_errorf(err, errlen, label, "truncated header: header length is %zu bytes but only %zu follow", hlen,
                     len - hstart);
 
   npy_header h;
@@ -292,7 +273,7 @@ int rt_npy_parse(const void *buf, size_t len, const char *label, rt_npy *out, ch
   rt_dtype dt = RT_F32;
   if (npy_dtype(h.descr, label, &dt, err, errlen)) return 1;
   if (h.fortran)
-    return npy_fail(err, errlen, label,
+    return rt_errorf(err, errlen, label,
                     "fortran_order: True is not supported (save a C-contiguous array, e.g. np.ascontiguousarray)");
 
   char sh[RT_MAX_RANK * 22 + 4];
@@ -302,22 +283,22 @@ int rt_npy_parse(const void *buf, size_t len, const char *label, rt_npy *out, ch
     if (h.shape[i] == 0) numel = 0;
   for (int i = 0; i < h.rank && numel; i++) {
     if (numel > (uint64_t)INT64_MAX / (uint64_t)h.shape[i])
-      return npy_fail(err, errlen, label, "shape %s has too many elements (overflows 64 bits)", sh);
+      return rt_errorf(err, errlen, label, "shape %s has too many elements (overflows 64 bits)", sh);
     numel *= (uint64_t)h.shape[i];
   }
   uint64_t esize = rt_dtype_size(dt);
   if (numel > (uint64_t)INT64_MAX / esize || numel * esize > SIZE_MAX)
-    return npy_fail(err, errlen, label, "shape %s of %s is too large (byte size overflows)", sh, h.descr);
+    return rt_errorf(err, errlen, label, "shape %s of %s is too large (byte size overflows)", sh, h.descr);
   size_t need = (size_t)(numel * esize), have = len - hstart - hlen;
   if (have < need)
-    return npy_fail(err, errlen, label,
+    return rt_errorf(err, errlen, label,
                     "data truncated: shape %s of %s needs %zu bytes of data but the file has only %zu", sh,
                     h.descr, need, have);
   if (have > need)
-    return npy_fail(err, errlen, label, "%zu bytes of trailing data after the array (shape %s of %s is %zu bytes)",
+    return rt_errorf(err, errlen, label, "%zu bytes of trailing data after the array (shape %s of %s is %zu bytes)",
                     have - need, sh, h.descr, need);
   out->data = malloc(need ? need : 1);
-  if (!out->data) return npy_fail(err, errlen, label, "out of memory for %zu bytes of data", need);
+  if (!out->data) return rt_errorf(err, errlen, label, "out of memory for %zu bytes of data", need);
   if (need) memcpy(out->data, b + hstart + hlen, need);
   out->dtype = dt;
   out->rank = h.rank;
@@ -329,8 +310,8 @@ int rt_npy_parse(const void *buf, size_t len, const char *label, rt_npy *out, ch
 /* Map the file and parse it. */
 int rt_npy_read(const char *path, rt_npy *out, char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
-  if (!path) return npy_fail(err, errlen, "<null>", "no path given");
-  if (!out) return npy_fail(err, errlen, path, "no output array given");
+  if (!path) return rt_errorf(err, errlen, "<null>", "no path given");
+  if (!out) return rt_errorf(err, errlen, path, "no output array given");
   memset(out, 0, sizeof *out);
   const void *map;
   size_t len;
@@ -390,54 +371,54 @@ static char *npy_header_bytes(const char *descr, int rank, const int64_t *shape,
 int rt_npy_write(const char *path, rt_dtype dtype, int rank, const int64_t *shape, const void *data,
                  char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
-  if (!path) return npy_fail(err, errlen, "<null>", "no path given");
-  if ((unsigned)dtype >= RT_NDTYPE) return npy_fail(err, errlen, path, "invalid dtype %d", (int)dtype);
+  if (!path) return rt_errorf(err, errlen, "<null>", "no path given");
+  if ((unsigned)dtype >= RT_NDTYPE) return rt_errorf(err, errlen, path, "invalid dtype %d", (int)dtype);
   const char *descr = npy_descr[dtype];
   if (!descr)
-    return npy_fail(err, errlen, path, "dtype %s has no numpy equivalent; convert it to f32 before writing .npy",
+    return rt_errorf(err, errlen, path, "dtype %s has no numpy equivalent; convert it to f32 before writing .npy",
                     rt_dtype_name(dtype));
   if (rank < 0 || rank > RT_MAX_RANK)
-    return npy_fail(err, errlen, path, "rank %d is out of range (0..%d)", rank, RT_MAX_RANK);
-  if (rank > 0 && !shape) return npy_fail(err, errlen, path, "no shape given for rank %d", rank);
+    return rt_errorf(err, errlen, path, "rank %d is out of range (0..%d)", rank, RT_MAX_RANK);
+  if (rank > 0 && !shape) return rt_errorf(err, errlen, path, "no shape given for rank %d", rank);
   uint64_t numel = 1;
   for (int i = 0; i < rank; i++) {
-    if (shape[i] < 0) return npy_fail(err, errlen, path, "shape dimension %d is negative (%" PRId64 ")", i, shape[i]);
+    if (shape[i] < 0) return rt_errorf(err, errlen, path, "shape dimension %d is negative (%" PRId64 ")", i, shape[i]);
     if (shape[i] == 0) numel = 0;
   }
   for (int i = 0; i < rank && numel; i++) {
     if (numel > (uint64_t)INT64_MAX / (uint64_t)shape[i])
-      return npy_fail(err, errlen, path, "shape has too many elements (overflows 64 bits)");
+      return rt_errorf(err, errlen, path, "shape has too many elements (overflows 64 bits)");
     numel *= (uint64_t)shape[i];
   }
   uint64_t esize = rt_dtype_size(dtype);
   if (numel > (uint64_t)INT64_MAX / esize || numel * esize > SIZE_MAX)
-    return npy_fail(err, errlen, path, "array is too large (byte size overflows)");
+    return rt_errorf(err, errlen, path, "array is too large (byte size overflows)");
   size_t nbytes = (size_t)(numel * esize);
-  if (!data && nbytes) return npy_fail(err, errlen, path, "no data given for %zu bytes", nbytes);
+  if (!data && nbytes) return rt_errorf(err, errlen, path, "no data given for %zu bytes", nbytes);
 
   size_t hlen;
   char *hdr = npy_header_bytes(descr, rank, shape, &hlen);
-  if (!hdr) return npy_fail(err, errlen, path, "out of memory building the header");
+  if (!hdr) return rt_errorf(err, errlen, path, "out of memory building the header");
   size_t plen = strlen(path);
   char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
   if (!tmp) {
     free(hdr);
-    return npy_fail(err, errlen, path, "out of memory");
+    return rt_errorf(err, errlen, path, "out of memory");
   }
   memcpy(tmp, path, plen);
   memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
   int rc = 0;
   int fd = mkstemp(tmp);
   if (fd < 0) {
-    rc = npy_fail(err, errlen, path, "cannot create temporary file '%s': %s", tmp, strerror(errno));
+    rc = rt_errorf(err, errlen, path, "cannot create temporary file '%s': %s", tmp, strerror(errno));
   } else {
     if (fchmod(fd, 0644) != 0 || write_all(fd, hdr, hlen) != 0 || (nbytes && write_all(fd, data, nbytes) != 0)) {
-      rc = npy_fail(err, errlen, path, "cannot write temporary file '%s': %s", tmp, strerror(errno));
+      rc = rt_errorf(err, errlen, path, "cannot write temporary file '%s': %s", tmp, strerror(errno));
       close(fd);
     } else if (close(fd) != 0) {
-      rc = npy_fail(err, errlen, path, "cannot write temporary file '%s': %s", tmp, strerror(errno));
+      rc = rt_errorf(err, errlen, path, "cannot write temporary file '%s': %s", tmp, strerror(errno));
     } else if (rename(tmp, path) != 0) {
-      rc = npy_fail(err, errlen, path, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+      rc = rt_errorf(err, errlen, path, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
     }
     if (rc) unlink(tmp);
   }

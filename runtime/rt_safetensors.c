@@ -50,20 +50,6 @@ typedef struct {
   size_t errlen;
 } jp;
 
-/* Write "label: fmt..." into err (if there is room) and return 1. */
-static int ST_PRINTF(4, 5) st_fail(char *err, size_t errlen, const char *label,
-                                   const char *fmt, ...) {
-  if (err && errlen) {
-    int k = snprintf(err, errlen, "%s: ", label);
-    if (k >= 0 && (size_t)k < errlen) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-      va_end(ap);
-    }
-  }
-  return 1;
-}
 
 /* Report an error while parsing, naming the current tensor if any. */
 static int ST_PRINTF(2, 3) jp_fail(jp *p, const char *fmt, ...) {
@@ -516,20 +502,20 @@ static int cmp_tensor(const void *a, const void *b) {
 /* Parse and validate buf[0, len) into a new handle (map fields left NULL). */
 static int st_parse(const unsigned char *buf, size_t len, const char *label,
                     rt_safetensors **out, char *err, size_t errlen) {
-  if (len == 0) return st_fail(err, errlen, label, "file is empty (expected an 8-byte header length)");
+  if (len == 0) return rt_errorf(err, errlen, label, "file is empty (expected an 8-byte header length)");
   if (len < 8)
-    return st_fail(err, errlen, label, "file is only %zu bytes, too short for the 8-byte header length", len);
+    return rt_errorf(err, errlen, label, "file is only %zu bytes, too short for the 8-byte header length", len);
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
   if (hlen > RT_ST_MAX_HEADER)
-    return st_fail(err, errlen, label,
+    return rt_errorf(err, errlen, label,
                    "header length %" PRIu64 " exceeds the %u-byte limit (corrupt or not a safetensors file)",
                    hlen, RT_ST_MAX_HEADER);
   if (hlen > len - 8)
-    return st_fail(err, errlen, label,
+    return rt_errorf(err, errlen, label,
                    "header length %" PRIu64 " exceeds the %zu bytes after the length field (file size %zu)",
                    hlen, len - 8, len);
-  if (hlen == 0) return st_fail(err, errlen, label, "header length is 0 (expected a JSON object)");
+  if (hlen == 0) return rt_errorf(err, errlen, label, "header length is 0 (expected a JSON object)");
 
   rt_safetensors *f = calloc(1, sizeof *f);
   size_t lablen = strlen(label);
@@ -537,7 +523,7 @@ static int st_parse(const unsigned char *buf, size_t len, const char *label,
   if (f && f->label) f->arena = malloc((size_t)hlen + 16);
   if (!f || !f->label || !f->arena) {
     rt_st_close(f);
-    return st_fail(err, errlen, label, "out of memory for a %" PRIu64 "-byte header", hlen);
+    return rt_errorf(err, errlen, label, "out of memory for a %" PRIu64 "-byte header", hlen);
   }
   memcpy(f->label, label, lablen + 1);
   jp p = {.s = buf + 8, .n = (size_t)hlen, .arena = f->arena, .acap = (size_t)hlen + 16,
@@ -549,7 +535,7 @@ static int st_parse(const unsigned char *buf, size_t len, const char *label,
   if (f->n > 1) qsort(f->tensors, (size_t)f->n, sizeof *f->tensors, cmp_tensor);
   for (int i = 1; i < f->n; i++)
     if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
-      st_fail(err, errlen, label, "duplicate tensor name '%.200s'", f->tensors[i].name);
+      rt_errorf(err, errlen, label, "duplicate tensor name '%.200s'", f->tensors[i].name);
       rt_st_close(f);
       return 1;
     }
@@ -562,17 +548,17 @@ int rt_st_open_memory(const void *buf, size_t len, const char *label,
                       rt_safetensors **out, char *err, size_t errlen) {
   if (!label) label = "<memory>";
   if (err && errlen) err[0] = 0;
-  if (!out) return st_fail(err, errlen, label, "no output handle given");
+  if (!out) return rt_errorf(err, errlen, label, "no output handle given");
   *out = NULL;
-  if (!buf && len) return st_fail(err, errlen, label, "NULL buffer of %zu bytes", len);
+  if (!buf && len) return rt_errorf(err, errlen, label, "NULL buffer of %zu bytes", len);
   return st_parse(buf, len, label, out, err, errlen);
 }
 
 /* Map a file read-only and parse it; the mapping lives until rt_st_close. */
 int rt_st_open(const char *path, rt_safetensors **out, char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
-  if (!path) return st_fail(err, errlen, "<null>", "no path given");
-  if (!out) return st_fail(err, errlen, path, "no output handle given");
+  if (!path) return rt_errorf(err, errlen, "<null>", "no path given");
+  if (!out) return rt_errorf(err, errlen, path, "no output handle given");
   *out = NULL;
   const void *map;
   size_t len;

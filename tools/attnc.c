@@ -66,35 +66,25 @@ static void usage(FILE *out) {
   for (const PassInfo *p = pass_list; p->name; p++) fprintf(out, "  %-20s %s\n", p->name, p->what);
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "attnc: error: ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 1;
-}
 
 /* Read a whole regular file (at most 256 MiB) into a NUL-terminated buffer. */
 static char *read_file(const char *path, size_t *len) {
   struct stat st;
   if (stat(path, &st) != 0) {
-    fail("cannot open '%s': %s", path, strerror(errno));
+    tool_fail("cannot open '%s': %s", path, strerror(errno));
     return NULL;
   }
   if (!S_ISREG(st.st_mode)) {
-    fail("'%s' is not a regular file", path);
+    tool_fail("'%s' is not a regular file", path);
     return NULL;
   }
   if (st.st_size > (256 << 20)) {
-    fail("'%s' is too large (%lld bytes)", path, (long long)st.st_size);
+    tool_fail("'%s' is too large (%lld bytes)", path, (long long)st.st_size);
     return NULL;
   }
   FILE *f = fopen(path, "rb");
   if (!f) {
-    fail("cannot open '%s': %s", path, strerror(errno));
+    tool_fail("cannot open '%s': %s", path, strerror(errno));
     return NULL;
   }
   char *buf = malloc((size_t)st.st_size + 1);
@@ -102,13 +92,13 @@ static char *read_file(const char *path, size_t *len) {
   fclose(f);
   if (!buf || n != (size_t)st.st_size) {
     free(buf);
-    fail("cannot read '%s'", path);
+    tool_fail("cannot read '%s'", path);
     return NULL;
   }
   buf[n] = 0;
   if (memchr(buf, 0, n)) {
     free(buf);
-    fail("'%s' contains NUL bytes; is it a text file?", path);
+    tool_fail("'%s' contains NUL bytes; is it a text file?", path);
     return NULL;
   }
   if (len) *len = n;
@@ -120,25 +110,25 @@ static char *read_file(const char *path, size_t *len) {
 static int write_atomic(const char *path, const char *data, size_t len) {
   if (strcmp(path, "-") == 0) {
     fwrite(data, 1, len, stdout);
-    return fflush(stdout) == 0 ? 0 : fail("cannot write to stdout");
+    return fflush(stdout) == 0 ? 0 : tool_fail("cannot write to stdout");
   }
   char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return fail("path too long: '%s'", path);
+  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return tool_fail("path too long: '%s'", path);
   int fd = mkstemp(tmp);
-  if (fd < 0) return fail("cannot create '%s': %s", tmp, strerror(errno));
+  if (fd < 0) return tool_fail("cannot create '%s': %s", tmp, strerror(errno));
   size_t off = 0;
   while (off < len) {
     ssize_t w = write(fd, data + off, len - off);
     if (w <= 0) {
       close(fd);
       unlink(tmp);
-      return fail("cannot write '%s': %s", path, strerror(errno));
+      return tool_fail("cannot write '%s': %s", path, strerror(errno));
     }
     off += (size_t)w;
   }
   if (close(fd) != 0 || rename(tmp, path) != 0) {
     unlink(tmp);
-    return fail("cannot write '%s': %s", path, strerror(errno));
+    return tool_fail("cannot write '%s': %s", path, strerror(errno));
   }
   return 0;
 }
@@ -166,12 +156,12 @@ typedef struct {
 /* Parse -D NAME=VALUE (or -DNAME=VALUE). */
 static int parse_define(Common *c, const char *s) {
   const char *eq = strchr(s, '=');
-  if (!eq || eq == s) return fail("-D expects NAME=VALUE, got '%s'", s);
+  if (!eq || eq == s) return tool_fail("-D expects NAME=VALUE, got '%s'", s);
   char *end;
   errno = 0;
   long long v = strtoll(eq + 1, &end, 10);
-  if (errno || *end || end == eq + 1) return fail("-D %s: '%s' is not an integer", s, eq + 1);
-  if (c->ndefs == 64) return fail("too many -D options");
+  if (errno || *end || end == eq + 1) return tool_fail("-D %s: '%s' is not an integer", s, eq + 1);
+  if (c->ndefs == 64) return tool_fail("too many -D options");
   for (int i = 0; i < c->ndefs; i++)
     if (strlen(c->defs[i].name) == (size_t)(eq - s) && strncmp(c->defs[i].name, s, (size_t)(eq - s)) == 0) {
       c->defs[i].value = v; /* the last one wins, as with a C compiler */
@@ -187,7 +177,7 @@ static int parse_define(Common *c, const char *s) {
 static int common_option(Common *c, int argc, char **argv, int *i) {
   const char *a = argv[*i];
   if (strcmp(a, "-D") == 0) {
-    if (*i + 1 >= argc) return fail("-D needs NAME=VALUE");
+    if (*i + 1 >= argc) return tool_fail("-D needs NAME=VALUE");
     return parse_define(c, argv[++*i]) ? 1 : 0;
   }
   if (strncmp(a, "-D", 2) == 0) return parse_define(c, a + 2) ? 1 : 0;
@@ -215,10 +205,10 @@ static int common_option(Common *c, int argc, char **argv, int *i) {
           int d = ir_edit_distance(name, p->name);
           if (d < bd) bd = d, best = p->name;
         }
-        if (best && bd <= 3) return fail("unknown pass '%s' in %s; did you mean '%s'?", name, a, best);
-        return fail("unknown pass '%s' in %s (see attnc --help for the list)", name, a);
+        if (best && bd <= 3) return tool_fail("unknown pass '%s' in %s; did you mean '%s'?", name, a, best);
+        return tool_fail("unknown pass '%s' in %s (see attnc --help for the list)", name, a);
       }
-      if (*lists[k].n == 32) return fail("too many %s options", lists[k].flag);
+      if (*lists[k].n == 32) return tool_fail("too many %s options", lists[k].flag);
       lists[k].list[(*lists[k].n)++] = name;
       return 0;
     }
@@ -235,8 +225,8 @@ static int unknown_option(const char *a, const char *const *known) {
     int d = ir_edit_distance(head, known[i]);
     if (d < bd) bd = d, best = known[i];
   }
-  if (best && bd <= 3) return fail("unknown option '%s'; did you mean '%s'?", a, best);
-  return fail("unknown option '%s' (see attnc --help)", a);
+  if (best && bd <= 3) return tool_fail("unknown option '%s'; did you mean '%s'?", a, best);
+  return tool_fail("unknown option '%s' (see attnc --help)", a);
 }
 
 /* Load a model from .attn or IR text and run the pass pipeline. */
@@ -248,7 +238,7 @@ static IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Commo
   if (looks_like_ir(text)) {
     ir_diag_add_source(diag, path, text);
     if (c->ndefs) {
-      fail("-D %s: params of an IR file are already fixed", c->defs[0].name);
+      tool_fail("-D %s: params of an IR file are already fixed", c->defs[0].name);
       return NULL;
     }
     g = ir_parse(arena, diag, path, text);
@@ -283,7 +273,7 @@ static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const 
     if (!strcmp(out, "-")) {
       char tmpl[] = "/tmp/attnc_header.XXXXXX";
       int fd = mkstemp(tmpl);
-      if (fd < 0) return fail("cannot create a temporary file");
+      if (fd < 0) return tool_fail("cannot create a temporary file");
       close(fd);
       int rc = cg_emit_header(g, tmpl, err, sizeof err);
       if (!rc) {
@@ -292,9 +282,9 @@ static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const 
         free(t);
       }
       unlink(tmpl);
-      return rc ? fail("%s", err) : 0;
+      return rc ? tool_fail("%s", err) : 0;
     }
-    return cg_emit_header(g, out, err, sizeof err) ? fail("%s", err) : 0;
+    return cg_emit_header(g, out, err, sizeof err) ? tool_fail("%s", err) : 0;
   }
   CgModule *m = cg_cpu_compile(g, tgt, diag);
   if (!m) return 1;
@@ -305,7 +295,7 @@ static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const 
     int fd = mkstemp(tmpl);
     if (fd < 0) {
       cg_free(m);
-      return fail("cannot create a temporary file");
+      return tool_fail("cannot create a temporary file");
     }
     close(fd);
     path = tmpl;
@@ -326,7 +316,7 @@ static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const 
     free(h);
   }
   cg_free(m);
-  return rc ? fail("%s", err) : 0;
+  return rc ? tool_fail("%s", err) : 0;
 }
 
 static int cmd_compile(int argc, char **argv) {
@@ -343,7 +333,7 @@ static int cmd_compile(int argc, char **argv) {
     if (r > 0) return 1;
     if (r == 0) continue;
     if (strcmp(a, "-o") == 0) {
-      if (i + 1 >= argc) return fail("-o needs a file name");
+      if (i + 1 >= argc) return tool_fail("-o needs a file name");
       out = argv[++i];
     } else if (strcmp(a, "-c") == 0) {
       object = true;
@@ -360,18 +350,18 @@ static int cmd_compile(int argc, char **argv) {
       for (int k = 0; kinds[k]; k++) ok |= strcmp(emit, kinds[k]) == 0;
       if (!ok) {
         if (!strcmp(emit, "cuda") || !strcmp(emit, "ptx"))
-          return fail("--emit=%s: the CUDA backend is not part of this version of attnc yet", emit);
-        return fail("unknown --emit kind '%s' (expected ir, dot, llvm, asm, obj, header or so)", emit);
+          return tool_fail("--emit=%s: the CUDA backend is not part of this version of attnc yet", emit);
+        return tool_fail("unknown --emit kind '%s' (expected ir, dot, llvm, asm, obj, header or so)", emit);
       }
     } else if (a[0] == '-' && a[1]) {
       return unknown_option(a, known);
     } else if (file) {
-      return fail("more than one input file: '%s' and '%s'", file, a);
+      return tool_fail("more than one input file: '%s' and '%s'", file, a);
     } else {
       file = a;
     }
   }
-  if (!file) return fail("no input file (see attnc --help)");
+  if (!file) return tool_fail("no input file (see attnc --help)");
   if (!emit) {
     size_t n = out ? strlen(out) : 0;
     if (object) emit = "obj";
@@ -379,10 +369,10 @@ static int cmd_compile(int argc, char **argv) {
     else if (n > 2 && !strcmp(out + n - 2, ".o")) emit = "obj";
     else emit = "ir";
   }
-  if (object && strcmp(emit, "obj")) return fail("-c cannot be combined with --emit=%s", emit);
+  if (object && strcmp(emit, "obj")) return tool_fail("-c cannot be combined with --emit=%s", emit);
   bool native = strcmp(emit, "ir") && strcmp(emit, "dot");
   if (native && strcmp(emit, "header") && (!out || !strcmp(out, "-")) && strcmp(emit, "llvm") && strcmp(emit, "asm"))
-    return fail("--emit=%s writes a binary file: give -o FILE", emit);
+    return tool_fail("--emit=%s writes a binary file: give -o FILE", emit);
   tgt.object_only = object || !strcmp(emit, "obj");
   IrArena *arena = ir_arena_new();
   IrDiag *diag = ir_diag_new(stderr);
@@ -449,7 +439,7 @@ static int weight_fn(void *ctx, const char *key, IrTensor *out, char *err, size_
 
 static int split_assign(const char *arg, const char *flag, char **name, const char **file) {
   const char *eq = strchr(arg, '=');
-  if (!eq || eq == arg || !eq[1]) return fail("%s expects NAME=FILE, got '%s'", flag, arg);
+  if (!eq || eq == arg || !eq[1]) return tool_fail("%s expects NAME=FILE, got '%s'", flag, arg);
   *name = strndup(arg, (size_t)(eq - arg));
   *file = eq + 1;
   return 0;
@@ -477,44 +467,44 @@ static int cmd_run(int argc, char **argv) {
     if (r > 0) return 1;
     if (r == 0) continue;
     if (strcmp(a, "--weights") == 0 || strcmp(a, "--input") == 0 || strcmp(a, "--output") == 0) {
-      if (i + 1 >= argc) return fail("%s needs an argument", a);
+      if (i + 1 >= argc) return tool_fail("%s needs an argument", a);
       const char *v = argv[++i];
       if (a[2] == 'w') {
-        if (weights) return fail("--weights given twice");
+        if (weights) return tool_fail("--weights given twice");
         weights = v;
       } else if (a[2] == 'i') {
-        if (nin == 64) return fail("too many --input options");
+        if (nin == 64) return tool_fail("too many --input options");
         if (split_assign(v, a, &in_names[nin], &in_files[nin])) return 1;
         nin++;
       } else {
-        if (nout == 64) return fail("too many --output options");
+        if (nout == 64) return tool_fail("too many --output options");
         if (split_assign(v, a, &out_names[nout], &out_files[nout])) return 1;
         nout++;
       }
     } else if (strcmp(a, "--interp") == 0) {
       interp = true;
     } else if (strcmp(a, "--threads") == 0) {
-      if (i + 1 >= argc) return fail("--threads needs a number");
+      if (i + 1 >= argc) return tool_fail("--threads needs a number");
       char *end;
       long t = strtol(argv[++i], &end, 10);
-      if (*end || t < 1 || t > 1024) return fail("--threads: '%s' is not a thread count (1..1024)", argv[i]);
+      if (*end || t < 1 || t > 1024) return tool_fail("--threads: '%s' is not a thread count (1..1024)", argv[i]);
       threads = (int)t;
     } else if (strcmp(a, "--allow-extra-weights") == 0) {
       allow_extra = true;
     } else if (a[0] == '-' && a[1]) {
       return unknown_option(a, known);
     } else if (model) {
-      return fail("more than one model: '%s' and '%s'", model, a);
+      return tool_fail("more than one model: '%s' and '%s'", model, a);
     } else {
       model = a;
     }
   }
-  if (!model) return fail("attnc run: no model given (see attnc --help)");
+  if (!model) return tool_fail("attnc run: no model given (see attnc --help)");
   size_t ml = strlen(model);
   RunArgs ra = {weights, in_names, in_files, nin, out_names, out_files, nout, threads, allow_extra};
   if (ml > 3 && strcmp(model + ml - 3, ".so") == 0) {
-    if (interp) return fail("--interp runs a .attn or IR file, not a compiled library");
-    if (c.ndefs) return fail("-D: the params of a compiled library are fixed");
+    if (interp) return tool_fail("--interp runs a .attn or IR file, not a compiled library");
+    if (c.ndefs) return tool_fail("-D: the params of a compiled library are fixed");
     Engine e;
     if (engine_from_so(model, &e)) return 1;
     int r = engine_run(&e, &ra);
@@ -551,7 +541,7 @@ static int cmd_run(int argc, char **argv) {
   for (int k = 0; k < nin; k++)
     for (int j = 0; j < k; j++)
       if (strcmp(in_names[k], in_names[j]) == 0) {
-        fail("--input %s given twice", in_names[k]);
+        tool_fail("--input %s given twice", in_names[k]);
         goto done;
       }
   for (int k = 0; k < nin; k++) {
@@ -563,7 +553,7 @@ static int cmd_run(int argc, char **argv) {
       size_t len = 0;
       for (int j = 0; j < ngin; j++)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", j ? ", " : "", g->funcs[0].nodes[ids[j]].a.str);
-      fail("--input %s: the model has no input '%s' (its inputs: %s)", in_names[k], in_names[k], list);
+      tool_fail("--input %s: the model has no input '%s' (its inputs: %s)", in_names[k], in_names[k], list);
       goto done;
     }
   }
@@ -574,15 +564,15 @@ static int cmd_run(int argc, char **argv) {
     if (k == nin) {
       char ty[256];
       ir_type_str(g, &n->type, ty, sizeof ty);
-      fail("missing input '%s' (%s): pass --input %s=FILE.npy", n->a.str, ty, n->a.str);
+      tool_fail("missing input '%s' (%s): pass --input %s=FILE.npy", n->a.str, ty, n->a.str);
       goto done;
     }
     if (rt_npy_read(in_files[k], &npys[j], err, sizeof err)) {
-      fail("%s", err);
+      tool_fail("%s", err);
       goto done;
     }
     if (npys[j].dtype != n->type.dt) {
-      fail("input '%s': %s holds %s data but the model expects %s", n->a.str, in_files[k],
+      tool_fail("input '%s': %s holds %s data but the model expects %s", n->a.str, in_files[k],
            rt_dtype_name(npys[j].dtype), rt_dtype_name(n->type.dt));
       goto done;
     }
@@ -594,26 +584,26 @@ static int cmd_run(int argc, char **argv) {
     for (int j = 0; j < g->noutput; j++)
       if (strcmp(g->outputs[j].name, out_names[k]) == 0) found = true;
     if (!found) {
-      fail("--output %s: the model has no output '%s'", out_names[k], out_names[k]);
+      tool_fail("--output %s: the model has no output '%s'", out_names[k], out_names[k]);
       goto done;
     }
   }
 
   /* weights */
   if (weights && rt_st_open(weights, &st, err, sizeof err)) {
-    fail("%s", err);
+    tool_fail("%s", err);
     goto done;
   }
   used = calloc((size_t)(st ? rt_st_count(st) : 0) + 1, 1);
   WeightCtx wc = {st, weights, used};
   if (ir_interp_run(g, inputs, ngin, weight_fn, &wc, outputs, g->noutput, err, sizeof err)) {
-    fail("%s", err);
+    tool_fail("%s", err);
     goto done;
   }
   if (st && !allow_extra)
     for (int i = 0; i < rt_st_count(st); i++)
       if (!used[i]) {
-        fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", weights,
+        tool_fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", weights,
              rt_st_get(st, i)->name);
         goto done;
       }
@@ -629,7 +619,7 @@ static int cmd_run(int argc, char **argv) {
     }
     if (rt_npy_write(out_files[k], outputs[j].dtype, outputs[j].rank, outputs[j].shape, outputs[j].data, err,
                      sizeof err)) {
-      fail("%s", err);
+      tool_fail("%s", err);
       goto done;
     }
   }

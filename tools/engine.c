@@ -13,8 +13,8 @@
 #include "rt_npy.h"
 #include "rt_safetensors.h"
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
+/* Print "attnc: error: ..." and return 1 (shared by the driver's files). */
+int tool_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "attnc: error: ");
@@ -26,18 +26,15 @@ static int fail(const char *fmt, ...) {
 
 static const char *const fn_names[] = {"create", "destroy", "load_weights", "run", "error", "describe", "output_shapes"};
 
-static void **slots(Engine *e) {
-  static const size_t n = 7;
-  (void)n;
-  return (void **)e;
-}
+/* The Engine's function pointers, in fn_names order. */
+static void **slots(Engine *e) { return (void **)e; }
 
 int engine_from_so(const char *path, Engine *e) {
   memset(e, 0, sizeof *e);
   char p[4096];
   snprintf(p, sizeof p, "%s%s", strchr(path, '/') ? "" : "./", path);
   e->dl = dlopen(p, RTLD_NOW | RTLD_LOCAL);
-  if (!e->dl) return fail("cannot load '%s': %s", path, dlerror());
+  if (!e->dl) return tool_fail("cannot load '%s': %s", path, dlerror());
   void **s = slots(e);
   for (int i = 0; i < 7; i++) {
     char name[64];
@@ -46,7 +43,7 @@ int engine_from_so(const char *path, Engine *e) {
     if (!s[i]) {
       dlclose(e->dl);
       e->dl = NULL;
-      return fail("'%s' is not a library made by attnc (no symbol %s)", path, name);
+      return tool_fail("'%s' is not a library made by attnc (no symbol %s)", path, name);
     }
   }
   return 0;
@@ -60,7 +57,7 @@ int engine_from_jit(CgModule *m, const char *ident, Engine *e) {
     char name[192];
     snprintf(name, sizeof name, "%s_%s", ident, fn_names[i]);
     s[i] = cg_jit_lookup(m, name, err, sizeof err);
-    if (!s[i]) return fail("%s", err);
+    if (!s[i]) return tool_fail("%s", err);
   }
   return 0;
 }
@@ -89,14 +86,14 @@ static const char *api_name(int t) {
 
 int engine_run(Engine *e, const RunArgs *a) {
   attnc_model_info info;
-  if (e->describe(&info)) return fail("the model cannot describe itself (ABI mismatch?)");
+  if (e->describe(&info)) return tool_fail("the model cannot describe itself (ABI mismatch?)");
   int rc = 1;
   rt_npy npys[64] = {0};
   attnc_tensor in[64] = {0}, out[64] = {0};
   attnc_instance *inst = NULL;
   rt_safetensors *st = NULL;
   char err[2048];
-  if (info.ninputs > 64 || info.noutputs > 64) return fail("too many inputs or outputs");
+  if (info.ninputs > 64 || info.noutputs > 64) return tool_fail("too many inputs or outputs");
   for (int k = 0; k < a->nin; k++) {
     bool found = false;
     for (int i = 0; i < info.ninputs; i++) found |= !strcmp(info.inputs[i].name, a->in_names[k]);
@@ -104,13 +101,13 @@ int engine_run(Engine *e, const RunArgs *a) {
       char list[512] = "";
       size_t len = 0;
       for (int i = 0; i < info.ninputs; i++) len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", info.inputs[i].name);
-      return fail("--input %s: the model has no input '%s' (its inputs: %s)", a->in_names[k], a->in_names[k], list);
+      return tool_fail("--input %s: the model has no input '%s' (its inputs: %s)", a->in_names[k], a->in_names[k], list);
     }
   }
   for (int k = 0; k < a->nout; k++) {
     bool found = false;
     for (int i = 0; i < info.noutputs; i++) found |= !strcmp(info.outputs[i].name, a->out_names[k]);
-    if (!found) return fail("--output %s: the model has no output '%s'", a->out_names[k], a->out_names[k]);
+    if (!found) return tool_fail("--output %s: the model has no output '%s'", a->out_names[k], a->out_names[k]);
   }
   for (int i = 0; i < info.ninputs; i++) {
     const attnc_tensor_info *ti = &info.inputs[i];
@@ -121,16 +118,16 @@ int engine_run(Engine *e, const RunArgs *a) {
       size_t len = (size_t)snprintf(ty, sizeof ty, "%s[", api_name(ti->dtype));
       for (int d = 0; d < ti->rank; d++) len += (size_t)snprintf(ty + len, sizeof ty - len, "%s%s", d ? "," : "", ti->dims[d]);
       snprintf(ty + len, sizeof ty - len, "]");
-      fail("missing input '%s' (%s): pass --input %s=FILE.npy", ti->name, ty, ti->name);
+      tool_fail("missing input '%s' (%s): pass --input %s=FILE.npy", ti->name, ty, ti->name);
       goto done;
     }
     if (rt_npy_read(a->in_files[k], &npys[i], err, sizeof err)) {
-      fail("%s", err);
+      tool_fail("%s", err);
       goto done;
     }
     int dt = to_api_dtype(npys[i].dtype);
     if (dt < 0 || (dt != (int)ti->dtype && !(ti->dtype <= ATTNC_BF16 && dt <= ATTNC_BF16))) {
-      fail("input '%s': %s holds %s data but the model expects %s", ti->name, a->in_files[k],
+      tool_fail("input '%s': %s holds %s data but the model expects %s", ti->name, a->in_files[k],
            rt_dtype_name(npys[i].dtype), api_name(ti->dtype));
       goto done;
     }
@@ -142,16 +139,16 @@ int engine_run(Engine *e, const RunArgs *a) {
   attnc_options opt = {.num_threads = a->threads, .device = -1};
   int code = e->create(&opt, &inst);
   if (code) {
-    fail("cannot create the model instance (status %d)", code);
+    tool_fail("cannot create the model instance (status %d)", code);
     goto done;
   }
   if (info.nweights > 0 || a->weights) {
     if (!a->weights) {
-      fail("the model needs %d weights (e.g. '%s'): pass --weights FILE.safetensors", info.nweights, info.weights[0].name);
+      tool_fail("the model needs %d weights (e.g. '%s'): pass --weights FILE.safetensors", info.nweights, info.weights[0].name);
       goto done;
     }
     if (e->load_weights(inst, a->weights)) {
-      fail("%s", e->error(inst));
+      tool_fail("%s", e->error(inst));
       goto done;
     }
     if (!a->allow_extra && !rt_st_open(a->weights, &st, err, sizeof err)) {
@@ -160,7 +157,7 @@ int engine_run(Engine *e, const RunArgs *a) {
         bool used = false;
         for (int w = 0; w < info.nweights; w++) used |= !strcmp(info.weights[w].name, key);
         if (!used) {
-          fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", a->weights, key);
+          tool_fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", a->weights, key);
           goto done;
         }
       }
@@ -168,7 +165,7 @@ int engine_run(Engine *e, const RunArgs *a) {
   }
   for (int o = 0; o < info.noutputs; o++) out[o].rank = info.outputs[o].rank;
   if (e->output_shapes(inst, in, info.ninputs, out, info.noutputs)) {
-    fail("%s", e->error(inst));
+    tool_fail("%s", e->error(inst));
     goto done;
   }
   for (int o = 0; o < info.noutputs; o++) {
@@ -176,7 +173,7 @@ int engine_run(Engine *e, const RunArgs *a) {
     for (int d = 0; d < out[o].rank; d++) n *= (size_t)out[o].shape[d];
     out[o].data = malloc(n * api_size(out[o].dtype) + 1);
     if (!out[o].data) {
-      fail("out of memory for output '%s'", info.outputs[o].name);
+      tool_fail("out of memory for output '%s'", info.outputs[o].name);
       goto done;
     }
     if (out[o].dtype == ATTNC_F32)
@@ -185,7 +182,7 @@ int engine_run(Engine *e, const RunArgs *a) {
       memset(out[o].data, 0xff, n * api_size(out[o].dtype));
   }
   if (e->run(inst, in, info.ninputs, out, info.noutputs)) {
-    fail("%s", e->error(inst));
+    tool_fail("%s", e->error(inst));
     goto done;
   }
   for (int o = 0; o < info.noutputs; o++) {
@@ -202,11 +199,11 @@ int engine_run(Engine *e, const RunArgs *a) {
     }
     rt_dtype dt = out[o].dtype == ATTNC_F32 ? RT_F32 : out[o].dtype == ATTNC_F16 ? RT_F16 : out[o].dtype == ATTNC_I32 ? RT_I32 : RT_BOOL;
     if (out[o].dtype == ATTNC_BF16) {
-      fail("output '%s' is bf16, which .npy cannot hold", info.outputs[o].name);
+      tool_fail("output '%s' is bf16, which .npy cannot hold", info.outputs[o].name);
       goto done;
     }
     if (rt_npy_write(a->out_files[k], dt, out[o].rank, out[o].shape, out[o].data, err, sizeof err)) {
-      fail("%s", err);
+      tool_fail("%s", err);
       goto done;
     }
   }

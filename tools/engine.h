@@ -34,5 +34,7 @@ typedef struct {
 int engine_from_so(const char *path, Engine *e);
 int engine_from_jit(CgModule *m, const char *ident, Engine *e);
 void engine_close(Engine *e);
+/* Print "attnc: error: ..." to stderr and return 1. */
+int tool_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int engine_run(Engine *e, const RunArgs *a);
 #endif

@@ -39,9 +39,6 @@ static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsi
 
 static bool is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16 || t == RT_F64; }
 
-static __attribute__((unused)) LLVMTypeRef vec_ty(Cg *cg, rt_dtype t) {
-  return t == RT_BOOL ? cg->vb : t == RT_I32 ? cg->vi : cg->vf;
-}
 static LLVMTypeRef mem_vec_ty(Cg *cg, rt_dtype t) {
   return t == RT_BOOL ? LLVMVectorType(cg->i8, (unsigned)cg->vw) : t == RT_I32 ? cg->vi : cg->vf;
 }

@@ -20,7 +20,7 @@ static void setup(void) {
   srand(seed);
 }
 
-static float frand(void) { return (float)rand() / RAND_MAX * 2.0f - 1.0f; }
+static float frand(void) { return (float)(rand() / (double)RAND_MAX * 2.0 - 1.0); }
 
 /* Compile a program; returns NULL and the diagnostics on failure. */
 static IrGraph *compile(IrArena *a, const char *src, FeDefine *defs, int ndefs, char **diag_out) {
