@@ -1,91 +1,185 @@
 /* fuse_attention.c - fuse-attention: the chain
- *     s = matmul(Q, permute(K, [0,1,3,2]))      scores [B, H, T, S]
- *     s = s * c                                  optional positive scales
- *     s = where(j > i + d, -inf, s)              optional band masks
+ *     s = matmul(Q, Kt)          scores [B, H, T, S]; Kt a permute of K
+ *     s = s * c                  optional positive scales
+ *     s = f(s, b, h, i, j, X..)  optional score modification: any
+ *                                elementwise expression of the score, the
+ *                                positions and broadcastable tensors X
+ *     s = where(band, -inf, s)   optional band masks (causal, window)
  *     p = softmax(s, axis=-1)
  *     o = matmul(p, V)
- * becomes one `attention(Q, K, V) {scale=c, mask=[lo,hi]}` node, computed
- * by an online-softmax kernel that never stores the T x S scores and skips
- * key tiles the band rules out.
+ * becomes one node
+ *     o = attention(Q, K, V, X..) {scale=c, mask=[lo,hi]} { body = f }
+ * computed by an online-softmax kernel that never stores the T x S scores
+ * and skips key tiles the band rules out.
+ *
+ * Grouped-query attention, as `attention(...)` writes it for Hq != Hk
+ * (rank 5: Q [B,Hk,G,T,E] and K, V [B,Hk,1,S,E] reshaped from rank 4), is
+ * matched too: the node reads the rank-4 Q, K, V and a reshape gives the
+ * rank-5 result to the old users.
  *
  * Requires: a canonicalized, CSE'd graph (one permute, no identity ops).
- * K^T must be a single-use permute view; it is turned into K in place.
- * Produces: attention nodes; the replaced chain is removed by compaction.
+ * Produces: attention nodes with body regions; the replaced chain and
+ * K^T's permute (turned into K in place, rank 4) are removed by compaction.
  *
- * Legality is a pure predicate per node: every intermediate value of the
- * chain has exactly one use, is elementwise, and keeps the score shape.
- * Masks are recognized from `index` iotas along the query (axis 2) and key
- * (axis 3) axes, compared directly or with a constant offset:
- *   where(j > i + d, -inf, s)  or  where(i + d < j, -inf, s)   ->  hi <= d
- *   where(j < i - d, -inf, s)  or  where(i - d > j, -inf, s)   ->  lo >= -d
- *   where(j <= i + d, s, -inf) (the kept side)                  ->  hi <= d
- * This stage fuses only chains whose score modification is fully described
- * by the band (what the CPU backend lowers today); other modifications
- * (ALiBi, padding masks, soft-capping) are left unfused for now. */
+ * Legality: every value on the score path has exactly one use, is
+ * elementwise, float, and has the full score shape; the path is found by
+ * walking back from the softmax to a matmul whose right operand is a
+ * single-use permute.  What hangs off the path ("side" values) is copied
+ * into the body when it varies with the query or key position (iotas
+ * become `index` nodes, scalar constants `const` nodes, elementwise ops
+ * themselves); anything else (a weight, an input, a [1,H,1,1] slope
+ * tensor) becomes an extra operand read through a body `param`.  Side
+ * values may have other uses: the body recomputes them, the originals stay.
+ *
+ * Split of the chain: positive scalar multiplications right after the
+ * matmul become `scale`; `where(cond, -inf, s)` right before the softmax
+ * whose condition is a band in (i, j) become `mask=[lo,hi]` (block
+ * skipping); what lies between is the body.  Band conditions (masked when
+ * true; the kept-side form where(cond, s, -inf) is the negation):
+ *   j > i + d, i + d < j, j >= i + d, ...        (one side of the band)
+ *   |i - j + d| > w, |j - i| >= w                (both sides)
+ *   a || b (masked forms), a && b (kept forms), !a
+ * with d, w integer constants and i, j iotas along the query and key axes.
+ * A mask the band cannot express (padding lengths, a mask tensor, a shift
+ * by S - T) stays in the body: correct, without block skipping.
+ *
+ * Rank 5 (grouped heads) is fused when the body reads no extra tensors and
+ * no head index (its head axes are split in two there). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pass.h"
 
+#define MAX_PATH 256
+#define MAX_LEAVES 60
+
 typedef struct {
-  IrFunc *f;
+  IrGraph *g;
   int *uses;
+  int *via;      /* path nodes: which operand continues the score path */
+  int R;         /* score rank: 4, or 5 for grouped heads */
+  IrType score;  /* the score tensor's type */
 } Ctx;
 
-static IrNode *N(Ctx *c, int i) { return &c->f->nodes[i]; }
+static IrNode *N(Ctx *c, int i) { return &c->g->funcs[0].nodes[i]; }
+
+static bool is_float_dt(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16 || t == RT_F64; }
+
+static bool is_elementwise(const IrNode *n) {
+  IrOpClass k = ir_opinfo[n->op].cls;
+  return k == IR_CLS_UN || k == IR_CLS_BIN || k == IR_CLS_CMP || k == IR_CLS_TER;
+}
 
 static bool const_value(Ctx *c, int i, double *v) {
   const IrNode *n = N(c, i);
-  if (n->op != IR_CONST || n->type.rank != 0) return false;
+  if (n->op != IR_CONST) return false;
+  for (int a = 0; a < n->type.rank; a++) { /* a broadcast scalar */
+    int64_t d;
+    if (!ir_dim_is_const(n->type.dim[a], &d) || d != 1) return false;
+  }
   *v = n->a.value;
   return true;
 }
 
-/* An iota along the query (2) or key (3) axis of a rank-4 score, plus a
- * constant integer offset: i + d, j - d, ... */
-static bool iota_plus(Ctx *c, int i, int *axis, int64_t *off) {
+static bool const_int(Ctx *c, int i, int64_t *v) {
+  double d;
+  if (!const_value(c, i, &d) || d != floor(d) || fabs(d) > 1e15) return false;
+  *v = (int64_t)d;
+  return true;
+}
+
+/* Axis of the score an operand of rank r reaches with its axis a. */
+static int score_axis(Ctx *c, int r, int a) { return a + c->R - r; }
+
+/* ---- band masks ------------------------------------------------------------ */
+
+/* An iota along the query (*q = 1) or key (*q = 0) axis plus a constant
+ * integer offset: i + d, j - d, ... */
+static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off) {
   const IrNode *n = N(c, i);
-  double v;
-  if (n->op == IR_IOTA && n->type.rank == 4 && (n->a.axis == 2 || n->a.axis == 3)) {
-    *axis = n->a.axis;
+  int64_t v;
+  if (n->op == IR_IOTA) {
+    int ax = score_axis(c, n->type.rank, n->a.axis);
+    if (ax != c->R - 2 && ax != c->R - 1) return false;
+    *q = ax == c->R - 2;
     *off = 0;
     return true;
   }
   if ((n->op == IR_ADD || n->op == IR_SUB) && n->type.dt == RT_I32) {
-    if (iota_plus(c, n->in[0], axis, off) && const_value(c, n->in[1], &v) && v == floor(v)) {
-      *off += n->op == IR_ADD ? (int64_t)v : -(int64_t)v;
+    if (iota_plus(c, n->in[0], q, off) && const_int(c, n->in[1], &v)) {
+      *off += n->op == IR_ADD ? v : -v;
       return true;
     }
-    if (n->op == IR_ADD && iota_plus(c, n->in[1], axis, off) && const_value(c, n->in[0], &v) && v == floor(v)) {
-      *off += (int64_t)v;
+    if (n->op == IR_ADD && iota_plus(c, n->in[1], q, off) && const_int(c, n->in[0], &v)) {
+      *off += v;
       return true;
     }
   }
   return false;
 }
 
-/* cond masks out (when true, masked_when_true) keys outside a band:
- * update *lo / *hi.  Returns false if cond is not such a comparison. */
-static bool band(Ctx *c, int cond, bool masked_when_true, int64_t *lo, int64_t *hi) {
+/* |x - y| with x, y iotas of different axes: |j - i + *e|. */
+static bool abs_diff(Ctx *c, int i, int64_t *e) {
+  const IrNode *n = N(c, i);
+  if (n->op != IR_ABS) return false;
+  const IrNode *d = N(c, n->in[0]);
+  bool q0, q1;
+  int64_t o0, o1;
+  if (d->op != IR_SUB || !iota_plus(c, d->in[0], &q0, &o0) || !iota_plus(c, d->in[1], &q1, &o1) || q0 == q1)
+    return false;
+  *e = q0 ? o1 - o0 : o0 - o1; /* oj - oi */
+  return true;
+}
+
+static IrOp flip(IrOp op) { /* a op b  ==  b flip(op) a */
+  return op == IR_GT ? IR_LT : op == IR_LT ? IR_GT : op == IR_GE ? IR_LE : op == IR_LE ? IR_GE : op;
+}
+static IrOp negate(IrOp op) { /* !(a op b) == a negate(op) b */
+  return op == IR_GT ? IR_LE : op == IR_LT ? IR_GE : op == IR_GE ? IR_LT : op == IR_LE ? IR_GT : op;
+}
+
+static void set_hi(int64_t *hi, int64_t d) { *hi = *hi == IR_MASK_NONE || d < *hi ? d : *hi; }
+static void set_lo(int64_t *lo, int64_t d) { *lo = *lo == IR_MASK_NONE || d > *lo ? d : *lo; }
+
+/* cond masks keys out (when true if `masked` is true, when false
+ * otherwise): narrow the allowed band [*lo, *hi] of j - i.  Returns false
+ * (band unchanged or partly changed: callers pass copies) if cond is not
+ * a band condition. */
+static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, int depth) {
   const IrNode *n = N(c, cond);
+  if (depth > 16) return false;
+  if (n->op == IR_NOT) return band(c, n->in[0], !masked, lo, hi, depth + 1);
+  if ((n->op == IR_OR && masked) || (n->op == IR_AND && !masked))
+    return band(c, n->in[0], masked, lo, hi, depth + 1) && band(c, n->in[1], masked, lo, hi, depth + 1);
   IrOp op = (IrOp)n->op;
   if (op != IR_GT && op != IR_LT && op != IR_GE && op != IR_LE) return false;
-  int a0, a1;
-  int64_t o0, o1;
-  if (!iota_plus(c, n->in[0], &a0, &o0) || !iota_plus(c, n->in[1], &a1, &o1) || a0 == a1) return false;
-  /* normalize to "j REL i + d" */
-  if (a0 == 2) { /* i + o0 REL j + o1  ->  j REL' i + (o0 - o1) */
-    op = op == IR_GT ? IR_LT : op == IR_LT ? IR_GT : op == IR_GE ? IR_LE : IR_GE;
+  if (!masked) op = negate(op);
+  /* masked when in0 op in1 */
+  int64_t e, w;
+  int a = n->in[0], b = n->in[1];
+  if (abs_diff(c, b, &e) && const_int(c, a, &w)) { /* w op |.|  ->  |.| flip(op) w */
+    int t = a;
+    a = b, b = t;
+    op = flip(op);
   }
-  int64_t d = a0 == 3 ? o1 - o0 : o0 - o1;
-  if (!masked_when_true) /* keep when cond: mask when !cond */
-    op = op == IR_GT ? IR_LE : op == IR_LT ? IR_GE : op == IR_GE ? IR_LT : IR_GT;
-  /* now: masked when j op i + d */
+  if (abs_diff(c, a, &e) && const_int(c, b, &w)) { /* masked when |j - i + e| op w */
+    if (op == IR_GE) w -= 1, op = IR_GT;
+    if (op != IR_GT) return false; /* masks the middle: not a band */
+    set_hi(hi, w - e);              /* allowed: -w <= j - i + e <= w */
+    set_lo(lo, -w - e);
+    return true;
+  }
+  bool q0, q1;
+  int64_t o0, o1;
+  if (!iota_plus(c, a, &q0, &o0) || !iota_plus(c, b, &q1, &o1) || q0 == q1) return false;
+  /* normalize to "j op i + d" */
+  if (q0) op = flip(op); /* i + o0 op j + o1  ->  j flip(op) i + (o0 - o1) */
+  int64_t d = q0 ? o0 - o1 : o1 - o0;
   switch (op) {
-  case IR_GT: *hi = *hi == IR_MASK_NONE || d < *hi ? d : *hi; return true;         /* allowed j <= i + d */
-  case IR_GE: *hi = *hi == IR_MASK_NONE || d - 1 < *hi ? d - 1 : *hi; return true;
-  case IR_LT: *lo = *lo == IR_MASK_NONE || d > *lo ? d : *lo; return true;         /* allowed j >= i + d */
-  case IR_LE: *lo = *lo == IR_MASK_NONE || d + 1 > *lo ? d + 1 : *lo; return true;
+  case IR_GT: set_hi(hi, d); return true; /* allowed j <= i + d */
+  case IR_GE: set_hi(hi, d - 1); return true;
+  case IR_LT: set_lo(lo, d); return true; /* allowed j >= i + d */
+  case IR_LE: set_lo(lo, d + 1); return true;
   default: return false;
   }
 }
@@ -95,99 +189,301 @@ static bool is_neg_inf(Ctx *c, int i) {
   return const_value(c, i, &v) && isinf(v) && v < 0;
 }
 
-typedef struct {
-  int q, k, v, o;
-  double scale;
-  int64_t lo, hi;
-} Match;
+/* ---- the score path ----------------------------------------------------------- */
 
-/* Match the chain ending in softmax node p (a pure predicate). */
-static bool match(Ctx *c, int p, Match *m) {
-  IrFunc *f = c->f;
-  const IrNode *sm = N(c, p);
-  if (sm->op != IR_SOFTMAX || sm->type.rank != 4 || sm->a.axis != 3 || c->uses[p] != 1) return false;
-  int o = -1;
-  for (int i = p + 1; i < f->n && o < 0; i++)
-    for (int k = 0; k < N(c, i)->nin; k++)
-      if (N(c, i)->in[k] == p) o = i;
-  if (o < 0 || N(c, o)->op != IR_MATMUL || N(c, o)->in[0] != p || N(c, o)->type.rank != 4) return false;
-  m->o = o;
-  m->v = N(c, o)->in[1];
-  m->scale = 1;
-  m->lo = m->hi = IR_MASK_NONE;
-  int cur = sm->in[0];
-  for (;;) {
-    const IrNode *n = N(c, cur);
-    if (n->op == IR_MATMUL) break;
-    if (c->uses[cur] != 1 || n->type.rank != 4) return false;
-    double k;
-    if (n->op == IR_MUL && const_value(c, n->in[1], &k) && k > 0)
-      m->scale *= k, cur = n->in[0];
-    else if (n->op == IR_MUL && const_value(c, n->in[0], &k) && k > 0)
-      m->scale *= k, cur = n->in[1];
-    else if (n->op == IR_WHERE && is_neg_inf(c, n->in[1]) && band(c, n->in[0], true, &m->lo, &m->hi))
-      cur = n->in[2];
-    else if (n->op == IR_WHERE && is_neg_inf(c, n->in[2]) && band(c, n->in[0], false, &m->lo, &m->hi))
-      cur = n->in[1];
-    else
-      return false;
+/* matmul(Q, Kt) of rank R with Kt a single-use permute (rank 4), or, for
+ * rank 5, permute(reshape(K4), [0,1,2,4,3]) with Q a reshape of Q4. */
+static bool is_qk(Ctx *c, int id) {
+  const IrNode *n = N(c, id);
+  if (n->op != IR_MATMUL || n->type.rank != c->R) return false;
+  const IrNode *kt = N(c, n->in[1]);
+  if (kt->op != IR_PERMUTE || kt->type.rank != c->R || c->uses[n->in[1]] != 1) return false;
+  if (c->R == 4) return N(c, n->in[0])->type.rank == 4;
+  static const int p5[5] = {0, 1, 2, 4, 3};
+  if (memcmp(kt->a.list, p5, sizeof p5) != 0) return false;
+  const IrNode *k5 = N(c, kt->in[0]), *q5 = N(c, n->in[0]);
+  return k5->op == IR_RESHAPE && N(c, k5->in[0])->type.rank == 4 && q5->op == IR_RESHAPE &&
+         N(c, q5->in[0])->type.rank == 4;
+}
+
+/* The QK^T matmul value id is computed from through single-use float
+ * elementwise nodes of the full score shape (recording the path in via),
+ * or -1. */
+static int qk_of(Ctx *c, int id, int depth) {
+  const IrNode *n = N(c, id);
+  if (depth > MAX_PATH || c->uses[id] != 1 || !ir_shape_eq(&n->type, &c->score)) return -1;
+  if (n->op == IR_MATMUL) return is_qk(c, id) ? id : -1;
+  if (!is_elementwise(n) || !is_float_dt(n->type.dt)) return -1;
+  int found = -1;
+  for (int k = 0; k < n->nin; k++) {
+    int r = qk_of(c, n->in[k], depth + 1);
+    if (r < 0) continue;
+    if (found >= 0) return -1; /* the score reaches this node twice (s * s) */
+    found = r;
+    c->via[id] = k;
   }
-  const IrNode *s0 = N(c, cur);
-  if (c->uses[cur] != 1 || s0->type.rank != 4) return false;
-  /* K^T is a permute view (after canonicalize possibly merged with the
-     permute of split_heads); the same node, with its last two axes swapped
-     back, is K */
-  const IrNode *kt = N(c, s0->in[1]);
-  if (kt->op != IR_PERMUTE || kt->type.rank != 4 || c->uses[s0->in[1]] != 1) return false;
-  m->q = s0->in[0];
-  m->k = s0->in[1];
-  IrType kswap = N(c, m->k)->type;
-  IrDim tmp = kswap.dim[2];
-  kswap.dim[2] = kswap.dim[3];
-  kswap.dim[3] = tmp;
-  const IrType *qt = &N(c, m->q)->type, *ktt = &kswap, *vt = &N(c, m->v)->type;
-  if (qt->rank != 4 || vt->rank != 4) return false;
-  IrDim grp;
-  if (!ir_dim_eq(qt->dim[0], ktt->dim[0]) || !ir_dim_eq(ktt->dim[0], vt->dim[0]) ||
-      !ir_dim_eq(ktt->dim[1], vt->dim[1]) || ir_dim_div(qt->dim[1], ktt->dim[1], &grp))
-    return false;
-  if (m->lo != IR_MASK_NONE && m->hi != IR_MASK_NONE && m->lo > m->hi) return false; /* all masked */
-  return true;
+  return found;
+}
+
+/* ---- the body ---------------------------------------------------------------- */
+
+typedef struct {
+  int fb;              /* body function */
+  int *map;            /* main node -> body node, -1 */
+  int leaves[MAX_LEAVES];
+  int nleaf;
+  bool ok;
+} Build;
+
+static int body_add(Ctx *c, Build *b, const IrNode *like, IrOp op, int nin, const int *in, rt_dtype dt,
+                    const IrAttrs *a) {
+  IrType t = {dt, 0, {{0}}};
+  return ir_add(c->g, b->fb, op, nin, in, &t, a, like->loc);
+}
+
+/* Does value id vary with the query or key position? */
+static bool varies_ij(Ctx *c, int id) {
+  const IrType *t = &N(c, id)->type;
+  for (int a = 0; a < t->rank; a++) {
+    int ax = score_axis(c, t->rank, a);
+    int64_t d;
+    if ((ax == c->R - 2 || ax == c->R - 1) && !(ir_dim_is_const(t->dim[a], &d) && d == 1)) return true;
+  }
+  return false;
+}
+
+static int body_value(Ctx *c, Build *b, int id, int depth) {
+  if (b->map[id] >= 0) return b->map[id];
+  const IrNode *n = N(c, id);
+  IrAttrs a;
+  ir_attrs_init(&a);
+  int r = -1;
+  double v;
+  if (depth > MAX_PATH) {
+    b->ok = false;
+  } else if (const_value(c, id, &v)) {
+    a.value = v;
+    r = body_add(c, b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
+  } else if (n->op == IR_IOTA) {
+    int ax = score_axis(c, n->type.rank, n->a.axis);
+    if (c->R == 5) /* [B, Hk, G, T, S]: the head is split over two axes */
+      ax = ax == 0 ? 0 : ax >= 3 ? ax - 1 : -1;
+    if (ax < 0) {
+      b->ok = false;
+    } else {
+      a.axis = ax;
+      r = body_add(c, b, n, IR_INDEX, 0, NULL, RT_I32, &a);
+    }
+  } else if (is_elementwise(n) && varies_ij(c, id)) {
+    int in[3];
+    for (int k = 0; k < n->nin && b->ok; k++) in[k] = body_value(c, b, n->in[k], depth + 1);
+    if (b->ok) r = body_add(c, b, n, (IrOp)n->op, n->nin, in, (rt_dtype)n->type.dt, &n->a);
+  } else if (c->R == 5 || b->nleaf == MAX_LEAVES) {
+    b->ok = false; /* extra operands would need [B, Hk*G, T, S] views */
+  } else { /* a tensor operand of the attention node */
+    b->leaves[b->nleaf++] = id;
+    a.index = b->nleaf;
+    r = body_add(c, b, n, IR_PARAM, 0, NULL, (rt_dtype)n->type.dt, &a);
+  }
+  if (r >= 0) b->map[id] = r;
+  return r;
+}
+
+/* ---- one match ------------------------------------------------------------------- */
+
+/* Find and rewrite the first fusable chain; false if there is none. */
+static bool fuse_one(IrGraph *g) {
+  IrFunc *f = &g->funcs[0];
+  int n = f->n;
+  int *uses = calloc((size_t)n + 1, sizeof(int)), *via = calloc((size_t)n + 1, sizeof(int));
+  int *map = malloc(((size_t)n + 1) * sizeof(int));
+  if (!uses || !via || !map) ir_bug("out of memory");
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < f->nodes[i].nin; k++) uses[f->nodes[i].in[k]]++;
+  for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
+  Ctx c = {g, uses, via, 0, {0}};
+  bool done = false;
+  for (int p = 0; p < n && !done; p++) {
+    const IrNode *sm = N(&c, p);
+    int R = sm->type.rank;
+    if (sm->op != IR_SOFTMAX || (R != 4 && R != 5) || sm->a.axis != R - 1 || uses[p] != 1) continue;
+    c.R = R;
+    c.score = sm->type;
+    int o = -1;
+    for (int i = p + 1; i < n && o < 0; i++)
+      for (int k = 0; k < N(&c, i)->nin; k++)
+        if (N(&c, i)->in[k] == p) o = i;
+    if (o < 0 || N(&c, o)->op != IR_MATMUL || N(&c, o)->in[0] != p || N(&c, o)->type.rank != R) continue;
+    int s0 = qk_of(&c, sm->in[0], 0);
+    if (s0 < 0) continue;
+    /* the path s0 -> softmax input, forwards */
+    int path[MAX_PATH + 2], np = 0;
+    for (int cur = sm->in[0]; cur != s0; cur = N(&c, cur)->in[via[cur]]) path[np++] = cur;
+    for (int x = 0; x < np / 2; x++) {
+      int t = path[x];
+      path[x] = path[np - 1 - x], path[np - 1 - x] = t;
+    }
+    /* scales from the front */
+    int first = 0;
+    double scale = 1;
+    for (; first < np; first++) {
+      const IrNode *m = N(&c, path[first]);
+      double k;
+      if (m->op != IR_MUL || !const_value(&c, m->in[1 - via[path[first]]], &k) || !(k > 0) || isinf(k)) break;
+      scale *= k;
+    }
+    /* band masks from the back */
+    int last = np - 1;
+    int64_t lo = IR_MASK_NONE, hi = IR_MASK_NONE;
+    for (; last >= first; last--) {
+      const IrNode *m = N(&c, path[last]);
+      if (m->op != IR_WHERE) break;
+      int vi = via[path[last]];
+      int64_t l2 = lo, h2 = hi;
+      if (vi == 2 && is_neg_inf(&c, m->in[1]) && band(&c, m->in[0], true, &l2, &h2, 0)) {
+      } else if (vi == 1 && is_neg_inf(&c, m->in[2]) && band(&c, m->in[0], false, &l2, &h2, 0)) {
+      } else {
+        break;
+      }
+      lo = l2, hi = h2;
+    }
+    if (lo != IR_MASK_NONE && hi != IR_MASK_NONE && lo > hi) continue; /* everything masked: leave it */
+    /* Q, K, V */
+    int q = N(&c, s0)->in[0], kt = N(&c, s0)->in[1], v = N(&c, o)->in[1];
+    if (R == 5) {
+      q = N(&c, q)->in[0];
+      int k4 = N(&c, N(&c, kt)->in[0])->in[0];
+      const IrNode *v5 = N(&c, v);
+      if (v5->op != IR_RESHAPE || N(&c, v5->in[0])->type.rank != 4) continue;
+      v = v5->in[0];
+      /* Q5 = [B,Hk,G,T,E] from Q4 = [B,Hk*G,T,E]; K5, V5 = [B,Hk,1,S,*] */
+      const IrType *q4 = &N(&c, q)->type, *q5 = &N(&c, N(&c, s0)->in[0])->type;
+      const IrType *kk = &N(&c, k4)->type, *vv = &N(&c, v)->type;
+      IrDim hq;
+      int64_t one;
+      if (ir_dim_mul(q5->dim[1], q5->dim[2], &hq) || !ir_dim_eq(hq, q4->dim[1]) ||
+          !ir_dim_eq(q5->dim[3], q4->dim[2]) || !ir_dim_eq(q5->dim[0], q4->dim[0]) ||
+          !ir_dim_eq(kk->dim[1], q5->dim[1]) || !ir_dim_eq(vv->dim[1], q5->dim[1]) ||
+          !ir_dim_is_const(N(&c, N(&c, kt)->in[0])->type.dim[2], &one) || one != 1)
+        continue;
+      kt = k4; /* (for R = 5, `kt` now names K itself) */
+    }
+    {
+      IrType kswap = N(&c, kt)->type;
+      if (R == 4) {
+        IrDim t = kswap.dim[2];
+        kswap.dim[2] = kswap.dim[3], kswap.dim[3] = t;
+      }
+      const IrType *qt = &N(&c, q)->type, *vt = &N(&c, v)->type;
+      IrDim grp;
+      if (qt->rank != 4 || vt->rank != 4 || kswap.rank != 4 || !ir_dim_eq(qt->dim[0], kswap.dim[0]) ||
+          !ir_dim_eq(kswap.dim[0], vt->dim[0]) || !ir_dim_eq(kswap.dim[1], vt->dim[1]) ||
+          !ir_dim_eq(kswap.dim[2], vt->dim[2]) || !ir_dim_eq(qt->dim[3], kswap.dim[3]) ||
+          ir_dim_div(qt->dim[1], kswap.dim[1], &grp))
+        continue;
+    }
+    /* the body: path[first..last] */
+    int fb = -1;
+    Build b = {0};
+    b.ok = true;
+    b.map = map;
+    if (first <= last) {
+      for (int i = 0; i < n; i++) map[i] = -1;
+      fb = ir_graph_add_func(g, 0);
+      b.fb = fb;
+      IrAttrs a;
+      ir_attrs_init(&a);
+      a.index = 0;
+      map[first > 0 ? path[first - 1] : s0] = body_add(&c, &b, N(&c, path[first]), IR_PARAM, 0, NULL, RT_F32, &a);
+      for (int x = first; x <= last && b.ok; x++) {
+        const IrNode *m = N(&c, path[x]);
+        int in[3];
+        for (int k = 0; k < m->nin && b.ok; k++) in[k] = body_value(&c, &b, m->in[k], 0);
+        if (b.ok) map[path[x]] = body_add(&c, &b, m, (IrOp)m->op, m->nin, in, (rt_dtype)m->type.dt, &m->a);
+      }
+      if (!b.ok) {
+        g->nfunc--; /* drop the half-built body (its nodes stay in the arena) */
+        continue;
+      }
+      IrFunc *bf = &g->funcs[fb];
+      bf->yields = ir_arena_alloc(g->arena, sizeof(int));
+      bf->yields[0] = map[path[last]];
+      bf->nyield = 1;
+      f = &g->funcs[0]; /* (add_func may have moved the array) */
+    }
+    /* the rewrite */
+    int nin = 3 + b.nleaf;
+    int *in = ir_arena_alloc(g->arena, (size_t)nin * sizeof(int));
+    in[0] = q, in[1] = kt, in[2] = v;
+    for (int x = 0; x < b.nleaf; x++) in[3 + x] = b.leaves[x];
+    IrAttrs a;
+    ir_attrs_init(&a);
+    a.scale = scale;
+    a.mlo = lo;
+    a.mhi = hi;
+    if (R == 4) {
+      /* K^T's permute becomes K: swap its last two axes back */
+      IrNode *kn = N(&c, kt);
+      int sw = kn->a.list[2];
+      kn->a.list[2] = kn->a.list[3], kn->a.list[3] = sw;
+      IrDim d2 = kn->type.dim[2];
+      kn->type.dim[2] = kn->type.dim[3], kn->type.dim[3] = d2;
+      /* the second matmul becomes the attention node: it comes after all operands */
+      IrNode *on = N(&c, o);
+      on->op = IR_ATTENTION;
+      on->nin = nin;
+      on->in = in;
+      on->body = fb;
+      on->a = a;
+    } else {
+      /* attention(Q4, K4, V4) : [B, Hq, T, Ev] inserted before o, which
+         becomes its reshape to [B, Hk, G, T, Ev] */
+      const IrNode *on = N(&c, o);
+      IrType t = {on->type.dt, 4, {N(&c, q)->type.dim[0], N(&c, q)->type.dim[1], on->type.dim[3], on->type.dim[4]}};
+      IrNode at = {0};
+      at.op = IR_ATTENTION;
+      at.nin = nin;
+      at.in = in;
+      at.type = t;
+      at.a = a;
+      at.body = fb;
+      at.loc = on->loc;
+      int id = pass_insert(g, 0, o, &at);
+      IrNode *rn = N(&c, id + 1);
+      rn->op = IR_RESHAPE;
+      rn->nin = 1;
+      rn->in = ir_arena_alloc(g->arena, sizeof(int));
+      rn->in[0] = id;
+      ir_attrs_init(&rn->a);
+      /* reshape(reshape(x)) = reshape(x), and the usual reshape back to
+         [B, Hq, T, Ev] is x itself */
+      int nn = g->funcs[0].n;
+      int *m2 = malloc((size_t)nn * sizeof(int));
+      if (!m2) ir_bug("out of memory");
+      for (int i = 0; i < nn; i++) {
+        m2[i] = i;
+        if (i > id + 1 && N(&c, i)->op == IR_RESHAPE && N(&c, i)->in[0] == id + 1) {
+          N(&c, i)->in[0] = id;
+          if (ir_shape_eq(&N(&c, i)->type, &N(&c, id)->type)) m2[i] = id;
+        }
+      }
+      pass_apply_map(g, 0, m2);
+      free(m2);
+    }
+    done = true;
+  }
+  free(uses);
+  free(via);
+  free(map);
+  return done;
 }
 
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt) {
-  IrFunc *f = &g->funcs[0];
+  (void)opt;
   bool changed = false;
-  int *uses = calloc((size_t)f->n + 1, sizeof(int));
-  if (!uses) ir_bug("out of memory");
-  for (int i = 0; i < f->n; i++)
-    for (int k = 0; k < f->nodes[i].nin; k++) uses[f->nodes[i].in[k]]++;
-  for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
-  Ctx c = {f, uses};
-  for (int p = 0; p < f->n; p++) {
-    Match m;
-    if (!match(&c, p, &m)) continue;
-    /* K^T's permute becomes K: swap its last two axes back */
-    IrNode *kn = &f->nodes[m.k];
-    int sw = kn->a.list[2];
-    kn->a.list[2] = kn->a.list[3];
-    kn->a.list[3] = sw;
-    IrDim d2 = kn->type.dim[2];
-    kn->type.dim[2] = kn->type.dim[3];
-    kn->type.dim[3] = d2;
-    /* the second matmul becomes the attention node: it comes after q, k, v */
-    IrNode *on = &f->nodes[m.o];
-    on->op = IR_ATTENTION;
-    on->nin = 3;
-    on->in = ir_arena_alloc(g->arena, 3 * sizeof(int));
-    on->in[0] = m.q, on->in[1] = m.k, on->in[2] = m.v;
-    on->body = -1;
-    on->a.scale = m.scale;
-    on->a.mlo = m.lo;
-    on->a.mhi = m.hi;
+  while (fuse_one(g)) {
     changed = true;
+    pass_compact(g, 0);
   }
-  free(uses);
-  if (changed) pass_compact(g, 0);
   return changed;
 }

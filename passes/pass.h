@@ -52,4 +52,7 @@ void pass_apply_map(IrGraph *g, int f, const int *map);
 /* Drop nodes not needed by the outputs (main: inputs always stay; bodies:
  * params always stay) and renumber.  Returns true if any node went. */
 bool pass_compact(IrGraph *g, int f);
+/* Insert a copy of node (operands all < pos) at position pos of function f,
+ * renumbering later nodes and their uses; returns pos. */
+int pass_insert(IrGraph *g, int f, int pos, const IrNode *node);
 #endif

@@ -48,3 +48,21 @@ bool pass_compact(IrGraph *g, int f) {
   free(newid);
   return m != n;
 }
+
+int pass_insert(IrGraph *g, int f, int pos, const IrNode *node) {
+  IrFunc *fn = &g->funcs[f];
+  int id = ir_add(g, f, (IrOp)node->op, node->nin, node->in, &node->type, &node->a, node->loc);
+  IrNode nn = fn->nodes[id];
+  nn.body = node->body;
+  memmove(&fn->nodes[pos + 1], &fn->nodes[pos], (size_t)(id - pos) * sizeof(IrNode));
+  fn->nodes[pos] = nn;
+  for (int i = pos + 1; i < fn->n; i++)
+    for (int k = 0; k < fn->nodes[i].nin; k++)
+      if (fn->nodes[i].in[k] >= pos) fn->nodes[i].in[k]++;
+  for (int k = 0; k < fn->nyield; k++)
+    if (fn->yields[k] >= pos) fn->yields[k]++;
+  if (f == 0)
+    for (int k = 0; k < g->noutput; k++)
+      if (g->outputs[k].node >= pos) g->outputs[k].node++;
+  return pos;
+}

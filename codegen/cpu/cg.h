@@ -3,6 +3,7 @@
  * module.c  module, descriptor, run() and workspace planning
  * ewise.c   elementwise kernels (single ops and fused bodies), copies
  * kernels.c matmul, reductions, softmax and norms (calls into templates)
+ * attention.c fused attention: template call, generated score body
  * target.c  target machine and vector width
  * emit.c    bitcode linking, internalizing, O3, object/asm/shared library
  * jit.c     ORC LLJIT for in-memory runs */
@@ -100,15 +101,28 @@ void cg_error(Cg *cg, const IrNode *n, const char *fmt, ...) __attribute__((form
 void cg_ewise(Cg *cg, int id);
 /* Copy value src (any layout) into the dense buffer dst (same shape). */
 void cg_copy(Cg *cg, int src, LLVMValueRef dst_ptr, LLVMValueRef *dst_stride);
+/* vector building blocks (also used for attention score bodies) */
+LLVMValueRef cg_intr(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl, LLVMValueRef *args, int nargs);
+LLVMValueRef cg_splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt);
+LLVMValueRef cg_const_vec(Cg *cg, rt_dtype t, double v); /* <VW x f32 | i32 | i1> */
+LLVMValueRef cg_lane_ids(Cg *cg, LLVMTypeRef elt);        /* <0, 1, .., VW-1> */
+/* One elementwise op (node n's op and attributes) on vector values; in_dt
+ * is the dtype of its first operand. */
+LLVMValueRef cg_ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
 
 /* kernels.c */
 void cg_matmul(Cg *cg, int id);
 void cg_reduce(Cg *cg, int id);
 void cg_softmax(Cg *cg, int id);
 void cg_norm(Cg *cg, int id);
-void cg_attention(Cg *cg, int id);
-/* scratch floats per thread that kernels need (gemm packing) */
+/* scratch floats per thread that kernels need (gemm packing, attention
+ * tiles), and in run(): the per-thread scratch area of the workspace */
 int64_t cg_scratch_floats(const Cg *cg);
+LLVMValueRef cg_scratch_base(Cg *cg);
+
+/* attention.c: fused attention (online softmax template + generated score
+ * modification) */
+void cg_attention(Cg *cg, int id);
 
 /* target.c */
 bool cg_target_init(Cg *cg, const CgTarget *t);

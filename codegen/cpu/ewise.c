@@ -44,20 +44,20 @@ static LLVMTypeRef mem_vec_ty(Cg *cg, rt_dtype t) {
 }
 static LLVMTypeRef mem_elt_ty(Cg *cg, rt_dtype t) { return t == RT_BOOL ? cg->i8 : t == RT_I32 ? cg->i32 : cg->f32; }
 
-static LLVMValueRef intr(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl, LLVMValueRef *args, int nargs) {
+LLVMValueRef cg_intr(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl, LLVMValueRef *args, int nargs) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->M, id, ovl, (size_t)novl);
   return LLVMBuildCall2(cg->B, LLVMIntrinsicGetType(cg->C, id, ovl, (size_t)novl), f, args, (unsigned)nargs, "");
 }
 
-static LLVMValueRef splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt) {
+LLVMValueRef cg_splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt) {
   LLVMValueRef undef = LLVMGetUndef(vt);
   LLVMValueRef v = LLVMBuildInsertElement(cg->B, undef, s, LLVMConstInt(cg->i32, 0, 0), "");
   LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)cg->vw));
   return LLVMBuildShuffleVector(cg->B, v, undef, zeros, "");
 }
 
-static LLVMValueRef const_vec(Cg *cg, rt_dtype t, double v) {
+LLVMValueRef cg_const_vec(Cg *cg, rt_dtype t, double v) {
   LLVMValueRef s = t == RT_BOOL ? LLVMConstInt(cg->i1, v != 0, 0)
                  : t == RT_I32  ? LLVMConstInt(cg->i32, (unsigned long long)(int64_t)v, 1)
                                 : LLVMConstReal(cg->f32, v);
@@ -69,7 +69,7 @@ static LLVMValueRef const_vec(Cg *cg, rt_dtype t, double v) {
 }
 
 /* <0, 1, ..., VW-1> as i64 */
-static LLVMValueRef lane_ids(Cg *cg, LLVMTypeRef elt) {
+LLVMValueRef cg_lane_ids(Cg *cg, LLVMTypeRef elt) {
   LLVMValueRef *e = malloc(sizeof(LLVMValueRef) * (size_t)cg->vw);
   for (int i = 0; i < cg->vw; i++) e[i] = LLVMConstInt(elt, (unsigned)i, 0);
   LLVMValueRef r = LLVMConstVector(e, (unsigned)cg->vw);
@@ -103,19 +103,19 @@ static LLVMValueRef convert(Cg *cg, LLVMValueRef x, rt_dtype from, rt_dtype to) 
   if (from == RT_BOOL) return ft ? LLVMBuildUIToFP(cg->B, x, cg->vf, "") : LLVMBuildZExt(cg->B, x, cg->vi, "");
   if (ft) return LLVMBuildSIToFP(cg->B, x, cg->vf, ""); /* i32 -> float */
   LLVMTypeRef ovl[] = {cg->vi, cg->vf};                 /* float -> i32, saturating, NaN -> 0 */
-  return intr(cg, "llvm.fptosi.sat", ovl, 2, &x, 1);
+  return cg_intr(cg, "llvm.fptosi.sat", ovl, 2, &x, 1);
 }
 
 /* One elementwise op on vector values. */
-static LLVMValueRef ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+LLVMValueRef cg_ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
   bool fl = is_float(in_dt);
   LLVMTypeRef vt = fl ? cg->vf : cg->vi;
   switch ((IrOp)n->op) {
   case IR_NEG: return fl ? LLVMBuildFNeg(cg->B, a, "") : LLVMBuildNeg(cg->B, a, "");
   case IR_NOT: return LLVMBuildNot(cg->B, a, "");
   case IR_ABS:
-    if (fl) return intr(cg, "llvm.fabs", &vt, 1, &a, 1);
-    return intr(cg, "llvm.abs", &vt, 1, (LLVMValueRef[]){a, LLVMConstInt(cg->i1, 0, 0)}, 2);
+    if (fl) return cg_intr(cg, "llvm.fabs", &vt, 1, &a, 1);
+    return cg_intr(cg, "llvm.abs", &vt, 1, (LLVMValueRef[]){a, LLVMConstInt(cg->i1, 0, 0)}, 2);
   case IR_EXP: return tpl_vec(cg, "attnc_tpl_vexp", a, NULL);
   case IR_EXP2: return tpl_vec(cg, "attnc_tpl_vexp2", a, NULL);
   case IR_LOG: return tpl_vec(cg, "attnc_tpl_vlog", a, NULL);
@@ -124,9 +124,9 @@ static LLVMValueRef ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef 
   case IR_GELU: return tpl_vec(cg, "attnc_tpl_vgelu", a, NULL);
   case IR_GELU_TANH: return tpl_vec(cg, "attnc_tpl_vgelu_tanh", a, NULL);
   case IR_SILU: return tpl_vec(cg, "attnc_tpl_vsilu", a, NULL);
-  case IR_SQRT: return intr(cg, "llvm.sqrt", &vt, 1, &a, 1);
-  case IR_RSQRT: return LLVMBuildFDiv(cg->B, const_vec(cg, RT_F32, 1), intr(cg, "llvm.sqrt", &vt, 1, &a, 1), "");
-  case IR_RECIP: return LLVMBuildFDiv(cg->B, const_vec(cg, RT_F32, 1), a, "");
+  case IR_SQRT: return cg_intr(cg, "llvm.sqrt", &vt, 1, &a, 1);
+  case IR_RSQRT: return LLVMBuildFDiv(cg->B, cg_const_vec(cg, RT_F32, 1), cg_intr(cg, "llvm.sqrt", &vt, 1, &a, 1), "");
+  case IR_RECIP: return LLVMBuildFDiv(cg->B, cg_const_vec(cg, RT_F32, 1), a, "");
   case IR_RELU: /* NaN and -0 stay as they are */
     if (fl) return LLVMBuildSelect(cg->B, LLVMBuildFCmp(cg->B, LLVMRealOLT, a, LLVMConstNull(vt), ""), LLVMConstNull(vt), a, "");
     return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, a, LLVMConstNull(vt), ""), LLVMConstNull(vt), a, "");
@@ -139,27 +139,27 @@ static LLVMValueRef ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef 
     { /* integer division by zero gives 0 here (no trap); x / -1 is -x,
          which wraps for INT_MIN (sdiv would trap) */
       LLVMValueRef z = LLVMBuildICmp(cg->B, LLVMIntEQ, b, LLVMConstNull(vt), "");
-      LLVMValueRef m1 = LLVMBuildICmp(cg->B, LLVMIntEQ, b, const_vec(cg, RT_I32, -1), "");
-      LLVMValueRef safe = LLVMBuildSelect(cg->B, LLVMBuildOr(cg->B, z, m1, ""), const_vec(cg, RT_I32, 1), b, "");
+      LLVMValueRef m1 = LLVMBuildICmp(cg->B, LLVMIntEQ, b, cg_const_vec(cg, RT_I32, -1), "");
+      LLVMValueRef safe = LLVMBuildSelect(cg->B, LLVMBuildOr(cg->B, z, m1, ""), cg_const_vec(cg, RT_I32, 1), b, "");
       LLVMValueRef q = LLVMBuildSelect(cg->B, m1, LLVMBuildNeg(cg->B, a, ""), LLVMBuildSDiv(cg->B, a, safe, ""), "");
       return LLVMBuildSelect(cg->B, z, LLVMConstNull(vt), q, "");
     }
   case IR_MIN:
-    return intr(cg, fl ? "llvm.minimum" : "llvm.smin", &vt, 1, (LLVMValueRef[]){a, b}, 2);
+    return cg_intr(cg, fl ? "llvm.minimum" : "llvm.smin", &vt, 1, (LLVMValueRef[]){a, b}, 2);
   case IR_MAX:
-    return intr(cg, fl ? "llvm.maximum" : "llvm.smax", &vt, 1, (LLVMValueRef[]){a, b}, 2);
+    return cg_intr(cg, fl ? "llvm.maximum" : "llvm.smax", &vt, 1, (LLVMValueRef[]){a, b}, 2);
   case IR_POW:
     if (!fl) { /* exact, wrapping (interp.c): square and multiply over the
                   31 value bits; a negative exponent gives 1/a^n truncated */
-      LLVMValueRef one = const_vec(cg, RT_I32, 1), zero = LLVMConstNull(vt), r = one, base = a;
+      LLVMValueRef one = cg_const_vec(cg, RT_I32, 1), zero = LLVMConstNull(vt), r = one, base = a;
       for (int bit = 0; bit < 31; bit++) {
-        LLVMValueRef bitv = LLVMBuildAnd(cg->B, b, const_vec(cg, RT_I32, (double)(1u << bit)), "");
+        LLVMValueRef bitv = LLVMBuildAnd(cg->B, b, cg_const_vec(cg, RT_I32, (double)(1u << bit)), "");
         LLVMValueRef set = LLVMBuildICmp(cg->B, LLVMIntNE, bitv, zero, "");
         r = LLVMBuildSelect(cg->B, set, LLVMBuildMul(cg->B, r, base, ""), r, "");
         base = LLVMBuildMul(cg->B, base, base, "");
       }
       LLVMValueRef odd = LLVMBuildICmp(cg->B, LLVMIntNE, LLVMBuildAnd(cg->B, b, one, ""), zero, "");
-      LLVMValueRef m1 = const_vec(cg, RT_I32, -1);
+      LLVMValueRef m1 = cg_const_vec(cg, RT_I32, -1);
       LLVMValueRef neg = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, a, m1, ""),
                                          LLVMBuildSelect(cg->B, odd, m1, one, ""), zero, "");
       neg = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, a, one, ""), one, neg, "");
@@ -199,9 +199,9 @@ static LLVMValueRef index_vec(Body *b, int axis) {
   Cg *cg = b->cg;
   if (axis == b->rank - 1) {
     LLVMValueRef jj = LLVMBuildTrunc(cg->B, b->j, cg->i32, "");
-    return LLVMBuildAdd(cg->B, splat(cg, jj, cg->vi), lane_ids(cg, cg->i32), "");
+    return LLVMBuildAdd(cg->B, cg_splat(cg, jj, cg->vi), cg_lane_ids(cg, cg->i32), "");
   }
-  return splat(cg, LLVMBuildTrunc(cg->B, b->idx[axis], cg->i32, ""), cg->vi);
+  return cg_splat(cg, LLVMBuildTrunc(cg->B, b->idx[axis], cg->i32, ""), cg->vi);
 }
 
 /* Load every leaf at the current position; mask may be NULL (full vector). */
@@ -210,7 +210,7 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
   for (int k = 0; k < b->nleaves; k++) {
     Leaf *l = &b->leaves[k];
     if (l->kind == LF_CONST) {
-      l->val = const_vec(cg, l->dt, l->value);
+      l->val = cg_const_vec(cg, l->dt, l->value);
       continue;
     }
     if (l->kind == LF_IOTA) {
@@ -221,14 +221,14 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
     LLVMValueRef v;
     if (l->inner == 0) {
       LLVMValueRef p = LLVMBuildGEP2(cg->B, et, l->ptr, &l->off, 1, "");
-      v = splat(cg, LLVMBuildLoad2(cg->B, et, p, ""), mt);
+      v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, p, ""), mt);
     } else if (l->inner == 1) {
       LLVMValueRef o = LLVMBuildAdd(cg->B, l->off, b->j, "");
       LLVMValueRef p = LLVMBuildGEP2(cg->B, et, l->ptr, &o, 1, "");
       if (mask) {
         LLVMTypeRef ovl[] = {mt, cg->ptr};
         LLVMValueRef args[] = {p, LLVMConstInt(cg->i32, 1, 0), mask, LLVMConstNull(mt)};
-        v = intr(cg, "llvm.masked.load", ovl, 2, args, 4);
+        v = cg_intr(cg, "llvm.masked.load", ovl, 2, args, 4);
       } else {
         v = LLVMBuildLoad2(cg->B, mt, p, "");
         LLVMSetAlignment(v, 1);
@@ -261,7 +261,7 @@ static LLVMValueRef eval_expr(Body *b) {
   if (n->op != IR_FUSED) {
     LLVMValueRef a[3] = {0};
     for (int k = 0; k < n->nin; k++) a[k] = b->leaves[k].val;
-    return ew_op(cg, n, b->leaves[0].dt, a[0], a[1], a[2]);
+    return cg_ew_op(cg, n, b->leaves[0].dt, a[0], a[1], a[2]);
   }
   const IrFunc *body = &g->funcs[n->body];
   LLVMValueRef *vals = calloc((size_t)body->n, sizeof *vals);
@@ -270,11 +270,11 @@ static LLVMValueRef eval_expr(Body *b) {
     switch (bn->op) {
     case IR_PARAM: vals[i] = b->leaves[bn->a.index].val; break;
     case IR_INDEX: vals[i] = index_vec(b, bn->a.axis); break;
-    case IR_CONST: vals[i] = const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value); break;
+    case IR_CONST: vals[i] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value); break;
     default: {
       LLVMValueRef a[3] = {0};
       for (int k = 0; k < bn->nin; k++) a[k] = vals[bn->in[k]];
-      vals[i] = ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
+      vals[i] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
     }
     }
   }
@@ -291,7 +291,7 @@ static void store_out(Cg *cg, LLVMValueRef optr, rt_dtype dt, LLVMValueRef off, 
   if (mask) {
     LLVMTypeRef ovl[] = {mt, cg->ptr};
     LLVMValueRef args[] = {v, p, LLVMConstInt(cg->i32, 1, 0), mask};
-    intr(cg, "llvm.masked.store", ovl, 2, args, 4);
+    cg_intr(cg, "llvm.masked.store", ovl, 2, args, 4);
   } else {
     LLVMValueRef s = LLVMBuildStore(cg->B, v, p);
     LLVMSetAlignment(s, 1);
@@ -426,8 +426,8 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, nfull, n, ""), tail, next);
   LLVMPositionBuilderAtEnd(cg->B, tail);
   body.j = nfull;
-  LLVMValueRef remv = splat(cg, LLVMBuildSub(cg->B, n, nfull, ""), LLVMVectorType(cg->i64, (unsigned)cg->vw));
-  LLVMValueRef mask = LLVMBuildICmp(cg->B, LLVMIntSLT, lane_ids(cg, cg->i64), remv, "");
+  LLVMValueRef remv = cg_splat(cg, LLVMBuildSub(cg->B, n, nfull, ""), LLVMVectorType(cg->i64, (unsigned)cg->vw));
+  LLVMValueRef mask = LLVMBuildICmp(cg->B, LLVMIntSLT, cg_lane_ids(cg, cg->i64), remv, "");
   load_leaves(&body, mask);
   store_out(cg, t_out, out_dt, LLVMBuildAdd(cg->B, ooff, nfull, ""), eval_expr(&body), mask);
   LLVMBuildBr(cg->B, next);

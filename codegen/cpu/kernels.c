@@ -43,7 +43,7 @@ static LLVMValueRef fptr(Cg *cg, LLVMValueRef base, LLVMValueRef off) {
 }
 
 /* The scratch area after the workspace slots, per thread. */
-static LLVMValueRef scratch_base(Cg *cg) {
+LLVMValueRef cg_scratch_base(Cg *cg) {
   LLVMValueRef idx = ci64(cg, cg->nslots);
   LLVMValueRef off = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, cg->slot_off, &idx, 1, ""), "");
   return LLVMBuildGEP2(cg->B, cg->i8, cg->ws, &off, 1, "");
@@ -104,7 +104,7 @@ void cg_matmul(Cg *cg, int id) {
   f[k++] = nbk;                           /* 11 */
   f[k++] = nm;                            /* 12 */
   f[k++] = nn;                            /* 13 */
-  f[k++] = scratch_base(cg);              /* 14 */
+  f[k++] = cg_scratch_base(cg);              /* 14 */
   for (int d = 0; d < nb; d++) {          /* 15 + 4d: shape, a/b/c strides */
     f[k++] = o->shape[d];
     f[k++] = bstride(cg, n->in[0], d, r);
@@ -323,79 +323,3 @@ void cg_reduce(Cg *cg, int id) {
 }
 
 /* ---- fused attention ---------------------------------------------------- */
-
-void cg_attention(Cg *cg, int id) {
-  const IrNode *n = &cg->g->funcs[0].nodes[id];
-  const IrFunc *f = &cg->g->funcs[0];
-  const CgVal *o = &cg->v[id], *q = &cg->v[n->in[0]], *k = &cg->v[n->in[1]], *v = &cg->v[n->in[2]];
-  int64_t e, ev;
-  if (n->body >= 0 || n->nin != 3) {
-    cg_error(cg, n, "attention with a score modification is not supported by the CPU backend yet");
-    return;
-  }
-  if (!ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], &e) || !ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], &ev)) {
-    cg_error(cg, n, "attention needs constant head sizes");
-    return;
-  }
-  if (!q->inner_unit || !k->inner_unit || !v->inner_unit) {
-    cg_error(cg, n, "attention operands must be contiguous along the head dimension");
-    return;
-  }
-  int bq = cg->vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8;
-  LLVMValueRef B = o->shape[0], Hq = o->shape[1], T = o->shape[2], S = k->shape[2];
-  LLVMValueRef G = LLVMBuildSDiv(cg->B, Hq, k->shape[1], "");
-  LLVMValueRef nt = ceil_div(cg, T, ci64(cg, bq));
-  LLVMValueRef ntasks = LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, B, Hq, ""), nt, "");
-  LLVMValueRef fl[32];
-  int c = 0;
-  fl[c++] = q->ptr;  fl[c++] = q->stride[0]; fl[c++] = q->stride[1]; fl[c++] = q->stride[2];   /* 0..3 */
-  fl[c++] = k->ptr;  fl[c++] = k->stride[0]; fl[c++] = k->stride[1]; fl[c++] = k->stride[2];   /* 4..7 */
-  fl[c++] = v->ptr;  fl[c++] = v->stride[0]; fl[c++] = v->stride[1]; fl[c++] = v->stride[2];   /* 8..11 */
-  fl[c++] = o->ptr;  fl[c++] = o->stride[0]; fl[c++] = o->stride[1]; fl[c++] = o->stride[2];   /* 12..15 */
-  fl[c++] = Hq; fl[c++] = T; fl[c++] = S; fl[c++] = G; fl[c++] = nt;                            /* 16..20 */
-  fl[c++] = scratch_base(cg);                                                                    /* 21 */
-  char key[160];
-  snprintf(key, sizeof key, "attention e%lld ev%lld s%a lo%lld hi%lld", (long long)e, (long long)ev, n->a.scale,
-           (long long)n->a.mlo, (long long)n->a.mhi);
-  LLVMValueRef cached = cg_task_lookup(cg, key);
-  if (cached) {
-    cg_launch(cg, cached, fl, c, ntasks, ci64(cg, 1));
-    return;
-  }
-  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef ctx, begin, end, tid;
-  LLVMValueRef task = cg_task_begin(cg, "attention", &ctx, &begin, &end, &tid);
-  cg_task_remember(cg, key, task);
-  LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, 21),
-      (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
-  LLVMValueRef tHq = cg_ctx_i64(cg, ctx, 16), tT = cg_ctx_i64(cg, ctx, 17), tS = cg_ctx_i64(cg, ctx, 18),
-               tG = cg_ctx_i64(cg, ctx, 19), tnt = cg_ctx_i64(cg, ctx, 20);
-  CgLoop t;
-  cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
-  LLVMValueRef ti = LLVMBuildSRem(cg->B, t.iv, tnt, ""), bh = LLVMBuildSDiv(cg->B, t.iv, tnt, "");
-  LLVMValueRef h = LLVMBuildSRem(cg->B, bh, tHq, ""), b = LLVMBuildSDiv(cg->B, bh, tHq, "");
-  LLVMValueRef kh = LLVMBuildSDiv(cg->B, h, tG, "");
-  LLVMValueRef ptrs[4];
-  LLVMValueRef heads[4] = {h, kh, kh, h};
-  for (int x = 0; x < 4; x++) {
-    LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, b, cg_ctx_i64(cg, ctx, 4 * x + 1), ""),
-                                    LLVMBuildMul(cg->B, heads[x], cg_ctx_i64(cg, ctx, 4 * x + 2), ""), "");
-    ptrs[x] = fptr(cg, cg_ctx_ptr(cg, ctx, 4 * x), off);
-  }
-  LLVMValueRef i0 = LLVMBuildMul(cg->B, ti, ci64(cg, bq), "");
-  LLVMValueRef i1 = smin(cg, LLVMBuildAdd(cg->B, i0, ci64(cg, bq), ""), tT);
-  LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64,
-                      cg->i64, cg->i64, cg->i64, cg->f32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
-  LLVMValueRef args[] = {ptrs[0], cg_ctx_i64(cg, ctx, 3), ptrs[1], cg_ctx_i64(cg, ctx, 7), ptrs[2], cg_ctx_i64(cg, ctx, 11),
-                         ptrs[3], cg_ctx_i64(cg, ctx, 15), tS, ci64(cg, e), ci64(cg, ev), i0, i1,
-                         LLVMConstReal(cg->f32, n->a.scale),
-                         ci64(cg, n->a.mlo == IR_MASK_NONE ? INT64_MIN : n->a.mlo),
-                         ci64(cg, n->a.mhi == IR_MASK_NONE ? INT64_MAX : n->a.mhi),
-                         LLVMConstPointerNull(cg->ptr), LLVMConstPointerNull(cg->ptr), scratch};
-  cg_call(cg, "attnc_tpl_attention", cg->vd, pt, 19, args);
-  cg_loop_end(cg, &t);
-  LLVMBuildRetVoid(cg->B);
-  LLVMPositionBuilderAtEnd(cg->B, saved);
-  cg_launch(cg, task, fl, c, ntasks, ci64(cg, 1));
-}
-

@@ -3,7 +3,8 @@
  * cg_cpu_compile, ORC LLJIT), run through the generated public API
  * (NAME_create / bind_weight / output_shapes / run) on fresh random inputs
  * and weights, and compared with the reference interpreter (ir_interp_run,
- * float64) on the same data.
+ * float64) on the same data, run on the program AS WRITTEN (no passes): so
+ * every test also checks the passes' rewrites (fusion included).
  *
  * Comparison: integer and bool outputs exactly; float outputs must be NaN
  * where the interpreter's are, the same infinity where it has one, finite
@@ -107,7 +108,8 @@ typedef struct {
   char *text;
   FeDefine defs[16];
   int ndefs;
-  IrGraph *g;
+  IrGraph *g;        /* optimized (fused) and compiled */
+  IrGraph *g0;       /* unoptimized: what the interpreter runs */
   CgModule *m;
   char ident[128];
   create_fn create;
@@ -139,6 +141,8 @@ static char *read_source(const char *rel) {
   return buf;
 }
 
+static bool g_no_fuse; /* compile the unfused variant (--no-fuse) */
+
 /* Compile `text` (a .attn program, or IR text when it starts with "graph")
  * with the params in defs ("D=64 H=2") at -O1 for the host, in memory. */
 static void model_compile(Model *md, const char *file, const char *text, const char *defs) {
@@ -164,15 +168,18 @@ static void model_compile(Model *md, const char *file, const char *text, const c
     if (*t == '#') t += strcspn(t, "\n");
     else t++;
   }
-  if (!strncmp(t, "graph", 5)) {
-    md->g = ir_parse(md->arena, md->diag, file, md->text);
-    cr_assert_not_null(md->g, "%s: does not parse:\n%s", md->label, diag_text(md));
-  } else {
-    md->g = fe_compile(md->arena, md->diag, file, md->text, md->defs, md->ndefs);
-    cr_assert_not_null(md->g, "%s: does not compile:\n%s", md->label, diag_text(md));
+  for (int copy = 0; copy < 2; copy++) { /* g0: the program as written, the oracle's input */
+    IrGraph **gp = copy ? &md->g0 : &md->g;
+    if (!strncmp(t, "graph", 5)) {
+      *gp = ir_parse(md->arena, md->diag, file, md->text);
+      cr_assert_not_null(*gp, "%s: does not parse:\n%s", md->label, diag_text(md));
+    } else {
+      *gp = fe_compile(md->arena, md->diag, file, md->text, md->defs, md->ndefs);
+      cr_assert_not_null(*gp, "%s: does not compile:\n%s", md->label, diag_text(md));
+    }
+    cr_assert(ir_verify(*gp, md->diag, "lowering"), "%s: invalid IR:\n%s", md->label, diag_text(md));
   }
-  cr_assert(ir_verify(md->g, md->diag, "lowering"), "%s: invalid IR:\n%s", md->label, diag_text(md));
-  PassOptions po = {.opt_level = 1, .diag = md->diag, .dump = stderr};
+  PassOptions po = {.opt_level = 1, .no_fuse = g_no_fuse, .diag = md->diag, .dump = stderr};
   cr_assert(pass_pipeline(md->g, &po), "%s: pipeline failed:\n%s", md->label, diag_text(md));
   md->m = cg_cpu_compile(md->g, NULL, md->diag);
   cr_assert_not_null(md->m, "%s: CPU backend failed:\n%s", md->label, diag_text(md));
@@ -331,9 +338,9 @@ static void data_make(Data *d, Model *md, const char *dims, const char *ranges) 
     d->in[i] = tens_of(d, &g->funcs[0].nodes[ids[i]]);
     fill(d, &d->in[i], ranges, false);
   }
-  d->nw = ir_graph_weights(g, ids, 96);
+  d->nw = ir_graph_weights(md->g0, ids, 96); /* (a superset of g's: passes drop unused ones) */
   for (int i = 0; i < d->nw; i++) {
-    d->w[i] = tens_of(d, &g->funcs[0].nodes[ids[i]]);
+    d->w[i] = tens_of(d, &md->g0->funcs[0].nodes[ids[i]]);
     fill(d, &d->w[i], ranges, true);
   }
   d->nout = g->noutput;
@@ -345,7 +352,7 @@ static void data_make(Data *d, Model *md, const char *dims, const char *ranges) 
     in[i].data = d->in[i].data;
   }
   char err[1024];
-  int rc = ir_interp_run(g, in, d->nin, weight_fn, d, d->ref, d->nout, err, sizeof err);
+  int rc = ir_interp_run(md->g0, in, d->nin, weight_fn, d, d->ref, d->nout, err, sizeof err);
   cr_assert_eq(rc, 0, "%s: interpreter: %s", d->where, err);
 }
 
@@ -372,7 +379,12 @@ static attnc_instance *inst_new(Data *d, int nthreads) {
   attnc_instance *inst = NULL;
   int rc = md->create(&opt, &inst);
   cr_assert_eq(rc, ATTNC_OK, "%s: create(%d threads) returned %d", d->where, nthreads, rc);
+  int ids[96];
+  int nw = ir_graph_weights(md->g, ids, 96);
   for (int i = 0; i < d->nw; i++) {
+    bool used = false; /* bind only what the compiled model reads */
+    for (int k = 0; k < nw; k++) used |= !strcmp(md->g->funcs[0].nodes[ids[k]].a.str, d->w[i].name);
+    if (!used) continue;
     attnc_tensor t = api_tensor(&d->w[i]);
     rc = md->bind_weight(inst, d->w[i].name, &t);
     cr_assert_eq(rc, ATTNC_OK, "%s: bind_weight('%s'): %s", d->where, d->w[i].name, md->error(inst));
@@ -1169,6 +1181,133 @@ Test(codegen, unsupported_is_a_diagnostic) {
                        "output y: f32[B, T, 4]\n"
                        "y = x + pe\n",
                        "weight 'pe'", true);
+}
+
+/* ---- 2b. fused attention --------------------------------------------------------- */
+
+/* Nodes of op `op` in the compiled graph; *bodies: how many have a body. */
+static int count_op(const IrGraph *g, IrOp op, int *bodies) {
+  int n = 0;
+  if (bodies) *bodies = 0;
+  for (int i = 0; i < g->funcs[0].n; i++)
+    if (g->funcs[0].nodes[i].op == op) {
+      n++;
+      if (bodies && g->funcs[0].nodes[i].body >= 0) (*bodies)++;
+    }
+  return n;
+}
+
+/* The score program: s = q k^T / sqrt(E), then `mods`, then softmax @ v. */
+static char *attn_prog(const char *name, const char *inputs, const char *mods) {
+  char *p = NULL;
+  int rc = asprintf(&p,
+                    "model %s\n"
+                    "param E = 16\n"
+                    "param H = 2\n"
+                    "dim B, T, S\n"
+                    "input q: f32[B, H, T, E]\n"
+                    "input k: f32[B, H, S, E]\n"
+                    "input v: f32[B, H, S, E]\n"
+                    "%s"
+                    "output o: f32[B, H, T, E]\n"
+                    "let s = (q @ transpose(k, -2, -1)) * (1.0 / sqrt(E))\n"
+                    "let i = index(s, -2)\n"
+                    "let j = index(s, -1)\n"
+                    "%s"
+                    "o = softmax(s, axis=-1) @ v\n",
+                    name, inputs, mods);
+  cr_assert_geq(rc, 0);
+  return p;
+}
+
+/* sizes around the tiles (64) and vector widths (8, 16), T != S (cross
+   attention), T = 1 (decoding), one key */
+static const char *const attn_dims[] = {"B=1 T=1 S=1",    "B=2 T=7 S=13",  "B=1 T=65 S=63", "B=1 T=130 S=130",
+                                        "B=2 T=1 S=70",   "B=1 T=64 S=64", "B=1 T=17 S=129", NULL};
+
+/* Compile prog fused and unfused; the fused graph must have `natt`
+   attention nodes (`nbody` of them with a score body) and both must agree
+   with the interpreter on the unfused program. */
+static void check_attention(const char *name, const char *prog, const char *defs, const char *const *dims,
+                            const char *ranges, int natt, int nbody) {
+  Model md;
+  model_compile(&md, name, prog, defs);
+  int bodies;
+  int n = count_op(md.g, IR_ATTENTION, &bodies);
+  cr_assert(n == natt && bodies == nbody, "%s: fused graph has %d attention nodes (%d with a body), want %d (%d)",
+            name, n, bodies, natt, nbody);
+  cr_assert_eq(count_op(md.g, IR_SOFTMAX, NULL), 0, "%s: a softmax is left after fusion", name);
+  check_dimsets(&md, dims, ranges, TOL, 0);
+  model_free(&md);
+  g_no_fuse = true;
+  model_compile(&md, name, prog, defs);
+  g_no_fuse = false;
+  cr_assert_eq(count_op(md.g, IR_ATTENTION, NULL), 0, "%s: --no-fuse still fused", name);
+  check_dimsets(&md, dims, ranges, TOL, 0);
+  model_free(&md);
+}
+
+static void check_mod(const char *name, const char *inputs, const char *mods, const char *ranges, int nbody) {
+  char *p = attn_prog(name, inputs, mods);
+  check_attention(name, p, NULL, attn_dims, ranges, 1, nbody);
+  free(p);
+}
+
+/* Score modifications: what the fuser puts into the attention body. */
+Test(codegen, attention_score_mods) {
+  check_mod("t_bias", "input bias: f32[B, H, T, S]\n", "s = s + bias\n", NULL, 1);
+  check_mod("t_bias_bcast", "input bias: f32[H, 1, S]\n", "s = s + bias\n", NULL, 1);
+  check_mod("t_softcap", "", "s = 5.0 * tanh(s / 5.0)\n", "q=-4:4 k=-4:4", 1);
+  check_mod("t_alibi", "input slope: f32[H, 1, 1]\n", "s = s - slope * cast(abs(i - j), f32)\n", "slope=0:1", 1);
+  /* padding from per-batch lengths; len = 0 masks whole rows (zeros) */
+  check_mod("t_padding", "input len: i32[B, 1, 1, 1]\n", "s = where(j >= len, -inf, s)\n", "len=0:S", 1);
+  /* an arbitrary mask tensor, kept form; sparse, so that rows with no key
+     happen at small S */
+  check_mod("t_mask", "input m: bool[B, 1, T, S]\n", "s = where(m, s, -inf)\n", "m=0.2:0", 1);
+  /* all of them at once, with a causal band on top */
+  check_mod("t_combo", "input len: i32[B, 1, 1, 1]\ninput bias: f32[1, 1, T, S]\n",
+            "s = 5.0 * tanh(s / 5.0) + bias\ns = where(j >= len, -inf, s)\ns = where(j > i, -inf, s)\n", "len=0:S", 1);
+}
+
+/* Band masks: block skipping, no body. */
+Test(codegen, attention_bands) {
+  check_mod("t_causal", "", "s = where(j > i, -inf, s)\n", NULL, 0);
+  check_mod("t_window", "", "s = where(j > i || j < i - 3, -inf, s)\n", NULL, 0);
+  check_mod("t_window_abs", "", "s = where(abs(i - j) > 2, -inf, s)\n", NULL, 0);
+  check_mod("t_window_kept", "", "s = where(j <= i && j >= i - 70, s, -inf)\n", NULL, 0);
+  /* j <= i - 2: the first two rows see no key at all (zeros) */
+  check_mod("t_shifted", "", "s = where(j > i - 2, -inf, s)\n", NULL, 0);
+  check_mod("t_future", "", "s = where(j < i + 5, -inf, s)\n", NULL, 0);
+}
+
+/* Scores of magnitude 1e4 in both directions: no overflow of exp, no
+   underflow of the sum.  The key j = i wins by 2e4, so every output row is
+   exactly v's row i, whatever the rounding of the scores (a comparison of
+   general 1e4-sized scores would measure f32's own resolution, 1e-3). */
+Test(codegen, attention_large_scores) {
+  const char *dims[] = {"B=1 T=1 S=1", "B=2 T=7 S=13", "B=1 T=65 S=65", "B=1 T=33 S=130", NULL};
+  char *p = attn_prog("t_big", "", "s = s + where(j == i, 10000.0, -10000.0)\n");
+  check_attention("t_big", p, NULL, dims, "q=-30:30 k=-30:30", 1, 1);
+  free(p);
+  p = attn_prog("t_small", "", "s = s + where(j == i, -10000.0, -30000.0)\n");
+  check_attention("t_small", p, NULL, dims, "q=-30:30 k=-30:30", 1, 1);
+  free(p);
+}
+
+/* Grouped-query and multi-query attention through attention(...) (rank-5
+   form), self and cross, causal and not. */
+Test(codegen, attention_gqa) {
+  const char *prog = "model t_gqa\n"
+                     "param E = 16\nparam H = 4\nparam HK = 2\nparam CAUSAL = 0\n"
+                     "dim B, T, S\n"
+                     "input q: f32[B, H, T, E]\n"
+                     "input k: f32[B, HK, S, E]\n"
+                     "input v: f32[B, HK, S, E]\n"
+                     "output o: f32[B, H, T, E]\n"
+                     "o = attention(q, k, v, causal=CAUSAL)\n";
+  check_attention("t_gqa", prog, "HK=2 CAUSAL=0", attn_dims, NULL, 1, 0);
+  check_attention("t_gqa", prog, "HK=1 CAUSAL=1", attn_dims, NULL, 1, 0);
+  check_attention("t_gqa", prog, "H=3 HK=3 E=13 CAUSAL=1", attn_dims, NULL, 1, 0);
 }
 
 /* ---- 3. threads ------------------------------------------------------------------- */

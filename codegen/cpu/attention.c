@@ -1,0 +1,270 @@
+/* attention.c - fused attention nodes on the CPU.
+ *
+ * One task = one tile of BQ query rows of one (batch, query head); it calls
+ * the online-softmax template (templates/attention.c) with the rows' q, the
+ * head's k and v (GQA: query head h reads kv head h / (Hq / Hk)), the block
+ * mask and, if the node has a body, a generated score-modification function.
+ *
+ * The score modification ("mod") is the node's body compiled to vector code
+ * for the template's key-major score tiles: the template passes tile,
+ * rs = 1, cs (floats between keys), i0, j0, rows, cols; the mod walks the
+ * keys c < cols and, for each, ceil(rows / VW) vectors of VW query rows:
+ *   param 0     the score vector, loaded from and stored back to the tile
+ *               (lanes past `rows` are computed too and discarded by the
+ *               template; the tile holds whole vectors)
+ *   param p>=1  extra operand p+2 at (b, h, i, j): a splat when it does not
+ *               vary with i, else a gather (rows clamped to the last valid
+ *               one, so lanes past `rows` never read out of bounds)
+ *   index 0..3  b, h (splats), i (i0 + lane), j (splat)
+ * The mod context is built per task on its stack: b, h, then per extra
+ * operand its base pointer at (b, h) and its strides along i and j. */
+#include <stdlib.h>
+#include <string.h>
+#include "cg.h"
+#include "templates/attention.h"
+
+static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef smin(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMTypeRef elt_ty(Cg *cg, rt_dtype t) { return t == RT_BOOL ? cg->i8 : t == RT_I32 ? cg->i32 : cg->f32; }
+
+/* Does extra operand id (aligned to the rank-4 score) vary along axis ax? */
+static bool varies(const Cg *cg, int id, int ax) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  int a = ax - (4 - n->type.rank);
+  int64_t d;
+  return a >= 0 && !(ir_dim_is_const(n->type.dim[a], &d) && d == 1);
+}
+
+/* Stride of extra operand id along score axis ax (0 if it broadcasts). */
+static LLVMValueRef bstride(Cg *cg, int id, int ax) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  return varies(cg, id, ax) ? cg->v[id].stride[ax - (4 - n->type.rank)] : ci64(cg, 0);
+}
+
+/* The structural key of a mod: vector width, the body node by node, and
+ * for each extra operand its dtype and whether it varies with i. */
+static void mod_key(Cg *cg, const IrNode *n, FILE *f) {
+  const IrFunc *b = &cg->g->funcs[n->body];
+  for (int i = 0; i < b->n; i++) {
+    const IrNode *bn = &b->nodes[i];
+    fprintf(f, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
+    for (int k = 0; k < bn->nin; k++) fprintf(f, " %d", bn->in[k]);
+    fprintf(f, "]");
+  }
+  fprintf(f, " y%d", b->yields[0]);
+  for (int x = 3; x < n->nin; x++)
+    fprintf(f, " X%d:%d", cg->g->funcs[0].nodes[n->in[x]].type.dt, varies(cg, n->in[x], 2));
+}
+
+/* Generate the score-modification function of attention node n. */
+static LLVMValueRef mod_fn(Cg *cg, const IrNode *n) {
+  const IrFunc *body = &cg->g->funcs[n->body];
+  int nx = n->nin - 3;
+  LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
+  char name[160];
+  snprintf(name, sizeof name, "%s__k%d_score_mod", cg->ident, cg->kernels++);
+  LLVMValueRef fn = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->vd, pt, 8, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), tile = LLVMGetParam(fn, 1), cs = LLVMGetParam(fn, 3);
+  LLVMValueRef i0 = LLVMGetParam(fn, 4), j0 = LLVMGetParam(fn, 5), rows = LLVMGetParam(fn, 6),
+               cols = LLVMGetParam(fn, 7);
+  LLVMValueRef bv = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 0), cg->i32, ""), cg->vi);
+  LLVMValueRef hv = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 1), cg->i32, ""), cg->vi);
+  LLVMValueRef *xbase = calloc((size_t)nx + 1, sizeof *xbase), *xsi = calloc((size_t)nx + 1, sizeof *xsi),
+               *xsj = calloc((size_t)nx + 1, sizeof *xsj), *xcol = calloc((size_t)nx + 1, sizeof *xcol);
+  LLVMValueRef *vals = calloc((size_t)body->n + 1, sizeof *vals);
+  for (int x = 0; x < nx; x++) {
+    xbase[x] = cg_ctx_ptr(cg, ctx, 2 + 3 * x);
+    xsi[x] = cg_ctx_i64(cg, ctx, 3 + 3 * x);
+    xsj[x] = cg_ctx_i64(cg, ctx, 4 + 3 * x);
+  }
+  LLVMValueRef last = LLVMBuildSub(cg->B, LLVMBuildAdd(cg->B, i0, rows, ""), ci64(cg, 1), "");
+  LLVMValueRef nq = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, rows, ci64(cg, cg->vw - 1), ""), ci64(cg, cg->vw), "");
+  LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
+  CgLoop lc, lx;
+  cg_loop_begin(cg, &lc, ci64(cg, 0), cols, ci64(cg, 1));
+  LLVMValueRef j = LLVMBuildAdd(cg->B, j0, lc.iv, "");
+  LLVMValueRef jv = cg_splat(cg, LLVMBuildTrunc(cg->B, j, cg->i32, ""), cg->vi);
+  for (int x = 0; x < nx; x++) {
+    rt_dtype dt = cg->g->funcs[0].nodes[n->in[3 + x]].type.dt;
+    LLVMValueRef off = LLVMBuildMul(cg->B, j, xsj[x], "");
+    xcol[x] = LLVMBuildGEP2(cg->B, elt_ty(cg, dt), xbase[x], &off, 1, "");
+  }
+  cg_loop_begin(cg, &lx, ci64(cg, 0), nq, ci64(cg, 1));
+  LLVMValueRef r0 = LLVMBuildAdd(cg->B, i0, LLVMBuildMul(cg->B, lx.iv, ci64(cg, cg->vw), ""), "");
+  LLVMValueRef rowv = LLVMBuildAdd(cg->B, cg_splat(cg, r0, v64), cg_lane_ids(cg, cg->i64), "");
+  LLVMValueRef toff = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lc.iv, cs, ""),
+                                   LLVMBuildMul(cg->B, lx.iv, ci64(cg, cg->vw), ""), "");
+  LLVMValueRef tp = LLVMBuildGEP2(cg->B, cg->f32, tile, &toff, 1, "");
+  for (int i = 0; i < body->n; i++) {
+    const IrNode *bn = &body->nodes[i];
+    switch (bn->op) {
+    case IR_PARAM:
+      if (bn->a.index == 0) {
+        vals[i] = LLVMBuildLoad2(cg->B, cg->vf, tp, "");
+        LLVMSetAlignment(vals[i], 4);
+      } else {
+        int x = bn->a.index - 1, id = n->in[2 + bn->a.index];
+        rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
+        LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
+        LLVMValueRef v;
+        if (!varies(cg, id, 2)) {
+          v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, xcol[x], ""), mt);
+        } else {
+          LLVMValueRef rc = cg_intr(cg, "llvm.smin", &v64, 1, (LLVMValueRef[]){rowv, cg_splat(cg, last, v64)}, 2);
+          LLVMValueRef idx = LLVMBuildMul(cg->B, rc, cg_splat(cg, xsi[x], v64), "");
+          LLVMValueRef ptrs = LLVMBuildGEP2(cg->B, et, xcol[x], &idx, 1, "");
+          LLVMTypeRef ovl[] = {mt, LLVMTypeOf(ptrs)};
+          LLVMValueRef all = LLVMConstAllOnes(LLVMVectorType(cg->i1, (unsigned)cg->vw));
+          v = cg_intr(cg, "llvm.masked.gather", ovl, 2,
+                      (LLVMValueRef[]){ptrs, LLVMConstInt(cg->i32, 1, 0), all, LLVMGetUndef(mt)}, 4);
+        }
+        if (dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
+        vals[i] = v;
+      }
+      break;
+    case IR_INDEX:
+      vals[i] = bn->a.axis == 0 ? bv : bn->a.axis == 1 ? hv : bn->a.axis == 3 ? jv
+              : LLVMBuildTrunc(cg->B, rowv, cg->vi, "");
+      break;
+    case IR_CONST: vals[i] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value); break;
+    default: {
+      LLVMValueRef a[3] = {0};
+      for (int k = 0; k < bn->nin; k++) a[k] = vals[bn->in[k]];
+      vals[i] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
+    }
+    }
+  }
+  LLVMValueRef st = LLVMBuildStore(cg->B, vals[body->yields[0]], tp);
+  LLVMSetAlignment(st, 4);
+  cg_loop_end(cg, &lx);
+  cg_loop_end(cg, &lc);
+  LLVMBuildRetVoid(cg->B);
+  free(xbase);
+  free(xsi);
+  free(xsj);
+  free(xcol);
+  free(vals);
+  return fn;
+}
+
+void cg_attention(Cg *cg, int id) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  const IrFunc *f = &cg->g->funcs[0];
+  const CgVal *o = &cg->v[id], *q = &cg->v[n->in[0]], *k = &cg->v[n->in[1]], *v = &cg->v[n->in[2]];
+  int64_t e, ev;
+  int nx = n->nin - 3;
+  if (!ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], &e) || !ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], &ev)) {
+    cg_error(cg, n, "attention needs constant head sizes");
+    return;
+  }
+  if (!q->inner_unit || !k->inner_unit || !v->inner_unit) {
+    cg_error(cg, n, "attention operands must be contiguous along the head dimension");
+    return;
+  }
+  if (nx > 60) {
+    cg_error(cg, n, "attention reads %d extra operands; at most 60 are supported", nx);
+    return;
+  }
+  if (n->body < 0 && nx > 0) {
+    cg_error(cg, n, "attention has %d extra operands but no body to read them", nx);
+    return;
+  }
+  int bq = cg->vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8;
+  LLVMValueRef B = o->shape[0], Hq = o->shape[1], T = o->shape[2], S = k->shape[2];
+  LLVMValueRef G = LLVMBuildSDiv(cg->B, Hq, k->shape[1], "");
+  LLVMValueRef nt = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, T, ci64(cg, bq - 1), ""), ci64(cg, bq), "");
+  LLVMValueRef ntasks = LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, B, Hq, ""), nt, "");
+  int c = 0;
+  LLVMValueRef *fl = malloc(sizeof(LLVMValueRef) * (size_t)(22 + 5 * nx));
+  fl[c++] = q->ptr;  fl[c++] = q->stride[0]; fl[c++] = q->stride[1]; fl[c++] = q->stride[2];   /* 0..3 */
+  fl[c++] = k->ptr;  fl[c++] = k->stride[0]; fl[c++] = k->stride[1]; fl[c++] = k->stride[2];   /* 4..7 */
+  fl[c++] = v->ptr;  fl[c++] = v->stride[0]; fl[c++] = v->stride[1]; fl[c++] = v->stride[2];   /* 8..11 */
+  fl[c++] = o->ptr;  fl[c++] = o->stride[0]; fl[c++] = o->stride[1]; fl[c++] = o->stride[2];   /* 12..15 */
+  fl[c++] = Hq; fl[c++] = T; fl[c++] = S; fl[c++] = G; fl[c++] = nt;                            /* 16..20 */
+  fl[c++] = cg_scratch_base(cg);                                                                 /* 21 */
+  for (int x = 0; x < nx; x++) {                                                                 /* 22 + 5x.. */
+    int xid = n->in[3 + x];
+    fl[c++] = cg->v[xid].ptr;
+    for (int ax = 0; ax < 4; ax++) fl[c++] = bstride(cg, xid, ax);
+  }
+  char *key = NULL;
+  size_t keylen = 0;
+  FILE *kf = open_memstream(&key, &keylen);
+  fprintf(kf, "attention e%lld ev%lld s%a lo%lld hi%lld", (long long)e, (long long)ev, n->a.scale,
+          (long long)n->a.mlo, (long long)n->a.mhi);
+  if (n->body >= 0) mod_key(cg, n, kf);
+  fclose(kf);
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    free(key);
+    cg_launch(cg, cached, fl, c, ntasks, ci64(cg, 1));
+    free(fl);
+    return;
+  }
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef mod = n->body >= 0 ? mod_fn(cg, n) : LLVMConstPointerNull(cg->ptr);
+  LLVMValueRef ctx, begin, end, tid;
+  LLVMValueRef task = cg_task_begin(cg, "attention", &ctx, &begin, &end, &tid);
+  cg_task_remember(cg, key, task);
+  free(key);
+  LLVMValueRef mctx = LLVMConstPointerNull(cg->ptr);
+  if (n->body >= 0) mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, 2 + 3 * nx), "modctx");
+  LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, 21),
+      (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
+  LLVMValueRef tHq = cg_ctx_i64(cg, ctx, 16), tT = cg_ctx_i64(cg, ctx, 17), tS = cg_ctx_i64(cg, ctx, 18),
+               tG = cg_ctx_i64(cg, ctx, 19), tnt = cg_ctx_i64(cg, ctx, 20);
+  CgLoop t;
+  cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
+  LLVMValueRef ti = LLVMBuildSRem(cg->B, t.iv, tnt, ""), bh = LLVMBuildSDiv(cg->B, t.iv, tnt, "");
+  LLVMValueRef h = LLVMBuildSRem(cg->B, bh, tHq, ""), b = LLVMBuildSDiv(cg->B, bh, tHq, "");
+  LLVMValueRef kh = LLVMBuildSDiv(cg->B, h, tG, "");
+  LLVMValueRef ptrs[4];
+  LLVMValueRef heads[4] = {h, kh, kh, h};
+  for (int x = 0; x < 4; x++) {
+    LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, b, cg_ctx_i64(cg, ctx, 4 * x + 1), ""),
+                                    LLVMBuildMul(cg->B, heads[x], cg_ctx_i64(cg, ctx, 4 * x + 2), ""), "");
+    ptrs[x] = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, 4 * x), &off, 1, "");
+  }
+  if (n->body >= 0) { /* the mod's context: b, h, per extra operand base at (b, h), strides along i, j */
+    LLVMValueRef mf[2 + 3 * 60];
+    int m = 0;
+    mf[m++] = b;
+    mf[m++] = h;
+    for (int x = 0; x < nx; x++) {
+      int fx = 22 + 5 * x;
+      rt_dtype dt = f->nodes[n->in[3 + x]].type.dt;
+      LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, b, cg_ctx_i64(cg, ctx, fx + 1), ""),
+                                      LLVMBuildMul(cg->B, h, cg_ctx_i64(cg, ctx, fx + 2), ""), "");
+      mf[m++] = LLVMBuildPtrToInt(cg->B, LLVMBuildGEP2(cg->B, elt_ty(cg, dt), cg_ctx_ptr(cg, ctx, fx), &off, 1, ""),
+                                  cg->i64, "");
+      mf[m++] = cg_ctx_i64(cg, ctx, fx + 3);
+      mf[m++] = cg_ctx_i64(cg, ctx, fx + 4);
+    }
+    for (int i = 0; i < m; i++) {
+      LLVMValueRef idx = ci64(cg, i);
+      LLVMBuildStore(cg->B, mf[i], LLVMBuildGEP2(cg->B, cg->i64, mctx, &idx, 1, ""));
+    }
+  }
+  LLVMValueRef i0 = LLVMBuildMul(cg->B, ti, ci64(cg, bq), "");
+  LLVMValueRef i1 = smin(cg, LLVMBuildAdd(cg->B, i0, ci64(cg, bq), ""), tT);
+  LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64,
+                      cg->i64, cg->i64, cg->i64, cg->f32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+  LLVMValueRef args[] = {ptrs[0], cg_ctx_i64(cg, ctx, 3), ptrs[1], cg_ctx_i64(cg, ctx, 7), ptrs[2], cg_ctx_i64(cg, ctx, 11),
+                         ptrs[3], cg_ctx_i64(cg, ctx, 15), tS, ci64(cg, e), ci64(cg, ev), i0, i1,
+                         LLVMConstReal(cg->f32, n->a.scale),
+                         ci64(cg, n->a.mlo == IR_MASK_NONE ? INT64_MIN : n->a.mlo),
+                         ci64(cg, n->a.mhi == IR_MASK_NONE ? INT64_MAX : n->a.mhi),
+                         mod, mctx, scratch};
+  cg_call(cg, "attnc_tpl_attention", cg->vd, pt, 19, args);
+  cg_loop_end(cg, &t);
+  LLVMBuildRetVoid(cg->B);
+  LLVMPositionBuilderAtEnd(cg->B, saved);
+  cg_launch(cg, task, fl, c, ntasks, ci64(cg, 1));
+  free(fl);
+}
