@@ -47,6 +47,7 @@ int cg_emit_header(const IrGraph *g, const char *path, char *err, size_t errlen)
              "           attnc_tensor *outputs, int noutputs);\n", id);
   fprintf(f, "const char *%s_error(const attnc_instance *inst);\n", id);
   fprintf(f, "int %s_describe(attnc_model_info *info);\n", id);
+  fprintf(f, "int64_t %s_workspace_bytes(const attnc_instance *inst);\n", id);
   fprintf(f, "int %s_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,\n"
              "                    attnc_tensor *outputs, int noutputs);\n", id);
   fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");

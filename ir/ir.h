@@ -197,4 +197,15 @@ bool ir_verify(const IrGraph *g, IrDiag *diag, const char *when);
 /* dot.c: Graphviz export. */
 void ir_dot(const IrGraph *g, FILE *out);
 
+/* cost.c: the static cost model (kernels, matrix-product FLOPs, compulsory
+ * bytes) of funcs[0] for given run-time dims; see cost.c for the rules. */
+typedef struct {
+  int kernels;
+  int by_class[16];   /* kernels per IrOpClass */
+  double flops;       /* matrix products only */
+  double bytes;       /* each kernel's operands read once + output written */
+} IrCost;
+bool ir_is_kernel(const IrGraph *g, int id);
+void ir_cost(const IrGraph *g, const int64_t *symvals, IrCost *out);
+
 #endif

@@ -12,6 +12,9 @@
  *                           attnc_tensor *outputs, int noutputs);
  *        (fills dtype, rank and shape of each output for these inputs; data untouched)
  *   int  NAME_describe(attnc_model_info *info);
+ *   int64_t NAME_workspace_bytes(const attnc_instance *inst);
+ *        (bytes of workspace the instance holds: the most any run so far
+ *        needed; 0 before the first run)
  * and, in shared libraries, the same functions under the fixed names
  * attnc_create, attnc_destroy, ... so generic tools can drive any model.
  *

@@ -504,6 +504,8 @@ void rt_destroy(attnc_instance *in) {
 /* The last message ("" after a success); reads without the lock. */
 const char *rt_error(const attnc_instance *in) { return in ? in->err : "no instance"; }
 
+int64_t rt_workspace_bytes(const attnc_instance *in) { return in ? (int64_t)in->ws.cap : 0; }
+
 /* ---- weights ---- */
 
 /* Where a weight's data comes from, for checks and messages. */

@@ -78,6 +78,7 @@ int rt_bind_weight(attnc_instance *inst, const char *name, const attnc_tensor *t
 int rt_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
            int noutputs);
 const char *rt_error(const attnc_instance *inst);
+int64_t rt_workspace_bytes(const attnc_instance *inst);
 int rt_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
                      int noutputs);
 int rt_describe(const rt_model_desc *d, attnc_model_info *info);

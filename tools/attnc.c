@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "codegen.h"
+#include "driver.h"
 #include "engine.h"
 #include "frontend.h"
 #include "interp.h"
@@ -33,6 +34,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: attnc FILE [options]            compile a model (.attn or IR text)\n"
           "       attnc run MODEL [options]       run a model on .npy inputs\n"
+          "       attnc bench MODEL [options]     time fused against unfused (attnc bench --help)\n"
           "\n"
           "compile options:\n"
           "  -o FILE                write the result to FILE ('-' for stdout, the default for text);\n"
@@ -68,7 +70,7 @@ static void usage(FILE *out) {
 
 
 /* Read a whole regular file (at most 256 MiB) into a NUL-terminated buffer. */
-static char *read_file(const char *path, size_t *len) {
+char *read_file(const char *path, size_t *len) {
   struct stat st;
   if (stat(path, &st) != 0) {
     tool_fail("cannot open '%s': %s", path, strerror(errno));
@@ -107,7 +109,7 @@ static char *read_file(const char *path, size_t *len) {
 
 /* Write data to path atomically (temp file in the same directory, then
  * rename).  "-" writes to stdout. */
-static int write_atomic(const char *path, const char *data, size_t len) {
+int write_atomic(const char *path, const char *data, size_t len) {
   if (strcmp(path, "-") == 0) {
     fwrite(data, 1, len, stdout);
     return fflush(stdout) == 0 ? 0 : tool_fail("cannot write to stdout");
@@ -147,12 +149,6 @@ static bool looks_like_ir(const char *text) {
   return strncmp(p, "graph", 5) == 0 && (p[5] == ' ' || p[5] == '\t');
 }
 
-typedef struct {
-  FeDefine defs[64];
-  int ndefs;
-  PassOptions passes;
-} Common;
-
 /* Parse -D NAME=VALUE (or -DNAME=VALUE). */
 static int parse_define(Common *c, const char *s) {
   const char *eq = strchr(s, '=');
@@ -174,7 +170,7 @@ static int parse_define(Common *c, const char *s) {
 
 /* Options shared by compile and run; returns 1 on error, 0 if consumed
  * (advancing *i), -1 if not a common option. */
-static int common_option(Common *c, int argc, char **argv, int *i) {
+int common_option(Common *c, int argc, char **argv, int *i) {
   const char *a = argv[*i];
   if (strcmp(a, "-D") == 0) {
     if (*i + 1 >= argc) return tool_fail("-D needs NAME=VALUE");
@@ -216,7 +212,7 @@ static int common_option(Common *c, int argc, char **argv, int *i) {
   return -1;
 }
 
-static int unknown_option(const char *a, const char *const *known) {
+int unknown_option(const char *a, const char *const *known) {
   const char *best = NULL;
   int bd = 99;
   char head[64];
@@ -230,7 +226,7 @@ static int unknown_option(const char *a, const char *const *known) {
 }
 
 /* Load a model from .attn or IR text and run the pass pipeline. */
-static IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Common *c, char **text_out) {
+IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Common *c, char **text_out) {
   char *text = read_file(path, NULL);
   if (!text) return NULL;
   *text_out = text;
@@ -402,13 +398,7 @@ static int cmd_compile(int argc, char **argv) {
 
 /* ---- attnc run ---------------------------------------------------------- */
 
-typedef struct {
-  rt_safetensors *st;
-  const char *path;
-  bool *used;
-} WeightCtx;
-
-static int weight_fn(void *ctx, const char *key, IrTensor *out, char *err, size_t errlen) {
+int weight_fn(void *ctx, const char *key, IrTensor *out, char *err, size_t errlen) {
   WeightCtx *w = ctx;
   if (!w->st) {
     snprintf(err, errlen, "the model needs weight '%s' but no --weights file was given", key);
@@ -654,5 +644,6 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "run") == 0) return cmd_run(argc, argv);
+  if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
   return cmd_compile(argc, argv);
 }

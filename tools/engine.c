@@ -24,7 +24,7 @@ int tool_fail(const char *fmt, ...) {
   return 1;
 }
 
-static const char *const fn_names[] = {"create", "destroy", "load_weights", "run", "error", "describe", "output_shapes"};
+static const char *const fn_names[] = {"create", "destroy", "load_weights", "run", "error", "describe", "output_shapes", "workspace_bytes", "bind_weight"};
 
 /* The Engine's function pointers, in fn_names order. */
 static void **slots(Engine *e) { return (void **)e; }
@@ -36,7 +36,7 @@ int engine_from_so(const char *path, Engine *e) {
   e->dl = dlopen(p, RTLD_NOW | RTLD_LOCAL);
   if (!e->dl) return tool_fail("cannot load '%s': %s", path, dlerror());
   void **s = slots(e);
-  for (int i = 0; i < 7; i++) {
+  for (int i = 0; i < 9; i++) {
     char name[64];
     snprintf(name, sizeof name, "attnc_%s", fn_names[i]);
     s[i] = dlsym(e->dl, name);
@@ -53,7 +53,7 @@ int engine_from_jit(CgModule *m, const char *ident, Engine *e) {
   memset(e, 0, sizeof *e);
   void **s = slots(e);
   char err[1024];
-  for (int i = 0; i < 7; i++) {
+  for (int i = 0; i < 9; i++) {
     char name[192];
     snprintf(name, sizeof name, "%s_%s", ident, fn_names[i]);
     s[i] = cg_jit_lookup(m, name, err, sizeof err);

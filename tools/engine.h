@@ -15,6 +15,8 @@ typedef struct {
   const char *(*error)(const attnc_instance *);
   int (*describe)(attnc_model_info *);
   int (*output_shapes)(attnc_instance *, const attnc_tensor *, int, attnc_tensor *, int);
+  int64_t (*workspace_bytes)(const attnc_instance *);
+  int (*bind_weight)(attnc_instance *, const char *, const attnc_tensor *);
   void *dl; /* dlopen handle, if any */
 } Engine;
 

@@ -16,10 +16,14 @@ static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsi
 /* Per-thread scratch: the largest any kernel of this graph needs (gemm
  * packing buffers, attention tiles for the model's head sizes). */
 int64_t cg_scratch_floats(const Cg *cg) {
-  int64_t s = cg->vw == 16 ? ATTNC_GEMM_SCRATCH_FLOATS_VW16 : ATTNC_GEMM_SCRATCH_FLOATS_VW8;
+  int64_t s = 0;
   const IrFunc *f = &cg->g->funcs[0];
   for (int i = 0; i < f->n; i++) {
     const IrNode *n = &f->nodes[i];
+    if (n->op == IR_MATMUL) {
+      int64_t m = cg->vw == 16 ? ATTNC_GEMM_SCRATCH_FLOATS_VW16 : ATTNC_GEMM_SCRATCH_FLOATS_VW8;
+      if (m > s) s = m;
+    }
     int64_t e, ev;
     if (n->op != IR_ATTENTION || !ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], &e) ||
         !ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], &ev))

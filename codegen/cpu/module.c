@@ -606,19 +606,20 @@ static void emit_wrappers(Cg *cg, LLVMValueRef desc) {
     const char *suffix, *rt;
     int nparam;
     bool with_desc;
-    int ret; /* 0 i32, 1 void, 2 ptr */
+    int ret; /* 0 i32, 1 void, 2 ptr, 3 i64 */
   } w[] = {
     {"create", "rt_create", 2, true, 0},       {"destroy", "rt_destroy", 1, false, 1},
     {"load_weights", "rt_load_weights", 2, false, 0}, {"bind_weight", "rt_bind_weight", 3, false, 0},
     {"run", "rt_run", 5, false, 0},            {"error", "rt_error", 1, false, 2},
     {"describe", "rt_describe", 1, true, 0},    {"output_shapes", "rt_output_shapes", 5, false, 0},
+    {"workspace_bytes", "rt_workspace_bytes", 1, false, 3},
   };
   for (int pass = 0; pass < 2; pass++)
     for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
       LLVMTypeRef pt[6];
       for (int i = 0; i < w[k].nparam; i++) pt[i] = cg->ptr;
       if (!strcmp(w[k].suffix, "run") || !strcmp(w[k].suffix, "output_shapes")) pt[2] = cg->i32, pt[4] = cg->i32;
-      LLVMTypeRef ret = w[k].ret == 0 ? cg->i32 : w[k].ret == 1 ? cg->vd : cg->ptr;
+      LLVMTypeRef ret = w[k].ret == 0 ? cg->i32 : w[k].ret == 1 ? cg->vd : w[k].ret == 3 ? cg->i64 : cg->ptr;
       char name[192];
       snprintf(name, sizeof name, "%s_%s", pass == 0 ? cg->ident : "attnc", w[k].suffix);
       LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(ret, pt, (unsigned)w[k].nparam, 0));

@@ -1,0 +1,65 @@
+/* cost.c - a static cost model of a graph: how many kernels it becomes,
+ * the FLOPs of its matrix products and the bytes its kernels move.
+ *
+ * The model, documented in docs/architecture.md ("Cost model"):
+ *   kernel   every main-function node that computes: elementwise ops,
+ *            fused loops, reductions, norms, matmuls, attention, concat.
+ *            Leaves (inputs, weights, constants, iotas) and views
+ *            (reshape, permute, slice) are not kernels: the backends read
+ *            them in place.
+ *   FLOPs    2*M*N*K per matrix product (batch included); attention
+ *            counts its two products, 2*B*Hq*T*S*(E + Ev), densely (block
+ *            skipping is not subtracted) -- the FlashAttention convention.
+ *            Elementwise and softmax work is not counted.
+ *   bytes    per kernel: every distinct operand read once at its own size
+ *            (a broadcast operand at its small size; a view at the size of
+ *            the view; constants and iotas cost nothing) plus the output
+ *            written once.  This is compulsory traffic, the lower bound an
+ *            ideal cache would reach; it is what fusion changes. */
+#include "ir.h"
+
+static double elems(const IrType *t, const int64_t *symvals) {
+  double n = 1;
+  for (int a = 0; a < t->rank; a++) n *= (double)ir_dim_eval(t->dim[a], symvals);
+  return n;
+}
+
+static double esize(rt_dtype t) { return t == RT_BOOL ? 1 : t == RT_F16 || t == RT_BF16 ? 2 : t == RT_F64 || t == RT_I64 ? 8 : 4; }
+
+bool ir_is_kernel(const IrGraph *g, int id) {
+  const IrNode *n = &g->funcs[0].nodes[id];
+  IrOpClass c = ir_opinfo[n->op].cls;
+  if (c == IR_CLS_SRC) return false;
+  if (c == IR_CLS_SHAPE) return n->op == IR_CONCAT;
+  return true;
+}
+
+void ir_cost(const IrGraph *g, const int64_t *symvals, IrCost *out) {
+  const IrFunc *f = &g->funcs[0];
+  *out = (IrCost){0};
+  for (int i = 0; i < f->n; i++) {
+    if (!ir_is_kernel(g, i)) continue;
+    const IrNode *n = &f->nodes[i];
+    out->kernels++;
+    out->by_class[ir_opinfo[n->op].cls]++;
+    if (n->op == IR_MATMUL) {
+      const IrType *a = &f->nodes[n->in[0]].type;
+      out->flops += 2 * elems(&n->type, symvals) * (double)ir_dim_eval(a->dim[a->rank - 1], symvals);
+    } else if (n->op == IR_ATTENTION) {
+      const IrType *q = &f->nodes[n->in[0]].type, *k = &f->nodes[n->in[1]].type, *v = &f->nodes[n->in[2]].type;
+      double bht = elems(q, symvals) / (double)ir_dim_eval(q->dim[3], symvals);
+      double s = (double)ir_dim_eval(k->dim[2], symvals);
+      out->flops += 2 * bht * s * (double)(ir_dim_eval(q->dim[3], symvals) + ir_dim_eval(v->dim[3], symvals));
+    }
+    double b = elems(&n->type, symvals) * esize(n->type.dt);
+    for (int k = 0; k < n->nin; k++) {
+      int o = n->in[k];
+      bool seen = false;
+      for (int j = 0; j < k; j++) seen |= n->in[j] == o;
+      const IrNode *on = &f->nodes[o];
+      if (seen || on->op == IR_CONST || on->op == IR_IOTA) continue;
+      b += elems(&on->type, symvals) * esize(on->type.dt);
+    }
+    out->bytes += b;
+  }
+}
