@@ -18,6 +18,8 @@ typedef struct PassOptions {
   const char *print_after[32]; /* --print-after=PASS */
   int nprint_after;
   bool print_after_all;
+  const char *only[32];        /* --passes=A,B: run exactly these, in this order */
+  int nonly;
   FILE *dump;                  /* where dumps go (stderr) */
   IrDiag *diag;
 } PassOptions;

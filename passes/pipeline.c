@@ -33,7 +33,16 @@ static void dump(const IrGraph *g, const PassOptions *opt, const char *when, con
 }
 
 bool pass_pipeline(IrGraph *g, const PassOptions *opt) {
-  for (const PassInfo *p = pass_list; p->name; p++) {
+  const PassInfo *order[64];
+  int n = 0;
+  if (opt->nonly > 0) { /* an explicit list (names checked by the driver) */
+    for (int i = 0; i < opt->nonly && n < 64; i++)
+      if (pass_find(opt->only[i])) order[n++] = pass_find(opt->only[i]);
+  } else {
+    for (const PassInfo *p = pass_list; p->name && n < 64; p++) order[n++] = p;
+  }
+  for (int k = 0; k < n; k++) {
+    const PassInfo *p = order[k];
     bool skip = opt->opt_level == 0 || (p->fusion && opt->no_fuse) ||
                 listed(opt->disabled, opt->ndisabled, p->name);
     if (skip) continue;

@@ -7,4 +7,5 @@ build=${BUILD:-build}
 export ATTNC=$PWD/$build/attnc ATTNC_SOURCE_DIR=$PWD UPDATE=1
 bash tests/scripts/golden_ir.sh
 bash tests/scripts/errors_corpus.sh
-git status --short tests/golden tests/errors
+bash tests/scripts/golden_passes.sh
+git status --short tests/golden tests/errors tests/passes

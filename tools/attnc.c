@@ -41,7 +41,7 @@ static void usage(FILE *out) {
           "                         FILE.so: a shared library, with FILE.h beside it\n"
           "  -c                     an object file plus header, for static linking (-o FILE.o)\n"
           "  --emit=KIND            ir (the graph IR after the passes; the default without -o x.so),\n"
-          "                         dot (Graphviz), llvm (LLVM IR after O3), asm, obj, header, so\n"
+          "                         dot (Graphviz), stats (kernels by op), llvm (LLVM IR after O3), asm, obj, header, so\n"
           "  --mcpu=CPU             target CPU (default: this machine's; x86-64-v3 is portable AVX2)\n"
           "  --mtriple=TRIPLE       target triple (default: this machine's)\n"
           "  --mattr=FEATURES       target features, e.g. +avx2,+fma\n"
@@ -52,6 +52,7 @@ static void usage(FILE *out) {
           "  --print-after=PASS     dump the IR to stderr after PASS (repeatable)\n"
           "  --disable-pass=PASS    skip PASS (repeatable)\n"
           "  --no-fuse              skip every fusion pass\n"
+          "  --passes=A,B,...       run exactly these passes, in this order (for testing one pass)\n"
           "\n"
           "run options:\n"
           "  --weights FILE         safetensors file with the model's weights\n"
@@ -181,6 +182,27 @@ int common_option(Common *c, int argc, char **argv, int *i) {
   if (strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0 || strcmp(a, "-O3") == 0) return c->passes.opt_level = a[2] - '0', 0;
   if (strcmp(a, "--print-after-all") == 0) return c->passes.print_after_all = true, 0;
   if (strcmp(a, "--no-fuse") == 0) return c->passes.no_fuse = true, 0;
+  if (strncmp(a, "--passes=", 9) == 0) { /* run exactly these passes, in order */
+    char *list = strdup(a + 9);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+      if (!pass_find(tok)) {
+        int r = tool_fail("--passes: unknown pass '%s' (see attnc --help for the list)", tok);
+        free(list);
+        return r;
+      }
+      if (c->passes.nonly == 32) {
+        free(list);
+        return tool_fail("--passes: too many passes");
+      }
+      c->passes.only[c->passes.nonly++] = a + 9 + (tok - list);
+    }
+    /* the names point into argv; cut them there */
+    for (char *p = (char *)a + 9; *p; p++)
+      if (*p == ',') *p = 0;
+    free(list);
+    if (!c->passes.nonly) return tool_fail("--passes= needs a comma-separated list of passes");
+    return 0;
+  }
   struct {
     const char *flag;
     const char **list;
@@ -315,6 +337,17 @@ static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const 
   return rc ? tool_fail("%s", err) : 0;
 }
 
+/* --emit=stats: the kernels the graph becomes, by op (what the tests of
+ * kernel counts, fused and unfused, read). */
+static void print_stats(const IrGraph *g, FILE *f) {
+  int by_op[IR_NOPS] = {0}, total = 0;
+  for (int i = 0; i < g->funcs[0].n; i++)
+    if (ir_is_kernel(g, i)) by_op[g->funcs[0].nodes[i].op]++, total++;
+  fprintf(f, "kernels %d\n", total);
+  for (int op = 0; op < IR_NOPS; op++)
+    if (by_op[op]) fprintf(f, "  %-10s %d\n", ir_opinfo[op].name, by_op[op]);
+}
+
 static int cmd_compile(int argc, char **argv) {
   Common c = {.passes = {.opt_level = 1}};
   const char *file = NULL, *out = NULL, *emit = NULL;
@@ -322,7 +355,7 @@ static int cmd_compile(int argc, char **argv) {
   CgTarget tgt = {0};
   static const char *known[] = {"-o", "-c", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
                                 "--print-after", "--disable-pass", "--no-fuse", "--mcpu", "--mtriple",
-                                "--mattr", "--help", "--version", NULL};
+                                "--mattr", "--help", "--version", "--passes", NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);
@@ -341,13 +374,13 @@ static int cmd_compile(int argc, char **argv) {
       tgt.features = a + 8;
     } else if (strncmp(a, "--emit=", 7) == 0) {
       emit = a + 7;
-      static const char *kinds[] = {"ir", "dot", "llvm", "asm", "obj", "header", "so", NULL};
+      static const char *kinds[] = {"ir", "dot", "stats", "llvm", "asm", "obj", "header", "so", NULL};
       bool ok = false;
       for (int k = 0; kinds[k]; k++) ok |= strcmp(emit, kinds[k]) == 0;
       if (!ok) {
         if (!strcmp(emit, "cuda") || !strcmp(emit, "ptx"))
           return tool_fail("--emit=%s: the CUDA backend is not part of this version of attnc yet", emit);
-        return tool_fail("unknown --emit kind '%s' (expected ir, dot, llvm, asm, obj, header or so)", emit);
+        return tool_fail("unknown --emit kind '%s' (expected ir, dot, stats, llvm, asm, obj, header or so)", emit);
       }
     } else if (a[0] == '-' && a[1]) {
       return unknown_option(a, known);
@@ -366,7 +399,7 @@ static int cmd_compile(int argc, char **argv) {
     else emit = "ir";
   }
   if (object && strcmp(emit, "obj")) return tool_fail("-c cannot be combined with --emit=%s", emit);
-  bool native = strcmp(emit, "ir") && strcmp(emit, "dot");
+  bool native = strcmp(emit, "ir") && strcmp(emit, "dot") && strcmp(emit, "stats");
   if (native && strcmp(emit, "header") && (!out || !strcmp(out, "-")) && strcmp(emit, "llvm") && strcmp(emit, "asm"))
     return tool_fail("--emit=%s writes a binary file: give -o FILE", emit);
   tgt.object_only = object || !strcmp(emit, "obj");
@@ -381,6 +414,8 @@ static int cmd_compile(int argc, char **argv) {
     FILE *m = open_memstream(&buf, &len);
     if (strcmp(emit, "dot") == 0)
       ir_dot(g, m);
+    else if (strcmp(emit, "stats") == 0)
+      print_stats(g, m);
     else
       ir_print(g, m);
     fclose(m);
@@ -450,7 +485,7 @@ static int cmd_run(int argc, char **argv) {
   bool allow_extra = false, interp = false;
   static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "-D",
                                 "-O0", "--print-after-all", "--print-before", "--print-after",
-                                "--disable-pass", "--no-fuse", NULL};
+                                "--disable-pass", "--no-fuse", "--passes", NULL};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);
