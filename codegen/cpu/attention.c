@@ -221,7 +221,10 @@ void cg_attention(Cg *cg, int id) {
                tG = cg_ctx_i64(cg, ctx, 19), tnt = cg_ctx_i64(cg, ctx, 20);
   CgLoop t;
   cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
-  LLVMValueRef ti = LLVMBuildSRem(cg->B, t.iv, tnt, ""), bh = LLVMBuildSDiv(cg->B, t.iv, tnt, "");
+  /* row tiles last to first: with a causal band the last rows see the most
+     keys, and the pool hands tasks out in order, so the heaviest go first */
+  LLVMValueRef ti = LLVMBuildSub(cg->B, LLVMBuildSub(cg->B, tnt, ci64(cg, 1), ""), LLVMBuildSRem(cg->B, t.iv, tnt, ""), "");
+  LLVMValueRef bh = LLVMBuildSDiv(cg->B, t.iv, tnt, "");
   LLVMValueRef h = LLVMBuildSRem(cg->B, bh, tHq, ""), b = LLVMBuildSDiv(cg->B, bh, tHq, "");
   LLVMValueRef kh = LLVMBuildSDiv(cg->B, h, tG, "");
   LLVMValueRef ptrs[4];
