@@ -165,6 +165,7 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
   }
 
   case IR_CLS_MM: {
+    if (n->nin < 2) FAIL("matmul takes two operands (then those of its epilogue), has %d", n->nin);
     const IrType *a = t[0], *b = t[1];
     ir_type_str(g, a, s1, sizeof s1);
     ir_type_str(g, b, s2, sizeof s2);
@@ -180,6 +181,13 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
     r.dim[r.rank++] = a->dim[a->rank - 2];
     r.dim[r.rank++] = b->dim[b->rank - 1];
     r.dt = a->dt;
+    for (int k = 2; k < n->nin; k++) { /* epilogue operands broadcast to the result */
+      IrType bc;
+      const IrType *tk = &f->nodes[n->in[k]].type;
+      ir_type_str(g, tk, s1, sizeof s1);
+      if (!ir_broadcast(&r, tk, &bc) || !ir_shape_eq(&bc, &r))
+        FAIL("matmul epilogue operand %d (%s) does not broadcast to the result", k, s1);
+    }
     break;
   }
 

@@ -56,7 +56,10 @@
  * (divided by n), eps = a.eps.  rmsnorm: x/sqrt(mean(x^2)+eps)*w.
  *
  * MM.  [...,M,K] @ [...,K,N], batch dims broadcast, accumulated in
- * float64 in increasing k, rounded once.
+ * float64 in increasing k, rounded once.  With an epilogue body: each
+ * element is then body(PARAM 0 = that product, PARAM k >= 1 = operand k+1
+ * broadcast to the result, INDEX = the element's coordinates), rounded to
+ * the node's dtype.
  *
  * SHAPE.  reshape: the same elements in row-major order.  permute: output
  * axis i is input axis a.list[i].  slice: along a.axis from a.start
@@ -446,6 +449,8 @@ static int check_graph(const IrGraph *g, char *err, size_t errlen) {
       for (int k = 0; k < n->nin; k++)
         if (n->in[k] < 0 || n->in[k] >= i)
           GFAIL("func %d node %d (%s): operand %d is not an earlier node", fi, i, on, k);
+      if (n->body != -1 && (n->body < 1 || n->body >= g->nfunc))
+        GFAIL("func %d node %d (%s): bad body %d", fi, i, on, n->body);
       if (ir_opinfo[n->op].cls == IR_CLS_FUSED) {
         if (fi != 0) GFAIL("func %d node %d: %s inside a body", fi, i, on);
         if (n->body >= g->nfunc || n->body == 0 || (n->op == IR_FUSED && n->body < 0))
@@ -472,6 +477,9 @@ static int check_graph(const IrGraph *g, char *err, size_t errlen) {
     if (n->op == IR_FUSED && check_body(g, i, n->body, n->nin, n->type.rank, err, errlen)) return -1;
     if (n->op == IR_ATTENTION && n->body >= 0 && check_body(g, i, n->body, n->nin - 2, 4, err, errlen))
       return -1;
+    if (n->op == IR_MATMUL && n->body >= 0 && check_body(g, i, n->body, n->nin - 1, n->type.rank, err, errlen))
+      return -1;
+    if (n->op == IR_MATMUL && n->nin > 2 && n->body < 0) GFAIL("node %d (matmul): extra operands without an epilogue", i);
   }
   for (int i = 0; i < g->noutput; i++)
     if (g->outputs[i].node < 0 || g->outputs[i].node >= f0->n)
@@ -747,6 +755,8 @@ static int run_norm(Interp *it, int id, Val *out) {
 }
 
 /* Batched matmul; each output row accumulates over k in increasing order. */
+static int run_body(Interp *it, int id, Val *out, int first);
+
 static int run_matmul(Interp *it, int id, Val *out) {
   const IrNode *n = &it->g->funcs[0].nodes[id];
   const Val *a = &it->vals[n->in[0]], *b = &it->vals[n->in[1]];
@@ -773,7 +783,7 @@ static int run_matmul(Interp *it, int id, Val *out) {
     step(nb, out->shape, idx, 2, st, off);
   }
   free(acc);
-  return 0;
+  return n->body >= 0 ? run_body(it, id, out, 2) : 0;
 }
 
 /* reshape / permute / slice / concat: pure data movement. */
@@ -851,10 +861,12 @@ static int body_eval(const IrFunc *fn, const double *par, const int64_t *idx, do
 }
 
 /* FUSED: the body, once per output element. */
-static int run_fused(Interp *it, int id, Val *out) {
+/* FUSED (first = 0): out = body(operands); a matmul epilogue (first = 2):
+ * out = body(out, operands 2..), param 0 being the product already in out. */
+static int run_body(Interp *it, int id, Val *out, int first) {
   const IrNode *n = &it->g->funcs[0].nodes[id];
   const IrFunc *fn = &it->g->funcs[n->body];
-  int nin = n->nin, rc = 0;
+  int self = first > 0, nin = n->nin - first + self, rc = 0;
   int64_t (*st)[IR_MAX_RANK] = malloc((size_t)(nin ? nin : 1) * sizeof *st);
   int64_t *off = calloc((size_t)(nin ? nin : 1), sizeof *off), idx[IR_MAX_RANK] = {0};
   double *par = malloc((size_t)(nin ? nin : 1) * sizeof(double));
@@ -864,12 +876,12 @@ static int run_fused(Interp *it, int id, Val *out) {
     goto done;
   }
   for (int k = 0; k < nin; k++) {
-    const Val *a = &it->vals[n->in[k]];
+    const Val *a = k < self ? out : &it->vals[n->in[k - self + first]];
     bstrides(a->rank, a->shape, out->rank, 1, st[k]);
   }
   for (int64_t e = 0; e < out->n; e++) {
     double v;
-    for (int k = 0; k < nin; k++) par[k] = it->vals[n->in[k]].d[off[k]];
+    for (int k = 0; k < nin; k++) par[k] = k < self ? out->d[e] : it->vals[n->in[k - self + first]].d[off[k]];
     int fault = body_eval(fn, par, idx, sv, &v);
     if (fault) {
       rc = nfail(it, id, "%s", fault_msg(fault));
@@ -972,7 +984,7 @@ static int run_node(Interp *it, int id, const IrTensor *inputs, IrWeightFn wfn, 
   case IR_CLS_NORM: return run_norm(it, id, out);
   case IR_CLS_MM: return run_matmul(it, id, out);
   case IR_CLS_SHAPE: return run_shape(it, id, out);
-  case IR_CLS_FUSED: return n->op == IR_FUSED ? run_fused(it, id, out) : run_attention(it, id, out);
+  case IR_CLS_FUSED: return n->op == IR_FUSED ? run_body(it, id, out, 0) : run_attention(it, id, out);
   }
   ir_bug("run_node: bad class");
 }

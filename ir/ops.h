@@ -73,7 +73,7 @@
   X(SOFTMAX,     "softmax",     1, NORM,  A_AXIS)           \
   X(LAYERNORM,   "layernorm",   3, NORM,  A_EPS)            \
   X(RMSNORM,     "rmsnorm",     2, NORM,  A_EPS)            \
-  X(MATMUL,      "matmul",      2, MM,    0)                \
+  X(MATMUL,      "matmul",     -1, MM,    0)                \
   X(RESHAPE,     "reshape",     1, SHAPE, 0)                \
   X(PERMUTE,     "permute",     1, SHAPE, A_PERM)           \
   X(SLICE,       "slice",       1, SHAPE, A_AXIS | A_START) \

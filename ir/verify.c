@@ -87,16 +87,21 @@ static void check_body_node(Verifier *v, int fi, int i, const IrNode *on, const 
   if (c == IR_CLS_FUSED || c == IR_CLS_RED || c == IR_CLS_NORM || c == IR_CLS_MM || c == IR_CLS_SHAPE)
     fail(v, fi, i, "not allowed in a body");
   if (!on) return;
-  bool attn = on->op == IR_ATTENTION;
+  bool attn = on->op == IR_ATTENTION, mm = on->op == IR_MATMUL;
+  int shift = attn ? 2 : mm ? 1 : 0; /* param k >= 1 reads operand k + shift; param 0 the score / product */
   if (n->op == IR_PARAM) {
     int k = n->a.index;
-    if (k < 0 || (attn ? k > on->nin - 3 : k >= on->nin)) {
+    if (k < 0 || k >= on->nin - shift) {
       fail(v, fi, i, "param index %d has no matching operand (the owner has %d)", k, on->nin);
     } else if (attn && k == 0) {
       if (n->type.dt != RT_F32)
         fail(v, fi, i, "param 0 of an attention body is the f32 score, not %s", rt_dtype_name(n->type.dt));
+    } else if (mm && k == 0) {
+      if (n->type.dt != on->type.dt)
+        fail(v, fi, i, "param 0 of a matmul epilogue is the product (%s), not %s", rt_dtype_name(on->type.dt),
+             rt_dtype_name(n->type.dt));
     } else {
-      int opnd = attn ? k + 2 : k; /* the owner operand it reads */
+      int opnd = k + shift; /* the owner operand it reads */
       rt_dtype want = of->nodes[on->in[opnd]].type.dt;
       if (n->type.dt != want)
         fail(v, fi, i, "param %d is %s but owner operand %d is %s", k, rt_dtype_name(n->type.dt), opnd,
@@ -174,6 +179,8 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       fail(v, fi, i, "only allowed in a body");
     if (fi > 0) check_body_node(v, fi, i, on, of);
     if (n->op == IR_FUSED && n->body < 0) fail(v, fi, i, "fused node has no body");
+    if (n->op == IR_MATMUL && n->nin > 2 && n->body < 0)
+      fail(v, fi, i, "matmul with %d operands needs an epilogue body for the extra ones", n->nin);
     if ((n->op == IR_INPUT || n->op == IR_WEIGHT) && !n->a.str) fail(v, fi, i, "has no name");
     if (n->op == IR_ATTENTION && n->a.mlo != IR_MASK_NONE && n->a.mhi != IR_MASK_NONE &&
         n->a.mlo > n->a.mhi)
@@ -267,7 +274,8 @@ bool ir_verify(const IrGraph *g, IrDiag *diag, const char *when) {
         fail(&v, fi, i, "body %d is not a body function", n->body);
         continue;
       }
-      if (n->op != IR_FUSED && n->op != IR_ATTENTION) fail(&v, fi, i, "only fused and attention nodes have a body");
+      if (n->op != IR_FUSED && n->op != IR_ATTENTION && n->op != IR_MATMUL)
+        fail(&v, fi, i, "only fused, attention and matmul nodes have a body");
       if (nref[n->body]++ == 0) {
         v.ref_func[n->body] = fi;
         v.ref_node[n->body] = i;

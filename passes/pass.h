@@ -46,6 +46,8 @@ bool pass_canonicalize(IrGraph *g, const PassOptions *opt);
 bool pass_cse(IrGraph *g, const PassOptions *opt);
 bool pass_dce(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt);
+bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);
+bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt);
 
 /* util.c: rewriting helpers shared by passes */
 /* Redirect every use of node i to map[i] (map[i] <= i) in function f, and

@@ -8,7 +8,9 @@ const PassInfo pass_list[] = {
   {"canonicalize", pass_canonicalize, false, "fold chains of permute/reshape, drop identity shape ops"},
   {"cse", pass_cse, false, "merge identical nodes"},
   {"fuse-attention", pass_fuse_attention, true,
-   "QK^T, scale, band masks, softmax, PV -> one online-softmax attention node"},
+   "QK^T, scale, score modifications, band masks, softmax, PV -> one online-softmax attention node"},
+  {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
+  {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},
   {NULL, NULL, false, NULL},
 };

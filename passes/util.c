@@ -18,6 +18,29 @@ void pass_apply_map(IrGraph *g, int f, const int *map) {
     for (int k = 0; k < g->noutput; k++) g->outputs[k].node = resolve(map, g->outputs[k].node);
 }
 
+/* Remove body functions no node refers to any more (their owner was
+ * rewritten or removed), keeping the others in order. */
+static void drop_orphan_bodies(IrGraph *g) {
+  int *newid = malloc(sizeof(int) * (size_t)g->nfunc);
+  bool *used = calloc((size_t)g->nfunc, 1);
+  if (!newid || !used) ir_bug("out of memory");
+  used[0] = true;
+  for (int fi = 0; fi < g->nfunc; fi++)
+    for (int i = 0; i < g->funcs[fi].n; i++)
+      if (g->funcs[fi].nodes[i].body > 0 && g->funcs[fi].nodes[i].body < g->nfunc) used[g->funcs[fi].nodes[i].body] = true;
+  int m = 0;
+  for (int fi = 0; fi < g->nfunc; fi++) {
+    newid[fi] = used[fi] ? m : -1;
+    if (used[fi]) g->funcs[m++] = g->funcs[fi];
+  }
+  for (int fi = 0; fi < m; fi++)
+    for (int i = 0; i < g->funcs[fi].n; i++)
+      if (g->funcs[fi].nodes[i].body > 0) g->funcs[fi].nodes[i].body = newid[g->funcs[fi].nodes[i].body];
+  g->nfunc = m;
+  free(newid);
+  free(used);
+}
+
 bool pass_compact(IrGraph *g, int f) {
   IrFunc *fn = &g->funcs[f];
   int n = fn->n;
@@ -46,6 +69,7 @@ bool pass_compact(IrGraph *g, int f) {
   fn->n = m;
   free(live);
   free(newid);
+  if (f == 0) drop_orphan_bodies(g);
   return m != n;
 }
 

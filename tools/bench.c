@@ -449,6 +449,7 @@ int cmd_bench(int argc, char **argv) {
     mn[v] = var[v].times[0];
   }
   printf("attnc bench %s  ", model);
+  for (int k = 0; k < c.ndefs; k++) printf("-D %s=%lld ", c.defs[k].name, (long long)c.defs[k].value);
   for (int s = 0; s < g0->nsym; s++) printf("%s=%lld ", g0->syms[s], (long long)sym[s]);
   printf(" (%d threads, %d runs, seed %llu)\n", threads, runs, seed);
   if (peak > 0)

@@ -30,7 +30,7 @@ done; done
   echo '```'
   for T in 2048 4096; do for E in 64 128; do for C in 0 1; do
     "$ATTNC" bench examples/sdpa.attn -D E=$E -D CAUSAL=$C --dim B=1 --dim H=8 --dim T=$T --dim S=$T \
-      --runs "$RUNS" --threads "$THREADS" --no-interp 2>/dev/null | sed -n '1,2p;6,9p'
+      --runs "$RUNS" --threads "$THREADS" --no-interp 2>/dev/null | sed -n "1,2p;6,9p"
     echo
   done; done; done
   echo '```'

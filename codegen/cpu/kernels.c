@@ -65,6 +65,107 @@ static LLVMValueRef bstride(Cg *cg, int v, int d, int out_rank) {
 
 /* ---- matmul ------------------------------------------------------------------- */
 
+static LLVMTypeRef elt_ty(Cg *cg, rt_dtype t) { return t == RT_BOOL ? cg->i8 : t == RT_I32 ? cg->i32 : cg->f32; }
+
+/* Access mode of epilogue operand id along the output's last axis: 0
+ * broadcast, 1 unit stride, 2 general (gathered). */
+static int epi_mode(Cg *cg, int id, int r) {
+  const IrNode *x = &cg->g->funcs[0].nodes[id];
+  int ld = r - 1 - (r - x->type.rank);
+  int64_t c;
+  if (ld < 0 || (ir_dim_is_const(x->type.dim[ld], &c) && c == 1)) return 0;
+  return cg->v[id].inner_unit ? 1 : 2;
+}
+
+/* The epilogue of matmul node n as a gemm template callback
+ *   void epi(ptr ctx, ptr tile, i64 ldc, i64 i, i64 j, i64 rows, i64 cols)
+ * ctx: i64 fields: the batch indices [nb], then per extra operand its base
+ * at this batch, its strides along the last two output axes. The body is
+ * evaluated on rows of the tile, VW columns at a time (masked). */
+static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb) {
+  const IrFunc *body = &cg->g->funcs[n->body];
+  int r = n->type.rank, nx = n->nin - 2;
+  LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
+  char name[160];
+  snprintf(name, sizeof name, "%s__k%d_epilogue", cg->ident, cg->kernels++);
+  LLVMValueRef fn = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->vd, pt, 7, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), tile = LLVMGetParam(fn, 1), ldc = LLVMGetParam(fn, 2);
+  LLVMValueRef i0 = LLVMGetParam(fn, 3), j0 = LLVMGetParam(fn, 4), rows = LLVMGetParam(fn, 5), cols = LLVMGetParam(fn, 6);
+  LLVMValueRef bidx[IR_MAX_RANK];
+  for (int d = 0; d < nb; d++) bidx[d] = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, d), cg->i32, ""), cg->vi);
+  LLVMValueRef *vals = calloc((size_t)body->n + 1, sizeof *vals);
+  LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
+  CgLoop lr, lc;
+  cg_loop_begin(cg, &lr, ci64(cg, 0), rows, ci64(cg, 1));
+  LLVMValueRef gi = LLVMBuildAdd(cg->B, i0, lr.iv, "");
+  cg_loop_begin(cg, &lc, ci64(cg, 0), cols, ci64(cg, cg->vw));
+  LLVMValueRef gj = LLVMBuildAdd(cg->B, j0, lc.iv, "");
+  LLVMValueRef mask = LLVMBuildICmp(cg->B, LLVMIntSLT, cg_lane_ids(cg, cg->i64),
+                                    cg_splat(cg, LLVMBuildSub(cg->B, cols, lc.iv, ""), v64), "");
+  LLVMValueRef toff = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lr.iv, ldc, ""), lc.iv, "");
+  LLVMValueRef tp = LLVMBuildGEP2(cg->B, cg->f32, tile, &toff, 1, "");
+  LLVMTypeRef fovl[] = {cg->vf, cg->ptr};
+  for (int k = 0; k < body->n; k++) {
+    const IrNode *bn = &body->nodes[k];
+    if (bn->op == IR_PARAM && bn->a.index == 0) {
+      vals[k] = cg_intr(cg, "llvm.masked.load", fovl, 2,
+                        (LLVMValueRef[]){tp, LLVMConstInt(cg->i32, 4, 0), mask, LLVMConstNull(cg->vf)}, 4);
+    } else if (bn->op == IR_PARAM) {
+      int x = bn->a.index - 1, id = n->in[1 + bn->a.index];
+      rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
+      LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
+      int fx = nb + 3 * x;
+      LLVMValueRef base = cg_ctx_ptr(cg, ctx, fx), sm = cg_ctx_i64(cg, ctx, fx + 1), sn = cg_ctx_i64(cg, ctx, fx + 2);
+      LLVMValueRef roff = LLVMBuildMul(cg->B, gi, sm, "");
+      int mode = epi_mode(cg, id, n->type.rank);
+      LLVMValueRef v;
+      if (mode == 0) {
+        v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, base, &roff, 1, ""), ""), mt);
+      } else if (mode == 1) {
+        LLVMValueRef o = LLVMBuildAdd(cg->B, roff, gj, "");
+        LLVMTypeRef ovl[] = {mt, cg->ptr};
+        v = cg_intr(cg, "llvm.masked.load", ovl, 2,
+                    (LLVMValueRef[]){LLVMBuildGEP2(cg->B, et, base, &o, 1, ""), LLVMConstInt(cg->i32, 1, 0), mask,
+                                     LLVMConstNull(mt)}, 4);
+      } else {
+        LLVMValueRef jv = LLVMBuildAdd(cg->B, cg_splat(cg, gj, v64), cg_lane_ids(cg, cg->i64), "");
+        LLVMValueRef idx = LLVMBuildAdd(cg->B, cg_splat(cg, roff, v64), LLVMBuildMul(cg->B, jv, cg_splat(cg, sn, v64), ""), "");
+        LLVMValueRef ptrs = LLVMBuildGEP2(cg->B, et, base, &idx, 1, "");
+        LLVMTypeRef ovl[] = {mt, LLVMTypeOf(ptrs)};
+        v = cg_intr(cg, "llvm.masked.gather", ovl, 2,
+                    (LLVMValueRef[]){ptrs, LLVMConstInt(cg->i32, 1, 0), mask, LLVMConstNull(mt)}, 4);
+      }
+      if (dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
+      vals[k] = v;
+    } else if (bn->op == IR_INDEX) {
+      int ax = bn->a.axis;
+      if (ax < nb)
+        vals[k] = bidx[ax];
+      else if (ax == r - 2)
+        vals[k] = cg_splat(cg, LLVMBuildTrunc(cg->B, gi, cg->i32, ""), cg->vi);
+      else
+        vals[k] = LLVMBuildAdd(cg->B, cg_splat(cg, LLVMBuildTrunc(cg->B, gj, cg->i32, ""), cg->vi),
+                               cg_lane_ids(cg, cg->i32), "");
+    } else if (bn->op == IR_CONST) {
+      vals[k] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value);
+    } else {
+      LLVMValueRef a[3] = {0};
+      for (int q = 0; q < bn->nin; q++) a[q] = vals[bn->in[q]];
+      vals[k] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
+    }
+  }
+  cg_intr(cg, "llvm.masked.store", fovl, 2,
+          (LLVMValueRef[]){vals[body->yields[0]], tp, LLVMConstInt(cg->i32, 4, 0), mask}, 4);
+  cg_loop_end(cg, &lc);
+  cg_loop_end(cg, &lr);
+  LLVMBuildRetVoid(cg->B);
+  free(vals);
+  (void)nx;
+  return fn;
+}
+
 void cg_matmul(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
   const CgVal *o = &cg->v[id], *a = &cg->v[n->in[0]], *b = &cg->v[n->in[1]];
@@ -92,7 +193,12 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef nn = ceil_div(cg, N, nbk);
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, blocks, nn, "");
 
-  LLVMValueRef f[64];
+  int nx = n->nin - 2;
+  if (n->body >= 0 && n->type.dt != RT_F32) {
+    cg_error(cg, n, "a matmul epilogue needs an f32 result, not %s", rt_dtype_name(n->type.dt));
+    return;
+  }
+  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(15 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
   int k = 0;
   f[k++] = a->ptr;                        /* 0 */
   f[k++] = b->ptr;                        /* 1 */
@@ -115,17 +221,44 @@ void cg_matmul(Cg *cg, int id) {
     f[k++] = bstride(cg, n->in[1], d, r);
     f[k++] = o->stride[d];
   }
-  char key[64];
-  snprintf(key, sizeof key, "matmul nb%d", nb);
+  int xf0 = k;                            /* 15 + 4nb + (1 + r)x: epilogue operand ptr, strides */
+  for (int x = 0; x < nx; x++) {
+    int xid = n->in[2 + x];
+    f[k++] = cg->v[xid].ptr;
+    for (int d = 0; d < r; d++) f[k++] = bstride(cg, xid, d, r);
+  }
+  char *key = NULL;
+  size_t keylen = 0;
+  FILE *kf = open_memstream(&key, &keylen);
+  fprintf(kf, "matmul nb%d", nb);
+  if (n->body >= 0) { /* the epilogue's code: its body and operand access modes */
+    const IrFunc *b = &cg->g->funcs[n->body];
+    for (int i = 0; i < b->n; i++) {
+      const IrNode *bn = &b->nodes[i];
+      fprintf(kf, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
+      for (int q = 0; q < bn->nin; q++) fprintf(kf, " %d", bn->in[q]);
+      fprintf(kf, "]");
+    }
+    fprintf(kf, " y%d r%d", b->yields[0], r);
+    for (int x = 0; x < nx; x++)
+      fprintf(kf, " X%d:%d", cg->g->funcs[0].nodes[n->in[2 + x]].type.dt, epi_mode(cg, n->in[2 + x], r));
+  }
+  fclose(kf);
   LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {
+    free(key);
     cg_launch(cg, cached, f, k, ntasks, ci64(cg, 1));
+    free(f);
     return;
   }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef epi = n->body >= 0 ? epi_fn(cg, n, nb) : LLVMConstPointerNull(cg->ptr);
   LLVMValueRef ctx, begin, end, tid;
   LLVMValueRef task = cg_task_begin(cg, "matmul", &ctx, &begin, &end, &tid);
   cg_task_remember(cg, key, task);
+  free(key);
+  LLVMValueRef mctx = LLVMConstPointerNull(cg->ptr);
+  if (n->body >= 0) mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, nb + 3 * nx + 1), "epictx");
   LLVMValueRef A = cg_ctx_ptr(cg, ctx, 0), B = cg_ctx_ptr(cg, ctx, 1), C = cg_ctx_ptr(cg, ctx, 2);
   LLVMValueRef tM = cg_ctx_i64(cg, ctx, 3), tN = cg_ctx_i64(cg, ctx, 4), tK = cg_ctx_i64(cg, ctx, 5);
   LLVMValueRef asm_ = cg_ctx_i64(cg, ctx, 6), ask = cg_ctx_i64(cg, ctx, 7), bsk = cg_ctx_i64(cg, ctx, 8),
@@ -139,10 +272,18 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef bi = LLVMBuildSDiv(cg->B, t.iv, per, ""), rem = LLVMBuildSRem(cg->B, t.iv, per, "");
   LLVMValueRef mi = LLVMBuildSDiv(cg->B, rem, tnn, ""), ni = LLVMBuildSRem(cg->B, rem, tnn, "");
   LLVMValueRef aoff = ci64(cg, 0), boff = ci64(cg, 0), coff = ci64(cg, 0), brem = bi;
+  LLVMValueRef *xoff = malloc(sizeof(LLVMValueRef) * (size_t)(nx + 1));
+  for (int x = 0; x < nx; x++) xoff[x] = ci64(cg, 0);
   for (int d = nb - 1; d >= 0; d--) {
     LLVMValueRef sh = cg_ctx_i64(cg, ctx, 15 + 4 * d);
     LLVMValueRef ix = LLVMBuildSRem(cg->B, brem, sh, "");
     brem = LLVMBuildSDiv(cg->B, brem, sh, "");
+    if (n->body >= 0) {
+      LLVMValueRef at = ci64(cg, d);
+      LLVMBuildStore(cg->B, ix, LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
+      for (int x = 0; x < nx; x++)
+        xoff[x] = LLVMBuildAdd(cg->B, xoff[x], LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, xf0 + x * (1 + r) + 1 + d), ""), "");
+    }
     aoff = LLVMBuildAdd(cg->B, aoff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 16 + 4 * d), ""), "");
     boff = LLVMBuildAdd(cg->B, boff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 17 + 4 * d), ""), "");
     coff = LLVMBuildAdd(cg->B, coff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 18 + 4 * d), ""), "");
@@ -151,13 +292,26 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef m1 = smin(cg, LLVMBuildAdd(cg->B, m0, tmb, ""), tM), n1 = smin(cg, LLVMBuildAdd(cg->B, n0, tnb, ""), tN);
   LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->i64, cg->ptr, cg->i64, cg->i64, cg->ptr, cg->i64,
                       cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+  for (int x = 0; x < nx; x++) { /* epilogue operands: base at this batch, strides along the last two axes */
+    int fx = xf0 + x * (1 + r);
+    rt_dtype dt = cg->g->funcs[0].nodes[n->in[2 + x]].type.dt;
+    LLVMValueRef base = LLVMBuildGEP2(cg->B, elt_ty(cg, dt), cg_ctx_ptr(cg, ctx, fx), &xoff[x], 1, "");
+    LLVMValueRef vals[3] = {LLVMBuildPtrToInt(cg->B, base, cg->i64, ""), cg_ctx_i64(cg, ctx, fx + 1 + r - 2),
+                            cg_ctx_i64(cg, ctx, fx + 1 + r - 1)};
+    for (int q = 0; q < 3; q++) {
+      LLVMValueRef at = ci64(cg, nb + 3 * x + q);
+      LLVMBuildStore(cg->B, vals[q], LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
+    }
+  }
+  free(xoff);
   LLVMValueRef args[] = {fptr(cg, A, aoff), asm_, ask, fptr(cg, B, boff), bsk, bsn, fptr(cg, C, coff), tN,
-                         m0, m1, n0, n1, tK, scratch, LLVMConstPointerNull(cg->ptr), LLVMConstPointerNull(cg->ptr)};
+                         m0, m1, n0, n1, tK, scratch, epi, mctx};
   cg_call(cg, "attnc_tpl_gemm", cg->vd, pt, 16, args);
   cg_loop_end(cg, &t);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
   cg_launch(cg, task, f, k, ntasks, ci64(cg, 1));
+  free(f);
 }
 
 /* ---- rows: softmax / norms; reductions --------------------------------------- */

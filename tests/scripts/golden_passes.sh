@@ -9,7 +9,8 @@
 #
 # The inputs were made from the examples with the passes before PASS, e.g.
 #   attnc examples/mha.attn --passes=canonicalize,cse --emit=ir -o tests/passes/fuse-attention/mha.ir
-# (canonicalize: the -O0 IR; dce: hand-written dead code and an -O0 IR).
+# (canonicalize: the -O0 IR; dce: hand-written dead code and an -O0 IR;
+# fuse-elementwise and fuse-epilogue: also small programs of their own).
 source "$(dirname "$0")/lib.bash"
 for dir in tests/passes/*/; do
   pass=$(basename "$dir")

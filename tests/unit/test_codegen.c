@@ -1310,6 +1310,44 @@ Test(codegen, attention_gqa) {
   check_attention("t_gqa", prog, "H=3 HK=3 E=13 CAUSAL=1", attn_dims, NULL, 1, 0);
 }
 
+/* Matmul epilogues (fuse-epilogue) and fused elementwise loops
+   (fuse-elementwise): every operand access mode of an epilogue (broadcast
+   along the columns, unit stride, gathered through a transposed view),
+   the index of each axis, bool operands, batched products; sizes around
+   the micro-tile (12 x 32 / 6 x 16) and vector widths. */
+Test(codegen, epilogues_and_fused_loops) {
+  const char *prog =
+    "model t_epi\n"
+    "dim B, M, N\n"
+    "input a: f32[B, M, 24]\n"
+    "input a2: f32[B, M, 24]\n"
+    "input b: f32[24, N]\n"
+    "input bias: f32[N]\n"
+    "input rowv: f32[B, M, 1]\n"
+    "input res: f32[B, M, N]\n"
+    "input rt: f32[B, N, M]\n"
+    "input keep: bool[M, N]\n"
+    "output y: f32[B, M, N]\n"
+    "output z: f32[B, M, N]\n"
+    "output w: f32[B, M, N]\n"
+    "let p = a @ b\n"
+    "y = gelu(p + bias) * rowv + res\n"
+    "let q = a2 @ b\n"
+    "z = where(keep, q + transpose(rt, -2, -1), -q) + cast(index(q, 0) + index(q, 1) * 3 - index(q, 2), f32)\n"
+    "w = tanh(res * 0.5) + cast(index(res, -1), f32) * 0.01\n";
+  Model md;
+  model_compile(&md, "t_epi", prog, NULL);
+  int bodies;
+  int nmm = count_op(md.g, IR_MATMUL, &bodies);
+  cr_assert(nmm == 2 && bodies == 2, "t_epi: %d matmuls (%d with an epilogue), want 2 (2)", nmm, bodies);
+  /* w: one loop (its position term is recomputed inside, not stored) */
+  cr_assert_eq(count_op(md.g, IR_FUSED, NULL), 1, "t_epi: want one fused loop");
+  cr_assert_eq(md.g->funcs[0].n, 12, "t_epi: want 8 inputs, 1 view (rt^T), 2 matmuls, 1 fused loop");
+  const char *dims[] = {"B=1 M=1 N=1", "B=2 M=13 N=33", "B=1 M=12 N=32", "B=3 M=25 N=70", "B=1 M=7 N=17", NULL};
+  check_dimsets(&md, dims, NULL, TOL, 0);
+  model_free(&md);
+}
+
 /* ---- 3. threads ------------------------------------------------------------------- */
 
 static bool same_bits(const Data *d, const attnc_tensor *a, const attnc_tensor *b) {

@@ -681,7 +681,7 @@ Test(ir_text, error_missing_braces) {
 
 Test(ir_text, error_bodies) {
   fails_with(HDR "  %y = neg(%x) : f32[B,T,16] {\n    %p = param {index=0} : f32[]\n    yield %p\n  }\n}\n",
-             "t.ir:5:30: error: ", "only fused and attention nodes have a body", NULL);
+             "t.ir:5:30: error: ", "only fused, attention and matmul nodes have a body", NULL);
   fails_with(HDR "  %y = fused(%x) : f32[B,T,16]\n}\n", "t.ir:5:8: error: ", "needs a body", NULL);
   fails_with(HDR "  %f = fused(%x) : f32[B,T,16] {\n    %p = param {index=0} : f32[]\n  }\n}\n",
              "t.ir:7:3: error: ", "body has no 'yield'", NULL);

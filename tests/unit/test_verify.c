@@ -140,8 +140,8 @@ Test(verify, body_referenced_twice) {
 }
 
 Test(verify, body_on_other_op) {
-  main_node(3)->body = 2;
-  fails("%3 (matmul): ", "only fused and attention nodes have a body");
+  main_node(5)->body = 2;
+  fails("%5 (reshape): ", "only fused, attention and matmul nodes have a body");
 }
 
 Test(verify, body_out_of_range) {
@@ -184,7 +184,7 @@ Test(verify, negative_operand) {
 
 Test(verify, arity) {
   main_node(3)->nin = 1;
-  fails("%3 (matmul): ", "takes 2 operands, has 1");
+  fails("%3 (matmul): ", "matmul takes two operands (then those of its epilogue), has 1");
 }
 
 Test(verify, invalid_op) {
