@@ -21,6 +21,10 @@ typedef struct {
 
 typedef struct CgModule CgModule;
 
+/* What the tile pass needs to know of this CPU target (pass.h). */
+struct PassTargetS;
+void cg_cpu_pass_target(const CgTarget *t, struct PassTargetS *pt);
+
 /* Lower g for the CPU target.  Errors (an op the backend cannot lower, a
  * bad --mcpu) are reported through diag; returns NULL then. */
 CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag);

@@ -8,6 +8,19 @@
 #include <stdio.h>
 #include "ir.h"
 
+/* What the tile pass knows of the target (filled by the backend for the
+ * chosen --mcpu, see cg_cpu_pass_target): vector width, data cache sizes
+ * per core, and the shapes the CPU kernel templates fix when attnc is
+ * built (the register micro-tile of the GEMM, its K panel, the largest row
+ * block its scratch holds; the attention template's query and key tiles). */
+typedef struct PassTargetS {
+  char desc[128];               /* for dumps and docs */
+  int vw;                       /* floats per vector */
+  int64_t l1, l2, l3;           /* bytes per core (l3: a core's share) */
+  int mm_mr, mm_nr, mm_kc, mm_mc_max;
+  int att_bq, att_bk;
+} PassTarget;
+
 typedef struct PassOptions {
   int opt_level;               /* 0: no optimization at all */
   bool no_fuse;                /* disable every fusion pass */
@@ -20,6 +33,9 @@ typedef struct PassOptions {
   bool print_after_all;
   const char *only[32];        /* --passes=A,B: run exactly these, in this order */
   int nonly;
+  const PassTarget *target;    /* for the tile pass; NULL: the pass does nothing */
+  const char *tile_over[8];    /* --tile=OP:A,B,..: replace the chosen tiles of OP */
+  int ntile_over;
   FILE *dump;                  /* where dumps go (stderr) */
   IrDiag *diag;
 } PassOptions;
@@ -48,6 +64,10 @@ bool pass_dce(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt);
+bool pass_tile(IrGraph *g, const PassOptions *opt);
+/* Check a --tile=OP:A,B,.. override against the target; false with a
+ * message in err if it is malformed or the target cannot honour it. */
+bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t errlen);
 
 /* util.c: rewriting helpers shared by passes */
 /* Redirect every use of node i to map[i] (map[i] <= i) in function f, and

@@ -12,6 +12,7 @@ const PassInfo pass_list[] = {
   {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
   {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},
+  {"tile", pass_tile, false, "choose tile shapes for the target (cost model in passes/tile.c)"},
   {NULL, NULL, false, NULL},
 };
 

@@ -53,6 +53,7 @@ static void usage(FILE *out) {
           "  --disable-pass=PASS    skip PASS (repeatable)\n"
           "  --no-fuse              skip every fusion pass\n"
           "  --passes=A,B,...       run exactly these passes, in this order (for testing one pass)\n"
+          "  --tile=OP:A,B,...      override the tile pass for OP (matmul:MC, attention:ROWS,BK, fused:N)\n"
           "\n"
           "run options:\n"
           "  --weights FILE         safetensors file with the model's weights\n"
@@ -182,6 +183,11 @@ int common_option(Common *c, int argc, char **argv, int *i) {
   if (strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0 || strcmp(a, "-O3") == 0) return c->passes.opt_level = a[2] - '0', 0;
   if (strcmp(a, "--print-after-all") == 0) return c->passes.print_after_all = true, 0;
   if (strcmp(a, "--no-fuse") == 0) return c->passes.no_fuse = true, 0;
+  if (strncmp(a, "--tile=", 7) == 0) {
+    if (c->passes.ntile_over == 8) return tool_fail("too many --tile options");
+    c->passes.tile_over[c->passes.ntile_over++] = a + 7;
+    return 0;
+  }
   if (strncmp(a, "--passes=", 9) == 0) { /* run exactly these passes, in order */
     char *list = strdup(a + 9);
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -268,6 +274,15 @@ IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Common *c, c
   if (!g) return NULL;
   c->passes.diag = diag;
   c->passes.dump = stderr;
+  cg_cpu_pass_target((const CgTarget *)c->cg, &c->target);
+  c->passes.target = &c->target;
+  for (int k = 0; k < c->passes.ntile_over; k++) {
+    char err[512];
+    if (!pass_tile_check(c->passes.tile_over[k], &c->target, err, sizeof err)) {
+      tool_fail("%s", err);
+      return NULL;
+    }
+  }
   if (!pass_pipeline(g, &c->passes)) return NULL;
   return g;
 }
@@ -355,7 +370,7 @@ static int cmd_compile(int argc, char **argv) {
   CgTarget tgt = {0};
   static const char *known[] = {"-o", "-c", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
                                 "--print-after", "--disable-pass", "--no-fuse", "--mcpu", "--mtriple",
-                                "--mattr", "--help", "--version", "--passes", NULL};
+                                "--mattr", "--help", "--version", "--passes", "--tile", NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);
@@ -407,6 +422,7 @@ static int cmd_compile(int argc, char **argv) {
   IrDiag *diag = ir_diag_new(stderr);
   char *text = NULL;
   int rc = 1;
+  c.cg = &tgt;
   IrGraph *g = load_model(file, arena, diag, &c, &text);
   if (g && !native) {
     char *buf = NULL;
@@ -485,7 +501,7 @@ static int cmd_run(int argc, char **argv) {
   bool allow_extra = false, interp = false;
   static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "-D",
                                 "-O0", "--print-after-all", "--print-before", "--print-after",
-                                "--disable-pass", "--no-fuse", "--passes", NULL};
+                                "--disable-pass", "--no-fuse", "--passes", "--tile", NULL};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);

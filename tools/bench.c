@@ -200,7 +200,7 @@ int cmd_bench(int argc, char **argv) {
   unsigned long long seed = 0;
   static const char *known[] = {"--dim", "--weights", "--runs", "--threads", "--seed", "--json", "--no-interp", "--help",
                                 "-D", "-O0", "--print-after-all", "--print-before", "--print-after", "--disable-pass",
-                                "--no-fuse", NULL};
+                                "--no-fuse", "--tile", "--passes", NULL};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

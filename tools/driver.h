@@ -14,6 +14,8 @@ typedef struct {
   FeDefine defs[64];
   int ndefs;
   PassOptions passes;
+  PassTarget target; /* for the tile pass: set by load_model from `cg` */
+  const void *cg;    /* the CgTarget compiled for (NULL: the host) */
 } Common;
 
 /* Read a whole regular text file; NULL (error printed) on failure. */

@@ -175,10 +175,18 @@ void cg_attention(Cg *cg, int id) {
     cg_error(cg, n, "attention has %d extra operands but no body to read them", nx);
     return;
   }
-  int bq = cg->vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8;
+  int bq = cg->vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8, bk = cg->vw == 16 ? ATTNC_ATTN_BK_VW16 : ATTNC_ATTN_BK_VW8;
+  int rows = bq; /* query rows per task: the tile pass's, a multiple of BQ */
+  if (n->a.ntile >= 1) {
+    if (n->a.tile[0] % bq || n->a.tile[0] > (1 << 20) || (n->a.ntile >= 2 && n->a.tile[1] != bk)) {
+      cg_error(cg, n, "attention tile must be [k*%d, %d] on this target (the template's BQ and BK)", bq, bk);
+      return;
+    }
+    rows = (int)n->a.tile[0];
+  }
   LLVMValueRef B = o->shape[0], Hq = o->shape[1], T = o->shape[2], S = k->shape[2];
   LLVMValueRef G = LLVMBuildSDiv(cg->B, Hq, k->shape[1], "");
-  LLVMValueRef nt = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, T, ci64(cg, bq - 1), ""), ci64(cg, bq), "");
+  LLVMValueRef nt = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, T, ci64(cg, rows - 1), ""), ci64(cg, rows), "");
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, B, Hq, ""), nt, "");
   int c = 0;
   LLVMValueRef *fl = malloc(sizeof(LLVMValueRef) * (size_t)(22 + 5 * nx));
@@ -196,8 +204,8 @@ void cg_attention(Cg *cg, int id) {
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
-  fprintf(kf, "attention e%lld ev%lld s%a lo%lld hi%lld", (long long)e, (long long)ev, n->a.scale,
-          (long long)n->a.mlo, (long long)n->a.mhi);
+  fprintf(kf, "attention e%lld ev%lld s%a lo%lld hi%lld rows%d", (long long)e, (long long)ev, n->a.scale,
+          (long long)n->a.mlo, (long long)n->a.mhi, rows);
   if (n->body >= 0) mod_key(cg, n, kf);
   fclose(kf);
   LLVMValueRef cached = cg_task_lookup(cg, key);
@@ -254,8 +262,8 @@ void cg_attention(Cg *cg, int id) {
       LLVMBuildStore(cg->B, mf[i], LLVMBuildGEP2(cg->B, cg->i64, mctx, &idx, 1, ""));
     }
   }
-  LLVMValueRef i0 = LLVMBuildMul(cg->B, ti, ci64(cg, bq), "");
-  LLVMValueRef i1 = smin(cg, LLVMBuildAdd(cg->B, i0, ci64(cg, bq), ""), tT);
+  LLVMValueRef i0 = LLVMBuildMul(cg->B, ti, ci64(cg, rows), "");
+  LLVMValueRef i1 = smin(cg, LLVMBuildAdd(cg->B, i0, ci64(cg, rows), ""), tT);
   LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64,
                       cg->i64, cg->i64, cg->i64, cg->f32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
   LLVMValueRef args[] = {ptrs[0], cg_ctx_i64(cg, ctx, 3), ptrs[1], cg_ctx_i64(cg, ctx, 7), ptrs[2], cg_ctx_i64(cg, ctx, 11),

@@ -372,7 +372,10 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   }
   LLVMValueRef nrows = ci64(cg, 1);
   for (int d = 0; d < rr - 1; d++) nrows = LLVMBuildMul(cg->B, nrows, shape[d], "");
-  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, 16384), LLVMBuildAdd(cg->B, shape[rr - 1], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
+  /* rows per task: about the tile pass's elements per task (16384 without one) */
+  const IrNode *tn = &f->nodes[shape_of];
+  int64_t per = tn->a.ntile >= 1 && tn->a.tile[0] > 0 ? tn->a.tile[0] : 16384;
+  LLVMValueRef grain = LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, per), LLVMBuildAdd(cg->B, shape[rr - 1], ci64(cg, 1), ""), ""), ci64(cg, 1), "");
   char *key = ewise_key(cg, rr, out_dt, leaves, nleaves, expr);
   LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {

@@ -174,6 +174,13 @@ void cg_matmul(Cg *cg, int id) {
   int mr = cg->vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
   int nr = cg->vw == 16 ? ATTNC_GEMM_NR_VW16 : ATTNC_GEMM_NR_VW8;
   int mc = cg->vw == 16 ? ATTNC_GEMM_MC_VW16 : ATTNC_GEMM_MC_VW8;
+  if (n->a.ntile >= 1) { /* the tile pass's MC */
+    if (n->a.tile[0] % mr || n->a.tile[0] > mc || n->a.tile[0] < mr) {
+      cg_error(cg, n, "matmul tile [%lld] is not a multiple of %d up to %d", (long long)n->a.tile[0], mr, mc);
+      return;
+    }
+    mc = (int)n->a.tile[0];
+  }
   LLVMValueRef M = o->shape[r - 2], N = o->shape[r - 1], K = a->shape[ra - 1];
   /* task split: blocks of MC rows; split N too when there are too few blocks */
   LLVMValueRef nbatch = ci64(cg, 1);

@@ -5,14 +5,61 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <llvm-c/Target.h>
 #include "cg.h"
+#include "pass.h"
+#include "templates/attention.h"
+#include "templates/tpl.h"
 
 static const char *const avx512_cpus[] = {
   "x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
   "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
   "graniterapids-d", "znver4", "znver5", "alderlake-avx512", NULL,
 };
+
+static bool has_avx512(const char *cpu, const char *features) {
+  bool avx512 = strstr(features, "+avx512f") != NULL;
+  for (int i = 0; !avx512 && avx512_cpus[i]; i++)
+    if (strcmp(cpu, avx512_cpus[i]) == 0 && !strstr(features, "-avx512f")) avx512 = true;
+  return avx512;
+}
+
+void cg_cpu_pass_target(const CgTarget *t, struct PassTargetS *pt) {
+  static const CgTarget none = {0};
+  if (!t) t = &none;
+  char *cpu = t->cpu ? strdup(t->cpu) : LLVMGetHostCPUName();
+  char *features = t->features ? strdup(t->features) : t->cpu ? strdup("") : LLVMGetHostCPUFeatures();
+  int vw = has_avx512(cpu, features) ? 16 : 8;
+  memset(pt, 0, sizeof *pt);
+  pt->vw = vw;
+  /* caches: the host's when compiling for it, else typical sizes of the
+     width's CPUs (AVX-512: Skylake-SP..Sapphire Rapids; AVX2: Zen 2/3) */
+  long l1 = -1, l2 = -1, l3 = -1;
+  bool host = !t->cpu && !t->triple;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  if (host) {
+    l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (l3 > 0 && ncpu > 0) l3 /= ncpu;
+  }
+#endif
+  pt->l1 = l1 > 0 ? l1 : vw == 16 ? 48 << 10 : 32 << 10;
+  pt->l2 = l2 > 0 ? l2 : vw == 16 ? 1 << 20 : 512 << 10;
+  pt->l3 = l3 > 0 ? l3 : 2 << 20;
+  pt->mm_mr = vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
+  pt->mm_nr = vw == 16 ? ATTNC_GEMM_NR_VW16 : ATTNC_GEMM_NR_VW8;
+  pt->mm_kc = vw == 16 ? ATTNC_GEMM_KC_VW16 : ATTNC_GEMM_KC_VW8;
+  pt->mm_mc_max = vw == 16 ? ATTNC_GEMM_MC_VW16 : ATTNC_GEMM_MC_VW8;
+  pt->att_bq = vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8;
+  pt->att_bk = vw == 16 ? ATTNC_ATTN_BK_VW16 : ATTNC_ATTN_BK_VW8;
+  snprintf(pt->desc, sizeof pt->desc, "%s, %d floats/vector, L1d %lld KiB, L2 %lld KiB%s", cpu, vw,
+           (long long)(pt->l1 >> 10), (long long)(pt->l2 >> 10), host ? " (host)" : " (typical)");
+  free(cpu);
+  free(features);
+}
 
 bool cg_target_init(Cg *cg, const CgTarget *t) {
   static const CgTarget none = {0};
@@ -45,10 +92,7 @@ bool cg_target_init(Cg *cg, const CgTarget *t) {
     }
   }
   if (ok) {
-    bool avx512 = strstr(features, "+avx512f") != NULL;
-    for (int i = 0; !avx512 && avx512_cpus[i]; i++)
-      if (strcmp(cpu, avx512_cpus[i]) == 0 && !strstr(features, "-avx512f")) avx512 = true;
-    cg->vw = avx512 ? 16 : 8;
+    cg->vw = has_avx512(cpu, features) ? 16 : 8;
     char desc[256];
     snprintf(desc, sizeof desc, "%s %s (%d floats per vector)", triple, cpu, cg->vw);
     cg->target_desc = strdup(desc);

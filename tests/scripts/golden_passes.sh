@@ -17,7 +17,7 @@ for dir in tests/passes/*/; do
   for in in "$dir"*.ir; do
     name=$(basename "$in" .ir)
     want="$dir$name.expected"
-    if ! "$ATTNC" "$in" --passes="$pass" --emit=ir -o "$TMP/out.ir" 2>"$TMP/err"; then
+    if ! "$ATTNC" "$in" --passes="$pass" --mcpu=x86-64-v3 --emit=ir -o "$TMP/out.ir" 2>"$TMP/err"; then
       bad "$pass/$name: attnc failed: $(head -3 "$TMP/err")"
       continue
     fi

@@ -142,6 +142,7 @@ static char *read_source(const char *rel) {
 }
 
 static bool g_no_fuse; /* compile the unfused variant (--no-fuse) */
+static const char *const *g_tiles; /* run the tile pass with these --tile overrides (NULL: no tile pass) */
 
 /* Compile `text` (a .attn program, or IR text when it starts with "graph")
  * with the params in defs ("D=64 H=2") at -O1 for the host, in memory. */
@@ -180,6 +181,16 @@ static void model_compile(Model *md, const char *file, const char *text, const c
     cr_assert(ir_verify(*gp, md->diag, "lowering"), "%s: invalid IR:\n%s", md->label, diag_text(md));
   }
   PassOptions po = {.opt_level = 1, .no_fuse = g_no_fuse, .diag = md->diag, .dump = stderr};
+  PassTarget pt;
+  if (g_tiles) {
+    cg_cpu_pass_target(NULL, &pt);
+    po.target = &pt;
+    for (int k = 0; g_tiles[k]; k++) {
+      char err[256];
+      cr_assert(pass_tile_check(g_tiles[k], &pt, err, sizeof err), "%s", err);
+      po.tile_over[po.ntile_over++] = g_tiles[k];
+    }
+  }
   cr_assert(pass_pipeline(md->g, &po), "%s: pipeline failed:\n%s", md->label, diag_text(md));
   md->m = cg_cpu_compile(md->g, NULL, md->diag);
   cr_assert_not_null(md->m, "%s: CPU backend failed:\n%s", md->label, diag_text(md));
@@ -1346,6 +1357,35 @@ Test(codegen, epilogues_and_fused_loops) {
   const char *dims[] = {"B=1 M=1 N=1", "B=2 M=13 N=33", "B=1 M=12 N=32", "B=3 M=25 N=70", "B=1 M=7 N=17", NULL};
   check_dimsets(&md, dims, NULL, TOL, 0);
   model_free(&md);
+}
+
+/* The tile pass's shapes reach the kernels: the chosen ones and small
+   overrides (many tasks, a matmul row block of one or two micro-tiles,
+   attention tasks of two query tiles, small elementwise chunks). */
+Test(codegen, tiles_from_the_tile_pass) {
+  static const char *const chosen[] = {NULL};
+  static const char *const small[] = {"matmul:24", "attention:128,64", "fused:64", NULL};
+  const char *const *sets[] = {chosen, small};
+  for (int s = 0; s < 2; s++) {
+    g_tiles = sets[s];
+    Model md;
+    model_compile_file(&md, "examples/encoder.attn", "D=48 H=3 F=80 L=1 GELU=1");
+    g_tiles = NULL;
+    int tiled = 0;
+    for (int i = 0; i < md.g->funcs[0].n; i++) {
+      const IrNode *n = &md.g->funcs[0].nodes[i];
+      if (n->op == IR_MATMUL || n->op == IR_ATTENTION || n->op == IR_FUSED) {
+        cr_assert_gt(n->a.ntile, 0, "encoder: node %d (%s) has no tile", i, ir_opinfo[n->op].name);
+        if (s == 1 && n->op == IR_MATMUL) cr_assert_eq(n->a.tile[0], 24);
+        if (s == 1 && n->op == IR_ATTENTION) cr_assert_eq(n->a.tile[0], 128);
+        tiled++;
+      }
+    }
+    cr_assert_geq(tiled, 4);
+    const char *dims[] = {"B=1 T=1", "B=2 T=130", "B=1 T=257", NULL};
+    check_dimsets(&md, dims, NULL, TOL, 0);
+    model_free(&md);
+  }
 }
 
 /* ---- 3. threads ------------------------------------------------------------------- */

@@ -1,0 +1,133 @@
+/* tile.c - tile: choose the tile shapes of the kernels for the target and
+ * record them on the nodes (`tile=[..]`, visible in every dump); the
+ * backend builds its loops from them.  --tile=OP:A,B,.. replaces the
+ * choice for every node of kind OP (matmul, attention, fused).
+ *
+ * The cost model (CPU; see also docs/architecture.md "Tiling"):
+ *
+ *   matmul     tile=[MC]: rows of A per task block.  The template packs an
+ *              MC x KC block of A once and streams it through the register
+ *              micro-kernel (MR x NR) against every packed KC x NR sliver
+ *              of B, so the packed A block should stay in L2 while B
+ *              slivers stream through L1: MC = the largest multiple of MR
+ *              with MC * KC * 4 bytes <= 3/4 of L2, at most the template's
+ *              scratch capacity (mm_mc_max), at least MR.
+ *              (SPR, 2 MiB L2, KC 384: 1020; Zen 3, 512 KiB, KC 256: 384.)
+ *   attention  tile=[BQ, BK]: query rows per task and keys per tile.  BQ
+ *              and BK are the template's (64 x 64: the BQ x E Q^T tile, the
+ *              BK x BQ score tile and the Ev x BQ accumulator, 64 KiB for
+ *              E = Ev = 64, live in L1/L2; bench/attention/NOTES.md has the
+ *              measurements).  A task may take k*BQ rows (the override):
+ *              fewer, bigger tasks, worse balance under a causal band.
+ *   fused, elementwise
+ *              tile=[N]: elements per task: every operand's chunk plus the
+ *              output's, (nin + 1) * N * 4 bytes, fill half of L2, rounded
+ *              to whole vectors.  Below that, per-task overhead shows; above
+ *              it, chunks are evicted before the next op would reuse them.
+ *
+ * Reductions, softmax and norms work a row at a time (rows are the tasks)
+ * and get no tile.  GPU targets (issue 5) will add shared memory,
+ * registers and warps to this model; the IR attribute is the same. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pass.h"
+
+static int64_t rdown(int64_t x, int64_t m) { return x / m * m; }
+
+static bool is_elementwise(const IrNode *n) {
+  IrOpClass k = ir_opinfo[n->op].cls;
+  return k == IR_CLS_UN || k == IR_CLS_BIN || k == IR_CLS_CMP || k == IR_CLS_TER;
+}
+
+/* The kind of node an override names, or -1. */
+static int kind_of(const char *name, size_t len) {
+  if (len == 6 && !strncmp(name, "matmul", 6)) return IR_MATMUL;
+  if (len == 9 && !strncmp(name, "attention", 9)) return IR_ATTENTION;
+  if (len == 5 && !strncmp(name, "fused", 5)) return IR_FUSED;
+  return -1;
+}
+
+static int parse_spec(const char *spec, int *kind, int64_t *v, char *err, size_t errlen) {
+  const char *colon = strchr(spec, ':');
+  if (!colon || (*kind = kind_of(spec, (size_t)(colon - spec))) < 0) {
+    snprintf(err, errlen, "--tile=%s: expected OP:A[,B...] with OP one of matmul, attention, fused", spec);
+    return -1;
+  }
+  int n = 0;
+  const char *p = colon + 1;
+  while (*p) {
+    char *end;
+    long long x = strtoll(p, &end, 10);
+    if (end == p || x < 1 || x > (1LL << 40) || (*end && *end != ',') || n == IR_MAX_TILE) {
+      snprintf(err, errlen, "--tile=%s: '%s' is not a list of positive sizes", spec, colon + 1);
+      return -1;
+    }
+    v[n++] = x;
+    p = *end ? end + 1 : end;
+  }
+  return n;
+}
+
+bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t errlen) {
+  int kind;
+  int64_t v[IR_MAX_TILE];
+  int n = parse_spec(spec, &kind, v, err, errlen);
+  if (n < 0) return false;
+  if (kind == IR_MATMUL && (n != 1 || v[0] % t->mm_mr || v[0] > t->mm_mc_max)) {
+    snprintf(err, errlen, "--tile=%s: a matmul tile is [MC], a multiple of %d (the micro-kernel's rows) "
+             "up to %d on this target", spec, t->mm_mr, t->mm_mc_max);
+    return false;
+  }
+  if (kind == IR_ATTENTION && (n != 2 || v[0] % t->att_bq || v[1] != t->att_bk)) {
+    snprintf(err, errlen, "--tile=%s: an attention tile is [rows per task, BK]: rows a multiple of %d, "
+             "BK = %d (fixed by the CPU template)", spec, t->att_bq, t->att_bk);
+    return false;
+  }
+  if (kind == IR_FUSED && (n != 1 || v[0] % t->vw)) {
+    snprintf(err, errlen, "--tile=%s: a fused tile is [elements per task], a multiple of %d (the vector width)",
+             spec, t->vw);
+    return false;
+  }
+  return true;
+}
+
+bool pass_tile(IrGraph *g, const PassOptions *opt) {
+  const PassTarget *t = opt->target;
+  if (!t) return false;
+  IrFunc *f = &g->funcs[0];
+  bool changed = false;
+  for (int i = 0; i < f->n; i++) {
+    IrNode *n = &f->nodes[i];
+    int kind = n->op == IR_MATMUL || n->op == IR_ATTENTION ? n->op : n->op == IR_FUSED || is_elementwise(n) ? IR_FUSED : -1;
+    if (kind < 0) continue;
+    int64_t v[IR_MAX_TILE];
+    int nt = 0;
+    if (kind == IR_MATMUL) {
+      int64_t mc = rdown(t->l2 * 3 / 4 / ((int64_t)t->mm_kc * 4), t->mm_mr);
+      if (mc > t->mm_mc_max) mc = rdown(t->mm_mc_max, t->mm_mr);
+      if (mc < t->mm_mr) mc = t->mm_mr;
+      v[nt++] = mc;
+    } else if (kind == IR_ATTENTION) {
+      v[nt++] = t->att_bq;
+      v[nt++] = t->att_bk;
+    } else {
+      int64_t e = rdown(t->l2 / 2 / (4 * (int64_t)(n->nin + 1)), t->vw);
+      v[nt++] = e < t->vw ? t->vw : e;
+    }
+    for (int k = 0; k < opt->ntile_over; k++) { /* overrides (checked by the driver) */
+      int ok_kind;
+      int64_t w[IR_MAX_TILE];
+      char err[256];
+      int m = parse_spec(opt->tile_over[k], &ok_kind, w, err, sizeof err);
+      if (m > 0 && ok_kind == kind) {
+        nt = m;
+        memcpy(v, w, sizeof(int64_t) * (size_t)m);
+      }
+    }
+    if (n->a.ntile != nt || memcmp(n->a.tile, v, sizeof(int64_t) * (size_t)nt)) changed = true;
+    n->a.ntile = nt;
+    memcpy(n->a.tile, v, sizeof(int64_t) * (size_t)nt);
+  }
+  return changed;
+}
