@@ -15,7 +15,9 @@
  *            (a broadcast operand at its small size; a view at the size of
  *            the view; constants and iotas cost nothing) plus the output
  *            written once.  This is compulsory traffic, the lower bound an
- *            ideal cache would reach; it is what fusion changes. */
+ *            ideal cache would reach; it is what fusion changes.  A
+ *            folded squeeze (fold-se) reads the partial sums its matmul
+ *            wrote (both counted), not the matmul's result. */
 #include "ir.h"
 
 static double elems(const IrType *t, const int64_t *symvals) {
@@ -52,6 +54,15 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, IrCost *out) {
       out->flops += 2 * bht * s * (double)(ir_dim_eval(q->dim[3], symvals) + ir_dim_eval(v->dim[3], symvals));
     }
     double b = elems(&n->type, symvals) * esize(n->type.dt);
+    if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
+      /* fold-se: the matmul wrote partial sums (one row per tile[0] rows)
+         instead of this reading its result: count the write and the read */
+      const IrType *p = &f->nodes[n->in[0]].type;
+      double rows = (double)ir_dim_eval(p->dim[p->rank - 2], symvals), per = n->a.ntile ? (double)n->a.tile[0] : 1;
+      double part = elems(p, symvals) / rows * ((rows + per - 1) / per > 0 ? (double)(int64_t)((rows + per - 1) / per) : 0) * 4;
+      out->bytes += b + 2 * part;
+      continue;
+    }
     for (int k = 0; k < n->nin; k++) {
       int o = n->in[k];
       bool seen = false;

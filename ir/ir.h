@@ -98,6 +98,9 @@ typedef struct {
                        i + mlo <= j <= i + mhi (+ S - T for bottom-right
                        alignment is folded in by the pass);
                        IR_MASK_NONE = unbounded on that side */
+  bool fold;        /* A_FOLD: a sum/mean over the rows of a matmul result,
+                       accumulated by the matmul's epilogue as it writes
+                       (fold-se); printed only when true */
   int ntile;        /* tile shape chosen by the tile pass (any op) */
   int64_t tile[IR_MAX_TILE];
 } IrAttrs;

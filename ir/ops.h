@@ -26,6 +26,7 @@
 #define A_EPS   (1u << 8)  /* eps: normalization epsilon (f64)           */
 #define A_SCALE (1u << 9)  /* scale: attention score scale (f64)         */
 #define A_MASK  (1u << 10) /* mask: block-skip info of fused attention   */
+#define A_FOLD  (1u << 11) /* fold: accumulated by the producer (fold-se) */
 
 /*   enum        name          nin class  attributes */
 #define IR_OPS(X)                                           \
@@ -67,8 +68,8 @@
   X(EQ,          "eq",          2, CMP,   0)                \
   X(NE,          "ne",          2, CMP,   0)                \
   X(WHERE,       "where",       3, TER,   0)                \
-  X(SUM,         "sum",         1, RED,   A_AXES | A_KEEP)  \
-  X(MEAN,        "mean",        1, RED,   A_AXES | A_KEEP)  \
+  X(SUM,         "sum",         1, RED,   A_AXES | A_KEEP | A_FOLD) \
+  X(MEAN,        "mean",        1, RED,   A_AXES | A_KEEP | A_FOLD) \
   X(RMAX,        "rmax",        1, RED,   A_AXES | A_KEEP)  \
   X(SOFTMAX,     "softmax",     1, NORM,  A_AXIS)           \
   X(LAYERNORM,   "layernorm",   3, NORM,  A_EPS)            \

@@ -609,6 +609,7 @@ static const struct {
   {"str", A_STR},   {"index", A_INDEX}, {"value", A_VALUE}, {"axis", A_AXIS},
   {"axes", A_AXES}, {"keep", A_KEEP},   {"perm", A_PERM},   {"start", A_START},
   {"eps", A_EPS},   {"scale", A_SCALE}, {"mask", A_MASK},   {"tile", A_TILE},
+  {"fold", A_FOLD},
 };
 #define NATTR ((int)(sizeof attr_table / sizeof attr_table[0]))
 
@@ -636,11 +637,12 @@ static bool parse_attr_value(Parser *p, unsigned bit, IrAttrs *a) {
     for (int i = 0; i < a->nlist; i++) a->list[i] = (int)v[i];
     return true;
   case A_KEEP:
+  case A_FOLD:
     if (!tok_is(&p->tok, "true") && !tok_is(&p->tok, "false")) {
       error_at(p, &p->tok, "expected true or false, found %s", tok_desc(p, &p->tok));
       return false;
     }
-    a->keep = tok_is(&p->tok, "true");
+    *(bit == A_KEEP ? &a->keep : &a->fold) = tok_is(&p->tok, "true");
     lex(p);
     return true;
   case A_START: return parse_dim(p, &a->start, 0);

@@ -137,7 +137,7 @@ static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
   unsigned bits = ir_opinfo[n->op].attrs;
   const IrAttrs *a = &n->a;
   int k = 0;
-  if (!bits && a->ntile <= 0) return;
+  if (!(bits & ~A_FOLD) && a->ntile <= 0 && !((bits & A_FOLD) && a->fold)) return;
   fputs(" {", out);
   if (bits & A_STR) {
     put_key(out, &k, "str");
@@ -162,6 +162,10 @@ static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
   if (bits & A_KEEP) {
     put_key(out, &k, "keep");
     fputs(a->keep ? "true" : "false", out);
+  }
+  if ((bits & A_FOLD) && a->fold) {
+    put_key(out, &k, "fold");
+    fputs("true", out);
   }
   if (bits & A_PERM) {
     put_key(out, &k, "perm");

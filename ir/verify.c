@@ -179,6 +179,12 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       fail(v, fi, i, "only allowed in a body");
     if (fi > 0) check_body_node(v, fi, i, on, of);
     if (n->op == IR_FUSED && n->body < 0) fail(v, fi, i, "fused node has no body");
+    if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
+      const IrNode *p = &f->nodes[n->in[0]];
+      int r = p->type.rank;
+      if (fi != 0 || p->op != IR_MATMUL || p->type.dt != RT_F32 || n->a.nlist != 1 || n->a.list[0] != r - 2)
+        fail(v, fi, i, "fold=true needs an f32 matmul operand reduced over its rows (axis %d) only", r - 2);
+    }
     if (n->op == IR_MATMUL && n->nin > 2 && n->body < 0)
       fail(v, fi, i, "matmul with %d operands needs an epilogue body for the extra ones", n->nin);
     if ((n->op == IR_INPUT || n->op == IR_WEIGHT) && !n->a.str) fail(v, fi, i, "has no name");

@@ -11,6 +11,7 @@ const PassInfo pass_list[] = {
    "QK^T, scale, score modifications, band masks, softmax, PV -> one online-softmax attention node"},
   {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
   {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
+  {"fold-se", pass_fold_se, true, "SE squeeze (mean over a matmul's rows) -> accumulated by the matmul's epilogue"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},
   {"tile", pass_tile, false, "choose tile shapes for the target (cost model in passes/tile.c)"},
   {NULL, NULL, false, NULL},

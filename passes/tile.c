@@ -25,8 +25,12 @@
  *              to whole vectors.  Below that, per-task overhead shows; above
  *              it, chunks are evicted before the next op would reuse them.
  *
- * Reductions, softmax and norms work a row at a time (rows are the tasks)
- * and get no tile.  GPU targets (issue 5) will add shared memory,
+ *   folded squeeze (fold-se)
+ *              tile=[MR]: rows per partial sum, one micro-tile of the
+ *              producing matmul (each epilogue call sums its own tile).
+ *
+ * Other reductions, softmax and norms work a row at a time (rows are the
+ * tasks) and get no tile.  GPU targets (issue 5) will add shared memory,
  * registers and warps to this model; the IR attribute is the same. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +103,12 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
   bool changed = false;
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];
+    if ((n->op == IR_SUM || n->op == IR_MEAN) && n->a.fold) { /* rows per partial sum: one micro-tile */
+      changed |= n->a.ntile != 1 || n->a.tile[0] != t->mm_mr;
+      n->a.ntile = 1;
+      n->a.tile[0] = t->mm_mr;
+      continue;
+    }
     int kind = n->op == IR_MATMUL || n->op == IR_ATTENTION ? n->op : n->op == IR_FUSED || is_elementwise(n) ? IR_FUSED : -1;
     if (kind < 0) continue;
     int64_t v[IR_MAX_TILE];

@@ -160,17 +160,62 @@ static void compare(Variant *v, int nout, void *const *ref, const rt_dtype *rdt)
   }
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static void human_bytes(double b, char *buf, size_t n) {
   const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int k = 0;
   while (b >= 1024 && k < 4) b /= 1024, k++;
   snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", b, u[k]);
 }
+
+/* The big intermediate tensors of a variant (at least as big as the
+ * largest output), each with the number of kernels that write and read it (reads
+ * through views count; a folded squeeze does not read its matmul's
+ * result, it reads partial sums). */
+static void print_traffic(const Variant *v, const int64_t *sym) {
+  const IrGraph *g = v->g;
+  const IrFunc *f = &g->funcs[0];
+  double big = 0; /* the largest output */
+  for (int k = 0; k < g->noutput; k++) {
+    const IrNode *o = &f->nodes[g->outputs[k].node];
+    double e = 1;
+    for (int a = 0; a < o->type.rank; a++) e *= (double)ir_dim_eval(o->type.dim[a], sym);
+    if (e > big) big = e;
+  }
+  printf("%s: intermediate tensors at least as big as the output (kernels writing / reading each):\n", v->name);
+  for (int i = 0; i < f->n; i++) {
+    const IrNode *n = &f->nodes[i];
+    if (!ir_is_kernel(g, i)) continue;
+    bool out = false;
+    for (int k = 0; k < g->noutput; k++) out |= g->outputs[k].node == i;
+    double e = 1;
+    for (int a = 0; a < n->type.rank; a++) e *= (double)ir_dim_eval(n->type.dim[a], sym);
+    if (out || e < big) continue;
+    int reads = 0;
+    for (int j = i + 1; j < f->n; j++) {
+      const IrNode *u = &f->nodes[j];
+      if (!ir_is_kernel(g, j) || ((ir_opinfo[u->op].attrs & A_FOLD) && u->a.fold)) continue;
+      for (int k = 0; k < u->nin; k++) { /* through views */
+        int s = u->in[k];
+        while (!ir_is_kernel(g, s) && f->nodes[s].nin == 1 && ir_opinfo[f->nodes[s].op].cls == IR_CLS_SHAPE) s = f->nodes[s].in[0];
+        if (s == i) {
+          reads++;
+          break;
+        }
+      }
+    }
+    char ty[128], sz[32];
+    ir_type_str(g, &n->type, ty, sizeof ty);
+    human_bytes(e * (n->type.dt == RT_BOOL ? 1 : 4), sz, sizeof sz);
+    printf("  %%%-4d %-10s %-18s %10s  line %-4d written 1, read %d\n", i, ir_opinfo[n->op].name, ty, sz, n->loc.line,
+           reads);
+  }
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 
 static void usage_bench(FILE *f) {
   fprintf(f,
@@ -478,6 +523,8 @@ int cmd_bench(int argc, char **argv) {
          var[0].ws ? (double)var[1].ws / (double)var[0].ws : 0.0,
          var[0].cost.bytes > 0 ? var[1].cost.bytes / var[0].cost.bytes : 0.0);
   if (var[0].bad_nan || var[1].bad_nan) printf("WARNING: NaN or inf where the reference has none (or the reverse)\n");
+  printf("\n");
+  for (int v = 0; v < 2; v++) print_traffic(&var[v], sym);
 
   if (json) {
     char *buf = NULL;

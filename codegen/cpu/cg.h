@@ -30,6 +30,9 @@ typedef struct {
   bool dense;        /* row-major dense layout, known statically */
   bool inner_unit;   /* stride of the last axis is statically 1 */
   int last_use;      /* index of the last node that reads it (views extend) */
+  int fold_user;     /* matmul: the fold=true reduction it feeds partial sums to, or -1 */
+  int aux_slot;      /* fold=true reduction: workspace slot of the partial sums, or -1 */
+  LLVMValueRef aux_ptr;
   /* run(): */
   LLVMValueRef ptr;
   LLVMValueRef shape[IR_MAX_RANK], stride[IR_MAX_RANK];
@@ -67,6 +70,7 @@ typedef struct Cg {
 /* module.c */
 void cg_state_free(Cg *cg);
 LLVMValueRef cg_dim(Cg *cg, IrDim d);            /* evaluate a symbolic dim in run() */
+LLVMValueRef cg_slot_ptr(Cg *cg, int slot);      /* in run(): the start of workspace slot */
 LLVMValueRef cg_call(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
                      LLVMValueRef *args);         /* call a template / runtime function */
 LLVMValueRef cg_fn_decl(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n);
@@ -113,6 +117,10 @@ LLVMValueRef cg_ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, L
 /* kernels.c */
 void cg_matmul(Cg *cg, int id);
 void cg_reduce(Cg *cg, int id);
+/* fold-se: rows per partial sum of folded reduction id (its tile), and the
+ * number of partial floats (batch * ceil(rows / that) * columns) in run() */
+int cg_fold_rows(const Cg *cg, int id);
+LLVMValueRef cg_fold_partials(Cg *cg, int id);
 void cg_softmax(Cg *cg, int id);
 void cg_norm(Cg *cg, int id);
 /* scratch floats per thread that kernels need (gemm packing, attention

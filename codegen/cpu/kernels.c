@@ -65,6 +65,21 @@ static LLVMValueRef bstride(Cg *cg, int v, int d, int out_rank) {
 
 /* ---- matmul ------------------------------------------------------------------- */
 
+int cg_fold_rows(const Cg *cg, int id) {
+  (void)id;
+  return cg->vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
+}
+
+LLVMValueRef cg_fold_partials(Cg *cg, int id) {
+  const IrNode *p = &cg->g->funcs[0].nodes[cg->g->funcs[0].nodes[id].in[0]];
+  int r = p->type.rank;
+  LLVMValueRef n = ci64(cg, 1);
+  for (int d = 0; d < r - 2; d++) n = LLVMBuildMul(cg->B, n, cg_dim(cg, p->type.dim[d]), "");
+  LLVMValueRef m = cg_dim(cg, p->type.dim[r - 2]), mr = ci64(cg, cg_fold_rows(cg, id));
+  LLVMValueRef nmr = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, m, LLVMBuildSub(cg->B, mr, ci64(cg, 1), ""), ""), mr, "");
+  return LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, n, nmr, ""), cg_dim(cg, p->type.dim[r - 1]), "");
+}
+
 static LLVMTypeRef elt_ty(Cg *cg, rt_dtype t) { return t == RT_BOOL ? cg->i8 : t == RT_I32 ? cg->i32 : cg->f32; }
 
 /* Access mode of epilogue operand id along the output's last axis: 0
@@ -82,9 +97,9 @@ static int epi_mode(Cg *cg, int id, int r) {
  * ctx: i64 fields: the batch indices [nb], then per extra operand its base
  * at this batch, its strides along the last two output axes. The body is
  * evaluated on rows of the tile, VW columns at a time (masked). */
-static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb) {
-  const IrFunc *body = &cg->g->funcs[n->body];
-  int r = n->type.rank, nx = n->nin - 2;
+static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
+  const IrFunc *body = n->body >= 0 ? &cg->g->funcs[n->body] : NULL;
+  int r = n->type.rank, nx = n->nin - 2, nbody = body ? body->n : 0;
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
   char name[160];
   snprintf(name, sizeof name, "%s__k%d_epilogue", cg->ident, cg->kernels++);
@@ -95,23 +110,35 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb) {
   LLVMValueRef i0 = LLVMGetParam(fn, 3), j0 = LLVMGetParam(fn, 4), rows = LLVMGetParam(fn, 5), cols = LLVMGetParam(fn, 6);
   LLVMValueRef bidx[IR_MAX_RANK];
   for (int d = 0; d < nb; d++) bidx[d] = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, d), cg->i32, ""), cg->vi);
-  LLVMValueRef *vals = calloc((size_t)body->n + 1, sizeof *vals);
+  LLVMValueRef acc = NULL, part = NULL;
+  if (fold) { /* partial column sums of this tile: partial[(batch * nmr + i0 / MR) * N + j] */
+    int f0 = nb + 3 * nx;
+    LLVMValueRef bflat = cg_ctx_i64(cg, ctx, f0), nmr = cg_ctx_i64(cg, ctx, f0 + 2), N = cg_ctx_i64(cg, ctx, f0 + 3);
+    LLVMValueRef prow = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, bflat, nmr, ""),
+                                     LLVMBuildSDiv(cg->B, i0, ci64(cg, cg_fold_rows(cg, n->in[0])), ""), "");
+    LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, prow, N, ""), j0, "");
+    part = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, f0 + 1), &off, 1, "");
+    acc = LLVMBuildAlloca(cg->B, cg->vf, "acc");
+  }
+  LLVMValueRef *vals = calloc((size_t)nbody + 1, sizeof *vals);
   LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
   CgLoop lr, lc;
-  cg_loop_begin(cg, &lr, ci64(cg, 0), rows, ci64(cg, 1));
-  LLVMValueRef gi = LLVMBuildAdd(cg->B, i0, lr.iv, "");
   cg_loop_begin(cg, &lc, ci64(cg, 0), cols, ci64(cg, cg->vw));
   LLVMValueRef gj = LLVMBuildAdd(cg->B, j0, lc.iv, "");
   LLVMValueRef mask = LLVMBuildICmp(cg->B, LLVMIntSLT, cg_lane_ids(cg, cg->i64),
                                     cg_splat(cg, LLVMBuildSub(cg->B, cols, lc.iv, ""), v64), "");
+  if (fold) LLVMBuildStore(cg->B, LLVMConstNull(cg->vf), acc);
+  cg_loop_begin(cg, &lr, ci64(cg, 0), rows, ci64(cg, 1));
+  LLVMValueRef gi = LLVMBuildAdd(cg->B, i0, lr.iv, "");
   LLVMValueRef toff = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lr.iv, ldc, ""), lc.iv, "");
   LLVMValueRef tp = LLVMBuildGEP2(cg->B, cg->f32, tile, &toff, 1, "");
   LLVMTypeRef fovl[] = {cg->vf, cg->ptr};
-  for (int k = 0; k < body->n; k++) {
+  LLVMValueRef prod = cg_intr(cg, "llvm.masked.load", fovl, 2,
+                              (LLVMValueRef[]){tp, LLVMConstInt(cg->i32, 4, 0), mask, LLVMConstNull(cg->vf)}, 4);
+  for (int k = 0; k < nbody; k++) {
     const IrNode *bn = &body->nodes[k];
     if (bn->op == IR_PARAM && bn->a.index == 0) {
-      vals[k] = cg_intr(cg, "llvm.masked.load", fovl, 2,
-                        (LLVMValueRef[]){tp, LLVMConstInt(cg->i32, 4, 0), mask, LLVMConstNull(cg->vf)}, 4);
+      vals[k] = prod;
     } else if (bn->op == IR_PARAM) {
       int x = bn->a.index - 1, id = n->in[1 + bn->a.index];
       rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
@@ -156,13 +183,21 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb) {
       vals[k] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
     }
   }
-  cg_intr(cg, "llvm.masked.store", fovl, 2,
-          (LLVMValueRef[]){vals[body->yields[0]], tp, LLVMConstInt(cg->i32, 4, 0), mask}, 4);
-  cg_loop_end(cg, &lc);
+  LLVMValueRef res = body ? vals[body->yields[0]] : prod;
+  if (body)
+    cg_intr(cg, "llvm.masked.store", fovl, 2, (LLVMValueRef[]){res, tp, LLVMConstInt(cg->i32, 4, 0), mask}, 4);
+  if (fold) /* masked lanes of res are 0 (masked loads of zeros) only without a body: select */
+    LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, cg->vf, acc, ""),
+                                        LLVMBuildSelect(cg->B, mask, res, LLVMConstNull(cg->vf), ""), ""), acc);
   cg_loop_end(cg, &lr);
+  if (fold) {
+    LLVMValueRef pp = LLVMBuildGEP2(cg->B, cg->f32, part, &lc.iv, 1, "");
+    cg_intr(cg, "llvm.masked.store", fovl, 2,
+            (LLVMValueRef[]){LLVMBuildLoad2(cg->B, cg->vf, acc, ""), pp, LLVMConstInt(cg->i32, 4, 0), mask}, 4);
+  }
+  cg_loop_end(cg, &lc);
   LLVMBuildRetVoid(cg->B);
   free(vals);
-  (void)nx;
   return fn;
 }
 
@@ -201,11 +236,17 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, blocks, nn, "");
 
   int nx = n->nin - 2;
-  if (n->body >= 0 && n->type.dt != RT_F32) {
+  int fold_id = cg->v[id].fold_user;
+  bool fold = fold_id >= 0, epi_on = n->body >= 0 || fold;
+  if (fold && cg_fold_rows(cg, fold_id) != mr) {
+    cg_error(cg, &cg->g->funcs[0].nodes[fold_id], "folded reduction: rows per partial must be %d here", mr);
+    return;
+  }
+  if (epi_on && n->type.dt != RT_F32) {
     cg_error(cg, n, "a matmul epilogue needs an f32 result, not %s", rt_dtype_name(n->type.dt));
     return;
   }
-  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(15 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
+  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(17 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
   int k = 0;
   f[k++] = a->ptr;                        /* 0 */
   f[k++] = b->ptr;                        /* 1 */
@@ -234,10 +275,16 @@ void cg_matmul(Cg *cg, int id) {
     f[k++] = cg->v[xid].ptr;
     for (int d = 0; d < r; d++) f[k++] = bstride(cg, xid, d, r);
   }
+  int pf0 = k; /* fold: partial sums base, rows of partials per batch */
+  if (fold) {
+    if (!cg->v[fold_id].aux_ptr) cg->v[fold_id].aux_ptr = cg_slot_ptr(cg, cg->v[fold_id].aux_slot);
+    f[k++] = cg->v[fold_id].aux_ptr;
+    f[k++] = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, M, ci64(cg, mr - 1), ""), ci64(cg, mr), "");
+  }
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
-  fprintf(kf, "matmul nb%d", nb);
+  fprintf(kf, "matmul nb%d%s", nb, fold ? " fold" : "");
   if (n->body >= 0) { /* the epilogue's code: its body and operand access modes */
     const IrFunc *b = &cg->g->funcs[n->body];
     for (int i = 0; i < b->n; i++) {
@@ -259,13 +306,13 @@ void cg_matmul(Cg *cg, int id) {
     return;
   }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef epi = n->body >= 0 ? epi_fn(cg, n, nb) : LLVMConstPointerNull(cg->ptr);
+  LLVMValueRef epi = epi_on ? epi_fn(cg, n, nb, fold) : LLVMConstPointerNull(cg->ptr);
   LLVMValueRef ctx, begin, end, tid;
   LLVMValueRef task = cg_task_begin(cg, "matmul", &ctx, &begin, &end, &tid);
   cg_task_remember(cg, key, task);
   free(key);
   LLVMValueRef mctx = LLVMConstPointerNull(cg->ptr);
-  if (n->body >= 0) mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, nb + 3 * nx + 1), "epictx");
+  if (epi_on) mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, nb + 3 * nx + 4), "epictx");
   LLVMValueRef A = cg_ctx_ptr(cg, ctx, 0), B = cg_ctx_ptr(cg, ctx, 1), C = cg_ctx_ptr(cg, ctx, 2);
   LLVMValueRef tM = cg_ctx_i64(cg, ctx, 3), tN = cg_ctx_i64(cg, ctx, 4), tK = cg_ctx_i64(cg, ctx, 5);
   LLVMValueRef asm_ = cg_ctx_i64(cg, ctx, 6), ask = cg_ctx_i64(cg, ctx, 7), bsk = cg_ctx_i64(cg, ctx, 8),
@@ -285,7 +332,7 @@ void cg_matmul(Cg *cg, int id) {
     LLVMValueRef sh = cg_ctx_i64(cg, ctx, 15 + 4 * d);
     LLVMValueRef ix = LLVMBuildSRem(cg->B, brem, sh, "");
     brem = LLVMBuildSDiv(cg->B, brem, sh, "");
-    if (n->body >= 0) {
+    if (epi_on) {
       LLVMValueRef at = ci64(cg, d);
       LLVMBuildStore(cg->B, ix, LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
       for (int x = 0; x < nx; x++)
@@ -311,6 +358,13 @@ void cg_matmul(Cg *cg, int id) {
     }
   }
   free(xoff);
+  if (fold) { /* flat batch index, partials base, rows of partials, columns */
+    LLVMValueRef vals[4] = {bi, cg_ctx_i64(cg, ctx, pf0), cg_ctx_i64(cg, ctx, pf0 + 1), tN};
+    for (int q = 0; q < 4; q++) {
+      LLVMValueRef at = ci64(cg, nb + 3 * nx + q);
+      LLVMBuildStore(cg->B, vals[q], LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
+    }
+  }
   LLVMValueRef args[] = {fptr(cg, A, aoff), asm_, ask, fptr(cg, B, boff), bsk, bsn, fptr(cg, C, coff), tN,
                          m0, m1, n0, n1, tK, scratch, epi, mctx};
   cg_call(cg, "attnc_tpl_gemm", cg->vd, pt, 16, args);
@@ -425,8 +479,71 @@ void cg_norm(Cg *cg, int id) {
   row_kernel(cg, id, n->type.rank - 1, n->op == IR_LAYERNORM ? "layernorm" : "rmsnorm", norm_row, extra, ne);
 }
 
+/* A folded reduction (fold-se): its matmul's epilogue left partial column
+ * sums, one row of N per MR rows of each batch; add them up in order
+ * (deterministic for any thread count) and scale for a mean. */
+static void fold_reduce(Cg *cg, int id) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  const IrNode *p = &cg->g->funcs[0].nodes[n->in[0]];
+  const CgVal *o = &cg->v[id];
+  int r = p->type.rank, mr = cg_fold_rows(cg, id);
+  if (cg->v[n->in[0]].fold_user != id || o->aux_slot < 0) {
+    cg_error(cg, n, "folded reduction without its matmul's partial sums");
+    return;
+  }
+  LLVMValueRef nbatch = ci64(cg, 1);
+  for (int d = 0; d < r - 2; d++) nbatch = LLVMBuildMul(cg->B, nbatch, cg_dim(cg, p->type.dim[d]), "");
+  LLVMValueRef M = cg_dim(cg, p->type.dim[r - 2]), N = cg_dim(cg, p->type.dim[r - 1]);
+  LLVMValueRef nmr = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, M, ci64(cg, mr - 1), ""), ci64(cg, mr), "");
+  LLVMValueRef scale = n->op == IR_MEAN ? LLVMBuildFDiv(cg->B, LLVMConstReal(cg->f32, 1.0),
+                                                        LLVMBuildSIToFP(cg->B, M, cg->f32, ""), "")
+                                        : LLVMConstReal(cg->f32, 1.0);
+  LLVMValueRef f[6] = {o->aux_ptr, o->ptr, nmr, N, LLVMBuildBitCast(cg->B, scale, cg->i32, ""), M};
+  LLVMValueRef cached = cg_task_lookup(cg, "fold-reduce");
+  if (cached) {
+    cg_launch(cg, cached, f, 6, nbatch, ci64(cg, 1));
+    return;
+  }
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef ctx, begin, end;
+  LLVMValueRef task = cg_task_begin(cg, "fold_reduce", &ctx, &begin, &end, NULL);
+  cg_task_remember(cg, "fold-reduce", task);
+  LLVMValueRef part = cg_ctx_ptr(cg, ctx, 0), out = cg_ctx_ptr(cg, ctx, 1), tnmr = cg_ctx_i64(cg, ctx, 2),
+               tN = cg_ctx_i64(cg, ctx, 3);
+  LLVMValueRef sc = LLVMBuildBitCast(cg->B, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 4), cg->i32, ""), cg->f32, "");
+  LLVMValueRef acc = LLVMBuildAlloca(cg->B, cg->vf, "acc");
+  LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
+  LLVMTypeRef fovl[] = {cg->vf, cg->ptr};
+  CgLoop lb, lc, lt;
+  cg_loop_begin(cg, &lb, begin, end, ci64(cg, 1));
+  cg_loop_begin(cg, &lc, ci64(cg, 0), tN, ci64(cg, cg->vw));
+  LLVMValueRef mask = LLVMBuildICmp(cg->B, LLVMIntSLT, cg_lane_ids(cg, cg->i64),
+                                    cg_splat(cg, LLVMBuildSub(cg->B, tN, lc.iv, ""), v64), "");
+  LLVMBuildStore(cg->B, LLVMConstNull(cg->vf), acc);
+  cg_loop_begin(cg, &lt, ci64(cg, 0), tnmr, ci64(cg, 1));
+  LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lb.iv, tnmr, ""), lt.iv, ""), tN, ""), lc.iv, "");
+  LLVMValueRef v = cg_intr(cg, "llvm.masked.load", fovl, 2,
+                           (LLVMValueRef[]){LLVMBuildGEP2(cg->B, cg->f32, part, &off, 1, ""), LLVMConstInt(cg->i32, 4, 0),
+                                            mask, LLVMConstNull(cg->vf)}, 4);
+  LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, cg->vf, acc, ""), v, ""), acc);
+  cg_loop_end(cg, &lt);
+  LLVMValueRef res = LLVMBuildFMul(cg->B, LLVMBuildLoad2(cg->B, cg->vf, acc, ""), cg_splat(cg, sc, cg->vf), "");
+  LLVMValueRef ooff = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lb.iv, tN, ""), lc.iv, "");
+  cg_intr(cg, "llvm.masked.store", fovl, 2,
+          (LLVMValueRef[]){res, LLVMBuildGEP2(cg->B, cg->f32, out, &ooff, 1, ""), LLVMConstInt(cg->i32, 4, 0), mask}, 4);
+  cg_loop_end(cg, &lc);
+  cg_loop_end(cg, &lb);
+  LLVMBuildRetVoid(cg->B);
+  LLVMPositionBuilderAtEnd(cg->B, saved);
+  cg_launch(cg, task, f, 6, nbatch, ci64(cg, 1));
+}
+
 void cg_reduce(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
+  if (n->a.fold) {
+    fold_reduce(cg, id);
+    return;
+  }
   const IrNode *xn = &cg->g->funcs[0].nodes[n->in[0]];
   const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
   if (xn->type.dt != RT_F32 && xn->type.dt != RT_F16 && xn->type.dt != RT_BF16) {

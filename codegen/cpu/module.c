@@ -139,6 +139,12 @@ void cg_launch(Cg *cg, LLVMValueRef task, LLVMValueRef *fields, int n, LLVMValue
 
 /* ---- dims and layouts ------------------------------------------------------ */
 
+LLVMValueRef cg_slot_ptr(Cg *cg, int slot) {
+  LLVMValueRef idx = ci64(cg, slot);
+  LLVMValueRef off = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, cg->slot_off, &idx, 1, ""), "");
+  return LLVMBuildGEP2(cg->B, cg->i8, cg->ws, &off, 1, "");
+}
+
 LLVMValueRef cg_dim(Cg *cg, IrDim d) {
   LLVMValueRef r = ci64(cg, 0);
   for (int i = 0; i < d.nterm; i++) {
@@ -188,6 +194,8 @@ static void analyze(Cg *cg) {
     v->slot = -1;
     v->out_index = -1;
     v->last_use = i;
+    v->fold_user = -1;
+    v->aux_slot = -1;
     switch (nd->op) {
     case IR_WEIGHT: /* the runtime checks weight shapes when they are bound */
       for (int d = 0; d < nd->type.rank; d++) {
@@ -284,11 +292,27 @@ static void analyze(Cg *cg) {
     }
     if (cg->v[id].kind == CV_BUF && cg->v[id].out_index < 0) cg->v[id].out_index = k;
   }
+  /* fold-se: a folded reduction's partial sums live from its matmul to it */
+  for (int i = 0; i < n; i++) {
+    const IrNode *nd = &f->nodes[i];
+    if ((ir_opinfo[nd->op].attrs & A_FOLD) && nd->a.fold) cg->v[nd->in[0]].fold_user = i;
+  }
   /* greedy slot assignment over [def, last_use] */
   int *slot_free_at = calloc((size_t)n + 1, sizeof(int));
   cg->nslots = 0;
   for (int i = 0; i < n; i++) {
     CgVal *v = &cg->v[i];
+    if (v->fold_user >= 0) {
+      int s = -1;
+      for (int k = 0; k < cg->nslots; k++)
+        if (slot_free_at[k] < i) {
+          s = k;
+          break;
+        }
+      if (s < 0) s = cg->nslots++;
+      slot_free_at[s] = v->fold_user;
+      cg->v[v->fold_user].aux_slot = s;
+    }
     if (v->kind != CV_BUF || v->out_index >= 0) continue;
     int s = -1;
     for (int k = 0; k < cg->nslots; k++)
@@ -323,6 +347,13 @@ static LLVMValueRef emit_plan(Cg *cg) {
     LLVMValueRef b = numel_bytes(cg, &fn->nodes[i].type);
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->slot], "");
     size[v->slot] = LLVMBuildSelect(cg->B, gt, b, size[v->slot], "");
+  }
+  for (int i = 0; i < fn->n; i++) { /* partial sums of folded reductions */
+    CgVal *v = &cg->v[i];
+    if (v->aux_slot < 0) continue;
+    LLVMValueRef b = LLVMBuildMul(cg->B, cg_fold_partials(cg, i), ci64(cg, 4), "");
+    LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->aux_slot], "");
+    size[v->aux_slot] = LLVMBuildSelect(cg->B, gt, b, size[v->aux_slot], "");
   }
   LLVMValueRef off = ci64(cg, 0), offs = LLVMGetParam(f, 2);
   for (int s = 0; s <= cg->nslots; s++) {
@@ -385,6 +416,7 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
       LLVMValueRef off = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, cg->slot_off, &idx, 1, ""), "");
       v->ptr = LLVMBuildGEP2(cg->B, cg->i8, cg->ws, &off, 1, "");
     }
+    if (v->aux_slot >= 0 && !v->aux_ptr) v->aux_ptr = cg_slot_ptr(cg, v->aux_slot);
     dense_strides(cg, v, r);
     break;
   case CV_VIEW: {

@@ -553,6 +553,8 @@ static void check_example(const char *rel, const char *defs, const char *const *
   model_free(&md);
 }
 
+static void check_thread_counts(Model *md, const char *dims);
+
 /* ---- 1. the examples ------------------------------------------------------------ */
 
 Test(codegen, example_sdpa) {
@@ -595,6 +597,19 @@ Test(codegen, example_gqa) {
   const char *dims[] = {"B=1 T=1", "B=2 T=17", "B=1 T=65", NULL};
   check_example("examples/gqa.attn", "D=64 H=8 KV=2", dims, TOL);
   check_example("examples/gqa.attn", "D=56 H=4 KV=1", dims, TOL);
+}
+
+Test(codegen, example_se_encoder) {
+  Model md;
+  model_compile_file(&md, "examples/se_encoder.attn", "D=48 H=3 F=80 R=4");
+  int folded = 0;
+  for (int i = 0; i < md.g->funcs[0].n; i++) folded += md.g->funcs[0].nodes[i].a.fold;
+  cr_assert_eq(folded, 1, "se_encoder: the squeeze should be folded into its matmul");
+  /* T around the partial-sum granularity (one micro-tile of rows) */
+  const char *dims[] = {"B=1 T=1", "B=2 T=13", "B=1 T=65", "B=3 T=12", "B=1 T=130", NULL};
+  check_dimsets(&md, dims, NULL, TOL, 0);
+  check_thread_counts(&md, "B=2 T=77");
+  model_free(&md);
 }
 
 Test(codegen, example_alibi) {
