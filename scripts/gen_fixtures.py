@@ -84,6 +84,11 @@ MODELS = {
         "inputs": ["x"],
         "outputs": ["y"],
     },
+    "se_encoder": {
+        "params": [("D", 256), ("H", 4), ("F", 1024), ("R", 16)],
+        "inputs": ["x"],
+        "outputs": ["y"],
+    },
 }
 
 # (model, case, param overrides, dims).  Dims are listed in a fixed order.
@@ -109,6 +114,8 @@ CASES = [
      [("N", 2), ("H", 3), ("W", 5)]),
     ("se_block", "one", {"C": 64, "R": 16}, [("N", 1), ("H", 1), ("W", 1)]),
     ("se_block", "c20", {"C": 20, "R": 4}, [("N", 1), ("H", 7), ("W", 2)]),
+    ("se_encoder", "small", {"D": 64, "H": 4, "F": 96, "R": 8}, [("B", 2), ("T", 13)]),
+    ("se_encoder", "t1", {"D": 32, "H": 2, "F": 64, "R": 4}, [("B", 1), ("T", 1)]),
 ]
 
 
@@ -181,6 +188,29 @@ class SEBlock(nn.Module):
         return x * s[:, :, None, None]
 
 
+class SEEncoder(nn.Module):
+    """examples/se_encoder.attn: a post-norm encoder layer whose FFN output
+    goes through squeeze-and-excitation over the sequence before the
+    residual add.  Parameter names match the .attn weight keys."""
+
+    def __init__(self, D, H, F, R):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(D, H, batch_first=True)
+        self.linear1 = nn.Linear(D, F)
+        self.linear2 = nn.Linear(F, D)
+        self.norm1 = nn.LayerNorm(D)
+        self.norm2 = nn.LayerNorm(D)
+        self.se = nn.Module()
+        self.se.fc1 = nn.Linear(D, D // R)
+        self.se.fc2 = nn.Linear(D // R, D)
+
+    def forward(self, x):
+        h = self.norm1(x + self.self_attn(x, x, x, need_weights=False)[0])
+        f = self.linear2(torch.relu(self.linear1(h)))
+        g = torch.sigmoid(self.se.fc2(torch.relu(self.se.fc1(f.mean(dim=1)))))
+        return self.norm2(h + f * g[:, None, :])
+
+
 def build_module(model, p):
     if model == "sdpa":
         return SDPA(p["E"], p["CAUSAL"])
@@ -192,6 +222,8 @@ def build_module(model, p):
         return Decoder(p["D"], p["H"], p["F"])
     if model == "se_block":
         return SEBlock(p["C"], p["R"])
+    if model == "se_encoder":
+        return SEEncoder(p["D"], p["H"], p["F"], p["R"])
     raise ValueError(model)
 
 
@@ -199,7 +231,7 @@ def state_dict_of(model, module):
     """The weight dict written to safetensors, keyed as in the contract:
     the underlying PyTorch peer's own state_dict (wrapper prefix stripped)."""
     inner = {"sdpa": None, "mha": "mha", "encoder": "enc",
-             "decoder": "layer", "se_block": None}[model]
+             "decoder": "layer", "se_block": None, "se_encoder": None}[model]
     sd = module.state_dict() if inner is None else getattr(module, inner).state_dict()
     return {k: v.detach().clone() for k, v in sd.items()}
 
@@ -209,7 +241,7 @@ def input_shapes(model, p, d):
         return {"q": [d["B"], d["H"], d["T"], p["E"]],
                 "k": [d["B"], d["H"], d["S"], p["E"]],
                 "v": [d["B"], d["H"], d["S"], p["E"]]}
-    if model in ("mha", "encoder"):
+    if model in ("mha", "encoder", "se_encoder"):
         return {"x": [d["B"], d["T"], p["D"]]}
     if model == "decoder":
         return {"x": [d["B"], d["T"], p["D"]],
@@ -447,6 +479,13 @@ def np_reference(model, p, W, X):
         s = np.maximum(np_linear(s, W["fc1.weight"], W["fc1.bias"]), 0.0)
         s = 1.0 / (1.0 + np.exp(-np_linear(s, W["fc2.weight"], W["fc2.bias"])))
         return {"y": x * s[:, :, None, None]}
+    if model == "se_encoder":
+        x = X["x"]
+        h = np_ln(W, "norm1", x + np_mha(W, "self_attn.", x, x, p["H"], False))
+        f = np_ffn(W, "", h, False)
+        s = np.maximum(np_linear(f.mean(axis=1), W["se.fc1.weight"], W["se.fc1.bias"]), 0.0)
+        g = 1.0 / (1.0 + np.exp(-np_linear(s, W["se.fc2.weight"], W["se.fc2.bias"])))
+        return {"y": np_ln(W, "norm2", h + f * g[:, None, :])}
     raise ValueError(model)
 
 
