@@ -62,6 +62,7 @@ bool pass_canonicalize(IrGraph *g, const PassOptions *opt);
 bool pass_cse(IrGraph *g, const PassOptions *opt);
 bool pass_dce(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt);
+bool pass_fuse_norm(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt);
 bool pass_fold_se(IrGraph *g, const PassOptions *opt);

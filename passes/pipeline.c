@@ -9,6 +9,7 @@ const PassInfo pass_list[] = {
   {"cse", pass_cse, false, "merge identical nodes"},
   {"fuse-attention", pass_fuse_attention, true,
    "QK^T, scale, score modifications, band masks, softmax, PV -> one online-softmax attention node"},
+  {"fuse-norm", pass_fuse_norm, true, "layernorm / rmsnorm written in primitive ops -> one norm node"},
   {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
   {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
   {"fold-se", pass_fold_se, true, "SE squeeze (mean over a matmul's rows) -> accumulated by the matmul's epilogue"},

@@ -1403,6 +1403,37 @@ Test(codegen, tiles_from_the_tile_pass) {
   }
 }
 
+/* layernorm / rmsnorm written in primitive ops become one norm node
+   (fuse-norm); widths around the vector width. */
+Test(codegen, norms_from_primitives) {
+  const char *prog =
+    "model t_norms\n"
+    "param D = 48\n"
+    "dim B, T\n"
+    "input x: f32[B, T, D]\n"
+    "input w: f32[D]\n"
+    "input b: f32[D]\n"
+    "output y: f32[B, T, D]\n"
+    "output z: f32[B, T, D]\n"
+    "output u: f32[B, T, D]\n"
+    "let d = x - mean(x, axis=[-1], keepdim=1)\n"
+    "y = d * rsqrt(mean(d * d, axis=[-1], keepdim=1) + 1e-5) * w + b\n"
+    "z = x / sqrt(mean(pow(x, 2), axis=[-1], keepdim=1) + 1e-6) * w\n"
+    "let e = (x + 1.0) - mean(x + 1.0, axis=[-1], keepdim=1)\n"
+    "u = e * rsqrt(mean(e * e, axis=[-1], keepdim=1) + 0.001)\n";
+  const char *defs[] = {"D=48", "D=1", "D=17", "D=256", NULL};
+  for (int k = 0; defs[k]; k++) {
+    Model md;
+    model_compile(&md, "t_norms", prog, defs[k]);
+    cr_assert_eq(count_op(md.g, IR_LAYERNORM, NULL), 2, "t_norms %s: want 2 layernorms", defs[k]);
+    cr_assert_eq(count_op(md.g, IR_RMSNORM, NULL), 1, "t_norms %s: want 1 rmsnorm", defs[k]);
+    cr_assert_eq(count_op(md.g, IR_MEAN, NULL), 0, "t_norms %s: a mean is left", defs[k]);
+    const char *dims[] = {"B=1 T=1", "B=2 T=7", "B=1 T=65", NULL};
+    check_dimsets(&md, dims, NULL, TOL, 0);
+    model_free(&md);
+  }
+}
+
 /* ---- 3. threads ------------------------------------------------------------------- */
 
 static bool same_bits(const Data *d, const attnc_tensor *a, const attnc_tensor *b) {
