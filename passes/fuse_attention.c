@@ -43,8 +43,9 @@
  * A mask the band cannot express (padding lengths, a mask tensor, a shift
  * by S - T) stays in the body: correct, without block skipping.
  *
- * Rank 5 (grouped heads) is fused when the body reads no extra tensors and
- * no head index (its head axes are split in two there). */
+ * Rank 5 (grouped heads) is fused when the body reads no head index (its
+ * head axes are split in two there) and its extra tensors do not depend on
+ * the head (a padding or mask tensor; see head_free). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,29 @@ static bool varies_ij(Ctx *c, int id) {
   return false;
 }
 
+/* Grouped heads (rank 5, [B, Hk, G, T, S]): an extra operand that does
+ * not depend on the head (size 1 on axes 1 and 2) broadcasts the same way
+ * against the rank-4 scores, except a rank-5 one, which must be a reshape
+ * of the rank-4 [B, 1, T, S]-shaped value it came from (as `attention(...,
+ * mask=)` writes it): that value, or -1. */
+static int head_free(Ctx *c, int id) {
+  const IrType *t = &N(c, id)->type;
+  for (int ax = 1; ax <= 2; ax++) {
+    int a = ax - (5 - t->rank);
+    int64_t d;
+    if (a >= 0 && !(ir_dim_is_const(t->dim[a], &d) && d == 1)) return -1;
+  }
+  if (t->rank < 5) return id;
+  const IrNode *n = N(c, id);
+  if (n->op != IR_RESHAPE) return -1;
+  const IrType *s = &N(c, n->in[0])->type;
+  int64_t one;
+  if (s->rank != 4 || !ir_dim_eq(s->dim[0], t->dim[0]) || !ir_dim_is_const(s->dim[1], &one) || one != 1 ||
+      !ir_dim_eq(s->dim[2], t->dim[3]) || !ir_dim_eq(s->dim[3], t->dim[4]))
+    return -1;
+  return n->in[0];
+}
+
 static int body_value(Ctx *c, Build *b, int id, int depth) {
   if (b->map[id] >= 0) return b->map[id];
   const IrNode *n = N(c, id);
@@ -278,10 +302,10 @@ static int body_value(Ctx *c, Build *b, int id, int depth) {
     int in[3];
     for (int k = 0; k < n->nin && b->ok; k++) in[k] = body_value(c, b, n->in[k], depth + 1);
     if (b->ok) r = body_add(c, b, n, (IrOp)n->op, n->nin, in, (rt_dtype)n->type.dt, &n->a);
-  } else if (c->R == 5 || b->nleaf == MAX_LEAVES) {
-    b->ok = false; /* extra operands would need [B, Hk*G, T, S] views */
+  } else if (b->nleaf == MAX_LEAVES || (c->R == 5 && head_free(c, id) < 0)) {
+    b->ok = false;
   } else { /* a tensor operand of the attention node */
-    b->leaves[b->nleaf++] = id;
+    b->leaves[b->nleaf++] = c->R == 5 ? head_free(c, id) : id;
     a.index = b->nleaf;
     r = body_add(c, b, n, IR_PARAM, 0, NULL, (rt_dtype)n->type.dt, &a);
   }
@@ -332,21 +356,24 @@ static bool fuse_one(IrGraph *g) {
       if (m->op != IR_MUL || !const_value(&c, m->in[1 - via[path[first]]], &k) || !(k > 0) || isinf(k)) break;
       scale *= k;
     }
-    /* band masks from the back */
+    /* band masks from the back: the trailing run of -inf masks (which
+       commute with each other) gives its band conditions to `mask`; the
+       other masks of the run stay in the body */
     int last = np - 1;
     int64_t lo = IR_MASK_NONE, hi = IR_MASK_NONE;
-    for (; last >= first; last--) {
-      const IrNode *m = N(&c, path[last]);
-      if (m->op != IR_WHERE) break;
-      int vi = via[path[last]];
+    bool ext[MAX_PATH + 2] = {0};
+    for (int x = np - 1; x >= first; x--) {
+      const IrNode *m = N(&c, path[x]);
+      int vi = via[path[x]];
+      bool masking = m->op == IR_WHERE && ((vi == 2 && is_neg_inf(&c, m->in[1])) || (vi == 1 && is_neg_inf(&c, m->in[2])));
+      if (!masking) break;
       int64_t l2 = lo, h2 = hi;
-      if (vi == 2 && is_neg_inf(&c, m->in[1]) && band(&c, m->in[0], true, &l2, &h2, 0)) {
-      } else if (vi == 1 && is_neg_inf(&c, m->in[2]) && band(&c, m->in[0], false, &l2, &h2, 0)) {
-      } else {
-        break;
+      if (band(&c, m->in[0], vi == 2, &l2, &h2, 0)) {
+        ext[x] = true;
+        lo = l2, hi = h2;
       }
-      lo = l2, hi = h2;
     }
+    while (last >= first && ext[last]) last--;
     if (lo != IR_MASK_NONE && hi != IR_MASK_NONE && lo > hi) continue; /* everything masked: leave it */
     /* Q, K, V */
     int q = N(&c, s0)->in[0], kt = N(&c, s0)->in[1], v = N(&c, o)->in[1];
@@ -397,6 +424,10 @@ static bool fuse_one(IrGraph *g) {
       map[first > 0 ? path[first - 1] : s0] = body_add(&c, &b, N(&c, path[first]), IR_PARAM, 0, NULL, RT_F32, &a);
       for (int x = first; x <= last && b.ok; x++) {
         const IrNode *m = N(&c, path[x]);
+        if (ext[x]) { /* a band mask, applied after the body by the kernel */
+          map[path[x]] = map[m->in[via[path[x]]]];
+          continue;
+        }
         int in[3];
         for (int k = 0; k < m->nin && b.ok; k++) in[k] = body_value(&c, &b, m->in[k], 0);
         if (b.ok) map[path[x]] = body_add(&c, &b, m, (IrOp)m->op, m->nin, in, (rt_dtype)m->type.dt, &m->a);

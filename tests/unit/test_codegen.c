@@ -1290,6 +1290,10 @@ Test(codegen, attention_score_mods) {
   /* an arbitrary mask tensor, kept form; sparse, so that rows with no key
      happen at small S */
   check_mod("t_mask", "input m: bool[B, 1, T, S]\n", "s = where(m, s, -inf)\n", "m=0.2:0", 1);
+  /* a band before a non-band mask: the band still leaves the body (masks
+     commute), the tensor mask stays in it */
+  check_mod("t_band_then_mask", "input m: bool[B, 1, T, S]\n", "s = where(j > i, -inf, s)\ns = where(m, s, -inf)\n",
+            "m=0.5:0", 1);
   /* all of them at once, with a causal band on top */
   check_mod("t_combo", "input len: i32[B, 1, 1, 1]\ninput bias: f32[1, 1, T, S]\n",
             "s = 5.0 * tanh(s / 5.0) + bias\ns = where(j >= len, -inf, s)\ns = where(j > i, -inf, s)\n", "len=0:S", 1);
@@ -1334,6 +1338,18 @@ Test(codegen, attention_gqa) {
   check_attention("t_gqa", prog, "HK=2 CAUSAL=0", attn_dims, NULL, 1, 0);
   check_attention("t_gqa", prog, "HK=1 CAUSAL=1", attn_dims, NULL, 1, 0);
   check_attention("t_gqa", prog, "H=3 HK=3 E=13 CAUSAL=1", attn_dims, NULL, 1, 0);
+  /* with a padding / mask tensor that does not depend on the head */
+  const char *progm = "model t_gqa_mask\n"
+                      "param E = 16\nparam H = 4\nparam HK = 2\n"
+                      "dim B, T, S\n"
+                      "input q: f32[B, H, T, E]\n"
+                      "input k: f32[B, HK, S, E]\n"
+                      "input v: f32[B, HK, S, E]\n"
+                      "input m: bool[B, 1, T, S]\n"
+                      "output o: f32[B, H, T, E]\n"
+                      "o = attention(q, k, v, mask=m, causal=1)\n";
+  check_attention("t_gqa_mask", progm, NULL, attn_dims, "m=0.6:0", 1, 1);
+  check_attention("t_gqa_mask", progm, "HK=1", attn_dims, "m=0.6:0", 1, 1);
 }
 
 /* Matmul epilogues (fuse-epilogue) and fused elementwise loops
