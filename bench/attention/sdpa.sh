@@ -51,10 +51,10 @@ done; done
   echo '```'
   if [ -n "${TORCH_PY:-}" ]; then
     echo
-    echo "## PyTorch scaled_dot_product_attention (CPU, $THREADS threads)"
+    echo "## PyTorch scaled_dot_product_attention vs attnc (CPU, $THREADS threads, alternating)"
     echo
     echo '```'
-    "$TORCH_PY" bench/attention/torch_sdpa.py "$RUNS" "$THREADS"
+    "$TORCH_PY" bench/attention/torch_sdpa.py "$RUNS" "$THREADS" "$OUT"
     echo '```'
   fi
 } | tee "$RES"
