@@ -319,12 +319,9 @@ static int body_value(Ctx *c, Build *b, int id, int depth) {
 static bool fuse_one(IrGraph *g) {
   IrFunc *f = &g->funcs[0];
   int n = f->n;
-  int *uses = calloc((size_t)n + 1, sizeof(int)), *via = calloc((size_t)n + 1, sizeof(int));
+  int *uses = pass_uses(g, NULL), *via = calloc((size_t)n + 1, sizeof(int));
   int *map = malloc(((size_t)n + 1) * sizeof(int));
-  if (!uses || !via || !map) ir_bug("out of memory");
-  for (int i = 0; i < n; i++)
-    for (int k = 0; k < f->nodes[i].nin; k++) uses[f->nodes[i].in[k]]++;
-  for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
+  if (!via || !map) ir_bug("out of memory");
   Ctx c = {g, uses, via, 0, {0}};
   bool done = false;
   for (int p = 0; p < n && !done; p++) {

@@ -97,15 +97,10 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
   IrFunc *f = &g->funcs[0];
   int n = f->n;
   if (n == 0) return false;
-  int *uses = calloc((size_t)n, sizeof(int)), *user = malloc((size_t)n * sizeof(int));
+  int *user, *uses = pass_uses(g, &user);
   int *group = malloc((size_t)n * sizeof(int)), *size = calloc((size_t)n, sizeof(int));
   int *map = malloc((size_t)n * sizeof(int));
-  if (!uses || !user || !group || !size || !map) ir_bug("out of memory");
-  for (int i = 0; i < n; i++) {
-    user[i] = -1;
-    for (int k = 0; k < f->nodes[i].nin; k++) uses[f->nodes[i].in[k]]++, user[f->nodes[i].in[k]] = i;
-  }
-  for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
+  if (!group || !size || !map) ir_bug("out of memory");
   /* nodes that read no memory: elementwise over iotas and constants */
   bool *nomem = calloc((size_t)n, 1);
   if (!nomem) ir_bug("out of memory");

@@ -100,13 +100,7 @@ bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt) {
   IrFunc *f = &g->funcs[0];
   int n = f->n;
   if (n == 0) return false;
-  int *uses = calloc((size_t)n, sizeof(int)), *user = malloc((size_t)n * sizeof(int));
-  if (!uses || !user) ir_bug("out of memory");
-  for (int i = 0; i < n; i++) {
-    user[i] = -1;
-    for (int k = 0; k < f->nodes[i].nin; k++) uses[f->nodes[i].in[k]]++, user[f->nodes[i].in[k]] = i;
-  }
-  for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
+  int *user, *uses = pass_uses(g, &user);
   bool changed = false;
   for (int m = 0; m < n; m++) {
     const IrNode *mn = &g->funcs[0].nodes[m];

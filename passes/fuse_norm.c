@@ -183,11 +183,7 @@ bool pass_fuse_norm(IrGraph *g, const PassOptions *opt) {
     again = false;
     IrFunc *f = &g->funcs[0];
     int n = f->n;
-    int *uses = calloc((size_t)n + 1, sizeof(int));
-    if (!uses) ir_bug("out of memory");
-    for (int i = 0; i < n; i++)
-      for (int k = 0; k < f->nodes[i].nin; k++) uses[f->nodes[i].in[k]]++;
-    for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
+    int *uses = pass_uses(g, NULL);
     Ctx c = {g, uses};
     for (int i = 0; i < n && !again; i++)
       if ((f->nodes[i].op == IR_MUL || f->nodes[i].op == IR_DIV) && try_norm(&c, i)) again = true;

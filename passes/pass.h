@@ -72,6 +72,10 @@ bool pass_tile(IrGraph *g, const PassOptions *opt);
 bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t errlen);
 
 /* util.c: rewriting helpers shared by passes */
+/* Uses of each main-function node (operand slots, plus graph outputs), in
+ * a malloc'd array of n + 1; with user, also a malloc'd array of the last
+ * node reading each (-1 if none). */
+int *pass_uses(const IrGraph *g, int **user);
 /* Redirect every use of node i to map[i] (map[i] <= i) in function f, and
  * the graph outputs when f == 0. */
 void pass_apply_map(IrGraph *g, int f, const int *map);

@@ -3,6 +3,23 @@
 #include <string.h>
 #include "pass.h"
 
+int *pass_uses(const IrGraph *g, int **user) {
+  const IrFunc *f = &g->funcs[0];
+  int *uses = calloc((size_t)f->n + 1, sizeof(int));
+  int *last = user ? malloc(((size_t)f->n + 1) * sizeof(int)) : NULL;
+  if (!uses || (user && !last)) ir_bug("out of memory");
+  for (int i = 0; i < f->n; i++) {
+    if (last) last[i] = -1;
+    for (int k = 0; k < f->nodes[i].nin; k++) {
+      uses[f->nodes[i].in[k]]++;
+      if (last) last[f->nodes[i].in[k]] = i;
+    }
+  }
+  for (int k = 0; k < g->noutput; k++) uses[g->outputs[k].node]++;
+  if (user) *user = last;
+  return uses;
+}
+
 /* Follow map chains to the final representative. */
 static int resolve(const int *map, int i) {
   while (map[i] != i) i = map[i];

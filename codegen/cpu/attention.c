@@ -48,14 +48,7 @@ static LLVMValueRef bstride(Cg *cg, int id, int ax) {
 /* The structural key of a mod: vector width, the body node by node, and
  * for each extra operand its dtype and whether it varies with i. */
 static void mod_key(Cg *cg, const IrNode *n, FILE *f) {
-  const IrFunc *b = &cg->g->funcs[n->body];
-  for (int i = 0; i < b->n; i++) {
-    const IrNode *bn = &b->nodes[i];
-    fprintf(f, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
-    for (int k = 0; k < bn->nin; k++) fprintf(f, " %d", bn->in[k]);
-    fprintf(f, "]");
-  }
-  fprintf(f, " y%d", b->yields[0]);
+  cg_body_key(cg, n->body, f);
   for (int x = 3; x < n->nin; x++)
     fprintf(f, " X%d:%d", cg->g->funcs[0].nodes[n->in[x]].type.dt, varies(cg, n->in[x], 2));
 }

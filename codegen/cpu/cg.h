@@ -105,6 +105,9 @@ void cg_error(Cg *cg, const IrNode *n, const char *fmt, ...) __attribute__((form
 void cg_ewise(Cg *cg, int id);
 /* Copy value src (any layout) into the dense buffer dst (same shape). */
 void cg_copy(Cg *cg, int src, LLVMValueRef dst_ptr, LLVMValueRef *dst_stride);
+/* The structural key of body function `body` (node by node), for task
+ * function sharing. */
+void cg_body_key(const Cg *cg, int body, FILE *f);
 /* vector building blocks (also used for attention score bodies) */
 LLVMValueRef cg_intr(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl, LLVMValueRef *args, int nargs);
 LLVMValueRef cg_splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt);

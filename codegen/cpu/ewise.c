@@ -298,6 +298,17 @@ static void store_out(Cg *cg, LLVMValueRef optr, rt_dtype dt, LLVMValueRef off, 
   }
 }
 
+void cg_body_key(const Cg *cg, int body, FILE *f) {
+  const IrFunc *b = &cg->g->funcs[body];
+  for (int i = 0; i < b->n; i++) {
+    const IrNode *bn = &b->nodes[i];
+    fprintf(f, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
+    for (int k = 0; k < bn->nin; k++) fprintf(f, " %d", bn->in[k]);
+    fprintf(f, "]");
+  }
+  fprintf(f, " y%d", b->yields[0]);
+}
+
 /* The structural key of an elementwise kernel: everything its code depends
  * on (rank, dtypes, leaf kinds and access modes, constants, the expression),
  * nothing that comes through the context. */
@@ -315,16 +326,7 @@ static char *ewise_key(Cg *cg, int rr, rt_dtype out_dt, const Leaf *leaves, int 
   } else {
     const IrNode *n = &cg->g->funcs[0].nodes[expr.id];
     fprintf(f, " op%d t%d", n->op, n->type.dt);
-    if (n->op == IR_FUSED) { /* the body, printed node by node */
-      const IrFunc *b = &cg->g->funcs[n->body];
-      for (int i = 0; i < b->n; i++) {
-        const IrNode *bn = &b->nodes[i];
-        fprintf(f, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
-        for (int k = 0; k < bn->nin; k++) fprintf(f, " %d", bn->in[k]);
-        fprintf(f, "]");
-      }
-      fprintf(f, " y%d", b->yields[0]);
-    }
+    if (n->op == IR_FUSED) cg_body_key(cg, n->body, f);
   }
   fclose(f);
   return buf;

@@ -286,14 +286,8 @@ void cg_matmul(Cg *cg, int id) {
   FILE *kf = open_memstream(&key, &keylen);
   fprintf(kf, "matmul nb%d%s", nb, fold ? " fold" : "");
   if (n->body >= 0) { /* the epilogue's code: its body and operand access modes */
-    const IrFunc *b = &cg->g->funcs[n->body];
-    for (int i = 0; i < b->n; i++) {
-      const IrNode *bn = &b->nodes[i];
-      fprintf(kf, " [%d %d %d %a %d", bn->op, bn->type.dt, bn->a.index, bn->a.value, bn->a.axis);
-      for (int q = 0; q < bn->nin; q++) fprintf(kf, " %d", bn->in[q]);
-      fprintf(kf, "]");
-    }
-    fprintf(kf, " y%d r%d", b->yields[0], r);
+    cg_body_key(cg, n->body, kf);
+    fprintf(kf, " r%d", r);
     for (int x = 0; x < nx; x++)
       fprintf(kf, " X%d:%d", cg->g->funcs[0].nodes[n->in[2 + x]].type.dt, epi_mode(cg, n->in[2 + x], r));
   }

@@ -184,6 +184,16 @@ static bool ewise_consumer(const IrNode *n) {
   return ir_op_is_elementwise((IrOp)n->op) || n->op == IR_FUSED;
 }
 
+/* A workspace slot free at node i (or a new one), busy until node until. */
+static int take_slot(Cg *cg, int *slot_free_at, int i, int until) {
+  int s = -1;
+  for (int k = 0; k < cg->nslots && s < 0; k++)
+    if (slot_free_at[k] < i) s = k;
+  if (s < 0) s = cg->nslots++;
+  slot_free_at[s] = until;
+  return s;
+}
+
 static void analyze(Cg *cg) {
   const IrFunc *f = &cg->g->funcs[0];
   int n = f->n;
@@ -298,31 +308,13 @@ static void analyze(Cg *cg) {
     if ((ir_opinfo[nd->op].attrs & A_FOLD) && nd->a.fold) cg->v[nd->in[0]].fold_user = i;
   }
   /* greedy slot assignment over [def, last_use] */
-  int *slot_free_at = calloc((size_t)n + 1, sizeof(int));
+  int *slot_free_at = calloc(2 * (size_t)n + 1, sizeof(int)); /* a value and a partial-sum buffer per node at most */
   cg->nslots = 0;
   for (int i = 0; i < n; i++) {
     CgVal *v = &cg->v[i];
-    if (v->fold_user >= 0) {
-      int s = -1;
-      for (int k = 0; k < cg->nslots; k++)
-        if (slot_free_at[k] < i) {
-          s = k;
-          break;
-        }
-      if (s < 0) s = cg->nslots++;
-      slot_free_at[s] = v->fold_user;
-      cg->v[v->fold_user].aux_slot = s;
-    }
+    if (v->fold_user >= 0) cg->v[v->fold_user].aux_slot = take_slot(cg, slot_free_at, i, v->fold_user);
     if (v->kind != CV_BUF || v->out_index >= 0) continue;
-    int s = -1;
-    for (int k = 0; k < cg->nslots; k++)
-      if (slot_free_at[k] < i) {
-        s = k;
-        break;
-      }
-    if (s < 0) s = cg->nslots++;
-    slot_free_at[s] = v->last_use;
-    v->slot = s;
+    v->slot = take_slot(cg, slot_free_at, i, v->last_use);
   }
   free(slot_free_at);
 }
