@@ -2,8 +2,11 @@
  *
  * Any bytes: parse them (a NUL byte ends the text); when they parse, the
  * graph must also survive the verifier, the printer and the dot export, and
- * its printed form must parse back and print identically. */
+ * its printed form must parse back and print identically; and when it
+ * verifies, the whole pass pipeline (tile pass included) must keep it
+ * verifying. */
 #include "ir.h"
+#include "pass.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (strcmp(s1, s2) != 0) abort(); /* and print identically */
     free(s1);
     free(s2);
+    if (ir_verify(g2, diag, "fuzz")) {
+      static const PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64};
+      PassOptions opt = {.opt_level = 1, .diag = diag, .dump = null, .target = &t};
+      if (!pass_pipeline(g2, &opt)) abort(); /* a pass broke a valid graph */
+      ir_print(g2, null);
+    }
   }
   ir_diag_free(diag);
   ir_arena_free(arena);
