@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "codegen.h"
+#include "cuda.h"
 #include "driver.h"
 #include "engine.h"
 #include "frontend.h"
@@ -45,6 +46,8 @@ static void usage(FILE *out) {
           "  --mcpu=CPU             target CPU (default: this machine's; x86-64-v3 is portable AVX2)\n"
           "  --mtriple=TRIPLE       target triple (default: this machine's)\n"
           "  --mattr=FEATURES       target features, e.g. +avx2,+fma\n"
+          "  --target=cpu|cuda      backend (default cpu); cuda: --emit=cuda (CUDA C), ptx (compute_80),\n"
+          "                         cubin (--cuda-arch=sm_80|sm_90, ptxas report on stderr)\n"
           "  -O0                    no optimization: the IR exactly as lowered\n"
           "  -D NAME=VALUE          override a param (repeatable)\n"
           "  --print-after-all      dump the IR to stderr after every pass\n"
@@ -352,6 +355,32 @@ static int emit_native(IrGraph *g, const CgTarget *tgt, const char *emit, const 
   return rc ? tool_fail("%s", err) : 0;
 }
 
+/* --target=cuda: the kernels' CUDA C (--emit=cuda), PTX for compute_80
+ * (--emit=ptx) or a CUBIN for --cuda-arch (--emit=cubin; the ptxas
+ * resource report goes to stderr). */
+static int emit_cuda(const IrGraph *g, const char *emit, const char *arch, const char *out, IrDiag *diag) {
+  char *src = cu_emit_source(g, diag);
+  if (!src) return 1;
+  int rc;
+  if (!strcmp(emit, "cuda")) {
+    rc = write_atomic(out, src, strlen(src));
+  } else {
+    char *bin = NULL, *info = NULL, err[16384];
+    size_t n = 0;
+    rc = cu_compile(src, !strcmp(emit, "ptx") ? "compute_80" : arch, &bin, &n, &info, err, sizeof err);
+    if (rc) {
+      tool_fail("NVRTC failed on the generated CUDA C (an attnc bug; --emit=cuda shows the source):\n%s", err);
+    } else {
+      if (!strcmp(emit, "cubin") && info) fputs(info, stderr);
+      rc = write_atomic(out, bin, !strcmp(emit, "ptx") && n && !bin[n - 1] ? n - 1 : n);
+    }
+    free(bin);
+    free(info);
+  }
+  free(src);
+  return rc;
+}
+
 /* --emit=stats: the kernels the graph becomes, by op (what the tests of
  * kernel counts, fused and unfused, read). */
 static void print_stats(const IrGraph *g, FILE *f) {
@@ -368,9 +397,11 @@ static int cmd_compile(int argc, char **argv) {
   const char *file = NULL, *out = NULL, *emit = NULL;
   bool object = false;
   CgTarget tgt = {0};
+  bool target_cuda = false, target_cpu_too = false;
+  const char *cuda_arch = "sm_90";
   static const char *known[] = {"-o", "-c", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
                                 "--print-after", "--disable-pass", "--no-fuse", "--mcpu", "--mtriple",
-                                "--mattr", "--help", "--version", "--passes", "--tile", NULL};
+                                "--mattr", "--help", "--version", "--passes", "--tile", "--target", "--cuda-arch", NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);
@@ -387,16 +418,24 @@ static int cmd_compile(int argc, char **argv) {
       tgt.triple = a + 10;
     } else if (strncmp(a, "--mattr=", 8) == 0) {
       tgt.features = a + 8;
+    } else if (strncmp(a, "--target=", 9) == 0) {
+      const char *t = a + 9;
+      if (!strcmp(t, "cpu")) target_cuda = false;
+      else if (!strcmp(t, "cuda") || !strcmp(t, "cpu,cuda") || !strcmp(t, "cuda,cpu")) target_cuda = true;
+      else return tool_fail("--target=%s: expected cpu, cuda or cpu,cuda", t);
+      target_cpu_too = strchr(t, ',') != NULL;
+    } else if (strncmp(a, "--cuda-arch=", 12) == 0) {
+      cuda_arch = a + 12;
+      if (strcmp(cuda_arch, "sm_80") && strcmp(cuda_arch, "sm_90"))
+        return tool_fail("--cuda-arch=%s: expected sm_80 or sm_90", cuda_arch);
     } else if (strncmp(a, "--emit=", 7) == 0) {
       emit = a + 7;
-      static const char *kinds[] = {"ir", "dot", "stats", "llvm", "asm", "obj", "header", "so", NULL};
+      static const char *kinds[] = {"ir", "dot", "stats", "llvm", "asm", "obj", "header", "so", "cuda", "ptx", "cubin", NULL};
       bool ok = false;
       for (int k = 0; kinds[k]; k++) ok |= strcmp(emit, kinds[k]) == 0;
-      if (!ok) {
-        if (!strcmp(emit, "cuda") || !strcmp(emit, "ptx"))
-          return tool_fail("--emit=%s: the CUDA backend is not part of this version of attnc yet", emit);
-        return tool_fail("unknown --emit kind '%s' (expected ir, dot, stats, llvm, asm, obj, header or so)", emit);
-      }
+      if (!ok)
+        return tool_fail("unknown --emit kind '%s' (expected ir, dot, stats, llvm, asm, obj, header, so, cuda, ptx "
+                         "or cubin)", emit);
     } else if (a[0] == '-' && a[1]) {
       return unknown_option(a, known);
     } else if (file) {
@@ -414,7 +453,19 @@ static int cmd_compile(int argc, char **argv) {
     else emit = "ir";
   }
   if (object && strcmp(emit, "obj")) return tool_fail("-c cannot be combined with --emit=%s", emit);
-  bool native = strcmp(emit, "ir") && strcmp(emit, "dot") && strcmp(emit, "stats");
+  bool cuda_emit = !strcmp(emit, "cuda") || !strcmp(emit, "ptx") || !strcmp(emit, "cubin");
+  if (cuda_emit && !target_cuda) return tool_fail("--emit=%s needs --target=cuda", emit);
+  if (target_cuda && !cuda_emit && strcmp(emit, "ir") && strcmp(emit, "dot") && strcmp(emit, "stats")) {
+    if (!cu_available())
+      return tool_fail("--target=cuda: the CUDA backend is unavailable: attnc was built without the CUDA toolkit "
+                       "(NVRTC)");
+    return tool_fail("--target=%s --emit=%s: the CUDA runtime and libraries are not built yet (issue 5); "
+                     "--emit=cuda, ptx and cubin work", target_cpu_too ? "cpu,cuda" : "cuda", emit);
+  }
+  if (cuda_emit && strcmp(emit, "cuda") && !cu_available())
+    return tool_fail("--emit=%s: the CUDA backend is unavailable: attnc was built without the CUDA toolkit (NVRTC)", emit);
+  bool native = strcmp(emit, "ir") && strcmp(emit, "dot") && strcmp(emit, "stats") && !cuda_emit;
+  if (!strcmp(emit, "cubin") && (!out || !strcmp(out, "-"))) return tool_fail("--emit=cubin writes a binary file: give -o FILE");
   if (native && strcmp(emit, "header") && (!out || !strcmp(out, "-")) && strcmp(emit, "llvm") && strcmp(emit, "asm"))
     return tool_fail("--emit=%s writes a binary file: give -o FILE", emit);
   tgt.object_only = object || !strcmp(emit, "obj");
@@ -424,7 +475,9 @@ static int cmd_compile(int argc, char **argv) {
   int rc = 1;
   c.cg = &tgt;
   IrGraph *g = load_model(file, arena, diag, &c, &text);
-  if (g && !native) {
+  if (g && cuda_emit) {
+    rc = emit_cuda(g, emit, cuda_arch, out ? out : "-", diag);
+  } else if (g && !native) {
     char *buf = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&buf, &len);
@@ -691,7 +744,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "--version") == 0) {
-    printf("attnc %s\n", ATTNC_VERSION);
+    printf("attnc %s\nCUDA backend: %s (NVRTC %s)\n", ATTNC_VERSION,
+           cu_available() ? "kernels to CUDA C / PTX / CUBIN; GPU runtime not built yet" : "unavailable",
+           cu_nvrtc_version());
     return 0;
   }
   if (strcmp(argv[1], "run") == 0) return cmd_run(argc, argv);

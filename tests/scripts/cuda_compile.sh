@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# cuda_compile.sh - the CUDA backend without a GPU: every example's kernels
+# are generated as CUDA C and compiled by NVRTC to PTX (compute_80) and to
+# CUBIN for sm_80 and sm_90; ptxas must report no local-memory spills and
+# at most 255 registers for every kernel, and there must be one kernel per
+# kernel node of the graph.  Skipped (with the reason) when attnc was built
+# without the CUDA toolkit.  (GPU execution tests: none yet; the GPU
+# runtime is not built -- issue 5.)
+source "$(dirname "$0")/lib.bash"
+if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
+  echo "SKIP: $("$ATTNC" --version | tail -1)"
+  exit 0
+fi
+for src in examples/*.attn; do
+  name=$(basename "$src" .attn)
+  if ! "$ATTNC" "$src" --target=cuda --emit=cuda -o "$TMP/$name.cu" 2>"$TMP/err"; then
+    bad "$name: --emit=cuda failed: $(head -3 "$TMP/err")"
+    continue
+  fi
+  want=$("$ATTNC" "$src" --emit=stats | awk '/^kernels/ {print $2}')
+  got=$(grep -c '^extern "C" __global__' "$TMP/$name.cu")
+  [ "$want" = "$got" ] && ok "$name: $got kernels in the CUDA C" || bad "$name: $got CUDA kernels for $want kernel nodes"
+  if "$ATTNC" "$src" --target=cuda --emit=ptx -o "$TMP/$name.ptx" 2>"$TMP/err" && grep -q "^.target sm_80" "$TMP/$name.ptx"; then
+    ok "$name: PTX for compute_80"
+  else
+    bad "$name: PTX: $(head -5 "$TMP/err")"
+  fi
+  for arch in sm_80 sm_90; do
+    if ! "$ATTNC" "$src" --target=cuda --emit=cubin --cuda-arch=$arch -o "$TMP/$name.$arch.cubin" 2>"$TMP/ptxas"; then
+      bad "$name $arch: CUBIN: $(head -5 "$TMP/ptxas")"
+      continue
+    fi
+    n=$(grep -c "Compiling entry function" "$TMP/ptxas")
+    spills=$(grep -o '[0-9]* bytes spill stores, [0-9]* bytes spill loads' "$TMP/ptxas" | grep -vc '^0 bytes spill stores, 0 bytes spill loads')
+    regs=$(grep -o 'Used [0-9]* registers' "$TMP/ptxas" | awk '{print $2}' | sort -n | tail -1)
+    if [ "$n" = "$want" ] && [ "$spills" = 0 ] && [ "${regs:-0}" -le 255 ]; then
+      ok "$name $arch: $n kernels, no spills, at most $regs registers"
+    else
+      bad "$name $arch: $n kernels (want $want), $spills with spills, $regs registers"
+    fi
+  done
+done
+# the attention kernel at the head sizes of the benchmarks, with a band and a body
+for defs in "-D E=128 -D CAUSAL=1" "-D E=64 -D CAUSAL=0"; do
+  for arch in sm_80 sm_90; do
+    if "$ATTNC" examples/sdpa.attn $defs --target=cuda --emit=cubin --cuda-arch=$arch -o "$TMP/s.cubin" 2>"$TMP/ptxas" &&
+      grep -q ' 0 bytes spill stores, 0 bytes spill loads' "$TMP/ptxas" && ! grep -q '[1-9][0-9]* bytes spill' "$TMP/ptxas"; then
+      ok "sdpa $defs $arch: no spills"
+    else
+      bad "sdpa $defs $arch: $(grep -E 'spill|error' "$TMP/ptxas" | head -3)"
+    fi
+  done
+done
+"$ATTNC" examples/alibi.attn --target=cuda --emit=cuda -o "$TMP/alibi.cu" && grep -q 'fabsf\|abs(' "$TMP/alibi.cu" &&
+  ok "alibi: the score body is inlined into the attention kernel" || bad "alibi: no inlined body"
+# without --target=cuda the CUDA kinds are refused; the runtime part says it is not built
+if "$ATTNC" examples/sdpa.attn --emit=ptx -o "$TMP/x.ptx" 2>"$TMP/err"; then bad "--emit=ptx without --target=cuda"; else
+  grep -q "needs --target=cuda" "$TMP/err" && ok "--emit=ptx needs --target=cuda" || bad "message: $(cat "$TMP/err")"; fi
+if "$ATTNC" examples/sdpa.attn --target=cuda -o "$TMP/x.so" 2>"$TMP/err"; then bad "--target=cuda -o x.so should fail for now"; else
+  grep -q "not built yet" "$TMP/err" && [ ! -e "$TMP/x.so" ] && ok "--target=cuda -o x.so: $(cat "$TMP/err")" || bad "message: $(cat "$TMP/err")"; fi
+finish
