@@ -12,9 +12,25 @@
 #include <stddef.h>
 #include "ir.h"
 
+/* How a value exists on the device. */
+typedef enum { CU_EXT, CU_BUF, CU_VIEW, CU_FILL, CU_COPY } CuKind;
+typedef struct {
+  CuKind kind;  /* CU_FILL: a constant / iota filled by a kernel; CU_COPY:
+                   a reshape of a non-dense view, copied by a kernel */
+  bool dense;
+  int base;     /* CU_VIEW: the viewed value */
+} CuVal;
+void cu_analyze(const IrGraph *g, CuVal *v);
+
 /* CUDA C for every kernel of g (malloc'd), or NULL after a diagnostic
- * naming the node it cannot lower. */
+ * naming the node it cannot lower.  Kernel k<N> computes node %N; each
+ * takes `struct A<N>` by value. */
 char *cu_emit_source(const IrGraph *g, IrDiag *diag);
+/* The host side (C): cu_run(), which binds every value's pointer, shape
+ * and strides, allocates kernel results and launches the kernels in order
+ * through a CuOps table (the GPU runtime, or the CPU emulation of the
+ * tests).  Include after the structs (the CUDA C source). */
+char *cu_emit_host(const IrGraph *g, IrDiag *diag);
 
 /* Is NVRTC compiled in?  (attnc built with the CUDA toolkit) */
 bool cu_available(void);

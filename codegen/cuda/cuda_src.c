@@ -178,7 +178,8 @@ static void comment(Cu *c, int id) {
   const IrNode *n = &c->g->funcs[0].nodes[id];
   char ty[128];
   ir_type_str(c->g, &n->type, ty, sizeof ty);
-  fprintf(c->f, "// %%%d = %s : %s", id, ir_opinfo[n->op].name, ty);
+  bool extra = n->op == IR_CONST || n->op == IR_IOTA || n->op == IR_RESHAPE; /* not kernels on the CPU */
+  fprintf(c->f, "// %%%d = %s : %s%s", id, ir_opinfo[n->op].name, ty, extra ? "  [materialized]" : "");
   if (n->loc.file) fprintf(c->f, "  (%s:%d)", n->loc.file, n->loc.line);
   fprintf(c->f, "\n");
 }
@@ -474,6 +475,71 @@ static void k_concat(Cu *c, int id) {
   fprintf(c->f, "  }\n}\n\n");
 }
 
+/* How each main-function value exists on the device (mirrors the CPU
+ * backend's analysis): inputs and weights are external; permute, slice and
+ * reshapes of dense values are views; constants and iotas that a kernel
+ * reads are filled into buffers; everything else (kernel results, reshapes
+ * of non-dense views) is a buffer written by a kernel. */
+void cu_analyze(const IrGraph *g, CuVal *v) {
+  const IrFunc *f = &g->funcs[0];
+  for (int i = 0; i < f->n; i++) {
+    const IrNode *n = &f->nodes[i];
+    v[i].kind = CU_BUF;
+    v[i].dense = true;
+    v[i].base = -1;
+    switch (n->op) {
+    case IR_INPUT: case IR_WEIGHT: v[i].kind = CU_EXT; break;
+    case IR_CONST: case IR_IOTA: v[i].kind = CU_FILL; break;
+    case IR_PERMUTE: v[i].kind = CU_VIEW, v[i].base = n->in[0], v[i].dense = false; break;
+    case IR_SLICE: {
+      bool outer_unit = true;
+      for (int d = 0; d < n->a.axis; d++) {
+        int64_t c;
+        if (!ir_dim_is_const(n->type.dim[d], &c) || c != 1) outer_unit = false;
+      }
+      v[i].kind = CU_VIEW, v[i].base = n->in[0], v[i].dense = v[n->in[0]].dense && outer_unit;
+      break;
+    }
+    case IR_RESHAPE:
+      if (v[n->in[0]].dense) v[i].kind = CU_VIEW, v[i].base = n->in[0];
+      else v[i].kind = CU_COPY;
+      break;
+    default: break;
+    }
+  }
+}
+
+/* constants and iotas: one thread per element */
+static void k_fill(Cu *c, int id) {
+  const IrNode *n = &c->g->funcs[0].nodes[id];
+  int r = n->type.rank > 0 ? n->type.rank : 1;
+  comment(c, id);
+  char v[64];
+  if (n->op == IR_CONST) const_expr(n, v, sizeof v);
+  else snprintf(v, sizeof v, "(int)x%d", n->a.axis);
+  fprintf(c->f, "struct A%d { %s *o; i64 n; i64 shape[%d]; };\n", id, ctype(n->type.dt), r);
+  fprintf(c->f, "extern \"C\" __global__ void k%d(struct A%d a) {\n"
+                "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
+                "    i64 rem = e;\n", id, id);
+  for (int d = r - 1; d >= 0; d--) fprintf(c->f, "    i64 x%d = rem %% a.shape[%d]; rem /= a.shape[%d]; (void)x%d;\n", d, d, d, d);
+  fprintf(c->f, "    a.o[e] = (%s)%s;\n  }\n}\n\n", ctype(n->type.dt), v);
+}
+
+/* reshape of a non-dense view: copy it (in its own shape) into a dense buffer */
+static void k_copy(Cu *c, int id) {
+  const IrNode *n = &c->g->funcs[0].nodes[id];
+  const IrNode *x = &c->g->funcs[0].nodes[n->in[0]];
+  int r = x->type.rank > 0 ? x->type.rank : 1;
+  comment(c, id);
+  fprintf(c->f, "struct A%d { %s *o; const %s *x; i64 n; i64 shape[%d]; i64 xs[%d]; };\n", id, ctype(n->type.dt),
+          ctype(n->type.dt), r, r);
+  fprintf(c->f, "extern \"C\" __global__ void k%d(struct A%d a) {\n"
+                "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
+                "    i64 rem = e, q = 0;\n"
+                "    for (int d = %d - 1; d >= 0; d--) { q += (rem %% a.shape[d]) * a.xs[d]; rem /= a.shape[d]; }\n"
+                "    a.o[e] = a.x[q];\n  }\n}\n\n", id, id, r);
+}
+
 char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
   Cu c = {g, diag, NULL, false};
   char *buf = NULL;
@@ -481,9 +547,19 @@ char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
   c.f = open_memstream(&buf, &len);
   fputs(prelude, c.f);
   const IrFunc *f = &g->funcs[0];
+  CuVal *v = calloc((size_t)f->n + 1, sizeof *v);
+  cu_analyze(g, v);
   for (int i = 0; i < f->n && !c.failed; i++) {
-    if (!ir_is_kernel(g, i)) continue;
     const IrNode *n = &f->nodes[i];
+    if (v[i].kind == CU_FILL) {
+      k_fill(&c, i);
+      continue;
+    }
+    if (v[i].kind == CU_COPY) {
+      k_copy(&c, i);
+      continue;
+    }
+    if (!ir_is_kernel(g, i)) continue;
     switch (ir_opinfo[n->op].cls) {
     case IR_CLS_UN: case IR_CLS_BIN: case IR_CLS_CMP: case IR_CLS_TER: case IR_CLS_FUSED:
       if (n->op == IR_ATTENTION) k_attention(&c, i);
@@ -499,6 +575,7 @@ char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
     default: cu_fail(&c, n, "op '%s' has no CUDA lowering", ir_opinfo[n->op].name);
     }
   }
+  free(v);
   fclose(c.f);
   if (c.failed) {
     free(buf);
