@@ -2,7 +2,7 @@
 # install-deps.sh - installs the Debian packages attnc needs, if missing.
 # Why each is needed: see README.md, "Dependencies".
 set -euo pipefail
-PKGS="cmake make gcc binutils flex bison libcriterion-dev llvm-19-dev clang-19 libclang-rt-19-dev python3 python3-numpy"
+PKGS="cmake make gcc g++ binutils flex bison libcriterion-dev llvm-19-dev clang-19 libclang-rt-19-dev python3 python3-numpy"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -362,8 +362,20 @@ static int emit_cuda(const IrGraph *g, const char *emit, const char *arch, const
   char *src = cu_emit_source(g, diag);
   if (!src) return 1;
   int rc;
-  if (!strcmp(emit, "cuda")) {
-    rc = write_atomic(out, src, strlen(src));
+  if (!strcmp(emit, "cuda")) { /* the kernels, then the host launcher (not for NVRTC) */
+    char *host = cu_emit_host(g, diag);
+    if (!host) {
+      free(src);
+      return 1;
+    }
+    char *all = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&all, &len);
+    fprintf(m, "%s\n#ifdef ATTNC_HOST_LAUNCHER\n%s#endif\n", src, host);
+    fclose(m);
+    rc = write_atomic(out, all, len);
+    free(all);
+    free(host);
   } else {
     char *bin = NULL, *info = NULL, err[16384];
     size_t n = 0;

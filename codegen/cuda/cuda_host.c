@@ -1,0 +1,319 @@
+/* cuda_host.c - the host side of the CUDA kernels, as C source: cu_run()
+ * binds every value of the graph (pointer, shape, element strides) from the
+ * run-time dims, allocates the results of kernels through a CuOps table,
+ * fills each kernel's parameter struct exactly as cuda_src.c declares it,
+ * and launches the kernels in graph order.  The same code drives the GPU
+ * (a CuOps over the driver API) and the CPU emulation used by the tests
+ * (tests/cuda_emu/), which is how the kernels and this launcher are
+ * checked against the interpreter without a GPU.
+ *
+ * Also emitted: a descriptor of the interface (dims, inputs, weights,
+ * outputs with their symbolic shapes) for those drivers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cuda.h"
+
+typedef struct {
+  const IrGraph *g;
+  FILE *f;
+  CuVal *v;
+  bool failed;
+  IrDiag *diag;
+} Host;
+
+static const char *ct(rt_dtype t) { return t == RT_I32 ? "int" : t == RT_BOOL ? "u8" : "float"; }
+static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : 4; }
+
+/* A dim as a C expression over sym[]. */
+static void dim_c(const IrGraph *g, IrDim d, char *buf, size_t n) {
+  size_t len = (size_t)snprintf(buf, n, "(0");
+  for (int k = 0; k < d.nterm && len < n; k++) {
+    len += (size_t)snprintf(buf + len, n - len, " + %lldLL", (long long)d.t[k].coef);
+    for (int s = 0; s < d.t[k].nsym && len < n; s++) len += (size_t)snprintf(buf + len, n - len, " * sym[%d]", d.t[k].sym[s]);
+  }
+  if (len < n) snprintf(buf + len, n - len, ")");
+}
+
+static const IrNode *HN(Host *h, int i) { return &h->g->funcs[0].nodes[i]; }
+
+/* `dst[d] = stride of value id along output axis d` (0 when broadcast),
+ * aligned to an output of rank r. */
+static void bstrides(Host *h, const char *dst, int id, int r) {
+  const IrNode *x = HN(h, id);
+  for (int d = 0; d < r; d++) {
+    int a = d - (r - x->type.rank);
+    if (a < 0) fprintf(h->f, "    %s[%d] = 0;\n", dst, d);
+    else fprintf(h->f, "    %s[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", dst, d, id, a, id, a);
+  }
+}
+
+static void launch(Host *h, int id, const char *grid, const char *block) {
+  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", %s, %s, &a, sizeof a))) return rc;\n  }\n", id, grid, block);
+}
+
+static void node(Host *h, int i, int *wi) {
+  const IrGraph *g = h->g;
+  const IrNode *n = HN(h, i);
+  int r = n->type.rank;
+  char dim[512];
+  fprintf(h->f, "  /* %%%d = %s */\n  V[%d].rank = %d;\n", i, ir_opinfo[n->op].name, i, r);
+  for (int d = 0; d < r; d++) {
+    dim_c(g, n->type.dim[d], dim, sizeof dim);
+    fprintf(h->f, "  V[%d].shape[%d] = %s;\n", i, d, dim);
+  }
+  CuVal *v = &h->v[i];
+  int out = -1;
+  for (int k = 0; k < g->noutput; k++)
+    if (g->outputs[k].node == i) out = k;
+  switch (v->kind) {
+  case CU_EXT:
+    if (n->op == IR_INPUT) fprintf(h->f, "  V[%d].p = (char *)in[%d];\n", i, n->a.index);
+    else fprintf(h->f, "  V[%d].p = (char *)w[%d];\n", i, (*wi)++);
+    fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
+    return;
+  case CU_VIEW: {
+    int b = v->base;
+    if (n->op == IR_PERMUTE) {
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, b);
+      for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, n->a.list[d]);
+    } else if (n->op == IR_SLICE) {
+      dim_c(g, n->a.start, dim, sizeof dim);
+      fprintf(h->f, "  V[%d].p = V[%d].p + %s * V[%d].st[%d] * %d;\n", i, b, dim, b, n->a.axis, esz(n->type.dt));
+      for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, d);
+    } else {
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n  cu_dense(&V[%d]);\n", i, b, i);
+    }
+    if (out >= 0) { /* a view as an output: copy it out */
+      fprintf(h->f, "  if ((rc = cu_copy_out(ops, ctx, &V[%d], out[%d], %d))) return rc;\n", i, out, esz(n->type.dt));
+    }
+    return;
+  }
+  default: break;
+  }
+  /* a buffer written by a kernel: the caller's output, or a fresh one */
+  fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
+  if (out >= 0)
+    fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, out);
+  else
+    fprintf(h->f, "  if (!(V[%d].p = (char *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)cu_numel(&V[%d]) * %d + 1)))) return -2;\n",
+            i, i, esz(n->type.dt));
+  fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
+  if (v->kind == CU_FILL) {
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i, i);
+    for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d];\n", d, i, d);
+    if (!r) fprintf(h->f, "    a.shape[0] = 1;\n");
+    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
+    return;
+  }
+  if (v->kind == CU_COPY) {
+    int x = n->in[0], xr = HN(h, x)->type.rank;
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i,
+            ct(n->type.dt), x, i);
+    for (int d = 0; d < xr; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.xs[%d] = V[%d].st[%d];\n", d, x, d, d, x, d);
+    if (!xr) fprintf(h->f, "    a.shape[0] = 1;\n");
+    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
+    return;
+  }
+  IrOpClass cls = ir_opinfo[n->op].cls;
+  if (n->op == IR_ATTENTION) {
+    int q = n->in[0], k = n->in[1], vv = n->in[2];
+    fprintf(h->f, "    a.q = (const float *)V[%d].p; a.k = (const float *)V[%d].p; a.v = (const float *)V[%d].p;"
+                  " a.o = (float *)V[%d].p;\n", q, k, vv, i);
+    fprintf(h->f, "    a.B = V[%d].shape[0]; a.H = V[%d].shape[1]; a.T = V[%d].shape[2]; a.S = V[%d].shape[2];"
+                  " a.G = V[%d].shape[1] / V[%d].shape[1];\n", q, q, q, k, q, k);
+    for (int d = 0; d < 3; d++)
+      fprintf(h->f, "    a.qs[%d] = V[%d].st[%d]; a.ks[%d] = V[%d].st[%d]; a.vs[%d] = V[%d].st[%d]; a.os[%d] = V[%d].st[%d];\n",
+              d, q, d, d, k, d, d, vv, d, d, i, d);
+    for (int x = 0; x < n->nin - 3; x++) {
+      int id = n->in[3 + x];
+      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, ct(HN(h, id)->type.dt), id);
+      char dst[16];
+      snprintf(dst, sizeof dst, "a.xs%d", x);
+      bstrides(h, dst, id, 4);
+    }
+    launch(h, i, "(unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1", "128, 0");
+    return;
+  }
+  if (cls == IR_CLS_UN || cls == IR_CLS_BIN || cls == IR_CLS_CMP || cls == IR_CLS_TER || n->op == IR_FUSED) {
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i, i);
+    for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
+    if (!r) fprintf(h->f, "    a.shape[0] = 1; a.os[0] = 1;\n");
+    for (int k = 0; k < n->nin; k++) {
+      int id = n->in[k];
+      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p;\n", k, ct(HN(h, id)->type.dt), id);
+      char dst[16];
+      snprintf(dst, sizeof dst, "a.s%d", k);
+      if (r) bstrides(h, dst, id, r);
+      else fprintf(h->f, "    a.s%d[0] = 0;\n", k);
+    }
+    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
+    return;
+  }
+  if (n->op == IR_MATMUL) {
+    int A = n->in[0], B = n->in[1], nb = r - 2;
+    int ra = HN(h, A)->type.rank, rb = HN(h, B)->type.rank;
+    fprintf(h->f, "    a.A = (const float *)V[%d].p; a.B = (const float *)V[%d].p; a.C = (float *)V[%d].p;\n", A, B, i);
+    fprintf(h->f, "    a.M = V[%d].shape[%d]; a.N = V[%d].shape[%d]; a.K = V[%d].shape[%d];\n", i, r - 2, i, r - 1, A, ra - 1);
+    fprintf(h->f, "    a.as_m = V[%d].st[%d]; a.as_k = V[%d].st[%d]; a.bs_k = V[%d].st[%d]; a.bs_n = V[%d].st[%d]; a.cs_m = V[%d].st[%d];\n",
+            A, ra - 2, A, ra - 1, B, rb - 2, B, rb - 1, i, r - 2);
+    fprintf(h->f, "    a.nbatch = 1;\n");
+    for (int d = 0; d < nb; d++) {
+      fprintf(h->f, "    a.bshape[%d] = V[%d].shape[%d]; a.nbatch *= a.bshape[%d]; a.bcs[%d] = V[%d].st[%d];\n", d, i, d, d, d, i, d);
+      int aa = d - (nb - (ra - 2)), ab = d - (nb - (rb - 2));
+      if (aa < 0) fprintf(h->f, "    a.bas[%d] = 0;\n", d);
+      else fprintf(h->f, "    a.bas[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", d, A, aa, A, aa);
+      if (ab < 0) fprintf(h->f, "    a.bbs[%d] = 0;\n", d);
+      else fprintf(h->f, "    a.bbs[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", d, B, ab, B, ab);
+    }
+    for (int x = 0; x < n->nin - 2; x++) {
+      int id = n->in[2 + x];
+      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, ct(HN(h, id)->type.dt), id);
+      char dst[16];
+      snprintf(dst, sizeof dst, "a.xs%d", x);
+      bstrides(h, dst, id, r);
+    }
+    fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.N + 63) / 64), (unsigned)((a.M + 63) / 64), "
+                  "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) return rc;\n  }\n", i);
+    return;
+  }
+  if (cls == IR_CLS_RED) {
+    int x = n->in[0], xr = HN(h, x)->type.rank;
+    bool red[IR_MAX_RANK] = {0};
+    for (int k = 0; k < n->a.nlist; k++) red[n->a.list[k]] = true;
+    fprintf(h->f, "    a.x = (const float *)V[%d].p; a.o = (float *)V[%d].p; a.nout = 1; a.nred = 1;\n", x, i);
+    for (int d = 0; d < xr; d++) {
+      if (red[d])
+        fprintf(h->f, "    a.rshape[a.nr] = V[%d].shape[%d]; a.rs[a.nr++] = V[%d].st[%d]; a.nred *= V[%d].shape[%d];\n", x, d, x,
+                d, x, d);
+      else
+        fprintf(h->f, "    a.kshape[a.nk] = V[%d].shape[%d]; a.ks[a.nk++] = V[%d].st[%d]; a.nout *= V[%d].shape[%d];\n", x, d, x,
+                d, x, d);
+    }
+    launch(h, i, "cu_grid1(a.nout), 1, 1", "256, 0");
+    return;
+  }
+  if (cls == IR_CLS_NORM) {
+    int x = n->in[0], xr = HN(h, x)->type.rank;
+    int ax = n->op == IR_SOFTMAX ? n->a.axis : xr - 1;
+    fprintf(h->f, "    a.x = (const float *)V[%d].p; a.o = (float *)V[%d].p; a.n = V[%d].shape[%d]; a.xs = V[%d].st[%d];"
+                  " a.os = V[%d].st[%d]; a.nrows = 1; a.eps = %.9ef;\n", x, i, x, ax, x, ax, i, ax, n->a.eps);
+    if (n->nin > 1) fprintf(h->f, "    a.w = (const float *)V[%d].p;\n", n->in[1]);
+    if (n->nin > 2) fprintf(h->f, "    a.b = (const float *)V[%d].p;\n", n->in[2]);
+    for (int d = 0; d < xr; d++)
+      if (d != ax)
+        fprintf(h->f, "    a.rshape[a.nd] = V[%d].shape[%d]; a.rxs[a.nd] = V[%d].st[%d]; a.ros[a.nd++] = V[%d].st[%d];"
+                      " a.nrows *= V[%d].shape[%d];\n", x, d, x, d, i, d, x, d);
+    launch(h, i, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0");
+    return;
+  }
+  if (n->op == IR_CONCAT) {
+    fprintf(h->f, "    a.o = (float *)V[%d].p; a.n = cu_numel(&V[%d]);\n", i, i);
+    for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
+    fprintf(h->f, "    i64 end = 0;\n");
+    for (int k = 0; k < n->nin; k++) {
+      int id = n->in[k];
+      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p; end += V[%d].shape[%d]; a.end%d = end;\n", k, ct(n->type.dt), id, id,
+              n->a.axis, k);
+      for (int d = 0; d < r; d++) fprintf(h->f, "    a.s%d[%d] = V[%d].st[%d];\n", k, d, id, d);
+    }
+    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
+    return;
+  }
+  ir_diag_error(h->diag, n->loc, "CUDA backend: no host launcher for op '%s'", ir_opinfo[n->op].name);
+  h->failed = true;
+}
+
+char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
+  const IrFunc *f = &g->funcs[0];
+  Host h = {g, NULL, calloc((size_t)f->n + 1, sizeof(CuVal)), false, diag};
+  cu_analyze(g, h.v);
+  char *buf = NULL;
+  size_t len = 0;
+  h.f = open_memstream(&buf, &len);
+  fprintf(h.f,
+          "/* generated by attnc: host side of the CUDA kernels (see codegen/cuda/cuda_host.c) */\n"
+          "typedef struct {\n"
+          "  void *(*alloc)(void *ctx, size_t bytes);   /* device memory */\n"
+          "  void (*free)(void *ctx, void *p);\n"
+          "  int (*launch)(void *ctx, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,\n"
+          "                unsigned smem, void *params, size_t size);\n"
+          "  int (*copy)(void *ctx, void *dst, const void *src, size_t bytes);  /* device to device */\n"
+          "} CuOps;\n"
+          "typedef struct { char *p; int rank; i64 shape[8], st[8]; } CuV;\n"
+          "static i64 cu_numel(const CuV *v) { i64 n = 1; for (int d = 0; d < v->rank; d++) n *= v->shape[d]; return n; }\n"
+          "static void cu_dense(CuV *v) { i64 s = 1; for (int d = v->rank - 1; d >= 0; d--) v->st[d] = s, s *= v->shape[d]; }\n"
+          "static unsigned cu_grid1(i64 n) { i64 g = (n + 255) / 256; return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g); }\n"
+          "static int cu_copy_out(const CuOps *ops, void *ctx, const CuV *v, void *dst, int esz) {\n"
+          "  /* a view as an output: element by element through its strides */\n"
+          "  i64 n = cu_numel(v);\n"
+          "  for (i64 e = 0; e < n; e++) {\n"
+          "    i64 rem = e, q = 0;\n"
+          "    for (int d = v->rank - 1; d >= 0; d--) { q += (rem %% v->shape[d]) * v->st[d]; rem /= v->shape[d]; }\n"
+          "    int rc = ops->copy(ctx, (char *)dst + e * esz, v->p + q * esz, (size_t)esz);\n"
+          "    if (rc) return rc;\n"
+          "  }\n"
+          "  return 0;\n"
+          "}\n\n");
+  /* the interface */
+  int ids[256];
+  int nin = ir_graph_inputs(g, ids, 256);
+  fprintf(h.f, "static const int cu_nsym = %d, cu_ninput = %d, cu_noutput = %d;\n", g->nsym, nin, g->noutput);
+  fprintf(h.f, "static const char *const cu_syms[] = {");
+  for (int s = 0; s < g->nsym; s++) fprintf(h.f, "\"%s\", ", g->syms[s]);
+  fprintf(h.f, "0};\n");
+  int nw = ir_graph_weights(g, ids + 128, 128);
+  fprintf(h.f, "static const int cu_nweight = %d;\n", nw);
+  fprintf(h.f, "/* tensors: name, dtype (0 f32, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
+  fprintf(h.f, "typedef struct { const char *name; int dtype, rank, node; } CuT;\nstatic const CuT cu_inputs[] = {");
+  for (int k = 0; k < nin; k++) {
+    const IrNode *n = &f->nodes[ids[k]];
+    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, ids[k]);
+  }
+  fprintf(h.f, "{0, 0, 0, 0}};\nstatic const CuT cu_weights[] = {");
+  for (int k = 0; k < nw; k++) {
+    const IrNode *n = &f->nodes[ids[128 + k]];
+    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, ids[128 + k]);
+  }
+  fprintf(h.f, "{0, 0, 0, 0}};\nstatic const CuT cu_outputs[] = {");
+  for (int k = 0; k < g->noutput; k++) {
+    const IrNode *n = &f->nodes[g->outputs[k].node];
+    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", g->outputs[k].name, n->type.dt, n->type.rank, g->outputs[k].node);
+  }
+  fprintf(h.f, "{0, 0, 0, 0}};\n");
+  fprintf(h.f, "/* shape of main-function node id for the dims in sym */\nstatic void cu_shape(int id, const i64 *sym, i64 *shape) {\n  switch (id) {\n");
+  for (int k = 0; k < nin + g->noutput + nw; k++) {
+    int id = k < nin ? ids[k] : k < nin + nw ? ids[128 + k - nin] : g->outputs[k - nin - nw].node;
+    const IrNode *n = &f->nodes[id];
+    fprintf(h.f, "  case %d:", id);
+    for (int d = 0; d < n->type.rank; d++) {
+      char dim[256];
+      dim_c(g, n->type.dim[d], dim, sizeof dim);
+      fprintf(h.f, " shape[%d] = %s;", d, dim);
+    }
+    fprintf(h.f, " break;\n");
+  }
+  fprintf(h.f, "  }\n  (void)sym;\n}\n\n");
+  fprintf(h.f, "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out) {\n"
+               "  CuV V[%d];\n  void *allocs[%d];\n  int nalloc = 0, rc = 0;\n  memset(V, 0, sizeof V);\n  (void)in, (void)w, (void)out, (void)sym;\n",
+          f->n + 1, f->n + 1);
+  int wi = 0;
+  for (int i = 0; i < f->n && !h.failed; i++) node(&h, i, &wi);
+  fprintf(h.f, "  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");
+  /* for the CPU emulation of the tests: the kernels by name */
+  fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
+  for (int i = 0; i < f->n; i++)
+    if (h.v[i].kind != CU_EXT && h.v[i].kind != CU_VIEW)
+      fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
+  fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
+  for (int i = 0; i < f->n; i++)
+    if (h.v[i].kind != CU_EXT && h.v[i].kind != CU_VIEW) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
+  fprintf(h.f, "  {0, 0}};\n#endif\n");
+  fclose(h.f);
+  free(h.v);
+  if (h.failed) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}

@@ -1,0 +1,128 @@
+/* harness.cpp - runs one model's generated CUDA kernels and host launcher
+ * on the CPU emulation (emu.h) on random inputs and weights, and writes
+ * inputs, weights (safetensors) and outputs for `attnc run --interp` to be
+ * compared with (tests/scripts/cuda_emu.sh).
+ *
+ *   g++ -std=c++17 -DATTNC_HOST_LAUNCHER -DATTNC_EMU -DMODEL_CU='"model.cu"' harness.cpp -lpthread
+ *   ./a.out OUTDIR SEED NAME=SIZE...      (every dim of the model) */
+#include "emu.h"
+typedef long long i64;
+typedef unsigned char u8;
+#include MODEL_CU
+
+static uint64_t rng;
+static double urand() {
+  uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
+}
+
+static void *h_alloc(void *, size_t n) { return calloc(1, n); }
+static void h_free(void *, void *p) { free(p); }
+static int h_copy(void *, void *d, const void *s, size_t n) { memcpy(d, s, n); return 0; }
+static int h_launch(void *, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned block, unsigned, void *p, size_t) {
+  for (int i = 0; cu_emu_kernels[i].name; i++)
+    if (!strcmp(cu_emu_kernels[i].name, k)) return emu_run_kernel(cu_emu_kernels[i].fn, gx, gy, gz, block, p);
+  fprintf(stderr, "no kernel %s\n", k);
+  return -5;
+}
+
+static int esize(int dt) { return dt == 4 ? 1 : 4; }
+static const char *npy_descr(int dt) { return dt == 3 ? "<i4" : dt == 4 ? "|b1" : "<f4"; }
+
+static void write_npy(const char *path, int dt, int rank, const i64 *shape, const void *data, i64 n) {
+  char hdr[256], sh[128] = "";
+  size_t l = 0;
+  for (int d = 0; d < rank; d++) l += snprintf(sh + l, sizeof sh - l, "%lld%s", shape[d], rank == 1 ? "," : d + 1 < rank ? ", " : "");
+  int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", npy_descr(dt), sh);
+  int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
+  FILE *f = fopen(path, "wb");
+  fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+  unsigned short hlen = (unsigned short)(hl + pad + 1);
+  fwrite(&hlen, 2, 1, f);
+  fwrite(hdr, 1, (size_t)hl, f);
+  for (int i = 0; i < pad; i++) fputc(' ', f);
+  fputc('\n', f);
+  fwrite(data, (size_t)esize(dt), (size_t)n, f);
+  fclose(f);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  const char *dir = argv[1];
+  rng = strtoull(argv[2], NULL, 10) * 0x9E3779B97F4A7C15ull + 7;
+  i64 sym[64] = {0};
+  for (int a = 3; a < argc; a++) {
+    char *eq = strchr(argv[a], '=');
+    if (!eq) return 2;
+    for (int s = 0; s < cu_nsym; s++)
+      if ((size_t)(eq - argv[a]) == strlen(cu_syms[s]) && !strncmp(argv[a], cu_syms[s], strlen(cu_syms[s]))) sym[s] = atoll(eq + 1);
+  }
+  for (int s = 0; s < cu_nsym; s++)
+    if (sym[s] < 1) {
+      fprintf(stderr, "dim %s not given\n", cu_syms[s]);
+      return 2;
+    }
+  void *in[64], *w[256], *out[64];
+  char path[1024];
+  for (int k = 0; k < cu_ninput; k++) {
+    i64 shape[8], n = 1;
+    cu_shape(cu_inputs[k].node, sym, shape);
+    for (int d = 0; d < cu_inputs[k].rank; d++) n *= shape[d];
+    in[k] = malloc((size_t)(n ? n : 1) * 4);
+    for (i64 i = 0; i < n; i++) {
+      if (cu_inputs[k].dtype == 3) ((int *)in[k])[i] = (int)(urand() * 9);
+      else if (cu_inputs[k].dtype == 4) ((u8 *)in[k])[i] = urand() < 0.7;
+      else ((float *)in[k])[i] = (float)(urand() * 3.4 - 1.7);
+    }
+    snprintf(path, sizeof path, "%s/in_%s.npy", dir, cu_inputs[k].name);
+    write_npy(path, cu_inputs[k].dtype, cu_inputs[k].rank, shape, in[k], n);
+  }
+  /* weights: random, into one safetensors file */
+  snprintf(path, sizeof path, "%s/weights.safetensors", dir);
+  FILE *st = fopen(path, "wb");
+  char header[65536];
+  size_t hl = (size_t)snprintf(header, sizeof header, "{");
+  i64 off = 0;
+  i64 wn[256];
+  for (int k = 0; k < cu_nweight; k++) {
+    i64 shape[8], n = 1;
+    cu_shape(cu_weights[k].node, sym, shape);
+    for (int d = 0; d < cu_weights[k].rank; d++) n *= shape[d];
+    wn[k] = n;
+    double a = cu_weights[k].rank >= 2 ? sqrt(3.0 / (double)shape[cu_weights[k].rank - 1]) : 1.0;
+    w[k] = malloc((size_t)(n ? n : 1) * 4);
+    for (i64 i = 0; i < n; i++) ((float *)w[k])[i] = (float)(a * (2 * urand() - 1));
+    hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", k ? "," : "", cu_weights[k].name);
+    for (int d = 0; d < cu_weights[k].rank; d++) hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s%lld", d ? "," : "", shape[d]);
+    hl += (size_t)snprintf(header + hl, sizeof header - hl, "],\"data_offsets\":[%lld,%lld]}", off, off + n * 4);
+    off += n * 4;
+  }
+  hl += (size_t)snprintf(header + hl, sizeof header - hl, "}");
+  while (hl % 8) header[hl++] = ' ';
+  uint64_t hl64 = hl;
+  fwrite(&hl64, 8, 1, st);
+  fwrite(header, 1, hl, st);
+  for (int k = 0; k < cu_nweight; k++) fwrite(w[k], 4, (size_t)wn[k], st);
+  fclose(st);
+  i64 oshape[64][8], on[64];
+  for (int k = 0; k < cu_noutput; k++) {
+    on[k] = 1;
+    cu_shape(cu_outputs[k].node, sym, oshape[k]);
+    for (int d = 0; d < cu_outputs[k].rank; d++) on[k] *= oshape[k][d];
+    out[k] = malloc((size_t)(on[k] ? on[k] : 1) * 4);
+    for (i64 i = 0; i < on[k]; i++) ((float *)out[k])[i] = NAN; /* unwritten elements show */
+  }
+  CuOps ops = {h_alloc, h_free, h_launch, h_copy};
+  int rc = cu_run(&ops, NULL, sym, in, w, out);
+  if (rc) {
+    fprintf(stderr, "cu_run failed: %d\n", rc);
+    return 1;
+  }
+  for (int k = 0; k < cu_noutput; k++) {
+    snprintf(path, sizeof path, "%s/out_%s.npy", dir, cu_outputs[k].name);
+    write_npy(path, cu_outputs[k].dtype, cu_outputs[k].rank, oshape[k], out[k], on[k]);
+  }
+  return 0;
+}
