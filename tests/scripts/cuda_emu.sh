@@ -66,4 +66,15 @@ check se_encoder examples/se_encoder.attn "-D D=48 -D H=3 -D F=80 -D R=4" "B=2 T
 check gqa examples/gqa.attn "-D D=64 -D H=8 -D KV=2" "B=1 T=33"
 check alibi examples/alibi.attn "-D D=64 -D H=8 -D W=5" "B=1 T=40"
 check encoder_unfused examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1 --no-fuse" "B=1 T=9"
+# score bodies (padding lengths incl. 0 -> fully masked rows, mask tensors,
+# soft-capping with a causal band, |i - j| windows), GQA with a mask,
+# primitive norms, matmul epilogues of every operand access mode
+M=tests/cuda_emu/models
+check padding $M/padding.attn "" "B=3 T=9 S=40"
+check mask_tensor $M/mask_tensor.attn "" "B=2 T=33 S=5"
+check softcap_causal $M/softcap_causal.attn "" "B=1 T=70 S=70"
+check window_abs $M/window_abs.attn "" "B=1 T=37 S=37"
+check gqa_mask $M/gqa_mask.attn "" "B=2 T=11 S=19"
+check primitive_norms $M/primitive_norms.attn "" "B=2 T=7"
+check epilogues $M/epilogues.attn "" "B=2 M=13 N=33"
 finish
