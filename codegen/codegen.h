@@ -17,6 +17,10 @@ typedef struct {
   int opt_level;        /* 0..3 (default 3) */
   bool object_only;     /* -c: keep only NAME_* exported (no generic attnc_*),
                            so several models link into one program */
+  int cuda;             /* 0: CPU only; 1: cpu,cuda (CPU fallback); 2: cuda only.
+                           The descriptor then points at NAME__cuda_probe /
+                           NAME__cuda_run, defined by cuda_obj */
+  const char *cuda_obj; /* object with the CUDA host part, linked into the .so */
 } CgTarget;
 
 typedef struct CgModule CgModule;

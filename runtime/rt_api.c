@@ -18,7 +18,7 @@
  *   of them.  rt_create has no instance to hold a message: on failure it
  *   only returns the code (bad descriptor, bad thread count: ARGUMENT;
  *   out of memory or threads that cannot start: NOMEM).
- *   attnc_options.device is ignored (CPU).  An instance cannot be used in
+ *   attnc_options.device picks the GPU of CUDA libraries (see rt_create).  An instance cannot be used in
  *   the child of a fork(): its worker threads are not there.
  * - Weights: load_weights maps the file and keeps it mapped until the next
  *   successful load or destroy.  F32 (and I32) data that is 4-byte aligned
@@ -100,8 +100,12 @@ struct attnc_instance {
   void **outptr;             /* [noutput] */
   api_buf *inbuf, *outbuf;   /* [ninput], [noutput]: conversion scratch */
   api_buf ws;                /* workspace */
+  int device;                /* CUDA device the runs use, or -1: the CPU */
   char err[API_ERRLEN];
 };
+
+/* Why the last rt_create on this thread failed (rt_error(NULL)). */
+static __thread char create_err[API_ERRLEN];
 
 /* ---- messages ---- */
 
@@ -489,6 +493,28 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
     return ATTNC_ERR_NOMEM; /* ENOMEM, or EAGAIN: no more threads */
   }
   rt_exec_init(&in->ex, in->pool);
+  /* the device: CUDA libraries run on opt->device (0 by default) when it
+     is usable; cpu,cuda libraries fall back to the CPU, cuda-only ones
+     fail with the reason (attnc_error(NULL)) */
+  int dev = opt ? opt->device : 0;
+  in->device = -1;
+  create_err[0] = 0;
+  if (d->abi >= 2 && d->cuda_run && dev >= 0) {
+    char why[256];
+    if (d->cuda_probe && d->cuda_probe(dev, why, sizeof why) == 0) {
+      in->device = dev;
+    } else if (d->cuda_only) {
+      snprintf(create_err, sizeof create_err, "model '%s' is built for CUDA only and device %d is not usable: %s",
+               d->name, dev, why);
+      rt_destroy(in);
+      return ATTNC_ERR_DEVICE;
+    }
+  } else if (d->abi >= 2 && d->cuda_only) {
+    snprintf(create_err, sizeof create_err,
+             "model '%s' is built for CUDA only (--target=cuda); device %d asks for the CPU", d->name, dev);
+    rt_destroy(in);
+    return ATTNC_ERR_DEVICE;
+  }
   *out = in;
   return ATTNC_OK;
 }
@@ -502,7 +528,7 @@ void rt_destroy(attnc_instance *in) {
 }
 
 /* The last message ("" after a success); reads without the lock. */
-const char *rt_error(const attnc_instance *in) { return in ? in->err : "no instance"; }
+const char *rt_error(const attnc_instance *in) { return in ? in->err : create_err[0] ? create_err : "no instance"; }
 
 int64_t rt_workspace_bytes(const attnc_instance *in) { return in ? (int64_t)in->ws.cap : 0; }
 
@@ -968,7 +994,8 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   }
 
   rt_exec_init(&in->ex, in->pool);
-  int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, in->ws.p);
+  int32_t r = in->device >= 0 ? d->cuda_run(&in->ex, in->device, in->symvals, in->inptr, in->outptr, in->wptr)
+                              : d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, in->ws.p);
   if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
     if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
       return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);

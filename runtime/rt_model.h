@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "attnc.h"
 
-#define RT_ABI_VERSION 1
+#define RT_ABI_VERSION 2
 #define RT_DIM_TERMS 4
 #define RT_DIM_FACTORS 3
 
@@ -59,6 +59,13 @@ typedef struct rt_model_desc {
    * Returns 0, or nonzero after rt_exec_error() (never exits). */
   int32_t (*run)(rt_exec *ex, const int64_t *symvals, const void *const *inputs,
                  void *const *outputs, const void *const *weights, void *workspace);
+  /* CUDA libraries (--target=cuda or cpu,cuda; NULL otherwise): is the
+   * device usable (0, or -1 with a message), and the same run on it, on
+   * host buffers (copied).  cuda_only: no CPU fallback (--target=cuda). */
+  int32_t (*cuda_probe)(int32_t device, char *err, size_t errlen);
+  int32_t (*cuda_run)(rt_exec *ex, int32_t device, const int64_t *symvals, const void *const *inputs,
+                      void *const *outputs, const void *const *weights);
+  int32_t cuda_only;
 } rt_model_desc;
 
 /* Called by generated code. */

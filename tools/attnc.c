@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "codegen.h"
 #include "cuda.h"
@@ -65,6 +66,7 @@ static void usage(FILE *out) {
           "  --interp               run on the reference interpreter instead of compiled code\n"
           "  --threads N            threads for compiled code (default: all cores)\n"
           "  --allow-extra-weights  do not fail on weights the model does not use\n"
+          "  --device=N             CUDA libraries: the GPU to run on (default 0; -1: the CPU)\n"
           "  -D NAME=VALUE          override a param (repeatable)\n"
           "\n"
           "  --help, --version\n"
@@ -393,6 +395,61 @@ static int emit_cuda(const IrGraph *g, const char *emit, const char *arch, const
   return rc;
 }
 
+/* The GPU part of a CUDA library: kernels compiled by NVRTC (PTX for
+ * compute_80, CUBIN for sm_80 and sm_90), the host launcher and the
+ * descriptor's entry points, compiled with cc into an object (path in obj)
+ * that the library link takes. */
+static int cuda_part(const IrGraph *g, const char *out, char *obj, size_t objlen, IrDiag *diag) {
+  char *src = cu_emit_source(g, diag), *host = src ? cu_emit_host(g, diag) : NULL;
+  if (!src || !host) {
+    free(src);
+    return 1;
+  }
+  char *img[3] = {0}, *info = NULL, err[16384];
+  size_t n[3] = {0};
+  static const char *const archs[3] = {"compute_80", "sm_80", "sm_90"};
+  int rc = 0;
+  for (int k = 0; k < 3 && !rc; k++) {
+    rc = cu_compile(src, archs[k], &img[k], &n[k], &info, err, sizeof err);
+    free(info);
+    info = NULL;
+    if (rc) tool_fail("NVRTC failed on the generated CUDA C for %s (an attnc bug):\n%s", archs[k], err);
+  }
+  char ident[128], csrc[PATH_MAX - 16];
+  cg_model_ident(g, ident, sizeof ident);
+  char *lib = rc ? NULL : cu_emit_library(g, ident, src, host, img[0], n[0] && !img[0][n[0] - 1] ? n[0] - 1 : n[0],
+                                          img[1], n[1], img[2], n[2]);
+  if (snprintf(csrc, sizeof csrc, "%s.cuda.XXXXXX.c", out) >= (int)sizeof csrc - 4) rc = tool_fail("path too long: %s", out);
+  int fd = lib ? mkstemps(csrc, 2) : -1;
+  if (lib && fd < 0) rc = tool_fail("cannot create '%s': %s", csrc, strerror(errno));
+  if (fd >= 0) {
+    size_t len = strlen(lib), off = 0;
+    while (off < len) {
+      ssize_t w = write(fd, lib + off, len - off);
+      if (w <= 0) break;
+      off += (size_t)w;
+    }
+    close(fd);
+    snprintf(obj, objlen, "%s.o", csrc);
+    const char *cc = getenv("CC");
+    char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-O2", "-fPIC", "-w", "-c", csrc, "-o", obj, NULL};
+    int status = -1;
+    pid_t pid = off == len ? fork() : -1;
+    if (pid == 0) {
+      execvp(argv[0], argv);
+      _exit(127);
+    }
+    if (pid > 0) waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = tool_fail("cannot compile the CUDA host part with %s", argv[0]);
+    unlink(csrc);
+  }
+  free(lib);
+  for (int k = 0; k < 3; k++) free(img[k]);
+  free(src);
+  free(host);
+  return rc;
+}
+
 /* --emit=stats: the kernels the graph becomes, by op (what the tests of
  * kernel counts, fused and unfused, read). */
 static void print_stats(const IrGraph *g, FILE *f) {
@@ -471,8 +528,10 @@ static int cmd_compile(int argc, char **argv) {
     if (!cu_available())
       return tool_fail("--target=cuda: the CUDA backend is unavailable: attnc was built without the CUDA toolkit "
                        "(NVRTC)");
-    return tool_fail("--target=%s --emit=%s: the CUDA runtime and libraries are not built yet (issue 5); "
-                     "--emit=cuda, ptx and cubin work", target_cpu_too ? "cpu,cuda" : "cuda", emit);
+    if (strcmp(emit, "so") && strcmp(emit, "header"))
+      return tool_fail("--target=%s --emit=%s: CUDA models are built as shared libraries (-o NAME.so) for now",
+                       target_cpu_too ? "cpu,cuda" : "cuda", emit);
+    tgt.cuda = target_cpu_too ? 1 : 2;
   }
   if (cuda_emit && strcmp(emit, "cuda") && !cu_available())
     return tool_fail("--emit=%s: the CUDA backend is unavailable: attnc was built without the CUDA toolkit (NVRTC)", emit);
@@ -502,6 +561,14 @@ static int cmd_compile(int argc, char **argv) {
     fclose(m);
     rc = write_atomic(out ? out : "-", buf, len);
     free(buf);
+  } else if (g && tgt.cuda && !strcmp(emit, "so")) {
+    char obj[PATH_MAX + 16];
+    rc = cuda_part(g, out, obj, sizeof obj, diag);
+    if (!rc) {
+      tgt.cuda_obj = obj;
+      rc = emit_native(g, &tgt, emit, out ? out : "-", diag);
+      unlink(obj);
+    }
   } else if (g) {
     rc = emit_native(g, &tgt, emit, out ? out : "-", diag);
   }
@@ -562,9 +629,9 @@ static int cmd_run(int argc, char **argv) {
   const char *model = NULL, *weights = NULL;
   char *in_names[64], *out_names[64];
   const char *in_files[64], *out_files[64];
-  int nin = 0, nout = 0, rc = 1, threads = 0;
+  int nin = 0, nout = 0, rc = 1, threads = 0, device = 0;
   bool allow_extra = false, interp = false;
-  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "-D",
+  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "--device", "-D",
                                 "-O0", "--print-after-all", "--print-before", "--print-after",
                                 "--disable-pass", "--no-fuse", "--passes", "--tile", NULL};
   for (int i = 2; i < argc; i++) {
@@ -597,6 +664,11 @@ static int cmd_run(int argc, char **argv) {
       threads = (int)t;
     } else if (strcmp(a, "--allow-extra-weights") == 0) {
       allow_extra = true;
+    } else if (strncmp(a, "--device=", 9) == 0) {
+      char *end;
+      long dv = strtol(a + 9, &end, 10);
+      if (*end || end == a + 9 || dv < -1 || dv > 1024) return tool_fail("--device: '%s' is not a device (-1 for the CPU, 0, 1, ...)", a + 9);
+      device = (int)dv;
     } else if (a[0] == '-' && a[1]) {
       return unknown_option(a, known);
     } else if (model) {
@@ -607,7 +679,7 @@ static int cmd_run(int argc, char **argv) {
   }
   if (!model) return tool_fail("attnc run: no model given (see attnc --help)");
   size_t ml = strlen(model);
-  RunArgs ra = {weights, in_names, in_files, nin, out_names, out_files, nout, threads, allow_extra};
+  RunArgs ra = {weights, in_names, in_files, nin, out_names, out_files, nout, threads, allow_extra, device};
   if (ml > 3 && strcmp(model + ml - 3, ".so") == 0) {
     if (interp) return tool_fail("--interp runs a .attn or IR file, not a compiled library");
     if (c.ndefs) return tool_fail("-D: the params of a compiled library are fixed");

@@ -136,10 +136,10 @@ int engine_run(Engine *e, const RunArgs *a) {
     memcpy(in[i].shape, npys[i].shape, sizeof in[i].shape);
     in[i].data = npys[i].data;
   }
-  attnc_options opt = {.num_threads = a->threads, .device = -1};
+  attnc_options opt = {.num_threads = a->threads, .device = a->device};
   int code = e->create(&opt, &inst);
   if (code) {
-    tool_fail("cannot create the model instance (status %d)", code);
+    tool_fail("cannot create the model instance (status %d): %s", code, e->error(NULL));
     goto done;
   }
   if (info.nweights > 0 || a->weights) {

@@ -30,6 +30,7 @@ typedef struct {
   int nout;
   int threads;
   bool allow_extra;
+  int device;       /* CUDA libraries: the GPU (default 0); -1: the CPU */
 } RunArgs;
 
 /* 0 on success; otherwise prints the error and returns 1. */

@@ -60,6 +60,8 @@ typedef struct Cg {
   const char *target_desc;
   char *cpu, *features, *triple;
   bool object_only;
+  int cuda;                  /* CgTarget.cuda */
+  char *cuda_obj;
   /* task functions by structural key: kernels that differ only in their
      context (pointers, sizes, strides) share one function */
   char **task_keys;

@@ -306,7 +306,11 @@ int cg_emit_shared(CgModule *m, const char *path, char *err, size_t errlen) {
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
   char *argv[] = {(char *)cc, "-shared", "-o", so, obj, ro, vsopt, "-lm", "-lpthread", "-Wl,-z,noexecstack",
-                  "-Wl,--as-needed", NULL};
+                  "-Wl,--as-needed", NULL, NULL, NULL};
+  if (m->cg->cuda_obj) { /* the CUDA host part; libcuda itself is dlopen'ed at run time */
+    argv[11] = m->cg->cuda_obj;
+    argv[12] = "-ldl";
+  }
   int rc = run_tool(argv, err, errlen);
   unlink(obj);
   unlink(ro);

@@ -606,15 +606,24 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
 
   LLVMTypeRef ft[] = {cg->i32, cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i32, cg->ptr, cg->ptr,
                       cg->i32, cg->i32, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr,
-                      cg->ptr, cg->ptr, cg->ptr};
-  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 19, 0);
-  LLVMValueRef fv[] = {LLVMConstInt(cg->i32, 1, 0), cstr(cg, g->name), cstr(cg, cg->target_desc ? cg->target_desc : ""),
+                      cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
+  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 22, 0);
+  LLVMValueRef cuda_probe = null, cuda_run = null;
+  if (cg->cuda) { /* defined by the CUDA host object linked into the library */
+    char fname[192];
+    snprintf(fname, sizeof fname, "%s__cuda_probe", cg->ident);
+    cuda_probe = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->i32, cg->ptr, cg->i64}, 3, 0));
+    snprintf(fname, sizeof fname, "%s__cuda_run", cg->ident);
+    cuda_run = LLVMAddFunction(cg->M, fname,
+                               LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr}, 6, 0));
+  }
+  LLVMValueRef fv[] = {LLVMConstInt(cg->i32, 2, 0), cstr(cg, g->name), cstr(cg, cg->target_desc ? cg->target_desc : ""),
                        LLVMConstInt(cg->i32, (unsigned)g->nsym, 0), symarr,
                        LLVMConstInt(cg->i32, (unsigned)g->nparam, 0), pnarr, pvarr,
                        LLVMConstInt(cg->i32, (unsigned)nin, 0), LLVMConstInt(cg->i32, (unsigned)g->noutput, 0),
                        LLVMConstInt(cg->i32, (unsigned)nw, 0), in_info, out_info, w_info, in_dims, out_dims, w_dims,
-                       ws_fn, run_fn};
-  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 19, 0);
+                       ws_fn, run_fn, cuda_probe, cuda_run, LLVMConstInt(cg->i32, cg->cuda == 2, 0)};
+  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 22, 0);
   char name[160];
   snprintf(name, sizeof name, "%s__desc", cg->ident);
   LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, name);
@@ -674,6 +683,8 @@ CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
   cg_model_ident(g, cg->ident, sizeof cg->ident);
   cg->C = LLVMContextCreate();
   cg->object_only = t && t->object_only;
+  cg->cuda = t ? t->cuda : 0;
+  cg->cuda_obj = t && t->cuda_obj ? strdup(t->cuda_obj) : NULL;
   if (!cg_target_init(cg, t)) {
     LLVMContextDispose(cg->C);
     free(cg);
@@ -730,6 +741,7 @@ void cg_state_free(Cg *cg) {
   free((char *)cg->target_desc);
   free(cg->cpu);
   free(cg->features);
+  free(cg->cuda_obj);
   free(cg->triple);
   free(cg);
 }

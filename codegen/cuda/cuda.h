@@ -31,6 +31,11 @@ char *cu_emit_source(const IrGraph *g, IrDiag *diag);
  * through a CuOps table (the GPU runtime, or the CPU emulation of the
  * tests).  Include after the structs (the CUDA C source). */
 char *cu_emit_host(const IrGraph *g, IrDiag *diag);
+/* The C file of a CUDA library's GPU part: the structs of src, the host
+ * launcher `host`, the images (PTX NUL-terminated), and IDENT__cuda_probe /
+ * IDENT__cuda_run for the descriptor (rt_model.h) over runtime/rt_cuda.c. */
+char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, const char *host, const void *ptx,
+                      size_t ptxlen, const void *c80, size_t n80, const void *c90, size_t n90);
 
 /* Is NVRTC compiled in?  (attnc built with the CUDA toolkit) */
 bool cu_available(void);

@@ -216,7 +216,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run,
+    fake_ws, fake_run, NULL, NULL, 0,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -1022,7 +1022,7 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, 0,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
@@ -1103,7 +1103,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, 0,
 };
 
 Test(rt_api, undetermined_dim) {
@@ -1266,4 +1266,73 @@ Test(rt_pool, first_error_wins) {
   p = NULL;
   cr_assert_neq(rt_pool_create(0, &p, NULL, 0), 0);
   cr_assert_null(p);
+}
+
+/* ---- CUDA libraries: device choice, fallback, errors (fake device) ---- */
+
+/* bind weights, run once on fresh data, expect success */
+static void run_fake(attnc_instance *in) {
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 5, 0);
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_bind(in, &c);
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_OK, "%s", rt_error(in));
+  free(y);
+  free(z);
+  fake_free(&c);
+}
+
+static int fake_dev_ok;     /* does the fake probe accept the device */
+static int fake_cuda_runs;  /* how often the fake GPU run ran */
+
+static int32_t fake_probe(int32_t device, char *err, size_t errlen) {
+  if (fake_dev_ok && device == 0) return 0;
+  snprintf(err, errlen, "no CUDA driver: libcuda.so.1 cannot be loaded (test)");
+  return -1;
+}
+
+static int32_t fake_cuda_run(rt_exec *ex, int32_t device, const int64_t *sv, const void *const *in, void *const *out,
+                             const void *const *w) {
+  fake_cuda_runs++;
+  int64_t n = fake_ws(sv, rt_exec_threads(ex));
+  void *ws = aligned_alloc(64, (size_t)(n + 63) / 64 * 64 + 64);
+  int32_t r = fake_run(ex, sv, in, out, w, ws);
+  free(ws);
+  return r;
+}
+
+Test(rt_api, cuda_device_choice_and_fallback) {
+  rt_model_desc d = fake_desc;
+  d.cuda_probe = fake_probe;
+  d.cuda_run = fake_cuda_run;
+  attnc_instance *in = NULL;
+  /* cuda only, no usable device: a clear error, no instance */
+  d.cuda_only = 1;
+  fake_dev_ok = 0;
+  attnc_options o = {1, 0};
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_ERR_DEVICE);
+  cr_assert_null(in);
+  cr_assert(strstr(rt_error(NULL), "built for CUDA only") && strstr(rt_error(NULL), "libcuda.so.1"), "%s", rt_error(NULL));
+  /* cuda only, device -1 (CPU) asked for */
+  o.device = -1;
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_ERR_DEVICE);
+  cr_assert(strstr(rt_error(NULL), "asks for the CPU"), "%s", rt_error(NULL));
+  /* cpu,cuda without a device: the CPU */
+  d.cuda_only = 0;
+  o.device = 0;
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK);
+  fake_cuda_runs = 0;
+  run_fake(in);
+  cr_assert_eq(fake_cuda_runs, 0, "fell back to the CPU");
+  rt_destroy(in);
+  /* a usable device: the GPU run */
+  fake_dev_ok = 1;
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK);
+  run_fake(in);
+  cr_assert_eq(fake_cuda_runs, 1);
+  rt_destroy(in);
+  fake_dev_ok = 0;
 }

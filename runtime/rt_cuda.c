@@ -1,0 +1,218 @@
+/* rt_cuda.c - see rt_cuda.h.  The driver API is declared here by hand (a
+ * few types and entry points), so building the runtime needs no CUDA
+ * headers, and every entry point is looked up with dlsym. */
+#include "rt_cuda.h"
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream;
+typedef unsigned long long CUdeviceptr;
+#define CU_ATTR_CC_MAJOR 75
+#define CU_ATTR_CC_MINOR 76
+#define CU_FUNC_ATTR_MAX_DYNAMIC_SHARED 8
+
+static struct {
+  void *dl;
+  CUresult (*Init)(unsigned);
+  CUresult (*DeviceGetCount)(int *);
+  CUresult (*DeviceGet)(CUdevice *, int);
+  CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
+  CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*CtxSetCurrent)(CUcontext);
+  CUresult (*ModuleLoadData)(CUmodule *, const void *);
+  CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*FuncSetAttribute)(CUfunction, int, int);
+  CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
+                           void **, void **);
+  CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*MemFree)(CUdeviceptr);
+  CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
+  CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+  CUresult (*CtxSynchronize)(void);
+  CUresult (*GetErrorString)(CUresult, const char **);
+  int loaded; /* 0 not tried, 1 ok, -1 failed */
+  char why[256];
+} cu;
+
+static pthread_mutex_t cu_mu = PTHREAD_MUTEX_INITIALIZER;
+static __thread char cu_err[512];
+
+struct rt_cuda_mod {
+  int device;
+  CUcontext ctx;
+  CUmodule mod;
+  const rt_cuda_images *img;
+  struct rt_cuda_mod *next;
+};
+static struct rt_cuda_mod *mods;
+
+const char *rt_cuda_error(void) { return cu_err; }
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, int b) {
+  snprintf(err, errlen, fmt, a, b);
+  snprintf(cu_err, sizeof cu_err, "%s", err);
+  return -1;
+}
+
+static const char *errstr(CUresult r) {
+  const char *s = NULL;
+  if (cu.GetErrorString && cu.GetErrorString(r, &s) == 0 && s) return s;
+  return "unknown CUDA error";
+}
+
+/* Load the driver once (under cu_mu). */
+static int load(void) {
+  if (cu.loaded) return cu.loaded;
+  cu.dl = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!cu.dl) {
+    snprintf(cu.why, sizeof cu.why, "no CUDA driver: libcuda.so.1 cannot be loaded (%s)", dlerror());
+    return cu.loaded = -1;
+  }
+  struct {
+    void **slot;
+    const char *name;
+  } syms[] = {
+    {(void **)&cu.Init, "cuInit"}, {(void **)&cu.DeviceGetCount, "cuDeviceGetCount"},
+    {(void **)&cu.DeviceGet, "cuDeviceGet"}, {(void **)&cu.DeviceGetAttribute, "cuDeviceGetAttribute"},
+    {(void **)&cu.DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"}, {(void **)&cu.CtxSetCurrent, "cuCtxSetCurrent"},
+    {(void **)&cu.ModuleLoadData, "cuModuleLoadData"}, {(void **)&cu.ModuleGetFunction, "cuModuleGetFunction"},
+    {(void **)&cu.FuncSetAttribute, "cuFuncSetAttribute"}, {(void **)&cu.LaunchKernel, "cuLaunchKernel"},
+    {(void **)&cu.MemAlloc, "cuMemAlloc_v2"}, {(void **)&cu.MemFree, "cuMemFree_v2"},
+    {(void **)&cu.MemcpyHtoD, "cuMemcpyHtoD_v2"}, {(void **)&cu.MemcpyDtoH, "cuMemcpyDtoH_v2"},
+    {(void **)&cu.MemcpyDtoD, "cuMemcpyDtoD_v2"}, {(void **)&cu.CtxSynchronize, "cuCtxSynchronize"},
+    {(void **)&cu.GetErrorString, "cuGetErrorString"},
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    *syms[i].slot = dlsym(cu.dl, syms[i].name);
+    if (!*syms[i].slot) {
+      snprintf(cu.why, sizeof cu.why, "the CUDA driver lacks %s (too old?)", syms[i].name);
+      return cu.loaded = -1;
+    }
+  }
+  CUresult r = cu.Init(0);
+  if (r) {
+    snprintf(cu.why, sizeof cu.why, "cuInit failed: %s (no GPU, or the driver is not working)", errstr(r));
+    return cu.loaded = -1;
+  }
+  return cu.loaded = 1;
+}
+
+int rt_cuda_probe(int device, char *err, size_t errlen) {
+  pthread_mutex_lock(&cu_mu);
+  int ok = load();
+  pthread_mutex_unlock(&cu_mu);
+  if (ok < 0) return fail(err, errlen, "%s%.0d", cu.why, 0);
+  int n = 0;
+  if (cu.DeviceGetCount(&n) || n == 0) return fail(err, errlen, "%sno CUDA device%.0d", "", 0);
+  if (device < 0 || device >= n) return fail(err, errlen, "%sdevice %d does not exist", "", device);
+  CUdevice dev;
+  int major = 0;
+  if (cu.DeviceGet(&dev, device) || cu.DeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, dev))
+    return fail(err, errlen, "%scannot query device %d", "", device);
+  if (major < 8) return fail(err, errlen, "%sdevice %d has compute capability below 8.0 (the kernels need sm_80+)", "", device);
+  return 0;
+}
+
+int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, char *err, size_t errlen) {
+  if (rt_cuda_probe(device, err, errlen)) return -1;
+  pthread_mutex_lock(&cu_mu);
+  for (rt_cuda_mod *m = mods; m; m = m->next)
+    if (m->device == device && m->img == img) {
+      cu.CtxSetCurrent(m->ctx);
+      *out = m;
+      pthread_mutex_unlock(&cu_mu);
+      return 0;
+    }
+  rt_cuda_mod *m = calloc(1, sizeof *m);
+  CUdevice dev;
+  int major = 0, minor = 0;
+  CUresult r = m ? cu.DeviceGet(&dev, device) : 1;
+  if (!r) r = cu.DeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, dev);
+  if (!r) r = cu.DeviceGetAttribute(&minor, CU_ATTR_CC_MINOR, dev);
+  if (!r) r = cu.DevicePrimaryCtxRetain(&m->ctx, dev);
+  if (!r) r = cu.CtxSetCurrent(m->ctx);
+  if (r) {
+    pthread_mutex_unlock(&cu_mu);
+    free(m);
+    return fail(err, errlen, "cannot open a context on the device: %s%.0d", errstr(r), 0);
+  }
+  /* the CUBIN of this architecture, else the PTX (JIT-compiled by the driver) */
+  const void *image = major == 9 && minor == 0 && img->cubin90 ? img->cubin90
+                    : major == 8 && minor == 0 && img->cubin80 ? img->cubin80 : img->ptx;
+  r = image ? cu.ModuleLoadData(&m->mod, image) : 1;
+  if (r) {
+    pthread_mutex_unlock(&cu_mu);
+    free(m);
+    return fail(err, errlen, "cannot load the kernels: %s%.0d", image ? errstr(r) : "no image", 0);
+  }
+  m->device = device;
+  m->img = img;
+  m->next = mods;
+  mods = m;
+  *out = m;
+  pthread_mutex_unlock(&cu_mu);
+  return 0;
+}
+
+void *rt_cuda_alloc(rt_cuda_mod *m, size_t bytes) {
+  (void)m;
+  CUdeviceptr p = 0;
+  CUresult r = cu.MemAlloc(&p, bytes ? bytes : 1);
+  if (r) snprintf(cu_err, sizeof cu_err, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
+  return r ? NULL : (void *)(uintptr_t)p;
+}
+
+void rt_cuda_free(rt_cuda_mod *m, void *p) {
+  (void)m;
+  if (p) cu.MemFree((CUdeviceptr)(uintptr_t)p);
+}
+
+#define CHECK(call, what)                                                            \
+  do {                                                                               \
+    CUresult r_ = (call);                                                            \
+    if (r_) {                                                                        \
+      snprintf(cu_err, sizeof cu_err, "%s failed: %s", what, errstr(r_));            \
+      return -1;                                                                     \
+    }                                                                                \
+  } while (0)
+
+int rt_cuda_upload(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
+  (void)m;
+  CHECK(cu.MemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, n), "copy to the device");
+  return 0;
+}
+
+int rt_cuda_download(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
+  (void)m;
+  CHECK(cu.MemcpyDtoH(dst, (CUdeviceptr)(uintptr_t)src, n), "copy from the device");
+  return 0;
+}
+
+int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
+  (void)m;
+  CHECK(cu.MemcpyDtoD((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src, n), "copy on the device");
+  return 0;
+}
+
+int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,
+                   unsigned smem, void *params, size_t size) {
+  CUfunction f;
+  CHECK(cu.ModuleGetFunction(&f, m->mod, kernel), kernel);
+  if (smem > 48 * 1024) CHECK(cu.FuncSetAttribute(f, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, (int)smem), "shared memory opt-in");
+  void *extra[] = {(void *)1 /* CU_LAUNCH_PARAM_BUFFER_POINTER */, params, (void *)2 /* CU_LAUNCH_PARAM_BUFFER_SIZE */,
+                   &size, (void *)0 /* CU_LAUNCH_PARAM_END */};
+  CHECK(cu.LaunchKernel(f, gx, gy, gz, block, 1, 1, smem, NULL, NULL, extra), kernel);
+  return 0;
+}
+
+int rt_cuda_sync(rt_cuda_mod *m) {
+  (void)m;
+  CHECK(cu.CtxSynchronize(), "the kernels");
+  return 0;
+}

@@ -1,0 +1,38 @@
+/* rt_cuda.h - the minimal GPU runtime of CUDA libraries: the driver API
+ * loaded with dlopen("libcuda.so.1") at run time (no link-time CUDA
+ * dependency: the library loads on machines without CUDA), one primary
+ * context per device, modules from embedded CUBIN (by compute capability)
+ * or PTX (JIT for newer GPUs), device memory, launches with the opt-in for
+ * large dynamic shared memory.  No math. */
+#ifndef RT_CUDA_H
+#define RT_CUDA_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rt_cuda_mod rt_cuda_mod;
+
+/* The images a library carries (any may be NULL). */
+typedef struct {
+  const void *ptx;      /* compute_80, NUL-terminated */
+  const void *cubin80;  /* sm_80 */
+  size_t cubin80_size;
+  const void *cubin90;  /* sm_90 */
+  size_t cubin90_size;
+} rt_cuda_images;
+
+/* Device `device` usable? 0, or -1 with a message (no driver, no device,
+ * device index out of range, compute capability below 8.0). */
+int rt_cuda_probe(int device, char *err, size_t errlen);
+/* The module of these images on `device` (loaded once, then cached). */
+int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **m, char *err, size_t errlen);
+void *rt_cuda_alloc(rt_cuda_mod *m, size_t bytes);           /* NULL on failure */
+void rt_cuda_free(rt_cuda_mod *m, void *p);
+int rt_cuda_upload(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);
+int rt_cuda_download(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);
+int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);
+int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,
+                   unsigned smem, void *params, size_t size);
+int rt_cuda_sync(rt_cuda_mod *m);
+/* The last error of the calls above (thread-local). */
+const char *rt_cuda_error(void);
+#endif

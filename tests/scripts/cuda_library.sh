@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# cuda_library.sh - CUDA libraries on a machine without a GPU (CI has none):
+# `--target=cuda` and `--target=cpu,cuda` build self-contained .so files
+# (kernels as PTX + CUBIN sm_80/sm_90, host launcher, the runtime that
+# dlopens libcuda.so.1) with no link-time CUDA dependency; they load here;
+# cpu,cuda falls back to the CPU with correct numbers; cuda-only reports
+# the missing driver/device cleanly and writes nothing.  Skipped when attnc
+# was built without CUDA.
+source "$(dirname "$0")/lib.bash"
+: "${NPYCMP:?set NPYCMP}"
+if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
+  echo "SKIP: $("$ATTNC" --version | tail -1)"
+  exit 0
+fi
+have_gpu=0
+ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1' && have_gpu=1
+for m in sdpa mha encoder; do
+  FX=tests/fixtures/$m/default
+  [ "$m" = encoder ] && FX=tests/fixtures/encoder/small_relu
+  defs=$(sed -n 's/^params: //p' "$FX/case.txt" | sed 's/\([A-Z]*=\)/-D \1/g')
+  ins=()
+  for f in "$FX"/*.npy; do
+    b=$(basename "$f" .npy)
+    case "$b" in expected_*) ;; *) ins+=(--input "$b=$f") ;; esac
+  done
+  w=()
+  [ -f "$FX/weights.safetensors" ] && w=(--weights "$FX/weights.safetensors")
+  oname=$(ls "$FX"/expected_*.npy | head -1 | sed 's/.*expected_//; s/.npy$//')
+  for t in "cpu,cuda" "cuda"; do
+    lib="$TMP/${m}_${t/,/_}.so"
+    if ! "$ATTNC" "examples/$m.attn" $defs --target=$t -o "$lib" 2>"$TMP/err"; then
+      bad "$m --target=$t: build failed: $(head -3 "$TMP/err")"
+      continue
+    fi
+    if ldd "$lib" | grep -q 'libcuda\|libnvrtc\|libcudart'; then bad "$m $t: links CUDA: $(ldd "$lib" | grep cuda)"; else ok "$m $t: no link-time CUDA dependency"; fi
+    [ -f "$TMP/$m.h" ] || [ -f "${lib%.so}.h" ] && ok "$m $t: header beside the library" || bad "$m $t: no header"
+    rm -f "$TMP/o.npy"
+    if [ "$t" = "cpu,cuda" ] || [ $have_gpu = 1 ]; then
+      if "$ATTNC" run "$lib" "${w[@]}" "${ins[@]}" --output "$oname=$TMP/o.npy" 2>"$TMP/err" &&
+        r=$("$NPYCMP" "$TMP/o.npy" "$FX/expected_$oname.npy" --rtol 1e-5); then
+        ok "$m $t: runs ($([ $have_gpu = 1 ] && echo GPU || echo 'CPU fallback')), agrees with PyTorch: $r"
+      else
+        bad "$m $t: run: $(head -3 "$TMP/err") $r"
+      fi
+    else
+      if "$ATTNC" run "$lib" "${w[@]}" "${ins[@]}" --output "$oname=$TMP/o.npy" 2>"$TMP/err"; then
+        bad "$m cuda-only: ran without a GPU"
+      elif grep -q "built for CUDA only and device 0 is not usable: no CUDA driver" "$TMP/err" && [ ! -e "$TMP/o.npy" ]; then
+        ok "$m cuda-only without a GPU: $(head -1 "$TMP/err")"
+      else
+        bad "$m cuda-only: unexpected: $(head -3 "$TMP/err")"
+      fi
+    fi
+  done
+done
+# --device=-1 forces the CPU of a cpu,cuda library; a cuda-only one refuses
+FX=tests/fixtures/sdpa/default
+"$ATTNC" run "$TMP/sdpa_cpu_cuda.so" --device=-1 --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy \
+  --output o=$TMP/o1.npy 2>"$TMP/err" && "$NPYCMP" "$TMP/o1.npy" "$FX/expected_o.npy" >/dev/null &&
+  ok "--device=-1 on cpu,cuda: the CPU" || bad "--device=-1: $(cat "$TMP/err")"
+if "$ATTNC" run "$TMP/sdpa_cuda.so" --device=-1 --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy 2>"$TMP/err"; then
+  bad "--device=-1 on a cuda-only library should fail"
+else
+  grep -q "asks for the CPU" "$TMP/err" && ok "--device=-1 on cuda-only: $(head -1 "$TMP/err")" || bad "$(cat "$TMP/err")"
+fi
+finish
