@@ -108,7 +108,7 @@ import numpy as np
 
 __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: CUDA device choice; libraries of ABI 1 (CPU only) work the same
 MAX_RANK = 8
 
 
@@ -331,7 +331,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version != ABI_VERSION:
+        if info.abi_version not in (1, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)

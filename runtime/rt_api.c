@@ -104,8 +104,10 @@ struct attnc_instance {
   char err[API_ERRLEN];
 };
 
-/* Why the last rt_create on this thread failed (rt_error(NULL)). */
-static __thread char create_err[API_ERRLEN];
+/* Why the last failed rt_create failed (rt_error(NULL)); process-wide, no
+ * thread-local storage (the runtime is also linked into attnc's JIT, which
+ * does not relocate TLS). */
+static char create_err[API_ERRLEN];
 
 /* ---- messages ---- */
 

@@ -41,7 +41,16 @@ static struct {
 } cu;
 
 static pthread_mutex_t cu_mu = PTHREAD_MUTEX_INITIALIZER;
-static __thread char cu_err[512];
+/* the last error of the calls below (no thread-local storage: the runtime
+   is also linked into attnc's JIT, which does not relocate TLS) */
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
+static char cu_err[512];
+
+static void set_err(const char *msg) {
+  pthread_mutex_lock(&err_mu);
+  snprintf(cu_err, sizeof cu_err, "%s", msg);
+  pthread_mutex_unlock(&err_mu);
+}
 
 struct rt_cuda_mod {
   int device;
@@ -52,11 +61,15 @@ struct rt_cuda_mod {
 };
 static struct rt_cuda_mod *mods;
 
-const char *rt_cuda_error(void) { return cu_err; }
+void rt_cuda_error(char *buf, size_t n) {
+  pthread_mutex_lock(&err_mu);
+  snprintf(buf, n, "%s", cu_err[0] ? cu_err : "the CUDA run failed");
+  pthread_mutex_unlock(&err_mu);
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, int b) {
   snprintf(err, errlen, fmt, a, b);
-  snprintf(cu_err, sizeof cu_err, "%s", err);
+  set_err(err);
   return -1;
 }
 
@@ -164,7 +177,11 @@ void *rt_cuda_alloc(rt_cuda_mod *m, size_t bytes) {
   (void)m;
   CUdeviceptr p = 0;
   CUresult r = cu.MemAlloc(&p, bytes ? bytes : 1);
-  if (r) snprintf(cu_err, sizeof cu_err, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
+  if (r) {
+    char m[256];
+    snprintf(m, sizeof m, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
+    set_err(m);
+  }
   return r ? NULL : (void *)(uintptr_t)p;
 }
 
@@ -177,7 +194,9 @@ void rt_cuda_free(rt_cuda_mod *m, void *p) {
   do {                                                                               \
     CUresult r_ = (call);                                                            \
     if (r_) {                                                                        \
-      snprintf(cu_err, sizeof cu_err, "%s failed: %s", what, errstr(r_));            \
+      char m_[256];                                                                  \
+      snprintf(m_, sizeof m_, "%s failed: %s", what, errstr(r_));                    \
+      set_err(m_);                                                                   \
       return -1;                                                                     \
     }                                                                                \
   } while (0)

@@ -33,6 +33,6 @@ int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);
 int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,
                    unsigned smem, void *params, size_t size);
 int rt_cuda_sync(rt_cuda_mod *m);
-/* The last error of the calls above (thread-local). */
-const char *rt_cuda_error(void);
+/* The last error of the calls above (process-wide), copied into buf. */
+void rt_cuda_error(char *buf, size_t n);
 #endif

@@ -347,7 +347,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);\n"
           "int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,\n"
           "                   unsigned smem, void *params, size_t size);\n"
-          "int rt_cuda_sync(rt_cuda_mod *m);\nconst char *rt_cuda_error(void);\n\n"
+          "int rt_cuda_sync(rt_cuda_mod *m);\nvoid rt_cuda_error(char *buf, size_t n);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
   /* the one-line struct declarations of the kernel source */
@@ -389,7 +389,8 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "  for (int k = 0; k < cu_noutput && !rc; k++) rc = rt_cuda_download(m, out[k], dout[k], cu_bytes(&cu_outputs[k], sym));\n"
           "  for (int k = 0; k < 64; k++) rt_cuda_free(m, din[k]), rt_cuda_free(m, dout[k]);\n"
           "  for (int k = 0; k < 256; k++) rt_cuda_free(m, dw[k]);\n"
-          "  return rc ? rt_exec_error(ex, rt_cuda_error()[0] ? rt_cuda_error() : \"the CUDA run failed\") : 0;\n}\n",
+          "  if (rc) rt_cuda_error(err, sizeof err);\n"
+          "  return rc ? rt_exec_error(ex, err) : 0;\n}\n",
           ident, ident);
   fclose(f);
   return buf;
