@@ -317,8 +317,8 @@ class Model:
                 why = "threads=%d is not valid (0 means all cores; at most 1024)" % threads
             elif rc == Status.ERR_NOMEM:
                 why = "out of memory, or its %s threads cannot start" % (threads or "worker")
-            elif rc == Status.ERR_DEVICE:
-                why = "device %d is not available" % device
+            elif rc == Status.ERR_DEVICE:  # the library says why (attnc_error(NULL))
+                why = _text(self._lib.attnc_error(None)) or "device %d is not available" % device
             else:
                 why = "attnc_create failed"
             raise Error(rc or Status.ERR_STATE, "cannot create an instance of model '%s': %s" % (self.name, why))

@@ -63,4 +63,23 @@ if "$ATTNC" run "$TMP/sdpa_cuda.so" --device=-1 --input q=$FX/q.npy --input k=$F
 else
   grep -q "asks for the CPU" "$TMP/err" && ok "--device=-1 on cuda-only: $(head -1 "$TMP/err")" || bad "$(cat "$TMP/err")"
 fi
+# the Python module: device choice, fallback, the reason of a refusal
+PY=${ATTNC_PYTHON:-/usr/bin/python3}
+if "$PY" -c "import numpy" 2>/dev/null; then
+  if out=$(PYTHONPATH=python "$PY" - "$TMP/sdpa_cpu_cuda.so" "$TMP/sdpa_cuda.so" <<'PY' 2>&1
+import sys, numpy as np, attnc
+q = np.random.rand(1, 2, 5, 64).astype(np.float32)
+with attnc.Model(sys.argv[1], device=0) as m:   # cpu,cuda: no GPU here, so the CPU
+    o = m(q, q, q)
+    assert o.shape == (1, 2, 5, 64) and np.isfinite(o).all()
+try:
+    attnc.Model(sys.argv[2], device=0)
+    print("cuda-only library created without a GPU")
+    sys.exit(1)
+except attnc.Error as e:
+    assert e.status == attnc.Status.ERR_DEVICE and "libcuda.so.1" in str(e), str(e)
+    print(str(e))
+PY
+  ); then ok "python: cpu,cuda falls back; cuda-only: $out"; else bad "python: $out"; fi
+fi
 finish
