@@ -82,9 +82,11 @@ static bool const_value(Ctx *c, int i, double *v) {
   return true;
 }
 
+/* An integer constant small enough that i + d cannot wrap in i32 for any
+ * position below 2^30 (the band is exact arithmetic; the program's is i32). */
 static bool const_int(Ctx *c, int i, int64_t *v) {
   double d;
-  if (!const_value(c, i, &d) || d != floor(d) || fabs(d) > 1e15) return false;
+  if (!const_value(c, i, &d) || d != floor(d) || fabs(d) >= 1073741824.0) return false;
   *v = (int64_t)d;
   return true;
 }
@@ -102,6 +104,7 @@ static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off) {
   if (n->op == IR_IOTA) {
     int ax = score_axis(c, n->type.rank, n->a.axis);
     if (ax != c->R - 2 && ax != c->R - 1) return false;
+    if (!ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[ax])) return false; /* an iota of extent 1 is 0, not i */
     *q = ax == c->R - 2;
     *off = 0;
     return true;
@@ -226,6 +229,30 @@ static int qk_of(Ctx *c, int id, int depth) {
   return found;
 }
 
+/* Is value id (for swapped: the K^T permute with its last two axes
+ * swapped back) contiguous along its last axis once lowered?  Views keep
+ * the last axis of their base only if a permute leaves it last; slices
+ * keep it; reshapes are dense (a copy when their source is not); every
+ * other value is a dense buffer. */
+static bool head_contiguous(Ctx *c, int id, bool swapped) {
+  for (int depth = 0; depth < 64; depth++) {
+    const IrNode *n = N(c, id);
+    if (n->op == IR_PERMUTE) {
+      int r = n->a.nlist;
+      int last = swapped ? n->a.list[r - 2] : n->a.list[r - 1];
+      if (last != r - 1) return false;
+      swapped = false;
+      id = n->in[0];
+    } else if (n->op == IR_SLICE) {
+      if (swapped) return false;
+      id = n->in[0];
+    } else {
+      return !swapped;
+    }
+  }
+  return false;
+}
+
 /* ---- the body ---------------------------------------------------------------- */
 
 typedef struct {
@@ -288,7 +315,7 @@ static int body_value(Ctx *c, Build *b, int id, int depth) {
   } else if (const_value(c, id, &v)) {
     a.value = v;
     r = body_add(c, b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
-  } else if (n->op == IR_IOTA) {
+  } else if (n->op == IR_IOTA && ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[score_axis(c, n->type.rank, n->a.axis)])) {
     int ax = score_axis(c, n->type.rank, n->a.axis);
     if (c->R == 5) /* [B, Hk, G, T, S]: the head is split over two axes */
       ax = ax == 0 ? 0 : ax >= 3 ? ax - 1 : -1;
@@ -388,7 +415,9 @@ static bool fuse_one(IrGraph *g) {
       if (ir_dim_mul(q5->dim[1], q5->dim[2], &hq) || !ir_dim_eq(hq, q4->dim[1]) ||
           !ir_dim_eq(q5->dim[3], q4->dim[2]) || !ir_dim_eq(q5->dim[0], q4->dim[0]) ||
           !ir_dim_eq(kk->dim[1], q5->dim[1]) || !ir_dim_eq(vv->dim[1], q5->dim[1]) ||
-          !ir_dim_is_const(N(&c, N(&c, kt)->in[0])->type.dim[2], &one) || one != 1)
+          !ir_dim_is_const(N(&c, N(&c, kt)->in[0])->type.dim[2], &one) || one != 1 ||
+          !ir_dim_is_const(v5->type.dim[2], &one) || one != 1 || !ir_dim_eq(vv->dim[3], v5->type.dim[4]) ||
+          !ir_dim_eq(vv->dim[2], v5->type.dim[3]))
         continue;
       kt = k4; /* (for R = 5, `kt` now names K itself) */
     }
@@ -400,10 +429,16 @@ static bool fuse_one(IrGraph *g) {
       }
       const IrType *qt = &N(&c, q)->type, *vt = &N(&c, v)->type;
       IrDim grp;
+      int64_t he;
       if (qt->rank != 4 || vt->rank != 4 || kswap.rank != 4 || !ir_dim_eq(qt->dim[0], kswap.dim[0]) ||
           !ir_dim_eq(kswap.dim[0], vt->dim[0]) || !ir_dim_eq(kswap.dim[1], vt->dim[1]) ||
           !ir_dim_eq(kswap.dim[2], vt->dim[2]) || !ir_dim_eq(qt->dim[3], kswap.dim[3]) ||
           ir_dim_div(qt->dim[1], kswap.dim[1], &grp))
+        continue;
+      /* the kernels (CPU and CUDA) need constant head sizes and rows that
+         are contiguous along the head axis */
+      if (!ir_dim_is_const(qt->dim[3], &he) || !ir_dim_is_const(vt->dim[3], &he) || !head_contiguous(&c, q, false) ||
+          !head_contiguous(&c, kt, R == 4) || !head_contiguous(&c, v, false))
         continue;
     }
     /* the body: path[first..last] */

@@ -83,8 +83,8 @@ bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t er
              "up to %d on this target", spec, t->mm_mr, t->mm_mc_max);
     return false;
   }
-  if (kind == IR_ATTENTION && (n != 2 || v[0] % t->att_bq || v[1] != t->att_bk)) {
-    snprintf(err, errlen, "--tile=%s: an attention tile is [rows per task, BK]: rows a multiple of %d, "
+  if (kind == IR_ATTENTION && (n != 2 || v[0] % t->att_bq || v[0] > (1 << 20) || v[1] != t->att_bk)) {
+    snprintf(err, errlen, "--tile=%s: an attention tile is [rows per task, BK]: rows a multiple of %d up to 2^20, "
              "BK = %d (fixed by the CPU template)", spec, t->att_bq, t->att_bk);
     return false;
   }

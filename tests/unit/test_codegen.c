@@ -1450,6 +1450,31 @@ Test(codegen, norms_from_primitives) {
   }
 }
 
+/* Programs from a review of fuse-attention (tests/unit/attention_cases/):
+   an iota of extent 1 (the constant 0, not a position), grouped heads
+   whose V has several groups, a symbolic head size, K / Q / V not
+   contiguous along the head axis, a band offset that wraps in i32.  Each
+   must compile and agree with the interpreter on the program as written,
+   whether or not the pass fuses it. */
+Test(codegen, attention_review_cases) {
+  static const struct {
+    const char *file, *dims;
+  } cases[] = {
+    {"iota1", "B=1 H=2 T=9 S=9"},  {"iota2", "B=2 H=1 T=7 S=13"},   {"g5v", "B=1 T=9 S=5"},
+    {"dimE", "B=1 H=2 T=7 S=9 E=5"}, {"nck", "B=2 T=7 S=9"},       {"ncq", "B=1 T=9 S=7"},
+    {"ovf", "B=1 H=1 T=9 S=9"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/unit/attention_cases/%s.attn", cases[i].file);
+    Model md;
+    model_compile_file(&md, rel, NULL);
+    const char *dims[] = {cases[i].dims, NULL};
+    check_dimsets(&md, dims, NULL, TOL, 0);
+    model_free(&md);
+  }
+}
+
 /* ---- 3. threads ------------------------------------------------------------------- */
 
 static bool same_bits(const Data *d, const attnc_tensor *a, const attnc_tensor *b) {
