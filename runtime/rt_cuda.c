@@ -4,6 +4,7 @@
 #include "rt_cuda.h"
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,11 +53,19 @@ static void set_err(const char *msg) {
   pthread_mutex_unlock(&err_mu);
 }
 
+/* a module's kernels already looked up (launches happen every run) */
+typedef struct rt_cuda_fn {
+  char name[32];
+  CUfunction f;
+  struct rt_cuda_fn *next;
+} rt_cuda_fn;
+
 struct rt_cuda_mod {
   int device;
   CUcontext ctx;
   CUmodule mod;
   const rt_cuda_images *img;
+  rt_cuda_fn *fns;
   struct rt_cuda_mod *next;
 };
 static struct rt_cuda_mod *mods;
@@ -67,8 +76,12 @@ void rt_cuda_error(char *buf, size_t n) {
   pthread_mutex_unlock(&err_mu);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, const char *a, int b) {
-  snprintf(err, errlen, fmt, a, b);
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
   set_err(err);
   return -1;
 }
@@ -120,15 +133,15 @@ int rt_cuda_probe(int device, char *err, size_t errlen) {
   pthread_mutex_lock(&cu_mu);
   int ok = load();
   pthread_mutex_unlock(&cu_mu);
-  if (ok < 0) return fail(err, errlen, "%s%.0d", cu.why, 0);
+  if (ok < 0) return fail(err, errlen, "%s", cu.why);
   int n = 0;
-  if (cu.DeviceGetCount(&n) || n == 0) return fail(err, errlen, "%sno CUDA device%.0d", "", 0);
-  if (device < 0 || device >= n) return fail(err, errlen, "%sdevice %d does not exist", "", device);
+  if (cu.DeviceGetCount(&n) || n == 0) return fail(err, errlen, "no CUDA device");
+  if (device < 0 || device >= n) return fail(err, errlen, "device %d does not exist", device);
   CUdevice dev;
   int major = 0;
   if (cu.DeviceGet(&dev, device) || cu.DeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, dev))
-    return fail(err, errlen, "%scannot query device %d", "", device);
-  if (major < 8) return fail(err, errlen, "%sdevice %d has compute capability below 8.0 (the kernels need sm_80+)", "", device);
+    return fail(err, errlen, "cannot query device %d", device);
+  if (major < 8) return fail(err, errlen, "device %d has compute capability below 8.0 (the kernels need sm_80+)", device);
   return 0;
 }
 
@@ -153,7 +166,7 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
   if (r) {
     pthread_mutex_unlock(&cu_mu);
     free(m);
-    return fail(err, errlen, "cannot open a context on the device: %s%.0d", errstr(r), 0);
+    return fail(err, errlen, "cannot open a context on the device: %s", errstr(r));
   }
   /* the CUBIN of this architecture, else the PTX (JIT-compiled by the driver) */
   const void *image = major == 9 && minor == 0 && img->cubin90 ? img->cubin90
@@ -162,7 +175,7 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
   if (r) {
     pthread_mutex_unlock(&cu_mu);
     free(m);
-    return fail(err, errlen, "cannot load the kernels: %s%.0d", image ? errstr(r) : "no image", 0);
+    return fail(err, errlen, "cannot load the kernels: %s", image ? errstr(r) : "no image");
   }
   m->device = device;
   m->img = img;
@@ -221,9 +234,26 @@ int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
 
 int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,
                    unsigned smem, void *params, size_t size) {
-  CUfunction f;
-  CHECK(cu.ModuleGetFunction(&f, m->mod, kernel), kernel);
-  if (smem > 48 * 1024) CHECK(cu.FuncSetAttribute(f, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, (int)smem), "shared memory opt-in");
+  CUfunction f = NULL;
+  pthread_mutex_lock(&cu_mu);
+  for (rt_cuda_fn *e = m->fns; e && !f; e = e->next)
+    if (!strcmp(e->name, kernel)) f = e->f;
+  pthread_mutex_unlock(&cu_mu);
+  if (!f) { /* first launch of this kernel: look it up, opt in to its shared memory, remember it */
+    CHECK(cu.ModuleGetFunction(&f, m->mod, kernel), kernel);
+    if (smem > 48 * 1024) CHECK(cu.FuncSetAttribute(f, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, (int)smem), "shared memory opt-in");
+    rt_cuda_fn *e = calloc(1, sizeof *e);
+    if (e && strlen(kernel) < sizeof e->name) {
+      snprintf(e->name, sizeof e->name, "%s", kernel);
+      e->f = f;
+      pthread_mutex_lock(&cu_mu);
+      e->next = m->fns;
+      m->fns = e;
+      pthread_mutex_unlock(&cu_mu);
+    } else {
+      free(e);
+    }
+  }
   void *extra[] = {(void *)1 /* CU_LAUNCH_PARAM_BUFFER_POINTER */, params, (void *)2 /* CU_LAUNCH_PARAM_BUFFER_SIZE */,
                    &size, (void *)0 /* CU_LAUNCH_PARAM_END */};
   CHECK(cu.LaunchKernel(f, gx, gy, gz, block, 1, 1, smem, NULL, NULL, extra), kernel);

@@ -53,9 +53,47 @@ static void mod_key(Cg *cg, const IrNode *n, FILE *f) {
     fprintf(f, " X%d:%d", cg->g->funcs[0].nodes[n->in[x]].type.dt, varies(cg, n->in[x], 2));
 }
 
+/* What a score body's params and indices read at the current key and
+ * vector of query rows. */
+typedef struct {
+  Cg *cg;
+  const IrNode *n;
+  LLVMValueRef tp, bv, hv, jv, rowv, last;
+  LLVMValueRef *xcol, *xsi;
+  LLVMTypeRef v64;
+} ModLeaf;
+
+static LLVMValueRef mod_leaf(void *ctx, const IrNode *bn) {
+  ModLeaf *m = ctx;
+  Cg *cg = m->cg;
+  if (bn->op == IR_INDEX)
+    return bn->a.axis == 0 ? m->bv : bn->a.axis == 1 ? m->hv : bn->a.axis == 3 ? m->jv
+                                                                               : LLVMBuildTrunc(cg->B, m->rowv, cg->vi, "");
+  if (bn->a.index == 0) { /* the score */
+    LLVMValueRef v = LLVMBuildLoad2(cg->B, cg->vf, m->tp, "");
+    LLVMSetAlignment(v, 4);
+    return v;
+  }
+  int x = bn->a.index - 1, id = m->n->in[2 + bn->a.index];
+  rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
+  LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
+  LLVMValueRef v;
+  if (!varies(cg, id, 2)) {
+    v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, m->xcol[x], ""), mt);
+  } else {
+    LLVMValueRef rc = cg_intr(cg, "llvm.smin", &m->v64, 1, (LLVMValueRef[]){m->rowv, cg_splat(cg, m->last, m->v64)}, 2);
+    LLVMValueRef idx = LLVMBuildMul(cg->B, rc, cg_splat(cg, m->xsi[x], m->v64), "");
+    LLVMValueRef ptrs = LLVMBuildGEP2(cg->B, et, m->xcol[x], &idx, 1, "");
+    LLVMTypeRef ovl[] = {mt, LLVMTypeOf(ptrs)};
+    LLVMValueRef all = LLVMConstAllOnes(LLVMVectorType(cg->i1, (unsigned)cg->vw));
+    v = cg_intr(cg, "llvm.masked.gather", ovl, 2, (LLVMValueRef[]){ptrs, LLVMConstInt(cg->i32, 1, 0), all, LLVMGetUndef(mt)}, 4);
+  }
+  if (dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
+  return v;
+}
+
 /* Generate the score-modification function of attention node n. */
 static LLVMValueRef mod_fn(Cg *cg, const IrNode *n) {
-  const IrFunc *body = &cg->g->funcs[n->body];
   int nx = n->nin - 3;
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
   char name[160];
@@ -66,83 +104,43 @@ static LLVMValueRef mod_fn(Cg *cg, const IrNode *n) {
   LLVMValueRef ctx = LLVMGetParam(fn, 0), tile = LLVMGetParam(fn, 1), cs = LLVMGetParam(fn, 3);
   LLVMValueRef i0 = LLVMGetParam(fn, 4), j0 = LLVMGetParam(fn, 5), rows = LLVMGetParam(fn, 6),
                cols = LLVMGetParam(fn, 7);
-  LLVMValueRef bv = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 0), cg->i32, ""), cg->vi);
-  LLVMValueRef hv = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 1), cg->i32, ""), cg->vi);
-  LLVMValueRef *xbase = calloc((size_t)nx + 1, sizeof *xbase), *xsi = calloc((size_t)nx + 1, sizeof *xsi),
-               *xsj = calloc((size_t)nx + 1, sizeof *xsj), *xcol = calloc((size_t)nx + 1, sizeof *xcol);
-  LLVMValueRef *vals = calloc((size_t)body->n + 1, sizeof *vals);
+  ModLeaf m = {cg, n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, LLVMVectorType(cg->i64, (unsigned)cg->vw)};
+  m.bv = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 0), cg->i32, ""), cg->vi);
+  m.hv = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 1), cg->i32, ""), cg->vi);
+  LLVMValueRef *xbase = calloc((size_t)nx + 1, sizeof *xbase), *xsj = calloc((size_t)nx + 1, sizeof *xsj);
+  m.xsi = calloc((size_t)nx + 1, sizeof *m.xsi);
+  m.xcol = calloc((size_t)nx + 1, sizeof *m.xcol);
   for (int x = 0; x < nx; x++) {
     xbase[x] = cg_ctx_ptr(cg, ctx, 2 + 3 * x);
-    xsi[x] = cg_ctx_i64(cg, ctx, 3 + 3 * x);
+    m.xsi[x] = cg_ctx_i64(cg, ctx, 3 + 3 * x);
     xsj[x] = cg_ctx_i64(cg, ctx, 4 + 3 * x);
   }
-  LLVMValueRef last = LLVMBuildSub(cg->B, LLVMBuildAdd(cg->B, i0, rows, ""), ci64(cg, 1), "");
+  m.last = LLVMBuildSub(cg->B, LLVMBuildAdd(cg->B, i0, rows, ""), ci64(cg, 1), "");
   LLVMValueRef nq = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, rows, ci64(cg, cg->vw - 1), ""), ci64(cg, cg->vw), "");
-  LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
   CgLoop lc, lx;
   cg_loop_begin(cg, &lc, ci64(cg, 0), cols, ci64(cg, 1));
   LLVMValueRef j = LLVMBuildAdd(cg->B, j0, lc.iv, "");
-  LLVMValueRef jv = cg_splat(cg, LLVMBuildTrunc(cg->B, j, cg->i32, ""), cg->vi);
+  m.jv = cg_splat(cg, LLVMBuildTrunc(cg->B, j, cg->i32, ""), cg->vi);
   for (int x = 0; x < nx; x++) {
     rt_dtype dt = cg->g->funcs[0].nodes[n->in[3 + x]].type.dt;
     LLVMValueRef off = LLVMBuildMul(cg->B, j, xsj[x], "");
-    xcol[x] = LLVMBuildGEP2(cg->B, elt_ty(cg, dt), xbase[x], &off, 1, "");
+    m.xcol[x] = LLVMBuildGEP2(cg->B, elt_ty(cg, dt), xbase[x], &off, 1, "");
   }
   cg_loop_begin(cg, &lx, ci64(cg, 0), nq, ci64(cg, 1));
   LLVMValueRef r0 = LLVMBuildAdd(cg->B, i0, LLVMBuildMul(cg->B, lx.iv, ci64(cg, cg->vw), ""), "");
-  LLVMValueRef rowv = LLVMBuildAdd(cg->B, cg_splat(cg, r0, v64), cg_lane_ids(cg, cg->i64), "");
+  m.rowv = LLVMBuildAdd(cg->B, cg_splat(cg, r0, m.v64), cg_lane_ids(cg, cg->i64), "");
   LLVMValueRef toff = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lc.iv, cs, ""),
                                    LLVMBuildMul(cg->B, lx.iv, ci64(cg, cg->vw), ""), "");
-  LLVMValueRef tp = LLVMBuildGEP2(cg->B, cg->f32, tile, &toff, 1, "");
-  for (int i = 0; i < body->n; i++) {
-    const IrNode *bn = &body->nodes[i];
-    switch (bn->op) {
-    case IR_PARAM:
-      if (bn->a.index == 0) {
-        vals[i] = LLVMBuildLoad2(cg->B, cg->vf, tp, "");
-        LLVMSetAlignment(vals[i], 4);
-      } else {
-        int x = bn->a.index - 1, id = n->in[2 + bn->a.index];
-        rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
-        LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
-        LLVMValueRef v;
-        if (!varies(cg, id, 2)) {
-          v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, xcol[x], ""), mt);
-        } else {
-          LLVMValueRef rc = cg_intr(cg, "llvm.smin", &v64, 1, (LLVMValueRef[]){rowv, cg_splat(cg, last, v64)}, 2);
-          LLVMValueRef idx = LLVMBuildMul(cg->B, rc, cg_splat(cg, xsi[x], v64), "");
-          LLVMValueRef ptrs = LLVMBuildGEP2(cg->B, et, xcol[x], &idx, 1, "");
-          LLVMTypeRef ovl[] = {mt, LLVMTypeOf(ptrs)};
-          LLVMValueRef all = LLVMConstAllOnes(LLVMVectorType(cg->i1, (unsigned)cg->vw));
-          v = cg_intr(cg, "llvm.masked.gather", ovl, 2,
-                      (LLVMValueRef[]){ptrs, LLVMConstInt(cg->i32, 1, 0), all, LLVMGetUndef(mt)}, 4);
-        }
-        if (dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
-        vals[i] = v;
-      }
-      break;
-    case IR_INDEX:
-      vals[i] = bn->a.axis == 0 ? bv : bn->a.axis == 1 ? hv : bn->a.axis == 3 ? jv
-              : LLVMBuildTrunc(cg->B, rowv, cg->vi, "");
-      break;
-    case IR_CONST: vals[i] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value); break;
-    default: {
-      LLVMValueRef a[3] = {0};
-      for (int k = 0; k < bn->nin; k++) a[k] = vals[bn->in[k]];
-      vals[i] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
-    }
-    }
-  }
-  LLVMValueRef st = LLVMBuildStore(cg->B, vals[body->yields[0]], tp);
+  m.tp = LLVMBuildGEP2(cg->B, cg->f32, tile, &toff, 1, "");
+  LLVMValueRef st = LLVMBuildStore(cg->B, cg_eval_body(cg, n->body, mod_leaf, &m), m.tp);
   LLVMSetAlignment(st, 4);
   cg_loop_end(cg, &lx);
   cg_loop_end(cg, &lc);
   LLVMBuildRetVoid(cg->B);
   free(xbase);
-  free(xsi);
   free(xsj);
-  free(xcol);
-  free(vals);
+  free(m.xsi);
+  free(m.xcol);
   return fn;
 }
 

@@ -110,6 +110,11 @@ void cg_copy(Cg *cg, int src, LLVMValueRef dst_ptr, LLVMValueRef *dst_stride);
 /* The structural key of body function `body` (node by node), for task
  * function sharing. */
 void cg_body_key(const Cg *cg, int body, FILE *f);
+/* Evaluate body function `body` on vectors: constants and elementwise ops
+ * here, params and indices from leaf(ctx, node) (each kernel kind binds
+ * them its own way: fused loops, matmul epilogues, attention score mods). */
+typedef LLVMValueRef (*CgLeafFn)(void *ctx, const IrNode *bn);
+LLVMValueRef cg_eval_body(Cg *cg, int body, CgLeafFn leaf, void *ctx);
 /* vector building blocks (also used for attention score bodies) */
 LLVMValueRef cg_intr(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl, LLVMValueRef *args, int nargs);
 LLVMValueRef cg_splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt);

@@ -251,6 +251,32 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
   }
 }
 
+LLVMValueRef cg_eval_body(Cg *cg, int body, CgLeafFn leaf, void *ctx) {
+  const IrFunc *b = &cg->g->funcs[body];
+  LLVMValueRef *vals = calloc((size_t)b->n + 1, sizeof *vals);
+  for (int i = 0; i < b->n; i++) {
+    const IrNode *bn = &b->nodes[i];
+    if (bn->op == IR_PARAM || bn->op == IR_INDEX) {
+      vals[i] = leaf(ctx, bn);
+    } else if (bn->op == IR_CONST) {
+      vals[i] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value);
+    } else {
+      LLVMValueRef a[3] = {0};
+      for (int k = 0; k < bn->nin; k++) a[k] = vals[bn->in[k]];
+      vals[i] = cg_ew_op(cg, bn, (rt_dtype)b->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
+    }
+  }
+  LLVMValueRef r = vals[b->yields[0]];
+  free(vals);
+  return r;
+}
+
+/* params and indices of a fused loop's body: the loaded leaves, the position */
+static LLVMValueRef body_leaf(void *ctx, const IrNode *bn) {
+  Body *b = ctx;
+  return bn->op == IR_PARAM ? b->leaves[bn->a.index].val : index_vec(b, bn->a.axis);
+}
+
 /* The element value of the expression from the loaded leaves. */
 static LLVMValueRef eval_expr(Body *b) {
   Cg *cg = b->cg;
@@ -263,24 +289,7 @@ static LLVMValueRef eval_expr(Body *b) {
     for (int k = 0; k < n->nin; k++) a[k] = b->leaves[k].val;
     return cg_ew_op(cg, n, b->leaves[0].dt, a[0], a[1], a[2]);
   }
-  const IrFunc *body = &g->funcs[n->body];
-  LLVMValueRef *vals = calloc((size_t)body->n, sizeof *vals);
-  for (int i = 0; i < body->n; i++) {
-    const IrNode *bn = &body->nodes[i];
-    switch (bn->op) {
-    case IR_PARAM: vals[i] = b->leaves[bn->a.index].val; break;
-    case IR_INDEX: vals[i] = index_vec(b, bn->a.axis); break;
-    case IR_CONST: vals[i] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value); break;
-    default: {
-      LLVMValueRef a[3] = {0};
-      for (int k = 0; k < bn->nin; k++) a[k] = vals[bn->in[k]];
-      vals[i] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
-    }
-    }
-  }
-  LLVMValueRef r = vals[body->yields[0]];
-  free(vals);
-  return r;
+  return cg_eval_body(cg, n->body, body_leaf, b);
 }
 
 /* Store the vector value v (dtype dt) at out[off + j], under mask. */

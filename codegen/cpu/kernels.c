@@ -92,6 +92,55 @@ static int epi_mode(Cg *cg, int id, int r) {
   return cg->v[id].inner_unit ? 1 : 2;
 }
 
+/* What an epilogue body's params and indices read at row gi, columns gj..:
+ * the product (param 0), operand k + 1 (param k) by its access mode. */
+typedef struct {
+  Cg *cg;
+  const IrNode *n;
+  int nb;
+  LLVMValueRef ctx, prod, mask, gi, gj;
+  LLVMValueRef *bidx;
+  LLVMTypeRef v64;
+} EpiLeaf;
+
+static LLVMValueRef epi_leaf(void *ctx, const IrNode *bn) {
+  EpiLeaf *e = ctx;
+  Cg *cg = e->cg;
+  int r = e->n->type.rank;
+  if (bn->op == IR_INDEX) {
+    int ax = bn->a.axis;
+    if (ax < e->nb) return e->bidx[ax];
+    if (ax == r - 2) return cg_splat(cg, LLVMBuildTrunc(cg->B, e->gi, cg->i32, ""), cg->vi);
+    return LLVMBuildAdd(cg->B, cg_splat(cg, LLVMBuildTrunc(cg->B, e->gj, cg->i32, ""), cg->vi), cg_lane_ids(cg, cg->i32), "");
+  }
+  if (bn->a.index == 0) return e->prod;
+  int x = bn->a.index - 1, id = e->n->in[1 + bn->a.index];
+  rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
+  LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
+  int fx = e->nb + 3 * x;
+  LLVMValueRef base = cg_ctx_ptr(cg, e->ctx, fx), sm = cg_ctx_i64(cg, e->ctx, fx + 1), sn = cg_ctx_i64(cg, e->ctx, fx + 2);
+  LLVMValueRef roff = LLVMBuildMul(cg->B, e->gi, sm, "");
+  int mode = epi_mode(cg, id, r);
+  LLVMValueRef v;
+  if (mode == 0) {
+    v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, base, &roff, 1, ""), ""), mt);
+  } else if (mode == 1) {
+    LLVMValueRef o = LLVMBuildAdd(cg->B, roff, e->gj, "");
+    LLVMTypeRef ovl[] = {mt, cg->ptr};
+    v = cg_intr(cg, "llvm.masked.load", ovl, 2,
+                (LLVMValueRef[]){LLVMBuildGEP2(cg->B, et, base, &o, 1, ""), LLVMConstInt(cg->i32, 1, 0), e->mask,
+                                 LLVMConstNull(mt)}, 4);
+  } else {
+    LLVMValueRef jv = LLVMBuildAdd(cg->B, cg_splat(cg, e->gj, e->v64), cg_lane_ids(cg, cg->i64), "");
+    LLVMValueRef idx = LLVMBuildAdd(cg->B, cg_splat(cg, roff, e->v64), LLVMBuildMul(cg->B, jv, cg_splat(cg, sn, e->v64), ""), "");
+    LLVMValueRef ptrs = LLVMBuildGEP2(cg->B, et, base, &idx, 1, "");
+    LLVMTypeRef ovl[] = {mt, LLVMTypeOf(ptrs)};
+    v = cg_intr(cg, "llvm.masked.gather", ovl, 2, (LLVMValueRef[]){ptrs, LLVMConstInt(cg->i32, 1, 0), e->mask, LLVMConstNull(mt)}, 4);
+  }
+  if (dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
+  return v;
+}
+
 /* The epilogue of matmul node n as a gemm template callback
  *   void epi(ptr ctx, ptr tile, i64 ldc, i64 i, i64 j, i64 rows, i64 cols)
  * ctx: i64 fields: the batch indices [nb], then per extra operand its base
@@ -99,7 +148,7 @@ static int epi_mode(Cg *cg, int id, int r) {
  * evaluated on rows of the tile, VW columns at a time (masked). */
 static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   const IrFunc *body = n->body >= 0 ? &cg->g->funcs[n->body] : NULL;
-  int r = n->type.rank, nx = n->nin - 2, nbody = body ? body->n : 0;
+  int nx = n->nin - 2;
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
   char name[160];
   snprintf(name, sizeof name, "%s__k%d_epilogue", cg->ident, cg->kernels++);
@@ -120,7 +169,6 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
     part = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, f0 + 1), &off, 1, "");
     acc = LLVMBuildAlloca(cg->B, cg->vf, "acc");
   }
-  LLVMValueRef *vals = calloc((size_t)nbody + 1, sizeof *vals);
   LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
   CgLoop lr, lc;
   cg_loop_begin(cg, &lc, ci64(cg, 0), cols, ci64(cg, cg->vw));
@@ -135,55 +183,8 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   LLVMTypeRef fovl[] = {cg->vf, cg->ptr};
   LLVMValueRef prod = cg_intr(cg, "llvm.masked.load", fovl, 2,
                               (LLVMValueRef[]){tp, LLVMConstInt(cg->i32, 4, 0), mask, LLVMConstNull(cg->vf)}, 4);
-  for (int k = 0; k < nbody; k++) {
-    const IrNode *bn = &body->nodes[k];
-    if (bn->op == IR_PARAM && bn->a.index == 0) {
-      vals[k] = prod;
-    } else if (bn->op == IR_PARAM) {
-      int x = bn->a.index - 1, id = n->in[1 + bn->a.index];
-      rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
-      LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
-      int fx = nb + 3 * x;
-      LLVMValueRef base = cg_ctx_ptr(cg, ctx, fx), sm = cg_ctx_i64(cg, ctx, fx + 1), sn = cg_ctx_i64(cg, ctx, fx + 2);
-      LLVMValueRef roff = LLVMBuildMul(cg->B, gi, sm, "");
-      int mode = epi_mode(cg, id, n->type.rank);
-      LLVMValueRef v;
-      if (mode == 0) {
-        v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, base, &roff, 1, ""), ""), mt);
-      } else if (mode == 1) {
-        LLVMValueRef o = LLVMBuildAdd(cg->B, roff, gj, "");
-        LLVMTypeRef ovl[] = {mt, cg->ptr};
-        v = cg_intr(cg, "llvm.masked.load", ovl, 2,
-                    (LLVMValueRef[]){LLVMBuildGEP2(cg->B, et, base, &o, 1, ""), LLVMConstInt(cg->i32, 1, 0), mask,
-                                     LLVMConstNull(mt)}, 4);
-      } else {
-        LLVMValueRef jv = LLVMBuildAdd(cg->B, cg_splat(cg, gj, v64), cg_lane_ids(cg, cg->i64), "");
-        LLVMValueRef idx = LLVMBuildAdd(cg->B, cg_splat(cg, roff, v64), LLVMBuildMul(cg->B, jv, cg_splat(cg, sn, v64), ""), "");
-        LLVMValueRef ptrs = LLVMBuildGEP2(cg->B, et, base, &idx, 1, "");
-        LLVMTypeRef ovl[] = {mt, LLVMTypeOf(ptrs)};
-        v = cg_intr(cg, "llvm.masked.gather", ovl, 2,
-                    (LLVMValueRef[]){ptrs, LLVMConstInt(cg->i32, 1, 0), mask, LLVMConstNull(mt)}, 4);
-      }
-      if (dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");
-      vals[k] = v;
-    } else if (bn->op == IR_INDEX) {
-      int ax = bn->a.axis;
-      if (ax < nb)
-        vals[k] = bidx[ax];
-      else if (ax == r - 2)
-        vals[k] = cg_splat(cg, LLVMBuildTrunc(cg->B, gi, cg->i32, ""), cg->vi);
-      else
-        vals[k] = LLVMBuildAdd(cg->B, cg_splat(cg, LLVMBuildTrunc(cg->B, gj, cg->i32, ""), cg->vi),
-                               cg_lane_ids(cg, cg->i32), "");
-    } else if (bn->op == IR_CONST) {
-      vals[k] = cg_const_vec(cg, (rt_dtype)bn->type.dt, bn->a.value);
-    } else {
-      LLVMValueRef a[3] = {0};
-      for (int q = 0; q < bn->nin; q++) a[q] = vals[bn->in[q]];
-      vals[k] = cg_ew_op(cg, bn, (rt_dtype)body->nodes[bn->in[0]].type.dt, a[0], a[1], a[2]);
-    }
-  }
-  LLVMValueRef res = body ? vals[body->yields[0]] : prod;
+  EpiLeaf e = {cg, n, nb, ctx, prod, mask, gi, gj, bidx, v64};
+  LLVMValueRef res = body ? cg_eval_body(cg, n->body, epi_leaf, &e) : prod;
   if (body)
     cg_intr(cg, "llvm.masked.store", fovl, 2, (LLVMValueRef[]){res, tp, LLVMConstInt(cg->i32, 4, 0), mask}, 4);
   if (fold) /* masked lanes of res are 0 (masked loads of zeros) only without a body: select */
@@ -197,7 +198,6 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   }
   cg_loop_end(cg, &lc);
   LLVMBuildRetVoid(cg->B);
-  free(vals);
   return fn;
 }
 

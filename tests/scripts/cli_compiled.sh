@@ -149,8 +149,7 @@ for case_ in mha/causal sdpa/e13 se_block/c20 decoder/small encoder/small_gelu; 
   dir=tests/fixtures/$case_
   model=${case_%%/*}
   name=${case_//\//_}
-  dflags=""
-  for d in $(sed -n 's/^params: //p' "$dir/case.txt"); do dflags="$dflags -D $d"; done
+  dflags=$(fixture_defs "$dir")
   io=""
   for f in "$dir"/*.npy; do
     b=$(basename "$f" .npy)

@@ -17,7 +17,7 @@ fi
 for cdir in tests/fixtures/*/*/; do
   m=$(basename "$(dirname "$cdir")")
   c=$(basename "$cdir")
-  defs=$(sed -n 's/^params: //p' "$cdir/case.txt" | sed 's/\([A-Z]*=\)/-D \1/g')
+  defs=$(fixture_defs "$cdir")
   lib="$TMP/$m-$c.so"
   "$ATTNC" "examples/$m.attn" $defs --target=cuda -o "$lib" 2>"$TMP/err" || { bad "$m/$c: build: $(head -3 "$TMP/err")"; continue; }
   args=()

@@ -17,12 +17,8 @@ ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1' && have_gpu=1
 for m in sdpa mha encoder; do
   FX=tests/fixtures/$m/default
   [ "$m" = encoder ] && FX=tests/fixtures/encoder/small_relu
-  defs=$(sed -n 's/^params: //p' "$FX/case.txt" | sed 's/\([A-Z]*=\)/-D \1/g')
-  ins=()
-  for f in "$FX"/*.npy; do
-    b=$(basename "$f" .npy)
-    case "$b" in expected_*) ;; *) ins+=(--input "$b=$f") ;; esac
-  done
+  defs=$(fixture_defs "$FX")
+  read -r -a ins <<<"$(fixture_inputs "$FX")"
   w=()
   [ -f "$FX/weights.safetensors" ] && w=(--weights "$FX/weights.safetensors")
   oname=$(ls "$FX"/expected_*.npy | head -1 | sed 's/.*expected_//; s/.npy$//')

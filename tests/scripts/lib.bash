@@ -14,3 +14,13 @@ finish() {
   echo "$PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ] && [ "$PASS" -gt 0 ]
 }
+# A fixture case (tests/fixtures/MODEL/CASE): its params as -D flags, and its
+# inputs as --input NAME=FILE flags (words, for unquoted use).
+fixture_defs() { local d; for d in $(sed -n 's/^params: //p' "$1/case.txt"); do printf -- '-D %s ' "$d"; done; }
+fixture_inputs() {
+  local f b
+  for f in "$1"/*.npy; do
+    b=$(basename "$f" .npy)
+    case "$b" in expected_*) ;; *) printf -- '--input %s=%s ' "$b" "$f" ;; esac
+  done
+}

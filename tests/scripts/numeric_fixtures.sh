@@ -14,15 +14,8 @@ for dir in tests/fixtures/*/*/; do
   dir=${dir%/}
   model=$(basename "$(dirname "$dir")")
   case_=$(basename "$dir")
-  defs=$(sed -n 's/^params: //p' "$dir/case.txt")
-  dflags=""
-  for d in $defs; do dflags="$dflags -D $d"; done
-  inputs=""
-  for f in "$dir"/*.npy; do
-    b=$(basename "$f" .npy)
-    case "$b" in expected_*) continue ;; esac
-    inputs="$inputs --input $b=$f"
-  done
+  dflags=$(fixture_defs "$dir")
+  inputs=$(fixture_inputs "$dir")
   outputs=""
   for f in "$dir"/expected_*.npy; do
     b=$(basename "$f" .npy)
