@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine.h"
+#include "rt_half.h"
 #include "rt_npy.h"
 #include "rt_safetensors.h"
 
@@ -198,9 +199,18 @@ int engine_run(Engine *e, const RunArgs *a) {
       continue;
     }
     rt_dtype dt = out[o].dtype == ATTNC_F32 ? RT_F32 : out[o].dtype == ATTNC_F16 ? RT_F16 : out[o].dtype == ATTNC_I32 ? RT_I32 : RT_BOOL;
-    if (out[o].dtype == ATTNC_BF16) {
-      tool_fail("output '%s' is bf16, which .npy cannot hold", info.outputs[o].name);
-      goto done;
+    if (out[o].dtype == ATTNC_BF16) { /* .npy has no bf16: written as f32, which holds it exactly */
+      int64_t n = 1;
+      for (int d = 0; d < out[o].rank; d++) n *= out[o].shape[d];
+      float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
+      if (!f) {
+        tool_fail("out of memory converting output '%s'", info.outputs[o].name);
+        goto done;
+      }
+      for (int64_t i = 0; i < n; i++) f[i] = rt_bf16_to_f32(((const uint16_t *)out[o].data)[i]);
+      free(out[o].data);
+      out[o].data = f;
+      dt = RT_F32;
     }
     if (rt_npy_write(a->out_files[k], dt, out[o].rank, out[o].shape, out[o].data, err, sizeof err)) {
       tool_fail("%s", err);

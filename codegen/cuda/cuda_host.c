@@ -22,8 +22,10 @@ typedef struct {
   IrDiag *diag;
 } Host;
 
-static const char *ct(rt_dtype t) { return t == RT_I32 ? "int" : t == RT_BOOL ? "u8" : "float"; }
-static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : 4; }
+/* storage on the device, as cuda_src.c declares it: f16 / bf16 as themselves */
+static bool half(rt_dtype t) { return t == RT_F16 || t == RT_BF16; }
+static const char *ct(rt_dtype t) { return t == RT_I32 ? "int" : t == RT_BOOL ? "u8" : half(t) ? "h16" : "float"; }
+static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : half(t) ? 2 : 4; }
 
 /* A dim as a C expression over sym[]. */
 static void dim_c(const IrGraph *g, IrDim d, char *buf, size_t n) {
@@ -118,8 +120,9 @@ static void node(Host *h, int i, int *wi) {
   IrOpClass cls = ir_opinfo[n->op].cls;
   if (n->op == IR_ATTENTION) {
     int q = n->in[0], k = n->in[1], vv = n->in[2];
-    fprintf(h->f, "    a.q = (const float *)V[%d].p; a.k = (const float *)V[%d].p; a.v = (const float *)V[%d].p;"
-                  " a.o = (float *)V[%d].p;\n", q, k, vv, i);
+    fprintf(h->f, "    a.q = (const %s *)V[%d].p; a.k = (const %s *)V[%d].p; a.v = (const %s *)V[%d].p;"
+                  " a.o = (%s *)V[%d].p;\n", ct(HN(h, q)->type.dt), q, ct(HN(h, k)->type.dt), k, ct(HN(h, vv)->type.dt), vv,
+            ct(n->type.dt), i);
     fprintf(h->f, "    a.B = V[%d].shape[0]; a.H = V[%d].shape[1]; a.T = V[%d].shape[2]; a.S = V[%d].shape[2];"
                   " a.G = V[%d].shape[1] / V[%d].shape[1];\n", q, q, q, k, q, k);
     for (int d = 0; d < 3; d++)
@@ -153,7 +156,8 @@ static void node(Host *h, int i, int *wi) {
   if (n->op == IR_MATMUL) {
     int A = n->in[0], B = n->in[1], nb = r - 2;
     int ra = HN(h, A)->type.rank, rb = HN(h, B)->type.rank;
-    fprintf(h->f, "    a.A = (const float *)V[%d].p; a.B = (const float *)V[%d].p; a.C = (float *)V[%d].p;\n", A, B, i);
+    fprintf(h->f, "    a.A = (const %s *)V[%d].p; a.B = (const %s *)V[%d].p; a.C = (%s *)V[%d].p;\n", ct(HN(h, A)->type.dt), A,
+            ct(HN(h, B)->type.dt), B, ct(n->type.dt), i);
     fprintf(h->f, "    a.M = V[%d].shape[%d]; a.N = V[%d].shape[%d]; a.K = V[%d].shape[%d];\n", i, r - 2, i, r - 1, A, ra - 1);
     fprintf(h->f, "    a.as_m = V[%d].st[%d]; a.as_k = V[%d].st[%d]; a.bs_k = V[%d].st[%d]; a.bs_n = V[%d].st[%d]; a.cs_m = V[%d].st[%d];\n",
             A, ra - 2, A, ra - 1, B, rb - 2, B, rb - 1, i, r - 2);
@@ -181,7 +185,8 @@ static void node(Host *h, int i, int *wi) {
     int x = n->in[0], xr = HN(h, x)->type.rank;
     bool red[IR_MAX_RANK] = {0};
     for (int k = 0; k < n->a.nlist; k++) red[n->a.list[k]] = true;
-    fprintf(h->f, "    a.x = (const float *)V[%d].p; a.o = (float *)V[%d].p; a.nout = 1; a.nred = 1;\n", x, i);
+    fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.nout = 1; a.nred = 1;\n", ct(HN(h, x)->type.dt), x,
+            ct(n->type.dt), i);
     for (int d = 0; d < xr; d++) {
       if (red[d])
         fprintf(h->f, "    a.rshape[a.nr] = V[%d].shape[%d]; a.rs[a.nr++] = V[%d].st[%d]; a.nred *= V[%d].shape[%d];\n", x, d, x,
@@ -196,10 +201,11 @@ static void node(Host *h, int i, int *wi) {
   if (cls == IR_CLS_NORM) {
     int x = n->in[0], xr = HN(h, x)->type.rank;
     int ax = n->op == IR_SOFTMAX ? n->a.axis : xr - 1;
-    fprintf(h->f, "    a.x = (const float *)V[%d].p; a.o = (float *)V[%d].p; a.n = V[%d].shape[%d]; a.xs = V[%d].st[%d];"
-                  " a.os = V[%d].st[%d]; a.nrows = 1; a.eps = %.9ef;\n", x, i, x, ax, x, ax, i, ax, n->a.eps);
-    if (n->nin > 1) fprintf(h->f, "    a.w = (const float *)V[%d].p;\n", n->in[1]);
-    if (n->nin > 2) fprintf(h->f, "    a.b = (const float *)V[%d].p;\n", n->in[2]);
+    fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.n = V[%d].shape[%d]; a.xs = V[%d].st[%d];"
+                  " a.os = V[%d].st[%d]; a.nrows = 1; a.eps = %.9ef;\n", ct(HN(h, x)->type.dt), x, ct(n->type.dt), i, x, ax, x,
+            ax, i, ax, n->a.eps);
+    if (n->nin > 1) fprintf(h->f, "    a.w = (const %s *)V[%d].p;\n", ct(HN(h, n->in[1])->type.dt), n->in[1]);
+    if (n->nin > 2) fprintf(h->f, "    a.b = (const %s *)V[%d].p;\n", ct(HN(h, n->in[2])->type.dt), n->in[2]);
     for (int d = 0; d < xr; d++)
       if (d != ax)
         fprintf(h->f, "    a.rshape[a.nd] = V[%d].shape[%d]; a.rxs[a.nd] = V[%d].st[%d]; a.ros[a.nd++] = V[%d].st[%d];"
@@ -208,7 +214,7 @@ static void node(Host *h, int i, int *wi) {
     return;
   }
   if (n->op == IR_CONCAT) {
-    fprintf(h->f, "    a.o = (float *)V[%d].p; a.n = cu_numel(&V[%d]);\n", i, i);
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i, i);
     for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
     fprintf(h->f, "    i64 end = 0;\n");
     for (int k = 0; k < n->nin; k++) {
@@ -264,7 +270,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   fprintf(h.f, "0};\n");
   int nw = ir_graph_weights(g, ids + 128, 128);
   fprintf(h.f, "static const int cu_nweight = %d;\n", nw);
-  fprintf(h.f, "/* tensors: name, dtype (0 f32, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
+  fprintf(h.f, "/* tensors: name, dtype (0 f32, 1 f16, 2 bf16, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
   fprintf(h.f, "typedef struct { const char *name; int dtype, rank, node; } CuT;\nstatic const CuT cu_inputs[] = {");
   for (int k = 0; k < nin; k++) {
     const IrNode *n = &f->nodes[ids[k]];
@@ -371,7 +377,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "int32_t %s__cuda_probe(int32_t device, char *err, size_t errlen) { return rt_cuda_probe(device, err, errlen); }\n\n"
           "static size_t cu_bytes(const CuT *t, const i64 *sym) {\n"
           "  i64 shape[8], n = 1;\n  cu_shape(t->node, sym, shape);\n"
-          "  for (int d = 0; d < t->rank; d++) n *= shape[d];\n  return (size_t)n * (t->dtype == 4 ? 1 : 4);\n}\n\n"
+          "  for (int d = 0; d < t->rank; d++) n *= shape[d];\n  return (size_t)n * (t->dtype == 4 ? 1 : t->dtype == 1 || t->dtype == 2 ? 2 : 4);\n}\n\n"
           "/* host buffers in, host buffers out: copied (weights too, each run) */\n"
           "int32_t %s__cuda_run(rt_exec *ex, int32_t device, const int64_t *sym, const void *const *in, void *const *out,\n"
           "                     const void *const *w) {\n"

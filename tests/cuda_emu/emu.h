@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../../runtime/rt_half.h"
 
 struct emu_dim3 { unsigned x, y, z; };
 static thread_local emu_dim3 threadIdx, blockIdx;
@@ -38,6 +39,18 @@ static inline float __int_as_float(int x) {
   memcpy(&f, &x, 4);
   return f;
 }
+static inline float __uint_as_float(unsigned x) { return __int_as_float((int)x); }
+static inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+/* f16 / bf16 storage conversions (the generated code uses PTX cvt for f16) */
+typedef unsigned short h16;
+static inline float a_bf2f(h16 x) { return rt_bf16_to_f32(x); }
+static inline h16 a_f2bf(float f) { return rt_f32_to_bf16(f); }
+static inline float a_h2f(h16 x) { return rt_f16_to_f32(x); }
+static inline h16 a_f2h(float f) { return rt_f32_to_f16(f); }
 static inline float emu_exchange(float v, unsigned src_lane) {
   unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31;
   emu_xch[w][l] = v;

@@ -29,6 +29,15 @@ static int h_launch(void *, const char *k, unsigned gx, unsigned gy, unsigned gz
 }
 
 static int esize(int dt) { return dt == 4 ? 1 : 4; }
+/* float data into the device's storage of dtype dt (f16 / bf16 rounded, f
+ * rounded in place so the .npy holds exactly what the kernels read) */
+static void to_device(int dt, float *f, void *dst, i64 n) {
+  for (i64 i = 0; i < n; i++) {
+    if (dt == 1) ((h16 *)dst)[i] = a_f2h(f[i]), f[i] = a_h2f(((h16 *)dst)[i]);
+    else if (dt == 2) ((h16 *)dst)[i] = a_f2bf(f[i]), f[i] = a_bf2f(((h16 *)dst)[i]);
+    else ((float *)dst)[i] = f[i];
+  }
+}
 static const char *npy_descr(int dt) { return dt == 3 ? "<i4" : dt == 4 ? "|b1" : "<f4"; }
 
 static void write_npy(const char *path, int dt, int rank, const i64 *shape, const void *data, i64 n) {
@@ -70,14 +79,18 @@ int main(int argc, char **argv) {
     i64 shape[8], n = 1;
     cu_shape(cu_inputs[k].node, sym, shape);
     for (int d = 0; d < cu_inputs[k].rank; d++) n *= shape[d];
+    int dt = cu_inputs[k].dtype;
     in[k] = malloc((size_t)(n ? n : 1) * 4);
+    float *f32 = (float *)malloc((size_t)(n ? n : 1) * 4);
     for (i64 i = 0; i < n; i++) {
-      if (cu_inputs[k].dtype == 3) ((int *)in[k])[i] = (int)(urand() * 9);
-      else if (cu_inputs[k].dtype == 4) ((u8 *)in[k])[i] = urand() < 0.7;
-      else ((float *)in[k])[i] = (float)(urand() * 3.4 - 1.7);
+      if (dt == 3) ((int *)in[k])[i] = (int)(urand() * 9);
+      else if (dt == 4) ((u8 *)in[k])[i] = urand() < 0.7;
+      else f32[i] = (float)(urand() * 3.4 - 1.7);
     }
+    if (dt <= 2) to_device(dt, f32, in[k], n); /* f16/bf16: stored as such, exact in the .npy */
     snprintf(path, sizeof path, "%s/in_%s.npy", dir, cu_inputs[k].name);
-    write_npy(path, cu_inputs[k].dtype, cu_inputs[k].rank, shape, in[k], n);
+    write_npy(path, dt, cu_inputs[k].rank, shape, dt <= 2 ? f32 : in[k], n);
+    free(f32);
   }
   /* weights: random, into one safetensors file */
   snprintf(path, sizeof path, "%s/weights.safetensors", dir);
@@ -86,6 +99,7 @@ int main(int argc, char **argv) {
   size_t hl = (size_t)snprintf(header, sizeof header, "{");
   i64 off = 0;
   i64 wn[256];
+  float *wf[256];
   for (int k = 0; k < cu_nweight; k++) {
     i64 shape[8], n = 1;
     cu_shape(cu_weights[k].node, sym, shape);
@@ -93,8 +107,11 @@ int main(int argc, char **argv) {
     wn[k] = n;
     double a = cu_weights[k].rank >= 2 ? sqrt(3.0 / (double)shape[cu_weights[k].rank - 1]) : 1.0;
     w[k] = malloc((size_t)(n ? n : 1) * 4);
-    for (i64 i = 0; i < n; i++) ((float *)w[k])[i] = (float)(a * (2 * urand() - 1));
-    hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", k ? "," : "", cu_weights[k].name);
+    wf[k] = (float *)malloc((size_t)(n ? n : 1) * 4);
+    for (i64 i = 0; i < n; i++) wf[k][i] = (float)(a * (2 * urand() - 1));
+    to_device(cu_weights[k].dtype, wf[k], w[k], n);
+    hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", k ? "," : "",
+                           cu_weights[k].name); /* f32 values, exact in the weight's dtype */
     for (int d = 0; d < cu_weights[k].rank; d++) hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s%lld", d ? "," : "", shape[d]);
     hl += (size_t)snprintf(header + hl, sizeof header - hl, "],\"data_offsets\":[%lld,%lld]}", off, off + n * 4);
     off += n * 4;
@@ -104,7 +121,7 @@ int main(int argc, char **argv) {
   uint64_t hl64 = hl;
   fwrite(&hl64, 8, 1, st);
   fwrite(header, 1, hl, st);
-  for (int k = 0; k < cu_nweight; k++) fwrite(w[k], 4, (size_t)wn[k], st);
+  for (int k = 0; k < cu_nweight; k++) fwrite(wf[k], 4, (size_t)wn[k], st);
   fclose(st);
   i64 oshape[64][8], on[64];
   for (int k = 0; k < cu_noutput; k++) {
@@ -112,7 +129,10 @@ int main(int argc, char **argv) {
     cu_shape(cu_outputs[k].node, sym, oshape[k]);
     for (int d = 0; d < cu_outputs[k].rank; d++) on[k] *= oshape[k][d];
     out[k] = malloc((size_t)(on[k] ? on[k] : 1) * 4);
-    for (i64 i = 0; i < on[k]; i++) ((float *)out[k])[i] = NAN; /* unwritten elements show */
+    for (i64 i = 0; i < on[k]; i++) { /* unwritten elements show */
+      if (cu_outputs[k].dtype == 1 || cu_outputs[k].dtype == 2) ((h16 *)out[k])[i] = 0x7e00;
+      else ((float *)out[k])[i] = NAN;
+    }
   }
   CuOps ops = {h_alloc, h_free, h_launch, h_copy};
   int rc = cu_run(&ops, NULL, sym, in, w, out);
@@ -122,7 +142,15 @@ int main(int argc, char **argv) {
   }
   for (int k = 0; k < cu_noutput; k++) {
     snprintf(path, sizeof path, "%s/out_%s.npy", dir, cu_outputs[k].name);
-    write_npy(path, cu_outputs[k].dtype, cu_outputs[k].rank, oshape[k], out[k], on[k]);
+    int dt = cu_outputs[k].dtype;
+    if (dt == 1 || dt == 2) { /* written as f32 */
+      float *f32 = (float *)malloc((size_t)(on[k] ? on[k] : 1) * 4);
+      for (i64 i = 0; i < on[k]; i++) f32[i] = dt == 1 ? a_h2f(((h16 *)out[k])[i]) : a_bf2f(((h16 *)out[k])[i]);
+      write_npy(path, 0, cu_outputs[k].rank, oshape[k], f32, on[k]);
+      free(f32);
+    } else {
+      write_npy(path, dt, cu_outputs[k].rank, oshape[k], out[k], on[k]);
+    }
   }
   return 0;
 }
