@@ -39,7 +39,8 @@
 #define MAX_ERRORS 20     /* stop after this many errors */
 #define MAX_DIM_DEPTH 32  /* nesting of '(' and unary '-' in one dim */
 #define MAX_BODY_DEPTH 4  /* bodies inside bodies */
-#define A_TILE (1u << 31) /* the tile attribute, which every op may carry */
+#define A_TILE (1u << 31)  /* the tile attribute, which every op may carry */
+#define A_GTILE (1u << 30) /* and its GPU counterpart */
 #define POISONED (-1)     /* a name whose definition failed */
 
 typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_ID, T_STR, T_PUNCT, T_ERR } TokKind;
@@ -609,7 +610,7 @@ static const struct {
   {"str", A_STR},   {"index", A_INDEX}, {"value", A_VALUE}, {"axis", A_AXIS},
   {"axes", A_AXES}, {"keep", A_KEEP},   {"perm", A_PERM},   {"start", A_START},
   {"eps", A_EPS},   {"scale", A_SCALE}, {"mask", A_MASK},   {"tile", A_TILE},
-  {"fold", A_FOLD},
+  {"fold", A_FOLD},  {"gtile", A_GTILE},
 };
 #define NATTR ((int)(sizeof attr_table / sizeof attr_table[0]))
 
@@ -652,13 +653,14 @@ static bool parse_attr_value(Parser *p, unsigned bit, IrAttrs *a) {
     return expect(p, '[', "'['") && parse_mask_bound(p, &a->mlo) &&
            expect(p, ',', "','") && parse_mask_bound(p, &a->mhi) && expect(p, ']', "']'");
   case A_TILE: return parse_list(p, a->tile, &a->ntile, IR_MAX_TILE, false);
+  case A_GTILE: return parse_list(p, a->gtile, &a->ngtile, IR_MAX_TILE, false);
   }
   return false;
 }
 
 /* attrs := [ IDENT '=' value { ',' IDENT '=' value } ] '}'   ('{' read) */
 static bool parse_attrs(Parser *p, int op, IrAttrs *a) {
-  unsigned allowed = ir_opinfo[op].attrs | A_TILE, seen = 0;
+  unsigned allowed = ir_opinfo[op].attrs | A_TILE | A_GTILE, seen = 0;
   if (accept(p, '}')) return true;
   for (;;) {
     Tok t = p->tok;

@@ -137,7 +137,7 @@ static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
   unsigned bits = ir_opinfo[n->op].attrs;
   const IrAttrs *a = &n->a;
   int k = 0;
-  if (!(bits & ~A_FOLD) && a->ntile <= 0 && !((bits & A_FOLD) && a->fold)) return;
+  if (!(bits & ~A_FOLD) && a->ntile <= 0 && a->ngtile <= 0 && !((bits & A_FOLD) && a->fold)) return;
   fputs(" {", out);
   if (bits & A_STR) {
     put_key(out, &k, "str");
@@ -196,6 +196,13 @@ static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
     fputc('[', out);
     for (int i = 0; i < a->ntile && i < IR_MAX_TILE; i++)
       fprintf(out, "%s%lld", i ? "," : "", (long long)a->tile[i]);
+    fputc(']', out);
+  }
+  if (a->ngtile > 0) {
+    put_key(out, &k, "gtile");
+    fputc('[', out);
+    for (int i = 0; i < a->ngtile && i < IR_MAX_TILE; i++)
+      fprintf(out, "%s%lld", i ? "," : "", (long long)a->gtile[i]);
     fputc(']', out);
   }
   fputc('}', out);

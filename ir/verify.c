@@ -22,6 +22,13 @@ typedef struct {
   int *ref_func, *ref_node; /* per body function: the node that owns it */
 } Verifier;
 
+/* The dtype of an attention node's scores: Q's (f32 when Q is not a
+ * valid operand; that is reported on its own). */
+static rt_dtype score_dt(const IrGraph *g, const IrNode *att) {
+  if (att->nin < 1 || att->in[0] < 0 || att->in[0] >= g->funcs[0].n) return RT_F32;
+  return (rt_dtype)g->funcs[0].nodes[att->in[0]].type.dt;
+}
+
 /* Report a problem; fi/ni name the node (ni < 0: function or graph level). */
 __attribute__((format(printf, 4, 5))) static void fail(Verifier *v, int fi, int ni, const char *fmt,
                                                        ...) {
@@ -94,8 +101,9 @@ static void check_body_node(Verifier *v, int fi, int i, const IrNode *on, const 
     if (k < 0 || k >= on->nin - shift) {
       fail(v, fi, i, "param index %d has no matching operand (the owner has %d)", k, on->nin);
     } else if (attn && k == 0) {
-      if (n->type.dt != RT_F32)
-        fail(v, fi, i, "param 0 of an attention body is the f32 score, not %s", rt_dtype_name(n->type.dt));
+      rt_dtype sd = score_dt(v->g, on); /* scores have the dtype of Q */
+      if (n->type.dt != sd)
+        fail(v, fi, i, "param 0 of an attention body is the %s score, not %s", rt_dtype_name(sd), rt_dtype_name(n->type.dt));
     } else if (mm && k == 0) {
       if (n->type.dt != on->type.dt)
         fail(v, fi, i, "param 0 of a matmul epilogue is the product (%s), not %s", rt_dtype_name(on->type.dt),
@@ -157,7 +165,8 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       fail(v, fi, i, "bad type: %s", why);
       bad[i] = true;
     }
-    if (n->a.nlist < 0 || n->a.nlist > IR_MAX_RANK || n->a.ntile < 0 || n->a.ntile > IR_MAX_TILE) {
+    if (n->a.nlist < 0 || n->a.nlist > IR_MAX_RANK || n->a.ntile < 0 || n->a.ntile > IR_MAX_TILE || n->a.ngtile < 0 ||
+        n->a.ngtile > IR_MAX_TILE) {
       fail(v, fi, i, "attribute list length out of range");
       bad[i] = true;
     }
@@ -200,7 +209,7 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       fail(v, fi, -1, "yield of undefined value %%%d", f->yields[0]);
     } else if (on && !bad[f->yields[0]]) {
       rt_dtype got = f->nodes[f->yields[0]].type.dt;
-      rt_dtype want = on->op == IR_ATTENTION ? RT_F32 : on->type.dt;
+      rt_dtype want = on->op == IR_ATTENTION ? score_dt(v->g, on) : on->type.dt;
       if (got != want)
         fail(v, fi, -1, "yields %s but the %s node needs %s", rt_dtype_name(got), ir_opinfo[on->op].name,
              rt_dtype_name(want));

@@ -16,7 +16,8 @@ static bool attrs_eq(const IrAttrs *a, const IrAttrs *b) {
     return false;
   if (memcmp(a->list, b->list, sizeof(int) * (size_t)a->nlist)) return false;
   if (!ir_dim_eq(a->start, b->start) || a->mlo != b->mlo || a->mhi != b->mhi) return false;
-  return a->ntile == b->ntile && !memcmp(a->tile, b->tile, sizeof(int64_t) * (size_t)a->ntile);
+  return a->ntile == b->ntile && !memcmp(a->tile, b->tile, sizeof(int64_t) * (size_t)a->ntile) &&
+         a->ngtile == b->ngtile && !memcmp(a->gtile, b->gtile, sizeof(int64_t) * (size_t)a->ngtile);
 }
 
 static bool same(const IrNode *a, const IrNode *b) {

@@ -453,7 +453,8 @@ static bool fuse_one(IrGraph *g) {
       IrAttrs a;
       ir_attrs_init(&a);
       a.index = 0;
-      map[first > 0 ? path[first - 1] : s0] = body_add(&c, &b, N(&c, path[first]), IR_PARAM, 0, NULL, RT_F32, &a);
+      int sv = first > 0 ? path[first - 1] : s0; /* the score value the body starts from, in its dtype */
+      map[sv] = body_add(&c, &b, N(&c, path[first]), IR_PARAM, 0, NULL, (rt_dtype)N(&c, sv)->type.dt, &a);
       for (int x = first; x <= last && b.ok; x++) {
         const IrNode *m = N(&c, path[x]);
         if (ext[x]) { /* a band mask, applied after the body by the kernel */

@@ -19,6 +19,12 @@ typedef struct PassTargetS {
   int64_t l1, l2, l3;           /* bytes per core (l3: a core's share) */
   int mm_mr, mm_nr, mm_kc, mm_mc_max;
   int att_bq, att_bk;
+  /* the GPU, when the targets include cuda (gpu_sm 0: none; then no
+     gtile is written): compute capability x 10, shared memory per SM and
+     the most one block may opt into (bytes), registers per thread */
+  int gpu_sm;
+  int64_t gpu_smem_sm, gpu_smem_block;
+  int gpu_regs;
 } PassTarget;
 
 typedef struct PassOptions {
@@ -36,6 +42,8 @@ typedef struct PassOptions {
   const PassTarget *target;    /* for the tile pass; NULL: the pass does nothing */
   const char *tile_over[8];    /* --tile=OP:A,B,..: replace the chosen tiles of OP */
   int ntile_over;
+  const char *gtile_over[8];   /* --gtile=OP:A,B,..: the same for the GPU tiles */
+  int ngtile_over;
   FILE *dump;                  /* where dumps go (stderr) */
   IrDiag *diag;
 } PassOptions;
@@ -70,6 +78,10 @@ bool pass_tile(IrGraph *g, const PassOptions *opt);
 /* Check a --tile=OP:A,B,.. override against the target; false with a
  * message in err if it is malformed or the target cannot honour it. */
 bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t errlen);
+/* Is --gtile=spec one the CUDA kernels take?  (message in err if not) */
+bool pass_gtile_check(const char *spec, const PassTarget *t, char *err, size_t errlen);
+/* The GPU part of a PassTarget for --cuda-arch sm_80 / sm_90. */
+void pass_gpu_target(PassTarget *t, int sm);
 
 /* util.c: rewriting helpers shared by passes */
 /* Uses of each main-function node (operand slots, plus graph outputs), in

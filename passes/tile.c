@@ -30,8 +30,33 @@
  *              producing matmul (each epilogue call sums its own tile).
  *
  * Other reductions, softmax and norms work a row at a time (rows are the
- * tasks) and get no tile.  GPU targets (issue 5) will add shared memory,
- * registers and warps to this model; the IR attribute is the same. */
+ * tasks) and get no tile.
+ *
+ * The GPU model (targets including cuda; `gtile=[..]`, read by
+ * codegen/cuda; --gtile=OP:.. overrides, checked here):
+ *
+ *   attention  gtile=[W, MT, BK, ST] for the tensor-core kernel (f16/bf16,
+ *              head sizes multiples of 16 up to 128): W warps per block,
+ *              MT 16-row MMA tiles per warp (BQ = 16 W MT query rows), BK
+ *              keys per tile, ST cp.async stages.
+ *              - W = 4, BK = 64 (the FlashAttention-2 shape);
+ *              - MT = 2 when the registers allow it: each K/V fragment read
+ *                from shared memory then feeds two MMAs, which halves the
+ *                shared-memory traffic per MMA (one ldmatrix.x4 per 2 MMAs
+ *                with MT = 1 is below the tensor cores' rate).  Registers
+ *                per thread ~ MT (Ev/2 + BK/2) accumulators + Q fragments
+ *                (E/4 kept in registers when MT = 1) + 40, at most
+ *                gpu_regs (232: 255 less a margin; ptxas confirms no
+ *                spills in the tests).  E = 64: MT = 2; E = 128: MT = 1.
+ *              - ST = 3 when two blocks still fit in an SM's shared memory
+ *                (8 warps per SM to hide latency), else 2.  Shared memory
+ *                = 2 bytes x (BQ (E + 8) + ST BK (E + Ev + 16)), rows
+ *                padded by 16 bytes against bank conflicts.
+ *   matmul     gtile=[BM, BN, BK], 256 threads of BM/16 x BN/16 outputs:
+ *              128 x 128 x 8 when both M and N are large (or run-time
+ *              sizes): 64 outputs per thread for FMA reuse of the shared
+ *              tiles; a constant side <= 32 gets 32, otherwise 64 (x 16).
+ *   others     elementwise, reductions and rows need no tile on the GPU. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +121,88 @@ bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t er
   return true;
 }
 
+/* ---- GPU ------------------------------------------------------------------ */
+
+void pass_gpu_target(PassTarget *t, int sm) {
+  t->gpu_sm = sm;
+  /* per SM / per block opt-in limit: sm_80 (A100) 164 / 163 KiB, sm_90
+     (H100, H200) 228 / 227 KiB */
+  t->gpu_smem_sm = (sm >= 90 ? 228 : 164) * 1024;
+  t->gpu_smem_block = (sm >= 90 ? 227 : 163) * 1024;
+  t->gpu_regs = 232;
+}
+
+static int64_t att_smem(int64_t e, int64_t ev, int64_t w, int64_t mt, int64_t bk, int64_t st) {
+  return 2 * (16 * w * mt * (e + 8) + st * bk * (e + 8 + ev + 8));
+}
+static int64_t att_regs(int64_t e, int64_t ev, int64_t mt, int64_t bk) {
+  return mt * (ev / 2 + bk / 2) + (mt == 1 ? e / 4 : 4 * mt) + 40;
+}
+
+/* Does attention node n run on the tensor-core kernel?  (the rule of
+ * codegen/cuda/cuda_attn.c, cu_attn_plan) */
+static bool att_tc(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev) {
+  const IrFunc *f = &g->funcs[0];
+  rt_dtype dt = f->nodes[n->in[0]].type.dt;
+  return (dt == RT_F16 || dt == RT_BF16) && f->nodes[n->in[1]].type.dt == dt && f->nodes[n->in[2]].type.dt == dt &&
+         ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], e) && ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], ev) &&
+         *e % 16 == 0 && *ev % 16 == 0 && *e <= 128 && *ev <= 128;
+}
+
+static int gpu_tile(const IrGraph *g, const IrNode *n, const PassTarget *t, int64_t *v) {
+  if (n->op == IR_ATTENTION) {
+    int64_t e, ev;
+    if (!att_tc(g, n, &e, &ev)) return 0;
+    int64_t w = 4, bk = 64, mt = att_regs(e, ev, 2, bk) <= t->gpu_regs ? 2 : 1, st = 3;
+    while (st > 2 && (2 * att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_sm || att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_block))
+      st--;
+    v[0] = w, v[1] = mt, v[2] = bk, v[3] = st;
+    return 4;
+  }
+  if (n->op == IR_MATMUL) {
+    int r = n->type.rank;
+    int64_t side[2];
+    for (int k = 0; k < 2; k++) {
+      int64_t c;
+      bool known = ir_dim_is_const(n->type.dim[r - 2 + k], &c);
+      side[k] = !known || c >= 128 ? 128 : c <= 32 ? 32 : 64;
+    }
+    if (side[0] == 128 && side[1] != 128) side[0] = 64; /* 128 x 128 or smaller tiles of 64 */
+    if (side[1] == 128 && side[0] != 128) side[1] = 64;
+    v[0] = side[0], v[1] = side[1], v[2] = side[0] == 128 ? 8 : 16;
+    return 3;
+  }
+  return 0;
+}
+
+bool pass_gtile_check(const char *spec, const PassTarget *t, char *err, size_t errlen) {
+  int kind;
+  int64_t v[IR_MAX_TILE];
+  int n = parse_spec(spec, &kind, v, err, errlen);
+  (void)t;
+  if (n < 0) return false;
+  if (kind == IR_ATTENTION &&
+      (n != 4 || (v[0] != 1 && v[0] != 2 && v[0] != 4 && v[0] != 8) || v[1] > 2 ||
+       (v[2] != 16 && v[2] != 32 && v[2] != 64 && v[2] != 128) || v[3] < 2 || v[3] > 4)) {
+    snprintf(err, errlen, "--gtile=%s: a GPU attention tile is [warps, MMA tiles per warp, BK, stages] with warps "
+             "1, 2, 4 or 8, MMA tiles 1 or 2, BK 16, 32, 64 or 128, stages 2 to 4", spec);
+    return false;
+  }
+  if (kind == IR_MATMUL) {
+    bool ok = n == 3 && v[2] >= 8 && v[2] <= 32 && !(v[2] & (v[2] - 1));
+    for (int k = 0; k < 2 && ok; k++) ok = v[k] == 32 || v[k] == 64 || v[k] == 128;
+    if (!ok) {
+      snprintf(err, errlen, "--gtile=%s: a GPU matmul tile is [BM, BN, BK] with BM, BN 32, 64 or 128 and BK 8, 16 or 32", spec);
+      return false;
+    }
+  }
+  if (kind == IR_FUSED) {
+    snprintf(err, errlen, "--gtile=%s: elementwise kernels take no GPU tile", spec);
+    return false;
+  }
+  return true;
+}
+
 bool pass_tile(IrGraph *g, const PassOptions *opt) {
   const PassTarget *t = opt->target;
   if (!t) return false;
@@ -138,6 +245,21 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
     if (n->a.ntile != nt || memcmp(n->a.tile, v, sizeof(int64_t) * (size_t)nt)) changed = true;
     n->a.ntile = nt;
     memcpy(n->a.tile, v, sizeof(int64_t) * (size_t)nt);
+    if (!t->gpu_sm) continue;
+    nt = gpu_tile(g, n, t, v);
+    for (int k = 0; k < opt->ngtile_over && nt > 0; k++) {
+      int ok_kind;
+      int64_t w[IR_MAX_TILE];
+      char err[256];
+      int m = parse_spec(opt->gtile_over[k], &ok_kind, w, err, sizeof err);
+      if (m > 0 && ok_kind == kind) {
+        nt = m;
+        memcpy(v, w, sizeof(int64_t) * (size_t)m);
+      }
+    }
+    if (n->a.ngtile != nt || memcmp(n->a.gtile, v, sizeof(int64_t) * (size_t)nt)) changed = true;
+    n->a.ngtile = nt;
+    memcpy(n->a.gtile, v, sizeof(int64_t) * (size_t)nt);
   }
   return changed;
 }

@@ -59,6 +59,7 @@ static void usage(FILE *out) {
           "  --no-fuse              skip every fusion pass\n"
           "  --passes=A,B,...       run exactly these passes, in this order (for testing one pass)\n"
           "  --tile=OP:A,B,...      override the tile pass for OP (matmul:MC, attention:ROWS,BK, fused:N)\n"
+          "  --gtile=OP:A,B,...     the same for the GPU tiles (matmul:BM,BN,BK, attention:WARPS,MT,BK,STAGES)\n"
           "\n"
           "run options:\n"
           "  --weights FILE         safetensors file with the model's weights\n"
@@ -194,6 +195,11 @@ int common_option(Common *c, int argc, char **argv, int *i) {
     c->passes.tile_over[c->passes.ntile_over++] = a + 7;
     return 0;
   }
+  if (strncmp(a, "--gtile=", 8) == 0) {
+    if (c->passes.ngtile_over == 8) return tool_fail("too many --gtile options");
+    c->passes.gtile_over[c->passes.ngtile_over++] = a + 8;
+    return 0;
+  }
   if (strncmp(a, "--passes=", 9) == 0) { /* run exactly these passes, in order */
     char *list = strdup(a + 9);
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -281,10 +287,22 @@ IrGraph *load_model(const char *path, IrArena *arena, IrDiag *diag, Common *c, c
   c->passes.diag = diag;
   c->passes.dump = stderr;
   cg_cpu_pass_target((const CgTarget *)c->cg, &c->target);
+  if (c->gpu_sm) pass_gpu_target(&c->target, c->gpu_sm);
   c->passes.target = &c->target;
   for (int k = 0; k < c->passes.ntile_over; k++) {
     char err[512];
     if (!pass_tile_check(c->passes.tile_over[k], &c->target, err, sizeof err)) {
+      tool_fail("%s", err);
+      return NULL;
+    }
+  }
+  if (c->passes.ngtile_over && !c->gpu_sm) {
+    tool_fail("--gtile=%s: GPU tiles need --target=cuda or cpu,cuda", c->passes.gtile_over[0]);
+    return NULL;
+  }
+  for (int k = 0; k < c->passes.ngtile_over; k++) {
+    char err[512];
+    if (!pass_gtile_check(c->passes.gtile_over[k], &c->target, err, sizeof err)) {
       tool_fail("%s", err);
       return NULL;
     }
@@ -471,7 +489,7 @@ static int cmd_compile(int argc, char **argv) {
   const char *cuda_arch = "sm_90";
   static const char *known[] = {"-o", "-c", "--emit", "-O0", "-D", "--print-after-all", "--print-before",
                                 "--print-after", "--disable-pass", "--no-fuse", "--mcpu", "--mtriple",
-                                "--mattr", "--help", "--version", "--passes", "--tile", "--target", "--cuda-arch", NULL};
+                                "--mattr", "--help", "--version", "--passes", "--tile", "--gtile", "--target", "--cuda-arch", NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = common_option(&c, argc, argv, &i);
@@ -546,6 +564,7 @@ static int cmd_compile(int argc, char **argv) {
   char *text = NULL;
   int rc = 1;
   c.cg = &tgt;
+  if (target_cuda) c.gpu_sm = !strcmp(cuda_arch, "sm_80") ? 80 : 90;
   IrGraph *g = load_model(file, arena, diag, &c, &text);
   if (g && cuda_emit) {
     rc = emit_cuda(g, emit, cuda_arch, out ? out : "-", diag);

@@ -16,6 +16,7 @@ typedef struct {
   PassOptions passes;
   PassTarget target; /* for the tile pass: set by load_model from `cg` */
   const void *cg;    /* the CgTarget compiled for (NULL: the host) */
+  int gpu_sm;        /* targets include cuda: 80 or 90 (--cuda-arch); else 0 */
 } Common;
 
 /* Read a whole regular text file; NULL (error printed) on failure. */

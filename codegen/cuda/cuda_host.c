@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cuda.h"
+#include "cuda_int.h"
 
 typedef struct {
   const IrGraph *g;
@@ -135,6 +135,18 @@ static void node(Host *h, int i, int *wi) {
       snprintf(dst, sizeof dst, "a.xs%d", x);
       bstrides(h, dst, id, 4);
     }
+    CuAttnPlan p;
+    cu_attn_plan(g, i, &p);
+    if (p.tc) { /* the tensor-core kernel needs 16-byte aligned rows: else the generic one */
+      fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0;\n"
+                    "    for (int d = 0; d < 3; d++) tc = tc && a.qs[d] %% 8 == 0 && a.ks[d] %% 8 == 0 && a.vs[d] %% 8 == 0;\n"
+                    "    if (tc) {\n"
+                    "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H), 1, 1, %d, %u, &a, sizeof a))) return rc;\n"
+                    "    } else {\n"
+                    "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) return rc;\n"
+                    "    }\n  }\n", i, p.bq - 1, p.bq, p.warps * 32, p.smem, i);
+      return;
+    }
     launch(h, i, "(unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1", "128, 0");
     return;
   }
@@ -177,8 +189,10 @@ static void node(Host *h, int i, int *wi) {
       snprintf(dst, sizeof dst, "a.xs%d", x);
       bstrides(h, dst, id, r);
     }
-    fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.N + 63) / 64), (unsigned)((a.M + 63) / 64), "
-                  "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) return rc;\n  }\n", i);
+    int bm, bn, bk;
+    cu_mm_plan(g, i, &bm, &bn, &bk);
+    fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), "
+                  "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) return rc;\n  }\n", i, bn - 1, bn, bm - 1, bm);
     return;
   }
   if (cls == IR_CLS_RED) {
@@ -308,12 +322,20 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   fprintf(h.f, "  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
-  for (int i = 0; i < f->n; i++)
+  bool *tc = calloc((size_t)f->n + 1, 1);
+  for (int i = 0; i < f->n; i++) {
+    CuAttnPlan p;
+    if (f->nodes[i].op == IR_ATTENTION && ir_is_kernel(g, i)) cu_attn_plan(g, i, &p), tc[i] = p.tc;
     if (h.v[i].kind != CU_EXT && h.v[i].kind != CU_VIEW)
       fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
+    if (tc[i]) fprintf(h.f, "static void emu_k%dg(void *p) { k%dg(*(struct A%d *)p); }\n", i, i, i);
+  }
   fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
-  for (int i = 0; i < f->n; i++)
+  for (int i = 0; i < f->n; i++) {
     if (h.v[i].kind != CU_EXT && h.v[i].kind != CU_VIEW) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
+    if (tc[i]) fprintf(h.f, "  {\"k%dg\", emu_k%dg},\n", i, i);
+  }
+  free(tc);
   fprintf(h.f, "  {0, 0}};\n#endif\n");
   fclose(h.f);
   free(h.v);

@@ -62,6 +62,77 @@ static inline float emu_exchange(float v, unsigned src_lane) {
 static inline float __shfl_xor_sync(unsigned, float v, int o) { return emu_exchange(v, (threadIdx.x & 31) ^ (unsigned)o); }
 static inline float __shfl_sync(unsigned, float v, int src) { return emu_exchange(v, (unsigned)src); }
 
+/* ---- tensor-core instructions, lane by lane as the PTX ISA specifies ----
+ * ldmatrix .x4 (.trans), mma.sync m16n8k16 (f16 / bf16, f32 accumulate),
+ * cp.async: copies are queued per thread at issue and land only when
+ * cp.async.wait_group lets them (all but the n most recent committed
+ * groups), so a kernel that reads a buffer before waiting for it reads
+ * stale data here too. */
+#include <vector>
+static void *emu_pxch[32][32];
+static unsigned emu_uxch[32][32][6];
+static inline void emu_warp_sync() { pthread_barrier_wait(&emu_warp_bar[threadIdx.x >> 5]); }
+static inline h16 emu_h(const void *row, unsigned col) { return ((const h16 *)row)[col]; }
+static inline void emu_ldsm(unsigned r[4], const void *p, bool trans) {
+  unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  emu_pxch[w][l] = (void *)p; /* each lane gives the address of one row */
+  emu_warp_sync();
+  for (unsigned m = 0; m < 4; m++) { /* matrix m: rows from lanes 8m .. 8m+7 */
+    h16 lo, hi;
+    if (!trans) lo = emu_h(emu_pxch[w][m * 8 + g], 2 * t), hi = emu_h(emu_pxch[w][m * 8 + g], 2 * t + 1);
+    else lo = emu_h(emu_pxch[w][m * 8 + 2 * t], g), hi = emu_h(emu_pxch[w][m * 8 + 2 * t + 1], g);
+    r[m] = lo | (unsigned)hi << 16;
+  }
+  emu_warp_sync();
+}
+static inline void tc_ldsm(unsigned r[4], const void *p) { emu_ldsm(r, p, false); }
+static inline void tc_ldsm_t(unsigned r[4], const void *p) { emu_ldsm(r, p, true); }
+/* D += A B: A 16x16 (row), B 16x8 (col), fragments spread over the warp */
+static inline void emu_mma(float d[4], const unsigned a[4], unsigned b0, unsigned b1, float (*cv)(h16)) {
+  unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  for (int k = 0; k < 4; k++) emu_uxch[w][l][k] = a[k];
+  emu_uxch[w][l][4] = b0, emu_uxch[w][l][5] = b1;
+  emu_warp_sync();
+  for (unsigned e = 0; e < 4; e++) {
+    unsigned row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+    double sum = 0;
+    for (unsigned k = 0; k < 16; k++) {
+      unsigned ar = emu_uxch[w][(row % 8) * 4 + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)];
+      unsigned br = emu_uxch[w][col * 4 + (k % 8) / 2][4 + (k >= 8)];
+      h16 av = (h16)((k & 1) ? ar >> 16 : ar & 0xffff), bv = (h16)((k & 1) ? br >> 16 : br & 0xffff);
+      sum += (double)cv(av) * (double)cv(bv);
+    }
+    d[e] = (float)((double)d[e] + sum);
+  }
+  emu_warp_sync();
+}
+static inline void tc_mma_bf16(float d[4], const unsigned a[4], unsigned b0, unsigned b1) { emu_mma(d, a, b0, b1, a_bf2f); }
+static inline void tc_mma_f16(float d[4], const unsigned a[4], unsigned b0, unsigned b1) { emu_mma(d, a, b0, b1, a_h2f); }
+static inline unsigned tc_pack_bf16(float lo, float hi) { return a_f2bf(lo) | (unsigned)a_f2bf(hi) << 16; }
+static inline unsigned tc_pack_f16(float lo, float hi) { return a_f2h(lo) | (unsigned)a_f2h(hi) << 16; }
+struct EmuCp { void *dst; unsigned char data[16]; int group; };
+static thread_local std::vector<EmuCp> emu_cp;
+static thread_local int emu_cp_group;
+static inline void tc_cp16(void *s, const void *g, bool ok) {
+  EmuCp c;
+  c.dst = s, c.group = emu_cp_group;
+  if (ok) memcpy(c.data, g, 16);
+  else memset(c.data, 0, 16);
+  emu_cp.push_back(c);
+}
+static inline void tc_commit() { emu_cp_group++; }
+static inline void emu_cp_wait(int n) { /* land every copy of the groups older than the n most recent */
+  std::vector<EmuCp> keep;
+  for (const EmuCp &c : emu_cp) {
+    if (c.group < emu_cp_group - n) memcpy(c.dst, c.data, 16);
+    else keep.push_back(c);
+  }
+  emu_cp.swap(keep);
+}
+#define TC_WAIT(n) emu_cp_wait(n)
+#define EMU_SMEM_MAX (227 * 1024)
+#define TC_SMEM(name) alignas(16) static unsigned char name[EMU_SMEM_MAX]
+
 typedef struct {
   void (*fn)(void *);
   void *params;
@@ -73,6 +144,7 @@ static void *emu_thread(void *arg) {
   EmuThread *e = (EmuThread *)arg;
   threadIdx = {e->t, 0, 0};
   blockIdx = e->block;
+  emu_cp.clear(), emu_cp_group = 0;
   e->fn(e->params);
   return NULL;
 }

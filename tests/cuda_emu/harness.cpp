@@ -21,7 +21,12 @@ static double urand() {
 static void *h_alloc(void *, size_t n) { return calloc(1, n); }
 static void h_free(void *, void *p) { free(p); }
 static int h_copy(void *, void *d, const void *s, size_t n) { memcpy(d, s, n); return 0; }
-static int h_launch(void *, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned block, unsigned, void *p, size_t) {
+static int h_launch(void *, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned block, unsigned smem, void *p,
+                    size_t) {
+  if (smem > EMU_SMEM_MAX) {
+    fprintf(stderr, "%s: %u bytes of dynamic shared memory, more than a GPU has\n", k, smem);
+    return -6;
+  }
   for (int i = 0; cu_emu_kernels[i].name; i++)
     if (!strcmp(cu_emu_kernels[i].name, k)) return emu_run_kernel(cu_emu_kernels[i].fn, gx, gy, gz, block, p);
   fprintf(stderr, "no kernel %s\n", k);

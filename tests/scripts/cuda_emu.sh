@@ -14,11 +14,11 @@ if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
   echo "SKIP: $("$ATTNC" --version | tail -1)"
   exit 0
 fi
-check() { # name src "defs" "dims..." [rtol]
-  local name=$1 src=$2 defs=$3 dims=$4 rtol=${5:-2e-5}
+check() { # name src "defs" "dims..." [rtol] ["flags for the CUDA compile only"]
+  local name=$1 src=$2 defs=$3 dims=$4 rtol=${5:-2e-5} cflags=${6:-}
   local d="$TMP/$name"
   mkdir -p "$d"
-  if ! "$ATTNC" "$src" $defs --target=cuda --emit=cuda -o "$d/model.cu" 2>"$d/err"; then
+  if ! "$ATTNC" "$src" $defs $cflags --target=cuda --emit=cuda -o "$d/model.cu" 2>"$d/err"; then
     bad "$name: --emit=cuda: $(head -3 "$d/err")"
     return
   fi
@@ -82,5 +82,12 @@ check epilogues $M/epilogues.attn "" "B=2 M=13 N=33"
 # tolerance: a few units in the last place of the dtype (bf16 2^-8, f16 2^-11)
 check flash_bf16 examples/flash_bf16.attn "-D E=64" "B=1 H=2 T=70 S=70" 3e-2
 check flash_bf16_causal examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=2 T=65 S=65" 3e-2
+check flash_bf16_window examples/flash_bf16.attn "-D E=16 -D CAUSAL=1 -D WINDOW=9" "B=2 H=1 T=40 S=40" 3e-2
+check flash_bf16_cross examples/flash_bf16.attn "-D E=128" "B=1 H=1 T=17 S=81" 3e-2
+check flash_bf16_t1 examples/flash_bf16.attn "-D E=48" "B=2 H=2 T=1 S=70" 3e-2
+check flash_bf16_tile examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=1 T=77 S=77" 3e-2 "--gtile=attention:2,2,32,4"
+check flash_bf16_tile1 examples/flash_bf16.attn "-D E=32 -D WINDOW=7" "B=1 H=1 T=50 S=50" 3e-2 "--gtile=attention:1,1,16,2"
+check encoder_tiles examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1" "B=1 T=9" 2e-5 "--gtile=matmul:32,128,32"
+check bf16_mods $M/bf16_mods.attn "" "B=3 T=50 S=50" 3e-2
 check gqa_f16 $M/gqa_f16.attn "" "B=2 T=37" 4e-3
 finish

@@ -1,0 +1,55 @@
+/* cuda_int.h - what the CUDA backend's source generators share (private to
+ * codegen/cuda/): the emitter state, storage types, loads and stores of
+ * f16/bf16, body emission, and the attention plan that the kernel
+ * generator (cuda_attn.c) and the host launcher (cuda_host.c) agree on. */
+#ifndef CG_CUDA_INT_H
+#define CG_CUDA_INT_H
+#include <stdio.h>
+#include "cuda.h"
+
+typedef struct {
+  const IrGraph *g;
+  IrDiag *diag;
+  FILE *f;
+  bool failed;
+  bool tc_prelude; /* the tensor-core helpers were emitted */
+} Cu;
+
+void cu_fail(Cu *c, const IrNode *n, const char *fmt, ...);
+/* storage type of a dtype on the device ("float", "h16", "int", "u8") and
+ * the type it is computed in ("float", "int", "bool") */
+const char *cu_ctype(rt_dtype t);
+const char *cu_vtype(rt_dtype t);
+bool cu_is_fl(rt_dtype t);
+/* x (storage) loaded as its arithmetic type; v stored as dtype t */
+const char *cu_ld(rt_dtype t, const char *x, char *buf, size_t n);
+const char *cu_st(rt_dtype t, const char *v, char *buf, size_t n);
+/* `vtype tK = ...;` for every node of a body; the yielded value's name in res */
+void cu_emit_body(Cu *c, int body, const char *const *pname, const char *const *iname, const char *pfx, char *res,
+                  size_t reslen);
+/* `// %N = op : type (file:line)`: how NVRTC errors find their IR node */
+void cu_comment(Cu *c, int id);
+
+/* How an attention node runs on the GPU.  tc: the tensor-core kernel k<N>
+ * (f16/bf16 Q, K, V of one dtype, head sizes multiples of 16 up to 128),
+ * with the generic warp-per-row kernel k<N>g beside it for operands that
+ * are not 16-byte aligned (the launcher checks at run time); otherwise
+ * only the generic kernel, named k<N>.  Tiles from the node's gtile
+ * (the tile pass's GPU model) or the defaults. */
+typedef struct {
+  bool tc;
+  int warps;        /* warps per block */
+  int mt;           /* 16-row MMA tiles per warp: BQ = 16 * warps * mt */
+  int bk;           /* keys per tile */
+  int stages;       /* cp.async pipeline depth (K/V tiles in flight) */
+  int64_t e, ev;    /* head sizes */
+  int bq;
+  unsigned smem;    /* dynamic shared memory, bytes */
+} CuAttnPlan;
+void cu_attn_plan(const IrGraph *g, int id, CuAttnPlan *p);
+/* A matmul's tile: gtile=[BM, BN, BK] or 64 x 64 x 16; false if gtile is
+ * not one the kernel takes. */
+bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk);
+/* both attention kernels of node id */
+void cu_attention(Cu *c, int id);
+#endif
