@@ -45,6 +45,11 @@ int cg_emit_header(const IrGraph *g, const char *path, char *err, size_t errlen)
   fprintf(f, "int %s_bind_weight(attnc_instance *inst, const char *key, const attnc_tensor *t);\n", id);
   fprintf(f, "int %s_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,\n"
              "           attnc_tensor *outputs, int noutputs);\n", id);
+  fprintf(f, "/* CUDA libraries: the same run on device buffers (CUdeviceptr in .data, the model's\n"
+             "   dtypes), queued on stream (a CUstream; NULL: the instance's own) without waiting.\n"
+             "   ATTNC_ERR_DEVICE when the instance runs on the CPU. */\n");
+  fprintf(f, "int %s_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,\n"
+             "                  attnc_tensor *outputs, int noutputs, void *stream);\n", id);
   fprintf(f, "const char *%s_error(const attnc_instance *inst);\n", id);
   fprintf(f, "int %s_describe(attnc_model_info *info);\n", id);
   fprintf(f, "int64_t %s_workspace_bytes(const attnc_instance *inst);\n", id);

@@ -108,7 +108,7 @@ import numpy as np
 
 __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 
-ABI_VERSION = 2  # 2: CUDA device choice; libraries of ABI 1 (CPU only) work the same
+ABI_VERSION = 3  # 3: device buffers (run_device); 2: CUDA device choice; 1: CPU only -- all work
 MAX_RANK = 8
 
 
@@ -331,7 +331,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version not in (1, ABI_VERSION):
+        if info.abi_version not in (1, 2, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)
@@ -500,6 +500,47 @@ class Model:
         an ndarray; several: a tuple in m.outputs order."""
         outs = self._run(args, None, kwargs)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def run_device(self, inputs, outputs, stream=0):
+        """Run a CUDA library on device tensors: inputs and outputs map names
+        to objects with data_ptr(), shape and dtype (torch CUDA tensors, for
+        instance), contiguous, in the model's dtypes.  The kernels are queued
+        on `stream` (a CUstream as an int, e.g. torch.cuda.current_stream()
+        .cuda_stream; 0: the instance's own stream) and this returns without
+        waiting.  ERR_DEVICE when the instance runs on the CPU."""
+        fn = getattr(self._lib, "attnc_run_device", None)
+        if fn is None:
+            raise Error(Status.ERR_DEVICE, "library '%s' predates device runs (ABI %d)" % (self.path, self.abi_version))
+        fn.restype = ctypes.c_int
+        fn.argtypes = [_P, _PT, ctypes.c_int, _PT, ctypes.c_int, _P]
+
+        def tensors(kind, infos, given):
+            unknown = [k for k in given if k not in {t.name for t in infos}]
+            if unknown:
+                raise Error(Status.ERR_ARGUMENT, "model '%s' has no %s '%s'" % (self.name, kind, unknown[0]))
+            arr = (_Tensor * len(infos))()
+            for t, info in zip(arr, infos):
+                if info.name not in given:
+                    raise Error(Status.ERR_ARGUMENT, "missing %s '%s' (%s)" % (kind, info.name, info.type))
+                x = given[info.name]
+                if hasattr(x, "is_contiguous") and not x.is_contiguous():
+                    raise Error(Status.ERR_ARGUMENT, "%s '%s' is not contiguous" % (kind, info.name))
+                name = str(x.dtype).split(".")[-1]
+                codes = {"float32": 0, "float16": 1, "bfloat16": 2, "int32": 3, "bool": 4}
+                if name not in codes:
+                    raise Error(Status.ERR_DTYPE, "%s '%s': dtype %s is not one attnc takes" % (kind, info.name, name))
+                t.dtype = codes[name]
+                t.rank = len(x.shape)
+                for a, n in enumerate(x.shape):
+                    t.shape[a] = int(n)
+                t.data = int(x.data_ptr())
+            return arr
+
+        tin = tensors("input", self.inputs, inputs)
+        tout = tensors("output", self.outputs, outputs)
+        with self._lock:
+            self._live()
+            self._check(fn(self._inst, tin, len(self.inputs), tout, len(self.outputs), stream or None))
 
 
 def _open_library(shown, path):

@@ -7,6 +7,13 @@
  *   int  NAME_bind_weight(attnc_instance *inst, const char *key, const attnc_tensor *t);
  *   int  NAME_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
  *                 attnc_tensor *outputs, int noutputs);
+ *   int  NAME_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
+ *                        attnc_tensor *outputs, int noutputs, void *stream);
+ *        (CUDA libraries: data are device pointers (CUdeviceptr) in the model's
+ *        dtypes; the kernels are queued on stream, a CUstream, or the
+ *        instance's own when NULL, and the call returns without waiting.
+ *        NAME_run on a GPU instance copies host buffers in and out.  Weights
+ *        are uploaded at the first run and again after a bind or load.)
  *   const char *NAME_error(const attnc_instance *inst);
  *   int  NAME_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
  *                           attnc_tensor *outputs, int noutputs);
@@ -64,7 +71,8 @@ typedef struct {
 
 typedef struct {
   int num_threads;           /* 0: all cores */
-  int device;                /* CUDA libraries: device index; -1 forces CPU */
+  int device;                /* CUDA libraries: device index (0 when the options are
+                                zero-initialized); -1 forces the CPU */
 } attnc_options;
 
 typedef struct attnc_instance attnc_instance;

@@ -101,6 +101,8 @@ struct attnc_instance {
   api_buf *inbuf, *outbuf;   /* [ninput], [noutput]: conversion scratch */
   api_buf ws;                /* workspace */
   int device;                /* CUDA device the runs use, or -1: the CPU */
+  void *cuda_state;          /* the library's device state (weights, stream) */
+  uint64_t wversion;         /* bumped whenever a weight is bound or loaded */
   char err[API_ERRLEN];
 };
 
@@ -434,6 +436,7 @@ static void *zalloc(size_t n, size_t sz) { return calloc(n ? n : 1, sz); }
 /* Free everything an instance owns (its pool must be stopped or absent). */
 static void inst_free(attnc_instance *in) {
   const rt_model_desc *d = in->d;
+  if (in->cuda_state && d->cuda_release) d->cuda_release(in->cuda_state);
   if (in->wown)
     for (int i = 0; i < d->nweight; i++) buf_free(&in->wown[i]);
   if (in->inbuf)
@@ -501,7 +504,7 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   int dev = opt ? opt->device : 0;
   in->device = -1;
   create_err[0] = 0;
-  if (d->abi >= 2 && d->cuda_run && dev >= 0) {
+  if (d->cuda_run && dev >= 0) {
     char why[256];
     if (d->cuda_probe && d->cuda_probe(dev, why, sizeof why) == 0) {
       in->device = dev;
@@ -511,7 +514,7 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
       rt_destroy(in);
       return ATTNC_ERR_DEVICE;
     }
-  } else if (d->abi >= 2 && d->cuda_only) {
+  } else if (d->cuda_only) {
     snprintf(create_err, sizeof create_err,
              "model '%s' is built for CUDA only (--target=cuda); device %d asks for the CPU", d->name, dev);
     rt_destroy(in);
@@ -657,6 +660,7 @@ int rt_load_weights(attnc_instance *in, const char *path) {
     in->wown[i] = own[i];
     in->wptr[i] = ptrs[i];
   }
+  in->wversion++;
   rt_st_close(in->st);
   rt_unmap_file(in->map, in->maplen);
   in->st = st;
@@ -708,6 +712,7 @@ static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *
   buf_free(&in->wown[i]);
   in->wown[i] = own;
   in->wptr[i] = ptr;
+  in->wversion++;
   return ATTNC_OK;
 }
 
@@ -933,6 +938,128 @@ static int64_t tensor_count(const attnc_tensor *t) {
   return n;
 }
 
+/* ---- the GPU path ---- */
+
+/* Convert n floats of dtype from into dtype to (each f32, f16 or bf16),
+ * through f32 scratch when neither is f32. */
+static int convert_float(attnc_instance *in, int from, int to, void *dst, const void *src, int64_t n) {
+  if (from == to) {
+    memcpy(dst, src, (size_t)n * rt_dtype_size((rt_dtype)to));
+    return 0;
+  }
+  void *mid = NULL;
+  const void *f32 = src;
+  if (from != RT_F32) {
+    if (to == RT_F32) mid = dst;
+    else if (!(mid = malloc((size_t)(n ? n : 1) * 4))) return -1;
+    convert(in, cv_to_run(from), rt_dtype_size((rt_dtype)from), mid, src, n);
+    f32 = mid;
+  }
+  if (to != RT_F32) convert(in, to == RT_F16 ? CV_F32_F16 : CV_F32_BF16, 4, dst, f32, n);
+  if (mid != dst) free(mid);
+  return 0;
+}
+
+static int cuda_failed(attnc_instance *in, int32_t r) {
+  if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
+    return fail(in, ATTNC_ERR_DEVICE, "%s", in->ex.msg);
+  return fail(in, ATTNC_ERR_DEVICE, "model '%s': the CUDA run failed (status %d) without a message", in->d->name, (int)r);
+}
+
+/* Host buffers on the GPU: the library copies them in and out, in the
+ * model's dtypes; a caller tensor of another float dtype is converted
+ * here first (and outputs back). */
+static int run_gpu(attnc_instance *in, const attnc_tensor *inputs, attnc_tensor *outputs) {
+  const rt_model_desc *d = in->d;
+  for (int i = 0; i < d->ninput; i++) {
+    const attnc_tensor *t = &inputs[i];
+    int want = (int)d->inputs[i].dtype;
+    if ((int)t->dtype == want) {
+      in->inptr[i] = t->data;
+      continue;
+    }
+    int64_t n = tensor_count(t);
+    if (buf_reserve(&in->inbuf[i], (size_t)n * rt_dtype_size((rt_dtype)want)) ||
+        convert_float(in, t->dtype, want, in->inbuf[i].p, t->data, n))
+      return fail(in, ATTNC_ERR_NOMEM, "out of memory converting input '%s'", d->inputs[i].name);
+    in->inptr[i] = in->inbuf[i].p;
+  }
+  for (int o = 0; o < d->noutput; o++) {
+    const attnc_tensor *t = &outputs[o];
+    int want = (int)d->outputs[o].dtype;
+    if ((int)t->dtype == want) {
+      in->outptr[o] = t->data;
+      continue;
+    }
+    if (buf_reserve(&in->outbuf[o], (size_t)tensor_count(t) * rt_dtype_size((rt_dtype)want)))
+      return fail(in, ATTNC_ERR_NOMEM, "out of memory: output '%s' needs scratch", d->outputs[o].name);
+    in->outptr[o] = in->outbuf[o].p;
+  }
+  rt_exec_init(&in->ex, in->pool);
+  rt_cuda_call call = {in->device, 0, in->symvals, in->inptr, in->outptr, in->wptr, in->wversion, NULL, &in->cuda_state};
+  int32_t r = d->cuda_run(&in->ex, &call);
+  if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) return cuda_failed(in, r);
+  for (int o = 0; o < d->noutput; o++) {
+    const attnc_tensor *t = &outputs[o];
+    if (in->outptr[o] != t->data &&
+        convert_float(in, d->outputs[o].dtype, t->dtype, t->data, in->outptr[o], tensor_count(t)))
+      return fail(in, ATTNC_ERR_NOMEM, "out of memory converting output '%s'", d->outputs[o].name);
+  }
+  return ATTNC_OK;
+}
+
+/* Device buffers: checked like host ones (the data pointers are not
+ * dereferenced), dtypes exactly the model's, queued on the stream. */
+static int run_device_locked(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
+                             int noutputs, void *stream) {
+  const rt_model_desc *d = in->d;
+  if (in->device < 0)
+    return fail(in, ATTNC_ERR_DEVICE, "run_device: this instance runs on the CPU (%s)",
+                !d->cuda_run ? "the library was built without --target=cuda"
+                             : "no usable GPU at create, or attnc_options.device was -1");
+  if (ninputs != d->ninput || noutputs != d->noutput) return bad_counts(in, ninputs, noutputs);
+  if ((ninputs > 0 && !inputs) || (noutputs > 0 && !outputs))
+    return fail(in, ATTNC_ERR_ARGUMENT, "run_device: inputs or outputs is NULL");
+  for (int i = 0; i < d->nweight; i++)
+    if (!in->wptr[i]) return fail(in, ATTNC_ERR_STATE, "missing weight '%s'", d->weights[i].name);
+  for (int i = 0; i < d->ninput; i++) {
+    int rc = check_tensor(in, "input", &d->inputs[i], &inputs[i]);
+    if (rc) return rc;
+    if ((int)inputs[i].dtype != (int)d->inputs[i].dtype) {
+      char b[24];
+      return fail(in, ATTNC_ERR_DTYPE, "run_device: input '%s' is %s; device tensors must have the model's dtype, %s",
+                  d->inputs[i].name, dtype_str(inputs[i].dtype, b), rt_dtype_name((rt_dtype)d->inputs[i].dtype));
+    }
+  }
+  int rc = bind_dims(in, inputs);
+  if (rc) return rc;
+  for (int o = 0; o < d->noutput; o++) {
+    if ((rc = check_output(in, o, &outputs[o])) != 0) return rc;
+    if ((int)outputs[o].dtype != (int)d->outputs[o].dtype) {
+      char b[24];
+      return fail(in, ATTNC_ERR_DTYPE, "run_device: output '%s' is %s; device tensors must have the model's dtype, %s",
+                  d->outputs[o].name, dtype_str(outputs[o].dtype, b), rt_dtype_name((rt_dtype)d->outputs[o].dtype));
+    }
+  }
+  for (int i = 0; i < d->ninput; i++) in->inptr[i] = inputs[i].data;
+  for (int o = 0; o < d->noutput; o++) in->outptr[o] = outputs[o].data;
+  rt_exec_init(&in->ex, in->pool);
+  rt_cuda_call call = {in->device, 1, in->symvals, in->inptr, in->outptr, in->wptr, in->wversion, stream, &in->cuda_state};
+  int32_t r = d->cuda_run(&in->ex, &call);
+  if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) return cuda_failed(in, r);
+  return ATTNC_OK;
+}
+
+int rt_run_device(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs, int noutputs,
+                  void *stream) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = run_device_locked(in, inputs, ninputs, outputs, noutputs, stream);
+  if (!rc) in->err[0] = 0;
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
 /* The whole run, with in->mu held. */
 static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
                       int noutputs) {
@@ -957,6 +1084,8 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   if (rc) return rc;
   for (int o = 0; o < d->noutput; o++)
     if ((rc = check_output(in, o, &outputs[o])) != 0) return rc;
+
+  if (in->device >= 0) return run_gpu(in, inputs, outputs);
 
   /* workspace */
   int nthreads = rt_pool_threads(in->pool);
@@ -996,8 +1125,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   }
 
   rt_exec_init(&in->ex, in->pool);
-  int32_t r = in->device >= 0 ? d->cuda_run(&in->ex, in->device, in->symvals, in->inptr, in->outptr, in->wptr)
-                              : d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, in->ws.p);
+  int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, in->ws.p);
   if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
     if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
       return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);

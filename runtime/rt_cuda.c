@@ -2,6 +2,7 @@
  * few types and entry points), so building the runtime needs no CUDA
  * headers, and every entry point is looked up with dlsym. */
 #include "rt_cuda.h"
+#include "rt_half.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -37,6 +38,16 @@ static struct {
   CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
   CUresult (*CtxSynchronize)(void);
   CUresult (*GetErrorString)(CUresult, const char **);
+  CUresult (*StreamCreate)(CUstream *, unsigned);
+  CUresult (*StreamDestroy)(CUstream);
+  CUresult (*StreamSynchronize)(CUstream);
+  CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+  CUresult (*MemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
+  CUresult (*MemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+  /* stream-ordered allocation (CUDA 11.2+); NULL: cuMemAlloc / cuMemFree
+     after synchronizing the stream */
+  CUresult (*MemAllocAsync)(CUdeviceptr *, size_t, CUstream);
+  CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
   int loaded; /* 0 not tried, 1 ok, -1 failed */
   char why[256];
 } cu;
@@ -112,7 +123,10 @@ static int load(void) {
     {(void **)&cu.MemAlloc, "cuMemAlloc_v2"}, {(void **)&cu.MemFree, "cuMemFree_v2"},
     {(void **)&cu.MemcpyHtoD, "cuMemcpyHtoD_v2"}, {(void **)&cu.MemcpyDtoH, "cuMemcpyDtoH_v2"},
     {(void **)&cu.MemcpyDtoD, "cuMemcpyDtoD_v2"}, {(void **)&cu.CtxSynchronize, "cuCtxSynchronize"},
-    {(void **)&cu.GetErrorString, "cuGetErrorString"},
+    {(void **)&cu.GetErrorString, "cuGetErrorString"}, {(void **)&cu.StreamCreate, "cuStreamCreate"},
+    {(void **)&cu.StreamDestroy, "cuStreamDestroy_v2"}, {(void **)&cu.StreamSynchronize, "cuStreamSynchronize"},
+    {(void **)&cu.MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"}, {(void **)&cu.MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"},
+    {(void **)&cu.MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"},
   };
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
     *syms[i].slot = dlsym(cu.dl, syms[i].name);
@@ -121,6 +135,9 @@ static int load(void) {
       return cu.loaded = -1;
     }
   }
+  cu.MemAllocAsync = (CUresult(*)(CUdeviceptr *, size_t, CUstream))dlsym(cu.dl, "cuMemAllocAsync");
+  cu.MemFreeAsync = (CUresult(*)(CUdeviceptr, CUstream))dlsym(cu.dl, "cuMemFreeAsync");
+  if (!cu.MemAllocAsync || !cu.MemFreeAsync) cu.MemAllocAsync = NULL, cu.MemFreeAsync = NULL;
   CUresult r = cu.Init(0);
   if (r) {
     snprintf(cu.why, sizeof cu.why, "cuInit failed: %s (no GPU, or the driver is not working)", errstr(r));
@@ -186,21 +203,45 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
   return 0;
 }
 
-void *rt_cuda_alloc(rt_cuda_mod *m, size_t bytes) {
+void *rt_cuda_stream_new(rt_cuda_mod *m) {
+  (void)m;
+  CUstream st = NULL;
+  CUresult r = cu.StreamCreate(&st, 1 /* CU_STREAM_NON_BLOCKING */);
+  if (r) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot create a CUDA stream: %s", errstr(r));
+    set_err(msg);
+    return NULL;
+  }
+  return st;
+}
+
+void rt_cuda_stream_free(rt_cuda_mod *m, void *stream) {
+  (void)m;
+  if (stream) cu.StreamSynchronize(stream), cu.StreamDestroy(stream);
+}
+
+void *rt_cuda_alloc(rt_cuda_mod *m, void *stream, size_t bytes) {
   (void)m;
   CUdeviceptr p = 0;
-  CUresult r = cu.MemAlloc(&p, bytes ? bytes : 1);
+  CUresult r = cu.MemAllocAsync ? cu.MemAllocAsync(&p, bytes ? bytes : 1, stream) : cu.MemAlloc(&p, bytes ? bytes : 1);
   if (r) {
-    char m[256];
-    snprintf(m, sizeof m, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
-    set_err(m);
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
+    set_err(msg);
   }
   return r ? NULL : (void *)(uintptr_t)p;
 }
 
-void rt_cuda_free(rt_cuda_mod *m, void *p) {
+void rt_cuda_free(rt_cuda_mod *m, void *stream, void *p) {
   (void)m;
-  if (p) cu.MemFree((CUdeviceptr)(uintptr_t)p);
+  if (!p) return;
+  if (cu.MemFreeAsync) {
+    cu.MemFreeAsync((CUdeviceptr)(uintptr_t)p, stream);
+  } else { /* the kernels queued before may still read it */
+    cu.StreamSynchronize(stream);
+    cu.MemFree((CUdeviceptr)(uintptr_t)p);
+  }
 }
 
 #define CHECK(call, what)                                                            \
@@ -214,26 +255,58 @@ void rt_cuda_free(rt_cuda_mod *m, void *p) {
     }                                                                                \
   } while (0)
 
-int rt_cuda_upload(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
+int rt_cuda_upload(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t n) {
   (void)m;
-  CHECK(cu.MemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, n), "copy to the device");
+  CHECK(cu.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst, src, n, stream), "copy to the device");
   return 0;
 }
 
-int rt_cuda_download(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
+int rt_cuda_download(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t n) {
   (void)m;
-  CHECK(cu.MemcpyDtoH(dst, (CUdeviceptr)(uintptr_t)src, n), "copy from the device");
+  CHECK(cu.MemcpyDtoHAsync(dst, (CUdeviceptr)(uintptr_t)src, n, stream), "copy from the device");
   return 0;
 }
 
-int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t n) {
+int rt_cuda_copy(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t n) {
   (void)m;
-  CHECK(cu.MemcpyDtoD((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src, n), "copy on the device");
+  CHECK(cu.MemcpyDtoDAsync((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src, n, stream), "copy on the device");
   return 0;
 }
 
-int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,
-                   unsigned smem, void *params, size_t size) {
+/* f32 host data into a device buffer of dtype (0 f32, 1 f16, 2 bf16),
+ * converted through a bounce buffer: how weights (held as f32 by the
+ * runtime) reach the device in the model's dtype.  Synchronous. */
+int rt_cuda_upload_f32_as(rt_cuda_mod *m, void *stream, void *dst, const float *src, size_t n, int dtype) {
+  if (dtype == 0) {
+    if (rt_cuda_upload(m, stream, dst, src, n * 4)) return -1;
+    CHECK(cu.StreamSynchronize(stream), "copy to the device");
+    return 0;
+  }
+  enum { CHUNK = 1 << 16 };
+  uint16_t *b = malloc(CHUNK * sizeof *b);
+  if (!b) {
+    set_err("out of memory converting a weight for the device");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i += CHUNK) {
+    size_t k = n - i < CHUNK ? n - i : CHUNK;
+    for (size_t j = 0; j < k; j++) b[j] = dtype == 1 ? rt_f32_to_f16(src[i + j]) : rt_f32_to_bf16(src[i + j]);
+    CUresult r = cu.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst + i * 2, b, k * 2, stream);
+    if (!r) r = cu.StreamSynchronize(stream); /* before b is refilled */
+    if (r) {
+      free(b);
+      char msg[256];
+      snprintf(msg, sizeof msg, "copy to the device failed: %s", errstr(r));
+      set_err(msg);
+      return -1;
+    }
+  }
+  free(b);
+  return 0;
+}
+
+int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx, unsigned gy, unsigned gz,
+                   unsigned block, unsigned smem, void *params, size_t size) {
   CUfunction f = NULL;
   pthread_mutex_lock(&cu_mu);
   for (rt_cuda_fn *e = m->fns; e && !f; e = e->next)
@@ -256,12 +329,12 @@ int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy,
   }
   void *extra[] = {(void *)1 /* CU_LAUNCH_PARAM_BUFFER_POINTER */, params, (void *)2 /* CU_LAUNCH_PARAM_BUFFER_SIZE */,
                    &size, (void *)0 /* CU_LAUNCH_PARAM_END */};
-  CHECK(cu.LaunchKernel(f, gx, gy, gz, block, 1, 1, smem, NULL, NULL, extra), kernel);
+  CHECK(cu.LaunchKernel(f, gx, gy, gz, block, 1, 1, smem, stream, NULL, extra), kernel);
   return 0;
 }
 
-int rt_cuda_sync(rt_cuda_mod *m) {
+int rt_cuda_sync(rt_cuda_mod *m, void *stream) {
   (void)m;
-  CHECK(cu.CtxSynchronize(), "the kernels");
+  CHECK(cu.StreamSynchronize(stream), "the kernels");
   return 0;
 }

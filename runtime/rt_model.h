@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "attnc.h"
 
-#define RT_ABI_VERSION 2
+#define RT_ABI_VERSION 3
 #define RT_DIM_TERMS 4
 #define RT_DIM_FACTORS 3
 
@@ -34,6 +34,29 @@ typedef struct rt_exec rt_exec;
 /* A task function: runs tasks [begin, end) of a parallel loop on thread
  * tid (0 <= tid < rt_exec_threads), e.g. to pick its own scratch. */
 typedef void (*rt_task_fn)(void *ctx, int64_t begin, int64_t end, int32_t tid);
+
+/* One run on the GPU.  Tensors are in the model's own dtypes (f16 / bf16
+ * as 2-byte values: the device stores them as such), contiguous row-major.
+ * on_device 0: inputs / outputs are host buffers, copied in and out, and
+ *   the call returns when the outputs are written;
+ * on_device 1: they are device pointers (CUdeviceptr) on `device`; the
+ *   kernels are queued on `stream` and the call returns without waiting
+ *   (the caller synchronizes its stream).
+ * Weights are host buffers in run() format (f32 for float tensors); they
+ * are converted and uploaded once per instance, again only when
+ * weights_version changes (a weight was bound or loaded).  *state is the
+ * instance's device state (NULL before the first run). */
+typedef struct rt_cuda_call {
+  int32_t device;
+  int32_t on_device;
+  const int64_t *symvals;
+  const void *const *inputs;
+  void *const *outputs;
+  const void *const *weights;
+  uint64_t weights_version;
+  void *stream;              /* CUstream; NULL: the instance's own stream */
+  void **state;
+} rt_cuda_call;
 
 typedef struct rt_model_desc {
   int32_t abi;               /* RT_ABI_VERSION */
@@ -60,11 +83,12 @@ typedef struct rt_model_desc {
   int32_t (*run)(rt_exec *ex, const int64_t *symvals, const void *const *inputs,
                  void *const *outputs, const void *const *weights, void *workspace);
   /* CUDA libraries (--target=cuda or cpu,cuda; NULL otherwise): is the
-   * device usable (0, or -1 with a message), and the same run on it, on
-   * host buffers (copied).  cuda_only: no CPU fallback (--target=cuda). */
+   * device usable (0, or -1 with a message), and a run on it (see
+   * rt_cuda_call); cuda_release frees an instance's device state (device
+   * weights, stream).  cuda_only: no CPU fallback (--target=cuda). */
   int32_t (*cuda_probe)(int32_t device, char *err, size_t errlen);
-  int32_t (*cuda_run)(rt_exec *ex, int32_t device, const int64_t *symvals, const void *const *inputs,
-                      void *const *outputs, const void *const *weights);
+  int32_t (*cuda_run)(rt_exec *ex, const struct rt_cuda_call *call);
+  void (*cuda_release)(void *state);
   int32_t cuda_only;
 } rt_model_desc;
 
@@ -84,6 +108,8 @@ int rt_load_weights(attnc_instance *inst, const char *path);
 int rt_bind_weight(attnc_instance *inst, const char *name, const attnc_tensor *t);
 int rt_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
            int noutputs);
+int rt_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
+                  int noutputs, void *stream);
 const char *rt_error(const attnc_instance *inst);
 int64_t rt_workspace_bytes(const attnc_instance *inst);
 int rt_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,

@@ -36,7 +36,7 @@ struct CgModule {
 };
 
 static const char *const api_suffixes[] = {"create", "destroy", "load_weights", "bind_weight",
-                                           "run", "error", "describe", "output_shapes", "workspace_bytes", NULL};
+                                           "run", "error", "describe", "output_shapes", "workspace_bytes", "run_device", NULL};
 
 static bool exported(Cg *cg, const char *name) {
   size_t n = strlen(cg->ident);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cg.h"
+#include "rt_model.h" /* RT_ABI_VERSION */
 
 void cg_error(Cg *cg, const IrNode *n, const char *fmt, ...) {
   char msg[512];
@@ -606,24 +607,25 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
 
   LLVMTypeRef ft[] = {cg->i32, cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i32, cg->ptr, cg->ptr,
                       cg->i32, cg->i32, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr,
-                      cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
-  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 22, 0);
-  LLVMValueRef cuda_probe = null, cuda_run = null;
+                      cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
+  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 23, 0);
+  LLVMValueRef cuda_probe = null, cuda_run = null, cuda_release = null;
   if (cg->cuda) { /* defined by the CUDA host object linked into the library */
     char fname[192];
     snprintf(fname, sizeof fname, "%s__cuda_probe", cg->ident);
     cuda_probe = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->i32, cg->ptr, cg->i64}, 3, 0));
     snprintf(fname, sizeof fname, "%s__cuda_run", cg->ident);
-    cuda_run = LLVMAddFunction(cg->M, fname,
-                               LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr}, 6, 0));
+    cuda_run = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2, 0));
+    snprintf(fname, sizeof fname, "%s__cuda_release", cg->ident);
+    cuda_release = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->vd, (LLVMTypeRef[]){cg->ptr}, 1, 0));
   }
-  LLVMValueRef fv[] = {LLVMConstInt(cg->i32, 2, 0), cstr(cg, g->name), cstr(cg, cg->target_desc ? cg->target_desc : ""),
+  LLVMValueRef fv[] = {LLVMConstInt(cg->i32, RT_ABI_VERSION, 0), cstr(cg, g->name), cstr(cg, cg->target_desc ? cg->target_desc : ""),
                        LLVMConstInt(cg->i32, (unsigned)g->nsym, 0), symarr,
                        LLVMConstInt(cg->i32, (unsigned)g->nparam, 0), pnarr, pvarr,
                        LLVMConstInt(cg->i32, (unsigned)nin, 0), LLVMConstInt(cg->i32, (unsigned)g->noutput, 0),
                        LLVMConstInt(cg->i32, (unsigned)nw, 0), in_info, out_info, w_info, in_dims, out_dims, w_dims,
-                       ws_fn, run_fn, cuda_probe, cuda_run, LLVMConstInt(cg->i32, cg->cuda == 2, 0)};
-  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 22, 0);
+                       ws_fn, run_fn, cuda_probe, cuda_run, cuda_release, LLVMConstInt(cg->i32, cg->cuda == 2, 0)};
+  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 23, 0);
   char name[160];
   snprintf(name, sizeof name, "%s__desc", cg->ident);
   LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, name);
@@ -645,13 +647,14 @@ static void emit_wrappers(Cg *cg, LLVMValueRef desc) {
     {"load_weights", "rt_load_weights", 2, false, 0}, {"bind_weight", "rt_bind_weight", 3, false, 0},
     {"run", "rt_run", 5, false, 0},            {"error", "rt_error", 1, false, 2},
     {"describe", "rt_describe", 1, true, 0},    {"output_shapes", "rt_output_shapes", 5, false, 0},
-    {"workspace_bytes", "rt_workspace_bytes", 1, false, 3},
+    {"workspace_bytes", "rt_workspace_bytes", 1, false, 3}, {"run_device", "rt_run_device", 6, false, 0},
   };
   for (int pass = 0; pass < 2; pass++)
     for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
       LLVMTypeRef pt[6];
       for (int i = 0; i < w[k].nparam; i++) pt[i] = cg->ptr;
-      if (!strcmp(w[k].suffix, "run") || !strcmp(w[k].suffix, "output_shapes")) pt[2] = cg->i32, pt[4] = cg->i32;
+      if (!strcmp(w[k].suffix, "run") || !strcmp(w[k].suffix, "output_shapes") || !strcmp(w[k].suffix, "run_device"))
+        pt[2] = cg->i32, pt[4] = cg->i32;
       LLVMTypeRef ret = w[k].ret == 0 ? cg->i32 : w[k].ret == 1 ? cg->vd : w[k].ret == 3 ? cg->i64 : cg->ptr;
       char name[192];
       snprintf(name, sizeof name, "%s_%s", pass == 0 ? cg->ident : "attnc", w[k].suffix);

@@ -51,7 +51,29 @@ static void bstrides(Host *h, const char *dst, int id, int r) {
 }
 
 static void launch(Host *h, int id, const char *grid, const char *block) {
-  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", %s, %s, &a, sizeof a))) return rc;\n  }\n", id, grid, block);
+  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", %s, %s, &a, sizeof a))) goto done;\n  }\n", id, grid, block);
+}
+
+/* Does value i have a kernel k<i>?  (everything but inputs, weights and
+ * views, and those too when they are outputs: their copy) */
+static bool has_kernel(const Host *h, int i) {
+  if (h->v[i].kind != CU_EXT && h->v[i].kind != CU_VIEW) return true;
+  for (int k = 0; k < h->g->noutput; k++)
+    if (h->g->outputs[k].node == i) return true;
+  return false;
+}
+
+/* A view (or an input) that is graph output `out`: its copy kernel (k<i>,
+ * cuda_src.c) writes it densely into the caller's buffer. */
+static void copy_out(Host *h, int i, int out) {
+  const IrNode *n = HN(h, i);
+  int r = n->type.rank;
+  fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
+  fprintf(h->f, "    a.o = (%s *)out[%d]; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), out,
+          ct(n->type.dt), i, i);
+  for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.xs[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
+  if (!r) fprintf(h->f, "    a.shape[0] = 1;\n");
+  launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
 }
 
 static void node(Host *h, int i, int *wi) {
@@ -73,6 +95,7 @@ static void node(Host *h, int i, int *wi) {
     if (n->op == IR_INPUT) fprintf(h->f, "  V[%d].p = (char *)in[%d];\n", i, n->a.index);
     else fprintf(h->f, "  V[%d].p = (char *)w[%d];\n", i, (*wi)++);
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
+    if (out >= 0) copy_out(h, i, out);
     return;
   case CU_VIEW: {
     int b = v->base;
@@ -86,9 +109,7 @@ static void node(Host *h, int i, int *wi) {
     } else {
       fprintf(h->f, "  V[%d].p = V[%d].p;\n  cu_dense(&V[%d]);\n", i, b, i);
     }
-    if (out >= 0) { /* a view as an output: copy it out */
-      fprintf(h->f, "  if ((rc = cu_copy_out(ops, ctx, &V[%d], out[%d], %d))) return rc;\n", i, out, esz(n->type.dt));
-    }
+    if (out >= 0) copy_out(h, i, out);
     return;
   }
   default: break;
@@ -98,7 +119,7 @@ static void node(Host *h, int i, int *wi) {
   if (out >= 0)
     fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, out);
   else
-    fprintf(h->f, "  if (!(V[%d].p = (char *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)cu_numel(&V[%d]) * %d + 1)))) return -2;\n",
+    fprintf(h->f, "  if (!(V[%d].p = (char *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)cu_numel(&V[%d]) * %d + 1)))) { rc = -2; goto done; }\n",
             i, i, esz(n->type.dt));
   fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
   if (v->kind == CU_FILL) {
@@ -141,9 +162,9 @@ static void node(Host *h, int i, int *wi) {
       fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0;\n"
                     "    for (int d = 0; d < 3; d++) tc = tc && a.qs[d] %% 8 == 0 && a.ks[d] %% 8 == 0 && a.vs[d] %% 8 == 0;\n"
                     "    if (tc) {\n"
-                    "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H), 1, 1, %d, %u, &a, sizeof a))) return rc;\n"
+                    "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H), 1, 1, %d, %u, &a, sizeof a))) goto done;\n"
                     "    } else {\n"
-                    "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) return rc;\n"
+                    "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
                     "    }\n  }\n", i, p.bq - 1, p.bq, p.warps * 32, p.smem, i);
       return;
     }
@@ -192,7 +213,7 @@ static void node(Host *h, int i, int *wi) {
     int bm, bn, bk;
     cu_mm_plan(g, i, &bm, &bn, &bk);
     fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), "
-                  "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) return rc;\n  }\n", i, bn - 1, bn, bm - 1, bm);
+                  "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) goto done;\n  }\n", i, bn - 1, bn, bm - 1, bm);
     return;
   }
   if (cls == IR_CLS_RED) {
@@ -263,18 +284,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
           "typedef struct { char *p; int rank; i64 shape[8], st[8]; } CuV;\n"
           "static i64 cu_numel(const CuV *v) { i64 n = 1; for (int d = 0; d < v->rank; d++) n *= v->shape[d]; return n; }\n"
           "static void cu_dense(CuV *v) { i64 s = 1; for (int d = v->rank - 1; d >= 0; d--) v->st[d] = s, s *= v->shape[d]; }\n"
-          "static unsigned cu_grid1(i64 n) { i64 g = (n + 255) / 256; return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g); }\n"
-          "static int cu_copy_out(const CuOps *ops, void *ctx, const CuV *v, void *dst, int esz) {\n"
-          "  /* a view as an output: element by element through its strides */\n"
-          "  i64 n = cu_numel(v);\n"
-          "  for (i64 e = 0; e < n; e++) {\n"
-          "    i64 rem = e, q = 0;\n"
-          "    for (int d = v->rank - 1; d >= 0; d--) { q += (rem %% v->shape[d]) * v->st[d]; rem /= v->shape[d]; }\n"
-          "    int rc = ops->copy(ctx, (char *)dst + e * esz, v->p + q * esz, (size_t)esz);\n"
-          "    if (rc) return rc;\n"
-          "  }\n"
-          "  return 0;\n"
-          "}\n\n");
+          "static unsigned cu_grid1(i64 n) { i64 g = (n + 255) / 256; return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g); }\n\n");
   /* the interface */
   int ids[256];
   int nin = ir_graph_inputs(g, ids, 256);
@@ -319,20 +329,19 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
           f->n + 1, f->n + 1);
   int wi = 0;
   for (int i = 0; i < f->n && !h.failed; i++) node(&h, i, &wi);
-  fprintf(h.f, "  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");
+  fprintf(h.f, "done:\n  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
   bool *tc = calloc((size_t)f->n + 1, 1);
   for (int i = 0; i < f->n; i++) {
     CuAttnPlan p;
     if (f->nodes[i].op == IR_ATTENTION && ir_is_kernel(g, i)) cu_attn_plan(g, i, &p), tc[i] = p.tc;
-    if (h.v[i].kind != CU_EXT && h.v[i].kind != CU_VIEW)
-      fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
+    if (has_kernel(&h, i)) fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
     if (tc[i]) fprintf(h.f, "static void emu_k%dg(void *p) { k%dg(*(struct A%d *)p); }\n", i, i, i);
   }
   fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
   for (int i = 0; i < f->n; i++) {
-    if (h.v[i].kind != CU_EXT && h.v[i].kind != CU_VIEW) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
+    if (has_kernel(&h, i)) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
     if (tc[i]) fprintf(h.f, "  {\"k%dg\", emu_k%dg},\n", i, i);
   }
   free(tc);
@@ -361,21 +370,26 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
   FILE *f = open_memstream(&buf, &len);
   fprintf(f,
           "/* generated by attnc: the CUDA part of model %s (host launcher, embedded PTX/CUBIN, the\n"
-          " * descriptor's cuda_probe/cuda_run); compiled by attnc into the library */\n"
+          " * descriptor's cuda_probe/cuda_run/cuda_release); compiled by attnc into the library */\n"
           "#include <stddef.h>\n#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n"
-          "typedef long long i64;\ntypedef unsigned char u8;\n"
+          "typedef long long i64;\ntypedef unsigned char u8;\ntypedef unsigned short h16;\n"
           "typedef struct rt_exec rt_exec;\nint32_t rt_exec_error(rt_exec *ex, const char *msg);\n"
+          "typedef struct rt_cuda_call {  /* as in runtime/rt_model.h */\n"
+          "  int32_t device, on_device;\n  const int64_t *symvals;\n  const void *const *inputs;\n  void *const *outputs;\n"
+          "  const void *const *weights;\n  uint64_t weights_version;\n  void *stream;\n  void **state;\n} rt_cuda_call;\n"
           "typedef struct rt_cuda_mod rt_cuda_mod;\n"
           "typedef struct { const void *ptx; const void *cubin80; size_t cubin80_size; const void *cubin90; size_t cubin90_size; } rt_cuda_images;\n"
           "int rt_cuda_probe(int device, char *err, size_t errlen);\n"
           "int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **m, char *err, size_t errlen);\n"
-          "void *rt_cuda_alloc(rt_cuda_mod *m, size_t bytes);\nvoid rt_cuda_free(rt_cuda_mod *m, void *p);\n"
-          "int rt_cuda_upload(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);\n"
-          "int rt_cuda_download(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);\n"
-          "int rt_cuda_copy(rt_cuda_mod *m, void *dst, const void *src, size_t bytes);\n"
-          "int rt_cuda_launch(rt_cuda_mod *m, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,\n"
-          "                   unsigned smem, void *params, size_t size);\n"
-          "int rt_cuda_sync(rt_cuda_mod *m);\nvoid rt_cuda_error(char *buf, size_t n);\n\n"
+          "void *rt_cuda_stream_new(rt_cuda_mod *m);\nvoid rt_cuda_stream_free(rt_cuda_mod *m, void *stream);\n"
+          "void *rt_cuda_alloc(rt_cuda_mod *m, void *stream, size_t bytes);\nvoid rt_cuda_free(rt_cuda_mod *m, void *stream, void *p);\n"
+          "int rt_cuda_upload(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t bytes);\n"
+          "int rt_cuda_download(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t bytes);\n"
+          "int rt_cuda_copy(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t bytes);\n"
+          "int rt_cuda_upload_f32_as(rt_cuda_mod *m, void *stream, void *dst, const float *src, size_t n, int dtype);\n"
+          "int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx, unsigned gy, unsigned gz,\n"
+          "                   unsigned block, unsigned smem, void *params, size_t size);\n"
+          "int rt_cuda_sync(rt_cuda_mod *m, void *stream);\nvoid rt_cuda_error(char *buf, size_t n);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
   /* the one-line struct declarations of the kernel source */
@@ -389,37 +403,82 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
   bytes(f, "cu_ptx", ptx, ptxlen, true);
   bytes(f, "cu_cubin80", c80, n80, false);
   bytes(f, "cu_cubin90", c90, n90, false);
+  int nin = ir_graph_inputs(g, NULL, 0), nw = ir_graph_weights(g, NULL, 0), nout = g->noutput;
   fprintf(f,
           "static const rt_cuda_images cu_images = {cu_ptx, cu_cubin80, sizeof cu_cubin80, cu_cubin90, sizeof cu_cubin90};\n\n"
-          "static void *o_alloc(void *c, size_t n) { return rt_cuda_alloc((rt_cuda_mod *)c, n); }\n"
-          "static void o_free(void *c, void *p) { rt_cuda_free((rt_cuda_mod *)c, p); }\n"
+          "/* the CuOps of the launcher: device memory and launches ordered on one stream */\n"
+          "typedef struct { rt_cuda_mod *m; void *stream; } CuCtx;\n"
+          "static void *o_alloc(void *c, size_t n) { return rt_cuda_alloc(((CuCtx *)c)->m, ((CuCtx *)c)->stream, n); }\n"
+          "static void o_free(void *c, void *p) { rt_cuda_free(((CuCtx *)c)->m, ((CuCtx *)c)->stream, p); }\n"
           "static int o_launch(void *c, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned b, unsigned smem,\n"
-          "                    void *p, size_t n) { return rt_cuda_launch((rt_cuda_mod *)c, k, gx, gy, gz, b, smem, p, n); }\n"
-          "static int o_copy(void *c, void *d, const void *s, size_t n) { return rt_cuda_copy((rt_cuda_mod *)c, d, s, n); }\n\n"
+          "                    void *p, size_t n) { return rt_cuda_launch(((CuCtx *)c)->m, ((CuCtx *)c)->stream, k, gx, gy, gz, b, smem, p, n); }\n"
+          "static int o_copy(void *c, void *d, const void *s, size_t n) { return rt_cuda_copy(((CuCtx *)c)->m, ((CuCtx *)c)->stream, d, s, n); }\n\n"
           "int32_t %s__cuda_probe(int32_t device, char *err, size_t errlen) { return rt_cuda_probe(device, err, errlen); }\n\n"
-          "static size_t cu_bytes(const CuT *t, const i64 *sym) {\n"
+          "static size_t cu_esz(int dtype) { return dtype == 4 ? 1 : dtype == 1 || dtype == 2 ? 2 : 4; }\n"
+          "static size_t cu_count(const CuT *t, const i64 *sym) {\n"
           "  i64 shape[8], n = 1;\n  cu_shape(t->node, sym, shape);\n"
-          "  for (int d = 0; d < t->rank; d++) n *= shape[d];\n  return (size_t)n * (t->dtype == 4 ? 1 : t->dtype == 1 || t->dtype == 2 ? 2 : 4);\n}\n\n"
-          "/* host buffers in, host buffers out: copied (weights too, each run) */\n"
-          "int32_t %s__cuda_run(rt_exec *ex, int32_t device, const int64_t *sym, const void *const *in, void *const *out,\n"
-          "                     const void *const *w) {\n"
+          "  for (int d = 0; d < t->rank; d++) n *= shape[d];\n  return (size_t)n;\n}\n\n"
+          "/* an instance's device state: its stream and its weights on the device */\n"
+          "typedef struct { rt_cuda_mod *m; void *stream; void *dw[%d]; size_t wbytes[%d]; uint64_t wversion; int have; } CuState;\n\n"
+          "void %s__cuda_release(void *p) {\n"
+          "  CuState *s = (CuState *)p;\n  if (!s) return;\n"
+          "  for (int k = 0; k < cu_nweight; k++) rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
+          "  rt_cuda_stream_free(s->m, s->stream);\n  free(s);\n}\n\n"
+          "/* weights: converted to the model's dtypes and uploaded when first needed or rebound */\n"
+          "static int cu_weights_up(CuState *s, const rt_cuda_call *c) {\n"
+          "  if (s->have && s->wversion == c->weights_version) {\n"
+          "    int same = 1;\n"
+          "    for (int k = 0; k < cu_nweight; k++) same &= s->wbytes[k] == cu_count(&cu_weights[k], (const i64 *)c->symvals) * cu_esz(cu_weights[k].dtype);\n"
+          "    if (same) return 0;\n  }\n"
+          "  s->have = 0;\n"
+          "  for (int k = 0; k < cu_nweight; k++) {\n"
+          "    rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
+          "    size_t n = cu_count(&cu_weights[k], (const i64 *)c->symvals), b = n * cu_esz(cu_weights[k].dtype);\n"
+          "    s->wbytes[k] = b;\n"
+          "    if (!(s->dw[k] = rt_cuda_alloc(s->m, s->stream, b))) return -1;\n"
+          "    int dt = cu_weights[k].dtype;\n"
+          "    if (dt <= 2 ? rt_cuda_upload_f32_as(s->m, s->stream, s->dw[k], (const float *)c->weights[k], n, dt)\n"
+          "                : rt_cuda_upload(s->m, s->stream, s->dw[k], c->weights[k], b) || rt_cuda_sync(s->m, s->stream))\n"
+          "      return -1;\n"
+          "  }\n"
+          "  s->have = 1;\n  s->wversion = c->weights_version;\n  return 0;\n}\n\n"
+          "int32_t %s__cuda_run(rt_exec *ex, const rt_cuda_call *c) {\n"
           "  rt_cuda_mod *m;\n  char err[512];\n"
-          "  if (rt_cuda_module(device, &cu_images, &m, err, sizeof err)) return rt_exec_error(ex, err);\n"
-          "  void *din[64] = {0}, *dw[256] = {0}, *dout[64] = {0};\n  int rc = 0;\n"
-          "  for (int k = 0; k < cu_ninput && !rc; k++)\n"
-          "    rc = !(din[k] = rt_cuda_alloc(m, cu_bytes(&cu_inputs[k], sym))) || rt_cuda_upload(m, din[k], in[k], cu_bytes(&cu_inputs[k], sym));\n"
-          "  for (int k = 0; k < cu_nweight && !rc; k++)\n"
-          "    rc = !(dw[k] = rt_cuda_alloc(m, cu_bytes(&cu_weights[k], sym))) || rt_cuda_upload(m, dw[k], w[k], cu_bytes(&cu_weights[k], sym));\n"
-          "  for (int k = 0; k < cu_noutput && !rc; k++) rc = !(dout[k] = rt_cuda_alloc(m, cu_bytes(&cu_outputs[k], sym)));\n"
+          "  const i64 *sym = (const i64 *)c->symvals;\n"
+          "  if (rt_cuda_module(c->device, &cu_images, &m, err, sizeof err)) return rt_exec_error(ex, err);\n"
+          "  CuState *s = (CuState *)*c->state;\n"
+          "  if (!s) {\n"
+          "    if (!(s = (CuState *)calloc(1, sizeof *s))) return rt_exec_error(ex, \"out of memory\");\n"
+          "    s->m = m;\n"
+          "    if (!(s->stream = rt_cuda_stream_new(m))) {\n      free(s);\n      rt_cuda_error(err, sizeof err);\n      return rt_exec_error(ex, err);\n    }\n"
+          "    *c->state = s;\n  }\n"
+          "  if (cu_weights_up(s, c)) {\n    rt_cuda_error(err, sizeof err);\n    return rt_exec_error(ex, err);\n  }\n"
+          "  void *stream = c->on_device && c->stream ? c->stream : s->stream;\n"
+          "  void *din[%d] = {0}, *dout[%d] = {0};\n  int rc = 0;\n"
+          "  if (c->on_device) {  /* the caller's device buffers */\n"
+          "    for (int k = 0; k < cu_ninput; k++) din[k] = (void *)c->inputs[k];\n"
+          "    for (int k = 0; k < cu_noutput; k++) dout[k] = c->outputs[k];\n"
+          "  } else {  /* host buffers: copied in (and out below) */\n"
+          "    for (int k = 0; k < cu_ninput && !rc; k++) {\n"
+          "      size_t b = cu_count(&cu_inputs[k], sym) * cu_esz(cu_inputs[k].dtype);\n"
+          "      rc = !(din[k] = rt_cuda_alloc(m, stream, b)) || rt_cuda_upload(m, stream, din[k], c->inputs[k], b);\n"
+          "    }\n"
+          "    for (int k = 0; k < cu_noutput && !rc; k++)\n"
+          "      rc = !(dout[k] = rt_cuda_alloc(m, stream, cu_count(&cu_outputs[k], sym) * cu_esz(cu_outputs[k].dtype)));\n"
+          "  }\n"
+          "  CuCtx cx = {m, stream};\n"
           "  CuOps ops = {o_alloc, o_free, o_launch, o_copy};\n"
-          "  if (!rc) rc = cu_run(&ops, m, (const i64 *)sym, din, dw, dout);\n"
-          "  if (!rc) rc = rt_cuda_sync(m);\n"
-          "  for (int k = 0; k < cu_noutput && !rc; k++) rc = rt_cuda_download(m, out[k], dout[k], cu_bytes(&cu_outputs[k], sym));\n"
-          "  for (int k = 0; k < 64; k++) rt_cuda_free(m, din[k]), rt_cuda_free(m, dout[k]);\n"
-          "  for (int k = 0; k < 256; k++) rt_cuda_free(m, dw[k]);\n"
-          "  if (rc) rt_cuda_error(err, sizeof err);\n"
-          "  return rc ? rt_exec_error(ex, err) : 0;\n}\n",
-          ident, ident);
+          "  if (!rc) rc = cu_run(&ops, &cx, sym, din, s->dw, dout);\n"
+          "  if (!c->on_device) {\n"
+          "    for (int k = 0; k < cu_noutput && !rc; k++)\n"
+          "      rc = rt_cuda_download(m, stream, c->outputs[k], dout[k], cu_count(&cu_outputs[k], sym) * cu_esz(cu_outputs[k].dtype));\n"
+          "    for (int k = 0; k < cu_ninput; k++) rt_cuda_free(m, stream, din[k]);\n"
+          "    for (int k = 0; k < cu_noutput; k++) rt_cuda_free(m, stream, dout[k]);\n"
+          "    if (!rc) rc = rt_cuda_sync(m, stream);\n"
+          "  }\n"
+          "  if (rc) {\n    rt_cuda_error(err, sizeof err);\n    return rt_exec_error(ex, err);\n  }\n"
+          "  return 0;\n}\n",
+          ident, nw > 0 ? nw : 1, nw > 0 ? nw : 1, ident, ident, nin > 0 ? nin : 1, nout > 0 ? nout : 1);
   fclose(f);
   return buf;
 }

@@ -508,11 +508,20 @@ static void k_fill(Cu *c, int id) {
 }
 
 /* reshape of a non-dense view: copy it (in its own shape) into a dense buffer */
-static void k_copy(Cu *c, int id) {
+/* A copy into a dense buffer, one thread per element: a reshape of a
+ * non-dense view (of its operand, in the operand's shape), or (self) a
+ * graph output that is a view or an input, into the caller's buffer. */
+static void k_copy(Cu *c, int id, bool self) {
   const IrNode *n = &c->g->funcs[0].nodes[id];
-  const IrNode *x = &c->g->funcs[0].nodes[n->in[0]];
+  const IrNode *x = self ? n : &c->g->funcs[0].nodes[n->in[0]];
   int r = x->type.rank > 0 ? x->type.rank : 1;
-  cu_comment(c, id);
+  if (self) {
+    char ty[128];
+    ir_type_str(c->g, &n->type, ty, sizeof ty);
+    fprintf(c->f, "// %%%d = %s : %s  [materialized: the output, copied out of a view]\n", id, ir_opinfo[n->op].name, ty);
+  } else {
+    cu_comment(c, id);
+  }
   fprintf(c->f, "struct A%d { %s *o; const %s *x; i64 n; i64 shape[%d]; i64 xs[%d]; };\n", id, cu_ctype(n->type.dt),
           cu_ctype(n->type.dt), r, r);
   fprintf(c->f, "extern \"C\" __global__ void k%d(struct A%d a) {\n"
@@ -520,6 +529,13 @@ static void k_copy(Cu *c, int id) {
                 "    i64 rem = e, q = 0;\n"
                 "    for (int d = %d - 1; d >= 0; d--) { q += (rem %% a.shape[d]) * a.xs[d]; rem /= a.shape[d]; }\n"
                 "    a.o[e] = a.x[q];\n  }\n}\n\n", id, id, r);
+}
+
+/* Is main-function node i a graph output? */
+static bool is_output(const IrGraph *g, int i) {
+  for (int k = 0; k < g->noutput; k++)
+    if (g->outputs[k].node == i) return true;
+  return false;
 }
 
 char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
@@ -538,7 +554,11 @@ char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
       continue;
     }
     if (v[i].kind == CU_COPY) {
-      k_copy(&c, i);
+      k_copy(&c, i, false);
+      continue;
+    }
+    if ((v[i].kind == CU_VIEW || v[i].kind == CU_EXT) && is_output(g, i)) {
+      k_copy(&c, i, true);
       continue;
     }
     if (!ir_is_kernel(g, i)) continue;

@@ -49,6 +49,18 @@ for m in sdpa mha encoder; do
     fi
   done
 done
+grep -q "int sdpa_run_device(attnc_instance \*inst" "$TMP/sdpa_cuda.h" && ok "header declares sdpa_run_device" ||
+  bad "no sdpa_run_device in the header"
+# bf16 end to end through a cpu,cuda library (here: the CPU fallback)
+"$ATTNC" examples/flash_bf16.attn -D E=64 -D CAUSAL=1 --target=cpu,cuda -o "$TMP/fb.so" 2>"$TMP/err" || bad "flash_bf16: $(head -3 "$TMP/err")"
+FX=tests/fixtures/sdpa/default
+if "$ATTNC" run "$TMP/fb.so" --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy --output o=$TMP/fb.npy 2>"$TMP/err" &&
+  "$ATTNC" run examples/flash_bf16.attn -D E=64 -D CAUSAL=1 --interp --input q=$FX/q.npy --input k=$FX/k.npy \
+    --input v=$FX/v.npy --output o=$TMP/fbi.npy 2>>"$TMP/err" && r=$("$NPYCMP" "$TMP/fb.npy" "$TMP/fbi.npy" --rtol 3e-2); then
+  ok "flash_bf16 cpu,cuda library (f32 inputs rounded to bf16, bf16 output as f32 .npy) vs the interpreter: $r"
+else
+  bad "flash_bf16 library: $(head -3 "$TMP/err") $r"
+fi
 # --device=-1 forces the CPU of a cpu,cuda library; a cuda-only one refuses
 FX=tests/fixtures/sdpa/default
 "$ATTNC" run "$TMP/sdpa_cpu_cuda.so" --device=-1 --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy \
@@ -75,6 +87,17 @@ try:
 except attnc.Error as e:
     assert e.status == attnc.Status.ERR_DEVICE and "libcuda.so.1" in str(e), str(e)
     print(str(e))
+class Dev:  # what run_device reads of a (torch) device tensor
+    def __init__(self, shape, dtype): self.shape, self.dtype = shape, dtype
+    def data_ptr(self): return 0x1000
+with attnc.Model(sys.argv[1], device=0) as m:   # fell back to the CPU: no device runs
+    t = Dev((1, 2, 5, 64), "torch.float32")
+    try:
+        m.run_device({"q": t, "k": t, "v": t}, {"o": t})
+        print("run_device ran on a CPU instance"); sys.exit(1)
+    except attnc.Error as e:
+        assert e.status == attnc.Status.ERR_DEVICE and "runs on the CPU" in str(e), str(e)
+        print("run_device: " + str(e))
 PY
   ); then ok "python: cpu,cuda falls back; cuda-only: $out"; else bad "python: $out"; fi
 fi

@@ -216,7 +216,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run, NULL, NULL, 0,
+    fake_ws, fake_run, NULL, NULL, NULL, 0,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -1022,7 +1022,7 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, 0,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
@@ -1103,7 +1103,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, 0,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0,
 };
 
 Test(rt_api, undetermined_dim) {
@@ -1294,20 +1294,32 @@ static int32_t fake_probe(int32_t device, char *err, size_t errlen) {
   return -1;
 }
 
-static int32_t fake_cuda_run(rt_exec *ex, int32_t device, const int64_t *sv, const void *const *in, void *const *out,
-                             const void *const *w) {
+static rt_cuda_call fake_last;  /* the last GPU call */
+static int fake_state, fake_released;
+
+/* The fake GPU: the CPU run on the same buffers (device pointers are host
+ * memory here), recording the call. */
+static int32_t fake_cuda_run(rt_exec *ex, const rt_cuda_call *c) {
   fake_cuda_runs++;
-  int64_t n = fake_ws(sv, rt_exec_threads(ex));
+  fake_last = *c;
+  if (!*c->state) *c->state = &fake_state; /* the library keeps its device state here */
+  int64_t n = fake_ws(c->symvals, rt_exec_threads(ex));
   void *ws = aligned_alloc(64, (size_t)(n + 63) / 64 * 64 + 64);
-  int32_t r = fake_run(ex, sv, in, out, w, ws);
+  int32_t r = fake_run(ex, c->symvals, c->inputs, c->outputs, c->weights, ws);
   free(ws);
   return r;
+}
+
+static void fake_release(void *state) {
+  cr_assert_eq(state, &fake_state);
+  fake_released++;
 }
 
 Test(rt_api, cuda_device_choice_and_fallback) {
   rt_model_desc d = fake_desc;
   d.cuda_probe = fake_probe;
   d.cuda_run = fake_cuda_run;
+  d.cuda_release = fake_release;
   attnc_instance *in = NULL;
   /* cuda only, no usable device: a clear error, no instance */
   d.cuda_only = 1;
@@ -1327,12 +1339,54 @@ Test(rt_api, cuda_device_choice_and_fallback) {
   fake_cuda_runs = 0;
   run_fake(in);
   cr_assert_eq(fake_cuda_runs, 0, "fell back to the CPU");
+  /* run_device on a CPU instance: refused, with the reason */
+  attnc_tensor none[2] = {{0}};
+  cr_assert_eq(rt_run_device(in, none, 2, none, 2, NULL), ATTNC_ERR_DEVICE);
+  cr_assert(strstr(rt_error(in), "runs on the CPU"), "%s", rt_error(in));
   rt_destroy(in);
-  /* a usable device: the GPU run */
+  /* a usable device: the GPU run, host buffers copied (on_device 0) */
   fake_dev_ok = 1;
+  fake_released = 0;
   cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK);
   run_fake(in);
   cr_assert_eq(fake_cuda_runs, 1);
+  cr_assert_eq(fake_last.on_device, 0);
+  cr_assert_eq(fake_last.device, 0);
+  uint64_t v0 = fake_last.weights_version;
+  cr_assert(v0 > 0, "binding the weights bumps their version");
+  /* device buffers: same checks, on_device 1, the caller's stream passed through */
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 3, 0);
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  int stream_token;
+  cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, &stream_token), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(fake_cuda_runs, 2);
+  cr_assert_eq(fake_last.on_device, 1);
+  cr_assert_eq(fake_last.stream, (void *)&stream_token);
+  cr_assert_eq(fake_last.inputs[0], ins[0].data, "device pointers are passed as given");
+  cr_assert_eq(fake_last.outputs[1], outs[1].data);
+  cr_assert_eq(fake_last.weights_version, v0, "no rebind, same weights");
+  /* device tensors must have the model's dtype (no conversion on the device) */
+  outs[0].dtype = ATTNC_F16;
+  cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, NULL), ATTNC_ERR_DTYPE);
+  cr_assert(strstr(rt_error(in), "output 'y' is f16") && strstr(rt_error(in), "the model's dtype, f32"), "%s", rt_error(in));
+  outs[0].dtype = ATTNC_F32;
+  /* shapes are checked as for host runs */
+  ins[0].shape[2] = 5;
+  cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, NULL), ATTNC_ERR_SHAPE);
+  cr_assert_eq(fake_cuda_runs, 2, "refused runs reach no device");
+  /* a rebound weight: a new version, so the library uploads again */
+  fake_bind(in, &c);
+  ins[0].shape[2] = 4;
+  cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, NULL), ATTNC_OK, "%s", rt_error(in));
+  cr_assert(fake_last.weights_version > v0);
+  free(y);
+  free(z);
+  fake_free(&c);
   rt_destroy(in);
+  cr_assert_eq(fake_released, 1, "destroy releases the device state");
   fake_dev_ok = 0;
 }
