@@ -11,6 +11,9 @@
 #                   [PARAMS NAME=VALUE ...]   # attnc -D NAME=VALUE, one per entry
 #                   [MCPU cpu]                # attnc --mcpu=cpu; default ${ATTNC_MCPU}
 #                                             # if set, else the build machine's CPU
+#                   [BACKEND cpu|cuda|cpu,cuda] # attnc --target= (default cpu); cuda
+#                                             # kernels need the GPU runtime's dlopen
+#                                             # of libcuda.so.1 at run time only
 #                   [FLAGS flag ...]          # any other attnc options, verbatim
 #                   [SHARED])                 # a shared library instead of an object
 #
@@ -37,10 +40,11 @@
 include_guard(GLOBAL)
 
 function(attnc_add_model TARGET SOURCE)
-  cmake_parse_arguments(PARSE_ARGV 2 ARG "SHARED" "MCPU" "PARAMS;FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 2 ARG "SHARED" "MCPU;BACKEND" "PARAMS;FLAGS")
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "attnc_add_model(${TARGET}): unexpected arguments: ${ARG_UNPARSED_ARGUMENTS}\n"
-      "usage: attnc_add_model(TARGET SOURCE [PARAMS NAME=VALUE ...] [MCPU cpu] [FLAGS flag ...] [SHARED])")
+      "usage: attnc_add_model(TARGET SOURCE [PARAMS NAME=VALUE ...] [MCPU cpu] [BACKEND cpu|cuda|cpu,cuda] "
+      "[FLAGS flag ...] [SHARED])")
   endif()
   if(ARG_KEYWORDS_MISSING_VALUES)
     message(FATAL_ERROR "attnc_add_model(${TARGET}): ${ARG_KEYWORDS_MISSING_VALUES} needs a value")
@@ -73,6 +77,12 @@ function(attnc_add_model TARGET SOURCE)
   endif()
   if(DEFINED ARG_MCPU)
     list(APPEND args "--mcpu=${ARG_MCPU}")
+  endif()
+  if(DEFINED ARG_BACKEND)
+    if(NOT ARG_BACKEND MATCHES "^(cpu|cuda|cpu,cuda|cuda,cpu)$")
+      message(FATAL_ERROR "attnc_add_model(${TARGET}): BACKEND is cpu, cuda or cpu,cuda, not '${ARG_BACKEND}'")
+    endif()
+    list(APPEND args "--target=${ARG_BACKEND}")
   endif()
   list(APPEND args ${ARG_FLAGS})
 
@@ -138,6 +148,6 @@ function(attnc_add_model TARGET SOURCE)
     add_library(${TARGET} STATIC "${out}" "${hdr}")
     set_target_properties(${TARGET} PROPERTIES LINKER_LANGUAGE ${lang})
     target_include_directories(${TARGET} INTERFACE "${dir}")
-    target_link_libraries(${TARGET} INTERFACE m Threads::Threads)
+    target_link_libraries(${TARGET} INTERFACE m Threads::Threads ${CMAKE_DL_LIBS})
   endif()
 endfunction()

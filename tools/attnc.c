@@ -547,9 +547,9 @@ static int cmd_compile(int argc, char **argv) {
     if (!cu_available())
       return tool_fail("--target=cuda: the CUDA backend is unavailable: attnc was built without the CUDA toolkit "
                        "(NVRTC)");
-    if (strcmp(emit, "so") && strcmp(emit, "header"))
-      return tool_fail("--target=%s --emit=%s: CUDA models are built as shared libraries (-o NAME.so) for now",
-                       target_cpu_too ? "cpu,cuda" : "cuda", emit);
+    if (strcmp(emit, "so") && strcmp(emit, "obj") && strcmp(emit, "header"))
+      return tool_fail("--target=%s --emit=%s: CUDA models are built as shared libraries (-o NAME.so) or objects "
+                       "(-c -o NAME.o)", target_cpu_too ? "cpu,cuda" : "cuda", emit);
     tgt.cuda = target_cpu_too ? 1 : 2;
   }
   if (cuda_emit && strcmp(emit, "cuda") && !cu_available())
@@ -581,7 +581,7 @@ static int cmd_compile(int argc, char **argv) {
     fclose(m);
     rc = write_atomic(out ? out : "-", buf, len);
     free(buf);
-  } else if (g && tgt.cuda && !strcmp(emit, "so")) {
+  } else if (g && tgt.cuda && (!strcmp(emit, "so") || !strcmp(emit, "obj"))) {
     char obj[PATH_MAX + 16];
     rc = cuda_part(g, out, obj, sizeof obj, diag);
     if (!rc) {

@@ -229,9 +229,10 @@ static void api_names(Cg *cg, char *buf, size_t n, bool script) {
   if (script) snprintf(buf + len, n - len, "local: *;\n};\n");
 }
 
-/* An object for static linking: the model and the runtime merged with
- * `ld -r`, every symbol but the model's API made local (objcopy), so
- * several models link into one program without clashes. */
+/* An object for static linking: the model and the runtime (and the CUDA
+ * part of --target=cuda models) merged with `ld -r`, every symbol but the
+ * model's API made local (objcopy), so several models link into one
+ * program without clashes.  Link with -lm -lpthread (-ldl for CUDA). */
 int cg_emit_obj(CgModule *m, const char *path, char *err, size_t errlen) {
   char mo[PATH_MAX + 32], ro[PATH_MAX + 32], keep[PATH_MAX + 32], merged[PATH_MAX + 40];
   char names[4096];
@@ -256,7 +257,7 @@ int cg_emit_obj(CgModule *m, const char *path, char *err, size_t errlen) {
   snprintf(merged, sizeof merged, "%s.o", mo);
   char kg[PATH_MAX + 64];
   snprintf(kg, sizeof kg, "--keep-global-symbols=%s", keep);
-  char *ld[] = {"ld", "-r", "-o", merged, mo, ro, NULL};
+  char *ld[] = {"ld", "-r", "-o", merged, mo, ro, m->cg->cuda_obj /* CUDA part (kernels, launcher), or NULL */, NULL};
   char *oc[] = {"objcopy", kg, merged, NULL};
   int rc = run_tool(ld, err, errlen);
   if (!rc) rc = run_tool(oc, err, errlen);

@@ -63,6 +63,7 @@ done
 # without --target=cuda the CUDA kinds are refused; the runtime part says it is not built
 if "$ATTNC" examples/sdpa.attn --emit=ptx -o "$TMP/x.ptx" 2>"$TMP/err"; then bad "--emit=ptx without --target=cuda"; else
   grep -q "needs --target=cuda" "$TMP/err" && ok "--emit=ptx needs --target=cuda" || bad "message: $(cat "$TMP/err")"; fi
-if "$ATTNC" examples/sdpa.attn --target=cuda -c -o "$TMP/x.o" 2>"$TMP/err"; then bad "--target=cuda -c should fail for now"; else
-  grep -q "shared libraries" "$TMP/err" && [ ! -e "$TMP/x.o" ] && ok "--target=cuda -c: $(cat "$TMP/err")" || bad "message: $(cat "$TMP/err")"; fi
+if "$ATTNC" examples/sdpa.attn --target=cuda --emit=llvm -o "$TMP/x.ll" 2>"$TMP/err"; then bad "--target=cuda --emit=llvm should fail"; else
+  grep -q "shared libraries (-o NAME.so) or objects" "$TMP/err" && [ ! -e "$TMP/x.ll" ] && ok "--target=cuda --emit=llvm: $(cat "$TMP/err")" ||
+    bad "message: $(cat "$TMP/err")"; fi
 finish

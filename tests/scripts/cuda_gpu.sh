@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # cuda_gpu.sh - GPU execution (ctest label cuda; SKIPPED, exit 77, where no
 # GPU is usable, with the reason): every example with PyTorch fixtures,
-# built --target=cuda, run on device 0 and compared with the fixtures.
+# built --target=cuda, run on device 0 and compared with the fixtures; the
+# bf16 tensor-core attention (examples/flash_bf16.attn: plain, causal,
+# sliding window, chosen and overridden tiles) against the interpreter.
 source "$(dirname "$0")/lib.bash"
 : "${NPYCMP:?set NPYCMP}"
 if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
@@ -35,5 +37,17 @@ for cdir in tests/fixtures/*/*/; do
     r=$("$NPYCMP" "$TMP/$m-$c-${b#expected_}.npy" "$e" --rtol 1e-5) && ok "$m/$c ${b#expected_} on the GPU: $r" ||
       bad "$m/$c ${b#expected_} on the GPU: $r"
   done
+done
+FX=tests/fixtures/sdpa/default
+for v in "-D CAUSAL=0" "-D CAUSAL=1" "-D CAUSAL=1 -D WINDOW=17" "-D CAUSAL=1 --gtile=attention:2,2,32,4"; do
+  defs=${v%%--gtile*}
+  "$ATTNC" examples/flash_bf16.attn -D E=64 $v --target=cuda -o "$TMP/fb.so" 2>"$TMP/err" || { bad "flash_bf16 $v: build: $(head -3 "$TMP/err")"; continue; }
+  if "$ATTNC" run "$TMP/fb.so" --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy --output o=$TMP/fb.npy 2>"$TMP/err" &&
+    "$ATTNC" run examples/flash_bf16.attn -D E=64 $defs --interp --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy \
+      --output o=$TMP/fbi.npy 2>>"$TMP/err" && r=$("$NPYCMP" "$TMP/fb.npy" "$TMP/fbi.npy" --rtol 3e-2); then
+    ok "flash_bf16 $v on the GPU vs the interpreter: $r"
+  else
+    bad "flash_bf16 $v on the GPU: $(head -3 "$TMP/err") $r"
+  fi
 done
 finish

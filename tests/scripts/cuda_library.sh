@@ -61,6 +61,23 @@ if "$ATTNC" run "$TMP/fb.so" --input q=$FX/q.npy --input k=$FX/k.npy --input v=$
 else
   bad "flash_bf16 library: $(head -3 "$TMP/err") $r"
 fi
+# an object (-c) of a cpu,cuda model: kernels, launcher and runtime in one .o,
+# only the model's API global; linked here into a program's library
+if "$ATTNC" examples/sdpa.attn --target=cpu,cuda -c -o "$TMP/sc.o" 2>"$TMP/err" && [ -f "$TMP/sc.h" ]; then
+  g=$(nm -g --defined-only "$TMP/sc.o" | awk '{print $3}' | sort | tr '\n' ' ')
+  [ "$g" = "sdpa_bind_weight sdpa_create sdpa_describe sdpa_destroy sdpa_error sdpa_load_weights sdpa_output_shapes sdpa_run sdpa_run_device sdpa_workspace_bytes " ] &&
+    ok "cpu,cuda -c: only the API is global" || bad "cpu,cuda -c globals: $g"
+  nm "$TMP/sc.o" | grep -q "cu_cubin90\|cu_ptx" && ok "cpu,cuda -c: the object embeds the PTX/CUBIN" || bad "no embedded images in the object"
+  printf '#include "sc.h"\nint attnc_probe_link(void) { attnc_model_info i; return sdpa_describe(&i); }\n' >"$TMP/use.c"
+  if ${CC:-cc} -shared -fPIC -I"$TMP" "$TMP/use.c" "$TMP/sc.o" -ldl -lpthread -lm -o "$TMP/use.so" 2>"$TMP/err" &&
+    ! ldd "$TMP/use.so" | grep -q 'libcuda\|libnvrtc'; then
+    ok "cpu,cuda -c: links with -ldl -lpthread -lm, no CUDA library"
+  else
+    bad "cpu,cuda -c: link: $(head -3 "$TMP/err")"
+  fi
+else
+  bad "--target=cpu,cuda -c: $(head -3 "$TMP/err")"
+fi
 # --device=-1 forces the CPU of a cpu,cuda library; a cuda-only one refuses
 FX=tests/fixtures/sdpa/default
 "$ATTNC" run "$TMP/sdpa_cpu_cuda.so" --device=-1 --input q=$FX/q.npy --input k=$FX/k.npy --input v=$FX/v.npy \
