@@ -212,8 +212,21 @@ static void node(Host *h, int i, int *wi) {
     }
     int bm, bn, bk;
     cu_mm_plan(g, i, &bm, &bn, &bk);
+    if (cu_fold_of(g, i) >= 0) { /* fold-se: one row of column sums per block of rows */
+      fprintf(h->f, "    if (!(part%d = (float *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)(a.nbatch * ((a.M + %d) / %d) * a.N) * 4 + 4)))) {\n"
+                    "      rc = -2;\n      goto done;\n    }\n    a.part = part%d;\n", i, bm - 1, bm, i);
+    }
     fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), "
                   "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) goto done;\n  }\n", i, bn - 1, bn, bm - 1, bm);
+    return;
+  }
+  if (cls == IR_CLS_RED && cu_fold_src(g, i) >= 0) { /* fold-se: sum the matmul's column sums */
+    int mm = cu_fold_src(g, i), mr = HN(h, mm)->type.rank, bm, bn, bk;
+    cu_mm_plan(g, mm, &bm, &bn, &bk);
+    fprintf(h->f, "    a.part = part%d; a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]); a.N = V[%d].shape[%d];\n"
+                  "    a.nmb = (V[%d].shape[%d] + %d) / %d; a.scale = 1.0f / (float)V[%d].shape[%d];\n",
+            mm, ct(n->type.dt), i, i, mm, mr - 1, mm, mr - 2, bm - 1, bm, mm, mr - 2);
+    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
     return;
   }
   if (cls == IR_CLS_RED) {
@@ -326,7 +339,9 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   fprintf(h.f, "  }\n  (void)sym;\n}\n\n");
   fprintf(h.f, "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out) {\n"
                "  CuV V[%d];\n  void *allocs[%d];\n  int nalloc = 0, rc = 0;\n  memset(V, 0, sizeof V);\n  (void)in, (void)w, (void)out, (void)sym;\n",
-          f->n + 1, f->n + 1);
+          f->n + 1, 2 * f->n + 1);
+  for (int i = 0; i < f->n; i++) /* fold-se column sums (declared before any goto) */
+    if (f->nodes[i].op == IR_MATMUL && cu_fold_of(g, i) >= 0) fprintf(h.f, "  float *part%d = NULL;\n", i);
   int wi = 0;
   for (int i = 0; i < f->n && !h.failed; i++) node(&h, i, &wi);
   fprintf(h.f, "done:\n  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");

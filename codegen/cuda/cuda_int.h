@@ -50,6 +50,11 @@ void cu_attn_plan(const IrGraph *g, int id, CuAttnPlan *p);
 /* A matmul's tile: gtile=[BM, BN, BK] or 64 x 64 x 16; false if gtile is
  * not one the kernel takes. */
 bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk);
+/* The fold=true sum/mean (fold-se) that reads matmul id, or -1: the
+ * matmul kernel then also writes per-block column sums for it; and the
+ * other way round, the matmul a folded sum/mean id reads, or -1. */
+int cu_fold_of(const IrGraph *g, int id);
+int cu_fold_src(const IrGraph *g, int id);
 /* both attention kernels of node id */
 void cu_attention(Cu *c, int id);
 #endif

@@ -278,6 +278,8 @@ static void k_matmul(Cu *c, int id) {
           cu_ctype(db), cu_ctype(dc));
   fprintf(c->f, " i64 nbatch; i64 bshape[%d]; i64 bas[%d]; i64 bbs[%d]; i64 bcs[%d];", nb + 1, nb + 1, nb + 1, nb + 1);
   for (int x = 0; x < nx; x++) fprintf(c->f, " const %s *x%d; i64 xs%d[%d];", cu_ctype(f->nodes[n->in[2 + x]].type.dt), x, x, r);
+  int fold = cu_fold_of(c->g, id); /* fold-se: this matmul also writes per-block column sums */
+  if (fold >= 0) fprintf(c->f, " float *part;");
   fprintf(c->f, " };\n");
   int BM, BN, BK;
   if (!cu_mm_plan(c->g, id, &BM, &BN, &BK)) {
@@ -320,11 +322,13 @@ static void k_matmul(Cu *c, int id) {
           "    }\n"
           "    __syncthreads();\n"
           "  }\n"
+          "%s"
           "  #pragma unroll\n  for (int i = 0; i < %d; i++)\n  #pragma unroll\n  for (int j = 0; j < %d; j++) {\n"
           "    i64 gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;\n"
           "    if (gm >= a.M || gn >= a.N) continue;\n",
           BM, BN, TM, TN, BK, id, id, BK, BM, BK, BN, BM, BN, nb > 0 ? nb : 1, nb, TM, TN, TM, TN, BK, BM, BK, BK, BK, la,
-          BK, BN, BN, BN, lb, BK, TM, TN, TM, TN, TM, TN, TM, TN);
+          BK, BN, BN, BN, lb, BK, TM, TN, TM, TN, TM, TN,
+          fold >= 0 ? "  float cs[8] = {0};  /* column sums of this thread's rows (fold-se) */\n" : "", TM, TN);
   char res[64] = "acc[i][j]";
   if (n->body >= 0) {
     const char *pn[64];
@@ -350,7 +354,64 @@ static void k_matmul(Cu *c, int id) {
     cu_emit_body(c, n->body, pn, in, "t", res, sizeof res);
   }
   char st[128];
-  fprintf(c->f, "    a.C[co + gm * a.cs_m + gn] = %s;\n  }\n}\n\n", cu_st(dc, res, st, sizeof st));
+  if (fold < 0) {
+    fprintf(c->f, "    a.C[co + gm * a.cs_m + gn] = %s;\n  }\n}\n\n", cu_st(dc, res, st, sizeof st));
+    return;
+  }
+  /* fold-se: the block's column sums, in a fixed order (bits independent of
+     the schedule), one row of a.part per block of rows */
+  fprintf(c->f,
+          "    const %s cv = %s;\n"
+          "    a.C[co + gm * a.cs_m + gn] = cv;\n"
+          "    cs[j] += %s;\n"
+          "  }\n"
+          "  __shared__ float red[16][%d + 1];\n"
+          "  #pragma unroll\n  for (int j = 0; j < %d; j++) red[ty][tx + 16 * j] = cs[j];\n"
+          "  __syncthreads();\n"
+          "  for (int col = threadIdx.x; col < %d; col += 256) {\n"
+          "    i64 gn = n0 + col;\n"
+          "    if (gn >= a.N) continue;\n"
+          "    float t = 0.0f;\n"
+          "    for (int y = 0; y < 16; y++) t += red[y][col];\n"
+          "    a.part[((i64)blockIdx.z * gridDim.y + blockIdx.y) * a.N + gn] = t;\n"
+          "  }\n"
+          "}\n\n",
+          cu_ctype(dc), cu_st(dc, res, st, sizeof st), dc == RT_F32 ? "cv" : dc == RT_BF16 ? "a_bf2f(cv)" : "a_h2f(cv)", BN,
+          TN, BN);
+}
+
+int cu_fold_src(const IrGraph *g, int id) {
+  const IrNode *n = &g->funcs[0].nodes[id];
+  if ((n->op != IR_SUM && n->op != IR_MEAN) || !n->a.fold || n->nin != 1) return -1;
+  return g->funcs[0].nodes[n->in[0]].op == IR_MATMUL ? n->in[0] : -1;
+}
+
+int cu_fold_of(const IrGraph *g, int id) {
+  const IrFunc *f = &g->funcs[0];
+  for (int i = id + 1; i < f->n; i++) {
+    const IrNode *m = &f->nodes[i];
+    if ((m->op == IR_SUM || m->op == IR_MEAN) && m->a.fold && m->nin == 1 && m->in[0] == id) return i;
+  }
+  return -1;
+}
+
+/* the folded squeeze of a matmul: the sum of its per-block column sums */
+static void k_fold(Cu *c, int id) {
+  const IrNode *n = &c->g->funcs[0].nodes[id];
+  cu_comment(c, id);
+  char so[96];
+  cu_st(n->type.dt, n->op == IR_MEAN ? "t * a.scale" : "t", so, sizeof so);
+  fprintf(c->f,
+          "struct A%d { const float *part; %s *o; i64 n, N, nmb; float scale; };\n"
+          "/* fold-se: the producing matmul wrote one row of column sums per block of rows */\n"
+          "extern \"C\" __global__ void k%d(struct A%d a) {\n"
+          "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
+          "    const float *p = a.part + (e / a.N) * a.nmb * a.N + e %% a.N;\n"
+          "    float t = 0.0f;\n"
+          "    for (i64 b = 0; b < a.nmb; b++) t += p[b * a.N];\n"
+          "    a.o[e] = %s;\n"
+          "  }\n}\n\n",
+          id, cu_ctype(n->type.dt), id, id, so);
 }
 
 /* ---- reductions, rows -------------------------------------------------------------- */
@@ -568,9 +629,9 @@ char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
       else k_elementwise(&c, i);
       break;
     case IR_CLS_MM: k_matmul(&c, i); break;
-    case IR_CLS_RED: /* fold=true: here a plain reduction (the partial sums
-                        are the CPU epilogue's; a CUDA one comes later) */
-      k_reduce(&c, i);
+    case IR_CLS_RED:
+      if (cu_fold_src(g, i) >= 0) k_fold(&c, i); /* fold-se */
+      else k_reduce(&c, i);
       break;
     case IR_CLS_NORM: k_rows(&c, i); break;
     case IR_CLS_SHAPE: k_concat(&c, i); break;

@@ -63,6 +63,8 @@ check encoder examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1 -D GELU=1" "B
 check decoder examples/decoder.attn "-D D=40 -D H=5 -D F=72" "B=1 T=9 S=5"
 check se_block examples/se_block.attn "-D C=24 -D R=4" "N=2 H=7 W=5"
 check se_encoder examples/se_encoder.attn "-D D=48 -D H=3 -D F=80 -D R=4" "B=2 T=13"
+# fold-se over several blocks of rows (per-block column sums summed by the squeeze)
+check se_encoder_blocks examples/se_encoder.attn "-D D=48 -D H=3 -D F=80 -D R=4" "B=2 T=70" 2e-5 "--gtile=matmul:32,64,8"
 check gqa examples/gqa.attn "-D D=64 -D H=8 -D KV=2" "B=1 T=33"
 check alibi examples/alibi.attn "-D D=64 -D H=8 -D W=5" "B=1 T=40"
 check encoder_unfused examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1 --no-fuse" "B=1 T=9"
