@@ -130,6 +130,7 @@ static inline void emu_cp_wait(int n) { /* land every copy of the groups older t
   emu_cp.swap(keep);
 }
 #define TC_WAIT(n) emu_cp_wait(n)
+static inline float tc_exp2(float x) { return exp2f(x); } /* the GPU: ex2.approx.ftz */
 #define EMU_SMEM_MAX (227 * 1024)
 #define TC_SMEM(name) alignas(16) static unsigned char name[EMU_SMEM_MAX]
 
