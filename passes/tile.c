@@ -45,11 +45,15 @@
  *                shared-memory traffic per MMA (one ldmatrix.x4 per 2 MMAs
  *                with MT = 1 is below the tensor cores' rate).  Registers
  *                per thread ~ MT (Ev/2 + BK/2) accumulators + Q fragments
- *                (E/4 kept in registers when MT = 1) + 40, at most
- *                gpu_regs (232: 255 less a margin; ptxas confirms no
- *                spills in the tests).  E = 64: MT = 2; E = 128: MT = 1.
+ *                (E/4 kept in registers when MT = 1) + 95 (addresses,
+ *                softmax state, temporaries: fitted to ptxas's counts), at
+ *                most gpu_regs (232: 255 less a margin; the tests check
+ *                ptxas reports no spills for E = 16 .. 128), +16 with a
+ *                score body.  E <= 64: MT = 2 (with a body: E <= 48);
+ *                E >= 80: MT = 1.
  *              - ST = 3 when two blocks still fit in an SM's shared memory
- *                (8 warps per SM to hide latency), else 2.  Shared memory
+ *                (8 warps per SM to hide latency) and a block fits the
+ *                smallest per-block opt-in (99 KiB, sm_86/sm_89), else 2.  Shared memory
  *                = 2 bytes x (BQ (E + 8) + ST BK (E + Ev + 16)), rows
  *                padded by 16 bytes against bank conflicts.
  *   matmul     gtile=[BM, BN, BK], 256 threads of BM/16 x BN/16 outputs:
@@ -128,7 +132,12 @@ void pass_gpu_target(PassTarget *t, int sm) {
   /* per SM / per block opt-in limit: sm_80 (A100) 164 / 163 KiB, sm_90
      (H100, H200) 228 / 227 KiB */
   t->gpu_smem_sm = (sm >= 90 ? 228 : 164) * 1024;
-  t->gpu_smem_block = (sm >= 90 ? 227 : 163) * 1024;
+  /* per block: the smallest opt-in of the GPUs a library runs on (it embeds
+     sm_80 and sm_90 code and PTX; sm_86 / sm_89 allow 99 KiB), so the
+     chosen tiles fit every one of them; the launcher still falls back to
+     the generic kernel when a (--gtile) block needs more than the device
+     has */
+  t->gpu_smem_block = 99 * 1024;
   t->gpu_regs = 232;
 }
 
@@ -136,7 +145,7 @@ static int64_t att_smem(int64_t e, int64_t ev, int64_t w, int64_t mt, int64_t bk
   return 2 * (16 * w * mt * (e + 8) + st * bk * (e + 8 + ev + 8));
 }
 static int64_t att_regs(int64_t e, int64_t ev, int64_t mt, int64_t bk) {
-  return mt * (ev / 2 + bk / 2) + (mt == 1 ? e / 4 : 4 * mt) + 40;
+  return mt * (ev / 2 + bk / 2) + (mt == 1 ? e / 4 : 4 * mt) + 95;
 }
 
 /* Does attention node n run on the tensor-core kernel?  (the rule of
@@ -153,7 +162,8 @@ static int gpu_tile(const IrGraph *g, const IrNode *n, const PassTarget *t, int6
   if (n->op == IR_ATTENTION) {
     int64_t e, ev;
     if (!att_tc(g, n, &e, &ev)) return 0;
-    int64_t w = 4, bk = 64, mt = att_regs(e, ev, 2, bk) <= t->gpu_regs ? 2 : 1, st = 3;
+    /* a score body holds its values and operand addresses too */
+    int64_t w = 4, bk = 64, mt = att_regs(e, ev, 2, bk) + (n->body >= 0 ? 16 : 0) <= t->gpu_regs ? 2 : 1, st = 3;
     while (st > 2 && (2 * att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_sm || att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_block))
       st--;
     v[0] = w, v[1] = mt, v[2] = bk, v[3] = st;

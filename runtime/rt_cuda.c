@@ -17,6 +17,7 @@ typedef unsigned long long CUdeviceptr;
 #define CU_ATTR_CC_MAJOR 75
 #define CU_ATTR_CC_MINOR 76
 #define CU_FUNC_ATTR_MAX_DYNAMIC_SHARED 8
+#define CU_ATTR_SMEM_OPTIN 97 /* CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
 
 static struct {
   void *dl;
@@ -77,6 +78,7 @@ struct rt_cuda_mod {
   CUmodule mod;
   const rt_cuda_images *img;
   rt_cuda_fn *fns;
+  unsigned smem_optin; /* the device's per-block opt-in limit (0: not asked yet) */
   struct rt_cuda_mod *next;
 };
 static struct rt_cuda_mod *mods;
@@ -331,6 +333,21 @@ int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx
                    &size, (void *)0 /* CU_LAUNCH_PARAM_END */};
   CHECK(cu.LaunchKernel(f, gx, gy, gz, block, 1, 1, smem, stream, NULL, extra), kernel);
   return 0;
+}
+
+unsigned rt_cuda_smem_optin(rt_cuda_mod *m) {
+  pthread_mutex_lock(&cu_mu);
+  if (!m->smem_optin) {
+    CUdevice dev;
+    int v = 0;
+    if (!cu.DeviceGet(&dev, m->device) && !cu.DeviceGetAttribute(&v, CU_ATTR_SMEM_OPTIN, dev) && v > 0)
+      m->smem_optin = (unsigned)v;
+    else
+      m->smem_optin = 48 * 1024; /* what every device allows */
+  }
+  unsigned r = m->smem_optin;
+  pthread_mutex_unlock(&cu_mu);
+  return r;
 }
 
 int rt_cuda_sync(rt_cuda_mod *m, void *stream) {

@@ -43,6 +43,9 @@ int rt_cuda_upload_f32_as(rt_cuda_mod *m, void *stream, void *dst, const float *
 int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx, unsigned gy, unsigned gz,
                    unsigned block, unsigned smem, void *params, size_t size);
 int rt_cuda_sync(rt_cuda_mod *m, void *stream);
+/* Bytes of dynamic shared memory one block may opt into on the module's
+ * device (the launcher falls back to kernels that need less). */
+unsigned rt_cuda_smem_optin(rt_cuda_mod *m);
 /* The last error of the calls above (process-wide), copied into buf. */
 void rt_cuda_error(char *buf, size_t n);
 #endif

@@ -41,10 +41,10 @@ static const char *tc_prelude =
   "__device__ __forceinline__ unsigned tc_saddr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }\n"
   "__device__ __forceinline__ void tc_ldsm(unsigned r[4], const void *p) {\n"
   "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\\n\"\n"
-  "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(tc_saddr(p))); }\n"
+  "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(tc_saddr(p)) : \"memory\"); }\n"
   "__device__ __forceinline__ void tc_ldsm_t(unsigned r[4], const void *p) {\n"
   "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\\n\"\n"
-  "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(tc_saddr(p))); }\n"
+  "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(tc_saddr(p)) : \"memory\"); }\n"
   "__device__ __forceinline__ void tc_mma_bf16(float d[4], const unsigned a[4], unsigned b0, unsigned b1) {\n"
   "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n\"\n"
   "               : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
@@ -60,9 +60,9 @@ static const char *tc_prelude =
   "  unsigned r; asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo)); return r; }\n"
   "/* 16 bytes global -> shared, asynchronously; zero-filled when !ok */\n"
   "__device__ __forceinline__ void tc_cp16(void *s, const void *g, bool ok) {\n"
-  "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\\n\" :: \"r\"(tc_saddr(s)), \"l\"(g), \"r\"(ok ? 16 : 0)); }\n"
-  "__device__ __forceinline__ void tc_commit() { asm volatile(\"cp.async.commit_group;\\n\" ::); }\n"
-  "#define TC_WAIT(n) asm volatile(\"cp.async.wait_group \" #n \";\\n\" ::)\n"
+  "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\\n\" :: \"r\"(tc_saddr(s)), \"l\"(g), \"r\"(ok ? 16 : 0) : \"memory\"); }\n"
+  "__device__ __forceinline__ void tc_commit() { asm volatile(\"cp.async.commit_group;\\n\" ::: \"memory\"); }\n"
+  "#define TC_WAIT(n) asm volatile(\"cp.async.wait_group \" #n \";\\n\" ::: \"memory\")\n"
   "/* 2^x by the SFU (ex2.approx: 2 ulp, flushes denormals; exp2(-inf) = 0): P is rounded to\n"
   "   8 or 11 bits next, so the approximation does not show */\n"
   "__device__ __forceinline__ float tc_exp2(float x) { float y; asm(\"ex2.approx.ftz.f32 %0, %1;\" : \"=f\"(y) : \"f\"(x)); return y; }\n"
@@ -100,7 +100,7 @@ static void k_generic(Cu *c, int id, const char *suffix) {
   fprintf(c->f, " };\n");
   fprintf(c->f,
           "/* one warp per query row; E = %lld, Ev = %lld */\n"
-          "extern \"C\" __global__ void __launch_bounds__(128) k%d%s(struct A%d a) {\n"
+          "extern \"C\" __global__ void __launch_bounds__(128, 8) k%d%s(struct A%d a) {\n"
           "  const int lane = threadIdx.x & 31;\n"
           "  /* 32-bit index math (64-bit division is a call; the launcher keeps\n"
           "     B*H*T below 2^31) */\n"
@@ -194,6 +194,10 @@ static bool tc_tile_ok(const CuAttnPlan *p) {
          p->smem <= 227 * 1024;
 }
 
+/* A band offset as generated: clamped to +-2^30, so i + lo and i + hi + 1
+ * cannot wrap in 32 bits for any T < 2^30 (a band that wide is none). */
+static long long band(int64_t v) { return v < -(1LL << 30) ? -(1LL << 30) : v > (1LL << 30) ? (1LL << 30) : (long long)v; }
+
 /* The score processing of one key tile: scale, body, band, then the
  * online-softmax update and P in sc[][][] (checked: element-wise band /
  * bounds / body-operand checks; else the tile is interior). */
@@ -211,8 +215,8 @@ static void tc_scores(Cu *c, const IrNode *n, const CuAttnPlan *p, bool checked)
           p->mt, p->bk / 8, p->mt);
   if (checked) {
     fprintf(c->f, "        bool keep = j < S%s;\n", nx > 0 ? " && i < T" : "");
-    if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j >= i + (%lld);\n", (long long)n->a.mlo);
-    if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j <= i + (%lld);\n", (long long)n->a.mhi);
+    if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j >= i + (%lld);\n", band(n->a.mlo));
+    if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j <= i + (%lld);\n", band(n->a.mhi));
   }
   if (body) {
     fprintf(c->f, "        %s{\n          s *= %.9ef;\n", checked ? "if (keep) " : "", n->a.scale);
@@ -255,14 +259,14 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
   fprintf(c->f,
           "/* tensor-core attention: %d warps x %d MMA tiles = %d query rows per block, %d keys per tile,\n"
           "   %d-stage cp.async pipeline, E = %d, Ev = %d, %s; %u bytes of shared memory */\n"
-          "extern \"C\" __global__ void __launch_bounds__(%d) k%d(struct A%d a) {\n"
+          "extern \"C\" __global__ void __launch_bounds__(%d, 2) k%d(struct A%d a) {\n"
           "  TC_SMEM(smem);\n"
           "  h16 *Qs = (h16 *)smem;            /* [BQ][E + 8] */\n"
           "  h16 *Ks = Qs + %d * %d;           /* [stages][BK][E + 8] */\n"
           "  h16 *Vs = Ks + %d * %d * %d;      /* [stages][BK][Ev + 8] */\n"
           "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;\n"
           "  const unsigned BH = (unsigned)(a.B * a.H), nqb = (unsigned)((a.T + %d) / %d);\n"
-          "  const unsigned qb = nqb - 1u - blockIdx.x / BH, bh = blockIdx.x %% BH;  /* heaviest first */\n"
+          "  const unsigned qb = %s, bh = blockIdx.x %% BH;  /* heaviest first */\n"
           "  const int b = (int)(bh / (unsigned)a.H), h = (int)(bh %% (unsigned)a.H), kh = h / (int)a.G;\n"
           "  const int T = (int)a.T, S = (int)a.S, i0 = (int)qb * %d;\n"
           "  const int ilast = a_imin(i0 + %d, T) - 1;\n"
@@ -271,9 +275,11 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "  const h16 *v = a.v + b * a.vs[0] + kh * a.vs[1];\n"
           "  int jlo = 0, jhi = S;\n",
           p->warps, p->mt, p->bq, p->bk, p->stages, E, EV, rt_dtype_name(dt), p->smem, NT, id, id, p->bq, QP, p->stages,
-          p->bk, QP, p->bq - 1, p->bq, p->bq, p->bq);
-  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  jlo = a_imax(0, i0 + (%lld));\n", (long long)n->a.mlo);
-  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + 1);\n", (long long)n->a.mhi);
+          p->bk, QP, p->bq - 1, p->bq,
+          /* a band bounded above (causal) makes the last query blocks the heaviest; bounded only below, the first */
+          n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blockIdx.x / BH" : "nqb - 1u - blockIdx.x / BH", p->bq, p->bq);
+  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  jlo = a_imax(0, i0 + (%lld));\n", band(n->a.mlo));
+  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + 1);\n", band(n->a.mhi));
   fprintf(c->f,
           "  const int kt0 = jlo / %d, kt1 = jhi > jlo ? (jhi + %d) / %d : kt0;\n"
           "  /* Q tile (rows past T zero-filled) */\n"
@@ -353,8 +359,8 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           p->bk / 8, QP, p->mt, mma, qreg ? "qf[ks]" : "qa[mt]", mma, qreg ? "qf[ks]" : "qa[mt]");
   /* which tiles need element checks */
   fprintf(c->f, "    bool full = j0 + %d <= S;\n", p->bk);
-  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 >= ilast + (%lld);\n", (long long)n->a.mlo);
-  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 + %d <= i0 + (%lld);\n", p->bk - 1, (long long)n->a.mhi);
+  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 >= ilast + (%lld);\n", band(n->a.mlo));
+  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 + %d <= i0 + (%lld);\n", p->bk - 1, band(n->a.mhi));
   if (extras) fprintf(c->f, "    full = full && i0 + %d <= T;\n", p->bq);
   fprintf(c->f, "    if (full) {\n");
   tc_scores(c, n, p, false);

@@ -156,16 +156,19 @@ static void node(Host *h, int i, int *wi) {
       snprintf(dst, sizeof dst, "a.xs%d", x);
       bstrides(h, dst, id, 4);
     }
+    fprintf(h->f, "    if (a.B * a.H * a.T >= 2147483648LL || a.S >= 2147483648LL) {\n"
+                  "      cu_fail_msg = \"attention: B*H*T and S must be below 2^31 on the GPU (32-bit row indices)\";\n"
+                  "      rc = -7;\n      goto done;\n    }\n");
     CuAttnPlan p;
     cu_attn_plan(g, i, &p);
     if (p.tc) { /* the tensor-core kernel needs 16-byte aligned rows: else the generic one */
-      fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0;\n"
+      fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0 && ops->smem_max(ctx) >= %uu;\n"
                     "    for (int d = 0; d < 3; d++) tc = tc && a.qs[d] %% 8 == 0 && a.ks[d] %% 8 == 0 && a.vs[d] %% 8 == 0;\n"
                     "    if (tc) {\n"
                     "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H), 1, 1, %d, %u, &a, sizeof a))) goto done;\n"
                     "    } else {\n"
                     "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
-                    "    }\n  }\n", i, p.bq - 1, p.bq, p.warps * 32, p.smem, i);
+                    "    }\n  }\n", p.smem, i, p.bq - 1, p.bq, p.warps * 32, p.smem, i);
       return;
     }
     launch(h, i, "(unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1", "128, 0");
@@ -293,7 +296,10 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
           "  int (*launch)(void *ctx, const char *kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,\n"
           "                unsigned smem, void *params, size_t size);\n"
           "  int (*copy)(void *ctx, void *dst, const void *src, size_t bytes);  /* device to device */\n"
+          "  unsigned (*smem_max)(void *ctx);  /* dynamic shared memory a block may opt into */\n"
           "} CuOps;\n"
+          "/* why cu_run returned -7 (sizes the kernels cannot index) */\n"
+          "static const char *cu_fail_msg = \"\";\n"
           "typedef struct { char *p; int rank; i64 shape[8], st[8]; } CuV;\n"
           "static i64 cu_numel(const CuV *v) { i64 n = 1; for (int d = 0; d < v->rank; d++) n *= v->shape[d]; return n; }\n"
           "static void cu_dense(CuV *v) { i64 s = 1; for (int d = v->rank - 1; d >= 0; d--) v->st[d] = s, s *= v->shape[d]; }\n"
@@ -404,7 +410,8 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "int rt_cuda_upload_f32_as(rt_cuda_mod *m, void *stream, void *dst, const float *src, size_t n, int dtype);\n"
           "int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx, unsigned gy, unsigned gz,\n"
           "                   unsigned block, unsigned smem, void *params, size_t size);\n"
-          "int rt_cuda_sync(rt_cuda_mod *m, void *stream);\nvoid rt_cuda_error(char *buf, size_t n);\n\n"
+          "int rt_cuda_sync(rt_cuda_mod *m, void *stream);\nvoid rt_cuda_error(char *buf, size_t n);\n"
+          "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
   /* the one-line struct declarations of the kernel source */
@@ -427,7 +434,8 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "static void o_free(void *c, void *p) { rt_cuda_free(((CuCtx *)c)->m, ((CuCtx *)c)->stream, p); }\n"
           "static int o_launch(void *c, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned b, unsigned smem,\n"
           "                    void *p, size_t n) { return rt_cuda_launch(((CuCtx *)c)->m, ((CuCtx *)c)->stream, k, gx, gy, gz, b, smem, p, n); }\n"
-          "static int o_copy(void *c, void *d, const void *s, size_t n) { return rt_cuda_copy(((CuCtx *)c)->m, ((CuCtx *)c)->stream, d, s, n); }\n\n"
+          "static int o_copy(void *c, void *d, const void *s, size_t n) { return rt_cuda_copy(((CuCtx *)c)->m, ((CuCtx *)c)->stream, d, s, n); }\n"
+          "static unsigned o_smem(void *c) { return rt_cuda_smem_optin(((CuCtx *)c)->m); }\n\n"
           "int32_t %s__cuda_probe(int32_t device, char *err, size_t errlen) { return rt_cuda_probe(device, err, errlen); }\n\n"
           "static size_t cu_esz(int dtype) { return dtype == 4 ? 1 : dtype == 1 || dtype == 2 ? 2 : 4; }\n"
           "static size_t cu_count(const CuT *t, const i64 *sym) {\n"
@@ -482,7 +490,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "      rc = !(dout[k] = rt_cuda_alloc(m, stream, cu_count(&cu_outputs[k], sym) * cu_esz(cu_outputs[k].dtype)));\n"
           "  }\n"
           "  CuCtx cx = {m, stream};\n"
-          "  CuOps ops = {o_alloc, o_free, o_launch, o_copy};\n"
+          "  CuOps ops = {o_alloc, o_free, o_launch, o_copy, o_smem};\n"
           "  if (!rc) rc = cu_run(&ops, &cx, sym, din, s->dw, dout);\n"
           "  if (!c->on_device) {\n"
           "    for (int k = 0; k < cu_noutput && !rc; k++)\n"
@@ -491,6 +499,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "    for (int k = 0; k < cu_noutput; k++) rt_cuda_free(m, stream, dout[k]);\n"
           "    if (!rc) rc = rt_cuda_sync(m, stream);\n"
           "  }\n"
+          "  if (rc == -7) return rt_exec_error(ex, cu_fail_msg);\n"
           "  if (rc) {\n    rt_cuda_error(err, sizeof err);\n    return rt_exec_error(ex, err);\n  }\n"
           "  return 0;\n}\n",
           ident, nw > 0 ? nw : 1, nw > 0 ? nw : 1, ident, ident, nin > 0 ? nin : 1, nout > 0 ? nout : 1);

@@ -73,8 +73,24 @@ static void *emu_pxch[32][32];
 static unsigned emu_uxch[32][32][6];
 static inline void emu_warp_sync() { pthread_barrier_wait(&emu_warp_bar[threadIdx.x >> 5]); }
 static inline h16 emu_h(const void *row, unsigned col) { return ((const h16 *)row)[col]; }
+/* Hardware faults that the emulation must not let pass: a shared-memory
+ * operand outside the launched dynamic shared memory, or not 16-byte
+ * aligned (ldmatrix rows, cp.async); a misaligned global cp.async source. */
+static unsigned char *emu_smem_base;
+static unsigned emu_smem_launched;
+static void emu_fault(const char *what, const void *p) {
+  fprintf(stderr, "emulated GPU fault: %s (address %p, shared memory %p + %u)\n", what, p, (void *)emu_smem_base,
+          emu_smem_launched);
+  exit(3);
+}
+static inline void emu_check_smem(const void *p, unsigned bytes, const char *what) {
+  const unsigned char *b = (const unsigned char *)p;
+  if (!emu_smem_base || b < emu_smem_base || b + bytes > emu_smem_base + emu_smem_launched) emu_fault(what, p);
+  if ((uintptr_t)p % 16) emu_fault(what, p);
+}
 static inline void emu_ldsm(unsigned r[4], const void *p, bool trans) {
   unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  emu_check_smem(p, 16, "ldmatrix row address");
   emu_pxch[w][l] = (void *)p; /* each lane gives the address of one row */
   emu_warp_sync();
   for (unsigned m = 0; m < 4; m++) { /* matrix m: rows from lanes 8m .. 8m+7 */
@@ -113,7 +129,15 @@ static inline unsigned tc_pack_f16(float lo, float hi) { return a_f2h(lo) | (uns
 struct EmuCp { void *dst; unsigned char data[16]; int group; };
 static thread_local std::vector<EmuCp> emu_cp;
 static thread_local int emu_cp_group;
+static bool emu_cp_eager; /* EMU_CP_EAGER=1: copies land at issue instead (the other extreme) */
 static inline void tc_cp16(void *s, const void *g, bool ok) {
+  emu_check_smem(s, 16, "cp.async shared destination");
+  if ((uintptr_t)g % 16) emu_fault("cp.async global source not 16-byte aligned", g);
+  if (emu_cp_eager) {
+    if (ok) memcpy(s, g, 16);
+    else memset(s, 0, 16);
+    return;
+  }
   EmuCp c;
   c.dst = s, c.group = emu_cp_group;
   if (ok) memcpy(c.data, g, 16);
@@ -132,7 +156,9 @@ static inline void emu_cp_wait(int n) { /* land every copy of the groups older t
 #define TC_WAIT(n) emu_cp_wait(n)
 static inline float tc_exp2(float x) { return exp2f(x); } /* the GPU: ex2.approx.ftz */
 #define EMU_SMEM_MAX (227 * 1024)
-#define TC_SMEM(name) alignas(16) static unsigned char name[EMU_SMEM_MAX]
+#define TC_SMEM(name)                                  \
+  alignas(16) static unsigned char name[EMU_SMEM_MAX]; \
+  emu_smem_base = name
 
 typedef struct {
   void (*fn)(void *);
@@ -150,8 +176,11 @@ static void *emu_thread(void *arg) {
   return NULL;
 }
 
-static int emu_run_kernel(void (*fn)(void *), unsigned gx, unsigned gy, unsigned gz, unsigned block, void *params) {
+static int emu_run_kernel(void (*fn)(void *), unsigned gx, unsigned gy, unsigned gz, unsigned block, unsigned smem,
+                          void *params) {
   if (block == 0 || block > 1024 || block % 32) return -3;
+  emu_smem_launched = smem;
+  emu_cp_eager = getenv("EMU_CP_EAGER") && atoi(getenv("EMU_CP_EAGER"));
   blockDim = {block, 1, 1};
   gridDim = {gx, gy, gz};
   pthread_t th[1024];

@@ -28,9 +28,16 @@ static int h_launch(void *, const char *k, unsigned gx, unsigned gy, unsigned gz
     return -6;
   }
   for (int i = 0; cu_emu_kernels[i].name; i++)
-    if (!strcmp(cu_emu_kernels[i].name, k)) return emu_run_kernel(cu_emu_kernels[i].fn, gx, gy, gz, block, p);
+    if (!strcmp(cu_emu_kernels[i].name, k)) return emu_run_kernel(cu_emu_kernels[i].fn, gx, gy, gz, block, smem, p);
   fprintf(stderr, "no kernel %s\n", k);
   return -5;
+}
+
+/* the opt-in limit of the emulated device: EMU_SMEM (e.g. 49152, to take
+ * the launcher's fallback path), else the most a GPU has */
+static unsigned h_smem(void *) {
+  const char *e = getenv("EMU_SMEM");
+  return e && *e ? (unsigned)atoi(e) : EMU_SMEM_MAX;
 }
 
 static int esize(int dt) { return dt == 4 ? 1 : 4; }
@@ -139,7 +146,7 @@ int main(int argc, char **argv) {
       else ((float *)out[k])[i] = NAN;
     }
   }
-  CuOps ops = {h_alloc, h_free, h_launch, h_copy};
+  CuOps ops = {h_alloc, h_free, h_launch, h_copy, h_smem};
   int rc = cu_run(&ops, NULL, sym, in, w, out);
   if (rc) {
     fprintf(stderr, "cu_run failed: %d\n", rc);

@@ -22,7 +22,7 @@ for src in examples/*.attn; do
   # of non-dense reshapes (which the CPU folds into its loops)
   nodes=$("$ATTNC" "$src" --emit=stats | awk '/^kernels/ {print $2}')
   extra=$(grep -c '^// %.*\[materialized\]' "$TMP/$name.cu")
-  tc=$(grep -c '^extern "C" __global__ void __launch_bounds__([0-9]*) k[0-9]*g(' "$TMP/$name.cu")
+  tc=$(grep -c '^extern "C" __global__ void __launch_bounds__([0-9, ]*) k[0-9]*g(' "$TMP/$name.cu")
   want=$((nodes + extra + tc))
   got=$(grep -c '^extern "C" __global__' "$TMP/$name.cu")
   [ "$want" = "$got" ] && ok "$name: $got kernels in the CUDA C ($nodes kernel nodes, $extra materialized, $tc tensor-core attention)" ||
@@ -56,6 +56,22 @@ for defs in "-D E=128 -D CAUSAL=1" "-D E=64 -D CAUSAL=0"; do
     else
       bad "sdpa $defs $arch: $(grep -E 'spill|error' "$TMP/ptxas" | head -3)"
     fi
+  done
+done
+# the tensor-core attention at every head size it takes, with and without a
+# score body: the tile pass's register model must keep ptxas from spilling
+for arch in sm_80 sm_90; do
+  for E in 16 32 48 64 80 96 112 128; do
+    for src in examples/flash_bf16.attn tests/cuda_emu/models/bf16_mods.attn; do
+      if "$ATTNC" $src -D E=$E --target=cuda --emit=cubin --cuda-arch=$arch -o "$TMP/t.cubin" 2>"$TMP/ptxas"; then
+        spill=$(grep -o '[0-9]* bytes spill stores' "$TMP/ptxas" | grep -vc '^0 bytes')
+        regs=$(grep -o 'Used [0-9]* registers' "$TMP/ptxas" | awk '{print $2}' | sort -n | tail -1)
+        [ "$spill" = 0 ] && ok "$(basename $src .attn) E=$E $arch: no spills, at most $regs registers" ||
+          bad "$(basename $src .attn) E=$E $arch: spills: $(grep spill "$TMP/ptxas" | head -3)"
+      else
+        bad "$(basename $src .attn) E=$E $arch: $(head -3 "$TMP/ptxas")"
+      fi
+    done
   done
 done
 "$ATTNC" examples/alibi.attn --target=cuda --emit=cuda -o "$TMP/alibi.cu" && grep -q 'fabsf\|abs(' "$TMP/alibi.cu" &&

@@ -28,7 +28,7 @@ check() { # name src "defs" "dims..." [rtol] ["flags for the CUDA compile only"]
     return
   fi
   local seed=$RANDOM
-  if ! "$d/h" "$d" $seed $dims 2>"$d/err"; then
+  if ! env ${EMUENV:-} "$d/h" "$d" $seed $dims 2>"$d/err"; then
     bad "$name [$dims]: emulated run failed: $(head -3 "$d/err")"
     return
   fi
@@ -87,6 +87,16 @@ check flash_bf16_causal examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=2 
 check flash_bf16_window examples/flash_bf16.attn "-D E=16 -D CAUSAL=1 -D WINDOW=9" "B=2 H=1 T=40 S=40" 3e-2
 check flash_bf16_cross examples/flash_bf16.attn "-D E=128" "B=1 H=1 T=17 S=81" 3e-2
 check flash_bf16_t1 examples/flash_bf16.attn "-D E=48" "B=2 H=2 T=1 S=70" 3e-2
+# the same kernels with cp.async copies landing at issue (the other extreme
+# of the emulation: a stage refilled while a warp still reads it shows up)
+EMUENV="EMU_CP_EAGER=1"
+check flash_bf16_eager examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=2 T=65 S=65" 3e-2
+check bf16_mods_eager $M/bf16_mods.attn "" "B=2 T=50 S=50" 3e-2
+# a device whose blocks cannot opt into the kernel's shared memory: the
+# launcher takes the generic kernel
+EMUENV="EMU_SMEM=49152"
+check flash_bf16_small_smem examples/flash_bf16.attn "-D E=128 -D CAUSAL=1" "B=1 H=1 T=33 S=33" 3e-2
+EMUENV=
 check flash_bf16_tile examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=1 T=77 S=77" 3e-2 "--gtile=attention:2,2,32,4"
 check flash_bf16_tile1 examples/flash_bf16.attn "-D E=32 -D WINDOW=7" "B=1 H=1 T=50 S=50" 3e-2 "--gtile=attention:1,1,16,2"
 check encoder_tiles examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1" "B=1 T=9" 2e-5 "--gtile=matmul:32,128,32"
