@@ -501,13 +501,15 @@ class Model:
         outs = self._run(args, None, kwargs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def run_device(self, inputs, outputs, stream=0):
+    def run_device(self, inputs, outputs, stream=None):
         """Run a CUDA library on device tensors: inputs and outputs map names
         to objects with data_ptr(), shape and dtype (torch CUDA tensors, for
         instance), contiguous, in the model's dtypes.  The kernels are queued
-        on `stream` (a CUstream as an int, e.g. torch.cuda.current_stream()
-        .cuda_stream; 0: the instance's own stream) and this returns without
-        waiting.  ERR_DEVICE when the instance runs on the CPU."""
+        on `stream`, a CUstream as an int such as torch.cuda.current_stream()
+        .cuda_stream (0 there is the legacy default stream, passed on as
+        CU_STREAM_LEGACY), or None for the instance's own stream; this
+        returns without waiting.  ERR_DEVICE when the instance runs on the
+        CPU."""
         fn = getattr(self._lib, "attnc_run_device", None)
         if fn is None:
             raise Error(Status.ERR_DEVICE, "library '%s' predates device runs (ABI %d)" % (self.path, self.abi_version))
@@ -540,7 +542,8 @@ class Model:
         tout = tensors("output", self.outputs, outputs)
         with self._lock:
             self._live()
-            self._check(fn(self._inst, tin, len(self.inputs), tout, len(self.outputs), stream or None))
+            handle = None if stream is None else (stream or 1)  # 1: CU_STREAM_LEGACY
+            self._check(fn(self._inst, tin, len(self.inputs), tout, len(self.outputs), handle))
 
 
 def _open_library(shown, path):

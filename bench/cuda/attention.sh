@@ -24,6 +24,8 @@ mkdir -p "$OUT"
 }
 for E in 64 128; do for C in 0 1; do
   "$ATTNC" examples/flash_bf16.attn -D E=$E -D CAUSAL=$C --target=cuda -o "$OUT/flash_e${E}_c$C.so"
+  # the unfused kernels (QK^T, softmax, PV with the T x T scores in memory), for the fused/unfused row
+  "$ATTNC" examples/flash_bf16.attn -D E=$E -D CAUSAL=$C --target=cuda --no-fuse -o "$OUT/flash_e${E}_c${C}_unfused.so"
 done; done
 "$ATTNC" examples/flash_bf16.attn -D E=128 --target=cuda --emit=cubin --cuda-arch=sm_90 -o "$OUT/flash.cubin" 2>"$OUT/ptxas.txt"
 {

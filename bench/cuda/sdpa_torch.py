@@ -35,6 +35,7 @@ def timed(fn):
     return a.elapsed_time(b) * 1e-3
 
 
+unfused = {}
 print("| B | H | T | E | causal | attnc ms | torch ms | attnc TFLOP/s | torch TFLOP/s | attnc / torch speed "
       "| max abs err vs f32 (attnc) | (torch) | attnc vs torch max abs |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -67,7 +68,27 @@ for (B, H, T, E) in [(4, 16, 4096, 128), (4, 16, 1024, 128), (4, 16, 4096, 64)]:
         flops = 4.0 * B * H * T * T * E / (2 if causal else 1)
         print("| %d | %d | %d | %d | %d | %.3f | %.3f | %.1f | %.1f | %.2fx | %.2e | %.2e | %.2e |"
               % (B, H, T, E, causal, a * 1e3, t * 1e3, flops / a / 1e12, flops / t / 1e12, t / a, err_a, err_t, diff))
+        unfused[(B, H, T, E, causal)] = (m, q, k, v, a, err_a, flops)
         ok = err_a <= 2 * err_t + 1e-2
         if not ok:
             print("\n**attnc's error exceeds the bf16 tolerance (2 x torch's + 1e-2)**")
-        m.close()
+
+print()
+print("## attnc fused vs --no-fuse (same inputs; unfused keeps the T x T scores in GPU memory)")
+print()
+print("| B | H | T | E | causal | fused ms | unfused ms | fused / unfused speed | unfused max abs err vs f32 | score bytes (unfused) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (B, H, T, E, causal), (m, q, k, v, a, err_a, flops) in unfused.items():
+    u = attnc.Model("%s/flash_e%d_c%d_unfused.so" % (out_dir, E, causal), device=0)
+    o2 = torch.full_like(q, float("nan"))
+    stream = torch.cuda.current_stream().cuda_stream
+    run_u = lambda: u.run_device({"q": q, "k": k, "v": v}, {"o": o2}, stream=stream)
+    run_u()
+    gold = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=bool(causal))
+    torch.cuda.synchronize()
+    err_u = (o2.float() - gold).abs().max().item()
+    tu = statistics.median([timed(run_u) for _ in range(max(3, runs // 5))])
+    print("| %d | %d | %d | %d | %d | %.3f | %.3f | %.2fx | %.2e | %.2f GiB |"
+          % (B, H, T, E, causal, a * 1e3, tu * 1e3, tu / a, err_u, 2.0 * B * H * T * T / 2**30))
+    u.close()
+    m.close()
