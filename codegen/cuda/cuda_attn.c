@@ -169,6 +169,11 @@ static void k_generic(Cu *c, int id, const char *suffix) {
 }
 
 
+void cu_tc_prelude(Cu *c) {
+  if (!c->tc_prelude) fputs(tc_prelude, c->f);
+  c->tc_prelude = true;
+}
+
 void cu_attn_plan(const IrGraph *g, int id, CuAttnPlan *p) {
   const IrFunc *f = &g->funcs[0];
   const IrNode *n = &f->nodes[id];
@@ -250,10 +255,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
   int E = (int)p->e, EV = (int)p->ev, QP = E + 8, VP = EV + 8, NT = p->warps * 32;
   bool qreg = p->mt == 1;
   bool extras = n->nin > 3;
-  if (!c->tc_prelude) {
-    fputs(tc_prelude, c->f);
-    c->tc_prelude = true;
-  }
+  cu_tc_prelude(c);
   char so[128];
   cu_st(dout, "o[mt][nv][2 * rr + cc] * inv", so, sizeof so);
   fprintf(c->f,

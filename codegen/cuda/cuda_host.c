@@ -215,6 +215,23 @@ static void node(Host *h, int i, int *wi) {
     }
     int bm, bn, bk;
     cu_mm_plan(g, i, &bm, &bn, &bk);
+    if (cu_mm_tc(g, i)) { /* tensor cores when the operands allow 16-byte copies along K (and N for k<N>n) */
+      fprintf(h->f,
+              "    int tca = (uintptr_t)a.A %% 16 == 0 && (uintptr_t)a.B %% 16 == 0 && a.as_k == 1 && a.as_m %% 8 == 0 &&\n"
+              "              a.K %% 8 == 0 && ops->smem_max(ctx) >= %uu;\n"
+              "    for (int d = 0; d < %d; d++) tca = tca && a.bas[d] %% 8 == 0 && a.bbs[d] %% 8 == 0;\n"
+              "    const char *kn = !tca ? NULL : a.bs_k == 1 && a.bs_n %% 8 == 0 ? \"k%d\"\n"
+              "                   : a.bs_n == 1 && a.bs_k %% 8 == 0 && a.N %% 8 == 0 ? \"k%dn\" : NULL;\n"
+              "    if (kn) {\n"
+              "      if ((rc = ops->launch(ctx, kn, (unsigned)((a.N + 127) / 128), (unsigned)((a.M + 127) / 128), "
+              "(unsigned)a.nbatch, 256, %uu, &a, sizeof a))) goto done;\n"
+              "    } else {\n"
+              "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), "
+              "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) goto done;\n"
+              "    }\n  }\n",
+              (unsigned)CU_MM_TC_SMEM, nb, i, i, (unsigned)CU_MM_TC_SMEM, i, bn - 1, bn, bm - 1, bm);
+      return;
+    }
     if (cu_fold_of(g, i) >= 0) { /* fold-se: one row of column sums per block of rows */
       fprintf(h->f, "    if (!(part%d = (float *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)(a.nbatch * ((a.M + %d) / %d) * a.N) * 4 + 4)))) {\n"
                     "      rc = -2;\n      goto done;\n    }\n    a.part = part%d;\n", i, bm - 1, bm, i);
@@ -353,17 +370,20 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   fprintf(h.f, "done:\n  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
-  bool *tc = calloc((size_t)f->n + 1, 1);
+  char *tc = calloc((size_t)f->n + 1, 1); /* 1: tensor-core attention, 2: tensor-core matmul */
   for (int i = 0; i < f->n; i++) {
     CuAttnPlan p;
     if (f->nodes[i].op == IR_ATTENTION && ir_is_kernel(g, i)) cu_attn_plan(g, i, &p), tc[i] = p.tc;
+    if (f->nodes[i].op == IR_MATMUL && ir_is_kernel(g, i) && cu_mm_tc(g, i)) tc[i] = 2;
     if (has_kernel(&h, i)) fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
     if (tc[i]) fprintf(h.f, "static void emu_k%dg(void *p) { k%dg(*(struct A%d *)p); }\n", i, i, i);
+    if (tc[i] == 2) fprintf(h.f, "static void emu_k%dn(void *p) { k%dn(*(struct A%d *)p); }\n", i, i, i);
   }
   fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
   for (int i = 0; i < f->n; i++) {
     if (has_kernel(&h, i)) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
     if (tc[i]) fprintf(h.f, "  {\"k%dg\", emu_k%dg},\n", i, i);
+    if (tc[i] == 2) fprintf(h.f, "  {\"k%dn\", emu_k%dn},\n", i, i);
   }
   free(tc);
   fprintf(h.f, "  {0, 0}};\n#endif\n");

@@ -55,6 +55,19 @@ bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk);
  * other way round, the matmul a folded sum/mean id reads, or -1. */
 int cu_fold_of(const IrGraph *g, int id);
 int cu_fold_src(const IrGraph *g, int id);
+/* The tensor-core helpers (mma, ldmatrix, cp.async wrappers), emitted
+ * once per source before the first kernel that uses them. */
+void cu_tc_prelude(Cu *c);
+/* The epilogue of matmul id on one element (gm, gn, bidx[] in scope):
+ * emits the body, returns the result's name in res. */
+void cu_mm_epilogue(Cu *c, int id, const char *acc, char *res, size_t reslen);
+/* Does matmul id get the tensor-core kernels (f16 or bf16 operands of one
+ * dtype, no fold-se)?  Then k<N> (B contiguous along K: x @ W^T), k<N>n (B
+ * contiguous along N) and the SIMT kernel k<N>g, chosen at run time by
+ * the operands' strides and alignment. */
+bool cu_mm_tc(const IrGraph *g, int id);
+void cu_matmul_tc(Cu *c, int id, bool b_nmajor);
+#define CU_MM_TC_SMEM (3 * (128 * 40 + 128 * 40) * 2) /* 3 stages of A and B tiles */
 /* both attention kernels of node id */
 void cu_attention(Cu *c, int id);
 #endif

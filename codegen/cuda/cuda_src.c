@@ -261,6 +261,38 @@ bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk) {
 
 /* ---- matmul ---------------------------------------------------------------------- */
 
+/* The epilogue of matmul id on one element, with gm, gn (i64) and bidx[]
+ * (batch indices) in scope: `float p0 = acc;`, the body's operands and
+ * values; the result's name in res (acc itself without a body). */
+void cu_mm_epilogue(Cu *c, int id, const char *acc, char *res, size_t reslen) {
+  const IrFunc *f = &c->g->funcs[0];
+  const IrNode *n = &f->nodes[id];
+  int r = n->type.rank, nb = r - 2, nx = n->nin - 2;
+  snprintf(res, reslen, "%s", acc);
+  if (n->body < 0) return;
+  const char *pn[64];
+  char pbuf[64][24];
+  pn[0] = "p0";
+  fprintf(c->f, "    float p0 = %s;\n", acc);
+  for (int x = 0; x < nx && x < 63; x++) {
+    fprintf(c->f, "    i64 xo%d = gm * a.xs%d[%d] + gn * a.xs%d[%d];", x, x, r - 2, x, r - 1);
+    for (int d = 0; d < nb; d++) fprintf(c->f, " xo%d += bidx[%d] * a.xs%d[%d];", x, d, x, d);
+    char xe[32], l[64];
+    snprintf(xe, sizeof xe, "a.x%d[xo%d]", x, x);
+    fprintf(c->f, "\n    %s p%d = %s;\n", cu_vtype(f->nodes[n->in[2 + x]].type.dt), x + 1,
+            cu_ld(f->nodes[n->in[2 + x]].type.dt, xe, l, sizeof l));
+    snprintf(pbuf[x + 1], sizeof pbuf[x + 1], "p%d", x + 1);
+    pn[x + 1] = pbuf[x + 1];
+  }
+  const char *in[IR_MAX_RANK];
+  char ibuf[IR_MAX_RANK][16];
+  for (int d = 0; d < r; d++) {
+    snprintf(ibuf[d], sizeof ibuf[d], d < nb ? "bidx[%d]" : d == r - 2 ? "gm" : "gn", d);
+    in[d] = ibuf[d];
+  }
+  cu_emit_body(c, n->body, pn, in, "t", res, reslen);
+}
+
 static void k_matmul(Cu *c, int id) {
   const IrNode *n = &c->g->funcs[0].nodes[id];
   const IrFunc *f = &c->g->funcs[0];
@@ -288,10 +320,11 @@ static void k_matmul(Cu *c, int id) {
     return;
   }
   int TM = BM / 16, TN = BN / 16;
+  bool tc = cu_mm_tc(c->g, id); /* the tensor-core kernels k<N> / k<N>n come after this one, k<N>g */
   fprintf(c->f,
           "/* %d x %d output tile per block of 16 x 16 threads, each %d x %d outputs (strided by 16: conflict-free\n"
           "   shared-memory reads, coalesced stores), K in steps of %d */\n"
-          "extern \"C\" __global__ void __launch_bounds__(256) k%d(struct A%d a) {\n"
+          "extern \"C\" __global__ void __launch_bounds__(256) k%d%s(struct A%d a) {\n"
           "  __shared__ float As[%d][%d + 1], Bs[%d][%d + 1];\n"
           "  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;\n"
           "  const i64 m0 = (i64)blockIdx.y * %d, n0 = (i64)blockIdx.x * %d;\n"
@@ -326,36 +359,15 @@ static void k_matmul(Cu *c, int id) {
           "  #pragma unroll\n  for (int i = 0; i < %d; i++)\n  #pragma unroll\n  for (int j = 0; j < %d; j++) {\n"
           "    i64 gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;\n"
           "    if (gm >= a.M || gn >= a.N) continue;\n",
-          BM, BN, TM, TN, BK, id, id, BK, BM, BK, BN, BM, BN, nb > 0 ? nb : 1, nb, TM, TN, TM, TN, BK, BM, BK, BK, BK, la,
+          BM, BN, TM, TN, BK, id, tc ? "g" : "", id, BK, BM, BK, BN, BM, BN, nb > 0 ? nb : 1, nb, TM, TN, TM, TN, BK, BM, BK, BK, BK, la,
           BK, BN, BN, BN, lb, BK, TM, TN, TM, TN, TM, TN,
           fold >= 0 ? "  float cs[8] = {0};  /* column sums of this thread's rows (fold-se) */\n" : "", TM, TN);
-  char res[64] = "acc[i][j]";
-  if (n->body >= 0) {
-    const char *pn[64];
-    char pbuf[64][24];
-    pn[0] = "p0";
-    fprintf(c->f, "    float p0 = acc[i][j];\n");
-    for (int x = 0; x < nx && x < 63; x++) {
-      fprintf(c->f, "    i64 xo%d = gm * a.xs%d[%d] + gn * a.xs%d[%d];", x, x, r - 2, x, r - 1);
-      for (int d = 0; d < nb; d++) fprintf(c->f, " xo%d += bidx[%d] * a.xs%d[%d];", x, d, x, d);
-      char xe[32], l[64];
-      snprintf(xe, sizeof xe, "a.x%d[xo%d]", x, x);
-      fprintf(c->f, "\n    %s p%d = %s;\n", cu_vtype(f->nodes[n->in[2 + x]].type.dt), x + 1,
-              cu_ld(f->nodes[n->in[2 + x]].type.dt, xe, l, sizeof l));
-      snprintf(pbuf[x + 1], sizeof pbuf[x + 1], "p%d", x + 1);
-      pn[x + 1] = pbuf[x + 1];
-    }
-    const char *in[IR_MAX_RANK];
-    char ibuf[IR_MAX_RANK][16];
-    for (int d = 0; d < r; d++) {
-      snprintf(ibuf[d], sizeof ibuf[d], d < nb ? "bidx[%d]" : d == r - 2 ? "gm" : "gn", d);
-      in[d] = ibuf[d];
-    }
-    cu_emit_body(c, n->body, pn, in, "t", res, sizeof res);
-  }
+  char res[64];
+  cu_mm_epilogue(c, id, "acc[i][j]", res, sizeof res);
   char st[128];
   if (fold < 0) {
     fprintf(c->f, "    a.C[co + gm * a.cs_m + gn] = %s;\n  }\n}\n\n", cu_st(dc, res, st, sizeof st));
+    if (tc) cu_matmul_tc(c, id, false), cu_matmul_tc(c, id, true);
     return;
   }
   /* fold-se: the block's column sums, in a fixed order (bits independent of

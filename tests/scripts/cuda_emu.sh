@@ -102,4 +102,7 @@ check flash_bf16_tile1 examples/flash_bf16.attn "-D E=32 -D WINDOW=7" "B=1 H=1 T
 check encoder_tiles examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1" "B=1 T=9" 2e-5 "--gtile=matmul:32,128,32"
 check bf16_mods $M/bf16_mods.attn "" "B=3 T=50 S=50" 3e-2
 check gqa_f16 $M/gqa_f16.attn "" "B=2 T=37" 4e-3
+check mm_bf16 $M/mm_bf16.attn "" "B=2 M=37" 3e-2
+check mm_bf16_big $M/mm_bf16.attn "-D K=264 -D N=136" "B=1 M=130" 3e-2
+check mm_bf16_k13 $M/mm_bf16.attn "-D K=13" "B=1 M=9" 3e-2   # K % 8 != 0: the SIMT kernel
 finish
