@@ -46,8 +46,8 @@ int cg_emit_header(const IrGraph *g, const char *path, char *err, size_t errlen)
   fprintf(f, "int %s_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,\n"
              "           attnc_tensor *outputs, int noutputs);\n", id);
   fprintf(f, "/* CUDA libraries: the same run on device buffers (CUdeviceptr in .data, the model's\n"
-             "   dtypes), queued on stream without waiting: a CUstream, CU_STREAM_LEGACY ((void *)1)\n"
-             "   for the legacy default stream, or NULL for the instance's own stream.\n"
+             "   dtypes), queued on stream (a CUstream; NULL: the legacy default stream) without\n"
+             "   waiting.\n"
              "   ATTNC_ERR_DEVICE when the instance runs on the CPU. */\n");
   fprintf(f, "int %s_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,\n"
              "                  attnc_tensor *outputs, int noutputs, void *stream);\n", id);

@@ -323,6 +323,7 @@ class Model:
                 why = "attnc_create failed"
             raise Error(rc or Status.ERR_STATE, "cannot create an instance of model '%s': %s" % (self.name, why))
         self._inst = inst
+        self.device = device  # asked for; a cpu,cuda library may have fallen back to the CPU
         if weights is not None:
             self.load_weights(weights)
 
@@ -501,15 +502,14 @@ class Model:
         outs = self._run(args, None, kwargs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def run_device(self, inputs, outputs, stream=None):
+    def run_device(self, inputs, outputs, stream=0):
         """Run a CUDA library on device tensors: inputs and outputs map names
         to objects with data_ptr(), shape and dtype (torch CUDA tensors, for
-        instance), contiguous, in the model's dtypes.  The kernels are queued
-        on `stream`, a CUstream as an int such as torch.cuda.current_stream()
-        .cuda_stream (0 there is the legacy default stream, passed on as
-        CU_STREAM_LEGACY), or None for the instance's own stream; this
-        returns without waiting.  ERR_DEVICE when the instance runs on the
-        CPU."""
+        instance), contiguous, on the instance's device, in the model's
+        dtypes.  The kernels are queued on `stream`, a CUstream as an int
+        such as torch.cuda.current_stream().cuda_stream (0: the legacy
+        default stream, torch's default), and this returns without waiting.
+        ERR_DEVICE when the instance runs on the CPU."""
         fn = getattr(self._lib, "attnc_run_device", None)
         if fn is None:
             raise Error(Status.ERR_DEVICE, "library '%s' predates device runs (ABI %d)" % (self.path, self.abi_version))
@@ -525,6 +525,12 @@ class Model:
                 if info.name not in given:
                     raise Error(Status.ERR_ARGUMENT, "missing %s '%s' (%s)" % (kind, info.name, info.type))
                 x = given[info.name]
+                if getattr(x, "is_cuda", True) is False:
+                    raise Error(Status.ERR_ARGUMENT, "%s '%s' is not on a CUDA device" % (kind, info.name))
+                dev = getattr(getattr(x, "device", None), "index", None)
+                if dev is not None and dev != self.device:
+                    raise Error(Status.ERR_ARGUMENT, "%s '%s' is on cuda:%d; this instance runs on device %d"
+                                % (kind, info.name, dev, self.device))
                 if hasattr(x, "is_contiguous") and not x.is_contiguous():
                     raise Error(Status.ERR_ARGUMENT, "%s '%s' is not contiguous" % (kind, info.name))
                 name = str(x.dtype).split(".")[-1]
@@ -542,8 +548,7 @@ class Model:
         tout = tensors("output", self.outputs, outputs)
         with self._lock:
             self._live()
-            handle = None if stream is None else (stream or 1)  # 1: CU_STREAM_LEGACY
-            self._check(fn(self._inst, tin, len(self.inputs), tout, len(self.outputs), handle))
+            self._check(fn(self._inst, tin, len(self.inputs), tout, len(self.outputs), stream or None))
 
 
 def _open_library(shown, path):

@@ -10,9 +10,8 @@
  *   int  NAME_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
  *                        attnc_tensor *outputs, int noutputs, void *stream);
  *        (CUDA libraries: data are device pointers (CUdeviceptr) in the model's
- *        dtypes; the kernels are queued on stream, a CUstream
- *        (CU_STREAM_LEGACY, (void *)1, for the legacy default stream), or
- *        the instance's own when NULL, and the call returns without waiting.
+ *        dtypes; the kernels are queued on stream, a CUstream (NULL: the
+ *        legacy default stream), and the call returns without waiting.
  *        NAME_run on a GPU instance copies host buffers in and out.  Weights
  *        are uploaded at the first run and again after a bind or load.)
  *   const char *NAME_error(const attnc_instance *inst);

@@ -28,7 +28,9 @@
  *   that the model does not use are ignored.  A failing load changes
  *   nothing: the previous weights stay bound.  bind_weight follows the same
  *   rules for caller memory; memory used in place must stay alive and may
- *   be changed between runs (the next run sees the change).
+ *   be changed between runs (the next CPU run sees the change; a GPU
+ *   instance copies the weights to the device at its first run and again
+ *   only after a bind or load).
  * - Runs: every input and output dim must be at least 1.  Run-time dims
  *   are bound from input axes that are exactly one dim (first input wins;
  *   a disagreement is an error), then from axes linear in one unbound dim

@@ -12,12 +12,14 @@
 
 typedef int CUresult;
 typedef int CUdevice;
-typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream;
+typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream, *CUevent;
 typedef unsigned long long CUdeviceptr;
 #define CU_ATTR_CC_MAJOR 75
 #define CU_ATTR_CC_MINOR 76
 #define CU_FUNC_ATTR_MAX_DYNAMIC_SHARED 8
 #define CU_ATTR_SMEM_OPTIN 97 /* CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
+#define CU_ATTR_POOLS 115     /* CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED */
+#define CU_EVENT_DISABLE_TIMING 2
 
 static struct {
   void *dl;
@@ -49,6 +51,13 @@ static struct {
      after synchronizing the stream */
   CUresult (*MemAllocAsync)(CUdeviceptr *, size_t, CUstream);
   CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
+  CUresult (*CtxPushCurrent)(CUcontext);
+  CUresult (*CtxPopCurrent)(CUcontext *);
+  CUresult (*DevicePrimaryCtxRelease)(CUdevice);
+  CUresult (*EventCreate)(CUevent *, unsigned);
+  CUresult (*EventRecord)(CUevent, CUstream);
+  CUresult (*EventDestroy)(CUevent);
+  CUresult (*StreamWaitEvent)(CUstream, CUevent, unsigned);
   int loaded; /* 0 not tried, 1 ok, -1 failed */
   char why[256];
 } cu;
@@ -79,6 +88,7 @@ struct rt_cuda_mod {
   const rt_cuda_images *img;
   rt_cuda_fn *fns;
   unsigned smem_optin; /* the device's per-block opt-in limit (0: not asked yet) */
+  int pools;           /* stream-ordered allocation usable on this device */
   struct rt_cuda_mod *next;
 };
 static struct rt_cuda_mod *mods;
@@ -128,7 +138,10 @@ static int load(void) {
     {(void **)&cu.GetErrorString, "cuGetErrorString"}, {(void **)&cu.StreamCreate, "cuStreamCreate"},
     {(void **)&cu.StreamDestroy, "cuStreamDestroy_v2"}, {(void **)&cu.StreamSynchronize, "cuStreamSynchronize"},
     {(void **)&cu.MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"}, {(void **)&cu.MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"},
-    {(void **)&cu.MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"},
+    {(void **)&cu.MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"}, {(void **)&cu.CtxPushCurrent, "cuCtxPushCurrent_v2"},
+    {(void **)&cu.CtxPopCurrent, "cuCtxPopCurrent_v2"}, {(void **)&cu.DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2"},
+    {(void **)&cu.EventCreate, "cuEventCreate"}, {(void **)&cu.EventRecord, "cuEventRecord"},
+    {(void **)&cu.EventDestroy, "cuEventDestroy_v2"}, {(void **)&cu.StreamWaitEvent, "cuStreamWaitEvent"},
   };
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
     *syms[i].slot = dlsym(cu.dl, syms[i].name);
@@ -169,39 +182,89 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
   pthread_mutex_lock(&cu_mu);
   for (rt_cuda_mod *m = mods; m; m = m->next)
     if (m->device == device && m->img == img) {
-      cu.CtxSetCurrent(m->ctx);
       *out = m;
       pthread_mutex_unlock(&cu_mu);
       return 0;
     }
   rt_cuda_mod *m = calloc(1, sizeof *m);
+  if (!m) {
+    pthread_mutex_unlock(&cu_mu);
+    return fail(err, errlen, "out of memory opening device %d", device);
+  }
   CUdevice dev;
-  int major = 0, minor = 0;
-  CUresult r = m ? cu.DeviceGet(&dev, device) : 1;
+  int major = 0, minor = 0, pools = 0;
+  CUresult r = cu.DeviceGet(&dev, device);
   if (!r) r = cu.DeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, dev);
   if (!r) r = cu.DeviceGetAttribute(&minor, CU_ATTR_CC_MINOR, dev);
+  if (!r && cu.MemAllocAsync && cu.DeviceGetAttribute(&pools, CU_ATTR_POOLS, dev)) pools = 0;
   if (!r) r = cu.DevicePrimaryCtxRetain(&m->ctx, dev);
-  if (!r) r = cu.CtxSetCurrent(m->ctx);
   if (r) {
     pthread_mutex_unlock(&cu_mu);
     free(m);
     return fail(err, errlen, "cannot open a context on the device: %s", errstr(r));
   }
-  /* the CUBIN of this architecture, else the PTX (JIT-compiled by the driver) */
+  /* the CUBIN of this architecture (sm_80 code runs on every 8.x), else the
+     PTX, JIT-compiled by the driver */
   const void *image = major == 9 && minor == 0 && img->cubin90 ? img->cubin90
-                    : major == 8 && minor == 0 && img->cubin80 ? img->cubin80 : img->ptx;
-  r = image ? cu.ModuleLoadData(&m->mod, image) : 1;
+                    : major == 8 && img->cubin80 ? img->cubin80 : img->ptx;
+  CUcontext prev;
+  r = cu.CtxPushCurrent(m->ctx);
+  if (!r) {
+    r = image ? cu.ModuleLoadData(&m->mod, image) : 1;
+    cu.CtxPopCurrent(&prev);
+  }
   if (r) {
+    cu.DevicePrimaryCtxRelease(dev);
     pthread_mutex_unlock(&cu_mu);
     free(m);
     return fail(err, errlen, "cannot load the kernels: %s", image ? errstr(r) : "no image");
   }
   m->device = device;
   m->img = img;
+  m->pools = pools > 0;
   m->next = mods;
   mods = m;
   *out = m;
   pthread_mutex_unlock(&cu_mu);
+  return 0;
+}
+
+/* The module's context on this thread's stack for the calls of a run (and
+ * off again), so the caller's current context (PyTorch's device) is left
+ * as it was. */
+int rt_cuda_enter(rt_cuda_mod *m) {
+  CUresult r = cu.CtxPushCurrent(m->ctx);
+  if (r) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot make the device's context current: %s", errstr(r));
+    set_err(msg);
+    return -1;
+  }
+  return 0;
+}
+
+void rt_cuda_leave(rt_cuda_mod *m) {
+  CUcontext prev;
+  (void)m;
+  cu.CtxPopCurrent(&prev);
+}
+
+/* Order `waiter` after the work queued so far on `stream`. */
+int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream) {
+  (void)m;
+  CUevent ev;
+  CUresult r = cu.EventCreate(&ev, CU_EVENT_DISABLE_TIMING);
+  if (!r) {
+    r = cu.EventRecord(ev, stream);
+    if (!r) r = cu.StreamWaitEvent(waiter, ev, 0);
+    cu.EventDestroy(ev); /* released once recorded work completes */
+  }
+  if (r) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot order the instance's stream after the caller's: %s", errstr(r));
+    set_err(msg);
+    return -1;
+  }
   return 0;
 }
 
@@ -224,9 +287,8 @@ void rt_cuda_stream_free(rt_cuda_mod *m, void *stream) {
 }
 
 void *rt_cuda_alloc(rt_cuda_mod *m, void *stream, size_t bytes) {
-  (void)m;
   CUdeviceptr p = 0;
-  CUresult r = cu.MemAllocAsync ? cu.MemAllocAsync(&p, bytes ? bytes : 1, stream) : cu.MemAlloc(&p, bytes ? bytes : 1);
+  CUresult r = m->pools ? cu.MemAllocAsync(&p, bytes ? bytes : 1, stream) : cu.MemAlloc(&p, bytes ? bytes : 1);
   if (r) {
     char msg[256];
     snprintf(msg, sizeof msg, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
@@ -236,9 +298,8 @@ void *rt_cuda_alloc(rt_cuda_mod *m, void *stream, size_t bytes) {
 }
 
 void rt_cuda_free(rt_cuda_mod *m, void *stream, void *p) {
-  (void)m;
   if (!p) return;
-  if (cu.MemFreeAsync) {
+  if (m->pools) {
     cu.MemFreeAsync((CUdeviceptr)(uintptr_t)p, stream);
   } else { /* the kernels queued before may still read it */
     cu.StreamSynchronize(stream);

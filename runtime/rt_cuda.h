@@ -26,6 +26,13 @@ typedef struct {
 int rt_cuda_probe(int device, char *err, size_t errlen);
 /* The module of these images on `device` (loaded once, then cached). */
 int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **m, char *err, size_t errlen);
+/* A run's calls happen between rt_cuda_enter (the module's context pushed
+ * on this thread) and rt_cuda_leave (popped: the caller's current context
+ * is untouched). */
+int rt_cuda_enter(rt_cuda_mod *m);
+void rt_cuda_leave(rt_cuda_mod *m);
+/* Make stream `waiter` wait for the work queued so far on `stream`. */
+int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream);
 /* Streams (CU_STREAM_NON_BLOCKING); every call below is ordered on the
  * stream it is given (NULL: the legacy default stream). */
 void *rt_cuda_stream_new(rt_cuda_mod *m);                     /* NULL on failure */

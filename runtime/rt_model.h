@@ -41,7 +41,9 @@ typedef void (*rt_task_fn)(void *ctx, int64_t begin, int64_t end, int32_t tid);
  *   the call returns when the outputs are written;
  * on_device 1: they are device pointers (CUdeviceptr) on `device`; the
  *   kernels are queued on `stream` and the call returns without waiting
- *   (the caller synchronizes its stream).
+ *   (the caller synchronizes its stream); the instance's own stream is
+ *   made to wait for that work, so weights it frees or replaces later are
+ *   not read by kernels still queued.
  * Weights are host buffers in run() format (f32 for float tensors); they
  * are converted and uploaded once per instance, again only when
  * weights_version changes (a weight was bound or loaded).  *state is the
@@ -54,7 +56,8 @@ typedef struct rt_cuda_call {
   void *const *outputs;
   const void *const *weights;
   uint64_t weights_version;
-  void *stream;              /* CUstream; NULL: the instance's own stream */
+  void *stream;              /* on_device: the caller's CUstream (NULL: the legacy
+                                default stream); host runs use the instance's */
   void **state;
 } rt_cuda_call;
 

@@ -198,6 +198,10 @@ static void node(Host *h, int i, int *wi) {
     fprintf(h->f, "    a.as_m = V[%d].st[%d]; a.as_k = V[%d].st[%d]; a.bs_k = V[%d].st[%d]; a.bs_n = V[%d].st[%d]; a.cs_m = V[%d].st[%d];\n",
             A, ra - 2, A, ra - 1, B, rb - 2, B, rb - 1, i, r - 2);
     fprintf(h->f, "    a.nbatch = 1;\n");
+    fprintf(h->f, "    for (int d = 0; d < %d; d++) a.nbatch *= V[%d].shape[d];\n"
+                  "    if (a.nbatch > 65535 || (a.M + 31) / 32 > 65535) {\n"
+                  "      cu_fail_msg = \"matmul: more than 65535 batches or 2M rows exceed the CUDA grid\";\n"
+                  "      rc = -7;\n      goto done;\n    }\n    a.nbatch = 1;\n", nb, i);
     for (int d = 0; d < nb; d++) {
       fprintf(h->f, "    a.bshape[%d] = V[%d].shape[%d]; a.nbatch *= a.bshape[%d]; a.bcs[%d] = V[%d].st[%d];\n", d, i, d, d, d, i, d);
       int aa = d - (nb - (ra - 2)), ab = d - (nb - (rb - 2));
@@ -431,6 +435,8 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx, unsigned gy, unsigned gz,\n"
           "                   unsigned block, unsigned smem, void *params, size_t size);\n"
           "int rt_cuda_sync(rt_cuda_mod *m, void *stream);\nvoid rt_cuda_error(char *buf, size_t n);\n"
+          "int rt_cuda_enter(rt_cuda_mod *m);\nvoid rt_cuda_leave(rt_cuda_mod *m);\n"
+          "int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream);\n"
           "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
@@ -465,8 +471,11 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "typedef struct { rt_cuda_mod *m; void *stream; void *dw[%d]; size_t wbytes[%d]; uint64_t wversion; int have; } CuState;\n\n"
           "void %s__cuda_release(void *p) {\n"
           "  CuState *s = (CuState *)p;\n  if (!s) return;\n"
-          "  for (int k = 0; k < cu_nweight; k++) rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
-          "  rt_cuda_stream_free(s->m, s->stream);\n  free(s);\n}\n\n"
+          "  if (!rt_cuda_enter(s->m)) {  /* the instance stream waits for every run (rt_cuda_join) */\n"
+          "    for (int k = 0; k < cu_nweight; k++) rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
+          "    rt_cuda_stream_free(s->m, s->stream);\n"
+          "    rt_cuda_leave(s->m);\n  }\n"
+          "  free(s);\n}\n\n"
           "/* weights: converted to the model's dtypes and uploaded when first needed or rebound */\n"
           "static int cu_weights_up(CuState *s, const rt_cuda_call *c) {\n"
           "  if (s->have && s->wversion == c->weights_version) {\n"
@@ -489,15 +498,17 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "  rt_cuda_mod *m;\n  char err[512];\n"
           "  const i64 *sym = (const i64 *)c->symvals;\n"
           "  if (rt_cuda_module(c->device, &cu_images, &m, err, sizeof err)) return rt_exec_error(ex, err);\n"
+          "  if (rt_cuda_enter(m)) {\n    rt_cuda_error(err, sizeof err);\n    return rt_exec_error(ex, err);\n  }\n"
           "  CuState *s = (CuState *)*c->state;\n"
+          "  void *din[%d] = {0}, *dout[%d] = {0}, *stream = NULL;\n  int rc = 0;\n"
           "  if (!s) {\n"
-          "    if (!(s = (CuState *)calloc(1, sizeof *s))) return rt_exec_error(ex, \"out of memory\");\n"
+          "    if (!(s = (CuState *)calloc(1, sizeof *s))) {\n      rt_cuda_leave(m);\n      return rt_exec_error(ex, \"out of memory\");\n    }\n"
           "    s->m = m;\n"
-          "    if (!(s->stream = rt_cuda_stream_new(m))) {\n      free(s);\n      rt_cuda_error(err, sizeof err);\n      return rt_exec_error(ex, err);\n    }\n"
+          "    if (!(s->stream = rt_cuda_stream_new(m))) {\n      free(s);\n      rc = -1;\n      goto out;\n    }\n"
           "    *c->state = s;\n  }\n"
-          "  if (cu_weights_up(s, c)) {\n    rt_cuda_error(err, sizeof err);\n    return rt_exec_error(ex, err);\n  }\n"
-          "  void *stream = c->on_device && c->stream ? c->stream : s->stream;\n"
-          "  void *din[%d] = {0}, *dout[%d] = {0};\n  int rc = 0;\n"
+          "  if (cu_weights_up(s, c)) {\n    rc = -1;\n    goto out;\n  }\n"
+          "  /* device runs: the caller's stream (NULL: the legacy default stream); host runs: the instance's */\n"
+          "  stream = c->on_device ? c->stream : s->stream;\n"
           "  if (c->on_device) {  /* the caller's device buffers */\n"
           "    for (int k = 0; k < cu_ninput; k++) din[k] = (void *)c->inputs[k];\n"
           "    for (int k = 0; k < cu_noutput; k++) dout[k] = c->outputs[k];\n"
@@ -517,11 +528,16 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "      rc = rt_cuda_download(m, stream, c->outputs[k], dout[k], cu_count(&cu_outputs[k], sym) * cu_esz(cu_outputs[k].dtype));\n"
           "    for (int k = 0; k < cu_ninput; k++) rt_cuda_free(m, stream, din[k]);\n"
           "    for (int k = 0; k < cu_noutput; k++) rt_cuda_free(m, stream, dout[k]);\n"
-          "    if (!rc) rc = rt_cuda_sync(m, stream);\n"
+          "    int rs = rt_cuda_sync(m, stream);  /* also after an error: no copy may still touch the caller's memory */\n"
+          "    if (!rc) rc = rs;\n"
+          "  } else if (rt_cuda_join(m, s->stream, stream) && !rc) {\n"
+          "    rc = -1;  /* the instance stream (weight frees) must wait for the caller's work */\n"
           "  }\n"
+          "out:\n"
+          "  if (rc && rc != -7) rt_cuda_error(err, sizeof err);\n"
+          "  rt_cuda_leave(m);\n"
           "  if (rc == -7) return rt_exec_error(ex, cu_fail_msg);\n"
-          "  if (rc) {\n    rt_cuda_error(err, sizeof err);\n    return rt_exec_error(ex, err);\n  }\n"
-          "  return 0;\n}\n",
+          "  return rc ? rt_exec_error(ex, err) : 0;\n}\n",
           ident, nw > 0 ? nw : 1, nw > 0 ? nw : 1, ident, ident, nin > 0 ? nin : 1, nout > 0 ? nout : 1);
   fclose(f);
   return buf;
