@@ -1359,15 +1359,20 @@ Test(rt_api, cuda_device_choice_and_fallback) {
   fake_case c = fake_new(&s, 3, 0);
   attnc_tensor ins[2], outs[2];
   float *y, *z;
+  fake_bind(in, &c); /* (run_fake's weights were its own memory, now gone) */
   fake_inputs_of(&c, ins);
   fake_outputs_of(&c, &y, &z, outs);
   int stream_token;
   cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, &stream_token), ATTNC_OK, "%s", rt_error(in));
+  cr_assert(fake_last.weights_version > v0, "a bind bumps the version");
+  v0 = fake_last.weights_version;
   cr_assert_eq(fake_cuda_runs, 2);
   cr_assert_eq(fake_last.on_device, 1);
   cr_assert_eq(fake_last.stream, (void *)&stream_token);
   cr_assert_eq(fake_last.inputs[0], ins[0].data, "device pointers are passed as given");
   cr_assert_eq(fake_last.outputs[1], outs[1].data);
+  cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, NULL), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_null(fake_last.stream, "NULL (the legacy default stream) is passed on");
   cr_assert_eq(fake_last.weights_version, v0, "no rebind, same weights");
   /* device tensors must have the model's dtype (no conversion on the device) */
   outs[0].dtype = ATTNC_F16;
@@ -1377,7 +1382,7 @@ Test(rt_api, cuda_device_choice_and_fallback) {
   /* shapes are checked as for host runs */
   ins[0].shape[2] = 5;
   cr_assert_eq(rt_run_device(in, ins, 2, outs, 2, NULL), ATTNC_ERR_SHAPE);
-  cr_assert_eq(fake_cuda_runs, 2, "refused runs reach no device");
+  cr_assert_eq(fake_cuda_runs, 3, "refused runs reach no device");
   /* a rebound weight: a new version, so the library uploads again */
   fake_bind(in, &c);
   ins[0].shape[2] = 4;
