@@ -19,6 +19,7 @@ typedef unsigned long long CUdeviceptr;
 #define CU_FUNC_ATTR_MAX_DYNAMIC_SHARED 8
 #define CU_ATTR_SMEM_OPTIN 97 /* CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
 #define CU_ATTR_POOLS 115     /* CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED */
+#define CU_ATTR_SM_COUNT 16   /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT */
 #define CU_EVENT_DISABLE_TIMING 2
 
 static struct {
@@ -409,6 +410,13 @@ unsigned rt_cuda_smem_optin(rt_cuda_mod *m) {
   unsigned r = m->smem_optin;
   pthread_mutex_unlock(&cu_mu);
   return r;
+}
+
+unsigned rt_cuda_sm_count(rt_cuda_mod *m) {
+  CUdevice dev;
+  int v = 0;
+  if (cu.DeviceGet(&dev, m->device) || cu.DeviceGetAttribute(&v, CU_ATTR_SM_COUNT, dev) || v < 1) v = 1;
+  return (unsigned)v;
 }
 
 int rt_cuda_sync(rt_cuda_mod *m, void *stream) {

@@ -53,6 +53,8 @@ int rt_cuda_sync(rt_cuda_mod *m, void *stream);
 /* Bytes of dynamic shared memory one block may opt into on the module's
  * device (the launcher falls back to kernels that need less). */
 unsigned rt_cuda_smem_optin(rt_cuda_mod *m);
+/* Multiprocessors of the module's device (the launcher's split-KV rule). */
+unsigned rt_cuda_sm_count(rt_cuda_mod *m);
 /* The last error of the calls above (process-wide), copied into buf. */
 void rt_cuda_error(char *buf, size_t n);
 #endif

@@ -97,7 +97,7 @@ static void k_generic(Cu *c, int id, const char *suffix) {
   fprintf(c->f, "struct A%d { const %s *q; const %s *k; const %s *v; %s *o; i64 B, H, T, S, G;"
                 " i64 qs[3], ks[3], vs[3], os[3];", id, cu_ctype(dq), cu_ctype(dk), cu_ctype(dv), cu_ctype(dout));
   for (int x = 0; x < nx; x++) fprintf(c->f, " const %s *x%d; i64 xs%d[4];", cu_ctype(f->nodes[n->in[3 + x]].type.dt), x, x);
-  fprintf(c->f, " };\n");
+  fprintf(c->f, " int nsplit; float *po, *pml; };  /* split-KV partials (tensor-core kernel) */\n");
   fprintf(c->f,
           "/* one warp per query row; E = %lld, Ev = %lld */\n"
           "extern \"C\" __global__ void __launch_bounds__(128, 8) k%d%s(struct A%d a) {\n"
@@ -268,7 +268,9 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "  h16 *Vs = Ks + %d * %d * %d;      /* [stages][BK][Ev + 8] */\n"
           "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;\n"
           "  const unsigned BH = (unsigned)(a.B * a.H), nqb = (unsigned)((a.T + %d) / %d);\n"
-          "  const unsigned qb = %s, bh = blockIdx.x %% BH;  /* heaviest first */\n"
+          "  /* split-KV: nsplit blocks share a query block, each a slice of its key tiles */\n"
+          "  const unsigned split = blockIdx.x %% (unsigned)a.nsplit, blk = blockIdx.x / (unsigned)a.nsplit;\n"
+          "  const unsigned qb = %s, bh = blk %% BH;  /* heaviest first */\n"
           "  const int b = (int)(bh / (unsigned)a.H), h = (int)(bh %% (unsigned)a.H), kh = h / (int)a.G;\n"
           "  const int T = (int)a.T, S = (int)a.S, i0 = (int)qb * %d;\n"
           "  const int ilast = a_imin(i0 + %d, T) - 1;\n"
@@ -279,11 +281,16 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           p->warps, p->mt, p->bq, p->bk, p->stages, E, EV, rt_dtype_name(dt), p->smem, NT, id, id, p->bq, QP, p->stages,
           p->bk, QP, p->bq - 1, p->bq,
           /* a band bounded above (causal) makes the last query blocks the heaviest; bounded only below, the first */
-          n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blockIdx.x / BH" : "nqb - 1u - blockIdx.x / BH", p->bq, p->bq);
+          n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blk / BH" : "nqb - 1u - blk / BH", p->bq, p->bq);
   if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  jlo = a_imax(0, i0 + (%lld));\n", band(n->a.mlo));
   if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + 1);\n", band(n->a.mhi));
   fprintf(c->f,
-          "  const int kt0 = jlo / %d, kt1 = jhi > jlo ? (jhi + %d) / %d : kt0;\n"
+          "  int kt0 = jlo / %d, kt1 = jhi > jlo ? (jhi + %d) / %d : kt0;\n"
+          "  if (a.nsplit > 1) {  /* this block's slice of the key tiles (maybe none) */\n"
+          "    const int per = (kt1 - kt0 + a.nsplit - 1) / a.nsplit;\n"
+          "    kt0 += (int)split * per;\n"
+          "    kt1 = a_imax(kt0, a_imin(kt1, kt0 + per));\n"
+          "  }\n"
           "  /* Q tile (rows past T zero-filled) */\n"
           "  for (int x = tid; x < %d * %d; x += %d) {\n"
           "    const int r = x / %d, ch = x %% %d;\n"
@@ -425,12 +432,41 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "    const float inv = L > 0.0f ? 1.0f / L : 0.0f;  /* fully masked rows: zeros */\n"
           "    const int i = i0 + (warp * %d + mt) * 16 + g + 8 * rr;\n"
           "    if (i >= T) continue;\n"
+          "    if (a.nsplit > 1) {  /* split-KV: the unnormalized partial, the row max (base 2) and sum */\n"
+          "      const i64 prow = ((i64)split * BH + bh) * T + i;\n"
+          "      float *po = a.po + prow * %d;\n"
+          "      #pragma unroll\n      for (int nv = 0; nv < %d; nv++)\n"
+          "        #pragma unroll\n        for (int cc = 0; cc < 2; cc++) po[nv * 8 + 2 * t4 + cc] = o[mt][nv][2 * rr + cc];\n"
+          "      if (t4 == 0) a.pml[2 * prow] = m[mt][rr], a.pml[2 * prow + 1] = L;\n"
+          "      continue;\n"
+          "    }\n"
           "    %s *orow = a.o + b * a.os[0] + h * a.os[1] + (i64)i * a.os[2];\n"
           "    #pragma unroll\n    for (int nv = 0; nv < %d; nv++)\n"
           "      #pragma unroll\n      for (int cc = 0; cc < 2; cc++) orow[nv * 8 + 2 * t4 + cc] = %s;\n"
           "  }\n"
           "}\n\n",
-          p->mt, p->mt, cu_ctype(dout), EV / 8, so);
+          p->mt, p->mt, EV, EV / 8, cu_ctype(dout), EV / 8, so);
+  /* the split-KV combine: one thread per output element */
+  char sc2[128];
+  cu_st(dout, "L > 0.0f ? acc / L : 0.0f", sc2, sizeof sc2);
+  fprintf(c->f,
+          "/* split-KV combine of k%d's partials: o = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s */\n"
+          "extern \"C\" __global__ void k%dc(struct A%d a) {\n"
+          "  const i64 BH = a.B * a.H, rows = BH * a.T;\n"
+          "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < rows * %d; e += (i64)gridDim.x * blockDim.x) {\n"
+          "    const i64 col = e %% %d, row = e / %d, i = row %% a.T, bh = row / a.T, b = bh / a.H, h = bh %% a.H;\n"
+          "    float M = -__int_as_float(0x7f800000), L = 0.0f, acc = 0.0f;\n"
+          "    for (int s = 0; s < a.nsplit; s++) M = fmaxf(M, a.pml[2 * (s * rows + row)]);\n"
+          "    if (M != -__int_as_float(0x7f800000))\n"
+          "      for (int s = 0; s < a.nsplit; s++) {\n"
+          "        const i64 pr = s * rows + row;\n"
+          "        const float w = exp2f(a.pml[2 * pr] - M);\n"
+          "        L += w * a.pml[2 * pr + 1];\n"
+          "        acc += w * a.po[pr * %d + col];\n"
+          "      }\n"
+          "    a.o[b * a.os[0] + h * a.os[1] + i * a.os[2] + col] = %s;  /* fully masked rows: zeros */\n"
+          "  }\n}\n\n",
+          id, id, id, EV, EV, EV, EV, sc2);
 }
 
 void cu_attention(Cu *c, int id) {

@@ -164,11 +164,28 @@ static void node(Host *h, int i, int *wi) {
     if (p.tc) { /* the tensor-core kernel needs 16-byte aligned rows: else the generic one */
       fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0 && ops->smem_max(ctx) >= %uu;\n"
                     "    for (int d = 0; d < 3; d++) tc = tc && a.qs[d] %% 8 == 0 && a.ks[d] %% 8 == 0 && a.vs[d] %% 8 == 0;\n"
+                    "    a.nsplit = 1;\n"
                     "    if (tc) {\n"
-                    "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H), 1, 1, %d, %u, &a, sizeof a))) goto done;\n"
+                    "      /* split-KV when the query blocks alone cannot fill the GPU (decoding: T = 1) */\n"
+                    "      i64 blocks = (a.T + %d) / %d * a.B * a.H, ntile = (a.S + %d) / %d, nsm = ops->sm_count(ctx);\n"
+                    "      if (blocks < 2 * nsm && ntile >= 4) {\n"
+                    "        i64 ns = (2 * nsm + blocks - 1) / blocks;\n"
+                    "        if (ns > ntile / 2) ns = ntile / 2;\n"
+                    "        if (ns > 64) ns = 64;\n"
+                    "        if (ns > 1) {\n"
+                    "          size_t rows = (size_t)(ns * a.B * a.H * a.T);\n"
+                    "          if (!(a.po = (float *)(allocs[nalloc++] = ops->alloc(ctx, rows * %d * 4))) ||\n"
+                    "              !(a.pml = (float *)(allocs[nalloc++] = ops->alloc(ctx, rows * 8)))) {\n"
+                    "            rc = -2;\n            goto done;\n          }\n"
+                    "          a.nsplit = (int)ns;\n"
+                    "        }\n"
+                    "      }\n"
+                    "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H * a.nsplit), 1, 1, %d, %u, &a, sizeof a))) goto done;\n"
+                    "      if (a.nsplit > 1 && (rc = ops->launch(ctx, \"k%dc\", cu_grid1(a.B * a.H * a.T * %lld), 1, 1, 256, 0, &a, sizeof a))) goto done;\n"
                     "    } else {\n"
                     "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
-                    "    }\n  }\n", p.smem, i, p.bq - 1, p.bq, p.warps * 32, p.smem, i);
+                    "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, i, p.bq - 1, p.bq, p.warps * 32, p.smem, i,
+              (long long)p.ev, i);
       return;
     }
     launch(h, i, "(unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1", "128, 0");
@@ -318,6 +335,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
           "                unsigned smem, void *params, size_t size);\n"
           "  int (*copy)(void *ctx, void *dst, const void *src, size_t bytes);  /* device to device */\n"
           "  unsigned (*smem_max)(void *ctx);  /* dynamic shared memory a block may opt into */\n"
+          "  unsigned (*sm_count)(void *ctx);  /* multiprocessors of the device */\n"
           "} CuOps;\n"
           "/* why cu_run returned -7 (sizes the kernels cannot index) */\n"
           "static const char *cu_fail_msg = \"\";\n"
@@ -366,7 +384,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   fprintf(h.f, "  }\n  (void)sym;\n}\n\n");
   fprintf(h.f, "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out) {\n"
                "  CuV V[%d];\n  void *allocs[%d];\n  int nalloc = 0, rc = 0;\n  memset(V, 0, sizeof V);\n  (void)in, (void)w, (void)out, (void)sym;\n",
-          f->n + 1, 2 * f->n + 1);
+          f->n + 1, 3 * f->n + 1);
   for (int i = 0; i < f->n; i++) /* fold-se column sums (declared before any goto) */
     if (f->nodes[i].op == IR_MATMUL && cu_fold_of(g, i) >= 0) fprintf(h.f, "  float *part%d = NULL;\n", i);
   int wi = 0;
@@ -379,6 +397,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
     CuAttnPlan p;
     if (f->nodes[i].op == IR_ATTENTION && ir_is_kernel(g, i)) cu_attn_plan(g, i, &p), tc[i] = p.tc;
     if (f->nodes[i].op == IR_MATMUL && ir_is_kernel(g, i) && cu_mm_tc(g, i)) tc[i] = 2;
+    if (tc[i] == 1) fprintf(h.f, "static void emu_k%dc(void *p) { k%dc(*(struct A%d *)p); }\n", i, i, i);
     if (has_kernel(&h, i)) fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
     if (tc[i]) fprintf(h.f, "static void emu_k%dg(void *p) { k%dg(*(struct A%d *)p); }\n", i, i, i);
     if (tc[i] == 2) fprintf(h.f, "static void emu_k%dn(void *p) { k%dn(*(struct A%d *)p); }\n", i, i, i);
@@ -388,6 +407,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
     if (has_kernel(&h, i)) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
     if (tc[i]) fprintf(h.f, "  {\"k%dg\", emu_k%dg},\n", i, i);
     if (tc[i] == 2) fprintf(h.f, "  {\"k%dn\", emu_k%dn},\n", i, i);
+    if (tc[i] == 1) fprintf(h.f, "  {\"k%dc\", emu_k%dc},\n", i, i);
   }
   free(tc);
   fprintf(h.f, "  {0, 0}};\n#endif\n");
@@ -437,7 +457,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "int rt_cuda_sync(rt_cuda_mod *m, void *stream);\nvoid rt_cuda_error(char *buf, size_t n);\n"
           "int rt_cuda_enter(rt_cuda_mod *m);\nvoid rt_cuda_leave(rt_cuda_mod *m);\n"
           "int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream);\n"
-          "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\n\n"
+          "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\nunsigned rt_cuda_sm_count(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
   /* the one-line struct declarations of the kernel source */
@@ -461,7 +481,8 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "static int o_launch(void *c, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned b, unsigned smem,\n"
           "                    void *p, size_t n) { return rt_cuda_launch(((CuCtx *)c)->m, ((CuCtx *)c)->stream, k, gx, gy, gz, b, smem, p, n); }\n"
           "static int o_copy(void *c, void *d, const void *s, size_t n) { return rt_cuda_copy(((CuCtx *)c)->m, ((CuCtx *)c)->stream, d, s, n); }\n"
-          "static unsigned o_smem(void *c) { return rt_cuda_smem_optin(((CuCtx *)c)->m); }\n\n"
+          "static unsigned o_smem(void *c) { return rt_cuda_smem_optin(((CuCtx *)c)->m); }\n"
+          "static unsigned o_sms(void *c) { return rt_cuda_sm_count(((CuCtx *)c)->m); }\n\n"
           "int32_t %s__cuda_probe(int32_t device, char *err, size_t errlen) { return rt_cuda_probe(device, err, errlen); }\n\n"
           "static size_t cu_esz(int dtype) { return dtype == 4 ? 1 : dtype == 1 || dtype == 2 ? 2 : 4; }\n"
           "static size_t cu_count(const CuT *t, const i64 *sym) {\n"
@@ -521,7 +542,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "      rc = !(dout[k] = rt_cuda_alloc(m, stream, cu_count(&cu_outputs[k], sym) * cu_esz(cu_outputs[k].dtype)));\n"
           "  }\n"
           "  CuCtx cx = {m, stream};\n"
-          "  CuOps ops = {o_alloc, o_free, o_launch, o_copy, o_smem};\n"
+          "  CuOps ops = {o_alloc, o_free, o_launch, o_copy, o_smem, o_sms};\n"
           "  if (!rc) rc = cu_run(&ops, &cx, sym, din, s->dw, dout);\n"
           "  if (!c->on_device) {\n"
           "    for (int k = 0; k < cu_noutput && !rc; k++)\n"

@@ -40,6 +40,12 @@ static unsigned h_smem(void *) {
   return e && *e ? (unsigned)atoi(e) : EMU_SMEM_MAX;
 }
 
+/* multiprocessors of the emulated device: EMU_SMS, else an H100's 132 */
+static unsigned h_sms(void *) {
+  const char *e = getenv("EMU_SMS");
+  return e && *e ? (unsigned)atoi(e) : 132;
+}
+
 static int esize(int dt) { return dt == 4 ? 1 : 4; }
 /* float data into the device's storage of dtype dt (f16 / bf16 rounded, f
  * rounded in place so the .npy holds exactly what the kernels read) */
@@ -146,7 +152,7 @@ int main(int argc, char **argv) {
       else ((float *)out[k])[i] = NAN;
     }
   }
-  CuOps ops = {h_alloc, h_free, h_launch, h_copy, h_smem};
+  CuOps ops = {h_alloc, h_free, h_launch, h_copy, h_smem, h_sms};
   int rc = cu_run(&ops, NULL, sym, in, w, out);
   if (rc) {
     fprintf(stderr, "cu_run failed: %d\n", rc);

@@ -94,6 +94,12 @@ check flash_bf16_eager examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=2 T
 check bf16_mods_eager $M/bf16_mods.attn "" "B=2 T=50 S=50" 3e-2
 # a device whose blocks cannot opt into the kernel's shared memory: the
 # launcher takes the generic kernel
+# decoding: few query blocks for the SMs, so the keys are split across
+# blocks (split-KV) and combined; causal and with a mask body, T = 1 and 3
+EMUENV="EMU_SMS=8"
+check flash_bf16_splitkv examples/flash_bf16.attn "-D E=64" "B=1 H=2 T=1 S=700" 3e-2
+check flash_bf16_splitkv_causal examples/flash_bf16.attn "-D E=128 -D CAUSAL=1" "B=2 H=1 T=3 S=300" 3e-2
+check bf16_mods_splitkv $M/bf16_mods.attn "-D W=400" "B=2 T=2 S=330" 3e-2
 EMUENV="EMU_SMEM=49152"
 check flash_bf16_small_smem examples/flash_bf16.attn "-D E=128 -D CAUSAL=1" "B=1 H=1 T=33 S=33" 3e-2
 EMUENV=
