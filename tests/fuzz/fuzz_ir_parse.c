@@ -29,7 +29,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g2) abort(); /* printed IR must parse */
     char *s2 = ir_print_string(g2);
     if (strcmp(s1, s2) != 0) abort(); /* and print identically */
-    free(s1);
     free(s2);
     if (ir_verify(g2, diag, "fuzz")) {
       static const PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64,
@@ -38,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (!pass_pipeline(g2, &opt)) abort(); /* a pass broke a valid graph */
       ir_print(g2, null);
     }
+    free(s1); /* after the last diagnostic: they quote lines of it */
   }
   ir_diag_free(diag);
   ir_arena_free(arena);
