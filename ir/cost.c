@@ -28,6 +28,15 @@ static double elems(const IrType *t, const int64_t *symvals) {
 
 static double esize(rt_dtype t) { return t == RT_BOOL ? 1 : t == RT_F16 || t == RT_BF16 ? 2 : t == RT_F64 || t == RT_I64 ? 8 : 4; }
 
+bool ir_attn_mma(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev) {
+  const IrFunc *f = &g->funcs[0];
+  if (n->op != IR_ATTENTION || n->nin < 3) return false;
+  rt_dtype dt = f->nodes[n->in[0]].type.dt;
+  return (dt == RT_F16 || dt == RT_BF16) && f->nodes[n->in[1]].type.dt == dt && f->nodes[n->in[2]].type.dt == dt &&
+         ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], e) && ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], ev) &&
+         *e % 16 == 0 && *ev % 16 == 0 && *e <= 128 && *ev <= 128;
+}
+
 bool ir_is_kernel(const IrGraph *g, int id) {
   const IrNode *n = &g->funcs[0].nodes[id];
   IrOpClass c = ir_opinfo[n->op].cls;

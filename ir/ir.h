@@ -212,6 +212,10 @@ typedef struct {
   double bytes;       /* each kernel's operands read once + output written */
 } IrCost;
 bool ir_is_kernel(const IrGraph *g, int id);
+/* Does attention node n run on the CUDA tensor-core kernel?  f16/bf16 Q, K,
+ * V of one dtype, constant head sizes (*e, *ev) that are multiples of 16 up
+ * to 128.  The rule the tile pass's GPU model and codegen/cuda share. */
+bool ir_attn_mma(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev);
 void ir_cost(const IrGraph *g, const int64_t *symvals, IrCost *out);
 
 #endif

@@ -132,6 +132,15 @@ static void put_key(FILE *out, int *count, const char *name) {
   fprintf(out, "%s%s=", (*count)++ ? ", " : "", name);
 }
 
+/* `name=[a,b,..]` for a tile list (nothing when empty). */
+static void put_tile(FILE *out, int *k, const char *name, const int64_t *v, int n) {
+  if (n <= 0) return;
+  put_key(out, k, name);
+  fputc('[', out);
+  for (int i = 0; i < n && i < IR_MAX_TILE; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)v[i]);
+  fputc(']', out);
+}
+
 /* " {attrs}" in the fixed order, only the bits the op carries, plus tile. */
 static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
   unsigned bits = ir_opinfo[n->op].attrs;
@@ -191,20 +200,8 @@ static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
     put_mask_bound(out, a->mhi);
     fputc(']', out);
   }
-  if (a->ntile > 0) {
-    put_key(out, &k, "tile");
-    fputc('[', out);
-    for (int i = 0; i < a->ntile && i < IR_MAX_TILE; i++)
-      fprintf(out, "%s%lld", i ? "," : "", (long long)a->tile[i]);
-    fputc(']', out);
-  }
-  if (a->ngtile > 0) {
-    put_key(out, &k, "gtile");
-    fputc('[', out);
-    for (int i = 0; i < a->ngtile && i < IR_MAX_TILE; i++)
-      fprintf(out, "%s%lld", i ? "," : "", (long long)a->gtile[i]);
-    fputc(']', out);
-  }
+  put_tile(out, &k, "tile", a->tile, a->ntile);
+  put_tile(out, &k, "gtile", a->gtile, a->ngtile);
   fputc('}', out);
 }
 

@@ -148,20 +148,10 @@ static int64_t att_regs(int64_t e, int64_t ev, int64_t mt, int64_t bk) {
   return mt * (ev / 2 + bk / 2) + (mt == 1 ? e / 4 : 4 * mt) + 95;
 }
 
-/* Does attention node n run on the tensor-core kernel?  (the rule of
- * codegen/cuda/cuda_attn.c, cu_attn_plan) */
-static bool att_tc(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev) {
-  const IrFunc *f = &g->funcs[0];
-  rt_dtype dt = f->nodes[n->in[0]].type.dt;
-  return (dt == RT_F16 || dt == RT_BF16) && f->nodes[n->in[1]].type.dt == dt && f->nodes[n->in[2]].type.dt == dt &&
-         ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], e) && ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], ev) &&
-         *e % 16 == 0 && *ev % 16 == 0 && *e <= 128 && *ev <= 128;
-}
-
 static int gpu_tile(const IrGraph *g, const IrNode *n, const PassTarget *t, int64_t *v) {
   if (n->op == IR_ATTENTION) {
     int64_t e, ev;
-    if (!att_tc(g, n, &e, &ev)) return 0;
+    if (!ir_attn_mma(g, n, &e, &ev)) return 0;
     /* a score body holds its values and operand addresses too */
     int64_t w = 4, bk = 64, mt = att_regs(e, ev, 2, bk) + (n->body >= 0 ? 16 : 0) <= t->gpu_regs ? 2 : 1, st = 3;
     while (st > 2 && (2 * att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_sm || att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_block))
@@ -213,6 +203,26 @@ bool pass_gtile_check(const char *spec, const PassTarget *t, char *err, size_t e
   return true;
 }
 
+/* Record tile v[0..nt) (or the last override of --tile / --gtile for this
+ * kind of node, checked by the driver) in *ncur / cur; true if it changed.
+ * nt 0: no tile, and overrides do not apply. */
+static bool set_tile(int *ncur, int64_t *cur, int nt, int64_t *v, const char *const *over, int nover, int kind) {
+  for (int k = 0; k < nover && nt > 0; k++) {
+    int ok_kind;
+    int64_t w[IR_MAX_TILE];
+    char err[256];
+    int m = parse_spec(over[k], &ok_kind, w, err, sizeof err);
+    if (m > 0 && ok_kind == kind) {
+      nt = m;
+      memcpy(v, w, sizeof(int64_t) * (size_t)m);
+    }
+  }
+  bool changed = *ncur != nt || memcmp(cur, v, sizeof(int64_t) * (size_t)nt);
+  *ncur = nt;
+  memcpy(cur, v, sizeof(int64_t) * (size_t)nt);
+  return changed;
+}
+
 bool pass_tile(IrGraph *g, const PassOptions *opt) {
   const PassTarget *t = opt->target;
   if (!t) return false;
@@ -242,34 +252,9 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
       int64_t e = rdown(t->l2 / 2 / (4 * (int64_t)(n->nin + 1)), t->vw);
       v[nt++] = e < t->vw ? t->vw : e;
     }
-    for (int k = 0; k < opt->ntile_over; k++) { /* overrides (checked by the driver) */
-      int ok_kind;
-      int64_t w[IR_MAX_TILE];
-      char err[256];
-      int m = parse_spec(opt->tile_over[k], &ok_kind, w, err, sizeof err);
-      if (m > 0 && ok_kind == kind) {
-        nt = m;
-        memcpy(v, w, sizeof(int64_t) * (size_t)m);
-      }
-    }
-    if (n->a.ntile != nt || memcmp(n->a.tile, v, sizeof(int64_t) * (size_t)nt)) changed = true;
-    n->a.ntile = nt;
-    memcpy(n->a.tile, v, sizeof(int64_t) * (size_t)nt);
-    if (!t->gpu_sm) continue;
-    nt = gpu_tile(g, n, t, v);
-    for (int k = 0; k < opt->ngtile_over && nt > 0; k++) {
-      int ok_kind;
-      int64_t w[IR_MAX_TILE];
-      char err[256];
-      int m = parse_spec(opt->gtile_over[k], &ok_kind, w, err, sizeof err);
-      if (m > 0 && ok_kind == kind) {
-        nt = m;
-        memcpy(v, w, sizeof(int64_t) * (size_t)m);
-      }
-    }
-    if (n->a.ngtile != nt || memcmp(n->a.gtile, v, sizeof(int64_t) * (size_t)nt)) changed = true;
-    n->a.ngtile = nt;
-    memcpy(n->a.gtile, v, sizeof(int64_t) * (size_t)nt);
+    changed |= set_tile(&n->a.ntile, n->a.tile, nt, v, opt->tile_over, opt->ntile_over, kind);
+    if (t->gpu_sm)
+      changed |= set_tile(&n->a.ngtile, n->a.gtile, gpu_tile(g, n, t, v), v, opt->gtile_over, opt->ngtile_over, kind);
   }
   return changed;
 }

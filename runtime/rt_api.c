@@ -1010,6 +1010,14 @@ static int run_gpu(attnc_instance *in, const attnc_tensor *inputs, attnc_tensor 
   return ATTNC_OK;
 }
 
+/* A device tensor must have the model's dtype (no conversion on the device). */
+static int device_dtype(attnc_instance *in, const char *kind, const attnc_tensor_info *ti, const attnc_tensor *t) {
+  if ((int)t->dtype == (int)ti->dtype) return ATTNC_OK;
+  char b[24];
+  return fail(in, ATTNC_ERR_DTYPE, "run_device: %s '%s' is %s; device tensors must have the model's dtype, %s", kind,
+              ti->name, dtype_str(t->dtype, b), rt_dtype_name((rt_dtype)ti->dtype));
+}
+
 /* Device buffers: checked like host ones (the data pointers are not
  * dereferenced), dtypes exactly the model's, queued on the stream. */
 static int run_device_locked(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
@@ -1027,21 +1035,13 @@ static int run_device_locked(attnc_instance *in, const attnc_tensor *inputs, int
   for (int i = 0; i < d->ninput; i++) {
     int rc = check_tensor(in, "input", &d->inputs[i], &inputs[i]);
     if (rc) return rc;
-    if ((int)inputs[i].dtype != (int)d->inputs[i].dtype) {
-      char b[24];
-      return fail(in, ATTNC_ERR_DTYPE, "run_device: input '%s' is %s; device tensors must have the model's dtype, %s",
-                  d->inputs[i].name, dtype_str(inputs[i].dtype, b), rt_dtype_name((rt_dtype)d->inputs[i].dtype));
-    }
+    if ((rc = device_dtype(in, "input", &d->inputs[i], &inputs[i])) != 0) return rc;
   }
   int rc = bind_dims(in, inputs);
   if (rc) return rc;
   for (int o = 0; o < d->noutput; o++) {
     if ((rc = check_output(in, o, &outputs[o])) != 0) return rc;
-    if ((int)outputs[o].dtype != (int)d->outputs[o].dtype) {
-      char b[24];
-      return fail(in, ATTNC_ERR_DTYPE, "run_device: output '%s' is %s; device tensors must have the model's dtype, %s",
-                  d->outputs[o].name, dtype_str(outputs[o].dtype, b), rt_dtype_name((rt_dtype)d->outputs[o].dtype));
-    }
+    if ((rc = device_dtype(in, "output", &d->outputs[o], &outputs[o])) != 0) return rc;
   }
   for (int i = 0; i < d->ninput; i++) in->inptr[i] = inputs[i].data;
   for (int o = 0; o < d->noutput; o++) in->outptr[o] = outputs[o].data;

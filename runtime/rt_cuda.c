@@ -75,6 +75,18 @@ static void set_err(const char *msg) {
   pthread_mutex_unlock(&err_mu);
 }
 
+/* set_err with a format; returns -1 */
+static int set_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int set_errf(const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  set_err(msg);
+  return -1;
+}
+
 /* a module's kernels already looked up (launches happen every run) */
 typedef struct rt_cuda_fn {
   char name[32];
@@ -88,7 +100,8 @@ struct rt_cuda_mod {
   CUmodule mod;
   const rt_cuda_images *img;
   rt_cuda_fn *fns;
-  unsigned smem_optin; /* the device's per-block opt-in limit (0: not asked yet) */
+  unsigned smem_optin; /* the device's per-block shared-memory opt-in limit */
+  unsigned sms;        /* its multiprocessors */
   int pools;           /* stream-ordered allocation usable on this device */
   struct rt_cuda_mod *next;
 };
@@ -198,6 +211,9 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
   if (!r) r = cu.DeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, dev);
   if (!r) r = cu.DeviceGetAttribute(&minor, CU_ATTR_CC_MINOR, dev);
   if (!r && cu.MemAllocAsync && cu.DeviceGetAttribute(&pools, CU_ATTR_POOLS, dev)) pools = 0;
+  int optin = 0, sms = 0;
+  if (!r && (cu.DeviceGetAttribute(&optin, CU_ATTR_SMEM_OPTIN, dev) || optin < 1)) optin = 48 * 1024; /* every device */
+  if (!r && (cu.DeviceGetAttribute(&sms, CU_ATTR_SM_COUNT, dev) || sms < 1)) sms = 1;
   if (!r) r = cu.DevicePrimaryCtxRetain(&m->ctx, dev);
   if (r) {
     pthread_mutex_unlock(&cu_mu);
@@ -223,6 +239,8 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
   m->device = device;
   m->img = img;
   m->pools = pools > 0;
+  m->smem_optin = (unsigned)optin;
+  m->sms = (unsigned)sms;
   m->next = mods;
   mods = m;
   *out = m;
@@ -235,13 +253,7 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **out, cha
  * as it was. */
 int rt_cuda_enter(rt_cuda_mod *m) {
   CUresult r = cu.CtxPushCurrent(m->ctx);
-  if (r) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "cannot make the device's context current: %s", errstr(r));
-    set_err(msg);
-    return -1;
-  }
-  return 0;
+  return r ? set_errf("cannot make the device's context current: %s", errstr(r)) : 0;
 }
 
 void rt_cuda_leave(rt_cuda_mod *m) {
@@ -250,23 +262,20 @@ void rt_cuda_leave(rt_cuda_mod *m) {
   cu.CtxPopCurrent(&prev);
 }
 
-/* Order `waiter` after the work queued so far on `stream`. */
-int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream) {
+/* Order `waiter` after the work queued so far on `stream`, through the
+ * caller's event *ev (created at the first use; a recorded event may be
+ * recorded again: waits already queued keep the earlier record). */
+int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream, void **ev) {
   (void)m;
-  CUevent ev;
-  CUresult r = cu.EventCreate(&ev, CU_EVENT_DISABLE_TIMING);
-  if (!r) {
-    r = cu.EventRecord(ev, stream);
-    if (!r) r = cu.StreamWaitEvent(waiter, ev, 0);
-    cu.EventDestroy(ev); /* released once recorded work completes */
-  }
-  if (r) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "cannot order the instance's stream after the caller's: %s", errstr(r));
-    set_err(msg);
-    return -1;
-  }
-  return 0;
+  CUresult r = *ev ? 0 : cu.EventCreate((CUevent *)ev, CU_EVENT_DISABLE_TIMING);
+  if (!r) r = cu.EventRecord(*ev, stream);
+  if (!r) r = cu.StreamWaitEvent(waiter, *ev, 0);
+  return r ? set_errf("cannot order the instance's stream after the caller's: %s", errstr(r)) : 0;
+}
+
+void rt_cuda_event_free(rt_cuda_mod *m, void *ev) {
+  (void)m;
+  if (ev) cu.EventDestroy(ev);
 }
 
 void *rt_cuda_stream_new(rt_cuda_mod *m) {
@@ -274,9 +283,7 @@ void *rt_cuda_stream_new(rt_cuda_mod *m) {
   CUstream st = NULL;
   CUresult r = cu.StreamCreate(&st, 1 /* CU_STREAM_NON_BLOCKING */);
   if (r) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "cannot create a CUDA stream: %s", errstr(r));
-    set_err(msg);
+    set_errf("cannot create a CUDA stream: %s", errstr(r));
     return NULL;
   }
   return st;
@@ -291,9 +298,7 @@ void *rt_cuda_alloc(rt_cuda_mod *m, void *stream, size_t bytes) {
   CUdeviceptr p = 0;
   CUresult r = m->pools ? cu.MemAllocAsync(&p, bytes ? bytes : 1, stream) : cu.MemAlloc(&p, bytes ? bytes : 1);
   if (r) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
-    set_err(msg);
+    set_errf("cannot allocate %zu bytes on the device: %s", bytes, errstr(r));
   }
   return r ? NULL : (void *)(uintptr_t)p;
 }
@@ -311,12 +316,7 @@ void rt_cuda_free(rt_cuda_mod *m, void *stream, void *p) {
 #define CHECK(call, what)                                                            \
   do {                                                                               \
     CUresult r_ = (call);                                                            \
-    if (r_) {                                                                        \
-      char m_[256];                                                                  \
-      snprintf(m_, sizeof m_, "%s failed: %s", what, errstr(r_));                    \
-      set_err(m_);                                                                   \
-      return -1;                                                                     \
-    }                                                                                \
+    if (r_) return set_errf("%s failed: %s", what, errstr(r_));                      \
   } while (0)
 
 int rt_cuda_upload(rt_cuda_mod *m, void *stream, void *dst, const void *src, size_t n) {
@@ -359,10 +359,7 @@ int rt_cuda_upload_f32_as(rt_cuda_mod *m, void *stream, void *dst, const float *
     if (!r) r = cu.StreamSynchronize(stream); /* before b is refilled */
     if (r) {
       free(b);
-      char msg[256];
-      snprintf(msg, sizeof msg, "copy to the device failed: %s", errstr(r));
-      set_err(msg);
-      return -1;
+      return set_errf("copy to the device failed: %s", errstr(r));
     }
   }
   free(b);
@@ -397,27 +394,9 @@ int rt_cuda_launch(rt_cuda_mod *m, void *stream, const char *kernel, unsigned gx
   return 0;
 }
 
-unsigned rt_cuda_smem_optin(rt_cuda_mod *m) {
-  pthread_mutex_lock(&cu_mu);
-  if (!m->smem_optin) {
-    CUdevice dev;
-    int v = 0;
-    if (!cu.DeviceGet(&dev, m->device) && !cu.DeviceGetAttribute(&v, CU_ATTR_SMEM_OPTIN, dev) && v > 0)
-      m->smem_optin = (unsigned)v;
-    else
-      m->smem_optin = 48 * 1024; /* what every device allows */
-  }
-  unsigned r = m->smem_optin;
-  pthread_mutex_unlock(&cu_mu);
-  return r;
-}
+unsigned rt_cuda_smem_optin(rt_cuda_mod *m) { return m->smem_optin; }
 
-unsigned rt_cuda_sm_count(rt_cuda_mod *m) {
-  CUdevice dev;
-  int v = 0;
-  if (cu.DeviceGet(&dev, m->device) || cu.DeviceGetAttribute(&v, CU_ATTR_SM_COUNT, dev) || v < 1) v = 1;
-  return (unsigned)v;
-}
+unsigned rt_cuda_sm_count(rt_cuda_mod *m) { return m->sms; }
 
 int rt_cuda_sync(rt_cuda_mod *m, void *stream) {
   (void)m;

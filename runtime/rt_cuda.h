@@ -31,8 +31,11 @@ int rt_cuda_module(int device, const rt_cuda_images *img, rt_cuda_mod **m, char 
  * is untouched). */
 int rt_cuda_enter(rt_cuda_mod *m);
 void rt_cuda_leave(rt_cuda_mod *m);
-/* Make stream `waiter` wait for the work queued so far on `stream`. */
-int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream);
+/* Make stream `waiter` wait for the work queued so far on `stream`, through
+ * the caller's event *ev (NULL at first: created then; free it with
+ * rt_cuda_event_free). */
+int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream, void **ev);
+void rt_cuda_event_free(rt_cuda_mod *m, void *ev);
 /* Streams (CU_STREAM_NON_BLOCKING); every call below is ordered on the
  * stream it is given (NULL: the legacy default stream). */
 void *rt_cuda_stream_new(rt_cuda_mod *m);                     /* NULL on failure */

@@ -25,7 +25,6 @@
 #include "frontend.h"
 #include "interp.h"
 #include "pass.h"
-#include "rt_half.h"
 #include "rt_npy.h"
 #include "rt_safetensors.h"
 
@@ -644,30 +643,6 @@ static void shape_str(const int64_t *shape, int rank, char *buf, size_t n) {
   if (len < n) snprintf(buf + len, n - len, "]");
 }
 
-static bool is_float_dt(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
-
-/* Convert float data of t->dtype (f32, f16, bf16) into dtype to, in place
- * of t->data (round to nearest even, as the generated libraries do).
- * Returns nonzero when out of memory. */
-static int float_convert(rt_npy *t, rt_dtype to) {
-  size_t n = 1;
-  for (int d = 0; d < t->rank; d++) n *= (size_t)t->shape[d];
-  void *dst = malloc((n ? n : 1) * rt_dtype_size(to));
-  if (!dst) return -1;
-  for (size_t i = 0; i < n; i++) {
-    float x = t->dtype == RT_F32 ? ((const float *)t->data)[i]
-              : t->dtype == RT_F16 ? rt_f16_to_f32(((const uint16_t *)t->data)[i])
-                                   : rt_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    if (to == RT_F32) ((float *)dst)[i] = x;
-    else ((uint16_t *)dst)[i] = to == RT_F16 ? rt_f32_to_f16(x) : rt_f32_to_bf16(x);
-  }
-  free(t->data);
-  t->data = dst;
-  t->dtype = to;
-  t->nbytes = n * rt_dtype_size(to);
-  return 0;
-}
-
 static int cmd_run(int argc, char **argv) {
   Common c = {.passes = {.opt_level = 1}};
   const char *model = NULL, *weights = NULL;
@@ -793,12 +768,12 @@ static int cmd_run(int argc, char **argv) {
       tool_fail("%s", err);
       goto done;
     }
-    if (npys[j].dtype != n->type.dt && !(is_float_dt(npys[j].dtype) && is_float_dt(n->type.dt))) {
+    if (npys[j].dtype != n->type.dt && !(tool_is_float(npys[j].dtype) && tool_is_float(n->type.dt))) {
       tool_fail("input '%s': %s holds %s data but the model expects %s", n->a.str, in_files[k],
            rt_dtype_name(npys[j].dtype), rt_dtype_name(n->type.dt));
       goto done;
     }
-    if (npys[j].dtype != n->type.dt && float_convert(&npys[j], n->type.dt)) { /* rounded, as the library does */
+    if (npys[j].dtype != n->type.dt && tool_float_convert(&npys[j], n->type.dt)) { /* rounded, as the library does */
       tool_fail("out of memory converting input '%s'", n->a.str);
       goto done;
     }
@@ -846,7 +821,7 @@ static int cmd_run(int argc, char **argv) {
     if (outputs[j].dtype == RT_BF16) { /* .npy has no bf16: written as f32, which holds it exactly */
       rt_npy t = {RT_BF16, outputs[j].rank, {0}, outputs[j].data, 0};
       memcpy(t.shape, outputs[j].shape, sizeof(int64_t) * (size_t)outputs[j].rank);
-      if (float_convert(&t, RT_F32)) {
+      if (tool_float_convert(&t, RT_F32)) {
         tool_fail("out of memory converting output '%s'", g->outputs[j].name);
         goto done;
       }

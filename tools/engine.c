@@ -30,6 +30,30 @@ static const char *const fn_names[] = {"create", "destroy", "load_weights", "run
 /* The Engine's function pointers, in fn_names order. */
 static void **slots(Engine *e) { return (void **)e; }
 
+bool tool_is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
+
+/* Convert float data of t->dtype (f32, f16, bf16) into dtype to, in place
+ * of t->data (round to nearest even, as the generated libraries do).
+ * Returns nonzero when out of memory. */
+int tool_float_convert(rt_npy *t, rt_dtype to) {
+  size_t n = 1;
+  for (int d = 0; d < t->rank; d++) n *= (size_t)t->shape[d];
+  void *dst = malloc((n ? n : 1) * rt_dtype_size(to));
+  if (!dst) return -1;
+  for (size_t i = 0; i < n; i++) {
+    float x = t->dtype == RT_F32 ? ((const float *)t->data)[i]
+              : t->dtype == RT_F16 ? rt_f16_to_f32(((const uint16_t *)t->data)[i])
+                                   : rt_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    if (to == RT_F32) ((float *)dst)[i] = x;
+    else ((uint16_t *)dst)[i] = to == RT_F16 ? rt_f32_to_f16(x) : rt_f32_to_bf16(x);
+  }
+  free(t->data);
+  t->data = dst;
+  t->dtype = to;
+  t->nbytes = n * rt_dtype_size(to);
+  return 0;
+}
+
 int engine_from_so(const char *path, Engine *e) {
   memset(e, 0, sizeof *e);
   char p[4096];
@@ -200,16 +224,13 @@ int engine_run(Engine *e, const RunArgs *a) {
     }
     rt_dtype dt = out[o].dtype == ATTNC_F32 ? RT_F32 : out[o].dtype == ATTNC_F16 ? RT_F16 : out[o].dtype == ATTNC_I32 ? RT_I32 : RT_BOOL;
     if (out[o].dtype == ATTNC_BF16) { /* .npy has no bf16: written as f32, which holds it exactly */
-      int64_t n = 1;
-      for (int d = 0; d < out[o].rank; d++) n *= out[o].shape[d];
-      float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
-      if (!f) {
+      rt_npy t = {RT_BF16, out[o].rank, {0}, out[o].data, 0};
+      memcpy(t.shape, out[o].shape, sizeof(int64_t) * (size_t)out[o].rank);
+      if (tool_float_convert(&t, RT_F32)) {
         tool_fail("out of memory converting output '%s'", info.outputs[o].name);
         goto done;
       }
-      for (int64_t i = 0; i < n; i++) f[i] = rt_bf16_to_f32(((const uint16_t *)out[o].data)[i]);
-      free(out[o].data);
-      out[o].data = f;
+      out[o].data = t.data; /* the bf16 data was freed */
       dt = RT_F32;
     }
     if (rt_npy_write(a->out_files[k], dt, out[o].rank, out[o].shape, out[o].data, err, sizeof err)) {

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include "attnc.h"
 #include "codegen.h"
+#include "rt_npy.h"
 
 typedef struct {
   int (*create)(const attnc_options *, attnc_instance **);
@@ -32,6 +33,13 @@ typedef struct {
   bool allow_extra;
   int device;       /* CUDA libraries: the GPU (default 0); -1: the CPU */
 } RunArgs;
+
+/* Float data of t->dtype (f32, f16, bf16) converted into dtype `to` in
+ * place of t->data (round to nearest even, as the libraries do); nonzero
+ * when out of memory.  (.npy has no bf16: inputs come as f32 or f16, bf16
+ * outputs leave as f32.) */
+bool tool_is_float(rt_dtype t);
+int tool_float_convert(rt_npy *t, rt_dtype to);
 
 /* 0 on success; otherwise prints the error and returns 1. */
 int engine_from_so(const char *path, Engine *e);

@@ -69,6 +69,24 @@ static const char *tc_prelude =
   "#define TC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]\n"
   "#endif\n\n";
 
+/* The score body of attention node n on `s` (b, h, i, j in scope): loads
+ * of its extra operands, then the body's values; the result's name in res. */
+static void score_body(Cu *c, const IrNode *n, const char *indent, char *res, size_t reslen) {
+  const IrFunc *f = &c->g->funcs[0];
+  const char *pn[64], *in[4] = {"b", "h", "i", "j"};
+  char pbuf[64][24];
+  pn[0] = "s";
+  for (int x = 0; x < n->nin - 3 && x < 63; x++) {
+    char xe[160], l[200];
+    snprintf(xe, sizeof xe, "a.x%d[b * a.xs%d[0] + h * a.xs%d[1] + (i64)i * a.xs%d[2] + (i64)j * a.xs%d[3]]", x, x, x, x, x);
+    fprintf(c->f, "%s%s p%d = %s;\n", indent, cu_vtype(f->nodes[n->in[3 + x]].type.dt), x + 1,
+            cu_ld(f->nodes[n->in[3 + x]].type.dt, xe, l, sizeof l));
+    snprintf(pbuf[x + 1], sizeof pbuf[x + 1], "p%d", x + 1);
+    pn[x + 1] = pbuf[x + 1];
+  }
+  cu_emit_body(c, n->body, pn, in, "t", res, reslen);
+}
+
 /* The generic kernel: one warp per query row (any dtype, any alignment,
  * head sizes up to 256), named k<N> + suffix.  Declares struct A<N>. */
 static void k_generic(Cu *c, int id, const char *suffix) {
@@ -130,19 +148,8 @@ static void k_generic(Cu *c, int id, const char *suffix) {
           "      s = dot * %.9ef;\n",
           (long long)e, Lq, Lk, n->a.scale);
   if (n->body >= 0) {
-    const char *pn[64], *in[4] = {"b", "h", "i", "j"};
-    char pbuf[64][24];
-    pn[0] = "s";
-    for (int x = 0; x < nx && x < 63; x++) {
-      char xe[128], l[160];
-      snprintf(xe, sizeof xe, "a.x%d[b * a.xs%d[0] + h * a.xs%d[1] + i * a.xs%d[2] + j * a.xs%d[3]]", x, x, x, x, x);
-      fprintf(c->f, "      %s p%d = %s;\n", cu_vtype(f->nodes[n->in[3 + x]].type.dt), x + 1,
-              cu_ld(f->nodes[n->in[3 + x]].type.dt, xe, l, sizeof l));
-      snprintf(pbuf[x + 1], sizeof pbuf[x + 1], "p%d", x + 1);
-      pn[x + 1] = pbuf[x + 1];
-    }
     char res[64];
-    cu_emit_body(c, n->body, pn, in, "t", res, sizeof res);
+    score_body(c, n, "      ", res, sizeof res);
     fprintf(c->f, "      s = %s;\n", res);
   }
   fprintf(c->f,
@@ -182,11 +189,7 @@ void cu_attn_plan(const IrGraph *g, int id, CuAttnPlan *p) {
   if (n->a.ngtile == 4) {
     p->warps = (int)n->a.gtile[0], p->mt = (int)n->a.gtile[1], p->bk = (int)n->a.gtile[2], p->stages = (int)n->a.gtile[3];
   }
-  if (!ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], &p->e) || !ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], &p->ev))
-    return;
-  rt_dtype dt = f->nodes[n->in[0]].type.dt;
-  p->tc = (dt == RT_F16 || dt == RT_BF16) && f->nodes[n->in[1]].type.dt == dt && f->nodes[n->in[2]].type.dt == dt &&
-          p->e % 16 == 0 && p->ev % 16 == 0 && p->e <= 128 && p->ev <= 128;
+  p->tc = ir_attn_mma(g, n, &p->e, &p->ev);
   p->bq = 16 * p->warps * p->mt;
   p->smem = (unsigned)(2 * ((int64_t)p->bq * (p->e + 8) + (int64_t)p->stages * p->bk * (p->e + 8 + p->ev + 8)));
 }
@@ -207,7 +210,6 @@ static long long band(int64_t v) { return v < -(1LL << 30) ? -(1LL << 30) : v > 
  * online-softmax update and P in sc[][][] (checked: element-wise band /
  * bounds / body-operand checks; else the tile is interior). */
 static void tc_scores(Cu *c, const IrNode *n, const CuAttnPlan *p, bool checked) {
-  const IrFunc *f = &c->g->funcs[0];
   int nx = n->nin - 3;
   bool body = n->body >= 0;
   fprintf(c->f,
@@ -225,19 +227,8 @@ static void tc_scores(Cu *c, const IrNode *n, const CuAttnPlan *p, bool checked)
   }
   if (body) {
     fprintf(c->f, "        %s{\n          s *= %.9ef;\n", checked ? "if (keep) " : "", n->a.scale);
-    const char *pn[64], *in[4] = {"b", "h", "i", "j"};
-    char pbuf[64][24];
-    pn[0] = "s";
-    for (int x = 0; x < nx && x < 63; x++) {
-      char xe[160], l[200];
-      snprintf(xe, sizeof xe, "a.x%d[b * a.xs%d[0] + h * a.xs%d[1] + (i64)i * a.xs%d[2] + (i64)j * a.xs%d[3]]", x, x, x, x, x);
-      fprintf(c->f, "          %s p%d = %s;\n", cu_vtype(f->nodes[n->in[3 + x]].type.dt), x + 1,
-              cu_ld(f->nodes[n->in[3 + x]].type.dt, xe, l, sizeof l));
-      snprintf(pbuf[x + 1], sizeof pbuf[x + 1], "p%d", x + 1);
-      pn[x + 1] = pbuf[x + 1];
-    }
     char res[64];
-    cu_emit_body(c, n->body, pn, in, "t", res, sizeof res);
+    score_body(c, n, "          ", res, sizeof res);
     fprintf(c->f, "          s = %s * 1.4426950408889634f;\n        }\n", res);
   } else {
     fprintf(c->f, "        s *= %.9ef;  /* scale * log2(e) */\n", n->a.scale * 1.4426950408889634);

@@ -24,7 +24,6 @@ typedef struct {
 
 /* storage on the device, as cuda_src.c declares it: f16 / bf16 as themselves */
 static bool half(rt_dtype t) { return t == RT_F16 || t == RT_BF16; }
-static const char *ct(rt_dtype t) { return t == RT_I32 ? "int" : t == RT_BOOL ? "u8" : half(t) ? "h16" : "float"; }
 static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : half(t) ? 2 : 4; }
 
 /* A dim as a C expression over sym[]. */
@@ -57,10 +56,7 @@ static void launch(Host *h, int id, const char *grid, const char *block) {
 /* Does value i have a kernel k<i>?  (everything but inputs, weights and
  * views, and those too when they are outputs: their copy) */
 static bool has_kernel(const Host *h, int i) {
-  if (h->v[i].kind != CU_EXT && h->v[i].kind != CU_VIEW) return true;
-  for (int k = 0; k < h->g->noutput; k++)
-    if (h->g->outputs[k].node == i) return true;
-  return false;
+  return (h->v[i].kind != CU_EXT && h->v[i].kind != CU_VIEW) || cu_output_of(h->g, i) >= 0;
 }
 
 /* A view (or an input) that is graph output `out`: its copy kernel (k<i>,
@@ -69,8 +65,8 @@ static void copy_out(Host *h, int i, int out) {
   const IrNode *n = HN(h, i);
   int r = n->type.rank;
   fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
-  fprintf(h->f, "    a.o = (%s *)out[%d]; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), out,
-          ct(n->type.dt), i, i);
+  fprintf(h->f, "    a.o = (%s *)out[%d]; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), out,
+          cu_ctype(n->type.dt), i, i);
   for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.xs[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
   if (!r) fprintf(h->f, "    a.shape[0] = 1;\n");
   launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
@@ -87,9 +83,7 @@ static void node(Host *h, int i, int *wi) {
     fprintf(h->f, "  V[%d].shape[%d] = %s;\n", i, d, dim);
   }
   CuVal *v = &h->v[i];
-  int out = -1;
-  for (int k = 0; k < g->noutput; k++)
-    if (g->outputs[k].node == i) out = k;
+  int out = cu_output_of(g, i);
   switch (v->kind) {
   case CU_EXT:
     if (n->op == IR_INPUT) fprintf(h->f, "  V[%d].p = (char *)in[%d];\n", i, n->a.index);
@@ -123,7 +117,7 @@ static void node(Host *h, int i, int *wi) {
             i, i, esz(n->type.dt));
   fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
   if (v->kind == CU_FILL) {
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i, i);
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i, i);
     for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d];\n", d, i, d);
     if (!r) fprintf(h->f, "    a.shape[0] = 1;\n");
     launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
@@ -131,8 +125,8 @@ static void node(Host *h, int i, int *wi) {
   }
   if (v->kind == CU_COPY) {
     int x = n->in[0], xr = HN(h, x)->type.rank;
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i,
-            ct(n->type.dt), x, i);
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i,
+            cu_ctype(n->type.dt), x, i);
     for (int d = 0; d < xr; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.xs[%d] = V[%d].st[%d];\n", d, x, d, d, x, d);
     if (!xr) fprintf(h->f, "    a.shape[0] = 1;\n");
     launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
@@ -142,8 +136,8 @@ static void node(Host *h, int i, int *wi) {
   if (n->op == IR_ATTENTION) {
     int q = n->in[0], k = n->in[1], vv = n->in[2];
     fprintf(h->f, "    a.q = (const %s *)V[%d].p; a.k = (const %s *)V[%d].p; a.v = (const %s *)V[%d].p;"
-                  " a.o = (%s *)V[%d].p;\n", ct(HN(h, q)->type.dt), q, ct(HN(h, k)->type.dt), k, ct(HN(h, vv)->type.dt), vv,
-            ct(n->type.dt), i);
+                  " a.o = (%s *)V[%d].p;\n", cu_ctype(HN(h, q)->type.dt), q, cu_ctype(HN(h, k)->type.dt), k, cu_ctype(HN(h, vv)->type.dt), vv,
+            cu_ctype(n->type.dt), i);
     fprintf(h->f, "    a.B = V[%d].shape[0]; a.H = V[%d].shape[1]; a.T = V[%d].shape[2]; a.S = V[%d].shape[2];"
                   " a.G = V[%d].shape[1] / V[%d].shape[1];\n", q, q, q, k, q, k);
     for (int d = 0; d < 3; d++)
@@ -151,7 +145,7 @@ static void node(Host *h, int i, int *wi) {
               d, q, d, d, k, d, d, vv, d, d, i, d);
     for (int x = 0; x < n->nin - 3; x++) {
       int id = n->in[3 + x];
-      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, ct(HN(h, id)->type.dt), id);
+      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, cu_ctype(HN(h, id)->type.dt), id);
       char dst[16];
       snprintf(dst, sizeof dst, "a.xs%d", x);
       bstrides(h, dst, id, 4);
@@ -192,12 +186,12 @@ static void node(Host *h, int i, int *wi) {
     return;
   }
   if (cls == IR_CLS_UN || cls == IR_CLS_BIN || cls == IR_CLS_CMP || cls == IR_CLS_TER || n->op == IR_FUSED) {
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i, i);
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i, i);
     for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
     if (!r) fprintf(h->f, "    a.shape[0] = 1; a.os[0] = 1;\n");
     for (int k = 0; k < n->nin; k++) {
       int id = n->in[k];
-      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p;\n", k, ct(HN(h, id)->type.dt), id);
+      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p;\n", k, cu_ctype(HN(h, id)->type.dt), id);
       char dst[16];
       snprintf(dst, sizeof dst, "a.s%d", k);
       if (r) bstrides(h, dst, id, r);
@@ -209,16 +203,12 @@ static void node(Host *h, int i, int *wi) {
   if (n->op == IR_MATMUL) {
     int A = n->in[0], B = n->in[1], nb = r - 2;
     int ra = HN(h, A)->type.rank, rb = HN(h, B)->type.rank;
-    fprintf(h->f, "    a.A = (const %s *)V[%d].p; a.B = (const %s *)V[%d].p; a.C = (%s *)V[%d].p;\n", ct(HN(h, A)->type.dt), A,
-            ct(HN(h, B)->type.dt), B, ct(n->type.dt), i);
+    fprintf(h->f, "    a.A = (const %s *)V[%d].p; a.B = (const %s *)V[%d].p; a.C = (%s *)V[%d].p;\n", cu_ctype(HN(h, A)->type.dt), A,
+            cu_ctype(HN(h, B)->type.dt), B, cu_ctype(n->type.dt), i);
     fprintf(h->f, "    a.M = V[%d].shape[%d]; a.N = V[%d].shape[%d]; a.K = V[%d].shape[%d];\n", i, r - 2, i, r - 1, A, ra - 1);
     fprintf(h->f, "    a.as_m = V[%d].st[%d]; a.as_k = V[%d].st[%d]; a.bs_k = V[%d].st[%d]; a.bs_n = V[%d].st[%d]; a.cs_m = V[%d].st[%d];\n",
             A, ra - 2, A, ra - 1, B, rb - 2, B, rb - 1, i, r - 2);
     fprintf(h->f, "    a.nbatch = 1;\n");
-    fprintf(h->f, "    for (int d = 0; d < %d; d++) a.nbatch *= V[%d].shape[d];\n"
-                  "    if (a.nbatch > 65535 || (a.M + 31) / 32 > 65535) {\n"
-                  "      cu_fail_msg = \"matmul: more than 65535 batches or 2M rows exceed the CUDA grid\";\n"
-                  "      rc = -7;\n      goto done;\n    }\n    a.nbatch = 1;\n", nb, i);
     for (int d = 0; d < nb; d++) {
       fprintf(h->f, "    a.bshape[%d] = V[%d].shape[%d]; a.nbatch *= a.bshape[%d]; a.bcs[%d] = V[%d].st[%d];\n", d, i, d, d, d, i, d);
       int aa = d - (nb - (ra - 2)), ab = d - (nb - (rb - 2));
@@ -227,9 +217,12 @@ static void node(Host *h, int i, int *wi) {
       if (ab < 0) fprintf(h->f, "    a.bbs[%d] = 0;\n", d);
       else fprintf(h->f, "    a.bbs[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", d, B, ab, B, ab);
     }
+    fprintf(h->f, "    if (a.nbatch > 65535 || (a.M + 31) / 32 > 65535) {\n"
+                  "      cu_fail_msg = \"matmul: more than 65535 batches or 2M rows exceed the CUDA grid\";\n"
+                  "      rc = -7;\n      goto done;\n    }\n");
     for (int x = 0; x < n->nin - 2; x++) {
       int id = n->in[2 + x];
-      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, ct(HN(h, id)->type.dt), id);
+      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, cu_ctype(HN(h, id)->type.dt), id);
       char dst[16];
       snprintf(dst, sizeof dst, "a.xs%d", x);
       bstrides(h, dst, id, r);
@@ -266,7 +259,7 @@ static void node(Host *h, int i, int *wi) {
     cu_mm_plan(g, mm, &bm, &bn, &bk);
     fprintf(h->f, "    a.part = part%d; a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]); a.N = V[%d].shape[%d];\n"
                   "    a.nmb = (V[%d].shape[%d] + %d) / %d; a.scale = 1.0f / (float)V[%d].shape[%d];\n",
-            mm, ct(n->type.dt), i, i, mm, mr - 1, mm, mr - 2, bm - 1, bm, mm, mr - 2);
+            mm, cu_ctype(n->type.dt), i, i, mm, mr - 1, mm, mr - 2, bm - 1, bm, mm, mr - 2);
     launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
     return;
   }
@@ -274,8 +267,8 @@ static void node(Host *h, int i, int *wi) {
     int x = n->in[0], xr = HN(h, x)->type.rank;
     bool red[IR_MAX_RANK] = {0};
     for (int k = 0; k < n->a.nlist; k++) red[n->a.list[k]] = true;
-    fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.nout = 1; a.nred = 1;\n", ct(HN(h, x)->type.dt), x,
-            ct(n->type.dt), i);
+    fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.nout = 1; a.nred = 1;\n", cu_ctype(HN(h, x)->type.dt), x,
+            cu_ctype(n->type.dt), i);
     for (int d = 0; d < xr; d++) {
       if (red[d])
         fprintf(h->f, "    a.rshape[a.nr] = V[%d].shape[%d]; a.rs[a.nr++] = V[%d].st[%d]; a.nred *= V[%d].shape[%d];\n", x, d, x,
@@ -291,10 +284,10 @@ static void node(Host *h, int i, int *wi) {
     int x = n->in[0], xr = HN(h, x)->type.rank;
     int ax = n->op == IR_SOFTMAX ? n->a.axis : xr - 1;
     fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.n = V[%d].shape[%d]; a.xs = V[%d].st[%d];"
-                  " a.os = V[%d].st[%d]; a.nrows = 1; a.eps = %.9ef;\n", ct(HN(h, x)->type.dt), x, ct(n->type.dt), i, x, ax, x,
+                  " a.os = V[%d].st[%d]; a.nrows = 1; a.eps = %.9ef;\n", cu_ctype(HN(h, x)->type.dt), x, cu_ctype(n->type.dt), i, x, ax, x,
             ax, i, ax, n->a.eps);
-    if (n->nin > 1) fprintf(h->f, "    a.w = (const %s *)V[%d].p;\n", ct(HN(h, n->in[1])->type.dt), n->in[1]);
-    if (n->nin > 2) fprintf(h->f, "    a.b = (const %s *)V[%d].p;\n", ct(HN(h, n->in[2])->type.dt), n->in[2]);
+    if (n->nin > 1) fprintf(h->f, "    a.w = (const %s *)V[%d].p;\n", cu_ctype(HN(h, n->in[1])->type.dt), n->in[1]);
+    if (n->nin > 2) fprintf(h->f, "    a.b = (const %s *)V[%d].p;\n", cu_ctype(HN(h, n->in[2])->type.dt), n->in[2]);
     for (int d = 0; d < xr; d++)
       if (d != ax)
         fprintf(h->f, "    a.rshape[a.nd] = V[%d].shape[%d]; a.rxs[a.nd] = V[%d].st[%d]; a.ros[a.nd++] = V[%d].st[%d];"
@@ -303,12 +296,12 @@ static void node(Host *h, int i, int *wi) {
     return;
   }
   if (n->op == IR_CONCAT) {
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", ct(n->type.dt), i, i);
+    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i, i);
     for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
     fprintf(h->f, "    i64 end = 0;\n");
     for (int k = 0; k < n->nin; k++) {
       int id = n->in[k];
-      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p; end += V[%d].shape[%d]; a.end%d = end;\n", k, ct(n->type.dt), id, id,
+      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p; end += V[%d].shape[%d]; a.end%d = end;\n", k, cu_ctype(n->type.dt), id, id,
               n->a.axis, k);
       for (int d = 0; d < r; d++) fprintf(h->f, "    a.s%d[%d] = V[%d].st[%d];\n", k, d, id, d);
     }
@@ -456,7 +449,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "                   unsigned block, unsigned smem, void *params, size_t size);\n"
           "int rt_cuda_sync(rt_cuda_mod *m, void *stream);\nvoid rt_cuda_error(char *buf, size_t n);\n"
           "int rt_cuda_enter(rt_cuda_mod *m);\nvoid rt_cuda_leave(rt_cuda_mod *m);\n"
-          "int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream);\n"
+          "int rt_cuda_join(rt_cuda_mod *m, void *waiter, void *stream, void **ev);\nvoid rt_cuda_event_free(rt_cuda_mod *m, void *ev);\n"
           "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\nunsigned rt_cuda_sm_count(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
@@ -489,12 +482,13 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "  i64 shape[8], n = 1;\n  cu_shape(t->node, sym, shape);\n"
           "  for (int d = 0; d < t->rank; d++) n *= shape[d];\n  return (size_t)n;\n}\n\n"
           "/* an instance's device state: its stream and its weights on the device */\n"
-          "typedef struct { rt_cuda_mod *m; void *stream; void *dw[%d]; size_t wbytes[%d]; uint64_t wversion; int have; } CuState;\n\n"
+          "typedef struct { rt_cuda_mod *m; void *stream, *joined; void *dw[%d]; size_t wbytes[%d]; uint64_t wversion; int have; } CuState;\n\n"
           "void %s__cuda_release(void *p) {\n"
           "  CuState *s = (CuState *)p;\n  if (!s) return;\n"
           "  if (!rt_cuda_enter(s->m)) {  /* the instance stream waits for every run (rt_cuda_join) */\n"
           "    for (int k = 0; k < cu_nweight; k++) rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
           "    rt_cuda_stream_free(s->m, s->stream);\n"
+          "    rt_cuda_event_free(s->m, s->joined);\n"
           "    rt_cuda_leave(s->m);\n  }\n"
           "  free(s);\n}\n\n"
           "/* weights: converted to the model's dtypes and uploaded when first needed or rebound */\n"
@@ -551,7 +545,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "    for (int k = 0; k < cu_noutput; k++) rt_cuda_free(m, stream, dout[k]);\n"
           "    int rs = rt_cuda_sync(m, stream);  /* also after an error: no copy may still touch the caller's memory */\n"
           "    if (!rc) rc = rs;\n"
-          "  } else if (rt_cuda_join(m, s->stream, stream) && !rc) {\n"
+          "  } else if (rt_cuda_join(m, s->stream, stream, &s->joined) && !rc) {\n"
           "    rc = -1;  /* the instance stream (weight frees) must wait for the caller's work */\n"
           "  }\n"
           "out:\n"

@@ -27,6 +27,8 @@ const char *cu_st(rt_dtype t, const char *v, char *buf, size_t n);
 /* `vtype tK = ...;` for every node of a body; the yielded value's name in res */
 void cu_emit_body(Cu *c, int body, const char *const *pname, const char *const *iname, const char *pfx, char *res,
                   size_t reslen);
+/* The output main-function node i is (the last, if several), or -1. */
+int cu_output_of(const IrGraph *g, int i);
 /* `// %N = op : type (file:line)`: how NVRTC errors find their IR node */
 void cu_comment(Cu *c, int id);
 

@@ -604,11 +604,11 @@ static void k_copy(Cu *c, int id, bool self) {
                 "    a.o[e] = a.x[q];\n  }\n}\n\n", id, id, r);
 }
 
-/* Is main-function node i a graph output? */
-static bool is_output(const IrGraph *g, int i) {
+int cu_output_of(const IrGraph *g, int i) {
+  int out = -1;
   for (int k = 0; k < g->noutput; k++)
-    if (g->outputs[k].node == i) return true;
-  return false;
+    if (g->outputs[k].node == i) out = k;
+  return out;
 }
 
 char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
@@ -630,7 +630,7 @@ char *cu_emit_source(const IrGraph *g, IrDiag *diag) {
       k_copy(&c, i, false);
       continue;
     }
-    if ((v[i].kind == CU_VIEW || v[i].kind == CU_EXT) && is_output(g, i)) {
+    if ((v[i].kind == CU_VIEW || v[i].kind == CU_EXT) && cu_output_of(g, i) >= 0) {
       k_copy(&c, i, true);
       continue;
     }
