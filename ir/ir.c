@@ -351,27 +351,27 @@ void ir_add_output(IrGraph *g, const char *name, int node, IrLoc loc) {
   g->outputs[g->noutput++] = (IrOutput){ir_arena_strdup(g->arena, name), node, loc};
 }
 
-int ir_graph_inputs(const IrGraph *g, int *ids, int max) {
-  if (g->nfunc == 0) return 0;
+/* Nodes of op `op` in funcs[0]: inputs ordered by their A_INDEX, weights
+ * by position. */
+static const int *graph_leaves(const IrGraph *g, IrOp op, int *n) {
+  *n = 0;
+  if (g->nfunc == 0) return NULL;
   const IrFunc *f = &g->funcs[0];
-  int n = 0;
+  int cnt = 0;
+  for (int i = 0; i < f->n; i++) cnt += f->nodes[i].op == op;
+  if (!cnt) return NULL;
+  int *ids = ir_arena_alloc(g->arena, sizeof(int) * (size_t)cnt);
+  int k = 0;
   for (int i = 0; i < f->n; i++)
-    if (f->nodes[i].op == IR_INPUT) {
-      int k = f->nodes[i].a.index;
-      if (k >= 0 && k < max) ids[k] = i;
-      n++;
+    if (f->nodes[i].op == op) {
+      int at = op == IR_INPUT ? f->nodes[i].a.index : k;
+      if (at < 0 || at >= cnt) ir_bug("input index %d of %d", at, cnt);
+      ids[at] = i;
+      k++;
     }
-  return n;
+  *n = cnt;
+  return ids;
 }
 
-int ir_graph_weights(const IrGraph *g, int *ids, int max) {
-  if (g->nfunc == 0) return 0;
-  const IrFunc *f = &g->funcs[0];
-  int n = 0;
-  for (int i = 0; i < f->n; i++)
-    if (f->nodes[i].op == IR_WEIGHT) {
-      if (n < max) ids[n] = i;
-      n++;
-    }
-  return n;
-}
+const int *ir_graph_inputs(const IrGraph *g, int *n) { return graph_leaves(g, IR_INPUT, n); }
+const int *ir_graph_weights(const IrGraph *g, int *n) { return graph_leaves(g, IR_WEIGHT, n); }

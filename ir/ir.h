@@ -166,9 +166,11 @@ void ir_add_output(IrGraph *g, const char *name, int node, IrLoc loc);
 void ir_attrs_init(IrAttrs *a);
 
 /* Inputs and weights of the main function, in order (inputs by A_INDEX,
- * weights by first appearance).  Returns the count; ids into funcs[0]. */
-int ir_graph_inputs(const IrGraph *g, int *ids, int max);
-int ir_graph_weights(const IrGraph *g, int *ids, int max);
+ * weights by first appearance): the whole list, as ids into funcs[0] in
+ * an array from the graph's arena (NULL when there are none); the count in
+ * *n. */
+const int *ir_graph_inputs(const IrGraph *g, int *n);
+const int *ir_graph_weights(const IrGraph *g, int *n);
 
 /* ---- shape inference (infer.c) --------------------------------------- */
 

@@ -733,8 +733,8 @@ static int cmd_run(int argc, char **argv) {
   }
 
   /* inputs: exactly the model's, by name */
-  int ids[64];
-  int ngin = ir_graph_inputs(g, ids, 64);
+  int ngin;
+  const int *ids = ir_graph_inputs(g, &ngin);
   for (int k = 0; k < nin; k++)
     for (int j = 0; j < k; j++)
       if (strcmp(in_names[k], in_names[j]) == 0) {

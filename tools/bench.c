@@ -341,9 +341,8 @@ int cmd_bench(int argc, char **argv) {
       tool_fail("bench: give the size of dim '%s' with --dim %s=N", g0->syms[s], g0->syms[s]);
       goto done;
     }
-  int ids[MAXW];
-  nin = ir_graph_inputs(g0, ids, MAXIO);
-  for (int k = 0; k < nin; k++)
+  const int *ids = ir_graph_inputs(g0, &nin);
+  for (int k = 0; k < nin && k < MAXIO; k++)
     if (buf_make(&in[k], &g0->funcs[0].nodes[ids[k]], sym, false)) goto done;
   nout = g0->noutput;
   if (nout > MAXIO || nin > MAXIO) {
@@ -357,8 +356,8 @@ int cmd_bench(int argc, char **argv) {
     }
     used = calloc((size_t)rt_st_count(st) + 1, 1);
   } else {
-    nw = ir_graph_weights(g0, ids, MAXW);
-    for (int k = 0; k < nw; k++)
+    ids = ir_graph_weights(g0, &nw);
+    for (int k = 0; k < nw && k < MAXW; k++)
       if (buf_make(&w[k], &g0->funcs[0].nodes[ids[k]], sym, true)) goto done;
   }
 
@@ -390,8 +389,8 @@ int cmd_bench(int argc, char **argv) {
         goto done;
       }
     } else {
-      int wid[MAXW];
-      int nwv = ir_graph_weights(x->g, wid, MAXW);
+      int nwv;
+      const int *wid = ir_graph_weights(x->g, &nwv);
       for (int k = 0; k < nw; k++) {
         bool needed = false;
         for (int j = 0; j < nwv; j++) needed |= !strcmp(x->g->funcs[0].nodes[wid[j]].a.str, w[k].name);

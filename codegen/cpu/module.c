@@ -585,25 +585,33 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   const IrGraph *g = cg->g;
   const IrFunc *f = &g->funcs[0];
   LLVMValueRef null = LLVMConstPointerNull(cg->ptr);
-  int ids[256];
-  int nin = ir_graph_inputs(g, ids, 256);
-  const char *names[256];
-  const IrType *types[256];
+  int nin, nw;
+  const int *ids = ir_graph_inputs(g, &nin);
+  int most = nin > g->noutput ? nin : g->noutput;
+  const int *wids = ir_graph_weights(g, &nw);
+  if (nw > most) most = nw;
+  const char **names = calloc((size_t)most + 1, sizeof *names);
+  const IrType **types = calloc((size_t)most + 1, sizeof *types);
   LLVMValueRef in_info, in_dims, out_info, out_dims, w_info, w_dims;
   for (int i = 0; i < nin; i++) names[i] = f->nodes[ids[i]].a.str, types[i] = &f->nodes[ids[i]].type;
   tensor_tables(cg, names, types, nin, "inputs", &in_info, &in_dims);
   for (int i = 0; i < g->noutput; i++) names[i] = g->outputs[i].name, types[i] = &f->nodes[g->outputs[i].node].type;
   tensor_tables(cg, names, types, g->noutput, "outputs", &out_info, &out_dims);
-  int nw = ir_graph_weights(g, ids, 256);
-  for (int i = 0; i < nw; i++) names[i] = f->nodes[ids[i]].a.str, types[i] = &f->nodes[ids[i]].type;
+  for (int i = 0; i < nw; i++) names[i] = f->nodes[wids[i]].a.str, types[i] = &f->nodes[wids[i]].type;
   tensor_tables(cg, names, types, nw, "weights", &w_info, &w_dims);
+  free(names);
+  free(types);
 
-  LLVMValueRef syms[IR_MAX_SYMS], pn[256], pv[256];
+  LLVMValueRef *syms = calloc((size_t)g->nsym + 1, sizeof *syms);
+  LLVMValueRef *pn = calloc((size_t)g->nparam + 1, sizeof *pn), *pv = calloc((size_t)g->nparam + 1, sizeof *pv);
   for (int s = 0; s < g->nsym; s++) syms[s] = cstr(cg, g->syms[s]);
-  for (int p = 0; p < g->nparam && p < 256; p++) pn[p] = cstr(cg, g->params[p].name), pv[p] = ci64(cg, g->params[p].value);
+  for (int p = 0; p < g->nparam; p++) pn[p] = cstr(cg, g->params[p].name), pv[p] = ci64(cg, g->params[p].value);
   LLVMValueRef symarr = g->nsym ? const_array(cg, cg->ptr, syms, g->nsym, "syms") : null;
   LLVMValueRef pnarr = g->nparam ? const_array(cg, cg->ptr, pn, g->nparam, "param_names") : null;
   LLVMValueRef pvarr = g->nparam ? const_array(cg, cg->i64, pv, g->nparam, "param_values") : null;
+  free(syms);
+  free(pn);
+  free(pv);
 
   LLVMTypeRef ft[] = {cg->i32, cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i32, cg->ptr, cg->ptr,
                       cg->i32, cg->i32, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr,

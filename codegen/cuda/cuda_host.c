@@ -337,13 +337,12 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
           "static void cu_dense(CuV *v) { i64 s = 1; for (int d = v->rank - 1; d >= 0; d--) v->st[d] = s, s *= v->shape[d]; }\n"
           "static unsigned cu_grid1(i64 n) { i64 g = (n + 255) / 256; return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g); }\n\n");
   /* the interface */
-  int ids[256];
-  int nin = ir_graph_inputs(g, ids, 256);
+  int nin, nw;
+  const int *ids = ir_graph_inputs(g, &nin), *wids = ir_graph_weights(g, &nw);
   fprintf(h.f, "static const int cu_nsym = %d, cu_ninput = %d, cu_noutput = %d;\n", g->nsym, nin, g->noutput);
   fprintf(h.f, "static const char *const cu_syms[] = {");
   for (int s = 0; s < g->nsym; s++) fprintf(h.f, "\"%s\", ", g->syms[s]);
   fprintf(h.f, "0};\n");
-  int nw = ir_graph_weights(g, ids + 128, 128);
   fprintf(h.f, "static const int cu_nweight = %d;\n", nw);
   fprintf(h.f, "/* tensors: name, dtype (0 f32, 1 f16, 2 bf16, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
   fprintf(h.f, "typedef struct { const char *name; int dtype, rank, node; } CuT;\nstatic const CuT cu_inputs[] = {");
@@ -353,8 +352,8 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   }
   fprintf(h.f, "{0, 0, 0, 0}};\nstatic const CuT cu_weights[] = {");
   for (int k = 0; k < nw; k++) {
-    const IrNode *n = &f->nodes[ids[128 + k]];
-    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, ids[128 + k]);
+    const IrNode *n = &f->nodes[wids[k]];
+    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, wids[k]);
   }
   fprintf(h.f, "{0, 0, 0, 0}};\nstatic const CuT cu_outputs[] = {");
   for (int k = 0; k < g->noutput; k++) {
@@ -364,7 +363,7 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
   fprintf(h.f, "{0, 0, 0, 0}};\n");
   fprintf(h.f, "/* shape of main-function node id for the dims in sym */\nstatic void cu_shape(int id, const i64 *sym, i64 *shape) {\n  switch (id) {\n");
   for (int k = 0; k < nin + g->noutput + nw; k++) {
-    int id = k < nin ? ids[k] : k < nin + nw ? ids[128 + k - nin] : g->outputs[k - nin - nw].node;
+    int id = k < nin ? ids[k] : k < nin + nw ? wids[k - nin] : g->outputs[k - nin - nw].node;
     const IrNode *n = &f->nodes[id];
     fprintf(h.f, "  case %d:", id);
     for (int d = 0; d < n->type.rank; d++) {
@@ -464,7 +463,9 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
   bytes(f, "cu_ptx", ptx, ptxlen, true);
   bytes(f, "cu_cubin80", c80, n80, false);
   bytes(f, "cu_cubin90", c90, n90, false);
-  int nin = ir_graph_inputs(g, NULL, 0), nw = ir_graph_weights(g, NULL, 0), nout = g->noutput;
+  int nin, nw, nout = g->noutput;
+  ir_graph_inputs(g, &nin);
+  ir_graph_weights(g, &nw);
   fprintf(f,
           "static const rt_cuda_images cu_images = {cu_ptx, cu_cubin80, sizeof cu_cubin80, cu_cubin90, sizeof cu_cubin90};\n\n"
           "/* the CuOps of the launcher: device memory and launches ordered on one stream */\n"

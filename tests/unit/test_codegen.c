@@ -342,14 +342,13 @@ static void data_make(Data *d, Model *md, const char *dims, const char *ranges) 
   }
   for (int s = 0; s < g->nsym; s++) cr_assert(bound[s], "%s: dims '%s' lack %s", md->label, dims, g->syms[s]);
   snprintf(d->where, sizeof d->where, "%s [%s] seed=%u", md->label, dims, g_seed);
-  int ids[96];
-  d->nin = ir_graph_inputs(g, ids, MAXT);
+  const int *ids = ir_graph_inputs(g, &d->nin);
   cr_assert(d->nin <= MAXT && g->noutput <= MAXT, "%s: too many inputs or outputs", md->label);
   for (int i = 0; i < d->nin; i++) {
     d->in[i] = tens_of(d, &g->funcs[0].nodes[ids[i]]);
     fill(d, &d->in[i], ranges, false);
   }
-  d->nw = ir_graph_weights(md->g0, ids, 96); /* (a superset of g's: passes drop unused ones) */
+  ids = ir_graph_weights(md->g0, &d->nw); /* (a superset of g's: passes drop unused ones) */
   for (int i = 0; i < d->nw; i++) {
     d->w[i] = tens_of(d, &md->g0->funcs[0].nodes[ids[i]]);
     fill(d, &d->w[i], ranges, true);
@@ -390,8 +389,8 @@ static attnc_instance *inst_new(Data *d, int nthreads) {
   attnc_instance *inst = NULL;
   int rc = md->create(&opt, &inst);
   cr_assert_eq(rc, ATTNC_OK, "%s: create(%d threads) returned %d", d->where, nthreads, rc);
-  int ids[96];
-  int nw = ir_graph_weights(md->g, ids, 96);
+  int nw;
+  const int *ids = ir_graph_weights(md->g, &nw);
   for (int i = 0; i < d->nw; i++) {
     bool used = false; /* bind only what the compiled model reads */
     for (int k = 0; k < nw; k++) used |= !strcmp(md->g->funcs[0].nodes[ids[k]].a.str, d->w[i].name);
