@@ -26,9 +26,32 @@
  * attnc_create, attnc_destroy, ... so generic tools can drive any model.
  *
  * Every function returns an attnc_status; on failure the instance keeps a
- * readable message (NAME_error).  Nothing here exits, aborts or prints.
- * An instance may be used from several threads at once: runs on one
- * instance are serialized, separate instances run in parallel. */
+ * readable message (NAME_error; after a failed NAME_create, NAME_error(NULL)).
+ * Nothing here exits, aborts or prints.  An instance may be used from
+ * several threads at once: runs on one instance are serialized, separate
+ * instances run in parallel.
+ *
+ * The CPU: a library runs on CPUs with the instruction-set features it was
+ * compiled for (the build machine's by default; --mcpu / --mattr choose).
+ * NAME_create checks them (cpuid) and fails with ATTNC_ERR_DEVICE, naming
+ * the first missing feature, on a CPU without one, instead of dying with
+ * SIGILL at the first run.
+ *
+ * Weights from a file: NAME_load_weights maps the safetensors file and
+ * reads weights from the mapping at every run, so the file must stay as it
+ * is while the instance uses it: truncating it makes the next run die with
+ * SIGBUS, and rewriting it in place changes the results (replacing it by a
+ * rename is safe: the old file stays mapped).  With
+ * attnc_options.copy_weights the file is read into memory the instance
+ * owns, and is not used after the load.
+ *
+ * Memory of a run: an output must not share any byte with an input, a
+ * weight bound in place or another output (NAME_run fails with
+ * ATTNC_ERR_ARGUMENT, naming both tensors); inputs may share memory.
+ * Every size a run computes (each tensor of the model, the workspace) is
+ * checked against 64-bit overflow first (ATTNC_ERR_SHAPE, with the dims).
+ * Every dim of an input or output must be at least 1: empty tensors are
+ * refused (ATTNC_ERR_SHAPE). */
 #ifndef ATTNC_H
 #define ATTNC_H
 #include <stddef.h>
@@ -49,7 +72,8 @@ typedef enum {
   ATTNC_ERR_IO = 5,        /* a file cannot be read */
   ATTNC_ERR_NOMEM = 6,
   ATTNC_ERR_STATE = 7,     /* e.g. run before all weights are bound */
-  ATTNC_ERR_DEVICE = 8,    /* no GPU / driver (CUDA libraries) */
+  ATTNC_ERR_DEVICE = 8,    /* the machine cannot run the library: a CPU without its instruction-set
+                              features, or no GPU / driver (CUDA libraries) */
   ATTNC_ERR_RUNTIME = 9,   /* a run-time check in the generated code failed */
 } attnc_status;
 
@@ -69,10 +93,14 @@ typedef struct {
   void *data;                /* contiguous, row-major */
 } attnc_tensor;
 
+/* Zero-initialized options are the defaults.  (copy_weights is new in ABI
+ * version 4: callers built against an older attnc.h must be rebuilt.) */
 typedef struct {
   int num_threads;           /* 0: all cores */
   int device;                /* CUDA libraries: device index (0 when the options are
                                 zero-initialized); -1 forces the CPU */
+  int copy_weights;          /* 0: load_weights maps the file (it must stay unchanged, see
+                                above); 1: reads it into memory of the instance's own */
 } attnc_options;
 
 typedef struct attnc_instance attnc_instance;

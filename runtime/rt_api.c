@@ -15,13 +15,18 @@
  * - Errors: a failing call stores its message in the instance; a
  *   successful call clears it (rt_error returns "").  With several threads
  *   on one instance, the message is that of the most recent call from any
- *   of them.  rt_create has no instance to hold a message: on failure it
- *   only returns the code (bad descriptor, bad thread count: ARGUMENT;
- *   out of memory or threads that cannot start: NOMEM).
+ *   of them.  rt_create has no instance to hold a message: its last
+ *   failure's message is rt_error(NULL) (process-wide; bad descriptor or
+ *   thread count: ARGUMENT; a CPU without the library's instruction-set
+ *   features, or no usable GPU for a cuda-only library: DEVICE; out of
+ *   memory or threads that cannot start: NOMEM).
  *   attnc_options.device picks the GPU of CUDA libraries (see rt_create).  An instance cannot be used in
  *   the child of a fork(): its worker threads are not there.
  * - Weights: load_weights maps the file and keeps it mapped until the next
- *   successful load or destroy.  F32 (and I32) data that is 4-byte aligned
+ *   successful load or destroy (so the file must not be truncated or
+ *   rewritten meanwhile: a truncated mapping raises SIGBUS on the next
+ *   run); with attnc_options.copy_weights it reads the file into memory of
+ *   its own instead, and the file is not used after the load.  F32 (and I32) data that is 4-byte aligned
  *   is used in place; BOOL data is used in place when every byte is 0 or 1;
  *   everything else is converted into an owned 64-byte-aligned copy.
  *   Float weights accept F32, F16, BF16 and F64 files.  Keys in the file
@@ -36,21 +41,29 @@
  *   a disagreement is an error), then from axes linear in one unbound dim
  *   (e.g. 2*T); every other dim is then checked.  Float inputs and outputs
  *   may be F32, F16 or BF16 (converted through per-instance scratch); I32
- *   and BOOL must match exactly.  Outputs must not overlap inputs.  When
- *   run() fails, outputs may be partly written.
+ *   and BOOL must match exactly.  An output that shares bytes with an
+ *   input, another output or a weight bound in place is refused
+ *   (ARGUMENT, naming both).  Every size of the run (each value of the
+ *   model, the workspace) is checked against 64-bit overflow before
+ *   anything is written (SHAPE, naming the dims).  When run() fails,
+ *   outputs may be partly written.
  *
  * Requires: POSIX threads; a little-endian host.  No global mutable state. */
 #ifndef _GNU_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "rt_cpu.h"
 #include "rt_dtype.h"
 #include "rt_file.h"
 #include "rt_half.h"
@@ -78,6 +91,13 @@ _Static_assert(ATTNC_MAX_RANK == RT_MAX_RANK, "ranks must agree");
 #define API_CONV_GRAIN 16384   /* elements per conversion task */
 #define API_MAX_NAME 256       /* longer names get no "nearest" suggestion */
 
+/* The bytes of one tensor of a run, for the overlap check. */
+typedef struct {
+  uintptr_t begin, end;
+  int kind;                  /* 0 input, 1 output, 2 weight (caller memory) */
+  int index;
+} api_range;
+
 /* A growable 64-byte-aligned buffer. */
 typedef struct {
   void *p;
@@ -92,9 +112,13 @@ struct attnc_instance {
   /* weights: what run() reads (NULL: unbound), and owned copies */
   const void **wptr;         /* [nweight] */
   api_buf *wown;             /* [nweight]; p NULL when used in place */
-  rt_safetensors *st;        /* the last file loaded, kept mapped */
+  size_t *wcaller;           /* [nweight]: bytes of the caller's memory wptr points into (bind_weight
+                                in place), else 0 */
+  rt_safetensors *st;        /* the last file loaded, kept mapped (or copied) */
   const void *map;
   size_t maplen;
+  int map_owned;             /* map is a malloc'd copy of the file (copy_weights), not a mapping */
+  int copy_weights;          /* attnc_options.copy_weights */
   /* per-run state, reused across runs */
   int64_t *symvals;          /* [nsym] */
   int *symin, *symaxis;      /* [nsym]: where each dim was bound */
@@ -102,6 +126,7 @@ struct attnc_instance {
   void **outptr;             /* [noutput] */
   api_buf *inbuf, *outbuf;   /* [ninput], [noutput]: conversion scratch */
   api_buf ws;                /* workspace */
+  api_range *ranges;         /* [ninput + noutput + nweight]: the overlap check's scratch */
   int device;                /* CUDA device the runs use, or -1: the CPU */
   void *cuda_state;          /* the library's device state (weights, stream) */
   uint64_t wversion;         /* bumped whenever a weight is bound or loaded */
@@ -176,6 +201,15 @@ static void msg_shape(api_msg *m, int dtype, int st_spelling, int rank, const in
   msg_add(m, "%s[", n ? n : dtype_str(dtype, b));
   for (int a = 0; a < rank; a++) msg_add(m, "%s%" PRId64, a ? "," : "", shape[a]);
   msg_add(m, "]");
+}
+
+/* Append "input 'x' axis 1 (T) is 0: every dim must be at least 1 (empty
+ * tensors are not supported)": a tensor with an empty or negative axis a
+ * (the interpreter, attnc run --interp, words it the same way). */
+static void msg_empty(api_msg *m, const char *kind, const attnc_tensor_info *ti, int a, int64_t v) {
+  msg_add(m, "%s '%s' axis %d", kind, ti->name, a);
+  if (a < ti->rank && ti->dims[a]) msg_add(m, " (%s)", ti->dims[a]);
+  msg_add(m, " is %" PRId64 ": every dim must be at least 1 (empty tensors are not supported)", v);
 }
 
 /* Edit distance between a and b, or SIZE_MAX if either is too long. */
@@ -430,6 +464,49 @@ int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
   return ATTNC_OK;
 }
 
+/* ---- weight files ---- */
+
+/* Read the whole regular file at path into a new 64-byte-aligned buffer
+ * (copy_weights: nothing refers to the file afterwards).  0, or 1 with
+ * "PATH: what is wrong" in err (*buf NULL for an empty file). */
+static int read_copy(const char *path, const void **buf, size_t *len, char *err, size_t errlen) {
+  *buf = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return rt_errorf(err, errlen, path, "cannot open: %s", strerror(errno));
+  struct stat st;
+  int rc = 0;
+  void *p = NULL;
+  if (fstat(fd, &st) != 0) rc = rt_errorf(err, errlen, path, "cannot stat: %s", strerror(errno));
+  else if (!S_ISREG(st.st_mode)) rc = rt_errorf(err, errlen, path, "not a regular file");
+  else if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX - API_ALIGN)
+    rc = rt_errorf(err, errlen, path, "file too large to read into memory");
+  else if (st.st_size > 0 && posix_memalign(&p, API_ALIGN, (size_t)st.st_size) != 0)
+    rc = rt_errorf(err, errlen, path, "out of memory: copying the file needs %lld bytes", (long long)st.st_size);
+  size_t n = rc ? 0 : (size_t)st.st_size, got = 0;
+  while (!rc && got < n) {
+    ssize_t k = pread(fd, (char *)p + got, n - got, (off_t)got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) rc = rt_errorf(err, errlen, path, "cannot read: %s", strerror(errno));
+    else if (k == 0) rc = rt_errorf(err, errlen, path, "the file shrank to %zu bytes while it was read (it had %zu)", got, n);
+    else got += (size_t)k;
+  }
+  close(fd);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  *buf = p;
+  *len = n;
+  return 0;
+}
+
+/* Give back a weight file's memory: a mapping, or a copy (owned). */
+static void release_file(const void *map, size_t len, int owned) {
+  if (owned) free((void *)map);
+  else rt_unmap_file(map, len);
+}
+
 /* ---- instances ---- */
 
 /* calloc of n (at least 1) elements of size sz. */
@@ -447,9 +524,11 @@ static void inst_free(attnc_instance *in) {
     for (int i = 0; i < d->noutput; i++) buf_free(&in->outbuf[i]);
   buf_free(&in->ws);
   rt_st_close(in->st);
-  rt_unmap_file(in->map, in->maplen);
+  release_file(in->map, in->maplen, in->map_owned);
   free(in->wptr);
   free(in->wown);
+  free(in->wcaller);
+  free(in->ranges);
   free(in->symvals);
   free(in->symin);
   free(in->symaxis);
@@ -460,22 +539,79 @@ static void inst_free(attnc_instance *in) {
   free(in);
 }
 
-/* Check the descriptor and options, allocate the instance, start its pool. */
+/* Record why rt_create failed (rt_error(NULL)) and return code. */
+static int API_PRINTF(2, 3) create_fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(create_err, sizeof create_err, fmt, ap);
+  va_end(ap);
+  if (k >= (int)sizeof create_err) memcpy(create_err + sizeof create_err - 4, "...", 4);
+  return code;
+}
+
+/* The device an instance of d runs on: opt's GPU when the library has CUDA
+ * code and the device is usable, else -1 (the CPU); a cuda-only library
+ * without a usable device fails.  0 or an attnc_status (message set). */
+static int choose_device(const rt_model_desc *d, const attnc_options *opt, int *device) {
+  int dev = opt ? opt->device : 0;
+  *device = -1;
+  if (d->cuda_run && dev >= 0) {
+    char why[256] = "";
+    if (d->cuda_probe && d->cuda_probe(dev, why, sizeof why) == 0) {
+      *device = dev;
+      return ATTNC_OK;
+    }
+    if (d->cuda_only)
+      return create_fail(ATTNC_ERR_DEVICE, "model '%s' is built for CUDA only and device %d is not usable: %s",
+                         d->name, dev, why);
+  } else if (d->cuda_only) {
+    return create_fail(ATTNC_ERR_DEVICE, "model '%s' is built for CUDA only (--target=cuda); device %d asks for the CPU",
+                       d->name, dev);
+  }
+  return ATTNC_OK;
+}
+
+/* Does this CPU have every instruction-set feature the model's CPU code
+ * was compiled for?  0, or ATTNC_ERR_DEVICE naming the first missing one. */
+static int check_cpu(const rt_model_desc *d) {
+  const char *first, *why;
+  size_t len;
+  if (!rt_cpu_check(d->cpu_features, &first, &len, &why)) return ATTNC_OK;
+  return create_fail(ATTNC_ERR_DEVICE,
+                     "model '%s' was compiled for CPUs with %.*s (target %s), and this CPU lacks it%s%s%s: "
+                     "rebuild the library on this machine, or for a CPU it has (e.g. --mcpu=x86-64-v3)",
+                     d->name, (int)(len > 64 ? 64 : len), first, d->target ? d->target : "?", *why ? " (" : "", why,
+                     *why ? ")" : "");
+}
+
+/* Check the descriptor, options and CPU, allocate the instance, start its
+ * pool.  Every failure leaves its reason in rt_error(NULL). */
 int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance **out) {
-  if (!out) return ATTNC_ERR_ARGUMENT;
+  create_err[0] = 0;
+  if (!out) return create_fail(ATTNC_ERR_ARGUMENT, "create: no place for the instance (out is NULL)");
   *out = NULL;
-  if (!d || !desc_ok(d)) return ATTNC_ERR_ARGUMENT;
+  if (!d || !desc_ok(d))
+    return create_fail(ATTNC_ERR_ARGUMENT, "create: the model descriptor is malformed or of another ABI version "
+                       "(this runtime has ABI %d)", RT_ABI_VERSION);
   int nthreads = opt ? opt->num_threads : 0;
-  if (nthreads < 0 || nthreads > RT_MAX_THREADS) return ATTNC_ERR_ARGUMENT;
+  if (nthreads < 0 || nthreads > RT_MAX_THREADS)
+    return create_fail(ATTNC_ERR_ARGUMENT, "model '%s': attnc_options.num_threads is %d; it must be 0 (all cores) to %d",
+                       d->name, nthreads, RT_MAX_THREADS);
   if (nthreads == 0) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     nthreads = c < 1 ? 1 : c > RT_MAX_THREADS ? RT_MAX_THREADS : (int)c;
   }
+  int device, rc = choose_device(d, opt, &device);
+  if (rc) return rc;
+  if (device < 0 && (rc = check_cpu(d)) != 0) return rc;
   attnc_instance *in = calloc(1, sizeof *in);
-  if (!in) return ATTNC_ERR_NOMEM;
+  if (!in) return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for an instance", d->name);
   in->d = d;
+  in->device = device;
+  in->copy_weights = opt ? opt->copy_weights != 0 : 0;
   in->wptr = zalloc((size_t)d->nweight, sizeof *in->wptr);
   in->wown = zalloc((size_t)d->nweight, sizeof *in->wown);
+  in->wcaller = zalloc((size_t)d->nweight, sizeof *in->wcaller);
   in->symvals = zalloc((size_t)d->nsym, sizeof *in->symvals);
   in->symin = zalloc((size_t)d->nsym, sizeof *in->symin);
   in->symaxis = zalloc((size_t)d->nsym, sizeof *in->symaxis);
@@ -483,45 +619,25 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   in->outptr = zalloc((size_t)d->noutput, sizeof *in->outptr);
   in->inbuf = zalloc((size_t)d->ninput, sizeof *in->inbuf);
   in->outbuf = zalloc((size_t)d->noutput, sizeof *in->outbuf);
-  if (!in->wptr || !in->wown || !in->symvals || !in->symin || !in->symaxis || !in->inptr ||
-      !in->outptr || !in->inbuf || !in->outbuf) {
+  in->ranges = zalloc((size_t)d->ninput + (size_t)d->noutput + (size_t)d->nweight, sizeof *in->ranges);
+  if (!in->wptr || !in->wown || !in->wcaller || !in->symvals || !in->symin || !in->symaxis || !in->inptr ||
+      !in->outptr || !in->inbuf || !in->outbuf || !in->ranges) {
     inst_free(in);
-    return ATTNC_ERR_NOMEM;
+    return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for an instance", d->name);
   }
   if (pthread_mutex_init(&in->mu, NULL) != 0) {
     inst_free(in);
-    return ATTNC_ERR_NOMEM;
+    return create_fail(ATTNC_ERR_NOMEM, "model '%s': cannot create the instance's mutex", d->name);
   }
   char err[256];
   int e = rt_pool_create(nthreads, &in->pool, err, sizeof err);
   if (e) {
     pthread_mutex_destroy(&in->mu);
     inst_free(in);
-    return ATTNC_ERR_NOMEM; /* ENOMEM, or EAGAIN: no more threads */
+    /* ENOMEM, or EAGAIN: no more threads */
+    return create_fail(ATTNC_ERR_NOMEM, "model '%s': %s", d->name, err);
   }
   rt_exec_init(&in->ex, in->pool);
-  /* the device: CUDA libraries run on opt->device (0 by default) when it
-     is usable; cpu,cuda libraries fall back to the CPU, cuda-only ones
-     fail with the reason (attnc_error(NULL)) */
-  int dev = opt ? opt->device : 0;
-  in->device = -1;
-  create_err[0] = 0;
-  if (d->cuda_run && dev >= 0) {
-    char why[256];
-    if (d->cuda_probe && d->cuda_probe(dev, why, sizeof why) == 0) {
-      in->device = dev;
-    } else if (d->cuda_only) {
-      snprintf(create_err, sizeof create_err, "model '%s' is built for CUDA only and device %d is not usable: %s",
-               d->name, dev, why);
-      rt_destroy(in);
-      return ATTNC_ERR_DEVICE;
-    }
-  } else if (d->cuda_only) {
-    snprintf(create_err, sizeof create_err,
-             "model '%s' is built for CUDA only (--target=cuda); device %d asks for the CPU", d->name, dev);
-    rt_destroy(in);
-    return ATTNC_ERR_DEVICE;
-  }
   *out = in;
   return ATTNC_OK;
 }
@@ -620,7 +736,8 @@ static int load_locked(attnc_instance *in, const char *path, rt_safetensors *st,
   return ATTNC_OK;
 }
 
-/* Map and parse the file, prepare every weight, then swap them in at once. */
+/* Map (or copy) and parse the file, prepare every weight, then swap them
+ * in at once. */
 int rt_load_weights(attnc_instance *in, const char *path) {
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
@@ -636,12 +753,13 @@ int rt_load_weights(attnc_instance *in, const char *path) {
     rc = fail(in, ATTNC_ERR_ARGUMENT, "load_weights: no path given");
     goto out;
   }
-  if (rt_map_file(path, &map, &len, err, sizeof err)) {
+  int owned = in->copy_weights;
+  if (owned ? read_copy(path, &map, &len, err, sizeof err) : rt_map_file(path, &map, &len, err, sizeof err)) {
     rc = fail(in, ATTNC_ERR_IO, "%s", err);
     goto out;
   }
   if (rt_st_open_memory(map, len, path, &st, err, sizeof err)) {
-    rt_unmap_file(map, len);
+    release_file(map, len, owned);
     rc = fail(in, ATTNC_ERR_WEIGHTS, "%s", err);
     goto out;
   }
@@ -653,7 +771,7 @@ int rt_load_weights(attnc_instance *in, const char *path) {
     if (own)
       for (int i = 0; i < d->nweight; i++) buf_free(&own[i]);
     rt_st_close(st);
-    rt_unmap_file(map, len);
+    release_file(map, len, owned);
     goto out;
   }
   /* commit: nothing can point into the old file any more */
@@ -661,13 +779,15 @@ int rt_load_weights(attnc_instance *in, const char *path) {
     buf_free(&in->wown[i]);
     in->wown[i] = own[i];
     in->wptr[i] = ptrs[i];
+    in->wcaller[i] = 0;
   }
   in->wversion++;
   rt_st_close(in->st);
-  rt_unmap_file(in->map, in->maplen);
+  release_file(in->map, in->maplen, in->map_owned);
   in->st = st;
   in->map = map;
   in->maplen = len;
+  in->map_owned = owned;
   in->err[0] = 0;
 out:
   free(ptrs);
@@ -695,9 +815,11 @@ static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *
   if (t->rank < 0 || t->rank > ATTNC_MAX_RANK)
     return fail(in, ATTNC_ERR_SHAPE, "weight '%s': rank %d is not in 0..%d", key, t->rank, ATTNC_MAX_RANK);
   for (int a = 0; a < t->rank; a++)
-    if (t->shape[a] < 1)
-      return fail(in, ATTNC_ERR_SHAPE, "weight '%s': axis %d is %" PRId64 "; every dim must be at least 1", key,
-                  a, t->shape[a]);
+    if (t->shape[a] < 1) {
+      api_msg m = msg_begin(in);
+      msg_empty(&m, "weight", &d->weights[i], a, t->shape[a]);
+      return ATTNC_ERR_SHAPE;
+    }
   int64_t n;
   size_t nbytes;
   if (shape_size(t->rank, t->shape, rt_dtype_size((rt_dtype)t->dtype), &n, &nbytes))
@@ -714,6 +836,7 @@ static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *
   buf_free(&in->wown[i]);
   in->wown[i] = own;
   in->wptr[i] = ptr;
+  in->wcaller[i] = ptr == t->data ? nbytes : 0;
   in->wversion++;
   return ATTNC_OK;
 }
@@ -790,9 +913,13 @@ static int check_tensor(attnc_instance *in, const char *kind, const attnc_tensor
                     is_float(ti->dtype) ? "a float tensor takes f32, f16 or bf16" : "the dtype must match");
   for (int a = 0; a < t->rank; a++)
     if (t->shape[a] < 1) {
-      char why[96];
-      snprintf(why, sizeof why, "axis %d is %" PRId64 "; every dim must be at least 1", a, t->shape[a]);
-      return bad_type(in, ATTNC_ERR_SHAPE, kind, ti, t, why);
+      api_msg m = msg_begin(in);
+      msg_empty(&m, kind, ti, a, t->shape[a]);
+      msg_add(&m, "; expected ");
+      msg_decl(&m, ti);
+      msg_add(&m, ", got ");
+      msg_shape(&m, t->dtype, 0, t->rank, t->shape);
+      return ATTNC_ERR_SHAPE;
     }
   int64_t n;
   size_t bytes;
@@ -940,6 +1067,81 @@ static int64_t tensor_count(const attnc_tensor *t) {
   return n;
 }
 
+/* Bytes of a checked caller tensor. */
+static size_t tensor_bytes(const attnc_tensor *t) { return (size_t)tensor_count(t) * rt_dtype_size((rt_dtype)t->dtype); }
+
+/* qsort: ranges by first byte. */
+static int range_cmp(const void *a, const void *b) {
+  const api_range *x = a, *y = b;
+  return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* Name a range in a message: "input 'x'". */
+static void msg_range(attnc_instance *in, api_msg *m, const api_range *r) {
+  const rt_model_desc *d = in->d;
+  const attnc_tensor_info *ti = r->kind == 0 ? d->inputs : r->kind == 1 ? d->outputs : d->weights;
+  msg_add(m, "%s '%s' [%p, +%zu bytes)", r->kind == 0 ? "input" : r->kind == 1 ? "output" : "weight", ti[r->index].name,
+          (void *)r->begin, (size_t)(r->end - r->begin));
+}
+
+/* Refuse a run whose outputs share bytes with an input, another output or
+ * (with_weights) a weight bound in place from the caller's memory: the
+ * kernels would read values they already overwrote.  Inputs may share
+ * memory with each other and with weights (both are only read).  Sorts
+ * the ranges by address and sweeps once, keeping the range that reaches
+ * furthest so far, of any kind and among outputs. */
+static int check_overlap(attnc_instance *in, const attnc_tensor *inputs, const attnc_tensor *outputs, int with_weights) {
+  const rt_model_desc *d = in->d;
+  if (d->noutput == 0) return ATTNC_OK;
+  api_range *r = in->ranges;
+  int n = 0;
+  for (int i = 0; i < d->ninput; i++)
+    r[n++] = (api_range){(uintptr_t)inputs[i].data, (uintptr_t)inputs[i].data + tensor_bytes(&inputs[i]), 0, i};
+  for (int o = 0; o < d->noutput; o++)
+    r[n++] = (api_range){(uintptr_t)outputs[o].data, (uintptr_t)outputs[o].data + tensor_bytes(&outputs[o]), 1, o};
+  for (int w = 0; with_weights && w < d->nweight; w++)
+    if (in->wcaller[w]) r[n++] = (api_range){(uintptr_t)in->wptr[w], (uintptr_t)in->wptr[w] + in->wcaller[w], 2, w};
+  qsort(r, (size_t)n, sizeof *r, range_cmp);
+  const api_range *far = NULL, *far_out = NULL; /* furthest-reaching so far: any, an output */
+  for (int k = 0; k < n; k++) {
+    const api_range *hit = r[k].kind == 1 ? far : far_out;
+    if (hit && hit->end > r[k].begin) {
+      const api_range *o = r[k].kind == 1 ? &r[k] : hit, *other = o == hit ? &r[k] : hit;
+      api_msg m = msg_begin(in);
+      msg_range(in, &m, o);
+      msg_add(&m, " overlaps ");
+      msg_range(in, &m, other);
+      msg_add(&m, ": an output must not share memory with an input, a weight or another output "
+                  "(the kernels would read values already overwritten); give it its own buffer");
+      return ATTNC_ERR_ARGUMENT;
+    }
+    if (!far || r[k].end > far->end) far = &r[k];
+    if (r[k].kind == 1 && (!far_out || r[k].end > far_out->end)) far_out = &r[k];
+  }
+  return ATTNC_OK;
+}
+
+/* Ask the generated plan for the workspace of this run: it checks every
+ * value's size (and the workspace total) against 64-bit overflow, and
+ * every dim against a negative value, before anything is written.  0 with
+ * *bytes, or ATTNC_ERR_SHAPE naming the dims. */
+static int plan_sizes(attnc_instance *in, int64_t *bytes) {
+  const rt_model_desc *d = in->d;
+  *bytes = d->workspace_size(in->symvals, rt_pool_threads(in->pool));
+  if (*bytes >= 0) return ATTNC_OK;
+  api_msg m = msg_begin(in);
+  if (*bytes == -2)
+    msg_add(&m, "model '%s': a tensor of the model would have a negative size (a dim such as T-2 needs larger inputs) for ",
+            d->name);
+  else
+    msg_add(&m, "model '%s': these sizes overflow 64 bits (a tensor of the model, or its workspace, would need more "
+            "than 2^63 bytes) for ", d->name);
+  for (int s = 0; s < d->nsym; s++)
+    msg_add(&m, "%s%s=%" PRId64 " (from input '%s' axis %d)", s ? ", " : "", d->syms[s], in->symvals[s],
+            d->inputs[in->symin[s]].name, in->symaxis[s]);
+  return ATTNC_ERR_SHAPE;
+}
+
 /* ---- the GPU path ---- */
 
 /* Convert n floats of dtype from into dtype to (each f32, f16 or bf16),
@@ -1043,6 +1245,9 @@ static int run_device_locked(attnc_instance *in, const attnc_tensor *inputs, int
     if ((rc = check_output(in, o, &outputs[o])) != 0) return rc;
     if ((rc = device_dtype(in, "output", &d->outputs[o], &outputs[o])) != 0) return rc;
   }
+  if ((rc = check_overlap(in, inputs, outputs, 0)) != 0) return rc;
+  int64_t wsz;
+  if ((rc = plan_sizes(in, &wsz)) != 0) return rc;
   for (int i = 0; i < d->ninput; i++) in->inptr[i] = inputs[i].data;
   for (int o = 0; o < d->noutput; o++) in->outptr[o] = outputs[o].data;
   rt_exec_init(&in->ex, in->pool);
@@ -1086,13 +1291,13 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   if (rc) return rc;
   for (int o = 0; o < d->noutput; o++)
     if ((rc = check_output(in, o, &outputs[o])) != 0) return rc;
+  if ((rc = check_overlap(in, inputs, outputs, 1)) != 0) return rc;
+  int64_t wsz;
+  if ((rc = plan_sizes(in, &wsz)) != 0) return rc;
 
   if (in->device >= 0) return run_gpu(in, inputs, outputs);
 
   /* workspace */
-  int nthreads = rt_pool_threads(in->pool);
-  int64_t wsz = d->workspace_size(in->symvals, nthreads);
-  if (wsz < 0) return fail(in, ATTNC_ERR_RUNTIME, "model '%s': workspace_size returned %" PRId64, d->name, wsz);
   if ((uint64_t)wsz > SIZE_MAX || buf_reserve(&in->ws, (size_t)wsz))
     return fail(in, ATTNC_ERR_NOMEM, "out of memory: the workspace needs %" PRId64 " bytes", wsz);
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "attnc.h"
 
-#define RT_ABI_VERSION 3
+#define RT_ABI_VERSION 4
 #define RT_DIM_TERMS 4
 #define RT_DIM_FACTORS 3
 
@@ -75,7 +75,10 @@ typedef struct rt_model_desc {
   const attnc_tensor_info *inputs, *outputs, *weights;
   /* the same dims in evaluable form: [n * ATTNC_MAX_RANK], row per tensor */
   const rt_dim *input_dims, *output_dims, *weight_dims;
-  /* Bytes of scratch memory run() needs for these dim values and threads. */
+  /* Bytes of scratch memory run() needs for these dim values and threads;
+   * -1 when a size of the run (a tensor's bytes, the workspace) overflows
+   * int64, -2 when a dim of the model is negative for these values.  The
+   * runtime calls it before every run (CPU or GPU): run() relies on it. */
   int64_t (*workspace_size)(const int64_t *symvals, int32_t nthreads);
   /* Execute the model on contiguous row-major buffers.  The generated code
    * only sees three element types: float tensors (F32, F16, BF16) as f32,
@@ -93,6 +96,10 @@ typedef struct rt_model_desc {
   int32_t (*cuda_run)(rt_exec *ex, const struct rt_cuda_call *call);
   void (*cuda_release)(void *state);
   int32_t cuda_only;
+  /* The instruction-set features the CPU code was compiled for (rt_cpu.h:
+   * LLVM's names, comma-separated, e.g. "sse3,...,avx2,fma"; NULL or "":
+   * none to check).  create refuses a CPU without one of them. */
+  const char *cpu_features;
 } rt_model_desc;
 
 /* Called by generated code. */

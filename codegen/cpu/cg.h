@@ -144,4 +144,6 @@ void cg_attention(Cg *cg, int id);
 
 /* target.c */
 bool cg_target_init(Cg *cg, const CgTarget *t);
+/* target.c: the instruction-set features the library needs (rt_cpu.h names, comma-separated; malloc'd). */
+char *cg_target_cpu_features(const Cg *cg);
 #endif

@@ -165,12 +165,6 @@ static void load_syms(Cg *cg, LLVMValueRef symvals) {
 
 static int64_t elem_size(rt_dtype t) { return t == RT_BOOL ? 1 : 4; }
 
-static LLVMValueRef numel_bytes(Cg *cg, const IrType *t) {
-  LLVMValueRef n = ci64(cg, elem_size(t->dt));
-  for (int i = 0; i < t->rank; i++) n = LLVMBuildMul(cg->B, n, cg_dim(cg, t->dim[i]), "");
-  return n;
-}
-
 static void dense_strides(Cg *cg, CgVal *v, int rank) {
   LLVMValueRef s = ci64(cg, 1);
   for (int i = rank - 1; i >= 0; i--) {
@@ -320,9 +314,44 @@ static void analyze(Cg *cg) {
   free(slot_free_at);
 }
 
+/* Checked i64 arithmetic for the plan: `op` ("smul", "sadd") of a and b
+ * through llvm.<op>.with.overflow; an overflow is or'ed into *ovf. */
+static LLVMValueRef plan_op(Cg *cg, const char *op, LLVMValueRef a, LLVMValueRef b, LLVMValueRef *ovf) {
+  char name[48];
+  snprintf(name, sizeof name, "llvm.%s.with.overflow.i64", op);
+  LLVMTypeRef rt = LLVMStructTypeInContext(cg->C, (LLVMTypeRef[]){cg->i64, cg->i1}, 2, 0);
+  LLVMValueRef r = cg_call(cg, name, rt, (LLVMTypeRef[]){cg->i64, cg->i64}, 2, (LLVMValueRef[]){a, b});
+  *ovf = LLVMBuildOr(cg->B, *ovf, LLVMBuildExtractValue(cg->B, r, 1, ""), "");
+  return LLVMBuildExtractValue(cg->B, r, 0, "");
+}
+
+/* The value of dim d with every product and sum checked; a negative value
+ * (e.g. T - 2 at T = 1) is or'ed into *neg. */
+static LLVMValueRef plan_dim(Cg *cg, IrDim d, LLVMValueRef *ovf, LLVMValueRef *neg) {
+  LLVMValueRef r = ci64(cg, 0);
+  for (int i = 0; i < d.nterm; i++) {
+    LLVMValueRef t = ci64(cg, d.t[i].coef);
+    for (int k = 0; k < d.t[i].nsym; k++) t = plan_op(cg, "smul", t, cg->sym[d.t[i].sym[k]], ovf);
+    r = plan_op(cg, "sadd", r, t, ovf);
+  }
+  *neg = LLVMBuildOr(cg->B, *neg, LLVMBuildICmp(cg->B, LLVMIntSLT, r, ci64(cg, 0), ""), "");
+  return r;
+}
+
+/* Bytes of a value of type t as run() stores it (checked). */
+static LLVMValueRef plan_bytes(Cg *cg, const IrType *t, LLVMValueRef *ovf, LLVMValueRef *neg) {
+  LLVMValueRef n = ci64(cg, elem_size(t->dt));
+  for (int i = 0; i < t->rank; i++) n = plan_op(cg, "smul", n, plan_dim(cg, t->dim[i], ovf, neg), ovf);
+  return n;
+}
+
 /* plan(symvals, nthreads, offsets[nslots + 1]) -> total bytes.  Each slot is
  * as large as its largest occupant; slots are 64-byte aligned; the per-
- * thread kernel scratch comes last. */
+ * thread kernel scratch comes last.  Before any of it is used, every size
+ * is checked: the bytes of every value of the graph (workspace or not:
+ * kernels index every value with i64 element offsets), the partial sums,
+ * the scratch, the total.  Returns -1 when one overflows int64, -2 when a
+ * dim is negative for these dim values (the runtime names the dims). */
 static LLVMValueRef emit_plan(Cg *cg) {
   LLVMTypeRef pt[] = {cg->ptr, cg->i32, cg->ptr};
   char name[160];
@@ -332,19 +361,20 @@ static LLVMValueRef emit_plan(Cg *cg) {
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
   load_syms(cg, LLVMGetParam(f, 0));
   const IrFunc *fn = &cg->g->funcs[0];
+  LLVMValueRef ovf = LLVMConstInt(cg->i1, 0, 0), neg = ovf;
   LLVMValueRef *size = calloc((size_t)cg->nslots + 1, sizeof *size);
   for (int s = 0; s < cg->nslots; s++) size[s] = ci64(cg, 0);
   for (int i = 0; i < fn->n; i++) {
     CgVal *v = &cg->v[i];
+    LLVMValueRef b = plan_bytes(cg, &fn->nodes[i].type, &ovf, &neg);
     if (v->slot < 0) continue;
-    LLVMValueRef b = numel_bytes(cg, &fn->nodes[i].type);
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->slot], "");
     size[v->slot] = LLVMBuildSelect(cg->B, gt, b, size[v->slot], "");
   }
-  for (int i = 0; i < fn->n; i++) { /* partial sums of folded reductions */
+  for (int i = 0; i < fn->n; i++) { /* partial sums of folded reductions (fewer than the matmul's elements) */
     CgVal *v = &cg->v[i];
     if (v->aux_slot < 0) continue;
-    LLVMValueRef b = LLVMBuildMul(cg->B, cg_fold_partials(cg, i), ci64(cg, 4), "");
+    LLVMValueRef b = plan_op(cg, "smul", cg_fold_partials(cg, i), ci64(cg, 4), &ovf);
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->aux_slot], "");
     size[v->aux_slot] = LLVMBuildSelect(cg->B, gt, b, size[v->aux_slot], "");
   }
@@ -353,13 +383,15 @@ static LLVMValueRef emit_plan(Cg *cg) {
     LLVMValueRef idx = ci64(cg, s);
     LLVMBuildStore(cg->B, off, LLVMBuildGEP2(cg->B, cg->i64, offs, &idx, 1, ""));
     if (s == cg->nslots) break;
-    LLVMValueRef a = LLVMBuildAdd(cg->B, size[s], ci64(cg, 63), "");
+    LLVMValueRef a = plan_op(cg, "sadd", size[s], ci64(cg, 63), &ovf);
     a = LLVMBuildAnd(cg->B, a, ci64(cg, ~(int64_t)63), "");
-    off = LLVMBuildAdd(cg->B, off, a, "");
+    off = plan_op(cg, "sadd", off, a, &ovf);
   }
   LLVMValueRef nt = LLVMBuildSExt(cg->B, LLVMGetParam(f, 1), cg->i64, "");
-  LLVMValueRef scratch = LLVMBuildMul(cg->B, nt, ci64(cg, cg_scratch_floats(cg) * 4), "");
-  LLVMBuildRet(cg->B, LLVMBuildAdd(cg->B, off, scratch, ""));
+  LLVMValueRef scratch = plan_op(cg, "smul", nt, ci64(cg, cg_scratch_floats(cg) * 4), &ovf);
+  LLVMValueRef total = plan_op(cg, "sadd", off, scratch, &ovf);
+  total = LLVMBuildSelect(cg->B, neg, ci64(cg, -2), total, "");
+  LLVMBuildRet(cg->B, LLVMBuildSelect(cg->B, ovf, ci64(cg, -1), total, ""));
   free(size);
   return f;
 }
@@ -615,9 +647,10 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
 
   LLVMTypeRef ft[] = {cg->i32, cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i32, cg->ptr, cg->ptr,
                       cg->i32, cg->i32, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr,
-                      cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
-  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 23, 0);
+                      cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32, cg->ptr};
+  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 24, 0);
   LLVMValueRef cuda_probe = null, cuda_run = null, cuda_release = null;
+  char *cpu_features = cg_target_cpu_features(cg);
   if (cg->cuda) { /* defined by the CUDA host object linked into the library */
     char fname[192];
     snprintf(fname, sizeof fname, "%s__cuda_probe", cg->ident);
@@ -632,8 +665,10 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
                        LLVMConstInt(cg->i32, (unsigned)g->nparam, 0), pnarr, pvarr,
                        LLVMConstInt(cg->i32, (unsigned)nin, 0), LLVMConstInt(cg->i32, (unsigned)g->noutput, 0),
                        LLVMConstInt(cg->i32, (unsigned)nw, 0), in_info, out_info, w_info, in_dims, out_dims, w_dims,
-                       ws_fn, run_fn, cuda_probe, cuda_run, cuda_release, LLVMConstInt(cg->i32, cg->cuda == 2, 0)};
-  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 23, 0);
+                       ws_fn, run_fn, cuda_probe, cuda_run, cuda_release, LLVMConstInt(cg->i32, cg->cuda == 2, 0),
+                       cstr(cg, cpu_features)};
+  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 24, 0);
+  free(cpu_features);
   char name[160];
   snprintf(name, sizeof name, "%s__desc", cg->ident);
   LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, name);

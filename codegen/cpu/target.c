@@ -1,13 +1,17 @@
 /* target.c - the target machine and the vector width.
  * Default: the host's triple, CPU and features.  --mcpu / --mtriple pick
  * another (e.g. --mcpu=x86-64-v3 for a portable AVX2 library).  The vector
- * width follows the features: 16 floats with AVX-512F, else 8. */
+ * width follows the features: 16 floats with AVX-512F, else 8.  Also the
+ * list of instruction-set features a library needs at run time
+ * (cg_target_cpu_features). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
 #include "cg.h"
+#include "rt_cpu.h"
 #include "pass.h"
 #include "templates/attention.h"
 #include "templates/tpl.h"
@@ -105,4 +109,89 @@ bool cg_target_init(Cg *cg, const CgTarget *t) {
   free(cpu);
   free(features);
   return ok;
+}
+
+/* Add the string attributes target-cpu / target-features to function f. */
+static void set_target_attrs(LLVMContextRef C, LLVMValueRef f, const char *cpu, const char *features) {
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(C, "target-cpu", 10, cpu, (unsigned)strlen(cpu)));
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(C, "target-features", 15, features, (unsigned)strlen(features)));
+}
+
+/* The features of runtime/rt_cpu.h's table for the target's architecture
+ * that the code is compiled with: what NAME_create checks before the CPU
+ * code may run.  A malloc'd comma-separated list in table order ("" when
+ * the runtime has no check for the architecture).
+ *
+ * LLVM's C API cannot say which features a CPU name implies (--mcpu=znver4
+ * without --mattr).  Its inliner can: a function is inlined only into a
+ * caller whose features include all of the callee's.  So one probe
+ * function per candidate feature, with the target's CPU and features plus
+ * "+feature", is called from a function with exactly the target's; after
+ * the inliner (which inlines every compatible empty function), a call that
+ * is still there names a feature the target lacks. */
+char *cg_target_cpu_features(const Cg *cg) {
+  char arch[32];
+  size_t k = strcspn(cg->triple, "-");
+  snprintf(arch, sizeof arch, "%.*s", (int)(k < sizeof arch ? k : sizeof arch - 1), cg->triple);
+  const char *const *names = rt_cpu_features_of(arch);
+  size_t n = 0, len = 1;
+  for (; names && names[n]; n++) len += strlen(names[n]) + 1;
+  char *out = calloc(1, len);
+  if (!out) ir_bug("out of memory");
+  if (n == 0) return out;
+  LLVMContextRef C = LLVMContextCreate();
+  LLVMModuleRef M = LLVMModuleCreateWithNameInContext("attnc_feature_probe", C);
+  LLVMSetTarget(M, cg->triple);
+  LLVMTypeRef vt = LLVMFunctionType(LLVMVoidTypeInContext(C), NULL, 0, 0);
+  LLVMBuilderRef B = LLVMCreateBuilderInContext(C);
+  LLVMValueRef caller = LLVMAddFunction(M, "caller", vt);
+  set_target_attrs(C, caller, cg->cpu, cg->features);
+  LLVMValueRef *probe = calloc(n, sizeof *probe);
+  LLVMValueRef *call = calloc(n, sizeof *call);
+  if (!probe || !call) ir_bug("out of memory");
+  for (size_t i = 0; i < n; i++) {
+    char fname[64];
+    snprintf(fname, sizeof fname, "probe%zu", i);
+    probe[i] = LLVMAddFunction(M, fname, vt);
+    size_t fl = strlen(cg->features) + strlen(names[i]) + 3;
+    char *fs = malloc(fl);
+    if (!fs) ir_bug("out of memory");
+    snprintf(fs, fl, "%s%s+%s", cg->features, *cg->features ? "," : "", names[i]);
+    set_target_attrs(C, probe[i], cg->cpu, fs);
+    free(fs);
+    LLVMSetLinkage(probe[i], LLVMInternalLinkage);
+    LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(C, probe[i], "entry"));
+    LLVMBuildRetVoid(B);
+  }
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(C, caller, "entry"));
+  for (size_t i = 0; i < n; i++) call[i] = LLVMBuildCall2(B, vt, probe[i], NULL, 0, "");
+  LLVMBuildRetVoid(B);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(M, "cgscc(inline)", cg->tm, po);
+  if (e) {
+    char *msg = LLVMGetErrorMessage(e);
+    ir_bug("the CPU feature probe failed: %s", msg);
+  }
+  /* the calls left in caller are the missing features */
+  bool *missing = calloc(n, sizeof *missing);
+  if (!missing) ir_bug("out of memory");
+  for (LLVMValueRef I = LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(caller)); I; I = LLVMGetNextInstruction(I))
+    if (LLVMGetInstructionOpcode(I) == LLVMCall)
+      for (size_t i = 0; i < n; i++)
+        if (LLVMGetCalledValue(I) == probe[i]) missing[i] = true;
+  for (size_t i = 0; i < n; i++)
+    if (!missing[i]) {
+      if (*out) strcat(out, ",");
+      strcat(out, names[i]);
+    }
+  free(missing);
+  free(probe);
+  free(call);
+  LLVMDisposePassBuilderOptions(po);
+  LLVMDisposeBuilder(B);
+  LLVMDisposeModule(M);
+  LLVMContextDispose(C);
+  return out;
 }
