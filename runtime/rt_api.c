@@ -578,10 +578,10 @@ static int check_cpu(const rt_model_desc *d) {
   size_t len;
   if (!rt_cpu_check(d->cpu_features, &first, &len, &why)) return ATTNC_OK;
   return create_fail(ATTNC_ERR_DEVICE,
-                     "model '%s' was compiled for CPUs with %.*s (target %s), and this CPU lacks it%s%s%s: "
-                     "rebuild the library on this machine, or for a CPU it has (e.g. --mcpu=x86-64-v3)",
-                     d->name, (int)(len > 64 ? 64 : len), first, d->target ? d->target : "?", *why ? " (" : "", why,
-                     *why ? ")" : "");
+                     "model '%s' was compiled for CPUs with %.*s, and this CPU lacks it%s%s%s; rebuild the library "
+                     "on this machine (attnc's default target) or for a CPU it has (--mcpu); its target: %s",
+                     d->name, (int)(len > 64 ? 64 : len), first, *why ? " (" : "", why, *why ? ")" : "",
+                     d->target && *d->target ? d->target : "unknown");
 }
 
 /* Check the descriptor, options and CPU, allocate the instance, start its

@@ -27,8 +27,6 @@
 #define ST_PRINTF(a, b)
 #endif
 
-#define ST_MAX_DEPTH 64 /* nesting limit inside __metadata__ */
-
 struct rt_safetensors {
   char *label;           /* path or label, own copy */
   const void *map;            /* mmap'd file, or NULL for rt_st_open_memory */
@@ -262,69 +260,26 @@ static int jp_int(jp *p, int64_t *v) {
   return 0;
 }
 
-/* number = '-'? ('0' | [1-9][0-9]*) ('.' [0-9]+)? ([eE] [+-]? [0-9]+)?,
- * skipped (only found inside __metadata__). */
-static int jp_skip_number(jp *p) {
-  size_t start = p->pos;
-  if (p->pos < p->n && p->s[p->pos] == '-') p->pos++;
-  if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9') return jp_expected(p, "a digit");
-  if (p->s[p->pos] == '0') {
-    p->pos++;
-    if (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')
-      return jp_fail(p, "invalid header JSON at byte %zu: number with a leading zero", start);
-  } else {
-    while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
-  }
-  if (p->pos < p->n && p->s[p->pos] == '.') {
-    p->pos++;
-    if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9') return jp_expected(p, "a digit after '.'");
-    while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
-  }
-  if (p->pos < p->n && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
-    p->pos++;
-    if (p->pos < p->n && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
-    if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9') return jp_expected(p, "a digit in exponent");
-    while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
-  }
-  return 0;
-}
-
-/* value = object | array | string | number | true | false | null; checked
- * for well-formedness and discarded. */
-static int jp_skip_value(jp *p, int depth) {
-  char *str;
-  size_t len;
+/* metadata = '{' (string ':' string) % ',' '}': the format allows a map
+ * of strings to strings only ("Arbitrary JSON is not allowed"). */
+static int jp_metadata(jp *p) {
+  char *key, *val;
+  size_t klen, vlen;
   int nul;
-  if (depth > ST_MAX_DEPTH) return jp_fail(p, "invalid header JSON at byte %zu: nested deeper than %d levels", p->pos, ST_MAX_DEPTH);
-  jp_ws(p);
-  if (p->pos >= p->n) return jp_expected(p, "a value");
-  unsigned c = p->s[p->pos];
-  if (c == '{' || c == '[') {
-    char close = c == '{' ? '}' : ']';
-    p->pos++;
-    if (jp_eat(p, close)) return 0;
-    for (;;) {
-      if (c == '{') {
-        if (jp_want_string(p, "a string key", &str, &len, &nul)) return 1;
-        if (jp_expect(p, ':', "':' after object key")) return 1;
-      }
-      if (jp_skip_value(p, depth + 1)) return 1;
-      if (jp_eat(p, ',')) continue;
-      if (jp_eat(p, close)) return 0;
-      return jp_expected(p, c == '{' ? "',' or '}'" : "',' or ']'");
-    }
+  if (jp_expect(p, '{', "an object for \"__metadata__\"")) return 1;
+  if (jp_eat(p, '}')) return 0;
+  for (;;) {
+    if (jp_want_string(p, "a string key in \"__metadata__\"", &key, &klen, &nul)) return 1;
+    if (jp_expect(p, ':', "':' after object key")) return 1;
+    jp_ws(p);
+    if (p->pos >= p->n || p->s[p->pos] != '"')
+      return jp_fail(p, "\"__metadata__\": the value of '%.200s' at header byte %zu is not a string (the format "
+                     "allows only string values)", key, p->pos);
+    if (jp_string(p, &val, &vlen, &nul)) return 1;
+    if (jp_eat(p, ',')) continue;
+    if (jp_eat(p, '}')) return 0;
+    return jp_expected(p, "',' or '}' in \"__metadata__\"");
   }
-  if (c == '"') return jp_string(p, &str, &len, &nul);
-  if (c == '-' || (c >= '0' && c <= '9')) return jp_skip_number(p);
-  static const char *lits[] = {"true", "false", "null"};
-  for (int i = 0; i < 3; i++) {
-    size_t l = strlen(lits[i]);
-    if (p->n - p->pos >= l && memcmp(p->s + p->pos, lits[i], l) == 0) {
-      p->pos += l;
-      return 0;
-    }
-  }
-  return jp_expected(p, "a value");
 }
 
 /* "[2, 3]" for messages. */
@@ -442,13 +397,18 @@ static int jp_tensor(jp *p, rt_st_tensor *t, const unsigned char *data, size_t d
   return check_tensor(p, t, begin, end, data, datalen);
 }
 
-/* header = ws '{' (string ':' (entry | metadata-object)) % ',' '}' ws.
- * Appends tensors to f->tensors (names committed to the arena). */
+/* header = '{' (string ':' (entry | metadata-object)) % ',' '}' ws: the
+ * format requires the '{' first and allows trailing padding.  Appends
+ * tensors to f->tensors (names committed to the arena). */
 static int jp_header(jp *p, rt_safetensors *f, const unsigned char *data, size_t datalen) {
   int cap = 0, seen_meta = 0;
   char *key;
   size_t klen;
   int nul;
+  if (p->n > 0 && p->s[0] != '{') {
+    char b[16];
+    return jp_fail(p, "the header must begin with '{' (it is a JSON object), found %s", jp_here(p, b));
+  }
   if (jp_expect(p, '{', "'{' (the header must be a JSON object)")) return 1;
   if (!jp_eat(p, '}')) {
     for (;;) {
@@ -456,9 +416,7 @@ static int jp_header(jp *p, rt_safetensors *f, const unsigned char *data, size_t
       if (strcmp(key, "__metadata__") == 0 && !nul) {
         if (seen_meta++) return jp_fail(p, "duplicate key \"__metadata__\"");
         if (jp_expect(p, ':', "':' after object key")) return 1;
-        jp_ws(p);
-        if (p->pos >= p->n || p->s[p->pos] != '{') return jp_expected(p, "an object for \"__metadata__\"");
-        if (jp_skip_value(p, 0)) return 1;
+        if (jp_metadata(p)) return 1;
       } else {
         if (nul) return jp_fail(p, "tensor name at header byte %zu contains a NUL character", p->pos);
         p->aused += klen + 1; /* commit the name */
@@ -492,6 +450,45 @@ static int jp_header(jp *p, rt_safetensors *f, const unsigned char *data, size_t
   if (p->pos != p->n)
     return jp_fail(p, "invalid header JSON at byte %zu: unexpected data after the header object", p->pos);
   return 0;
+}
+
+/* qsort comparator: tensors by where their data starts, then ends. */
+static int cmp_offset(const void *a, const void *b) {
+  const rt_st_tensor *x = *(const rt_st_tensor *const *)a, *y = *(const rt_st_tensor *const *)b;
+  const unsigned char *xe = (const unsigned char *)x->data + x->nbytes, *ye = (const unsigned char *)y->data + y->nbytes;
+  if (x->data != y->data) return (const unsigned char *)x->data < (const unsigned char *)y->data ? -1 : 1;
+  return xe < ye ? -1 : xe > ye;
+}
+
+/* The format's layout rule: the tensors' data_offsets, in order, tile the
+ * data section exactly -- the first starts at 0, each starts where the
+ * previous one ends (no gap, no overlap), the last ends at its end.  Names
+ * the tensors (or bytes) that break it. */
+static int check_layout(const rt_safetensors *f, const unsigned char *data, size_t datalen, const char *label,
+                        char *err, size_t errlen) {
+  const rt_st_tensor **by = f->n ? malloc((size_t)f->n * sizeof *by) : NULL;
+  if (f->n && !by) return rt_errorf(err, errlen, label, "out of memory checking %d tensors", f->n);
+  for (int i = 0; i < f->n; i++) by[i] = &f->tensors[i];
+  if (f->n > 1) qsort(by, (size_t)f->n, sizeof *by, cmp_offset);
+  size_t at = 0; /* where the next tensor must start */
+  int rc = 0;
+  for (int i = 0; i < f->n && !rc; i++) {
+    size_t b = (size_t)((const unsigned char *)by[i]->data - data), e = b + by[i]->nbytes;
+    if (b < at)
+      rc = rt_errorf(err, errlen, label, "tensors '%.200s' [%zu, %zu) and '%.200s' [%zu, %zu) overlap in the data "
+                     "section (data_offsets must not share bytes)", by[i - 1]->name,
+                     (size_t)((const unsigned char *)by[i - 1]->data - data), at, by[i]->name, b, e);
+    else if (b > at)
+      rc = rt_errorf(err, errlen, label, "no tensor covers bytes [%zu, %zu) of the data section (%s%.200s%s): "
+                     "data_offsets must cover it without gaps", at, b, i ? "after '" : "before '",
+                     i ? by[i - 1]->name : by[i]->name, "'");
+    at = e;
+  }
+  if (!rc && at != datalen)
+    rc = rt_errorf(err, errlen, label, "the data section has %zu bytes but the tensors cover only [0, %zu): "
+                   "%zu bytes at its end belong to no tensor", datalen, at, datalen - at);
+  free(by);
+  return rc;
 }
 
 /* qsort comparator: tensors by name. */
@@ -539,6 +536,10 @@ static int st_parse(const unsigned char *buf, size_t len, const char *label,
       rt_st_close(f);
       return 1;
     }
+  if (check_layout(f, buf + 8 + hlen, len - 8 - (size_t)hlen, label, err, errlen)) {
+    rt_st_close(f);
+    return 1;
+  }
   *out = f;
   return 0;
 }

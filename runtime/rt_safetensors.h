@@ -3,14 +3,19 @@
  * A file is an 8-byte little-endian header length N, N bytes of JSON
  * ({"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]}, ...,
  * "__metadata__": {...}}), then the data section.  Everything is validated
- * on open; afterwards every rt_st_tensor is safe to read whole.
+ * on open, as the format specifies: the header begins with '{' (trailing
+ * whitespace is allowed), "__metadata__" maps strings to strings, names are
+ * unique, each tensor's data_offsets cover exactly its shape's bytes, and
+ * the tensors tile the data section exactly (sorted by offset, each starts
+ * where the previous one ends: no overlap, no gap, no bytes left over).
+ * Afterwards every rt_st_tensor is safe to read whole.
  *
  * Tensors are sorted by name (byte-wise strcmp order), whatever order the
  * file lists them in, so rt_st_get(f, i) is deterministic and rt_st_find is
  * a binary search.  Tensor data is not copied: `data` points into the mapped
  * file (or the caller's buffer) and may be unaligned; copy it before reading
- * it as anything wider than bytes.  "__metadata__" is checked for
- * well-formedness and otherwise ignored.
+ * it as anything wider than bytes.  "__metadata__" is checked and otherwise
+ * ignored.
  *
  * Errors: functions returning int return 0 on success and nonzero on failure,
  * with a message naming the file written to err (errlen bytes, may be 0). */

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -83,9 +84,10 @@ typedef struct {
   size_t nbytes;
 } st_entry;
 
-/* Write a safetensors file.  Each tensor starts at an 8-byte-aligned offset
- * of the data section; the header is padded so that the data section starts
- * at file offset 8 + hlen == data_mod (mod 8): 0 aligns every tensor, 2
+/* Write a safetensors file.  The tensors follow each other in the data
+ * section, in the order given (the format allows no gaps); the header is
+ * padded so that the data section starts at file offset 8 + hlen ==
+ * data_mod (mod 8): 0 aligns tensors whose offsets are multiples of 4, 2
  * misaligns them for 4-byte reads.  The last cut bytes are left out. */
 static void st_write(const char *path, const st_entry *e, int n, int data_mod, size_t cut) {
   char json[8192];
@@ -97,7 +99,7 @@ static void st_write(const char *path, const st_entry *e, int n, int data_mod, s
     k += (size_t)sprintf(json + k, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", e[i].name, e[i].dtype);
     for (int a = 0; a < e[i].rank; a++) k += (size_t)sprintf(json + k, "%s%" PRId64, a ? "," : "", e[i].shape[a]);
     k += (size_t)sprintf(json + k, "],\"data_offsets\":[%zu,%zu]}", off, off + e[i].nbytes);
-    off += (e[i].nbytes + 7) / 8 * 8;
+    off += e[i].nbytes;
   }
   k += (size_t)sprintf(json + k, "}");
   while ((8 + k) % 8 != (size_t)data_mod) json[k++] = ' ';
@@ -216,7 +218,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run, NULL, NULL, NULL, 0,
+    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -325,7 +327,7 @@ static void fake_check_run(attnc_instance *in, const fake_case *c) {
 
 /* An instance of the fake model with n threads. */
 static attnc_instance *fake_create(int n) {
-  attnc_options o = {n, -1};
+  attnc_options o = {.num_threads = n, .device = -1};
   attnc_instance *in = NULL;
   cr_assert_eq(rt_create(&fake_desc, &o, &in), ATTNC_OK);
   cr_assert_not_null(in);
@@ -357,16 +359,21 @@ Test(rt_api, create_with_thread_counts) {
 
 Test(rt_api, create_arguments) {
   attnc_instance *in = (attnc_instance *)&g_seed;
-  attnc_options bad = {-1, 0};
+  attnc_options bad = {.num_threads = -1};
   cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
   cr_assert_null(in);
+  cr_assert_str_eq(rt_error(NULL), "model 'fake': attnc_options.num_threads is -1; it must be 0 (all cores) to 1024");
   bad.num_threads = RT_MAX_THREADS + 1;
   cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(NULL), "num_threads is 1025"), "%s", rt_error(NULL));
   cr_assert_eq(rt_create(NULL, NULL, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(NULL), "descriptor is malformed"), "%s", rt_error(NULL));
   cr_assert_eq(rt_create(&fake_desc, NULL, NULL), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(NULL), "out is NULL"), "%s", rt_error(NULL));
   rt_model_desc d = fake_desc;
   d.abi = RT_ABI_VERSION + 1;
   cr_assert_eq(rt_create(&d, NULL, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(NULL), "of another ABI version"), "%s", rt_error(NULL));
   d = fake_desc;
   d.run = NULL;
   cr_assert_eq(rt_create(&d, NULL, &in), ATTNC_ERR_ARGUMENT);
@@ -731,9 +738,27 @@ Test(rt_api, run_wrong_constant_and_zero_dims) {
   e.ins[0].shape[2] = 4;
   e.ins[0].shape[1] = 0;
   cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
-  expect_msg(e.in, "axis 1 is 0; every dim must be at least 1");
+  char want[256];
+  snprintf(want, sizeof want, "input 'x' axis 1 (T) is 0: every dim must be at least 1 (empty tensors are not "
+           "supported); expected f32[B,T,4], got f32[%" PRId64 ",0,4]", e.c.B);
+  cr_assert_str_eq(rt_error(e.in), want);
   e.ins[0].shape[1] = -3;
   cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(e.in, "input 'x' axis 1 (T) is -3: every dim must be at least 1");
+  e.ins[0].shape[1] = e.c.T;
+  e.outs[1].shape[0] = 0;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(e.in, "output 'z' axis 0 (B*T) is 0: every dim must be at least 1 (empty tensors are not supported)");
+  cr_assert_eq(rt_output_shapes(e.in, e.ins, 2, e.outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  e.ins[1].shape[0] = 0;
+  cr_assert_eq(rt_output_shapes(e.in, e.ins, 2, e.outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(e.in, "input 'lens' axis 0 (B) is 0: every dim must be at least 1");
+  float wb[4] = {0};
+  int64_t zero = 0;
+  attnc_tensor t = tensor(ATTNC_F32, 1, &zero, wb);
+  cr_assert_eq(rt_bind_weight(e.in, "lin.bias", &t), ATTNC_ERR_SHAPE);
+  cr_assert_str_eq(rt_error(e.in),
+                   "weight 'lin.bias' axis 0 (4) is 0: every dim must be at least 1 (empty tensors are not supported)");
   env_free(&e);
 }
 
@@ -1022,13 +1047,13 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
   uint32_t s = g_seed;
   attnc_instance *in = NULL;
-  attnc_options opt = {2, -1};
+  attnc_options opt = {.num_threads = 2, .device = -1};
   cr_assert_eq(rt_create(&gate_desc, &opt, &in), ATTNC_OK);
   /* weights from a file: i32 misaligned (copied), bool with a 7 (normalized) */
   int32_t wi[2] = {-4, 100};
@@ -1103,7 +1128,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL,
 };
 
 Test(rt_api, undetermined_dim) {
@@ -1324,7 +1349,7 @@ Test(rt_api, cuda_device_choice_and_fallback) {
   /* cuda only, no usable device: a clear error, no instance */
   d.cuda_only = 1;
   fake_dev_ok = 0;
-  attnc_options o = {1, 0};
+  attnc_options o = {.num_threads = 1, .device = 0};
   cr_assert_eq(rt_create(&d, &o, &in), ATTNC_ERR_DEVICE);
   cr_assert_null(in);
   cr_assert(strstr(rt_error(NULL), "built for CUDA only") && strstr(rt_error(NULL), "libcuda.so.1"), "%s", rt_error(NULL));
@@ -1394,4 +1419,310 @@ Test(rt_api, cuda_device_choice_and_fallback) {
   rt_destroy(in);
   cr_assert_eq(fake_released, 1, "destroy releases the device state");
   fake_dev_ok = 0;
+}
+
+/* ---- the CPU's instruction-set features (rt_cpu.c) ---- */
+
+#if defined(__x86_64__)
+/* LLVM's name of a feature and the flag Linux shows for it in /proc/cpuinfo. */
+static const struct {
+  const char *llvm, *flag;
+} cpu_flags[] = {
+    {"sse3", "pni"},           {"ssse3", "ssse3"},         {"sse4.1", "sse4_1"},      {"sse4.2", "sse4_2"},
+    {"popcnt", "popcnt"},      {"avx", "avx"},             {"avx2", "avx2"},          {"fma", "fma"},
+    {"f16c", "f16c"},          {"bmi", "bmi1"},            {"bmi2", "bmi2"},          {"movbe", "movbe"},
+    {"lzcnt", "abm"},          {"avx512f", "avx512f"},     {"avx512bw", "avx512bw"},  {"avx512vl", "avx512vl"},
+    {"avx512dq", "avx512dq"},  {"avx512cd", "avx512cd"},   {"gfni", "gfni"},          {"vaes", "vaes"},
+    {"vpclmulqdq", "vpclmulqdq"}, {"sha", "sha_ni"},       {"avx512bf16", "avx512_bf16"},
+    {"avx512fp16", "avx512_fp16"}, {"avxvnni", "avx_vnni"}, {"amx-tile", "amx_tile"},
+    {"amx-bf16", "amx_bf16"},  {"avx512vp2intersect", "avx512_vp2intersect"},
+};
+
+/* Does /proc/cpuinfo list flag for the first CPU?  -1 if it cannot be read. */
+static int cpuinfo_has(const char *flag) {
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return -1;
+  static char line[1 << 16];
+  int found = -1;
+  while (found < 0 && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "flags", 5) != 0) continue;
+    found = 0;
+    for (char *tok = strtok(strchr(line, ':') + 1, " \n"); tok; tok = strtok(NULL, " \n"))
+      if (!strcmp(tok, flag)) found = 1;
+  }
+  fclose(f);
+  return found;
+}
+
+/* A feature this machine lacks (by /proc/cpuinfo), or NULL. */
+static const char *cpu_missing_feature(void) {
+  for (size_t i = 0; i < sizeof cpu_flags / sizeof cpu_flags[0]; i++)
+    if (cpuinfo_has(cpu_flags[i].flag) == 0) return cpu_flags[i].llvm;
+  return NULL;
+}
+#include "rt_cpu.h"
+
+Test(rt_api, cpu_check_agrees_with_proc_cpuinfo) {
+  if (cpuinfo_has("sse2") < 0) cr_skip_test("no /proc/cpuinfo to compare with");
+  for (size_t i = 0; i < sizeof cpu_flags / sizeof cpu_flags[0]; i++) {
+    int want = cpuinfo_has(cpu_flags[i].flag);
+    int got = rt_cpu_has(cpu_flags[i].llvm, strlen(cpu_flags[i].llvm));
+    cr_assert_eq(got, want, "%s: the runtime says %d, /proc/cpuinfo (%s) says %d", cpu_flags[i].llvm, got,
+                 cpu_flags[i].flag, want);
+  }
+  cr_assert_eq(rt_cpu_has("neon", 4), -1, "another architecture's feature cannot be checked");
+  cr_assert_eq(rt_cpu_has("avx2x", 4), rt_cpu_has("avx2", 4), "the length bounds the name");
+  /* every name the compiler may record is one the runtime can check */
+  for (const char *const *n = rt_cpu_features_of("x86_64"); *n; n++)
+    cr_assert_neq(rt_cpu_has(*n, strlen(*n)), -1, "%s", *n);
+  cr_assert_null(rt_cpu_features_of("riscv64"));
+}
+
+Test(rt_api, create_refuses_a_cpu_without_the_features) {
+  rt_model_desc d = fake_desc;
+  attnc_options o = {.num_threads = 1, .device = -1};
+  attnc_instance *in = NULL;
+  /* present everywhere x86-64-v2 runs (and no list at all) */
+  const char *fine[] = {NULL, "", "sse3,ssse3,sse4.1,sse4.2,popcnt", "sse3,,sse4.2,"};
+  for (int k = 0; k < 4; k++) {
+    d.cpu_features = fine[k];
+    cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK, "'%s': %s", fine[k] ? fine[k] : "(null)", rt_error(NULL));
+    run_fake(in);
+    rt_destroy(in);
+  }
+  /* a feature this CPU lacks: DEVICE, no instance, the feature named */
+  const char *lack = cpu_missing_feature();
+  if (lack) {
+    char list[128], want[128];
+    snprintf(list, sizeof list, "sse3,%s,sse4.2", lack);
+    d.cpu_features = list;
+    in = (attnc_instance *)&g_seed;
+    cr_assert_eq(rt_create(&d, &o, &in), ATTNC_ERR_DEVICE, "%s", rt_error(NULL));
+    cr_assert_null(in);
+    snprintf(want, sizeof want, "model 'fake' was compiled for CPUs with %s, and this CPU lacks it", lack);
+    cr_assert(strstr(rt_error(NULL), want) && strstr(rt_error(NULL), "test-target"), "%s", rt_error(NULL));
+  } else {
+    cr_log_warn("this CPU has every feature the test knows; the missing-feature case is not exercised");
+  }
+  /* a name the runtime cannot check is refused too */
+  d.cpu_features = "sse3,frobnicate";
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_ERR_DEVICE);
+  cr_assert(strstr(rt_error(NULL), "CPUs with frobnicate") && strstr(rt_error(NULL), "cannot check it"), "%s",
+            rt_error(NULL));
+  /* a later success clears the message */
+  d.cpu_features = "sse3";
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK);
+  cr_assert_str_eq(rt_error(NULL), "no instance");
+  rt_destroy(in);
+}
+#endif
+
+/* ---- memory shared between tensors of a run ---- */
+
+Test(rt_api, outputs_overlapping_inputs_or_outputs_are_refused) {
+  fake_env e;
+  env_init(&e, 2, 6);
+  int64_t n = e.c.B * e.c.T;
+  /* y in x's buffer (same size and dtype: the classic in-place call) */
+  float *x = e.c.x;
+  attnc_tensor outs[2] = {e.outs[0], e.outs[1]};
+  outs[0].data = x;
+  float x0 = x[0];
+  cr_assert_eq(rt_run(e.in, e.ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  expect_msg(e.in, "output 'y' [");
+  expect_msg(e.in, "overlaps input 'x' [");
+  expect_msg(e.in, "an output must not share memory with an input, a weight or another output");
+  cr_assert(memcmp(&x[0], &x0, 4) == 0, "nothing is written");
+  /* z over the last element of x only */
+  outs[0] = e.outs[0];
+  float *big = malloc((size_t)(n * 4 + n - 1) * sizeof(float));
+  memcpy(big, x, (size_t)n * 4 * sizeof(float));
+  attnc_tensor ins[2] = {e.ins[0], e.ins[1]};
+  ins[0].data = big;
+  outs[1].data = big + n * 4 - 1;
+  cr_assert_eq(rt_run(e.in, ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  expect_msg(e.in, "output 'z' [");
+  expect_msg(e.in, "overlaps input 'x'");
+  /* z right after x: no shared byte, the run is fine */
+  outs[1].data = big + n * 4;
+  for (int64_t i = 0; i < n; i++) big[n * 4 + i] = NAN;
+  cr_assert_eq(rt_run(e.in, ins, 2, outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  expect_same(big + n * 4, e.c.z, n, "z");
+  /* two outputs sharing memory */
+  outs[1].data = (float *)e.outs[0].data + 1;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(e.in), "output 'y'") && strstr(rt_error(e.in), "output 'z'"), "%s", rt_error(e.in));
+  /* an output over a weight bound in place from the caller's memory */
+  float *wmem = malloc((size_t)(n + 4) * sizeof(float));
+  memcpy(wmem, e.c.b, sizeof e.c.b);
+  int64_t four = 4;
+  attnc_tensor bias = tensor(ATTNC_F32, 1, &four, wmem);
+  cr_assert_eq(rt_bind_weight(e.in, "lin.bias", &bias), ATTNC_OK, "%s", rt_error(e.in));
+  outs[1].data = wmem + 2;
+  cr_assert_eq(rt_run(e.in, e.ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(e.in), "output 'z'") && strstr(rt_error(e.in), "weight 'lin.bias'"), "%s", rt_error(e.in));
+  /* ... but not once the weight is a converted copy (f16: not the caller's memory) */
+  uint16_t hb[4];
+  for (int i = 0; i < 4; i++) hb[i] = rt_f32_to_f16(e.c.b[i]);
+  bias = tensor(ATTNC_F16, 1, &four, hb);
+  cr_assert_eq(rt_bind_weight(e.in, "lin.bias", &bias), ATTNC_OK, "%s", rt_error(e.in));
+  outs[1].data = wmem; /* the old bias memory, no longer used by the instance */
+  cr_assert_eq(rt_run(e.in, e.ins, 2, outs, 2), ATTNC_OK, "%s", rt_error(e.in));
+  free(wmem);
+  free(big);
+  env_free(&e);
+}
+
+Test(rt_api, inputs_may_share_memory) {
+  /* gate: q (K+1 floats) read from the start of p (2N floats) */
+  attnc_instance *in = NULL;
+  attnc_options opt = {.num_threads = 2, .device = -1};
+  cr_assert_eq(rt_create(&gate_desc, &opt, &in), ATTNC_OK);
+  int32_t wi[2] = {3, 7};
+  uint8_t flags[2] = {0, 1};
+  int64_t two = 2;
+  attnc_tensor w0 = tensor(ATTNC_I32, 1, &two, wi), w1 = tensor(ATTNC_BOOL, 1, &two, flags);
+  cr_assert_eq(rt_bind_weight(in, "wi", &w0), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(rt_bind_weight(in, "flags", &w1), ATTNC_OK, "%s", rt_error(in));
+  uint32_t s = g_seed;
+  int64_t N = 4, K = 5, P = 8, Q = 6;
+  float p[8], o[4];
+  uint8_t m[4] = {1, 0, 1, 1}, mm[4];
+  int32_t sk[5];
+  for (int i = 0; i < 8; i++) p[i] = rndf(&s);
+  attnc_tensor ins[3] = {tensor(ATTNC_F32, 1, &P, p), tensor(ATTNC_BOOL, 1, &N, m), tensor(ATTNC_F32, 1, &Q, p)};
+  attnc_tensor outs[3] = {tensor(ATTNC_F32, 1, &N, o), tensor(ATTNC_I32, 1, &K, sk), tensor(ATTNC_BOOL, 1, &N, mm)};
+  cr_assert_eq(rt_run(in, ins, 3, outs, 3), ATTNC_OK, "%s", rt_error(in));
+  for (int64_t k = 0; k < N; k++) {
+    float want = (m[k] ? p[2 * k] + p[2 * k + 1] : 3.0f) + p[0];
+    cr_assert(memcmp(&o[k], &want, 4) == 0, "o[%" PRId64 "] (seed %u)", k, g_seed);
+  }
+  rt_destroy(in);
+}
+
+/* ---- sizes that overflow ---- */
+
+static int64_t ovf_ws(const int64_t *sv, int32_t nthreads) {
+  (void)nthreads;
+  return sv[1] == 3 ? -2 : -1; /* T = 3: a negative dim, else an overflow */
+}
+
+static int ovf_runs;
+
+static int32_t ovf_run(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out,
+                       const void *const *w, void *ws) {
+  (void)ex, (void)sv, (void)in, (void)out, (void)w, (void)ws;
+  ovf_runs++;
+  return 0;
+}
+
+Test(rt_api, overflowing_sizes_are_shape_errors) {
+  rt_model_desc d = fake_desc;
+  d.workspace_size = ovf_ws;
+  d.run = ovf_run;
+  attnc_options o = {.num_threads = 1, .device = -1};
+  attnc_instance *in = NULL;
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK);
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 2, 0);
+  fake_bind(in, &c);
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  ovf_runs = 0;
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_SHAPE);
+  char want[256];
+  snprintf(want, sizeof want, "model 'fake': these sizes overflow 64 bits (a tensor of the model, or its workspace, "
+           "would need more than 2^63 bytes) for B=%" PRId64 " (from input 'x' axis 0), T=%" PRId64
+           " (from input 'x' axis 1)", c.B, c.T);
+  cr_assert_str_eq(rt_error(in), want);
+  cr_assert_eq(ovf_runs, 0, "run() is never reached");
+  cr_assert(isnan(y[0]) && isnan(z[0]), "nothing is written");
+  fake_free(&c);
+  free(y);
+  free(z);
+  /* T = 3: the plan reports a negative dim */
+  int64_t xs[3] = {1, 3, 4}, one = 1, n3 = 3;
+  float x[12] = {0}, yy[12], zz[3];
+  int32_t lens[1] = {0};
+  ins[0] = tensor(ATTNC_F32, 3, xs, x);
+  ins[1] = tensor(ATTNC_I32, 1, &one, lens);
+  outs[0] = tensor(ATTNC_F32, 3, xs, yy);
+  outs[1] = tensor(ATTNC_F32, 1, &n3, zz);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_SHAPE);
+  expect_msg(in, "would have a negative size (a dim such as T-2 needs larger inputs) for B=1 (from input 'x' axis 0), T=3");
+  cr_assert_eq(ovf_runs, 0);
+  rt_destroy(in);
+}
+
+/* ---- weights copied instead of mapped ---- */
+
+/* Rewrite the weight file in place (same size) with other values, then
+ * truncate it to `keep` bytes unless keep < 0. */
+static void spoil_file(const char *path, long keep) {
+  FILE *f = fopen(path, "r+b");
+  cr_assert_not_null(f);
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, len / 2, SEEK_SET);
+  for (long i = len / 2; i < len; i++) fputc(0x41, f); /* floats of about 12.1 */
+  fclose(f);
+  if (keep >= 0) cr_assert_eq(truncate(path, keep), 0, "%s", strerror(errno));
+}
+
+Test(rt_api, copied_weights_survive_a_changed_file) {
+  uint32_t s = g_seed;
+  char p[128];
+  attnc_options o = {.num_threads = 2, .device = -1, .copy_weights = 1};
+  attnc_instance *in = NULL, *mapped = fake_create(2);
+  cr_assert_eq(rt_create(&fake_desc, &o, &in), ATTNC_OK);
+  fake_case c = fake_new(&s, 20, 0);
+  fake_write_weights(tpath(p, "w.safetensors"), &c, "F32", 0);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(rt_load_weights(mapped, p), ATTNC_OK, "%s", rt_error(mapped));
+  fake_check_run(in, &c);
+  fake_check_run(mapped, &c);
+  /* rewritten in place: the mapped instance sees the new bytes (documented), the copy does not */
+  spoil_file(p, -1);
+  fake_check_run(in, &c);
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  cr_assert_eq(rt_run(mapped, ins, 2, outs, 2), ATTNC_OK);
+  int differs = 0;
+  for (int64_t i = 0; i < c.B * c.T * 4; i++) differs |= memcmp(&y[i], &c.y[i], 4) != 0;
+  cr_assert(differs, "a mapped file rewritten in place changes the results");
+  free(y);
+  free(z);
+  rt_destroy(mapped);
+  /* truncated to nothing: the copy still runs, again and again */
+  spoil_file(p, 0);
+  fake_check_run(in, &c);
+  fake_check_run(in, &c);
+  /* loading the empty file now fails and keeps the copied weights */
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_ERR_WEIGHTS);
+  expect_msg(in, "file is empty");
+  fake_check_run(in, &c);
+  /* a file that cannot be read: IO, weights kept */
+  cr_assert_eq(rt_load_weights(in, g_dir), ATTNC_ERR_IO);
+  expect_msg(in, "not a regular file");
+  fake_check_run(in, &c);
+  fake_free(&c);
+  rt_destroy(in);
+}
+
+/* What the copy protects against: a mapped file truncated under the
+ * instance kills the next run with SIGBUS (documented in attnc.h). */
+Test(rt_api, mapped_weights_truncated_raise_sigbus, .signal = SIGBUS) {
+  uint32_t s = g_seed;
+  char p[128];
+  attnc_instance *in = fake_create(1);
+  fake_case c = fake_new(&s, 20, 0);
+  fake_write_weights(tpath(p, "w.safetensors"), &c, "F32", 0);
+  cr_assert_eq(rt_load_weights(in, p), ATTNC_OK, "%s", rt_error(in));
+  fake_check_run(in, &c);
+  cr_assert_eq(truncate(p, 0), 0);
+  fake_check_run(in, &c); /* never returns */
 }

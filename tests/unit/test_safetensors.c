@@ -242,11 +242,10 @@ Test(safetensors, every_dtype_and_odd_shapes) {
 }
 
 Test(safetensors, json_features) {
-  /* escapes in names, padding, metadata with nested values, whitespace */
+  /* escapes in names, trailing padding, metadata strings, whitespace */
   const char *json =
-      " {\n \"a\\u00e9\\ud83d\\ude00\\n\\\"\\/\" : { \"shape\" : [ 1 ] , \"data_offsets\" : [ 0 , 4 ] ,"
-      " \"dtype\" : \"F32\" } ,\r\n\t\"__metadata__\" : {\"k\":{\"x\":[1,-2.5e+3,0.25,true,false,null,\"s\",[]],"
-      "\"y\":{}}}}      ";
+      "{\n \"a\\u00e9\\ud83d\\ude00\\n\\\"\\/\" : { \"shape\" : [ 1 ] , \"data_offsets\" : [ 0 , 4 ] ,"
+      " \"dtype\" : \"F32\" } ,\r\n\t\"__metadata__\" : {\"k\":\"x\\u00e9\\n\", \"empty\" : \"\"}}      \t\r\n";
   float v = 3.0f;
   size_t len;
   unsigned char *b = st_build(json, -1, &v, 4, &len);
@@ -333,7 +332,8 @@ static const st_bad st_bad_cases[] = {
   {"wrong byte count", T1("\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]"), -1, 24,
    "tensor 'w': shape [2, 3] of F32 needs 24 bytes but data offsets [0, 20) cover 20 bytes"},
   {"bad json: missing colon", "{\"w\" {}}", -1, 0, "invalid header JSON at byte 5: expected ':' after object key"},
-  {"bad json: not an object", "[1,2]", -1, 0, "the header must be a JSON object"},
+  {"bad json: not an object", "[1,2]", -1, 0, "the header must begin with '{' (it is a JSON object), found '['"},
+  {"leading whitespace", " {}", -1, 0, "the header must begin with '{' (it is a JSON object), found ' '"},
   {"bad json: trailing comma", "{\"w\":{" OK_W "},}", -1, 8, "trailing comma"},
   {"bad json: text after", "{\"w\":{" OK_W "}} x", -1, 8, "unexpected data after the header object"},
   {"bad json: unterminated", "{\"w", -1, 0, "unterminated string"},
@@ -350,8 +350,10 @@ static const st_bad st_bad_cases[] = {
   {"bad json: huge int", T1("\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]"), -1, 8,
    "does not fit in 64 bits"},
   {"bad json: metadata not object", "{\"__metadata__\":[]}", -1, 0, "expected an object for \"__metadata__\""},
-  {"bad json: metadata bad literal", "{\"__metadata__\":{\"a\":tru}}", -1, 0, "expected a value"},
-  {"bad json: metadata bad number", "{\"__metadata__\":{\"a\":1.}}", -1, 0, "expected a digit after '.'"},
+  {"bad json: metadata bad literal", "{\"__metadata__\":{\"a\":tru}}", -1, 0, "the value of 'a' at header byte 21 is not a string"},
+  {"bad json: metadata number", "{\"__metadata__\":{\"a\":1.}}", -1, 0, "is not a string"},
+  {"bad json: metadata key", "{\"__metadata__\":{1:\"a\"}}", -1, 0, "expected a string key in \"__metadata__\""},
+  {"bad json: metadata unterminated", "{\"__metadata__\":{\"a\":\"b\"", -1, 0, "expected ',' or '}' in \"__metadata__\""},
   {"duplicate metadata", "{\"__metadata__\":{},\"__metadata__\":{}}", -1, 0, "duplicate key \"__metadata__\""},
   {"duplicate tensor", "{\"w\":{" OK_W "},\"v\":{" OK_W "},\"w\":{" OK_W "}}", -1, 8, "duplicate tensor name 'w'"},
   {"duplicate inner key", T1(OK_W ",\"dtype\":\"F32\""), -1, 8, "tensor 'w': duplicate key \"dtype\""},
@@ -370,6 +372,23 @@ static const st_bad st_bad_cases[] = {
   {"missing offsets", T1("\"dtype\":\"F32\",\"shape\":[2]"), -1, 8, "tensor 'w': missing \"data_offsets\""},
   {"unknown key", T1(OK_W ",\"extra\":1"), -1, 8, "tensor 'w': unknown key 'extra'"},
   {"entry not object", "{\"w\":[1]}", -1, 8, "tensor 'w': invalid header JSON at byte 5: expected '{' starting the tensor entry"},
+  /* the layout: data_offsets tile the data section exactly */
+  {"overlapping offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", -1, 12,
+   "tensors 'a' [0, 8) and 'b' [4, 12) overlap in the data section"},
+  {"same offsets", "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+   "\"a\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 8, "overlap in the data section"},
+  {"empty tensor inside another", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+   "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", -1, 8,
+   "tensors 'a' [0, 8) and 'e' [4, 4) overlap"},
+  {"gap between tensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+   "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", -1, 12,
+   "no tensor covers bytes [4, 8) of the data section (after 'a'): data_offsets must cover it without gaps"},
+  {"gap at the start", T1("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]"), -1, 8,
+   "no tensor covers bytes [0, 4) of the data section (before 'w')"},
+  {"bytes after the last tensor", T1("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]"), -1, 12,
+   "the data section has 12 bytes but the tensors cover only [0, 4): 8 bytes at its end belong to no tensor"},
+  {"data without tensors", "{}", -1, 8, "the data section has 8 bytes but the tensors cover only [0, 0)"},
   {"NUL in name", "{\"w\\u0000x\":{" OK_W "}}", -1, 8, "contains a NUL character"},
 };
 
@@ -389,30 +408,44 @@ Test(safetensors, malformed_corpus) {
   }
 }
 
-Test(safetensors, deep_metadata_nesting) {
-  char json[400];
-  size_t k = 0;
-  k += (size_t)snprintf(json, sizeof json, "{\"__metadata__\":");
-  for (int i = 0; i < 100; i++) json[k++] = '[';
-  for (int i = 0; i < 100; i++) json[k++] = ']';
-  json[k++] = '}';
-  json[k] = 0;
+Test(safetensors, metadata_values_must_be_strings) {
+  /* the format: "a free form string-to-string map.  Arbitrary JSON is not
+     allowed, all values must be strings" */
+  const char *bad[] = {"{\"__metadata__\":{\"a\":{\"b\":\"c\"}}}", "{\"__metadata__\":{\"a\":1}}",
+                       "{\"__metadata__\":{\"a\":[\"x\"]}}", "{\"__metadata__\":{\"s\":\"ok\",\"a\":true}}",
+                       "{\"__metadata__\":{\"a\":null}}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    size_t len;
+    unsigned char *b = st_build(bad[i], -1, NULL, 0, &len);
+    rt_safetensors *f;
+    char err[512];
+    cr_assert_neq(rt_st_open_memory(b, len, "d.safetensors", &f, err, sizeof err), 0, "%s", bad[i]);
+    cr_assert_not_null(strstr(err, "\"__metadata__\": the value of 'a' at header byte"), "%s: %s", bad[i], err);
+    cr_assert_not_null(strstr(err, "is not a string (the format allows only string values)"), "%s: %s", bad[i], err);
+    free(b);
+  }
+}
+
+Test(safetensors, layout_in_any_order_with_empty_tensors) {
+  /* listed out of offset order; empty tensors at the start, between two
+     tensors and at the end are part of an exact tiling */
+  const char *json =
+      "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+      "\"z2\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+      "\"z1\":{\"dtype\":\"I32\",\"shape\":[3,0],\"data_offsets\":[4,4]},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+      "\"z0\":{\"dtype\":\"BOOL\",\"shape\":[0],\"data_offsets\":[0,0]}}";
+  float v[2] = {1.5f, -2.0f};
   size_t len;
-  unsigned char *b = st_build(json, -1, NULL, 0, &len);
+  unsigned char *b = st_build(json, -1, v, sizeof v, &len);
   rt_safetensors *f;
   char err[512];
-  cr_assert_neq(rt_st_open_memory(b, len, "d.safetensors", &f, err, sizeof err), 0);
-  /* the value must be an object, so use one object level first */
-  free(b);
-  k = (size_t)snprintf(json, sizeof json, "{\"__metadata__\":{\"a\":");
-  for (int i = 0; i < 100; i++) json[k++] = '[';
-  for (int i = 0; i < 100; i++) json[k++] = ']';
-  json[k++] = '}';
-  json[k++] = '}';
-  json[k] = 0;
-  b = st_build(json, -1, NULL, 0, &len);
-  cr_assert_neq(rt_st_open_memory(b, len, "d.safetensors", &f, err, sizeof err), 0);
-  cr_assert_not_null(strstr(err, "nested deeper than 64 levels"), "%s", err);
+  cr_assert_eq(rt_st_open_memory(b, len, "o.safetensors", &f, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(rt_st_count(f), 5);
+  cr_assert_eq(ld_f32(rt_st_find(f, "a")->data), 1.5f);
+  cr_assert_eq(ld_f32(rt_st_find(f, "b")->data), -2.0f);
+  cr_assert_eq(rt_st_find(f, "z1")->nbytes, 0);
+  rt_st_close(f);
   free(b);
 }
 
