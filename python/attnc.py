@@ -12,12 +12,16 @@ model.so`` through the fixed C names every such library exports
     outs = m.run({"x": x})                     # always a dict {output name: ndarray}
     m.close()                                  # or `with attnc.Model(...) as m:`
 
-Model(path, threads=0, device=0, weights=None)
+Model(path, threads=0, device=0, weights=None, copy_weights=False)
     Loads the library (``path`` may be relative; it is not searched on
     LD_LIBRARY_PATH) and creates one instance.  ``threads`` is the size of the
     instance's thread pool (0: all online CPUs); ``device`` is passed to
     ``attnc_options.device`` (CUDA libraries; CPU libraries ignore it).
     ``weights``, if given, is a safetensors path loaded at once.
+    ``copy_weights`` (``attnc_options.copy_weights``): load_weights reads the
+    file into memory of the instance's own instead of mapping it (see
+    Weights).  A CPU without the instruction-set features the library was
+    compiled for is refused here (Error(ERR_DEVICE) naming the feature).
 
 Description (read once from ``attnc_describe``; plain Python values):
     m.name       the model name, e.g. 'mha'
@@ -36,6 +40,11 @@ Description (read once from ``attnc_describe``; plain Python values):
 Weights:
     m.load_weights(path)  maps a safetensors file (F32, F16, BF16 or F64 for
         float weights); all weights at once, or nothing changes on failure.
+        The mapping is read at every run: the file must not be truncated
+        (the next run dies with SIGBUS) or rewritten in place (the results
+        change) while the model uses it; replacing it by a rename is safe.
+        With ``copy_weights=True`` the file is copied into memory instead
+        and not used after the load.
     m.bind_weight(key, array)  binds one weight from memory.  The module keeps
         a reference to the array it hands over, so zero-copy stays valid for
         as long as it is bound (until rebound, load_weights or close).  A
@@ -108,7 +117,9 @@ import numpy as np
 
 __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 
-ABI_VERSION = 3  # 3: device buffers (run_device); 2: CUDA device choice; 1: CPU only -- all work
+# 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
+# choice; 1: CPU only -- all work (older libraries ignore copy_weights)
+ABI_VERSION = 4
 MAX_RANK = 8
 
 
@@ -160,7 +171,7 @@ class _Tensor(ctypes.Structure):
 
 
 class _Options(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int), ("device", ctypes.c_int)]
+    _fields_ = [("num_threads", ctypes.c_int), ("device", ctypes.c_int), ("copy_weights", ctypes.c_int)]
 
 
 class _TensorInfo(ctypes.Structure):
@@ -296,7 +307,7 @@ class Model:
     See the module docstring for the whole contract.
     """
 
-    def __init__(self, path, threads=0, device=0, weights=None):
+    def __init__(self, path, threads=0, device=0, weights=None, copy_weights=False):
         self._inst = None
         self._lock = threading.Lock()
         self._bound = {}
@@ -306,10 +317,15 @@ class Model:
         for v, n in ((threads, "threads"), (device, "device")):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError("%s must be an int, not %s" % (n, type(v).__name__))
+        if not isinstance(copy_weights, (bool, int)):
+            raise TypeError("copy_weights must be a bool, not %s" % type(copy_weights).__name__)
         self.path = os.path.abspath(path)
         self._lib = _open_library(path, self.path)
         self._describe(path)
-        opt = _Options(threads, device)
+        if self.abi_version < 4 and copy_weights:
+            raise Error(Status.ERR_ARGUMENT, "%s: copy_weights needs a library of ABI version 4 or later (it has %d); "
+                        "rebuild it with this attnc" % (path, self.abi_version))
+        opt = _Options(threads, device, 1 if copy_weights else 0)
         inst = ctypes.c_void_p()
         rc = self._lib.attnc_create(ctypes.byref(opt), ctypes.byref(inst))
         if rc != 0 or not inst.value:
@@ -320,7 +336,7 @@ class Model:
             elif rc == Status.ERR_DEVICE:  # the library says why (attnc_error(NULL))
                 why = _text(self._lib.attnc_error(None)) or "device %d is not available" % device
             else:
-                why = "attnc_create failed"
+                why = _text(self._lib.attnc_error(None)) or "attnc_create failed"
             raise Error(rc or Status.ERR_STATE, "cannot create an instance of model '%s': %s" % (self.name, why))
         self._inst = inst
         self.device = device  # asked for; a cpu,cuda library may have fallen back to the CPU
@@ -332,7 +348,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version not in (1, 2, ABI_VERSION):
+        if info.abi_version not in (1, 2, 3, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)

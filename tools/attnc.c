@@ -67,6 +67,7 @@ static void usage(FILE *out) {
           "  --interp               run on the reference interpreter instead of compiled code\n"
           "  --threads N            threads for compiled code (default: all cores)\n"
           "  --allow-extra-weights  do not fail on weights the model does not use\n"
+          "  --copy-weights         read the weights file into memory instead of mapping it\n"
           "  --device=N             CUDA libraries: the GPU to run on (default 0; -1: the CPU)\n"
           "  -D NAME=VALUE          override a param (repeatable)\n"
           "\n"
@@ -649,8 +650,8 @@ static int cmd_run(int argc, char **argv) {
   char *in_names[64], *out_names[64];
   const char *in_files[64], *out_files[64];
   int nin = 0, nout = 0, rc = 1, threads = 0, device = 0;
-  bool allow_extra = false, interp = false;
-  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "--device", "-D",
+  bool allow_extra = false, interp = false, copy_weights = false;
+  static const char *known[] = {"--weights", "--input", "--output", "--interp", "--threads", "--allow-extra-weights", "--copy-weights", "--device", "-D",
                                 "-O0", "--print-after-all", "--print-before", "--print-after",
                                 "--disable-pass", "--no-fuse", "--passes", "--tile", NULL};
   for (int i = 2; i < argc; i++) {
@@ -683,6 +684,8 @@ static int cmd_run(int argc, char **argv) {
       threads = (int)t;
     } else if (strcmp(a, "--allow-extra-weights") == 0) {
       allow_extra = true;
+    } else if (strcmp(a, "--copy-weights") == 0) {
+      copy_weights = true;
     } else if (strncmp(a, "--device=", 9) == 0) {
       char *end;
       long dv = strtol(a + 9, &end, 10);
@@ -698,7 +701,7 @@ static int cmd_run(int argc, char **argv) {
   }
   if (!model) return tool_fail("attnc run: no model given (see attnc --help)");
   size_t ml = strlen(model);
-  RunArgs ra = {weights, in_names, in_files, nin, out_names, out_files, nout, threads, allow_extra, device};
+  RunArgs ra = {weights, in_names, in_files, nin, out_names, out_files, nout, threads, allow_extra, device, copy_weights};
   if (ml > 3 && strcmp(model + ml - 3, ".so") == 0) {
     if (interp) return tool_fail("--interp runs a .attn or IR file, not a compiled library");
     if (c.ndefs) return tool_fail("-D: the params of a compiled library are fixed");

@@ -161,7 +161,7 @@ int engine_run(Engine *e, const RunArgs *a) {
     memcpy(in[i].shape, npys[i].shape, sizeof in[i].shape);
     in[i].data = npys[i].data;
   }
-  attnc_options opt = {.num_threads = a->threads, .device = a->device};
+  attnc_options opt = {.num_threads = a->threads, .device = a->device, .copy_weights = a->copy_weights};
   int code = e->create(&opt, &inst);
   if (code) {
     tool_fail("cannot create the model instance (status %d): %s", code, e->error(NULL));

@@ -32,6 +32,7 @@ typedef struct {
   int threads;
   bool allow_extra;
   int device;       /* CUDA libraries: the GPU (default 0); -1: the CPU */
+  bool copy_weights; /* --copy-weights: attnc_options.copy_weights */
 } RunArgs;
 
 /* Float data of t->dtype (f32, f16, bf16) converted into dtype `to` in

@@ -551,6 +551,21 @@ class TestWeights(unittest.TestCase):
             # a failed load changes nothing
             np.testing.assert_array_equal(m(x), y)
 
+    def test_copy_weights_survive_a_truncated_file(self):
+        x = self.inputs["x"]
+        wcopy = os.path.join(TMP, "copy.safetensors")
+        shutil.copyfile(self.wfile, wcopy)
+        with attnc.Model(self.so, weights=wcopy, copy_weights=True) as m:
+            y = m(x)
+            self.assertLessEqual(relerr(y, self.expected["y"]), RTOL)
+            os.truncate(wcopy, 0)  # a mapped instance would die with SIGBUS here
+            np.testing.assert_array_equal(m(x), y)
+            with self.assertRaisesRegex(attnc.Error, "ATTNC_ERR_WEIGHTS: .*copy.safetensors: file is empty"):
+                m.load_weights(wcopy)
+            np.testing.assert_array_equal(m(x), y)
+        with self.assertRaisesRegex(TypeError, "copy_weights"):
+            attnc.Model(self.so, copy_weights="yes")
+
     def test_bind_errors(self):
         with attnc.Model(self.so) as m:
             with self.assertRaises(attnc.Error) as cm:
