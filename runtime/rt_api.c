@@ -1131,8 +1131,8 @@ static int plan_sizes(attnc_instance *in, int64_t *bytes) {
   if (*bytes >= 0) return ATTNC_OK;
   api_msg m = msg_begin(in);
   if (*bytes == -2)
-    msg_add(&m, "model '%s': a tensor of the model would have a negative size (a dim such as T-2 needs larger inputs) for ",
-            d->name);
+    msg_add(&m, "model '%s': these sizes give a tensor of the model a negative dim (a slice or a difference of dims "
+            "needs larger inputs) for ", d->name);
   else
     msg_add(&m, "model '%s': these sizes overflow 64 bits (a tensor of the model, or its workspace, would need more "
             "than 2^63 bytes) for ", d->name);

@@ -9,7 +9,9 @@
 #   * an output sharing memory with an input (y = transpose(x)*2 + x in
 #     place; sdpa with o over v) is refused, naming both, and nothing is
 #     written; separate buffers give the right values;
-#   * an empty dim is refused with its name;
+#   * a dim that comes out negative (a slice past the input) is a shape
+#     error naming the dims; an empty intermediate is fine;
+#   * an empty input dim is refused with its name;
 #   * attnc run --copy-weights.
 source "$(dirname "$0")/lib.bash"
 : "${NPYCMP:?set NPYCMP}"
@@ -31,7 +33,15 @@ output y: f32[N, N]
 y = transpose(x, 0, 1) * 2.0 + x
 EOF
 
-# One driver for the three models: each mode prints "rc MESSAGE" and its
+cat >"$TMP/neg.attn" <<'EOF'
+model neg
+dim T
+input x: f32[T]
+output y: f32[]
+y = sum(slice(x, 0, 3, T), axis=0)
+EOF
+
+# One driver for the four models: each mode prints "rc MESSAGE" and its
 # numbers.  Inputs are random (seeded by the clock); references in double.
 cat >"$TMP/drv.c" <<'EOF'
 #include <math.h>
@@ -43,6 +53,7 @@ cat >"$TMP/drv.c" <<'EOF'
 #include "outer.h"
 #include "alias.h"
 #include "sdpa.h"
+#include "neg.h"
 
 static unsigned seed;
 static float rnd(void) { seed = seed * 1664525u + 1013904223u; return (float)(seed >> 8) / (1 << 23) - 1.0f; }
@@ -103,19 +114,27 @@ int main(int argc, char **argv) {
     printf("%d %s\n", rc, sdpa_error(in));
     printf("untouched=%d\n", !memcmp(v, v0, n * 4));
     sdpa_destroy(in);
+  } else if (!strcmp(mode, "neg")) {
+    long long T = atoll(argv[2]);
+    if (neg_create(&opt, &in)) { printf("create %s\n", neg_error(NULL)); return 0; }
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y = NAN;
+    attnc_tensor ti = {ATTNC_F32, 1, {T}, x}, to = {ATTNC_F32, 0, {0}, &y};
+    int rc = neg_run(in, &ti, 1, &to, 1);
+    printf("%d %s\ny=%g\n", rc, neg_error(in), y);
+    neg_destroy(in);
   }
   return 0;
 }
 EOF
 
 built=1
-for m in outer alias; do
+for m in outer alias neg; do
   "$ATTNC" "$TMP/$m.attn" -o "$TMP/$m.so" 2>"$TMP/err" || { bad "$m.so: $(head -3 "$TMP/err")"; built=0; }
 done
 "$ATTNC" examples/sdpa.attn -D E=8 -o "$TMP/sdpa.so" 2>"$TMP/err" || { bad "sdpa.so: $(head -3 "$TMP/err")"; built=0; }
 if [ $built = 1 ] && $CC -std=c11 -O1 -Wall -Werror -D_DEFAULT_SOURCE -I"$TMP" "$TMP/drv.c" "$TMP/outer.so" "$TMP/alias.so" \
-     "$TMP/sdpa.so" -lm -Wl,-rpath,"$TMP" -o "$TMP/drv" 2>"$TMP/err"; then
-  ok "three libraries and a C driver build"
+     "$TMP/sdpa.so" "$TMP/neg.so" -lm -Wl,-rpath,"$TMP" -o "$TMP/drv" 2>"$TMP/err"; then
+  ok "four libraries and a C driver build"
 else
   bad "driver: $(head -5 "$TMP/err")"
 fi
@@ -140,6 +159,13 @@ drive "outer product T=S=2^31: ATTNC_ERR_SHAPE naming T and S, nothing written (
 drive "outer product T=2^40 S=2^23: overflow" "^2 .*overflow 64 bits.*T=1099511627776.*S=8388608" -- outer 1099511627776 8388608
 drive "outer product T=2^20 S=2^20 (4 TiB, no overflow): out of memory, not a crash" \
   "^6 out of memory: the workspace needs 4398046511104 bytes" -- outer 1048576 1048576
+drive "slice(x, 0, 3, T) at T=5: right" "^0 $
+^y=9$" -- neg 5
+drive "slice(x, 0, 3, T) at T=3: an empty intermediate is fine" "^0 $
+^y=0$" -- neg 3
+drive "slice(x, 0, 3, T) at T=2: a negative dim is ATTNC_ERR_SHAPE naming T" \
+  "^2 model 'neg': these sizes give a tensor of the model a negative dim .* for T=2 \(from input 'x' axis 0\)$
+^y=nan$" -- neg 2
 drive "empty dim: refused with its name" \
   "^2 input 'a' axis 0 \(T\) is 0: every dim must be at least 1 \(empty tensors are not supported\)" -- outer 0 5
 

@@ -1651,7 +1651,8 @@ Test(rt_api, overflowing_sizes_are_shape_errors) {
   outs[0] = tensor(ATTNC_F32, 3, xs, yy);
   outs[1] = tensor(ATTNC_F32, 1, &n3, zz);
   cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_SHAPE);
-  expect_msg(in, "would have a negative size (a dim such as T-2 needs larger inputs) for B=1 (from input 'x' axis 0), T=3");
+  expect_msg(in, "model 'fake': these sizes give a tensor of the model a negative dim (a slice or a difference of dims "
+                 "needs larger inputs) for B=1 (from input 'x' axis 0), T=3");
   cr_assert_eq(ovf_runs, 0);
   rt_destroy(in);
 }
