@@ -26,9 +26,10 @@
  *   successful load or destroy (so the file must not be truncated or
  *   rewritten meanwhile: a truncated mapping raises SIGBUS on the next
  *   run); with attnc_options.copy_weights it reads the file into memory of
- *   its own instead, and the file is not used after the load.  F32 (and I32) data that is 4-byte aligned
- *   is used in place; BOOL data is used in place when every byte is 0 or 1;
- *   everything else is converted into an owned 64-byte-aligned copy.
+ *   its own instead, and the file is not used after the load.  F32 (and
+ *   I32) data that is 4-byte aligned is used in place; BOOL data is used
+ *   in place when every byte is 0 or 1; everything else is converted into
+ *   an owned 64-byte-aligned copy.
  *   Float weights accept F32, F16, BF16 and F64 files.  Keys in the file
  *   that the model does not use are ignored.  A failing load changes
  *   nothing: the previous weights stay bound.  bind_weight follows the same
@@ -488,7 +489,8 @@ static int read_copy(const char *path, const void **buf, size_t *len, char *err,
     ssize_t k = pread(fd, (char *)p + got, n - got, (off_t)got);
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) rc = rt_errorf(err, errlen, path, "cannot read: %s", strerror(errno));
-    else if (k == 0) rc = rt_errorf(err, errlen, path, "the file shrank to %zu bytes while it was read (it had %zu)", got, n);
+    else if (k == 0)
+      rc = rt_errorf(err, errlen, path, "the file shrank to %zu bytes while it was read (it had %zu)", got, n);
     else got += (size_t)k;
   }
   close(fd);
@@ -565,8 +567,8 @@ static int choose_device(const rt_model_desc *d, const attnc_options *opt, int *
       return create_fail(ATTNC_ERR_DEVICE, "model '%s' is built for CUDA only and device %d is not usable: %s",
                          d->name, dev, why);
   } else if (d->cuda_only) {
-    return create_fail(ATTNC_ERR_DEVICE, "model '%s' is built for CUDA only (--target=cuda); device %d asks for the CPU",
-                       d->name, dev);
+    return create_fail(ATTNC_ERR_DEVICE,
+                       "model '%s' is built for CUDA only (--target=cuda); device %d asks for the CPU", d->name, dev);
   }
   return ATTNC_OK;
 }
@@ -595,8 +597,9 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
                        "(this runtime has ABI %d)", RT_ABI_VERSION);
   int nthreads = opt ? opt->num_threads : 0;
   if (nthreads < 0 || nthreads > RT_MAX_THREADS)
-    return create_fail(ATTNC_ERR_ARGUMENT, "model '%s': attnc_options.num_threads is %d; it must be 0 (all cores) to %d",
-                       d->name, nthreads, RT_MAX_THREADS);
+    return create_fail(ATTNC_ERR_ARGUMENT,
+                       "model '%s': attnc_options.num_threads is %d; it must be 0 (all cores) to %d", d->name,
+                       nthreads, RT_MAX_THREADS);
   if (nthreads == 0) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     nthreads = c < 1 ? 1 : c > RT_MAX_THREADS ? RT_MAX_THREADS : (int)c;
@@ -1068,7 +1071,9 @@ static int64_t tensor_count(const attnc_tensor *t) {
 }
 
 /* Bytes of a checked caller tensor. */
-static size_t tensor_bytes(const attnc_tensor *t) { return (size_t)tensor_count(t) * rt_dtype_size((rt_dtype)t->dtype); }
+static size_t tensor_bytes(const attnc_tensor *t) {
+  return (size_t)tensor_count(t) * rt_dtype_size((rt_dtype)t->dtype);
+}
 
 /* qsort: ranges by first byte. */
 static int range_cmp(const void *a, const void *b) {
@@ -1090,7 +1095,8 @@ static void msg_range(attnc_instance *in, api_msg *m, const api_range *r) {
  * memory with each other and with weights (both are only read).  Sorts
  * the ranges by address and sweeps once, keeping the range that reaches
  * furthest so far, of any kind and among outputs. */
-static int check_overlap(attnc_instance *in, const attnc_tensor *inputs, const attnc_tensor *outputs, int with_weights) {
+static int check_overlap(attnc_instance *in, const attnc_tensor *inputs, const attnc_tensor *outputs,
+                         int with_weights) {
   const rt_model_desc *d = in->d;
   if (d->noutput == 0) return ATTNC_OK;
   api_range *r = in->ranges;
