@@ -8,13 +8,16 @@
 #ifndef CG_CODEGEN_H
 #define CG_CODEGEN_H
 #include <stdbool.h>
+#include <stdio.h>
 #include "ir.h"
+#include "rt_file.h"
 
 typedef struct {
   const char *triple;   /* NULL: the host's */
   const char *cpu;      /* NULL: the host CPU */
   const char *features; /* NULL: the host CPU's features (when cpu is NULL) */
-  int opt_level;        /* 0..3 (default 3) */
+  int opt_level;        /* LLVM's -O level: 1..3; CG_OPT_NONE: -O0; 0 (a zeroed
+                           target): the default, 3 */
   bool object_only;     /* -c: keep only NAME_* exported (no generic attnc_*),
                            so several models link into one program */
   int cuda;             /* 0: CPU only; 1: cpu,cuda (CPU fallback); 2: cuda only.
@@ -23,7 +26,17 @@ typedef struct {
   const char *cuda_obj; /* object with the CUDA host part, linked into the .so */
 } CgTarget;
 
+#define CG_OPT_NONE (-1)
+
 typedef struct CgModule CgModule;
+
+/* Check the triple, CPU and features of t against LLVM's target registry
+ * (every target LLVM was built with), before anything reaches LLVM;
+ * false with a message naming the nearest valid names in err. */
+bool cg_target_check(const CgTarget *t, char *err, size_t errlen);
+/* Print the CPU names (features: the feature names) LLVM knows for t's
+ * triple to out; returns how many. */
+int cg_target_list(const CgTarget *t, bool features, FILE *out);
 
 /* What the tile pass needs to know of this CPU target (pass.h). */
 struct PassTargetS;
@@ -34,15 +47,16 @@ void cg_cpu_pass_target(const CgTarget *t, struct PassTargetS *pt);
 CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag);
 void cg_free(CgModule *m);
 
-/* Emit to a file (written to a temporary and renamed).  0 on success,
- * else a message in err. */
-int cg_emit_llvm(CgModule *m, const char *path, char *err, size_t errlen);
-int cg_emit_asm(CgModule *m, const char *path, char *err, size_t errlen);
-int cg_emit_obj(CgModule *m, const char *path, char *err, size_t errlen);
+/* Emit into an output the caller staged with rt_out_begin (and commits,
+ * with its other outputs, or aborts).  0 on success, else a message in
+ * err. */
+int cg_emit_llvm(CgModule *m, rt_out *o, char *err, size_t errlen);
+int cg_emit_asm(CgModule *m, rt_out *o, char *err, size_t errlen);
+int cg_emit_obj(CgModule *m, rt_out *o, char *err, size_t errlen);
 /* A shared library: the object linked with `cc -shared`, libc/libm/pthread only. */
-int cg_emit_shared(CgModule *m, const char *path, char *err, size_t errlen);
+int cg_emit_shared(CgModule *m, rt_out *o, char *err, size_t errlen);
 /* The C header of the generated API (model NAME: NAME_create, ...). */
-int cg_emit_header(const IrGraph *g, const char *path, char *err, size_t errlen);
+int cg_emit_header(const IrGraph *g, rt_out *o, char *err, size_t errlen);
 /* Description of the chosen target, e.g. "x86_64-pc-linux-gnu sapphirerapids (16 floats/vector)". */
 const char *cg_target_desc(const CgModule *m);
 

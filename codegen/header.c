@@ -1,13 +1,9 @@
 /* header.c - the C header of a generated model (NAME.h): the shared API
  * types (runtime/attnc.h, embedded), the model's functions, and its
  * inputs, outputs, weights and params as a comment. */
-#include <errno.h>
-#include <sys/stat.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "codegen.h"
 
 extern const unsigned char attnc_h_text[];
@@ -18,7 +14,7 @@ static void describe(FILE *f, const IrGraph *g, const char *what, const char *na
   fprintf(f, " *   %-7s %-36s %s\n", what, name, ty);
 }
 
-int cg_emit_header(const IrGraph *g, const char *path, char *err, size_t errlen) {
+int cg_emit_header(const IrGraph *g, rt_out *o, char *err, size_t errlen) {
   char id[128], guard[160];
   cg_model_ident(g, id, sizeof id);
   size_t k = 0;
@@ -58,19 +54,7 @@ int cg_emit_header(const IrGraph *g, const char *path, char *err, size_t errlen)
              "                    attnc_tensor *outputs, int noutputs);\n", id);
   fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
   fclose(f);
-  char tmp[PATH_MAX];
-  int rc = 0;
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
-    snprintf(err, errlen, "%s: path too long", path);
-    free(buf);
-    return 1;
-  }
-  int fd = mkstemp(tmp);
-  if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fchmod(fd, 0644) || close(fd) || rename(tmp, path)) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    if (fd >= 0) unlink(tmp);
-    rc = 1;
-  }
+  int rc = rt_out_write(o, buf, len, err, errlen);
   free(buf);
   return rc;
 }

@@ -30,19 +30,20 @@ typedef struct PassTargetS {
 typedef struct PassOptions {
   int opt_level;               /* 0: no optimization at all */
   bool no_fuse;                /* disable every fusion pass */
-  const char *disabled[32];    /* --disable-pass=NAME */
+  /* lists of pass names or tile specs (any length; the driver owns them) */
+  const char *const *disabled; /* --disable-pass=NAME */
   int ndisabled;
-  const char *print_before[32];/* --print-before=PASS */
+  const char *const *print_before; /* --print-before=PASS */
   int nprint_before;
-  const char *print_after[32]; /* --print-after=PASS */
+  const char *const *print_after;  /* --print-after=PASS */
   int nprint_after;
   bool print_after_all;
-  const char *only[32];        /* --passes=A,B: run exactly these, in this order */
+  const char *const *only;     /* --passes=A,B: run exactly these, in this order */
   int nonly;
   const PassTarget *target;    /* for the tile pass; NULL: the pass does nothing */
-  const char *tile_over[8];    /* --tile=OP:A,B,..: replace the chosen tiles of OP */
+  const char *const *tile_over;  /* --tile=OP:A,B,..: replace the chosen tiles of OP */
   int ntile_over;
-  const char *gtile_over[8];   /* --gtile=OP:A,B,..: the same for the GPU tiles */
+  const char *const *gtile_over; /* --gtile=OP:A,B,..: the same for the GPU tiles */
   int ngtile_over;
   FILE *dump;                  /* where dumps go (stderr) */
   IrDiag *diag;

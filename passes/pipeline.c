@@ -38,16 +38,14 @@ static void dump(const IrGraph *g, const PassOptions *opt, const char *when, con
 }
 
 bool pass_pipeline(IrGraph *g, const PassOptions *opt) {
-  const PassInfo *order[64];
+  /* the order: an explicit list (names checked by the driver), else pass_list */
   int n = 0;
-  if (opt->nonly > 0) { /* an explicit list (names checked by the driver) */
-    for (int i = 0; i < opt->nonly && n < 64; i++)
-      if (pass_find(opt->only[i])) order[n++] = pass_find(opt->only[i]);
-  } else {
-    for (const PassInfo *p = pass_list; p->name && n < 64; p++) order[n++] = p;
-  }
+  if (opt->nonly > 0) n = opt->nonly;
+  else
+    while (pass_list[n].name) n++;
   for (int k = 0; k < n; k++) {
-    const PassInfo *p = order[k];
+    const PassInfo *p = opt->nonly > 0 ? pass_find(opt->only[k]) : &pass_list[k];
+    if (!p) continue;
     bool skip = opt->opt_level == 0 || (p->fusion && opt->no_fuse) ||
                 listed(opt->disabled, opt->ndisabled, p->name);
     if (skip) continue;

@@ -1,8 +1,9 @@
 /* rt_npy.c - NumPy .npy reader and writer.  The reader checks the magic and
  * version, parses the header (a Python dict literal) with a small tolerant
  * tokenizer, and insists that the data size match the shape exactly.  The
- * writer produces the same bytes numpy would and replaces the target file
- * atomically (mkstemp + rename).
+ * writer produces the same bytes numpy would, into an output staged by
+ * rt_file.c (the project's one writer: atomic for regular files, never
+ * replacing devices, FIFOs or symlinks).
  *
  * Requires: nothing but libc and POSIX.  The dtype <-> descr mapping comes
  * from the RT_DTYPES X-macro in rt_dtype.h. */
@@ -321,22 +322,6 @@ int rt_npy_read(const char *path, rt_npy *out, char *err, size_t errlen) {
   return rc;
 }
 
-/* Write all n bytes to fd, retrying short writes and EINTR. */
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n) {
-    size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-    ssize_t w = write(fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* Build the header numpy would write: magic, version, length, dict padded
  * with spaces and '\n' to a multiple of 64.  Returns malloc'd bytes. */
 static char *npy_header_bytes(const char *descr, int rank, const int64_t *shape, size_t *outlen) {
@@ -367,11 +352,12 @@ static char *npy_header_bytes(const char *descr, int rank, const int64_t *shape,
   return h;
 }
 
-/* Validate the array, write header + data to a temporary, rename over path. */
-int rt_npy_write(const char *path, rt_dtype dtype, int rank, const int64_t *shape, const void *data,
-                 char *err, size_t errlen) {
+/* Validate the array and append header + data to the staged output o. */
+int rt_npy_write_to(rt_out *o, rt_dtype dtype, int rank, const int64_t *shape, const void *data, char *err,
+                    size_t errlen) {
   if (err && errlen) err[0] = 0;
-  if (!path) return rt_errorf(err, errlen, "<null>", "no path given");
+  const char *path = o && o->name ? o->name : "<null>";
+  if (!o || !o->tmp) return rt_errorf(err, errlen, path, "no output given");
   if ((unsigned)dtype >= RT_NDTYPE) return rt_errorf(err, errlen, path, "invalid dtype %d", (int)dtype);
   const char *descr = npy_descr[dtype];
   if (!descr)
@@ -399,32 +385,23 @@ int rt_npy_write(const char *path, rt_dtype dtype, int rank, const int64_t *shap
   size_t hlen;
   char *hdr = npy_header_bytes(descr, rank, shape, &hlen);
   if (!hdr) return rt_errorf(err, errlen, path, "out of memory building the header");
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-  if (!tmp) {
-    free(hdr);
-    return rt_errorf(err, errlen, path, "out of memory");
-  }
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-  int rc = 0;
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    rc = rt_errorf(err, errlen, path, "cannot create temporary file '%s': %s", tmp, strerror(errno));
-  } else {
-    if (fchmod(fd, 0644) != 0 || write_all(fd, hdr, hlen) != 0 || (nbytes && write_all(fd, data, nbytes) != 0)) {
-      rc = rt_errorf(err, errlen, path, "cannot write temporary file '%s': %s", tmp, strerror(errno));
-      close(fd);
-    } else if (close(fd) != 0) {
-      rc = rt_errorf(err, errlen, path, "cannot write temporary file '%s': %s", tmp, strerror(errno));
-    } else if (rename(tmp, path) != 0) {
-      rc = rt_errorf(err, errlen, path, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-    }
-    if (rc) unlink(tmp);
-  }
-  free(tmp);
+  int rc = rt_out_write(o, hdr, hlen, err, errlen) || (nbytes && rt_out_write(o, data, nbytes, err, errlen));
   free(hdr);
   return rc;
+}
+
+/* Write an array to path: staged, then committed (see rt_file.h). */
+int rt_npy_write(const char *path, rt_dtype dtype, int rank, const int64_t *shape, const void *data,
+                 char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (!path) return rt_errorf(err, errlen, "<null>", "no path given");
+  rt_out o;
+  if (rt_out_begin(&o, path, 0666, err, errlen)) return 1;
+  if (rt_npy_write_to(&o, dtype, rank, shape, data, err, errlen)) {
+    rt_out_abort(&o);
+    return 1;
+  }
+  return rt_out_commit(&o, err, errlen);
 }
 
 /* Free the data and reset the struct. */

@@ -8,8 +8,10 @@
  *
  * Write: version 1.0 (2.0 if the header would not fit), header padded with
  * spaces to a multiple of 64 bytes and ending in '\n', exactly as numpy
- * writes it.  The file is written to a temporary in the same directory and
- * renamed over path, so readers never see a partial file; it gets mode 0644.
+ * writes it, through rt_file.h's writer: a regular file is replaced
+ * atomically (readers never see a partial file), a device, FIFO or
+ * symlink target is written into, never replaced; a new file gets 0666
+ * masked by the umask, an existing one keeps its mode.
  * BF16 has no numpy dtype and is refused.
  *
  * Errors: 0 on success, nonzero on failure with a message naming the file
@@ -19,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "rt_dtype.h"
+#include "rt_file.h"
 
 typedef struct {
   rt_dtype dtype;
@@ -34,9 +37,13 @@ int rt_npy_read(const char *path, rt_npy *out, char *err, size_t errlen);
  * The data is copied, so buf may be freed afterwards. */
 int rt_npy_parse(const void *buf, size_t len, const char *label, rt_npy *out,
                  char *err, size_t errlen);
-/* Write an array (rank dims of shape, C-order data) to path atomically. */
+/* Write an array (rank dims of shape, C-order data) to path (see above). */
 int rt_npy_write(const char *path, rt_dtype dtype, int rank, const int64_t *shape,
                  const void *data, char *err, size_t errlen);
+/* The same into an output already staged with rt_out_begin (committed by
+ * the caller, e.g. with the other outputs of a run). */
+int rt_npy_write_to(rt_out *o, rt_dtype dtype, int rank, const int64_t *shape,
+                    const void *data, char *err, size_t errlen);
 /* Free the data and zero *a.  NULL is ok. */
 void rt_npy_free(rt_npy *a);
 

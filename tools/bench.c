@@ -1,6 +1,6 @@
 /* bench.c - `attnc bench`: the fused and the unfused (--no-fuse) variants of
  * a model, compiled in memory, run side by side on the same fresh random
- * inputs.
+ * inputs; or a library built by attnc, run alone.
  *
  *   attnc bench MODEL [-D NAME=VALUE]... --dim NAME=N... [--weights W]
  *               [--runs N] [--threads N] [--seed N] [--json FILE]
@@ -16,7 +16,11 @@
  * reference interpreter run on the program as written -- or, when that
  * would be too slow (more than 2e9 multiply-adds), against the unfused
  * variant.  Outputs are NaN-filled before the first run, so an element a
- * kernel never writes shows up as an error. */
+ * kernel never writes shows up as an error.
+ *
+ * A built library (MODEL.so) has no IR: it cannot be recompiled unfused or
+ * run on the interpreter, and its work is unknown, so it is one variant
+ * with time and workspace only; its outputs are checked for NaN/inf. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -30,15 +34,13 @@
 #include "engine.h"
 #include "peak.h"
 
-#define MAXIO 64
-#define MAXW 512
 #define INTERP_LIMIT 2e9
 
 typedef struct {
   const char *name;
   IrArena *arena;
   IrDiag *diag;
-  IrGraph *g;
+  IrGraph *g;   /* NULL for a library */
   char *text;
   CgModule *m;
   Engine e;
@@ -46,10 +48,11 @@ typedef struct {
   IrCost cost;
   double compile_s;
   double *times;
-  attnc_tensor out[MAXIO];
+  attnc_tensor *out; /* nout */
   int64_t ws;
   double max_abs, max_rel;
   bool bad_nan;
+  int64_t nonfinite; /* library: NaN/inf elements in the outputs */
 } Variant;
 
 typedef struct {
@@ -78,30 +81,39 @@ static double now(void) {
 
 static size_t esize(rt_dtype t) { return t == RT_BOOL ? 1 : 4; }
 
-/* Fresh random data: f32 uniform with variance 1 (inputs) or 1/fan_in
- * (weight matrices), vectors in [-1, 1]; i32 in [0, 8]; bool fair coins. */
-static int buf_make(Buf *b, const IrNode *n, const int64_t *sym, bool weight) {
-  b->name = n->a.str;
-  b->dt = (rt_dtype)n->type.dt;
-  b->rank = n->type.rank;
+/* Fresh random data for a tensor of this shape: f32 uniform with variance
+ * 1 (inputs) or 1/fan_in (weight matrices), vectors in [-1, 1]; i32 in
+ * [0, 8]; bool fair coins. */
+static int buf_make(Buf *b, const char *name, rt_dtype dt, int rank, const int64_t *shape, bool weight) {
+  b->name = name;
+  b->dt = dt;
+  b->rank = rank;
   b->n = 1;
-  for (int a = 0; a < b->rank; a++) {
-    b->shape[a] = ir_dim_eval(n->type.dim[a], sym);
-    b->n *= b->shape[a];
+  for (int a = 0; a < rank; a++) {
+    b->shape[a] = shape[a];
+    if (shape[a] < 0 || (shape[a] && b->n > INT64_MAX / 8 / shape[a]))
+      return tool_fail("bench: %s '%s' is too large", weight ? "weight" : "input", name);
+    b->n *= shape[a];
   }
   if (b->dt != RT_F32 && b->dt != RT_I32 && b->dt != RT_BOOL)
     return tool_fail("bench: %s '%s' is %s; random data is drawn for f32, i32 and bool only", weight ? "weight" : "input",
                      b->name, rt_dtype_name(b->dt));
   b->data = malloc((size_t)(b->n ? b->n : 1) * esize(b->dt));
   if (!b->data) return tool_fail("bench: out of memory for '%s' (%lld elements)", b->name, (long long)b->n);
-  double a = weight && b->rank >= 2 ? sqrt(3.0 / (double)(b->shape[b->rank - 1] ? b->shape[b->rank - 1] : 1))
-           : weight ? 1.0 : sqrt(3.0);
+  double a = weight && rank >= 2 ? sqrt(3.0 / (double)(shape[rank - 1] ? shape[rank - 1] : 1)) : weight ? 1.0 : sqrt(3.0);
   for (int64_t i = 0; i < b->n; i++) {
     if (b->dt == RT_F32) ((float *)b->data)[i] = (float)(a * (2 * urand() - 1));
     else if (b->dt == RT_I32) ((int32_t *)b->data)[i] = (int32_t)(urand() * 9);
     else ((uint8_t *)b->data)[i] = urand() < 0.5;
   }
   return 0;
+}
+
+/* The same for a node of the graph, at the dims sym. */
+static int buf_of_node(Buf *b, const IrNode *n, const int64_t *sym, bool weight) {
+  int64_t shape[IR_MAX_RANK];
+  for (int a = 0; a < n->type.rank; a++) shape[a] = ir_dim_eval(n->type.dim[a], sym);
+  return buf_make(b, n->a.str, (rt_dtype)n->type.dt, n->type.rank, shape, weight);
 }
 
 typedef struct {
@@ -203,11 +215,12 @@ static void print_traffic(const Variant *v, const int64_t *sym) {
         }
       }
     }
-    char ty[128], sz[32];
-    ir_type_str(g, &n->type, ty, sizeof ty);
+    char sz[32];
+    char *ty = tool_type_str(g, &n->type);
     human_bytes(e * (n->type.dt == RT_BOOL ? 1 : 4), sz, sizeof sz);
     printf("  %%%-4d %-10s %-18s %10s  line %-4d written 1, read %d\n", i, ir_opinfo[n->op].name, ty, sz, n->loc.line,
            reads);
+    free(ty);
   }
 }
 
@@ -216,125 +229,303 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* The value of a symbolic dim of a library's describe() ("B", "3*T+1",
+ * "-T+2", "64") at the dims names[k] = vals[k]; -1 (error printed) if it
+ * names a dim without a value. */
+static int64_t eval_dim(const char *s, const char *const *names, const int64_t *vals, int n, const char *what) {
+  int64_t sum = 0;
+  const char *p = s;
+  while (*p) {
+    int64_t sign = 1, term = 1;
+    if (*p == '+' || *p == '-') sign = *p++ == '-' ? -1 : 1;
+    for (;;) { /* factors joined by '*' */
+      if (*p >= '0' && *p <= '9') {
+        term *= strtoll(p, (char **)&p, 10);
+      } else {
+        size_t len = strcspn(p, "+-*");
+        int k = 0;
+        while (k < n && (strlen(names[k]) != len || strncmp(names[k], p, len))) k++;
+        if (k == n) {
+          tool_fail("bench: %s has dim %s: give the size of %.*s with --dim %.*s=N", what, s, (int)len, p, (int)len, p);
+          return -1;
+        }
+        term *= vals[k];
+        p += len;
+      }
+      if (*p != '*') break;
+      p++;
+    }
+    sum += sign * term;
+  }
+  return sum;
+}
+
+enum { B_DIM = 1, B_WEIGHTS, B_RUNS, B_THREADS, B_SEED, B_JSON, B_NO_INTERP, B_HELP };
+
+static const ToolOpt bench_opts[] = {
+  TOOL_OPT("--dim", "NAME=N", B_DIM, "size of run-time dim NAME (every dim of the model is needed)"),
+  TOOL_OPT("--weights", "FILE", B_WEIGHTS, "safetensors weights (default: random weights)"),
+  TOOL_OPT("--runs", "N", B_RUNS, "timed runs per variant (default 10)"),
+  TOOL_OPT("--threads", "N", B_THREADS, "threads (default: all cores)"),
+  TOOL_OPT("--seed", "N", B_SEED, "random seed (default: from the clock; printed)"),
+  TOOL_OPT("--json", "FILE", B_JSON, "also write the results as JSON"),
+  TOOL_OPT("--no-interp", NULL, B_NO_INTERP, "compare fused against unfused, not against the interpreter"),
+  TOOL_OPT("--help", NULL, B_HELP, NULL),
+  TOOL_OPT("-h", NULL, B_HELP, NULL),
+  {0},
+};
 
 static void usage_bench(FILE *f) {
   fprintf(f,
           "usage: attnc bench MODEL [options]\n"
           "  Compiles MODEL twice, fused and with --no-fuse, runs both on the same random\n"
           "  inputs and prints time, GFLOP/s, %% of the measured fp32 peak, workspace, bytes\n"
-          "  moved and the error against the reference interpreter.\n"
-          "\n"
-          "  --dim NAME=N     size of run-time dim NAME (every dim of the model is needed)\n"
-          "  -D NAME=VALUE    override a param (repeatable)\n"
-          "  --weights FILE   safetensors weights (default: random weights)\n"
-          "  --runs N         timed runs per variant (default 10)\n"
-          "  --threads N      threads (default: all cores)\n"
-          "  --seed N         random seed (default: from the clock; printed)\n"
-          "  --json FILE      also write the results as JSON\n"
-          "  --no-interp      compare fused against unfused, not against the interpreter\n"
-          "  and the pass options of compile (--disable-pass, --print-after, ...)\n");
+          "  moved and the error against the reference interpreter.  MODEL may also be a\n"
+          "  library built by attnc (MODEL.so): it is run alone (it cannot be recompiled\n"
+          "  unfused), reporting time and workspace.\n"
+          "\n");
+  tool_print_options(f, bench_opts);
+  fprintf(f, "  and -D, -O2, -O3 and the pass options of compile (--disable-pass, --print-after, ...)\n");
 }
 
-int cmd_bench(int argc, char **argv) {
-  Common c = {.passes = {.opt_level = 1}};
-  const char *model = NULL, *weights = NULL, *json = NULL;
-  char *dim_names[IR_MAX_SYMS];
-  int64_t dim_vals[IR_MAX_SYMS];
-  int ndim = 0, runs = 10, threads = 0, rc = 1;
-  bool no_interp = false, seeded = false;
-  unsigned long long seed = 0;
-  static const char *known[] = {"--dim", "--weights", "--runs", "--threads", "--seed", "--json", "--no-interp", "--help",
-                                "-D", "-O0", "--print-after-all", "--print-before", "--print-after", "--disable-pass",
-                                "--no-fuse", "--tile", "--passes", NULL};
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage_bench(stdout);
-      return 0;
+/* What bench was asked. */
+typedef struct {
+  Common c;
+  const char *model, *weights, *json;
+  ToolList dim_names;
+  int64_t *dim_vals;
+  int runs, threads;
+  bool no_interp, pass_opts;
+  unsigned long long seed;
+} BenchArgs;
+
+/* Outputs for a variant, NaN-filled (f32) or 0xAB-filled. */
+static int alloc_outputs(Variant *x, int nout) {
+  for (int o = 0; o < nout; o++) {
+    int64_t n = count(&x->out[o]);
+    size_t es = x->out[o].dtype == ATTNC_BOOL ? 1 : x->out[o].dtype == ATTNC_F16 || x->out[o].dtype == ATTNC_BF16 ? 2 : 4;
+    x->out[o].data = malloc((size_t)(n ? n : 1) * es);
+    if (!x->out[o].data) return tool_fail("bench: out of memory for the outputs");
+    if (x->out[o].dtype == ATTNC_F32)
+      for (int64_t i = 0; i < n; i++) ((float *)x->out[o].data)[i] = NAN;
+    else
+      memset(x->out[o].data, 0xAB, (size_t)n * es);
+  }
+  return 0;
+}
+
+/* The timed runs: the variants alternate. */
+static int time_runs(Variant *var, int nvar, const BenchArgs *b, const attnc_tensor *ain, int nin, int nout) {
+  FILE *tty = isatty(2) ? stderr : NULL;
+  for (int r = 0; r < b->runs; r++) {
+    for (int v = 0; v < nvar; v++) {
+      double t0 = now();
+      if (var[v].e.run(var[v].inst, ain, nin, var[v].out, nout))
+        return tool_fail("bench: %s run failed: %s", var[v].name, var[v].e.error(var[v].inst));
+      var[v].times[r] = now() - t0;
     }
-    if (!strcmp(a, "--no-fuse")) return tool_fail("bench: --no-fuse is what bench compares against; leave it out");
-    if (!strcmp(a, "-O0")) return tool_fail("bench: -O0 would make both variants the same; leave it out");
-    int r = common_option(&c, argc, argv, &i);
-    if (r > 0) return 1;
-    if (r == 0) continue;
-    bool takes = !strcmp(a, "--dim") || !strcmp(a, "--weights") || !strcmp(a, "--runs") || !strcmp(a, "--threads") ||
-                 !strcmp(a, "--seed") || !strcmp(a, "--json");
-    if (takes && i + 1 >= argc) return tool_fail("%s needs an argument", a);
-    if (!strcmp(a, "--dim")) {
-      const char *v = argv[++i], *eq = strchr(v, '=');
-      char *end;
-      if (!eq || eq == v) return tool_fail("--dim expects NAME=N, got '%s'", v);
-      errno = 0;
-      long long n = strtoll(eq + 1, &end, 10);
-      if (errno || *end || end == eq + 1 || n < 1) return tool_fail("--dim %s: '%s' is not a size (>= 1)", v, eq + 1);
-      if (ndim == IR_MAX_SYMS) return tool_fail("too many --dim options");
-      dim_names[ndim] = strndup(v, (size_t)(eq - v));
-      dim_vals[ndim++] = n;
-    } else if (!strcmp(a, "--weights")) {
-      weights = argv[++i];
-    } else if (!strcmp(a, "--json")) {
-      json = argv[++i];
-    } else if (!strcmp(a, "--runs") || !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
-      const char *v = argv[++i];
-      char *end;
-      errno = 0;
-      long long n = strtoll(v, &end, 10);
-      bool isseed = a[2] == 's';
-      long long hi = a[2] == 'r' ? 100000 : a[2] == 't' ? 1024 : LLONG_MAX;
-      if (errno || *end || end == v || n < (isseed ? 0 : 1) || n > hi)
-        return tool_fail("%s: '%s' is not a valid count", a, v);
-      if (a[2] == 'r') runs = (int)n;
-      else if (a[2] == 't') threads = (int)n;
-      else seed = (unsigned long long)n, seeded = true;
-    } else if (!strcmp(a, "--no-interp")) {
-      no_interp = true;
-    } else if (a[0] == '-' && a[1]) {
-      return unknown_option(a, known);
-    } else if (model) {
-      return tool_fail("more than one model: '%s' and '%s'", model, a);
-    } else {
-      model = a;
+    if (tty && nvar == 2)
+      fprintf(tty, "\rbench: run %d/%d  fused %.3f ms  unfused %.3f ms   ", r + 1, b->runs, 1e3 * var[0].times[r],
+              1e3 * var[1].times[r]);
+    else if (tty)
+      fprintf(tty, "\rbench: run %d/%d  %.3f ms   ", r + 1, b->runs, 1e3 * var[0].times[r]);
+  }
+  if (tty) fprintf(tty, "\n");
+  for (int v = 0; v < nvar; v++) var[v].ws = var[v].e.workspace_bytes(var[v].inst);
+  return 0;
+}
+
+/* Median and minimum of a variant's times. */
+static void stats(Variant *v, int runs, double *med, double *mn) {
+  qsort(v->times, (size_t)runs, sizeof(double), cmp_double);
+  *med = runs % 2 ? v->times[runs / 2] : 0.5 * (v->times[runs / 2 - 1] + v->times[runs / 2]);
+  *mn = v->times[0];
+}
+
+/* Stage --json's file now, so a bad path fails before the work. */
+static rt_out *json_begin(const BenchArgs *b) { return b->json ? tool_out_begin(b->json, 0666) : NULL; }
+
+/* Write the JSON text to its staged file and commit it. */
+static int json_finish(rt_out *o, char *buf, size_t len) {
+  char err[2048];
+  int rc = rt_out_write(o, buf, len, err, sizeof err) ? tool_fail("%s", err) : tool_out_commit_all();
+  free(buf);
+  return rc;
+}
+
+/* attnc bench LIB.so: one variant, the library as built. */
+static int bench_library(BenchArgs *b) {
+  Variant x = {.name = "library"};
+  attnc_model_info info;
+  Buf *in = NULL, *w = NULL;
+  attnc_tensor *ain = NULL;
+  int rc = 1, nin = 0, nw = 0, nout = 0;
+  rt_out *json = json_begin(b);
+  if (b->json && !json) return 1;
+  if (b->c.ndefs) return tool_fail("-D: the params of a compiled library are fixed");
+  if (b->pass_opts) return tool_fail("bench %s: a built library cannot be recompiled; the pass options and -O do not apply", b->model);
+  if (engine_from_so(b->model, &x.e)) return 1;
+  if (x.e.describe(&info)) {
+    tool_fail("'%s' cannot describe itself (ABI mismatch?)", b->model);
+    goto done;
+  }
+  for (int k = 0; k < b->dim_names.n; k++) {
+    int s = 0;
+    while (s < info.ndims && strcmp(info.dim_names[s], b->dim_names.v[k])) s++;
+    if (s == info.ndims) {
+      const char *best = tool_nearest(b->dim_names.v[k], (const char *const *)info.dim_names, info.ndims, 2);
+      if (best) tool_fail("--dim %s: the model has no dim '%s'; did you mean '%s'?", b->dim_names.v[k], b->dim_names.v[k], best);
+      else tool_fail("--dim %s: the model has no dim '%s'", b->dim_names.v[k], b->dim_names.v[k]);
+      goto done;
     }
   }
-  if (!model) return tool_fail("attnc bench: no model given (see attnc bench --help)");
-  if (!seeded) seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 16);
-  g_rng = seed * 0x9E3779B97F4A7C15ull + 1;
-  if (threads == 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (threads < 1) threads = 1;
+  for (int s = 0; s < info.ndims; s++) {
+    int k = 0;
+    while (k < b->dim_names.n && strcmp(b->dim_names.v[k], info.dim_names[s])) k++;
+    if (k == b->dim_names.n) {
+      tool_fail("bench: give the size of dim '%s' with --dim %s=N", info.dim_names[s], info.dim_names[s]);
+      goto done;
+    }
+  }
+  nin = info.ninputs, nout = info.noutputs;
+  in = tool_realloc(NULL, sizeof *in * (size_t)(nin + 1));
+  ain = tool_realloc(NULL, sizeof *ain * (size_t)(nin + 1));
+  memset(in, 0, sizeof *in * (size_t)(nin + 1));
+  for (int i = 0; i < nin; i++) {
+    const attnc_tensor_info *ti = &info.inputs[i];
+    int64_t shape[ATTNC_MAX_RANK];
+    char what[512];
+    snprintf(what, sizeof what, "input '%.400s'", ti->name);
+    for (int a = 0; a < ti->rank; a++)
+      if ((shape[a] = eval_dim(ti->dims[a], b->dim_names.v, b->dim_vals, b->dim_names.n, what)) < 0) goto done;
+    rt_dtype dt = ti->dtype == ATTNC_F32 ? RT_F32 : ti->dtype == ATTNC_I32 ? RT_I32 : ti->dtype == ATTNC_BOOL ? RT_BOOL : RT_F16;
+    if (buf_make(&in[i], ti->name, dt, ti->rank, shape, false)) goto done;
+    ain[i] = api_of(&in[i]);
+  }
+  attnc_options opt = {.num_threads = b->threads, .device = -1};
+  if (x.e.create(&opt, &x.inst)) {
+    tool_fail("bench: cannot create an instance: %s", x.e.error(NULL));
+    goto done;
+  }
+  if (b->weights) {
+    if (x.e.load_weights(x.inst, b->weights)) {
+      tool_fail("%s", x.e.error(x.inst));
+      goto done;
+    }
+  } else {
+    nw = info.nweights;
+    w = tool_realloc(NULL, sizeof *w * (size_t)(nw + 1));
+    memset(w, 0, sizeof *w * (size_t)(nw + 1));
+    for (int k = 0; k < nw; k++) {
+      const attnc_tensor_info *ti = &info.weights[k];
+      int64_t shape[ATTNC_MAX_RANK];
+      for (int a = 0; a < ti->rank; a++)
+        if ((shape[a] = eval_dim(ti->dims[a], NULL, NULL, 0, ti->name)) < 0) goto done;
+      rt_dtype dt = ti->dtype == ATTNC_F32 ? RT_F32 : ti->dtype == ATTNC_I32 ? RT_I32 : ti->dtype == ATTNC_BOOL ? RT_BOOL : RT_F16;
+      if (buf_make(&w[k], ti->name, dt, ti->rank, shape, true)) goto done;
+      attnc_tensor t = api_of(&w[k]);
+      if (x.e.bind_weight(x.inst, ti->name, &t)) {
+        tool_fail("%s", x.e.error(x.inst));
+        goto done;
+      }
+    }
+  }
+  x.out = tool_realloc(NULL, sizeof *x.out * (size_t)(nout + 1));
+  memset(x.out, 0, sizeof *x.out * (size_t)(nout + 1));
+  for (int o = 0; o < nout; o++) x.out[o].rank = info.outputs[o].rank;
+  if (x.e.output_shapes(x.inst, ain, nin, x.out, nout)) {
+    tool_fail("%s", x.e.error(x.inst));
+    goto done;
+  }
+  if (alloc_outputs(&x, nout)) goto done;
+  if (x.e.run(x.inst, ain, nin, x.out, nout)) { /* checked, and the warm-up */
+    tool_fail("bench: the run failed: %s", x.e.error(x.inst));
+    goto done;
+  }
+  for (int o = 0; o < nout; o++)
+    if (x.out[o].dtype == ATTNC_F32)
+      for (int64_t i = 0, n = count(&x.out[o]); i < n; i++) x.nonfinite += !isfinite(((float *)x.out[o].data)[i]);
+  x.times = tool_realloc(NULL, sizeof(double) * (size_t)b->runs);
+  if (time_runs(&x, 1, b, ain, nin, nout)) goto done;
+  double med, mn;
+  stats(&x, b->runs, &med, &mn);
+  char wsb[32];
+  human_bytes((double)x.ws, wsb, sizeof wsb);
+  printf("attnc bench %s  ", b->model);
+  for (int k = 0; k < b->dim_names.n; k++) printf("%s=%lld ", b->dim_names.v[k], (long long)b->dim_vals[k]);
+  printf(" (%d threads, %d runs, seed %llu)\n", b->threads, b->runs, b->seed);
+  printf("model '%s', built for %s\n", info.name, info.target);
+  printf("one variant: a built library cannot be recompiled unfused, and has no IR for the interpreter\n"
+         "(no error column) or the cost model (no kernel count, GFLOP/s or bytes moved); bench the .attn for those\n\n");
+  printf("%-8s %10s %10s %11s %9s\n", "variant", "median ms", "min ms", "workspace", "NaN/inf");
+  printf("%-8s %10.3f %10.3f %11s %9lld\n", x.name, 1e3 * med, 1e3 * mn, wsb, (long long)x.nonfinite);
+  if (x.nonfinite) printf("WARNING: NaN or inf in the outputs of random finite inputs\n");
+  if (json) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "{\n  \"model\": \"%s\",\n  \"library\": true,\n  \"dims\": {", b->model);
+    for (int k = 0; k < b->dim_names.n; k++) fprintf(f, "%s\"%s\": %lld", k ? ", " : "", b->dim_names.v[k], (long long)b->dim_vals[k]);
+    fprintf(f, "},\n  \"threads\": %d,\n  \"runs\": %d,\n  \"seed\": %llu,\n  \"reference\": null,\n  \"variants\": [\n",
+            b->threads, b->runs, b->seed);
+    fprintf(f, "    {\"name\": \"library\", \"kernels\": null, \"median_s\": %.9f, \"min_s\": %.9f, \"gflops\": null, "
+               "\"workspace_bytes\": %lld, \"nonfinite\": %lld}\n  ]\n}\n",
+            med, mn, (long long)x.ws, (long long)x.nonfinite);
+    fclose(f);
+    if (json_finish(json, buf, len)) goto done;
+  }
+  rc = 0;
+done:
+  if (x.inst) x.e.destroy(x.inst);
+  for (int o = 0; x.out && o < nout; o++) free(x.out[o].data);
+  free(x.out);
+  free(x.times);
+  for (int k = 0; in && k < nin; k++) free(in[k].data);
+  for (int k = 0; w && k < nw; k++) free(w[k].data);
+  free(in);
+  free(w);
+  free(ain);
+  engine_close(&x.e);
+  return rc;
+}
 
+/* attnc bench MODEL.attn: fused against unfused. */
+static int bench_model(BenchArgs *b) {
   Variant var[2] = {{.name = "fused"}, {.name = "unfused"}};
   IrArena *arena0 = ir_arena_new();
   IrDiag *diag0 = ir_diag_new(stderr);
   char *text0 = NULL;
-  Buf in[MAXIO] = {0}, w[MAXW] = {0};
+  Buf *in = NULL, *w = NULL;
   int nin = 0, nw = 0, nout = 0;
-  int64_t sym[IR_MAX_SYMS] = {0};
-  IrTensor ref[MAXIO] = {0};
+  int64_t *sym = NULL;
+  IrTensor *ref = NULL;
+  attnc_tensor *ain = NULL;
   bool have_ref = false;
   rt_safetensors *st = NULL;
   bool *used = NULL;
   char err[2048];
+  int rc = 1;
   FILE *tty = isatty(2) ? stderr : NULL;
+  rt_out *json = json_begin(b);
+  if (b->json && !json) goto done;
 
   /* the program as written: dims, inputs, weights, the interpreter's input */
-  Common c0 = c;
-  c0.passes.opt_level = 0;
-  IrGraph *g0 = load_model(model, arena0, diag0, &c0, &text0);
+  Common c0 = b->c;
+  c0.level = 0;
+  IrGraph *g0 = tool_load_model(b->model, arena0, diag0, &c0, &text0);
   if (!g0) goto done;
-  for (int k = 0; k < ndim; k++) {
-    int s = ir_graph_find_sym(g0, dim_names[k]);
+  sym = tool_realloc(NULL, sizeof *sym * (size_t)(g0->nsym + 1));
+  memset(sym, 0, sizeof *sym * (size_t)(g0->nsym + 1));
+  for (int k = 0; k < b->dim_names.n; k++) {
+    const char *name = b->dim_names.v[k];
+    int s = ir_graph_find_sym(g0, name);
     if (s < 0) {
-      const char *best = NULL;
-      int bd = 99;
-      for (int j = 0; j < g0->nsym; j++) {
-        int d = ir_edit_distance(dim_names[k], g0->syms[j]);
-        if (d < bd) bd = d, best = g0->syms[j];
-      }
-      if (best && bd <= 2) tool_fail("--dim %s: the model has no dim '%s'; did you mean '%s'?", dim_names[k], dim_names[k], best);
-      else tool_fail("--dim %s: the model has no dim '%s'", dim_names[k], dim_names[k]);
+      const char *best = tool_nearest(name, g0->syms, g0->nsym, 2);
+      if (best) tool_fail("--dim %s: the model has no dim '%s'; did you mean '%s'?", name, name, best);
+      else tool_fail("--dim %s: the model has no dim '%s'", name, name);
       goto done;
     }
-    sym[s] = dim_vals[k];
+    sym[s] = b->dim_vals[k];
   }
   for (int s = 0; s < g0->nsym; s++)
     if (!sym[s]) {
@@ -342,49 +533,52 @@ int cmd_bench(int argc, char **argv) {
       goto done;
     }
   const int *ids = ir_graph_inputs(g0, &nin);
-  for (int k = 0; k < nin && k < MAXIO; k++)
-    if (buf_make(&in[k], &g0->funcs[0].nodes[ids[k]], sym, false)) goto done;
   nout = g0->noutput;
-  if (nout > MAXIO || nin > MAXIO) {
-    tool_fail("bench: more than %d inputs or outputs", MAXIO);
-    goto done;
-  }
-  if (weights) {
-    if (rt_st_open(weights, &st, err, sizeof err)) {
+  in = tool_realloc(NULL, sizeof *in * (size_t)(nin + 1));
+  memset(in, 0, sizeof *in * (size_t)(nin + 1));
+  for (int k = 0; k < nin; k++)
+    if (buf_of_node(&in[k], &g0->funcs[0].nodes[ids[k]], sym, false)) goto done;
+  if (b->weights) {
+    if (rt_st_open(b->weights, &st, err, sizeof err)) {
       tool_fail("%s", err);
       goto done;
     }
     used = calloc((size_t)rt_st_count(st) + 1, 1);
   } else {
     ids = ir_graph_weights(g0, &nw);
-    for (int k = 0; k < nw && k < MAXW; k++)
-      if (buf_make(&w[k], &g0->funcs[0].nodes[ids[k]], sym, true)) goto done;
+    w = tool_realloc(NULL, sizeof *w * (size_t)(nw + 1));
+    memset(w, 0, sizeof *w * (size_t)(nw + 1));
+    for (int k = 0; k < nw; k++)
+      if (buf_of_node(&w[k], &g0->funcs[0].nodes[ids[k]], sym, true)) goto done;
   }
+  ain = tool_realloc(NULL, sizeof *ain * (size_t)(nin + 1));
+  for (int k = 0; k < nin; k++) ain[k] = api_of(&in[k]);
 
   /* the two variants */
   for (int v = 0; v < 2; v++) {
     Variant *x = &var[v];
     if (tty) fprintf(tty, "bench: compiling the %s variant...\n", x->name);
-    Common cv = c;
-    cv.passes.no_fuse = v == 1;
+    Common cv = b->c;
+    cv.no_fuse = v == 1;
     x->arena = ir_arena_new();
     x->diag = ir_diag_new(stderr);
     double t0 = now();
-    x->g = load_model(model, x->arena, x->diag, &cv, &x->text);
+    x->g = tool_load_model(b->model, x->arena, x->diag, &cv, &x->text);
     if (!x->g) goto done;
-    x->m = cg_cpu_compile(x->g, NULL, x->diag);
+    CgTarget t = {.opt_level = tool_llvm_level(&b->c)};
+    x->m = cg_cpu_compile(x->g, &t, x->diag);
     if (!x->m) goto done;
     x->compile_s = now() - t0;
     char ident[128];
     cg_model_ident(x->g, ident, sizeof ident);
     if (engine_from_jit(x->m, ident, &x->e)) goto done;
-    attnc_options opt = {.num_threads = threads, .device = -1};
+    attnc_options opt = {.num_threads = b->threads, .device = -1};
     if (x->e.create(&opt, &x->inst)) {
       tool_fail("bench: cannot create an instance");
       goto done;
     }
-    if (weights) {
-      if (x->e.load_weights(x->inst, weights)) {
+    if (b->weights) {
+      if (x->e.load_weights(x->inst, b->weights)) {
         tool_fail("%s", x->e.error(x->inst));
         goto done;
       }
@@ -394,108 +588,79 @@ int cmd_bench(int argc, char **argv) {
       for (int k = 0; k < nw; k++) {
         bool needed = false;
         for (int j = 0; j < nwv; j++) needed |= !strcmp(x->g->funcs[0].nodes[wid[j]].a.str, w[k].name);
-        attnc_tensor t = api_of(&w[k]);
-        if (needed && x->e.bind_weight(x->inst, w[k].name, &t)) {
+        attnc_tensor at = api_of(&w[k]);
+        if (needed && x->e.bind_weight(x->inst, w[k].name, &at)) {
           tool_fail("%s", x->e.error(x->inst));
           goto done;
         }
       }
     }
     ir_cost(x->g, sym, &x->cost);
-    attnc_tensor ain[MAXIO];
-    for (int k = 0; k < nin; k++) ain[k] = api_of(&in[k]);
+    x->out = tool_realloc(NULL, sizeof *x->out * (size_t)(nout + 1));
+    memset(x->out, 0, sizeof *x->out * (size_t)(nout + 1));
     if (x->e.output_shapes(x->inst, ain, nin, x->out, nout)) {
       tool_fail("%s", x->e.error(x->inst));
       goto done;
     }
-    for (int o = 0; o < nout; o++) {
-      int64_t n = count(&x->out[o]);
-      size_t es = x->out[o].dtype == ATTNC_BOOL ? 1 : 4;
-      x->out[o].data = malloc((size_t)(n ? n : 1) * es);
-      if (!x->out[o].data) {
-        tool_fail("bench: out of memory for the outputs");
-        goto done;
-      }
-      if (x->out[o].dtype == ATTNC_F32)
-        for (int64_t i = 0; i < n; i++) ((float *)x->out[o].data)[i] = NAN;
-      else
-        memset(x->out[o].data, 0xAB, (size_t)n * es);
-    }
+    if (alloc_outputs(x, nout)) goto done;
     /* the first run: checked, then the warm-up is done too */
     if (x->e.run(x->inst, ain, nin, x->out, nout)) {
       tool_fail("bench: %s run failed: %s", x->name, x->e.error(x->inst));
       goto done;
     }
-    x->times = calloc((size_t)runs, sizeof(double));
-    if (!x->times) goto done;
+    x->times = tool_realloc(NULL, sizeof(double) * (size_t)b->runs);
   }
 
   /* the reference */
   IrCost c0cost;
   ir_cost(g0, sym, &c0cost);
   double work = c0cost.flops / 2;
-  if (!no_interp && work <= INTERP_LIMIT) {
+  void **rp = tool_realloc(NULL, sizeof *rp * (size_t)(nout + 1));
+  rt_dtype *rdt = tool_realloc(NULL, sizeof *rdt * (size_t)(nout + 1));
+  ref = tool_realloc(NULL, sizeof *ref * (size_t)(nout + 1));
+  memset(ref, 0, sizeof *ref * (size_t)(nout + 1));
+  if (!b->no_interp && work <= INTERP_LIMIT) {
     if (tty) fprintf(tty, "bench: running the reference interpreter (%.2g multiply-adds)...\n", work);
-    IrTensor iin[MAXIO];
+    IrTensor *iin = tool_realloc(NULL, sizeof *iin * (size_t)(nin + 1));
     for (int k = 0; k < nin; k++) {
       iin[k] = (IrTensor){in[k].dt, in[k].rank, {0}, in[k].data};
       memcpy(iin[k].shape, in[k].shape, sizeof iin[k].shape);
     }
-    WeightCtx wc = {st, weights, used};
+    WeightCtx wc = {st, b->weights, used};
     RandW rw = {w, nw};
-    int r = weights ? ir_interp_run(g0, iin, nin, weight_fn, &wc, ref, nout, err, sizeof err)
-                    : ir_interp_run(g0, iin, nin, rand_weight_fn, &rw, ref, nout, err, sizeof err);
+    int r = b->weights ? ir_interp_run(g0, iin, nin, weight_fn, &wc, ref, nout, err, sizeof err)
+                       : ir_interp_run(g0, iin, nin, rand_weight_fn, &rw, ref, nout, err, sizeof err);
+    free(iin);
     if (r) {
+      free(rp), free(rdt);
       tool_fail("bench: interpreter: %s", err);
       goto done;
     }
     have_ref = true;
-    void *rp[MAXIO];
-    rt_dtype rdt[MAXIO];
     for (int o = 0; o < nout; o++) rp[o] = ref[o].data, rdt[o] = ref[o].dtype == RT_F64 ? RT_F32 : ref[o].dtype;
     for (int v = 0; v < 2; v++) compare(&var[v], nout, rp, rdt);
   } else {
-    void *rp[MAXIO];
-    rt_dtype rdt[MAXIO];
     for (int o = 0; o < nout; o++) rp[o] = var[1].out[o].data, rdt[o] = (rt_dtype)var[1].out[o].dtype;
     compare(&var[0], nout, rp, rdt);
   }
+  free(rp);
+  free(rdt);
 
-  /* timing: the variants alternate */
-  attnc_tensor ain[MAXIO];
-  for (int k = 0; k < nin; k++) ain[k] = api_of(&in[k]);
-  for (int r = 0; r < runs; r++) {
-    for (int v = 0; v < 2; v++) {
-      double t0 = now();
-      if (var[v].e.run(var[v].inst, ain, nin, var[v].out, nout)) {
-        tool_fail("bench: %s run failed: %s", var[v].name, var[v].e.error(var[v].inst));
-        goto done;
-      }
-      var[v].times[r] = now() - t0;
-    }
-    if (tty) fprintf(tty, "\rbench: run %d/%d  fused %.3f ms  unfused %.3f ms   ", r + 1, runs, 1e3 * var[0].times[r],
-                     1e3 * var[1].times[r]);
-  }
-  if (tty) fprintf(tty, "\n");
-  for (int v = 0; v < 2; v++) var[v].ws = var[v].e.workspace_bytes(var[v].inst);
+  if (time_runs(var, 2, b, ain, nin, nout)) goto done;
 
   /* the peak, with the same threads */
   if (tty) fprintf(tty, "bench: measuring the fp32 FMA peak...\n");
   char pdesc[128];
-  double peak = attnc_measure_peak(threads, pdesc, sizeof pdesc);
+  double peak = attnc_measure_peak(b->threads, pdesc, sizeof pdesc);
 
   /* report */
   double flops = c0cost.flops;
   double med[2], mn[2];
-  for (int v = 0; v < 2; v++) {
-    qsort(var[v].times, (size_t)runs, sizeof(double), cmp_double);
-    med[v] = runs % 2 ? var[v].times[runs / 2] : 0.5 * (var[v].times[runs / 2 - 1] + var[v].times[runs / 2]);
-    mn[v] = var[v].times[0];
-  }
-  printf("attnc bench %s  ", model);
-  for (int k = 0; k < c.ndefs; k++) printf("-D %s=%lld ", c.defs[k].name, (long long)c.defs[k].value);
+  for (int v = 0; v < 2; v++) stats(&var[v], b->runs, &med[v], &mn[v]);
+  printf("attnc bench %s  ", b->model);
+  for (int k = 0; k < b->c.ndefs; k++) printf("-D %s=%lld ", b->c.defs[k].name, (long long)b->c.defs[k].value);
   for (int s = 0; s < g0->nsym; s++) printf("%s=%lld ", g0->syms[s], (long long)sym[s]);
-  printf(" (%d threads, %d runs, seed %llu)\n", threads, runs, seed);
+  printf(" (%d threads, %d runs, seed %llu)\n", b->threads, b->runs, b->seed);
   if (peak > 0)
     printf("measured fp32 peak: %.1f GFLOP/s (%s)\n", peak, pdesc);
   else
@@ -529,10 +694,10 @@ int cmd_bench(int argc, char **argv) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    fprintf(f, "{\n  \"model\": \"%s\",\n  \"dims\": {", model);
+    fprintf(f, "{\n  \"model\": \"%s\",\n  \"dims\": {", b->model);
     for (int s = 0; s < g0->nsym; s++) fprintf(f, "%s\"%s\": %lld", s ? ", " : "", g0->syms[s], (long long)sym[s]);
-    fprintf(f, "},\n  \"threads\": %d,\n  \"runs\": %d,\n  \"seed\": %llu,\n  \"peak_gflops\": %.3f,\n", threads, runs,
-            seed, peak);
+    fprintf(f, "},\n  \"threads\": %d,\n  \"runs\": %d,\n  \"seed\": %llu,\n  \"peak_gflops\": %.3f,\n", b->threads, b->runs,
+            b->seed, peak);
     fprintf(f, "  \"flops\": %.0f,\n  \"reference\": \"%s\",\n  \"variants\": [\n", flops, have_ref ? "interpreter" : "unfused");
     for (int v = 0; v < 2; v++)
       fprintf(f,
@@ -544,9 +709,7 @@ int cmd_bench(int argc, char **argv) {
               v ? "" : ",");
     fprintf(f, "  ],\n  \"speedup\": %.4f\n}\n", med[1] / med[0]);
     fclose(f);
-    int wr = write_atomic(json, buf, len);
-    free(buf);
-    if (wr) goto done;
+    if (json_finish(json, buf, len)) goto done;
   }
   rc = var[0].bad_nan || var[1].bad_nan ? 1 : 0;
 done:
@@ -554,21 +717,122 @@ done:
     Variant *x = &var[v];
     if (x->inst) x->e.destroy(x->inst);
     if (x->m) cg_free(x->m);
-    for (int o = 0; o < nout; o++) free(x->out[o].data);
+    for (int o = 0; x->out && o < nout; o++) free(x->out[o].data);
+    free(x->out);
     free(x->times);
     free(x->text);
     if (x->diag) ir_diag_free(x->diag);
     if (x->arena) ir_arena_free(x->arena);
   }
-  for (int k = 0; k < nin; k++) free(in[k].data);
-  for (int k = 0; k < nw; k++) free(w[k].data);
-  for (int o = 0; o < MAXIO; o++) free(ref[o].data);
-  for (int k = 0; k < ndim; k++) free(dim_names[k]);
-  for (int i = 0; i < c.ndefs; i++) free((char *)c.defs[i].name);
+  for (int k = 0; in && k < nin; k++) free(in[k].data);
+  for (int k = 0; w && k < nw; k++) free(w[k].data);
+  for (int o = 0; ref && o < nout; o++) free(ref[o].data);
+  free(in);
+  free(w);
+  free(ref);
+  free(ain);
+  free(sym);
   free(used);
   rt_st_close(st);
   free(text0);
   ir_diag_free(diag0);
   ir_arena_free(arena0);
+  return rc;
+}
+
+/* attnc bench MODEL [options]. */
+int cmd_bench(int argc, char **argv) {
+  BenchArgs b = {.c = {.level = 3}, .runs = 10};
+  bool seeded = false;
+  long long n;
+  int rc = 1, capdims = 0;
+  const ToolOpt *const tables[] = {bench_opts, tool_common_opts, NULL};
+  for (int i = 2; i < argc;) {
+    const char *a = argv[i], *v;
+    int id = tool_getopt(tables, argc, argv, &i, &v);
+    if (id == TOOL_ERROR) goto done;
+    if (id == TOOL_DONE) break;
+    if (id == B_HELP) {
+      usage_bench(stdout);
+      rc = 0;
+      goto done;
+    }
+    int r = tool_common(&b.c, id, v);
+    if (r > 0) goto done;
+    if (r == 0) {
+      if (b.c.no_fuse) {
+        tool_fail("bench: --no-fuse is what bench compares against; leave it out");
+        goto done;
+      }
+      if (b.c.level < 2) {
+        tool_fail("bench: -O%d would make both variants unfused; leave it out (-O2 and -O3 work)", b.c.level);
+        goto done;
+      }
+      if (strncmp(a, "-D", 2)) b.pass_opts = true;
+      continue;
+    }
+    switch (id) {
+    case B_DIM: {
+      const char *eq = strchr(v, '=');
+      if (!eq || eq == v) {
+        tool_fail("--dim expects NAME=N, got '%s'", v);
+        goto done;
+      }
+      char *end;
+      errno = 0;
+      long long d = strtoll(eq + 1, &end, 10);
+      if (errno || *end || end == eq + 1 || d < 1) {
+        tool_fail("--dim %s: '%s' is not a size (>= 1)", v, eq + 1);
+        goto done;
+      }
+      char *name = tool_realloc(NULL, (size_t)(eq - v) + 1);
+      memcpy(name, v, (size_t)(eq - v));
+      name[eq - v] = 0;
+      tool_list_push(&b.dim_names, name);
+      if (b.dim_names.n > capdims) {
+        capdims = b.dim_names.cap;
+        b.dim_vals = tool_realloc(b.dim_vals, sizeof *b.dim_vals * (size_t)capdims);
+      }
+      b.dim_vals[b.dim_names.n - 1] = d;
+      break;
+    }
+    case B_WEIGHTS: b.weights = v; break;
+    case B_JSON: b.json = v; break;
+    case B_RUNS:
+      if (tool_int("--runs", v, 1, 100000, &n)) goto done;
+      b.runs = (int)n;
+      break;
+    case B_THREADS:
+      if (tool_int("--threads", v, 1, 1024, &n)) goto done;
+      b.threads = (int)n;
+      break;
+    case B_SEED:
+      if (tool_int("--seed", v, 0, LLONG_MAX, &n)) goto done;
+      b.seed = (unsigned long long)n, seeded = true;
+      break;
+    case B_NO_INTERP: b.no_interp = true; break;
+    default:
+      if (b.model) {
+        tool_fail("more than one model: '%s' and '%s'", b.model, v);
+        goto done;
+      }
+      b.model = v;
+    }
+  }
+  if (!b.model) {
+    tool_fail("attnc bench: no model given (see attnc bench --help)");
+    goto done;
+  }
+  if (!seeded) b.seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 16);
+  g_rng = b.seed * 0x9E3779B97F4A7C15ull + 1;
+  if (b.threads == 0) b.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (b.threads < 1) b.threads = 1;
+  rc = tool_is_library(b.model) ? bench_library(&b) : bench_model(&b);
+done:
+  tool_out_abort_all();
+  for (int k = 0; k < b.dim_names.n; k++) free((char *)b.dim_names.v[k]);
+  free(b.dim_names.v);
+  free(b.dim_vals);
+  tool_common_free(&b.c);
   return rc;
 }

@@ -10,55 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine.h"
-#include "rt_half.h"
 #include "rt_npy.h"
 #include "rt_safetensors.h"
-
-/* Print "attnc: error: ..." and return 1 (shared by the driver's files). */
-int tool_fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "attnc: error: ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 1;
-}
 
 static const char *const fn_names[] = {"create", "destroy", "load_weights", "run", "error", "describe", "output_shapes", "workspace_bytes", "bind_weight"};
 
 /* The Engine's function pointers, in fn_names order. */
 static void **slots(Engine *e) { return (void **)e; }
 
-bool tool_is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
-
-/* Convert float data of t->dtype (f32, f16, bf16) into dtype to, in place
- * of t->data (round to nearest even, as the generated libraries do).
- * Returns nonzero when out of memory. */
-int tool_float_convert(rt_npy *t, rt_dtype to) {
-  size_t n = 1;
-  for (int d = 0; d < t->rank; d++) n *= (size_t)t->shape[d];
-  void *dst = malloc((n ? n : 1) * rt_dtype_size(to));
-  if (!dst) return -1;
-  for (size_t i = 0; i < n; i++) {
-    float x = t->dtype == RT_F32 ? ((const float *)t->data)[i]
-              : t->dtype == RT_F16 ? rt_f16_to_f32(((const uint16_t *)t->data)[i])
-                                   : rt_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    if (to == RT_F32) ((float *)dst)[i] = x;
-    else ((uint16_t *)dst)[i] = to == RT_F16 ? rt_f32_to_f16(x) : rt_f32_to_bf16(x);
-  }
-  free(t->data);
-  t->data = dst;
-  t->dtype = to;
-  t->nbytes = n * rt_dtype_size(to);
-  return 0;
-}
-
+/* The API of a library made by attnc, by dlopen. */
 int engine_from_so(const char *path, Engine *e) {
   memset(e, 0, sizeof *e);
-  char p[4096];
-  snprintf(p, sizeof p, "%s%s", strchr(path, '/') ? "" : "./", path);
+  char *p = tool_realloc(NULL, strlen(path) + 3);
+  sprintf(p, "%s%s", strchr(path, '/') ? "" : "./", path); /* a name without '/' is not searched for */
   e->dl = dlopen(p, RTLD_NOW | RTLD_LOCAL);
+  free(p);
   if (!e->dl) return tool_fail("cannot load '%s': %s", path, dlerror());
   void **s = slots(e);
   for (int i = 0; i < 9; i++) {
@@ -74,19 +40,22 @@ int engine_from_so(const char *path, Engine *e) {
   return 0;
 }
 
+/* The API of a model compiled in memory. */
 int engine_from_jit(CgModule *m, const char *ident, Engine *e) {
   memset(e, 0, sizeof *e);
   void **s = slots(e);
   char err[1024];
   for (int i = 0; i < 9; i++) {
-    char name[192];
-    snprintf(name, sizeof name, "%s_%s", ident, fn_names[i]);
+    char *name = tool_realloc(NULL, strlen(ident) + strlen(fn_names[i]) + 2);
+    sprintf(name, "%s_%s", ident, fn_names[i]);
     s[i] = cg_jit_lookup(m, name, err, sizeof err);
+    free(name);
     if (!s[i]) return tool_fail("%s", err);
   }
   return 0;
 }
 
+/* Unload the library, if any. */
 void engine_close(Engine *e) {
   if (e->dl) dlclose(e->dl);
   e->dl = NULL;
@@ -102,48 +71,69 @@ static int to_api_dtype(rt_dtype t) {
   }
 }
 
-static size_t api_size(int t) { return t == ATTNC_BOOL ? 1 : (t == ATTNC_F16 || t == ATTNC_BF16) ? 2 : 4; }
+size_t engine_dtype_size(int t) { return t == ATTNC_BOOL ? 1 : (t == ATTNC_F16 || t == ATTNC_BF16) ? 2 : 4; }
 
-static const char *api_name(int t) {
+const char *engine_dtype_name(int t) {
   static const char *n[] = {"f32", "f16", "bf16", "i32", "bool"};
   return t >= 0 && t <= 4 ? n[t] : "?";
 }
 
+/* "f32[B,T,64]". */
+char *engine_type_str(const attnc_tensor_info *ti) {
+  size_t len = 16;
+  for (int d = 0; d < ti->rank; d++) len += strlen(ti->dims[d]) + 1;
+  char *s = tool_realloc(NULL, len), *p = s;
+  p += sprintf(p, "%s[", engine_dtype_name(ti->dtype));
+  for (int d = 0; d < ti->rank; d++) p += sprintf(p, "%s%s", d ? "," : "", ti->dims[d]);
+  strcpy(p, "]");
+  return s;
+}
+
+/* attnc run through the API: inputs checked by name, dtype and shape,
+ * weights loaded (and unused ones refused), outputs NaN-filled, run, then
+ * saved into their staged outputs or summarized on stdout. */
 int engine_run(Engine *e, const RunArgs *a) {
   attnc_model_info info;
   if (e->describe(&info)) return tool_fail("the model cannot describe itself (ABI mismatch?)");
   int rc = 1;
-  rt_npy npys[64] = {0};
-  attnc_tensor in[64] = {0}, out[64] = {0};
+  rt_npy *npys = tool_realloc(NULL, sizeof *npys * (size_t)(info.ninputs + 1));
+  attnc_tensor *in = tool_realloc(NULL, sizeof *in * (size_t)(info.ninputs + 1));
+  attnc_tensor *out = tool_realloc(NULL, sizeof *out * (size_t)(info.noutputs + 1));
+  memset(npys, 0, sizeof *npys * (size_t)(info.ninputs + 1));
+  memset(in, 0, sizeof *in * (size_t)(info.ninputs + 1));
+  memset(out, 0, sizeof *out * (size_t)(info.noutputs + 1));
   attnc_instance *inst = NULL;
   rt_safetensors *st = NULL;
   char err[2048];
-  if (info.ninputs > 64 || info.noutputs > 64) return tool_fail("too many inputs or outputs");
   for (int k = 0; k < a->nin; k++) {
     bool found = false;
     for (int i = 0; i < info.ninputs; i++) found |= !strcmp(info.inputs[i].name, a->in_names[k]);
     if (!found) {
-      char list[512] = "";
-      size_t len = 0;
-      for (int i = 0; i < info.ninputs; i++) len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", info.inputs[i].name);
-      return tool_fail("--input %s: the model has no input '%s' (its inputs: %s)", a->in_names[k], a->in_names[k], list);
+      const char **names = tool_realloc(NULL, sizeof *names * (size_t)(info.ninputs + 1));
+      for (int i = 0; i < info.ninputs; i++) names[i] = info.inputs[i].name;
+      char *list = tool_join(names, info.ninputs);
+      tool_fail("--input %s: the model has no input '%s' (its inputs: %s)", a->in_names[k], a->in_names[k], list);
+      free(list);
+      free(names);
+      goto done;
     }
   }
   for (int k = 0; k < a->nout; k++) {
     bool found = false;
     for (int i = 0; i < info.noutputs; i++) found |= !strcmp(info.outputs[i].name, a->out_names[k]);
-    if (!found) return tool_fail("--output %s: the model has no output '%s'", a->out_names[k], a->out_names[k]);
+    if (!found) {
+      tool_fail("--output %s: the model has no output '%s'", a->out_names[k], a->out_names[k]);
+      goto done;
+    }
   }
   for (int i = 0; i < info.ninputs; i++) {
     const attnc_tensor_info *ti = &info.inputs[i];
     int k = 0;
     while (k < a->nin && strcmp(a->in_names[k], ti->name)) k++;
     if (k == a->nin) {
-      char ty[256];
-      size_t len = (size_t)snprintf(ty, sizeof ty, "%s[", api_name(ti->dtype));
-      for (int d = 0; d < ti->rank; d++) len += (size_t)snprintf(ty + len, sizeof ty - len, "%s%s", d ? "," : "", ti->dims[d]);
-      snprintf(ty + len, sizeof ty - len, "]");
+      char *ty = engine_type_str(ti);
       tool_fail("missing input '%s' (%s): pass --input %s=FILE.npy", ti->name, ty, ti->name);
+      free(ty);
       goto done;
     }
     if (rt_npy_read(a->in_files[k], &npys[i], err, sizeof err)) {
@@ -153,7 +143,7 @@ int engine_run(Engine *e, const RunArgs *a) {
     int dt = to_api_dtype(npys[i].dtype);
     if (dt < 0 || (dt != (int)ti->dtype && !(ti->dtype <= ATTNC_BF16 && dt <= ATTNC_BF16))) {
       tool_fail("input '%s': %s holds %s data but the model expects %s", ti->name, a->in_files[k],
-           rt_dtype_name(npys[i].dtype), api_name(ti->dtype));
+           rt_dtype_name(npys[i].dtype), engine_dtype_name(ti->dtype));
       goto done;
     }
     in[i].dtype = (attnc_dtype)dt;
@@ -196,7 +186,7 @@ int engine_run(Engine *e, const RunArgs *a) {
   for (int o = 0; o < info.noutputs; o++) {
     size_t n = 1;
     for (int d = 0; d < out[o].rank; d++) n *= (size_t)out[o].shape[d];
-    out[o].data = malloc(n * api_size(out[o].dtype) + 1);
+    out[o].data = malloc(n * engine_dtype_size(out[o].dtype) + 1);
     if (!out[o].data) {
       tool_fail("out of memory for output '%s'", info.outputs[o].name);
       goto done;
@@ -204,7 +194,7 @@ int engine_run(Engine *e, const RunArgs *a) {
     if (out[o].dtype == ATTNC_F32)
       for (size_t j = 0; j < n; j++) ((float *)out[o].data)[j] = NAN; /* unwritten elements show */
     else
-      memset(out[o].data, 0xff, n * api_size(out[o].dtype));
+      memset(out[o].data, 0xff, n * engine_dtype_size(out[o].dtype));
   }
   if (e->run(inst, in, info.ninputs, out, info.noutputs)) {
     tool_fail("%s", e->error(inst));
@@ -213,13 +203,11 @@ int engine_run(Engine *e, const RunArgs *a) {
   for (int o = 0; o < info.noutputs; o++) {
     int k = 0;
     while (k < a->nout && strcmp(a->out_names[k], info.outputs[o].name)) k++;
-    char sh[256];
-    size_t len = (size_t)snprintf(sh, sizeof sh, "[");
-    for (int d = 0; d < out[o].rank; d++) len += (size_t)snprintf(sh + len, sizeof sh - len, "%s%lld", d ? "," : "", (long long)out[o].shape[d]);
-    snprintf(sh + len, sizeof sh - len, "]");
     if (k == a->nout) {
-      printf("%s: %s%s (not saved; use --output %s=FILE.npy)\n", info.outputs[o].name, api_name(out[o].dtype), sh,
+      char *sh = tool_shape_str(out[o].shape, out[o].rank);
+      printf("%s: %s%s (not saved; use --output %s=FILE.npy)\n", info.outputs[o].name, engine_dtype_name(out[o].dtype), sh,
              info.outputs[o].name);
+      free(sh);
       continue;
     }
     rt_dtype dt = out[o].dtype == ATTNC_F32 ? RT_F32 : out[o].dtype == ATTNC_F16 ? RT_F16 : out[o].dtype == ATTNC_I32 ? RT_I32 : RT_BOOL;
@@ -233,17 +221,18 @@ int engine_run(Engine *e, const RunArgs *a) {
       out[o].data = t.data; /* the bf16 data was freed */
       dt = RT_F32;
     }
-    if (rt_npy_write(a->out_files[k], dt, out[o].rank, out[o].shape, out[o].data, err, sizeof err)) {
+    if (rt_npy_write_to(a->outs[k], dt, out[o].rank, out[o].shape, out[o].data, err, sizeof err)) {
       tool_fail("%s", err);
       goto done;
     }
   }
   rc = 0;
 done:
-  for (int i = 0; i < 64; i++) {
-    rt_npy_free(&npys[i]);
-    free(out[i].data);
-  }
+  for (int i = 0; i < info.ninputs; i++) rt_npy_free(&npys[i]);
+  for (int o = 0; o < info.noutputs; o++) free(out[o].data);
+  free(npys);
+  free(in);
+  free(out);
   rt_st_close(st);
   if (inst) e->destroy(inst);
   return rc;

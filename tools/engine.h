@@ -1,12 +1,11 @@
 /* engine.h - running compiled models from the attnc driver: a table of the
  * generated API's functions, found in a shared library (dlopen) or in an
- * in-memory JIT compilation. */
+ * in-memory JIT compilation, and `attnc run` on it. */
 #ifndef TOOLS_ENGINE_H
 #define TOOLS_ENGINE_H
 #include <stdbool.h>
 #include "attnc.h"
-#include "codegen.h"
-#include "rt_npy.h"
+#include "driver.h"
 
 typedef struct {
   int (*create)(const attnc_options *, attnc_instance **);
@@ -21,13 +20,15 @@ typedef struct {
   void *dl; /* dlopen handle, if any */
 } Engine;
 
+/* What `attnc run` was asked: inputs by name, the outputs to save (each
+ * staged with tool_out_begin; committed by the caller). */
 typedef struct {
   const char *weights;
-  char **in_names;
+  const char **in_names;
   const char **in_files;
   int nin;
-  char **out_names;
-  const char **out_files;
+  const char **out_names;
+  rt_out **outs;
   int nout;
   int threads;
   bool allow_extra;
@@ -35,18 +36,14 @@ typedef struct {
   bool copy_weights; /* --copy-weights: attnc_options.copy_weights */
 } RunArgs;
 
-/* Float data of t->dtype (f32, f16, bf16) converted into dtype `to` in
- * place of t->data (round to nearest even, as the libraries do); nonzero
- * when out of memory.  (.npy has no bf16: inputs come as f32 or f16, bf16
- * outputs leave as f32.) */
-bool tool_is_float(rt_dtype t);
-int tool_float_convert(rt_npy *t, rt_dtype to);
-
 /* 0 on success; otherwise prints the error and returns 1. */
 int engine_from_so(const char *path, Engine *e);
 int engine_from_jit(CgModule *m, const char *ident, Engine *e);
 void engine_close(Engine *e);
-/* Print "attnc: error: ..." to stderr and return 1. */
-int tool_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int engine_run(Engine *e, const RunArgs *a);
+/* The model's inputs (dtype and symbolic dims) as "f32[B,T,64]" (malloc'd). */
+char *engine_type_str(const attnc_tensor_info *ti);
+/* The API's dtype names ("f32", ...) and element sizes. */
+const char *engine_dtype_name(int t);
+size_t engine_dtype_size(int t);
 #endif

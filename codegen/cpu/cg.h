@@ -60,6 +60,7 @@ typedef struct Cg {
   const char *target_desc;
   char *cpu, *features, *triple;
   bool object_only;
+  int opt_level;             /* LLVM -O level, 0..3 */
   int cuda;                  /* CgTarget.cuda */
   char *cuda_obj;
   /* task functions by structural key: kernels that differ only in their

@@ -5,7 +5,8 @@
  * internalizes everything but the model's API, verifies, and runs the new
  * pass manager with default<O3>.  The cg_emit_* functions then write LLVM
  * IR, assembly, an object file, or a shared library (the object linked with
- * `cc -shared`), always through a temporary file renamed into place. */
+ * `cc -shared`) into an output the caller staged (rt_file.h's rt_out) and
+ * commits with its other outputs. */
 #include <errno.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -114,7 +115,8 @@ bool cg_emit_module(Cg *cg) {
      loop and SLP vectorizers would only spend compile time */
   LLVMPassBuilderOptionsSetLoopVectorization(po, 0);
   LLVMPassBuilderOptionsSetSLPVectorization(po, 0);
-  const char *pipeline = "default<O3>";
+  char pipeline[16];
+  snprintf(pipeline, sizeof pipeline, "default<O%d>", cg->opt_level);
   LLVMErrorRef e = LLVMRunPasses(cg->M, pipeline, cg->tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (e) {
@@ -144,128 +146,101 @@ void cg_free(CgModule *m) {
 }
 
 /* ---- writing files ------------------------------------------------------------- */
+/* Every output goes into an rt_out the caller staged (rt_file.h) and
+ * commits; the objects and lists the linker needs are private temporary
+ * files beside the staged one, removed whatever happens. */
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b) {
   snprintf(err, errlen, fmt, a, b);
   return 1;
 }
 
-/* Write bytes to path via a temporary file in the same directory. */
-static int write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
-  char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return fail(err, errlen, "%s: path too long%s", path, "");
-  int fd = mkstemp(tmp);
-  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
-  const char *p = data;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, p + off, len - off);
-    if (w <= 0) {
-      close(fd);
-      unlink(tmp);
-      return fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    }
-    off += (size_t)w;
-  }
-  fchmod(fd, 0644);
-  if (close(fd) || rename(tmp, path)) {
-    unlink(tmp);
-    return fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-  }
-  return 0;
-}
-
-int cg_emit_llvm(CgModule *m, const char *path, char *err, size_t errlen) {
+int cg_emit_llvm(CgModule *m, rt_out *o, char *err, size_t errlen) {
   char *s = LLVMPrintModuleToString(m->cg->M);
-  int rc = write_atomic(path, s, strlen(s), err, errlen);
+  int rc = rt_out_write(o, s, strlen(s), err, errlen);
   LLVMDisposeMessage(s);
   return rc;
 }
 
-static int emit_kind(CgModule *m, const char *path, LLVMCodeGenFileType kind, char *err, size_t errlen) {
+/* Code for the module in memory (assembly or an object). */
+static int emit_buffer(CgModule *m, LLVMCodeGenFileType kind, LLVMMemoryBufferRef *buf, char *err, size_t errlen) {
   char *msg = NULL;
-  LLVMMemoryBufferRef buf;
-  if (LLVMTargetMachineEmitToMemoryBuffer(m->cg->tm, m->cg->M, kind, &msg, &buf)) {
+  if (LLVMTargetMachineEmitToMemoryBuffer(m->cg->tm, m->cg->M, kind, &msg, buf)) {
     int rc = fail(err, errlen, "code generation failed: %s%s", msg ? msg : "", "");
     LLVMDisposeMessage(msg);
     return rc;
   }
-  int rc = write_atomic(path, LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), err, errlen);
+  return 0;
+}
+
+int cg_emit_asm(CgModule *m, rt_out *o, char *err, size_t errlen) {
+  LLVMMemoryBufferRef buf;
+  if (emit_buffer(m, LLVMAssemblyFile, &buf, err, errlen)) return 1;
+  int rc = rt_out_write(o, LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), err, errlen);
   LLVMDisposeMemoryBuffer(buf);
   return rc;
 }
 
-int cg_emit_asm(CgModule *m, const char *path, char *err, size_t errlen) {
-  return emit_kind(m, path, LLVMAssemblyFile, err, errlen);
+/* The exported API names (malloc'd): one per line for objcopy, or a
+ * version script for the linker. */
+static char *api_names(Cg *cg, bool script) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  if (script) fprintf(f, "{ global:\n");
+  for (int i = 0; api_suffixes[i]; i++) {
+    fprintf(f, "%s%s_%s%s\n", script ? "  " : "", cg->ident, api_suffixes[i], script ? ";" : "");
+    if (!cg->object_only) fprintf(f, "%sattnc_%s%s\n", script ? "  " : "", api_suffixes[i], script ? ";" : "");
+  }
+  if (script) fprintf(f, "local: *;\n};\n");
+  return fclose(f) == 0 ? buf : (free(buf), NULL);
 }
 
-/* A temporary file next to path holding bytes (the runtime object, a
- * symbol list...).  Returns 0 and the name in tmp. */
-static int temp_with(const char *path, const char *tag, const void *data, size_t len, char *tmp, size_t n,
-                     char *err, size_t errlen) {
-  if (snprintf(tmp, n, "%s.%s.XXXXXX", path, tag) >= (int)n) return fail(err, errlen, "%s: path too long%s", path, "");
-  int fd = mkstemp(tmp);
-  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
-  bool ok = write(fd, data, len) == (ssize_t)len;
-  close(fd);
-  if (!ok) {
-    unlink(tmp);
-    return fail(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+/* The link inputs beside the staged output `near`: the model's object, the
+ * runtime object and the API list (script: a version script).  The names
+ * land in files[0..3); 0 on success, else all removed. */
+static int link_inputs(CgModule *m, const char *near, bool script, char *files[3], char *err, size_t errlen) {
+  files[0] = files[1] = files[2] = NULL;
+  LLVMMemoryBufferRef buf;
+  if (emit_buffer(m, LLVMObjectFile, &buf, err, errlen)) return 1;
+  char *names = api_names(m->cg, script);
+  int rc = !names ? fail(err, errlen, "%s: out of memory%s", near, "")
+           : rt_temp_file(near, "model.o", LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), &files[0], err, errlen) ||
+               rt_temp_file(near, "rt.o", attnc_rt_obj, attnc_rt_obj_size, &files[1], err, errlen) ||
+               rt_temp_file(near, script ? "vs" : "keep", names, strlen(names), &files[2], err, errlen);
+  LLVMDisposeMemoryBuffer(buf);
+  free(names);
+  if (rc) {
+    for (int k = 0; k < 3; k++)
+      if (files[k]) unlink(files[k]), free(files[k]), files[k] = NULL;
   }
-  return 0;
+  return rc;
+}
+
+static void remove_all(char *files[3]) {
+  for (int k = 0; k < 3; k++)
+    if (files[k]) unlink(files[k]), free(files[k]);
 }
 
 static int run_tool(char *const argv[], char *err, size_t errlen);
-
-/* The exported API names, one per line (for objcopy / version scripts). */
-static void api_names(Cg *cg, char *buf, size_t n, bool script) {
-  size_t len = 0;
-  if (script) len += (size_t)snprintf(buf + len, n - len, "{ global:\n");
-  for (int i = 0; api_suffixes[i]; i++) {
-    len += (size_t)snprintf(buf + len, n - len, "%s%s_%s%s\n", script ? "  " : "", cg->ident, api_suffixes[i], script ? ";" : "");
-    if (!cg->object_only)
-      len += (size_t)snprintf(buf + len, n - len, "%sattnc_%s%s\n", script ? "  " : "", api_suffixes[i], script ? ";" : "");
-  }
-  if (script) snprintf(buf + len, n - len, "local: *;\n};\n");
-}
 
 /* An object for static linking: the model and the runtime (and the CUDA
  * part of --target=cuda models) merged with `ld -r`, every symbol but the
  * model's API made local (objcopy), so several models link into one
  * program without clashes.  Link with -lm -lpthread (-ldl for CUDA). */
-int cg_emit_obj(CgModule *m, const char *path, char *err, size_t errlen) {
-  char mo[PATH_MAX + 32], ro[PATH_MAX + 32], keep[PATH_MAX + 32], merged[PATH_MAX + 40];
-  char names[4096];
-  if (snprintf(mo, sizeof mo, "%s.model.XXXXXX", path) >= (int)sizeof mo) return fail(err, errlen, "%s: path too long%s", path, "");
-  int fd = mkstemp(mo);
-  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", mo, strerror(errno));
-  close(fd);
-  if (emit_kind(m, mo, LLVMObjectFile, err, errlen)) {
-    unlink(mo);
-    return 1;
-  }
-  api_names(m->cg, names, sizeof names, false);
-  if (temp_with(path, "rt", attnc_rt_obj, attnc_rt_obj_size, ro, sizeof ro, err, errlen)) {
-    unlink(mo);
-    return 1;
-  }
-  if (temp_with(path, "keep", names, strlen(names), keep, sizeof keep, err, errlen)) {
-    unlink(mo);
-    unlink(ro);
-    return 1;
-  }
-  snprintf(merged, sizeof merged, "%s.o", mo);
-  char kg[PATH_MAX + 64];
-  snprintf(kg, sizeof kg, "--keep-global-symbols=%s", keep);
-  char *ld[] = {"ld", "-r", "-o", merged, mo, ro, m->cg->cuda_obj /* CUDA part (kernels, launcher), or NULL */, NULL};
-  char *oc[] = {"objcopy", kg, merged, NULL};
+int cg_emit_obj(CgModule *m, rt_out *o, char *err, size_t errlen) {
+  const char *out = rt_out_file(o);
+  char *in[3];
+  if (link_inputs(m, out, false, in, err, errlen)) return 1;
+  char *kg = malloc(strlen(in[2]) + 32);
+  sprintf(kg, "--keep-global-symbols=%s", in[2]);
+  char *ld[] = {"ld", "-r", "-o", (char *)out, in[0], in[1], m->cg->cuda_obj /* CUDA part (kernels, launcher), or NULL */, NULL};
+  char *oc[] = {"objcopy", kg, (char *)out, NULL};
   int rc = run_tool(ld, err, errlen);
   if (!rc) rc = run_tool(oc, err, errlen);
-  if (!rc && rename(merged, path)) rc = fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-  if (rc) unlink(merged);
-  unlink(mo);
-  unlink(ro);
-  unlink(keep);
+  free(kg);
+  remove_all(in);
   return rc;
 }
 
@@ -280,44 +255,25 @@ static int run_tool(char *const argv[], char *err, size_t errlen) {
 }
 
 /* A shared library: the model object and the runtime object linked with
- * `cc -shared`; a version script exports only the API. */
-int cg_emit_shared(CgModule *m, const char *path, char *err, size_t errlen) {
-  char obj[PATH_MAX], so[PATH_MAX + 8], ro[PATH_MAX + 32], vs[PATH_MAX + 32], names[8192];
-  if (snprintf(obj, sizeof obj, "%s.tmp.XXXXXX", path) >= (int)sizeof obj) return fail(err, errlen, "%s: path too long%s", path, "");
-  int fd = mkstemp(obj);
-  if (fd < 0) return fail(err, errlen, "cannot create '%s': %s", obj, strerror(errno));
-  close(fd);
-  if (emit_kind(m, obj, LLVMObjectFile, err, errlen)) {
-    unlink(obj);
-    return 1;
-  }
-  api_names(m->cg, names, sizeof names, true);
-  if (temp_with(path, "rt", attnc_rt_obj, attnc_rt_obj_size, ro, sizeof ro, err, errlen)) {
-    unlink(obj);
-    return 1;
-  }
-  if (temp_with(path, "vs", names, strlen(names), vs, sizeof vs, err, errlen)) {
-    unlink(obj);
-    unlink(ro);
-    return 1;
-  }
-  snprintf(so, sizeof so, "%s.so", obj);
-  char vsopt[PATH_MAX + 64];
-  snprintf(vsopt, sizeof vsopt, "-Wl,--version-script=%s", vs);
+ * `cc -shared` into the staged output; a version script exports only the
+ * API. */
+int cg_emit_shared(CgModule *m, rt_out *o, char *err, size_t errlen) {
+  const char *out = rt_out_file(o);
+  char *in[3];
+  if (link_inputs(m, out, true, in, err, errlen)) return 1;
+  char *vsopt = malloc(strlen(in[2]) + 32);
+  sprintf(vsopt, "-Wl,--version-script=%s", in[2]);
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
-  char *argv[] = {(char *)cc, "-shared", "-o", so, obj, ro, vsopt, "-lm", "-lpthread", "-Wl,-z,noexecstack",
+  char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, in[0], in[1], vsopt, "-lm", "-lpthread", "-Wl,-z,noexecstack",
                   "-Wl,--as-needed", NULL, NULL, NULL};
   if (m->cg->cuda_obj) { /* the CUDA host part; libcuda itself is dlopen'ed at run time */
     argv[11] = m->cg->cuda_obj;
     argv[12] = "-ldl";
   }
   int rc = run_tool(argv, err, errlen);
-  unlink(obj);
-  unlink(ro);
-  unlink(vs);
-  if (!rc && rename(so, path)) rc = fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-  if (rc) unlink(so);
+  free(vsopt);
+  remove_all(in);
   return rc;
 }
 

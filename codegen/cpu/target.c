@@ -3,7 +3,10 @@
  * another (e.g. --mcpu=x86-64-v3 for a portable AVX2 library).  The vector
  * width follows the features: 16 floats with AVX-512F, else 8.  Also the
  * list of instruction-set features a library needs at run time
- * (cg_target_cpu_features). */
+ * (cg_target_cpu_features).  Every target LLVM was built with is
+ * initialized, and the triple, CPU and feature names are checked against
+ * LLVM's registry (cg_target_check) before any of them reaches LLVM,
+ * which would otherwise only warn or abort. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 #include "cg.h"
 #include "rt_cpu.h"
+#include "diag.h"
 #include "pass.h"
 #include "templates/attention.h"
 #include "templates/tpl.h"
@@ -65,12 +69,176 @@ void cg_cpu_pass_target(const CgTarget *t, struct PassTargetS *pt) {
   free(features);
 }
 
+/* Initialize every target LLVM was built with (once). */
+static void init_targets(void) {
+  static bool done;
+  if (done) return;
+  LLVMInitializeAllTargetInfos();
+  LLVMInitializeAllTargets();
+  LLVMInitializeAllTargetMCs();
+  LLVMInitializeAllAsmPrinters();
+  LLVMInitializeAllAsmParsers();
+  done = true;
+}
+
+/* The CPU and feature names of one triple, as LLVM lists them. */
+typedef struct {
+  char *triple;
+  char **cpu, **feature;
+  int ncpu, nfeature;
+} TargetNames;
+
+/* Append a copy of s to the list. */
+static void push_name(char ***list, int *n, const char *s, size_t len) {
+  char **l = realloc(*list, sizeof **list * (size_t)(*n + 1));
+  if (!l) return;
+  *list = l;
+  l[*n] = strndup(s, len);
+  if (l[*n]) (*n)++;
+}
+
+/* The names for triple.  The C API has no call that lists them, so they are
+ * read from LLVM's own help text (what `llc -mcpu=help` prints), which LLVM
+ * writes to stderr once per process when a target machine is made for the
+ * CPU "help": stderr goes to a temporary file meanwhile.  Empty lists when
+ * that fails (the names are then not checked). */
+static const TargetNames *target_names(const char *triple, LLVMTargetRef target) {
+  static TargetNames tn;
+  if (tn.triple) return strcmp(tn.triple, triple) == 0 ? &tn : NULL; /* LLVM prints the help only once */
+  tn.triple = strdup(triple);
+  FILE *cap = tmpfile();
+  if (!cap) return &tn;
+  fflush(stderr);
+  int saved = dup(2);
+  if (saved < 0 || dup2(fileno(cap), 2) < 0) {
+    if (saved >= 0) close(saved);
+    fclose(cap);
+    return &tn;
+  }
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, "help", "", LLVMCodeGenLevelNone, LLVMRelocDefault,
+                                                    LLVMCodeModelDefault);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  rewind(cap);
+  char line[1024];
+  int section = 0; /* 1: CPUs, 2: features */
+  while (fgets(line, sizeof line, cap)) {
+    if (strstr(line, "Available CPUs for this target")) section = 1;
+    else if (strstr(line, "Available features for this target")) section = 2;
+    else if (line[0] == ' ' && line[1] == ' ' && line[2] != ' ' && strstr(line, " - ") && section) {
+      const char *p = line + 2;
+      size_t n = strcspn(p, " \t");
+      if (section == 1) push_name(&tn.cpu, &tn.ncpu, p, n);
+      else push_name(&tn.feature, &tn.nfeature, p, n);
+    } else if (line[0] != '\n') {
+      section = 0;
+    }
+  }
+  fclose(cap);
+  return &tn;
+}
+
+/* Up to three names of list nearest to s (edit distance at most 3, or s a
+ * prefix), as " did you mean 'a', 'b'?" in buf ("" if none). */
+static void nearest(const char *s, char **list, int n, const char *prefix, char *buf, size_t len) {
+  buf[0] = 0;
+  int best[3] = {-1, -1, -1}, bd[3] = {99, 99, 99};
+  for (int i = 0; i < n; i++) {
+    int d = ir_edit_distance(s, list[i]);
+    if (strncmp(list[i], s, strlen(s)) == 0 && d > 1) d = 1 + (d > 3);
+    for (int k = 0; k < 3; k++)
+      if (d < bd[k]) {
+        for (int j = 2; j > k; j--) best[j] = best[j - 1], bd[j] = bd[j - 1];
+        best[k] = i, bd[k] = d;
+        break;
+      }
+  }
+  size_t used = 0;
+  for (int k = 0; k < 3 && best[k] >= 0 && bd[k] <= 3 && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, "%s'%s%s'", k ? ", " : "; did you mean ", prefix, list[best[k]]);
+  if (used && used < len) snprintf(buf + used, len - used, "?");
+}
+
+bool cg_target_check(const CgTarget *t, char *err, size_t errlen) {
+  init_targets();
+  char *triple = t && t->triple ? strdup(t->triple) : LLVMGetDefaultTargetTriple();
+  LLVMTargetRef target;
+  char *msg = NULL, near[512];
+  bool ok = true;
+  if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+    char **arch = NULL;
+    int narch = 0;
+    for (LLVMTargetRef r = LLVMGetFirstTarget(); r; r = LLVMGetNextTarget(r)) {
+      const char *name = LLVMGetTargetName(r);
+      if (!strcmp(name, "x86-64")) name = "x86_64"; /* the triple's spelling */
+      push_name(&arch, &narch, name, strlen(name));
+    }
+    char head[128];
+    snprintf(head, sizeof head, "%.*s", (int)strcspn(triple, "-"), triple);
+    nearest(head, arch, narch, "", near, sizeof near);
+    snprintf(err, errlen, "--mtriple=%s: unknown target triple: LLVM has no target '%s'%s", triple, head, near);
+    for (int i = 0; i < narch; i++) free(arch[i]);
+    free(arch);
+    ok = false;
+  }
+  const TargetNames *tn = ok && ((t && t->cpu) || (t && t->features && t->features[0])) ? target_names(triple, target) : NULL;
+  if (ok && tn && t->cpu && tn->ncpu) {
+    bool found = false;
+    for (int i = 0; i < tn->ncpu && !found; i++) found = !strcmp(tn->cpu[i], t->cpu);
+    if (!found) {
+      nearest(t->cpu, tn->cpu, tn->ncpu, "", near, sizeof near);
+      snprintf(err, errlen, "--mcpu=%s: not a CPU LLVM knows for %s%s (--mcpu=help lists them)", t->cpu, triple, near);
+      ok = false;
+    }
+  }
+  if (ok && tn && t->features && t->features[0] && tn->nfeature) {
+    char *list = strdup(t->features);
+    for (char *save = NULL, *f = strtok_r(list, ",", &save); f && ok; f = strtok_r(NULL, ",", &save)) {
+      if (f[0] != '+' && f[0] != '-') {
+        snprintf(err, errlen, "--mattr=%s: '%s': write +FEATURE to enable a feature or -FEATURE to disable it", t->features, f);
+        ok = false;
+        break;
+      }
+      bool found = false;
+      for (int i = 0; i < tn->nfeature && !found; i++) found = !strcmp(tn->feature[i], f + 1);
+      if (!found) {
+        nearest(f + 1, tn->feature, tn->nfeature, f[0] == '+' ? "+" : "-", near, sizeof near);
+        snprintf(err, errlen, "--mattr=%s: '%s' is not a feature LLVM knows for %s%s (--mattr=help lists them)",
+                 t->features, f + 1, triple, near);
+        ok = false;
+      }
+    }
+    free(list);
+  }
+  LLVMDisposeMessage(msg);
+  free(triple);
+  return ok;
+}
+
+int cg_target_list(const CgTarget *t, bool features, FILE *out) {
+  init_targets();
+  char *triple = t && t->triple ? strdup(t->triple) : LLVMGetDefaultTargetTriple();
+  LLVMTargetRef target;
+  char *msg = NULL;
+  const TargetNames *tn = LLVMGetTargetFromTriple(triple, &target, &msg) ? NULL : target_names(triple, target);
+  int n = tn ? (features ? tn->nfeature : tn->ncpu) : 0;
+  if (n) fprintf(out, "%s %s:\n", features ? "features (+NAME / -NAME) of" : "CPUs of", triple);
+  for (int i = 0; i < n; i++) fprintf(out, "  %s\n", features ? tn->feature[i] : tn->cpu[i]);
+  LLVMDisposeMessage(msg);
+  free(triple);
+  return n;
+}
+
 bool cg_target_init(Cg *cg, const CgTarget *t) {
   static const CgTarget none = {0};
   if (!t) t = &none;
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
-  LLVMInitializeNativeAsmParser();
+  char check[1024];
+  if (!cg_target_check(t, check, sizeof check)) {
+    ir_diag_error(cg->diag, (IrLoc){0}, "%s", check);
+    return false;
+  }
   char *triple = t->triple ? strdup(t->triple) : LLVMGetDefaultTargetTriple();
   char *cpu = t->cpu ? strdup(t->cpu) : LLVMGetHostCPUName();
   char *features = t->features ? strdup(t->features) : t->cpu ? strdup("") : LLVMGetHostCPUFeatures();
@@ -86,10 +254,11 @@ bool cg_target_init(Cg *cg, const CgTarget *t) {
     ok = false;
   }
   if (ok) {
-    int level = t->opt_level ? t->opt_level : 3;
-    cg->tm = LLVMCreateTargetMachine(target, triple, cpu, features,
-                                     level >= 3 ? LLVMCodeGenLevelAggressive : LLVMCodeGenLevelDefault,
-                                     LLVMRelocPIC, LLVMCodeModelDefault);
+    int level = t->opt_level == CG_OPT_NONE ? 0 : t->opt_level > 0 && t->opt_level < 3 ? t->opt_level : 3;
+    static const LLVMCodeGenOptLevel cgl[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
+                                              LLVMCodeGenLevelAggressive};
+    cg->opt_level = level;
+    cg->tm = LLVMCreateTargetMachine(target, triple, cpu, features, cgl[level], LLVMRelocPIC, LLVMCodeModelDefault);
     if (!cg->tm) {
       ir_diag_error(cg->diag, none_loc, "cannot create a target machine for '%s' / '%s'", triple, cpu);
       ok = false;

@@ -55,7 +55,7 @@ expect_fail "--dim T=N" examples/sdpa.attn --dim B=1 --dim H=1 --dim S=4
 expect_fail "did you mean 'T'" examples/sdpa.attn --dim B=1 --dim H=1 --dim S=4 --dim TT=3
 expect_fail "not a size" examples/sdpa.attn --dim B=0
 expect_fail "--no-fuse is what bench compares" examples/sdpa.attn --no-fuse
-expect_fail "not a valid count" examples/sdpa.attn --runs 0
+expect_fail "'0' is not a number in 1..100000" examples/sdpa.attn --runs 0
 expect_fail "no model given" --runs 3
 expect_fail "cannot open" examples/nope.attn --dim B=1
 expect_fail "unknown option" examples/sdpa.attn --bogus

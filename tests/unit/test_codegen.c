@@ -185,10 +185,11 @@ static void model_compile(Model *md, const char *file, const char *text, const c
   if (g_tiles) {
     cg_cpu_pass_target(NULL, &pt);
     po.target = &pt;
+    po.tile_over = g_tiles;
     for (int k = 0; g_tiles[k]; k++) {
       char err[256];
       cr_assert(pass_tile_check(g_tiles[k], &pt, err, sizeof err), "%s", err);
-      po.tile_over[po.ntile_over++] = g_tiles[k];
+      po.ntile_over++;
     }
   }
   cr_assert(pass_pipeline(md->g, &po), "%s: pipeline failed:\n%s", md->label, diag_text(md));
