@@ -591,9 +591,12 @@ static void tensor_tables(Cg *cg, const char **names, const IrType **types, int 
     LLVMValueRef dn[IR_MAX_RANK];
     for (int d = 0; d < IR_MAX_RANK; d++) {
       if (d < types[i]->rank) {
-        char buf[128];
-        ir_dim_str(cg->g, types[i]->dim[d], buf, sizeof buf);
+        char one[1];
+        size_t len = (size_t)ir_dim_str(cg->g, types[i]->dim[d], one, 1) + 1; /* dim names of any length */
+        char *buf = malloc(len);
+        ir_dim_str(cg->g, types[i]->dim[d], buf, len);
         dn[d] = cstr(cg, buf);
+        free(buf);
         dv[i * IR_MAX_RANK + d] = const_dim(cg, types[i]->dim[d]);
       } else {
         dn[d] = null;

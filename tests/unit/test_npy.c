@@ -260,6 +260,7 @@ Test(npy, writer_overwrites_atomically_and_cleans_up) {
   float a[2] = {1, 2}, b[3] = {4, 5, 6};
   int64_t s2[1] = {2}, s3[1] = {3};
   tpath(path, sizeof path, "w.npy");
+  umask(022); /* a new file: 0666 & ~umask */
   cr_assert_eq(rt_npy_write(path, RT_F32, 1, s2, a, err, sizeof err), 0, "%s", err);
   cr_assert_eq(rt_npy_write(path, RT_F32, 1, s3, b, err, sizeof err), 0, "%s", err);
   cr_assert_eq(count_files(), 1, "temporary files must not remain");
