@@ -198,10 +198,13 @@ static char *api_names(Cg *cg, bool script) {
 }
 
 /* The link inputs beside the staged output `near`: the model's object, the
- * runtime object and the API list (script: a version script).  The names
- * land in files[0..3); 0 on success, else all removed. */
-static int link_inputs(CgModule *m, const char *near, bool script, char *files[3], char *err, size_t errlen) {
-  files[0] = files[1] = files[2] = NULL;
+ * runtime object and the API list (script: a version script), in
+ * files[0..3), and the option that passes the list (*opt, malloc'd:
+ * objcopy's --keep-global-symbols or the linker's --version-script);
+ * 0 on success, else all removed. */
+static int link_inputs(CgModule *m, const char *near, bool script, char *files[3], char **opt, char *err,
+                       size_t errlen) {
+  files[0] = files[1] = files[2] = *opt = NULL;
   LLVMMemoryBufferRef buf;
   if (emit_buffer(m, LLVMObjectFile, &buf, err, errlen)) return 1;
   char *names = api_names(m->cg, script);
@@ -214,8 +217,12 @@ static int link_inputs(CgModule *m, const char *near, bool script, char *files[3
   if (rc) {
     for (int k = 0; k < 3; k++)
       if (files[k]) unlink(files[k]), free(files[k]), files[k] = NULL;
+    return 1;
   }
-  return rc;
+  const char *flag = script ? "-Wl,--version-script=" : "--keep-global-symbols=";
+  *opt = malloc(strlen(flag) + strlen(files[2]) + 1);
+  sprintf(*opt, "%s%s", flag, files[2]);
+  return 0;
 }
 
 static void remove_all(char *files[3]) {
@@ -231,10 +238,8 @@ static int run_tool(char *const argv[], char *err, size_t errlen);
  * program without clashes.  Link with -lm -lpthread (-ldl for CUDA). */
 int cg_emit_obj(CgModule *m, rt_out *o, char *err, size_t errlen) {
   const char *out = rt_out_file(o);
-  char *in[3];
-  if (link_inputs(m, out, false, in, err, errlen)) return 1;
-  char *kg = malloc(strlen(in[2]) + 32);
-  sprintf(kg, "--keep-global-symbols=%s", in[2]);
+  char *in[3], *kg;
+  if (link_inputs(m, out, false, in, &kg, err, errlen)) return 1;
   char *ld[] = {"ld", "-r", "-o", (char *)out, in[0], in[1], m->cg->cuda_obj /* CUDA part (kernels, launcher), or NULL */, NULL};
   char *oc[] = {"objcopy", kg, (char *)out, NULL};
   int rc = run_tool(ld, err, errlen);
@@ -259,10 +264,8 @@ static int run_tool(char *const argv[], char *err, size_t errlen) {
  * API. */
 int cg_emit_shared(CgModule *m, rt_out *o, char *err, size_t errlen) {
   const char *out = rt_out_file(o);
-  char *in[3];
-  if (link_inputs(m, out, true, in, err, errlen)) return 1;
-  char *vsopt = malloc(strlen(in[2]) + 32);
-  sprintf(vsopt, "-Wl,--version-script=%s", in[2]);
+  char *in[3], *vsopt;
+  if (link_inputs(m, out, true, in, &vsopt, err, errlen)) return 1;
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
   char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, in[0], in[1], vsopt, "-lm", "-lpthread", "-Wl,-z,noexecstack",

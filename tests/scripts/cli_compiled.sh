@@ -11,18 +11,6 @@ FX=tests/fixtures/mha/t1
 API="create destroy load_weights bind_weight run run_device error describe output_shapes workspace_bytes"
 CC=${CC:-cc}
 
-# expect STATUS PATTERN -- command...: runs it, checks status and stderr
-expect() {
-  local want=$1 pat=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$TMP/err" "$TMP/out"; then
-    ok "$pat"
-  else
-    bad "expected status $want and /$pat/, got $rc: $(head -3 "$TMP/err")"
-  fi
-}
 
 # check WHAT -- command...: the command succeeds
 check() {

@@ -6,18 +6,6 @@ source "$(dirname "$0")/lib.bash"
 FX=tests/fixtures/mha/t1
 MHA="examples/mha.attn -D D=64 -D H=2"
 
-# expect STATUS PATTERN -- command...: runs it, checks status and stderr
-expect() {
-  local want=$1 pat=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$TMP/err" "$TMP/out"; then
-    ok "$pat"
-  else
-    bad "expected status $want and /$pat/, got $rc: $(head -3 "$TMP/err")"
-  fi
-}
 
 expect 0 "usage: attnc" -- "$ATTNC" --help
 expect 0 "^attnc [0-9]" -- "$ATTNC" --version

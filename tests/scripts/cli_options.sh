@@ -12,18 +12,6 @@ SDPA=examples/sdpa.attn
 FX=tests/fixtures/mha/t1
 MHA="examples/mha.attn -D D=64 -D H=2"
 
-# expect STATUS PATTERN -- command...: status, and PATTERN in stderr or stdout
-expect() {
-  local want=$1 pat=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$TMP/err" "$TMP/out"; then
-    ok "$pat"
-  else
-    bad "expected status $want and /$pat/, got $rc: $(head -3 "$TMP/err" | cut -c1-300)"
-  fi
-}
 # same A B: two command lines give the same stdout (and succeed)
 same() {
   local what=$1 a=$2 b=$3

@@ -14,6 +14,19 @@ finish() {
   echo "$PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ] && [ "$PASS" -gt 0 ]
 }
+# expect STATUS PATTERN -- command...: runs it, checks its status and that
+# PATTERN (an ERE) is in its stderr or stdout
+expect() {
+  local want=$1 pat=$2
+  shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"
+  local rc=$?
+  if [ "$rc" -eq "$want" ] && grep -qE -- "$pat" "$TMP/err" "$TMP/out"; then
+    ok "$pat"
+  else
+    bad "expected status $want and /$pat/, got $rc: $(head -3 "$TMP/err" | cut -c1-300)"
+  fi
+}
 # A fixture case (tests/fixtures/MODEL/CASE): its params as -D flags, and its
 # inputs as --input NAME=FILE flags (words, for unquoted use).
 fixture_defs() { local d; for d in $(sed -n 's/^params: //p' "$1/case.txt"); do printf -- '-D %s ' "$d"; done; }
