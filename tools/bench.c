@@ -760,14 +760,6 @@ int cmd_bench(int argc, char **argv) {
     int r = tool_common(&b.c, id, v);
     if (r > 0) goto done;
     if (r == 0) {
-      if (b.c.no_fuse) {
-        tool_fail("bench: --no-fuse is what bench compares against; leave it out");
-        goto done;
-      }
-      if (b.c.level < 2) {
-        tool_fail("bench: -O%d would make both variants unfused; leave it out (-O2 and -O3 work)", b.c.level);
-        goto done;
-      }
       if (strncmp(a, "-D", 2)) b.pass_opts = true;
       continue;
     }
@@ -821,6 +813,14 @@ int cmd_bench(int argc, char **argv) {
   }
   if (!b.model) {
     tool_fail("attnc bench: no model given (see attnc bench --help)");
+    goto done;
+  }
+  if (b.c.no_fuse) {
+    tool_fail("bench: --no-fuse is what bench compares against; leave it out");
+    goto done;
+  }
+  if (b.c.level < 2) {
+    tool_fail("bench: -O%d would make both variants unfused; leave it out (-O2 and -O3 work)", b.c.level);
     goto done;
   }
   if (!seeded) b.seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 16);

@@ -424,8 +424,13 @@ int cmd_compile(int argc, char **argv) {
     }
   }
   p.tgt.opt_level = tool_llvm_level(&c);
-  for (int k = 0; k < NKIND; k++) /* staged now: a bad path fails before the work */
+  /* staged now: a bad path fails before the work; committed in this order
+     (a header before its library or object) */
+  static const Kind order[NKIND] = {K_HEADER, K_IR, K_DOT, K_STATS, K_LLVM, K_ASM, K_OBJ, K_SO, K_CUDA, K_PTX, K_CUBIN};
+  for (int j = 0; j < NKIND; j++) {
+    Kind k = order[j];
     if (p.want[k] && !(p.out[k] = tool_out_begin(path[k], k == K_SO ? 0777 : 0666))) goto fail_paths;
+  }
 
   IrArena *arena = ir_arena_new();
   IrDiag *diag = ir_diag_new(stderr);

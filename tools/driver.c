@@ -2,12 +2,15 @@
  * parser, -D / -O / the pass options, reading and compiling a model, the
  * staged outputs of a command, interpreter weights and float conversion.
  * See driver.h. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "driver.h"
 #include "rt_half.h"
@@ -241,6 +244,7 @@ int tool_common(Common *c, int id, const char *val) {
   }
   case C_PASSES: { /* names cut out of a copy that lives as long as the process */
     char *list = tool_strdup(val);
+    tool_list_push(&c->owned, list);
     int before = c->only.n;
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
       if (!pass_find(tok)) return tool_fail("--passes: unknown pass '%s' (see attnc --help for the list)", tok);
@@ -261,8 +265,9 @@ int tool_llvm_level(const Common *c) { return c->level == 0 ? CG_OPT_NONE : c->l
 void tool_common_free(Common *c) {
   for (int i = 0; i < c->ndefs; i++) free((char *)c->defs[i].name);
   free(c->defs);
-  ToolList *lists[] = {&c->disabled, &c->print_before, &c->print_after, &c->only, &c->tile, &c->gtile};
-  for (int k = 0; k < 6; k++) free(lists[k]->v);
+  for (int i = 0; i < c->owned.n; i++) free((char *)c->owned.v[i]);
+  ToolList *lists[] = {&c->disabled, &c->print_before, &c->print_after, &c->only, &c->tile, &c->gtile, &c->owned};
+  for (int k = 0; k < 7; k++) free(lists[k]->v);
   memset(c, 0, sizeof *c);
 }
 
@@ -366,12 +371,40 @@ static rt_out **outs; /* each malloc'd once, so the signal handler sees stable n
 static int nouts, capouts;
 static volatile sig_atomic_t in_handler;
 
-/* On a fatal signal: remove the staged files, then die of the signal. */
+/* Remove the staged file tmp and the temporary files made beside it (the
+ * linker's inputs, the CUDA host part: named TMP.TAG.XXXXXX), with
+ * async-signal-safe calls only. */
+static void remove_staged(const char *tmp) {
+  const char *slash = strrchr(tmp, '/');
+  const char *base = slash ? slash + 1 : tmp;
+  size_t blen = strlen(base);
+  char dir[4096];
+  size_t dlen = slash ? (size_t)(slash - tmp) : 0;
+  if (dlen >= sizeof dir) return;
+  memcpy(dir, tmp, dlen);
+  dir[dlen] = 0;
+  int fd = open(slash ? (dlen ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    static char buf[16384];
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+      for (long off = 0; off < n;) {
+        struct dirent64 *e = (struct dirent64 *)(buf + off);
+        if (!strncmp(e->d_name, base, blen) && e->d_name[blen] == '.') unlinkat(fd, e->d_name, 0);
+        off += e->d_reclen;
+      }
+    close(fd);
+  }
+  unlink(tmp);
+}
+
+/* On a fatal signal: remove the staged files and their companions, then
+ * die of the signal. */
 static void on_signal(int sig) {
   if (!in_handler) {
     in_handler = 1;
     for (int i = 0; i < nouts; i++)
-      if (outs[i] && outs[i]->tmp) unlink(outs[i]->tmp);
+      if (outs[i] && outs[i]->tmp) remove_staged(outs[i]->tmp);
   }
   signal(sig, SIG_DFL);
   raise(sig);

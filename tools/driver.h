@@ -70,6 +70,7 @@ typedef struct {
   int level; /* -O: 0..3 (default 3) */
   bool no_fuse;
   ToolList disabled, print_before, print_after, only, tile, gtile;
+  ToolList owned;      /* strings made while parsing, freed with the rest */
   /* filled by tool_load_model: */
   PassOptions passes;
   PassTarget target;   /* for the tile pass, from `cg` */

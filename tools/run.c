@@ -224,6 +224,12 @@ int cmd_run(int argc, char **argv) {
   }
   ra.in_names = in_names.v, ra.in_files = in_files.v, ra.nin = in_names.n;
   ra.out_names = out_names.v, ra.nout = out_names.n;
+  for (int k = 0; k < ra.nout; k++)
+    for (int j = 0; j < k; j++)
+      if (!strcmp(out_files.v[j], out_files.v[k])) {
+        tool_fail("--output %s and --output %s: both write '%s'", out_names.v[j], out_names.v[k], out_files.v[k]);
+        goto done;
+      }
   ra.outs = tool_realloc(NULL, sizeof *ra.outs * (size_t)(ra.nout + 1));
   for (int k = 0; k < ra.nout; k++) /* staged now: a bad path fails before the run */
     if (!(ra.outs[k] = tool_out_begin(out_files.v[k], 0666))) goto done;

@@ -65,7 +65,9 @@ k0=$(kernels -O0) k1=$(kernels -O1) k2=$(kernels -O2) k3=$(kernels -O3) kd=$(ker
   ok "-O0 runs no graph pass" || bad "-O0 ran a pass"
 EFX=tests/fixtures/encoder/small_gelu
 for o in 0 1 2 3; do
-  for engine in jit so; do
+  engines="jit"
+  [ $o = 0 ] && engines="jit so" # a library at the least usual level too
+  for engine in $engines; do
     if [ $engine = so ]; then
       "$ATTNC" examples/encoder.attn $(fixture_defs $EFX) -O$o -o "$TMP/enc$o.so" 2>"$TMP/err" || { bad "-O$o .so: $(head -2 "$TMP/err")"; continue; }
       cmd=("$ATTNC" run "$TMP/enc$o.so")

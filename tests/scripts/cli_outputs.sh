@@ -145,9 +145,28 @@ for engine in "" "--interp" "so"; do
   fi
   rm -f "$TMP/f/a.npy" "$TMP/f/b.npy"
 done
+expect_none "run: two --output to the same file" "$ATTNC" run "$TMP/two.attn" --input x="$TMP/x2.npy" \
+  --output a="$TMP/f/a.npy" --output b="$TMP/f/a.npy"
 # attnc bench --json in a missing directory fails before any work
 expect_none "bench --json in a missing directory" "$ATTNC" bench $SDPA --dim B=1 --dim H=1 --dim T=4 --dim S=4 \
   --runs 1 --json "$TMP/f/no/r.json"
+
+# ---- interrupted: SIGTERM while the linker runs leaves no staged file and no linker input ----
+mkdir "$TMP/k"
+printf '#!/bin/sh\necho $$ >"%s/cc.pid"\nexec sleep 60\n' "$TMP" >"$TMP/slowcc"
+chmod +x "$TMP/slowcc"
+CC="$TMP/slowcc" "$ATTNC" $SDPA -o "$TMP/k/m.so" 2>/dev/null &
+pid=$!
+for _ in $(seq 600); do [ -s "$TMP/cc.pid" ] && break; sleep 0.1; done
+staged=$(ls "$TMP/k" | tr '\n' ' ')
+kill -TERM $pid
+wait $pid
+rc=$?
+kill "$(cat "$TMP/cc.pid")" 2>/dev/null
+case "$staged" in
+*model.o*) only "$TMP/k" "SIGTERM during the link (status $rc; there were: ${staged% }): nothing left" ;;
+*) bad "the link never started: $staged" ;;
+esac
 
 # ---- stdout ----
 "$ATTNC" $SDPA --emit=stats >"$TMP/so.txt" && grep -q '^kernels 1' "$TMP/so.txt" && ok "--emit=stats to stdout" || bad "stdout"
