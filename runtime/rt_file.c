@@ -229,6 +229,14 @@ int rt_out_begin(rt_out *o, const char *path, unsigned newmode, char *err, size_
       rt_out_abort(o);
       return 1;
     }
+    struct stat through;
+    if (!exists && stat(path, &through) == 0) { /* a link only the kernel resolves (/dev/stdout -> /proc/self/fd/1) */
+      free(o->path);
+      o->path = cat3(path, "", "");
+      st = through;
+      exists = true;
+      if (S_ISREG(st.st_mode)) st.st_mode = S_IFIFO; /* no name to rename over: written into */
+    }
     if (exists && S_ISDIR(st.st_mode)) {
       rt_out_abort(o);
       return file_fail(err, errlen, path, "is a directory", 0);
@@ -335,6 +343,11 @@ int rt_out_commit(rt_out *o, char *err, size_t errlen) {
   } else if (!rc) {
     if (o->how == RT_OUT_STDOUT) fflush(stdout);
     int fd = o->how == RT_OUT_STDOUT ? 1 : open(o->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd > 1 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0) { /* through a /proc link */
+      close(fd);
+      fd = -1;
+    }
     int e = fd < 0 ? errno : copy_into(o->tmp, fd);
     if (fd > 1 && close(fd) != 0 && !e) e = errno;
     if (e) rc = rt_errorf(err, errlen, o->name, "cannot write: %s", strerror(e));

@@ -6,7 +6,8 @@
  *     temporary file beside it, renamed over it at commit (readers never
  *     see a partial file; a failure leaves the old file as it was);
  *   - a symlink: followed (the link stays a link; the file it points to is
- *     replaced as above);
+ *     replaced as above); a link only the kernel resolves (/dev/stdout ->
+ *     /proc/self/fd/1 -> pipe:[..]) is opened and written into;
  *   - a character device, FIFO or other non-regular file: never replaced;
  *     at commit it is opened and the data are written into it (a FIFO
  *     waits for its reader);

@@ -171,4 +171,12 @@ esac
 # ---- stdout ----
 "$ATTNC" $SDPA --emit=stats >"$TMP/so.txt" && grep -q '^kernels 1' "$TMP/so.txt" && ok "--emit=stats to stdout" || bad "stdout"
 "$ATTNC" $SDPA --emit=header -o - | grep -q 'int sdpa_run' && ok "--emit=header -o - to stdout" || bad "header to stdout"
+# a link only the kernel resolves, as /dev/stdout is (made here: a broken attnc must not replace the real one)
+ln -s /proc/self/fd/1 "$TMP/stdout"
+"$ATTNC" $SDPA --emit=stats -o "$TMP/stdout" | grep -q '^kernels 1' && [ -L "$TMP/stdout" ] &&
+  ok "-o a /proc/self/fd/1 link into a pipe; the link stays" || bad "-o /proc/self/fd/1 link, pipe"
+echo "old old old old old old old old" >"$TMP/redirected.txt"
+"$ATTNC" $SDPA --emit=stats -o "$TMP/stdout" >"$TMP/redirected.txt" && [ "$(head -1 "$TMP/redirected.txt")" = "kernels 1" ] &&
+  ! grep -q old "$TMP/redirected.txt" && [ -L "$TMP/stdout" ] && ok "-o a /proc/self/fd/1 link into a redirected file" ||
+  bad "-o /proc/self/fd/1 link, file: $(cat "$TMP/redirected.txt")"
 finish
