@@ -134,23 +134,23 @@ int tool_getopt(const ToolOpt *const *tables, int argc, char **argv, int *i, con
   return o->id;
 }
 
-/* The --help lines of a table: "  --name=ARG   help", continuation lines
- * indented. */
+/* The --help lines of a table: "  --name=ARG   help" ("--name N=V" when
+ * the value has a '='), continuation lines indented. */
 void tool_print_options(FILE *f, const ToolOpt *t) {
   for (const ToolOpt *o = t; o->name; o++) {
     if (!o->help) continue;
     char head[64];
     bool longopt = o->name[1] == '-';
-    snprintf(head, sizeof head, "%s%s%s", o->name, !o->arg ? "" : longopt ? "=" : o->attached ? "" : " ",
-             o->arg ? o->arg : "");
+    const char *sep = !o->arg || o->attached ? "" : longopt && !strchr(o->arg, '=') ? "=" : " ";
+    snprintf(head, sizeof head, "%s%s%s", o->name, sep, o->arg ? o->arg : "");
     const char *h = o->help;
-    fprintf(f, "  %-22s ", head);
+    fprintf(f, "  %-24s ", head);
     for (;;) {
       size_t n = strcspn(h, "\n");
       fprintf(f, "%.*s\n", (int)n, h);
       if (!h[n]) break;
       h += n + 1;
-      fprintf(f, "  %-22s ", "");
+      fprintf(f, "  %-24s ", "");
     }
   }
 }
