@@ -108,6 +108,25 @@ typedef struct {
   int64_t gtile[IR_MAX_TILE];
 } IrAttrs;
 
+/* The attribute table (IR_ATTRS in ops.h) as data: printing (print.c),
+ * parsing (parse.c) and equality (attrs.c) read it, so they cannot drift. */
+typedef enum { IR_AK_STR, IR_AK_INT, IR_AK_F64, IR_AK_LIST, IR_AK_BOOL, IR_AK_DIM, IR_AK_MASK, IR_AK_TILE } IrAttrKind;
+typedef enum { IR_AW_OPS, IR_AW_SET, IR_AW_ANY } IrAttrWhen;
+typedef struct {
+  const char *name;
+  unsigned bit;      /* A_... */
+  IrAttrKind kind;
+  IrAttrWhen when;
+  size_t off, off2;  /* offsets in IrAttrs of field and field2 */
+} IrAttrInfo;
+extern const IrAttrInfo ir_attrinfo[IR_NATTR];
+/* May a node of op `op` carry attribute k (an index into ir_attrinfo)? */
+bool ir_attr_allowed(int op, int k);
+/* Is attribute k printed for a node of op `op` with attributes a? */
+bool ir_attr_shown(int op, int k, const IrAttrs *a);
+/* Every attribute of the table equal (doubles bit for bit, so NaN == NaN). */
+bool ir_attrs_eq(const IrAttrs *a, const IrAttrs *b);
+
 typedef struct {
   uint16_t op;      /* IrOp */
   int nin;

@@ -14,19 +14,49 @@
 #ifndef IR_OPS_H
 #define IR_OPS_H
 
-/* attribute bits */
-#define A_STR   (1u << 0)  /* str: input name / weight key              */
-#define A_INDEX (1u << 1)  /* index: input position / region param no.  */
-#define A_VALUE (1u << 2)  /* value: constant value (f64)               */
-#define A_AXIS  (1u << 3)  /* axis                                       */
-#define A_AXES  (1u << 4)  /* list: reduction axes                       */
-#define A_KEEP  (1u << 5)  /* keep: keep reduced dims                    */
-#define A_PERM  (1u << 6)  /* list: permutation                          */
-#define A_START (1u << 7)  /* start: slice start (symbolic dim)          */
-#define A_EPS   (1u << 8)  /* eps: normalization epsilon (f64)           */
-#define A_SCALE (1u << 9)  /* scale: attention score scale (f64)         */
-#define A_MASK  (1u << 10) /* mask: block-skip info of fused attention   */
-#define A_FOLD  (1u << 11) /* fold: accumulated by the producer (fold-se) */
+/* The one attribute table.  Each row gives an attribute's bit (A_NAME),
+ * its printed name, its kind (how it is printed, parsed and compared), the
+ * IrAttrs field(s) holding it and when it is printed.  Printing, parsing
+ * and CSE equality are generated from it (ir/attrs.c); adding an attribute
+ * is one row here plus its field in IrAttrs.  The order is the order of
+ * printing.
+ *
+ * Kinds:  STR  a string              INT  an int          F64  a double
+ *         LIST ints (field2: count)  BOOL true / false    DIM  a symbolic dim
+ *         MASK [lo,hi] (field2: hi)  TILE int64s (field2: count)
+ * When:   OPS   printed on the ops whose row in IR_OPS lists the bit
+ *         SET   the same, but only when not the default (false / empty)
+ *         ANY   any op may carry it; printed when set
+ *
+ *   bit    name     kind  field  field2  when */
+#define IR_ATTRS(X)                                                      \
+  X(STR,   "str",   STR,  str,   str,    OPS) /* input name / weight key */ \
+  X(INDEX, "index", INT,  index, index,  OPS) /* input position / region param no. */ \
+  X(VALUE, "value", F64,  value, value,  OPS) /* constant value */        \
+  X(AXIS,  "axis",  INT,  axis,  axis,   OPS)                             \
+  X(AXES,  "axes",  LIST, list,  nlist,  OPS) /* reduction axes */        \
+  X(KEEP,  "keep",  BOOL, keep,  keep,   OPS) /* keep reduced dims */     \
+  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* accumulated by the producer (fold-se) */ \
+  X(PERM,  "perm",  LIST, list,  nlist,  OPS) /* permutation */           \
+  X(START, "start", DIM,  start, start,  OPS) /* slice start */           \
+  X(EPS,   "eps",   F64,  eps,   eps,    OPS) /* normalization epsilon */ \
+  X(SCALE, "scale", F64,  scale, scale,  OPS) /* attention score scale */ \
+  X(MASK,  "mask",  MASK, mlo,   mhi,    OPS) /* block-skip band of fused attention */ \
+  X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
+  X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
+
+/* attribute bits: A_STR, A_INDEX, ... */
+enum {
+#define X(bit, name, kind, field, field2, when) IR_ATTR_BIT_##bit,
+  IR_ATTRS(X)
+#undef X
+  IR_NATTR
+};
+enum {
+#define X(bit, name, kind, field, field2, when) A_##bit = 1u << IR_ATTR_BIT_##bit,
+  IR_ATTRS(X)
+#undef X
+};
 
 /*   enum        name          nin class  attributes */
 #define IR_OPS(X)                                           \

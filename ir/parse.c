@@ -39,8 +39,6 @@
 #define MAX_ERRORS 20     /* stop after this many errors */
 #define MAX_DIM_DEPTH 32  /* nesting of '(' and unary '-' in one dim */
 #define MAX_BODY_DEPTH 4  /* bodies inside bodies */
-#define A_TILE (1u << 31)  /* the tile attribute, which every op may carry */
-#define A_GTILE (1u << 30) /* and its GPU counterpart */
 #define POISONED (-1)     /* a name whose definition failed */
 
 typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_ID, T_STR, T_PUNCT, T_ERR } TokKind;
@@ -603,17 +601,6 @@ static bool parse_type(Parser *p, IrType *t, Tok *span) {
 
 /* ---- attributes --------------------------------------------------------- */
 
-static const struct {
-  const char *name;
-  unsigned bit;
-} attr_table[] = {
-  {"str", A_STR},   {"index", A_INDEX}, {"value", A_VALUE}, {"axis", A_AXIS},
-  {"axes", A_AXES}, {"keep", A_KEEP},   {"perm", A_PERM},   {"start", A_START},
-  {"eps", A_EPS},   {"scale", A_SCALE}, {"mask", A_MASK},   {"tile", A_TILE},
-  {"fold", A_FOLD},  {"gtile", A_GTILE},
-};
-#define NATTR ((int)(sizeof attr_table / sizeof attr_table[0]))
-
 /* One bound of mask=[LO,HI]: an integer or 'none'. */
 static bool parse_mask_bound(Parser *p, int64_t *v) {
   if (tok_is(&p->tok, "none")) {
@@ -624,43 +611,42 @@ static bool parse_mask_bound(Parser *p, int64_t *v) {
   return parse_i64(p, v);
 }
 
-/* The value of the attribute with bit `bit`, stored into a. */
-static bool parse_attr_value(Parser *p, unsigned bit, IrAttrs *a) {
+/* Field `off` of a as type T. */
+#define FIELD(T, a, off) (*(T *)((char *)(a) + (off)))
+
+/* The value of attribute k (of ir_attrinfo), by its kind, stored into a. */
+static bool parse_attr_value(Parser *p, int k, IrAttrs *a) {
+  const IrAttrInfo *ai = &ir_attrinfo[k];
+  size_t o = ai->off, o2 = ai->off2;
   int64_t v[IR_MAX_RANK];
-  switch (bit) {
-  case A_STR: return parse_str(p, &a->str);
-  case A_INDEX: return parse_int(p, &a->index);
-  case A_VALUE: return parse_f64(p, &a->value);
-  case A_AXIS: return parse_int(p, &a->axis);
-  case A_AXES:
-  case A_PERM:
-    if (!parse_list(p, v, &a->nlist, IR_MAX_RANK, true)) return false;
-    for (int i = 0; i < a->nlist; i++) a->list[i] = (int)v[i];
+  switch (ai->kind) {
+  case IR_AK_STR: return parse_str(p, &FIELD(const char *, a, o));
+  case IR_AK_INT: return parse_int(p, &FIELD(int, a, o));
+  case IR_AK_F64: return parse_f64(p, &FIELD(double, a, o));
+  case IR_AK_LIST:
+    if (!parse_list(p, v, &FIELD(int, a, o2), IR_MAX_RANK, true)) return false;
+    for (int i = 0; i < FIELD(int, a, o2); i++) (&FIELD(int, a, o))[i] = (int)v[i];
     return true;
-  case A_KEEP:
-  case A_FOLD:
+  case IR_AK_BOOL:
     if (!tok_is(&p->tok, "true") && !tok_is(&p->tok, "false")) {
       error_at(p, &p->tok, "expected true or false, found %s", tok_desc(p, &p->tok));
       return false;
     }
-    *(bit == A_KEEP ? &a->keep : &a->fold) = tok_is(&p->tok, "true");
+    FIELD(bool, a, o) = tok_is(&p->tok, "true");
     lex(p);
     return true;
-  case A_START: return parse_dim(p, &a->start, 0);
-  case A_EPS: return parse_f64(p, &a->eps);
-  case A_SCALE: return parse_f64(p, &a->scale);
-  case A_MASK:
-    return expect(p, '[', "'['") && parse_mask_bound(p, &a->mlo) &&
-           expect(p, ',', "','") && parse_mask_bound(p, &a->mhi) && expect(p, ']', "']'");
-  case A_TILE: return parse_list(p, a->tile, &a->ntile, IR_MAX_TILE, false);
-  case A_GTILE: return parse_list(p, a->gtile, &a->ngtile, IR_MAX_TILE, false);
+  case IR_AK_DIM: return parse_dim(p, &FIELD(IrDim, a, o), 0);
+  case IR_AK_MASK:
+    return expect(p, '[', "'['") && parse_mask_bound(p, &FIELD(int64_t, a, o)) && expect(p, ',', "','") &&
+           parse_mask_bound(p, &FIELD(int64_t, a, o2)) && expect(p, ']', "']'");
+  case IR_AK_TILE: return parse_list(p, &FIELD(int64_t, a, o), &FIELD(int, a, o2), IR_MAX_TILE, false);
   }
   return false;
 }
 
 /* attrs := [ IDENT '=' value { ',' IDENT '=' value } ] '}'   ('{' read) */
 static bool parse_attrs(Parser *p, int op, IrAttrs *a) {
-  unsigned allowed = ir_opinfo[op].attrs | A_TILE | A_GTILE, seen = 0;
+  unsigned seen = 0;
   if (accept(p, '}')) return true;
   for (;;) {
     Tok t = p->tok;
@@ -669,36 +655,35 @@ static bool parse_attrs(Parser *p, int op, IrAttrs *a) {
       error_at(p, &t, "expected an attribute name, found %s", tok_desc(p, &t));
       return false;
     }
-    for (int i = 0; i < NATTR; i++)
-      if (tok_is(&t, attr_table[i].name)) k = i;
+    for (int i = 0; i < IR_NATTR; i++)
+      if (tok_is(&t, ir_attrinfo[i].name)) k = i;
     if (k < 0) {
       Suggest sg;
       suggest_init(&sg, t.s, t.len);
-      for (int i = 0; i < NATTR; i++)
-        if (attr_table[i].bit & allowed) suggest_try(&sg, attr_table[i].name, (int)strlen(attr_table[i].name));
+      for (int i = 0; i < IR_NATTR; i++)
+        if (ir_attr_allowed(op, i)) suggest_try(&sg, ir_attrinfo[i].name, (int)strlen(ir_attrinfo[i].name));
       error_at(p, &t, "unknown attribute '%.*s'%s%s%s", t.len, t.s, sg.best[0] ? "; did you mean '" : "",
                sg.best, sg.best[0] ? "'?" : "");
       return false;
     }
-    if (!(attr_table[k].bit & allowed)) {
-      char list[128] = "";
-      for (int i = 0; i < NATTR; i++)
-        if (attr_table[i].bit & allowed) {
-          if (list[0]) strcat(list, ", ");
-          strcat(list, attr_table[i].name);
-        }
-      error_at(p, &t, "'%s' does not take attribute '%s'; it takes: %s", ir_opinfo[op].name,
-               attr_table[k].name, list);
+    if (!ir_attr_allowed(op, k)) {
+      char list[256] = "";
+      size_t len = 0;
+      for (int i = 0; i < IR_NATTR; i++)
+        if (ir_attr_allowed(op, i) && len < sizeof list)
+          len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", ir_attrinfo[i].name);
+      error_at(p, &t, "'%s' does not take attribute '%s'; it takes: %s", ir_opinfo[op].name, ir_attrinfo[k].name,
+               list);
       return false;
     }
-    if (seen & attr_table[k].bit) {
-      error_at(p, &t, "duplicate attribute '%s'", attr_table[k].name);
+    if (seen & ir_attrinfo[k].bit) {
+      error_at(p, &t, "duplicate attribute '%s'", ir_attrinfo[k].name);
       return false;
     }
-    seen |= attr_table[k].bit;
+    seen |= ir_attrinfo[k].bit;
     lex(p);
     if (!expect(p, '=', "'=' after the attribute name")) return false;
-    if (!parse_attr_value(p, attr_table[k].bit, a)) return false;
+    if (!parse_attr_value(p, k, a)) return false;
     if (accept(p, '}')) return true;
     if (!expect(p, ',', "',' or '}' after the attribute")) return false;
   }

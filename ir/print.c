@@ -114,12 +114,6 @@ static void put_type(FILE *out, const IrGraph *g, const IrType *t) {
   fputc(']', out);
 }
 
-static void put_list(FILE *out, const int *v, int n, int max) {
-  fputc('[', out);
-  for (int i = 0; i < n && i < max; i++) fprintf(out, "%s%d", i ? "," : "", v[i]);
-  fputc(']', out);
-}
-
 static void put_mask_bound(FILE *out, int64_t v) {
   if (v == IR_MASK_NONE)
     fputs("none", out);
@@ -127,82 +121,53 @@ static void put_mask_bound(FILE *out, int64_t v) {
     fprintf(out, "%lld", (long long)v);
 }
 
-/* Start one attribute: the separator, then "name=". */
-static void put_key(FILE *out, int *count, const char *name) {
-  fprintf(out, "%s%s=", (*count)++ ? ", " : "", name);
-}
+/* Field `off` of a as type T. */
+#define FIELD(T, a, off) (*(const T *)((const char *)(a) + (off)))
 
-/* `name=[a,b,..]` for a tile list (nothing when empty). */
-static void put_tile(FILE *out, int *k, const char *name, const int64_t *v, int n) {
-  if (n <= 0) return;
-  put_key(out, k, name);
-  fputc('[', out);
-  for (int i = 0; i < n && i < IR_MAX_TILE; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)v[i]);
-  fputc(']', out);
-}
-
-/* " {attrs}" in the fixed order, only the bits the op carries, plus tile. */
-static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
-  unsigned bits = ir_opinfo[n->op].attrs;
-  const IrAttrs *a = &n->a;
-  int k = 0;
-  if (!(bits & ~A_FOLD) && a->ntile <= 0 && a->ngtile <= 0 && !((bits & A_FOLD) && a->fold)) return;
-  fputs(" {", out);
-  if (bits & A_STR) {
-    put_key(out, &k, "str");
-    put_str(out, a->str);
-  }
-  if (bits & A_INDEX) {
-    put_key(out, &k, "index");
-    fprintf(out, "%d", a->index);
-  }
-  if (bits & A_VALUE) {
-    put_key(out, &k, "value");
-    put_double(out, a->value);
-  }
-  if (bits & A_AXIS) {
-    put_key(out, &k, "axis");
-    fprintf(out, "%d", a->axis);
-  }
-  if (bits & A_AXES) {
-    put_key(out, &k, "axes");
-    put_list(out, a->list, a->nlist, IR_MAX_RANK);
-  }
-  if (bits & A_KEEP) {
-    put_key(out, &k, "keep");
-    fputs(a->keep ? "true" : "false", out);
-  }
-  if ((bits & A_FOLD) && a->fold) {
-    put_key(out, &k, "fold");
-    fputs("true", out);
-  }
-  if (bits & A_PERM) {
-    put_key(out, &k, "perm");
-    put_list(out, a->list, a->nlist, IR_MAX_RANK);
-  }
-  if (bits & A_START) {
-    put_key(out, &k, "start");
-    put_dim(out, g, a->start);
-  }
-  if (bits & A_EPS) {
-    put_key(out, &k, "eps");
-    put_double(out, a->eps);
-  }
-  if (bits & A_SCALE) {
-    put_key(out, &k, "scale");
-    put_double(out, a->scale);
-  }
-  if (bits & A_MASK) {
-    put_key(out, &k, "mask");
+/* The value of attribute k (of ir_attrinfo), by its kind. */
+static void put_attr_value(FILE *out, const IrGraph *g, int k, const IrAttrs *a) {
+  const IrAttrInfo *ai = &ir_attrinfo[k];
+  size_t o = ai->off, o2 = ai->off2;
+  switch (ai->kind) {
+  case IR_AK_STR: put_str(out, FIELD(const char *, a, o)); break;
+  case IR_AK_INT: fprintf(out, "%d", FIELD(int, a, o)); break;
+  case IR_AK_F64: put_double(out, FIELD(double, a, o)); break;
+  case IR_AK_BOOL: fputs(FIELD(bool, a, o) ? "true" : "false", out); break;
+  case IR_AK_DIM: put_dim(out, g, FIELD(IrDim, a, o)); break;
+  case IR_AK_MASK:
     fputc('[', out);
-    put_mask_bound(out, a->mlo);
+    put_mask_bound(out, FIELD(int64_t, a, o));
     fputc(',', out);
-    put_mask_bound(out, a->mhi);
+    put_mask_bound(out, FIELD(int64_t, a, o2));
     fputc(']', out);
+    break;
+  case IR_AK_LIST: {
+    const int *v = &FIELD(int, a, o);
+    fputc('[', out);
+    for (int i = 0; i < FIELD(int, a, o2) && i < IR_MAX_RANK; i++) fprintf(out, "%s%d", i ? "," : "", v[i]);
+    fputc(']', out);
+    break;
   }
-  put_tile(out, &k, "tile", a->tile, a->ntile);
-  put_tile(out, &k, "gtile", a->gtile, a->ngtile);
-  fputc('}', out);
+  case IR_AK_TILE: {
+    const int64_t *v = &FIELD(int64_t, a, o);
+    fputc('[', out);
+    for (int i = 0; i < FIELD(int, a, o2) && i < IR_MAX_TILE; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)v[i]);
+    fputc(']', out);
+    break;
+  }
+  }
+}
+
+/* " {name=value, ...}": the attributes the table shows for this node, in
+ * the table's order; nothing when there are none. */
+static void put_attrs(FILE *out, const IrGraph *g, const IrNode *n) {
+  int count = 0;
+  for (int k = 0; k < IR_NATTR; k++) {
+    if (!ir_attr_shown(n->op, k, &n->a)) continue;
+    fprintf(out, "%s%s=", count++ ? ", " : " {", ir_attrinfo[k].name);
+    put_attr_value(out, g, k, &n->a);
+  }
+  if (count) fputc('}', out);
 }
 
 /* The nodes of function fi, each line indented by `indent` spaces. */

@@ -8,24 +8,15 @@
 #include <string.h>
 #include "pass.h"
 
-static bool attrs_eq(const IrAttrs *a, const IrAttrs *b) {
-  if ((a->str == NULL) != (b->str == NULL) || (a->str && strcmp(a->str, b->str))) return false;
-  if (a->index != b->index || a->axis != b->axis || a->nlist != b->nlist || a->keep != b->keep) return false;
-  if (memcmp(&a->value, &b->value, sizeof a->value) || memcmp(&a->eps, &b->eps, sizeof a->eps) ||
-      memcmp(&a->scale, &b->scale, sizeof a->scale))
-    return false;
-  if (memcmp(a->list, b->list, sizeof(int) * (size_t)a->nlist)) return false;
-  if (!ir_dim_eq(a->start, b->start) || a->mlo != b->mlo || a->mhi != b->mhi) return false;
-  return a->ntile == b->ntile && !memcmp(a->tile, b->tile, sizeof(int64_t) * (size_t)a->ntile) &&
-         a->ngtile == b->ngtile && !memcmp(a->gtile, b->gtile, sizeof(int64_t) * (size_t)a->ngtile);
-}
-
+/* Same op, operands, type and attributes (every attribute of the table,
+ * ir_attrs_eq); nodes with bodies and the leaves that are distinct by
+ * position (inputs, params) never merge. */
 static bool same(const IrNode *a, const IrNode *b) {
   if (a->op != b->op || a->nin != b->nin || a->body >= 0 || b->body >= 0) return false;
   if (a->op == IR_INPUT || a->op == IR_PARAM) return false;
   for (int k = 0; k < a->nin; k++)
     if (a->in[k] != b->in[k]) return false;
-  return ir_type_eq(&a->type, &b->type) && attrs_eq(&a->a, &b->a);
+  return ir_type_eq(&a->type, &b->type) && ir_attrs_eq(&a->a, &b->a);
 }
 
 static unsigned hash(const IrNode *n) {
