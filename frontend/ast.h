@@ -19,6 +19,7 @@ struct AstArg {
   AstExpr *value;
   IrLoc loc;
   AstArg *next;
+  AstArg *last;      /* the head of a list being built: its last element */
 };
 
 struct AstExpr {
@@ -48,6 +49,7 @@ struct AstName {
   IrLoc loc;
   AstExpr *type; /* optional annotation (AST_TYPE) */
   AstName *next;
+  AstName *last; /* the head of a list being built: its last element */
 };
 
 struct AstStmt {
@@ -65,6 +67,7 @@ struct AstStmt {
   AstStmt *els;      /* IF else */
   IrLoc end;         /* FN: location of the closing brace */
   AstStmt *next;
+  AstStmt *last;     /* the head of a list being built: its last element */
 };
 
 typedef struct {

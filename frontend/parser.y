@@ -57,13 +57,15 @@ static AstName *name(struct FeLexState *st, const char *n, AstExpr *type, IrLoc 
   a->loc = loc;
   return a;
 }
-/* Append to a singly linked list kept as (head, tail) through ->next. */
+/* Append to a singly linked list through ->next in O(1): the head keeps
+ * its last element in ->last (a head without one is a single element).
+ * Generated programs have lists of tens of thousands of lines. */
 #define APPEND(T, head, item)                         \
   do {                                                \
     T *h_ = (head), *i_ = (item);                     \
-    if (!h_) { (head) = i_; break; }                  \
-    while (h_->next) h_ = h_->next;                   \
-    h_->next = i_;                                    \
+    if (!h_) { (head) = i_; i_->last = i_; break; }   \
+    (h_->last ? h_->last : h_)->next = i_;            \
+    h_->last = i_;                                    \
   } while (0)
 }
 

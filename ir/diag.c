@@ -9,8 +9,8 @@ typedef struct {
 
 struct IrDiag {
   FILE *out;
-  Source src[32];
-  int nsrc;
+  Source *src; /* registered texts, grown as needed */
+  int nsrc, capsrc;
   int errors;
   int limit;
 };
@@ -23,13 +23,23 @@ IrDiag *ir_diag_new(FILE *out) {
   return d;
 }
 
-void ir_diag_free(IrDiag *d) { free(d); }
+void ir_diag_free(IrDiag *d) {
+  if (d) free(d->src);
+  free(d);
+}
 void ir_diag_set_limit(IrDiag *d, int limit) { d->limit = limit; }
 int ir_diag_errors(const IrDiag *d) { return d->errors; }
 FILE *ir_diag_stream(const IrDiag *d) { return d->out; }
 
 void ir_diag_add_source(IrDiag *d, const char *file, const char *text) {
-  if (d->nsrc < 32) d->src[d->nsrc++] = (Source){file, text};
+  if (d->nsrc == d->capsrc) {
+    int cap = d->capsrc ? 2 * d->capsrc : 8;
+    Source *s = realloc(d->src, (size_t)cap * sizeof *s);
+    if (!s) ir_bug("out of memory");
+    d->src = s;
+    d->capsrc = cap;
+  }
+  d->src[d->nsrc++] = (Source){file, text};
 }
 
 /* Print the source line of loc and a caret (with ~ for the token length). */

@@ -288,6 +288,11 @@ static double ew(IrOp op, rt_dtype in, rt_dtype out, double a, double b, double 
   }
 }
 
+double ir_scalar_op(IrOp op, double a, double b) {
+  int fault = 0; /* (only integer operands fault) */
+  return ew(op, RT_F64, RT_F64, a, b, 0, &fault);
+}
+
 static const char *fault_msg(int fault) {
   return fault == EW_DIV_ZERO ? "integer division by zero" : "integer 0 raised to a negative power";
 }
@@ -507,14 +512,14 @@ static bool sym_used(const IrGraph *g, int s) {
 int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t *symvals,
                  char *err, size_t errlen) {
   char ds[128], ts[256];
-  bool bound[IR_MAX_SYMS] = {0};
-  int from[IR_MAX_SYMS] = {0}; /* input that bound each symbol */
   if (g->nfunc < 1) GFAIL("graph has no main function");
   const IrFunc *f = &g->funcs[0];
   int count = 0;
   for (int i = 0; i < f->n; i++) count += f->nodes[i].op == IR_INPUT;
-  int *ids = malloc((size_t)(count ? count : 1) * sizeof(int));
+  /* ids[k]: node of input k; from[s]: the input that bound symbol s, -1 if none */
+  int *ids = malloc((size_t)(count + g->nsym + 1) * sizeof(int)), *from = ids ? ids + count : NULL;
   if (!ids) GFAIL("out of memory");
+  for (int s = 0; s < g->nsym; s++) from[s] = -1;
   for (int k = 0; k < count; k++) ids[k] = -1;
   for (int i = 0; i < f->n; i++) {
     int k = f->nodes[i].a.index;
@@ -548,8 +553,7 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
       if (x->shape[ax] < 0)
         BFAIL("input '%s': axis %d has negative size %lld", name, ax, (long long)x->shape[ax]);
       if (!ir_dim_is_sym(n->type.dim[ax], &s)) continue;
-      if (!bound[s]) {
-        bound[s] = true;
+      if (from[s] < 0) {
         from[s] = k;
         symvals[s] = x->shape[ax];
       } else if (symvals[s] != x->shape[ax]) {
@@ -570,7 +574,7 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
       ir_dim_str(g, d, ds, sizeof ds);
       for (int t = 0; t < d.nterm; t++)
         for (int j = 0; j < d.t[t].nsym; j++)
-          if (!bound[d.t[t].sym[j]])
+          if (from[d.t[t].sym[j]] < 0)
             BFAIL("input '%s': axis %d is %s, but no input gives %s on its own", n->a.str, ax, ds,
                   g->syms[d.t[t].sym[j]]);
       if (!dim_value(d, symvals, &want)) BFAIL("input '%s': axis %d (%s) overflows", n->a.str, ax, ds);
@@ -584,7 +588,7 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
   }
   /* 3: every symbol the graph uses must be bound */
   for (int s = 0; s < g->nsym; s++) {
-    if (bound[s]) continue;
+    if (from[s] >= 0) continue;
     if (sym_used(g, s)) BFAIL("dim %s is not determined by any input", g->syms[s]);
     symvals[s] = 0;
   }

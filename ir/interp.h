@@ -39,4 +39,10 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
 int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeightFn wfn,
                   void *wctx, IrTensor *outputs, int noutputs, char *err, size_t errlen);
 
+/* Elementwise op `op` (UN or BIN) on float64 scalars, exactly as the
+ * interpreter computes it for f64 values (relu keeps NaN, min/max
+ * propagate it, ...); b is ignored by unary ops.  The front end folds
+ * compile-time reals with it, so folding and the interpreter agree. */
+double ir_scalar_op(IrOp op, double a, double b);
+
 #endif

@@ -67,7 +67,7 @@ IrDim ir_dim_sym(int sym) {
   d.nterm = 1;
   d.t[0].coef = 1;
   d.t[0].nsym = 1;
-  d.t[0].sym[0] = (uint8_t)sym;
+  d.t[0].sym[0] = (uint16_t)sym;
   return d;
 }
 
@@ -264,6 +264,17 @@ bool ir_type_eq(const IrType *a, const IrType *b) {
   return a->dt == b->dt && ir_shape_eq(a, b);
 }
 
+const char *ir_type_size_problem(const IrType *t, bool boundary) {
+  int64_t n = (int64_t)rt_dtype_size(t->dt), d;
+  bool big = false;
+  for (int i = 0; i < t->rank && i < IR_MAX_RANK; i++) {
+    if (!ir_dim_is_const(t->dim[i], &d)) continue;
+    if (d == 0 && boundary) return "an axis of size 0 (every dim of an input, output or weight must be at least 1)";
+    if (d > 0 && __builtin_mul_overflow(n, d, &n)) big = true;
+  }
+  return big ? "more bytes than a 64-bit size can count" : NULL;
+}
+
 /* ---- construction ---------------------------------------------------- */
 
 IrGraph *ir_graph_new(IrArena *arena, const char *name) {
@@ -291,7 +302,12 @@ int ir_graph_find_sym(const IrGraph *g, const char *name) {
 int ir_graph_add_sym(IrGraph *g, const char *name) {
   int s = ir_graph_find_sym(g, name);
   if (s >= 0) return s;
-  if (g->nsym == IR_MAX_SYMS) ir_bug("too many dims");
+  if (g->nsym >= IR_MAX_SYMS) ir_bug("more than %d dims", IR_MAX_SYMS);
+  if (g->nsym == g->capsym) {
+    int cap = g->capsym ? 2 * g->capsym : 8;
+    g->syms = ir_arena_realloc(g->arena, g->syms, (size_t)g->capsym * sizeof *g->syms, (size_t)cap * sizeof *g->syms);
+    g->capsym = cap;
+  }
   g->syms[g->nsym] = ir_arena_strdup(g->arena, name);
   return g->nsym++;
 }

@@ -31,7 +31,7 @@
 #define IR_MAX_RANK RT_MAX_RANK
 #define IR_MAX_TERMS 4   /* terms in a symbolic dim polynomial */
 #define IR_MAX_FACTORS 3 /* symbols multiplied in one term */
-#define IR_MAX_SYMS 64
+#define IR_MAX_SYMS 65535 /* run-time dims per graph (IrTerm.sym is 16 bits): a located error */
 #define IR_MAX_TILE 4
 #define IR_MASK_NONE INT64_MIN
 
@@ -41,7 +41,7 @@
 typedef struct {
   int64_t coef;
   uint8_t nsym;
-  uint8_t sym[IR_MAX_FACTORS];
+  uint16_t sym[IR_MAX_FACTORS];
 } IrTerm;
 
 /* A canonical polynomial: terms sorted (constant term first, then by
@@ -79,6 +79,13 @@ typedef struct {
 } IrType;
 
 bool ir_type_eq(const IrType *a, const IrType *b);
+/* NULL if the backends can hold a value of type t, else why not (for a
+ * message "... has <why>"): constant axes whose bytes overflow a 64-bit
+ * size; with `boundary` (an input, output or weight), also an axis of
+ * constant size 0: values that cross the API have every dim >= 1 (inside
+ * a graph an empty extent, a slice of length 0, is fine; see
+ * docs/architecture.md, Decisions). */
+const char *ir_type_size_problem(const IrType *t, bool boundary);
 bool ir_shape_eq(const IrType *a, const IrType *b);
 
 /* ---- nodes ------------------------------------------------------------- */
@@ -161,8 +168,8 @@ typedef struct IrGraph {
   const char *name;
   IrParamVal *params;
   int nparam;
-  const char *syms[IR_MAX_SYMS]; /* run-time dims, by symbol id */
-  int nsym;
+  const char **syms;  /* run-time dims, by symbol id (nsym of them, at most IR_MAX_SYMS) */
+  int nsym, capsym;
   IrFunc *funcs;
   int nfunc, capfunc;
   IrOutput *outputs;
@@ -173,7 +180,8 @@ typedef struct IrGraph {
 
 IrGraph *ir_graph_new(IrArena *arena, const char *name);
 void ir_graph_add_param(IrGraph *g, const char *name, int64_t value);
-/* Returns the symbol id, adding the dim if it is new. */
+/* Returns the symbol id, adding the dim if it is new (callers check
+ * IR_MAX_SYMS first and report it; beyond it is an internal error). */
 int ir_graph_add_sym(IrGraph *g, const char *name);
 int ir_graph_find_sym(const IrGraph *g, const char *name);
 /* New empty function; returns its index (0 for the first). */

@@ -766,6 +766,12 @@ static void check_node_type(Parser *p, int fi, int idx, const Tok *opt, const To
     ir_type_str(p->g, &t, s1, sizeof s1);
     ir_type_str(p->g, &n->type, s2, sizeof s2);
     error_at(p, tyt, "type mismatch: '%s' gives %s, but %s is written", ir_opinfo[n->op].name, s1, s2);
+    return;
+  }
+  const char *why = ir_type_size_problem(&t, n->op == IR_INPUT || n->op == IR_WEIGHT);
+  if (why) {
+    ir_type_str(p->g, &t, s1, sizeof s1);
+    error_at(p, tyt, "%s has %s", s1, why);
   }
 }
 
@@ -908,8 +914,8 @@ static bool parse_dimdecl(Parser *p) {
     error_at(p, &t, "dim '%s' is declared twice", name);
     return false;
   }
-  if (p->g->nsym == IR_MAX_SYMS) {
-    error_at(p, &t, "too many dims (at most %d)", IR_MAX_SYMS);
+  if (p->g->nsym >= IR_MAX_SYMS) {
+    error_at(p, &t, "too many dims: a graph has at most %d (IR_MAX_SYMS)", IR_MAX_SYMS);
     return false;
   }
   lex(p);
@@ -935,6 +941,13 @@ static bool parse_output(Parser *p, const Scope *sc) {
   if (k < 0) return false;
   lex(p);
   if (!expect_eol(p, "the output")) return false;
+  const char *why = k >= 0 ? ir_type_size_problem(&p->g->funcs[0].nodes[k].type, true) : NULL;
+  if (why) {
+    char ts[256];
+    ir_type_str(p->g, &p->g->funcs[0].nodes[k].type, ts, sizeof ts);
+    error_at(p, &idt, "output \"%s\": %s has %s", name, ts, why);
+    return false;
+  }
   ir_add_output(p->g, name, k, tok_loc(p, &idt));
   return true;
 }

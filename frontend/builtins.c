@@ -1,0 +1,742 @@
+/* builtins.c - the builtin functions of .attn: the primitive ops (exp,
+ * softmax, reshape, ...) and the sugar that expands into them (linear,
+ * attention, split_heads, chunk, ...).  One table (builtins[], at the end)
+ * gives every builtin's name, arity and keywords; adding a unary math op
+ * is one row there (its folding on numbers is the interpreter's). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "fe_internal.h"
+#include "parser.h"
+
+/* Check positional count and keyword names ("axis,keepdim"); false (with
+ * the errors reported) if they do not fit or an argument is erroneous. */
+static bool check_args(FeLower *L, FeCall *c, int minp, int maxp, const char *kws) {
+  bool ok = true;
+  if (c->npos < minp || c->npos > maxp) {
+    if (minp == maxp)
+      fe_err(L, c->loc, "%s takes %d positional argument%s, got %d", c->name, minp, minp == 1 ? "" : "s", c->npos);
+    else
+      fe_err(L, c->loc, "%s takes %d to %d positional arguments, got %d", c->name, minp, maxp, c->npos);
+    ok = false;
+  }
+  for (int i = 0; i < c->nkw; i++) {
+    bool known = false;
+    const char *p = kws;
+    size_t n = strlen(c->kwname[i]);
+    while (p && *p) {
+      const char *e = strchr(p, ',');
+      size_t m = e ? (size_t)(e - p) : strlen(p);
+      if (m == n && strncmp(p, c->kwname[i], n) == 0) known = true;
+      p = e ? e + 1 : NULL;
+    }
+    if (!known) {
+      if (strcmp(c->kwname[i], "dim") == 0 && kws && strstr(kws, "axis"))
+        fe_err(L, c->kwloc[i], "%s has no argument 'dim'; use axis= (PyTorch's dim=)", c->name);
+      else if (kws && *kws)
+        fe_err(L, c->kwloc[i], "%s has no argument '%s' (it takes: %s)", c->name, c->kwname[i], kws);
+      else
+        fe_err(L, c->kwloc[i], "%s takes no keyword arguments", c->name);
+      ok = false;
+    }
+  }
+  for (int i = 0; i < c->npos; i++)
+    if (c->pos[i].k == V_POISON) ok = false;
+  for (int i = 0; i < c->nkw; i++)
+    if (c->kw[i].k == V_POISON) ok = false;
+  return ok;
+}
+
+/* The keyword argument `name`, or NULL. */
+static FeValue *kwarg(FeCall *c, const char *name) {
+  for (int i = 0; i < c->nkw; i++)
+    if (strcmp(c->kwname[i], name) == 0) return &c->kw[i];
+  return NULL;
+}
+
+/* Argument checks: true with the value, or false after an error naming
+ * fn and what (silent for erroneous values, already reported). */
+static bool want_tensor(FeLower *L, FeValue v, const char *fn, const char *what) {
+  if (v.k == V_TENSOR) return true;
+  if (v.k != V_POISON) fe_err(L, v.loc, "%s: %s must be a tensor, got %s", fn, what, fe_kind_name(v.k));
+  return false;
+}
+
+static bool want_int(FeLower *L, FeValue v, const char *fn, const char *what, int64_t *out) {
+  if (v.k == V_INT) return *out = v.i, true;
+  if (v.k != V_POISON) fe_err(L, v.loc, "%s: %s must be a compile-time integer, got %s", fn, what, fe_kind_name(v.k));
+  return false;
+}
+
+static bool want_real(FeLower *L, FeValue v, const char *fn, const char *what, double *out) {
+  if (fe_is_num(v)) return *out = fe_num(v), true;
+  if (v.k != V_POISON) fe_err(L, v.loc, "%s: %s must be a compile-time number, got %s", fn, what, fe_kind_name(v.k));
+  return false;
+}
+
+/* Integer keyword argument with a default. */
+static bool kw_int(FeLower *L, FeCall *c, const char *name, int64_t def, int64_t *out) {
+  FeValue *v = kwarg(c, name);
+  if (!v) return *out = def, true;
+  return want_int(L, *v, c->name, name, out);
+}
+
+/* A unary math op: folded on numbers, an IR node on a tensor. */
+static FeValue unary_op(FeLower *L, IrOp op, FeValue x, IrLoc loc) {
+  if (x.k == V_POISON) return x;
+  if (fe_is_num(x)) {
+    if (op == IR_ABS && x.k == V_INT && x.i < 0) return fe_fold_dims(L, '-', fe_vint(0, loc), x, loc);
+    if ((op == IR_ABS || op == IR_RELU) && x.k == V_INT) return fe_vint(x.i > 0 ? x.i : 0, loc);
+    return fe_vfloat(fe_fold_real(op, fe_num(x), 0), loc); /* as the interpreter computes it */
+  }
+  if (!want_tensor(L, x, ir_opinfo[op].name, "the argument")) return POISON;
+  return fe_emit(L, op, &x, 1, NULL, NULL, loc);
+}
+
+/* Parse axis= (an int or a list of ints) into sorted unique axes. */
+static bool axes_arg(FeLower *L, FeValue v, int rank, const char *fn, IrAttrs *a) {
+  FeValue one[1];
+  FeValue *items = one;
+  int n = 1;
+  if (v.k == V_LIST || v.k == V_TUPLE) items = v.elts, n = v.n;
+  else one[0] = v;
+  if (n == 0 || n > rank) {
+    fe_err(L, v.loc, "%s: %d axes given for a tensor of rank %d", fn, n, rank);
+    return false;
+  }
+  bool seen[IR_MAX_RANK] = {0};
+  for (int i = 0; i < n; i++) {
+    int64_t ax;
+    int k;
+    if (!want_int(L, items[i], fn, "axis", &ax) || !fe_norm_axis(L, ax, rank, items[i].loc, &k)) return false;
+    if (seen[k]) {
+      fe_err(L, items[i].loc, "%s: axis %lld given twice", fn, (long long)ax);
+      return false;
+    }
+    seen[k] = true;
+  }
+  a->nlist = 0;
+  for (int k = 0; k < rank; k++)
+    if (seen[k]) a->list[a->nlist++] = k;
+  return true;
+}
+
+static FeValue reduction(FeLower *L, IrOp op, FeCall *c) {
+  FeValue x = c->pos[0];
+  if (!want_tensor(L, x, c->name, "the argument")) return POISON;
+  FeValue *axv = kwarg(c, "axis");
+  if (!axv) {
+    fe_err(L, c->loc, "%s needs axis=...", c->name);
+    return POISON;
+  }
+  IrAttrs a;
+  ir_attrs_init(&a);
+  int64_t keep;
+  if (!axes_arg(L, *axv, fe_vtype(L, x)->rank, c->name, &a) || !kw_int(L, c, "keepdim", 0, &keep)) return POISON;
+  a.keep = keep != 0;
+  return fe_emit(L, op, &x, 1, &a, NULL, c->loc);
+}
+
+/* reshape(x, [d0, d1, ...]); one entry may be -1 and is inferred. */
+static FeValue b_reshape(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0], s = c->pos[1];
+  if (!want_tensor(L, x, "reshape", "the first argument")) return POISON;
+  if (s.k != V_LIST) {
+    fe_err(L, s.loc, "reshape: the shape must be a list such as [B, T, D]");
+    return POISON;
+  }
+  if (s.n > IR_MAX_RANK) {
+    fe_err(L, s.loc, "reshape: rank above %d is not supported", IR_MAX_RANK);
+    return POISON;
+  }
+  IrType t = {.dt = fe_vtype(L, x)->dt, .rank = (uint8_t)s.n};
+  int infer = -1;
+  IrDim known = ir_dim_const(1), total = ir_dim_const(1);
+  for (int i = 0; i < fe_vtype(L, x)->rank; i++)
+    if (ir_dim_mul(total, fe_vtype(L, x)->dim[i], &total)) goto complex;
+  for (int i = 0; i < s.n; i++) {
+    FeValue v = s.elts[i];
+    if (v.k == V_INT && v.i == -1 && infer < 0) {
+      infer = i;
+      continue;
+    }
+    if (!(v.k == V_INT && v.i >= 0) && v.k != V_DIM) {
+      if (v.k != V_POISON) fe_err(L, v.loc, "reshape: a dimension must be a non-negative size, got %s", fe_kind_name(v.k));
+      return POISON;
+    }
+    t.dim[i] = fe_to_dim(v);
+    if (ir_dim_mul(known, t.dim[i], &known)) goto complex;
+  }
+  if (infer >= 0) {
+    IrDimStatus st = ir_dim_div(total, known, &t.dim[infer]);
+    if (st) {
+      fe_err(L, s.elts[infer].loc, "reshape: cannot infer -1: %s elements do not divide evenly by %s",
+          fe_dim_str(L, total), fe_dim_str(L, known));
+      return POISON;
+    }
+  } else if (!ir_dim_eq(known, total)) {
+    IrType tt = t;
+    fe_err(L, c->loc, "reshape from %s to %s changes the number of elements (%s vs %s)",
+        fe_type_str(L, fe_vtype(L, x)), fe_type_str(L, &tt), fe_dim_str(L, total), fe_dim_str(L, known));
+    return POISON;
+  }
+  return fe_reshape(L, x, &t, c->loc);
+complex:
+  fe_err(L, c->loc, "reshape: size expression too complex");
+  return POISON;
+}
+
+static FeValue b_transpose(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  if (!want_tensor(L, x, "transpose", "the first argument")) return POISON;
+  int r = fe_vtype(L, x)->rank;
+  int64_t a = -2, b = -1;
+  if (c->npos >= 2 && !want_int(L, c->pos[1], "transpose", "axis", &a)) return POISON;
+  if (c->npos >= 3 && !want_int(L, c->pos[2], "transpose", "axis", &b)) return POISON;
+  if (r < 2) {
+    fe_err(L, c->loc, "transpose needs a tensor of rank >= 2, got %s", fe_type_str(L, fe_vtype(L, x)));
+    return POISON;
+  }
+  int i, j;
+  if (!fe_norm_axis(L, a, r, c->loc, &i) || !fe_norm_axis(L, b, r, c->loc, &j)) return POISON;
+  return fe_transpose(L, x, i, j, c->loc);
+}
+
+static FeValue b_permute(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0], p = c->pos[1];
+  if (!want_tensor(L, x, "permute", "the first argument")) return POISON;
+  int r = fe_vtype(L, x)->rank;
+  if (p.k != V_LIST || p.n != r) {
+    fe_err(L, p.loc, "permute: expected a list of %d axes", r);
+    return POISON;
+  }
+  int perm[IR_MAX_RANK];
+  bool seen[IR_MAX_RANK] = {0};
+  for (int i = 0; i < r; i++) {
+    int64_t ax;
+    if (!want_int(L, p.elts[i], "permute", "axis", &ax) || !fe_norm_axis(L, ax, r, p.elts[i].loc, &perm[i]))
+      return POISON;
+    if (seen[perm[i]]) {
+      fe_err(L, p.elts[i].loc, "permute: axis %d appears twice", perm[i]);
+      return POISON;
+    }
+    seen[perm[i]] = true;
+  }
+  return fe_permute(L, x, perm, c->loc);
+}
+
+/* chunk(x, n, axis=-1): n equal slices. */
+static FeValue b_chunk(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t n, ax;
+  if (!want_tensor(L, x, "chunk", "the first argument") || !want_int(L, c->pos[1], "chunk", "the count", &n) ||
+      !kw_int(L, c, "axis", -1, &ax))
+    return POISON;
+  int k;
+  if (!fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->loc, &k)) return POISON;
+  if (n < 1 || n > FE_MAX_UNROLL) {
+    fe_err(L, c->pos[1].loc, "chunk: count %lld must be between 1 and %d (FE_MAX_UNROLL)", (long long)n, FE_MAX_UNROLL);
+    return POISON;
+  }
+  IrDim len, full = fe_vtype(L, x)->dim[k];
+  if (ir_dim_div(full, ir_dim_const(n), &len)) {
+    fe_err(L, c->loc, "chunk: axis %d of %s (size %s) does not split into %lld equal parts", k,
+        fe_type_str(L, fe_vtype(L, x)), fe_dim_str(L, full), (long long)n);
+    return POISON;
+  }
+  FeValue *parts = ir_arena_alloc(L->arena, sizeof(FeValue) * (size_t)n);
+  IrDim start = ir_dim_const(0);
+  for (int i = 0; i < n; i++) {
+    parts[i] = fe_slice(L, x, k, start, len, c->loc);
+    if (ir_dim_add(start, len, &start)) return POISON;
+  }
+  return (FeValue){.k = V_TUPLE, .elts = parts, .n = (int)n, .loc = c->loc};
+}
+
+/* split(x, [s0, s1, ...], axis=-1) */
+static FeValue b_split(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0], s = c->pos[1];
+  int64_t ax;
+  if (!want_tensor(L, x, "split", "the first argument") || !kw_int(L, c, "axis", -1, &ax)) return POISON;
+  int k;
+  if (!fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->loc, &k)) return POISON;
+  if (s.k != V_LIST || s.n < 1) {
+    fe_err(L, s.loc, "split: sizes must be a list such as [D, D, D]");
+    return POISON;
+  }
+  FeValue *parts = ir_arena_alloc(L->arena, sizeof(FeValue) * (size_t)s.n);
+  IrDim start = ir_dim_const(0);
+  for (int i = 0; i < s.n; i++) {
+    if (s.elts[i].k != V_INT && s.elts[i].k != V_DIM) {
+      fe_err(L, s.elts[i].loc, "split: a size must be an integer or a dim");
+      return POISON;
+    }
+    parts[i] = fe_slice(L, x, k, start, fe_to_dim(s.elts[i]), s.elts[i].loc);
+    if (ir_dim_add(start, fe_to_dim(s.elts[i]), &start)) return POISON;
+  }
+  if (!ir_dim_eq(start, fe_vtype(L, x)->dim[k])) {
+    fe_err(L, s.loc, "split: sizes add up to %s but axis %d of %s has size %s", fe_dim_str(L, start), k,
+        fe_type_str(L, fe_vtype(L, x)), fe_dim_str(L, fe_vtype(L, x)->dim[k]));
+    return POISON;
+  }
+  return (FeValue){.k = V_TUPLE, .elts = parts, .n = s.n, .loc = c->loc};
+}
+
+/* slice(x, axis, start, end) */
+static FeValue b_slice(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t ax;
+  if (!want_tensor(L, x, "slice", "the first argument") || !want_int(L, c->pos[1], "slice", "axis", &ax))
+    return POISON;
+  int k;
+  if (!fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->loc, &k)) return POISON;
+  for (int i = 2; i < 4; i++)
+    if (c->pos[i].k != V_INT && c->pos[i].k != V_DIM) {
+      fe_err(L, c->pos[i].loc, "slice: bounds must be sizes");
+      return POISON;
+    }
+  IrDim len;
+  if (ir_dim_sub(fe_to_dim(c->pos[3]), fe_to_dim(c->pos[2]), &len)) return POISON;
+  int64_t lv, sv, full;
+  if ((ir_dim_is_const(len, &lv) && lv < 0) || (c->pos[2].k == V_INT && c->pos[2].i < 0)) {
+    fe_err(L, c->loc, "slice: the range is reversed");
+    return POISON;
+  }
+  if (ir_dim_is_const(fe_to_dim(c->pos[3]), &sv) && ir_dim_is_const(fe_vtype(L, x)->dim[k], &full) && sv > full) {
+    fe_err(L, c->pos[3].loc, "slice: end %lld is beyond the size %lld of axis %d", (long long)sv, (long long)full, k);
+    return POISON;
+  }
+  return fe_slice(L, x, k, fe_to_dim(c->pos[2]), len, c->loc);
+}
+
+static FeValue b_concat(FeLower *L, FeCall *c) {
+  FeValue l = c->pos[0];
+  int64_t ax;
+  if (l.k != V_LIST && l.k != V_TUPLE) {
+    fe_err(L, l.loc, "concat: expected a list of tensors such as [a, b]");
+    return POISON;
+  }
+  if (l.n < 1) {
+    fe_err(L, l.loc, "concat: expected at least one tensor");
+    return POISON;
+  }
+  if (!kw_int(L, c, "axis", -1, &ax)) return POISON;
+  for (int i = 0; i < l.n; i++)
+    if (!want_tensor(L, l.elts[i], "concat", "each element")) return POISON;
+  int k;
+  if (!fe_norm_axis(L, ax, fe_vtype(L, l.elts[0])->rank, c->loc, &k)) return POISON;
+  if (l.n == 1) return l.elts[0];
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.axis = k;
+  return fe_emit(L, IR_CONCAT, l.elts, l.n, &a, NULL, c->loc);
+}
+
+/* split_heads(x, H): [..., T, H*E] -> [..., H, T, E] */
+static FeValue b_split_heads(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t h;
+  if (!want_tensor(L, x, "split_heads", "the first argument") ||
+      !want_int(L, c->pos[1], "split_heads", "the head count", &h))
+    return POISON;
+  IrType t = *fe_vtype(L, x);
+  if (t.rank < 2 || t.rank >= IR_MAX_RANK) {
+    fe_err(L, c->loc, "split_heads expects [..., T, H*E], got %s", fe_type_str(L, &t));
+    return POISON;
+  }
+  IrDim e;
+  if (h < 1 || ir_dim_div(t.dim[t.rank - 1], ir_dim_const(h), &e)) {
+    fe_err(L, c->loc, "split_heads: the last axis of %s does not split into %lld heads", fe_type_str(L, &t),
+        (long long)h);
+    return POISON;
+  }
+  IrType r = t;
+  r.rank++;
+  r.dim[t.rank - 1] = ir_dim_const(h);
+  r.dim[t.rank] = e;
+  FeValue y = fe_reshape(L, x, &r, c->loc);
+  if (y.k == V_POISON) return y;
+  return fe_transpose(L, y, r.rank - 3, r.rank - 2, c->loc);
+}
+
+/* merge_heads(x): [..., H, T, E] -> [..., T, H*E] */
+static FeValue b_merge_heads(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  if (!want_tensor(L, x, "merge_heads", "the argument")) return POISON;
+  IrType t = *fe_vtype(L, x);
+  if (t.rank < 3) {
+    fe_err(L, c->loc, "merge_heads expects [..., H, T, E], got %s", fe_type_str(L, &t));
+    return POISON;
+  }
+  FeValue y = fe_transpose(L, x, t.rank - 3, t.rank - 2, c->loc);
+  if (y.k == V_POISON) return y;
+  IrType r = *fe_vtype(L, y);
+  if (ir_dim_mul(r.dim[r.rank - 2], r.dim[r.rank - 1], &r.dim[r.rank - 2])) return POISON;
+  r.rank--;
+  return fe_reshape(L, y, &r, c->loc);
+}
+
+/* linear(x, W, b): x @ W^T + b, with W in PyTorch's [out, in] layout. */
+static FeValue b_linear(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0], w = c->pos[1];
+  if (!want_tensor(L, x, "linear", "the input") || !want_tensor(L, w, "linear", "the weight")) return POISON;
+  const IrType *wt = fe_vtype(L, w), *xt = fe_vtype(L, x);
+  if (wt->rank != 2) {
+    fe_err(L, w.loc, "linear: the weight must be [out, in], got %s", fe_type_str(L, wt));
+    return POISON;
+  }
+  if (xt->rank < 1 || !ir_dim_eq(xt->dim[xt->rank - 1], wt->dim[1])) {
+    fe_err(L, c->loc, "linear: input %s does not match weight %s (in = %s)", fe_type_str(L, xt), fe_type_str(L, wt),
+        fe_dim_str(L, wt->dim[1]));
+    return POISON;
+  }
+  FeValue y;
+  FeValue wtr = fe_transpose(L, w, 0, 1, w.loc);
+  if (xt->rank == 1) {
+    IrType r = {.dt = xt->dt, .rank = 2, .dim = {ir_dim_const(1), xt->dim[0]}};
+    FeValue x2 = fe_reshape(L, x, &r, c->loc);
+    FeValue ins[2] = {x2, wtr};
+    y = fe_emit(L, IR_MATMUL, ins, 2, NULL, NULL, c->loc);
+    if (y.k == V_POISON) return y;
+    IrType o = {.dt = xt->dt, .rank = 1, .dim = {wt->dim[0]}};
+    y = fe_reshape(L, y, &o, c->loc);
+  } else {
+    FeValue ins[2] = {x, wtr};
+    y = fe_emit(L, IR_MATMUL, ins, 2, NULL, NULL, c->loc);
+  }
+  if (c->npos == 3) {
+    FeValue b = c->pos[2];
+    if (!want_tensor(L, b, "linear", "the bias")) return POISON;
+    if (fe_vtype(L, b)->rank != 1 || !ir_dim_eq(fe_vtype(L, b)->dim[0], wt->dim[0])) {
+      fe_err(L, b.loc, "linear: the bias must be [%s], got %s", fe_dim_str(L, wt->dim[0]), fe_type_str(L, fe_vtype(L, b)));
+      return POISON;
+    }
+    y = fe_binary(L, '+', y, b, c->loc);
+  }
+  return y;
+}
+
+static FeValue b_norm(FeLower *L, FeCall *c, IrOp op) {
+  bool ln = op == IR_LAYERNORM;
+  double eps = ln ? 1e-5 : 1e-6;
+  FeValue *e = kwarg(c, "eps");
+  if (e && !want_real(L, *e, c->name, "eps", &eps)) return POISON;
+  for (int i = 0; i < c->npos; i++)
+    if (!want_tensor(L, c->pos[i], c->name, i == 0 ? "the input" : i == 1 ? "the weight" : "the bias"))
+      return POISON;
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.eps = eps;
+  return fe_emit(L, op, c->pos, c->npos, &a, NULL, c->loc);
+}
+
+static FeValue b_softmax(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t ax;
+  if (!want_tensor(L, x, "softmax", "the argument") || !kw_int(L, c, "axis", -1, &ax)) return POISON;
+  IrAttrs a;
+  ir_attrs_init(&a);
+  if (!fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->loc, &a.axis)) return POISON;
+  return fe_emit(L, IR_SOFTMAX, &x, 1, &a, NULL, c->loc);
+}
+
+/* where(cond, a, b): a and b may be numbers; they take the other's dtype. */
+static FeValue b_where(FeLower *L, FeCall *c) {
+  FeValue cond = c->pos[0], a = c->pos[1], b = c->pos[2];
+  if (!want_tensor(L, cond, "where", "the condition")) return POISON;
+  if (fe_vtype(L, cond)->dt != RT_BOOL) {
+    fe_err(L, cond.loc, "where: the condition must be bool, got %s (compare it, e.g. x > 0)",
+        fe_type_str(L, fe_vtype(L, cond)));
+    return POISON;
+  }
+  rt_dtype dt = RT_F32;
+  if (a.k == V_TENSOR) dt = fe_vtype(L, a)->dt;
+  else if (b.k == V_TENSOR) dt = fe_vtype(L, b)->dt;
+  else if (a.k == V_INT && b.k == V_INT) dt = RT_I32;
+  FeValue ins[3] = {cond, fe_as_tensor(L, a, dt), fe_as_tensor(L, b, dt)};
+  if (ins[1].k == V_POISON || ins[2].k == V_POISON) return POISON;
+  return fe_emit(L, IR_WHERE, ins, 3, NULL, NULL, c->loc);
+}
+
+/* index(x, axis): i32 positions along one axis of x, size 1 elsewhere. */
+static FeValue b_index(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t ax;
+  if (!want_tensor(L, x, "index", "the first argument") || !want_int(L, c->pos[1], "index", "axis", &ax))
+    return POISON;
+  IrAttrs a;
+  ir_attrs_init(&a);
+  const IrType *xt = fe_vtype(L, x);
+  if (!fe_norm_axis(L, ax, xt->rank, c->pos[1].loc, &a.axis)) return POISON;
+  IrType t = {.dt = RT_I32, .rank = xt->rank};
+  for (int i = 0; i < xt->rank; i++) t.dim[i] = i == a.axis ? xt->dim[i] : ir_dim_const(1);
+  return fe_emit(L, IR_IOTA, NULL, 0, &a, &t, c->loc);
+}
+
+static FeValue b_size(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t ax;
+  int k;
+  if (!want_tensor(L, x, "size", "the first argument") || !want_int(L, c->pos[1], "size", "axis", &ax) ||
+      !fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->pos[1].loc, &k))
+    return POISON;
+  return fe_vdim(fe_vtype(L, x)->dim[k], c->loc);
+}
+
+static FeValue b_cast(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0], d = c->pos[1];
+  if (d.k != V_DTYPE) {
+    fe_err(L, d.loc, "cast: the second argument must be a dtype (f32, f16, bf16, i32, bool)");
+    return POISON;
+  }
+  if (fe_is_num(x)) return fe_as_tensor(L, x, (rt_dtype)d.i);
+  if (!want_tensor(L, x, "cast", "the first argument")) return POISON;
+  if (fe_vtype(L, x)->dt == (rt_dtype)d.i) return x;
+  IrType t = *fe_vtype(L, x);
+  t.dt = (rt_dtype)d.i;
+  return fe_emit(L, IR_CAST, &x, 1, NULL, &t, c->loc);
+}
+
+static FeValue b_minmax(FeLower *L, FeCall *c, bool is_max) {
+  if (c->npos == 1) return reduction(L, IR_RMAX, c); /* max(x, axis=...) (min: refused by b_min) */
+  if (c->nkw) {
+    fe_err(L, c->kwloc[0], "%s of two values takes no keyword arguments", c->name);
+    return POISON;
+  }
+  FeValue a = c->pos[0], b = c->pos[1];
+  if (fe_is_num(a) && fe_is_num(b)) {
+    double x = fe_num(a), y = fe_num(b);
+    if (a.k == V_INT && b.k == V_INT) return fe_vint(is_max ? (a.i > b.i ? a.i : b.i) : (a.i < b.i ? a.i : b.i), c->loc);
+    return fe_vfloat(fe_fold_real(is_max ? IR_MAX : IR_MIN, x, y), c->loc);
+  }
+  if (a.k != V_TENSOR && b.k != V_TENSOR) {
+    fe_err(L, c->loc, "%s: expected tensors or numbers", c->name);
+    return POISON;
+  }
+  rt_dtype dt = (a.k == V_TENSOR ? fe_vtype(L, a) : fe_vtype(L, b))->dt;
+  FeValue ins[2] = {fe_as_tensor(L, a, dt), fe_as_tensor(L, b, dt)};
+  if (ins[0].k == V_POISON || ins[1].k == V_POISON) return POISON;
+  return fe_emit(L, is_max ? IR_MAX : IR_MIN, ins, 2, NULL, NULL, c->loc);
+}
+
+static FeValue b_pow(FeLower *L, FeCall *c) {
+  FeValue a = c->pos[0], b = c->pos[1];
+  if (fe_is_num(a) && fe_is_num(b)) return fe_vfloat(pow(fe_num(a), fe_num(b)), c->loc);
+  if (a.k != V_TENSOR && b.k != V_TENSOR) {
+    fe_err(L, c->loc, "pow: expected tensors or numbers");
+    return POISON;
+  }
+  rt_dtype dt = (a.k == V_TENSOR ? fe_vtype(L, a) : fe_vtype(L, b))->dt;
+  FeValue ins[2] = {fe_as_tensor(L, a, dt), fe_as_tensor(L, b, dt)};
+  if (ins[0].k == V_POISON || ins[1].k == V_POISON) return POISON;
+  return fe_emit(L, IR_POW, ins, 2, NULL, NULL, c->loc);
+}
+
+/* Insert size-1 axes on the left until x has the given rank. */
+static FeValue left_pad(FeLower *L, FeValue x, int rank, IrLoc loc) {
+  IrType t = *fe_vtype(L, x);
+  if (t.rank >= rank) return x;
+  IrType r = {.dt = t.dt, .rank = (uint8_t)rank};
+  int pad = rank - t.rank;
+  for (int i = 0; i < rank; i++) r.dim[i] = i < pad ? ir_dim_const(1) : t.dim[i - pad];
+  return fe_reshape(L, x, &r, loc);
+}
+
+/* attention(q, k, v, causal=0, mask=m, scale=s): sugar for the primitive
+ * form  softmax(mask(scale * q @ k^T)) @ v.  With fewer K/V heads than Q
+ * heads (grouped-query attention) the heads are grouped: q becomes
+ * [B, Hk, G, T, E] against k [B, Hk, 1, S, E]. */
+static FeValue b_attention(FeLower *L, FeCall *c) {
+  FeValue q = c->pos[0], k = c->pos[1], v = c->pos[2];
+  if (!want_tensor(L, q, "attention", "q") || !want_tensor(L, k, "attention", "k") ||
+      !want_tensor(L, v, "attention", "v"))
+    return POISON;
+  IrType qt = *fe_vtype(L, q), kt = *fe_vtype(L, k), vt = *fe_vtype(L, v);
+  if (qt.rank != 4 || kt.rank != 4 || vt.rank != 4) {
+    fe_err(L, c->loc, "attention expects q [B,H,T,E], k [B,H,S,E], v [B,H,S,E]; got %s, %s, %s", fe_type_str(L, &qt),
+        fe_type_str(L, &kt), fe_type_str(L, &vt));
+    return POISON;
+  }
+  int64_t causal, e;
+  if (!kw_int(L, c, "causal", 0, &causal)) return POISON;
+  double scale;
+  FeValue *sv = kwarg(c, "scale");
+  if (sv) {
+    if (!want_real(L, *sv, "attention", "scale", &scale)) return POISON;
+  } else if (ir_dim_is_const(qt.dim[3], &e) && e > 0) {
+    scale = 1.0 / sqrt((double)e);
+  } else {
+    fe_err(L, c->loc, "attention: the head size %s is not a constant; pass scale=...", fe_dim_str(L, qt.dim[3]));
+    return POISON;
+  }
+  IrDim g;
+  bool gqa = !ir_dim_eq(qt.dim[1], kt.dim[1]);
+  if (gqa && ir_dim_div(qt.dim[1], kt.dim[1], &g)) {
+    fe_err(L, c->loc, "attention: %s query heads are not a multiple of %s key/value heads", fe_dim_str(L, qt.dim[1]),
+        fe_dim_str(L, kt.dim[1]));
+    return POISON;
+  }
+  if (gqa) {
+    IrType q5 = {.dt = qt.dt, .rank = 5, .dim = {qt.dim[0], kt.dim[1], g, qt.dim[2], qt.dim[3]}};
+    IrType k5 = {.dt = kt.dt, .rank = 5, .dim = {kt.dim[0], kt.dim[1], ir_dim_const(1), kt.dim[2], kt.dim[3]}};
+    IrType v5 = {.dt = vt.dt, .rank = 5, .dim = {vt.dim[0], vt.dim[1], ir_dim_const(1), vt.dim[2], vt.dim[3]}};
+    q = fe_reshape(L, q, &q5, c->loc);
+    k = fe_reshape(L, k, &k5, c->loc);
+    v = fe_reshape(L, v, &v5, c->loc);
+    if (q.k == V_POISON || k.k == V_POISON || v.k == V_POISON) return POISON;
+  }
+  int r = gqa ? 5 : 4;
+  FeValue s = fe_binary(L, '@', q, fe_transpose(L, k, r - 2, r - 1, c->loc), c->loc);
+  s = fe_binary(L, '*', s, fe_vfloat(scale, c->loc), c->loc);
+  if (s.k == V_POISON) return s;
+  if (causal) {
+    FeValue ia = {.k = V_TENSOR}, ja;
+    FeCall ic = {.npos = 2, .loc = c->loc, .name = "index"};
+    FeValue args[2] = {s, fe_vint(-1, c->loc)};
+    ic.pos = args;
+    ja = b_index(L, &ic);
+    args[1] = fe_vint(-2, c->loc);
+    ia = b_index(L, &ic);
+    FeValue cond = fe_binary(L, '>', ja, ia, c->loc);
+    FeValue wargs[3] = {cond, fe_vfloat(-INFINITY, c->loc), s};
+    FeCall wc = {.pos = wargs, .npos = 3, .loc = c->loc, .name = "where"};
+    s = b_where(L, &wc);
+  }
+  FeValue *m = kwarg(c, "mask");
+  if (m && s.k != V_POISON) {
+    FeValue mk = *m;
+    if (!want_tensor(L, mk, "attention", "mask")) return POISON;
+    mk = left_pad(L, mk, 4, m->loc);
+    if (gqa && mk.k == V_TENSOR) {
+      IrType mt = *fe_vtype(L, mk);
+      IrType m5 = {.dt = mt.dt, .rank = 5, .dim = {mt.dim[0], kt.dim[1], g, mt.dim[2], mt.dim[3]}};
+      if (ir_dim_eq(mt.dim[1], ir_dim_const(1))) m5.dim[1] = m5.dim[2] = ir_dim_const(1);
+      mk = fe_reshape(L, mk, &m5, m->loc);
+    }
+    if (mk.k == V_POISON) return POISON;
+    if (fe_vtype(L, mk)->dt == RT_BOOL) {
+      FeValue wargs[3] = {mk, s, fe_vfloat(-INFINITY, m->loc)};
+      FeCall wc = {.pos = wargs, .npos = 3, .loc = m->loc, .name = "where"};
+      s = b_where(L, &wc);
+    } else {
+      s = fe_binary(L, '+', s, mk, m->loc);
+    }
+  }
+  if (s.k == V_POISON) return s;
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.axis = r - 1;
+  FeValue p = fe_emit(L, IR_SOFTMAX, &s, 1, &a, NULL, c->loc);
+  FeValue o = fe_binary(L, '@', p, v, c->loc);
+  if (gqa && o.k == V_TENSOR) {
+    IrType ot = {.dt = qt.dt, .rank = 4, .dim = {qt.dim[0], qt.dim[1], qt.dim[2], vt.dim[3]}};
+    o = fe_reshape(L, o, &ot, c->loc);
+  }
+  return o;
+}
+
+static FeValue b_gelu(FeLower *L, FeCall *c) {
+  FeValue *ap = kwarg(c, "approximate");
+  IrOp op = IR_GELU;
+  if (ap) {
+    if (ap->k != V_PREFIX || (strcmp(ap->s, "tanh") && strcmp(ap->s, "none"))) {
+      fe_err(L, ap->loc, "gelu: approximate must be \"none\" or \"tanh\"");
+      return POISON;
+    }
+    if (strcmp(ap->s, "tanh") == 0) op = IR_GELU_TANH;
+  }
+  return unary_op(L, op, c->pos[0], c->loc);
+}
+
+
+/* sum(x, axis=..), mean(..): reductions */
+static FeValue b_sum(FeLower *L, FeCall *c) { return reduction(L, IR_SUM, c); }
+static FeValue b_mean(FeLower *L, FeCall *c) { return reduction(L, IR_MEAN, c); }
+/* max(a, b) elementwise, max(x, axis=..) a reduction */
+static FeValue b_max(FeLower *L, FeCall *c) { return b_minmax(L, c, true); }
+/* min(a, b) elementwise (min over an axis is refused) */
+static FeValue b_min(FeLower *L, FeCall *c) {
+  if (c->npos == 1) {
+    fe_err(L, c->loc, "min over an axis is not supported; use -max(-x, axis=...)");
+    return POISON;
+  }
+  return b_minmax(L, c, false);
+}
+/* layernorm(x, w, b, eps=1e-5), rmsnorm(x, w, eps=1e-6) */
+static FeValue b_layernorm(FeLower *L, FeCall *c) { return b_norm(L, c, IR_LAYERNORM); }
+static FeValue b_rmsnorm(FeLower *L, FeCall *c) { return b_norm(L, c, IR_RMSNORM); }
+
+/* The builtins, one row each: the name; the op of a plain unary math
+ * function (computed elementwise on a tensor, folded on a number), or -1
+ * and the function that lowers it; how many positional arguments it takes
+ * and its keywords (checked before it runs). */
+typedef struct {
+  const char *name;
+  int unary;
+  FeValue (*fn)(FeLower *, FeCall *);
+  int minp, maxp;
+  const char *kws; /* comma-separated */
+} FeBuiltin;
+
+static const FeBuiltin builtins[] = {
+  /* name          unary         fn             positional  keywords */
+  {"exp",          IR_EXP,       NULL,          1, 1, ""},
+  {"exp2",         IR_EXP2,      NULL,          1, 1, ""},
+  {"log",          IR_LOG,       NULL,          1, 1, ""},
+  {"sqrt",         IR_SQRT,      NULL,          1, 1, ""},
+  {"rsqrt",        IR_RSQRT,     NULL,          1, 1, ""},
+  {"tanh",         IR_TANH,      NULL,          1, 1, ""},
+  {"sigmoid",      IR_SIGMOID,   NULL,          1, 1, ""},
+  {"relu",         IR_RELU,      NULL,          1, 1, ""},
+  {"gelu_tanh",    IR_GELU_TANH, NULL,          1, 1, ""},
+  {"silu",         IR_SILU,      NULL,          1, 1, ""},
+  {"abs",          IR_ABS,       NULL,          1, 1, ""},
+  {"gelu",         -1, b_gelu,                  1, 1, "approximate"},
+  {"min",          -1, b_min,                   1, 2, "axis,keepdim"},
+  {"max",          -1, b_max,                   1, 2, "axis,keepdim"},
+  {"pow",          -1, b_pow,                   2, 2, ""},
+  {"where",        -1, b_where,                 3, 3, ""},
+  {"index",        -1, b_index,                 2, 2, ""},
+  {"size",         -1, b_size,                  2, 2, ""},
+  {"sum",          -1, b_sum,                   1, 1, "axis,keepdim"},
+  {"mean",         -1, b_mean,                  1, 1, "axis,keepdim"},
+  {"softmax",      -1, b_softmax,               1, 1, "axis"},
+  {"linear",       -1, b_linear,                2, 3, ""},
+  {"layernorm",    -1, b_layernorm,             3, 3, "eps"},
+  {"rmsnorm",      -1, b_rmsnorm,               2, 2, "eps"},
+  {"reshape",      -1, b_reshape,               2, 2, ""},
+  {"transpose",    -1, b_transpose,             1, 3, ""},
+  {"permute",      -1, b_permute,               2, 2, ""},
+  {"split",        -1, b_split,                 2, 2, "axis"},
+  {"chunk",        -1, b_chunk,                 2, 2, "axis"},
+  {"slice",        -1, b_slice,                 4, 4, ""},
+  {"concat",       -1, b_concat,                1, 1, "axis"},
+  {"split_heads",  -1, b_split_heads,           2, 2, ""},
+  {"merge_heads",  -1, b_merge_heads,           1, 1, ""},
+  {"cast",         -1, b_cast,                  2, 2, ""},
+  {"attention",    -1, b_attention,             3, 3, "causal,mask,scale"},
+};
+#define NBUILTIN ((int)(sizeof builtins / sizeof builtins[0]))
+
+/* The row named `name`, or NULL. */
+static const FeBuiltin *find_builtin(const char *name) {
+  for (int i = 0; i < NBUILTIN; i++)
+    if (strcmp(builtins[i].name, name) == 0) return &builtins[i];
+  return NULL;
+}
+
+bool fe_is_builtin(const char *name) { return find_builtin(name) != NULL; }
+
+const char *fe_builtin_name(int i) { return i >= 0 && i < NBUILTIN ? builtins[i].name : NULL; }
+
+bool fe_call_builtin(FeLower *L, FeCall *c, FeValue *out) {
+  const FeBuiltin *b = find_builtin(c->name);
+  if (!b) return false;
+  if (!check_args(L, c, b->minp, b->maxp, b->kws))
+    *out = POISON;
+  else if (b->fn)
+    *out = b->fn(L, c);
+  else
+    *out = unary_op(L, (IrOp)b->unary, c->pos[0], c->loc);
+  return true;
+}
