@@ -97,29 +97,33 @@ static int score_axis(Ctx *c, int r, int a) { return a + c->R - r; }
 /* ---- band masks ------------------------------------------------------------ */
 
 /* An iota along the query (*q = 1) or key (*q = 0) axis plus a constant
- * integer offset: i + d, j - d, ... */
+ * integer offset: i + d, j - d, 1 + (i + d), ... (followed iteratively
+ * down a chain of such additions, of any length). */
 static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off) {
-  const IrNode *n = N(c, i);
-  int64_t v;
-  if (n->op == IR_IOTA) {
-    int ax = score_axis(c, n->type.rank, n->a.axis);
-    if (ax != c->R - 2 && ax != c->R - 1) return false;
-    if (!ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[ax])) return false; /* an iota of extent 1 is 0, not i */
-    *q = ax == c->R - 2;
-    *off = 0;
-    return true;
-  }
-  if ((n->op == IR_ADD || n->op == IR_SUB) && n->type.dt == RT_I32) {
-    if (iota_plus(c, n->in[0], q, off) && const_int(c, n->in[1], &v)) {
-      *off += n->op == IR_ADD ? v : -v;
+  int64_t sum = 0, v;
+  for (;;) {
+    const IrNode *n = N(c, i);
+    if (n->op == IR_IOTA) {
+      int ax = score_axis(c, n->type.rank, n->a.axis);
+      if (ax != c->R - 2 && ax != c->R - 1) return false;
+      if (!ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[ax])) return false; /* an iota of extent 1 is 0, not i */
+      *q = ax == c->R - 2;
+      *off = sum;
       return true;
     }
-    if (n->op == IR_ADD && iota_plus(c, n->in[1], q, off) && const_int(c, n->in[0], &v)) {
-      *off += v;
-      return true;
+    if ((n->op != IR_ADD && n->op != IR_SUB) || n->type.dt != RT_I32) return false;
+    if (const_int(c, n->in[1], &v)) { /* x + v, x - v */
+      v = n->op == IR_ADD ? v : -v;
+      i = n->in[0];
+    } else if (n->op == IR_ADD && const_int(c, n->in[0], &v)) { /* v + x */
+      i = n->in[1];
+    } else {
+      return false;
     }
+    /* |offsets| stay below 2^30 per step; a sum beyond +-2^40 is no band */
+    sum += v;
+    if (sum > ((int64_t)1 << 40) || sum < -((int64_t)1 << 40)) return false;
   }
-  return false;
 }
 
 /* |x - y| with x, y iotas of different axes: |j - i + *e|. */
@@ -255,20 +259,6 @@ static bool head_contiguous(Ctx *c, int id, bool swapped) {
 
 /* ---- the body ---------------------------------------------------------------- */
 
-typedef struct {
-  int fb;              /* body function */
-  int *map;            /* main node -> body node, -1 */
-  int leaves[MAX_LEAVES];
-  int nleaf;
-  bool ok;
-} Build;
-
-static int body_add(Ctx *c, Build *b, const IrNode *like, IrOp op, int nin, const int *in, rt_dtype dt,
-                    const IrAttrs *a) {
-  IrType t = {dt, 0, {{0}}};
-  return ir_add(c->g, b->fb, op, nin, in, &t, a, like->loc);
-}
-
 /* Does value id vary with the query or key position? */
 static bool varies_ij(Ctx *c, int id) {
   const IrType *t = &N(c, id)->type;
@@ -303,242 +293,259 @@ static int head_free(Ctx *c, int id) {
   return n->in[0];
 }
 
-static int body_value(Ctx *c, Build *b, int id, int depth) {
-  if (b->map[id] >= 0) return b->map[id];
+/* What a side value of the score path is in the body: a constant, a
+ * position index, an elementwise op recomputed per score (it varies with
+ * i or j), or an extra operand read through a param. */
+static PassBodyKind classify(PassBody *b, int id, int *out) {
+  Ctx *c = b->ctx;
   const IrNode *n = N(c, id);
   IrAttrs a;
   ir_attrs_init(&a);
-  int r = -1;
   double v;
-  if (depth > MAX_PATH) {
-    b->ok = false;
-  } else if (const_value(c, id, &v)) {
+  if (const_value(c, id, &v)) {
     a.value = v;
-    r = body_add(c, b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
-  } else if (n->op == IR_IOTA && ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[score_axis(c, n->type.rank, n->a.axis)])) {
+    *out = pass_body_add(b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
+    return PB_DONE;
+  }
+  if (n->op == IR_IOTA &&
+      ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[score_axis(c, n->type.rank, n->a.axis)])) {
     int ax = score_axis(c, n->type.rank, n->a.axis);
     if (c->R == 5) /* [B, Hk, G, T, S]: the head is split over two axes */
       ax = ax == 0 ? 0 : ax >= 3 ? ax - 1 : -1;
-    if (ax < 0) {
-      b->ok = false;
-    } else {
-      a.axis = ax;
-      r = body_add(c, b, n, IR_INDEX, 0, NULL, RT_I32, &a);
-    }
-  } else if (is_elementwise(n) && varies_ij(c, id)) {
-    int in[3];
-    for (int k = 0; k < n->nin && b->ok; k++) in[k] = body_value(c, b, n->in[k], depth + 1);
-    if (b->ok) r = body_add(c, b, n, (IrOp)n->op, n->nin, in, (rt_dtype)n->type.dt, &n->a);
-  } else if (b->nleaf == MAX_LEAVES || (c->R == 5 && head_free(c, id) < 0)) {
-    b->ok = false;
-  } else { /* a tensor operand of the attention node */
-    b->leaves[b->nleaf++] = c->R == 5 ? head_free(c, id) : id;
-    a.index = b->nleaf;
-    r = body_add(c, b, n, IR_PARAM, 0, NULL, (rt_dtype)n->type.dt, &a);
+    if (ax < 0) return PB_FAIL;
+    a.axis = ax;
+    *out = pass_body_add(b, n, IR_INDEX, 0, NULL, RT_I32, &a);
+    return PB_DONE;
   }
-  if (r >= 0) b->map[id] = r;
-  return r;
+  if (is_elementwise(n) && varies_ij(c, id)) return PB_INLINE;
+  int leaf = c->R == 5 ? head_free(c, id) : id;
+  if (leaf < 0) return PB_FAIL;
+  *out = pass_body_leaf(b, n, leaf); /* -1 past MAX_LEAVES: no fusion */
+  return PB_DONE;
 }
 
-/* ---- one match ------------------------------------------------------------------- */
+/* ---- matching ------------------------------------------------------------------ */
+
+/* One chain softmax(path(Q K^T)) V found by the matcher; nothing is
+ * rewritten yet. */
+typedef struct {
+  int sm, o, s0;             /* the softmax, the P V matmul, the Q K^T matmul */
+  int path[MAX_PATH + 2], np;/* s0 -> softmax input, forwards (path[0] reads s0) */
+  bool ext[MAX_PATH + 2];    /* path nodes that are band masks, moved to mask= */
+  int first, last;           /* path[first..last] becomes the body (none if first > last) */
+  double scale;              /* the positive scales path[0..first) */
+  int64_t lo, hi;            /* the band of the masks, IR_MASK_NONE: unbounded */
+  int q, kt, v;              /* the node's Q, K and V: rank 4; for R = 4 kt is K^T's
+                                permute (the rewrite turns it into K), for R = 5 K itself */
+} AttnMatch;
+
+/* Is softmax node p the middle of a chain Q K^T -> scales -> body -> band
+ * masks -> softmax -> P V?  Fills m (c->R and c->score for its rank). */
+static bool match_attention(Ctx *c, int p, AttnMatch *m) {
+  const IrNode *sm = N(c, p);
+  int R = sm->type.rank, n = c->g->funcs[0].n;
+  if (sm->op != IR_SOFTMAX || (R != 4 && R != 5) || sm->a.axis != R - 1 || c->uses[p] != 1) return false;
+  memset(m, 0, sizeof *m);
+  c->R = R;
+  c->score = sm->type;
+  m->sm = p;
+  m->o = -1;
+  for (int i = p + 1; i < n && m->o < 0; i++)
+    for (int k = 0; k < N(c, i)->nin; k++)
+      if (N(c, i)->in[k] == p) m->o = i;
+  if (m->o < 0 || N(c, m->o)->op != IR_MATMUL || N(c, m->o)->in[0] != p || N(c, m->o)->type.rank != R) return false;
+  if ((m->s0 = qk_of(c, sm->in[0], 0)) < 0) return false;
+  /* the path s0 -> softmax input, forwards */
+  for (int cur = sm->in[0]; cur != m->s0; cur = N(c, cur)->in[c->via[cur]]) m->path[m->np++] = cur;
+  for (int x = 0; x < m->np / 2; x++) {
+    int t = m->path[x];
+    m->path[x] = m->path[m->np - 1 - x], m->path[m->np - 1 - x] = t;
+  }
+  /* scales from the front */
+  m->scale = 1;
+  for (; m->first < m->np; m->first++) {
+    const IrNode *x = N(c, m->path[m->first]);
+    double k;
+    if (x->op != IR_MUL || !const_value(c, x->in[1 - c->via[m->path[m->first]]], &k) || !(k > 0) || isinf(k)) break;
+    m->scale *= k;
+  }
+  /* band masks from the back: the trailing run of -inf masks (which
+     commute with each other) gives its band conditions to `mask`; the
+     other masks of the run stay in the body */
+  m->lo = m->hi = IR_MASK_NONE;
+  for (int x = m->np - 1; x >= m->first; x--) {
+    const IrNode *w = N(c, m->path[x]);
+    int vi = c->via[m->path[x]];
+    bool masking = w->op == IR_WHERE && ((vi == 2 && is_neg_inf(c, w->in[1])) || (vi == 1 && is_neg_inf(c, w->in[2])));
+    if (!masking) break;
+    int64_t l2 = m->lo, h2 = m->hi;
+    if (band(c, w->in[0], vi == 2, &l2, &h2, 0)) {
+      m->ext[x] = true;
+      m->lo = l2, m->hi = h2;
+    }
+  }
+  for (m->last = m->np - 1; m->last >= m->first && m->ext[m->last];) m->last--;
+  /* Q, K, V */
+  m->q = N(c, m->s0)->in[0], m->kt = N(c, m->s0)->in[1], m->v = N(c, m->o)->in[1];
+  if (R == 5) { /* reshapes of rank-4 values (is_qk checked Q and K) */
+    const IrNode *v5 = N(c, m->v);
+    if (v5->op != IR_RESHAPE || N(c, v5->in[0])->type.rank != 4) return false;
+    m->q = N(c, m->q)->in[0];
+    m->kt = N(c, N(c, m->kt)->in[0])->in[0];
+    m->v = v5->in[0];
+  }
+  return true;
+}
+
+/* The matched chain can be one attention node: the band leaves some key
+ * (a band that masks everything is left alone), Q [B,Hq,T,E], K [B,Hk,S,E]
+ * and V [B,Hk,S,Ev] fit (Hk divides Hq; for rank 5, the grouped views are
+ * Q and K, V reshaped as attention(...) writes them), and the kernels
+ * (CPU and CUDA) can read them: constant head sizes, rows contiguous along
+ * the head axis. */
+static bool attn_legal(Ctx *c, const AttnMatch *m) {
+  if (m->lo != IR_MASK_NONE && m->hi != IR_MASK_NONE && m->lo > m->hi) return false;
+  if (c->R == 5) { /* Q5 = [B,Hk,G,T,E] from Q4 = [B,Hk*G,T,E]; K5, V5 = [B,Hk,1,S,*] */
+    const IrNode *s0 = N(c, m->s0), *v5 = N(c, N(c, m->o)->in[1]);
+    const IrType *q4 = &N(c, m->q)->type, *q5 = &N(c, s0->in[0])->type;
+    const IrType *kk = &N(c, m->kt)->type, *vv = &N(c, m->v)->type, *k5 = &N(c, N(c, s0->in[1])->in[0])->type;
+    IrDim hq;
+    int64_t one;
+    if (ir_dim_mul(q5->dim[1], q5->dim[2], &hq) || !ir_dim_eq(hq, q4->dim[1]) || !ir_dim_eq(q5->dim[3], q4->dim[2]) ||
+        !ir_dim_eq(q5->dim[0], q4->dim[0]) || !ir_dim_eq(kk->dim[1], q5->dim[1]) || !ir_dim_eq(vv->dim[1], q5->dim[1]) ||
+        !ir_dim_is_const(k5->dim[2], &one) || one != 1 || !ir_dim_is_const(v5->type.dim[2], &one) || one != 1 ||
+        !ir_dim_eq(vv->dim[3], v5->type.dim[4]) || !ir_dim_eq(vv->dim[2], v5->type.dim[3]))
+      return false;
+  }
+  IrType kswap = N(c, m->kt)->type; /* K's type (R = 4: K^T's, swapped back) */
+  if (c->R == 4) {
+    IrDim t = kswap.dim[2];
+    kswap.dim[2] = kswap.dim[3], kswap.dim[3] = t;
+  }
+  const IrType *qt = &N(c, m->q)->type, *vt = &N(c, m->v)->type;
+  IrDim grp;
+  int64_t he;
+  if (qt->rank != 4 || vt->rank != 4 || kswap.rank != 4 || !ir_dim_eq(qt->dim[0], kswap.dim[0]) ||
+      !ir_dim_eq(kswap.dim[0], vt->dim[0]) || !ir_dim_eq(kswap.dim[1], vt->dim[1]) ||
+      !ir_dim_eq(kswap.dim[2], vt->dim[2]) || !ir_dim_eq(qt->dim[3], kswap.dim[3]) ||
+      ir_dim_div(qt->dim[1], kswap.dim[1], &grp))
+    return false;
+  return ir_dim_is_const(qt->dim[3], &he) && ir_dim_is_const(vt->dim[3], &he) && head_contiguous(c, m->q, false) &&
+         head_contiguous(c, m->kt, c->R == 4) && head_contiguous(c, m->v, false);
+}
+
+/* The body: path[first..last] with param 0 the score it starts from, the
+ * band masks skipped (the kernel applies them after the body).  The body
+ * function (b->fb) or -1 when there is no body; -2 if some side value
+ * cannot be expressed (then nothing was added). */
+static int build_body(Ctx *c, const AttnMatch *m, int *map, PassBody *b) {
+  if (m->first > m->last) return -1;
+  pass_body_begin(b, c->g, map, MAX_LEAVES, 1, classify, c);
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.index = 0;
+  int sv = m->first > 0 ? m->path[m->first - 1] : m->s0; /* the score value the body starts from, in its dtype */
+  pass_body_set(b, sv, pass_body_add(b, N(c, m->path[m->first]), IR_PARAM, 0, NULL, (rt_dtype)N(c, sv)->type.dt, &a));
+  for (int x = m->first; x <= m->last && b->ok; x++) {
+    const IrNode *w = N(c, m->path[x]);
+    if (m->ext[x]) /* a band mask, applied after the body by the kernel */
+      pass_body_set(b, m->path[x], map[w->in[c->via[m->path[x]]]]);
+    else
+      pass_body_copy(b, m->path[x]);
+  }
+  return pass_body_finish(b, b->ok ? map[m->path[m->last]] : -1) ? b->fb : -2;
+}
+
+/* ---- the rewrite ------------------------------------------------------------------ */
+
+/* Replace the matched chain by attention(Q, K, V, extra..) {scale, mask}
+ * with body fb (-1: none); its extra operands are leaves[0..nleaf). */
+static void rewrite(Ctx *c, const AttnMatch *m, int fb, const int *leaves, int nleaf) {
+  IrGraph *g = c->g;
+  int nin = 3 + nleaf;
+  int *in = ir_arena_alloc(g->arena, (size_t)nin * sizeof(int));
+  in[0] = m->q, in[1] = m->kt, in[2] = m->v;
+  for (int x = 0; x < nleaf; x++) in[3 + x] = leaves[x];
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.scale = m->scale;
+  a.mlo = m->lo;
+  a.mhi = m->hi;
+  if (c->R == 4) {
+    /* K^T's permute becomes K: swap its last two axes back */
+    IrNode *kn = N(c, m->kt);
+    int sw = kn->a.list[2];
+    kn->a.list[2] = kn->a.list[3], kn->a.list[3] = sw;
+    IrDim d2 = kn->type.dim[2];
+    kn->type.dim[2] = kn->type.dim[3], kn->type.dim[3] = d2;
+    /* the second matmul becomes the attention node: it comes after all operands */
+    IrNode *on = N(c, m->o);
+    on->op = IR_ATTENTION;
+    on->nin = nin;
+    on->in = in;
+    on->body = fb;
+    on->a = a;
+    return;
+  }
+  /* attention(Q4, K4, V4) : [B, Hq, T, Ev] inserted before o, which
+     becomes its reshape to [B, Hk, G, T, Ev] */
+  const IrNode *on = N(c, m->o);
+  IrType t = {on->type.dt, 4, {N(c, m->q)->type.dim[0], N(c, m->q)->type.dim[1], on->type.dim[3], on->type.dim[4]}};
+  IrNode at = {0};
+  at.op = IR_ATTENTION;
+  at.nin = nin;
+  at.in = in;
+  at.type = t;
+  at.a = a;
+  at.body = fb;
+  at.loc = on->loc;
+  int id = pass_insert(g, 0, m->o, &at);
+  IrNode *rn = N(c, id + 1);
+  rn->op = IR_RESHAPE;
+  rn->nin = 1;
+  rn->in = ir_arena_alloc(g->arena, sizeof(int));
+  rn->in[0] = id;
+  ir_attrs_init(&rn->a);
+  /* reshape(reshape(x)) = reshape(x), and the usual reshape back to
+     [B, Hq, T, Ev] is x itself */
+  int nn = g->funcs[0].n;
+  int *m2 = malloc((size_t)nn * sizeof(int));
+  if (!m2) ir_bug("out of memory");
+  for (int i = 0; i < nn; i++) {
+    m2[i] = i;
+    if (i > id + 1 && N(c, i)->op == IR_RESHAPE && N(c, i)->in[0] == id + 1) {
+      N(c, i)->in[0] = id;
+      if (ir_shape_eq(&N(c, i)->type, &N(c, id)->type)) m2[i] = id;
+    }
+  }
+  pass_apply_map(g, 0, m2);
+  free(m2);
+}
 
 /* Find and rewrite the first fusable chain; false if there is none. */
 static bool fuse_one(IrGraph *g) {
-  IrFunc *f = &g->funcs[0];
-  int n = f->n;
+  int n = g->funcs[0].n;
   int *uses = pass_uses(g, NULL), *via = calloc((size_t)n + 1, sizeof(int));
   int *map = malloc(((size_t)n + 1) * sizeof(int));
-  if (!via || !map) ir_bug("out of memory");
+  AttnMatch *m = malloc(sizeof *m);
+  if (!via || !map || !m) ir_bug("out of memory");
+  for (int i = 0; i < n; i++) map[i] = -1;
   Ctx c = {g, uses, via, 0, {0}};
   bool done = false;
   for (int p = 0; p < n && !done; p++) {
-    const IrNode *sm = N(&c, p);
-    int R = sm->type.rank;
-    if (sm->op != IR_SOFTMAX || (R != 4 && R != 5) || sm->a.axis != R - 1 || uses[p] != 1) continue;
-    c.R = R;
-    c.score = sm->type;
-    int o = -1;
-    for (int i = p + 1; i < n && o < 0; i++)
-      for (int k = 0; k < N(&c, i)->nin; k++)
-        if (N(&c, i)->in[k] == p) o = i;
-    if (o < 0 || N(&c, o)->op != IR_MATMUL || N(&c, o)->in[0] != p || N(&c, o)->type.rank != R) continue;
-    int s0 = qk_of(&c, sm->in[0], 0);
-    if (s0 < 0) continue;
-    /* the path s0 -> softmax input, forwards */
-    int path[MAX_PATH + 2], np = 0;
-    for (int cur = sm->in[0]; cur != s0; cur = N(&c, cur)->in[via[cur]]) path[np++] = cur;
-    for (int x = 0; x < np / 2; x++) {
-      int t = path[x];
-      path[x] = path[np - 1 - x], path[np - 1 - x] = t;
+    if (!match_attention(&c, p, m) || !attn_legal(&c, m)) continue;
+    PassBody b = {0};
+    int fb = build_body(&c, m, map, &b);
+    if (fb != -2) {
+      rewrite(&c, m, fb, b.leaves, fb >= 0 ? b.nleaf : 0);
+      done = true;
     }
-    /* scales from the front */
-    int first = 0;
-    double scale = 1;
-    for (; first < np; first++) {
-      const IrNode *m = N(&c, path[first]);
-      double k;
-      if (m->op != IR_MUL || !const_value(&c, m->in[1 - via[path[first]]], &k) || !(k > 0) || isinf(k)) break;
-      scale *= k;
-    }
-    /* band masks from the back: the trailing run of -inf masks (which
-       commute with each other) gives its band conditions to `mask`; the
-       other masks of the run stay in the body */
-    int last = np - 1;
-    int64_t lo = IR_MASK_NONE, hi = IR_MASK_NONE;
-    bool ext[MAX_PATH + 2] = {0};
-    for (int x = np - 1; x >= first; x--) {
-      const IrNode *m = N(&c, path[x]);
-      int vi = via[path[x]];
-      bool masking = m->op == IR_WHERE && ((vi == 2 && is_neg_inf(&c, m->in[1])) || (vi == 1 && is_neg_inf(&c, m->in[2])));
-      if (!masking) break;
-      int64_t l2 = lo, h2 = hi;
-      if (band(&c, m->in[0], vi == 2, &l2, &h2, 0)) {
-        ext[x] = true;
-        lo = l2, hi = h2;
-      }
-    }
-    while (last >= first && ext[last]) last--;
-    if (lo != IR_MASK_NONE && hi != IR_MASK_NONE && lo > hi) continue; /* everything masked: leave it */
-    /* Q, K, V */
-    int q = N(&c, s0)->in[0], kt = N(&c, s0)->in[1], v = N(&c, o)->in[1];
-    if (R == 5) {
-      q = N(&c, q)->in[0];
-      int k4 = N(&c, N(&c, kt)->in[0])->in[0];
-      const IrNode *v5 = N(&c, v);
-      if (v5->op != IR_RESHAPE || N(&c, v5->in[0])->type.rank != 4) continue;
-      v = v5->in[0];
-      /* Q5 = [B,Hk,G,T,E] from Q4 = [B,Hk*G,T,E]; K5, V5 = [B,Hk,1,S,*] */
-      const IrType *q4 = &N(&c, q)->type, *q5 = &N(&c, N(&c, s0)->in[0])->type;
-      const IrType *kk = &N(&c, k4)->type, *vv = &N(&c, v)->type;
-      IrDim hq;
-      int64_t one;
-      if (ir_dim_mul(q5->dim[1], q5->dim[2], &hq) || !ir_dim_eq(hq, q4->dim[1]) ||
-          !ir_dim_eq(q5->dim[3], q4->dim[2]) || !ir_dim_eq(q5->dim[0], q4->dim[0]) ||
-          !ir_dim_eq(kk->dim[1], q5->dim[1]) || !ir_dim_eq(vv->dim[1], q5->dim[1]) ||
-          !ir_dim_is_const(N(&c, N(&c, kt)->in[0])->type.dim[2], &one) || one != 1 ||
-          !ir_dim_is_const(v5->type.dim[2], &one) || one != 1 || !ir_dim_eq(vv->dim[3], v5->type.dim[4]) ||
-          !ir_dim_eq(vv->dim[2], v5->type.dim[3]))
-        continue;
-      kt = k4; /* (for R = 5, `kt` now names K itself) */
-    }
-    {
-      IrType kswap = N(&c, kt)->type;
-      if (R == 4) {
-        IrDim t = kswap.dim[2];
-        kswap.dim[2] = kswap.dim[3], kswap.dim[3] = t;
-      }
-      const IrType *qt = &N(&c, q)->type, *vt = &N(&c, v)->type;
-      IrDim grp;
-      int64_t he;
-      if (qt->rank != 4 || vt->rank != 4 || kswap.rank != 4 || !ir_dim_eq(qt->dim[0], kswap.dim[0]) ||
-          !ir_dim_eq(kswap.dim[0], vt->dim[0]) || !ir_dim_eq(kswap.dim[1], vt->dim[1]) ||
-          !ir_dim_eq(kswap.dim[2], vt->dim[2]) || !ir_dim_eq(qt->dim[3], kswap.dim[3]) ||
-          ir_dim_div(qt->dim[1], kswap.dim[1], &grp))
-        continue;
-      /* the kernels (CPU and CUDA) need constant head sizes and rows that
-         are contiguous along the head axis */
-      if (!ir_dim_is_const(qt->dim[3], &he) || !ir_dim_is_const(vt->dim[3], &he) || !head_contiguous(&c, q, false) ||
-          !head_contiguous(&c, kt, R == 4) || !head_contiguous(&c, v, false))
-        continue;
-    }
-    /* the body: path[first..last] */
-    int fb = -1;
-    Build b = {0};
-    b.ok = true;
-    b.map = map;
-    if (first <= last) {
-      for (int i = 0; i < n; i++) map[i] = -1;
-      fb = ir_graph_add_func(g, 0);
-      b.fb = fb;
-      IrAttrs a;
-      ir_attrs_init(&a);
-      a.index = 0;
-      int sv = first > 0 ? path[first - 1] : s0; /* the score value the body starts from, in its dtype */
-      map[sv] = body_add(&c, &b, N(&c, path[first]), IR_PARAM, 0, NULL, (rt_dtype)N(&c, sv)->type.dt, &a);
-      for (int x = first; x <= last && b.ok; x++) {
-        const IrNode *m = N(&c, path[x]);
-        if (ext[x]) { /* a band mask, applied after the body by the kernel */
-          map[path[x]] = map[m->in[via[path[x]]]];
-          continue;
-        }
-        int in[3];
-        for (int k = 0; k < m->nin && b.ok; k++) in[k] = body_value(&c, &b, m->in[k], 0);
-        if (b.ok) map[path[x]] = body_add(&c, &b, m, (IrOp)m->op, m->nin, in, (rt_dtype)m->type.dt, &m->a);
-      }
-      if (!b.ok) {
-        g->nfunc--; /* drop the half-built body (its nodes stay in the arena) */
-        continue;
-      }
-      IrFunc *bf = &g->funcs[fb];
-      bf->yields = ir_arena_alloc(g->arena, sizeof(int));
-      bf->yields[0] = map[path[last]];
-      bf->nyield = 1;
-      f = &g->funcs[0]; /* (add_func may have moved the array) */
-    }
-    /* the rewrite */
-    int nin = 3 + b.nleaf;
-    int *in = ir_arena_alloc(g->arena, (size_t)nin * sizeof(int));
-    in[0] = q, in[1] = kt, in[2] = v;
-    for (int x = 0; x < b.nleaf; x++) in[3 + x] = b.leaves[x];
-    IrAttrs a;
-    ir_attrs_init(&a);
-    a.scale = scale;
-    a.mlo = lo;
-    a.mhi = hi;
-    if (R == 4) {
-      /* K^T's permute becomes K: swap its last two axes back */
-      IrNode *kn = N(&c, kt);
-      int sw = kn->a.list[2];
-      kn->a.list[2] = kn->a.list[3], kn->a.list[3] = sw;
-      IrDim d2 = kn->type.dim[2];
-      kn->type.dim[2] = kn->type.dim[3], kn->type.dim[3] = d2;
-      /* the second matmul becomes the attention node: it comes after all operands */
-      IrNode *on = N(&c, o);
-      on->op = IR_ATTENTION;
-      on->nin = nin;
-      on->in = in;
-      on->body = fb;
-      on->a = a;
-    } else {
-      /* attention(Q4, K4, V4) : [B, Hq, T, Ev] inserted before o, which
-         becomes its reshape to [B, Hk, G, T, Ev] */
-      const IrNode *on = N(&c, o);
-      IrType t = {on->type.dt, 4, {N(&c, q)->type.dim[0], N(&c, q)->type.dim[1], on->type.dim[3], on->type.dim[4]}};
-      IrNode at = {0};
-      at.op = IR_ATTENTION;
-      at.nin = nin;
-      at.in = in;
-      at.type = t;
-      at.a = a;
-      at.body = fb;
-      at.loc = on->loc;
-      int id = pass_insert(g, 0, o, &at);
-      IrNode *rn = N(&c, id + 1);
-      rn->op = IR_RESHAPE;
-      rn->nin = 1;
-      rn->in = ir_arena_alloc(g->arena, sizeof(int));
-      rn->in[0] = id;
-      ir_attrs_init(&rn->a);
-      /* reshape(reshape(x)) = reshape(x), and the usual reshape back to
-         [B, Hq, T, Ev] is x itself */
-      int nn = g->funcs[0].n;
-      int *m2 = malloc((size_t)nn * sizeof(int));
-      if (!m2) ir_bug("out of memory");
-      for (int i = 0; i < nn; i++) {
-        m2[i] = i;
-        if (i > id + 1 && N(&c, i)->op == IR_RESHAPE && N(&c, i)->in[0] == id + 1) {
-          N(&c, i)->in[0] = id;
-          if (ir_shape_eq(&N(&c, i)->type, &N(&c, id)->type)) m2[i] = id;
-        }
-      }
-      pass_apply_map(g, 0, m2);
-      free(m2);
-    }
-    done = true;
+    pass_body_free(&b);
   }
   free(uses);
   free(via);
   free(map);
+  free(m);
   return done;
 }
 

@@ -39,57 +39,41 @@ static bool scalar_const(const IrNode *n) {
 
 typedef struct {
   IrGraph *g;
-  int *group;   /* root of each node's group, or -1 */
-  int root;
-  int fb;
-  int *map;     /* main node -> body node */
-  int leaves[MAX_LEAVES];
-  int nleaf;
-  bool ok;
-} Build;
+  int *group; /* root of each node's group, or -1 */
+  int root;   /* the group being fused */
+} Ctx;
 
-static IrNode *MN(Build *b, int i) { return &b->g->funcs[0].nodes[i]; }
+static IrNode *MN(Ctx *c, int i) { return &c->g->funcs[0].nodes[i]; }
 
-static int add(Build *b, const IrNode *like, IrOp op, int nin, const int *in, rt_dtype dt, const IrAttrs *a) {
-  IrType t = {dt, 0, {{0}}};
-  return ir_add(b->g, b->fb, op, nin, in, &t, a, like->loc);
-}
-
-/* iota along an axis of the root's shape with the same extent: index */
-static int iota_axis(Build *b, const IrNode *n) {
-  const IrType *rt = &MN(b, b->root)->type;
+/* iota along an axis of the root's shape with the same extent: that axis
+ * (the body's index), or -1 */
+static int iota_axis(Ctx *c, const IrNode *n) {
+  const IrType *rt = &MN(c, c->root)->type;
   int ax = n->a.axis + rt->rank - n->type.rank;
   if (ax < 0 || ax >= rt->rank || !ir_dim_eq(n->type.dim[n->a.axis], rt->dim[ax])) return -1;
   return ax;
 }
 
-static int value(Build *b, int id) {
-  if (b->map[id] >= 0) return b->map[id];
-  const IrNode *n = MN(b, id);
+/* What main value id is in the body of the group: a scalar constant, an
+ * index, a member of the group (copied), or a param (an operand). */
+static PassBodyKind classify(PassBody *b, int id, int *out) {
+  Ctx *c = b->ctx;
+  const IrNode *n = MN(c, id);
   IrAttrs a;
   ir_attrs_init(&a);
-  int r = -1;
   if (scalar_const(n)) {
     a.value = n->a.value;
-    r = add(b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
-  } else if (n->op == IR_IOTA && iota_axis(b, n) >= 0) {
-    a.axis = iota_axis(b, n);
-    r = add(b, n, IR_INDEX, 0, NULL, RT_I32, &a);
-  } else if (b->group[id] == b->root) {
-    int in[3];
-    for (int k = 0; k < n->nin && b->ok; k++) in[k] = value(b, n->in[k]);
-    if (!b->ok) return -1;
-    r = add(b, n, (IrOp)n->op, n->nin, in, (rt_dtype)n->type.dt, &n->a);
-  } else if (b->nleaf == MAX_LEAVES) {
-    b->ok = false;
-    return -1;
-  } else {
-    a.index = b->nleaf;
-    b->leaves[b->nleaf++] = id;
-    r = add(b, n, IR_PARAM, 0, NULL, (rt_dtype)n->type.dt, &a);
+    *out = pass_body_add(b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
+    return PB_DONE;
   }
-  b->map[id] = r;
-  return r;
+  if (n->op == IR_IOTA && iota_axis(c, n) >= 0) {
+    a.axis = iota_axis(c, n);
+    *out = pass_body_add(b, n, IR_INDEX, 0, NULL, RT_I32, &a);
+    return PB_DONE;
+  }
+  if (c->group[id] == c->root) return PB_INLINE;
+  *out = pass_body_leaf(b, n, id); /* -1 past MAX_LEAVES: the group stays unfused */
+  return PB_DONE;
 }
 
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
@@ -125,29 +109,25 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
     size[group[i]]++;
   }
   bool changed = false;
+  for (int i = 0; i < n; i++) map[i] = -1;
   for (int r = 0; r < n; r++) {
     if (group[r] != r || size[r] < 2) continue;
-    Build b = {g, group, r, 0, map, {0}, 0, true};
-    for (int i = 0; i < n; i++) map[i] = -1;
-    b.fb = ir_graph_add_func(g, 0);
-    int y = value(&b, r);
-    f = &g->funcs[0];
-    if (!b.ok) {
-      g->nfunc--;
-      continue;
+    Ctx c = {g, group, r};
+    PassBody b;
+    pass_body_begin(&b, g, map, MAX_LEAVES, 0, classify, &c);
+    bool ok = pass_body_finish(&b, pass_body_value(&b, r));
+    f = &g->funcs[0]; /* (adding the body may have moved the arrays) */
+    if (ok) {
+      IrNode *rn = &f->nodes[r];
+      rn->op = IR_FUSED;
+      rn->nin = b.nleaf;
+      rn->in = ir_arena_alloc(g->arena, (size_t)(b.nleaf ? b.nleaf : 1) * sizeof(int));
+      memcpy(rn->in, b.leaves, (size_t)b.nleaf * sizeof(int));
+      ir_attrs_init(&rn->a);
+      rn->body = b.fb;
+      changed = true;
     }
-    IrFunc *bf = &g->funcs[b.fb];
-    bf->yields = ir_arena_alloc(g->arena, sizeof(int));
-    bf->yields[0] = y;
-    bf->nyield = 1;
-    IrNode *rn = &f->nodes[r];
-    rn->op = IR_FUSED;
-    rn->nin = b.nleaf;
-    rn->in = ir_arena_alloc(g->arena, (size_t)(b.nleaf ? b.nleaf : 1) * sizeof(int));
-    memcpy(rn->in, b.leaves, (size_t)b.nleaf * sizeof(int));
-    ir_attrs_init(&rn->a);
-    rn->body = b.fb;
-    changed = true;
+    pass_body_free(&b);
   }
   free(uses);
   free(user);

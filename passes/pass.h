@@ -98,4 +98,48 @@ bool pass_compact(IrGraph *g, int f);
 /* Insert a copy of node (operands all < pos) at position pos of function f,
  * renumbering later nodes and their uses; returns pos. */
 int pass_insert(IrGraph *g, int f, int pos, const IrNode *node);
+
+/* body.c: building the body region of a fused node (fuse-attention,
+ * fuse-elementwise).  The walk from a root asks the pass, for each main
+ * value it meets, what the value becomes: */
+typedef enum {
+  PB_INLINE, /* the same op in the body, on its operands' body values */
+  PB_DONE,   /* a body node the pass made (a const, an index, a leaf) */
+  PB_FAIL,   /* not expressible: the fusion is abandoned */
+} PassBodyKind;
+typedef struct PassBody PassBody;
+typedef PassBodyKind (*PassBodyClassify)(PassBody *b, int id, int *out);
+struct PassBody {
+  IrGraph *g;
+  int fb;                /* the body function being built */
+  int *map;              /* main node -> body node, -1 if none (all -1 between bodies) */
+  int *touched, ntouched, captouched; /* map entries set (reset by finish) */
+  int *leaves, nleaf;    /* main values read through params param_base.. */
+  int maxleaf, param_base;
+  PassBodyClassify classify;
+  void *ctx;             /* the pass's */
+  bool ok;
+};
+/* Start a body (a new function owned by funcs[0]); map has an entry per
+ * main node, all -1. */
+void pass_body_begin(PassBody *b, IrGraph *g, int *map, int maxleaf, int param_base, PassBodyClassify classify,
+                     void *ctx);
+/* A rank-0 body node of dtype dt at like's location. */
+int pass_body_add(PassBody *b, const IrNode *like, IrOp op, int nin, const int *in, rt_dtype dt, const IrAttrs *a);
+/* A param reading main value `value` as the next extra operand (like:
+ * its dtype and location); -1 past maxleaf. */
+int pass_body_leaf(PassBody *b, const IrNode *like, int value);
+/* Record that main node id is body node `node`. */
+void pass_body_set(PassBody *b, int id, int node);
+/* The body node of main value root (walking and classifying), or -1
+ * (b->ok false). */
+int pass_body_value(PassBody *b, int root);
+/* Main node id copied as its op whatever classify says, its operands
+ * walked; the body node or -1. */
+int pass_body_copy(PassBody *b, int id);
+/* End the body: yield `yield` (true), or drop it when the walk failed or
+ * yield < 0 (false).  map is all -1 again either way. */
+bool pass_body_finish(PassBody *b, int yield);
+/* Free the leaf list (after the pass has read it). */
+void pass_body_free(PassBody *b);
 #endif
