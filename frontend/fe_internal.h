@@ -17,7 +17,7 @@ AstProgram *fe_parse(IrArena *arena, IrDiag *diag, const char *file, const char 
  * (all together, across inlined functions): beyond it, a located error
  * instead of a deep C stack.  Chains of operators (a + b + ... , -x) do not
  * count: they are evaluated with an explicit stack, at any length. */
-#define FE_MAX_NESTING 1000
+#define FE_MAX_NESTING 500
 /* Code a loop or a builtin may unroll (loop iterations, chunk/split parts). */
 #define FE_MAX_UNROLL 100000
 

@@ -209,19 +209,19 @@ bool fe_nest_enter(FeLower *L, IrLoc loc) {
   return true;
 }
 
-/* Evaluate e.  A tree of operators (a + b * c - ..., -x, !x) is walked
- * with an explicit stack, depth first, left operand first, so that a
- * generated sum or chain of any length does not deepen the C stack; only
- * the leaves (eval_leaf) recurse. */
-FeValue fe_eval(FeLower *L, AstExpr *e) {
-  if (e->kind != AST_BINOP && e->kind != AST_UNOP) return eval_leaf(L, e);
+/* A tree of operators (a + b * c - ..., -x, !x), walked with an explicit
+ * stack, depth first, left operand first, so that a generated sum or chain
+ * of any length does not deepen the C stack; only the leaves (eval_leaf)
+ * recurse.  (Not inlined: its stacks stay out of the frames of nested
+ * calls.) */
+static __attribute__((noinline)) FeValue eval_ops(FeLower *L, AstExpr *e) {
   typedef struct {
     AstExpr *e;
     int next; /* operands pushed so far */
   } Frame;
-  Frame fixed[64], *fr = fixed;
-  FeValue vfixed[64], *val = vfixed;
-  int nfr = 0, nval = 0, cap = 64;
+  Frame fixed[16], *fr = fixed;
+  FeValue vfixed[16], *val = vfixed;
+  int nfr = 0, nval = 0, cap = 16;
   fr[nfr++] = (Frame){e, 0};
   while (nfr > 0) {
     if (nfr == cap || nval == cap) { /* room for one more on either stack */
@@ -260,6 +260,10 @@ FeValue fe_eval(FeLower *L, AstExpr *e) {
     free(val);
   }
   return r;
+}
+
+FeValue fe_eval(FeLower *L, AstExpr *e) {
+  return e->kind == AST_BINOP || e->kind == AST_UNOP ? eval_ops(L, e) : eval_leaf(L, e);
 }
 
 /* Bind or rebind a name.  `let` creates in the current scope; a plain
@@ -323,7 +327,7 @@ static void assign(FeLower *L, AstName *t, FeValue v, bool is_let) {
 }
 
 /* let / assignment, with one target or several (from a tuple). */
-static void exec_targets(FeLower *L, AstStmt *s) {
+static __attribute__((noinline)) void exec_targets(FeLower *L, AstStmt *s) {
   FeValue v = fe_eval(L, s->expr);
   int n = 0;
   for (AstName *t = s->names; t; t = t->next) n++;
@@ -352,7 +356,7 @@ static bool top_level_only(FeLower *L, AstStmt *s, const char *what) {
 }
 
 /* Declare a weight: dedupe by key; the same key must keep one type. */
-static void exec_weight(FeLower *L, AstStmt *s) {
+static __attribute__((noinline)) void exec_weight(FeLower *L, AstStmt *s) {
   AstName *nm = s->names;
   FeValue key = fe_eval(L, s->expr);
   IrType t;
@@ -407,7 +411,144 @@ bound:;
   fe_bind(L, L->cur, nm->name, B_WEIGHT, v, nm->loc);
 }
 
-/* One statement or declaration. */
+/* dim A, B, ...: run-time dims (at most IR_MAX_SYMS). */
+static void exec_dim(FeLower *L, AstStmt *s) {
+  if (!top_level_only(L, s, "dim")) return;
+  for (AstName *n = s->names; n; n = n->next) {
+    FeBinding *prev = fe_find_in(L->global, n->name);
+    if (prev) {
+      fe_err(L, n->loc, "'%s' is already declared", n->name);
+      ir_diag_note(L->diag, prev->loc, "previous declaration is here");
+      continue;
+    }
+    if (L->g->nsym >= IR_MAX_SYMS) {
+      fe_err(L, n->loc, "too many dims: a model has at most %d (IR_MAX_SYMS)", IR_MAX_SYMS);
+      return;
+    }
+    int sym = ir_graph_add_sym(L->g, n->name);
+    fe_bind(L, L->global, n->name, B_DIM, fe_vdim(ir_dim_sym(sym), n->loc), n->loc);
+  }
+}
+
+/* input x: TYPE / output y: TYPE */
+static __attribute__((noinline)) void exec_io(FeLower *L, AstStmt *s) {
+  const char *what = s->kind == ST_INPUT ? "input" : "output";
+  if (!top_level_only(L, s, what)) return;
+  AstName *n = s->names;
+  IrType t;
+  FeTypeKind k;
+  FeBinding *prev = fe_find_in(L->global, n->name);
+  if (prev) {
+    fe_err(L, n->loc, "'%s' is already declared", n->name);
+    ir_diag_note(L->diag, prev->loc, "previous declaration is here");
+    return;
+  }
+  bool ok = fe_eval_type(L, n->type, &t, &k);
+  if (ok && k != T_TENSOR) {
+    fe_err(L, n->type->loc, "an %s needs a tensor type such as f32[B, T, D]", what);
+    ok = false;
+  }
+  if (s->kind == ST_INPUT) {
+    FeValue v = POISON;
+    if (ok) {
+      IrAttrs a;
+      ir_attrs_init(&a);
+      a.str = n->name;
+      a.index = L->ninputs++;
+      v = fe_emit(L, IR_INPUT, NULL, 0, &a, &t, n->loc);
+    }
+    fe_bind(L, L->global, n->name, B_INPUT, v, n->loc);
+  } else {
+    const char *why = ok ? ir_type_size_problem(&t, true) : NULL;
+    if (why) {
+      fe_err(L, n->type->loc, "output '%s': %s has %s", n->name, fe_type_str(L, &t), why);
+      ok = false;
+    }
+    FeBinding *b = fe_bind(L, L->global, n->name, B_OUTPUT, POISON, n->loc);
+    b->type = t;
+    if (!ok) b->assigned = b->bad_type = true; /* no follow-on errors */
+  }
+}
+
+/* fn NAME(...) { ... }: a function, inlined at each call. */
+static void exec_fn(FeLower *L, AstStmt *s) {
+  if (!top_level_only(L, s, "fn")) return;
+  FeBinding *prev = fe_find_in(L->global, s->name);
+  if (prev) {
+    fe_err(L, s->loc, "'%s' is already declared", s->name);
+    ir_diag_note(L->diag, prev->loc, "previous declaration is here");
+    return;
+  }
+  if (fe_is_builtin(s->name)) {
+    fe_err(L, s->loc, "'%s' is a builtin function and cannot be redefined", s->name);
+    return;
+  }
+  FeBinding *b = fe_bind(L, L->global, s->name, B_FN, (FeValue){.k = V_NONE}, s->loc);
+  b->fn = s;
+}
+
+/* if COND { ... } else { ... }, decided at compile time. */
+static void exec_if(FeLower *L, AstStmt *s) {
+  FeValue c = fe_eval(L, s->expr);
+  if (c.k == V_POISON) return;
+  if (c.k != V_INT) {
+    fe_err(L, s->expr->loc, "if needs a compile-time condition, got %s; use where(...) for tensors",
+        fe_kind_name(c.k));
+    return;
+  }
+  if (!fe_nest_enter(L, s->loc)) return;
+  FeScope sc = {.parent = L->cur};
+  FeScope *saved = L->cur;
+  L->cur = &sc;
+  exec_block(L, c.i ? s->body : s->els);
+  L->cur = saved;
+  fe_nest_leave(L);
+}
+
+/* for i in LO..HI { ... }, unrolled. */
+static void exec_for(FeLower *L, AstStmt *s) {
+  FeValue lo = fe_eval(L, s->expr), hi = fe_eval(L, s->expr2);
+  if (lo.k == V_POISON || hi.k == V_POISON) return;
+  if (lo.k != V_INT || hi.k != V_INT) {
+    fe_err(L, s->loc, "for needs compile-time integer bounds");
+    return;
+  }
+  int64_t count;
+  if (__builtin_sub_overflow(hi.i, lo.i, &count) || count > FE_MAX_UNROLL) {
+    fe_err(L, s->loc, "loop from %lld to %lld is too long to unroll (at most %d iterations, FE_MAX_UNROLL)",
+           (long long)lo.i, (long long)hi.i, FE_MAX_UNROLL);
+    return;
+  }
+  if (!fe_nest_enter(L, s->loc)) return;
+  for (int64_t i = lo.i; i < hi.i && !L->returned; i++) {
+    FeScope sc = {.parent = L->cur};
+    FeScope *saved = L->cur;
+    L->cur = &sc;
+    fe_bind(L, &sc, s->names->name, B_LOOP, fe_vint(i, s->names->loc), s->names->loc);
+    exec_block(L, s->body);
+    L->cur = saved;
+    if (ir_diag_errors(L->diag) > 0) break; /* don't repeat an error per iteration */
+  }
+  fe_nest_leave(L);
+}
+
+/* return a, b, ... */
+static void exec_return(FeLower *L, AstStmt *s) {
+  if (!L->in_fn) {
+    fe_err(L, s->loc, "return outside a function");
+    return;
+  }
+  int n = 0;
+  for (AstArg *a = s->exprs; a; a = a->next) n++;
+  FeValue *vals = ir_arena_alloc(L->arena, sizeof(FeValue) * (size_t)(n ? n : 1));
+  int i = 0;
+  for (AstArg *a = s->exprs; a; a = a->next) vals[i++] = fe_eval(L, a->value);
+  L->retval = n == 1 ? vals[0] : (FeValue){.k = V_TUPLE, .elts = vals, .n = n, .loc = s->loc};
+  L->returned = true;
+}
+
+/* One statement or declaration.  (The cases are functions of their own
+ * so that this frame, which nested blocks repeat, stays small.) */
 static void exec_stmt(FeLower *L, AstStmt *s) {
   switch (s->kind) {
   case ST_MODEL:
@@ -416,148 +557,17 @@ static void exec_stmt(FeLower *L, AstStmt *s) {
   case ST_PARAM: /* handled before execution (collect_params) */
     top_level_only(L, s, "param");
     return;
-  case ST_DIM:
-    if (!top_level_only(L, s, "dim")) return;
-    for (AstName *n = s->names; n; n = n->next) {
-      FeBinding *prev = fe_find_in(L->global, n->name);
-      if (prev) {
-        fe_err(L, n->loc, "'%s' is already declared", n->name);
-        ir_diag_note(L->diag, prev->loc, "previous declaration is here");
-        continue;
-      }
-      if (L->g->nsym >= IR_MAX_SYMS) {
-        fe_err(L, n->loc, "too many dims: a model has at most %d (IR_MAX_SYMS)", IR_MAX_SYMS);
-        return;
-      }
-      int sym = ir_graph_add_sym(L->g, n->name);
-      fe_bind(L, L->global, n->name, B_DIM, fe_vdim(ir_dim_sym(sym), n->loc), n->loc);
-    }
-    return;
+  case ST_DIM: exec_dim(L, s); return;
   case ST_INPUT:
-  case ST_OUTPUT: {
-    const char *what = s->kind == ST_INPUT ? "input" : "output";
-    if (!top_level_only(L, s, what)) return;
-    AstName *n = s->names;
-    IrType t;
-    FeTypeKind k;
-    FeBinding *prev = fe_find_in(L->global, n->name);
-    if (prev) {
-      fe_err(L, n->loc, "'%s' is already declared", n->name);
-      ir_diag_note(L->diag, prev->loc, "previous declaration is here");
-      return;
-    }
-    bool ok = fe_eval_type(L, n->type, &t, &k);
-    if (ok && k != T_TENSOR) {
-      fe_err(L, n->type->loc, "an %s needs a tensor type such as f32[B, T, D]", what);
-      ok = false;
-    }
-    if (s->kind == ST_INPUT) {
-      FeValue v = POISON;
-      if (ok) {
-        IrAttrs a;
-        ir_attrs_init(&a);
-        a.str = n->name;
-        a.index = L->ninputs++;
-        v = fe_emit(L, IR_INPUT, NULL, 0, &a, &t, n->loc);
-      }
-      fe_bind(L, L->global, n->name, B_INPUT, v, n->loc);
-    } else {
-      const char *why = ok ? ir_type_size_problem(&t, true) : NULL;
-      if (why) {
-        fe_err(L, n->type->loc, "output '%s': %s has %s", n->name, fe_type_str(L, &t), why);
-        ok = false;
-      }
-      FeBinding *b = fe_bind(L, L->global, n->name, B_OUTPUT, POISON, n->loc);
-      b->type = t;
-      if (!ok) b->assigned = b->bad_type = true; /* no follow-on errors */
-    }
-    return;
-  }
-  case ST_FN: {
-    if (!top_level_only(L, s, "fn")) return;
-    FeBinding *prev = fe_find_in(L->global, s->name);
-    if (prev) {
-      fe_err(L, s->loc, "'%s' is already declared", s->name);
-      ir_diag_note(L->diag, prev->loc, "previous declaration is here");
-      return;
-    }
-    if (fe_is_builtin(s->name)) {
-      fe_err(L, s->loc, "'%s' is a builtin function and cannot be redefined", s->name);
-      return;
-    }
-    FeBinding *b = fe_bind(L, L->global, s->name, B_FN, (FeValue){.k = V_NONE}, s->loc);
-    b->fn = s;
-    return;
-  }
-  case ST_WEIGHT:
-    exec_weight(L, s);
-    return;
+  case ST_OUTPUT: exec_io(L, s); return;
+  case ST_FN: exec_fn(L, s); return;
+  case ST_WEIGHT: exec_weight(L, s); return;
   case ST_LET:
-  case ST_ASSIGN:
-    exec_targets(L, s);
-    return;
-  case ST_EXPR: {
-    FeValue v = fe_eval(L, s->expr);
-    (void)v;
-    return;
-  }
-  case ST_IF: {
-    FeValue c = fe_eval(L, s->expr);
-    if (c.k == V_POISON) return;
-    if (c.k != V_INT) {
-      fe_err(L, s->expr->loc, "if needs a compile-time condition, got %s; use where(...) for tensors",
-          fe_kind_name(c.k));
-      return;
-    }
-    if (!fe_nest_enter(L, s->loc)) return;
-    FeScope sc = {.parent = L->cur};
-    FeScope *saved = L->cur;
-    L->cur = &sc;
-    exec_block(L, c.i ? s->body : s->els);
-    L->cur = saved;
-    fe_nest_leave(L);
-    return;
-  }
-  case ST_FOR: {
-    FeValue lo = fe_eval(L, s->expr), hi = fe_eval(L, s->expr2);
-    if (lo.k == V_POISON || hi.k == V_POISON) return;
-    if (lo.k != V_INT || hi.k != V_INT) {
-      fe_err(L, s->loc, "for needs compile-time integer bounds");
-      return;
-    }
-    int64_t count;
-    if (__builtin_sub_overflow(hi.i, lo.i, &count) || count > FE_MAX_UNROLL) {
-      fe_err(L, s->loc, "loop from %lld to %lld is too long to unroll (at most %d iterations, FE_MAX_UNROLL)",
-             (long long)lo.i, (long long)hi.i, FE_MAX_UNROLL);
-      return;
-    }
-    if (!fe_nest_enter(L, s->loc)) return;
-    for (int64_t i = lo.i; i < hi.i && !L->returned; i++) {
-      FeScope sc = {.parent = L->cur};
-      FeScope *saved = L->cur;
-      L->cur = &sc;
-      fe_bind(L, &sc, s->names->name, B_LOOP, fe_vint(i, s->names->loc), s->names->loc);
-      exec_block(L, s->body);
-      L->cur = saved;
-      if (ir_diag_errors(L->diag) > 0) break; /* don't repeat an error per iteration */
-    }
-    fe_nest_leave(L);
-    return;
-  }
-  case ST_RETURN: {
-    if (!L->in_fn) {
-      fe_err(L, s->loc, "return outside a function");
-      return;
-    }
-    int n = 0;
-    for (AstArg *a = s->exprs; a; a = a->next) n++;
-    FeValue *vals = ir_arena_alloc(L->arena, sizeof(FeValue) * (size_t)(n ? n : 1));
-    int i = 0;
-    for (AstArg *a = s->exprs; a; a = a->next) vals[i++] = fe_eval(L, a->value);
-    L->retval = n == 1 ? vals[0] : (FeValue){.k = V_TUPLE, .elts = vals, .n = n, .loc = s->loc};
-    L->returned = true;
-    return;
-  }
+  case ST_ASSIGN: exec_targets(L, s); return;
+  case ST_EXPR: (void)fe_eval(L, s->expr); return;
+  case ST_IF: exec_if(L, s); return;
+  case ST_FOR: exec_for(L, s); return;
+  case ST_RETURN: exec_return(L, s); return;
   }
 }
 

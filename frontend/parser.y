@@ -299,5 +299,9 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, struct 
 }
 
 static void yyerror(YYLTYPE *loc, void *scanner, struct FeLexState *st, const char *msg) {
-  ir_diag_error(st->diag, fe_loc(st, loc), "%s", msg);
+  if (strcmp(msg, "memory exhausted") == 0) /* the parser's stack, YYMAXDEPTH */
+    ir_diag_error(st->diag, fe_loc(st, loc), "nested too deeply for the parser: more than %d open parentheses, "
+                  "operators and blocks (YYMAXDEPTH)", YYMAXDEPTH);
+  else
+    ir_diag_error(st->diag, fe_loc(st, loc), "%s", msg);
 }
