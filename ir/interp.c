@@ -74,14 +74,21 @@
  *
  * ATTENTION.  q [B,Hq,T,E], k [B,Hk,S,E], v [B,Hk,S,Ev], extra operands
  * (index 3..) broadcast to the scores [B,Hq,T,S].  Query head h reads kv
- * head h / (Hq/Hk).  For each (b,h,i) and key j: s_j = a.scale *
- * sum_e q[b,h,i,e] k[b,kvh,j,e] in float64.  With a body: s_j = body(PARAM 0
- * = s_j rounded to f32 (then to PARAM 0's dtype), PARAM p >= 1 = operand
+ * head h / (Hq/Hk).  For each (b,h,i) and key j: the score s_j =
+ * f32(a.scale * f32(sum_e q[b,h,i,e] k[b,kvh,j,e])), the dot product in
+ * float64 rounded to f32 as the product of the unfused graph is, then
+ * scaled and rounded again (so a score beyond the f32 range is +-inf, as
+ * in compiled code, and a row with a +inf score is NaN).  With a body:
+ * s_j = body(PARAM 0 = s_j (in PARAM 0's dtype), PARAM p >= 1 = operand
  * 2+p at (b,h,i,j), INDEX 0..3 = b, h, i, j).  Then the block mask: s_j =
  * -inf if a.mlo != NONE and j - i < a.mlo, or a.mhi != NONE and j - i >
- * a.mhi.  Softmax over j with the fully-masked-row-gives-zeros rule (in
- * float64, no intermediate rounding), o = sum_j p_j v[b,kvh,j,:], rounded
- * to the node's dtype.  Without a body, extra operands are not read.
+ * a.mhi (a select: a NaN score of a masked key is gone).  Softmax over j
+ * with the fully-masked-row-gives-zeros rule (in float64, no intermediate
+ * rounding), o = sum over EVERY key j of p_j v[b,kvh,j,:] -- a masked key
+ * has p_j = 0 and 0 * inf = 0 * NaN = NaN, so a non-finite value in v
+ * reaches every row (IEEE, as softmax(s) @ v and PyTorch's math backend) --
+ * rounded to the node's dtype.  Without a body, extra operands are not
+ * read.
  */
 #include "interp.h"
 #include <float.h>
@@ -932,10 +939,10 @@ static int run_attention(Interp *it, int id, Val *out) {
         for (int64_t j = 0; j < S; j++) {
           double dot = 0;
           for (int64_t e = 0; e < E; e++) dot += qr[e] * kb[j * E + e];
-          s[j] = n->a.scale * dot;
+          s[j] = round_to(RT_F32, n->a.scale * round_to(RT_F32, dot)); /* an f32 score, as compiled */
           if (fn) {
             int64_t at[4] = {b, h, i, j};
-            par[0] = round_to(RT_F32, s[j]);
+            par[0] = s[j];
             for (int p = 1; p < npar; p++) {
               int64_t o = b * st[p][0] + h * st[p][1] + i * st[p][2] + j * st[p][3];
               par[p] = it->vals[n->in[2 + p]].d[o];
@@ -955,11 +962,13 @@ static int run_attention(Interp *it, int id, Val *out) {
           s[j] = m == -INFINITY ? 0 : exp(s[j] - m);
           sum += s[j];
         }
+        for (int64_t j = 0; j < S; j++) s[j] = m == -INFINITY ? 0 : s[j] / sum;
+        /* o = sum over every key of p_j v_j, masked keys included (p_j = 0):
+           0 * inf or NaN is NaN, as softmax(s) @ v computes it */
         double *o = out->d + ((b * Hq + h) * T + i) * Ev;
         for (int64_t e = 0; e < Ev; e++) {
           double acc = 0;
-          if (m != -INFINITY)
-            for (int64_t j = 0; j < S; j++) acc += s[j] / sum * vb[j * Ev + e];
+          for (int64_t j = 0; j < S; j++) acc += s[j] * vb[j * Ev + e];
           o[e] = round_to(n->type.dt, acc);
         }
       }

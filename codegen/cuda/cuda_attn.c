@@ -21,7 +21,10 @@
  *   Shared-memory rows are padded by 16 bytes, so the 8 rows an ldmatrix
  *   reads fall in different banks.  Key tiles outside the band [i + lo,
  *   i + hi] of every row of the block are never loaded (causal and
- *   sliding-window block skipping).  Fully masked rows give zeros.
+ *   sliding-window block skipping); their 0 * v still reaches the rows
+ *   (IEEE, as softmax(s) @ v computes it: a column of v with an inf or NaN
+ *   makes that column NaN in every row), from one pass over the skipped
+ *   part of v per block.  Fully masked rows give zeros.
  *
  * Generic kernel (any dtype, any alignment), k<N> or k<N>g beside the
  * tensor-core one: one warp per query row, lanes take 32 keys at a time,
@@ -156,8 +159,9 @@ static void k_generic(Cu *c, int id, const char *suffix) {
           "    }\n"
           "    s *= LOG2E;\n"
           "    float mnew = fmaxf(m, a_warp_max(s));\n"
-          "    if (mnew == -__int_as_float(0x7f800000)) continue;  /* nothing allowed yet */\n"
-          "    float p = exp2f(s - mnew), alpha = exp2f(m - mnew);\n"
+          "    /* nothing allowed yet: p = 0, but 0 * v still counts (IEEE: inf or NaN in v gives NaN) */\n"
+          "    const float mu = mnew == -__int_as_float(0x7f800000) ? 0.0f : mnew;\n"
+          "    float p = exp2f(s - mu), alpha = exp2f(m - mu);\n"
           "    l = l * alpha + a_warp_sum(p);\n"
           "    #pragma unroll\n    for (int c = 0; c < %lld; c++) acc[c] *= alpha;\n"
           "    const i64 nk = jhi - j0 < 32 ? jhi - j0 : 32;\n"
@@ -168,11 +172,20 @@ static void k_generic(Cu *c, int id, const char *suffix) {
           "    }\n"
           "    m = mnew;\n"
           "  }\n"
+          "  /* keys outside [jlo, jhi): no score, but each adds 0 * v (as softmax(s) @ v) */\n"
+          "  for (int pass = 0; pass < 2; pass++) {\n"
+          "    const i64 ja = pass ? (jhi > jlo ? jhi : jlo) : 0, jb = pass ? a.S : (jlo < a.S ? jlo : a.S);\n"
+          "    for (i64 j = ja; j < jb; j++) {\n"
+          "      const %s *vr = v + j * a.vs[2];\n"
+          "      #pragma unroll\n      for (int c = 0; c < %lld; c++) { int col = lane + 32 * c; if (col < %lld) acc[c] += 0.0f * %s; }\n"
+          "    }\n"
+          "  }\n"
           "  %s *o = a.o + b * a.os[0] + h * a.os[1] + i * a.os[2];\n"
-          "  const float inv = l > 0.0f ? 1.0f / l : 0.0f;  /* fully masked rows: zeros */\n"
+          "  const float inv = l > 0.0f ? 1.0f / l : 0.0f;  /* fully masked rows: zeros (acc * 0: NaN stays) */\n"
           "  #pragma unroll\n  for (int c = 0; c < %lld; c++) { int col = lane + 32 * c; if (col < %lld) o[col] = %s; }\n"
           "}\n\n",
-          (long long)evl, cu_ctype(dv), (long long)evl, (long long)ev, Lv, cu_ctype(dout), (long long)evl, (long long)ev, So);
+          (long long)evl, cu_ctype(dv), (long long)evl, (long long)ev, Lv, cu_ctype(dv), (long long)evl, (long long)ev, Lv,
+          cu_ctype(dout), (long long)evl, (long long)ev, So);
 }
 
 
@@ -277,6 +290,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
   if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + 1);\n", band(n->a.mhi));
   fprintf(c->f,
           "  int kt0 = jlo / %d, kt1 = jhi > jlo ? (jhi + %d) / %d : kt0;\n"
+          "  const int kf0 = kt0, kf1 = kt1;  /* the block's key tiles, all splits together */\n"
           "  if (a.nsplit > 1) {  /* this block's slice of the key tiles (maybe none) */\n"
           "    const int per = (kt1 - kt0 + a.nsplit - 1) / a.nsplit;\n"
           "    kt0 += (int)split * per;\n"
@@ -413,6 +427,28 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "  TC_WAIT(0);\n"
           "#undef LOAD_KV\n",
           p->bk / 16, p->mt, p->mt, pack, pack, pack, pack, EV / 8, VP, p->mt, mma, mma);
+  char lv[96];
+  cu_ld(f->nodes[n->in[2]].type.dt, "v[(i64)j * a.vs[2] + x]", lv, sizeof lv);
+  fprintf(c->f,
+          "  /* keys outside the block's tiles: never loaded, but each adds 0 * v to every row (as\n"
+          "     softmax(s) @ v: NaN where v is inf or NaN); one column per thread, into shared memory\n"
+          "     (the K/V ring is free now); split 0 adds them for all splits */\n"
+          "  __syncthreads();\n"
+          "  float *zs = (float *)(void *)Ks;\n"
+          "  for (int x = tid; x < %d; x += %d) {\n"
+          "    float z = 0.0f;\n"
+          "    if (split == 0) {\n"
+          "      const int ja = a_imin(kf0 * %d, S), jb = a_imax(ja, a_imin(kf1 * %d, S));\n"
+          "      for (int j = 0; j < ja; j++) z += 0.0f * %s;\n"
+          "      for (int j = jb; j < S; j++) z += 0.0f * %s;\n"
+          "    }\n"
+          "    zs[x] = z;\n"
+          "  }\n"
+          "  __syncthreads();\n"
+          "  #pragma unroll\n  for (int mt = 0; mt < %d; mt++)\n"
+          "    #pragma unroll\n    for (int nv = 0; nv < %d; nv++)\n"
+          "      #pragma unroll\n      for (int e4 = 0; e4 < 4; e4++) o[mt][nv][e4] += zs[nv * 8 + 2 * t4 + (e4 & 1)];\n",
+          EV, NT, p->bk, p->bk, lv, lv, p->mt, EV / 8);
   fprintf(c->f,
           "  /* O / l, rows below T */\n"
           "  #pragma unroll\n  for (int mt = 0; mt < %d; mt++)\n"
@@ -420,7 +456,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "    float L = l[mt][rr];\n"
           "    L += __shfl_xor_sync(0xffffffffu, L, 1);\n"
           "    L += __shfl_xor_sync(0xffffffffu, L, 2);\n"
-          "    const float inv = L > 0.0f ? 1.0f / L : 0.0f;  /* fully masked rows: zeros */\n"
+          "    const float inv = L > 0.0f ? 1.0f / L : 0.0f;  /* fully masked rows: zeros (o * 0: NaN stays) */\n"
           "    const int i = i0 + (warp * %d + mt) * 16 + g + 8 * rr;\n"
           "    if (i >= T) continue;\n"
           "    if (a.nsplit > 1) {  /* split-KV: the unnormalized partial, the row max (base 2) and sum */\n"
@@ -439,7 +475,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           p->mt, p->mt, EV, EV / 8, cu_ctype(dout), EV / 8, so);
   /* the split-KV combine: one thread per output element */
   char sc2[128];
-  cu_st(dout, "L > 0.0f ? acc / L : 0.0f", sc2, sizeof sc2);
+  cu_st(dout, "L > 0.0f ? acc / L : acc * 0.0f", sc2, sizeof sc2);
   fprintf(c->f,
           "/* split-KV combine of k%d's partials: o = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s */\n"
           "extern \"C\" __global__ void k%dc(struct A%d a) {\n"
@@ -448,13 +484,13 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "    const i64 col = e %% %d, row = e / %d, i = row %% a.T, bh = row / a.T, b = bh / a.H, h = bh %% a.H;\n"
           "    float M = -__int_as_float(0x7f800000), L = 0.0f, acc = 0.0f;\n"
           "    for (int s = 0; s < a.nsplit; s++) M = fmaxf(M, a.pml[2 * (s * rows + row)]);\n"
-          "    if (M != -__int_as_float(0x7f800000))\n"
-          "      for (int s = 0; s < a.nsplit; s++) {\n"
-          "        const i64 pr = s * rows + row;\n"
-          "        const float w = exp2f(a.pml[2 * pr] - M);\n"
-          "        L += w * a.pml[2 * pr + 1];\n"
-          "        acc += w * a.po[pr * %d + col];\n"
-          "      }\n"
+          "    if (M == -__int_as_float(0x7f800000)) M = 0.0f;  /* no key allowed: weights 0 (0 * NaN stays NaN) */\n"
+          "    for (int s = 0; s < a.nsplit; s++) {\n"
+          "      const i64 pr = s * rows + row;\n"
+          "      const float w = exp2f(a.pml[2 * pr] - M);\n"
+          "      L += w * a.pml[2 * pr + 1];\n"
+          "      acc += w * a.po[pr * %d + col];\n"
+          "    }\n"
           "    a.o[b * a.os[0] + h * a.os[1] + i * a.os[2] + col] = %s;  /* fully masked rows: zeros */\n"
           "  }\n}\n\n",
           id, id, id, EV, EV, EV, EV, sc2);

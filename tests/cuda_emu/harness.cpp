@@ -105,6 +105,17 @@ int main(int argc, char **argv) {
       else if (dt == 4) ((u8 *)in[k])[i] = urand() < 0.7;
       else f32[i] = (float)(urand() * 3.4 - 1.7);
     }
+    /* EMU_NAN=NAME:I,NAME:I..: element I (row-major) of float input NAME is NaN (the NaN rule's tests) */
+    for (const char *e = getenv("EMU_NAN"); e && *e && dt <= 2;) {
+      const char *colon = strchr(e, ':');
+      if (!colon) break;
+      long long at = atoll(colon + 1);
+      if ((size_t)(colon - e) == strlen(cu_inputs[k].name) && !strncmp(e, cu_inputs[k].name, (size_t)(colon - e)) &&
+          at >= 0 && at < n)
+        f32[at] = NAN;
+      e = strchr(colon, ',');
+      e = e ? e + 1 : NULL;
+    }
     if (dt <= 2) to_device(dt, f32, in[k], n); /* f16/bf16: stored as such, exact in the .npy */
     snprintf(path, sizeof path, "%s/in_%s.npy", dir, cu_inputs[k].name);
     write_npy(path, dt, cu_inputs[k].rank, shape, dt <= 2 ? f32 : in[k], n);

@@ -111,4 +111,23 @@ check gqa_f16 $M/gqa_f16.attn "" "B=2 T=37" 4e-3
 check mm_bf16 $M/mm_bf16.attn "" "B=2 M=37" 3e-2
 check mm_bf16_big $M/mm_bf16.attn "-D K=264 -D N=136" "B=1 M=130" 3e-2
 check mm_bf16_k13 $M/mm_bf16.attn "-D K=13" "B=1 M=9" 3e-2   # K % 8 != 0: the SIMT kernel
+# the NaN rule (docs/architecture.md, Decisions): a NaN in v reaches every
+# row through 0 * v, whether its key tile was skipped or masked element by
+# element (so with block skipping too); a NaN in k reaches only the rows
+# that see the key (masks are selects).  Generic kernel (f32, a padding body
+# with fully masked rows), tensor-core kernel with skipped tiles (T > BQ)
+# and with a body, split-KV.
+EMUENV="EMU_NAN=v:4416"
+check nan_v_generic examples/sdpa.attn "-D CAUSAL=1" "B=1 H=1 T=70 S=70"
+EMUENV="EMU_NAN=k:4416"
+check nan_k_generic examples/sdpa.attn "-D CAUSAL=1" "B=1 H=1 T=70 S=70"
+EMUENV="EMU_NAN=v:624"
+check nan_v_padding $M/padding.attn "" "B=3 T=9 S=40"
+EMUENV="EMU_NAN=v:19136"
+check nan_v_tc examples/flash_bf16.attn "-D E=64 -D CAUSAL=1" "B=1 H=1 T=300 S=300" 3e-2
+EMUENV="EMU_NAN=v:1568"
+check nan_v_tc_body $M/bf16_mods.attn "" "B=2 T=50 S=50" 3e-2
+EMUENV="EMU_NAN=v:38143 EMU_SMS=8"
+check nan_v_splitkv examples/flash_bf16.attn "-D E=128 -D CAUSAL=1" "B=1 H=1 T=3 S=300" 3e-2
+EMUENV=
 finish

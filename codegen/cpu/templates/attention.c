@@ -22,6 +22,8 @@
  *       Ot[x][r] = Ot[x][r] 2^(m - m') + sum_j v[c+j][x] Pt[j][r]
  *                                                ukr: RA columns x NQ query vectors
  *     o[a+r][x] = Ot[x][r] / l[r]                (0 when l = 0: fully masked rows)
+ *     o[a+r][x] += sum over the keys outside the band of 0 * v[j][x]
+ *                                                (IEEE: NaN if one is inf or NaN)
  *
  * qscale = scale*log2(e) and cs = 1 without a mod (the scores come out in
  * base 2); qscale = scale and cs = log2(e) with one (the mod sees
@@ -244,6 +246,21 @@ ATTNC_TPL_INLINE void attn_softmax(float *restrict s, int64_t cols, float cs, in
         attnc_storea(lrow + x * VW, first ? ls[x] : attnc_loada(lrow + x * VW) * attnc_loada(arow + x * VW) + ls[x]);
 }
 
+/* ---- keys no row of a tile may see ----
+ * They are skipped, but under IEEE each still adds 0 * v[j][x] to every
+ * o[i][x] (that is what softmax(s) @ v computes: p = 0 for a masked key):
+ * nothing, unless v[j][x] is inf or NaN, which makes column x NaN for every
+ * row.  z[x] (x < Ev) += those terms for the keys [j0, j1). */
+ATTNC_TPL_INLINE void attn_skipped(const float *v, int64_t vs, int64_t j0, int64_t j1, int64_t Ev, float *z)
+{
+    for (int64_t j = j0; j < j1; j++) {
+        const float *vr = v + j * vs;
+        int64_t x = 0;
+        for (; x + VW <= Ev; x += VW) attnc_storeu(z + x, attnc_loadu(z + x) + attnc_loadu(vr + x) * 0.0f);
+        for (; x < Ev; x++) z[x] += vr[x] * 0.0f;
+    }
+}
+
 /* ---- one query tile ---- */
 ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int64_t ks, const float *v, int64_t vs,
                                 float *o, int64_t os, int64_t S, int64_t E, int64_t Ev, int64_t a, int64_t rows,
@@ -316,12 +333,16 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
         attn_product(v + c * vs, 1, vs, Ev, cols, st, ot, arow, first, nq, ATTN_PF & 2 ? pf_k : (attn_pf){0, 0, 0, 0});
     }
 
-    /* o = O / l; rows with no allowed key (l = 0) are zeros */
-    if (jlo >= jhi) { /* no key tile at all: zeros (conditional stores in a
-                         fixed-count inner loop: not a memset idiom) */
+    /* o = O / l; rows with no allowed key (l = 0) are zeros (O * 0: a NaN
+       that 0 * v brought in stays) */
+    if (jlo >= jhi) { /* no key tile at all: zeros, plus the skipped keys'
+                         0 * v (conditional stores in a fixed-count inner
+                         loop: not a memset idiom) */
+        for (int64_t x = 0; x < Ev; x += VW)
+            PRAGMA_UNROLL for (int y = 0; y < VW; y++) if (x + y < Ev) ot[x + y] = 0.0f;
+        attn_skipped(v, vs, 0, S, Ev, ot);
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t x = 0; x < Ev; x += VW)
-                PRAGMA_UNROLL for (int y = 0; y < VW; y++) if (x + y < Ev) o[(a + r) * os + x + y] = 0.0f;
+            for (int64_t x = 0; x < Ev; x++) o[(a + r) * os + x] = ot[x];
         return;
     }
     for (int64_t x = 0; x < nq; x++) { /* 1/l, 0 for l = 0, NaN stays NaN */
@@ -332,6 +353,14 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
         float inv = arow[r];
         float *orow = o + (a + r) * os;
         for (int64_t x = 0; x < Ev; x++) orow[x] = ot[x * BQ + r] * inv;
+    }
+    if (jlo > 0 || jhi < S) { /* keys the band skipped: their 0 * v (ot is free now) */
+        for (int64_t x = 0; x < Ev; x += VW)
+            PRAGMA_UNROLL for (int y = 0; y < VW; y++) if (x + y < Ev) ot[x + y] = 0.0f;
+        attn_skipped(v, vs, 0, jlo, Ev, ot);
+        attn_skipped(v, vs, jhi, S, Ev, ot);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t x = 0; x < Ev; x++) o[(a + r) * os + x] += ot[x];
     }
 }
 
