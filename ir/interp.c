@@ -11,8 +11,11 @@
  * ---------
  * Dims.  Every symbolic dim is bound from the input shapes (ir_bind_dims):
  * an input axis whose dim is a single symbol binds it; constant and
- * composite dims (B*T, T+1) are then checked.  Every node then has a
- * concrete shape, its IrDims evaluated; a negative size is an error.
+ * composite dims (B*T, T+1) are then checked.  Every dim of every input
+ * and output must be at least 1, as the runtime requires (no empty
+ * tensors cross the API; the same words as its errors).  Every node then
+ * has a concrete shape, its IrDims evaluated; inside the graph an empty
+ * extent (a slice of length 0) is fine, a negative size is an error.
  *
  * Values.  Each node's value is computed into a float64 buffer of its
  * concrete shape and then ROUNDED to its dtype: f32 by a (float) cast; f16
@@ -557,8 +560,12 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
       BFAIL("input '%s': expected rank %d (%s), got rank %d", name, n->type.rank, ts, x->rank);
     for (int ax = 0; ax < x->rank; ax++) {
       int s;
-      if (x->shape[ax] < 0)
-        BFAIL("input '%s': axis %d has negative size %lld", name, ax, (long long)x->shape[ax]);
+      if (x->shape[ax] < 1) { /* no empty tensors (docs/architecture.md, Decisions): the runtime's words */
+        char got[256];
+        shape_str(x->rank, x->shape, got, sizeof got);
+        BFAIL("input '%s': expected %s, got %s%s (axis %d is %lld; every dim must be at least 1)", name, ts,
+              dtname(x->dtype), got, ax, (long long)x->shape[ax]);
+      }
       if (!ir_dim_is_sym(n->type.dim[ax], &s)) continue;
       if (from[s] < 0) {
         from[s] = k;
@@ -1023,6 +1030,29 @@ int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeigh
   }
   if (ir_bind_dims(g, inputs, ninputs, sv, err, errlen)) goto done;
   it.sv = sv;
+  /* outputs cross the API too: every dim at least 1, as the runtime checks */
+  for (int i = 0; i < g->noutput; i++) {
+    const IrType *t = &g->funcs[0].nodes[g->outputs[i].node].type;
+    for (int ax = 0; ax < t->rank; ax++) {
+      int64_t v;
+      if (dim_value(t->dim[ax], sv, &v) && v >= 1) continue;
+      char ds[128], vals[256] = "";
+      size_t len = 0;
+      ir_dim_str(g, t->dim[ax], ds, sizeof ds);
+      for (int k = 0; k < t->dim[ax].nterm; k++)
+        for (int f = 0; f < t->dim[ax].t[k].nsym && len < sizeof vals; f++) {
+          int s2 = t->dim[ax].t[k].sym[f];
+          len += (size_t)snprintf(vals + len, sizeof vals - len, "%s%s=%lld", len ? ", " : "", g->syms[s2],
+                                  (long long)sv[s2]);
+        }
+      if (!dim_value(t->dim[ax], sv, &v))
+        snprintf(err, errlen, "output '%s': axis %d (%s) overflows for %s", g->outputs[i].name, ax, ds, vals);
+      else
+        snprintf(err, errlen, "output '%s': axis %d (%s) is %lld, not a valid size, for %s", g->outputs[i].name, ax,
+                 ds, (long long)v, vals);
+      goto done;
+    }
+  }
   /* last[i]: the last node that reads node i (outputs: never freed) */
   for (int i = 0; i < nn; i++) {
     last[i] = i;
