@@ -4,6 +4,7 @@
  * by the interpreter on fresh random inputs. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,4 +244,349 @@ Test(frontend, every_example_compiles_and_verifies_after_passes) {
     ir_arena_free(a);
     free(text);
   }
+}
+
+/* ---- large and deep programs (generated code, exporters) --------------------
+ * Walks are iterative or bounded with a located error; no fixed table
+ * overflows (issue 10 sections 1 and 5). */
+
+/* A growing text buffer for generated programs. */
+typedef struct {
+  char *s;
+  size_t len, cap;
+} Text;
+
+static void put(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(Text *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (t->len + (size_t)n + 1 > t->cap) {
+    t->cap = 2 * (t->len + (size_t)n + 1);
+    t->s = realloc(t->s, t->cap);
+    cr_assert(t->s);
+  }
+  va_start(ap, fmt);
+  vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+  va_end(ap);
+  t->len += (size_t)n;
+}
+
+/* Compile src and run the pipeline (fusion on); the graph, or NULL with the
+ * diagnostics in *diag. */
+static IrGraph *compile_opt(IrArena *a, const char *src, char **diag) {
+  IrGraph *g = compile(a, src, NULL, 0, diag);
+  if (!g) return NULL;
+  IrDiag *d = ir_diag_new(stderr);
+  PassOptions opt = {.opt_level = 1, .diag = d, .dump = stderr};
+  cr_assert(pass_pipeline(g, &opt), "pipeline failed");
+  ir_diag_free(d);
+  return g;
+}
+
+/* The single fused node of g (one kernel), its body's node count in *nbody. */
+static const IrNode *only_fused(const IrGraph *g, int *nbody) {
+  const IrNode *fused = NULL;
+  for (int i = 0; i < g->funcs[0].n; i++)
+    if (g->funcs[0].nodes[i].op == IR_FUSED) {
+      cr_assert_null(fused, "more than one fused node");
+      fused = &g->funcs[0].nodes[i];
+    }
+  cr_assert(fused, "no fused node");
+  *nbody = g->funcs[fused->body].n;
+  return fused;
+}
+
+/* y = x + x + ... (10,000 terms): a left-deep tree the front end once
+ * evaluated recursively (5,000 worked, 10,000 overflowed the stack). */
+Test(frontend, sum_of_10000_terms) {
+  Text t = {0};
+  put(&t, "dim T\ninput x: f32[T]\noutput y: f32[T]\ny = x");
+  for (int i = 1; i < 10000; i++) put(&t, " + x");
+  put(&t, "\n");
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  IrGraph *g = compile_opt(a, t.s, &diag);
+  cr_assert(g, "%s", diag);
+  int nb;
+  only_fused(g, &nb);
+  cr_expect_eq(nb, 1 + 9999, "body: one param and 9,999 adds, got %d nodes", nb);
+  /* and it computes x + x + ..., each add rounded to f32 as the body's nodes are */
+  int64_t shape[] = {5};
+  IrTensor in = rand_tensor(1, shape), out = {0};
+  char err[256];
+  cr_assert_eq(ir_interp_run(g, &in, 1, NULL, NULL, &out, 1, err, sizeof err), 0, "%s", err);
+  for (int i = 0; i < 5; i++) {
+    float x = ((float *)in.data)[i], want = x;
+    for (int k = 1; k < 10000; k++) want = want + x;
+    cr_expect_eq(((float *)out.data)[i], want, "element %d", i);
+  }
+  free(in.data);
+  free(out.data);
+  free(diag);
+  free(t.s);
+  ir_arena_free(a);
+}
+
+/* 20,000 lines of h = h * 1.0001 + 0.001: fuse-elementwise once built the
+ * body recursively (2,000 worked, 5,000 overflowed); --no-fuse too. */
+Test(frontend, chain_of_20000_statements) {
+  Text t = {0};
+  put(&t, "dim T\ninput x: f32[T]\noutput y: f32[T]\nlet h = x\n");
+  for (int i = 0; i < 20000; i++) put(&t, "h = h * 1.0001 + 0.001\n");
+  put(&t, "y = h\n");
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  IrGraph *g = compile_opt(a, t.s, &diag);
+  cr_assert(g, "%s", diag);
+  int nb;
+  only_fused(g, &nb);
+  cr_expect_eq(nb, 1 + 2 + 2 * 20000, "body: a param, two constants and 40,000 ops, got %d", nb);
+  free(diag);
+  free(t.s);
+  ir_arena_free(a);
+}
+
+/* The nesting the C stack holds is bounded: FE_MAX_NESTING (500) calls
+ * inside one another compile, one more is a located error; the same for
+ * blocks; what Bison's stack cannot hold is an error too. */
+Test(frontend, nesting_is_bounded_with_a_located_error) {
+  for (int depth = 500; depth <= 501; depth++) {
+    Text t = {0};
+    put(&t, "dim T\ninput x: f32[T]\noutput y: f32[T]\ny = ");
+    for (int i = 0; i < depth; i++) put(&t, "relu(");
+    put(&t, "x");
+    for (int i = 0; i < depth; i++) put(&t, ")");
+    put(&t, "\n");
+    IrArena *a = ir_arena_new();
+    char *diag = NULL;
+    IrGraph *g = compile(a, t.s, NULL, 0, &diag);
+    if (depth == 500) {
+      cr_expect(g, "500 nested calls: %s", diag);
+    } else {
+      cr_expect_null(g);
+      /* at the 501st call: column 5 + 5 * 500 */
+      cr_expect(strstr(diag, "t.attn:4:2505: error: nested too deeply: more than 500 calls"), "got: %.300s", diag);
+    }
+    free(diag);
+    free(t.s);
+    ir_arena_free(a);
+  }
+  Text t = {0};
+  put(&t, "dim T\ninput x: f32[T]\noutput y: f32[T]\n");
+  for (int i = 0; i < 501; i++) put(&t, "if 1 {\n");
+  put(&t, "y = x\n");
+  for (int i = 0; i < 501; i++) put(&t, "}\n");
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  cr_expect_null(compile(a, t.s, NULL, 0, &diag));
+  cr_expect(strstr(diag, "t.attn:504:1: error: nested too deeply"), "got: %.300s", diag);
+  free(diag);
+  t.len = 0;
+  put(&t, "dim T\ninput x: f32[T]\noutput y: f32[T]\ny = ");
+  for (int i = 0; i < 20000; i++) put(&t, "(");
+  put(&t, "x");
+  for (int i = 0; i < 20000; i++) put(&t, ")");
+  put(&t, "\n");
+  cr_expect_null(compile(a, t.s, NULL, 0, &diag));
+  cr_expect(strstr(diag, "error: nested too deeply for the parser"), "got: %.300s", diag);
+  free(diag);
+  free(t.s);
+  ir_arena_free(a);
+}
+
+/* 300 dims (once 64, an internal error beyond), 2,000 weights, a concat of
+ * 100 tensors, chunk and split into 100 parts, 40 returned values: no
+ * fixed table in the front end. */
+Test(frontend, no_fixed_capacities) {
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  Text t = {0};
+  put(&t, "dim D0");
+  for (int i = 1; i < 300; i++) put(&t, ", D%d", i);
+  put(&t, "\n");
+  for (int i = 0; i < 300; i++) put(&t, "input x%d: f32[D%d]\n", i, i);
+  put(&t, "output y: f32[D299]\ny = x299 * 2.0\n");
+  IrGraph *g = compile(a, t.s, NULL, 0, &diag);
+  cr_assert(g, "%s", diag);
+  cr_expect_eq(g->nsym, 300);
+  cr_expect_str_eq(g->syms[299], "D299");
+  free(diag);
+
+  t.len = 0;
+  put(&t, "dim T\ninput x: f32[T, 4]\noutput y: f32[T, 4]\nlet h = x\n");
+  for (int i = 0; i < 2000; i++) put(&t, "weight w%d: f32[4] = \"layer.%d.w\"\nh = h + w%d\n", i, i, i);
+  put(&t, "y = h\n");
+  g = compile(a, t.s, NULL, 0, &diag);
+  cr_assert(g, "%s", diag);
+  int nw;
+  const int *w = ir_graph_weights(g, &nw);
+  cr_assert_eq(nw, 2000);
+  cr_expect_str_eq(g->funcs[0].nodes[w[1999]].a.str, "layer.1999.w");
+  free(diag);
+
+  t.len = 0;
+  put(&t, "dim T\n");
+  for (int i = 0; i < 100; i++) put(&t, "input x%d: f32[T, 2]\n", i);
+  put(&t, "output y: f32[T, 200]\noutput z: f32[T, 200]\noutput s: f32[T, 2]\n");
+  put(&t, "fn many(x: f32[T, 200]) {\n  return ");
+  for (int i = 0; i < 40; i++) put(&t, "%sslice(x, 1, %d, %d)", i ? ", " : "", 2 * i, 2 * i + 2);
+  put(&t, "\n}\ny = concat([");
+  for (int i = 0; i < 100; i++) put(&t, "%sx%d", i ? ", " : "", i);
+  put(&t, "], axis=1)\nlet ");
+  for (int i = 0; i < 100; i++) put(&t, "%sc%d", i ? ", " : "", i);
+  put(&t, " = chunk(y, 100, axis=1)\nz = concat([");
+  for (int i = 99; i >= 0; i--) put(&t, "%sc%d", i < 99 ? ", " : "", i);
+  put(&t, "], axis=1)\nlet ");
+  for (int i = 0; i < 40; i++) put(&t, "%sr%d", i ? ", " : "", i);
+  put(&t, " = many(y)\nlet ");
+  for (int i = 0; i < 100; i++) put(&t, "%sp%d", i ? ", " : "", i);
+  put(&t, " = split(y, [");
+  for (int i = 0; i < 100; i++) put(&t, "%s2", i ? ", " : "");
+  put(&t, "], axis=1)\ns = r39 + p99\n");
+  g = compile(a, t.s, NULL, 0, &diag);
+  cr_assert(g, "%s", diag);
+  cr_expect_eq(count_op(g, IR_CONCAT), 2);
+  for (int i = 0; i < g->funcs[0].n; i++)
+    if (g->funcs[0].nodes[i].op == IR_CONCAT) cr_expect_eq(g->funcs[0].nodes[i].nin, 100);
+  /* z reverses the chunks, s = x39 + x99: check with the interpreter */
+  IrTensor in[100], out[3] = {{0}};
+  int64_t shape[] = {3, 2};
+  for (int i = 0; i < 100; i++) in[i] = rand_tensor(2, shape);
+  char err[256];
+  cr_assert_eq(ir_interp_run(g, in, 100, NULL, NULL, out, 3, err, sizeof err), 0, "%s", err);
+  for (int r = 0; r < 3; r++)
+    for (int k = 0; k < 100; k++)
+      for (int c = 0; c < 2; c++) {
+        float want = ((float *)in[99 - k].data)[r * 2 + c];
+        cr_expect_eq(((float *)out[1].data)[r * 200 + 2 * k + c], want);
+      }
+  for (int e = 0; e < 6; e++)
+    cr_expect_float_eq(((float *)out[2].data)[e], ((float *)in[39].data)[e] + ((float *)in[99].data)[e], 1e-6);
+  for (int i = 0; i < 100; i++) free(in[i].data);
+  for (int i = 0; i < 3; i++) free(out[i].data);
+  free(diag);
+  free(t.s);
+  ir_arena_free(a);
+}
+
+/* The value of output 0 of a program without inputs beyond x: [n] (all of
+ * it through the interpreter), for constant-folding checks. */
+static void run_x(IrGraph *g, int64_t n, float xv, float *out, int nout) {
+  int64_t shape[] = {n};
+  IrTensor in = {.dtype = RT_F32, .rank = 1, .shape = {n}}, o[4] = {{0}};
+  float *x = malloc((size_t)n * sizeof(float));
+  for (int64_t i = 0; i < n; i++) x[i] = xv;
+  in.data = x;
+  (void)shape;
+  char err[256];
+  cr_assert_eq(ir_interp_run(g, &in, 1, NULL, NULL, o, nout, err, sizeof err), 0, "%s", err);
+  for (int k = 0; k < nout; k++) {
+    out[k] = ((float *)o[k].data)[0];
+    free(o[k].data);
+  }
+  free(x);
+}
+
+/* Folding compile-time reals gives what the interpreter computes on the
+ * same ops (ir_scalar_op): relu(NaN) is NaN (relu(sqrt(-1.0)) once folded
+ * to 0), min/max propagate NaN (fmin/fmax once dropped it); each checked
+ * against the unfolded form, x * 0 + op(...) on a tensor (x = 0). */
+Test(frontend, constant_folding_agrees_with_the_interpreter) {
+  static const char *exprs[][2] = {
+    {"relu(sqrt(-1.0))", "relu(sqrt(x - 1.0))"},
+    {"max(sqrt(-1.0), 0.0)", "max(sqrt(x - 1.0), x)"},
+    {"min(0.0, sqrt(-1.0))", "min(x, sqrt(x - 1.0))"},
+    {"gelu(3.0)", "gelu(x + 3.0)"},
+    {"silu(-2.5)", "silu(x - 2.5)"},
+    {"pow(-8.0, 1.0 / 3)", "pow(x - 8.0, x + 1.0 / 3)"},
+    {"exp(1000.0) * 0.0", "exp(x + 1000.0) * x"},
+  };
+  for (size_t i = 0; i < sizeof exprs / sizeof exprs[0]; i++) {
+    char src[512];
+    snprintf(src, sizeof src,
+             "dim T\ninput x: f32[T]\noutput a: f32[T]\noutput b: f32[T]\na = x * 0.0 + %s\nb = %s\n", exprs[i][0],
+             exprs[i][1]);
+    IrArena *a = ir_arena_new();
+    char *diag = NULL;
+    IrGraph *g = compile(a, src, NULL, 0, &diag);
+    cr_assert(g, "%s: %s", exprs[i][0], diag);
+    float r[2];
+    run_x(g, 3, 0.0f, r, 2);
+    cr_expect(isnan(r[0]) == isnan(r[1]) && (isnan(r[0]) || fabsf(r[0] - r[1]) <= 1e-6f * fmaxf(1, fabsf(r[1]))),
+              "%s folds to %g, the interpreter gives %g", exprs[i][0], r[0], r[1]);
+    free(diag);
+    ir_arena_free(a);
+  }
+  /* integer folds that would overflow are errors, not wrap-arounds */
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  cr_expect_null(compile(a, "param M = -9223372036854775807 - 1\nparam N = abs(M)\ndim T\ninput x: f32[T]\n"
+                            "output y: f32[T]\ny = x\n", NULL, 0, &diag));
+  cr_expect(strstr(diag, "integer overflow"), "got: %s", diag);
+  free(diag);
+  cr_expect_null(compile(a, "param M = -9223372036854775807 - 1\nparam N = -M\ndim T\ninput x: f32[T]\n"
+                            "output y: f32[T]\ny = x\n", NULL, 0, &diag));
+  cr_expect(strstr(diag, "integer overflow"), "got: %s", diag);
+  free(diag);
+  ir_arena_free(a);
+}
+
+/* Inputs, outputs and weights with an axis of constant size 0 are located
+ * errors (the runtime refuses them at every run); an empty slice inside
+ * the graph is fine.  Constant shapes whose bytes overflow 64 bits are
+ * located errors. */
+Test(frontend, empty_and_overflowing_shapes) {
+  static const struct {
+    const char *src, *want;
+  } bad[] = {
+    {"dim T\ninput x: f32[0, T]\noutput y: f32[T]\ny = x\n", "t.attn:2:7: error: f32[0,T] has an axis of size 0"},
+    {"dim T\ninput x: f32[T]\noutput y: f32[0]\ny = x\n", "t.attn:3:11: error: output 'y': f32[0] has an axis of size 0"},
+    {"dim T\ninput x: f32[T]\nweight w: f32[3, 0] = \"w\"\noutput y: f32[T]\ny = x\n",
+     "t.attn:3:8: error: f32[3,0] has an axis of size 0"},
+    {"dim T\ninput x: f32[T, 4611686018427387904]\noutput y: f32[T]\ny = x\n",
+     "error: f32[T,4611686018427387904] has more bytes than a 64-bit size can count"},
+    {"dim T\ninput x: f32[T, 65536]\noutput y: f32[T]\nlet z = reshape(x, [T, 4096, 4096, 4096, 4096, 4096, 16])\n"
+     "y = x\n", "error: reshape"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    IrArena *a = ir_arena_new();
+    char *diag = NULL;
+    cr_expect_null(compile(a, bad[i].src, NULL, 0, &diag), "case %zu compiled", i);
+    cr_expect(diag && strstr(diag, bad[i].want), "case %zu: want '%s', got: %s", i, bad[i].want, diag);
+    free(diag);
+    ir_arena_free(a);
+  }
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  IrGraph *g = compile(a, "dim T\ninput x: f32[T]\noutput y: f32[T]\nlet e = slice(x, 0, 0, 0)\n"
+                          "y = x + sum(e, axis=0)\n", NULL, 0, &diag);
+  cr_assert(g, "%s", diag);
+  float r;
+  run_x(g, 4, 1.5f, &r, 1);
+  cr_expect_eq(r, 1.5f);
+  free(diag);
+  ir_arena_free(a);
+}
+
+/* Diagnostics quote the source lines of any number of files (once 32). */
+Test(frontend, diagnostics_quote_any_number_of_sources) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  IrDiag *d = ir_diag_new(m);
+  static char names[40][16], texts[40][32];
+  for (int i = 0; i < 40; i++) {
+    snprintf(names[i], sizeof names[i], "f%d.attn", i);
+    snprintf(texts[i], sizeof texts[i], "line one\nsource %d here\n", i);
+    ir_diag_add_source(d, names[i], texts[i]);
+  }
+  ir_diag_error(d, (IrLoc){names[39], 2, 8, 2}, "the last file");
+  ir_diag_error(d, (IrLoc){names[0], 2, 8, 1}, "the first file");
+  ir_diag_free(d);
+  fclose(m);
+  cr_expect(strstr(buf, "f39.attn:2:8: error: the last file\n  source 39 here\n         ^~\n"), "got: %s", buf);
+  cr_expect(strstr(buf, "f0.attn:2:8: error: the first file\n  source 0 here\n         ^\n"), "got: %s", buf);
+  free(buf);
 }

@@ -439,7 +439,12 @@ Test(interp, reductions) {
   rng_init();
   B b = bnew();
   int x = input(&b, "x", 0, ty(RT_F64, 3, C(2), C(3), C(4)));
-  int e = input(&b, "e", 1, ty(RT_F32, 2, C(2), C(0)));
+  int e0 = input(&b, "e", 1, ty(RT_F32, 2, C(2), C(3)));
+  IrAttrs sa;
+  ir_attrs_init(&sa);
+  sa.axis = 1;
+  sa.start = C(1);
+  int e = add(&b, IR_SLICE, 1, &e0, &(IrType){RT_F32, 2, {C(2), C(0)}}, &sa); /* empty inside the graph */
   int nan = input(&b, "n", 2, ty(RT_F64, 1, C(3)));
   output(&b, "sum02", reduce(&b, IR_SUM, x, false, 2, (int[]){0, 2}));
   output(&b, "sum02k", reduce(&b, IR_SUM, x, true, 2, (int[]){0, 2}));
@@ -450,8 +455,8 @@ Test(interp, reductions) {
   output(&b, "maxnan", reduce(&b, IR_RMAX, nan, true, 1, (int[]){0}));
   double xv[24], nv[3] = {1, NAN, 2};
   fill(xv, 24);
-  float ev[1];
-  IrTensor in[3] = {tens(RT_F64, 3, (int64_t[]){2, 3, 4}, xv), tens(RT_F32, 2, (int64_t[]){2, 0}, ev),
+  float ev[6] = {0};
+  IrTensor in[3] = {tens(RT_F64, 3, (int64_t[]){2, 3, 4}, xv), tens(RT_F32, 2, (int64_t[]){2, 3}, ev),
                     tens(RT_F64, 1, (int64_t[]){3}, nv)};
   IrTensor out[7];
   run_ok(&b, in, 3, out, 7);
@@ -895,6 +900,78 @@ Test(interp, attention_bias_operand) {
   ir_arena_free(b.arena);
 }
 
+/* The NaN / overflow rule (docs/architecture.md, Decisions): the fused node
+ * computes what softmax(where(mask, -inf, s)) @ v computes in IEEE
+ * arithmetic.  A graph from build_attention on random data with one element
+ * of k or v (batch 0, kv head 0, key j, column e) set to `val` and, with
+ * big, query row T-1 of batch 0 head 0 and key 0 scaled to 1e20 (its
+ * scores overflow f32); fused and unfused must agree element for element,
+ * NaN for NaN and inf for inf.  The fused output goes to *o (caller frees). */
+static void run_attention_special(B *b, int Hq, int Hk, int T, int Sn, bool in_v, int j, int e, float val, bool big,
+                                  float **o) {
+  int64_t nq = AB * Hq * T * AE, nk = AB * Hk * Sn * AE, nv = AB * Hk * Sn * AEV;
+  float *q = malloc(nq * sizeof(float)), *k = malloc(nk * sizeof(float)), *v = malloc(nv * sizeof(float));
+  fillf(q, nq, 3), fillf(k, nk, 3), fillf(v, nv, 1);
+  if (in_v) v[j * AEV + e] = val;
+  else k[j * AE + e] = val;
+  if (big)
+    for (int x = 0; x < AE; x++) q[(T - 1) * AE + x] = 1e20f, k[x] = 1e20f;
+  IrTensor in[3] = {tens(RT_F32, 4, (int64_t[]){AB, Hq, T, AE}, q), tens(RT_F32, 4, (int64_t[]){AB, Hk, Sn, AE}, k),
+                    tens(RT_F32, 4, (int64_t[]){AB, Hk, Sn, AEV}, v)};
+  IrTensor out[2];
+  run_ok(b, in, 3, out, 2);
+  const float *u = out[0].data, *f = out[1].data;
+  for (int64_t i = 0; i < AB * Hq * T * AEV; i++)
+    cr_assert(near(f[i], u[i], 2e-6), "T=%d S=%d: fused[%lld] = %.9g, unfused %.9g (seed %u)", T, Sn, (long long)i,
+              f[i], u[i], seed);
+  free(q), free(k), free(v), free(out[0].data);
+  *o = out[1].data;
+}
+
+/* element (batch 0, head h, row i, column e) of an attention output */
+#define AO(o, Hq, T, h, i, e) (o)[(((h) * (T)) + (i)) * AEV + (e)]
+
+Test(interp, attention_nan_rule) {
+  rng_init();
+  float *o;
+  /* a NaN in v: column 2 of every row of the heads reading kv head 0 is
+     NaN, masked or not (a causal band, 3 query heads per kv head) */
+  B b = build_attention(4, 2, AT_CAUSAL, 0, 0);
+  run_attention_special(&b, 4, 2, 5, 5, true, 4, 2, NAN, false, &o);
+  for (int h = 0; h < 4; h++)
+    for (int i = 0; i < 5; i++)
+      for (int e = 0; e < AEV; e++)
+        cr_assert(isnan(AO(o, 4, 5, h, i, e)) == (h < 2 && e == 2), "NaN in v: head %d row %d column %d is %g", h, i,
+                  e, AO(o, 4, 5, h, i, e));
+  free(o);
+  /* a NaN in k: only the rows that see the key (the mask is a select) */
+  run_attention_special(&b, 4, 2, 5, 5, false, 4, 1, NAN, false, &o);
+  for (int h = 0; h < 4; h++)
+    for (int i = 0; i < 5; i++)
+      cr_assert(isnan(AO(o, 4, 5, h, i, 0)) == (h < 2 && i == 4), "NaN in k: head %d row %d is %g", h, i,
+                AO(o, 4, 5, h, i, 0));
+  free(o);
+  /* an inf in v: inf for the rows that see it, NaN (0 * inf) for the others */
+  run_attention_special(&b, 4, 2, 5, 5, true, 2, 0, INFINITY, false, &o);
+  for (int i = 0; i < 5; i++) cr_assert(i < 2 ? isnan(AO(o, 4, 5, 0, i, 0)) : isinf(AO(o, 4, 5, 0, i, 0)), "row %d", i);
+  free(o);
+  /* an overflowing score: +inf in f32, the row becomes NaN (interpreted
+     unfused, the scores are f32 nodes; fused, they are rounded to f32) */
+  run_attention_special(&b, 4, 2, 5, 5, true, 0, 0, 0.5f, true, &o);
+  for (int i = 0; i < 5; i++) cr_assert(isnan(AO(o, 4, 5, 0, i, 1)) == (i == 4), "overflow: row %d", i);
+  free(o);
+  ir_arena_free(b.arena);
+  /* a fully masked row (only key i+1 allowed; the last row has none) still
+     gets 0 * NaN: NaN in column 2, zeros elsewhere */
+  b = build_attention(4, 2, AT_BAND, 1, 1);
+  run_attention_special(&b, 4, 2, 4, 4, true, 0, 2, NAN, false, &o);
+  for (int e = 0; e < AEV; e++)
+    cr_assert(e == 2 ? isnan(AO(o, 4, 4, 1, 3, e)) : AO(o, 4, 4, 1, 3, e) == 0.0f, "masked row, column %d: %g", e,
+              AO(o, 4, 4, 1, 3, e));
+  free(o);
+  ir_arena_free(b.arena);
+}
+
 /* ---- binding dims --------------------------------------------------------------- */
 
 /* x f32[B,T,64], y f32[T,8], z f32[B*T] */
@@ -949,6 +1026,10 @@ Test(interp, bind_dims) {
   bad[2].shape[0] = 9;
   EXPECT_ERR(bind(&b, bad, 3, sv), "input 'z': axis 0 has size 9 but B*T = 10 expected");
   EXPECT_ERR(bind(&b, in, 2, sv), "3 inputs", "2 were given");
+  /* no empty inputs (the runtime's words); an empty output is refused too */
+  memcpy(bad, in, sizeof bad);
+  bad[1].shape[0] = 0;
+  EXPECT_ERR(bind(&b, bad, 3, sv), "input 'y': expected f32[T,8], got f32[0,8] (axis 0 is 0; every dim must be at least 1)");
   /* ir_interp_run reports the same errors */
   IrTensor out[1];
   memcpy(bad, in, sizeof bad);
@@ -1040,5 +1121,28 @@ Test(interp, ill_typed_graph_is_an_error) {
   check_f32(&out[0], (double[]){2, 4, 6}, 3, 0, "y");
   free_outs(out, 1);
   EXPECT_ERR(run(&b, &in, 1, NULL, NULL, out, 2), "1 outputs but 2");
+  ir_arena_free(b.arena);
+}
+
+/* An output whose dims evaluate to 0 is refused before anything runs, as
+ * the runtime does; an empty extent inside the graph is fine. */
+Test(interp, empty_output_is_refused) {
+  B b = bnew();
+  IrDim T = S(&b, "T"), Tm1;
+  ir_dim_sub(T, C(1), &Tm1);
+  int x = input(&b, "x", 0, ty(RT_F32, 1, T));
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.axis = 0;
+  a.start = C(1);
+  int sl = add(&b, IR_SLICE, 1, &x, &(IrType){RT_F32, 1, {Tm1}}, &a);
+  output(&b, "y", sl);
+  float d[2] = {1, 2};
+  IrTensor in = tens(RT_F32, 1, (int64_t[]){1}, d), out[1];
+  EXPECT_ERR(run(&b, &in, 1, NULL, NULL, out, 1), "output 'y': axis 0 (T-1) is 0, not a valid size, for T=1");
+  in.shape[0] = 2;
+  run_ok(&b, &in, 1, out, 1);
+  cr_assert_eq(((float *)out[0].data)[0], 2.0f);
+  free_outs(out, 1);
   ir_arena_free(b.arena);
 }

@@ -825,3 +825,83 @@ Test(ir_text, dot_export) {
   free(buf);
   free(buf2);
 }
+
+/* ---- the attribute table (IR_ATTRS in ops.h) ------------------------------
+ * Printing, parsing and CSE equality come from one table, so every row
+ * must: print when set on an op that carries it, parse back to the same
+ * value, and make ir_attrs_eq false when only it differs (cse once
+ * ignored fold). */
+
+/* A non-default value for attribute k in *a. */
+static void set_attr(int k, IrAttrs *a) {
+  const IrAttrInfo *ai = &ir_attrinfo[k];
+  char *p = (char *)a + ai->off;
+  switch (ai->kind) {
+  case IR_AK_STR: *(const char **)p = "key"; break;
+  case IR_AK_INT: *(int *)p = 3; break;
+  case IR_AK_F64: *(double *)p = 0.125; break;
+  case IR_AK_BOOL: *(bool *)p = true; break;
+  case IR_AK_DIM: *(IrDim *)p = ir_dim_const(2); break;
+  case IR_AK_MASK: *(int64_t *)p = -3, *(int64_t *)((char *)a + ai->off2) = 0; break;
+  case IR_AK_LIST: ((int *)p)[0] = 1, *(int *)((char *)a + ai->off2) = 1; break;
+  case IR_AK_TILE: ((int64_t *)p)[0] = 64, ((int64_t *)p)[1] = 8, *(int *)((char *)a + ai->off2) = 2; break;
+  }
+}
+
+Test(ir_text, attribute_table_drives_equality_and_text) {
+  for (int k = 0; k < IR_NATTR; k++) {
+    IrAttrs a = attrs(), b = attrs();
+    set_attr(k, &b);
+    cr_expect(!ir_attrs_eq(&a, &b), "attribute '%s' is not compared", ir_attrinfo[k].name);
+    cr_expect(ir_attrs_eq(&b, &b), "attribute '%s' unequal to itself", ir_attrinfo[k].name);
+    /* a NaN value equals itself (bitwise), so CSE still merges it */
+    if (ir_attrinfo[k].kind == IR_AK_F64) {
+      *(double *)((char *)&b + ir_attrinfo[k].off) = NAN;
+      cr_expect(ir_attrs_eq(&b, &b));
+    }
+  }
+  /* printed and parsed: fold only when true, tile/gtile on any op */
+  IrGraph *pg = parse_ok("graph t {\n  dim B\n  %0 = input {str=\"x\", index=0} : f32[B,4,8]\n"
+                         "  %1 = input {str=\"w\", index=1} : f32[8,8]\n  %2 = matmul(%0, %1) : f32[B,4,8]\n"
+                         "  %3 = sum(%2) {axes=[1], keep=false, fold=true, tile=[4], gtile=[8,2]} : f32[B,8]\n"
+                         "  %4 = sum(%2) {axes=[1], keep=false} : f32[B,8]\n"
+                         "  %5 = neg(%4) {tile=[16]} : f32[B,8]\n"
+                         "  output \"a\" = %3\n  output \"b\" = %5\n}\n");
+  const IrNode *n = &pg->funcs[0].nodes[3];
+  cr_expect(n->a.fold && n->a.ntile == 1 && n->a.tile[0] == 4 && n->a.ngtile == 2 && n->a.gtile[1] == 2);
+  char *text = assert_round_trip(pg);
+  cr_expect(strstr(text, "{axes=[1], keep=false, fold=true, tile=[4], gtile=[8,2]}"), "%s", text);
+  cr_expect(strstr(text, "%4 = sum(%2) {axes=[1], keep=false} :"), "fold=false is not printed: %s", text);
+  free(text);
+  fails_with("graph t {\n  %0 = input {str=\"x\", index=0, fold=true} : f32[4]\n}\n", "t.ir:2:33: error:",
+             "'input' does not take attribute 'fold'", "it takes: str, index, tile, gtile");
+}
+
+/* Inputs (and weights, outputs) with an axis of constant size 0, or a size
+ * beyond 64 bits, are located errors, as in the front end. */
+Test(ir_text, error_empty_and_huge_types) {
+  fails_with("graph t {\n  %0 = input {str=\"x\", index=0} : f32[0,4]\n  output \"y\" = %0\n}\n", "t.ir:2:35: error:",
+             "f32[0,4] has an axis of size 0", NULL);
+  fails_with("graph t {\n  %0 = input {str=\"x\", index=0} : f32[4611686018427387904,2]\n  output \"y\" = %0\n}\n",
+             "t.ir:2:35: error:", "more bytes than a 64-bit size can count", NULL);
+}
+
+/* 300 dims print and parse back (once at most 64). */
+Test(ir_text, three_hundred_dims_round_trip) {
+  size_t cap = 1 << 16, len = 0;
+  char *t = malloc(cap);
+  len += (size_t)snprintf(t + len, cap - len, "graph t {\n");
+  for (int i = 0; i < 300; i++) len += (size_t)snprintf(t + len, cap - len, "  dim D%d\n", i);
+  for (int i = 0; i < 300; i++)
+    len += (size_t)snprintf(t + len, cap - len, "  %%%d = input {str=\"x%d\", index=%d} : f32[D%d,D%d]\n", i, i, i, i,
+                            299 - i);
+  len += (size_t)snprintf(t + len, cap - len, "  output \"y\" = %%299\n}\n");
+  IrGraph *pg = parse_ok(t);
+  cr_expect_eq(pg->nsym, 300);
+  int s;
+  cr_expect(ir_dim_is_sym(pg->funcs[0].nodes[7].type.dim[1], &s) && s == 292);
+  char *text = assert_round_trip(pg);
+  cr_expect_str_eq(text, t);
+  free(text);
+  free(t);
+}
