@@ -62,6 +62,7 @@ static bool want_tensor(FeLower *L, FeValue v, const char *fn, const char *what)
   return false;
 }
 
+/* (want_tensor, want_int, want_real: see above) */
 static bool want_int(FeLower *L, FeValue v, const char *fn, const char *what, int64_t *out) {
   if (v.k == V_INT) return *out = v.i, true;
   if (v.k != V_POISON) fe_err(L, v.loc, "%s: %s must be a compile-time integer, got %s", fn, what, fe_kind_name(v.k));
@@ -121,6 +122,7 @@ static bool axes_arg(FeLower *L, FeValue v, int rank, const char *fn, IrAttrs *a
   return true;
 }
 
+/* sum / mean / max(x, axis=AXES, keepdim=0) */
 static FeValue reduction(FeLower *L, IrOp op, FeCall *c) {
   FeValue x = c->pos[0];
   if (!want_tensor(L, x, c->name, "the argument")) return POISON;
@@ -186,6 +188,7 @@ complex:
   return POISON;
 }
 
+/* transpose(x, a=-2, b=-1): swap two axes (a view) */
 static FeValue b_transpose(FeLower *L, FeCall *c) {
   FeValue x = c->pos[0];
   if (!want_tensor(L, x, "transpose", "the first argument")) return POISON;
@@ -202,6 +205,7 @@ static FeValue b_transpose(FeLower *L, FeCall *c) {
   return fe_transpose(L, x, i, j, c->loc);
 }
 
+/* permute(x, [axes]): reorder all axes */
 static FeValue b_permute(FeLower *L, FeCall *c) {
   FeValue x = c->pos[0], p = c->pos[1];
   if (!want_tensor(L, x, "permute", "the first argument")) return POISON;
@@ -282,14 +286,19 @@ static FeValue b_split(FeLower *L, FeCall *c) {
   return (FeValue){.k = V_TUPLE, .elts = parts, .n = s.n, .loc = c->loc};
 }
 
+/* f(x, axis, ...): x a tensor and the second argument an axis of it,
+ * normalized into *k (errors name c->name). */
+static bool tensor_and_axis(FeLower *L, FeCall *c, int *k) {
+  int64_t ax;
+  return want_tensor(L, c->pos[0], c->name, "the first argument") && want_int(L, c->pos[1], c->name, "axis", &ax) &&
+         fe_norm_axis(L, ax, fe_vtype(L, c->pos[0])->rank, c->pos[1].loc, k);
+}
+
 /* slice(x, axis, start, end) */
 static FeValue b_slice(FeLower *L, FeCall *c) {
   FeValue x = c->pos[0];
-  int64_t ax;
-  if (!want_tensor(L, x, "slice", "the first argument") || !want_int(L, c->pos[1], "slice", "axis", &ax))
-    return POISON;
   int k;
-  if (!fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->loc, &k)) return POISON;
+  if (!tensor_and_axis(L, c, &k)) return POISON;
   for (int i = 2; i < 4; i++)
     if (c->pos[i].k != V_INT && c->pos[i].k != V_DIM) {
       fe_err(L, c->pos[i].loc, "slice: bounds must be sizes");
@@ -309,6 +318,7 @@ static FeValue b_slice(FeLower *L, FeCall *c) {
   return fe_slice(L, x, k, fe_to_dim(c->pos[2]), len, c->loc);
 }
 
+/* concat([x1, ..., xk], axis=-1): any number of tensors */
 static FeValue b_concat(FeLower *L, FeCall *c) {
   FeValue l = c->pos[0];
   int64_t ax;
@@ -416,6 +426,7 @@ static FeValue b_linear(FeLower *L, FeCall *c) {
   return y;
 }
 
+/* layernorm(x, w, b, eps=1e-5) / rmsnorm(x, w, eps=1e-6) */
 static FeValue b_norm(FeLower *L, FeCall *c, IrOp op) {
   bool ln = op == IR_LAYERNORM;
   double eps = ln ? 1e-5 : 1e-6;
@@ -430,6 +441,7 @@ static FeValue b_norm(FeLower *L, FeCall *c, IrOp op) {
   return fe_emit(L, op, c->pos, c->npos, &a, NULL, c->loc);
 }
 
+/* softmax(x, axis=-1) */
 static FeValue b_softmax(FeLower *L, FeCall *c) {
   FeValue x = c->pos[0];
   int64_t ax;
@@ -460,29 +472,23 @@ static FeValue b_where(FeLower *L, FeCall *c) {
 
 /* index(x, axis): i32 positions along one axis of x, size 1 elsewhere. */
 static FeValue b_index(FeLower *L, FeCall *c) {
-  FeValue x = c->pos[0];
-  int64_t ax;
-  if (!want_tensor(L, x, "index", "the first argument") || !want_int(L, c->pos[1], "index", "axis", &ax))
-    return POISON;
   IrAttrs a;
   ir_attrs_init(&a);
-  const IrType *xt = fe_vtype(L, x);
-  if (!fe_norm_axis(L, ax, xt->rank, c->pos[1].loc, &a.axis)) return POISON;
+  if (!tensor_and_axis(L, c, &a.axis)) return POISON;
+  const IrType *xt = fe_vtype(L, c->pos[0]);
   IrType t = {.dt = RT_I32, .rank = xt->rank};
   for (int i = 0; i < xt->rank; i++) t.dim[i] = i == a.axis ? xt->dim[i] : ir_dim_const(1);
   return fe_emit(L, IR_IOTA, NULL, 0, &a, &t, c->loc);
 }
 
+/* size(x, axis): the size of one axis (an integer or a run-time size) */
 static FeValue b_size(FeLower *L, FeCall *c) {
-  FeValue x = c->pos[0];
-  int64_t ax;
   int k;
-  if (!want_tensor(L, x, "size", "the first argument") || !want_int(L, c->pos[1], "size", "axis", &ax) ||
-      !fe_norm_axis(L, ax, fe_vtype(L, x)->rank, c->pos[1].loc, &k))
-    return POISON;
-  return fe_vdim(fe_vtype(L, x)->dim[k], c->loc);
+  if (!tensor_and_axis(L, c, &k)) return POISON;
+  return fe_vdim(fe_vtype(L, c->pos[0])->dim[k], c->loc);
 }
 
+/* cast(x, dtype); a number becomes a constant of that dtype */
 static FeValue b_cast(FeLower *L, FeCall *c) {
   FeValue x = c->pos[0], d = c->pos[1];
   if (d.k != V_DTYPE) {
@@ -497,6 +503,7 @@ static FeValue b_cast(FeLower *L, FeCall *c) {
   return fe_emit(L, IR_CAST, &x, 1, NULL, &t, c->loc);
 }
 
+/* min(a, b) / max(a, b) elementwise (folded on numbers), max(x, axis=..) */
 static FeValue b_minmax(FeLower *L, FeCall *c, bool is_max) {
   if (c->npos == 1) return reduction(L, IR_RMAX, c); /* max(x, axis=...) (min: refused by b_min) */
   if (c->nkw) {
@@ -519,6 +526,7 @@ static FeValue b_minmax(FeLower *L, FeCall *c, bool is_max) {
   return fe_emit(L, is_max ? IR_MAX : IR_MIN, ins, 2, NULL, NULL, c->loc);
 }
 
+/* pow(a, b), folded on numbers */
 static FeValue b_pow(FeLower *L, FeCall *c) {
   FeValue a = c->pos[0], b = c->pos[1];
   if (fe_is_num(a) && fe_is_num(b)) return fe_vfloat(pow(fe_num(a), fe_num(b)), c->loc);
@@ -635,6 +643,7 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
   return o;
 }
 
+/* gelu(x, approximate="none" | "tanh") */
 static FeValue b_gelu(FeLower *L, FeCall *c) {
   FeValue *ap = kwarg(c, "approximate");
   IrOp op = IR_GELU;
@@ -725,10 +734,12 @@ static const FeBuiltin *find_builtin(const char *name) {
   return NULL;
 }
 
+/* (fe_is_builtin, fe_builtin_name: fe_internal.h) */
 bool fe_is_builtin(const char *name) { return find_builtin(name) != NULL; }
 
 const char *fe_builtin_name(int i) { return i >= 0 && i < NBUILTIN ? builtins[i].name : NULL; }
 
+/* Check the arguments against the row, then lower. */
 bool fe_call_builtin(FeLower *L, FeCall *c, FeValue *out) {
   const FeBuiltin *b = find_builtin(c->name);
   if (!b) return false;

@@ -197,6 +197,7 @@ static FeValue eval_leaf(FeLower *L, AstExpr *e) {
   ir_bug("eval: expression kind %d", e->kind);
 }
 
+/* One more level of nesting, or a located error (reported once). */
 bool fe_nest_enter(FeLower *L, IrLoc loc) {
   if (L->nest >= FE_MAX_NESTING) {
     if (!L->nest_reported)
@@ -262,6 +263,7 @@ static __attribute__((noinline)) FeValue eval_ops(FeLower *L, AstExpr *e) {
   return r;
 }
 
+/* The value of expression e. */
 FeValue fe_eval(FeLower *L, AstExpr *e) {
   return e->kind == AST_BINOP || e->kind == AST_UNOP ? eval_ops(L, e) : eval_leaf(L, e);
 }

@@ -29,6 +29,7 @@ const char *fe_kind_name(VKind k) {
   return names[k];
 }
 
+/* A size value: constant dims collapse to V_INT. */
 FeValue fe_vdim(IrDim d, IrLoc loc) {
   int64_t c;
   if (ir_dim_is_const(d, &c)) return fe_vint(c, loc);
@@ -45,12 +46,14 @@ FeValue fe_tuple(FeLower *L, const FeValue *items, int n, IrLoc loc) {
   return t;
 }
 
+/* "f32[B,T,4]" in the arena */
 char *fe_type_str(FeLower *L, const IrType *t) {
   char buf[512];
   ir_type_str(L->g, t, buf, sizeof buf);
   return ir_arena_strdup(L->arena, buf);
 }
 
+/* "B*T" in the arena */
 char *fe_dim_str(FeLower *L, IrDim d) {
   char buf[256];
   ir_dim_str(L->g, d, buf, sizeof buf);
@@ -70,12 +73,14 @@ FeBinding *fe_bind(FeLower *L, FeScope *s, const char *name, BindKind kind, FeVa
   return b;
 }
 
+/* The binding of name in scope s only, or NULL. */
 FeBinding *fe_find_in(FeScope *s, const char *name) {
   for (FeBinding *b = s->b; b; b = b->next)
     if (strcmp(b->name, name) == 0) return b;
   return NULL;
 }
 
+/* Enclosing scopes up to the function boundary, then globals. */
 FeBinding *fe_lookup(FeLower *L, const char *name) {
   for (FeScope *s = L->cur; s; s = s->parent) {
     FeBinding *b = fe_find_in(s, name);
@@ -91,6 +96,7 @@ static void consider(const char *name, const char *cand, const char **best, int 
   if (d < *bestd) *bestd = d, *best = cand;
 }
 
+/* "unknown name 'x'; did you mean 'y'?" (functions: builtins too) */
 void fe_unknown_name(FeLower *L, IrLoc loc, const char *what, const char *name, bool calls) {
   const char *best = NULL;
   int bestd = 99;
@@ -151,6 +157,7 @@ done:
   return r;
 }
 
+/* A rank-0 constant of dtype dt. */
 static FeValue emit_const(FeLower *L, double value, rt_dtype dt, IrLoc loc) {
   IrAttrs a;
   ir_attrs_init(&a);
@@ -195,6 +202,8 @@ bool fe_norm_axis(FeLower *L, int64_t ax, int rank, IrLoc loc, int *out) {
   return true;
 }
 
+/* Shape helpers for the builtins: permute, transpose (swap i and j),
+ * reshape (none if the shape is the same), slice along an axis. */
 FeValue fe_permute(FeLower *L, FeValue x, const int *perm, IrLoc loc) {
   IrAttrs a;
   ir_attrs_init(&a);
@@ -302,6 +311,7 @@ FeValue fe_fold_dims(FeLower *L, int op, FeValue a, FeValue b, IrLoc loc) {
   return fe_vdim(r, loc);
 }
 
+/* Compile-time arithmetic on reals (IEEE double, as the interpreter). */
 static FeValue fold_reals(FeLower *L, int op, double x, double y, IrLoc loc) {
   switch (op) {
   case '+': return fe_vfloat(x + y, loc);
@@ -322,6 +332,8 @@ static FeValue fold_reals(FeLower *L, int op, double x, double y, IrLoc loc) {
   }
 }
 
+/* a op b: folded for numbers and sizes, an IR node for tensors (a number
+ * takes the tensor's dtype; two tensors must have the same dtype). */
 FeValue fe_binary(FeLower *L, int op, FeValue a, FeValue b, IrLoc loc) {
   if (a.k == V_POISON || b.k == V_POISON) return POISON;
   /* compile time */

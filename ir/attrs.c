@@ -16,6 +16,7 @@ const IrAttrInfo ir_attrinfo[IR_NATTR] = {
 /* Field `off` of a as type T. */
 #define FIELD(T, a, off) (*(const T *)((const char *)(a) + (off)))
 
+/* ANY attributes on every op, the others where the op's row lists them. */
 bool ir_attr_allowed(int op, int k) {
   return ir_attrinfo[k].when == IR_AW_ANY || (op >= 0 && op < IR_NOPS && (ir_opinfo[op].attrs & ir_attrinfo[k].bit));
 }
@@ -31,6 +32,7 @@ static bool is_default(int k, const IrAttrs *a) {
   }
 }
 
+/* OPS: always on its ops; SET and ANY: when not the default. */
 bool ir_attr_shown(int op, int k, const IrAttrs *a) {
   if (!ir_attr_allowed(op, k)) return false;
   return ir_attrinfo[k].when == IR_AW_OPS || !is_default(k, a);
@@ -64,6 +66,7 @@ static bool attr_eq(int k, const IrAttrs *a, const IrAttrs *b) {
   return false;
 }
 
+/* Every row of the table. */
 bool ir_attrs_eq(const IrAttrs *a, const IrAttrs *b) {
   for (int k = 0; k < IR_NATTR; k++)
     if (!attr_eq(k, a, b)) return false;

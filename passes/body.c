@@ -13,6 +13,7 @@
 #include <string.h>
 #include "pass.h"
 
+/* (the functions are described in pass.h) */
 void pass_body_begin(PassBody *b, IrGraph *g, int *map, int maxleaf, int param_base, PassBodyClassify classify,
                      void *ctx) {
   memset(b, 0, sizeof *b);
@@ -28,6 +29,7 @@ void pass_body_begin(PassBody *b, IrGraph *g, int *map, int maxleaf, int param_b
   b->fb = ir_graph_add_func(g, 0);
 }
 
+/* map[id] = node, remembered for the reset. */
 void pass_body_set(PassBody *b, int id, int node) {
   if (b->ntouched == b->captouched) {
     b->captouched = b->captouched ? 2 * b->captouched : 64;
@@ -38,11 +40,13 @@ void pass_body_set(PassBody *b, int id, int node) {
   b->map[id] = node;
 }
 
+/* A rank-0 node in the body. */
 int pass_body_add(PassBody *b, const IrNode *like, IrOp op, int nin, const int *in, rt_dtype dt, const IrAttrs *a) {
   IrType t = {dt, 0, {{0}}};
   return ir_add(b->g, b->fb, op, nin, in, &t, a, like->loc);
 }
 
+/* The next param, reading `value`. */
 int pass_body_leaf(PassBody *b, const IrNode *like, int value) {
   if (b->nleaf == b->maxleaf) return -1;
   IrAttrs a;
@@ -110,10 +114,13 @@ static int walk(PassBody *b, int root, bool copy) {
   return b->ok ? b->map[root] : -1;
 }
 
+/* Root classified like every other value. */
 int pass_body_value(PassBody *b, int root) { return walk(b, root, false); }
 
+/* Root copied as its op. */
 int pass_body_copy(PassBody *b, int id) { return walk(b, id, true); }
 
+/* Reset the map; keep the body (yield it) or drop it. */
 bool pass_body_finish(PassBody *b, int yield) {
   for (int i = 0; i < b->ntouched; i++) b->map[b->touched[i]] = -1;
   free(b->touched);
@@ -130,6 +137,7 @@ bool pass_body_finish(PassBody *b, int yield) {
   return true;
 }
 
+/* The leaf list. */
 void pass_body_free(PassBody *b) {
   free(b->leaves);
   b->leaves = NULL;

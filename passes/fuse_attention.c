@@ -66,21 +66,8 @@ static IrNode *N(Ctx *c, int i) { return &c->g->funcs[0].nodes[i]; }
 
 static bool is_float_dt(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16 || t == RT_F64; }
 
-static bool is_elementwise(const IrNode *n) {
-  IrOpClass k = ir_opinfo[n->op].cls;
-  return k == IR_CLS_UN || k == IR_CLS_BIN || k == IR_CLS_CMP || k == IR_CLS_TER;
-}
-
-static bool const_value(Ctx *c, int i, double *v) {
-  const IrNode *n = N(c, i);
-  if (n->op != IR_CONST) return false;
-  for (int a = 0; a < n->type.rank; a++) { /* a broadcast scalar */
-    int64_t d;
-    if (!ir_dim_is_const(n->type.dim[a], &d) || d != 1) return false;
-  }
-  *v = n->a.value;
-  return true;
-}
+/* A scalar constant (every axis 1) and its value. */
+static bool const_value(Ctx *c, int i, double *v) { return pass_scalar_const(N(c, i), v); }
 
 /* An integer constant small enough that i + d cannot wrap in i32 for any
  * position below 2^30 (the band is exact arithmetic; the program's is i32). */
@@ -192,6 +179,7 @@ static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, int de
   }
 }
 
+/* A scalar constant -inf (a mask value). */
 static bool is_neg_inf(Ctx *c, int i) {
   double v;
   return const_value(c, i, &v) && isinf(v) && v < 0;
@@ -221,7 +209,7 @@ static int qk_of(Ctx *c, int id, int depth) {
   const IrNode *n = N(c, id);
   if (depth > MAX_PATH || c->uses[id] != 1 || !ir_shape_eq(&n->type, &c->score)) return -1;
   if (n->op == IR_MATMUL) return is_qk(c, id) ? id : -1;
-  if (!is_elementwise(n) || !is_float_dt(n->type.dt)) return -1;
+  if (!ir_op_is_elementwise((IrOp)n->op) || !is_float_dt(n->type.dt)) return -1;
   int found = -1;
   for (int k = 0; k < n->nin; k++) {
     int r = qk_of(c, n->in[k], depth + 1);
@@ -317,7 +305,7 @@ static PassBodyKind classify(PassBody *b, int id, int *out) {
     *out = pass_body_add(b, n, IR_INDEX, 0, NULL, RT_I32, &a);
     return PB_DONE;
   }
-  if (is_elementwise(n) && varies_ij(c, id)) return PB_INLINE;
+  if (ir_op_is_elementwise((IrOp)n->op) && varies_ij(c, id)) return PB_INLINE;
   int leaf = c->R == 5 ? head_free(c, id) : id;
   if (leaf < 0) return PB_FAIL;
   *out = pass_body_leaf(b, n, leaf); /* -1 past MAX_LEAVES: no fusion */
@@ -549,6 +537,7 @@ static bool fuse_one(IrGraph *g) {
   return done;
 }
 
+/* Fuse chains until none is left (each rewrite renumbers the graph). */
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt) {
   (void)opt;
   bool changed = false;

@@ -23,20 +23,6 @@
 
 #define MAX_LEAVES 60
 
-static bool is_elementwise(const IrNode *n) {
-  IrOpClass k = ir_opinfo[n->op].cls;
-  return k == IR_CLS_UN || k == IR_CLS_BIN || k == IR_CLS_CMP || k == IR_CLS_TER;
-}
-
-static bool scalar_const(const IrNode *n) {
-  if (n->op != IR_CONST) return false;
-  for (int a = 0; a < n->type.rank; a++) {
-    int64_t d;
-    if (!ir_dim_is_const(n->type.dim[a], &d) || d != 1) return false;
-  }
-  return true;
-}
-
 typedef struct {
   IrGraph *g;
   int *group; /* root of each node's group, or -1 */
@@ -61,7 +47,7 @@ static PassBodyKind classify(PassBody *b, int id, int *out) {
   const IrNode *n = MN(c, id);
   IrAttrs a;
   ir_attrs_init(&a);
-  if (scalar_const(n)) {
+  if (pass_scalar_const(n, NULL)) {
     a.value = n->a.value;
     *out = pass_body_add(b, n, IR_CONST, 0, NULL, (rt_dtype)n->type.dt, &a);
     return PB_DONE;
@@ -76,6 +62,7 @@ static PassBodyKind classify(PassBody *b, int id, int *out) {
   return PB_DONE;
 }
 
+/* Group, then rewrite each group of two or more into one fused node. */
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
   (void)opt;
   IrFunc *f = &g->funcs[0];
@@ -91,7 +78,7 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
     nomem[i] = nd->op == IR_IOTA || nd->op == IR_CONST;
-    if (is_elementwise(nd)) {
+    if (ir_op_is_elementwise((IrOp)nd->op)) {
       nomem[i] = true;
       for (int k = 0; k < nd->nin; k++) nomem[i] &= nomem[nd->in[k]];
     }
@@ -100,7 +87,7 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
   for (int i = n - 1; i >= 0; i--) {
     const IrNode *nd = &f->nodes[i];
     group[i] = -1;
-    if (!is_elementwise(nd)) continue;
+    if (!ir_op_is_elementwise((IrOp)nd->op)) continue;
     int u = user[i];
     if (uses[i] == 1 && u >= 0 && group[u] >= 0 && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[u].type)))
       group[i] = group[u];

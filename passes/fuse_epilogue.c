@@ -21,11 +21,6 @@
 #include <string.h>
 #include "pass.h"
 
-static bool is_elementwise(const IrNode *n) {
-  IrOpClass k = ir_opinfo[n->op].cls;
-  return k == IR_CLS_UN || k == IR_CLS_BIN || k == IR_CLS_CMP || k == IR_CLS_TER;
-}
-
 /* Rewrite consumer e (reading matmul m) into the matmul with an epilogue. */
 static void fuse(IrGraph *g, int m, int e) {
   IrFunc *f = &g->funcs[0];
@@ -108,7 +103,7 @@ bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt) {
         user[m] < 0)
       continue;
     const IrNode *en = &g->funcs[0].nodes[user[m]];
-    if ((en->op != IR_FUSED && !is_elementwise(en)) || en->nin > 60 || en->type.dt != RT_F32 ||
+    if ((en->op != IR_FUSED && !ir_op_is_elementwise((IrOp)en->op)) || en->nin > 60 || en->type.dt != RT_F32 ||
         !ir_shape_eq(&en->type, &mn->type))
       continue;
     fuse(g, m, user[m]);

@@ -28,16 +28,8 @@ typedef struct {
 
 static IrNode *N(Ctx *c, int i) { return &c->g->funcs[0].nodes[i]; }
 
-static bool scalar_const(Ctx *c, int i, double *v) {
-  const IrNode *n = N(c, i);
-  if (n->op != IR_CONST) return false;
-  for (int a = 0; a < n->type.rank; a++) {
-    int64_t d;
-    if (!ir_dim_is_const(n->type.dim[a], &d) || d != 1) return false;
-  }
-  *v = n->a.value;
-  return true;
-}
+/* A scalar constant (every axis 1) and its value. */
+static bool scalar_const(Ctx *c, int i, double *v) { return pass_scalar_const(N(c, i), v); }
 
 /* mean over the last axis, keeping it */
 static bool last_mean(Ctx *c, int i, int *of) {

@@ -85,6 +85,9 @@ bool pass_gtile_check(const char *spec, const PassTarget *t, char *err, size_t e
 void pass_gpu_target(PassTarget *t, int sm);
 
 /* util.c: rewriting helpers shared by passes */
+/* Is n a constant with every axis of size 1 (a scalar, maybe broadcast)?
+ * Its value in *v (v may be NULL). */
+bool pass_scalar_const(const IrNode *n, double *v);
 /* Uses of each main-function node (operand slots, plus graph outputs), in
  * a malloc'd array of n + 1; with user, also a malloc'd array of the last
  * node reading each (-1 if none). */

@@ -3,6 +3,16 @@
 #include <string.h>
 #include "pass.h"
 
+bool pass_scalar_const(const IrNode *n, double *v) {
+  if (n->op != IR_CONST) return false;
+  for (int a = 0; a < n->type.rank; a++) { /* a scalar, maybe broadcast: every axis 1 */
+    int64_t d;
+    if (!ir_dim_is_const(n->type.dim[a], &d) || d != 1) return false;
+  }
+  if (v) *v = n->a.value;
+  return true;
+}
+
 int *pass_uses(const IrGraph *g, int **user) {
   const IrFunc *f = &g->funcs[0];
   int *uses = calloc((size_t)f->n + 1, sizeof(int));
