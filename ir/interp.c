@@ -561,10 +561,9 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
     for (int ax = 0; ax < x->rank; ax++) {
       int s;
       if (x->shape[ax] < 1) { /* no empty tensors (docs/architecture.md, Decisions): the runtime's words */
-        char got[256];
-        shape_str(x->rank, x->shape, got, sizeof got);
-        BFAIL("input '%s': expected %s, got %s%s (axis %d is %lld; every dim must be at least 1)", name, ts,
-              dtname(x->dtype), got, ax, (long long)x->shape[ax]);
+        ir_dim_str(g, n->type.dim[ax], ds, sizeof ds);
+        BFAIL("input '%s' axis %d (%s) is %lld: every dim must be at least 1 (empty tensors are not supported)", name,
+              ax, ds, (long long)x->shape[ax]);
       }
       if (!ir_dim_is_sym(n->type.dim[ax], &s)) continue;
       if (from[s] < 0) {
