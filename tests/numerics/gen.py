@@ -99,6 +99,22 @@ o = softmax(s, axis=-1) @ v
 """
 
 
+WINDOW = """# written by tests/numerics/gen.py
+model m
+dim B, H, T, S
+input q: f32[B, H, T, 16]
+input k: f32[B, H, S, 16]
+input v: f32[B, H, S, 16]
+output o: f32[B, H, T, 16]
+let s = (q @ transpose(k, -2, -1)) * 0.25
+let i = index(s, -2)
+let j = index(s, -1)
+s = where(j > i, -inf, s)
+s = where(j < i - 20, -inf, s)
+o = softmax(s, axis=-1) @ v
+"""
+
+
 def causal_case(case, edit, T=200):
     q, k, v = (RNG.standard_normal((1, 1, T, 16)).astype(np.float32) for _ in range(3))
     edit(q, k, v)
@@ -125,6 +141,20 @@ def main():
     assert np.isnan(o[0, 0, :100, 5]).all() and np.isinf(o[0, 0, 100:, 5]).all()
     o = causal_case("overflow_causal", big)
     assert np.isnan(o[0, 0, 50]).all() and np.isnan(o).sum() == 16
+
+    # a sliding window (keys i-20 .. i): tiles skipped on both sides; NaN in
+    # the first key's v, inf in k of a key few rows see
+    T = 200
+    q, k, v = (RNG.standard_normal((1, 2, T, 16)).astype(np.float32) for _ in range(3))
+    v[0, 0, 0, 4] = np.nan
+    k[0, 1, 100, 0] = np.inf
+    i = np.arange(T)[:, None]
+    j = np.arange(T)[None, :]
+    masked = np.broadcast_to((j > i) | (j < i - 20), (1, 2, T, T))
+    o = attention(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), masked, 0.25)
+    torch_check(q, k, v, masked, 0.25, o)
+    assert np.isnan(o[0, 0, :, 4]).all() and np.isnan(o[0, 0]).sum() == T
+    write("nan_v_window", WINDOW, {"q": q, "k": k, "v": v}, {"o": o})
 
     # padding lengths 0 and 150 (fully masked rows in batch 0), NaNs in v
     T = 200
