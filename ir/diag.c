@@ -56,10 +56,20 @@ static void quote_line(IrDiag *d, IrLoc loc) {
     if (*p == '\n') l++;
   const char *e = strchr(p, '\n');
   int len = e ? (int)(e - p) : (int)strlen(p);
-  fprintf(d->out, "  %.*s\n  ", len, p);
-  for (int i = 1; i < loc.col && i <= len; i++) fputc(p[i - 1] == '\t' ? '\t' : ' ', d->out);
+  /* a long line (generated code) is shown as a window of 2 * W bytes
+     around the caret, "..." marking what is cut */
+  enum { W = 80 };
+  int start = 0, end = len, col = loc.col - 1; /* 0-based */
+  if (len > 2 * W + 20) {
+    start = col - W < 0 ? 0 : col - W;
+    end = start + 2 * W < len ? start + 2 * W : len;
+    if (end - start < 2 * W) start = end - 2 * W;
+  }
+  fprintf(d->out, "  %s%.*s%s\n  %s", start ? "..." : "", end - start, p + start, end < len ? "..." : "",
+          start ? "   " : "");
+  for (int i = start; i < col && i < end; i++) fputc(p[i] == '\t' ? '\t' : ' ', d->out);
   fputc('^', d->out);
-  for (int i = 1; i < loc.len && loc.col + i <= len; i++) fputc('~', d->out);
+  for (int i = 1; i < loc.len && col + i < end; i++) fputc('~', d->out);
   fputc('\n', d->out);
 }
 

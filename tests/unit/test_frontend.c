@@ -590,3 +590,26 @@ Test(frontend, diagnostics_quote_any_number_of_sources) {
   cr_expect(strstr(buf, "f0.attn:2:8: error: the first file\n  source 0 here\n         ^\n"), "got: %s", buf);
   free(buf);
 }
+
+/* A long source line (generated code) is quoted as a window around the
+ * caret, not whole. */
+Test(frontend, diagnostics_window_long_lines) {
+  char *line = malloc(4001);
+  for (int i = 0; i < 4000; i++) line[i] = (char)('a' + i % 26);
+  line[4000] = 0;
+  line[2000] = '#';
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  IrDiag *d = ir_diag_new(m);
+  ir_diag_add_source(d, "long.attn", line);
+  ir_diag_error(d, (IrLoc){"long.attn", 1, 2001, 3}, "here");
+  ir_diag_free(d);
+  fclose(m);
+  /* "  ..." + 80 bytes before the caret's byte, the caret under it */
+  char want[512];
+  snprintf(want, sizeof want, "long.attn:1:2001: error: here\n  ...%.160s...\n     %80s^~~\n", line + 1920, "");
+  cr_expect_str_eq(buf, want);
+  free(buf);
+  free(line);
+}
