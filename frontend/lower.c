@@ -368,6 +368,11 @@ static __attribute__((noinline)) void exec_weight(FeLower *L, AstStmt *s) {
     fe_err(L, nm->type->loc, "a weight needs a tensor type such as f32[D, D]");
     ok = false;
   }
+  const char *why = ok ? ir_type_size_problem(&t, true) : NULL;
+  if (why) {
+    fe_err(L, nm->type->loc, "weight '%s': %s has %s", nm->name, fe_type_str(L, &t), why);
+    ok = false;
+  }
   if (key.k != V_PREFIX) {
     if (key.k != V_POISON) fe_err(L, s->expr->loc, "a weight key must be a key path such as p.linear1.weight or \"fc1.weight\", got %s", fe_kind_name(key.k));
     ok = false;
@@ -450,6 +455,11 @@ static __attribute__((noinline)) void exec_io(FeLower *L, AstStmt *s) {
     fe_err(L, n->type->loc, "an %s needs a tensor type such as f32[B, T, D]", what);
     ok = false;
   }
+  const char *why = ok ? ir_type_size_problem(&t, true) : NULL; /* no empty axis crosses the API */
+  if (why) {
+    fe_err(L, n->type->loc, "%s '%s': %s has %s", what, n->name, fe_type_str(L, &t), why);
+    ok = false;
+  }
   if (s->kind == ST_INPUT) {
     FeValue v = POISON;
     if (ok) {
@@ -461,11 +471,6 @@ static __attribute__((noinline)) void exec_io(FeLower *L, AstStmt *s) {
     }
     fe_bind(L, L->global, n->name, B_INPUT, v, n->loc);
   } else {
-    const char *why = ok ? ir_type_size_problem(&t, true) : NULL;
-    if (why) {
-      fe_err(L, n->type->loc, "output '%s': %s has %s", n->name, fe_type_str(L, &t), why);
-      ok = false;
-    }
     FeBinding *b = fe_bind(L, L->global, n->name, B_OUTPUT, POISON, n->loc);
     b->type = t;
     if (!ok) b->assigned = b->bad_type = true; /* no follow-on errors */

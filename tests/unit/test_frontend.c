@@ -541,10 +541,10 @@ Test(frontend, empty_and_overflowing_shapes) {
   static const struct {
     const char *src, *want;
   } bad[] = {
-    {"dim T\ninput x: f32[0, T]\noutput y: f32[T]\ny = x\n", "t.attn:2:7: error: f32[0,T] has an axis of size 0"},
+    {"dim T\ninput x: f32[0, T]\noutput y: f32[T]\ny = x\n", "t.attn:2:10: error: input 'x': f32[0,T] has an axis of size 0"},
     {"dim T\ninput x: f32[T]\noutput y: f32[0]\ny = x\n", "t.attn:3:11: error: output 'y': f32[0] has an axis of size 0"},
     {"dim T\ninput x: f32[T]\nweight w: f32[3, 0] = \"w\"\noutput y: f32[T]\ny = x\n",
-     "t.attn:3:8: error: f32[3,0] has an axis of size 0"},
+     "t.attn:3:11: error: weight 'w': f32[3,0] has an axis of size 0"},
     {"dim T\ninput x: f32[T, 4611686018427387904]\noutput y: f32[T]\ny = x\n",
      "error: f32[T,4611686018427387904] has more bytes than a 64-bit size can count"},
     {"dim T\ninput x: f32[T, 65536]\noutput y: f32[T]\nlet z = reshape(x, [T, 4096, 4096, 4096, 4096, 4096, 16])\n"
