@@ -66,9 +66,13 @@ typedef struct FeBinding {
 } FeBinding;
 
 typedef struct FeScope {
-  FeBinding *b;
+  FeBinding *b;        /* the bindings, newest first */
   struct FeScope *parent;
   bool fn_boundary;    /* lookups stop here and continue in the global scope */
+  int n;               /* bindings in b */
+  FeBinding **hash;    /* past a few bindings: the newest of each name, by name
+                          (open addressing; hcap a power of two, at most half full) */
+  int hcap, nhash;
 } FeScope;
 
 typedef struct {

@@ -62,6 +62,23 @@ char *fe_dim_str(FeLower *L, IrDim d) {
 
 /* ---- scopes -------------------------------------------------------------- */
 
+/* FNV-1a of a name. */
+static uint32_t name_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+/* The hash slot of name in s: its binding, or the empty slot for it. */
+static FeBinding **hash_slot(FeScope *s, const char *name) {
+  uint32_t mask = (uint32_t)s->hcap - 1;
+  for (uint32_t i = name_hash(name) & mask;; i = (i + 1) & mask)
+    if (!s->hash[i] || strcmp(s->hash[i]->name, name) == 0) return &s->hash[i];
+}
+
+/* Bind name in scope s (a newer binding of the same name shadows). Scopes
+ * with many names (the global one of a model with thousands of weights
+ * and dims) get a hash index, so that lookups stay O(1). */
 FeBinding *fe_bind(FeLower *L, FeScope *s, const char *name, BindKind kind, FeValue v, IrLoc loc) {
   FeBinding *b = ir_arena_alloc(L->arena, sizeof *b);
   b->name = name;
@@ -70,11 +87,27 @@ FeBinding *fe_bind(FeLower *L, FeScope *s, const char *name, BindKind kind, FeVa
   b->loc = loc;
   b->next = s->b;
   s->b = b;
+  s->n++;
+  if (s->n > 16 && 2 * (s->nhash + 1) > s->hcap) { /* (re)build the index */
+    s->hcap = s->hcap ? 2 * s->hcap : 64;
+    s->hash = ir_arena_alloc(L->arena, sizeof *s->hash * (size_t)s->hcap);
+    memset(s->hash, 0, sizeof *s->hash * (size_t)s->hcap);
+    s->nhash = 0;
+    for (FeBinding *x = s->b; x; x = x->next) { /* newest first: the first of a name wins */
+      FeBinding **slot = hash_slot(s, x->name);
+      if (!*slot) *slot = x, s->nhash++;
+    }
+  } else if (s->hash) {
+    FeBinding **slot = hash_slot(s, name);
+    if (!*slot) s->nhash++;
+    *slot = b;
+  }
   return b;
 }
 
 /* The binding of name in scope s only, or NULL. */
 FeBinding *fe_find_in(FeScope *s, const char *name) {
+  if (s->hash) return *hash_slot(s, name);
   for (FeBinding *b = s->b; b; b = b->next)
     if (strcmp(b->name, name) == 0) return b;
   return NULL;

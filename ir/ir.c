@@ -293,10 +293,30 @@ void ir_graph_add_param(IrGraph *g, const char *name, int64_t value) {
   g->nparam++;
 }
 
-int ir_graph_find_sym(const IrGraph *g, const char *name) {
-  for (int i = 0; i < g->nsym; i++)
-    if (strcmp(g->syms[i], name) == 0) return i;
-  return -1;
+/* FNV-1a of name[0..len). */
+static uint32_t sym_hash(const char *s, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h;
+}
+
+int ir_graph_find_symn(const IrGraph *g, const char *name, size_t len) {
+  if (!g->symhcap) return -1;
+  uint32_t mask = (uint32_t)g->symhcap - 1;
+  for (uint32_t i = sym_hash(name, len) & mask;; i = (i + 1) & mask) {
+    int s = g->symidx[i];
+    if (s < 0) return -1;
+    if (strlen(g->syms[s]) == len && memcmp(g->syms[s], name, len) == 0) return s;
+  }
+}
+
+int ir_graph_find_sym(const IrGraph *g, const char *name) { return ir_graph_find_symn(g, name, strlen(name)); }
+
+/* Put symbol s into the hash index (which has a free slot). */
+static void sym_index(IrGraph *g, int s) {
+  uint32_t mask = (uint32_t)g->symhcap - 1, i = sym_hash(g->syms[s], strlen(g->syms[s])) & mask;
+  while (g->symidx[i] >= 0) i = (i + 1) & mask;
+  g->symidx[i] = s;
 }
 
 int ir_graph_add_sym(IrGraph *g, const char *name) {
@@ -309,6 +329,13 @@ int ir_graph_add_sym(IrGraph *g, const char *name) {
     g->capsym = cap;
   }
   g->syms[g->nsym] = ir_arena_strdup(g->arena, name);
+  if (2 * (g->nsym + 1) > g->symhcap) { /* the index at most half full */
+    g->symhcap = g->symhcap ? 2 * g->symhcap : 16;
+    g->symidx = ir_arena_alloc(g->arena, (size_t)g->symhcap * sizeof *g->symidx);
+    memset(g->symidx, -1, (size_t)g->symhcap * sizeof *g->symidx);
+    for (int k = 0; k < g->nsym; k++) sym_index(g, k);
+  }
+  sym_index(g, g->nsym);
   return g->nsym++;
 }
 

@@ -170,6 +170,8 @@ typedef struct IrGraph {
   int nparam;
   const char **syms;  /* run-time dims, by symbol id (nsym of them, at most IR_MAX_SYMS) */
   int nsym, capsym;
+  int *symidx;        /* hash index of syms by name (open addressing, -1 empty) */
+  int symhcap;
   IrFunc *funcs;
   int nfunc, capfunc;
   IrOutput *outputs;
@@ -184,6 +186,8 @@ void ir_graph_add_param(IrGraph *g, const char *name, int64_t value);
  * IR_MAX_SYMS first and report it; beyond it is an internal error). */
 int ir_graph_add_sym(IrGraph *g, const char *name);
 int ir_graph_find_sym(const IrGraph *g, const char *name);
+/* The same for name[0..len) (not NUL-terminated); -1 if not declared. */
+int ir_graph_find_symn(const IrGraph *g, const char *name, size_t len);
 /* New empty function; returns its index (0 for the first). */
 int ir_graph_add_func(IrGraph *g, int owner);
 /* Append a node; operands are copied. Returns its index. */

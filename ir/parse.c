@@ -468,8 +468,8 @@ static bool dim_result(Parser *p, const Tok *op, IrDimStatus s, const IrDim *d) 
 /* A declared dim's symbol id, or an error suggesting one. */
 static int lookup_dim(Parser *p, const Tok *t) {
   const IrGraph *g = p->g;
-  for (int i = 0; i < g->nsym; i++)
-    if (strlen(g->syms[i]) == (size_t)t->len && memcmp(g->syms[i], t->s, (size_t)t->len) == 0) return i;
+  int sym = ir_graph_find_symn(g, t->s, (size_t)t->len);
+  if (sym >= 0) return sym;
   for (int i = 0; i < g->nparam; i++)
     if (strlen(g->params[i].name) == (size_t)t->len &&
         memcmp(g->params[i].name, t->s, (size_t)t->len) == 0) {

@@ -613,3 +613,23 @@ Test(frontend, diagnostics_window_long_lines) {
   free(buf);
   free(line);
 }
+
+/* The real limit on dims, IR_MAX_SYMS (65535: symbol ids are 16 bits in a
+ * size's terms), is a located error that names it; declaring that many is
+ * fast (hashed scopes and symbols). */
+Test(frontend, dims_limit_is_a_located_error) {
+  Text t = {0};
+  put(&t, "dim D0");
+  for (int i = 1; i <= IR_MAX_SYMS; i++) put(&t, ", D%d", i);
+  put(&t, "\ninput x: f32[D0]\noutput y: f32[D65534]\ny = x\n");
+  IrArena *a = ir_arena_new();
+  char *diag = NULL;
+  cr_expect_null(compile(a, t.s, NULL, 0, &diag));
+  char want[128];
+  snprintf(want, sizeof want, "t.attn:1:%zu: error: too many dims: a model has at most 65535 (IR_MAX_SYMS)",
+           strlen(t.s) - strlen(strstr(t.s, ", D65535")) + 3);
+  cr_expect(strstr(diag, want), "want '%s', got: %.300s", want, diag);
+  free(diag);
+  free(t.s);
+  ir_arena_free(a);
+}

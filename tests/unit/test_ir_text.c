@@ -905,3 +905,14 @@ Test(ir_text, three_hundred_dims_round_trip) {
   free(text);
   free(t);
 }
+
+/* IR_MAX_SYMS dims, and one more is a located error naming the limit. */
+Test(ir_text, dims_limit_is_a_located_error) {
+  size_t cap = 1 << 21, len = 0;
+  char *t = malloc(cap);
+  len += (size_t)snprintf(t + len, cap - len, "graph t {\n");
+  for (int i = 0; i <= IR_MAX_SYMS; i++) len += (size_t)snprintf(t + len, cap - len, "  dim D%d\n", i);
+  len += (size_t)snprintf(t + len, cap - len, "  %%0 = input {str=\"x\", index=0} : f32[D65534]\n  output \"y\" = %%0\n}\n");
+  fails_with(t, "t.ir:65537:7: error:", "too many dims: a graph has at most 65535 (IR_MAX_SYMS)", NULL);
+  free(t);
+}
