@@ -76,18 +76,12 @@ typedef struct FeScope {
 } FeScope;
 
 typedef struct {
-  const char *key;
-  int node;
-} FeWeightRef;
-
-typedef struct {
   IrArena *arena;
   IrDiag *diag;
   IrGraph *g;
   FeScope *global, *cur;
   int ninputs;
-  FeWeightRef *weights;
-  int nweights, capweights;
+  FeScope weight_keys;  /* weight key -> its WEIGHT node (one node per key) */
   int depth;           /* call depth */
   int nest;            /* nesting depth (FE_MAX_NESTING) */
   bool nest_reported;  /* the nesting error was reported once */

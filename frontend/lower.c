@@ -383,31 +383,23 @@ static __attribute__((noinline)) void exec_weight(FeLower *L, AstStmt *s) {
     ok = false;
   }
   if (ok) {
-    for (int i = 0; i < L->nweights; i++)
-      if (strcmp(L->weights[i].key, key.s) == 0) {
-        IrType *wt = &L->g->funcs[0].nodes[L->weights[i].node].type;
-        if (!ir_type_eq(wt, &t)) {
-          fe_err(L, nm->loc, "weight '%s' is declared %s here but %s elsewhere", key.s, fe_type_str(L, &t),
-              fe_type_str(L, wt));
-          v = POISON;
-        } else {
-          v = fe_vtensor(L->weights[i].node, nm->loc);
-        }
-        goto bound;
+    FeBinding *same = fe_find_in(&L->weight_keys, key.s);
+    if (same) {
+      IrType *wt = fe_vtype(L, same->v);
+      if (!ir_type_eq(wt, &t)) {
+        fe_err(L, nm->loc, "weight '%s' is declared %s here but %s elsewhere", key.s, fe_type_str(L, &t),
+               fe_type_str(L, wt));
+        v = POISON;
+      } else {
+        v = fe_vtensor(same->v.node, nm->loc);
       }
+      goto bound;
+    }
     IrAttrs a;
     ir_attrs_init(&a);
     a.str = key.s;
     v = fe_emit(L, IR_WEIGHT, NULL, 0, &a, &t, nm->loc);
-    if (v.k == V_TENSOR) {
-      if (L->nweights == L->capweights) {
-        int cap = L->capweights ? 2 * L->capweights : 16;
-        L->weights = ir_arena_realloc(L->arena, L->weights, sizeof(FeWeightRef) * (size_t)L->capweights,
-                                      sizeof(FeWeightRef) * (size_t)cap);
-        L->capweights = cap;
-      }
-      L->weights[L->nweights++] = (FeWeightRef){key.s, v.node};
-    }
+    if (v.k == V_TENSOR) fe_bind(L, &L->weight_keys, key.s, B_WEIGHT, v, nm->loc);
   }
 bound:;
   FeBinding *prev = fe_find_in(L->cur, nm->name);

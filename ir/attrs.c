@@ -66,6 +66,51 @@ static bool attr_eq(int k, const IrAttrs *a, const IrAttrs *b) {
   return false;
 }
 
+/* Mix x into h (FNV-1a over its bytes). */
+static uint32_t mix(uint32_t h, const void *x, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)x)[i]) * 16777619u;
+  return h;
+}
+
+/* Every row of the table, by kind; equal attribute sets hash alike. */
+uint32_t ir_attrs_hash(const IrAttrs *a) {
+  uint32_t h = 2166136261u;
+  for (int k = 0; k < IR_NATTR; k++) {
+    const IrAttrInfo *ai = &ir_attrinfo[k];
+    const char *p = (const char *)a + ai->off;
+    int n;
+    switch (ai->kind) {
+    case IR_AK_STR:
+      if (FIELD(const char *, a, ai->off)) h = mix(h, FIELD(const char *, a, ai->off), strlen(FIELD(const char *, a, ai->off)));
+      break;
+    case IR_AK_INT: h = mix(h, p, sizeof(int)); break;
+    case IR_AK_F64: h = mix(h, p, sizeof(double)); break;
+    case IR_AK_BOOL: h = mix(h, &(unsigned char){FIELD(bool, a, ai->off)}, 1); break;
+    case IR_AK_DIM: {
+      const IrDim *d = (const IrDim *)p;
+      for (int t = 0; t < d->nterm && t < IR_MAX_TERMS; t++) {
+        h = mix(h, &d->t[t].coef, sizeof d->t[t].coef);
+        h = mix(h, d->t[t].sym, sizeof d->t[t].sym[0] * (size_t)(d->t[t].nsym <= IR_MAX_FACTORS ? d->t[t].nsym : 0));
+      }
+      break;
+    }
+    case IR_AK_MASK:
+      h = mix(h, p, sizeof(int64_t));
+      h = mix(h, (const char *)a + ai->off2, sizeof(int64_t));
+      break;
+    case IR_AK_LIST:
+      n = FIELD(int, a, ai->off2);
+      if (n > 0) h = mix(h, p, sizeof(int) * (size_t)(n < IR_MAX_RANK ? n : IR_MAX_RANK));
+      break;
+    case IR_AK_TILE:
+      n = FIELD(int, a, ai->off2);
+      if (n > 0) h = mix(h, p, sizeof(int64_t) * (size_t)(n < IR_MAX_TILE ? n : IR_MAX_TILE));
+      break;
+    }
+  }
+  return h;
+}
+
 /* Every row of the table. */
 bool ir_attrs_eq(const IrAttrs *a, const IrAttrs *b) {
   for (int k = 0; k < IR_NATTR; k++)

@@ -133,6 +133,8 @@ bool ir_attr_allowed(int op, int k);
 bool ir_attr_shown(int op, int k, const IrAttrs *a);
 /* Every attribute of the table equal (doubles bit for bit, so NaN == NaN). */
 bool ir_attrs_eq(const IrAttrs *a, const IrAttrs *b);
+/* A hash of every attribute of the table (equal sets hash alike). */
+uint32_t ir_attrs_hash(const IrAttrs *a);
 
 typedef struct {
   uint16_t op;      /* IrOp */

@@ -218,34 +218,60 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
   free(bad);
 }
 
-/* Inputs, weights and outputs of the main function. */
+/* FNV-1a of (op, s), for the interface's name table. */
+static uint32_t name_hash(int op, const char *s) {
+  uint32_t h = 2166136261u ^ (uint32_t)op;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+/* Inputs, weights and outputs of the main function: input indices and
+ * names unique, one type per weight key (hashed: a model may have tens of
+ * thousands of weights, and this runs after every pass). */
 static void check_interface(Verifier *v) {
   const IrFunc *f = &v->g->funcs[0];
   int ninput = 0;
   if (f->n < 0 || (f->n > 0 && !f->nodes)) return; /* reported by check_func */
   for (int i = 0; i < f->n; i++) ninput += f->nodes[i].op == IR_INPUT;
+  int cap = 16;
+  while (cap < 4 * f->n) cap *= 2;
+  int *by_index = malloc(sizeof(int) * (size_t)(ninput + 1)), *table = malloc(sizeof(int) * (size_t)cap);
+  if (!by_index || !table) ir_bug("out of memory");
+  for (int k = 0; k < ninput; k++) by_index[k] = -1;
+  for (int k = 0; k < cap; k++) table[k] = -1;
   for (int i = 0; i < f->n; i++) {
     const IrNode *n = &f->nodes[i];
     if ((n->op != IR_INPUT && n->op != IR_WEIGHT) || !n->a.str || check_type(v->g, &n->type))
       continue; /* unnamed or badly typed: reported by check_func */
-    if (n->op == IR_INPUT && (n->a.index < 0 || n->a.index >= ninput))
-      fail(v, 0, i, "input index %d out of range 0..%d", n->a.index, ninput - 1);
-    for (int j = 0; j < i; j++) {
-      const IrNode *m = &f->nodes[j];
-      if (m->op != n->op || !m->a.str || check_type(v->g, &m->type)) continue;
-      if (n->op == IR_INPUT && m->a.index == n->a.index)
-        fail(v, 0, i, "input index %d is also used by %%%d", n->a.index, j);
-      if (n->op == IR_INPUT && strcmp(m->a.str, n->a.str) == 0)
-        fail(v, 0, i, "input name \"%s\" is also used by %%%d", n->a.str, j);
-      if (n->op == IR_WEIGHT && strcmp(m->a.str, n->a.str) == 0 && !ir_type_eq(&m->type, &n->type)) {
-        char s1[256], s2[256];
-        ir_type_str(v->g, &n->type, s1, sizeof s1);
-        ir_type_str(v->g, &m->type, s2, sizeof s2);
-        fail(v, 0, i, "weight \"%s\" has type %s but %%%d has %s", n->a.str, s1, j, s2);
-        break;
-      }
+    if (n->op == IR_INPUT) {
+      if (n->a.index < 0 || n->a.index >= ninput)
+        fail(v, 0, i, "input index %d out of range 0..%d", n->a.index, ninput - 1);
+      else if (by_index[n->a.index] >= 0)
+        fail(v, 0, i, "input index %d is also used by %%%d", n->a.index, by_index[n->a.index]);
+      else
+        by_index[n->a.index] = i;
+    }
+    int *slot = NULL;
+    for (uint32_t h = name_hash(n->op, n->a.str) & (uint32_t)(cap - 1);; h = (h + 1) & (uint32_t)(cap - 1)) {
+      slot = &table[h];
+      if (*slot < 0 || (f->nodes[*slot].op == n->op && strcmp(f->nodes[*slot].a.str, n->a.str) == 0)) break;
+    }
+    if (*slot < 0) {
+      *slot = i;
+      continue;
+    }
+    const IrNode *m = &f->nodes[*slot];
+    if (n->op == IR_INPUT) {
+      fail(v, 0, i, "input name \"%s\" is also used by %%%d", n->a.str, *slot);
+    } else if (!ir_type_eq(&m->type, &n->type)) {
+      char s1[256], s2[256];
+      ir_type_str(v->g, &n->type, s1, sizeof s1);
+      ir_type_str(v->g, &m->type, s2, sizeof s2);
+      fail(v, 0, i, "weight \"%s\" has type %s but %%%d has %s", n->a.str, s1, *slot, s2);
     }
   }
+  free(by_index);
+  free(table);
   for (int k = 0; k < v->g->noutput; k++) {
     const IrOutput *o = &v->g->outputs[k];
     const char *name = o->name ? o->name : "";

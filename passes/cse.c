@@ -23,7 +23,7 @@ static unsigned hash(const IrNode *n) {
   unsigned h = n->op * 2654435761u;
   for (int k = 0; k < n->nin; k++) h = (h ^ (unsigned)n->in[k]) * 16777619u;
   h ^= (unsigned)n->type.rank * 31u + (unsigned)n->type.dt;
-  return h;
+  return (h ^ ir_attrs_hash(&n->a)) * 2654435761u; /* (weights differ only in their key) */
 }
 
 bool pass_cse(IrGraph *g, const PassOptions *opt) {

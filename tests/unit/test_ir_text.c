@@ -854,6 +854,9 @@ Test(ir_text, attribute_table_drives_equality_and_text) {
     set_attr(k, &b);
     cr_expect(!ir_attrs_eq(&a, &b), "attribute '%s' is not compared", ir_attrinfo[k].name);
     cr_expect(ir_attrs_eq(&b, &b), "attribute '%s' unequal to itself", ir_attrinfo[k].name);
+    IrAttrs c = b; /* equal sets hash alike (cse's table) */
+    cr_expect_eq(ir_attrs_hash(&b), ir_attrs_hash(&c), "attribute '%s'", ir_attrinfo[k].name);
+    cr_expect_neq(ir_attrs_hash(&a), ir_attrs_hash(&b), "attribute '%s' is not hashed", ir_attrinfo[k].name);
     /* a NaN value equals itself (bitwise), so CSE still merges it */
     if (ir_attrinfo[k].kind == IR_AK_F64) {
       *(double *)((char *)&b + ir_attrinfo[k].off) = NAN;
