@@ -13,8 +13,9 @@ const IrAttrInfo ir_attrinfo[IR_NATTR] = {
 #undef X
 };
 
-/* Field `off` of a as type T. */
+/* Field `off` of a as type T; STR_FIELD for the strings (a const pointer). */
 #define FIELD(T, a, off) (*(const T *)((const char *)(a) + (off)))
+#define STR_FIELD(a, off) (*(const char *const *)((const char *)(a) + (off)))
 
 /* ANY attributes on every op, the others where the op's row lists them. */
 bool ir_attr_allowed(int op, int k) {
@@ -44,7 +45,7 @@ static bool attr_eq(int k, const IrAttrs *a, const IrAttrs *b) {
   size_t o = ai->off, o2 = ai->off2;
   switch (ai->kind) {
   case IR_AK_STR: {
-    const char *x = FIELD(const char *, a, o), *y = FIELD(const char *, b, o);
+    const char *x = STR_FIELD(a, o), *y = STR_FIELD(b, o);
     return (x == NULL) == (y == NULL) && (!x || strcmp(x, y) == 0);
   }
   case IR_AK_INT: return FIELD(int, a, o) == FIELD(int, b, o);
@@ -81,7 +82,7 @@ uint32_t ir_attrs_hash(const IrAttrs *a) {
     int n;
     switch (ai->kind) {
     case IR_AK_STR:
-      if (FIELD(const char *, a, ai->off)) h = mix(h, FIELD(const char *, a, ai->off), strlen(FIELD(const char *, a, ai->off)));
+      if (STR_FIELD(a, ai->off)) h = mix(h, STR_FIELD(a, ai->off), strlen(STR_FIELD(a, ai->off)));
       break;
     case IR_AK_INT: h = mix(h, p, sizeof(int)); break;
     case IR_AK_F64: h = mix(h, p, sizeof(double)); break;

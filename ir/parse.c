@@ -620,7 +620,7 @@ static bool parse_attr_value(Parser *p, int k, IrAttrs *a) {
   size_t o = ai->off, o2 = ai->off2;
   int64_t v[IR_MAX_RANK];
   switch (ai->kind) {
-  case IR_AK_STR: return parse_str(p, &FIELD(const char *, a, o));
+  case IR_AK_STR: return parse_str(p, (const char **)((char *)a + o));
   case IR_AK_INT: return parse_int(p, &FIELD(int, a, o));
   case IR_AK_F64: return parse_f64(p, &FIELD(double, a, o));
   case IR_AK_LIST:

@@ -129,7 +129,7 @@ static void put_attr_value(FILE *out, const IrGraph *g, int k, const IrAttrs *a)
   const IrAttrInfo *ai = &ir_attrinfo[k];
   size_t o = ai->off, o2 = ai->off2;
   switch (ai->kind) {
-  case IR_AK_STR: put_str(out, FIELD(const char *, a, o)); break;
+  case IR_AK_STR: put_str(out, *(const char *const *)((const char *)a + o)); break;
   case IR_AK_INT: fprintf(out, "%d", FIELD(int, a, o)); break;
   case IR_AK_F64: put_double(out, FIELD(double, a, o)); break;
   case IR_AK_BOOL: fputs(FIELD(bool, a, o) ? "true" : "false", out); break;
