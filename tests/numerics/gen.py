@@ -75,44 +75,21 @@ def write(case, model, inputs, outputs):
         np.save(os.path.join(d, "expected_" + n + ".npy"), a)
 
 
-SDPA = """# written by tests/numerics/gen.py
+# the attention models: q, k, v of head size 16, output o
+HEAD = """# written by tests/numerics/gen.py
 model m
 dim B, H, T, S
 input q: f32[B, H, T, 16]
 input k: f32[B, H, S, 16]
 input v: f32[B, H, S, 16]
-output o: f32[B, H, T, 16]
-o = attention(q, k, v, causal=1)
 """
-
-PADDING = """# written by tests/numerics/gen.py
-model m
-dim B, H, T, S
-input q: f32[B, H, T, 16]
-input k: f32[B, H, S, 16]
-input v: f32[B, H, S, 16]
-input len: i32[B, 1, 1, 1]
-output o: f32[B, H, T, 16]
-let s = (q @ transpose(k, -2, -1)) * 0.25
-s = where(index(s, -1) >= len, -inf, s)
-o = softmax(s, axis=-1) @ v
-"""
-
-
-WINDOW = """# written by tests/numerics/gen.py
-model m
-dim B, H, T, S
-input q: f32[B, H, T, 16]
-input k: f32[B, H, S, 16]
-input v: f32[B, H, S, 16]
-output o: f32[B, H, T, 16]
-let s = (q @ transpose(k, -2, -1)) * 0.25
-let i = index(s, -2)
-let j = index(s, -1)
-s = where(j > i, -inf, s)
-s = where(j < i - 20, -inf, s)
-o = softmax(s, axis=-1) @ v
-"""
+OUT = "output o: f32[B, H, T, 16]\n"
+SCORES = "let s = (q @ transpose(k, -2, -1)) * 0.25\n"
+SDPA = HEAD + OUT + "o = attention(q, k, v, causal=1)\n"
+PADDING = (HEAD + "input len: i32[B, 1, 1, 1]\n" + OUT + SCORES +
+           "s = where(index(s, -1) >= len, -inf, s)\no = softmax(s, axis=-1) @ v\n")
+WINDOW = (HEAD + OUT + SCORES + "let i = index(s, -2)\nlet j = index(s, -1)\n"
+          "s = where(j > i, -inf, s)\ns = where(j < i - 20, -inf, s)\no = softmax(s, axis=-1) @ v\n")
 
 
 def causal_case(case, edit, T=200):
