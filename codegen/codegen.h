@@ -1,17 +1,24 @@
-/* codegen.h - code generation: IR to native code.
+/* codegen.h - code generation: IR to native code, through backends.
  *
- * The CPU backend (codegen/cpu/) lowers a verified, optimized graph to an
- * LLVM module through the LLVM C API, links in the runtime and the kernel
- * templates (embedded bitcode), internalizes everything but the model's
- * API, optimizes with the new pass manager (default<O3>) and emits LLVM
- * IR, assembly, an object, or a shared library.  See docs/architecture.md. */
+ * Every backend is one CgBackend (a struct of functions, one per folder:
+ * codegen/cpu/, codegen/cuda/), listed in cg_backends.  All of them render
+ * the same kernel plan (plan.h).  The CPU backend lowers the graph to an
+ * LLVM module through the LLVM C API and writes LLVM IR, assembly, objects
+ * and shared libraries; it is the host of every library (descriptor,
+ * runtime, API).  The CUDA backend writes CUDA C compiled by NVRTC, and a
+ * part (kernels, launcher, images) linked into the host's library.
+ * See docs/architecture.md. */
 #ifndef CG_CODEGEN_H
 #define CG_CODEGEN_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include "ir.h"
 #include "rt_file.h"
+#include "plan.h"
+#include "tiling.h"
 
+/* What to compile for. */
 typedef struct {
   const char *triple;   /* NULL: the host's */
   const char *cpu;      /* NULL: the host CPU */
@@ -20,14 +27,14 @@ typedef struct {
                            target): the default, 3 */
   bool object_only;     /* -c: keep only NAME_* exported (no generic attnc_*),
                            so several models link into one program */
-  int cuda;             /* 0: CPU only; 1: cpu,cuda (CPU fallback); 2: cuda only.
-                           The descriptor then points at NAME__cuda_probe /
-                           NAME__cuda_run, defined by cuda_obj */
-  const char *cuda_obj; /* object with the CUDA host part, linked into the .so */
+  unsigned backends;    /* the --target list: bit b for cg_backends[b]; 0: the CPU */
+  const char *cuda_arch; /* "sm_80" or "sm_90" (NULL: sm_90): --emit=cubin, GPU tiles */
 } CgTarget;
 
 #define CG_OPT_NONE (-1)
 
+/* A compilation for one target: the graph, its plan, and each backend's
+ * rendered module (made when first needed). */
 typedef struct CgModule CgModule;
 
 /* Check the triple, CPU and features of t against LLVM's target registry
@@ -38,33 +45,100 @@ bool cg_target_check(const CgTarget *t, char *err, size_t errlen);
  * triple to out; returns how many. */
 int cg_target_list(const CgTarget *t, bool features, FILE *out);
 
-/* What the tile pass needs to know of this CPU target (pass.h). */
-struct PassTargetS;
-void cg_cpu_pass_target(const CgTarget *t, struct PassTargetS *pt);
+typedef struct CgBackend {
+  const char *name;          /* as in --target=NAME */
+  const char *const *emits;  /* the --emit kinds it writes (NULL-terminated) */
+  const char *const *libraries; /* those that are libraries: they link a part of
+                                   every other backend of the target */
+  /* Can it make artifact `kind` (or "part") in this build?  Else false
+     with the reason in why. */
+  bool (*available)(const char *kind, char *why, size_t n);
+  /* target setup: check the options of t it owns (e.g. --cuda-arch);
+     false with a message in err. */
+  bool (*setup)(const CgTarget *t, char *err, size_t errlen);
+  /* tile choice: its part of the tile pass's model for t */
+  void (*tiles)(const CgTarget *t, IrTileTarget *tt);
+  /* render: the plan's kernels as this backend's code (an LLVM module,
+     CUDA C); NULL after a located diagnostic */
+  void *(*render)(const CgPlan *p, const CgTarget *t, IrDiag *diag);
+  /* compile what artifact `kind` needs (optimization, NVRTC); false with
+     a message in err */
+  bool (*compile)(void *r, const char *kind, char *err, size_t errlen);
+  /* write artifact `kind` (one of emits) into the staged output o, or
+     (kind "part") an object to link into the host's library to the file
+     path; 0, or 1 with a message in err */
+  int (*emit)(CgModule *m, void *r, const char *kind, rt_out *o, const char *path, char *err, size_t errlen);
+  void (*release)(void *r);
+} CgBackend;
 
-/* Lower g for the CPU target.  Errors (an op the backend cannot lower, a
- * bad --mcpu) are reported through diag; returns NULL then. */
-CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag);
+/* The backends, NULL-terminated: cg_backends[0] is the CPU (the host). */
+extern const CgBackend *const cg_backends[];
+/* The backend called name (--target=name), or NULL. */
+const CgBackend *cg_backend_find(const char *name);
+/* The backend that writes --emit=kind, or NULL (ir, dot, stats: none). */
+const CgBackend *cg_backend_emitting(const char *kind);
+/* Its bit in CgTarget.backends. */
+unsigned cg_backend_bit(const CgBackend *be);
+/* The tile pass's model for t: the CPU's numbers and, when t includes a
+ * GPU backend, its tile choice. */
+void cg_tile_target(const CgTarget *t, IrTileTarget *tt);
+/* Check t with every backend (target setup); false with a message. */
+bool cg_setup(const CgTarget *t, char *err, size_t errlen);
+/* Can artifact kind be made for t (a backend of the target writes it,
+ * a library's parts can be built)?  Else false with a message; cheap, for
+ * the driver to call before it reads the model. */
+bool cg_check_emit(const CgTarget *t, const char *kind, char *err, size_t errlen);
+
+/* Plan g and render it for every backend of t (NULL: the host CPU).
+ * Errors (an op no kernel computes, a bad --mcpu) are reported through
+ * diag; returns NULL then. */
+CgModule *cg_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag);
 void cg_free(CgModule *m);
+/* Write artifact `kind` (an --emit kind of a backend, or "header") into an
+ * output the caller staged with rt_out_begin (and commits, with its other
+ * outputs, or aborts); a library ("so", "obj") links the parts of the
+ * other backends of the target.  0, or 1 with a message in err (empty
+ * when the diagnostic went through diag). */
+int cg_emit(CgModule *m, const char *kind, rt_out *o, char *err, size_t errlen);
+/* The rendered module of backend be (rendered now if needed), or NULL
+ * after a diagnostic. */
+void *cg_module_part(CgModule *m, const CgBackend *be);
+const IrGraph *cg_module_graph(const CgModule *m);
+const CgPlan *cg_module_plan(const CgModule *m);
+const CgTarget *cg_module_target(const CgModule *m);
+IrDiag *cg_module_diag(const CgModule *m);
 
-/* Emit into an output the caller staged with rt_out_begin (and commits,
- * with its other outputs, or aborts).  0 on success, else a message in
- * err. */
-int cg_emit_llvm(CgModule *m, rt_out *o, char *err, size_t errlen);
-int cg_emit_asm(CgModule *m, rt_out *o, char *err, size_t errlen);
-int cg_emit_obj(CgModule *m, rt_out *o, char *err, size_t errlen);
-/* A shared library: the object linked with `cc -shared`, libc/libm/pthread only. */
-int cg_emit_shared(CgModule *m, rt_out *o, char *err, size_t errlen);
-/* The C header of the generated API (model NAME: NAME_create, ...). */
+/* For a host backend linking a library: the part of every other backend
+ * of the target, each an object in a temporary file beside near (the
+ * staged output); their names (*nobj of them), or NULL with a message in
+ * err.  cg_parts_free removes the files and frees the names. */
+char **cg_emit_parts(CgModule *m, const char *near, int *nobj, char *err, size_t errlen);
+void cg_parts_free(char **objs, int n);
+/* Run a tool (no shell; codegen/cpu/emit.c); 0, or 1 with a message in err. */
+int cg_run_tool(char *const argv[], char *err, size_t errlen);
+/* The host backend's own (codegen/cpu/): the JIT and its target. */
+void *cg_cpu_jit_lookup(void *r, const char *name, char *err, size_t errlen);
+const char *cg_cpu_target_desc(void *r);
+
+/* The C header of the generated API (model NAME: NAME_create, ...): its
+ * text (malloc'd, length in *len), or written into a staged output. */
+char *cg_header_text(const IrGraph *g, size_t *len);
 int cg_emit_header(const IrGraph *g, rt_out *o, char *err, size_t errlen);
-/* Description of the chosen target, e.g. "x86_64-pc-linux-gnu sapphirerapids (16 floats/vector)". */
-const char *cg_target_desc(const CgModule *m);
+/* Description of the CPU target, e.g. "x86_64-pc-linux-gnu sapphirerapids (16 floats per vector)". */
+const char *cg_target_desc(CgModule *m);
 
-/* In-memory compilation with ORC LLJIT: returns the address of the
- * generated symbol `name` (e.g. "sdpa_create"), or NULL with err.  The JIT
- * lives as long as the module. */
+/* In-memory compilation with ORC LLJIT (CPU): the address of the
+ * generated symbol `name` (e.g. "sdpa_create"), or NULL with err.  The
+ * JIT lives as long as the module. */
 void *cg_jit_lookup(CgModule *m, const char *name, char *err, size_t errlen);
 
-/* The C identifier used as the model's API prefix. */
-const char *cg_model_ident(const IrGraph *g, char *buf, size_t n);
+/* Names (from the graph's arena, any length): the C identifier used as
+ * the model's API prefix; a dim and a type as printed. */
+const char *cg_model_ident(const IrGraph *g);
+const char *cg_dim_str(const IrGraph *g, IrDim d);
+const char *cg_type_str(const IrGraph *g, const IrType *t);
+
+/* The static cost of the plan's kernels (ir_cost over the nodes kernels
+ * compute, plus the output copies) for run-time dims symvals. */
+void cg_plan_cost(const CgPlan *p, const int64_t *symvals, IrCost *out);
 #endif

@@ -2,11 +2,12 @@
  * the FLOPs of its matrix products and the bytes its kernels move.
  *
  * The model, documented in docs/architecture.md ("Cost model"):
- *   kernel   every main-function node that computes: elementwise ops,
- *            fused loops, reductions, norms, matmuls, attention, concat.
- *            Leaves (inputs, weights, constants, iotas) and views
- *            (reshape, permute, slice) are not kernels: the backends read
- *            them in place.
+ *   kernel   every main-function node a kernel computes (computed[i], from
+ *            the kernel plan, codegen/plan.h): elementwise ops, fused
+ *            loops, reductions, norms, matmuls, attention, concat, and
+ *            the constants and copies the plan materializes.  Inputs,
+ *            weights, views and constants computed inside elementwise
+ *            kernels are read in place.
  *   FLOPs    2*M*N*K per matrix product (batch included); attention
  *            counts its two products, 2*B*Hq*T*S*(E + Ev), densely (block
  *            skipping is not subtracted) -- the FlashAttention convention.
@@ -28,28 +29,11 @@ static double elems(const IrType *t, const int64_t *symvals) {
 
 static double esize(rt_dtype t) { return t == RT_BOOL ? 1 : t == RT_F16 || t == RT_BF16 ? 2 : t == RT_F64 || t == RT_I64 ? 8 : 4; }
 
-bool ir_attn_mma(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev) {
-  const IrFunc *f = &g->funcs[0];
-  if (n->op != IR_ATTENTION || n->nin < 3) return false;
-  rt_dtype dt = f->nodes[n->in[0]].type.dt;
-  return (dt == RT_F16 || dt == RT_BF16) && f->nodes[n->in[1]].type.dt == dt && f->nodes[n->in[2]].type.dt == dt &&
-         ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], e) && ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], ev) &&
-         *e % 16 == 0 && *ev % 16 == 0 && *e <= 128 && *ev <= 128;
-}
-
-bool ir_is_kernel(const IrGraph *g, int id) {
-  const IrNode *n = &g->funcs[0].nodes[id];
-  IrOpClass c = ir_opinfo[n->op].cls;
-  if (c == IR_CLS_SRC) return false;
-  if (c == IR_CLS_SHAPE) return n->op == IR_CONCAT;
-  return true;
-}
-
-void ir_cost(const IrGraph *g, const int64_t *symvals, IrCost *out) {
+void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrCost *out) {
   const IrFunc *f = &g->funcs[0];
   *out = (IrCost){0};
   for (int i = 0; i < f->n; i++) {
-    if (!ir_is_kernel(g, i)) continue;
+    if (!computed[i]) continue;
     const IrNode *n = &f->nodes[i];
     out->kernels++;
     out->by_class[ir_opinfo[n->op].cls]++;

@@ -239,18 +239,15 @@ bool ir_verify(const IrGraph *g, IrDiag *diag, const char *when);
 void ir_dot(const IrGraph *g, FILE *out);
 
 /* cost.c: the static cost model (kernels, matrix-product FLOPs, compulsory
- * bytes) of funcs[0] for given run-time dims; see cost.c for the rules. */
+ * bytes) of funcs[0] for given run-time dims; see cost.c for the rules.
+ * The kernels are the plan's (codegen: cg_plan_cost). */
 typedef struct {
   int kernels;
   int by_class[16];   /* kernels per IrOpClass */
   double flops;       /* matrix products only */
   double bytes;       /* each kernel's operands read once + output written */
 } IrCost;
-bool ir_is_kernel(const IrGraph *g, int id);
-/* Does attention node n run on the CUDA tensor-core kernel?  f16/bf16 Q, K,
- * V of one dtype, constant head sizes (*e, *ev) that are multiples of 16 up
- * to 128.  The rule the tile pass's GPU model and codegen/cuda share. */
-bool ir_attn_mma(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev);
-void ir_cost(const IrGraph *g, const int64_t *symvals, IrCost *out);
+/* computed[i]: node i is computed by a kernel of its own (the plan's). */
+void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrCost *out);
 
 #endif

@@ -7,25 +7,11 @@
 #define PASS_PASS_H
 #include <stdio.h>
 #include "ir.h"
+#include "tiling.h"
 
-/* What the tile pass knows of the target (filled by the backend for the
- * chosen --mcpu, see cg_cpu_pass_target): vector width, data cache sizes
- * per core, and the shapes the CPU kernel templates fix when attnc is
- * built (the register micro-tile of the GEMM, its K panel, the largest row
- * block its scratch holds; the attention template's query and key tiles). */
-typedef struct PassTargetS {
-  char desc[128];               /* for dumps and docs */
-  int vw;                       /* floats per vector */
-  int64_t l1, l2, l3;           /* bytes per core (l3: a core's share) */
-  int mm_mr, mm_nr, mm_kc, mm_mc_max;
-  int att_bq, att_bk;
-  /* the GPU, when the targets include cuda (gpu_sm 0: none; then no
-     gtile is written): compute capability x 10, shared memory per SM and
-     the most one block may opt into (bytes), registers per thread */
-  int gpu_sm;
-  int64_t gpu_smem_sm, gpu_smem_block;
-  int gpu_regs;
-} PassTarget;
+/* What the tile pass knows of the target (ir/tiling.h; filled by the
+ * backends, cg_tile_target). */
+typedef IrTileTarget PassTarget;
 
 typedef struct PassOptions {
   int opt_level;               /* 0: no optimization at all */
@@ -79,10 +65,9 @@ bool pass_tile(IrGraph *g, const PassOptions *opt);
 /* Check a --tile=OP:A,B,.. override against the target; false with a
  * message in err if it is malformed or the target cannot honour it. */
 bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t errlen);
-/* Is --gtile=spec one the CUDA kernels take?  (message in err if not) */
+/* Is --gtile=spec one the GPU backend's kernels take (t->gpu's check)?
+ * (message in err if not) */
 bool pass_gtile_check(const char *spec, const PassTarget *t, char *err, size_t errlen);
-/* The GPU part of a PassTarget for --cuda-arch sm_80 / sm_90. */
-void pass_gpu_target(PassTarget *t, int sm);
 
 /* util.c: rewriting helpers shared by passes */
 /* Is n a constant with every axis of size 1 (a scalar, maybe broadcast)?

@@ -32,35 +32,9 @@
  * Other reductions, softmax and norms work a row at a time (rows are the
  * tasks) and get no tile.
  *
- * The GPU model (targets including cuda; `gtile=[..]`, read by
- * codegen/cuda; --gtile=OP:.. overrides, checked here):
- *
- *   attention  gtile=[W, MT, BK, ST] for the tensor-core kernel (f16/bf16,
- *              head sizes multiples of 16 up to 128): W warps per block,
- *              MT 16-row MMA tiles per warp (BQ = 16 W MT query rows), BK
- *              keys per tile, ST cp.async stages.
- *              - W = 4, BK = 64 (the FlashAttention-2 shape);
- *              - MT = 2 when the registers allow it: each K/V fragment read
- *                from shared memory then feeds two MMAs, which halves the
- *                shared-memory traffic per MMA (one ldmatrix.x4 per 2 MMAs
- *                with MT = 1 is below the tensor cores' rate).  Registers
- *                per thread ~ MT (Ev/2 + BK/2) accumulators + Q fragments
- *                (E/4 kept in registers when MT = 1) + 95 (addresses,
- *                softmax state, temporaries: fitted to ptxas's counts), at
- *                most gpu_regs (232: 255 less a margin; the tests check
- *                ptxas reports no spills for E = 16 .. 128), +16 with a
- *                score body.  E <= 64: MT = 2 (with a body: E <= 48);
- *                E >= 80: MT = 1.
- *              - ST = 3 when two blocks still fit in an SM's shared memory
- *                (8 warps per SM to hide latency) and a block fits the
- *                smallest per-block opt-in (99 KiB, sm_86/sm_89), else 2.  Shared memory
- *                = 2 bytes x (BQ (E + 8) + ST BK (E + Ev + 16)), rows
- *                padded by 16 bytes against bank conflicts.
- *   matmul     gtile=[BM, BN, BK], 256 threads of BM/16 x BN/16 outputs:
- *              128 x 128 x 8 when both M and N are large (or run-time
- *              sizes): 64 outputs per thread for FMA reuse of the shared
- *              tiles; a constant side <= 32 gets 32, otherwise 64 (x 16).
- *   others     elementwise, reductions and rows need no tile on the GPU. */
+ * The GPU tiles (`gtile=[..]`, targets including cuda) are the GPU
+ * backend's choice (codegen/cuda/cuda_tile.c, through PassTarget.gpu);
+ * --gtile=OP:.. overrides them, checked by the same backend. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,77 +101,18 @@ bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t er
 
 /* ---- GPU ------------------------------------------------------------------ */
 
-void pass_gpu_target(PassTarget *t, int sm) {
-  t->gpu_sm = sm;
-  /* per SM / per block opt-in limit: sm_80 (A100) 164 / 163 KiB, sm_90
-     (H100, H200) 228 / 227 KiB */
-  t->gpu_smem_sm = (sm >= 90 ? 228 : 164) * 1024;
-  /* per block: the smallest opt-in of the GPUs a library runs on (it embeds
-     sm_80 and sm_90 code and PTX; sm_86 / sm_89 allow 99 KiB), so the
-     chosen tiles fit every one of them; the launcher still falls back to
-     the generic kernel when a (--gtile) block needs more than the device
-     has */
-  t->gpu_smem_block = 99 * 1024;
-  t->gpu_regs = 232;
-}
-
-static int64_t att_smem(int64_t e, int64_t ev, int64_t w, int64_t mt, int64_t bk, int64_t st) {
-  return 2 * (16 * w * mt * (e + 8) + st * bk * (e + 8 + ev + 8));
-}
-static int64_t att_regs(int64_t e, int64_t ev, int64_t mt, int64_t bk) {
-  return mt * (ev / 2 + bk / 2) + (mt == 1 ? e / 4 : 4 * mt) + 95;
-}
-
-static int gpu_tile(const IrGraph *g, const IrNode *n, const PassTarget *t, int64_t *v) {
-  if (n->op == IR_ATTENTION) {
-    int64_t e, ev;
-    if (!ir_attn_mma(g, n, &e, &ev)) return 0;
-    /* a score body holds its values and operand addresses too */
-    int64_t w = 4, bk = 64, mt = att_regs(e, ev, 2, bk) + (n->body >= 0 ? 16 : 0) <= t->gpu_regs ? 2 : 1, st = 3;
-    while (st > 2 && (2 * att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_sm || att_smem(e, ev, w, mt, bk, st) > t->gpu_smem_block))
-      st--;
-    v[0] = w, v[1] = mt, v[2] = bk, v[3] = st;
-    return 4;
-  }
-  if (n->op == IR_MATMUL) {
-    int r = n->type.rank;
-    int64_t side[2];
-    for (int k = 0; k < 2; k++) {
-      int64_t c;
-      bool known = ir_dim_is_const(n->type.dim[r - 2 + k], &c);
-      side[k] = !known || c >= 128 ? 128 : c <= 32 ? 32 : 64;
-    }
-    if (side[0] == 128 && side[1] != 128) side[0] = 64; /* 128 x 128 or smaller tiles of 64 */
-    if (side[1] == 128 && side[0] != 128) side[1] = 64;
-    v[0] = side[0], v[1] = side[1], v[2] = side[0] == 128 ? 8 : 16;
-    return 3;
-  }
-  return 0;
-}
-
 bool pass_gtile_check(const char *spec, const PassTarget *t, char *err, size_t errlen) {
   int kind;
   int64_t v[IR_MAX_TILE];
   int n = parse_spec(spec, &kind, v, err, errlen);
-  (void)t;
   if (n < 0) return false;
-  if (kind == IR_ATTENTION &&
-      (n != 4 || (v[0] != 1 && v[0] != 2 && v[0] != 4 && v[0] != 8) || v[1] > 2 ||
-       (v[2] != 16 && v[2] != 32 && v[2] != 64 && v[2] != 128) || v[3] < 2 || v[3] > 4)) {
-    snprintf(err, errlen, "--gtile=%s: a GPU attention tile is [warps, MMA tiles per warp, BK, stages] with warps "
-             "1, 2, 4 or 8, MMA tiles 1 or 2, BK 16, 32, 64 or 128, stages 2 to 4", spec);
+  if (!t->gpu) {
+    snprintf(err, errlen, "--gtile=%s: GPU tiles need a GPU target (--target=cuda or cpu,cuda)", spec);
     return false;
   }
-  if (kind == IR_MATMUL) {
-    bool ok = n == 3 && v[2] >= 8 && v[2] <= 32 && !(v[2] & (v[2] - 1));
-    for (int k = 0; k < 2 && ok; k++) ok = v[k] == 32 || v[k] == 64 || v[k] == 128;
-    if (!ok) {
-      snprintf(err, errlen, "--gtile=%s: a GPU matmul tile is [BM, BN, BK] with BM, BN 32, 64 or 128 and BK 8, 16 or 32", spec);
-      return false;
-    }
-  }
-  if (kind == IR_FUSED) {
-    snprintf(err, errlen, "--gtile=%s: elementwise kernels take no GPU tile", spec);
+  char why[384];
+  if (!t->gpu->check(t->gpu, kind, v, n, why, sizeof why)) {
+    snprintf(err, errlen, "--gtile=%s: %s", spec, why);
     return false;
   }
   return true;
@@ -253,8 +168,9 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
       v[nt++] = e < t->vw ? t->vw : e;
     }
     changed |= set_tile(&n->a.ntile, n->a.tile, nt, v, opt->tile_over, opt->ntile_over, kind);
-    if (t->gpu_sm)
-      changed |= set_tile(&n->a.ngtile, n->a.gtile, gpu_tile(g, n, t, v), v, opt->gtile_over, opt->ngtile_over, kind);
+    if (t->gpu)
+      changed |= set_tile(&n->a.ngtile, n->a.gtile, t->gpu->choose(t->gpu, g, n, v), v, opt->gtile_over,
+                          opt->ngtile_over, kind);
   }
   return changed;
 }

@@ -1,29 +1,9 @@
 /* attnc.h - the public C API shared by every library attnc generates.
  *
- * A generated model NAME exports (see the generated NAME.h):
- *   int  NAME_create(const attnc_options *opt, attnc_instance **out);
- *   void NAME_destroy(attnc_instance *inst);
- *   int  NAME_load_weights(attnc_instance *inst, const char *safetensors_path);
- *   int  NAME_bind_weight(attnc_instance *inst, const char *key, const attnc_tensor *t);
- *   int  NAME_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
- *                 attnc_tensor *outputs, int noutputs);
- *   int  NAME_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
- *                        attnc_tensor *outputs, int noutputs, void *stream);
- *        (CUDA libraries: data are device pointers (CUdeviceptr) in the model's
- *        dtypes; the kernels are queued on stream, a CUstream (NULL: the
- *        legacy default stream), and the call returns without waiting.
- *        NAME_run on a GPU instance copies host buffers in and out.  Weights
- *        are uploaded at the first run and again after a bind or load.)
- *   const char *NAME_error(const attnc_instance *inst);
- *   int  NAME_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs,
- *                           attnc_tensor *outputs, int noutputs);
- *        (fills dtype, rank and shape of each output for these inputs; data untouched)
- *   int  NAME_describe(attnc_model_info *info);
- *   int64_t NAME_workspace_bytes(const attnc_instance *inst);
- *        (bytes of workspace the instance holds: the most any run so far
- *        needed; 0 before the first run)
- * and, in shared libraries, the same functions under the fixed names
- * attnc_create, attnc_destroy, ... so generic tools can drive any model.
+ * A generated model NAME exports the functions of ATTNC_ENTRIES below as
+ * NAME_create, NAME_run, ... (declared in the generated NAME.h) and, in
+ * shared libraries, the same functions under the fixed names
+ * attnc_create, attnc_run, ... so generic tools can drive any model.
  *
  * Every function returns an attnc_status; on failure the instance keeps a
  * readable message (NAME_error; after a failed NAME_create, NAME_error(NULL)).
@@ -122,6 +102,40 @@ typedef struct {
   const int64_t *param_values;
   const char *const *dim_names;
 } attnc_model_info;
+
+/* The entry points of a generated model, one list (the generated headers,
+ * the wrappers in the library, the runtime's rt_* functions and the attnc
+ * driver all come from it):
+ *   X(name, return type, parameters, LLVM signature, takes the model's
+ *     descriptor (runtime side), what it does)
+ * The LLVM signature is the return type then the parameters: v void, i
+ * int, l int64_t, p a pointer. */
+#define ATTNC_ENTRIES(X)                                                                              \
+  X(create, int, (const attnc_options *opt, attnc_instance **out), "ipp", 1,                          \
+    "a new instance (options may be NULL)")                                                           \
+  X(destroy, void, (attnc_instance *inst), "vp", 0, "frees the instance")                             \
+  X(load_weights, int, (attnc_instance *inst, const char *safetensors_path), "ipp", 0,                \
+    "binds every weight from a safetensors file (mapped, used in place when aligned f32)")            \
+  X(bind_weight, int, (attnc_instance *inst, const char *key, const attnc_tensor *t), "ippp", 0,     \
+    "binds one weight from caller memory")                                                            \
+  X(run, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs,                         \
+               attnc_tensor *outputs, int noutputs), "ippipi", 0,                                     \
+    "runs the model on host buffers (a GPU instance copies them in and out; weights are uploaded at " \
+    "the first run and again after a bind or load)")                                                  \
+  X(run_device, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs,                  \
+                      attnc_tensor *outputs, int noutputs, void *stream), "ippipip", 0,               \
+    "CUDA libraries: the same run on device buffers (CUdeviceptr in .data, the model's dtypes), "     \
+    "queued on stream (a CUstream; NULL: the legacy default stream) without waiting; "                \
+    "ATTNC_ERR_DEVICE when the instance runs on the CPU")                                             \
+  X(error, const char *, (const attnc_instance *inst), "pp", 0,                                       \
+    "the message of the last failure (inst NULL: of the last failed create)")                         \
+  X(describe, int, (attnc_model_info *info), "ip", 1,                                                 \
+    "names, dtypes and symbolic shapes of inputs, outputs and weights; params")                       \
+  X(workspace_bytes, int64_t, (const attnc_instance *inst), "lp", 0,                                  \
+    "bytes of workspace the instance holds: the most any run so far needed; 0 before the first run") \
+  X(output_shapes, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs,               \
+                         attnc_tensor *outputs, int noutputs), "ippipi", 0,                           \
+    "fills dtype, rank and shape of each output for these inputs; data untouched")
 
 #ifdef __cplusplus
 }

@@ -61,46 +61,75 @@ typedef struct rt_cuda_call {
   void **state;
 } rt_cuda_call;
 
+/* The function pointers of a descriptor. */
+/* Bytes of scratch memory run() needs for these dim values and threads;
+ * -1 when a size of the run (a tensor's bytes, the workspace) overflows
+ * int64, -2 when a dim of the model is negative for these values.  The
+ * runtime calls it before every run (CPU or GPU): run() relies on it. */
+typedef int64_t (*rt_workspace_fn)(const int64_t *symvals, int32_t nthreads);
+/* Execute the model on contiguous row-major buffers.  The generated code
+ * only sees three element types: float tensors (F32, F16, BF16) as f32,
+ * I32 as int32_t, BOOL as one byte 0/1.  The runtime converts inputs,
+ * weights and outputs between that and what the caller holds.
+ * workspace is 64-byte aligned and at least workspace_size() bytes.
+ * Returns 0, or nonzero after rt_exec_error() (never exits). */
+typedef int32_t (*rt_run_fn)(rt_exec *ex, const int64_t *symvals, const void *const *inputs,
+                             void *const *outputs, const void *const *weights, void *workspace);
+/* CUDA libraries: is the device usable (0, or -1 with a message); a run on
+ * it (see rt_cuda_call); freeing an instance's device state (device
+ * weights, stream). */
+typedef int32_t (*rt_cuda_probe_fn)(int32_t device, char *err, size_t errlen);
+typedef int32_t (*rt_cuda_run_fn)(rt_exec *ex, const struct rt_cuda_call *call);
+typedef void (*rt_cuda_release_fn)(void *state);
+
+/* The descriptor's fields, in order: one list that generates this struct
+ * and the LLVM type of the constant attnc emits (codegen/cpu/module.c).
+ *   X(C type, name, LLVM kind: I32 | I64 | PTR) */
+#define RT_MODEL_DESC_FIELDS(X)                                                    \
+  X(int32_t, abi, I32)                             /* RT_ABI_VERSION */              \
+  X(const char *, name, PTR)                                                       \
+  X(const char *, target, PTR)                     /* e.g. "x86_64-pc-linux-gnu znver3 (8 floats per vector)" */ \
+  X(int32_t, nsym, I32)                                                            \
+  X(const char *const *, syms, PTR)                /* run-time dims, by symbol id */ \
+  X(int32_t, nparam, I32)                                                          \
+  X(const char *const *, param_names, PTR)                                         \
+  X(const int64_t *, param_values, PTR)                                            \
+  X(int32_t, ninput, I32)                                                          \
+  X(int32_t, noutput, I32)                                                         \
+  X(int32_t, nweight, I32)                                                         \
+  /* public descriptions (names, dtypes, printed dims) */                          \
+  X(const attnc_tensor_info *, inputs, PTR)                                        \
+  X(const attnc_tensor_info *, outputs, PTR)                                       \
+  X(const attnc_tensor_info *, weights, PTR)                                       \
+  /* the same dims in evaluable form: [n * ATTNC_MAX_RANK], row per tensor */      \
+  X(const rt_dim *, input_dims, PTR)                                               \
+  X(const rt_dim *, output_dims, PTR)                                              \
+  X(const rt_dim *, weight_dims, PTR)                                              \
+  X(rt_workspace_fn, workspace_size, PTR)                                          \
+  X(rt_run_fn, run, PTR)                                                           \
+  /* CUDA libraries (--target=cuda or cpu,cuda; NULL otherwise) */                \
+  X(rt_cuda_probe_fn, cuda_probe, PTR)                                             \
+  X(rt_cuda_run_fn, cuda_run, PTR)                                                 \
+  X(rt_cuda_release_fn, cuda_release, PTR)                                         \
+  X(int32_t, cuda_only, I32)                       /* no CPU fallback (--target=cuda) */ \
+  /* the instruction-set features the CPU code was compiled for (rt_cpu.h:     \
+     LLVM's names, comma-separated, e.g. "sse3,...,avx2,fma"; NULL or "": none  \
+     to check); create refuses a CPU without one of them */                     \
+  X(const char *, cpu_features, PTR)
+
 typedef struct rt_model_desc {
-  int32_t abi;               /* RT_ABI_VERSION */
-  const char *name;
-  const char *target;        /* e.g. "x86_64-pc-linux-gnu znver3 +avx2,+fma" */
-  int32_t nsym;
-  const char *const *syms;   /* run-time dims, by symbol id */
-  int32_t nparam;
-  const char *const *param_names;
-  const int64_t *param_values;
-  int32_t ninput, noutput, nweight;
-  /* public descriptions (names, dtypes, printed dims) */
-  const attnc_tensor_info *inputs, *outputs, *weights;
-  /* the same dims in evaluable form: [n * ATTNC_MAX_RANK], row per tensor */
-  const rt_dim *input_dims, *output_dims, *weight_dims;
-  /* Bytes of scratch memory run() needs for these dim values and threads;
-   * -1 when a size of the run (a tensor's bytes, the workspace) overflows
-   * int64, -2 when a dim of the model is negative for these values.  The
-   * runtime calls it before every run (CPU or GPU): run() relies on it. */
-  int64_t (*workspace_size)(const int64_t *symvals, int32_t nthreads);
-  /* Execute the model on contiguous row-major buffers.  The generated code
-   * only sees three element types: float tensors (F32, F16, BF16) as f32,
-   * I32 as int32_t, BOOL as one byte 0/1.  The runtime converts inputs,
-   * weights and outputs between that and what the caller holds.
-   * workspace is 64-byte aligned and at least workspace_size() bytes.
-   * Returns 0, or nonzero after rt_exec_error() (never exits). */
-  int32_t (*run)(rt_exec *ex, const int64_t *symvals, const void *const *inputs,
-                 void *const *outputs, const void *const *weights, void *workspace);
-  /* CUDA libraries (--target=cuda or cpu,cuda; NULL otherwise): is the
-   * device usable (0, or -1 with a message), and a run on it (see
-   * rt_cuda_call); cuda_release frees an instance's device state (device
-   * weights, stream).  cuda_only: no CPU fallback (--target=cuda). */
-  int32_t (*cuda_probe)(int32_t device, char *err, size_t errlen);
-  int32_t (*cuda_run)(rt_exec *ex, const struct rt_cuda_call *call);
-  void (*cuda_release)(void *state);
-  int32_t cuda_only;
-  /* The instruction-set features the CPU code was compiled for (rt_cpu.h:
-   * LLVM's names, comma-separated, e.g. "sse3,...,avx2,fma"; NULL or "":
-   * none to check).  create refuses a CPU without one of them. */
-  const char *cpu_features;
+#define RT_DESC_FIELD(type, name, llvm) type name;
+  RT_MODEL_DESC_FIELDS(RT_DESC_FIELD)
+#undef RT_DESC_FIELD
 } rt_model_desc;
+
+/* The fields' positions (RT_DESC_abi, ...), RT_DESC_NFIELDS of them. */
+enum {
+#define RT_DESC_FIELD(type, name, llvm) RT_DESC_##name,
+  RT_MODEL_DESC_FIELDS(RT_DESC_FIELD)
+#undef RT_DESC_FIELD
+  RT_DESC_NFIELDS
+};
 
 /* Called by generated code. */
 /* Run fn over tasks [0, ntasks) on the instance's threads; grain is the
@@ -110,20 +139,14 @@ int rt_exec_threads(const rt_exec *ex);
 /* Record a run-time error (message copied); returns -1. */
 int32_t rt_exec_error(rt_exec *ex, const char *msg);
 
-/* The API, implemented by rt_api.c on a descriptor; the generated wrappers
- * call these. */
-int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance **out);
-void rt_destroy(attnc_instance *inst);
-int rt_load_weights(attnc_instance *inst, const char *path);
-int rt_bind_weight(attnc_instance *inst, const char *name, const attnc_tensor *t);
-int rt_run(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
-           int noutputs);
-int rt_run_device(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
-                  int noutputs, void *stream);
-const char *rt_error(const attnc_instance *inst);
-int64_t rt_workspace_bytes(const attnc_instance *inst);
-int rt_output_shapes(attnc_instance *inst, const attnc_tensor *inputs, int ninputs, attnc_tensor *outputs,
-                     int noutputs);
-int rt_describe(const rt_model_desc *d, attnc_model_info *info);
+/* The API (ATTNC_ENTRIES in attnc.h), implemented by rt_api.c on a
+ * descriptor; the generated wrappers call these.  Entries marked with the
+ * descriptor take it first. */
+#define RT_PARAMS_0(params) params
+#define RT_PARAMS_1(params) RT_WITH_DESC params
+#define RT_WITH_DESC(...) (const rt_model_desc *d, __VA_ARGS__)
+#define RT_ENTRY(name, ret, params, sig, desc, doc) ret rt_##name RT_PARAMS_##desc(params);
+ATTNC_ENTRIES(RT_ENTRY)
+#undef RT_ENTRY
 int64_t rt_dim_eval(const rt_dim *d, const int64_t *symvals);
 #endif

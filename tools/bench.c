@@ -11,7 +11,7 @@
  * see the same machine noise), GFLOP/s of the model's matrix products and
  * the percentage of this machine's fp32 FMA peak (measured here, with the
  * same thread count), the workspace the instance needed, the bytes its
- * kernels move (ir_cost: compulsory traffic), and the maximum absolute and
+ * kernels move (cg_plan_cost: compulsory traffic), and the maximum absolute and
  * normwise relative error (max|got - ref| / max|ref|) against the float64
  * reference interpreter run on the program as written -- or, when that
  * would be too slow (more than 2e9 multiply-adds), against the unfused
@@ -186,6 +186,7 @@ static void human_bytes(double b, char *buf, size_t n) {
 static void print_traffic(const Variant *v, const int64_t *sym) {
   const IrGraph *g = v->g;
   const IrFunc *f = &g->funcs[0];
+  const CgPlan *p = cg_module_plan(v->m);
   double big = 0; /* the largest output */
   for (int k = 0; k < g->noutput; k++) {
     const IrNode *o = &f->nodes[g->outputs[k].node];
@@ -196,7 +197,7 @@ static void print_traffic(const Variant *v, const int64_t *sym) {
   printf("%s: intermediate tensors at least as big as the output (kernels writing / reading each):\n", v->name);
   for (int i = 0; i < f->n; i++) {
     const IrNode *n = &f->nodes[i];
-    if (!ir_is_kernel(g, i)) continue;
+    if (p->node[i].kernel < 0) continue;
     bool out = false;
     for (int k = 0; k < g->noutput; k++) out |= g->outputs[k].node == i;
     double e = 1;
@@ -205,10 +206,10 @@ static void print_traffic(const Variant *v, const int64_t *sym) {
     int reads = 0;
     for (int j = i + 1; j < f->n; j++) {
       const IrNode *u = &f->nodes[j];
-      if (!ir_is_kernel(g, j) || ((ir_opinfo[u->op].attrs & A_FOLD) && u->a.fold)) continue;
+      if (p->node[j].kernel < 0 || p->node[j].fold_src >= 0) continue; /* a folded squeeze reads partial sums */
       for (int k = 0; k < u->nin; k++) { /* through views */
         int s = u->in[k];
-        while (!ir_is_kernel(g, s) && f->nodes[s].nin == 1 && ir_opinfo[f->nodes[s].op].cls == IR_CLS_SHAPE) s = f->nodes[s].in[0];
+        while (p->node[s].kind == CG_VIEW) s = p->node[s].base;
         if (s == i) {
           reads++;
           break;
@@ -566,12 +567,10 @@ static int bench_model(BenchArgs *b) {
     x->g = tool_load_model(b->model, x->arena, x->diag, &cv, &x->text);
     if (!x->g) goto done;
     CgTarget t = {.opt_level = tool_llvm_level(&b->c)};
-    x->m = cg_cpu_compile(x->g, &t, x->diag);
+    x->m = cg_compile(x->g, &t, x->diag);
     if (!x->m) goto done;
     x->compile_s = now() - t0;
-    char ident[128];
-    cg_model_ident(x->g, ident, sizeof ident);
-    if (engine_from_jit(x->m, ident, &x->e)) goto done;
+    if (engine_from_jit(x->m, cg_model_ident(x->g), &x->e)) goto done;
     attnc_options opt = {.num_threads = b->threads, .device = -1};
     if (x->e.create(&opt, &x->inst)) {
       tool_fail("bench: cannot create an instance");
@@ -595,7 +594,7 @@ static int bench_model(BenchArgs *b) {
         }
       }
     }
-    ir_cost(x->g, sym, &x->cost);
+    cg_plan_cost(cg_module_plan(x->m), sym, &x->cost); /* the kernels compiled: the plan's */
     x->out = tool_realloc(NULL, sizeof *x->out * (size_t)(nout + 1));
     memset(x->out, 0, sizeof *x->out * (size_t)(nout + 1));
     if (x->e.output_shapes(x->inst, ain, nin, x->out, nout)) {
@@ -612,8 +611,7 @@ static int bench_model(BenchArgs *b) {
   }
 
   /* the reference */
-  IrCost c0cost;
-  ir_cost(g0, sym, &c0cost);
+  IrCost c0cost = var[0].cost; /* the matrix products' FLOPs: the same in both variants */
   double work = c0cost.flops / 2;
   void **rp = tool_realloc(NULL, sizeof *rp * (size_t)(nout + 1));
   rt_dtype *rdt = tool_realloc(NULL, sizeof *rdt * (size_t)(nout + 1));

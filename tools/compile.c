@@ -14,10 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include "codegen.h"
-#include "cuda.h"
 #include "driver.h"
 
 typedef enum { K_IR, K_DOT, K_STATS, K_LLVM, K_ASM, K_OBJ, K_HEADER, K_SO, K_CUDA, K_PTX, K_CUBIN, NKIND } Kind;
@@ -93,117 +91,28 @@ static char *replace_suffix(const char *path, const char *suffix) {
   return s;
 }
 
-/* --emit=cubin etc.: the kernels' CUDA C (cuda), PTX for compute_80 (ptx)
- * or a CUBIN for --cuda-arch (cubin; the ptxas resource report goes to
- * stderr). */
-static int emit_cuda(const IrGraph *g, Kind kind, const char *arch, rt_out *out, IrDiag *diag) {
-  char *src = cu_emit_source(g, diag);
-  if (!src) return 1;
-  int rc;
-  char err[16384];
-  if (kind == K_CUDA) { /* the kernels, then the host launcher (not for NVRTC) */
-    char *host = cu_emit_host(g, diag);
-    if (!host) {
-      free(src);
-      return 1;
-    }
-    char *all = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&all, &len);
-    fprintf(m, "%s\n#ifdef ATTNC_HOST_LAUNCHER\n%s#endif\n", src, host);
-    fclose(m);
-    rc = rt_out_write(out, all, len, err, sizeof err) ? tool_fail("%s", err) : 0;
-    free(all);
-    free(host);
-  } else {
-    char *bin = NULL, *info = NULL;
-    size_t n = 0;
-    rc = cu_compile(src, kind == K_PTX ? "compute_80" : arch, &bin, &n, &info, err, sizeof err);
-    if (rc) {
-      tool_fail("NVRTC failed on the generated CUDA C (an attnc bug; --emit=cuda shows the source):\n%s", err);
-    } else {
-      if (kind == K_CUBIN && info) fputs(info, stderr);
-      size_t len = kind == K_PTX && n && !bin[n - 1] ? n - 1 : n;
-      rc = rt_out_write(out, bin, len, err, sizeof err) ? tool_fail("%s", err) : 0;
-    }
-    free(bin);
-    free(info);
-  }
-  free(src);
-  return rc;
-}
-
-/* The GPU part of a CUDA library: kernels compiled by NVRTC (PTX for
- * compute_80, CUBIN for sm_80 and sm_90), the host launcher and the
- * descriptor's entry points, compiled with cc into an object (*obj, a
- * temporary file beside `near`, which the caller removes) that the library
- * link takes. */
-static int cuda_part(const IrGraph *g, const char *near, char **obj, IrDiag *diag) {
-  *obj = NULL;
-  char *src = cu_emit_source(g, diag), *host = src ? cu_emit_host(g, diag) : NULL;
-  if (!src || !host) {
-    free(src);
-    return 1;
-  }
-  char *img[3] = {0}, *info = NULL, err[16384];
-  size_t n[3] = {0};
-  static const char *const archs[3] = {"compute_80", "sm_80", "sm_90"};
-  int rc = 0;
-  for (int k = 0; k < 3 && !rc; k++) {
-    rc = cu_compile(src, archs[k], &img[k], &n[k], &info, err, sizeof err);
-    free(info);
-    info = NULL;
-    if (rc) tool_fail("NVRTC failed on the generated CUDA C for %s (an attnc bug):\n%s", archs[k], err);
-  }
-  char ident[128];
-  cg_model_ident(g, ident, sizeof ident);
-  char *lib = rc ? NULL : cu_emit_library(g, ident, src, host, img[0], n[0] && !img[0][n[0] - 1] ? n[0] - 1 : n[0],
-                                          img[1], n[1], img[2], n[2]);
-  char *csrc = NULL;
-  if (lib && rt_temp_file(near, "cuda.c", lib, strlen(lib), &csrc, err, sizeof err)) rc = tool_fail("%s", err);
-  if (lib && !rc && rt_temp_file(near, "cuda.o", NULL, 0, obj, err, sizeof err)) rc = tool_fail("%s", err);
-  if (lib && !rc) {
-    const char *cc = getenv("CC");
-    char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-O2", "-fPIC", "-w", "-x", "c", "-c", csrc, "-o", *obj, NULL};
-    int status = -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-      execvp(argv[0], argv);
-      _exit(127);
-    }
-    if (pid > 0) waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = tool_fail("cannot compile the CUDA host part with %s", argv[0]);
-  }
-  if (csrc) unlink(csrc), free(csrc);
-  if (rc && *obj) unlink(*obj), free(*obj), *obj = NULL;
-  free(lib);
-  for (int k = 0; k < 3; k++) free(img[k]);
-  free(src);
-  free(host);
-  return rc;
-}
-
 /* --emit=stats: the kernels the graph becomes, by op (what the tests of
- * kernel counts, fused and unfused, read). */
-static void print_stats(const IrGraph *g, FILE *f) {
-  int by_op[IR_NOPS] = {0}, total = 0;
-  for (int i = 0; i < g->funcs[0].n; i++)
-    if (ir_is_kernel(g, i)) by_op[g->funcs[0].nodes[i].op]++, total++;
-  fprintf(f, "kernels %d\n", total);
-  for (int op = 0; op < IR_NOPS; op++)
-    if (by_op[op]) fprintf(f, "  %-10s %d\n", ir_opinfo[op].name, by_op[op]);
+ * kernel counts, fused and unfused, read): the kernel plan's, so exactly
+ * the kernels the backends emit. */
+static int print_stats(const IrGraph *g, IrDiag *diag, FILE *f) {
+  CgPlan *p = cg_plan(g, diag);
+  if (!p) return 1;
+  cg_plan_stats(p, f);
+  cg_plan_free(p);
+  return 0;
 }
 
 /* A graph-level text artifact (ir, dot, stats) into out. */
-static int emit_text(const IrGraph *g, Kind kind, rt_out *out) {
+static int emit_text(const IrGraph *g, Kind kind, rt_out *out, IrDiag *diag) {
   char *buf = NULL, err[2048];
   size_t len = 0;
+  int rc = 0;
   FILE *m = open_memstream(&buf, &len);
   if (kind == K_DOT) ir_dot(g, m);
-  else if (kind == K_STATS) print_stats(g, m);
+  else if (kind == K_STATS) rc = print_stats(g, diag, m);
   else ir_print(g, m);
   fclose(m);
-  int rc = rt_out_write(out, buf, len, err, sizeof err) ? tool_fail("%s", err) : 0;
+  if (!rc) rc = rt_out_write(out, buf, len, err, sizeof err) ? tool_fail("%s", err) : 0;
   free(buf);
   return rc;
 }
@@ -214,56 +123,42 @@ typedef struct {
   bool want[NKIND];
   rt_out *out[NKIND];
   CgTarget tgt;
-  const char *cuda_arch;
 } Plan;
 
-/* LLVM IR, assembly, an object, a shared library: the CPU backend (with
- * the CUDA part linked in for --target=cuda libraries).  An object keeps
- * only the model's API global, a library also exports attnc_*: when both
- * are asked for, the model is compiled twice. */
-static int emit_native(IrGraph *g, Plan *p, IrDiag *diag) {
-  char err[4096];
+/* Write the kinds of ks[0..n) that are wanted from one compilation for t. */
+static int emit_backend(IrGraph *g, Plan *p, const CgTarget *t, const Kind *ks, int n, IrDiag *diag) {
+  bool any = false;
+  for (int j = 0; j < n; j++) any |= p->want[ks[j]];
+  if (!any) return 0;
+  CgModule *m = cg_compile(g, t, diag);
+  if (!m) return 1;
+  char err[16384];
   int rc = 0;
-  char *cuda_obj = NULL;
-  if (p->tgt.cuda && (p->want[K_SO] || p->want[K_OBJ])) {
-    rc = cuda_part(g, rt_out_file(p->out[p->want[K_SO] ? K_SO : K_OBJ]), &cuda_obj, diag);
-    p->tgt.cuda_obj = cuda_obj;
-  }
-  /* module 0: the library's (exports attnc_* too), module 1: the object's */
-  bool need[2] = {p->want[K_SO] || ((p->want[K_LLVM] || p->want[K_ASM]) && !p->want[K_OBJ]), p->want[K_OBJ]};
-  for (int v = 0; v < 2 && !rc; v++) {
-    if (!need[v]) continue;
-    CgTarget t = p->tgt;
-    t.object_only = v == 1;
-    CgModule *m = cg_cpu_compile(g, &t, diag);
-    if (!m) {
-      rc = 1;
-      break;
-    }
-    bool text_here = v == 0 || !need[0]; /* llvm and asm from the library's module, else the object's */
-    if (!rc && text_here && p->want[K_LLVM]) rc = cg_emit_llvm(m, p->out[K_LLVM], err, sizeof err);
-    if (!rc && text_here && p->want[K_ASM]) rc = cg_emit_asm(m, p->out[K_ASM], err, sizeof err);
-    if (!rc && v == 0 && p->want[K_SO]) rc = cg_emit_shared(m, p->out[K_SO], err, sizeof err);
-    if (!rc && v == 1) rc = cg_emit_obj(m, p->out[K_OBJ], err, sizeof err);
-    if (rc) tool_fail("%s", err);
-    cg_free(m);
-  }
-  if (cuda_obj) unlink(cuda_obj), free(cuda_obj);
-  p->tgt.cuda_obj = NULL;
+  for (int j = 0; j < n && !rc; j++)
+    if (p->want[ks[j]] && (rc = cg_emit(m, kinds[ks[j]].name, p->out[ks[j]], err, sizeof err)) && err[0]) tool_fail("%s", err);
+  cg_free(m);
   return rc;
 }
 
-/* Produce every artifact of the plan into its staged output: the one
- * place where a kind is matched with its backend. */
+/* Produce every artifact of the plan into its staged output: the graph's
+ * texts here, the rest by the backend that writes each kind (cg_emit).
+ * An object keeps only the model's API global, a library also exports
+ * attnc_*: when both are asked for, the model is compiled twice. */
 static int produce(IrGraph *g, Plan *p, IrDiag *diag) {
   char err[4096];
   for (Kind k = K_IR; k <= K_STATS; k++)
-    if (p->want[k] && emit_text(g, k, p->out[k])) return 1;
+    if (p->want[k] && emit_text(g, k, p->out[k], diag)) return 1;
   if (p->want[K_HEADER] && cg_emit_header(g, p->out[K_HEADER], err, sizeof err)) return tool_fail("%s", err);
-  for (Kind k = K_CUDA; k <= K_CUBIN; k++)
-    if (p->want[k] && emit_cuda(g, k, p->cuda_arch, p->out[k], diag)) return 1;
-  if (p->want[K_LLVM] || p->want[K_ASM] || p->want[K_OBJ] || p->want[K_SO]) return emit_native(g, p, diag);
-  return 0;
+  CgTarget lib = p->tgt, obj = p->tgt;
+  lib.object_only = false, obj.object_only = true;
+  bool only_obj = p->want[K_OBJ] && !p->want[K_SO]; /* llvm and asm from the library's module, else the object's */
+  static const Kind lib_kinds[] = {K_LLVM, K_ASM, K_SO, K_CUDA, K_PTX, K_CUBIN}, obj_kinds[] = {K_LLVM, K_ASM, K_OBJ};
+  Plan q = *p;
+  if (only_obj) q.want[K_LLVM] = q.want[K_ASM] = false;
+  if (emit_backend(g, &q, &lib, lib_kinds, 6, diag)) return 1;
+  q = *p;
+  if (!only_obj) q.want[K_LLVM] = q.want[K_ASM] = false;
+  return emit_backend(g, &q, &obj, obj_kinds, 3, diag);
 }
 
 /* Parse --emit's list into want[] (in order, duplicates ignored). */
@@ -352,9 +247,9 @@ static int plan_outputs(const char *emit, bool object, const char *out, bool wan
 /* attnc FILE [options]. */
 int cmd_compile(int argc, char **argv) {
   Common c = {.level = 3};
-  const char *file = NULL, *out = NULL, *emit = NULL, *target = "cpu";
+  const char *file = NULL, *out = NULL, *emit = NULL;
   bool object = false;
-  Plan p = {.cuda_arch = "sm_90"};
+  Plan p = {0};
   const ToolOpt *const tables[] = {compile_opts, tool_common_opts, NULL};
   for (int i = 1; i < argc;) {
     const char *v;
@@ -373,15 +268,25 @@ int cmd_compile(int argc, char **argv) {
     case O_MCPU: p.tgt.cpu = v; break;
     case O_MTRIPLE: p.tgt.triple = v; break;
     case O_MATTR: p.tgt.features = v; break;
-    case O_TARGET:
-      if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "cpu,cuda") && strcmp(v, "cuda,cpu"))
-        return tool_fail("--target=%s: expected cpu, cuda or cpu,cuda", v);
-      target = v;
+    case O_TARGET: /* a list of backends, found by name */
+      p.tgt.backends = 0;
+      for (const char *t = v; *t; t += *t == ',') {
+        size_t l = strcspn(t, ",");
+        char *name = tool_realloc(NULL, l + 1);
+        snprintf(name, l + 1, "%s", t);
+        const CgBackend *be = cg_backend_find(name);
+        free(name);
+        if (!be) {
+          char list[256] = "";
+          for (int k = 0; cg_backends[k]; k++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", cg_backends[k]->name);
+          return tool_fail("--target=%s: '%.*s' is not a backend (expected a list of %s)", v, (int)l, t, list);
+        }
+        p.tgt.backends |= cg_backend_bit(be);
+        t += l;
+      }
       break;
-    case O_CUDA_ARCH:
-      if (strcmp(v, "sm_80") && strcmp(v, "sm_90")) return tool_fail("--cuda-arch=%s: expected sm_80 or sm_90", v);
-      p.cuda_arch = v;
-      break;
+    case O_CUDA_ARCH: p.tgt.cuda_arch = v; break;
     default:
       if (file) return tool_fail("more than one input file: '%s' and '%s'", file, v);
       file = v;
@@ -399,23 +304,16 @@ int cmd_compile(int argc, char **argv) {
   if (!file) return tool_fail("no input file (see attnc --help)");
   char *path[NKIND] = {0};
   if (plan_outputs(emit, object, out, p.want, path)) goto fail_paths;
-  bool target_cuda = strcmp(target, "cpu") != 0, cpu_too = strchr(target, ',') != NULL;
-  bool native = p.want[K_LLVM] || p.want[K_ASM] || p.want[K_OBJ] || p.want[K_SO];
-  for (Kind k = K_CUDA; k <= K_CUBIN; k++)
-    if (p.want[k] && !target_cuda) {
-      tool_fail("--emit=%s needs --target=cuda", kinds[k].name);
+  char cerr[1024];
+  if (!cg_setup(&p.tgt, cerr, sizeof cerr)) { /* each backend checks its options (--cuda-arch) */
+    tool_fail("%s", cerr);
+    goto fail_paths;
+  }
+  for (Kind k = K_LLVM; k < NKIND; k++) /* can a backend of the target write it? */
+    if (p.want[k] && !cg_check_emit(&p.tgt, kinds[k].name, cerr, sizeof cerr)) {
+      tool_fail("%s", cerr);
       goto fail_paths;
     }
-  if ((p.want[K_PTX] || p.want[K_CUBIN] || (target_cuda && (native || p.want[K_HEADER]))) && !cu_available()) {
-    tool_fail("--target=%s: the CUDA backend is unavailable: attnc was built without the CUDA toolkit (NVRTC)", target);
-    goto fail_paths;
-  }
-  if (target_cuda && (p.want[K_LLVM] || p.want[K_ASM])) {
-    tool_fail("--target=%s --emit=%s: CUDA models are built as shared libraries (-o NAME.so) or objects (-c -o NAME.o)",
-              target, p.want[K_LLVM] ? "llvm" : "asm");
-    goto fail_paths;
-  }
-  if (target_cuda && (native || p.want[K_HEADER])) p.tgt.cuda = cpu_too ? 1 : 2;
   if (p.tgt.triple || p.tgt.cpu || p.tgt.features) { /* before anything reaches LLVM */
     char err[1024];
     if (!cg_target_check(&p.tgt, err, sizeof err)) {
@@ -436,7 +334,6 @@ int cmd_compile(int argc, char **argv) {
   IrDiag *diag = ir_diag_new(stderr);
   char *text = NULL;
   c.cg = &p.tgt;
-  if (target_cuda) c.gpu_sm = !strcmp(p.cuda_arch, "sm_80") ? 80 : 90;
   IrGraph *g = tool_load_model(file, arena, diag, &c, &text);
   int rc = !g || produce(g, &p, diag);
   if (!rc) rc = tool_out_commit_all();

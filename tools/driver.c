@@ -343,8 +343,7 @@ IrGraph *tool_load_model(const char *path, IrArena *arena, IrDiag *diag, Common 
   po->gtile_over = c->gtile.v, po->ngtile_over = c->gtile.n;
   po->diag = diag;
   po->dump = stderr;
-  cg_cpu_pass_target(c->cg, &c->target);
-  if (c->gpu_sm) pass_gpu_target(&c->target, c->gpu_sm);
+  cg_tile_target(c->cg, &c->target); /* the backends' tile choice */
   po->target = &c->target;
   char err[512];
   for (int k = 0; k < c->tile.n; k++)
@@ -352,7 +351,7 @@ IrGraph *tool_load_model(const char *path, IrArena *arena, IrDiag *diag, Common 
       tool_fail("%s", err);
       return NULL;
     }
-  if (c->gtile.n && !c->gpu_sm) {
+  if (c->gtile.n && !c->target.gpu) {
     tool_fail("--gtile=%s: GPU tiles need --target=cuda or cpu,cuda", c->gtile.v[0]);
     return NULL;
   }

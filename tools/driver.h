@@ -75,7 +75,6 @@ typedef struct {
   PassOptions passes;
   PassTarget target;   /* for the tile pass, from `cg` */
   const CgTarget *cg;  /* the target compiled for (NULL: the host) */
-  int gpu_sm;          /* targets include cuda: 80 or 90 (--cuda-arch); else 0 */
 } Common;
 /* Handle option id of tool_common_opts: 0 done, 1 error, -1 not one of them. */
 int tool_common(Common *c, int id, const char *val);

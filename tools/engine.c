@@ -13,7 +13,12 @@
 #include "rt_npy.h"
 #include "rt_safetensors.h"
 
-static const char *const fn_names[] = {"create", "destroy", "load_weights", "run", "error", "describe", "output_shapes", "workspace_bytes", "bind_weight"};
+static const char *const fn_names[] = {
+#define ENGINE_ENTRY(name, ret, params, sig, desc, doc) #name,
+  ATTNC_ENTRIES(ENGINE_ENTRY)
+#undef ENGINE_ENTRY
+};
+#define NFN ((int)(sizeof fn_names / sizeof fn_names[0]))
 
 /* The Engine's function pointers, in fn_names order. */
 static void **slots(Engine *e) { return (void **)e; }
@@ -27,7 +32,7 @@ int engine_from_so(const char *path, Engine *e) {
   free(p);
   if (!e->dl) return tool_fail("cannot load '%s': %s", path, dlerror());
   void **s = slots(e);
-  for (int i = 0; i < 9; i++) {
+  for (int i = 0; i < NFN; i++) {
     char name[64];
     snprintf(name, sizeof name, "attnc_%s", fn_names[i]);
     s[i] = dlsym(e->dl, name);
@@ -45,7 +50,7 @@ int engine_from_jit(CgModule *m, const char *ident, Engine *e) {
   memset(e, 0, sizeof *e);
   void **s = slots(e);
   char err[1024];
-  for (int i = 0; i < 9; i++) {
+  for (int i = 0; i < NFN; i++) {
     char *name = tool_realloc(NULL, strlen(ident) + strlen(fn_names[i]) + 2);
     sprintf(name, "%s_%s", ident, fn_names[i]);
     s[i] = cg_jit_lookup(m, name, err, sizeof err);

@@ -7,17 +7,13 @@
 #include "attnc.h"
 #include "driver.h"
 
+/* The generated API's functions (ATTNC_ENTRIES, in its order), then the
+ * dlopen handle, if any. */
 typedef struct {
-  int (*create)(const attnc_options *, attnc_instance **);
-  void (*destroy)(attnc_instance *);
-  int (*load_weights)(attnc_instance *, const char *);
-  int (*run)(attnc_instance *, const attnc_tensor *, int, attnc_tensor *, int);
-  const char *(*error)(const attnc_instance *);
-  int (*describe)(attnc_model_info *);
-  int (*output_shapes)(attnc_instance *, const attnc_tensor *, int, attnc_tensor *, int);
-  int64_t (*workspace_bytes)(const attnc_instance *);
-  int (*bind_weight)(attnc_instance *, const char *, const attnc_tensor *);
-  void *dl; /* dlopen handle, if any */
+#define ENGINE_ENTRY(name, ret, params, sig, desc, doc) ret(*name) params;
+  ATTNC_ENTRIES(ENGINE_ENTRY)
+#undef ENGINE_ENTRY
+  void *dl;
 } Engine;
 
 /* What `attnc run` was asked: inputs by name, the outputs to save (each

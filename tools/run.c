@@ -255,12 +255,10 @@ int cmd_run(int argc, char **argv) {
       rc = run_interp(g, &ra);
     } else if (g) { /* compiled in memory, run through the generated API */
       CgTarget t = {.opt_level = tool_llvm_level(&c)};
-      CgModule *m = cg_cpu_compile(g, &t, diag);
+      CgModule *m = cg_compile(g, &t, diag);
       if (m) {
-        char ident[128];
-        cg_model_ident(g, ident, sizeof ident);
         Engine e;
-        if (!engine_from_jit(m, ident, &e)) rc = engine_run(&e, &ra);
+        if (!engine_from_jit(m, cg_model_ident(g), &e)) rc = engine_run(&e, &ra);
         cg_free(m);
       }
     }

@@ -96,8 +96,7 @@ static LLVMValueRef mod_leaf(void *ctx, const IrNode *bn) {
 static LLVMValueRef mod_fn(Cg *cg, const IrNode *n) {
   int nx = n->nin - 3;
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
-  char name[160];
-  snprintf(name, sizeof name, "%s__k%d_score_mod", cg->ident, cg->kernels++);
+  const char *name = ir_arena_printf(cg->g->arena, "%s__k%d_score_mod", cg->ident, cg->kernels++);
   LLVMValueRef fn = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->vd, pt, 8, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
@@ -154,12 +153,9 @@ void cg_attention(Cg *cg, int id) {
     cg_error(cg, n, "attention needs constant head sizes");
     return;
   }
-  if (!q->inner_unit || !k->inner_unit || !v->inner_unit) {
+  const CgNodePlan *pn = cg->plan->node;
+  if (!pn[n->in[0]].inner_unit || !pn[n->in[1]].inner_unit || !pn[n->in[2]].inner_unit) {
     cg_error(cg, n, "attention operands must be contiguous along the head dimension");
-    return;
-  }
-  if (nx > 60) {
-    cg_error(cg, n, "attention reads %d extra operands; at most 60 are supported", nx);
     return;
   }
   if (n->body < 0 && nx > 0) {
@@ -234,7 +230,8 @@ void cg_attention(Cg *cg, int id) {
     ptrs[x] = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, 4 * x), &off, 1, "");
   }
   if (n->body >= 0) { /* the mod's context: b, h, per extra operand base at (b, h), strides along i, j */
-    LLVMValueRef mf[2 + 3 * 60];
+    LLVMValueRef *mf = malloc(sizeof *mf * (size_t)(2 + 3 * nx));
+    if (!mf) ir_bug("out of memory");
     int m = 0;
     mf[m++] = b;
     mf[m++] = h;
@@ -252,6 +249,7 @@ void cg_attention(Cg *cg, int id) {
       LLVMValueRef idx = ci64(cg, i);
       LLVMBuildStore(cg->B, mf[i], LLVMBuildGEP2(cg->B, cg->i64, mctx, &idx, 1, ""));
     }
+    free(mf);
   }
   LLVMValueRef i0 = LLVMBuildMul(cg->B, ti, ci64(cg, rows), "");
   LLVMValueRef i1 = smin(cg, LLVMBuildAdd(cg->B, i0, ci64(cg, rows), ""), tT);

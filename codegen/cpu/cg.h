@@ -1,41 +1,28 @@
 /* cg.h - internal state of the CPU backend, shared by its files.
  *
- * module.c  module, descriptor, run() and workspace planning
+ * backend.c the backend struct (codegen.h): render, compile, emit
+ * module.c  the LLVM module of a plan: descriptor, run(), workspace
  * ewise.c   elementwise kernels (single ops and fused bodies), copies
  * kernels.c matmul, reductions, softmax and norms (calls into templates)
  * attention.c fused attention: template call, generated score body
- * target.c  target machine and vector width
- * emit.c    bitcode linking, internalizing, O3, object/asm/shared library
- * jit.c     ORC LLJIT for in-memory runs */
+ * target.c  target machine and vector width; the tile pass's CPU numbers
+ * emit.c    bitcode linking, internalizing, O3, object/asm/shared
+ *           library, and the ORC LLJIT for in-memory runs */
 #ifndef CG_CPU_CG_H
 #define CG_CPU_CG_H
 #include <llvm-c/Core.h>
+#include <llvm-c/LLJIT.h>
 #include <llvm-c/TargetMachine.h>
 #include "codegen.h"
 #include "ir.h"
+#include "plan.h"
 
-/* How a main-function value exists at run time. */
-typedef enum {
-  CV_EXTERNAL, /* input or weight: pointer handed to run() */
-  CV_BUF,      /* computed by a kernel into a workspace slot or an output */
-  CV_VIEW,     /* permute / slice / dense reshape of another value */
-  CV_VIRTUAL,  /* const or iota: computed inside the kernels that read it */
-} CvKind;
-
+/* A main-function value in run(): where it is and how it is laid out (its
+ * kind, slot and liveness are in the plan, codegen/plan.h). */
 typedef struct {
-  CvKind kind;
-  int slot;          /* CV_BUF in workspace: slot index; -1 if it writes an output */
-  int out_index;     /* CV_BUF writing output k directly: k; else -1 */
-  int base;          /* CV_VIEW: the viewed value */
-  bool dense;        /* row-major dense layout, known statically */
-  bool inner_unit;   /* stride of the last axis is statically 1 */
-  int last_use;      /* index of the last node that reads it (views extend) */
-  int fold_user;     /* matmul: the fold=true reduction it feeds partial sums to, or -1 */
-  int aux_slot;      /* fold=true reduction: workspace slot of the partial sums, or -1 */
-  LLVMValueRef aux_ptr;
-  /* run(): */
   LLVMValueRef ptr;
   LLVMValueRef shape[IR_MAX_RANK], stride[IR_MAX_RANK];
+  LLVMValueRef aux_ptr; /* fold=true reduction: its partial sums */
 } CgVal;
 
 typedef struct Cg {
@@ -49,20 +36,22 @@ typedef struct Cg {
   LLVMTypeRef i1, i8, i32, i64, f32, ptr, vd; /* vd: void */
   LLVMTypeRef vf, vi, vb;    /* <vw x float>, <vw x i32>, <vw x i1> */
   LLVMTypeRef task_ty;       /* void (ptr ctx, i64 begin, i64 end, i32 tid) */
+  const CgPlan *plan;        /* kinds, slots, kernels (shared with the CUDA backend) */
   CgVal *v;                  /* per node of funcs[0] */
-  int nslots;
   /* run() state */
   LLVMValueRef run_fn, ex, symvals, inputs, outputs, weights, ws, slot_off;
   LLVMValueRef *sym;         /* loaded dim values */
   int kernels;               /* count, for names */
   bool failed;
-  char ident[128];
+  const char *ident;         /* the API prefix (cg_model_ident) */
   const char *target_desc;
   char *cpu, *features, *triple;
   bool object_only;
   int opt_level;             /* LLVM -O level, 0..3 */
-  int cuda;                  /* CgTarget.cuda */
-  char *cuda_obj;
+  int cuda;                  /* the library has a CUDA part: 1 with a CPU fallback (cpu,cuda), 2 without */
+  bool optimized;            /* cg_emit_module ran */
+  LLVMOrcLLJITRef jit;       /* cg_cpu_jit_lookup's, made at the first lookup */
+  LLVMOrcThreadSafeContextRef tsc;
   /* task functions by structural key: kernels that differ only in their
      context (pointers, sizes, strides) share one function */
   char **task_keys;
@@ -147,4 +136,19 @@ void cg_attention(Cg *cg, int id);
 bool cg_target_init(Cg *cg, const CgTarget *t);
 /* target.c: the instruction-set features the library needs (rt_cpu.h names, comma-separated; malloc'd). */
 char *cg_target_cpu_features(const Cg *cg);
+/* the tile pass's CPU numbers for t (tile choice) */
+void cg_cpu_tiles(const CgTarget *t, IrTileTarget *tt);
+
+/* module.c: the LLVM module of plan p (not yet optimized), or NULL after a
+ * diagnostic; cg_state_free frees it. */
+Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag);
+
+/* emit.c: link the templates, internalize, O3 (once); write the module. */
+bool cg_emit_module(Cg *cg);
+int cg_emit_llvm(Cg *cg, rt_out *o, char *err, size_t errlen);
+int cg_emit_asm(Cg *cg, rt_out *o, char *err, size_t errlen);
+/* an object for static linking / a shared library into the staged output,
+   with the parts of the other backends of the target (objects) linked in */
+int cg_emit_obj(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen);
+int cg_emit_shared(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen);
 #endif

@@ -24,20 +24,19 @@
 #include <llvm-c/Orc.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include "attnc.h"
 #include "cg.h"
 
 extern char **environ;
 extern const unsigned char attnc_rt_obj[], attnc_bc_tpl_v8[], attnc_bc_tpl_v16[];
 extern const size_t attnc_rt_obj_size, attnc_bc_tpl_v8_size, attnc_bc_tpl_v16_size;
 
-struct CgModule {
-  Cg *cg;
-  LLVMOrcLLJITRef jit;
-  LLVMOrcThreadSafeContextRef tsc;
-};
-
-static const char *const api_suffixes[] = {"create", "destroy", "load_weights", "bind_weight",
-                                           "run", "error", "describe", "output_shapes", "workspace_bytes", "run_device", NULL};
+/* The API's entry points (ATTNC_ENTRIES): NAME_<suffix>, attnc_<suffix>. */
+static const char *const api_suffixes[] = {
+#define ENTRY(name, ret, params, sig, desc, doc) #name,
+  ATTNC_ENTRIES(ENTRY)
+#undef ENTRY
+  NULL};
 
 static bool exported(Cg *cg, const char *name) {
   size_t n = strlen(cg->ident);
@@ -68,6 +67,7 @@ static void set_target_attrs(Cg *cg, LLVMValueRef f) {
 }
 
 bool cg_emit_module(Cg *cg) {
+  if (cg->optimized) return true;
   LLVMTargetDataRef td = LLVMCreateTargetDataLayout(cg->tm);
   char *dl = LLVMCopyStringRepOfTargetData(td);
   LLVMDisposeTargetData(td);
@@ -125,25 +125,11 @@ bool cg_emit_module(Cg *cg) {
     LLVMDisposeErrorMessage(m);
     return false;
   }
+  cg->optimized = true;
   return true;
 }
 
-CgModule *cg_module_wrap(Cg *cg) {
-  CgModule *m = calloc(1, sizeof *m);
-  m->cg = cg;
-  return m;
-}
-
-const char *cg_target_desc(const CgModule *m) { return m->cg->target_desc; }
-
-void cg_free(CgModule *m) {
-  if (!m) return;
-  Cg *cg = m->cg;
-  if (m->jit) LLVMOrcDisposeLLJIT(m->jit); /* owns its module copy and the target machine */
-  if (m->tsc) LLVMOrcDisposeThreadSafeContext(m->tsc);
-  cg_state_free(cg);
-  free(m);
-}
+const char *cg_cpu_target_desc(void *r) { return ((Cg *)r)->target_desc; }
 
 /* ---- writing files ------------------------------------------------------------- */
 /* Every output goes into an rt_out the caller staged (rt_file.h) and
@@ -155,17 +141,17 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *a, const 
   return 1;
 }
 
-int cg_emit_llvm(CgModule *m, rt_out *o, char *err, size_t errlen) {
-  char *s = LLVMPrintModuleToString(m->cg->M);
+int cg_emit_llvm(Cg *cg, rt_out *o, char *err, size_t errlen) {
+  char *s = LLVMPrintModuleToString(cg->M);
   int rc = rt_out_write(o, s, strlen(s), err, errlen);
   LLVMDisposeMessage(s);
   return rc;
 }
 
 /* Code for the module in memory (assembly or an object). */
-static int emit_buffer(CgModule *m, LLVMCodeGenFileType kind, LLVMMemoryBufferRef *buf, char *err, size_t errlen) {
+static int emit_buffer(Cg *cg, LLVMCodeGenFileType kind, LLVMMemoryBufferRef *buf, char *err, size_t errlen) {
   char *msg = NULL;
-  if (LLVMTargetMachineEmitToMemoryBuffer(m->cg->tm, m->cg->M, kind, &msg, buf)) {
+  if (LLVMTargetMachineEmitToMemoryBuffer(cg->tm, cg->M, kind, &msg, buf)) {
     int rc = fail(err, errlen, "code generation failed: %s%s", msg ? msg : "", "");
     LLVMDisposeMessage(msg);
     return rc;
@@ -173,9 +159,9 @@ static int emit_buffer(CgModule *m, LLVMCodeGenFileType kind, LLVMMemoryBufferRe
   return 0;
 }
 
-int cg_emit_asm(CgModule *m, rt_out *o, char *err, size_t errlen) {
+int cg_emit_asm(Cg *cg, rt_out *o, char *err, size_t errlen) {
   LLVMMemoryBufferRef buf;
-  if (emit_buffer(m, LLVMAssemblyFile, &buf, err, errlen)) return 1;
+  if (emit_buffer(cg, LLVMAssemblyFile, &buf, err, errlen)) return 1;
   int rc = rt_out_write(o, LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), err, errlen);
   LLVMDisposeMemoryBuffer(buf);
   return rc;
@@ -202,12 +188,11 @@ static char *api_names(Cg *cg, bool script) {
  * files[0..3), and the option that passes the list (*opt, malloc'd:
  * objcopy's --keep-global-symbols or the linker's --version-script);
  * 0 on success, else all removed. */
-static int link_inputs(CgModule *m, const char *near, bool script, char *files[3], char **opt, char *err,
-                       size_t errlen) {
+static int link_inputs(Cg *cg, const char *near, bool script, char *files[3], char **opt, char *err, size_t errlen) {
   files[0] = files[1] = files[2] = *opt = NULL;
   LLVMMemoryBufferRef buf;
-  if (emit_buffer(m, LLVMObjectFile, &buf, err, errlen)) return 1;
-  char *names = api_names(m->cg, script);
+  if (emit_buffer(cg, LLVMObjectFile, &buf, err, errlen)) return 1;
+  char *names = api_names(cg, script);
   int rc = !names ? fail(err, errlen, "%s: out of memory%s", near, "")
            : rt_temp_file(near, "model.o", LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), &files[0], err, errlen) ||
                rt_temp_file(near, "rt.o", attnc_rt_obj, attnc_rt_obj_size, &files[1], err, errlen) ||
@@ -230,51 +215,60 @@ static void remove_all(char *files[3]) {
     if (files[k]) unlink(files[k]), free(files[k]);
 }
 
-static int run_tool(char *const argv[], char *err, size_t errlen);
 
-/* An object for static linking: the model and the runtime (and the CUDA
- * part of --target=cuda models) merged with `ld -r`, every symbol but the
- * model's API made local (objcopy), so several models link into one
- * program without clashes.  Link with -lm -lpthread (-ldl for CUDA). */
-int cg_emit_obj(CgModule *m, rt_out *o, char *err, size_t errlen) {
+/* An object for static linking: the model and the runtime (and the parts
+ * of the target's other backends: the CUDA kernels and launcher) merged
+ * with `ld -r`, every symbol but the model's API made local (objcopy), so
+ * several models link into one program without clashes.  Link with -lm
+ * -lpthread (-ldl for CUDA). */
+int cg_emit_obj(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen) {
   const char *out = rt_out_file(o);
   char *in[3], *kg;
-  if (link_inputs(m, out, false, in, &kg, err, errlen)) return 1;
-  char *ld[] = {"ld", "-r", "-o", (char *)out, in[0], in[1], m->cg->cuda_obj /* CUDA part (kernels, launcher), or NULL */, NULL};
+  if (link_inputs(cg, out, false, in, &kg, err, errlen)) return 1;
+  char **ld = calloc((size_t)nparts + 8, sizeof *ld);
+  if (!ld) ir_bug("out of memory");
+  int na = 0;
+  ld[na++] = "ld", ld[na++] = "-r", ld[na++] = "-o", ld[na++] = (char *)out, ld[na++] = in[0], ld[na++] = in[1];
+  for (int k = 0; k < nparts; k++) ld[na++] = parts[k];
   char *oc[] = {"objcopy", kg, (char *)out, NULL};
-  int rc = run_tool(ld, err, errlen);
-  if (!rc) rc = run_tool(oc, err, errlen);
+  int rc = cg_run_tool(ld, err, errlen);
+  free(ld);
+  if (!rc) rc = cg_run_tool(oc, err, errlen);
   free(kg);
   remove_all(in);
   return rc;
 }
 
 /* Run argv (no shell); 0 if it exits with status 0. */
-static int run_tool(char *const argv[], char *err, size_t errlen) {
+int cg_run_tool(char *const argv[], char *err, size_t errlen) {
   pid_t pid;
   int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
   if (rc) return fail(err, errlen, "cannot run '%s': %s (set CC to a C compiler driver to link shared libraries)", argv[0], strerror(rc));
   int st;
-  if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) return fail(err, errlen, "'%s' failed while linking the shared library%s", argv[0], "");
+  if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) return fail(err, errlen, "'%s' failed%s", argv[0], "");
   return 0;
 }
 
 /* A shared library: the model object and the runtime object linked with
  * `cc -shared` into the staged output; a version script exports only the
  * API. */
-int cg_emit_shared(CgModule *m, rt_out *o, char *err, size_t errlen) {
+int cg_emit_shared(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen) {
   const char *out = rt_out_file(o);
   char *in[3], *vsopt;
-  if (link_inputs(m, out, true, in, &vsopt, err, errlen)) return 1;
+  if (link_inputs(cg, out, true, in, &vsopt, err, errlen)) return 1;
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
-  char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, in[0], in[1], vsopt, "-lm", "-lpthread", "-Wl,-z,noexecstack",
-                  "-Wl,--as-needed", NULL, NULL, NULL};
-  if (m->cg->cuda_obj) { /* the CUDA host part; libcuda itself is dlopen'ed at run time */
-    argv[11] = m->cg->cuda_obj;
-    argv[12] = "-ldl";
-  }
-  int rc = run_tool(argv, err, errlen);
+  char **argv = calloc((size_t)nparts + 16, sizeof *argv);
+  if (!argv) ir_bug("out of memory");
+  int na = 0;
+  argv[na++] = (char *)cc, argv[na++] = "-shared", argv[na++] = "-o", argv[na++] = (char *)out, argv[na++] = in[0];
+  argv[na++] = in[1];
+  for (int k = 0; k < nparts; k++) argv[na++] = parts[k]; /* the parts of the other backends (CUDA: libcuda is dlopen'ed) */
+  argv[na++] = vsopt, argv[na++] = "-lm", argv[na++] = "-lpthread";
+  if (nparts) argv[na++] = "-ldl";
+  argv[na++] = "-Wl,-z,noexecstack", argv[na++] = "-Wl,--as-needed";
+  int rc = cg_run_tool(argv, err, errlen);
+  free(argv);
   free(vsopt);
   remove_all(in);
   return rc;
@@ -282,8 +276,8 @@ int cg_emit_shared(CgModule *m, rt_out *o, char *err, size_t errlen) {
 
 /* ---- JIT ---------------------------------------------------------------------------- */
 
-void *cg_jit_lookup(CgModule *m, const char *name, char *err, size_t errlen) {
-  Cg *cg = m->cg;
+void *cg_cpu_jit_lookup(void *r, const char *name, char *err, size_t errlen) {
+  Cg *cg = r, *m = cg;
   LLVMErrorRef e;
   if (!m->jit) {
     /* LLJIT needs the module in a thread-safe context: round-trip it

@@ -360,7 +360,9 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   }
   /* context: out ptr, shape[rr], ostride[rr], then per mem leaf: ptr, stride[rr] */
   int nf = 1 + 2 * rr;
-  LLVMValueRef fields[1 + 2 * IR_MAX_RANK + 64 * (1 + IR_MAX_RANK)]; /* up to 64 leaves */
+  LLVMValueRef *fields = malloc(sizeof *fields * (size_t)(1 + 2 * IR_MAX_RANK + nleaves * (1 + IR_MAX_RANK)));
+  LLVMValueRef(*lstr)[IR_MAX_RANK] = malloc(sizeof *lstr * (size_t)(nleaves + 1));
+  if (!fields || !lstr) ir_bug("out of memory");
   fields[0] = out_ptr;
   for (int d = 0; d < rr; d++) fields[1 + d] = shape[d], fields[1 + rr + d] = ostride[d];
   for (int k = 0; k < nleaves; k++) {
@@ -379,7 +381,7 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
     }
     int ld = rr - 1 - off;
     bool bcast_last = r == 0 || ld < 0 || ({ int64_t c; ir_dim_is_const(ln->type.dim[ld], &c) && c == 1; });
-    l->inner = bcast_last ? 0 : lv->inner_unit ? 1 : 2;
+    l->inner = bcast_last ? 0 : cg->plan->node[l->node].inner_unit ? 1 : 2;
   }
   LLVMValueRef nrows = ci64(cg, 1);
   for (int d = 0; d < rr - 1; d++) nrows = LLVMBuildMul(cg->B, nrows, shape[d], "");
@@ -392,6 +394,8 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   if (cached) {
     free(key);
     cg_launch(cg, cached, fields, nf, nrows, grain);
+    free(fields);
+    free(lstr);
     return;
   }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
@@ -402,7 +406,6 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   LLVMValueRef t_shape[IR_MAX_RANK], t_ostr[IR_MAX_RANK], idx[IR_MAX_RANK];
   LLVMValueRef t_out = cg_ctx_ptr(cg, ctx, 0);
   for (int d = 0; d < rr; d++) t_shape[d] = cg_ctx_i64(cg, ctx, 1 + d), t_ostr[d] = cg_ctx_i64(cg, ctx, 1 + rr + d);
-  LLVMValueRef lstr[64][IR_MAX_RANK];
   for (int k = 0; k < nleaves; k++) {
     Leaf *l = &leaves[k];
     if (l->kind != LF_MEM) continue;
@@ -450,6 +453,8 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
   cg_launch(cg, task, fields, nf, nrows, grain);
+  free(fields);
+  free(lstr);
 }
 
 /* A leaf for operand value id (materialized or virtual). */
@@ -458,10 +463,10 @@ static Leaf leaf_of(Cg *cg, int id, int out_rank) {
   Leaf l = {0};
   l.node = id;
   l.dt = (rt_dtype)n->type.dt;
-  if (cg->v[id].kind == CV_VIRTUAL && n->op == IR_CONST) {
+  if (cg_plan_virtual(cg->plan, id) && n->op == IR_CONST) {
     l.kind = LF_CONST;
     l.value = n->a.value;
-  } else if (cg->v[id].kind == CV_VIRTUAL && n->op == IR_IOTA) {
+  } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_IOTA) {
     l.kind = LF_IOTA;
     l.iota_axis = n->a.axis + (out_rank - n->type.rank);
   } else {
@@ -472,7 +477,8 @@ static Leaf leaf_of(Cg *cg, int id, int out_rank) {
 
 void cg_ewise(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
-  Leaf leaves[64];
+  Leaf *leaves = calloc((size_t)n->nin + 1, sizeof *leaves);
+  if (!leaves) ir_bug("out of memory");
   int nl = 0;
   int r = n->type.rank;
   if (n->op == IR_CONST || n->op == IR_IOTA) {
@@ -484,14 +490,11 @@ void cg_ewise(Cg *cg, int id) {
     l.iota_axis = n->a.axis;
     leaves[nl++] = l;
   } else {
-    if (n->nin > 64) {
-      cg_error(cg, n, "too many operands (%d) for one kernel", n->nin);
-      return;
-    }
     for (int k = 0; k < n->nin; k++) leaves[nl++] = leaf_of(cg, n->in[k], r > 0 ? r : 1);
   }
   Expr e = {id, false};
   ewise_kernel(cg, ir_opinfo[n->op].name, id, (rt_dtype)n->type.dt, cg->v[id].ptr, NULL, leaves, nl, e);
+  free(leaves);
 }
 
 void cg_copy(Cg *cg, int src, LLVMValueRef dst_ptr, LLVMValueRef *dst_stride) {

@@ -48,7 +48,7 @@ static LLVMValueRef fptr(Cg *cg, LLVMValueRef base, LLVMValueRef off) {
 
 /* The scratch area after the workspace slots, per thread. */
 LLVMValueRef cg_scratch_base(Cg *cg) {
-  LLVMValueRef idx = ci64(cg, cg->nslots);
+  LLVMValueRef idx = ci64(cg, cg->plan->nslots);
   LLVMValueRef off = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, cg->slot_off, &idx, 1, ""), "");
   return LLVMBuildGEP2(cg->B, cg->i8, cg->ws, &off, 1, "");
 }
@@ -89,7 +89,7 @@ static int epi_mode(Cg *cg, int id, int r) {
   int ld = r - 1 - (r - x->type.rank);
   int64_t c;
   if (ld < 0 || (ir_dim_is_const(x->type.dim[ld], &c) && c == 1)) return 0;
-  return cg->v[id].inner_unit ? 1 : 2;
+  return cg->plan->node[id].inner_unit ? 1 : 2;
 }
 
 /* What an epilogue body's params and indices read at row gi, columns gj..:
@@ -150,8 +150,7 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   const IrFunc *body = n->body >= 0 ? &cg->g->funcs[n->body] : NULL;
   int nx = n->nin - 2;
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
-  char name[160];
-  snprintf(name, sizeof name, "%s__k%d_epilogue", cg->ident, cg->kernels++);
+  const char *name = ir_arena_printf(cg->g->arena, "%s__k%d_epilogue", cg->ident, cg->kernels++);
   LLVMValueRef fn = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->vd, pt, 7, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
@@ -236,7 +235,7 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, blocks, nn, "");
 
   int nx = n->nin - 2;
-  int fold_id = cg->v[id].fold_user;
+  int fold_id = cg->plan->node[id].fold_user;
   bool fold = fold_id >= 0, epi_on = n->body >= 0 || fold;
   if (fold && cg_fold_rows(cg, fold_id) != mr) {
     cg_error(cg, &cg->g->funcs[0].nodes[fold_id], "folded reduction: rows per partial must be %d here", mr);
@@ -277,7 +276,7 @@ void cg_matmul(Cg *cg, int id) {
   }
   int pf0 = k; /* fold: partial sums base, rows of partials per batch */
   if (fold) {
-    if (!cg->v[fold_id].aux_ptr) cg->v[fold_id].aux_ptr = cg_slot_ptr(cg, cg->v[fold_id].aux_slot);
+    if (!cg->v[fold_id].aux_ptr) cg->v[fold_id].aux_ptr = cg_slot_ptr(cg, cg->plan->node[fold_id].aux_slot);
     f[k++] = cg->v[fold_id].aux_ptr;
     f[k++] = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, M, ci64(cg, mr - 1), ""), ci64(cg, mr), "");
   }
@@ -461,7 +460,7 @@ static void norm_row(Cg *cg, const IrNode *n, LLVMValueRef x, LLVMValueRef xs, L
 
 /* The norm templates read weight and bias as contiguous vectors. */
 static LLVMValueRef dense_vector(Cg *cg, int v) {
-  if (!cg->v[v].inner_unit) cg_error(cg, &cg->g->funcs[0].nodes[v], "norm weights must be contiguous");
+  if (!cg->plan->node[v].inner_unit) cg_error(cg, &cg->g->funcs[0].nodes[v], "norm weights must be contiguous");
   return cg->v[v].ptr;
 }
 
@@ -481,7 +480,7 @@ static void fold_reduce(Cg *cg, int id) {
   const IrNode *p = &cg->g->funcs[0].nodes[n->in[0]];
   const CgVal *o = &cg->v[id];
   int r = p->type.rank, mr = cg_fold_rows(cg, id);
-  if (cg->v[n->in[0]].fold_user != id || o->aux_slot < 0) {
+  if (cg->plan->node[id].fold_src != n->in[0] || cg->plan->node[id].aux_slot < 0) {
     cg_error(cg, n, "folded reduction without its matmul's partial sums");
     return;
   }

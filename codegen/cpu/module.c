@@ -1,24 +1,30 @@
-/* module.c - the CPU backend's driver: builds the LLVM module of one model.
+/* module.c - the CPU backend's renderer: the LLVM module of one model's
+ * kernel plan (codegen/plan.h).
  *
- * Requires: a verified graph (any pipeline stage).
+ * Requires: a plan of a verified graph (any pipeline stage).
  * Produces: an LLVM module with
  *   - <model>__plan(symvals, nthreads, offsets) -> total workspace bytes
  *   - <model>__workspace_size(symvals, nthreads)
  *   - <model>__run(ex, symvals, inputs, outputs, weights, workspace)
- *   - the constant rt_model_desc <model>__desc (runtime/rt_model.h)
+ *   - the constant rt_model_desc <model>__desc (runtime/rt_model.h, typed
+ *     and filled from its one field list)
  *   - the exported API wrappers <model>_create, <model>_run, ... (and the
- *     generic attnc_* names)
- * plus one task function per kernel.  Values that are views (permute,
- * slice, dense reshape) cost no kernel; constants and iotas are folded into
- * the elementwise kernels that read them.  Workspace buffers share slots by
- * liveness; sizes are symbolic, so the slot sizes are computed at run time
- * by the generated plan function. */
+ *     generic attnc_* names), from the one list of entry points
+ *     (ATTNC_ENTRIES)
+ * plus a task function per kernel of the plan.  run() binds every value
+ * as the plan says (views cost nothing; virtual constants and iotas are
+ * computed inside the elementwise kernels that read them) and calls the
+ * kernels in plan order.  Workspace buffers are the plan's slots, shared
+ * by liveness; sizes are symbolic, so the slot sizes are computed at run
+ * time by the generated plan function. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cg.h"
-#include "rt_model.h" /* RT_ABI_VERSION */
+#include "rt_model.h" /* RT_ABI_VERSION, the descriptor */
+
+extern const CgBackend cg_cpu_backend;
 
 void cg_error(Cg *cg, const IrNode *n, const char *fmt, ...) {
   char msg[512];
@@ -29,18 +35,6 @@ void cg_error(Cg *cg, const IrNode *n, const char *fmt, ...) {
   IrLoc none = {0};
   ir_diag_error(cg->diag, n ? n->loc : none, "CPU backend: %s", msg);
   cg->failed = true;
-}
-
-const char *cg_model_ident(const IrGraph *g, char *buf, size_t n) {
-  size_t k = 0;
-  for (const char *p = g->name; *p && k + 1 < n; p++) {
-    char c = *p;
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9' && k > 0);
-    buf[k++] = ok ? c : '_';
-  }
-  if (k == 0) buf[k++] = 'm';
-  buf[k] = 0;
-  return buf;
 }
 
 LLVMValueRef cg_fn_decl(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n) {
@@ -85,8 +79,7 @@ void cg_loop_end(Cg *cg, CgLoop *l) {
 
 LLVMValueRef cg_task_begin(Cg *cg, const char *what, LLVMValueRef *ctx, LLVMValueRef *begin, LLVMValueRef *end,
                            LLVMValueRef *tid) {
-  char name[160];
-  snprintf(name, sizeof name, "%s__k%d_%s", cg->ident, cg->kernels++, what);
+  const char *name = ir_arena_printf(cg->g->arena, "%s__k%d_%s", cg->ident, cg->kernels++, what);
   LLVMValueRef f = LLVMAddFunction(cg->M, name, cg->task_ty);
   LLVMSetLinkage(f, LLVMInternalLinkage);
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
@@ -173,147 +166,6 @@ static void dense_strides(Cg *cg, CgVal *v, int rank) {
   }
 }
 
-/* ---- analysis: value kinds, liveness, slots --------------------------------- */
-
-static bool ewise_consumer(const IrNode *n) {
-  return ir_op_is_elementwise((IrOp)n->op) || n->op == IR_FUSED;
-}
-
-/* A workspace slot free at node i (or a new one), busy until node until. */
-static int take_slot(Cg *cg, int *slot_free_at, int i, int until) {
-  int s = -1;
-  for (int k = 0; k < cg->nslots && s < 0; k++)
-    if (slot_free_at[k] < i) s = k;
-  if (s < 0) s = cg->nslots++;
-  slot_free_at[s] = until;
-  return s;
-}
-
-static void analyze(Cg *cg) {
-  const IrFunc *f = &cg->g->funcs[0];
-  int n = f->n;
-  cg->v = calloc((size_t)n, sizeof(CgVal));
-  for (int i = 0; i < n; i++) {
-    const IrNode *nd = &f->nodes[i];
-    CgVal *v = &cg->v[i];
-    v->slot = -1;
-    v->out_index = -1;
-    v->last_use = i;
-    v->fold_user = -1;
-    v->aux_slot = -1;
-    switch (nd->op) {
-    case IR_WEIGHT: /* the runtime checks weight shapes when they are bound */
-      for (int d = 0; d < nd->type.rank; d++) {
-        int64_t c;
-        if (!ir_dim_is_const(nd->type.dim[d], &c)) {
-          char ts[128];
-          ir_type_str(cg->g, &nd->type, ts, sizeof ts);
-          cg_error(cg, nd, "weight '%s' has a run-time size (%s): compiled models need constant weight shapes",
-                   nd->a.str, ts);
-          break;
-        }
-      }
-      /* fall through */
-    case IR_INPUT:
-      v->kind = CV_EXTERNAL;
-      v->dense = true;
-      break;
-    case IR_CONST:
-    case IR_IOTA:
-      v->kind = CV_VIRTUAL;
-      break;
-    case IR_PERMUTE:
-      v->kind = CV_VIEW;
-      v->base = nd->in[0];
-      break;
-    case IR_SLICE: {
-      const CgVal *src = &cg->v[nd->in[0]];
-      v->kind = CV_VIEW;
-      v->base = nd->in[0];
-      bool outer_unit = true;
-      for (int d = 0; d < nd->a.axis; d++) {
-        int64_t c;
-        if (!ir_dim_is_const(nd->type.dim[d], &c) || c != 1) outer_unit = false;
-      }
-      v->dense = src->dense && outer_unit && src->kind != CV_VIRTUAL;
-      break;
-    }
-    case IR_RESHAPE:
-      if (cg->v[nd->in[0]].dense && cg->v[nd->in[0]].kind != CV_VIRTUAL) {
-        v->kind = CV_VIEW;
-        v->base = nd->in[0];
-        v->dense = true;
-      } else {
-        v->kind = CV_BUF;
-        v->dense = true;
-      }
-      break;
-    default:
-      v->kind = CV_BUF;
-      v->dense = true;
-      break;
-    }
-  }
-  /* constants / iotas read by a non-elementwise kernel are materialized */
-  for (int i = 0; i < n; i++) {
-    const IrNode *nd = &f->nodes[i];
-    for (int k = 0; k < nd->nin; k++) {
-      int src = nd->in[k];
-      if (cg->v[src].kind == CV_VIRTUAL && !ewise_consumer(nd)) cg->v[src].kind = CV_BUF, cg->v[src].dense = true;
-    }
-  }
-  /* statically unit inner stride */
-  for (int i = 0; i < n; i++) {
-    const IrNode *nd = &f->nodes[i];
-    CgVal *v = &cg->v[i];
-    int r = nd->type.rank;
-    if (v->kind == CV_VIEW && nd->op == IR_PERMUTE)
-      v->inner_unit = cg->v[v->base].inner_unit && r > 0 && nd->a.list[r - 1] == r - 1;
-    else if (v->kind == CV_VIEW && nd->op == IR_SLICE)
-      v->inner_unit = cg->v[v->base].inner_unit;
-    else
-      v->inner_unit = v->kind != CV_VIRTUAL;
-  }
-  /* liveness: a read of a view keeps its base alive */
-  for (int i = 0; i < n; i++) {
-    const IrNode *nd = &f->nodes[i];
-    for (int k = 0; k < nd->nin; k++) {
-      int src = nd->in[k];
-      while (1) {
-        if (cg->v[src].last_use < i) cg->v[src].last_use = i;
-        if (cg->v[src].kind != CV_VIEW) break;
-        src = cg->v[src].base;
-      }
-    }
-  }
-  /* outputs: a kernel-produced output writes the caller's buffer directly */
-  for (int k = 0; k < cg->g->noutput; k++) {
-    int id = cg->g->outputs[k].node;
-    int src = id;
-    while (1) {
-      cg->v[src].last_use = n;
-      if (cg->v[src].kind != CV_VIEW) break;
-      src = cg->v[src].base;
-    }
-    if (cg->v[id].kind == CV_BUF && cg->v[id].out_index < 0) cg->v[id].out_index = k;
-  }
-  /* fold-se: a folded reduction's partial sums live from its matmul to it */
-  for (int i = 0; i < n; i++) {
-    const IrNode *nd = &f->nodes[i];
-    if ((ir_opinfo[nd->op].attrs & A_FOLD) && nd->a.fold) cg->v[nd->in[0]].fold_user = i;
-  }
-  /* greedy slot assignment over [def, last_use] */
-  int *slot_free_at = calloc(2 * (size_t)n + 1, sizeof(int)); /* a value and a partial-sum buffer per node at most */
-  cg->nslots = 0;
-  for (int i = 0; i < n; i++) {
-    CgVal *v = &cg->v[i];
-    if (v->fold_user >= 0) cg->v[v->fold_user].aux_slot = take_slot(cg, slot_free_at, i, v->fold_user);
-    if (v->kind != CV_BUF || v->out_index >= 0) continue;
-    v->slot = take_slot(cg, slot_free_at, i, v->last_use);
-  }
-  free(slot_free_at);
-}
-
 /* Checked i64 arithmetic for the plan: `op` ("smul", "sadd") of a and b
  * through llvm.<op>.with.overflow; an overflow is or'ed into *ovf. */
 static LLVMValueRef plan_op(Cg *cg, const char *op, LLVMValueRef a, LLVMValueRef b, LLVMValueRef *ovf) {
@@ -354,35 +206,35 @@ static LLVMValueRef plan_bytes(Cg *cg, const IrType *t, LLVMValueRef *ovf, LLVMV
  * dim is negative for these dim values (the runtime names the dims). */
 static LLVMValueRef emit_plan(Cg *cg) {
   LLVMTypeRef pt[] = {cg->ptr, cg->i32, cg->ptr};
-  char name[160];
-  snprintf(name, sizeof name, "%s__plan", cg->ident);
+  const char *name = ir_arena_printf(cg->g->arena, "%s__plan", cg->ident);
   LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->i64, pt, 3, 0));
   LLVMSetLinkage(f, LLVMInternalLinkage);
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
   load_syms(cg, LLVMGetParam(f, 0));
   const IrFunc *fn = &cg->g->funcs[0];
   LLVMValueRef ovf = LLVMConstInt(cg->i1, 0, 0), neg = ovf;
-  LLVMValueRef *size = calloc((size_t)cg->nslots + 1, sizeof *size);
-  for (int s = 0; s < cg->nslots; s++) size[s] = ci64(cg, 0);
+  int nslots = cg->plan->nslots;
+  LLVMValueRef *size = calloc((size_t)nslots + 1, sizeof *size);
+  for (int s = 0; s < nslots; s++) size[s] = ci64(cg, 0);
   for (int i = 0; i < fn->n; i++) {
-    CgVal *v = &cg->v[i];
+    const CgNodePlan *v = &cg->plan->node[i];
     LLVMValueRef b = plan_bytes(cg, &fn->nodes[i].type, &ovf, &neg);
     if (v->slot < 0) continue;
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->slot], "");
     size[v->slot] = LLVMBuildSelect(cg->B, gt, b, size[v->slot], "");
   }
   for (int i = 0; i < fn->n; i++) { /* partial sums of folded reductions (fewer than the matmul's elements) */
-    CgVal *v = &cg->v[i];
+    const CgNodePlan *v = &cg->plan->node[i];
     if (v->aux_slot < 0) continue;
     LLVMValueRef b = plan_op(cg, "smul", cg_fold_partials(cg, i), ci64(cg, 4), &ovf);
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->aux_slot], "");
     size[v->aux_slot] = LLVMBuildSelect(cg->B, gt, b, size[v->aux_slot], "");
   }
   LLVMValueRef off = ci64(cg, 0), offs = LLVMGetParam(f, 2);
-  for (int s = 0; s <= cg->nslots; s++) {
+  for (int s = 0; s <= nslots; s++) {
     LLVMValueRef idx = ci64(cg, s);
     LLVMBuildStore(cg->B, off, LLVMBuildGEP2(cg->B, cg->i64, offs, &idx, 1, ""));
-    if (s == cg->nslots) break;
+    if (s == nslots) break;
     LLVMValueRef a = plan_op(cg, "sadd", size[s], ci64(cg, 63), &ovf);
     a = LLVMBuildAnd(cg->B, a, ci64(cg, ~(int64_t)63), "");
     off = plan_op(cg, "sadd", off, a, &ovf);
@@ -396,16 +248,16 @@ static LLVMValueRef emit_plan(Cg *cg) {
   return f;
 }
 
-static void emit_workspace_size(Cg *cg, LLVMValueRef plan) {
+static LLVMValueRef emit_workspace_size(Cg *cg, LLVMValueRef plan) {
   LLVMTypeRef pt[] = {cg->ptr, cg->i32};
-  char name[160];
-  snprintf(name, sizeof name, "%s__workspace_size", cg->ident);
+  const char *name = ir_arena_printf(cg->g->arena, "%s__workspace_size", cg->ident);
   LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->i64, pt, 2, 0));
   LLVMSetLinkage(f, LLVMInternalLinkage);
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
-  LLVMValueRef offs = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, cg->nslots + 1), "");
+  LLVMValueRef offs = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, cg->plan->nslots + 1), "");
   LLVMValueRef args[] = {LLVMGetParam(f, 0), LLVMGetParam(f, 1), offs};
   LLVMBuildRet(cg->B, LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(plan), plan, args, 3, ""));
+  return f;
 }
 
 /* Pointer to element `off` of a buffer of dtype dt. */
@@ -421,31 +273,27 @@ static LLVMValueRef load_ptr_array(Cg *cg, LLVMValueRef arr, int i) {
 /* Shapes, strides and pointers of node i in run(). */
 static void bind_value(Cg *cg, int i, int *weight_index) {
   const IrNode *nd = &cg->g->funcs[0].nodes[i];
+  const CgNodePlan *pv = &cg->plan->node[i];
   CgVal *v = &cg->v[i];
   int r = nd->type.rank;
   for (int d = 0; d < r; d++) v->shape[d] = cg_dim(cg, nd->type.dim[d]);
-  switch (v->kind) {
-  case CV_EXTERNAL:
+  switch (pv->kind) {
+  case CG_EXTERNAL:
     v->ptr = nd->op == IR_INPUT ? load_ptr_array(cg, cg->inputs, nd->a.index)
                                 : load_ptr_array(cg, cg->weights, (*weight_index)++);
     dense_strides(cg, v, r);
     break;
-  case CV_VIRTUAL:
+  case CG_VIRTUAL:
     dense_strides(cg, v, r);
     break;
-  case CV_BUF:
-    if (v->out_index >= 0) {
-      v->ptr = load_ptr_array(cg, cg->outputs, v->out_index);
-    } else {
-      LLVMValueRef idx = ci64(cg, v->slot);
-      LLVMValueRef off = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, cg->slot_off, &idx, 1, ""), "");
-      v->ptr = LLVMBuildGEP2(cg->B, cg->i8, cg->ws, &off, 1, "");
-    }
-    if (v->aux_slot >= 0 && !v->aux_ptr) v->aux_ptr = cg_slot_ptr(cg, v->aux_slot);
+  case CG_BUFFER:
+  case CG_COPY:
+    v->ptr = pv->out_index >= 0 ? load_ptr_array(cg, cg->outputs, pv->out_index) : cg_slot_ptr(cg, pv->slot);
+    if (pv->aux_slot >= 0 && !v->aux_ptr) v->aux_ptr = cg_slot_ptr(cg, pv->aux_slot);
     dense_strides(cg, v, r);
     break;
-  case CV_VIEW: {
-    const CgVal *b = &cg->v[v->base];
+  case CG_VIEW: {
+    const CgVal *b = &cg->v[pv->base];
     if (nd->op == IR_PERMUTE) {
       v->ptr = b->ptr;
       for (int d = 0; d < r; d++) v->stride[d] = b->stride[nd->a.list[d]];
@@ -453,51 +301,60 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
       for (int d = 0; d < r; d++) v->stride[d] = b->stride[d];
       LLVMValueRef off = LLVMBuildMul(cg->B, cg_dim(cg, nd->a.start), b->stride[nd->a.axis], "");
       v->ptr = elem_ptr(cg, b->ptr, nd->type.dt, off);
-    } else { /* dense reshape */
+    } else if (pv->dense) { /* reshape of a dense value */
       v->ptr = b->ptr;
       dense_strides(cg, v, r);
+    } else { /* reshape splitting axes of a strided value */
+      int map[IR_MAX_RANK], group = -1;
+      cg_reshape_split(&cg->g->funcs[0].nodes[pv->base].type, &nd->type, map);
+      v->ptr = b->ptr;
+      LLVMValueRef acc = ci64(cg, 0);
+      for (int d = r - 1; d >= 0; d--) {
+        if (map[d] < 0) {
+          v->stride[d] = ci64(cg, 0);
+          continue;
+        }
+        if (map[d] != group) group = map[d], acc = b->stride[group];
+        v->stride[d] = acc;
+        acc = LLVMBuildMul(cg->B, acc, v->shape[d], "");
+      }
     }
     break;
   }
   }
 }
 
-static void emit_kernel(Cg *cg, int i) {
+/* Emit kernel k of the plan. */
+static void emit_kernel(Cg *cg, const CgKernel *k) {
+  int i = k->node;
   const IrNode *nd = &cg->g->funcs[0].nodes[i];
   CgVal *v = &cg->v[i];
-  if (v->kind != CV_BUF) return;
-  IrOpClass cls = ir_opinfo[nd->op].cls;
-  if (ewise_consumer(nd) || nd->op == IR_CONST || nd->op == IR_IOTA) {
-    cg_ewise(cg, i);
-  } else if (nd->op == IR_RESHAPE) {
-    /* non-dense input: copy it densely; the reshape is then free */
-    cg_copy(cg, nd->in[0], v->ptr, NULL);
-  } else if (nd->op == IR_CONCAT) {
+  switch (k->kind) {
+  case CG_K_EWISE: case CG_K_FILL: cg_ewise(cg, i); break;
+  case CG_K_COPY: cg_copy(cg, nd->in[0], v->ptr, NULL); break; /* the reshape is then free */
+  case CG_K_OUTPUT: cg_copy(cg, i, load_ptr_array(cg, cg->outputs, k->out), NULL); break;
+  case CG_K_MATMUL: cg_matmul(cg, i); break;
+  case CG_K_REDUCE: case CG_K_FOLD: cg_reduce(cg, i); break;
+  case CG_K_ROWS:
+    if (nd->op == IR_SOFTMAX) cg_softmax(cg, i);
+    else cg_norm(cg, i);
+    break;
+  case CG_K_ATTENTION: cg_attention(cg, i); break;
+  case CG_K_CONCAT: {
     LLVMValueRef off = ci64(cg, 0);
-    for (int k = 0; k < nd->nin; k++) {
+    for (int q = 0; q < nd->nin; q++) {
       LLVMValueRef p = elem_ptr(cg, v->ptr, nd->type.dt, LLVMBuildMul(cg->B, off, v->stride[nd->a.axis], ""));
-      cg_copy(cg, nd->in[k], p, v->stride);
-      off = LLVMBuildAdd(cg->B, off, cg->v[nd->in[k]].shape[nd->a.axis], "");
+      cg_copy(cg, nd->in[q], p, v->stride);
+      off = LLVMBuildAdd(cg->B, off, cg->v[nd->in[q]].shape[nd->a.axis], "");
     }
-  } else if (cls == IR_CLS_MM) {
-    cg_matmul(cg, i);
-  } else if (cls == IR_CLS_RED) {
-    cg_reduce(cg, i);
-  } else if (nd->op == IR_SOFTMAX) {
-    cg_softmax(cg, i);
-  } else if (nd->op == IR_LAYERNORM || nd->op == IR_RMSNORM) {
-    cg_norm(cg, i);
-  } else if (nd->op == IR_ATTENTION) {
-    cg_attention(cg, i);
-  } else {
-    cg_error(cg, nd, "op '%s' is not supported by the CPU backend yet", ir_opinfo[nd->op].name);
+    break;
+  }
   }
 }
 
 static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
-  char name[160];
-  snprintf(name, sizeof name, "%s__run", cg->ident);
+  const char *name = ir_arena_printf(cg->g->arena, "%s__run", cg->ident);
   LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->i32, pt, 6, 0));
   LLVMSetLinkage(f, LLVMInternalLinkage);
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
@@ -509,22 +366,19 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   cg->weights = LLVMGetParam(f, 4);
   cg->ws = LLVMGetParam(f, 5);
   load_syms(cg, cg->symvals);
-  cg->slot_off = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, cg->nslots + 1), "slots");
+  cg->slot_off = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, cg->plan->nslots + 1), "slots");
   LLVMValueRef nthreads = cg_call(cg, "rt_exec_threads", cg->i32, (LLVMTypeRef[]){cg->ptr}, 1, &cg->ex);
   LLVMValueRef args[] = {cg->symvals, nthreads, cg->slot_off};
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(plan), plan, args, 3, "");
   const IrFunc *fn = &cg->g->funcs[0];
+  const CgPlan *p = cg->plan;
   int widx = 0;
   for (int i = 0; i < fn->n && !cg->failed; i++) {
     bind_value(cg, i, &widx);
-    emit_kernel(cg, i);
+    if (p->node[i].kernel >= 0) emit_kernel(cg, &p->k[p->node[i].kernel]);
   }
-  /* outputs that are not written in place: copy */
-  for (int k = 0; k < cg->g->noutput && !cg->failed; k++) {
-    int id = cg->g->outputs[k].node;
-    if (cg->v[id].out_index == k) continue;
-    cg_copy(cg, id, load_ptr_array(cg, cg->outputs, k), NULL);
-  }
+  for (int k = 0; k < p->nk && !cg->failed; k++) /* outputs not written in place: copies */
+    if (p->k[k].kind == CG_K_OUTPUT) emit_kernel(cg, &p->k[k]);
   LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, 0, 0));
   return f;
 }
@@ -558,24 +412,28 @@ static LLVMTypeRef info_type(Cg *cg) {
   return LLVMStructTypeInContext(cg->C, f, 4, 0);
 }
 
+/* rt_dim (runtime/rt_model.h) */
 static LLVMTypeRef rtdim_type(Cg *cg) {
-  LLVMTypeRef f[] = {cg->i32, LLVMArrayType2(cg->i64, 4), LLVMArrayType2(cg->i32, 4),
-                     LLVMArrayType2(LLVMArrayType2(cg->i32, 3), 4)};
+  LLVMTypeRef f[] = {cg->i32, LLVMArrayType2(cg->i64, RT_DIM_TERMS), LLVMArrayType2(cg->i32, RT_DIM_TERMS),
+                     LLVMArrayType2(LLVMArrayType2(cg->i32, RT_DIM_FACTORS), RT_DIM_TERMS)};
   return LLVMStructTypeInContext(cg->C, f, 4, 0);
 }
 
+_Static_assert(RT_DIM_TERMS == IR_MAX_TERMS && RT_DIM_FACTORS == IR_MAX_FACTORS, "rt_dim holds an IrDim");
+
 static LLVMValueRef const_dim(Cg *cg, IrDim d) {
-  LLVMValueRef coef[4], nsym[4], sym[4];
-  for (int t = 0; t < 4; t++) {
-    LLVMValueRef s3[3];
-    for (int k = 0; k < 3; k++)
+  LLVMValueRef coef[RT_DIM_TERMS], nsym[RT_DIM_TERMS], sym[RT_DIM_TERMS];
+  for (int t = 0; t < RT_DIM_TERMS; t++) {
+    LLVMValueRef s3[RT_DIM_FACTORS];
+    for (int k = 0; k < RT_DIM_FACTORS; k++)
       s3[k] = LLVMConstInt(cg->i32, t < d.nterm && k < d.t[t].nsym ? d.t[t].sym[k] : 0, 0);
     coef[t] = ci64(cg, t < d.nterm ? d.t[t].coef : 0);
     nsym[t] = LLVMConstInt(cg->i32, t < d.nterm ? d.t[t].nsym : 0, 0);
-    sym[t] = LLVMConstArray2(cg->i32, s3, 3);
+    sym[t] = LLVMConstArray2(cg->i32, s3, RT_DIM_FACTORS);
   }
-  LLVMValueRef f[] = {LLVMConstInt(cg->i32, d.nterm, 0), LLVMConstArray2(cg->i64, coef, 4),
-                      LLVMConstArray2(cg->i32, nsym, 4), LLVMConstArray2(LLVMArrayType2(cg->i32, 3), sym, 4)};
+  LLVMValueRef f[] = {LLVMConstInt(cg->i32, d.nterm, 0), LLVMConstArray2(cg->i64, coef, RT_DIM_TERMS),
+                      LLVMConstArray2(cg->i32, nsym, RT_DIM_TERMS),
+                      LLVMConstArray2(LLVMArrayType2(cg->i32, RT_DIM_FACTORS), sym, RT_DIM_TERMS)};
   return LLVMConstNamedStruct(rtdim_type(cg), f, 4);
 }
 
@@ -591,12 +449,7 @@ static void tensor_tables(Cg *cg, const char **names, const IrType **types, int 
     LLVMValueRef dn[IR_MAX_RANK];
     for (int d = 0; d < IR_MAX_RANK; d++) {
       if (d < types[i]->rank) {
-        char one[1];
-        size_t len = (size_t)ir_dim_str(cg->g, types[i]->dim[d], one, 1) + 1; /* dim names of any length */
-        char *buf = malloc(len);
-        ir_dim_str(cg->g, types[i]->dim[d], buf, len);
-        dn[d] = cstr(cg, buf);
-        free(buf);
+        dn[d] = cstr(cg, cg_dim_str(cg->g, types[i]->dim[d]));
         dv[i * IR_MAX_RANK + d] = const_dim(cg, types[i]->dim[d]);
       } else {
         dn[d] = null;
@@ -648,71 +501,92 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   free(pn);
   free(pv);
 
-  LLVMTypeRef ft[] = {cg->i32, cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i32, cg->ptr, cg->ptr,
-                      cg->i32, cg->i32, cg->i32, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr,
-                      cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32, cg->ptr};
-  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, 24, 0);
   LLVMValueRef cuda_probe = null, cuda_run = null, cuda_release = null;
-  char *cpu_features = cg_target_cpu_features(cg);
-  if (cg->cuda) { /* defined by the CUDA host object linked into the library */
-    char fname[192];
-    snprintf(fname, sizeof fname, "%s__cuda_probe", cg->ident);
-    cuda_probe = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->i32, cg->ptr, cg->i64}, 3, 0));
-    snprintf(fname, sizeof fname, "%s__cuda_run", cg->ident);
-    cuda_run = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2, 0));
-    snprintf(fname, sizeof fname, "%s__cuda_release", cg->ident);
-    cuda_release = LLVMAddFunction(cg->M, fname, LLVMFunctionType(cg->vd, (LLVMTypeRef[]){cg->ptr}, 1, 0));
+  if (cg->cuda) { /* defined by the CUDA part linked into the library (codegen/cuda/) */
+    cuda_probe = cg_fn_decl(cg, ir_arena_printf(g->arena, "%s__cuda_probe", cg->ident), cg->i32,
+                            (LLVMTypeRef[]){cg->i32, cg->ptr, cg->i64}, 3);
+    cuda_run = cg_fn_decl(cg, ir_arena_printf(g->arena, "%s__cuda_run", cg->ident), cg->i32,
+                          (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2);
+    cuda_release = cg_fn_decl(cg, ir_arena_printf(g->arena, "%s__cuda_release", cg->ident), cg->vd,
+                              (LLVMTypeRef[]){cg->ptr}, 1);
   }
-  LLVMValueRef fv[] = {LLVMConstInt(cg->i32, RT_ABI_VERSION, 0), cstr(cg, g->name), cstr(cg, cg->target_desc ? cg->target_desc : ""),
-                       LLVMConstInt(cg->i32, (unsigned)g->nsym, 0), symarr,
-                       LLVMConstInt(cg->i32, (unsigned)g->nparam, 0), pnarr, pvarr,
-                       LLVMConstInt(cg->i32, (unsigned)nin, 0), LLVMConstInt(cg->i32, (unsigned)g->noutput, 0),
-                       LLVMConstInt(cg->i32, (unsigned)nw, 0), in_info, out_info, w_info, in_dims, out_dims, w_dims,
-                       ws_fn, run_fn, cuda_probe, cuda_run, cuda_release, LLVMConstInt(cg->i32, cg->cuda == 2, 0),
-                       cstr(cg, cpu_features)};
-  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, 24, 0);
+  /* the fields, typed and filled by name from the one list (rt_model.h) */
+  LLVMTypeRef I32 = cg->i32, I64 = cg->i64, PTR = cg->ptr;
+  LLVMTypeRef ft[] = {
+#define RT_DESC_FIELD(type, name, llvm) llvm,
+    RT_MODEL_DESC_FIELDS(RT_DESC_FIELD)
+#undef RT_DESC_FIELD
+  };
+  (void)I64;
+  LLVMValueRef fv[RT_DESC_NFIELDS] = {0};
+  fv[RT_DESC_abi] = LLVMConstInt(cg->i32, RT_ABI_VERSION, 0);
+  fv[RT_DESC_name] = cstr(cg, g->name);
+  fv[RT_DESC_target] = cstr(cg, cg->target_desc ? cg->target_desc : "");
+  fv[RT_DESC_nsym] = LLVMConstInt(cg->i32, (unsigned)g->nsym, 0);
+  fv[RT_DESC_syms] = symarr;
+  fv[RT_DESC_nparam] = LLVMConstInt(cg->i32, (unsigned)g->nparam, 0);
+  fv[RT_DESC_param_names] = pnarr;
+  fv[RT_DESC_param_values] = pvarr;
+  fv[RT_DESC_ninput] = LLVMConstInt(cg->i32, (unsigned)nin, 0);
+  fv[RT_DESC_noutput] = LLVMConstInt(cg->i32, (unsigned)g->noutput, 0);
+  fv[RT_DESC_nweight] = LLVMConstInt(cg->i32, (unsigned)nw, 0);
+  fv[RT_DESC_inputs] = in_info;
+  fv[RT_DESC_outputs] = out_info;
+  fv[RT_DESC_weights] = w_info;
+  fv[RT_DESC_input_dims] = in_dims;
+  fv[RT_DESC_output_dims] = out_dims;
+  fv[RT_DESC_weight_dims] = w_dims;
+  fv[RT_DESC_workspace_size] = ws_fn;
+  fv[RT_DESC_run] = run_fn;
+  fv[RT_DESC_cuda_probe] = cuda_probe;
+  fv[RT_DESC_cuda_run] = cuda_run;
+  fv[RT_DESC_cuda_release] = cuda_release;
+  fv[RT_DESC_cuda_only] = LLVMConstInt(cg->i32, cg->cuda == 2, 0);
+  char *cpu_features = cg_target_cpu_features(cg);
+  fv[RT_DESC_cpu_features] = cstr(cg, cpu_features);
   free(cpu_features);
-  char name[160];
-  snprintf(name, sizeof name, "%s__desc", cg->ident);
-  LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, name);
+  for (int k = 0; k < RT_DESC_NFIELDS; k++)
+    if (!fv[k]) ir_bug("descriptor field %d is not set", k);
+  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
+  LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, RT_DESC_NFIELDS, 0);
+  LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, ir_arena_printf(g->arena, "%s__desc", cg->ident));
   LLVMSetInitializer(d, init);
   LLVMSetGlobalConstant(d, 1);
   LLVMSetLinkage(d, LLVMInternalLinkage);
   return d;
 }
 
-/* NAME_create(...) -> rt_create(&desc, ...), and the generic attnc_* names. */
+/* An LLVM type from a signature letter of ATTNC_ENTRIES: v i l p. */
+static LLVMTypeRef sig_type(Cg *cg, char c) {
+  return c == 'v' ? cg->vd : c == 'i' ? cg->i32 : c == 'l' ? cg->i64 : cg->ptr;
+}
+
+/* NAME_<entry>(...) -> rt_<entry>([&desc,] ...), for every entry of
+ * ATTNC_ENTRIES, and the generic attnc_<entry> names. */
 static void emit_wrappers(Cg *cg, LLVMValueRef desc) {
-  struct {
-    const char *suffix, *rt;
-    int nparam;
+  static const struct {
+    const char *name, *sig;
     bool with_desc;
-    int ret; /* 0 i32, 1 void, 2 ptr, 3 i64 */
   } w[] = {
-    {"create", "rt_create", 2, true, 0},       {"destroy", "rt_destroy", 1, false, 1},
-    {"load_weights", "rt_load_weights", 2, false, 0}, {"bind_weight", "rt_bind_weight", 3, false, 0},
-    {"run", "rt_run", 5, false, 0},            {"error", "rt_error", 1, false, 2},
-    {"describe", "rt_describe", 1, true, 0},    {"output_shapes", "rt_output_shapes", 5, false, 0},
-    {"workspace_bytes", "rt_workspace_bytes", 1, false, 3}, {"run_device", "rt_run_device", 6, false, 0},
+#define ENTRY(name, ret, params, sig, desc, doc) {#name, sig, desc},
+    ATTNC_ENTRIES(ENTRY)
+#undef ENTRY
   };
   for (int pass = 0; pass < 2; pass++)
     for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
-      LLVMTypeRef pt[6];
-      for (int i = 0; i < w[k].nparam; i++) pt[i] = cg->ptr;
-      if (!strcmp(w[k].suffix, "run") || !strcmp(w[k].suffix, "output_shapes") || !strcmp(w[k].suffix, "run_device"))
-        pt[2] = cg->i32, pt[4] = cg->i32;
-      LLVMTypeRef ret = w[k].ret == 0 ? cg->i32 : w[k].ret == 1 ? cg->vd : w[k].ret == 3 ? cg->i64 : cg->ptr;
-      char name[192];
-      snprintf(name, sizeof name, "%s_%s", pass == 0 ? cg->ident : "attnc", w[k].suffix);
-      LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(ret, pt, (unsigned)w[k].nparam, 0));
+      int np = (int)strlen(w[k].sig) - 1;
+      LLVMTypeRef pt[8], rpt[9], ret = sig_type(cg, w[k].sig[0]);
+      if (np > 8) ir_bug("entry point %s has more than 8 parameters", w[k].name);
+      LLVMValueRef args[9];
+      for (int i = 0; i < np; i++) pt[i] = sig_type(cg, w[k].sig[1 + i]);
+      const char *name = ir_arena_printf(cg->g->arena, "%s_%s", pass == 0 ? cg->ident : "attnc", w[k].name);
+      LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(ret, pt, (unsigned)np, 0));
       LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
-      LLVMTypeRef rpt[7];
-      LLVMValueRef args[7];
       int na = 0;
       if (w[k].with_desc) rpt[na] = cg->ptr, args[na++] = desc;
-      for (int i = 0; i < w[k].nparam; i++) rpt[na] = pt[i], args[na++] = LLVMGetParam(f, (unsigned)i);
-      LLVMValueRef r = cg_call(cg, w[k].rt, ret, rpt, na, args);
-      if (w[k].ret == 1)
+      for (int i = 0; i < np; i++) rpt[na] = pt[i], args[na++] = LLVMGetParam(f, (unsigned)i);
+      LLVMValueRef r = cg_call(cg, ir_arena_printf(cg->g->arena, "rt_%s", w[k].name), ret, rpt, na, args);
+      if (w[k].sig[0] == 'v')
         LLVMBuildRetVoid(cg->B);
       else
         LLVMBuildRet(cg->B, r);
@@ -721,19 +595,19 @@ static void emit_wrappers(Cg *cg, LLVMValueRef desc) {
 
 /* ---- entry point ------------------------------------------------------------------ */
 
-bool cg_emit_module(Cg *cg);  /* emit.c: link templates/runtime, optimize */
-
-CgModule *cg_module_wrap(Cg *cg); /* emit.c */
-
-CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
+Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
+  const IrGraph *g = p->g;
   Cg *cg = calloc(1, sizeof *cg);
+  if (!cg) ir_bug("out of memory");
   cg->g = g;
+  cg->plan = p;
   cg->diag = diag;
-  cg_model_ident(g, cg->ident, sizeof cg->ident);
+  cg->ident = cg_model_ident(g);
   cg->C = LLVMContextCreate();
   cg->object_only = t && t->object_only;
-  cg->cuda = t ? t->cuda : 0;
-  cg->cuda_obj = t && t->cuda_obj ? strdup(t->cuda_obj) : NULL;
+  /* the other backends of the target put a part into the library (CUDA) */
+  unsigned others = t ? t->backends & ~cg_backend_bit(&cg_cpu_backend) : 0;
+  cg->cuda = !others ? 0 : t->backends & cg_backend_bit(&cg_cpu_backend) ? 1 : 2;
   if (!cg_target_init(cg, t)) {
     LLVMContextDispose(cg->C);
     free(cg);
@@ -754,12 +628,10 @@ CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
   LLVMTypeRef tp[] = {cg->ptr, cg->i64, cg->i64, cg->i32};
   cg->task_ty = LLVMFunctionType(cg->vd, tp, 4, 0);
   cg->sym = calloc((size_t)g->nsym + 1, sizeof(LLVMValueRef));
-  analyze(cg);
+  cg->v = calloc((size_t)p->n + 1, sizeof *cg->v);
+  if (!cg->sym || !cg->v) ir_bug("out of memory");
   LLVMValueRef plan = emit_plan(cg);
-  emit_workspace_size(cg, plan);
-  char name[160];
-  snprintf(name, sizeof name, "%s__workspace_size", cg->ident);
-  LLVMValueRef ws_fn = LLVMGetNamedFunction(cg->M, name);
+  LLVMValueRef ws_fn = emit_workspace_size(cg, plan);
   LLVMValueRef run = emit_run(cg, plan);
   if (!cg->failed) {
     LLVMValueRef desc = emit_descriptor(cg, ws_fn, run);
@@ -771,26 +643,27 @@ CgModule *cg_cpu_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
   cg->task_keys = NULL;
   cg->task_fns = NULL;
   cg->ntasks = 0;
-  if (cg->failed || !cg_emit_module(cg)) {
+  if (cg->failed) {
     cg_state_free(cg);
     return NULL;
   }
-  return cg_module_wrap(cg);
+  return cg;
 }
 
-/* Free the backend's state: LLVM objects (the target machine unless the JIT
- * took it), analysis tables, strings. */
+/* Free the backend's state: LLVM objects (the JIT owns its module copy and
+ * the target machine once made), tables, strings. */
 void cg_state_free(Cg *cg) {
+  if (cg->jit) LLVMOrcDisposeLLJIT(cg->jit);
+  if (cg->tsc) LLVMOrcDisposeThreadSafeContext(cg->tsc);
   if (cg->tm) LLVMDisposeTargetMachine(cg->tm);
-  LLVMDisposeModule(cg->M);
-  LLVMDisposeBuilder(cg->B);
+  if (cg->M) LLVMDisposeModule(cg->M);
+  if (cg->B) LLVMDisposeBuilder(cg->B);
   LLVMContextDispose(cg->C);
   free(cg->v);
   free(cg->sym);
   free((char *)cg->target_desc);
   free(cg->cpu);
   free(cg->features);
-  free(cg->cuda_obj);
   free(cg->triple);
   free(cg);
 }

@@ -2,7 +2,8 @@
  * Default: the host's triple, CPU and features.  --mcpu / --mtriple pick
  * another (e.g. --mcpu=x86-64-v3 for a portable AVX2 library).  The vector
  * width follows the features: 16 floats with AVX-512F, else 8.  Also the
- * list of instruction-set features a library needs at run time
+ * CPU numbers of the tile pass's model (cache sizes, template shapes) and
+ * the list of instruction-set features a library needs at run time
  * (cg_target_cpu_features).  Every target LLVM was built with is
  * initialized, and the triple, CPU and feature names are checked against
  * LLVM's registry (cg_target_check) before any of them reaches LLVM,
@@ -16,7 +17,6 @@
 #include "cg.h"
 #include "rt_cpu.h"
 #include "diag.h"
-#include "pass.h"
 #include "templates/attention.h"
 #include "templates/tpl.h"
 
@@ -33,13 +33,12 @@ static bool has_avx512(const char *cpu, const char *features) {
   return avx512;
 }
 
-void cg_cpu_pass_target(const CgTarget *t, struct PassTargetS *pt) {
+void cg_cpu_tiles(const CgTarget *t, IrTileTarget *pt) {
   static const CgTarget none = {0};
   if (!t) t = &none;
   char *cpu = t->cpu ? strdup(t->cpu) : LLVMGetHostCPUName();
   char *features = t->features ? strdup(t->features) : t->cpu ? strdup("") : LLVMGetHostCPUFeatures();
   int vw = has_avx512(cpu, features) ? 16 : 8;
-  memset(pt, 0, sizeof *pt);
   pt->vw = vw;
   /* caches: the host's when compiling for it, else typical sizes of the
      width's CPUs (AVX-512: Skylake-SP..Sapphire Rapids; AVX2: Zen 2/3) */

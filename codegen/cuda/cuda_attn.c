@@ -76,18 +76,18 @@ static const char *tc_prelude =
  * of its extra operands, then the body's values; the result's name in res. */
 static void score_body(Cu *c, const IrNode *n, const char *indent, char *res, size_t reslen) {
   const IrFunc *f = &c->g->funcs[0];
-  const char *pn[64], *in[4] = {"b", "h", "i", "j"};
-  char pbuf[64][24];
-  pn[0] = "s";
-  for (int x = 0; x < n->nin - 3 && x < 63; x++) {
+  const char *in[4] = {"b", "h", "i", "j"};
+  int nx = n->nin - 3;
+  char **pn = cu_names("p%d", nx + 1, 0);
+  snprintf(pn[0], 24, "s");
+  for (int x = 0; x < nx; x++) {
     char xe[160], l[200];
     snprintf(xe, sizeof xe, "a.x%d[b * a.xs%d[0] + h * a.xs%d[1] + (i64)i * a.xs%d[2] + (i64)j * a.xs%d[3]]", x, x, x, x, x);
     fprintf(c->f, "%s%s p%d = %s;\n", indent, cu_vtype(f->nodes[n->in[3 + x]].type.dt), x + 1,
             cu_ld(f->nodes[n->in[3 + x]].type.dt, xe, l, sizeof l));
-    snprintf(pbuf[x + 1], sizeof pbuf[x + 1], "p%d", x + 1);
-    pn[x + 1] = pbuf[x + 1];
   }
-  cu_emit_body(c, n->body, pn, in, "t", res, reslen);
+  cu_emit_body(c, n->body, (const char *const *)pn, in, "t", res, reslen);
+  cu_names_free(pn, nx + 1);
 }
 
 /* The generic kernel: one warp per query row (any dtype, any alignment,
@@ -105,7 +105,6 @@ static void k_generic(Cu *c, int id, const char *suffix) {
     cu_fail(c, n, "attention in %s is not lowered", rt_dtype_name(n->type.dt));
     return;
   }
-  int nx = n->nin - 3;
   int64_t evl = (ev + 31) / 32; /* output columns per lane */
   cu_comment(c, id);
   rt_dtype dq = f->nodes[n->in[0]].type.dt, dk = f->nodes[n->in[1]].type.dt, dv = f->nodes[n->in[2]].type.dt,
@@ -115,10 +114,7 @@ static void k_generic(Cu *c, int id, const char *suffix) {
   cu_ld(dk, "k[j * a.ks[2] + d]", Lk, sizeof Lk);
   cu_ld(dv, "vr[col]", Lv, sizeof Lv);
   cu_st(dout, "acc[c] * inv", So, sizeof So);
-  fprintf(c->f, "struct A%d { const %s *q; const %s *k; const %s *v; %s *o; i64 B, H, T, S, G;"
-                " i64 qs[3], ks[3], vs[3], os[3];", id, cu_ctype(dq), cu_ctype(dk), cu_ctype(dv), cu_ctype(dout));
-  for (int x = 0; x < nx; x++) fprintf(c->f, " const %s *x%d; i64 xs%d[4];", cu_ctype(f->nodes[n->in[3 + x]].type.dt), x, x);
-  fprintf(c->f, " int nsplit; float *po, *pml; };  /* split-KV partials (tensor-core kernel) */\n");
+  cu_struct(c->p, &c->p->k[c->p->node[id].kernel], c->f);
   fprintf(c->f,
           "/* one warp per query row; E = %lld, Ev = %lld */\n"
           "extern \"C\" __global__ void __launch_bounds__(128, 8) k%d%s(struct A%d a) {\n"
@@ -202,17 +198,15 @@ void cu_attn_plan(const IrGraph *g, int id, CuAttnPlan *p) {
   if (n->a.ngtile == 4) {
     p->warps = (int)n->a.gtile[0], p->mt = (int)n->a.gtile[1], p->bk = (int)n->a.gtile[2], p->stages = (int)n->a.gtile[3];
   }
-  p->tc = ir_attn_mma(g, n, &p->e, &p->ev);
+  p->tc = cu_attn_mma(g, n, &p->e, &p->ev);
   p->bq = 16 * p->warps * p->mt;
-  p->smem = (unsigned)(2 * ((int64_t)p->bq * (p->e + 8) + (int64_t)p->stages * p->bk * (p->e + 8 + p->ev + 8)));
+  p->smem = (unsigned)cu_attn_smem(p->e, p->ev, p->warps, p->mt, p->bk, p->stages);
 }
 
-/* Is gtile a tile the tensor-core kernel can take? (also the tile pass's
- * check of --tile=attention:... for the GPU) */
+/* Is the plan's tile one the tensor-core kernel can take (and does the
+ * block fit the largest shared memory of a GPU, 227 KiB)? */
 static bool tc_tile_ok(const CuAttnPlan *p) {
-  return (p->warps == 1 || p->warps == 2 || p->warps == 4 || p->warps == 8) && (p->mt == 1 || p->mt == 2) &&
-         (p->bk == 16 || p->bk == 32 || p->bk == 64 || p->bk == 128) && p->stages >= 2 && p->stages <= 4 &&
-         p->smem <= 227 * 1024;
+  return cu_attn_tile_ok(p->warps, p->mt, p->bk, p->stages) && p->smem <= 227 * 1024;
 }
 
 /* A band offset as generated: clamped to +-2^30, so i + lo and i + hi + 1
@@ -496,7 +490,8 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           id, id, id, EV, EV, EV, EV, sc2);
 }
 
-void cu_attention(Cu *c, int id) {
+void cu_attention(Cu *c, const CgKernel *k) {
+  int id = k->node;
   const IrNode *n = &c->g->funcs[0].nodes[id];
   CuAttnPlan p;
   cu_attn_plan(c->g, id, &p);

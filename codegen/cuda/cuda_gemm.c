@@ -15,11 +15,11 @@
  * bytes of dynamic shared memory, which every sm_80+ GPU allows. */
 #include "cuda_int.h"
 
-bool cu_mm_tc(const IrGraph *g, int id) {
-  const IrFunc *f = &g->funcs[0];
+bool cu_mm_tc(const CgPlan *p, int id) {
+  const IrFunc *f = &p->g->funcs[0];
   const IrNode *n = &f->nodes[id];
   rt_dtype da = f->nodes[n->in[0]].type.dt, db = f->nodes[n->in[1]].type.dt;
-  return n->op == IR_MATMUL && (da == RT_F16 || da == RT_BF16) && db == da && cu_fold_of(g, id) < 0;
+  return n->op == IR_MATMUL && (da == RT_F16 || da == RT_BF16) && db == da && p->node[id].fold_user < 0;
 }
 
 void cu_matmul_tc(Cu *c, int id, bool nn) {

@@ -1,11 +1,13 @@
 /* cuda_host.c - the host side of the CUDA kernels, as C source: cu_run()
- * binds every value of the graph (pointer, shape, element strides) from the
- * run-time dims, allocates the results of kernels through a CuOps table,
- * fills each kernel's parameter struct exactly as cuda_src.c declares it,
- * and launches the kernels in graph order.  The same code drives the GPU
- * (a CuOps over the driver API) and the CPU emulation used by the tests
- * (tests/cuda_emu/), which is how the kernels and this launcher are
- * checked against the interpreter without a GPU.
+ * binds every value of the plan (pointer, shape, element strides) from the
+ * run-time dims, places kernel results in the workspace slots of the plan
+ * (one device allocation per run; slots are shared by liveness, as on the
+ * CPU), fills each kernel's parameter struct from the plan's parameter
+ * list (the list the struct is declared from) and launches the kernels in
+ * plan order through a CuOps table.  The same code drives the GPU (a
+ * CuOps over the driver API, cu_emit_library) and the CPU emulation used
+ * by the tests (tests/cuda_emu/), which is how the kernels and this
+ * launcher are checked against the interpreter without a GPU.
  *
  * Also emitted: a descriptor of the interface (dims, inputs, weights,
  * outputs with their symbolic shapes) for those drivers. */
@@ -15,19 +17,18 @@
 #include "cuda_int.h"
 
 typedef struct {
+  const CgPlan *p;
   const IrGraph *g;
   FILE *f;
-  CuVal *v;
   bool failed;
   IrDiag *diag;
 } Host;
 
 /* storage on the device, as cuda_src.c declares it: f16 / bf16 as themselves */
-static bool half(rt_dtype t) { return t == RT_F16 || t == RT_BF16; }
-static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : half(t) ? 2 : 4; }
+static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : t == RT_F16 || t == RT_BF16 ? 2 : 4; }
 
 /* A dim as a C expression over sym[]. */
-static void dim_c(const IrGraph *g, IrDim d, char *buf, size_t n) {
+static void dim_c(IrDim d, char *buf, size_t n) {
   size_t len = (size_t)snprintf(buf, n, "(0");
   for (int k = 0; k < d.nterm && len < n; k++) {
     len += (size_t)snprintf(buf + len, n - len, " + %lldLL", (long long)d.t[k].coef);
@@ -36,289 +37,269 @@ static void dim_c(const IrGraph *g, IrDim d, char *buf, size_t n) {
   if (len < n) snprintf(buf + len, n - len, ")");
 }
 
-static const IrNode *HN(Host *h, int i) { return &h->g->funcs[0].nodes[i]; }
+static const IrNode *HN(const Host *h, int i) { return &h->g->funcs[0].nodes[i]; }
 
-/* `dst[d] = stride of value id along output axis d` (0 when broadcast),
- * aligned to an output of rank r. */
-static void bstrides(Host *h, const char *dst, int id, int r) {
-  const IrNode *x = HN(h, id);
-  for (int d = 0; d < r; d++) {
-    int a = d - (r - x->type.rank);
-    if (a < 0) fprintf(h->f, "    %s[%d] = 0;\n", dst, d);
-    else fprintf(h->f, "    %s[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", dst, d, id, a, id, a);
+/* Value v of parameter q of kernel k as a C expression. */
+static void value_c(const Host *h, const CgParam *q, const CgValue *v, FILE *f) {
+  const char *ty = q->dtype_of >= 0 ? cu_ctype(HN(h, q->dtype_of)->type.dt) : "float";
+  const char *cq = q->writes ? "" : "const ";
+  switch (v->kind) {
+  case CG_V_PTR: fprintf(f, "(%s%s *)V[%d].p", cq, ty, v->node); return;
+  case CG_V_AUX: fprintf(f, "(%s%s *)(ws + off[%d])", cq, ty, h->p->node[v->node].aux_slot); return;
+  case CG_V_OUT: fprintf(f, "(%s *)out[%lld]", ty, (long long)v->i); return;
+  case CG_V_DIM: fprintf(f, "V[%d].shape[%d]", v->node, v->axis); return;
+  case CG_V_STRIDE: fprintf(f, "V[%d].st[%d]", v->node, v->axis); return;
+  case CG_V_BSTRIDE:
+    if (v->axis < 0) fprintf(f, "0");
+    else fprintf(f, "(V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d])", v->node, v->axis, v->node, v->axis);
+    return;
+  case CG_V_NUMEL: fprintf(f, "cu_numel(&V[%d])", v->node); return;
+  case CG_V_PROD:
+    fprintf(f, "(i64)1");
+    for (int d = 0; d < HN(h, v->node)->type.rank; d++)
+      if (v->mask >> d & 1) fprintf(f, " * V[%d].shape[%d]", v->node, d);
+    return;
+  case CG_V_QUOT: fprintf(f, "V[%d].shape[%d] / V[%d].shape[%d]", v->node, v->axis, v->node2, v->axis2); return;
+  case CG_V_ACC: fprintf(f, "a.%s + V[%d].shape[%d]", h->p->param[v->i].name, v->node2, v->axis2); return;
+  case CG_V_INT: fprintf(f, "%lldLL", (long long)v->i); return;
+  case CG_V_REAL: fprintf(f, "%.9ef", v->f); return;
+  case CG_V_LAUNCH: return;
   }
 }
 
-static void launch(Host *h, int id, const char *grid, const char *block) {
-  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", %s, %s, &a, sizeof a))) goto done;\n  }\n", id, grid, block);
+/* `struct A<name> a` filled from kernel k's parameter list. */
+static void fill(const Host *h, const CgKernel *k) {
+  fprintf(h->f, "  {\n    struct A%s a;\n    memset(&a, 0, sizeof a);\n", k->name);
+  for (int i = 0; i < k->np; i++) {
+    const CgParam *q = &h->p->param[k->p0 + i];
+    for (int e = 0; e < (q->count ? q->count : 1); e++) {
+      const CgValue *v = cg_param_val(h->p, q, e);
+      if (v->kind == CG_V_LAUNCH) continue;
+      if (q->count) fprintf(h->f, "    a.%s[%d] = ", q->name, e);
+      else fprintf(h->f, "    a.%s = ", q->name);
+      value_c(h, q, v, h->f);
+      fprintf(h->f, ";\n");
+    }
+  }
 }
 
-/* Does value i have a kernel k<i>?  (everything but inputs, weights and
- * views, and those too when they are outputs: their copy) */
-static bool has_kernel(const Host *h, int i) {
-  return (h->v[i].kind != CU_EXT && h->v[i].kind != CU_VIEW) || cu_output_of(h->g, i) >= 0;
+/* Launch k<name><suffix> (grid and block as C expressions) and close the block. */
+static void launch(const Host *h, const CgKernel *k, const char *grid, const char *block) {
+  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%s\", %s, %s, &a, sizeof a))) goto done;\n  }\n", k->name, grid, block);
 }
 
-/* A view (or an input) that is graph output `out`: its copy kernel (k<i>,
- * cuda_src.c) writes it densely into the caller's buffer. */
-static void copy_out(Host *h, int i, int out) {
-  const IrNode *n = HN(h, i);
-  int r = n->type.rank;
-  fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
-  fprintf(h->f, "    a.o = (%s *)out[%d]; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), out,
-          cu_ctype(n->type.dt), i, i);
-  for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.xs[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
-  if (!r) fprintf(h->f, "    a.shape[0] = 1;\n");
-  launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
+static void launch_attention(const Host *h, const CgKernel *k) {
+  int i = k->node;
+  fprintf(h->f, "    if (a.B * a.H * a.T >= 2147483648LL || a.S >= 2147483648LL) {\n"
+                "      cu_fail_msg = \"attention: B*H*T and S must be below 2^31 on the GPU (32-bit row indices)\";\n"
+                "      rc = -7;\n      goto done;\n    }\n");
+  CuAttnPlan p;
+  cu_attn_plan(h->g, i, &p);
+  if (!p.tc) {
+    launch(h, k, "(unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1", "128, 0");
+    return;
+  }
+  /* the tensor-core kernel needs 16-byte aligned rows: else the generic one */
+  fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0 && ops->smem_max(ctx) >= %uu;\n"
+                "    for (int d = 0; d < 3; d++) tc = tc && a.qs[d] %% 8 == 0 && a.ks[d] %% 8 == 0 && a.vs[d] %% 8 == 0;\n"
+                "    a.nsplit = 1;\n"
+                "    if (tc) {\n"
+                "      /* split-KV when the query blocks alone cannot fill the GPU (decoding: T = 1) */\n"
+                "      i64 blocks = (a.T + %d) / %d * a.B * a.H, ntile = (a.S + %d) / %d, nsm = ops->sm_count(ctx);\n"
+                "      if (blocks < 2 * nsm && ntile >= 4) {\n"
+                "        i64 ns = (2 * nsm + blocks - 1) / blocks;\n"
+                "        if (ns > ntile / 2) ns = ntile / 2;\n"
+                "        if (ns > 64) ns = 64;\n"
+                "        if (ns > 1) {\n"
+                "          size_t rows = (size_t)(ns * a.B * a.H * a.T);\n"
+                "          if (!(a.po = (float *)(allocs[nalloc++] = ops->alloc(ctx, rows * %d * 4))) ||\n"
+                "              !(a.pml = (float *)(allocs[nalloc++] = ops->alloc(ctx, rows * 8)))) {\n"
+                "            rc = -2;\n            goto done;\n          }\n"
+                "          a.nsplit = (int)ns;\n"
+                "        }\n"
+                "      }\n"
+                "      if ((rc = ops->launch(ctx, \"k%s\", (unsigned)((a.T + %d) / %d * a.B * a.H * a.nsplit), 1, 1, %d, %u, &a, sizeof a))) goto done;\n"
+                "      if (a.nsplit > 1 && (rc = ops->launch(ctx, \"k%sc\", cu_grid1(a.B * a.H * a.T * %lld), 1, 1, 256, 0, &a, sizeof a))) goto done;\n"
+                "    } else {\n"
+                "      if ((rc = ops->launch(ctx, \"k%sg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
+                "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, k->name, p.bq - 1, p.bq, p.warps * 32, p.smem,
+          k->name, (long long)p.ev, k->name);
 }
 
+static void launch_matmul(const Host *h, const CgKernel *k) {
+  int i = k->node, nb = HN(h, i)->type.rank - 2, bm, bn, bk;
+  fprintf(h->f, "    if (a.nbatch > 65535 || (a.M + 31) / 32 > 65535) {\n"
+                "      cu_fail_msg = \"matmul: more than 65535 batches or 2M rows exceed the CUDA grid\";\n"
+                "      rc = -7;\n      goto done;\n    }\n");
+  cu_mm_plan(h->g, i, &bm, &bn, &bk);
+  char grid[160];
+  snprintf(grid, sizeof grid, "(unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), (unsigned)a.nbatch", bn - 1, bn, bm - 1, bm);
+  if (!cu_mm_tc(h->p, i)) {
+    launch(h, k, grid, "256, 0");
+    return;
+  }
+  /* tensor cores when the operands allow 16-byte copies along K (and N for k<N>n) */
+  fprintf(h->f,
+          "    int tca = (uintptr_t)a.A %% 16 == 0 && (uintptr_t)a.B %% 16 == 0 && a.as_k == 1 && a.as_m %% 8 == 0 &&\n"
+          "              a.K %% 8 == 0 && ops->smem_max(ctx) >= %uu;\n"
+          "    for (int d = 0; d < %d; d++) tca = tca && a.bas[d] %% 8 == 0 && a.bbs[d] %% 8 == 0;\n"
+          "    const char *kn = !tca ? NULL : a.bs_k == 1 && a.bs_n %% 8 == 0 ? \"k%s\"\n"
+          "                   : a.bs_n == 1 && a.bs_k %% 8 == 0 && a.N %% 8 == 0 ? \"k%sn\" : NULL;\n"
+          "    if (kn) {\n"
+          "      if ((rc = ops->launch(ctx, kn, (unsigned)((a.N + 127) / 128), (unsigned)((a.M + 127) / 128), "
+          "(unsigned)a.nbatch, 256, %uu, &a, sizeof a))) goto done;\n"
+          "    } else {\n"
+          "      if ((rc = ops->launch(ctx, \"k%sg\", %s, 256, 0, &a, sizeof a))) goto done;\n"
+          "    }\n  }\n",
+          (unsigned)CU_MM_TC_SMEM, nb, k->name, k->name, (unsigned)CU_MM_TC_SMEM, k->name, grid);
+}
+
+/* Bind node i (pointer and strides; its shape is bound already) and
+ * launch its kernel, if any. */
 static void node(Host *h, int i, int *wi) {
-  const IrGraph *g = h->g;
   const IrNode *n = HN(h, i);
+  const CgNodePlan *v = &h->p->node[i];
   int r = n->type.rank;
   char dim[512];
-  fprintf(h->f, "  /* %%%d = %s */\n  V[%d].rank = %d;\n", i, ir_opinfo[n->op].name, i, r);
-  for (int d = 0; d < r; d++) {
-    dim_c(g, n->type.dim[d], dim, sizeof dim);
-    fprintf(h->f, "  V[%d].shape[%d] = %s;\n", i, d, dim);
-  }
-  CuVal *v = &h->v[i];
-  int out = cu_output_of(g, i);
+  fprintf(h->f, "  /* %%%d = %s */\n", i, ir_opinfo[n->op].name);
   switch (v->kind) {
-  case CU_EXT:
+  case CG_EXTERNAL:
     if (n->op == IR_INPUT) fprintf(h->f, "  V[%d].p = (char *)in[%d];\n", i, n->a.index);
     else fprintf(h->f, "  V[%d].p = (char *)w[%d];\n", i, (*wi)++);
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
-    if (out >= 0) copy_out(h, i, out);
     return;
-  case CU_VIEW: {
+  case CG_VIRTUAL:
+    fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
+    return;
+  case CG_VIEW: {
     int b = v->base;
     if (n->op == IR_PERMUTE) {
       fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, b);
       for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, n->a.list[d]);
     } else if (n->op == IR_SLICE) {
-      dim_c(g, n->a.start, dim, sizeof dim);
+      dim_c(n->a.start, dim, sizeof dim);
       fprintf(h->f, "  V[%d].p = V[%d].p + %s * V[%d].st[%d] * %d;\n", i, b, dim, b, n->a.axis, esz(n->type.dt));
       for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, d);
-    } else {
+    } else if (v->dense) { /* reshape of a dense value */
       fprintf(h->f, "  V[%d].p = V[%d].p;\n  cu_dense(&V[%d]);\n", i, b, i);
+    } else { /* reshape splitting axes of a strided value */
+      int map[IR_MAX_RANK], group = -1, inner = -1; /* inner: the group's axis inside d */
+      cg_reshape_split(&HN(h, b)->type, &n->type, map);
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, b);
+      for (int d = r - 1; d >= 0; d--) {
+        if (map[d] < 0) {
+          fprintf(h->f, "  V[%d].st[%d] = 0;\n", i, d);
+          continue;
+        }
+        if (map[d] != group) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, group = map[d]);
+        else fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d] * V[%d].shape[%d];\n", i, d, i, inner, i, inner);
+        inner = d;
+      }
     }
-    if (out >= 0) copy_out(h, i, out);
     return;
   }
-  default: break;
+  case CG_BUFFER:
+  case CG_COPY: /* the caller's output, or its workspace slot */
+    if (v->out_index >= 0) fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, v->out_index);
+    else fprintf(h->f, "  V[%d].p = ws + off[%d];\n", i, v->slot);
+    fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
+    break;
   }
-  /* a buffer written by a kernel: the caller's output, or a fresh one */
-  fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
-  if (out >= 0)
-    fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, out);
-  else
-    fprintf(h->f, "  if (!(V[%d].p = (char *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)cu_numel(&V[%d]) * %d + 1)))) { rc = -2; goto done; }\n",
-            i, i, esz(n->type.dt));
-  fprintf(h->f, "  {\n    struct A%d a;\n    memset(&a, 0, sizeof a);\n", i);
-  if (v->kind == CU_FILL) {
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i, i);
-    for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d];\n", d, i, d);
-    if (!r) fprintf(h->f, "    a.shape[0] = 1;\n");
-    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
-    return;
+  if (v->kernel < 0) return;
+  const CgKernel *k = &h->p->k[v->kernel];
+  fill(h, k);
+  switch (k->kind) {
+  case CG_K_MATMUL: launch_matmul(h, k); return;
+  case CG_K_ATTENTION: launch_attention(h, k); return;
+  case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); return;
+  case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); return;
+  default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); return;
   }
-  if (v->kind == CU_COPY) {
-    int x = n->in[0], xr = HN(h, x)->type.rank;
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.x = (const %s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i,
-            cu_ctype(n->type.dt), x, i);
-    for (int d = 0; d < xr; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.xs[%d] = V[%d].st[%d];\n", d, x, d, d, x, d);
-    if (!xr) fprintf(h->f, "    a.shape[0] = 1;\n");
-    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
-    return;
-  }
-  IrOpClass cls = ir_opinfo[n->op].cls;
-  if (n->op == IR_ATTENTION) {
-    int q = n->in[0], k = n->in[1], vv = n->in[2];
-    fprintf(h->f, "    a.q = (const %s *)V[%d].p; a.k = (const %s *)V[%d].p; a.v = (const %s *)V[%d].p;"
-                  " a.o = (%s *)V[%d].p;\n", cu_ctype(HN(h, q)->type.dt), q, cu_ctype(HN(h, k)->type.dt), k, cu_ctype(HN(h, vv)->type.dt), vv,
-            cu_ctype(n->type.dt), i);
-    fprintf(h->f, "    a.B = V[%d].shape[0]; a.H = V[%d].shape[1]; a.T = V[%d].shape[2]; a.S = V[%d].shape[2];"
-                  " a.G = V[%d].shape[1] / V[%d].shape[1];\n", q, q, q, k, q, k);
-    for (int d = 0; d < 3; d++)
-      fprintf(h->f, "    a.qs[%d] = V[%d].st[%d]; a.ks[%d] = V[%d].st[%d]; a.vs[%d] = V[%d].st[%d]; a.os[%d] = V[%d].st[%d];\n",
-              d, q, d, d, k, d, d, vv, d, d, i, d);
-    for (int x = 0; x < n->nin - 3; x++) {
-      int id = n->in[3 + x];
-      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, cu_ctype(HN(h, id)->type.dt), id);
-      char dst[16];
-      snprintf(dst, sizeof dst, "a.xs%d", x);
-      bstrides(h, dst, id, 4);
-    }
-    fprintf(h->f, "    if (a.B * a.H * a.T >= 2147483648LL || a.S >= 2147483648LL) {\n"
-                  "      cu_fail_msg = \"attention: B*H*T and S must be below 2^31 on the GPU (32-bit row indices)\";\n"
-                  "      rc = -7;\n      goto done;\n    }\n");
-    CuAttnPlan p;
-    cu_attn_plan(g, i, &p);
-    if (p.tc) { /* the tensor-core kernel needs 16-byte aligned rows: else the generic one */
-      fprintf(h->f, "    int tc = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v) %% 16 == 0 && ops->smem_max(ctx) >= %uu;\n"
-                    "    for (int d = 0; d < 3; d++) tc = tc && a.qs[d] %% 8 == 0 && a.ks[d] %% 8 == 0 && a.vs[d] %% 8 == 0;\n"
-                    "    a.nsplit = 1;\n"
-                    "    if (tc) {\n"
-                    "      /* split-KV when the query blocks alone cannot fill the GPU (decoding: T = 1) */\n"
-                    "      i64 blocks = (a.T + %d) / %d * a.B * a.H, ntile = (a.S + %d) / %d, nsm = ops->sm_count(ctx);\n"
-                    "      if (blocks < 2 * nsm && ntile >= 4) {\n"
-                    "        i64 ns = (2 * nsm + blocks - 1) / blocks;\n"
-                    "        if (ns > ntile / 2) ns = ntile / 2;\n"
-                    "        if (ns > 64) ns = 64;\n"
-                    "        if (ns > 1) {\n"
-                    "          size_t rows = (size_t)(ns * a.B * a.H * a.T);\n"
-                    "          if (!(a.po = (float *)(allocs[nalloc++] = ops->alloc(ctx, rows * %d * 4))) ||\n"
-                    "              !(a.pml = (float *)(allocs[nalloc++] = ops->alloc(ctx, rows * 8)))) {\n"
-                    "            rc = -2;\n            goto done;\n          }\n"
-                    "          a.nsplit = (int)ns;\n"
-                    "        }\n"
-                    "      }\n"
-                    "      if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.T + %d) / %d * a.B * a.H * a.nsplit), 1, 1, %d, %u, &a, sizeof a))) goto done;\n"
-                    "      if (a.nsplit > 1 && (rc = ops->launch(ctx, \"k%dc\", cu_grid1(a.B * a.H * a.T * %lld), 1, 1, 256, 0, &a, sizeof a))) goto done;\n"
-                    "    } else {\n"
-                    "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
-                    "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, i, p.bq - 1, p.bq, p.warps * 32, p.smem, i,
-              (long long)p.ev, i);
-      return;
-    }
-    launch(h, i, "(unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1", "128, 0");
-    return;
-  }
-  if (cls == IR_CLS_UN || cls == IR_CLS_BIN || cls == IR_CLS_CMP || cls == IR_CLS_TER || n->op == IR_FUSED) {
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i, i);
-    for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
-    if (!r) fprintf(h->f, "    a.shape[0] = 1; a.os[0] = 1;\n");
-    for (int k = 0; k < n->nin; k++) {
-      int id = n->in[k];
-      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p;\n", k, cu_ctype(HN(h, id)->type.dt), id);
-      char dst[16];
-      snprintf(dst, sizeof dst, "a.s%d", k);
-      if (r) bstrides(h, dst, id, r);
-      else fprintf(h->f, "    a.s%d[0] = 0;\n", k);
-    }
-    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
-    return;
-  }
-  if (n->op == IR_MATMUL) {
-    int A = n->in[0], B = n->in[1], nb = r - 2;
-    int ra = HN(h, A)->type.rank, rb = HN(h, B)->type.rank;
-    fprintf(h->f, "    a.A = (const %s *)V[%d].p; a.B = (const %s *)V[%d].p; a.C = (%s *)V[%d].p;\n", cu_ctype(HN(h, A)->type.dt), A,
-            cu_ctype(HN(h, B)->type.dt), B, cu_ctype(n->type.dt), i);
-    fprintf(h->f, "    a.M = V[%d].shape[%d]; a.N = V[%d].shape[%d]; a.K = V[%d].shape[%d];\n", i, r - 2, i, r - 1, A, ra - 1);
-    fprintf(h->f, "    a.as_m = V[%d].st[%d]; a.as_k = V[%d].st[%d]; a.bs_k = V[%d].st[%d]; a.bs_n = V[%d].st[%d]; a.cs_m = V[%d].st[%d];\n",
-            A, ra - 2, A, ra - 1, B, rb - 2, B, rb - 1, i, r - 2);
-    fprintf(h->f, "    a.nbatch = 1;\n");
-    for (int d = 0; d < nb; d++) {
-      fprintf(h->f, "    a.bshape[%d] = V[%d].shape[%d]; a.nbatch *= a.bshape[%d]; a.bcs[%d] = V[%d].st[%d];\n", d, i, d, d, d, i, d);
-      int aa = d - (nb - (ra - 2)), ab = d - (nb - (rb - 2));
-      if (aa < 0) fprintf(h->f, "    a.bas[%d] = 0;\n", d);
-      else fprintf(h->f, "    a.bas[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", d, A, aa, A, aa);
-      if (ab < 0) fprintf(h->f, "    a.bbs[%d] = 0;\n", d);
-      else fprintf(h->f, "    a.bbs[%d] = V[%d].shape[%d] == 1 ? 0 : V[%d].st[%d];\n", d, B, ab, B, ab);
-    }
-    fprintf(h->f, "    if (a.nbatch > 65535 || (a.M + 31) / 32 > 65535) {\n"
-                  "      cu_fail_msg = \"matmul: more than 65535 batches or 2M rows exceed the CUDA grid\";\n"
-                  "      rc = -7;\n      goto done;\n    }\n");
-    for (int x = 0; x < n->nin - 2; x++) {
-      int id = n->in[2 + x];
-      fprintf(h->f, "    a.x%d = (const %s *)V[%d].p;\n", x, cu_ctype(HN(h, id)->type.dt), id);
-      char dst[16];
-      snprintf(dst, sizeof dst, "a.xs%d", x);
-      bstrides(h, dst, id, r);
-    }
-    int bm, bn, bk;
-    cu_mm_plan(g, i, &bm, &bn, &bk);
-    if (cu_mm_tc(g, i)) { /* tensor cores when the operands allow 16-byte copies along K (and N for k<N>n) */
-      fprintf(h->f,
-              "    int tca = (uintptr_t)a.A %% 16 == 0 && (uintptr_t)a.B %% 16 == 0 && a.as_k == 1 && a.as_m %% 8 == 0 &&\n"
-              "              a.K %% 8 == 0 && ops->smem_max(ctx) >= %uu;\n"
-              "    for (int d = 0; d < %d; d++) tca = tca && a.bas[d] %% 8 == 0 && a.bbs[d] %% 8 == 0;\n"
-              "    const char *kn = !tca ? NULL : a.bs_k == 1 && a.bs_n %% 8 == 0 ? \"k%d\"\n"
-              "                   : a.bs_n == 1 && a.bs_k %% 8 == 0 && a.N %% 8 == 0 ? \"k%dn\" : NULL;\n"
-              "    if (kn) {\n"
-              "      if ((rc = ops->launch(ctx, kn, (unsigned)((a.N + 127) / 128), (unsigned)((a.M + 127) / 128), "
-              "(unsigned)a.nbatch, 256, %uu, &a, sizeof a))) goto done;\n"
-              "    } else {\n"
-              "      if ((rc = ops->launch(ctx, \"k%dg\", (unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), "
-              "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) goto done;\n"
-              "    }\n  }\n",
-              (unsigned)CU_MM_TC_SMEM, nb, i, i, (unsigned)CU_MM_TC_SMEM, i, bn - 1, bn, bm - 1, bm);
-      return;
-    }
-    if (cu_fold_of(g, i) >= 0) { /* fold-se: one row of column sums per block of rows */
-      fprintf(h->f, "    if (!(part%d = (float *)(allocs[nalloc++] = ops->alloc(ctx, (size_t)(a.nbatch * ((a.M + %d) / %d) * a.N) * 4 + 4)))) {\n"
-                    "      rc = -2;\n      goto done;\n    }\n    a.part = part%d;\n", i, bm - 1, bm, i);
-    }
-    fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%d\", (unsigned)((a.N + %d) / %d), (unsigned)((a.M + %d) / %d), "
-                  "(unsigned)a.nbatch, 256, 0, &a, sizeof a))) goto done;\n  }\n", i, bn - 1, bn, bm - 1, bm);
-    return;
-  }
-  if (cls == IR_CLS_RED && cu_fold_src(g, i) >= 0) { /* fold-se: sum the matmul's column sums */
-    int mm = cu_fold_src(g, i), mr = HN(h, mm)->type.rank, bm, bn, bk;
-    cu_mm_plan(g, mm, &bm, &bn, &bk);
-    fprintf(h->f, "    a.part = part%d; a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]); a.N = V[%d].shape[%d];\n"
-                  "    a.nmb = (V[%d].shape[%d] + %d) / %d; a.scale = 1.0f / (float)V[%d].shape[%d];\n",
-            mm, cu_ctype(n->type.dt), i, i, mm, mr - 1, mm, mr - 2, bm - 1, bm, mm, mr - 2);
-    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
-    return;
-  }
-  if (cls == IR_CLS_RED) {
-    int x = n->in[0], xr = HN(h, x)->type.rank;
-    bool red[IR_MAX_RANK] = {0};
-    for (int k = 0; k < n->a.nlist; k++) red[n->a.list[k]] = true;
-    fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.nout = 1; a.nred = 1;\n", cu_ctype(HN(h, x)->type.dt), x,
-            cu_ctype(n->type.dt), i);
-    for (int d = 0; d < xr; d++) {
-      if (red[d])
-        fprintf(h->f, "    a.rshape[a.nr] = V[%d].shape[%d]; a.rs[a.nr++] = V[%d].st[%d]; a.nred *= V[%d].shape[%d];\n", x, d, x,
-                d, x, d);
-      else
-        fprintf(h->f, "    a.kshape[a.nk] = V[%d].shape[%d]; a.ks[a.nk++] = V[%d].st[%d]; a.nout *= V[%d].shape[%d];\n", x, d, x,
-                d, x, d);
-    }
-    launch(h, i, "cu_grid1(a.nout), 1, 1", "256, 0");
-    return;
-  }
-  if (cls == IR_CLS_NORM) {
-    int x = n->in[0], xr = HN(h, x)->type.rank;
-    int ax = n->op == IR_SOFTMAX ? n->a.axis : xr - 1;
-    fprintf(h->f, "    a.x = (const %s *)V[%d].p; a.o = (%s *)V[%d].p; a.n = V[%d].shape[%d]; a.xs = V[%d].st[%d];"
-                  " a.os = V[%d].st[%d]; a.nrows = 1; a.eps = %.9ef;\n", cu_ctype(HN(h, x)->type.dt), x, cu_ctype(n->type.dt), i, x, ax, x,
-            ax, i, ax, n->a.eps);
-    if (n->nin > 1) fprintf(h->f, "    a.w = (const %s *)V[%d].p;\n", cu_ctype(HN(h, n->in[1])->type.dt), n->in[1]);
-    if (n->nin > 2) fprintf(h->f, "    a.b = (const %s *)V[%d].p;\n", cu_ctype(HN(h, n->in[2])->type.dt), n->in[2]);
-    for (int d = 0; d < xr; d++)
-      if (d != ax)
-        fprintf(h->f, "    a.rshape[a.nd] = V[%d].shape[%d]; a.rxs[a.nd] = V[%d].st[%d]; a.ros[a.nd++] = V[%d].st[%d];"
-                      " a.nrows *= V[%d].shape[%d];\n", x, d, x, d, i, d, x, d);
-    launch(h, i, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0");
-    return;
-  }
-  if (n->op == IR_CONCAT) {
-    fprintf(h->f, "    a.o = (%s *)V[%d].p; a.n = cu_numel(&V[%d]);\n", cu_ctype(n->type.dt), i, i);
-    for (int d = 0; d < r; d++) fprintf(h->f, "    a.shape[%d] = V[%d].shape[%d]; a.os[%d] = V[%d].st[%d];\n", d, i, d, d, i, d);
-    fprintf(h->f, "    i64 end = 0;\n");
-    for (int k = 0; k < n->nin; k++) {
-      int id = n->in[k];
-      fprintf(h->f, "    a.p%d = (const %s *)V[%d].p; end += V[%d].shape[%d]; a.end%d = end;\n", k, cu_ctype(n->type.dt), id, id,
-              n->a.axis, k);
-      for (int d = 0; d < r; d++) fprintf(h->f, "    a.s%d[%d] = V[%d].st[%d];\n", k, d, id, d);
-    }
-    launch(h, i, "cu_grid1(a.n), 1, 1", "256, 0");
-    return;
-  }
-  ir_diag_error(h->diag, n->loc, "CUDA backend: no host launcher for op '%s'", ir_opinfo[n->op].name);
-  h->failed = true;
 }
 
-char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
+/* The interface tables: dims, inputs, weights, outputs and their shapes. */
+static void interface(Host *h) {
+  const IrGraph *g = h->g;
   const IrFunc *f = &g->funcs[0];
-  Host h = {g, NULL, calloc((size_t)f->n + 1, sizeof(CuVal)), false, diag};
-  cu_analyze(g, h.v);
+  int nin, nw;
+  const int *ids = ir_graph_inputs(g, &nin), *wids = ir_graph_weights(g, &nw);
+  fprintf(h->f, "static const int cu_nsym = %d, cu_ninput = %d, cu_noutput = %d;\n", g->nsym, nin, g->noutput);
+  fprintf(h->f, "static const char *const cu_syms[] = {");
+  for (int s = 0; s < g->nsym; s++) fprintf(h->f, "\"%s\", ", g->syms[s]);
+  fprintf(h->f, "0};\n");
+  fprintf(h->f, "static const int cu_nweight = %d;\n", nw);
+  fprintf(h->f, "/* tensors: name, dtype (0 f32, 1 f16, 2 bf16, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
+  fprintf(h->f, "typedef struct { const char *name; int dtype, rank, node; } CuT;\nstatic const CuT cu_inputs[] = {");
+  for (int k = 0; k < nin; k++) {
+    const IrNode *n = &f->nodes[ids[k]];
+    fprintf(h->f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, ids[k]);
+  }
+  fprintf(h->f, "{0, 0, 0, 0}};\nstatic const CuT cu_weights[] = {");
+  for (int k = 0; k < nw; k++) {
+    const IrNode *n = &f->nodes[wids[k]];
+    fprintf(h->f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, wids[k]);
+  }
+  fprintf(h->f, "{0, 0, 0, 0}};\nstatic const CuT cu_outputs[] = {");
+  for (int k = 0; k < g->noutput; k++) {
+    const IrNode *n = &f->nodes[g->outputs[k].node];
+    fprintf(h->f, "{\"%s\", %d, %d, %d}, ", g->outputs[k].name, n->type.dt, n->type.rank, g->outputs[k].node);
+  }
+  fprintf(h->f, "{0, 0, 0, 0}};\n");
+  /* the shapes of the interface's tensors (cu_shape) and of every value (cu_shapes) */
+  char dim[512];
+  fprintf(h->f, "/* shape of main-function node id for the dims in sym */\n"
+                "static void cu_shape(int id, const i64 *sym, i64 *shape) {\n  switch (id) {\n");
+  bool *seen = calloc((size_t)f->n + 1, 1); /* an output may be an input, or several outputs */
+  if (!seen) ir_bug("out of memory");
+  for (int k = 0; k < nin + g->noutput + nw; k++) {
+    int id = k < nin ? ids[k] : k < nin + nw ? wids[k - nin] : g->outputs[k - nin - nw].node;
+    const IrNode *n = &f->nodes[id];
+    if (seen[id]) continue;
+    seen[id] = true;
+    fprintf(h->f, "  case %d:", id);
+    for (int d = 0; d < n->type.rank; d++) {
+      dim_c(n->type.dim[d], dim, sizeof dim);
+      fprintf(h->f, " shape[%d] = %s;", d, dim);
+    }
+    fprintf(h->f, " break;\n");
+  }
+  free(seen);
+  fprintf(h->f, "  }\n  (void)sym;\n}\n\n");
+  fprintf(h->f, "/* the shapes of every value for the dims in sym */\nstatic void cu_shapes(CuV *V, const i64 *sym) {\n  (void)sym;\n");
+  for (int i = 0; i < f->n; i++) {
+    const IrNode *n = &f->nodes[i];
+    fprintf(h->f, "  V[%d].rank = %d;", i, n->type.rank);
+    for (int d = 0; d < n->type.rank; d++) {
+      dim_c(n->type.dim[d], dim, sizeof dim);
+      fprintf(h->f, " V[%d].shape[%d] = %s;", i, d, dim);
+    }
+    fprintf(h->f, "\n");
+  }
+  fprintf(h->f, "}\n\n");
+}
+
+/* The emulation's entries of kernel k: k<name> and its variants. */
+static void emu_entries(const Host *h, const CgKernel *k, bool table) {
+  CuAttnPlan ap;
+  const char *variants = "";
+  if (k->kind == CG_K_ATTENTION && (cu_attn_plan(h->g, k->node, &ap), ap.tc)) variants = "gc"; /* generic, split-KV combine */
+  if (k->kind == CG_K_MATMUL && cu_mm_tc(h->p, k->node)) variants = "gn";                       /* SIMT, B along N */
+  for (int v = -1; v < (int)strlen(variants); v++) {
+    char name[40];
+    snprintf(name, sizeof name, "k%s%.1s", k->name, v >= 0 ? variants + v : "");
+    if (table) fprintf(h->f, "  {\"%s\", emu_%s},\n", name, name);
+    else fprintf(h->f, "static void emu_%s(void *p) { %s(*(struct A%s *)p); }\n", name, name, k->name);
+  }
+}
+
+char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
+  const IrGraph *g = p->g;
+  const IrFunc *f = &g->funcs[0];
+  Host h = {p, g, NULL, false, diag};
   char *buf = NULL;
   size_t len = 0;
   h.f = open_memstream(&buf, &len);
+  if (!h.f) ir_bug("out of memory");
   fprintf(h.f,
           "/* generated by attnc: host side of the CUDA kernels (see codegen/cuda/cuda_host.c) */\n"
           "typedef struct {\n"
@@ -335,76 +316,65 @@ char *cu_emit_host(const IrGraph *g, IrDiag *diag) {
           "typedef struct { char *p; int rank; i64 shape[8], st[8]; } CuV;\n"
           "static i64 cu_numel(const CuV *v) { i64 n = 1; for (int d = 0; d < v->rank; d++) n *= v->shape[d]; return n; }\n"
           "static void cu_dense(CuV *v) { i64 s = 1; for (int d = v->rank - 1; d >= 0; d--) v->st[d] = s, s *= v->shape[d]; }\n"
-          "static unsigned cu_grid1(i64 n) { i64 g = (n + 255) / 256; return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g); }\n\n");
-  /* the interface */
-  int nin, nw;
-  const int *ids = ir_graph_inputs(g, &nin), *wids = ir_graph_weights(g, &nw);
-  fprintf(h.f, "static const int cu_nsym = %d, cu_ninput = %d, cu_noutput = %d;\n", g->nsym, nin, g->noutput);
-  fprintf(h.f, "static const char *const cu_syms[] = {");
-  for (int s = 0; s < g->nsym; s++) fprintf(h.f, "\"%s\", ", g->syms[s]);
-  fprintf(h.f, "0};\n");
-  fprintf(h.f, "static const int cu_nweight = %d;\n", nw);
-  fprintf(h.f, "/* tensors: name, dtype (0 f32, 1 f16, 2 bf16, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
-  fprintf(h.f, "typedef struct { const char *name; int dtype, rank, node; } CuT;\nstatic const CuT cu_inputs[] = {");
-  for (int k = 0; k < nin; k++) {
-    const IrNode *n = &f->nodes[ids[k]];
-    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, ids[k]);
-  }
-  fprintf(h.f, "{0, 0, 0, 0}};\nstatic const CuT cu_weights[] = {");
-  for (int k = 0; k < nw; k++) {
-    const IrNode *n = &f->nodes[wids[k]];
-    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, wids[k]);
-  }
-  fprintf(h.f, "{0, 0, 0, 0}};\nstatic const CuT cu_outputs[] = {");
-  for (int k = 0; k < g->noutput; k++) {
-    const IrNode *n = &f->nodes[g->outputs[k].node];
-    fprintf(h.f, "{\"%s\", %d, %d, %d}, ", g->outputs[k].name, n->type.dt, n->type.rank, g->outputs[k].node);
-  }
-  fprintf(h.f, "{0, 0, 0, 0}};\n");
-  fprintf(h.f, "/* shape of main-function node id for the dims in sym */\nstatic void cu_shape(int id, const i64 *sym, i64 *shape) {\n  switch (id) {\n");
-  for (int k = 0; k < nin + g->noutput + nw; k++) {
-    int id = k < nin ? ids[k] : k < nin + nw ? wids[k - nin] : g->outputs[k - nin - nw].node;
-    const IrNode *n = &f->nodes[id];
-    fprintf(h.f, "  case %d:", id);
-    for (int d = 0; d < n->type.rank; d++) {
-      char dim[256];
-      dim_c(g, n->type.dim[d], dim, sizeof dim);
-      fprintf(h.f, " shape[%d] = %s;", d, dim);
-    }
-    fprintf(h.f, " break;\n");
-  }
-  fprintf(h.f, "  }\n  (void)sym;\n}\n\n");
+          "static unsigned cu_grid1(i64 n) { i64 g = (n + 255) / 256; return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g); }\n"
+          "/* a * b, or -1 when it overflows (or either is negative) */\n"
+          "static i64 cu_mul(i64 a, i64 b) { i64 r; return a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) ? -1 : r; }\n"
+          "/* bytes of a value of esz-byte elements, or -1 */\n"
+          "static i64 cu_bytes(const CuV *v, i64 esz) { i64 n = esz; for (int d = 0; d < v->rank; d++) n = cu_mul(n, v->shape[d]); return n; }\n"
+          "/* slot s of the workspace at least b bytes (-1 poisons it) */\n"
+          "static void cu_need(i64 *sz, int s, i64 b) { if (b < 0 || sz[s] < 0) sz[s] = -1; else if (b > sz[s]) sz[s] = b; }\n\n");
+  interface(&h);
+  int nslots = p->nslots, natt = 0;
+  for (int k = 0; k < p->nk; k++) natt += p->k[k].kind == CG_K_ATTENTION;
   fprintf(h.f, "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out) {\n"
-               "  CuV V[%d];\n  void *allocs[%d];\n  int nalloc = 0, rc = 0;\n  memset(V, 0, sizeof V);\n  (void)in, (void)w, (void)out, (void)sym;\n",
-          f->n + 1, 3 * f->n + 1);
-  for (int i = 0; i < f->n; i++) /* fold-se column sums (declared before any goto) */
-    if (f->nodes[i].op == IR_MATMUL && cu_fold_of(g, i) >= 0) fprintf(h.f, "  float *part%d = NULL;\n", i);
+               "  int rc = 0, nalloc = 0;\n"
+               "  char *ws = NULL;\n"
+               "  CuV *V = (CuV *)calloc(%d, sizeof(CuV));\n"
+               "  void **allocs = (void **)calloc(%d, sizeof(void *));  /* split-KV partials */\n"
+               "  i64 *off = (i64 *)calloc(%d, sizeof(i64)), *sz = (i64 *)calloc(%d, sizeof(i64)), total = 0;\n"
+               "  (void)in, (void)w, (void)out;\n"
+               "  if (!V || !allocs || !off || !sz) {\n    rc = -2;\n    goto done;\n  }\n"
+               "  cu_shapes(V, sym);\n"
+               "  /* the workspace: each slot as large as its largest occupant (the plan's slots, shared by liveness) */\n",
+          f->n + 1, 2 * natt + 1, nslots + 1, nslots + 1);
+  for (int i = 0; i < f->n; i++) {
+    const CgNodePlan *v = &p->node[i];
+    if (v->slot >= 0) fprintf(h.f, "  cu_need(sz, %d, cu_bytes(&V[%d], %d));\n", v->slot, i, esz(f->nodes[i].type.dt));
+    if (v->aux_slot >= 0) { /* fold-se: one row of column sums per block of rows of the matmul */
+      int mm = v->fold_src, mr = f->nodes[mm].type.rank, bm, bn, bk;
+      cu_mm_plan(g, mm, &bm, &bn, &bk);
+      fprintf(h.f, "  cu_need(sz, %d, cu_mul(cu_mul(cu_mul(cu_numel(&V[%d]) / (V[%d].shape[%d] * V[%d].shape[%d]), "
+                   "(V[%d].shape[%d] + %d) / %d), V[%d].shape[%d]), 4));\n",
+              v->aux_slot, mm, mm, mr - 2, mm, mr - 1, mm, mr - 2, bm - 1, bm, mm, mr - 1);
+    }
+  }
+  fprintf(h.f, "  for (int s = 0; s < %d; s++) {\n"
+               "    off[s] = total;\n"
+               "    if (sz[s] < 0 || sz[s] > ((i64)1 << 62) || (total += (sz[s] + 255) / 256 * 256) > ((i64)1 << 62)) {\n"
+               "      cu_fail_msg = \"the workspace size overflows 64 bits\";\n      rc = -7;\n      goto done;\n    }\n"
+               "  }\n"
+               "  if (total && !(ws = (char *)ops->alloc(ctx, (size_t)total))) {\n    rc = -2;\n    goto done;\n  }\n",
+          nslots);
   int wi = 0;
   for (int i = 0; i < f->n && !h.failed; i++) node(&h, i, &wi);
-  fprintf(h.f, "done:\n  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n  return rc;\n}\n");
+  for (int k = 0; k < p->nk; k++) /* outputs not written in place */
+    if (p->k[k].kind == CG_K_OUTPUT) {
+      fprintf(h.f, "  /* output '%s' */\n", g->outputs[p->k[k].out].name);
+      fill(&h, &p->k[k]);
+      launch(&h, &p->k[k], "cu_grid1(a.n), 1, 1", "256, 0");
+    }
+  fprintf(h.f, "done:\n"
+               "  if (ws) ops->free(ctx, ws);\n"
+               "  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n"
+               "  free(V);\n  free(allocs);\n  free(off);\n  free(sz);\n"
+               "  return rc;\n}\n");
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
-  char *tc = calloc((size_t)f->n + 1, 1); /* 1: tensor-core attention, 2: tensor-core matmul */
-  for (int i = 0; i < f->n; i++) {
-    CuAttnPlan p;
-    if (f->nodes[i].op == IR_ATTENTION && ir_is_kernel(g, i)) cu_attn_plan(g, i, &p), tc[i] = p.tc;
-    if (f->nodes[i].op == IR_MATMUL && ir_is_kernel(g, i) && cu_mm_tc(g, i)) tc[i] = 2;
-    if (tc[i] == 1) fprintf(h.f, "static void emu_k%dc(void *p) { k%dc(*(struct A%d *)p); }\n", i, i, i);
-    if (has_kernel(&h, i)) fprintf(h.f, "static void emu_k%d(void *p) { k%d(*(struct A%d *)p); }\n", i, i, i);
-    if (tc[i]) fprintf(h.f, "static void emu_k%dg(void *p) { k%dg(*(struct A%d *)p); }\n", i, i, i);
-    if (tc[i] == 2) fprintf(h.f, "static void emu_k%dn(void *p) { k%dn(*(struct A%d *)p); }\n", i, i, i);
-  }
+  for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], false);
   fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
-  for (int i = 0; i < f->n; i++) {
-    if (has_kernel(&h, i)) fprintf(h.f, "  {\"k%d\", emu_k%d},\n", i, i);
-    if (tc[i]) fprintf(h.f, "  {\"k%dg\", emu_k%dg},\n", i, i);
-    if (tc[i] == 2) fprintf(h.f, "  {\"k%dn\", emu_k%dn},\n", i, i);
-    if (tc[i] == 1) fprintf(h.f, "  {\"k%dc\", emu_k%dc},\n", i, i);
-  }
-  free(tc);
+  for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], true);
   fprintf(h.f, "  {0, 0}};\n#endif\n");
   fclose(h.f);
-  free(h.v);
   if (h.failed) {
     free(buf);
     return NULL;
@@ -420,8 +390,10 @@ static void bytes(FILE *f, const char *name, const void *p, size_t n, bool nul) 
   fprintf(f, "%s};\n", nul ? "0" : "");
 }
 
-char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, const char *host, const void *ptx,
-                      size_t ptxlen, const void *c80, size_t n80, const void *c90, size_t n90) {
+char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
+                      const void *c90, size_t n90) {
+  const IrGraph *g = p->g;
+  const char *ident = cg_model_ident(g);
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
@@ -452,13 +424,7 @@ char *cu_emit_library(const IrGraph *g, const char *ident, const char *src, cons
           "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\nunsigned rt_cuda_sm_count(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
-  /* the one-line struct declarations of the kernel source */
-  for (const char *p = src; *p;) {
-    size_t l = strcspn(p, "\n");
-    if (!strncmp(p, "struct A", 8)) fprintf(f, "%.*s\n", (int)l, p);
-    p += l;
-    if (*p) p++;
-  }
+  for (int k = 0; k < p->nk; k++) cu_struct(p, &p->k[k], f); /* from the plan, as the kernels declare them */
   fprintf(f, "\n%s\n", host);
   bytes(f, "cu_ptx", ptx, ptxlen, true);
   bytes(f, "cu_cubin80", c80, n80, false);

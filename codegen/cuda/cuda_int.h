@@ -1,13 +1,15 @@
-/* cuda_int.h - what the CUDA backend's source generators share (private to
+/* cuda_int.h - what the CUDA backend's files share (private to
  * codegen/cuda/): the emitter state, storage types, loads and stores of
- * f16/bf16, body emission, and the attention plan that the kernel
- * generator (cuda_attn.c) and the host launcher (cuda_host.c) agree on. */
+ * f16/bf16, body emission, parameter structs from the plan, the tile
+ * rules, and the attention plan that the kernel generator (cuda_attn.c)
+ * and the host launcher (cuda_host.c) agree on. */
 #ifndef CG_CUDA_INT_H
 #define CG_CUDA_INT_H
 #include <stdio.h>
 #include "cuda.h"
 
 typedef struct {
+  const CgPlan *p;
   const IrGraph *g;
   IrDiag *diag;
   FILE *f;
@@ -15,7 +17,7 @@ typedef struct {
   bool tc_prelude; /* the tensor-core helpers were emitted */
 } Cu;
 
-void cu_fail(Cu *c, const IrNode *n, const char *fmt, ...);
+void cu_fail(Cu *c, const IrNode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* storage type of a dtype on the device ("float", "h16", "int", "u8") and
  * the type it is computed in ("float", "int", "bool") */
 const char *cu_ctype(rt_dtype t);
@@ -27,10 +29,26 @@ const char *cu_st(rt_dtype t, const char *v, char *buf, size_t n);
 /* `vtype tK = ...;` for every node of a body; the yielded value's name in res */
 void cu_emit_body(Cu *c, int body, const char *const *pname, const char *const *iname, const char *pfx, char *res,
                   size_t reslen);
-/* The output main-function node i is (the last, if several), or -1. */
-int cu_output_of(const IrGraph *g, int i);
 /* `// %N = op : type (file:line)`: how NVRTC errors find their IR node */
 void cu_comment(Cu *c, int id);
+/* The C declaration of a parameter, e.g. "const h16 *q" or "i64 os[4]". */
+void cu_param_decl(const CgPlan *p, const CgParam *q, FILE *f);
+/* `struct A<name> { ... };` of kernel k: its plan parameters, one line. */
+void cu_struct(const CgPlan *p, const CgKernel *k, FILE *f);
+/* Names from operand indices (malloc'd arrays of n names printed from fmt
+ * with the index, e.g. "p%d"), freed by cu_names_free. */
+char **cu_names(const char *fmt, int n, int first);
+void cu_names_free(char **names, int n);
+
+/* Tile rules (cuda_tile.c).  Does attention node n run on the tensor-core
+ * kernel?  f16/bf16 Q, K, V of one dtype, constant head sizes (*e, *ev)
+ * that are multiples of 16 up to 128. */
+bool cu_attn_mma(const IrGraph *g, const IrNode *n, int64_t *e, int64_t *ev);
+/* Bytes of shared memory of the tensor-core attention block. */
+int64_t cu_attn_smem(int64_t e, int64_t ev, int64_t warps, int64_t mt, int64_t bk, int64_t stages);
+/* The tiles the kernels take. */
+bool cu_attn_tile_ok(int64_t warps, int64_t mt, int64_t bk, int64_t stages);
+bool cu_mm_tile_ok(int64_t bm, int64_t bn, int64_t bk);
 
 /* How an attention node runs on the GPU.  tc: the tensor-core kernel k<N>
  * (f16/bf16 Q, K, V of one dtype, head sizes multiples of 16 up to 128),
@@ -52,11 +70,6 @@ void cu_attn_plan(const IrGraph *g, int id, CuAttnPlan *p);
 /* A matmul's tile: gtile=[BM, BN, BK] or 64 x 64 x 16; false if gtile is
  * not one the kernel takes. */
 bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk);
-/* The fold=true sum/mean (fold-se) that reads matmul id, or -1: the
- * matmul kernel then also writes per-block column sums for it; and the
- * other way round, the matmul a folded sum/mean id reads, or -1. */
-int cu_fold_of(const IrGraph *g, int id);
-int cu_fold_src(const IrGraph *g, int id);
 /* The tensor-core helpers (mma, ldmatrix, cp.async wrappers), emitted
  * once per source before the first kernel that uses them. */
 void cu_tc_prelude(Cu *c);
@@ -67,9 +80,26 @@ void cu_mm_epilogue(Cu *c, int id, const char *acc, char *res, size_t reslen);
  * dtype, no fold-se)?  Then k<N> (B contiguous along K: x @ W^T), k<N>n (B
  * contiguous along N) and the SIMT kernel k<N>g, chosen at run time by
  * the operands' strides and alignment. */
-bool cu_mm_tc(const IrGraph *g, int id);
+bool cu_mm_tc(const CgPlan *p, int id);
 void cu_matmul_tc(Cu *c, int id, bool b_nmajor);
 #define CU_MM_TC_SMEM (3 * (128 * 40 + 128 * 40) * 2) /* 3 stages of A and B tiles */
-/* both attention kernels of node id */
-void cu_attention(Cu *c, int id);
+/* both attention kernels of node id (struct A<id> included) */
+void cu_attention(Cu *c, const CgKernel *k);
+
+/* The kernels' CUDA C (malloc'd), or NULL after a diagnostic naming the
+ * node it cannot lower.  Kernel k<name> computes plan kernel <name>; each
+ * takes `struct A<name>` by value. */
+char *cu_emit_source(const CgPlan *p, IrDiag *diag);
+/* The host side (C): cu_run(), which binds every value's pointer, shape
+ * and strides, places kernel results in the workspace slots of the plan,
+ * fills each kernel's struct from the plan's parameter list and launches
+ * the kernels in order through a CuOps table (the GPU runtime, or the CPU
+ * emulation of the tests).  Include after the structs (the CUDA C source). */
+char *cu_emit_host(const CgPlan *p, IrDiag *diag);
+/* The C file of a CUDA library's GPU part: the structs, the host launcher
+ * `host`, the images (PTX NUL-terminated), and IDENT__cuda_probe /
+ * IDENT__cuda_run / IDENT__cuda_release for the descriptor (rt_model.h)
+ * over runtime/rt_cuda.c. */
+char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
+                      const void *c90, size_t n90);
 #endif

@@ -5,6 +5,8 @@
  *
  *   g++ -std=c++17 -DATTNC_HOST_LAUNCHER -DATTNC_EMU -DMODEL_CU='"model.cu"' harness.cpp -lpthread
  *   ./a.out OUTDIR SEED NAME=SIZE...      (every dim of the model) */
+#include <string>
+#include <vector>
 #include "emu.h"
 typedef long long i64;
 typedef unsigned char u8;
@@ -59,7 +61,7 @@ static void to_device(int dt, float *f, void *dst, i64 n) {
 static const char *npy_descr(int dt) { return dt == 3 ? "<i4" : dt == 4 ? "|b1" : "<f4"; }
 
 static void write_npy(const char *path, int dt, int rank, const i64 *shape, const void *data, i64 n) {
-  char hdr[256], sh[128] = "";
+  char hdr[512], sh[256] = "";
   size_t l = 0;
   for (int d = 0; d < rank; d++) l += snprintf(sh + l, sizeof sh - l, "%lld%s", shape[d], rank == 1 ? "," : d + 1 < rank ? ", " : "");
   int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", npy_descr(dt), sh);
@@ -79,7 +81,7 @@ int main(int argc, char **argv) {
   if (argc < 3) return 2;
   const char *dir = argv[1];
   rng = strtoull(argv[2], NULL, 10) * 0x9E3779B97F4A7C15ull + 7;
-  i64 sym[64] = {0};
+  std::vector<i64> sym(cu_nsym + 1, 0);
   for (int a = 3; a < argc; a++) {
     char *eq = strchr(argv[a], '=');
     if (!eq) return 2;
@@ -91,11 +93,12 @@ int main(int argc, char **argv) {
       fprintf(stderr, "dim %s not given\n", cu_syms[s]);
       return 2;
     }
-  void *in[64], *w[256], *out[64];
-  char path[1024];
+  /* sized by the model: any number of inputs, weights and outputs */
+  std::vector<void *> in(cu_ninput + 1), w(cu_nweight + 1), out(cu_noutput + 1);
+  char path[4096];
   for (int k = 0; k < cu_ninput; k++) {
     i64 shape[8], n = 1;
-    cu_shape(cu_inputs[k].node, sym, shape);
+    cu_shape(cu_inputs[k].node, sym.data(), shape);
     for (int d = 0; d < cu_inputs[k].rank; d++) n *= shape[d];
     int dt = cu_inputs[k].dtype;
     in[k] = malloc((size_t)(n ? n : 1) * 4);
@@ -124,14 +127,13 @@ int main(int argc, char **argv) {
   /* weights: random, into one safetensors file */
   snprintf(path, sizeof path, "%s/weights.safetensors", dir);
   FILE *st = fopen(path, "wb");
-  char header[65536];
-  size_t hl = (size_t)snprintf(header, sizeof header, "{");
+  std::string header = "{";
   i64 off = 0;
-  i64 wn[256];
-  float *wf[256];
+  std::vector<i64> wn(cu_nweight + 1);
+  std::vector<float *> wf(cu_nweight + 1);
   for (int k = 0; k < cu_nweight; k++) {
     i64 shape[8], n = 1;
-    cu_shape(cu_weights[k].node, sym, shape);
+    cu_shape(cu_weights[k].node, sym.data(), shape);
     for (int d = 0; d < cu_weights[k].rank; d++) n *= shape[d];
     wn[k] = n;
     double a = cu_weights[k].rank >= 2 ? sqrt(3.0 / (double)shape[cu_weights[k].rank - 1]) : 1.0;
@@ -139,23 +141,23 @@ int main(int argc, char **argv) {
     wf[k] = (float *)malloc((size_t)(n ? n : 1) * 4);
     for (i64 i = 0; i < n; i++) wf[k][i] = (float)(a * (2 * urand() - 1));
     to_device(cu_weights[k].dtype, wf[k], w[k], n);
-    hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", k ? "," : "",
-                           cu_weights[k].name); /* f32 values, exact in the weight's dtype */
-    for (int d = 0; d < cu_weights[k].rank; d++) hl += (size_t)snprintf(header + hl, sizeof header - hl, "%s%lld", d ? "," : "", shape[d]);
-    hl += (size_t)snprintf(header + hl, sizeof header - hl, "],\"data_offsets\":[%lld,%lld]}", off, off + n * 4);
-    off += n * 4;
+    header += std::string(k ? "," : "") + "\"" + cu_weights[k].name + "\":{\"dtype\":\"F32\",\"shape\":[";
+    for (int d = 0; d < cu_weights[k].rank; d++) header += (d ? "," : "") + std::to_string(shape[d]);
+    header += "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + n * 4) + "]}";
+    off += n * 4; /* f32 values, exact in the weight's dtype */
   }
-  hl += (size_t)snprintf(header + hl, sizeof header - hl, "}");
-  while (hl % 8) header[hl++] = ' ';
-  uint64_t hl64 = hl;
+  header += "}";
+  while (header.size() % 8) header += ' ';
+  uint64_t hl64 = header.size();
   fwrite(&hl64, 8, 1, st);
-  fwrite(header, 1, hl, st);
+  fwrite(header.data(), 1, header.size(), st);
   for (int k = 0; k < cu_nweight; k++) fwrite(wf[k], 4, (size_t)wn[k], st);
   fclose(st);
-  i64 oshape[64][8], on[64];
+  std::vector<std::vector<i64>> oshape(cu_noutput + 1, std::vector<i64>(8));
+  std::vector<i64> on(cu_noutput + 1);
   for (int k = 0; k < cu_noutput; k++) {
     on[k] = 1;
-    cu_shape(cu_outputs[k].node, sym, oshape[k]);
+    cu_shape(cu_outputs[k].node, sym.data(), oshape[k].data());
     for (int d = 0; d < cu_outputs[k].rank; d++) on[k] *= oshape[k][d];
     out[k] = malloc((size_t)(on[k] ? on[k] : 1) * 4);
     for (i64 i = 0; i < on[k]; i++) { /* unwritten elements show */
@@ -164,7 +166,7 @@ int main(int argc, char **argv) {
     }
   }
   CuOps ops = {h_alloc, h_free, h_launch, h_copy, h_smem, h_sms};
-  int rc = cu_run(&ops, NULL, sym, in, w, out);
+  int rc = cu_run(&ops, NULL, sym.data(), in.data(), w.data(), out.data());
   if (rc) {
     fprintf(stderr, "cu_run failed: %d\n", rc);
     return 1;
@@ -175,10 +177,10 @@ int main(int argc, char **argv) {
     if (dt == 1 || dt == 2) { /* written as f32 */
       float *f32 = (float *)malloc((size_t)(on[k] ? on[k] : 1) * 4);
       for (i64 i = 0; i < on[k]; i++) f32[i] = dt == 1 ? a_h2f(((h16 *)out[k])[i]) : a_bf2f(((h16 *)out[k])[i]);
-      write_npy(path, 0, cu_outputs[k].rank, oshape[k], f32, on[k]);
+      write_npy(path, 0, cu_outputs[k].rank, oshape[k].data(), f32, on[k]);
       free(f32);
     } else {
-      write_npy(path, dt, cu_outputs[k].rank, oshape[k], out[k], on[k]);
+      write_npy(path, dt, cu_outputs[k].rank, oshape[k].data(), out[k], on[k]);
     }
   }
   return 0;

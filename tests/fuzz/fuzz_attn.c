@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "frontend.h"
+#include "cuda.h" /* the GPU tiler */
 #include "pass.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -19,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   IrGraph *g = fe_compile(arena, diag, "fuzz.attn", text, NULL, 0);
   if (g) {
     if (!ir_verify(g, diag, "lowering")) abort(); /* the front end must emit valid IR */
-    static const PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64,
-                                 90, 228 << 10, 99 << 10, 232}; /* with the GPU tiles */
+    PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64, NULL};
+    t.gpu = cu_tiler(90); /* with the GPU tiles */
     PassOptions opt = {.opt_level = 1, .diag = diag, .dump = null, .target = &t};
     if (!pass_pipeline(g, &opt)) abort();
     ir_print(g, null);

@@ -79,6 +79,14 @@ check window_abs $M/window_abs.attn "" "B=1 T=37 S=37"
 check gqa_mask $M/gqa_mask.attn "" "B=2 T=11 S=19"
 check primitive_norms $M/primitive_norms.attn "" "B=2 T=7"
 check epilogues $M/epilogues.attn "" "B=2 M=13 N=33"
+# capacities: a fused loop of 65 operands (past the 64 the generators once
+# had room for); 2,000 weights, 300 inputs and 300 outputs (the host once
+# crashed from 128 weights, and mixed inputs up with weights past 128); 48
+# encoder layers
+check fused65 $M/fused65.ir "" "B=5"
+python3 tests/scripts/wide_model.py 300 300 2000 >"$TMP/wide.attn"
+check wide "$TMP/wide.attn" "" "B=2"
+check encoder48 examples/encoder.attn "-D D=16 -D H=2 -D F=24 -D L=48" "B=1 T=3"
 # f16 / bf16, stored as such on the device (tensor-core attention).  The
 # oracle rounds every node to the dtype, the kernels round what they store;
 # tolerance: a few units in the last place of the dtype (bf16 2^-8, f16 2^-11)

@@ -118,4 +118,34 @@ with attnc.Model(sys.argv[1], device=0) as m:   # fell back to the CPU: no devic
 PY
   ); then ok "python: cpu,cuda falls back; cuda-only: $out"; else bad "python: $out"; fi
 fi
+# capacities: 2,000 weights, 300 inputs and 300 outputs; 48 encoder layers.
+# Each becomes a library that loads and lists every input, output and
+# weight in its header, and its CUDA C compiles with NVRTC (PTX; a full
+# CUDA library of them embeds three images of 300-400 kernels: minutes of
+# NVRTC, too slow for the suite).  Their kernels run on the emulation in
+# cuda_emu.sh, their numbers through the JIT in unit.test_codegen.
+python3 tests/scripts/wide_model.py 300 300 2000 >"$TMP/wide.attn"
+for m in "wide|$TMP/wide.attn||300 300 2000" "enc48|examples/encoder.attn|-D D=16 -D H=2 -D F=24 -D L=48|1 1 576"; do
+  IFS='|' read -r name src defs want <<<"$m"
+  if ! "$ATTNC" "$src" $defs -o "$TMP/$name.so" 2>"$TMP/err"; then
+    bad "$name: the library: $(head -3 "$TMP/err")"
+    continue
+  fi
+  got="$(grep -c '^ \*   input ' "$TMP/$name.h") $(grep -c '^ \*   output ' "$TMP/$name.h") $(grep -c '^ \*   weight ' "$TMP/$name.h")"
+  [ "$got" = "$want" ] && ok "$name: the header lists $got inputs, outputs and weights" ||
+    bad "$name: the header lists $got inputs, outputs and weights; want $want"
+  if "$PY" -c "import numpy" 2>/dev/null; then
+    if PYTHONPATH=python "$PY" -c "import sys, attnc; m = attnc.Model(sys.argv[1]); print(len(m.inputs), len(m.outputs))" \
+      "$TMP/$name.so" >"$TMP/out" 2>&1; then
+      ok "$name: the library loads: $(cat "$TMP/out") inputs and outputs"
+    else
+      bad "$name: $(head -3 "$TMP/out")"
+    fi
+  fi
+  if "$ATTNC" "$src" $defs --target=cuda --emit=ptx -o "$TMP/$name.ptx" 2>"$TMP/err"; then
+    ok "$name: NVRTC compiles its $(grep -c '^.visible .entry' "$TMP/$name.ptx") kernels"
+  else
+    bad "$name: --emit=ptx: $(head -3 "$TMP/err")"
+  fi
+done
 finish

@@ -1,6 +1,6 @@
 /* test_codegen.c - differential tests of the CPU backend (codegen/cpu/):
  * every program is compiled in memory (fe_compile, pass_pipeline -O1,
- * cg_cpu_compile, ORC LLJIT), run through the generated public API
+ * cg_compile, ORC LLJIT), run through the generated public API
  * (NAME_create / bind_weight / output_shapes / run) on fresh random inputs
  * and weights, and compared with the reference interpreter (ir_interp_run,
  * float64) on the same data, run on the program AS WRITTEN (no passes): so
@@ -40,7 +40,8 @@
 #include "pass.h"
 
 #define TOL 2e-5
-#define MAXT 64 /* inputs / outputs per program */
+#define MAXT 320 /* inputs / outputs per program */
+#define MAXW 2048 /* weights per program */
 #define ELEMWISE 1 /* compare flag: also bound every element by its own magnitude */
 
 /* ---- random numbers ------------------------------------------------------ */
@@ -90,13 +91,6 @@ static void gfree(void *p, size_t bytes) {
 
 /* ---- compiling a program ----------------------------------------------------- */
 
-typedef int (*create_fn)(const attnc_options *, attnc_instance **);
-typedef void (*destroy_fn)(attnc_instance *);
-typedef int (*load_fn)(attnc_instance *, const char *);
-typedef int (*bind_fn)(attnc_instance *, const char *, const attnc_tensor *);
-typedef int (*run_fn)(attnc_instance *, const attnc_tensor *, int, attnc_tensor *, int);
-typedef const char *(*error_fn)(const attnc_instance *);
-typedef int (*describe_fn)(attnc_model_info *);
 
 typedef struct {
   char label[160];   /* program and params, for messages */
@@ -111,14 +105,11 @@ typedef struct {
   IrGraph *g;        /* optimized (fused) and compiled */
   IrGraph *g0;       /* unoptimized: what the interpreter runs */
   CgModule *m;
-  char ident[128];
-  create_fn create;
-  destroy_fn destroy;
-  load_fn load_weights;
-  bind_fn bind_weight;
-  run_fn run, output_shapes;
-  error_fn error;
-  describe_fn describe;
+  const char *ident;
+  /* the generated API, looked up in the JIT (ATTNC_ENTRIES) */
+#define API_ENTRY(name, ret, params, sig, desc, doc) ret(*name) params;
+  ATTNC_ENTRIES(API_ENTRY)
+#undef API_ENTRY
 } Model;
 
 static const char *diag_text(Model *md) {
@@ -183,7 +174,7 @@ static void model_compile(Model *md, const char *file, const char *text, const c
   PassOptions po = {.opt_level = 1, .no_fuse = g_no_fuse, .diag = md->diag, .dump = stderr};
   PassTarget pt;
   if (g_tiles) {
-    cg_cpu_pass_target(NULL, &pt);
+    cg_tile_target(NULL, &pt);
     po.target = &pt;
     po.tile_over = g_tiles;
     for (int k = 0; g_tiles[k]; k++) {
@@ -193,23 +184,23 @@ static void model_compile(Model *md, const char *file, const char *text, const c
     }
   }
   cr_assert(pass_pipeline(md->g, &po), "%s: pipeline failed:\n%s", md->label, diag_text(md));
-  md->m = cg_cpu_compile(md->g, NULL, md->diag);
+  md->m = cg_compile(md->g, NULL, md->diag);
   cr_assert_not_null(md->m, "%s: CPU backend failed:\n%s", md->label, diag_text(md));
-  cg_model_ident(md->g, md->ident, sizeof md->ident);
+  md->ident = cg_model_ident(md->g);
   struct {
     const char *suffix;
     void **slot;
   } fns[] = {
-    {"create", (void **)&md->create},       {"destroy", (void **)&md->destroy},
-    {"load_weights", (void **)&md->load_weights}, {"bind_weight", (void **)&md->bind_weight},
-    {"run", (void **)&md->run},             {"output_shapes", (void **)&md->output_shapes},
-    {"error", (void **)&md->error},         {"describe", (void **)&md->describe},
+#define API_ENTRY(name, ret, params, sig, desc, doc) {#name, (void **)&md->name},
+    ATTNC_ENTRIES(API_ENTRY)
+#undef API_ENTRY
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    char name[192], err[1024];
-    snprintf(name, sizeof name, "%s_%s", md->ident, fns[i].suffix);
+    char err[1024], *name = malloc(strlen(md->ident) + strlen(fns[i].suffix) + 2);
+    sprintf(name, "%s_%s", md->ident, fns[i].suffix);
     *fns[i].slot = cg_jit_lookup(md->m, name, err, sizeof err);
     cr_assert_not_null(*fns[i].slot, "%s: JIT lookup of %s: %s", md->label, name, err);
+    free(name);
   }
 }
 
@@ -244,7 +235,7 @@ typedef struct {
   Model *md;
   int64_t sym[IR_MAX_SYMS];
   int nin, nw, nout;
-  Tens in[MAXT], w[96];
+  Tens in[MAXT], w[MAXW];
   IrTensor ref[MAXT];
   char where[512]; /* "program -D ... [B=2 T=5] seed=N", for messages */
 } Data;
@@ -350,6 +341,7 @@ static void data_make(Data *d, Model *md, const char *dims, const char *ranges) 
     fill(d, &d->in[i], ranges, false);
   }
   ids = ir_graph_weights(md->g0, &d->nw); /* (a superset of g's: passes drop unused ones) */
+  cr_assert(d->nw <= MAXW, "%s: too many weights", md->label);
   for (int i = 0; i < d->nw; i++) {
     d->w[i] = tens_of(d, &md->g0->funcs[0].nodes[ids[i]]);
     fill(d, &d->w[i], ranges, true);
@@ -1158,6 +1150,156 @@ Test(codegen, ir_only_ops_and_wide_fused) {
   free(ir);
 }
 
+/* ---- the kernel plan ---------------------------------------------------------- */
+
+/* The plan both backends render: buffers that are live at once never share
+   a workspace slot, slots are reused (the encoder needs fewer slots than it
+   has buffers), every buffer and copy has its kernel and nothing else does,
+   and the kernels are what --emit=stats counts. */
+Test(codegen, plan_slots_and_kernels) {
+  Model md;
+  model_compile_file(&md, "examples/encoder.attn", "D=32 H=2 F=40 L=3 GELU=0");
+  CgPlan *p = cg_plan(md.g, md.diag);
+  cr_assert_not_null(p, "%s", diag_text(&md));
+  int buffers = 0;
+  for (int i = 0; i < p->n; i++) {
+    const CgNodePlan *a = &p->node[i];
+    bool computed = a->kind == CG_BUFFER || a->kind == CG_COPY;
+    cr_assert_eq(computed, a->kernel >= 0, "node %d: kind %d, kernel %d", i, a->kind, a->kernel);
+    if (a->kernel >= 0) cr_assert_eq(p->k[a->kernel].node, i);
+    if (a->slot < 0) continue;
+    buffers++;
+    for (int j = i + 1; j < p->n; j++) /* live ranges [i, last_use] */
+      if (p->node[j].slot == a->slot) cr_assert_gt(j, a->last_use, "%%%d and %%%d share slot %d while both live", i, j, a->slot);
+  }
+  cr_assert_lt(p->nslots, buffers, "%d slots for %d buffers: no reuse", p->nslots, buffers);
+  char *stats = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&stats, &len);
+  cg_plan_stats(p, f);
+  fclose(f);
+  int counted = -1;
+  cr_assert_eq(sscanf(stats, "kernels %d", &counted), 1);
+  cr_assert_eq(counted, p->nk);
+  free(stats);
+  cg_plan_free(p);
+  model_free(&md);
+}
+
+/* A reshape that only splits axes of a strided value is a view; one that
+   merges axes of a permuted value is a copy (a kernel). */
+Test(codegen, plan_reshape_views) {
+  Model md;
+  model_compile(&md, "views.attn",
+                "model views\n"
+                "dim B, T\n"
+                "input x: f32[B, T, 12]\n"
+                "output y: f32[B, T, 4, 2]\n"
+                "output z: f32[B, 3, T * 4]\n"
+                "let s = slice(x, 2, 2, 10)\n"
+                "y = reshape(s, [B, T, 4, 2]) * 2\n"
+                "z = reshape(permute(reshape(x, [B, T, 3, 4]), [0, 2, 1, 3]), [B, 3, T * 4]) + 1\n",
+                NULL);
+  CgPlan *p = cg_plan(md.g, md.diag);
+  cr_assert_not_null(p, "%s", diag_text(&md));
+  int views = 0, copies = 0;
+  for (int i = 0; i < p->n; i++)
+    if (md.g->funcs[0].nodes[i].op == IR_RESHAPE) views += p->node[i].kind == CG_VIEW, copies += p->node[i].kind == CG_COPY;
+  cr_assert_eq(copies, 1, "%d reshapes copied", copies);
+  cr_assert_geq(views, 2, "%d reshapes viewed", views);
+  cg_plan_free(p);
+  const char *dims[] = {"B=1 T=1", "B=2 T=5", NULL};
+  check_dimsets(&md, dims, NULL, TOL, 0);
+  model_free(&md);
+}
+
+/* ---- capacities: every table is sized by the model ------------------------------- */
+
+/* Lines of the generated header's comment that list a `what` ("input",
+   "output", "weight"). */
+static int header_count(const IrGraph *g, const char *what) {
+  size_t len;
+  char *h = cg_header_text(g, &len), want[32];
+  cr_assert_not_null(h);
+  snprintf(want, sizeof want, " *   %-7s ", what);
+  int n = 0;
+  for (const char *p = h; (p = strstr(p, want)); p++) n++;
+  free(h);
+  return n;
+}
+
+/* A program of nin inputs, nout outputs and nw weights, every one read:
+   output k is input k times the first weight of its share plus the rest. */
+static char *wide_program(int nin, int nout, int nw) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  fprintf(f, "model wide\ndim B\n");
+  for (int k = 0; k < nin; k++) fprintf(f, "input x%d: f32[B, 4]\n", k);
+  for (int k = 0; k < nout; k++) fprintf(f, "output y%d: f32[B, 4]\n", k);
+  for (int j = 0; j < nw; j++) fprintf(f, "weight w%d: f32[4] = \"w%d\"\n", j, j);
+  for (int k = 0; k < nout; k++) {
+    int a = (int)((int64_t)k * nw / nout), b = (int)((int64_t)(k + 1) * nw / nout);
+    fprintf(f, "y%d = x%d * w%d", k, k % nin, a);
+    for (int j = a + 1; j < b; j++) fprintf(f, " + w%d", j);
+    fprintf(f, "\n");
+  }
+  fclose(f);
+  return buf;
+}
+
+/* 2,000 weights, 300 inputs and 300 outputs (the descriptor, the header and
+   the wrappers once held 256 weights; the CUDA host 128): compiled and run
+   against the interpreter, and all listed in the header. */
+Test(codegen, many_inputs_outputs_weights) {
+  char *text = wide_program(300, 300, 2000);
+  Model md;
+  model_compile(&md, "wide.attn", text, NULL);
+  cr_assert_eq(header_count(md.g, "input"), 300);
+  cr_assert_eq(header_count(md.g, "output"), 300);
+  cr_assert_eq(header_count(md.g, "weight"), 2000);
+  const char *dims[] = {"B=1", "B=3", NULL};
+  check_dimsets(&md, dims, NULL, TOL, 0);
+  model_free(&md);
+  free(text);
+}
+
+/* The encoder with 48 layers (576 weights; 22 layers once crashed the
+   descriptor), small dims. */
+Test(codegen, encoder_48_layers) {
+  Model md;
+  model_compile_file(&md, "examples/encoder.attn", "D=16 H=2 F=24 L=48 GELU=0");
+  int nw;
+  ir_graph_weights(md.g, &nw);
+  cr_assert_gt(nw, 512);
+  cr_assert_eq(header_count(md.g, "weight"), nw);
+  const char *dims[] = {"B=2 T=5", NULL};
+  check_dimsets(&md, dims, NULL, TOL, 0);
+  model_free(&md);
+}
+
+/* A fused loop of 65 operands: the elementwise kernel's tables grow (the
+   CPU backend refused more than 64, the CUDA generator overflowed). */
+Test(codegen, fused_65_operands) {
+  char *text = read_source("tests/cuda_emu/models/fused65.ir");
+  const char *dims[] = {"B=1", "B=7", NULL};
+  check_program("fused65.ir", text, NULL, dims, NULL, TOL, 0);
+  free(text);
+}
+
+/* A model name of 3,000 characters: the API prefix (NAME_create, ...) and
+   every symbol made from it are whole. */
+Test(codegen, long_model_name) {
+  enum { N = 3000 };
+  char *text = malloc(N + 256);
+  strcpy(text, "model ");
+  memset(text + 6, 'm', N);
+  strcpy(text + 6 + N, "\ndim B\ninput x: f32[B, 4]\noutput y: f32[B, 4]\ny = x * 2 + 1\n");
+  const char *dims[] = {"B=3", NULL};
+  check_program("long_name.attn", text, NULL, dims, NULL, TOL, 0);
+  free(text);
+}
+
 /* Compile text; expect the backend to refuse it with a message containing
    `want` (or, if it compiles after all, nothing more is checked here). */
 static void expect_backend_error(const char *file, const char *text, const char *want, bool must_fail) {
@@ -1171,7 +1313,7 @@ static void expect_backend_error(const char *file, const char *text, const char 
                                           : fe_compile(arena, diag, file, text, NULL, 0);
   fflush(out);
   cr_assert_not_null(g, "%s", buf);
-  CgModule *m = cg_cpu_compile(g, NULL, diag);
+  CgModule *m = cg_compile(g, NULL, diag);
   fflush(out);
   cr_assert(!must_fail || !m, "%s: the CPU backend should refuse it", file);
   if (m) {
