@@ -8,7 +8,8 @@
  * library or an object brings its header (BASE.h, or -o with its suffix
  * replaced by .h).  Every output is staged before the model is compiled and
  * all are committed together at the end (driver.h), so a failed command
- * writes nothing.  produce() is where the backends are chosen. */
+ * writes nothing.  produce() sends each kind to the backend that writes it
+ * (cg_emit); the backends are found by name (cg_backend_find). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
