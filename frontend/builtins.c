@@ -88,9 +88,11 @@ static FeValue unary_op(FeLower *L, IrOp op, FeValue x, IrLoc loc) {
   if (fe_is_num(x)) {
     if (op == IR_ABS && x.k == V_INT && x.i < 0) return fe_fold_dims(L, '-', fe_vint(0, loc), x, loc);
     if ((op == IR_ABS || op == IR_RELU) && x.k == V_INT) return fe_vint(x.i > 0 ? x.i : 0, loc);
+    if ((op == IR_FLOOR || op == IR_CEIL || op == IR_ROUND) && x.k == V_INT) return x;
     return fe_vfloat(fe_fold_real(op, fe_num(x), 0), loc); /* as the interpreter computes it */
   }
   if (!want_tensor(L, x, ir_opinfo[op].name, "the argument")) return POISON;
+  if ((op == IR_FLOOR || op == IR_CEIL || op == IR_ROUND) && fe_vtype(L, x)->dt == RT_I32) return x; /* identity */
   return fe_emit(L, op, &x, 1, NULL, NULL, loc);
 }
 
@@ -700,6 +702,12 @@ static const FeBuiltin builtins[] = {
   {"gelu_tanh",    IR_GELU_TANH, NULL,          1, 1, ""},
   {"silu",         IR_SILU,      NULL,          1, 1, ""},
   {"abs",          IR_ABS,       NULL,          1, 1, ""},
+  {"erf",          IR_ERF,       NULL,          1, 1, ""},
+  {"sin",          IR_SIN,       NULL,          1, 1, ""},
+  {"cos",          IR_COS,       NULL,          1, 1, ""},
+  {"floor",        IR_FLOOR,     NULL,          1, 1, ""},
+  {"ceil",         IR_CEIL,      NULL,          1, 1, ""},
+  {"round",        IR_ROUND,     NULL,          1, 1, ""},
   {"gelu",         -1, b_gelu,                  1, 1, "approximate"},
   {"min",          -1, b_min,                   1, 2, "axis,keepdim"},
   {"max",          -1, b_max,                   1, 2, "axis,keepdim"},

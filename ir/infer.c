@@ -77,7 +77,8 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
     r = *t[0];
     if (n->op == IR_NOT) {
       if (r.dt != RT_BOOL) FAIL("not expects bool, got %s", rt_dtype_name(r.dt));
-    } else if (n->op != IR_NEG && n->op != IR_ABS && n->op != IR_RELU) {
+    } else if (n->op != IR_NEG && n->op != IR_ABS && n->op != IR_RELU && n->op != IR_FLOOR &&
+               n->op != IR_CEIL && n->op != IR_ROUND) {
       if (!is_float(r.dt))
         FAIL("%s expects a floating-point tensor, got %s", oi->name, rt_dtype_name(r.dt));
     } else if (r.dt == RT_BOOL) {

@@ -34,7 +34,10 @@
  * UN.  neg, not (logical), abs, exp, exp2, log, sqrt, rsqrt = 1/sqrt(x),
  * recip = 1/x, tanh, sigmoid = 1/(1+exp(-x)), relu = x<0 ? 0 : x (NaN stays
  * NaN), gelu = 0.5x(1+erf(x/sqrt 2)), gelu_tanh =
- * 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))), silu = x*sigmoid(x).
+ * 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))), silu = x*sigmoid(x), erf, sin,
+ * cos (C's, in float64: NaN for +-inf), floor, ceil, round (to the nearest
+ * integer, halves to even, as torch.round; -0 and NaN stay); floor, ceil
+ * and round of an integer are the integer.
  * cast: to bool is x != 0 (NaN -> 1); float to i32/i64 truncates toward
  * zero and saturates at the type's range, NaN -> 0 (like CUDA's
  * __float2int_rz); integer to i32 wraps; anything to a float type is the
@@ -259,6 +262,7 @@ static double ew(IrOp op, rt_dtype in, rt_dtype out, double a, double b, double 
     case IR_NEG: case IR_ABS: case IR_RELU: case IR_ADD: case IR_SUB:
     case IR_MUL: case IR_DIV: case IR_MIN: case IR_MAX: case IR_POW:
       return ew_int(op, in, to_i64(a), to_i64(b), fault);
+    case IR_FLOOR: case IR_CEIL: case IR_ROUND: return a;
     default: break;
     }
   switch (op) {
@@ -277,6 +281,12 @@ static double ew(IrOp op, rt_dtype in, rt_dtype out, double a, double b, double 
   case IR_GELU: return 0.5 * a * (1 + erf(a * SQRT1_2));
   case IR_GELU_TANH: return 0.5 * a * (1 + tanh(sqrt(2 / PI) * (a + 0.044715 * a * a * a)));
   case IR_SILU: return a * sigmoid(a);
+  case IR_ERF: return erf(a);
+  case IR_SIN: return sin(a);
+  case IR_COS: return cos(a);
+  case IR_FLOOR: return floor(a);
+  case IR_CEIL: return ceil(a);
+  case IR_ROUND: return ir_round_even(a);
   case IR_CAST: return cast(in, out, a);
   case IR_ADD: return a + b;
   case IR_SUB: return a - b;

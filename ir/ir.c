@@ -1,5 +1,6 @@
 /* ir.c - op table, symbolic dims, types and graph construction. */
 #include "ir.h"
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -418,3 +419,10 @@ static const int *graph_leaves(const IrGraph *g, IrOp op, int *n) {
 
 const int *ir_graph_inputs(const IrGraph *g, int *n) { return graph_leaves(g, IR_INPUT, n); }
 const int *ir_graph_weights(const IrGraph *g, int *n) { return graph_leaves(g, IR_WEIGHT, n); }
+
+/* Round half to even without the FPU's rounding mode (see ir.h). */
+double ir_round_even(double x) {
+  double r = floor(x), d = x - r; /* d in [0, 1); NaN for +-inf and NaN */
+  if (d > 0.5 || (d == 0.5 && fmod(r, 2) != 0)) r += 1;
+  return r == 0 ? copysign(0.0, x) : isnan(d) ? x : r;
+}

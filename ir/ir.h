@@ -205,6 +205,11 @@ void ir_attrs_init(IrAttrs *a);
 const int *ir_graph_inputs(const IrGraph *g, int *n);
 const int *ir_graph_weights(const IrGraph *g, int *n);
 
+/* x rounded to the nearest integer, halves to even (torch.round; C's
+ * nearbyint in the default rounding mode, but independent of it); -0, +-inf
+ * and NaN stay.  The meaning of the round op (interpreter, constant folding). */
+double ir_round_even(double x);
+
 /* ---- shape inference (infer.c) --------------------------------------- */
 
 /* Compute the result type of node `n` (in function f) from its operands and

@@ -81,6 +81,12 @@ enum {
   X(GELU,        "gelu",        1, UN,    0)                \
   X(GELU_TANH,   "gelu_tanh",   1, UN,    0)                \
   X(SILU,        "silu",        1, UN,    0)                \
+  X(ERF,         "erf",         1, UN,    0)                \
+  X(SIN,         "sin",         1, UN,    0)                \
+  X(COS,         "cos",         1, UN,    0)                \
+  X(FLOOR,       "floor",       1, UN,    0)                \
+  X(CEIL,        "ceil",        1, UN,    0)                \
+  X(ROUND,       "round",       1, UN,    0)                \
   X(CAST,        "cast",        1, UN,    0)                \
   X(ADD,         "add",         2, BIN,   0)                \
   X(SUB,         "sub",         2, BIN,   0)                \

@@ -124,6 +124,13 @@ LLVMValueRef cg_ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, L
   case IR_GELU: return tpl_vec(cg, "attnc_tpl_vgelu", a, NULL);
   case IR_GELU_TANH: return tpl_vec(cg, "attnc_tpl_vgelu_tanh", a, NULL);
   case IR_SILU: return tpl_vec(cg, "attnc_tpl_vsilu", a, NULL);
+  case IR_ERF: return tpl_vec(cg, "attnc_tpl_verf", a, NULL);
+  case IR_SIN: return tpl_vec(cg, "attnc_tpl_vsin", a, NULL);
+  case IR_COS: return tpl_vec(cg, "attnc_tpl_vcos", a, NULL);
+  /* vroundps / vrndscaleps: vector instructions, never libm calls */
+  case IR_FLOOR: return fl ? cg_intr(cg, "llvm.floor", &vt, 1, &a, 1) : a;
+  case IR_CEIL: return fl ? cg_intr(cg, "llvm.ceil", &vt, 1, &a, 1) : a;
+  case IR_ROUND: return fl ? cg_intr(cg, "llvm.roundeven", &vt, 1, &a, 1) : a;
   case IR_SQRT: return cg_intr(cg, "llvm.sqrt", &vt, 1, &a, 1);
   case IR_RSQRT: return LLVMBuildFDiv(cg->B, cg_const_vec(cg, RT_F32, 1), cg_intr(cg, "llvm.sqrt", &vt, 1, &a, 1), "");
   case IR_RECIP: return LLVMBuildFDiv(cg->B, cg_const_vec(cg, RT_F32, 1), a, "");

@@ -1,13 +1,10 @@
-/* rowops.c - kernel templates: vector math polynomials, softmax, norms and
- * reductions.  See rowops.h.  Compiled with -DVW=8 or -DVW=16. */
+/* rowops.c - kernel templates: the vector math entry points (vmath.h),
+ * softmax, norms and reductions.  See rowops.h.  Compiled with -DVW=8 or -DVW=16. */
 #include <stdbool.h>
 #include "rowops.h"
+#include "vmath.h"
 
 #pragma clang fp contract(fast)
-
-#ifndef VW
-#define VW 8
-#endif
 
 typedef float vf __attribute__((vector_size(VW * 4)));
 typedef int32_t vi __attribute__((vector_size(VW * 4)));
@@ -21,7 +18,6 @@ INLINE void store(float *p, vf v) { *(vfu *)p = v; }
 INLINE vf sel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 /* max that propagates NaN (as the interpreter's max and softmax do) */
 INLINE vf vmax(vf a, vf b) { return sel((a > b) | (a != a), a, b); }
-INLINE vf vabs(vf a) { return (vf)((vi)a & 0x7fffffff); }
 INLINE float hsum(vf v) {
   float s = 0;
   for (int i = 0; i < VW; i++) s += v[i];
@@ -33,122 +29,27 @@ INLINE float hmax(vf v) {
   return m;
 }
 
-/* exp(x): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-6
- * polynomial for e^r, then scale by 2^n through the exponent bits.
- * Max relative error about 2 ulp; exact 0 below -104, inf above 88.72,
- * NaN stays NaN. */
-INLINE vf exp_v(vf x) {
-  vf n = __builtin_elementwise_round(x * 1.44269504088896341f);
-  vf r = x - n * 0.693145751953125f;
-  r = r - n * 1.42860682030941723212e-6f;
-  vf p = splat(1.0f / 720);
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  /* 2^n in two steps so that n down to -149 (subnormals) works */
-  vi ni = __builtin_convertvector(__builtin_elementwise_max(__builtin_elementwise_min(n, splat(254)), splat(-254)), vi);
-  vi h = ni >> 1;
-  vf s1 = (vf)((h + 127) << 23), s2 = (vf)((ni - h + 127) << 23);
-  vf y = p * s1 * s2;
-  y = sel(x > 88.7228393554688f, splat(__builtin_inff()), y);
-  y = sel(x < -104.0f, splat(0), y);
-  return sel(x != x, x, y);
-}
-
-/* log(x): x = m 2^e with m in [sqrt(1/2), sqrt 2); log m = 2 atanh(t),
- * t = (m-1)/(m+1), odd series to t^11.  Error about 1 ulp. */
-INLINE vf log_v(vf x) {
-  /* subnormals are scaled by 2^23 into the normal range first */
-  vi sub = (x > 0.0f) & (x < 1.17549435e-38f);
-  vi bits = (vi)sel(sub, x * 8388608.0f, x);
-  vi e = ((bits >> 23) & 0xff) - 127 - (sub & 23);
-  vf m = (vf)((bits & 0x007fffff) | 0x3f800000);
-  vi big = m > 1.41421356f;
-  m = sel(big, m * 0.5f, m);
-  e = e + (big & 1);
-  vf t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-  vf p = splat(2.0f / 11);
-  p = p * t2 + 2.0f / 9;
-  p = p * t2 + 2.0f / 7;
-  p = p * t2 + 2.0f / 5;
-  p = p * t2 + 2.0f / 3;
-  p = p * t2 + 2.0f;
-  vf y = p * t + __builtin_convertvector(e, vf) * 0.693147180559945309f;
-  y = sel(x == 0.0f, splat(-__builtin_inff()), y);
-  y = sel(x < 0.0f, splat(__builtin_nanf("")), y);
-  y = sel(x == __builtin_inff(), x, y);
-  return sel(x != x, x, y);
-}
-
-/* tanh: odd Taylor series for |x| < 0.125, else 1 - 2/(e^{2|x|} + 1). */
-INLINE vf tanh_v(vf x) {
-  vf a = vabs(x);
-  vf e = exp_v(a * 2.0f);
-  vf big = 1.0f - 2.0f / (e + 1.0f);
-  vf x2 = x * x;
-  vf small = x * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315))));
-  vf y = sel((vi)x < 0, -big, big);
-  y = sel(a < 0.125f, small, y);
-  return sel(x != x, x, y);
-}
-
-/* erf: Abramowitz-Stegun 7.1.26 refined (absolute error < 1.5e-7). */
-INLINE vf erf_v(vf x) {
-  vf a = vabs(x);
-  vf t = 1.0f / (1.0f + 0.3275911f * a);
-  vf p = splat(1.061405429f);
-  p = p * t - 1.453152027f;
-  p = p * t + 1.421413741f;
-  p = p * t - 0.284496736f;
-  p = p * t + 0.254829592f;
-  vf y = 1.0f - p * t * exp_v(-a * a);
-  /* small |x|: Maclaurin series keeps the relative error small */
-  vf x2 = x * x;
-  vf s = a * (1.1283791670955126f + x2 * (-0.3761263890318375f + x2 * (0.1128379167095513f + x2 * (-0.02686617064513125f))));
-  y = sel(a < 0.25f, s, y);
-  y = sel((vi)x < 0, -y, y);
-  return sel(x != x, x, y);
-}
-
-INLINE vf sigmoid_v(vf x) { return 1.0f / (1.0f + exp_v(-x)); }
-
-void attnc_tpl_vexp(float *v) { store(v, exp_v(load(v))); }
-void attnc_tpl_vexp2(float *v) { store(v, exp_v(load(v) * 0.693147180559945309f)); }
-void attnc_tpl_vlog(float *v) { store(v, log_v(load(v))); }
-void attnc_tpl_vtanh(float *v) { store(v, tanh_v(load(v))); }
-void attnc_tpl_vsigmoid(float *v) { store(v, sigmoid_v(load(v))); }
+void attnc_tpl_vexp(float *v) { store(v, vm_exp(load(v))); }
+void attnc_tpl_vexp2(float *v) { store(v, vm_exp2(load(v))); }
+void attnc_tpl_vlog(float *v) { store(v, vm_log(load(v))); }
+void attnc_tpl_vtanh(float *v) { store(v, vm_tanh(load(v))); }
+void attnc_tpl_verf(float *v) { store(v, vm_erf(load(v))); }
+void attnc_tpl_vsin(float *v) { store(v, vm_sin(load(v))); }
+void attnc_tpl_vcos(float *v) { store(v, vm_cos(load(v))); }
+void attnc_tpl_vsigmoid(float *v) { store(v, vm_sigmoid(load(v))); }
 void attnc_tpl_vsilu(float *v) {
   vf x = load(v);
-  store(v, x * sigmoid_v(x));
+  store(v, x * vm_sigmoid(x));
 }
 void attnc_tpl_vgelu(float *v) {
   vf x = load(v);
-  store(v, 0.5f * x * (1.0f + erf_v(x * 0.70710678118654752f)));
+  store(v, 0.5f * x * (1.0f + vm_erf(x * 0.70710678118654752f)));
 }
 void attnc_tpl_vgelu_tanh(float *v) {
   vf x = load(v);
-  store(v, 0.5f * x * (1.0f + tanh_v(0.7978845608028654f * (x + 0.044715f * x * x * x))));
+  store(v, 0.5f * x * (1.0f + vm_tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))));
 }
-
-/* x ** y through exp(y log|x|), with the sign and zero cases of C pow. */
-void attnc_tpl_vpow(float *xp, const float *yp) {
-  vf x = load(xp), y = load(yp);
-  vf r = exp_v(y * log_v(vabs(x)));
-  vf yi = __builtin_elementwise_round(y);
-  vi is_int = yi == y;
-  vf half = yi * 0.5f;
-  vi odd = is_int & (__builtin_elementwise_round(half) != half);
-  vf neg = sel(odd, -r, r);
-  neg = sel(is_int, neg, splat(__builtin_nanf("")));
-  r = sel(((vi)x < 0) & (x != 0.0f), neg, r);
-  vf zero = sel(y > 0.0f, splat(0), sel(y == 0.0f, splat(1), splat(__builtin_inff())));
-  r = sel(x == 0.0f, zero, r);
-  r = sel(y == 0.0f, splat(1), r);
-  store(xp, r);
-}
+void attnc_tpl_vpow(float *xp, const float *yp) { store(xp, vm_pow(load(xp), load(yp))); }
 
 /* ---- rows ----------------------------------------------------------------- */
 
@@ -171,7 +72,7 @@ void attnc_tpl_softmax_row(const float *x, int64_t xs, float *y, int64_t ys, int
   i = 0;
   if (vec) {
     for (; i + VW <= n; i += VW) {
-      vf e = exp_v(load(x + i) - m);
+      vf e = vm_exp(load(x + i) - m);
       store(y + i, e);
       sv += e;
     }
@@ -180,7 +81,7 @@ void attnc_tpl_softmax_row(const float *x, int64_t xs, float *y, int64_t ys, int
   for (; i < n; i++) {
     float tmp[VW] = {0};
     tmp[0] = x[i * xs] - m;
-    vf e = exp_v(load(tmp));
+    vf e = vm_exp(load(tmp));
     y[i * ys] = e[0];
     s += e[0];
   }

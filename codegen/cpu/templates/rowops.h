@@ -9,11 +9,15 @@
 #define ATTNC_TPL_ROWOPS_H
 #include <stdint.h>
 
-/* Elementwise math on VW floats in place (v[0..VW)). */
+/* Elementwise math on VW floats in place (v[0..VW)); vmath.h has the
+ * algorithms and their accuracy. */
 void attnc_tpl_vexp(float *v);
 void attnc_tpl_vexp2(float *v);
 void attnc_tpl_vlog(float *v);
 void attnc_tpl_vtanh(float *v);
+void attnc_tpl_verf(float *v);
+void attnc_tpl_vsin(float *v);
+void attnc_tpl_vcos(float *v);
 void attnc_tpl_vsigmoid(float *v);
 void attnc_tpl_vgelu(float *v);      /* 0.5 x (1 + erf(x / sqrt 2)) */
 void attnc_tpl_vgelu_tanh(float *v); /* 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
