@@ -8,10 +8,15 @@
 #define FE_FRONTEND_H
 #include "ir.h"
 
+/* -D NAME=VALUE: an integer value, or a real one (is_real: real holds it,
+ * e.g. -D EPS=1e-6).  An integer param takes only an integer; a real param
+ * takes either. */
 typedef struct {
   const char *name;
   int64_t value;
   bool used;  /* set by fe_compile when the param exists */
+  bool is_real;
+  double real;
 } FeDefine;
 
 /* Returns NULL if any error was reported. */

@@ -576,7 +576,8 @@ static void exec_block(FeLower *L, AstStmt *s) {
 }
 
 /* Params are evaluated first, in order, so that types anywhere can use
- * them; -D overrides replace the defaults. */
+ * them; -D overrides replace the defaults.  A param is an integer (usable
+ * as a size) or a real (param EPS = 1e-12), by the kind of its default. */
 static void collect_params(FeLower *L, AstProgram *p, FeDefine *defs, int ndefs) {
   for (AstStmt *s = p->first; s; s = s->next) {
     if (s->kind != ST_PARAM) continue;
@@ -588,16 +589,32 @@ static void collect_params(FeLower *L, AstProgram *p, FeDefine *defs, int ndefs)
       continue;
     }
     FeValue v = fe_eval(L, s->expr);
-    if (v.k != V_INT && v.k != V_POISON) {
-      fe_err(L, s->expr->loc, "param '%s' must be a compile-time integer, got %s", n->name, fe_kind_name(v.k));
+    if (v.k != V_INT && v.k != V_FLOAT && v.k != V_POISON) {
+      fe_err(L, s->expr->loc, "param '%s' must be a compile-time number, got %s", n->name, fe_kind_name(v.k));
       v = POISON;
     }
     for (int i = 0; i < ndefs; i++)
       if (strcmp(defs[i].name, n->name) == 0) {
-        v = fe_vint(defs[i].value, n->loc);
         defs[i].used = true;
+        if (v.k == V_INT && defs[i].is_real) { /* an integer param may be a size: no reals */
+          IrLoc none = {0};
+          char r[40];
+          ir_real_str(defs[i].real, r, sizeof r);
+          fe_err(L, none, "-D %s=%s: param '%s' is an integer", defs[i].name, r, n->name);
+          ir_diag_note(L->diag, s->expr->loc, "'%s' is declared here with an integer value", n->name);
+          v = POISON;
+        } else if (v.k == V_FLOAT) {
+          v = fe_vfloat(defs[i].is_real ? defs[i].real : (double)defs[i].value, n->loc);
+        } else if (v.k == V_INT) {
+          v = fe_vint(defs[i].value, n->loc);
+        }
       }
+    if (v.k == V_FLOAT && !isfinite(v.f)) {
+      fe_err(L, s->expr->loc, "param '%s' must be finite, got %g", n->name, v.f);
+      v = POISON;
+    }
     if (v.k == V_INT) ir_graph_add_param(L->g, n->name, v.i);
+    if (v.k == V_FLOAT) ir_graph_add_real_param(L->g, n->name, v.f);
     fe_bind(L, L->global, n->name, B_PARAM, v, n->loc);
   }
   for (int i = 0; i < ndefs; i++) {

@@ -285,13 +285,25 @@ IrGraph *ir_graph_new(IrArena *arena, const char *name) {
   return g;
 }
 
-void ir_graph_add_param(IrGraph *g, const char *name, int64_t value) {
+/* Append a param record (either kind). */
+static void add_param(IrGraph *g, IrParamVal v) {
   IrParamVal *p = ir_arena_alloc(g->arena, (size_t)(g->nparam + 1) * sizeof *p);
   if (g->nparam) memcpy(p, g->params, (size_t)g->nparam * sizeof *p);
-  p[g->nparam].name = ir_arena_strdup(g->arena, name);
-  p[g->nparam].value = value;
+  v.name = ir_arena_strdup(g->arena, v.name);
+  p[g->nparam] = v;
   g->params = p;
   g->nparam++;
+}
+
+/* Record an integer param. */
+void ir_graph_add_param(IrGraph *g, const char *name, int64_t value) {
+  add_param(g, (IrParamVal){name, value, false, (double)value});
+}
+
+/* Record a real param; value holds it truncated (saturating). */
+void ir_graph_add_real_param(IrGraph *g, const char *name, double value) {
+  int64_t t = value >= 9.2e18 ? INT64_MAX : value <= -9.2e18 ? INT64_MIN : (int64_t)value;
+  add_param(g, (IrParamVal){name, t, true, value});
 }
 
 /* FNV-1a of name[0..len). */

@@ -156,7 +156,9 @@ typedef struct {
 
 typedef struct {
   const char *name;
-  int64_t value;
+  int64_t value;    /* an integer param's value (a real's, truncated) */
+  bool is_real;     /* param EPS = 1e-12: a compile-time real, not a size */
+  double real;      /* the value as a double (both kinds) */
 } IrParamVal;
 
 typedef struct {
@@ -184,6 +186,8 @@ typedef struct IrGraph {
 
 IrGraph *ir_graph_new(IrArena *arena, const char *name);
 void ir_graph_add_param(IrGraph *g, const char *name, int64_t value);
+/* A real param (finite). */
+void ir_graph_add_real_param(IrGraph *g, const char *name, double value);
 /* Returns the symbol id, adding the dim if it is new (callers check
  * IR_MAX_SYMS first and report it; beyond it is an internal error). */
 int ir_graph_add_sym(IrGraph *g, const char *name);

@@ -392,6 +392,23 @@ static bool parse_int(Parser *p, int *v) {
   return true;
 }
 
+/* The value of a number token (not consumed); finite. */
+static bool tok_real(Parser *p, const Tok *t, double *v) {
+  char buf[64];
+  if (t->len >= (int)sizeof buf) {
+    error_at(p, t, "number too long");
+    return false;
+  }
+  memcpy(buf, t->s, (size_t)t->len);
+  buf[t->len] = 0;
+  *v = strtod(buf, NULL);
+  if (isinf(*v)) {
+    error_at(p, t, "number %s is out of range", tok_desc(p, t));
+    return false;
+  }
+  return true;
+}
+
 /* ['-' | '+'] (NUM | 'inf' | 'nan'); consumes it. */
 static bool parse_f64(Parser *p, double *v) {
   bool neg = accept(p, '-');
@@ -403,18 +420,7 @@ static bool parse_f64(Parser *p, double *v) {
   } else if (tok_is(&t, "nan")) {
     x = NAN;
   } else if (t.kind == T_NUM) {
-    char buf[64];
-    if (t.len >= (int)sizeof buf) {
-      error_at(p, &t, "number too long");
-      return false;
-    }
-    memcpy(buf, t.s, (size_t)t.len);
-    buf[t.len] = 0;
-    x = strtod(buf, NULL);
-    if (isinf(x)) {
-      error_at(p, &t, "number %s is out of range", tok_desc(p, &t));
-      return false;
-    }
+    if (!tok_real(p, &t, &x)) return false;
   } else {
     error_at(p, &t, "expected a number, found %s", tok_desc(p, &t));
     return false;
@@ -473,8 +479,11 @@ static int lookup_dim(Parser *p, const Tok *t) {
   for (int i = 0; i < g->nparam; i++)
     if (strlen(g->params[i].name) == (size_t)t->len &&
         memcmp(g->params[i].name, t->s, (size_t)t->len) == 0) {
-      error_at(p, t, "'%.*s' is a param, not a dim; write its value %lld", t->len, t->s,
-               (long long)g->params[i].value);
+      if (g->params[i].is_real)
+        error_at(p, t, "'%.*s' is a real param, not a dim", t->len, t->s);
+      else
+        error_at(p, t, "'%.*s' is a param, not a dim; write its value %lld", t->len, t->s,
+                 (long long)g->params[i].value);
       return -1;
     }
   Suggest sg;
@@ -883,10 +892,11 @@ static bool parse_node(Parser *p, int fi, Scope *sc, int depth) {
   return expect_eol(p, "the node");
 }
 
-/* 'param' name '=' int */
+/* 'param' name '=' ['-'] (int | real): a real has a '.' or an exponent */
 static bool parse_param(Parser *p) {
   const char *name;
   int64_t v;
+  double r = 0;
   lex(p);
   Tok nt = p->tok;
   if (!parse_name(p, &name, "a param name")) return false;
@@ -895,9 +905,16 @@ static bool parse_param(Parser *p) {
       error_at(p, &nt, "param '%s' is declared twice", name);
       return false;
     }
-  if (!expect(p, '=', "'=' after the param name") || !parse_i64(p, &v)) return false;
+  if (!expect(p, '=', "'=' after the param name")) return false;
+  bool neg = accept(p, '-');
+  Tok t = p->tok;
+  bool real = false; /* a number token with anything but digits: '.', an exponent */
+  for (int i = 0; t.kind == T_NUM && i < t.len; i++) real |= !is_digit(t.s[i]);
+  if (real ? !tok_real(p, &t, &r) : !tok_int(p, &t, &v)) return false;
+  lex(p);
   if (!expect_eol(p, "the param")) return false;
-  ir_graph_add_param(p->g, name, v);
+  if (real) ir_graph_add_real_param(p->g, name, neg ? -r : r);
+  else ir_graph_add_param(p->g, name, neg ? -v : v);
   return true;
 }
 

@@ -60,23 +60,27 @@ static void put_name(FILE *out, const char *s) {
     put_str(out, s);
 }
 
-/* Shortest decimal that strtod reads back to exactly v; inf, -inf, nan. */
-static void put_double(FILE *out, double v) {
-  if (isnan(v)) {
-    fputs("nan", out);
-    return;
-  }
-  if (isinf(v)) {
-    fputs(v < 0 ? "-inf" : "inf", out);
+/* Shortest decimal that strtod reads back to exactly v; inf, -inf, nan
+ * (into best, at least 40 bytes). */
+static void fmt_double(char *best, size_t n, double v) {
+  if (isnan(v) || isinf(v)) {
+    snprintf(best, n, "%s", isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
     return;
   }
   /* the shortest form over all precisions: "100", not "1e+02" */
-  char best[40] = "", buf[40];
+  char buf[40];
+  best[0] = 0;
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v && (!best[0] || strlen(buf) < strlen(best))) strcpy(best, buf);
+    if (strtod(buf, NULL) == v && (!best[0] || strlen(buf) < strlen(best))) snprintf(best, n, "%s", buf);
   }
-  fputs(best, out);
+}
+
+/* v as fmt_double writes it. */
+static void put_double(FILE *out, double v) {
+  char buf[40];
+  fmt_double(buf, sizeof buf, v);
+  fputs(buf, out);
 }
 
 /* A dim via ir_dim_str, however long its names are. */
@@ -203,7 +207,13 @@ void ir_print(const IrGraph *g, FILE *out) {
   for (int i = 0; i < g->nparam; i++) {
     fputs("  param ", out);
     put_name(out, g->params[i].name);
-    fprintf(out, " = %lld\n", (long long)g->params[i].value);
+    if (g->params[i].is_real) { /* always with a '.' or an exponent, so it reads back as a real */
+      char buf[48];
+      fmt_double(buf, sizeof buf, g->params[i].real);
+      fprintf(out, " = %s%s\n", buf, strpbrk(buf, ".en") ? "" : ".0");
+    } else {
+      fprintf(out, " = %lld\n", (long long)g->params[i].value);
+    }
   }
   for (int i = 0; i < g->nsym; i++) fprintf(out, "  dim %s\n", g->syms[i]);
   if (g->nfunc > 0) put_func(out, g, 0, 2, 0);

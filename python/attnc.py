@@ -28,7 +28,7 @@ Description (read once from ``attnc_describe``; plain Python values):
     m.inputs     tuple of TensorInfo, in the model's input order
     m.outputs    tuple of TensorInfo, in output order
     m.weights    tuple of TensorInfo; ``name`` is the safetensors key
-    m.params     dict {param name: int}, the values it was compiled with
+    m.params     dict {param name: int, or float for a real param}, the values it was compiled with
     m.dims       tuple of run-time dim names, e.g. ('B', 'T')
     m.target, m.abi_version, m.path
     TensorInfo is a named tuple (name, dtype, dims, dtype_name): ``dtype`` a
@@ -117,9 +117,9 @@ import numpy as np
 
 __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 
-# 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
+# 5: real params; 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
 # choice; 1: CPU only -- all work (older libraries ignore copy_weights)
-ABI_VERSION = 4
+ABI_VERSION = 5
 MAX_RANK = 8
 
 
@@ -187,7 +187,9 @@ class _ModelInfo(ctypes.Structure):
                 ("weights", ctypes.POINTER(_TensorInfo)),
                 ("param_names", ctypes.POINTER(ctypes.c_char_p)),
                 ("param_values", ctypes.POINTER(ctypes.c_int64)),
-                ("dim_names", ctypes.POINTER(ctypes.c_char_p))]
+                ("dim_names", ctypes.POINTER(ctypes.c_char_p)),
+                ("param_reals", ctypes.POINTER(ctypes.c_double)),      # ABI 5
+                ("param_is_real", ctypes.POINTER(ctypes.c_ubyte))]
 
 
 _P = ctypes.c_void_p
@@ -348,7 +350,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version not in (1, 2, 3, ABI_VERSION):
+        if info.abi_version not in (1, 2, 3, 4, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)
@@ -361,7 +363,9 @@ class Model:
             self.inputs = tuple(_info(info.inputs[i], "input %d" % i) for i in range(info.ninputs))
             self.outputs = tuple(_info(info.outputs[i], "output %d" % i) for i in range(info.noutputs))
             self.weights = tuple(_info(info.weights[i], "weight %d" % i) for i in range(info.nweights))
-            self.params = {_text(info.param_names[i]): int(info.param_values[i]) for i in range(info.nparams)}
+            real = lambda i: info.abi_version >= 5 and info.param_is_real[i]
+            self.params = {_text(info.param_names[i]): float(info.param_reals[i]) if real(i) else int(info.param_values[i])
+                           for i in range(info.nparams)}
             self.dims = tuple(_text(info.dim_names[i]) for i in range(info.ndims))
         except ValueError as e:
             raise Error(Status.ERR_ARGUMENT, "%s: %s" % (shown, e)) from None

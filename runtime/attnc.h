@@ -99,8 +99,11 @@ typedef struct {
   int ninputs, noutputs, nweights, nparams, ndims;
   const attnc_tensor_info *inputs, *outputs, *weights;
   const char *const *param_names;
-  const int64_t *param_values;
+  const int64_t *param_values;       /* integer params (a real param's value truncated) */
   const char *const *dim_names;
+  /* ABI 5 */
+  const double *param_reals;         /* every param as a double (integers exact to 2^53) */
+  const unsigned char *param_is_real; /* 1: a real param (param EPS = 1e-12), 0: an integer */
 } attnc_model_info;
 
 /* The entry points of a generated model, one list (the generated headers,

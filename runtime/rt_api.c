@@ -437,7 +437,8 @@ static int desc_ok(const rt_model_desc *d) {
   if (d->nsym < 0 || (d->nsym > 0 && !d->syms)) return 0;
   for (int s = 0; s < d->nsym; s++)
     if (!d->syms[s]) return 0;
-  if (d->nparam < 0 || (d->nparam > 0 && (!d->param_names || !d->param_values))) return 0;
+  if (d->nparam < 0 || (d->nparam > 0 && (!d->param_names || !d->param_values || !d->param_reals || !d->param_is_real)))
+    return 0;
   return desc_tensors_ok(d, d->ninput, d->inputs, d->input_dims, 0) &&
          desc_tensors_ok(d, d->noutput, d->outputs, d->output_dims, 0) &&
          desc_tensors_ok(d, d->nweight, d->weights, d->weight_dims, 1);
@@ -461,6 +462,8 @@ int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
   info->weights = d->weights;
   info->param_names = d->param_names;
   info->param_values = d->param_values;
+  info->param_reals = d->param_reals;
+  info->param_is_real = d->param_is_real;
   info->dim_names = d->syms;
   return ATTNC_OK;
 }

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "attnc.h"
 
-#define RT_ABI_VERSION 4
+#define RT_ABI_VERSION 5
 #define RT_DIM_TERMS 4
 #define RT_DIM_FACTORS 3
 
@@ -115,7 +115,10 @@ typedef void (*rt_cuda_release_fn)(void *state);
   /* the instruction-set features the CPU code was compiled for (rt_cpu.h:     \
      LLVM's names, comma-separated, e.g. "sse3,...,avx2,fma"; NULL or "": none  \
      to check); create refuses a CPU without one of them */                     \
-  X(const char *, cpu_features, PTR)
+  X(const char *, cpu_features, PTR)                                               \
+  /* ABI 5: every param as a double, and which are reals (attnc_model_info) */   \
+  X(const double *, param_reals, PTR)                                              \
+  X(const uint8_t *, param_is_real, PTR)
 
 typedef struct rt_model_desc {
 #define RT_DESC_FIELD(type, name, llvm) type name;

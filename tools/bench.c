@@ -656,7 +656,14 @@ static int bench_model(BenchArgs *b) {
   double med[2], mn[2];
   for (int v = 0; v < 2; v++) stats(&var[v], b->runs, &med[v], &mn[v]);
   printf("attnc bench %s  ", b->model);
-  for (int k = 0; k < b->c.ndefs; k++) printf("-D %s=%lld ", b->c.defs[k].name, (long long)b->c.defs[k].value);
+  for (int k = 0; k < b->c.ndefs; k++)
+    if (b->c.defs[k].is_real) {
+      char v[40];
+      ir_real_str(b->c.defs[k].real, v, sizeof v);
+      printf("-D %s=%s ", b->c.defs[k].name, v);
+    } else {
+      printf("-D %s=%lld ", b->c.defs[k].name, (long long)b->c.defs[k].value);
+    }
   for (int s = 0; s < g0->nsym; s++) printf("%s=%lld ", g0->syms[s], (long long)sym[s]);
   printf(" (%d threads, %d runs, seed %llu)\n", b->threads, b->runs, b->seed);
   if (peak > 0)

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -188,17 +189,26 @@ const ToolOpt tool_common_opts[] = {
   {0},
 };
 
-/* -D NAME=VALUE: the last one of a name wins, as with a C compiler. */
+/* -D NAME=VALUE: an integer, or a real (-D EPS=1e-6, finite); the last
+ * one of a name wins, as with a C compiler. */
 static int parse_define(Common *c, const char *s) {
   const char *eq = strchr(s, '=');
   if (!eq || eq == s) return tool_fail("-D expects NAME=VALUE, got '%s'", s);
   char *end;
   errno = 0;
-  long long v = strtoll(eq + 1, &end, 10);
-  if (errno || *end || end == eq + 1) return tool_fail("-D %s: '%s' is not an integer", s, eq + 1);
+  FeDefine d = {NULL, strtoll(eq + 1, &end, 10), false, false, 0};
+  d.real = (double)d.value;
+  if (errno || *end || end == eq + 1) { /* not an integer: a real? */
+    errno = 0;
+    d.real = strtod(eq + 1, &end);
+    if (errno || *end || end == eq + 1 || !isfinite(d.real)) return tool_fail("-D %s: '%s' is not a number", s, eq + 1);
+    d.is_real = true;
+    d.value = 0;
+  }
   for (int i = 0; i < c->ndefs; i++)
     if (strlen(c->defs[i].name) == (size_t)(eq - s) && strncmp(c->defs[i].name, s, (size_t)(eq - s)) == 0) {
-      c->defs[i].value = v;
+      d.name = c->defs[i].name;
+      c->defs[i] = d;
       return 0;
     }
   if (c->ndefs == c->capdefs) {
@@ -208,7 +218,8 @@ static int parse_define(Common *c, const char *s) {
   char *name = tool_realloc(NULL, (size_t)(eq - s) + 1);
   memcpy(name, s, (size_t)(eq - s));
   name[eq - s] = 0;
-  c->defs[c->ndefs++] = (FeDefine){name, v, false};
+  d.name = name;
+  c->defs[c->ndefs++] = d;
   return 0;
 }
 

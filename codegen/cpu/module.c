@@ -492,14 +492,23 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
 
   LLVMValueRef *syms = calloc((size_t)g->nsym + 1, sizeof *syms);
   LLVMValueRef *pn = calloc((size_t)g->nparam + 1, sizeof *pn), *pv = calloc((size_t)g->nparam + 1, sizeof *pv);
+  LLVMValueRef *pr = calloc((size_t)g->nparam + 1, sizeof *pr), *pk = calloc((size_t)g->nparam + 1, sizeof *pk);
   for (int s = 0; s < g->nsym; s++) syms[s] = cstr(cg, g->syms[s]);
-  for (int p = 0; p < g->nparam; p++) pn[p] = cstr(cg, g->params[p].name), pv[p] = ci64(cg, g->params[p].value);
+  for (int p = 0; p < g->nparam; p++) {
+    pn[p] = cstr(cg, g->params[p].name), pv[p] = ci64(cg, g->params[p].value);
+    pr[p] = LLVMConstReal(LLVMDoubleTypeInContext(cg->C), g->params[p].real);
+    pk[p] = LLVMConstInt(cg->i8, g->params[p].is_real, 0);
+  }
   LLVMValueRef symarr = g->nsym ? const_array(cg, cg->ptr, syms, g->nsym, "syms") : null;
   LLVMValueRef pnarr = g->nparam ? const_array(cg, cg->ptr, pn, g->nparam, "param_names") : null;
   LLVMValueRef pvarr = g->nparam ? const_array(cg, cg->i64, pv, g->nparam, "param_values") : null;
+  LLVMValueRef prarr = g->nparam ? const_array(cg, LLVMDoubleTypeInContext(cg->C), pr, g->nparam, "param_reals") : null;
+  LLVMValueRef pkarr = g->nparam ? const_array(cg, cg->i8, pk, g->nparam, "param_is_real") : null;
   free(syms);
   free(pn);
   free(pv);
+  free(pr);
+  free(pk);
 
   LLVMValueRef cuda_probe = null, cuda_run = null, cuda_release = null;
   if (cg->cuda) { /* defined by the CUDA part linked into the library (codegen/cuda/) */
@@ -544,6 +553,8 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   fv[RT_DESC_cuda_only] = LLVMConstInt(cg->i32, cg->cuda == 2, 0);
   char *cpu_features = cg_target_cpu_features(cg);
   fv[RT_DESC_cpu_features] = cstr(cg, cpu_features);
+  fv[RT_DESC_param_reals] = prarr;
+  fv[RT_DESC_param_is_real] = pkarr;
   free(cpu_features);
   for (int k = 0; k < RT_DESC_NFIELDS; k++)
     if (!fv[k]) ir_bug("descriptor field %d is not set", k);

@@ -133,6 +133,14 @@ static void op_expr(Cu *c, const IrNode *n, rt_dtype in_dt, const char *a, const
   case IR_GELU: snprintf(out, len, "a_gelu(%s)", a); return;
   case IR_GELU_TANH: snprintf(out, len, "a_gelu_tanh(%s)", a); return;
   case IR_SILU: snprintf(out, len, "a_silu(%s)", a); return;
+  /* CUDA's full-precision functions (not the __sinf family; NVRTC runs
+     without --use_fast_math): see docs/language.md for their ulp bounds */
+  case IR_ERF: snprintf(out, len, "erff(%s)", a); return;
+  case IR_SIN: snprintf(out, len, "sinf(%s)", a); return;
+  case IR_COS: snprintf(out, len, "cosf(%s)", a); return;
+  case IR_FLOOR: snprintf(out, len, fl ? "floorf(%s)" : "%s", a); return;
+  case IR_CEIL: snprintf(out, len, fl ? "ceilf(%s)" : "%s", a); return;
+  case IR_ROUND: snprintf(out, len, fl ? "rintf(%s)" : "%s", a); return; /* halves to even */
   case IR_CAST:
     if (od == RT_BOOL) snprintf(out, len, "(%s != 0)", a);
     else if (cu_is_fl(od)) snprintf(out, len, "((float)%s)", a);

@@ -11,7 +11,7 @@ expect 0 "usage: attnc" -- "$ATTNC" --help
 expect 0 "^attnc [0-9]" -- "$ATTNC" --version
 expect 1 "unknown option '--emitt=ir'; did you mean '--emit'" -- "$ATTNC" examples/sdpa.attn --emitt=ir
 expect 1 "no param 'CASUAL'; did you mean 'CAUSAL'" -- "$ATTNC" examples/sdpa.attn -D CASUAL=1
-expect 1 "-D E=abc: 'abc' is not an integer" -- "$ATTNC" examples/sdpa.attn -D E=abc
+expect 1 "-D E=abc: 'abc' is not a number" -- "$ATTNC" examples/sdpa.attn -D E=abc
 expect 1 "nonexistent.attn: cannot open: No such file" -- "$ATTNC" nonexistent.attn
 expect 1 "examples: not a regular file" -- "$ATTNC" examples
 expect 1 "unknown pass 'csee'.*did you mean 'cse'" -- "$ATTNC" examples/sdpa.attn --print-after=csee

@@ -152,7 +152,7 @@ static void model_compile(Model *md, const char *file, const char *text, const c
       char *eq = strchr(tok, '=');
       cr_assert_not_null(eq, "bad define '%s'", tok);
       *eq = 0;
-      md->defs[md->ndefs++] = (FeDefine){strdup(tok), strtoll(eq + 1, NULL, 10), false};
+      md->defs[md->ndefs++] = (FeDefine){strdup(tok), strtoll(eq + 1, NULL, 10), false, false, 0};
     }
   }
   const char *t = text;
@@ -1910,7 +1910,7 @@ Test(codegen, api_dims_and_dtypes) {
   cr_assert_str_eq(info.inputs[1].name, "k");
   cr_assert_str_eq(info.inputs[1].dims[2], "S");
   cr_assert_str_eq(info.inputs[1].dims[3], "16");
-  cr_assert_eq(info.abi_version, 4); /* ABI 4: the descriptor's CPU features (3: CUDA entry points, device runs) */
+  cr_assert_eq(info.abi_version, 5); /* 5: real params; 4: the descriptor's CPU features (3: CUDA entry points, device runs) */
   cr_assert_not_null(info.target);
   outputs_free(&d, out);
   md.destroy(inst);

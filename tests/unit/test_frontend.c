@@ -113,7 +113,7 @@ Test(frontend, lowers_sdpa_to_primitives) {
 Test(frontend, define_overrides_param_and_is_recorded) {
   IrArena *a = ir_arena_new();
   const char *src = "param D = 4\ndim B\ninput x: f32[B, D]\noutput y: f32[B, 2*D]\ny = concat([x, x], axis=1)\n";
-  FeDefine defs[] = {{"D", 6, false}};
+  FeDefine defs[] = {{"D", 6, false, false, 0}};
   IrGraph *g = compile(a, src, defs, 1, NULL);
   cr_assert(g);
   cr_expect(defs[0].used);
@@ -127,7 +127,7 @@ Test(frontend, define_overrides_param_and_is_recorded) {
 
 Test(frontend, unknown_define_is_an_error) {
   IrArena *a = ir_arena_new();
-  FeDefine defs[] = {{"DD", 6, false}};
+  FeDefine defs[] = {{"DD", 6, false, false, 0}};
   char *diag;
   IrGraph *g = compile(a, "param D = 4\ndim B\ninput x: f32[B, D]\noutput y: f32[B, D]\ny = x\n", defs, 1, &diag);
   cr_expect_null(g);

@@ -125,6 +125,8 @@ static void st_write(const char *path, const st_entry *e, int n, int data_mod, s
 static const char *const fake_syms[] = {"B", "T"};
 static const char *const fake_param_names[] = {"D"};
 static const int64_t fake_param_values[] = {4};
+static const double fake_param_reals[] = {4};
+static const uint8_t fake_param_is_real[] = {0};
 static const attnc_tensor_info fake_inputs[] = {
     {"x", ATTNC_F32, 3, {"B", "T", "4"}},
     {"lens", ATTNC_I32, 1, {"B"}},
@@ -218,7 +220,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL,
+    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -1047,7 +1049,7 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
@@ -1128,7 +1130,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL,
 };
 
 Test(rt_api, undetermined_dim) {
