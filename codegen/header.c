@@ -29,9 +29,11 @@ char *cg_header_text(const IrGraph *g, size_t *len) {
   for (int i = 0; i < g->noutput; i++) describe(f, g, "output", g->outputs[i].name, &fn->nodes[g->outputs[i].node].type);
   ids = ir_graph_weights(g, &n);
   for (int i = 0; i < n; i++) describe(f, g, "weight", fn->nodes[ids[i]].a.str, &fn->nodes[ids[i]].type);
-  for (int i = 0; i < g->nparam; i++)
-    if (g->params[i].is_real) fprintf(f, " *   param   %s = %.17g (real)\n", g->params[i].name, g->params[i].real);
-    else fprintf(f, " *   param   %s = %lld\n", g->params[i].name, (long long)g->params[i].value);
+  for (int i = 0; i < g->nparam; i++) {
+    char v[48];
+    ir_param_str(&g->params[i], v, sizeof v);
+    fprintf(f, " *   param   %s = %s\n", g->params[i].name, v);
+  }
   fprintf(f, " * Dims are taken from the input shapes at run time. */\n");
   fprintf(f, "#ifndef ");
   for (const char *p = id; *p; p++) fputc(*p >= 'a' && *p <= 'z' ? *p - 32 : *p, f);

@@ -231,6 +231,11 @@ bool ir_broadcast(const IrType *a, const IrType *b, IrType *out);
 /* Print a dim / a type (e.g. "f32[B,T,256]") into buf; returns length. */
 int ir_dim_str(const IrGraph *g, IrDim d, char *buf, size_t n);
 int ir_type_str(const IrGraph *g, const IrType *t, char *buf, size_t n);
+/* The shortest decimal that reads back to exactly v ("100", "1e-12", inf,
+ * nan), and a param's value as the IR text has it: an integer, or a real
+ * always with a '.' or an exponent ("1e-12", "10000.0", "-0.0"). */
+int ir_real_str(double v, char *buf, size_t n);
+int ir_param_str(const IrParamVal *p, char *buf, size_t n);
 
 /* print.c: the textual IR.  parse.c reads it back exactly. */
 void ir_print(const IrGraph *g, FILE *out);

@@ -60,26 +60,29 @@ static void put_name(FILE *out, const char *s) {
     put_str(out, s);
 }
 
-/* Shortest decimal that strtod reads back to exactly v; inf, -inf, nan
- * (into best, at least 40 bytes). */
-static void fmt_double(char *best, size_t n, double v) {
-  if (isnan(v) || isinf(v)) {
-    snprintf(best, n, "%s", isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
-    return;
-  }
+int ir_real_str(double v, char *best, size_t n) {
+  if (isnan(v) || isinf(v)) return snprintf(best, n, "%s", isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
   /* the shortest form over all precisions: "100", not "1e+02" */
-  char buf[40];
-  best[0] = 0;
+  char buf[40], sh[40] = "";
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v && (!best[0] || strlen(buf) < strlen(best))) snprintf(best, n, "%s", buf);
+    if (strtod(buf, NULL) == v && (!sh[0] || strlen(buf) < strlen(sh))) strcpy(sh, buf);
   }
+  return snprintf(best, n, "%s", sh);
 }
 
-/* v as fmt_double writes it. */
+int ir_param_str(const IrParamVal *p, char *buf, size_t n) {
+  if (!p->is_real) return snprintf(buf, n, "%lld", (long long)p->value);
+  if (p->real == floor(p->real) && fabs(p->real) < 1e15) return snprintf(buf, n, "%.1f", p->real); /* 10000.0 */
+  char r[40];
+  ir_real_str(p->real, r, sizeof r);
+  return snprintf(buf, n, "%s%s", r, strpbrk(r, ".en") ? "" : ".0");
+}
+
+/* v as ir_real_str writes it. */
 static void put_double(FILE *out, double v) {
   char buf[40];
-  fmt_double(buf, sizeof buf, v);
+  ir_real_str(v, buf, sizeof buf);
   fputs(buf, out);
 }
 
@@ -207,13 +210,9 @@ void ir_print(const IrGraph *g, FILE *out) {
   for (int i = 0; i < g->nparam; i++) {
     fputs("  param ", out);
     put_name(out, g->params[i].name);
-    if (g->params[i].is_real) { /* always with a '.' or an exponent, so it reads back as a real */
-      char buf[48];
-      fmt_double(buf, sizeof buf, g->params[i].real);
-      fprintf(out, " = %s%s\n", buf, strpbrk(buf, ".en") ? "" : ".0");
-    } else {
-      fprintf(out, " = %lld\n", (long long)g->params[i].value);
-    }
+    char buf[48];
+    ir_param_str(&g->params[i], buf, sizeof buf);
+    fprintf(out, " = %s\n", buf);
   }
   for (int i = 0; i < g->nsym; i++) fprintf(out, "  dim %s\n", g->syms[i]);
   if (g->nfunc > 0) put_func(out, g, 0, 2, 0);

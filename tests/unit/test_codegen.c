@@ -152,7 +152,9 @@ static void model_compile(Model *md, const char *file, const char *text, const c
       char *eq = strchr(tok, '=');
       cr_assert_not_null(eq, "bad define '%s'", tok);
       *eq = 0;
-      md->defs[md->ndefs++] = (FeDefine){strdup(tok), strtoll(eq + 1, NULL, 10), false, false, 0};
+      bool real = strpbrk(eq + 1, ".eE") != NULL; /* EPS=1e-6: a real define */
+      md->defs[md->ndefs++] = (FeDefine){strdup(tok), real ? 0 : strtoll(eq + 1, NULL, 10), false, real,
+                                         strtod(eq + 1, NULL)};
     }
   }
   const char *t = text;
@@ -1952,5 +1954,67 @@ Test(codegen, api_dims_and_dtypes) {
   outputs_free(&d, o3);
   md.destroy(inst);
   data_free(&d);
+  model_free(&md);
+}
+
+/* ---- new math ops and real params (issue 12) ----------------------------------------- */
+
+/* sin, cos, erf, floor, ceil and round: as kernels of their own, in one
+ * fused loop, in a matmul epilogue, in an attention score body, on i32
+ * (identities, from IR text); halves for round (exact values only, so
+ * the compiled f32 arithmetic and the float64 interpreter round the same
+ * numbers). */
+Test(codegen, math_ops_sin_cos_erf_floor_ceil_round) {
+  const char *prog =
+    "model t_math\n"
+    "dim B, N\n"
+    "input x: f32[B, N]\n input a: f32[B, N]\n input m: f32[B, N]\n input w: f32[N, N]\n"
+    "output o_sin: f32[B, N]\n output o_cos: f32[B, N]\n output o_erf: f32[B, N]\n output o_floor: f32[B, N]\n"
+    "output o_ceil: f32[B, N]\n output o_round: f32[B, N]\n output o_half: f32[B, N]\n"
+    "output o_fused: f32[B, N]\n output o_epi: f32[B, N]\n"
+    "o_sin = sin(a)\n o_cos = cos(a)\n o_erf = erf(x)\n"
+    "o_floor = floor(x)\n o_ceil = ceil(x)\n o_round = round(x)\n"
+    "o_half = round(floor(x * 2.0) * 0.5) + ceil(floor(x * 2.0) * 0.25) * 100.0\n"
+    "o_fused = sin(x) * cos(x * 3.0) + erf(x) - floor(x) * round(x) + ceil(x)\n"
+    "let p = m @ w\n"
+    "o_epi = sin(p) + erf(p) * cos(p)\n";
+  Model md;
+  model_compile(&md, "t_math", prog, NULL);
+  int bodies;
+  cr_assert(count_op(md.g, IR_MATMUL, &bodies) == 1 && bodies == 1, "t_math: want the epilogue in the matmul");
+  check_dimsets(&md, rows_dims, "x=-6:6 a=-1e5:1e5", TOL, ELEMWISE);
+  model_free(&md);
+  check_program("t_math_int",
+                "graph t_math_int {\n  dim N\n  %0 = input {str=\"k\", index=0} : i32[N]\n"
+                "  %1 = floor(%0) : i32[N]\n  %2 = ceil(%0) : i32[N]\n  %3 = round(%0) : i32[N]\n"
+                "  output \"f\" = %1\n  output \"c\" = %2\n  output \"r\" = %3\n}\n",
+                NULL, (const char *const[]){"N=1", "N=37", NULL}, "k=-100000:100000", TOL, 0);
+  check_mod("t_math_scores", "",
+            "s = 3.0 * sin(s / 3.0) + 0.5 * cos(cast(i - j, f32) * 0.1) + erf(cast(j, f32) * 0.05)\n"
+            "s = s - floor(cast(i, f32) * 0.5) * 0.01 + round(cast(j, f32) * 0.25) * 0.01 - ceil(cast(j, f32) / 3.0) * 0.01\n",
+            NULL, 1);
+}
+
+/* Real params, overridden with -D, folded into the kernels; the compiled
+ * model describes them (param_reals, param_is_real). */
+Test(codegen, real_params) {
+  const char *prog = "model t_real\nparam EPS = 1e-12\nparam THETA = 10000.0\nparam D = 4\ndim B\n"
+                     "input x: f32[B, D]\noutput y: f32[B, D]\n"
+                     "y = x * THETA + pow(THETA, cast(index(x, -1), f32) / D) * EPS\n";
+  Model md;
+  model_compile(&md, "t_real", prog, "EPS=1e-3 THETA=500");
+  check_dimsets(&md, (const char *const[]){"B=1", "B=5", NULL}, NULL, TOL, ELEMWISE);
+  attnc_model_info info;
+  cr_assert_eq(md.describe(&info), ATTNC_OK);
+  cr_assert_eq(info.nparams, 3);
+  const char *pn[] = {"EPS", "THETA", "D"};
+  const double pr[] = {1e-3, 500, 4};
+  const int64_t pv[] = {0, 500, 4};
+  for (int i = 0; i < 3; i++) {
+    cr_assert_str_eq(info.param_names[i], pn[i]);
+    cr_assert_eq(info.param_reals[i], pr[i], "%s = %g", pn[i], info.param_reals[i]);
+    cr_assert_eq(info.param_values[i], pv[i]);
+    cr_assert_eq(info.param_is_real[i], i < 2);
+  }
   model_free(&md);
 }

@@ -633,3 +633,127 @@ Test(frontend, dims_limit_is_a_located_error) {
   free(t.s);
   ir_arena_free(a);
 }
+/* ---- real params, new math ops ---------------------------------------------- */
+
+/* param X = <real>: recorded as a real on the graph; -D overrides with a
+ * real or an integer; folded into the expressions that use it. */
+Test(frontend, real_params_and_defines) {
+  IrArena *a = ir_arena_new();
+  const char *src = "param EPS = 1e-12\nparam THETA = 10000.0\nparam D = 4\ndim B\ninput x: f32[B, D]\n"
+                    "output y: f32[B, D]\ny = x * THETA + EPS\n";
+  char *diag;
+  IrGraph *g = compile(a, src, NULL, 0, &diag);
+  cr_assert(g, "%s", diag);
+  free(diag);
+  cr_assert_eq(g->nparam, 3);
+  cr_expect(g->params[0].is_real && g->params[0].real == 1e-12);
+  cr_expect(g->params[1].is_real && g->params[1].real == 10000.0 && g->params[1].value == 10000);
+  cr_expect(!g->params[2].is_real && g->params[2].value == 4 && g->params[2].real == 4);
+  FeDefine defs[] = {{"EPS", 0, false, true, 1e-6}, {"THETA", 500, false, false, 500}, {"D", 6, false, false, 6}};
+  g = compile(a, src, defs, 3, &diag);
+  cr_assert(g, "%s", diag);
+  free(diag);
+  cr_expect(defs[0].used && defs[1].used && defs[2].used);
+  cr_expect(g->params[0].is_real && g->params[0].real == 1e-6);
+  cr_expect(g->params[1].is_real && g->params[1].real == 500.0); /* an integer -D for a real param */
+  cr_expect(!g->params[2].is_real && g->params[2].value == 6);
+  int nconst = 0;
+  for (int i = 0; i < g->funcs[0].n; i++)
+    if (g->funcs[0].nodes[i].op == IR_CONST) {
+      double v = g->funcs[0].nodes[i].a.value;
+      cr_expect(v == 500.0 || v == 1e-6, "const %g", v);
+      nconst++;
+    }
+  cr_expect_eq(nconst, 2);
+  ir_arena_free(a);
+}
+
+/* Located errors: a real for an integer param, a real param as a size,
+ * a non-finite param, a param that is not a number. */
+Test(frontend, real_param_errors) {
+  IrArena *a = ir_arena_new();
+  char *diag;
+  FeDefine defs[] = {{"D", 0, false, true, 2.5}};
+  cr_expect_null(compile(a, "param D = 4\ndim B\ninput x: f32[B, D]\noutput y: f32[B, D]\ny = x\n", defs, 1, &diag));
+  cr_expect(strstr(diag, "-D D=2.5: param 'D' is an integer"), "%s", diag);
+  cr_expect(strstr(diag, "t.attn:1:11: note: 'D' is declared here with an integer value"), "%s", diag);
+  free(diag);
+  cr_expect_null(compile(a, "param EPS = 1e-5\ndim B\ninput x: f32[B, EPS]\noutput y: f32[B, 2]\ny = x\n", NULL, 0,
+                         &diag));
+  cr_expect(strstr(diag, "t.attn:3:17: error: a dimension must be a size, got a number"), "%s", diag);
+  free(diag);
+  cr_expect_null(compile(a, "param W = 1.0 / 0.0\ndim B\ninput x: f32[B]\noutput y: f32[B]\ny = x\n", NULL, 0, &diag));
+  cr_expect(strstr(diag, "t.attn:1:15: error: param 'W' must be finite, got inf"), "%s", diag);
+  free(diag);
+  cr_expect_null(compile(a, "param W = [1, 2]\ndim B\ninput x: f32[B]\noutput y: f32[B]\ny = x\n", NULL, 0, &diag));
+  cr_expect(strstr(diag, "param 'W' must be a compile-time number, got a list"), "%s", diag);
+  free(diag);
+  ir_arena_free(a);
+}
+
+/* The value of OP(v) as the front end folds it (v a real literal) and as
+ * the interpreter computes it on an f32 tensor holding v: the same float,
+ * NaN, infinity and sign of zero included. */
+Test(frontend, new_math_ops_fold_like_the_interpreter) {
+  static const char *const ops[] = {"sin", "cos", "erf", "floor", "ceil", "round"};
+  static const char *const lit[] = {"0.0",  "-0.0",  "0.5", "-0.5", "1.5",  "2.5",     "-2.5",     "3.5",
+                                    "0.375", "-0.75", "1e5", "-1e5", "1099511627776.0", "1.0/0.0", "-1.0/0.0",
+                                    "0.0/0.0"}; /* each exact in f32 */
+  enum { NV = sizeof lit / sizeof lit[0] };
+  float vals[NV];
+  IrArena *a = ir_arena_new();
+  for (int i = 0; i < NV; i++) { /* the literal's value, through the front end */
+    char src[256];
+    snprintf(src, sizeof src, "dim N\ninput x: f32[N]\noutput y: f32[N]\ny = x + %s\n", lit[i]);
+    IrGraph *g = compile(a, src, NULL, 0, NULL);
+    cr_assert(g);
+    for (int k = 0; k < g->funcs[0].n; k++)
+      if (g->funcs[0].nodes[k].op == IR_CONST) vals[i] = (float)g->funcs[0].nodes[k].a.value;
+  }
+  for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+    char src[256];
+    snprintf(src, sizeof src, "dim N\ninput x: f32[N]\noutput y: f32[N]\ny = %s(x)\n", ops[o]);
+    IrGraph *gi = compile(a, src, NULL, 0, NULL);
+    cr_assert(gi);
+    IrTensor in = {RT_F32, 1, {NV}, vals}, out = {0};
+    char err[256];
+    cr_assert_eq(ir_interp_run(gi, &in, 1, NULL, NULL, &out, 1, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < NV; i++) {
+      snprintf(src, sizeof src, "dim N\ninput x: f32[N]\noutput y: f32[N]\ny = x + %s(%s)\n", ops[o], lit[i]);
+      IrGraph *g = compile(a, src, NULL, 0, NULL);
+      cr_assert(g);
+      cr_assert_eq(count_op(g, IR_CONST), 1, "%s(%s) is not folded", ops[o], lit[i]);
+      float folded = 0, interp = ((float *)out.data)[i];
+      for (int k = 0; k < g->funcs[0].n; k++)
+        if (g->funcs[0].nodes[k].op == IR_CONST) folded = (float)g->funcs[0].nodes[k].a.value;
+      cr_expect(isnan(folded) ? isnan(interp) : folded == interp && !signbit(folded) == !signbit(interp),
+                "%s(%s): folded %a, interpreter %a", ops[o], lit[i], folded, interp);
+    }
+    if (!strcmp(ops[o], "round")) { /* halves to even, as torch.round; the sign of zero stays */
+      const float want[] = {0.0f, -0.0f, 0.0f, -0.0f, 2.0f, 2.0f, -2.0f, 4.0f, 0.0f, -1.0f};
+      for (int i = 0; i < 10; i++) {
+        float got = ((float *)out.data)[i];
+        cr_expect(got == want[i] && !signbit(got) == !signbit(want[i]), "round(%s) = %g", lit[i], got);
+      }
+    }
+    free(out.data);
+  }
+  /* integers are their own floor, ceil and round, as numbers and as tensors */
+  IrGraph *g = compile(a, "dim N\ninput x: i32[N]\noutput y: i32[N]\ny = x + floor(3) + ceil(-3) + round(7)\n",
+                       NULL, 0, NULL);
+  cr_assert(g);
+  cr_expect_eq(count_op(g, IR_CONST), 3);
+  for (int k = 0; k < g->funcs[0].n; k++)
+    if (g->funcs[0].nodes[k].op == IR_CONST) {
+      double v = g->funcs[0].nodes[k].a.value;
+      cr_expect(v == 3 || v == -3 || v == 7, "const %g", v);
+    }
+  g = compile(a, "dim N\ninput x: i32[N]\noutput y: i32[N]\ny = round(x) + floor(ceil(x))\n", NULL, 0, NULL);
+  cr_assert(g);
+  cr_expect_eq(count_op(g, IR_ROUND) + count_op(g, IR_FLOOR) + count_op(g, IR_CEIL), 0);
+  char *diag;
+  cr_expect_null(compile(a, "dim N\ninput x: i32[N]\noutput y: f32[N]\ny = sin(x)\n", NULL, 0, &diag));
+  cr_expect(strstr(diag, "sin expects a floating-point tensor, got i32"), "%s", diag);
+  free(diag);
+  ir_arena_free(a);
+}

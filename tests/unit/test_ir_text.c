@@ -182,6 +182,8 @@ static char *assert_round_trip(const IrGraph *orig) {
   for (int i = 0; i < orig->nparam; i++) {
     cr_assert_str_eq(back->params[i].name, orig->params[i].name);
     cr_assert_eq(back->params[i].value, orig->params[i].value);
+    cr_assert_eq(back->params[i].is_real, orig->params[i].is_real);
+    cr_assert(same_double(back->params[i].real, orig->params[i].real));
   }
   cr_assert_eq(back->nsym, orig->nsym);
   cr_assert_eq(back->nfunc, orig->nfunc);
@@ -213,6 +215,10 @@ static void build_all_ops(void) {
   g = ir_graph_new(arena, "all_ops");
   ir_graph_add_param(g, "D", 8);
   ir_graph_add_param(g, "neg", -2);
+  ir_graph_add_real_param(g, "EPS", 1e-12);
+  ir_graph_add_real_param(g, "THETA", 10000.0);
+  ir_graph_add_real_param(g, "R", -0.1);
+  ir_graph_add_real_param(g, "BIG", 1e300);
   ir_graph_add_sym(g, "B");
   ir_graph_add_sym(g, "T");
   ir_graph_add_func(g, -1);
@@ -352,7 +358,8 @@ Test(ir_text, all_ops_attribute_spelling) {
   build_all_ops();
   char *s = ir_print_string(g);
   const char *want[] = {
-    "graph all_ops {\n  param D = 8\n  param neg = -2\n  dim B\n  dim T\n",
+    "graph all_ops {\n  param D = 8\n  param neg = -2\n  param EPS = 1e-12\n  param THETA = 10000.0\n"
+    "  param R = -0.1\n  param BIG = 1e+300\n  dim B\n  dim T\n",
     "%0 = input {str=\"x\", index=0} : f32[B,T,8]\n",
     "%1 = input {str=\"m\\\"a\\\\s\\nk\\t\\x01\\x7f\\xc3\\xa9\", index=1} : bool[B,T,8]\n",
     "%3 = weight {str=\"w.0\"} : f32[8,8]\n",
@@ -435,6 +442,27 @@ Test(ir_text, float_spellings_accepted) {
   cr_assert(pg->funcs[0].nodes[0].a.value == 25.0);
   cr_assert(isnan(pg->funcs[0].nodes[1].a.value));
   cr_assert(pg->funcs[0].nodes[2].a.value == 7.0);
+}
+
+/* Real params: written with '.' or an exponent, read back as reals; an
+ * integer stays an integer. */
+Test(ir_text, real_params) {
+  IrGraph *pg = parse_ok("graph g {\n  param A = 3\n  param B = 3.0\n  param C = -2.5e-3\n  param D = 1E2\n"
+                         "  param E = -7\n}\n");
+  cr_assert_eq(pg->nparam, 5);
+  const bool real[] = {false, true, true, true, false};
+  const double val[] = {3, 3, -2.5e-3, 100, -7};
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(pg->params[i].is_real, real[i], "param %s", pg->params[i].name);
+    cr_assert(pg->params[i].real == val[i], "param %s = %g", pg->params[i].name, pg->params[i].real);
+    if (!real[i]) cr_assert_eq(pg->params[i].value, (int64_t)val[i]);
+  }
+  char *s = ir_print_string(pg);
+  cr_assert(strstr(s, "  param A = 3\n  param B = 3.0\n  param C = -0.0025\n  param D = 100.0\n  param E = -7\n"),
+            "%s", s);
+  free(s);
+  free(assert_round_trip(pg));
+  fails_with("graph g {\n  param X = 1e999\n}\n", "t.ir:2:13: error: ", "out of range", NULL);
 }
 
 /* ---- golden form and handwritten text -------------------------------------- */
@@ -631,6 +659,8 @@ Test(ir_text, error_unknown_dim) {
              "unknown dim 'bacth'", "did you mean 'batch'?");
   fails_with("graph g {\n  param D = 4\n  %x = input {str=\"x\", index=0} : f32[D]\n}\n", "t.ir:3:39: error: ",
              "'D' is a param", "write its value 4");
+  fails_with("graph g {\n  param EPS = 1e-5\n  %x = input {str=\"x\", index=0} : f32[EPS]\n}\n",
+             "t.ir:3:39: error: ", "'EPS' is a real param, not a dim", NULL);
 }
 
 Test(ir_text, error_type_mismatch) {
