@@ -67,6 +67,7 @@ check se_encoder examples/se_encoder.attn "-D D=48 -D H=3 -D F=80 -D R=4" "B=2 T
 check se_encoder_blocks examples/se_encoder.attn "-D D=48 -D H=3 -D F=80 -D R=4" "B=2 T=70" 2e-5 "--gtile=matmul:32,64,8"
 check gqa examples/gqa.attn "-D D=64 -D H=8 -D KV=2" "B=1 T=33"
 check alibi examples/alibi.attn "-D D=64 -D H=8 -D W=5" "B=1 T=40"
+check rope examples/rope.attn "-D D=48 -D H=2 -D THETA=500.5" "B=2 T=37"
 check encoder_unfused examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1 --no-fuse" "B=1 T=9"
 # score bodies (padding lengths incl. 0 -> fully masked rows, mask tensors,
 # soft-capping with a causal band, |i - j| windows), GQA with a mask,
@@ -87,6 +88,9 @@ check fused65 $M/fused65.ir "" "B=5"
 python3 tests/scripts/wide_model.py 300 300 2000 >"$TMP/wide.attn"
 check wide "$TMP/wide.attn" "" "B=2"
 check encoder48 examples/encoder.attn "-D D=16 -D H=2 -D F=24 -D L=48" "B=1 T=3"
+# sin, cos, erf, floor, ceil, round in loops, an epilogue and a score body
+check math_ops $M/math_ops.attn "" "B=2 T=37 S=45"
+check math_ops_t1 $M/math_ops.attn "-D THETA=500.5" "B=1 T=1 S=33"
 # f16 / bf16, stored as such on the device (tensor-core attention).  The
 # oracle rounds every node to the dtype, the kernels round what they store;
 # tolerance: a few units in the last place of the dtype (bf16 2^-8, f16 2^-11)

@@ -612,6 +612,12 @@ Test(codegen, example_alibi) {
   check_example("examples/alibi.attn", "D=32 H=2 W=3 CAUSAL=0", dims, TOL);
 }
 
+Test(codegen, example_rope) {
+  const char *dims[] = {"B=1 T=1", "B=2 T=13", "B=1 T=70", NULL};
+  check_example("examples/rope.attn", "D=64 H=2", dims, TOL);
+  check_example("examples/rope.attn", "D=48 H=2 THETA=500.5 CAUSAL=0", dims, TOL); /* E/2 = 12: inexact d / (E/2) */
+}
+
 /* ---- 2. one lowering path at a time ----------------------------------------------- */
 
 /* widths around the vector widths (8, 16): tails, exact multiples, one */
