@@ -294,7 +294,7 @@ static void exhaustive(Jit *j) {
   free(y);
 }
 
-TestSuite(mathfn, .init = setup, .timeout = 600);
+TestSuite(mathfn, .init = setup);
 
 Test(mathfn, avx2_8_lanes) {
   __builtin_cpu_init();
