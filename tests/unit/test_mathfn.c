@@ -108,6 +108,7 @@ static uint32_t f_bits(float f) {
 }
 /* the float k ulps away from x (k may be negative; crosses zero and signs) */
 static float ulps_away(float x, int k) {
+  if (k == 0) return x; /* -0 too */
   int64_t o = (int64_t)(f_bits(x) & 0x7fffffff) * (signbit(x) ? -1 : 1) + k;
   return o < 0 ? -bits_f((uint32_t)-o) : bits_f((uint32_t)o);
 }
@@ -252,6 +253,12 @@ static void sweeps(Jit *j) {
     for (int k = -2000; k <= 2000; k++)
       for (int s = 0; s < 2; s++) x[n] = ulps_away(s ? -thresholds[t] : thresholds[t], k), y[n++] = (float)urand(-4, 4);
   check_set(j, x, y, n, UNARY, "around thresholds");
+  /* special values, exactly: signed zeros, infinities, NaN, extremes */
+  static const float spec[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 3.40282347e38f, -3.40282347e38f,
+                               1.17549435e-38f, -1.17549435e-38f, 1e-45f, -1e-45f, 1.0f, -1.0f};
+  n = sizeof spec / sizeof spec[0];
+  for (int64_t i = 0; i < n; i++) x[i] = spec[i], y[i] = 1;
+  check_set(j, x, y, n, UNARY, "special values");
   /* large arguments: magnitudes 1e5 .. FLT_MAX, log-uniform */
   for (n = 0; n < NMAX / 2; n++) x[n] = bits_f((rnd32() % (0x7f800000u - 0x47c35000u) + 0x47c35000u) | (rnd32() & 0x80000000u)), y[n] = 1;
   check_set(j, x, y, n, UNARY, "large arguments");

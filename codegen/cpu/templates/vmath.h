@@ -215,7 +215,7 @@ VM_INLINE attnc_vf vm_tanh(attnc_vf x) {
   attnc_vf small = x + x * (u * p);
   attnc_vf big = 1.0f - 2.0f / (vm_exp(a + a) + 1.0f);
   attnc_vf y = vm_sel(a < 1.0f, small, vm_copysign(big, x));
-  return vm_sel(x != x, x, y);
+  return vm_sel((x != x) | (x == 0.0f), x, y); /* NaN; tanh(-0) = -0 */
 }
 
 /* erf x: |x| < 1: x + x P(x^2), P a degree-6 minimax fit of erf(x)/x - 1
@@ -326,7 +326,7 @@ VM_INLINE attnc_vf vm_sin(attnc_vf x) {
   vm_vd s = vm_sin_kernel(r), c = vm_cos_kernel(r);
   vm_vd y = vm_seld((q & 1) != 0, c, s);
   y = vm_seld((q & 2) != 0, -y, y);
-  attnc_vf f = vm_flt(y);
+  attnc_vf f = vm_sel(x == 0.0f, x, vm_flt(y)); /* sin(-0) = -0 (the reduction gives +0) */
   return vm_sel(~(vm_abs(x) <= 3.40282347e38f), x - x, f); /* inf, NaN -> NaN */
 }
 
