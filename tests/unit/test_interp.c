@@ -320,6 +320,47 @@ Test(interp, unary_ops) {
   ir_arena_free(b.arena);
 }
 
+/* sin, cos, erf, floor, ceil, round: literal values, halves to even,
+ * signed zeros, infinities, NaN; integers pass floor/ceil/round unchanged. */
+Test(interp, rounding_and_trig_ops) {
+  enum { N = 12 };
+  double xs[N] = {-2.5, -1.5, -0.5, -0.0, 0.5, 1.5, 2.5, 3.7, -3.7, INFINITY, -INFINITY, NAN};
+  const double fl[N] = {-3, -2, -1, -0.0, 0, 1, 2, 3, -4, INFINITY, -INFINITY, NAN};
+  const double ce[N] = {-2, -1, -0.0, -0.0, 1, 2, 3, 4, -3, INFINITY, -INFINITY, NAN};
+  const double ro[N] = {-2, -2, -0.0, -0.0, 0, 2, 2, 4, -4, INFINITY, -INFINITY, NAN};
+  B b = bnew();
+  int x = input(&b, "x", 0, ty(RT_F64, 1, C(N)));
+  static const IrOp ops[] = {IR_FLOOR, IR_CEIL, IR_ROUND, IR_SIN, IR_COS, IR_ERF};
+  for (int i = 0; i < 6; i++) output(&b, ir_opinfo[ops[i]].name, un(&b, ops[i], x));
+  IrTensor in = tens(RT_F64, 1, (int64_t[]){N}, xs), out[6];
+  run_ok(&b, &in, 1, out, 6);
+  const double *want[] = {fl, ce, ro};
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < N; k++) {
+      double got = ((double *)out[i].data)[k], w = want[i][k];
+      cr_assert(isnan(w) ? isnan(got) : got == w && !signbit(got) == !signbit(w), "%s(%g) = %g, want %g",
+                ir_opinfo[ops[i]].name, xs[k], got, w);
+    }
+  const double *s = out[3].data, *c = out[4].data, *e = out[5].data;
+  cr_assert(near(s[4], 0.479425538604203, 1e-15) && near(c[4], 0.8775825618903728, 1e-15), "sin/cos(0.5)");
+  cr_assert(signbit(s[3]) && s[3] == 0 && c[3] == 1, "sin(-0) = -0, cos(-0) = 1");
+  cr_assert(isnan(s[9]) && isnan(c[10]) && isnan(s[11]), "sin/cos of inf and NaN are NaN");
+  cr_assert(near(e[4], 0.5204998778130465, 1e-15) && e[9] == 1 && e[10] == -1 && signbit(e[3]), "erf");
+  free_outs(out, 6);
+  ir_arena_free(b.arena);
+  /* i32: the identity */
+  b = bnew();
+  int32_t is[4] = {-7, 0, 5, 2147483647};
+  x = input(&b, "k", 0, ty(RT_I32, 1, C(4)));
+  for (int i = 0; i < 3; i++) output(&b, ir_opinfo[ops[i]].name, un(&b, ops[i], x));
+  in = tens(RT_I32, 1, (int64_t[]){4}, is);
+  run_ok(&b, &in, 1, out, 3);
+  for (int i = 0; i < 3; i++)
+    cr_assert(!memcmp(out[i].data, is, sizeof is), "%s of i32 is not the identity", ir_opinfo[ops[i]].name);
+  free_outs(out, 3);
+  ir_arena_free(b.arena);
+}
+
 Test(interp, not_and_or_cast) {
   B b = bnew();
   int p = input(&b, "p", 0, ty(RT_BOOL, 1, C(4)));
