@@ -253,6 +253,21 @@ static void sweeps(Jit *j) {
     for (int k = -2000; k <= 2000; k++)
       for (int s = 0; s < 2; s++) x[n] = ulps_away(s ? -thresholds[t] : thresholds[t], k), y[n++] = (float)urand(-4, 4);
   check_set(j, x, y, n, UNARY, "around thresholds");
+  /* the floats closest to a multiple of pi/2 (per binade, the smallest
+     |sin| and |cos| of all floats; the 40 smallest), both signs: the
+     reduction's hardest cases */
+  static const float hard[] = {
+    0x1.0f79ap+57f,  0x1.0f79ap+58f,  0x1.13093p+76f,  0x1.13093p+77f,  0x1.13093p+78f,  0x1.27a94ap+29f,
+    0x1.2d97c8p+2f,  0x1.2d97c8p+3f,  0x1.32ede2p+85f, 0x1.32ede2p+86f, 0x1.32ede2p+87f, 0x1.4665d2p+25f,
+    0x1.4665d2p+26f, 0x1.47d0fep+34f, 0x1.47d0fep+35f, 0x1.47d0fep+36f, 0x1.47d0fep+37f, 0x1.47d0fep+38f,
+    0x1.4ac55cp+21f, 0x1.5c0e66p+73f, 0x1.628d4cp+40f, 0x1.628d4cp+41f, 0x1.628d4cp+42f, 0x1.7b9b4p+126f,
+    0x1.7f4134p+101f, 0x1.9a48dep+15f, 0x1.9c8dc8p+77f, 0x1.abb4bp+89f,  0x1.abb4bp+90f,  0x1.b08c4ap+111f,
+    0x1.b08c4ap+112f, 0x1.c82258p+64f, 0x1.f37c8ap+95f, 0x1.f37c8ap+96f, 0x1.f37c8ap+97f, 0x1.f37c8ap+98f,
+    0x1.f37c8ap+99f, 0x1.f9cbe2p+7f,  0x1.f9cbe2p+8f,  0x1.f9cbe2p+9f,
+  };
+  n = 0;
+  for (size_t i = 0; i < sizeof hard / sizeof hard[0]; i++) x[n] = hard[i], y[n++] = 1, x[n] = -hard[i], y[n++] = 1;
+  check_set(j, x, y, n, 1u << F_SIN | 1u << F_COS, "closest to multiples of pi/2");
   /* special values, exactly: signed zeros, infinities, NaN, extremes */
   static const float spec[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 3.40282347e38f, -3.40282347e38f,
                                1.17549435e-38f, -1.17549435e-38f, 1e-45f, -1e-45f, 1.0f, -1.0f};

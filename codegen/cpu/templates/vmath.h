@@ -273,9 +273,10 @@ VM_INLINE vm_vd vm_cos_kernel(vm_vd r) {
  * leave r accurate far beyond float's needs (FreeBSD's __rem_pio2f uses
  * the same split up to here).
  * |x| >= 2^28 (only when some lane is; a branch): Payne-Hanek without a
- * table.  2/pi = sum_k C_k 2^(-24(k+1)) (nine 24-bit pieces, 216 bits);
- * each x C_k 2^(-24(k+1)) is exact in double (24 x 24 bits); its value
- * mod 4 is exact too (p - 4 floor(p/4)); the integer parts are summed
+ * table, on |x| (then negated).  2/pi = sum_k C_k 2^(-24(k+1)) (nine
+ * 24-bit pieces, 216 bits); each |x| C_k 2^(-24(k+1)) is exact in double
+ * (24 x 24 bits); its value mod 4 is exact too (p - 4 floor(p/4), p >= 0:
+ * for a negative p this would round); the integer parts are summed
  * exactly and the fractions in double-double (TwoSum), so x 2/pi mod 4 is
  * known to ~2^-100 absolute: enough for the closest a float comes to a
  * multiple of pi/2.  Lanes that are inf or NaN give garbage (callers
@@ -288,7 +289,9 @@ VM_INLINE vm_vd vm_reduce_pio2(attnc_vf x, vm_vl *q) {
   fn = vm_seld(big, vm_splatd(0), fn); /* the conversion below needs |fn| < 2^63 */
   *q = __builtin_convertvector(fn, vm_vl);
   if (__builtin_reduce_or(big)) {
-    vm_vd xs = vm_seld(vm_widen(vm_abs(x) <= 3.40282347e38f), xd, vm_splatd(0)); /* inf, NaN -> 0 */
+    /* |x| (the reduction of -|x| is the negation): each product is then >= 0,
+       and p mod 4 is exact (for a small negative p, p + 4 would round) */
+    vm_vd xs = vm_seld(vm_widen(vm_abs(x) <= 3.40282347e38f), vm_dbl(vm_abs(x)), vm_splatd(0)); /* inf, NaN -> 0 */
     vm_vd ip = vm_splatd(0), s = vm_splatd(0), err = vm_splatd(0);
 #define VM_PH_STEP(C)                                                          \
   do {                                                                         \
@@ -313,6 +316,9 @@ VM_INLINE vm_vd vm_reduce_pio2(attnc_vf x, vm_vl *q) {
     vm_vd ns = __builtin_elementwise_roundeven(s);
     vm_vd rb = ((s - ns) + err) * 1.57079632679489661923;
     vm_vl qb = __builtin_convertvector(ip + ns, vm_vl);
+    vm_vl neg = vm_widen((vm_vi)x < 0);
+    rb = vm_seld(neg, -rb, rb);
+    qb = (neg & -qb) | (~neg & qb);
     r = vm_seld(big, rb, r);
     *q = (big & qb) | (~big & *q);
   }
