@@ -12,6 +12,11 @@ expect 0 "^attnc [0-9]" -- "$ATTNC" --version
 expect 1 "unknown option '--emitt=ir'; did you mean '--emit'" -- "$ATTNC" examples/sdpa.attn --emitt=ir
 expect 1 "no param 'CASUAL'; did you mean 'CAUSAL'" -- "$ATTNC" examples/sdpa.attn -D CASUAL=1
 expect 1 "-D E=abc: 'abc' is not a number" -- "$ATTNC" examples/sdpa.attn -D E=abc
+expect 1 "-D EPS=inf: 'inf' is not a number" -- "$ATTNC" examples/rope.attn -D EPS=inf
+expect 1 "-D H=1.5: param 'H' is an integer" -- "$ATTNC" examples/rope.attn -D H=1.5
+# real params: any number for a real, the last -D wins; an integer stays an integer
+expect 0 "param THETA = 500.0" -- "$ATTNC" examples/rope.attn -D THETA=1e-3 -D THETA=500 -O0
+expect 0 "param THETA = 0.125" -- "$ATTNC" examples/rope.attn -D THETA=1.25e-1 -D H=8 -O0
 expect 1 "nonexistent.attn: cannot open: No such file" -- "$ATTNC" nonexistent.attn
 expect 1 "examples: not a regular file" -- "$ATTNC" examples
 expect 1 "unknown pass 'csee'.*did you mean 'cse'" -- "$ATTNC" examples/sdpa.attn --print-after=csee
