@@ -35,7 +35,7 @@
 
 enum { F_EXP, F_EXP2, F_LOG, F_POW, F_TANH, F_ERF, F_SIN, F_COS, NF };
 static const char *const fname[NF] = {"exp", "exp2", "log", "pow", "tanh", "erf", "sin", "cos"};
-static const double BOUND[NF] = {1.0, 1.0, 0.51, 0.51, 2.0, 2.0, 0.51, 0.51};
+static const double BOUND[NF] = {1.0, 1.0, 0.51, 0.51, 1.5, 1.5, 0.51, 0.51};
 
 static double ref_of(int f, double x, double y) {
   switch (f) {
