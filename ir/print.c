@@ -60,6 +60,7 @@ static void put_name(FILE *out, const char *s) {
     put_str(out, s);
 }
 
+/* The shortest decimal that reads back to exactly v (see ir.h). */
 int ir_real_str(double v, char *best, size_t n) {
   if (isnan(v) || isinf(v)) return snprintf(best, n, "%s", isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
   /* the shortest form over all precisions: "100", not "1e+02" */
@@ -71,6 +72,7 @@ int ir_real_str(double v, char *best, size_t n) {
   return snprintf(best, n, "%s", sh);
 }
 
+/* A param's value as the IR text writes it (a real with '.' or 'e'). */
 int ir_param_str(const IrParamVal *p, char *buf, size_t n) {
   if (!p->is_real) return snprintf(buf, n, "%lld", (long long)p->value);
   if (p->real == floor(p->real) && fabs(p->real) < 1e15) return snprintf(buf, n, "%.1f", p->real); /* 10000.0 */

@@ -89,6 +89,11 @@ MODELS = {
         "inputs": ["x"],
         "outputs": ["y"],
     },
+    "rope": {
+        "params": [("D", 128), ("H", 4), ("THETA", 10000.0), ("CAUSAL", 1)],
+        "inputs": ["x"],
+        "outputs": ["y"],
+    },
 }
 
 # (model, case, param overrides, dims).  Dims are listed in a fixed order.
@@ -116,6 +121,9 @@ CASES = [
     ("se_block", "c20", {"C": 20, "R": 4}, [("N", 1), ("H", 7), ("W", 2)]),
     ("se_encoder", "small", {"D": 64, "H": 4, "F": 96, "R": 8}, [("B", 2), ("T", 13)]),
     ("se_encoder", "t1", {"D": 32, "H": 2, "F": 64, "R": 4}, [("B", 1), ("T", 1)]),
+    ("rope", "causal", {"D": 64, "H": 4}, [("B", 2), ("T", 13)]),
+    ("rope", "theta", {"D": 48, "H": 2, "THETA": 500.5, "CAUSAL": 0}, [("B", 1), ("T", 9)]),
+    ("rope", "t1", {"D": 32, "H": 2}, [("B", 1), ("T", 1)]),
 ]
 
 
@@ -211,6 +219,42 @@ class SEEncoder(nn.Module):
         return self.norm2(h + f * g[:, None, :])
 
 
+class Rope(nn.Module):
+    """examples/rope.attn: causal self-attention with rotary position
+    embeddings as Hugging Face's LLaMA applies them (inv_freq =
+    THETA^(-2i/E), cos/sin of t * inv_freq repeated over both halves,
+    rotate_half), fused qkv and out projections without biases."""
+
+    def __init__(self, D, H, THETA, CAUSAL):
+        super().__init__()
+        self.H, self.theta, self.causal = H, THETA, bool(CAUSAL)
+        self.qkv = nn.Linear(D, 3 * D, bias=False)
+        self.out = nn.Linear(D, D, bias=False)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        E = D // self.H
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        heads = lambda t: t.reshape(B, T, self.H, E).transpose(1, 2)
+        q, k, v = heads(q), heads(k), heads(v)
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, E, 2, dtype=x.dtype) / E))
+        freqs = torch.arange(T, dtype=x.dtype)[:, None] * inv_freq[None, :]
+        emb = torch.cat([freqs, freqs], dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+
+        def rotate_half(t):
+            t1, t2 = t[..., :E // 2], t[..., E // 2:]
+            return torch.cat([-t2, t1], dim=-1)
+
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        s = q @ k.transpose(-2, -1) / math.sqrt(E)
+        if self.causal:
+            s = s.masked_fill(causal_bool_mask(T, T), float("-inf"))
+        o = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, D)
+        return self.out(o)
+
+
 def build_module(model, p):
     if model == "sdpa":
         return SDPA(p["E"], p["CAUSAL"])
@@ -224,6 +268,8 @@ def build_module(model, p):
         return SEBlock(p["C"], p["R"])
     if model == "se_encoder":
         return SEEncoder(p["D"], p["H"], p["F"], p["R"])
+    if model == "rope":
+        return Rope(p["D"], p["H"], p["THETA"], p["CAUSAL"])
     raise ValueError(model)
 
 
@@ -231,7 +277,7 @@ def state_dict_of(model, module):
     """The weight dict written to safetensors, keyed as in the contract:
     the underlying PyTorch peer's own state_dict (wrapper prefix stripped)."""
     inner = {"sdpa": None, "mha": "mha", "encoder": "enc",
-             "decoder": "layer", "se_block": None, "se_encoder": None}[model]
+             "decoder": "layer", "se_block": None, "se_encoder": None, "rope": None}[model]
     sd = module.state_dict() if inner is None else getattr(module, inner).state_dict()
     return {k: v.detach().clone() for k, v in sd.items()}
 
@@ -241,7 +287,7 @@ def input_shapes(model, p, d):
         return {"q": [d["B"], d["H"], d["T"], p["E"]],
                 "k": [d["B"], d["H"], d["S"], p["E"]],
                 "v": [d["B"], d["H"], d["S"], p["E"]]}
-    if model in ("mha", "encoder", "se_encoder"):
+    if model in ("mha", "encoder", "se_encoder", "rope"):
         return {"x": [d["B"], d["T"], p["D"]]}
     if model == "decoder":
         return {"x": [d["B"], d["T"], p["D"]],
@@ -486,12 +532,28 @@ def np_reference(model, p, W, X):
         s = np.maximum(np_linear(f.mean(axis=1), W["se.fc1.weight"], W["se.fc1.bias"]), 0.0)
         g = 1.0 / (1.0 + np.exp(-np_linear(s, W["se.fc2.weight"], W["se.fc2.bias"])))
         return {"y": np_ln(W, "norm2", h + f * g[:, None, :])}
+    if model == "rope":
+        x = X["x"]
+        B, T, D = x.shape
+        H = p["H"]
+        E = D // H
+        qkv = x @ W["qkv.weight"].T
+        q, k, v = (qkv[..., i * D:(i + 1) * D].reshape(B, T, H, E).transpose(0, 2, 1, 3) for i in range(3))
+        # angle of position t, feature d: t * THETA^(-2 (d mod E/2) / E)
+        a = np.arange(T)[:, None] * float(p["THETA"]) ** (-2.0 * (np.arange(E) % (E // 2)) / E)[None, :]
+
+        def rope(t):
+            return t * np.cos(a) + np.concatenate([-t[..., E // 2:], t[..., :E // 2]], axis=-1) * np.sin(a)
+
+        o = np_sdpa(rope(q), rope(k), v, p["CAUSAL"]).transpose(0, 2, 1, 3).reshape(B, T, D)
+        return {"y": o @ W["out.weight"].T}
     raise ValueError(model)
 
 
 def parse_kv_line(line, tag):
     assert line.startswith(tag + ": "), line
-    return [(n, int(v)) for n, v in (kv.split("=") for kv in line[len(tag) + 2:].split())]
+    num = lambda v: float(v) if "." in v or "e" in v else int(v)  # a real param: THETA=10000.0
+    return [(n, num(v)) for n, v in (kv.split("=") for kv in line[len(tag) + 2:].split())]
 
 
 def verify(out_dir, models):
