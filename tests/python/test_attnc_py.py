@@ -114,7 +114,7 @@ def _fixture_cases():
                     if line.startswith("params:"):
                         for kv in line.split()[1:]:
                             k, v = kv.split("=")
-                            params[k] = int(v)
+                            params[k] = float(v) if "." in v or "e" in v else int(v)  # THETA=10000.0: a real param
             cases.append((model, case, d, params))
     return cases
 
@@ -260,7 +260,7 @@ class TestFixtures(unittest.TestCase):
     def test_required_fixtures_present(self):
         have = {(m, c) for m, c, _d, _p in FIXTURE_CASES}
         for need in [("mha", "default"), ("encoder", "small_relu"), ("decoder", "small"), ("sdpa", "causal"),
-                     ("se_block", "default")]:
+                     ("se_block", "default"), ("rope", "causal")]:
             self.assertIn(need, have)
 
     def test_all_fixtures(self):
