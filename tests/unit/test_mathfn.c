@@ -149,7 +149,7 @@ static void jit_open(Jit *j, int vw) {
   PassOptions po = {.opt_level = 1, .diag = j->diag, .dump = stderr};
   cr_assert(pass_pipeline(g, &po));
   CgTarget t = {.cpu = vw == 8 ? "x86-64-v3" : NULL, .opt_level = 3};
-  j->m = cg_cpu_compile(g, &t, j->diag);
+  j->m = cg_compile(g, &t, j->diag);
   fflush(j->dout);
   cr_assert_not_null(j->m, "CPU backend failed:\n%s", j->dtext);
   char want[32];
