@@ -1,7 +1,7 @@
 /* test_mathfn.c - accuracy of the compiled vector math (exp, exp2, log,
  * pow, tanh, erf, sin, cos; codegen/cpu/templates/vmath.h) through the
  * generated kernels: a model computing every function is compiled in
- * memory (fe_compile, passes, cg_cpu_compile, ORC JIT) for 8-float
+ * memory (fe_compile, passes, cg_compile, ORC JIT) for 8-float
  * vectors (--mcpu=x86-64-v3, AVX2) and for 16 (the host CPU when it has
  * AVX-512F), and run on sweeps of special ranges and on random floats.
  *
