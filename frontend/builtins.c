@@ -497,7 +497,7 @@ static FeValue b_cast(FeLower *L, FeCall *c) {
     fe_err(L, d.loc, "cast: the second argument must be a dtype (f32, f16, bf16, i32, bool)");
     return POISON;
   }
-  if (fe_is_num(x)) return fe_as_tensor(L, x, (rt_dtype)d.i);
+  if (fe_is_num(x) || x.k == V_DIM) return fe_as_tensor(L, x, (rt_dtype)d.i);
   if (!want_tensor(L, x, "cast", "the first argument")) return POISON;
   if (fe_vtype(L, x)->dt == (rt_dtype)d.i) return x;
   IrType t = *fe_vtype(L, x);
@@ -553,7 +553,9 @@ static FeValue left_pad(FeLower *L, FeValue x, int rank, IrLoc loc) {
 }
 
 /* attention(q, k, v, causal=0, mask=m, scale=s): sugar for the primitive
- * form  softmax(mask(scale * q @ k^T)) @ v.  With fewer K/V heads than Q
+ * form  softmax(mask(scale * q @ k^T)) @ v.  causal: 0 / "none", 1 /
+ * "top_left" (key j > query i masked), "bottom_right" (j > i + S - T
+ * masked: the T queries are the last T of the S positions).  With fewer K/V heads than Q
  * heads (grouped-query attention) the heads are grouped: q becomes
  * [B, Hk, G, T, E] against k [B, Hk, 1, S, E]. */
 static FeValue b_attention(FeLower *L, FeCall *c) {
@@ -567,8 +569,25 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
         fe_type_str(L, &kt), fe_type_str(L, &vt));
     return POISON;
   }
-  int64_t causal, e;
-  if (!kw_int(L, c, "causal", 0, &causal)) return POISON;
+  int64_t causal = 0, e;
+  FeValue *cv = kwarg(c, "causal");
+  if (cv && cv->k == V_PREFIX) { /* "top_left" (PyTorch is_causal) or "bottom_right" (causal_lower_right) */
+    if (!strcmp(cv->s, "top_left")) causal = 1;
+    else if (!strcmp(cv->s, "bottom_right")) causal = 2;
+    else if (!strcmp(cv->s, "none")) causal = 0;
+    else {
+      fe_err(L, cv->loc, "attention: causal must be \"top_left\", \"bottom_right\", \"none\", 1 (top_left) or 0, got \"%s\"",
+          cv->s);
+      return POISON;
+    }
+  } else if (cv) {
+    if (!want_int(L, *cv, "attention", "causal", &causal)) return POISON;
+    if (causal != 0 && causal != 1) {
+      fe_err(L, cv->loc, "attention: causal must be 0, 1 (top_left), \"top_left\" or \"bottom_right\", got %lld",
+          (long long)causal);
+      return POISON;
+    }
+  }
   double scale;
   FeValue *sv = kwarg(c, "scale");
   if (sv) {
@@ -607,6 +626,15 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
     ja = b_index(L, &ic);
     args[1] = fe_vint(-2, c->loc);
     ia = b_index(L, &ic);
+    if (causal == 2) { /* bottom-right: key j is visible to query i iff j <= i + S - T */
+      IrDim off;
+      if (ir_dim_sub(kt.dim[2], qt.dim[2], &off)) {
+        fe_err(L, c->loc, "attention: S - T is too complex a size");
+        return POISON;
+      }
+      int64_t oc;
+      if (!ir_dim_is_const(off, &oc) || oc != 0) ia = fe_binary(L, '+', ia, fe_vdim(off, c->loc), c->loc);
+    }
     FeValue cond = fe_binary(L, '>', ja, ia, c->loc);
     FeValue wargs[3] = {cond, fe_vfloat(-INFINITY, c->loc), s};
     FeCall wc = {.pos = wargs, .npos = 3, .loc = c->loc, .name = "where"};
@@ -643,6 +671,148 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
     o = fe_reshape(L, o, &ot, c->loc);
   }
   return o;
+}
+
+/* gather(table, ids, axis=0): rows (slices along axis) of table picked by
+ * i32 ids of any shape: table.shape[:axis] + ids.shape + table.shape[axis+1:]. */
+static FeValue gather_of(FeLower *L, FeValue x, FeValue ids, int64_t ax, IrLoc axloc, const char *fn, IrLoc loc) {
+  if (!want_tensor(L, x, fn, "the table") || !want_tensor(L, ids, fn, "the ids")) return POISON;
+  const IrType *xt = fe_vtype(L, x), *it = fe_vtype(L, ids);
+  if (it->dt != RT_I32) {
+    fe_err(L, ids.loc, "%s: ids must be i32, got %s (cast(ids, i32))", fn, fe_type_str(L, it));
+    return POISON;
+  }
+  if (xt->rank < 1) {
+    fe_err(L, x.loc, "%s: the table must have at least one axis, got %s", fn, fe_type_str(L, xt));
+    return POISON;
+  }
+  IrAttrs a;
+  ir_attrs_init(&a);
+  if (!fe_norm_axis(L, ax, xt->rank, axloc, &a.axis)) return POISON;
+  if (xt->rank - 1 + it->rank > IR_MAX_RANK) {
+    fe_err(L, loc, "%s: the result of %s by %s has rank %d, above %d", fn, fe_type_str(L, xt), fe_type_str(L, it),
+        xt->rank - 1 + it->rank, IR_MAX_RANK);
+    return POISON;
+  }
+  FeValue ins[2] = {x, ids};
+  return fe_emit(L, IR_GATHER, ins, 2, &a, NULL, loc);
+}
+
+static FeValue b_gather(FeLower *L, FeCall *c) {
+  int64_t ax;
+  FeValue *axv = kwarg(c, "axis");
+  if (!kw_int(L, c, "axis", 0, &ax)) return POISON;
+  return gather_of(L, c->pos[0], c->pos[1], ax, axv ? axv->loc : c->loc, "gather", c->loc);
+}
+
+/* embedding(ids, table): gather(table, ids, axis=0) (PyTorch's F.embedding order) */
+static FeValue b_embedding(FeLower *L, FeCall *c) {
+  return gather_of(L, c->pos[1], c->pos[0], 0, c->loc, "embedding", c->loc);
+}
+
+/* A shape list such as [B, T, D] (sizes >= 1 or dims; -1 where allow_keep)
+ * into t->dim / t->rank; keep[i] set for -1 entries. */
+static bool shape_arg(FeLower *L, FeValue s, const char *fn, bool allow_keep, IrType *t, bool *keep) {
+  if (s.k != V_LIST) {
+    fe_err(L, s.loc, "%s: the shape must be a list such as [B, T, D]", fn);
+    return false;
+  }
+  if (s.n > IR_MAX_RANK) {
+    fe_err(L, s.loc, "%s: rank above %d is not supported", fn, IR_MAX_RANK);
+    return false;
+  }
+  t->rank = (uint8_t)s.n;
+  for (int i = 0; i < s.n; i++) {
+    FeValue v = s.elts[i];
+    keep[i] = allow_keep && v.k == V_INT && v.i == -1;
+    if (keep[i]) continue;
+    if (!(v.k == V_INT && v.i >= 1) && v.k != V_DIM) {
+      if (v.k != V_POISON)
+        fe_err(L, v.loc, "%s: a size must be a positive integer or a dim%s, got %s", fn, allow_keep ? " (or -1: keep)" : "",
+            v.k == V_INT ? "a number below 1" : fe_kind_name(v.k));
+      return false;
+    }
+    t->dim[i] = fe_to_dim(v);
+  }
+  return true;
+}
+
+/* x broadcast to shape t (numpy rules; a view, nothing copied) */
+static FeValue expand_to(FeLower *L, FeValue x, IrType t, const char *fn, IrLoc loc) {
+  const IrType *xt = fe_vtype(L, x);
+  t.dt = xt->dt;
+  IrType r;
+  if (!ir_broadcast(xt, &t, &r) || !ir_shape_eq(&r, &t)) {
+    fe_err(L, loc, "%s: %s does not broadcast to %s (each axis must be 1 or equal)", fn, fe_type_str(L, xt),
+        fe_type_str(L, &t));
+    return POISON;
+  }
+  if (ir_shape_eq(xt, &t)) return x;
+  return fe_emit(L, IR_EXPAND, &x, 1, NULL, &t, loc);
+}
+
+/* expand(x, [B, T, D]) / broadcast_to(x, [..]): -1 keeps x's size (expand) */
+static FeValue b_expand(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  bool expand = strcmp(c->name, "expand") == 0;
+  if (fe_is_num(x) || x.k == V_DIM) x = fe_as_tensor(L, x, x.k == V_FLOAT ? RT_F32 : RT_I32);
+  if (!want_tensor(L, x, c->name, "the first argument")) return POISON;
+  IrType t = {.dt = fe_vtype(L, x)->dt};
+  bool keep[IR_MAX_RANK] = {0};
+  if (!shape_arg(L, c->pos[1], c->name, expand, &t, keep)) return POISON;
+  const IrType *xt = fe_vtype(L, x);
+  if (t.rank < xt->rank) {
+    fe_err(L, c->pos[1].loc, "%s: %d sizes given for %s (at least its rank)", c->name, t.rank, fe_type_str(L, xt));
+    return POISON;
+  }
+  for (int i = 0; i < t.rank; i++)
+    if (keep[i]) {
+      int xi = i - (t.rank - xt->rank);
+      if (xi < 0) {
+        fe_err(L, c->pos[1].elts[i].loc, "%s: -1 is not allowed for a new axis", c->name);
+        return POISON;
+      }
+      t.dim[i] = xt->dim[xi];
+    }
+  return expand_to(L, x, t, c->name, c->loc);
+}
+
+/* zeros(shape, dtype=f32), ones(shape, dtype=f32), full(shape, value,
+ * dtype=f32): a constant of that shape (virtual: computed where it is
+ * read, stored only where a kernel needs a buffer); a run-time dim as the
+ * value is that dim broadcast. */
+static FeValue b_fill(FeLower *L, FeCall *c) {
+  bool full = strcmp(c->name, "full") == 0;
+  FeValue v = full ? c->pos[1] : fe_vint(c->name[0] == 'o', c->loc);
+  int nd = full ? 2 : 1;
+  rt_dtype dt = RT_F32;
+  if (c->npos > nd) {
+    FeValue d = c->pos[nd];
+    if (d.k != V_DTYPE) {
+      fe_err(L, d.loc, "%s: the dtype must be one of f32, f16, bf16, i32, bool", c->name);
+      return POISON;
+    }
+    dt = (rt_dtype)d.i;
+  }
+  IrType t = {.dt = dt};
+  bool keep[IR_MAX_RANK];
+  if (!shape_arg(L, c->pos[0], c->name, false, &t, keep)) return POISON;
+  if (v.k == V_DIM) {
+    FeValue x = fe_as_tensor(L, v, dt);
+    return x.k == V_POISON ? x : expand_to(L, x, t, c->name, c->loc);
+  }
+  if (!fe_is_num(v)) {
+    if (v.k != V_POISON) fe_err(L, v.loc, "full: the value must be a number or a dim, got %s", fe_kind_name(v.k));
+    return POISON;
+  }
+  if (v.k == V_FLOAT && (dt == RT_I32 || dt == RT_BOOL)) {
+    fe_err(L, v.loc, "full: a real value for a %s tensor; use an integer", rt_dtype_name(dt));
+    return POISON;
+  }
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.value = fe_num(v);
+  return fe_emit(L, IR_CONST, NULL, 0, &a, &t, c->loc);
 }
 
 /* gelu(x, approximate="none" | "tanh") */
@@ -732,6 +902,13 @@ static const FeBuiltin builtins[] = {
   {"merge_heads",  -1, b_merge_heads,           1, 1, ""},
   {"cast",         -1, b_cast,                  2, 2, ""},
   {"attention",    -1, b_attention,             3, 3, "causal,mask,scale"},
+  {"gather",       -1, b_gather,                2, 2, "axis"},
+  {"embedding",    -1, b_embedding,             2, 2, ""},
+  {"expand",       -1, b_expand,                2, 2, ""},
+  {"broadcast_to", -1, b_expand,                2, 2, ""},
+  {"zeros",        -1, b_fill,                  1, 2, ""},
+  {"ones",         -1, b_fill,                  1, 2, ""},
+  {"full",         -1, b_fill,                  2, 3, ""},
 };
 #define NBUILTIN ((int)(sizeof builtins / sizeof builtins[0]))
 

@@ -201,7 +201,8 @@ static FeValue emit_const(FeLower *L, double value, rt_dtype dt, IrLoc loc) {
 
 static bool is_float_dt(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16 || t == RT_F64; }
 
-/* Make a tensor of dtype dt out of a compile-time scalar (or pass a tensor). */
+/* Make a tensor of dtype dt out of a compile-time scalar or a run-time dim
+ * (or pass a tensor). */
 FeValue fe_as_tensor(FeLower *L, FeValue v, rt_dtype dt) {
   switch (v.k) {
   case V_TENSOR:
@@ -215,10 +216,18 @@ FeValue fe_as_tensor(FeLower *L, FeValue v, rt_dtype dt) {
       return POISON;
     }
     return emit_const(L, v.f, dt, v.loc);
-  case V_DIM:
-    fe_err(L, v.loc, "the size '%s' is only known at run time and cannot be used as a value",
-        fe_dim_str(L, v.d));
-    return POISON;
+  case V_DIM: { /* a run-time dim as a value: an i32 scalar (dimval), cast to dt */
+    int64_t c;
+    if (ir_dim_is_const(v.d, &c)) return emit_const(L, (double)c, dt, v.loc);
+    IrAttrs a;
+    ir_attrs_init(&a);
+    a.dim = v.d;
+    IrType t = {.dt = RT_I32, .rank = 0};
+    FeValue x = fe_emit(L, IR_DIMVAL, NULL, 0, &a, &t, v.loc);
+    if (x.k == V_POISON || dt == RT_I32) return x;
+    t.dt = dt;
+    return fe_emit(L, IR_CAST, &x, 1, NULL, &t, v.loc);
+  }
   default:
     fe_err(L, v.loc, "expected a tensor or a number, got %s", fe_kind_name(v.k));
     return POISON;

@@ -29,6 +29,7 @@ static bool is_default(int k, const IrAttrs *a) {
   case IR_AK_BOOL: return !FIELD(bool, a, ai->off);
   case IR_AK_LIST:
   case IR_AK_TILE: return FIELD(int, a, ai->off2) <= 0;
+  case IR_AK_DIM: return FIELD(IrDim, a, ai->off).nterm == 0;
   default: return false;
   }
 }

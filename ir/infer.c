@@ -67,6 +67,7 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
     if ((n->op == IR_PARAM || n->op == IR_INDEX) && r.rank != 0)
       FAIL("%s must be a scalar", oi->name);
     if (n->op == IR_INDEX && r.dt != RT_I32) FAIL("index must be i32");
+    if (n->op == IR_DIMVAL && (r.dt != RT_I32 || r.rank != 0)) FAIL("dimval must be an i32 scalar");
     break;
 
   case IR_CLS_UN:
@@ -251,6 +252,27 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
       }
       break;
     }
+    case IR_GATHER: { /* table[:axis] + ids.shape + table[axis+1:] */
+      const IrType *x = t[0], *ids = t[1];
+      int ax = n->a.axis;
+      if (ids->dt != RT_I32) FAIL("gather: ids must be i32, got %s", rt_dtype_name(ids->dt));
+      if (ax < 0 || ax >= x->rank) FAIL("gather: axis %d out of range for rank %d", ax, x->rank);
+      if (x->rank - 1 + ids->rank > IR_MAX_RANK) FAIL("gather: the result's rank is above %d", IR_MAX_RANK);
+      memset(&r, 0, sizeof r);
+      r.dt = x->dt;
+      r.rank = (uint8_t)(x->rank - 1 + ids->rank);
+      int o = 0;
+      for (int i = 0; i < ax; i++) r.dim[o++] = x->dim[i];
+      for (int i = 0; i < ids->rank; i++) r.dim[o++] = ids->dim[i];
+      for (int i = ax + 1; i < x->rank; i++) r.dim[o++] = x->dim[i];
+      break;
+    }
+    case IR_EXPAND: /* a broadcast view: the type is given */
+      ir_type_str(g, t[0], s1, sizeof s1);
+      ir_type_str(g, &r, s2, sizeof s2);
+      if (r.dt != t[0]->dt) FAIL("expand changes the dtype");
+      if (!broadcasts_to(t[0], &r)) FAIL("expand: %s does not broadcast to %s", s1, s2);
+      break;
     default:
       break;
     }

@@ -70,7 +70,13 @@
  * SHAPE.  reshape: the same elements in row-major order.  permute: output
  * axis i is input axis a.list[i].  slice: along a.axis from a.start
  * (evaluated; out of range is an error), length = the output dim.  concat:
- * operands in order along a.axis.
+ * operands in order along a.axis.  gather: out[a.., i.., c..] =
+ * table[a.., ids[i..], c..] (a.. the table's axes before a.axis); an id
+ * outside [0, rows) is an error, found by scanning the ids in row-major
+ * order, worded as compiled code words it (ir_gather_desc).  expand: the
+ * operand broadcast (numpy rules) to the node's shape.
+ *
+ * DIMVAL.  The value of its dim a.dim for the bound symbols.
  *
  * FUSED.  For each output element: PARAM k is operand k's element,
  * broadcast to the output shape, rounded to the PARAM's dtype; INDEX a is
@@ -87,8 +93,8 @@
  * in compiled code, and a row with a +inf score is NaN).  With a body:
  * s_j = body(PARAM 0 = s_j (in PARAM 0's dtype), PARAM p >= 1 = operand
  * 2+p at (b,h,i,j), INDEX 0..3 = b, h, i, j).  Then the block mask: s_j =
- * -inf if a.mlo != NONE and j - i < a.mlo, or a.mhi != NONE and j - i >
- * a.mhi (a select: a NaN score of a masked key is gone).  Softmax over j
+ * -inf if a.mlo != NONE and j - i < a.mlo + D, or a.mhi != NONE and j - i >
+ * a.mhi + D, D the value of a.dim (moff; 0 when absent) (a select: a NaN score of a masked key is gone).  Softmax over j
  * with the fully-masked-row-gives-zeros rule (in float64, no intermediate
  * rounding), o = sum over EVERY key j of p_j v[b,kvh,j,:] -- a masked key
  * has p_j = 0 and 0 * inf = 0 * NaN = NaN, so a non-finite value in v
@@ -661,6 +667,12 @@ static int run_src(Interp *it, int id, const IrTensor *inputs, IrWeightFn wfn, v
   case IR_CONST:
     for (int64_t e = 0; e < out->n; e++) out->d[e] = round_to(dt, n->a.value);
     return 0;
+  case IR_DIMVAL: {
+    int64_t v;
+    if (!dim_value(n->a.dim, it->sv, &v)) return nfail(it, id, "the dim overflows");
+    out->d[0] = round_to(dt, (double)v);
+    return 0;
+  }
   case IR_IOTA: {
     int64_t st[IR_MAX_RANK];
     int ax = n->a.axis;
@@ -813,7 +825,49 @@ static int run_matmul(Interp *it, int id, Val *out) {
   return n->body >= 0 ? run_body(it, id, out, 2) : 0;
 }
 
-/* reshape / permute / slice / concat: pure data movement. */
+/* gather: every id checked first (row-major order), then the rows copied. */
+static int run_gather(Interp *it, int id, Val *out) {
+  const IrNode *n = &it->g->funcs[0].nodes[id];
+  const Val *x = &it->vals[n->in[0]], *ids = &it->vals[n->in[1]];
+  int ax = n->a.axis, ir = ids->rank;
+  int64_t rows = x->shape[ax], xst[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
+  cstrides(x->rank, x->shape, xst);
+  for (int64_t e = 0; e < ids->n; e++) {
+    double v = ids->d[e];
+    if (v >= 0 && v < (double)rows) continue;
+    char idd[160], tbl[160], pos[160];
+    int64_t ist[IR_MAX_RANK], at[IR_MAX_RANK];
+    cstrides(ir, ids->shape, ist);
+    for (int d = 0; d < ir; d++) at[d] = e / ist[d] % ids->shape[d];
+    ir_gather_desc(it->g, id, idd, sizeof idd, tbl, sizeof tbl);
+    ir_index_str(ir, at, pos, sizeof pos);
+    snprintf(it->err, it->errlen, "%s %s = %lld is out of range for %s (%lld rows)", idd, pos, (long long)v, tbl,
+             (long long)rows);
+    return -1;
+  }
+  for (int64_t e = 0; e < out->n; e++) {
+    int64_t xo = 0, io = 0, istride = 1;
+    /* the output's axes: x's before ax, then the ids' axes, then x's after ax */
+    for (int d = out->rank - 1; d >= 0; d--) {
+      if (d >= ax && d < ax + ir) {
+        io += idx[d] * istride;
+        istride *= ids->shape[d - ax];
+      } else {
+        xo += idx[d] * xst[d < ax ? d : d - ir + 1];
+      }
+    }
+    xo += (int64_t)ids->d[io] * xst[ax];
+    out->d[e] = x->d[xo];
+    for (int d = out->rank - 1; d >= 0; d--) { /* next output index */
+      if (++idx[d] < out->shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return 0;
+}
+
+/* reshape / permute / slice / concat / expand: pure data movement
+ * (gather: run_gather). */
 static int run_shape(Interp *it, int id, Val *out) {
   const IrNode *n = &it->g->funcs[0].nodes[id];
   const Val *x = &it->vals[n->in[0]];
@@ -853,6 +907,10 @@ static int run_shape(Interp *it, int id, Val *out) {
     }
     return 0;
   }
+  case IR_GATHER: return run_gather(it, id, out);
+  case IR_EXPAND:
+    bstrides(x->rank, x->shape, out->rank, 1, st[0]);
+    break;
   default: ir_bug("run_shape: %s", ir_opinfo[n->op].name);
   }
   for (int64_t e = 0; e < out->n; e++) {
@@ -934,6 +992,8 @@ static int run_attention(Interp *it, int id, Val *out) {
   int64_t B = q->shape[0], Hq = q->shape[1], T = q->shape[2], E = q->shape[3];
   int64_t Hk = k->shape[1], S = k->shape[2], Ev = v->shape[3], grp = Hk ? Hq / Hk : 1;
   int npar = n->nin - 2, rc = 0;
+  int64_t moff = 0;
+  if (!dim_value(n->a.dim, it->sv, &moff)) return nfail(it, id, "the band offset overflows");
   int64_t (*st)[IR_MAX_RANK] = malloc((size_t)npar * sizeof *st);
   double *s = malloc((size_t)(S ? S : 1) * sizeof(double)), *par = malloc((size_t)npar * sizeof(double));
   double *sv = malloc((size_t)(fn && fn->n ? fn->n : 1) * sizeof(double));
@@ -969,8 +1029,8 @@ static int run_attention(Interp *it, int id, Val *out) {
               goto done;
             }
           }
-          if ((n->a.mlo != IR_MASK_NONE && j - i < n->a.mlo) ||
-              (n->a.mhi != IR_MASK_NONE && j - i > n->a.mhi))
+          if ((n->a.mlo != IR_MASK_NONE && j - i < n->a.mlo + moff) ||
+              (n->a.mhi != IR_MASK_NONE && j - i > n->a.mhi + moff))
             s[j] = -INFINITY;
           if (!isnan(m) && (isnan(s[j]) || s[j] > m)) m = s[j];
         }

@@ -437,4 +437,27 @@ double ir_round_even(double x) {
   double r = floor(x), d = x - r; /* d in [0, 1); NaN for +-inf and NaN */
   if (d > 0.5 || (d == 0.5 && fmod(r, 2) != 0)) r += 1;
   return r == 0 ? copysign(0.0, x) : isnan(d) ? x : r;
+
+/* "[0, 3]": a position as the gather error words it (runtime: the same). */
+void ir_index_str(int rank, const int64_t *at, char *buf, size_t n) {
+  size_t len = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < rank && len < n; i++)
+    len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "", (long long)at[i]);
+  if (len < n) snprintf(buf + len, n - len, "]");
+}
+
+/* Where a gather's source sits, for messages: "at FILE:LINE:COL" or "%N". */
+static void gather_where(const IrNode *n, int id, char *buf, size_t len) {
+  if (n->loc.file) snprintf(buf, len, "at %s:%d:%d", n->loc.file, n->loc.line, n->loc.col);
+  else snprintf(buf, len, "%%%d", id);
+}
+
+void ir_gather_desc(const IrGraph *g, int id, char *ids, size_t nids, char *tbl, size_t ntbl) {
+  const IrNode *n = &g->funcs[0].nodes[id], *x = &g->funcs[0].nodes[n->in[0]], *i = &g->funcs[0].nodes[n->in[1]];
+  char where[120];
+  gather_where(n, id, where, sizeof where);
+  if (i->op == IR_INPUT) snprintf(ids, nids, "input '%s'", i->a.str);
+  else snprintf(ids, nids, "the ids of gather %s", where);
+  if (x->op == IR_WEIGHT) snprintf(tbl, ntbl, "'%s'", x->a.str);
+  else snprintf(tbl, ntbl, "the table of gather %s", where);
 }

@@ -102,9 +102,11 @@ typedef struct {
   double eps;       /* A_EPS */
   double scale;     /* A_SCALE */
   int64_t mlo, mhi; /* A_MASK: key j may be unmasked only if
-                       i + mlo <= j <= i + mhi (+ S - T for bottom-right
-                       alignment is folded in by the pass);
+                       i + mlo + dim <= j <= i + mhi + dim (dim: A_MOFF,
+                       the symbolic offset, S - T for bottom-right
+                       alignment; zero when absent);
                        IR_MASK_NONE = unbounded on that side */
+  IrDim dim;        /* A_DIM (dimval: its dim), A_MOFF (attention: band offset) */
   bool fold;        /* A_FOLD: a sum/mean over the rows of a matmul result,
                        accumulated by the matmul's epilogue as it writes
                        (fold-se); printed only when true */
@@ -214,11 +216,21 @@ const int *ir_graph_weights(const IrGraph *g, int *n);
  * and NaN stay.  The meaning of the round op (interpreter, constant folding). */
 double ir_round_even(double x);
 
+/* Gather errors (interpreter and compiled code word them alike):
+ *   "<ids> [0, 3] = 50257 is out of range for <table> (50257 rows)"
+ * ir_gather_desc fills <ids> ("input 'input_ids'", or "the ids of gather
+ * at FILE:LINE:COL" for computed ids) and <table> ("'weight.key'", or
+ * "the table of gather at ...") for gather node id of funcs[0];
+ * ir_index_str writes a position as "[0, 3]". */
+void ir_gather_desc(const IrGraph *g, int id, char *ids, size_t nids, char *tbl, size_t ntbl);
+void ir_index_str(int rank, const int64_t *at, char *buf, size_t n);
+
 /* ---- shape inference (infer.c) --------------------------------------- */
 
 /* Compute the result type of node `n` (in function f) from its operands and
  * attributes.  For ops whose type is given rather than derived (INPUT,
- * WEIGHT, CONST, IOTA, PARAM, INDEX, RESHAPE, CAST, FUSED, ATTENTION), the
+ * WEIGHT, CONST, IOTA, PARAM, INDEX, DIMVAL, RESHAPE, EXPAND, CAST, FUSED,
+ * ATTENTION), the
  * given type in n->type is checked for consistency and copied.  On error
  * writes a message and returns false. */
 bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out,

@@ -4,11 +4,13 @@
  * carries (printed and parsed in the textual IR).
  *
  * Classes:
- *   SRC   leaves: graph inputs, weights, constants, iota, region params/indices
+ *   SRC   leaves: graph inputs, weights, constants, iota, region params/indices,
+ *         dimval (a run-time dim as an i32 scalar)
  *   UN    elementwise unary          BIN  elementwise binary (broadcasting)
  *   CMP   comparison -> bool         TER  where(cond, a, b)
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
- *   MM    batched matmul             SHAPE reshape / permute / slice / concat
+ *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
+ *                                          gather (rows by i32 ids) / expand (broadcast view)
  *   FUSED produced by fusion passes; carries a body region
  */
 #ifndef IR_OPS_H
@@ -42,6 +44,8 @@
   X(EPS,   "eps",   F64,  eps,   eps,    OPS) /* normalization epsilon */ \
   X(SCALE, "scale", F64,  scale, scale,  OPS) /* attention score scale */ \
   X(MASK,  "mask",  MASK, mlo,   mhi,    OPS) /* block-skip band of fused attention */ \
+  X(MOFF,  "moff",  DIM,  dim,   dim,    SET) /* symbolic offset of the band (S - T: bottom-right) */ \
+  X(DIM,   "dim",   DIM,  dim,   dim,    OPS) /* dimval: the run-time dim it is */ \
   X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
   X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
 
@@ -66,6 +70,7 @@ enum {
   X(IOTA,        "iota",        0, SRC,   A_AXIS)           \
   X(PARAM,       "param",       0, SRC,   A_INDEX)          \
   X(INDEX,       "index",       0, SRC,   A_AXIS)           \
+  X(DIMVAL,      "dimval",      0, SRC,   A_DIM)            \
   X(NEG,         "neg",         1, UN,    0)                \
   X(NOT,         "not",         1, UN,    0)                \
   X(ABS,         "abs",         1, UN,    0)                \
@@ -115,8 +120,10 @@ enum {
   X(PERMUTE,     "permute",     1, SHAPE, A_PERM)           \
   X(SLICE,       "slice",       1, SHAPE, A_AXIS | A_START) \
   X(CONCAT,      "concat",     -1, SHAPE, A_AXIS)           \
+  X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
+  X(EXPAND,      "expand",      1, SHAPE, 0)                \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
-  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK)
+  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
 
 typedef enum {
 #define X(e, name, nin, cls, attrs) IR_##e,

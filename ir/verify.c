@@ -89,7 +89,7 @@ static void check_body_node(Verifier *v, int fi, int i, const IrNode *on, const 
     fail(v, fi, i, "body values must be scalars, got %s", s1);
   }
   IrOpClass c = ir_opinfo[n->op].cls;
-  if (n->op == IR_INPUT || n->op == IR_WEIGHT || n->op == IR_IOTA)
+  if (n->op == IR_INPUT || n->op == IR_WEIGHT || n->op == IR_IOTA || n->op == IR_DIMVAL)
     fail(v, fi, i, "only allowed in the main function");
   if (c == IR_CLS_FUSED || c == IR_CLS_RED || c == IR_CLS_NORM || c == IR_CLS_MM || c == IR_CLS_SHAPE)
     fail(v, fi, i, "not allowed in a body");
