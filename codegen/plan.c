@@ -5,14 +5,19 @@
  * Requires: a verified graph (any pipeline stage).
  * Produces: a CgPlan (malloc'd; cg_plan_free).
  *
- *   kinds     inputs and weights are external; a constant or iota is
- *             virtual when only elementwise kernels read it (they compute
- *             it in place), else a buffer filled by a kernel (outputs
- *             included); permute and slice are views; a reshape is a view
- *             of a dense value and a copy of anything else; every other
- *             node is a buffer written by its kernel.
+ *   kinds     inputs and weights are external; a constant, iota or
+ *             dimval is virtual when only elementwise kernels read it
+ *             (they compute it in place), else a buffer filled by a kernel
+ *             (outputs included); permute, slice and expand (zero strides)
+ *             are views; a reshape is a view of a dense value and a copy
+ *             of anything else; a gather read only by elementwise kernels
+ *             is an indexed view (they load the id and read the table
+ *             row: token + position embeddings are one kernel), else a
+ *             buffer written by a gather kernel; every other node is a
+ *             buffer written by its kernel.
  *   liveness  a value lives from its definition to its last reader; a read
- *             of a view is a read of its base; graph outputs live to the
+ *             of a view is a read of its base, a read of an indexed view
+ *             one of its table and its ids; graph outputs live to the
  *             end.
  *   slots     buffers that are not graph outputs get workspace slots,
  *             greedily by liveness (a slot is free again after the last
@@ -107,6 +112,35 @@ static void bstrides(PB *b, const CgPlan *p, int node, int r, const char *fmt, i
   if (r == 0) ival(b, 0);
 }
 
+/* Operand k of a kernel of rank r that is gather node gid read as an
+ * indexed view: p<k>, s<k>, g<k>, gs<k>, gr<k>, gn<k> (plan.h). */
+static void gather_operand(PB *b, int gid, int r, int k) {
+  const IrFunc *f = &b->p->g->funcs[0];
+  const IrNode *gn = &f->nodes[gid];
+  int x = gn->in[0], ids = gn->in[1], ax = gn->a.axis, ir = f->nodes[ids].type.rank, off = r - gn->type.rank;
+  char nm[24];
+  snprintf(nm, sizeof nm, "p%d", k);
+  ptr(b, nm, x, false);
+  param(b, CG_P_I64, r > 0 ? r : 1, "s%d", k);
+  for (int d = 0; d < r; d++) {
+    int ga = d - off;
+    if (ga < 0 || (ga >= ax && ga < ax + ir)) ival(b, 0);
+    else val(b, CG_V_BSTRIDE, x, ga < ax ? ga : ga - ir + 1);
+  }
+  if (r == 0) ival(b, 0);
+  snprintf(nm, sizeof nm, "g%d", k);
+  ptr(b, nm, ids, false);
+  param(b, CG_P_I64, r > 0 ? r : 1, "gs%d", k);
+  for (int d = 0; d < r; d++) {
+    int ga = d - off;
+    if (ga >= ax && ga < ax + ir) val(b, CG_V_BSTRIDE, ids, ga - ax);
+    else ival(b, 0);
+  }
+  if (r == 0) ival(b, 0);
+  param(b, CG_P_I64, 0, "gr%d", k), val(b, CG_V_STRIDE, x, ax);
+  param(b, CG_P_I64, 0, "gn%d", k), val(b, CG_V_DIM, x, ax);
+}
+
 static void params_ewise(PB *b, int id) {
   const CgPlan *p = b->p;
   const IrNode *n = &p->g->funcs[0].nodes[id];
@@ -114,14 +148,30 @@ static void params_ewise(PB *b, int id) {
   ptr(b, "o", id, true);
   scalar(b, "n", CG_V_NUMEL, id, -1);
   axes(b, CG_V_DIM, id, r, 1, "shape", 0);
-  if (n->op == IR_CONST || n->op == IR_IOTA) return; /* a fill: dense */
+  if (n->op == IR_CONST || n->op == IR_IOTA || n->op == IR_DIMVAL) { /* a fill: dense */
+    if (n->op == IR_DIMVAL) param(b, CG_P_I64, 0, "dv0"), val(b, CG_V_SYMDIM, id, -1);
+    return;
+  }
   axes(b, CG_V_STRIDE, id, r, 1, "os", 0);
+  if (n->op == IR_GATHER) { /* a gather kernel: the indexed view of itself, copied */
+    gather_operand(b, id, r, 0);
+    return;
+  }
   for (int k = 0; k < n->nin; k++) {
-    if (cg_plan_virtual(p, n->in[k])) continue; /* computed in the kernel */
+    int x = n->in[k];
+    const IrNode *xn = &p->g->funcs[0].nodes[x];
+    if (cg_plan_virtual(p, x)) { /* computed in the kernel; a dimval's value comes in dv<k> */
+      if (xn->op == IR_DIMVAL) param(b, CG_P_I64, 0, "dv%d", k), val(b, CG_V_SYMDIM, x, -1);
+      continue;
+    }
+    if (cg_plan_gather(p, x)) {
+      gather_operand(b, x, r, k);
+      continue;
+    }
     char nm[24];
     snprintf(nm, sizeof nm, "p%d", k);
-    ptr(b, nm, n->in[k], false);
-    bstrides(b, p, n->in[k], r, "s%d", k);
+    ptr(b, nm, x, false);
+    bstrides(b, p, x, r, "s%d", k);
   }
 }
 
@@ -272,6 +322,8 @@ static void params_attention(PB *b, int id) {
   scalar(b, "S", CG_V_DIM, k, 2);
   param(b, CG_P_I64, 0, "G"); /* query heads per key/value head (GQA) */
   val(b, CG_V_QUOT, q, 1), last(b)->node2 = k, last(b)->axis2 = 1;
+  param(b, CG_P_I64, 0, "moff"); /* the band's run-time offset (S - T: bottom-right causal) */
+  val(b, CG_V_SYMDIM, id, -1);
   static const char *const names[4] = {"qs", "ks", "vs", "os"};
   int of[4] = {q, k, v, id};
   for (int t = 0; t < 4; t++) {
@@ -333,7 +385,7 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   p->nk++;
   PB b = {p, k};
   switch (kind) {
-  case CG_K_EWISE: case CG_K_FILL: params_ewise(&b, id); break;
+  case CG_K_EWISE: case CG_K_FILL: case CG_K_GATHER: params_ewise(&b, id); break;
   case CG_K_COPY: params_copy(&b, p->g->funcs[0].nodes[id].in[0], -1); break;
   case CG_K_OUTPUT: params_copy(&b, id, out); break;
   case CG_K_MATMUL: params_matmul(&b, id); break;
@@ -430,7 +482,14 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       break;
     case IR_CONST:
     case IR_IOTA:
+    case IR_DIMVAL:
       v->kind = materialize[i] ? CG_BUFFER : CG_VIRTUAL, v->dense = materialize[i];
+      break;
+    case IR_GATHER:
+      v->kind = materialize[i] ? CG_BUFFER : CG_GATHER, v->dense = materialize[i];
+      break;
+    case IR_EXPAND: /* zero strides on the broadcast axes */
+      v->kind = CG_VIEW, v->base = nd->in[0], v->dense = false;
       break;
     case IR_PERMUTE:
       v->kind = CG_VIEW, v->base = nd->in[0];
@@ -460,6 +519,12 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       v->inner_unit = src->inner_unit && r > 0 && nd->a.list[r - 1] == r - 1;
     } else if (v->kind == CG_VIEW && nd->op == IR_SLICE) {
       v->inner_unit = src->inner_unit;
+    } else if (v->kind == CG_VIEW && nd->op == IR_EXPAND) { /* unless the last axis is broadcast */
+      const IrType *xt = &f->nodes[nd->in[0]].type;
+      v->inner_unit = src->inner_unit && r > 0 && xt->rank > 0 && ir_dim_eq(xt->dim[xt->rank - 1], nd->type.dim[r - 1]);
+    } else if (v->kind == CG_GATHER) { /* the table's last axis, unless ids run along it */
+      const IrNode *x = &f->nodes[nd->in[0]];
+      v->inner_unit = p->node[nd->in[0]].inner_unit && nd->a.axis < x->type.rank - 1;
     } else if (v->kind == CG_VIEW && !v->dense) { /* split: the last axis keeps the base's last stride */
       int map[IR_MAX_RANK];
       int xr = f->nodes[nd->in[0]].type.rank;
@@ -474,22 +539,30 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
   free(materialize);
 }
 
+/* Value src is read at node i: it lives until then, and so does what it
+ * views (a view's base chain; an indexed view's table and ids and theirs). */
+static void read_at(CgPlan *p, int src, int i) {
+  const IrFunc *f = &p->g->funcs[0];
+  for (;; src = p->node[src].base) {
+    if (p->node[src].last_use < i) p->node[src].last_use = i;
+    if (p->node[src].kind == CG_GATHER) {
+      read_at(p, f->nodes[src].in[1], i);
+      src = f->nodes[src].in[0];
+      if (p->node[src].last_use < i) p->node[src].last_use = i;
+    }
+    if (p->node[src].kind != CG_VIEW) break;
+  }
+}
+
 /* Liveness, outputs written in place, fold-se partners, then slots. */
 static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
   const IrFunc *f = &p->g->funcs[0];
   int n = p->n;
   for (int i = 0; i < n; i++)
-    for (int k = 0; k < f->nodes[i].nin; k++)
-      for (int src = f->nodes[i].in[k];; src = p->node[src].base) {
-        if (p->node[src].last_use < i) p->node[src].last_use = i;
-        if (p->node[src].kind != CG_VIEW) break;
-      }
+    for (int k = 0; k < f->nodes[i].nin; k++) read_at(p, f->nodes[i].in[k], i);
   for (int k = 0; k < p->g->noutput; k++) {
     int id = p->g->outputs[k].node;
-    for (int src = id;; src = p->node[src].base) {
-      p->node[src].last_use = n;
-      if (p->node[src].kind != CG_VIEW) break;
-    }
+    read_at(p, id, n);
     CgNodePlan *v = &p->node[id];
     if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0) v->out_index = k;
   }
@@ -526,7 +599,8 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
     }
     if (v->kind != CG_BUFFER) continue;
     IrOpClass cls = ir_opinfo[nd->op].cls;
-    if (nd->op == IR_CONST || nd->op == IR_IOTA) add_kernel(p, CG_K_FILL, i, -1);
+    if (nd->op == IR_CONST || nd->op == IR_IOTA || nd->op == IR_DIMVAL) add_kernel(p, CG_K_FILL, i, -1);
+    else if (nd->op == IR_GATHER) add_kernel(p, CG_K_GATHER, i, -1);
     else if (ewise_consumer(nd)) add_kernel(p, CG_K_EWISE, i, -1);
     else if (cls == IR_CLS_MM) add_kernel(p, CG_K_MATMUL, i, -1);
     else if (cls == IR_CLS_RED) add_kernel(p, v->fold_src >= 0 ? CG_K_FOLD : CG_K_REDUCE, i, -1);

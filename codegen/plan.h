@@ -28,8 +28,10 @@ typedef enum {
   CG_EXTERNAL, /* input or weight: a pointer handed to the run */
   CG_BUFFER,   /* written by its kernel into a workspace slot or an output */
   CG_VIEW,     /* permute / slice / reshape of a dense value or splitting axes: no kernel, no memory */
-  CG_VIRTUAL,  /* constant or iota read only by elementwise kernels: computed inside them */
+  CG_VIRTUAL,  /* constant, iota or dimval read only by elementwise kernels: computed inside them */
   CG_COPY,     /* reshape of a non-dense view: copied densely by a kernel */
+  CG_GATHER,   /* gather read only by elementwise kernels: an indexed view, each reader
+                  loads the id and reads the table row in place (nothing written) */
 } CgKind;
 
 typedef struct {
@@ -58,6 +60,7 @@ typedef enum {
   CG_K_ROWS,      /* softmax, layernorm, rmsnorm: one row at a time */
   CG_K_ATTENTION, /* fused attention */
   CG_K_CONCAT,
+  CG_K_GATHER,    /* gather into a buffer: a copy of the indexed view (row copies threaded over ids) */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */
@@ -75,6 +78,7 @@ typedef enum {
   CG_V_INT,     /* the integer `i` */
   CG_V_REAL,    /* the number `f` */
   CG_V_LAUNCH,  /* set by the launcher (starts as 0 / NULL) */
+  CG_V_SYMDIM,  /* the value of node `node`'s dim attribute (dimval's dim, attention's band offset) */
 } CgValueKind;
 
 typedef struct {
@@ -126,8 +130,15 @@ typedef struct CgPlan {
 CgPlan *cg_plan(const IrGraph *g, IrDiag *diag);
 void cg_plan_free(CgPlan *p);
 /* Is node i an operand an elementwise kernel evaluates itself (a
- * CG_VIRTUAL constant or iota)? */
+ * CG_VIRTUAL constant, iota or dimval)? */
 static inline bool cg_plan_virtual(const CgPlan *p, int i) { return p->node[i].kind == CG_VIRTUAL; }
+/* Does node i feed elementwise kernels as an indexed view (CG_GATHER)?
+ * Each reader then takes, for operand k, the parameters p<k> (the table),
+ * s<k>[rank] (the table's strides along the reader's axes; 0 on the axes
+ * of the ids), g<k> (the ids), gs<k>[rank] (the ids' strides along the
+ * reader's axes), gr<k> (the table's stride along the gathered axis) and
+ * gn<k> (its rows): element = p[sum x_d s_d + ids[sum x_d gs_d] * gr]. */
+static inline bool cg_plan_gather(const CgPlan *p, int i) { return p->node[i].kind == CG_GATHER; }
 /* A parameter's value k, and a kernel's parameter called name (NULL if none). */
 static inline const CgValue *cg_param_val(const CgPlan *p, const CgParam *q, int k) { return &p->val[q->v0 + k]; }
 const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *name);

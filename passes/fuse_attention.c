@@ -84,10 +84,12 @@ static int score_axis(Ctx *c, int r, int a) { return a + c->R - r; }
 /* ---- band masks ------------------------------------------------------------ */
 
 /* An iota along the query (*q = 1) or key (*q = 0) axis plus a constant
- * integer offset: i + d, j - d, 1 + (i + d), ... (followed iteratively
- * down a chain of such additions, of any length). */
-static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off) {
+ * integer offset *off and a run-time one *sym (dimval nodes: S - T):
+ * i + d, j - d, 1 + (i + d), i + (S - T), ... (followed iteratively down a
+ * chain of such additions, of any length). */
+static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off, IrDim *sym) {
   int64_t sum = 0, v;
+  IrDim s = ir_dim_const(0);
   for (;;) {
     const IrNode *n = N(c, i);
     if (n->op == IR_IOTA) {
@@ -96,14 +98,21 @@ static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off) {
       if (!ir_dim_eq(n->type.dim[n->a.axis], c->score.dim[ax])) return false; /* an iota of extent 1 is 0, not i */
       *q = ax == c->R - 2;
       *off = sum;
+      *sym = s;
       return true;
     }
     if ((n->op != IR_ADD && n->op != IR_SUB) || n->type.dt != RT_I32) return false;
+    const IrNode *r = N(c, n->in[1]), *l = N(c, n->in[0]);
     if (const_int(c, n->in[1], &v)) { /* x + v, x - v */
       v = n->op == IR_ADD ? v : -v;
       i = n->in[0];
     } else if (n->op == IR_ADD && const_int(c, n->in[0], &v)) { /* v + x */
       i = n->in[1];
+    } else if (r->op == IR_DIMVAL || (n->op == IR_ADD && l->op == IR_DIMVAL)) { /* x +- dim, dim + x */
+      IrDim d = r->op == IR_DIMVAL ? r->a.dim : l->a.dim;
+      if ((n->op == IR_ADD ? ir_dim_add(s, d, &s) : ir_dim_sub(s, d, &s)) != IR_DIM_OK) return false;
+      i = r->op == IR_DIMVAL ? n->in[0] : n->in[1];
+      continue;
     } else {
       return false;
     }
@@ -113,17 +122,20 @@ static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off) {
   }
 }
 
-/* |x - y| with x, y iotas of different axes: |j - i + *e|. */
-static bool abs_diff(Ctx *c, int i, int64_t *e) {
+/* |x - y| with x, y iotas of different axes: |j - i + *e + *es| (*es the
+ * run-time part). */
+static bool abs_diff(Ctx *c, int i, int64_t *e, IrDim *es) {
   const IrNode *n = N(c, i);
   if (n->op != IR_ABS) return false;
   const IrNode *d = N(c, n->in[0]);
   bool q0, q1;
   int64_t o0, o1;
-  if (d->op != IR_SUB || !iota_plus(c, d->in[0], &q0, &o0) || !iota_plus(c, d->in[1], &q1, &o1) || q0 == q1)
+  IrDim s0, s1;
+  if (d->op != IR_SUB || !iota_plus(c, d->in[0], &q0, &o0, &s0) || !iota_plus(c, d->in[1], &q1, &o1, &s1) ||
+      q0 == q1)
     return false;
   *e = q0 ? o1 - o0 : o0 - o1; /* oj - oi */
-  return true;
+  return (q0 ? ir_dim_sub(s1, s0, es) : ir_dim_sub(s0, s1, es)) == IR_DIM_OK;
 }
 
 static IrOp flip(IrOp op) { /* a op b  ==  b flip(op) a */
@@ -136,40 +148,54 @@ static IrOp negate(IrOp op) { /* !(a op b) == a negate(op) b */
 static void set_hi(int64_t *hi, int64_t d) { *hi = *hi == IR_MASK_NONE || d < *hi ? d : *hi; }
 static void set_lo(int64_t *lo, int64_t d) { *lo = *lo == IR_MASK_NONE || d > *lo ? d : *lo; }
 
+/* The band's run-time offset: every bound of one band shares it (a band
+ * with no bound yet takes the new one's); false if they differ. */
+static bool same_offset(int64_t lo, int64_t hi, IrDim *off, IrDim d) {
+  if (lo == IR_MASK_NONE && hi == IR_MASK_NONE) return *off = d, true;
+  return ir_dim_eq(*off, d);
+}
+
 /* cond masks keys out (when true if `masked` is true, when false
- * otherwise): narrow the allowed band [*lo, *hi] of j - i.  Returns false
- * (band unchanged or partly changed: callers pass copies) if cond is not
- * a band condition. */
-static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, int depth) {
+ * otherwise): narrow the allowed band [*lo, *hi] (+ *off, the run-time
+ * offset) of j - i.  Returns false (band unchanged or partly changed:
+ * callers pass copies) if cond is not a band condition. */
+static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, IrDim *off, int depth) {
   const IrNode *n = N(c, cond);
   if (depth > 16) return false;
-  if (n->op == IR_NOT) return band(c, n->in[0], !masked, lo, hi, depth + 1);
+  if (n->op == IR_NOT) return band(c, n->in[0], !masked, lo, hi, off, depth + 1);
   if ((n->op == IR_OR && masked) || (n->op == IR_AND && !masked))
-    return band(c, n->in[0], masked, lo, hi, depth + 1) && band(c, n->in[1], masked, lo, hi, depth + 1);
+    return band(c, n->in[0], masked, lo, hi, off, depth + 1) && band(c, n->in[1], masked, lo, hi, off, depth + 1);
   IrOp op = (IrOp)n->op;
   if (op != IR_GT && op != IR_LT && op != IR_GE && op != IR_LE) return false;
   if (!masked) op = negate(op);
   /* masked when in0 op in1 */
   int64_t e, w;
+  IrDim es, ds;
   int a = n->in[0], b = n->in[1];
-  if (abs_diff(c, b, &e) && const_int(c, a, &w)) { /* w op |.|  ->  |.| flip(op) w */
+  if (abs_diff(c, b, &e, &es) && const_int(c, a, &w)) { /* w op |.|  ->  |.| flip(op) w */
     int t = a;
     a = b, b = t;
     op = flip(op);
   }
-  if (abs_diff(c, a, &e) && const_int(c, b, &w)) { /* masked when |j - i + e| op w */
+  if (abs_diff(c, a, &e, &es) && const_int(c, b, &w)) { /* masked when |j - i + e| op w */
     if (op == IR_GE) w -= 1, op = IR_GT;
     if (op != IR_GT) return false; /* masks the middle: not a band */
-    set_hi(hi, w - e);              /* allowed: -w <= j - i + e <= w */
+    IrDim neg;
+    if (ir_dim_sub(ir_dim_const(0), es, &neg) || !same_offset(*lo, *hi, off, neg)) return false;
+    set_hi(hi, w - e);              /* allowed: -w <= j - i + e + es <= w */
     set_lo(lo, -w - e);
     return true;
   }
   bool q0, q1;
   int64_t o0, o1;
-  if (!iota_plus(c, a, &q0, &o0) || !iota_plus(c, b, &q1, &o1) || q0 == q1) return false;
-  /* normalize to "j op i + d" */
+  IrDim s0, s1;
+  if (!iota_plus(c, a, &q0, &o0, &s0) || !iota_plus(c, b, &q1, &o1, &s1) || q0 == q1) return false;
+  /* normalize to "j op i + d + ds" */
   if (q0) op = flip(op); /* i + o0 op j + o1  ->  j flip(op) i + (o0 - o1) */
   int64_t d = q0 ? o0 - o1 : o1 - o0;
+  if ((q0 ? ir_dim_sub(s0, s1, &ds) : ir_dim_sub(s1, s0, &ds)) != IR_DIM_OK) return false;
+  if (op != IR_GT && op != IR_GE && op != IR_LT && op != IR_LE) return false;
+  if (!same_offset(*lo, *hi, off, ds)) return false;
   switch (op) {
   case IR_GT: set_hi(hi, d); return true; /* allowed j <= i + d */
   case IR_GE: set_hi(hi, d - 1); return true;
@@ -323,6 +349,7 @@ typedef struct {
   int first, last;           /* path[first..last] becomes the body (none if first > last) */
   double scale;              /* the positive scales path[0..first) */
   int64_t lo, hi;            /* the band of the masks, IR_MASK_NONE: unbounded */
+  IrDim off;                 /* its run-time offset (S - T for bottom-right causal) */
   int q, kt, v;              /* the node's Q, K and V: rank 4; for R = 4 kt is K^T's
                                 permute (the rewrite turns it into K), for R = 5 K itself */
 } AttnMatch;
@@ -367,9 +394,10 @@ static bool match_attention(Ctx *c, int p, AttnMatch *m) {
     bool masking = w->op == IR_WHERE && ((vi == 2 && is_neg_inf(c, w->in[1])) || (vi == 1 && is_neg_inf(c, w->in[2])));
     if (!masking) break;
     int64_t l2 = m->lo, h2 = m->hi;
-    if (band(c, w->in[0], vi == 2, &l2, &h2, 0)) {
+    IrDim o2 = m->off;
+    if (band(c, w->in[0], vi == 2, &l2, &h2, &o2, 0)) {
       m->ext[x] = true;
-      m->lo = l2, m->hi = h2;
+      m->lo = l2, m->hi = h2, m->off = o2;
     }
   }
   for (m->last = m->np - 1; m->last >= m->first && m->ext[m->last];) m->last--;
@@ -459,6 +487,7 @@ static void rewrite(Ctx *c, const AttnMatch *m, int fb, const int *leaves, int n
   a.scale = m->scale;
   a.mlo = m->lo;
   a.mhi = m->hi;
+  a.dim = m->off;
   if (c->R == 4) {
     /* K^T's permute becomes K: swap its last two axes back */
     IrNode *kn = N(c, m->kt);

@@ -77,7 +77,7 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
   if (!nomem) ir_bug("out of memory");
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
-    nomem[i] = nd->op == IR_IOTA || nd->op == IR_CONST;
+    nomem[i] = nd->op == IR_IOTA || nd->op == IR_CONST || nd->op == IR_DIMVAL;
     if (ir_op_is_elementwise((IrOp)nd->op)) {
       nomem[i] = true;
       for (int k = 0; k < nd->nin; k++) nomem[i] &= nomem[nd->in[k]];

@@ -141,6 +141,16 @@ void rt_parallel_for(rt_exec *ex, int64_t ntasks, int64_t grain, rt_task_fn fn, 
 int rt_exec_threads(const rt_exec *ex);
 /* Record a run-time error (message copied); returns -1. */
 int32_t rt_exec_error(rt_exec *ex, const char *msg);
+/* Gather ids out of range (ir_gather_desc words it alike in the
+ * interpreter): "<ids> [0, 3] = 50257 is out of range for <tbl> (50257
+ * rows)".  rt_gather_oob records it for the id `value` at position at[rank]
+ * (returns -1); rt_check_ids checks every id of a dense i32 tensor of that
+ * shape against [0, rows) in row-major order before a run writes
+ * anything, and records the first bad one (returns -1; 0 if all fit). */
+int32_t rt_gather_oob(rt_exec *ex, const char *ids, const char *tbl, int64_t rows, int64_t value, int32_t rank,
+                      const int64_t *at);
+int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_t *shape, int64_t rows,
+                     const char *idsd, const char *tbld);
 
 /* The API (ATTNC_ENTRIES in attnc.h), implemented by rt_api.c on a
  * descriptor; the generated wrappers call these.  Entries marked with the

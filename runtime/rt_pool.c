@@ -285,3 +285,29 @@ int32_t rt_exec_error(rt_exec *ex, const char *msg) {
   }
   return -1;
 }
+
+/* (rt_gather_oob, rt_check_ids: rt_model.h) */
+int32_t rt_gather_oob(rt_exec *ex, const char *ids, const char *tbl, int64_t rows, int64_t value, int32_t rank,
+                      const int64_t *at) {
+  char pos[256], msg[RT_EXEC_MSG];
+  size_t len = (size_t)snprintf(pos, sizeof pos, "[");
+  for (int i = 0; i < rank && len < sizeof pos; i++)
+    len += (size_t)snprintf(pos + len, sizeof pos - len, "%s%lld", i ? ", " : "", (long long)at[i]);
+  if (len < sizeof pos) snprintf(pos + len, sizeof pos - len, "]");
+  snprintf(msg, sizeof msg, "%s %s = %lld is out of range for %s (%lld rows)", ids, pos, (long long)value, tbl,
+           (long long)rows);
+  return rt_exec_error(ex, msg);
+}
+
+int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_t *shape, int64_t rows,
+                     const char *idsd, const char *tbld) {
+  int64_t n = 1;
+  for (int d = 0; d < rank; d++) n *= shape[d];
+  for (int64_t e = 0; e < n; e++) {
+    if (ids[e] >= 0 && ids[e] < rows) continue;
+    int64_t at[ATTNC_MAX_RANK], r = e;
+    for (int d = rank - 1; d >= 0; d--) at[d] = r % shape[d], r /= shape[d];
+    return rt_gather_oob(ex, idsd, tbld, rows, ids[e], rank, at);
+  }
+  return 0;
+}

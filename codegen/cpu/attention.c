@@ -176,7 +176,7 @@ void cg_attention(Cg *cg, int id) {
   LLVMValueRef nt = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, T, ci64(cg, rows - 1), ""), ci64(cg, rows), "");
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, B, Hq, ""), nt, "");
   int c = 0;
-  LLVMValueRef *fl = malloc(sizeof(LLVMValueRef) * (size_t)(22 + 5 * nx));
+  LLVMValueRef *fl = malloc(sizeof(LLVMValueRef) * (size_t)(23 + 5 * nx));
   fl[c++] = q->ptr;  fl[c++] = q->stride[0]; fl[c++] = q->stride[1]; fl[c++] = q->stride[2];   /* 0..3 */
   fl[c++] = k->ptr;  fl[c++] = k->stride[0]; fl[c++] = k->stride[1]; fl[c++] = k->stride[2];   /* 4..7 */
   fl[c++] = v->ptr;  fl[c++] = v->stride[0]; fl[c++] = v->stride[1]; fl[c++] = v->stride[2];   /* 8..11 */
@@ -188,6 +188,7 @@ void cg_attention(Cg *cg, int id) {
     fl[c++] = cg->v[xid].ptr;
     for (int ax = 0; ax < 4; ax++) fl[c++] = bstride(cg, xid, ax);
   }
+  fl[c++] = cg_dim(cg, n->a.dim); /* 22 + 5 nx: the band's run-time offset (moff: S - T for bottom-right) */
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
@@ -251,6 +252,7 @@ void cg_attention(Cg *cg, int id) {
     }
     free(mf);
   }
+  LLVMValueRef moff = cg_ctx_i64(cg, ctx, 22 + 5 * nx);
   LLVMValueRef i0 = LLVMBuildMul(cg->B, ti, ci64(cg, rows), "");
   LLVMValueRef i1 = smin(cg, LLVMBuildAdd(cg->B, i0, ci64(cg, rows), ""), tT);
   LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->ptr, cg->i64, cg->i64, cg->i64,
@@ -258,8 +260,8 @@ void cg_attention(Cg *cg, int id) {
   LLVMValueRef args[] = {ptrs[0], cg_ctx_i64(cg, ctx, 3), ptrs[1], cg_ctx_i64(cg, ctx, 7), ptrs[2], cg_ctx_i64(cg, ctx, 11),
                          ptrs[3], cg_ctx_i64(cg, ctx, 15), tS, ci64(cg, e), ci64(cg, ev), i0, i1,
                          LLVMConstReal(cg->f32, n->a.scale),
-                         ci64(cg, n->a.mlo == IR_MASK_NONE ? INT64_MIN : n->a.mlo),
-                         ci64(cg, n->a.mhi == IR_MASK_NONE ? INT64_MAX : n->a.mhi),
+                         n->a.mlo == IR_MASK_NONE ? ci64(cg, INT64_MIN) : LLVMBuildAdd(cg->B, ci64(cg, n->a.mlo), moff, ""),
+                         n->a.mhi == IR_MASK_NONE ? ci64(cg, INT64_MAX) : LLVMBuildAdd(cg->B, ci64(cg, n->a.mhi), moff, ""),
                          mod, mctx, scratch};
   cg_call(cg, "attnc_tpl_attention", cg->vd, pt, 19, args);
   cg_loop_end(cg, &t);

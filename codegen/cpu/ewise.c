@@ -15,7 +15,7 @@
 #include <string.h>
 #include "cg.h"
 
-typedef enum { LF_MEM, LF_CONST, LF_IOTA } LeafKind;
+typedef enum { LF_MEM, LF_CONST, LF_IOTA, LF_DIMVAL } LeafKind;
 
 typedef struct {
   LeafKind kind;
@@ -25,8 +25,13 @@ typedef struct {
   int ctx_field;     /* LF_MEM: index of the pointer in the task context */
   int iota_axis;     /* LF_IOTA: output axis it indexes */
   double value;      /* LF_CONST */
+  int gather;        /* LF_MEM read through a gather (plan.h, cg_plan_gather): 0 no, 1 one id per row,
+                        2 ids along the last axis (one per lane) */
+  int dv_field;      /* LF_DIMVAL: its value (i64) in the task context */
+  int g_field;       /* gather: ids ptr, ids strides[rr], row stride, rows, ex, ids and table names */
   /* in the task */
   LLVMValueRef ptr, off, stride_last;
+  LLVMValueRef ids, ioff, istride_last, rowstride, rows; /* gather */
   LLVMValueRef val;  /* current vector value */
 } Leaf;
 
@@ -200,7 +205,46 @@ typedef struct {
   Expr expr;
   LLVMValueRef *idx; /* per output axis: i64 scalar for outer axes */
   LLVMValueRef j;    /* current position along the last axis */
+  LLVMValueRef ctx;  /* the task context */
 } Body;
+
+/* Check gather id `id` (i64) of leaf l against its rows; an id out of range
+ * records the error (rt_gather_oob: ex and the names from the context, the
+ * position from the output index, the last axis at `jlast`) and reads row
+ * 0 instead, so nothing is read out of bounds.  Returns the safe id. */
+static LLVMValueRef gather_check(Body *b, Leaf *l, LLVMValueRef id, LLVMValueRef jlast) {
+  Cg *cg = b->cg;
+  const IrNode *gn = &cg->g->funcs[0].nodes[l->node];
+  int ir = cg->g->funcs[0].nodes[gn->in[1]].type.rank, off = b->rank - gn->type.rank + gn->a.axis;
+  if (gn->type.rank == 0) off = 0;
+  LLVMValueRef bad = LLVMBuildICmp(cg->B, LLVMIntUGE, id, l->rows, "");
+  LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->B));
+  LLVMBasicBlockRef cold = LLVMAppendBasicBlockInContext(cg->C, fn, "badid");
+  LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(cg->C, fn, "idok");
+  LLVMBuildCondBr(cg->B, bad, cold, ok);
+  LLVMPositionBuilderAtEnd(cg->B, cold);
+  LLVMValueRef at = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, ir > 0 ? ir : 1), "at");
+  for (int ia = 0; ia < ir; ia++) {
+    int d = off + ia;
+    LLVMValueRef v = d == b->rank - 1 ? jlast : b->idx[d];
+    LLVMValueRef k = ci64(cg, ia);
+    LLVMBuildStore(cg->B, v, LLVMBuildGEP2(cg->B, cg->i64, at, &k, 1, ""));
+  }
+  int f = l->g_field + 1 + b->rank + 2;
+  LLVMValueRef args[] = {cg_ctx_ptr(cg, b->ctx, f), cg_ctx_ptr(cg, b->ctx, f + 1), cg_ctx_ptr(cg, b->ctx, f + 2),
+                         l->rows, id, LLVMConstInt(cg->i32, (unsigned)ir, 0), at};
+  LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i32, cg->ptr};
+  cg_call(cg, "rt_gather_oob", cg->i32, pt, 7, args);
+  LLVMBuildBr(cg->B, ok);
+  LLVMPositionBuilderAtEnd(cg->B, ok);
+  return LLVMBuildSelect(cg->B, bad, ci64(cg, 0), id, "");
+}
+
+/* The id (i64) at element offset o of a gather leaf's ids. */
+static LLVMValueRef gather_id(Cg *cg, Leaf *l, LLVMValueRef o) {
+  LLVMValueRef v = LLVMBuildLoad2(cg->B, cg->i32, LLVMBuildGEP2(cg->B, cg->i32, l->ids, &o, 1, ""), "");
+  return LLVMBuildSExt(cg->B, v, cg->i64, "");
+}
 
 static LLVMValueRef index_vec(Body *b, int axis) {
   Cg *cg = b->cg;
@@ -224,9 +268,27 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
       l->val = index_vec(b, l->iota_axis);
       continue;
     }
+    if (l->kind == LF_DIMVAL) {
+      l->val = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, b->ctx, l->dv_field), cg->i32, ""), cg->vi);
+      continue;
+    }
     LLVMTypeRef et = mem_elt_ty(cg, l->dt), mt = mem_vec_ty(cg, l->dt);
     LLVMValueRef v;
-    if (l->inner == 0) {
+    if (l->gather == 2) { /* one id per lane: ids[ioff + j*is], then the table element of that row */
+      v = LLVMGetUndef(mt);
+      for (int lane = 0; lane < cg->vw; lane++) {
+        LLVMValueRef jl = LLVMBuildAdd(cg->B, b->j, ci64(cg, lane), "");
+        if (mask) { /* masked lanes read element 0 of the row: always in bounds */
+          LLVMValueRef on = LLVMBuildExtractElement(cg->B, mask, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
+          jl = LLVMBuildSelect(cg->B, on, jl, ci64(cg, 0), "");
+        }
+        LLVMValueRef io = LLVMBuildAdd(cg->B, l->ioff, LLVMBuildMul(cg->B, jl, l->istride_last, ""), "");
+        LLVMValueRef id = gather_check(b, l, gather_id(cg, l, io), jl);
+        LLVMValueRef o = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, id, l->rowstride, ""), "");
+        LLVMValueRef e = LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, l->ptr, &o, 1, ""), "");
+        v = LLVMBuildInsertElement(cg->B, v, e, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
+      }
+    } else if (l->inner == 0) {
       LLVMValueRef p = LLVMBuildGEP2(cg->B, et, l->ptr, &l->off, 1, "");
       v = cg_splat(cg, LLVMBuildLoad2(cg->B, et, p, ""), mt);
     } else if (l->inner == 1) {
@@ -290,7 +352,7 @@ static LLVMValueRef eval_expr(Body *b) {
   const IrGraph *g = cg->g;
   if (b->expr.copy) return b->leaves[0].val;
   const IrNode *n = &g->funcs[0].nodes[b->expr.id];
-  if (n->op == IR_CONST || n->op == IR_IOTA) return b->leaves[0].val;
+  if (n->op == IR_CONST || n->op == IR_IOTA || n->op == IR_DIMVAL) return b->leaves[0].val;
   if (n->op != IR_FUSED) {
     LLVMValueRef a[3] = {0};
     for (int k = 0; k < n->nin; k++) a[k] = b->leaves[k].val;
@@ -336,6 +398,10 @@ static char *ewise_key(Cg *cg, int rr, rt_dtype out_dt, const Leaf *leaves, int 
   for (int k = 0; k < nleaves; k++) {
     const Leaf *l = &leaves[k];
     fprintf(f, " L%d:%d:%d:%a:%d", l->kind, l->dt, l->kind == LF_MEM ? l->inner : -1, l->value, l->iota_axis);
+    if (l->gather) { /* the ids' rank and where they sit decide the error's position */
+      const IrNode *gn = &cg->g->funcs[0].nodes[l->node];
+      fprintf(f, ":g%d:%d:%d:%d", l->gather, gn->type.rank, gn->a.axis, cg->g->funcs[0].nodes[gn->in[1]].type.rank);
+    }
   }
   if (expr.copy) {
     fprintf(f, " copy");
@@ -367,19 +433,58 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   }
   /* context: out ptr, shape[rr], ostride[rr], then per mem leaf: ptr, stride[rr] */
   int nf = 1 + 2 * rr;
-  LLVMValueRef *fields = malloc(sizeof *fields * (size_t)(1 + 2 * IR_MAX_RANK + nleaves * (1 + IR_MAX_RANK)));
+  LLVMValueRef *fields = malloc(sizeof *fields * (size_t)(1 + 2 * IR_MAX_RANK + nleaves * (8 + 2 * IR_MAX_RANK)));
   LLVMValueRef(*lstr)[IR_MAX_RANK] = malloc(sizeof *lstr * (size_t)(nleaves + 1));
   if (!fields || !lstr) ir_bug("out of memory");
   fields[0] = out_ptr;
   for (int d = 0; d < rr; d++) fields[1 + d] = shape[d], fields[1 + rr + d] = ostride[d];
   for (int k = 0; k < nleaves; k++) {
     Leaf *l = &leaves[k];
+    if (l->kind == LF_DIMVAL) {
+      l->dv_field = nf;
+      fields[nf++] = cg_dim(cg, f->nodes[l->node].a.dim);
+    }
     if (l->kind != LF_MEM) continue;
     const IrNode *ln = &f->nodes[l->node];
     const CgVal *lv = &cg->v[l->node];
     l->ctx_field = nf;
-    fields[nf++] = lv->ptr;
     int off = rr - ln->type.rank;
+    if (l->gather) { /* the table's strides on its axes, 0 on the ids' (plan.h, gather_operand) */
+      const IrNode *x = &f->nodes[ln->in[0]], *ids = &f->nodes[ln->in[1]];
+      const CgVal *xv = &cg->v[ln->in[0]], *iv = &cg->v[ln->in[1]];
+      int ax = ln->a.axis, ir = ids->type.rank;
+      fields[nf++] = xv->ptr;
+      for (int d = 0; d < rr; d++) {
+        int ga = d - off, xa = ga < ax ? ga : ga - ir + 1;
+        int64_t c;
+        bool zero = r == 0 || ga < 0 || (ga >= ax && ga < ax + ir) || (ir_dim_is_const(x->type.dim[xa], &c) && c == 1);
+        fields[nf++] = zero ? ci64(cg, 0) : xv->stride[xa];
+      }
+      l->g_field = nf;
+      fields[nf++] = iv->ptr;
+      for (int d = 0; d < rr; d++) {
+        int ga = d - off;
+        int64_t c;
+        bool on = r > 0 && ga >= ax && ga < ax + ir && !(ir_dim_is_const(ids->type.dim[ga - ax], &c) && c == 1);
+        fields[nf++] = on ? iv->stride[ga - ax] : ci64(cg, 0);
+      }
+      fields[nf++] = xv->stride[ax];
+      fields[nf++] = xv->shape[ax];
+      char idd[200], tbl[200];
+      ir_gather_desc(cg->g, l->node, idd, sizeof idd, tbl, sizeof tbl);
+      fields[nf++] = cg->ex;
+      fields[nf++] = LLVMBuildGlobalStringPtr(cg->B, idd, "");
+      fields[nf++] = LLVMBuildGlobalStringPtr(cg->B, tbl, "");
+      int ga_last = rr - 1 - off;
+      l->gather = r > 0 && ga_last >= ax && ga_last < ax + ir ? 2 : 1;
+      int xa_last = ga_last - ir + 1;
+      int64_t c;
+      bool bcast_last = r == 0 || ga_last < 0 || l->gather == 2 ||
+                        (ir_dim_is_const(x->type.dim[xa_last], &c) && c == 1);
+      l->inner = bcast_last ? 0 : cg->plan->node[ln->in[0]].inner_unit ? 1 : 2;
+      continue;
+    }
+    fields[nf++] = lv->ptr;
     for (int d = 0; d < rr; d++) {
       int ld = d - off;
       int64_t c;
@@ -413,12 +518,21 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   LLVMValueRef t_shape[IR_MAX_RANK], t_ostr[IR_MAX_RANK], idx[IR_MAX_RANK];
   LLVMValueRef t_out = cg_ctx_ptr(cg, ctx, 0);
   for (int d = 0; d < rr; d++) t_shape[d] = cg_ctx_i64(cg, ctx, 1 + d), t_ostr[d] = cg_ctx_i64(cg, ctx, 1 + rr + d);
+  LLVMValueRef(*gstr)[IR_MAX_RANK] = malloc(sizeof *gstr * (size_t)(nleaves + 1));
+  if (!gstr) ir_bug("out of memory");
   for (int k = 0; k < nleaves; k++) {
     Leaf *l = &leaves[k];
     if (l->kind != LF_MEM) continue;
     l->ptr = cg_ctx_ptr(cg, ctx, l->ctx_field);
     for (int d = 0; d < rr; d++) lstr[k][d] = cg_ctx_i64(cg, ctx, l->ctx_field + 1 + d);
     l->stride_last = lstr[k][rr - 1];
+    if (l->gather) {
+      l->ids = cg_ctx_ptr(cg, ctx, l->g_field);
+      for (int d = 0; d < rr; d++) gstr[k][d] = cg_ctx_i64(cg, ctx, l->g_field + 1 + d);
+      l->istride_last = gstr[k][rr - 1];
+      l->rowstride = cg_ctx_i64(cg, ctx, l->g_field + 1 + rr);
+      l->rows = cg_ctx_i64(cg, ctx, l->g_field + 2 + rr);
+    }
   }
   CgLoop rows;
   cg_loop_begin(cg, &rows, begin, end, ci64(cg, 1));
@@ -428,13 +542,20 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
     rem = LLVMBuildSDiv(cg->B, rem, t_shape[d], "");
     ooff = LLVMBuildAdd(cg->B, ooff, LLVMBuildMul(cg->B, idx[d], t_ostr[d], ""), "");
   }
+  Body body = {cg, rr, leaves, nleaves, expr, idx, NULL, ctx};
   for (int k = 0; k < nleaves; k++) {
     Leaf *l = &leaves[k];
     if (l->kind != LF_MEM) continue;
     l->off = ci64(cg, 0);
     for (int d = rr - 2; d >= 0; d--) l->off = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, idx[d], lstr[k][d], ""), "");
+    if (!l->gather) continue;
+    l->ioff = ci64(cg, 0);
+    for (int d = rr - 2; d >= 0; d--) l->ioff = LLVMBuildAdd(cg->B, l->ioff, LLVMBuildMul(cg->B, idx[d], gstr[k][d], ""), "");
+    if (l->gather == 1) { /* one id for the row: the table row's offset, once */
+      LLVMValueRef id = gather_check(&body, l, gather_id(cg, l, l->ioff), ci64(cg, 0));
+      l->off = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, id, l->rowstride, ""), "");
+    }
   }
-  Body body = {cg, rr, leaves, nleaves, expr, idx, NULL};
   LLVMValueRef n = t_shape[rr - 1];
   LLVMValueRef nfull = LLVMBuildSub(cg->B, n, LLVMBuildSRem(cg->B, n, ci64(cg, cg->vw), ""), "");
   CgLoop cols;
@@ -462,6 +583,7 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
   cg_launch(cg, task, fields, nf, nrows, grain);
   free(fields);
   free(lstr);
+  free(gstr);
 }
 
 /* A leaf for operand value id (materialized or virtual). */
@@ -476,8 +598,11 @@ static Leaf leaf_of(Cg *cg, int id, int out_rank) {
   } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_IOTA) {
     l.kind = LF_IOTA;
     l.iota_axis = n->a.axis + (out_rank - n->type.rank);
+  } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_DIMVAL) {
+    l.kind = LF_DIMVAL;
   } else {
     l.kind = LF_MEM;
+    l.gather = cg_plan_gather(cg->plan, id); /* set to 1 or 2 with the context */
   }
   return l;
 }
@@ -488,18 +613,26 @@ void cg_ewise(Cg *cg, int id) {
   if (!leaves) ir_bug("out of memory");
   int nl = 0;
   int r = n->type.rank;
-  if (n->op == IR_CONST || n->op == IR_IOTA) {
+  Expr e = {id, false};
+  if (n->op == IR_CONST || n->op == IR_IOTA || n->op == IR_DIMVAL) {
     Leaf l = {0};
     l.node = id;
     l.dt = (rt_dtype)n->type.dt;
-    l.kind = n->op == IR_CONST ? LF_CONST : LF_IOTA;
+    l.kind = n->op == IR_CONST ? LF_CONST : n->op == IR_IOTA ? LF_IOTA : LF_DIMVAL;
     l.value = n->a.value;
     l.iota_axis = n->a.axis;
     leaves[nl++] = l;
+  } else if (n->op == IR_GATHER) { /* a gather kernel: copy the indexed view of itself */
+    Leaf l = {0};
+    l.node = id;
+    l.dt = (rt_dtype)n->type.dt;
+    l.kind = LF_MEM;
+    l.gather = 1;
+    leaves[nl++] = l;
+    e.copy = true;
   } else {
     for (int k = 0; k < n->nin; k++) leaves[nl++] = leaf_of(cg, n->in[k], r > 0 ? r : 1);
   }
-  Expr e = {id, false};
   ewise_kernel(cg, ir_opinfo[n->op].name, id, (rt_dtype)n->type.dt, cg->v[id].ptr, NULL, leaves, nl, e);
   free(leaves);
 }

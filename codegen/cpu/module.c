@@ -284,6 +284,7 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
     dense_strides(cg, v, r);
     break;
   case CG_VIRTUAL:
+  case CG_GATHER: /* its readers read the table and the ids (ewise.c) */
     dense_strides(cg, v, r);
     break;
   case CG_BUFFER:
@@ -301,6 +302,14 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
       for (int d = 0; d < r; d++) v->stride[d] = b->stride[d];
       LLVMValueRef off = LLVMBuildMul(cg->B, cg_dim(cg, nd->a.start), b->stride[nd->a.axis], "");
       v->ptr = elem_ptr(cg, b->ptr, nd->type.dt, off);
+    } else if (nd->op == IR_EXPAND) { /* broadcast: stride 0 on new axes and axes of size 1 */
+      const IrType *xt = &cg->g->funcs[0].nodes[pv->base].type;
+      v->ptr = b->ptr;
+      for (int d = 0; d < r; d++) {
+        int xd = d - (r - xt->rank);
+        int64_t c;
+        v->stride[d] = xd < 0 || (ir_dim_is_const(xt->dim[xd], &c) && c == 1) ? ci64(cg, 0) : b->stride[xd];
+      }
     } else if (pv->dense) { /* reshape of a dense value */
       v->ptr = b->ptr;
       dense_strides(cg, v, r);
@@ -330,7 +339,7 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
   const IrNode *nd = &cg->g->funcs[0].nodes[i];
   CgVal *v = &cg->v[i];
   switch (k->kind) {
-  case CG_K_EWISE: case CG_K_FILL: cg_ewise(cg, i); break;
+  case CG_K_EWISE: case CG_K_FILL: case CG_K_GATHER: cg_ewise(cg, i); break;
   case CG_K_COPY: cg_copy(cg, nd->in[0], v->ptr, NULL); break; /* the reshape is then free */
   case CG_K_OUTPUT: cg_copy(cg, i, load_ptr_array(cg, cg->outputs, k->out), NULL); break;
   case CG_K_MATMUL: cg_matmul(cg, i); break;
@@ -349,6 +358,38 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
     }
     break;
   }
+  }
+}
+
+/* In run(), before any kernel: the ids of every gather that are a graph
+ * input are checked against the table's rows (rt_check_ids); a bad one
+ * returns -1 with the message, so nothing is written. */
+static void check_input_ids(Cg *cg) {
+  const IrFunc *fn = &cg->g->funcs[0];
+  for (int i = 0; i < fn->n; i++) {
+    const IrNode *nd = &fn->nodes[i];
+    if (nd->op != IR_GATHER || fn->nodes[nd->in[1]].op != IR_INPUT) continue;
+    const IrNode *ids = &fn->nodes[nd->in[1]], *x = &fn->nodes[nd->in[0]];
+    int ir = ids->type.rank;
+    LLVMValueRef shape = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, ir > 0 ? ir : 1), "idshape");
+    for (int d = 0; d < ir; d++) {
+      LLVMValueRef k = ci64(cg, d);
+      LLVMBuildStore(cg->B, cg_dim(cg, ids->type.dim[d]), LLVMBuildGEP2(cg->B, cg->i64, shape, &k, 1, ""));
+    }
+    char idd[200], tbl[200];
+    ir_gather_desc(cg->g, i, idd, sizeof idd, tbl, sizeof tbl);
+    LLVMValueRef args[] = {cg->ex, load_ptr_array(cg, cg->inputs, ids->a.index), LLVMConstInt(cg->i32, (unsigned)ir, 0),
+                           shape, cg_dim(cg, x->type.dim[nd->a.axis]), LLVMBuildGlobalStringPtr(cg->B, idd, ""),
+                           LLVMBuildGlobalStringPtr(cg->B, tbl, "")};
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i64, cg->ptr, cg->ptr};
+    LLVMValueRef rc = cg_call(cg, "rt_check_ids", cg->i32, pt, 7, args);
+    LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->B));
+    LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->C, f, "badids");
+    LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(cg->C, f, "idsok");
+    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntNE, rc, LLVMConstInt(cg->i32, 0, 0), ""), bad, ok);
+    LLVMPositionBuilderAtEnd(cg->B, bad);
+    LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, (unsigned long long)-1, 1));
+    LLVMPositionBuilderAtEnd(cg->B, ok);
   }
 }
 
@@ -372,6 +413,7 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(plan), plan, args, 3, "");
   const IrFunc *fn = &cg->g->funcs[0];
   const CgPlan *p = cg->plan;
+  check_input_ids(cg);
   int widx = 0;
   for (int i = 0; i < fn->n && !cg->failed; i++) {
     bind_value(cg, i, &widx);
