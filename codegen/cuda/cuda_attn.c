@@ -134,9 +134,9 @@ static void k_generic(Cu *c, int id, const char *suffix) {
           (long long)e, (long long)ev, id, suffix, id, cu_ctype(dq), cu_ctype(dk), cu_ctype(dv), (long long)evl, (long long)evl);
   /* key range from the band */
   fprintf(c->f, "  i64 jlo = 0, jhi = a.S;\n");
-  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  if (i + (%lld) > jlo) jlo = i + (%lld);\n", (long long)n->a.mlo, (long long)n->a.mlo);
+  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  if (i + (%lld) + a.moff > jlo) jlo = i + (%lld) + a.moff;\n", (long long)n->a.mlo, (long long)n->a.mlo);
   if (n->a.mhi != IR_MASK_NONE)
-    fprintf(c->f, "  if (i + (%lld) + 1 < jhi) jhi = i + (%lld) + 1;\n", (long long)n->a.mhi, (long long)n->a.mhi);
+    fprintf(c->f, "  if (i + (%lld) + a.moff + 1 < jhi) jhi = i + (%lld) + a.moff + 1;\n", (long long)n->a.mhi, (long long)n->a.mhi);
   fprintf(c->f,
           "  for (i64 j0 = jlo; j0 < jhi; j0 += 32) {\n"
           "    const i64 j = j0 + lane;\n"
@@ -229,8 +229,8 @@ static void tc_scores(Cu *c, const IrNode *n, const CuAttnPlan *p, bool checked)
           p->mt, p->bk / 8, p->mt);
   if (checked) {
     fprintf(c->f, "        bool keep = j < S%s;\n", nx > 0 ? " && i < T" : "");
-    if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j >= i + (%lld);\n", band(n->a.mlo));
-    if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j <= i + (%lld);\n", band(n->a.mhi));
+    if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j >= i + (%lld) + (int)a.moff;\n", band(n->a.mlo));
+    if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "        keep = keep && j <= i + (%lld) + (int)a.moff;\n", band(n->a.mhi));
   }
   if (body) {
     fprintf(c->f, "        %s{\n          s *= %.9ef;\n", checked ? "if (keep) " : "", n->a.scale);
@@ -280,8 +280,8 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           p->bk, QP, p->bq - 1, p->bq,
           /* a band bounded above (causal) makes the last query blocks the heaviest; bounded only below, the first */
           n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blk / BH" : "nqb - 1u - blk / BH", p->bq, p->bq);
-  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  jlo = a_imax(0, i0 + (%lld));\n", band(n->a.mlo));
-  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + 1);\n", band(n->a.mhi));
+  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  jlo = a_imax(0, i0 + (%lld) + (int)a.moff);\n", band(n->a.mlo));
+  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + (int)a.moff + 1);\n", band(n->a.mhi));
   fprintf(c->f,
           "  int kt0 = jlo / %d, kt1 = jhi > jlo ? (jhi + %d) / %d : kt0;\n"
           "  const int kf0 = kt0, kf1 = kt1;  /* the block's key tiles, all splits together */\n"
@@ -367,8 +367,8 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           p->bk / 8, QP, p->mt, mma, qreg ? "qf[ks]" : "qa[mt]", mma, qreg ? "qf[ks]" : "qa[mt]");
   /* which tiles need element checks */
   fprintf(c->f, "    bool full = j0 + %d <= S;\n", p->bk);
-  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 >= ilast + (%lld);\n", band(n->a.mlo));
-  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 + %d <= i0 + (%lld);\n", p->bk - 1, band(n->a.mhi));
+  if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 >= ilast + (%lld) + (int)a.moff;\n", band(n->a.mlo));
+  if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "    full = full && j0 + %d <= i0 + (%lld) + (int)a.moff;\n", p->bk - 1, band(n->a.mhi));
   if (extras) fprintf(c->f, "    full = full && i0 + %d <= T;\n", p->bq);
   fprintf(c->f, "    if (full) {\n");
   tc_scores(c, n, p, false);

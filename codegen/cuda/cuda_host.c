@@ -64,6 +64,12 @@ static void value_c(const Host *h, const CgParam *q, const CgValue *v, FILE *f) 
   case CG_V_INT: fprintf(f, "%lldLL", (long long)v->i); return;
   case CG_V_REAL: fprintf(f, "%.9ef", v->f); return;
   case CG_V_LAUNCH: return;
+  case CG_V_SYMDIM: {
+    char dim[512];
+    dim_c(HN(h, v->node)->a.dim, dim, sizeof dim);
+    fprintf(f, "%s", dim);
+    return;
+  }
   }
 }
 
@@ -169,6 +175,7 @@ static void node(Host *h, int i, int *wi) {
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
     return;
   case CG_VIRTUAL:
+  case CG_GATHER: /* read through its table and ids by its readers */
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
     return;
   case CG_VIEW: {
@@ -180,6 +187,15 @@ static void node(Host *h, int i, int *wi) {
       dim_c(n->a.start, dim, sizeof dim);
       fprintf(h->f, "  V[%d].p = V[%d].p + %s * V[%d].st[%d] * %d;\n", i, b, dim, b, n->a.axis, esz(n->type.dt));
       for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, d);
+    } else if (n->op == IR_EXPAND) { /* broadcast: stride 0 on new axes and axes of size 1 */
+      const IrType *xt = &HN(h, b)->type;
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, b);
+      for (int d = 0; d < r; d++) {
+        int xd = d - (r - xt->rank);
+        int64_t one;
+        if (xd < 0 || (ir_dim_is_const(xt->dim[xd], &one) && one == 1)) fprintf(h->f, "  V[%d].st[%d] = 0;\n", i, d);
+        else fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, xd);
+      }
     } else if (v->dense) { /* reshape of a dense value */
       fprintf(h->f, "  V[%d].p = V[%d].p;\n  cu_dense(&V[%d]);\n", i, b, i);
     } else { /* reshape splitting axes of a strided value */
@@ -382,6 +398,17 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
   return buf;
 }
 
+/* s as a C string literal. */
+static void c_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+    else if ((unsigned char)*s < 32 || (unsigned char)*s > 126) fprintf(f, "\\%03o", (unsigned char)*s);
+    else fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
 /* A C array initializer of n bytes. */
 static void bytes(FILE *f, const char *name, const void *p, size_t n, bool nul) {
   const unsigned char *b = p;
@@ -426,6 +453,26 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           g->name);
   for (int k = 0; k < p->nk; k++) cu_struct(p, &p->k[k], f); /* from the plan, as the kernels declare them */
   fprintf(f, "\n%s\n", host);
+  /* ids of gathers that are graph inputs: checked on the host before a host run copies anything */
+  fprintf(f, "int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_t *shape, int64_t rows,\n"
+             "                     const char *idsd, const char *tbld);\n"
+             "static int cu_check_ids(rt_exec *ex, const i64 *sym, const void *const *in) {\n  (void)ex, (void)sym, (void)in;\n");
+  for (int i = 0; i < g->funcs[0].n; i++) {
+    const IrNode *n = &g->funcs[0].nodes[i], *ids, *x;
+    if (n->op != IR_GATHER || (ids = &g->funcs[0].nodes[n->in[1]])->op != IR_INPUT) continue;
+    x = &g->funcs[0].nodes[n->in[0]];
+    char idd[200], tbl[200], dim[512];
+    ir_gather_desc(g, i, idd, sizeof idd, tbl, sizeof tbl);
+    fprintf(f, "  {\n    int64_t shape[%d] = {0", ids->type.rank > 0 ? ids->type.rank : 1);
+    for (int d = 0; d < ids->type.rank; d++) dim_c(ids->type.dim[d], dim, sizeof dim), fprintf(f, "%s%s", d ? ", " : "", dim);
+    dim_c(x->type.dim[n->a.axis], dim, sizeof dim);
+    fprintf(f, "};\n    if (rt_check_ids(ex, (const int32_t *)in[%d], %d, shape, %s, ", ids->a.index, ids->type.rank, dim);
+    c_string(f, idd);
+    fprintf(f, ", ");
+    c_string(f, tbl);
+    fprintf(f, ")) return -1;\n  }\n");
+  }
+  fprintf(f, "  return 0;\n}\n\n");
   bytes(f, "cu_ptx", ptx, ptxlen, true);
   bytes(f, "cu_cubin80", c80, n80, false);
   bytes(f, "cu_cubin90", c90, n90, false);
@@ -491,6 +538,8 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "  if (cu_weights_up(s, c)) {\n    rc = -1;\n    goto out;\n  }\n"
           "  /* device runs: the caller's stream (NULL: the legacy default stream); host runs: the instance's */\n"
           "  stream = c->on_device ? c->stream : s->stream;\n"
+          "  if (!c->on_device && cu_check_ids(ex, sym, c->inputs)) {  /* the message is recorded */\n"
+          "    rt_cuda_leave(m);\n    return -1;\n  }\n"
           "  if (c->on_device) {  /* the caller's device buffers */\n"
           "    for (int k = 0; k < cu_ninput; k++) din[k] = (void *)c->inputs[k];\n"
           "    for (int k = 0; k < cu_noutput; k++) dout[k] = c->outputs[k];\n"

@@ -253,41 +253,66 @@ void cu_struct(const CgPlan *p, const CgKernel *k, FILE *f) {
 
 /* ---- elementwise / fused ---------------------------------------------------- */
 
-/* The value of a virtual operand (constant or iota) at the output index
- * x0.. of an output of rank r. */
-static void virtual_expr(const IrNode *v, int r, char *out, size_t len) {
+/* The value of a virtual operand (constant, iota or dimval: its value in
+ * a.dv<q>) at the output index x0.. of an output of rank r. */
+static void virtual_expr(const IrNode *v, int q, int r, char *out, size_t len) {
   if (v->op == IR_CONST) const_expr(v, out, len);
+  else if (v->op == IR_DIMVAL) snprintf(out, len, "(int)a.dv%d", q);
   else snprintf(out, len, "(int)x%d", v->a.axis + r - v->type.rank);
 }
 
+/* An elementwise kernel (or a gather kernel: the copy of the indexed view
+ * of itself).  Operand q is read at q<q> through a.s<q>; a gather operand
+ * (plan.h) also finds its id at g<q>[gq<q>] and its row at id * a.gr<q>
+ * (an id out of range reads row 0: GPU kernels report no errors; input
+ * ids are checked on the host before the run). */
 static void k_elementwise(Cu *c, const CgKernel *k) {
   int id = k->node;
   const IrNode *n = &c->g->funcs[0].nodes[id];
   const IrFunc *f = &c->g->funcs[0];
   int r = n->type.rank > 0 ? n->type.rank : 1;
+  bool self = n->op == IR_GATHER; /* a gather kernel: one operand, the gather itself */
+  int nop = self ? 1 : n->nin;
+  int *opn = malloc(sizeof(int) * (size_t)(nop + 1));
+  if (!opn) ir_bug("out of memory");
+  for (int q = 0; q < nop; q++) opn[q] = self ? id : n->in[q];
   cu_comment(c, id);
   cu_struct(c->p, k, c->f);
   fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n", k->name, k->name);
   fprintf(c->f, "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n");
   fprintf(c->f, "    i64 rem = e, oo = 0;\n");
-  for (int q = 0; q < n->nin; q++)
-    if (!cg_plan_virtual(c->p, n->in[q])) fprintf(c->f, "    i64 q%d = 0;\n", q);
+  bool *gat = calloc((size_t)nop + 1, 1), *virt = calloc((size_t)nop + 1, 1);
+  if (!gat || !virt) ir_bug("out of memory");
+  for (int q = 0; q < nop; q++) {
+    gat[q] = self || cg_plan_gather(c->p, opn[q]);
+    virt[q] = !self && cg_plan_virtual(c->p, opn[q]);
+    if (!virt[q]) fprintf(c->f, "    i64 q%d = 0;\n", q);
+    if (gat[q]) fprintf(c->f, "    i64 gq%d = 0;\n", q);
+  }
   for (int d = r - 1; d >= 0; d--) {
     fprintf(c->f, "    i64 x%d = rem %% a.shape[%d]; rem /= a.shape[%d]; oo += x%d * a.os[%d];", d, d, d, d, d);
-    for (int q = 0; q < n->nin; q++)
-      if (!cg_plan_virtual(c->p, n->in[q])) fprintf(c->f, " q%d += x%d * a.s%d[%d];", q, d, q, d);
+    for (int q = 0; q < nop; q++) {
+      if (!virt[q]) fprintf(c->f, " q%d += x%d * a.s%d[%d];", q, d, q, d);
+      if (gat[q]) fprintf(c->f, " gq%d += x%d * a.gs%d[%d];", q, d, q, d);
+    }
     fprintf(c->f, " (void)x%d;\n", d);
   }
+  for (int q = 0; q < nop; q++)
+    if (gat[q])
+      fprintf(c->f, "    { i64 id = a.g%d[gq%d]; q%d += ((unsigned long long)id < (unsigned long long)a.gn%d ? id : 0) * a.gr%d; }\n",
+              q, q, q, q, q);
   char res[64];
-  char **pn = cu_names("v%d", n->nin, 0), **in = cu_names("x%d", r, 0);
-  for (int q = 0; q < n->nin; q++) {
-    const IrNode *x = &f->nodes[n->in[q]];
+  char **pn = cu_names("v%d", nop, 0), **in = cu_names("x%d", r, 0);
+  for (int q = 0; q < nop; q++) {
+    const IrNode *x = &f->nodes[opn[q]];
     char e[96], l[128];
-    if (cg_plan_virtual(c->p, n->in[q])) virtual_expr(x, n->type.rank, l, sizeof l);
+    if (virt[q]) virtual_expr(x, q, n->type.rank, l, sizeof l);
     else snprintf(e, sizeof e, "a.p%d[q%d]", q, q), cu_ld(x->type.dt, e, l, sizeof l);
     fprintf(c->f, "    %s v%d = %s;\n", cu_vtype(x->type.dt), q, l);
   }
-  if (n->op == IR_FUSED) {
+  if (self) {
+    snprintf(res, sizeof res, "v0");
+  } else if (n->op == IR_FUSED) {
     cu_emit_body(c, n->body, (const char *const *)pn, (const char *const *)in, "t", res, sizeof res);
   } else {
     char e[512];
@@ -295,20 +320,23 @@ static void k_elementwise(Cu *c, const CgKernel *k) {
     fprintf(c->f, "    %s t = %s;\n", cu_vtype(n->type.dt), e);
     snprintf(res, sizeof res, "t");
   }
-  cu_names_free(pn, n->nin);
+  cu_names_free(pn, nop);
   cu_names_free(in, r);
+  free(gat);
+  free(virt);
+  free(opn);
   char st[128];
   fprintf(c->f, "    a.o[oo] = %s;\n  }\n}\n\n", cu_st(n->type.dt, res, st, sizeof st));
 }
 
-/* constants and iotas that are materialized: one thread per element */
+/* constants, iotas and dimvals that are materialized: one thread per element */
 static void k_fill(Cu *c, const CgKernel *k) {
   const IrNode *n = &c->g->funcs[0].nodes[k->node];
   int r = n->type.rank > 0 ? n->type.rank : 1;
   cu_comment(c, k->node);
   cu_struct(c->p, k, c->f);
   char v[64];
-  virtual_expr(n, n->type.rank, v, sizeof v);
+  virtual_expr(n, 0, n->type.rank, v, sizeof v);
   fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n"
                 "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
                 "    i64 rem = e;\n", k->name, k->name);
@@ -619,7 +647,7 @@ char *cu_emit_source(const CgPlan *p, IrDiag *diag) {
       break;
     }
     switch (k->kind) {
-    case CG_K_EWISE: k_elementwise(&c, k); break;
+    case CG_K_EWISE: case CG_K_GATHER: k_elementwise(&c, k); break;
     case CG_K_FILL: k_fill(&c, k); break;
     case CG_K_COPY: case CG_K_OUTPUT: k_copy(&c, k); break;
     case CG_K_MATMUL: k_matmul(&c, k); break;
