@@ -131,6 +131,18 @@ check mm_bf16_k13 $M/mm_bf16.attn "-D K=13" "B=1 M=9" 3e-2   # K % 8 != 0: the S
 # and with a body, split-KV.
 EMUENV="EMU_NAN=v:4416"
 check nan_v_generic examples/sdpa.attn "-D CAUSAL=1" "B=1 H=1 T=70 S=70"
+# gather (indexed views, gather kernels, ids along the last axis), expand, zeros/full, dims as values
+check gather_ops $M/gather_ops.attn "" "B=2 T=7"
+check gather_ops_t1 $M/gather_ops.attn "" "B=1 T=1"
+# causal alignment: bottom_right (offset S - T at run time) and top_left, T != S, T = 1, T > S
+check causal_br $M/causal_align.attn "" "B=2 H=1 T=7 S=70"
+check causal_br_t1 $M/causal_align.attn "" "B=1 H=2 T=1 S=33"
+check causal_br_tgs $M/causal_align.attn "" "B=1 H=1 T=40 S=9"
+check causal_tl_t1 $M/causal_align.attn "-D ALIGN=0" "B=1 H=1 T=1 S=33"
+check causal_window $M/causal_align.attn "-D WINDOW=6" "B=1 H=1 T=9 S=41"
+check causal_br_bf16 $M/causal_align_bf16.attn "-D E=64" "B=1 H=2 T=65 S=130" 3e-2
+check causal_br_bf16_t1 $M/causal_align_bf16.attn "-D E=32" "B=2 H=1 T=1 S=70" 3e-2
+check causal_window_bf16 $M/causal_align_bf16.attn "-D E=16 -D WINDOW=9" "B=1 H=1 T=33 S=100" 3e-2
 EMUENV="EMU_NAN=k:4416"
 check nan_k_generic examples/sdpa.attn "-D CAUSAL=1" "B=1 H=1 T=70 S=70"
 EMUENV="EMU_NAN=v:624"
