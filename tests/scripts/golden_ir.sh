@@ -4,7 +4,7 @@
 # the parse of a golden file gives the file back byte for byte.
 # UPDATE=1 regenerates the golden files (scripts/update-golden.sh).
 source "$(dirname "$0")/lib.bash"
-for src in examples/*.attn; do
+for src in examples/*.attn tests/cuda_emu/models/gather_ops.attn tests/cuda_emu/models/causal_align.attn; do  # + the new ops (gather, expand, dimval, moff)
   name=$(basename "$src" .attn)
   for variant in O0 opt; do
     flags=""
