@@ -274,7 +274,7 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
     }
     LLVMTypeRef et = mem_elt_ty(cg, l->dt), mt = mem_vec_ty(cg, l->dt);
     LLVMValueRef v;
-    if (l->gather == 2) { /* one id per lane: ids[ioff + j*is], then the table element of that row */
+    if (l->gather == 2 || (l->inner != 0 && l->inner != 1)) { /* lane by lane: strided, or one id per lane */
       v = LLVMGetUndef(mt);
       for (int lane = 0; lane < cg->vw; lane++) {
         LLVMValueRef jl = LLVMBuildAdd(cg->B, b->j, ci64(cg, lane), "");
@@ -282,9 +282,14 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
           LLVMValueRef on = LLVMBuildExtractElement(cg->B, mask, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
           jl = LLVMBuildSelect(cg->B, on, jl, ci64(cg, 0), "");
         }
-        LLVMValueRef io = LLVMBuildAdd(cg->B, l->ioff, LLVMBuildMul(cg->B, jl, l->istride_last, ""), "");
-        LLVMValueRef id = gather_check(b, l, gather_id(cg, l, io), jl);
-        LLVMValueRef o = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, id, l->rowstride, ""), "");
+        LLVMValueRef o;
+        if (l->gather == 2) { /* ids[ioff + j*is], then the table element of that row */
+          LLVMValueRef io = LLVMBuildAdd(cg->B, l->ioff, LLVMBuildMul(cg->B, jl, l->istride_last, ""), "");
+          LLVMValueRef id = gather_check(b, l, gather_id(cg, l, io), jl);
+          o = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, id, l->rowstride, ""), "");
+        } else {
+          o = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, jl, l->stride_last, ""), "");
+        }
         LLVMValueRef e = LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, l->ptr, &o, 1, ""), "");
         v = LLVMBuildInsertElement(cg->B, v, e, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
       }
@@ -301,18 +306,6 @@ static void load_leaves(Body *b, LLVMValueRef mask) {
       } else {
         v = LLVMBuildLoad2(cg->B, mt, p, "");
         LLVMSetAlignment(v, 1);
-      }
-    } else { /* gather */
-      v = LLVMGetUndef(mt);
-      for (int lane = 0; lane < cg->vw; lane++) {
-        LLVMValueRef jl = LLVMBuildAdd(cg->B, b->j, ci64(cg, lane), "");
-        if (mask) { /* masked lanes read element 0 of the row: always in bounds */
-          LLVMValueRef on = LLVMBuildExtractElement(cg->B, mask, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
-          jl = LLVMBuildSelect(cg->B, on, jl, ci64(cg, 0), "");
-        }
-        LLVMValueRef o = LLVMBuildAdd(cg->B, l->off, LLVMBuildMul(cg->B, jl, l->stride_last, ""), "");
-        LLVMValueRef e = LLVMBuildLoad2(cg->B, et, LLVMBuildGEP2(cg->B, et, l->ptr, &o, 1, ""), "");
-        v = LLVMBuildInsertElement(cg->B, v, e, LLVMConstInt(cg->i32, (unsigned)lane, 0), "");
       }
     }
     if (l->dt == RT_BOOL) v = LLVMBuildICmp(cg->B, LLVMIntNE, v, LLVMConstNull(mt), "");

@@ -237,7 +237,15 @@ static void build_all_ops(void) {
   const double values[] = {-INFINITY, INFINITY, NAN, -0.0, 0.1, 1e-300, -2.5e10, 1.0 / 3, 5e-324, 1e21, 256};
   int c = -1;
   for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) c = leaf(0, IR_CONST, value(values[i]), TY0(RT_F32));
-  leaf(0, IR_IOTA, axis(1), TY(RT_I32, S("B"), S("T")));
+  int io = leaf(0, IR_IOTA, axis(1), TY(RT_I32, S("B"), S("T")));
+  /* a run-time dim as a value, a gather of w's rows by i32 ids, a broadcast view */
+  IrDim tm2;
+  ir_dim_sub(ir_dim_sym(ir_graph_find_sym(g, "T")), ir_dim_const(2), &tm2);
+  IrAttrs da = attrs();
+  da.dim = tm2;
+  leaf(0, IR_DIMVAL, da, TY0(RT_I32));
+  node(0, IR_GATHER, IN(w, io), NULL, (IrType){0});
+  node(0, IR_EXPAND, IN(gam), NULL, TY(RT_F32, S("B"), S("T"), C(8)));
 
   for (int op = IR_NEG; op < IR_CAST; op++)
     if (op != IR_NOT) node(0, op, IN(x), NULL, (IrType){0});
@@ -334,6 +342,10 @@ static void build_all_ops(void) {
   a = attrs();
   a.scale = 1 / sqrt(8.0);
   int at2 = node(0, IR_ATTENTION, IN(q, q, q), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
+  /* bottom-right band: its run-time offset (moff) */
+  a.mhi = 0;
+  a.dim = tm2;
+  node(0, IR_ATTENTION, IN(q, q, q), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
 
   ir_add_output(g, "y", fu, (IrLoc){0});
   ir_add_output(g, "attn", at, (IrLoc){0});
