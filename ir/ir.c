@@ -437,6 +437,7 @@ double ir_round_even(double x) {
   double r = floor(x), d = x - r; /* d in [0, 1); NaN for +-inf and NaN */
   if (d > 0.5 || (d == 0.5 && fmod(r, 2) != 0)) r += 1;
   return r == 0 ? copysign(0.0, x) : isnan(d) ? x : r;
+}
 
 /* "[0, 3]": a position as the gather error words it (runtime: the same). */
 void ir_index_str(int rank, const int64_t *at, char *buf, size_t n) {
