@@ -117,9 +117,10 @@ import numpy as np
 
 __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 
-# 5: real params; 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
+# 6: caller workspace and thread pool, workspace_bytes for given shapes; 5: real params;
+# 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
 # choice; 1: CPU only -- all work (older libraries ignore copy_weights)
-ABI_VERSION = 5
+ABI_VERSION = 6
 MAX_RANK = 8
 
 
@@ -171,7 +172,8 @@ class _Tensor(ctypes.Structure):
 
 
 class _Options(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int), ("device", ctypes.c_int), ("copy_weights", ctypes.c_int)]
+    _fields_ = [("num_threads", ctypes.c_int), ("device", ctypes.c_int), ("copy_weights", ctypes.c_int),
+                ("parallel_for", ctypes.c_void_p), ("parallel_pool", ctypes.c_void_p)]  # ABI 6
 
 
 class _TensorInfo(ctypes.Structure):
@@ -350,7 +352,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version not in (1, 2, 3, 4, ABI_VERSION):
+        if info.abi_version not in (1, 2, 3, 4, 5, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)

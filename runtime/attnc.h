@@ -31,7 +31,36 @@
  * Every size a run computes (each tensor of the model, the workspace) is
  * checked against 64-bit overflow first (ATTNC_ERR_SHAPE, with the dims).
  * Every dim of an input or output must be at least 1: empty tensors are
- * refused (ATTNC_ERR_SHAPE). */
+ * refused (ATTNC_ERR_SHAPE).
+ *
+ * Workspace (the scratch memory of a CPU run): NAME_workspace_bytes says
+ * how much a run on inputs of given shapes needs, before any run (it
+ * depends on the dims and on the instance's thread count).  By default the
+ * instance allocates it at the first run and grows it when a run needs
+ * more.  NAME_set_workspace(inst, memory, bytes) hands it caller memory
+ * instead (as ONNX Runtime's and TVM AOT's caller-owned workspace pools):
+ *   - memory must be 64-byte aligned and writable; its contents need not
+ *     be initialized and are not kept between runs;
+ *   - it must stay valid until set_workspace replaces it or the instance is
+ *     destroyed; the instance writes it only during its own runs, so one
+ *     buffer may serve several instances whose runs never overlap in time;
+ *   - it must not share bytes with a run's inputs, outputs or weights
+ *     (ATTNC_ERR_ARGUMENT, naming both);
+ *   - a run that needs more than `bytes` fails with ATTNC_ERR_ARGUMENT and
+ *     a message with the bytes it needs, before anything is written.
+ * A CPU run with a caller workspace allocates no memory at all (no malloc,
+ * no mmap) when its tensors need no conversion (f32 / i32 data 4-byte
+ * aligned, bool data of 0s and 1s); f16 / bf16 tensors are converted
+ * through per-instance scratch that is allocated at the first such run and
+ * reused.  GPU instances keep their device memory of their own.
+ *
+ * Threads: each instance starts a pool of num_threads threads (the calling
+ * thread of a run is one of them) unless attnc_options.parallel_for hands
+ * it the caller's pool (see attnc_parallel_for_fn).  A kernel uses no more
+ * threads than it has chunks of work.  The instance's own workers spin for
+ * a few microseconds between the kernels of a run, and go to sleep as soon
+ * as a run ends, so they take no CPU time from other runtimes of the
+ * process between runs. */
 #ifndef ATTNC_H
 #define ATTNC_H
 #include <stddef.h>
@@ -73,14 +102,39 @@ typedef struct {
   void *data;                /* contiguous, row-major */
 } attnc_tensor;
 
+/* A caller's thread pool (attnc_options.parallel_for), so that several
+ * models and the host application share one pool (as ONNX Runtime's
+ * shared pools, oneDNN's threadpool interop or pthreadpool allow).
+ *
+ * parallel_for(pool, n, job, arg) must call job(arg, i) exactly once for
+ * every i in [0, n) and return only when every call has returned.  The
+ * calls may run on any threads (the calling one included), at the same
+ * time or one after another, in any order; everything a call wrote must be
+ * visible to the thread that called parallel_for when it returns (any pool
+ * built on a mutex, a condition variable or a join gives that).  n is
+ * never more than attnc_options.num_threads and never 1 (attnc runs a
+ * single piece of work inline).  Each call of job is one thread's share of
+ * a kernel: it takes chunks of the kernel's work from a shared counter, so
+ * a pool that runs the calls one after another still finishes the work,
+ * only more slowly.  A run calls parallel_for from the thread that called
+ * NAME_run, once per parallel kernel, and never from inside a job. */
+typedef void (*attnc_job_fn)(void *arg, int i);
+typedef void (*attnc_parallel_for_fn)(void *pool, int n, attnc_job_fn job, void *arg);
+
 /* Zero-initialized options are the defaults.  (copy_weights is new in ABI
- * version 4: callers built against an older attnc.h must be rebuilt.) */
+ * version 4, parallel_for and parallel_pool in 6: callers built against an
+ * older attnc.h must be rebuilt.) */
 typedef struct {
-  int num_threads;           /* 0: all cores */
+  int num_threads;           /* 0: all cores.  With parallel_for: the most jobs one kernel hands to
+                                the caller's pool (its number of threads; 0: the online CPUs) */
   int device;                /* CUDA libraries: device index (0 when the options are
                                 zero-initialized); -1 forces the CPU */
   int copy_weights;          /* 0: load_weights maps the file (it must stay unchanged, see
                                 above); 1: reads it into memory of the instance's own */
+  attnc_parallel_for_fn parallel_for; /* NULL: the instance starts a pool of its own;
+                                else its CPU runs use the caller's pool (see above), and the
+                                instance starts no thread */
+  void *parallel_pool;       /* passed to parallel_for as its first argument */
 } attnc_options;
 
 typedef struct attnc_instance attnc_instance;
@@ -134,8 +188,15 @@ typedef struct {
     "the message of the last failure (inst NULL: of the last failed create)")                         \
   X(describe, int, (attnc_model_info *info), "ip", 1,                                                 \
     "names, dtypes and symbolic shapes of inputs, outputs and weights; params")                       \
-  X(workspace_bytes, int64_t, (const attnc_instance *inst), "lp", 0,                                  \
-    "bytes of workspace the instance holds: the most any run so far needed; 0 before the first run") \
+  X(workspace_bytes, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs, int64_t *bytes),  \
+    "ippip", 0,                                                                                       \
+    "bytes of workspace a CPU run on inputs of these shapes needs (only dtype, rank and shape are "   \
+    "read; data may be NULL), with the instance's threads; answers before any run, with the same "    \
+    "overflow checks as a run (ATTNC_ERR_SHAPE)")                                                     \
+  X(set_workspace, int, (attnc_instance *inst, void *memory, int64_t bytes), "ippl", 0,             \
+    "makes later CPU runs use the caller's memory as workspace (64-byte aligned, valid until it is "  \
+    "replaced or the instance destroyed); a run that needs more fails with ATTNC_ERR_ARGUMENT, "      \
+    "naming the bytes it needs; NULL, 0: back to the instance's own memory")                          \
   X(output_shapes, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs,               \
                          attnc_tensor *outputs, int noutputs), "ippipi", 0,                           \
     "fills dtype, rank and shape of each output for these inputs; data untouched")

@@ -7,7 +7,17 @@
  * Semantics beyond attnc.h:
  * - Threads: num_threads 0 means the number of online CPUs, at most
  *   RT_MAX_THREADS; negative or larger counts are refused.  Each instance
- *   owns its own pool; the calling thread of a run is one of its threads.
+ *   owns its own pool (the calling thread of a run is one of its threads),
+ *   or, with attnc_options.parallel_for, runs its kernels on the caller's
+ *   pool with num_threads jobs per kernel at most.  When a run ends its
+ *   workers stop spinning (rt_pool_rest).
+ * - Workspace: rt_workspace_bytes binds the dims from input shapes as a run
+ *   does and asks the generated plan (the same overflow checks).  A caller
+ *   workspace (rt_set_workspace) replaces the instance's; a run that needs
+ *   more is refused before anything is written, and a run never allocates
+ *   workspace then.  Nothing on the path of a run allocates once its
+ *   buffers exist (the overlap check sorts in place, without qsort, which
+ *   may call malloc).
  * - Locking: every call that touches an instance (load_weights,
  *   bind_weight, run) holds the instance's mutex, so calls from several
  *   threads on one instance serialize; separate instances share nothing.
@@ -91,11 +101,12 @@ _Static_assert(ATTNC_MAX_RANK == RT_MAX_RANK, "ranks must agree");
 #define API_ERRLEN 2048        /* longest message kept, with the NUL */
 #define API_CONV_GRAIN 16384   /* elements per conversion task */
 #define API_MAX_NAME 256       /* longer names get no "nearest" suggestion */
+#define API_KIND_WORKSPACE 3   /* api_range.kind of the caller's workspace */
 
 /* The bytes of one tensor of a run, for the overlap check. */
 typedef struct {
   uintptr_t begin, end;
-  int kind;                  /* 0 input, 1 output, 2 weight (caller memory) */
+  int kind;                  /* 0 input, 1 output, 2 weight (caller memory), 3 the caller's workspace */
   int index;
 } api_range;
 
@@ -127,7 +138,9 @@ struct attnc_instance {
   void **outptr;             /* [noutput] */
   api_buf *inbuf, *outbuf;   /* [ninput], [noutput]: conversion scratch */
   api_buf ws;                /* workspace */
-  api_range *ranges;         /* [ninput + noutput + nweight]: the overlap check's scratch */
+  void *ws_user;             /* the caller's workspace (set_workspace), or NULL: ws */
+  int64_t ws_user_bytes;
+  api_range *ranges;         /* [ninput + noutput + nweight + 1]: the overlap check's scratch */
   int device;                /* CUDA device the runs use, or -1: the CPU */
   void *cuda_state;          /* the library's device state (weights, stream) */
   uint64_t wversion;         /* bumped whenever a weight is bound or loaded */
@@ -625,7 +638,7 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   in->outptr = zalloc((size_t)d->noutput, sizeof *in->outptr);
   in->inbuf = zalloc((size_t)d->ninput, sizeof *in->inbuf);
   in->outbuf = zalloc((size_t)d->noutput, sizeof *in->outbuf);
-  in->ranges = zalloc((size_t)d->ninput + (size_t)d->noutput + (size_t)d->nweight, sizeof *in->ranges);
+  in->ranges = zalloc((size_t)d->ninput + (size_t)d->noutput + (size_t)d->nweight + 1, sizeof *in->ranges);
   if (!in->wptr || !in->wown || !in->wcaller || !in->symvals || !in->symin || !in->symaxis || !in->inptr ||
       !in->outptr || !in->inbuf || !in->outbuf || !in->ranges) {
     inst_free(in);
@@ -636,7 +649,9 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': cannot create the instance's mutex", d->name);
   }
   char err[256];
-  int e = rt_pool_create(nthreads, &in->pool, err, sizeof err);
+  int e = opt && opt->parallel_for
+              ? rt_pool_create_caller(nthreads, opt->parallel_for, opt->parallel_pool, &in->pool, err, sizeof err)
+              : rt_pool_create(nthreads, &in->pool, err, sizeof err);
   if (e) {
     pthread_mutex_destroy(&in->mu);
     inst_free(in);
@@ -659,7 +674,6 @@ void rt_destroy(attnc_instance *in) {
 /* The last message ("" after a success); reads without the lock. */
 const char *rt_error(const attnc_instance *in) { return in ? in->err : create_err[0] ? create_err : "no instance"; }
 
-int64_t rt_workspace_bytes(const attnc_instance *in) { return in ? (int64_t)in->ws.cap : 0; }
 
 /* ---- weights ---- */
 
@@ -901,7 +915,8 @@ static int bad_type(attnc_instance *in, int code, const char *kind, const attnc_
   return code;
 }
 
-/* Check the dtype, rank and dims of caller tensor t against ti. */
+/* Check the dtype, rank and dims of caller tensor t against ti (and that
+ * it has data, unless kind is a shape query's "input shape"). */
 static int check_tensor(attnc_instance *in, const char *kind, const attnc_tensor_info *ti, const attnc_tensor *t) {
   char b[24];
   if ((unsigned)t->dtype > ATTNC_BOOL)
@@ -932,7 +947,8 @@ static int check_tensor(attnc_instance *in, const char *kind, const attnc_tensor
   if (shape_size(t->rank, t->shape, rt_dtype_size((rt_dtype)t->dtype), &n, &bytes) ||
       shape_size(t->rank, t->shape, 4, &n, &bytes))
     return bad_type(in, ATTNC_ERR_SHAPE, kind, ti, t, "too large to address");
-  if (!t->data) return fail(in, ATTNC_ERR_ARGUMENT, "%s '%s': data is NULL", kind, ti->name);
+  if (!t->data && strcmp(kind, "input shape") != 0)
+    return fail(in, ATTNC_ERR_ARGUMENT, "%s '%s': data is NULL", kind, ti->name);
   return ATTNC_OK;
 }
 
@@ -1078,30 +1094,55 @@ static size_t tensor_bytes(const attnc_tensor *t) {
   return (size_t)tensor_count(t) * rt_dtype_size((rt_dtype)t->dtype);
 }
 
-/* qsort: ranges by first byte. */
-static int range_cmp(const void *a, const void *b) {
-  const api_range *x = a, *y = b;
-  return x->begin < y->begin ? -1 : x->begin > y->begin;
+/* Sort n ranges by first byte, in place and without allocating (a run
+ * must not call malloc; glibc's qsort may): heapsort. */
+static void range_sort(api_range *r, int n) {
+  for (int end = n, start = n / 2 - 1;;) {
+    int root;
+    if (start >= 0) root = start--;
+    else if (--end > 0) {
+      api_range t = r[0];
+      r[0] = r[end];
+      r[end] = t;
+      root = 0;
+    } else
+      return;
+    for (int c; (c = 2 * root + 1) < end; root = c) { /* sift down */
+      if (c + 1 < end && r[c + 1].begin > r[c].begin) c++;
+      if (r[root].begin >= r[c].begin) break;
+      api_range t = r[root];
+      r[root] = r[c];
+      r[c] = t;
+    }
+  }
 }
+
+/* Is a range written by the run (an output, the caller's workspace)? */
+static int range_written(const api_range *r) { return r->kind == 1 || r->kind == API_KIND_WORKSPACE; }
 
 /* Name a range in a message: "input 'x'". */
 static void msg_range(attnc_instance *in, api_msg *m, const api_range *r) {
   const rt_model_desc *d = in->d;
+  if (r->kind == API_KIND_WORKSPACE) {
+    msg_add(m, "the workspace set by set_workspace [%p, +%zu bytes)", (void *)r->begin, (size_t)(r->end - r->begin));
+    return;
+  }
   const attnc_tensor_info *ti = r->kind == 0 ? d->inputs : r->kind == 1 ? d->outputs : d->weights;
   msg_add(m, "%s '%s' [%p, +%zu bytes)", r->kind == 0 ? "input" : r->kind == 1 ? "output" : "weight", ti[r->index].name,
           (void *)r->begin, (size_t)(r->end - r->begin));
 }
 
-/* Refuse a run whose outputs share bytes with an input, another output or
- * (with_weights) a weight bound in place from the caller's memory: the
- * kernels would read values they already overwrote.  Inputs may share
- * memory with each other and with weights (both are only read).  Sorts
- * the ranges by address and sweeps once, keeping the range that reaches
- * furthest so far, of any kind and among outputs. */
+/* Refuse a run whose outputs (or the caller's workspace, with_weights)
+ * share bytes with an input, another output or (with_weights) a weight
+ * bound in place from the caller's memory: the kernels would read values
+ * they already overwrote.  Inputs may share memory with each other and
+ * with weights (both are only read).  Sorts the ranges by address and
+ * sweeps once, keeping the range that reaches furthest so far, of any kind
+ * and among the written ones. */
 static int check_overlap(attnc_instance *in, const attnc_tensor *inputs, const attnc_tensor *outputs,
                          int with_weights) {
   const rt_model_desc *d = in->d;
-  if (d->noutput == 0) return ATTNC_OK;
+  if (d->noutput == 0 && !(with_weights && in->ws_user)) return ATTNC_OK;
   api_range *r = in->ranges;
   int n = 0;
   for (int i = 0; i < d->ninput; i++)
@@ -1110,22 +1151,29 @@ static int check_overlap(attnc_instance *in, const attnc_tensor *inputs, const a
     r[n++] = (api_range){(uintptr_t)outputs[o].data, (uintptr_t)outputs[o].data + tensor_bytes(&outputs[o]), 1, o};
   for (int w = 0; with_weights && w < d->nweight; w++)
     if (in->wcaller[w]) r[n++] = (api_range){(uintptr_t)in->wptr[w], (uintptr_t)in->wptr[w] + in->wcaller[w], 2, w};
-  qsort(r, (size_t)n, sizeof *r, range_cmp);
-  const api_range *far = NULL, *far_out = NULL; /* furthest-reaching so far: any, an output */
+  if (with_weights && in->ws_user && in->ws_user_bytes > 0)
+    r[n++] = (api_range){(uintptr_t)in->ws_user, (uintptr_t)in->ws_user + (size_t)in->ws_user_bytes,
+                         API_KIND_WORKSPACE, 0};
+  range_sort(r, n);
+  const api_range *far = NULL, *far_out = NULL; /* furthest-reaching so far: any, a written one */
   for (int k = 0; k < n; k++) {
-    const api_range *hit = r[k].kind == 1 ? far : far_out;
+    const api_range *hit = range_written(&r[k]) ? far : far_out;
     if (hit && hit->end > r[k].begin) {
-      const api_range *o = r[k].kind == 1 ? &r[k] : hit, *other = o == hit ? &r[k] : hit;
+      const api_range *o = range_written(&r[k]) ? &r[k] : hit, *other = o == hit ? &r[k] : hit;
       api_msg m = msg_begin(in);
       msg_range(in, &m, o);
       msg_add(&m, " overlaps ");
       msg_range(in, &m, other);
-      msg_add(&m, ": an output must not share memory with an input, a weight or another output "
-                  "(the kernels would read values already overwritten); give it its own buffer");
+      if (o->kind == API_KIND_WORKSPACE || other->kind == API_KIND_WORKSPACE)
+        msg_add(&m, ": the workspace must not share memory with a run's inputs, outputs or weights "
+                    "(the kernels overwrite it); give it its own buffer");
+      else
+        msg_add(&m, ": an output must not share memory with an input, a weight or another output "
+                    "(the kernels would read values already overwritten); give it its own buffer");
       return ATTNC_ERR_ARGUMENT;
     }
     if (!far || r[k].end > far->end) far = &r[k];
-    if (r[k].kind == 1 && (!far_out || r[k].end > far_out->end)) far_out = &r[k];
+    if (range_written(&r[k]) && (!far_out || r[k].end > far_out->end)) far_out = &r[k];
   }
   return ATTNC_OK;
 }
@@ -1272,6 +1320,7 @@ int rt_run_device(attnc_instance *in, const attnc_tensor *inputs, int ninputs, a
   pthread_mutex_lock(&in->mu);
   int rc = run_device_locked(in, inputs, ninputs, outputs, noutputs, stream);
   if (!rc) in->err[0] = 0;
+  rt_pool_rest(in->pool);
   pthread_mutex_unlock(&in->mu);
   return rc;
 }
@@ -1306,9 +1355,20 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
 
   if (in->device >= 0) return run_gpu(in, inputs, outputs);
 
-  /* workspace */
-  if ((uint64_t)wsz > SIZE_MAX || buf_reserve(&in->ws, (size_t)wsz))
-    return fail(in, ATTNC_ERR_NOMEM, "out of memory: the workspace needs %" PRId64 " bytes", wsz);
+  /* workspace: the caller's, or the instance's own */
+  void *ws;
+  if (in->ws_user) {
+    if (wsz > in->ws_user_bytes)
+      return fail(in, ATTNC_ERR_ARGUMENT,
+                  "model '%s': this run needs %" PRId64 " bytes of workspace; the workspace given to set_workspace "
+                  "has %" PRId64 " (NAME_workspace_bytes answers for given input shapes)",
+                  d->name, wsz, in->ws_user_bytes);
+    ws = in->ws_user;
+  } else {
+    if ((uint64_t)wsz > SIZE_MAX || buf_reserve(&in->ws, (size_t)wsz))
+      return fail(in, ATTNC_ERR_NOMEM, "out of memory: the workspace needs %" PRId64 " bytes", wsz);
+    ws = in->ws.p;
+  }
 
   /* inputs: in place, or converted / realigned into scratch */
   for (int i = 0; i < d->ninput; i++) {
@@ -1341,7 +1401,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   }
 
   rt_exec_init(&in->ex, in->pool);
-  int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, in->ws.p);
+  int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, ws);
   if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
     if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
       return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);
@@ -1401,6 +1461,64 @@ int rt_run(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_te
   pthread_mutex_lock(&in->mu);
   int rc = run_locked(in, inputs, ninputs, outputs, noutputs);
   if (!rc) in->err[0] = 0;
+  rt_pool_rest(in->pool);
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
+/* Bind the dims from input shapes and ask the plan, with in->mu held. */
+static int workspace_locked(attnc_instance *in, const attnc_tensor *inputs, int ninputs, int64_t *bytes) {
+  const rt_model_desc *d = in->d;
+  if (ninputs != d->ninput)
+    return fail(in, ATTNC_ERR_ARGUMENT, "workspace_bytes: model '%s' takes %d input%s; the call passes %d", d->name,
+                d->ninput, d->ninput == 1 ? "" : "s", ninputs);
+  if (ninputs > 0 && !inputs)
+    return fail(in, ATTNC_ERR_ARGUMENT, "workspace_bytes: inputs is NULL but ninputs is %d", ninputs);
+  for (int i = 0; i < d->ninput; i++) {
+    int rc = check_tensor(in, "input shape", &d->inputs[i], &inputs[i]);
+    if (rc) return rc;
+  }
+  int rc = bind_dims(in, inputs);
+  return rc ? rc : plan_sizes(in, bytes);
+}
+
+/* The workspace a run on these input shapes needs, before any run. */
+int rt_workspace_bytes(attnc_instance *in, const attnc_tensor *inputs, int ninputs, int64_t *bytes) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int64_t b = 0;
+  int rc = !bytes ? fail(in, ATTNC_ERR_ARGUMENT, "workspace_bytes: no place for the answer (bytes is NULL)")
+                  : workspace_locked(in, inputs, ninputs, &b);
+  if (!rc) {
+    *bytes = b;
+    in->err[0] = 0;
+  }
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
+/* Use the caller's memory as workspace from now on (NULL, 0: the instance's own). */
+int rt_set_workspace(attnc_instance *in, void *memory, int64_t bytes) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = ATTNC_OK;
+  if (!memory && bytes != 0)
+    rc = fail(in, ATTNC_ERR_ARGUMENT, "set_workspace: memory is NULL but bytes is %" PRId64
+              " (NULL with 0 bytes goes back to the instance's own workspace)", bytes);
+  else if (bytes < 0)
+    rc = fail(in, ATTNC_ERR_ARGUMENT, "set_workspace: bytes is %" PRId64 "; it must be at least 0", bytes);
+  else if ((uintptr_t)memory % API_ALIGN != 0)
+    rc = fail(in, ATTNC_ERR_ARGUMENT, "set_workspace: memory %p is not %d-byte aligned (use aligned_alloc(%d, n) "
+              "or posix_memalign)", memory, API_ALIGN, API_ALIGN);
+  else if (memory && (uint64_t)bytes > (uint64_t)(UINTPTR_MAX - (uintptr_t)memory))
+    rc = fail(in, ATTNC_ERR_ARGUMENT, "set_workspace: %p + %" PRId64 " bytes wraps around the address space", memory,
+              bytes);
+  if (!rc) {
+    in->ws_user = memory;
+    in->ws_user_bytes = memory ? bytes : 0;
+    if (memory) buf_free(&in->ws); /* the instance's own is not needed any more */
+    in->err[0] = 0;
+  }
   pthread_mutex_unlock(&in->mu);
   return rc;
 }

@@ -2,16 +2,28 @@
  * code calls (rt_parallel_for, rt_exec_threads, rt_exec_error).
  *
  * Protocol.  The caller writes the loop (fn, ctx, ntasks, chunk), resets
- * the chunk counter and the count of workers still busy, then bumps the
- * generation number (release) under the mutex and broadcasts `wake`.  A
- * worker that sees a new generation (acquire) takes chunks from the atomic
- * counter until none are left, then decrements `pending` (release); the
- * last one signals `done` under the mutex.  The caller runs chunks as
- * tid 0 and waits for pending == 0 (acquire), so everything the tasks wrote
- * is visible when rt_pool_for returns, and the loop fields are never
- * rewritten while a worker may still read them.  Every worker joins every
- * loop, even one with fewer chunks than threads; that keeps the generation
- * numbers in step.  Both waits spin for a short while before blocking.
+ * the chunk counter and the count of workers still busy, then publishes a
+ * new ticket (the loop's generation number and how many threads take part,
+ * in one 64-bit atomic, release) under the mutex and signals the condition
+ * variable of each taking part worker that sleeps.  A worker that sees a
+ * new generation (acquire) in which it takes part (its tid is below the
+ * count) takes chunks from the atomic counter until none are left, then
+ * decrements `pending` (release); the last one signals `done` under the
+ * mutex.  Workers not taking part only note the generation.  The caller
+ * runs chunks as tid 0 and waits for pending == 0 (acquire), so everything
+ * the tasks wrote is visible when rt_pool_for returns, and the loop fields
+ * are never rewritten while a worker may still read them.
+ *
+ * Waiting.  Workers spin (POOL_SPIN polls) for the next loop before they
+ * block, so the kernels of one run follow each other without a wake-up;
+ * rt_pool_rest, called when a run ends, makes spinning workers block at
+ * once so that between runs they take no CPU from the rest of the process
+ * (another runtime's threads, the host's).  The caller spins the same way
+ * for the last workers of a loop.
+ *
+ * Caller mode (rt_pool_create_caller): no worker; each loop is one call of
+ * the caller's parallel_for with one job per taking-part thread; job i runs
+ * chunks as tid i.
  *
  * Requires: POSIX threads and C11 atomics.  No global state. */
 #ifndef _GNU_SOURCE
@@ -25,7 +37,7 @@
 #include <string.h>
 
 /* Polls of an atomic before a waiting thread blocks (a few tens of
- * microseconds: long enough to catch the next loop of the same run). */
+ * microseconds: long enough to catch the next kernel of the same run). */
 #define POOL_SPIN 4096
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -36,27 +48,37 @@
 #define POOL_RELAX() ((void)0)
 #endif
 
+/* Caller mode records each job's thread as an integer (see pool_self). */
+_Static_assert(sizeof(pthread_t) <= sizeof(uintptr_t), "pthread_t must fit in a uintptr_t");
+
 typedef struct {
-  rt_pool *pool;
+  struct rt_pool *pool;
   int tid;
+  pthread_cond_t wake;     /* this worker waits here for a loop it takes part in, or stop */
+  int sleeping;            /* blocked on wake (under mu) */
+  int wake_ok;             /* wake was initialized */
 } pool_worker;
 
 struct rt_pool {
-  int n;                   /* threads, counting the caller */
+  int n;                   /* threads (caller mode: jobs per loop at most), counting the caller */
   pthread_t *threads;      /* [n]; workers' ids, [0] unused */
-  pool_worker *workers;    /* [n]; start arguments, [0] unused */
+  pool_worker *workers;    /* [n]; [0] unused */
+  atomic_uintptr_t *job_thread; /* caller mode: [n], the thread that runs job i of the current loop */
+  attnc_parallel_for_fn pf; /* caller mode: the caller's parallel_for */
+  void *pf_ctx;
   pthread_mutex_t mu;
-  pthread_cond_t wake;     /* workers wait here for a new generation or stop */
   pthread_cond_t done;     /* the caller waits here for pending == 0 */
   int started;             /* workers that have checked in (under mu) */
   /* the current loop; written only while no worker reads it */
   rt_task_fn fn;
   void *ctx;
   int64_t ntasks, chunk, nchunks;
+  uint32_t gen;            /* the caller's generation counter */
   atomic_int_fast64_t next; /* next chunk index */
-  atomic_uint gen;          /* loop generation */
+  atomic_uint_fast64_t ticket; /* gen << 32 | threads taking part in that loop */
   atomic_int pending;       /* workers still inside the current loop */
   atomic_int active;        /* a loop is running (nested calls run inline) */
+  atomic_int rest;          /* the run is over: do not spin */
   atomic_int stop;
 };
 
@@ -71,7 +93,28 @@ static void pool_work(rt_pool *p, int tid) {
   }
 }
 
-/* Worker thread: check in, then run every loop until stopped. */
+/* Wait until the ticket's generation is not `seen` (or stop): spin, unless
+ * the run is over, then block.  Returns the ticket. */
+static uint64_t pool_wait(rt_pool *p, pool_worker *w, uint32_t seen) {
+  uint64_t t;
+  for (int i = 0; i < POOL_SPIN; i++) {
+    t = atomic_load_explicit(&p->ticket, memory_order_acquire);
+    if ((uint32_t)(t >> 32) != seen || atomic_load_explicit(&p->stop, memory_order_acquire)) return t;
+    if (atomic_load_explicit(&p->rest, memory_order_relaxed)) break;
+    POOL_RELAX();
+  }
+  pthread_mutex_lock(&p->mu);
+  while ((uint32_t)((t = atomic_load_explicit(&p->ticket, memory_order_acquire)) >> 32) == seen &&
+         !atomic_load_explicit(&p->stop, memory_order_acquire)) {
+    w->sleeping = 1;
+    pthread_cond_wait(&w->wake, &p->mu);
+  }
+  w->sleeping = 0;
+  pthread_mutex_unlock(&p->mu);
+  return t;
+}
+
+/* Worker thread: check in, then run every loop it takes part in until stopped. */
 static void *pool_main(void *arg) {
   pool_worker *w = arg;
   rt_pool *p = w->pool;
@@ -79,24 +122,13 @@ static void *pool_main(void *arg) {
   p->threads[w->tid] = pthread_self();
   p->started++;
   pthread_cond_broadcast(&p->done);
-  unsigned seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+  uint32_t seen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
   pthread_mutex_unlock(&p->mu);
   for (;;) {
-    for (int i = 0; i < POOL_SPIN; i++) {
-      if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
-          atomic_load_explicit(&p->stop, memory_order_acquire))
-        break;
-      POOL_RELAX();
-    }
-    if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
-      pthread_mutex_lock(&p->mu);
-      while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen &&
-             !atomic_load_explicit(&p->stop, memory_order_acquire))
-        pthread_cond_wait(&p->wake, &p->mu);
-      pthread_mutex_unlock(&p->mu);
-    }
+    uint64_t t = pool_wait(p, w, seen);
     if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
-    seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+    seen = (uint32_t)(t >> 32);
+    if ((int64_t)(uint32_t)t <= w->tid) continue; /* not needed for this loop */
     pool_work(p, w->tid);
     if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
       pthread_mutex_lock(&p->mu);
@@ -110,21 +142,22 @@ static void *pool_main(void *arg) {
 static void pool_free(rt_pool *p, int nworkers) {
   pthread_mutex_lock(&p->mu);
   atomic_store_explicit(&p->stop, 1, memory_order_release);
-  pthread_cond_broadcast(&p->wake);
+  for (int i = 1; i <= nworkers; i++) pthread_cond_signal(&p->workers[i].wake);
   pthread_mutex_unlock(&p->mu);
   for (int i = 1; i <= nworkers; i++) pthread_join(p->threads[i], NULL);
+  for (int i = 1; i < p->n; i++)
+    if (p->workers[i].wake_ok) pthread_cond_destroy(&p->workers[i].wake);
   pthread_cond_destroy(&p->done);
-  pthread_cond_destroy(&p->wake);
   pthread_mutex_destroy(&p->mu);
+  free(p->job_thread);
   free(p->workers);
   free(p->threads);
   free(p);
 }
 
-/* See rt_pool.h. */
-int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
-  if (err && errlen) err[0] = 0;
-  if (!out) return EINVAL;
+/* A pool of nthreads with its arrays, mutex and condition variables but no
+ * thread started.  0, or an errno value with err set. */
+static int pool_new(int nthreads, rt_pool **out, char *err, size_t errlen) {
   *out = NULL;
   if (nthreads < 1 || nthreads > RT_MAX_THREADS) {
     if (err && errlen) snprintf(err, errlen, "thread count %d is not in 1..%d", nthreads, RT_MAX_THREADS);
@@ -134,11 +167,13 @@ int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
   if (p) {
     p->threads = calloc((size_t)nthreads, sizeof *p->threads);
     p->workers = calloc((size_t)nthreads, sizeof *p->workers);
+    p->job_thread = calloc((size_t)nthreads, sizeof *p->job_thread);
   }
-  if (!p || !p->threads || !p->workers) {
+  if (!p || !p->threads || !p->workers || !p->job_thread) {
     if (p) {
       free(p->threads);
       free(p->workers);
+      free(p->job_thread);
     }
     free(p);
     if (err && errlen) snprintf(err, errlen, "out of memory for a pool of %d threads", nthreads);
@@ -146,26 +181,44 @@ int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
   }
   p->n = nthreads;
   atomic_init(&p->next, 0);
-  atomic_init(&p->gen, 0);
+  atomic_init(&p->ticket, 0);
   atomic_init(&p->pending, 0);
   atomic_init(&p->active, 0);
+  atomic_init(&p->rest, 0);
   atomic_init(&p->stop, 0);
+  for (int i = 0; i < nthreads; i++) atomic_init(&p->job_thread[i], 0);
   int e = pthread_mutex_init(&p->mu, NULL);
-  if (!e && (e = pthread_cond_init(&p->wake, NULL)) != 0) pthread_mutex_destroy(&p->mu);
-  if (!e && (e = pthread_cond_init(&p->done, NULL)) != 0) {
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->mu);
-  }
+  if (!e && (e = pthread_cond_init(&p->done, NULL)) != 0) pthread_mutex_destroy(&p->mu);
   if (e) {
+    free(p->job_thread);
     free(p->workers);
     free(p->threads);
     free(p);
     if (err && errlen) snprintf(err, errlen, "cannot create the pool's mutex: %s", strerror(e));
     return e;
   }
-  for (int i = 1; i < nthreads; i++) {
+  for (int i = 1; i < nthreads && !e; i++) {
     p->workers[i].pool = p;
     p->workers[i].tid = i;
+    if ((e = pthread_cond_init(&p->workers[i].wake, NULL)) == 0) p->workers[i].wake_ok = 1;
+  }
+  if (e) {
+    pool_free(p, 0);
+    if (err && errlen) snprintf(err, errlen, "cannot create the pool's condition variables: %s", strerror(e));
+    return e;
+  }
+  *out = p;
+  return 0;
+}
+
+/* See rt_pool.h. */
+int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (!out) return EINVAL;
+  rt_pool *p;
+  int e = pool_new(nthreads, &p, err, errlen);
+  if (e) return e;
+  for (int i = 1; i < nthreads; i++) {
     pthread_t t;
     e = pthread_create(&t, NULL, pool_main, &p->workers[i]);
     if (e) {
@@ -188,21 +241,64 @@ int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen) {
   return 0;
 }
 
+/* See rt_pool.h. */
+int rt_pool_create_caller(int nthreads, attnc_parallel_for_fn pf, void *pool_ctx, rt_pool **out, char *err,
+                          size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (!out) return EINVAL;
+  *out = NULL;
+  if (!pf) {
+    if (err && errlen) snprintf(err, errlen, "no parallel_for given");
+    return EINVAL;
+  }
+  rt_pool *p;
+  int e = pool_new(nthreads, &p, err, errlen);
+  if (e) return e;
+  p->pf = pf;
+  p->pf_ctx = pool_ctx;
+  *out = p;
+  return 0;
+}
+
 /* Stop and join every worker, then free. */
 void rt_pool_destroy(rt_pool *p) {
-  if (p) pool_free(p, p->n - 1);
+  if (p) pool_free(p, p->pf ? 0 : p->n - 1);
 }
 
 /* Threads counting the caller. */
 int rt_pool_threads(const rt_pool *p) { return p ? p->n : 1; }
 
-/* The tid of the calling thread: its worker index, or 0 for the thread
- * that started the loop. */
+/* The end of a run: no spinning until the next loop. */
+void rt_pool_rest(rt_pool *p) {
+  if (p) atomic_store_explicit(&p->rest, 1, memory_order_relaxed);
+}
+
+/* The tid of the calling thread inside a loop: its worker index (caller
+ * mode: the job it runs), or 0 for the thread that started the loop. */
 static int pool_self(const rt_pool *p) {
   pthread_t me = pthread_self();
-  for (int i = 1; i < p->n; i++)
-    if (pthread_equal(p->threads[i], me)) return i;
+  for (int i = p->pf ? 0 : 1; i < p->n; i++) {
+    pthread_t t;
+    if (p->pf) {
+      uintptr_t v = atomic_load_explicit(&p->job_thread[i], memory_order_relaxed);
+      if (!v) continue;
+      memcpy(&t, &v, sizeof t);
+    } else
+      t = p->threads[i];
+    if (pthread_equal(t, me)) return i;
+  }
   return 0;
+}
+
+/* Caller mode: job i of the current loop. */
+static void pool_job(void *arg, int i) {
+  rt_pool *p = arg;
+  if (i < 0 || i >= p->n) return; /* a pool that breaks the contract gets no tid out of range */
+  pthread_t me = pthread_self();
+  uintptr_t v = 0;
+  memcpy(&v, &me, sizeof me);
+  atomic_store_explicit(&p->job_thread[i], v, memory_order_relaxed);
+  pool_work(p, i);
 }
 
 /* Fork, work as tid 0, join (see the protocol at the top). */
@@ -228,6 +324,7 @@ void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void 
     fn(ctx, 0, ntasks, 0);
     return;
   }
+  int want = nchunks < p->n ? (int)nchunks : p->n; /* threads with work */
   atomic_store_explicit(&p->active, 1, memory_order_relaxed);
   p->fn = fn;
   p->ctx = ctx;
@@ -235,10 +332,19 @@ void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void 
   p->chunk = chunk;
   p->nchunks = nchunks;
   atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-  atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+  if (p->pf) {
+    for (int i = 0; i < want; i++) atomic_store_explicit(&p->job_thread[i], 0, memory_order_relaxed);
+    p->pf(p->pf_ctx, want, pool_job, p);
+    atomic_store_explicit(&p->active, 0, memory_order_release);
+    return;
+  }
+  atomic_store_explicit(&p->pending, want - 1, memory_order_relaxed);
+  atomic_store_explicit(&p->rest, 0, memory_order_relaxed);
   pthread_mutex_lock(&p->mu);
-  atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-  pthread_cond_broadcast(&p->wake);
+  p->gen++;
+  atomic_store_explicit(&p->ticket, (uint64_t)p->gen << 32 | (uint32_t)want, memory_order_release);
+  for (int i = 1; i < want; i++)
+    if (p->workers[i].sleeping) pthread_cond_signal(&p->workers[i].wake);
   pthread_mutex_unlock(&p->mu);
 
   pool_work(p, 0);

@@ -5,10 +5,17 @@
  * The pool is fork-join with persistent workers: the thread that calls
  * rt_pool_for takes part as tid 0, workers are tids 1..n-1, and the call
  * returns when every task is done.  Tasks are handed out in contiguous
- * chunks from one atomic counter.  Idle workers spin briefly, then block on
- * a condition variable.  One pool runs one loop at a time: the caller
- * serializes (rt_api.c holds the instance mutex around each run).  A loop
- * started from inside a task runs inline on that thread. */
+ * chunks from one atomic counter; a loop of c chunks wakes only
+ * min(n, c) - 1 workers (no kernel uses more threads than it has work
+ * for).  Idle workers spin briefly, then block on a condition variable of
+ * their own; rt_pool_rest (the end of a run) sends spinning workers to
+ * sleep at once.  One pool runs one loop at a time: the caller serializes
+ * (rt_api.c holds the instance mutex around each run).  A loop started from
+ * inside a task runs inline on that thread.
+ *
+ * A caller's pool (attnc_options.parallel_for) makes the same kind of
+ * rt_pool without threads of its own: each loop becomes one call of the
+ * caller's parallel_for with min(n, c) jobs, job i being tid i. */
 #ifndef RT_POOL_H
 #define RT_POOL_H
 #include <stdatomic.h>
@@ -36,6 +43,13 @@ struct rt_exec {
  * worker).  Returns 0, or an errno value with *out NULL; on failure err
  * (errlen bytes) says what went wrong. */
 int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen);
+/* A pool of nthreads (1..RT_MAX_THREADS) jobs per loop at most that runs
+ * its loops on the caller's parallel_for (attnc.h); starts no thread.
+ * Same returns as rt_pool_create. */
+int rt_pool_create_caller(int nthreads, attnc_parallel_for_fn pf, void *pool_ctx, rt_pool **out, char *err,
+                          size_t errlen);
+/* The end of a run: workers stop spinning and sleep until the next loop. */
+void rt_pool_rest(rt_pool *p);
 /* Stop and join the workers and free the pool.  NULL is ok.  No loop may be
  * running. */
 void rt_pool_destroy(rt_pool *p);

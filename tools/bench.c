@@ -332,7 +332,12 @@ static int time_runs(Variant *var, int nvar, const BenchArgs *b, const attnc_ten
       fprintf(tty, "\rbench: run %d/%d  %.3f ms   ", r + 1, b->runs, 1e3 * var[0].times[r]);
   }
   if (tty) fprintf(tty, "\n");
-  for (int v = 0; v < nvar; v++) var[v].ws = var[v].e.workspace_bytes(var[v].inst);
+  for (int v = 0; v < nvar; v++) {
+    int64_t ws = 0;
+    if (var[v].e.workspace_bytes(var[v].inst, ain, nin, &ws))
+      return tool_fail("bench: %s: workspace_bytes failed: %s", var[v].name, var[v].e.error(var[v].inst));
+    var[v].ws = ws;
+  }
   return 0;
 }
 
