@@ -1730,3 +1730,244 @@ Test(rt_api, mapped_weights_truncated_raise_sigbus, .signal = SIGBUS) {
   signal(SIGBUS, SIG_DFL); /* AddressSanitizer's handler would report it and exit instead */
   fake_check_run(in, &c);  /* never returns */
 }
+
+/* ---- workspace: size for given shapes, caller memory ---- */
+
+Test(rt_api, workspace_bytes_before_any_run) {
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 9, 0);
+  attnc_instance *in = fake_create(3);
+  attnc_tensor ins[2];
+  fake_inputs_of(&c, ins);
+  ins[0].data = ins[1].data = NULL; /* shapes only */
+  int64_t b = -7;
+  cr_assert_eq(rt_workspace_bytes(in, ins, 2, &b), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(b, 3 * FAKE_SLOT * (int64_t)sizeof(float), "no run yet: the plan's size for 3 threads");
+  cr_assert_eq(atomic_load(&g_last_nthreads), 3);
+  /* errors: counts, NULL answer, a shape that does not fit, an overflow */
+  cr_assert_eq(rt_workspace_bytes(in, ins, 1, &b), ATTNC_ERR_ARGUMENT);
+  cr_assert_str_eq(rt_error(in), "workspace_bytes: model 'fake' takes 2 inputs; the call passes 1");
+  cr_assert_eq(rt_workspace_bytes(in, ins, 2, NULL), ATTNC_ERR_ARGUMENT);
+  ins[0].shape[2] = 5;
+  cr_assert_eq(rt_workspace_bytes(in, ins, 2, &b), ATTNC_ERR_SHAPE);
+  expect_msg(in, "input 'x': axis 2 is 5 but the model expects 4");
+  rt_destroy(in);
+  rt_model_desc d = fake_desc;
+  d.workspace_size = ovf_ws;
+  attnc_options o = {.num_threads = 1, .device = -1};
+  cr_assert_eq(rt_create(&d, &o, &in), ATTNC_OK);
+  ins[0].shape[2] = 4;
+  ins[0].shape[1] = 2; /* ovf_ws: T = 2 overflows, T = 3 gives a negative dim */
+  cr_assert_eq(rt_workspace_bytes(in, ins, 2, &b), ATTNC_ERR_SHAPE);
+  expect_msg(in, "these sizes overflow 64 bits");
+  ins[0].shape[1] = 3;
+  cr_assert_eq(rt_workspace_bytes(in, ins, 2, &b), ATTNC_ERR_SHAPE);
+  expect_msg(in, "these sizes give a tensor of the model a negative dim");
+  rt_destroy(in);
+  fake_free(&c);
+}
+
+Test(rt_api, caller_workspace) {
+  uint32_t s = g_seed;
+  fake_case c = fake_new(&s, 9, 0);
+  attnc_instance *in = fake_create(2);
+  fake_bind(in, &c);
+  int64_t need = 0;
+  attnc_tensor ins[2], outs[2];
+  fake_inputs_of(&c, ins);
+  cr_assert_eq(rt_workspace_bytes(in, ins, 2, &need), ATTNC_OK);
+  cr_assert_eq(need, 2 * FAKE_SLOT * (int64_t)sizeof(float));
+  unsigned char *mem = aligned_alloc(64, 4096);
+  cr_assert_not_null(mem);
+  /* argument errors */
+  cr_assert_eq(rt_set_workspace(in, mem + 8, 256), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "is not 64-byte aligned");
+  cr_assert_eq(rt_set_workspace(in, NULL, 64), ATTNC_ERR_ARGUMENT);
+  cr_assert_eq(rt_set_workspace(in, mem, -1), ATTNC_ERR_ARGUMENT);
+  /* exactly the bytes needed: the run uses them (its per-thread slots land there) */
+  memset(mem, 0xff, 4096);
+  cr_assert_eq(rt_set_workspace(in, mem, need), ATTNC_OK, "%s", rt_error(in));
+  fake_check_run(in, &c);
+  int changed = 0;
+  for (int64_t i = 0; i < need; i++) changed |= mem[i] != 0xff;
+  cr_assert(changed, "the run did not write the caller's workspace");
+  for (int i = (int)need; i < 4096; i++) cr_assert_eq(mem[i], 0xff, "the run wrote past the workspace (byte %d)", i);
+  /* too small: refused before anything is written, with the bytes it needs */
+  cr_assert_eq(rt_set_workspace(in, mem, need - 64), ATTNC_OK);
+  float *y, *z;
+  fake_outputs_of(&c, &y, &z, outs);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  char want[256];
+  snprintf(want, sizeof want, "model 'fake': this run needs %" PRId64 " bytes of workspace; the workspace given to "
+           "set_workspace has %" PRId64, need, need - 64);
+  expect_msg(in, want);
+  cr_assert(isnan(y[0]) && isnan(z[0]), "nothing is written");
+  /* a workspace over an output or an input is refused */
+  cr_assert_eq(rt_set_workspace(in, mem, 4096), ATTNC_OK);
+  outs[1].data = mem + 64;
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "the workspace must not share memory with a run's inputs, outputs or weights");
+  expect_msg(in, "output 'z'");
+  outs[1].data = z;
+  void *x = ins[0].data;
+  ins[0].data = mem + 128;
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_ARGUMENT);
+  expect_msg(in, "input 'x'");
+  ins[0].data = x;
+  /* back to the instance's own memory */
+  cr_assert_eq(rt_set_workspace(in, NULL, 0), ATTNC_OK);
+  fake_check_run(in, &c);
+  rt_destroy(in);
+  free(mem);
+  free(y);
+  free(z);
+  fake_free(&c);
+}
+
+/* ---- a caller's pool (attnc_options.parallel_for) ---- */
+
+/* A test pool: runs the n jobs on n - 1 fresh threads and the caller, or
+ * one after another on the caller (serial); records what it was asked. */
+typedef struct {
+  int serial;
+  atomic_int calls, max_n, bad;
+} test_pool;
+
+typedef struct {
+  attnc_job_fn job;
+  void *arg;
+  int i;
+} test_job;
+
+static void *test_job_main(void *p) {
+  test_job *j = p;
+  j->job(j->arg, j->i);
+  return NULL;
+}
+
+static void test_parallel_for(void *pool, int n, attnc_job_fn job, void *arg) {
+  test_pool *tp = pool;
+  atomic_fetch_add(&tp->calls, 1);
+  if (n < 2) atomic_fetch_add(&tp->bad, 1);
+  if (n > atomic_load(&tp->max_n)) atomic_store(&tp->max_n, n);
+  if (tp->serial) {
+    for (int i = n - 1; i >= 0; i--) job(arg, i); /* any order */
+    return;
+  }
+  pthread_t th[64];
+  test_job jobs[64];
+  cr_assert(n <= 64);
+  for (int i = 1; i < n; i++) {
+    jobs[i] = (test_job){job, arg, i};
+    cr_assert_eq(pthread_create(&th[i], NULL, test_job_main, &jobs[i]), 0);
+  }
+  job(arg, 0);
+  for (int i = 1; i < n; i++) pthread_join(th[i], NULL);
+}
+
+Test(rt_pool, caller_pool_covers_every_task_once) {
+  int64_t sizes[] = {0, 1, 2, 3, 7, 1000, 100003};
+  int64_t grains[] = {0, 1, 3, 64, 1001};
+  for (int serial = 0; serial < 2; serial++)
+    for (int threads = 1; threads <= 5; threads += 2) {
+      test_pool tp = {serial, 0, 0, 0};
+      rt_pool *p = NULL;
+      char err[128];
+      cr_assert_eq(rt_pool_create_caller(threads, test_parallel_for, &tp, &p, err, sizeof err), 0, "%s", err);
+      rt_exec ex;
+      rt_exec_init(&ex, p);
+      cr_assert_eq(rt_exec_threads(&ex), threads);
+      for (int si = 0; si < 7; si++)
+        for (int gi = 0; gi < 5; gi++) {
+          int64_t n = sizes[si];
+          cover_ctx c = {calloc((size_t)n + 1, sizeof(atomic_int)), n, grains[gi], threads, 0, 0};
+          rt_parallel_for(&ex, n, grains[gi], cover_task, &c);
+          cr_assert_eq(atomic_load(&c.bad), 0);
+          for (int64_t i = 0; i < n; i++) cr_assert_eq(atomic_load(&c.hits[i]), 1);
+          free(c.hits);
+        }
+      cr_assert_eq(atomic_load(&tp.bad), 0, "parallel_for is never asked for fewer than 2 jobs");
+      cr_assert_leq(atomic_load(&tp.max_n), threads, "never more jobs than num_threads");
+      if (threads > 1) cr_assert_gt(atomic_load(&tp.calls), 0);
+      else cr_assert_eq(atomic_load(&tp.calls), 0, "one thread runs inline");
+      rt_pool_destroy(p);
+    }
+  rt_pool *p = NULL;
+  cr_assert_neq(rt_pool_create_caller(2, NULL, NULL, &p, NULL, 0), 0);
+  cr_assert_null(p);
+}
+
+Test(rt_pool, caller_pool_nested_loops_keep_the_tid) {
+  test_pool tp = {0, 0, 0, 0};
+  rt_pool *p = NULL;
+  cr_assert_eq(rt_pool_create_caller(4, test_parallel_for, &tp, &p, NULL, 0), 0);
+  rt_exec ex;
+  rt_exec_init(&ex, p);
+  enum { OUTER = 64, INNER = 100 };
+  cover_ctx inner[OUTER];
+  for (int i = 0; i < OUTER; i++) inner[i] = (cover_ctx){calloc(INNER, sizeof(atomic_int)), INNER, 1, 4, 0, 0};
+  nest_ctx n = {&ex, inner, 0};
+  rt_parallel_for(&ex, OUTER, 1, nest_task, &n);
+  cr_assert_eq(atomic_load(&n.bad), 0, "an inline nested loop must keep its job's tid");
+  for (int i = 0; i < OUTER; i++) {
+    for (int k = 0; k < INNER; k++) cr_assert_eq(atomic_load(&inner[i].hits[k]), 1);
+    free(inner[i].hits);
+  }
+  rt_pool_destroy(p);
+}
+
+/* Records the tids that ran a loop. */
+typedef struct {
+  atomic_int seen[16];
+} tids_ctx;
+
+static void tids_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
+  tids_ctx *c = ctx;
+  (void)b, (void)e;
+  atomic_fetch_add(&c->seen[tid], 1);
+  for (volatile int k = 0; k < 2000; k++) { /* long enough that idle workers would join */
+  }
+}
+
+Test(rt_pool, a_loop_uses_no_more_threads_than_chunks) {
+  rt_pool *p = NULL;
+  cr_assert_eq(rt_pool_create(8, &p, NULL, 0), 0);
+  rt_exec ex;
+  rt_exec_init(&ex, p);
+  for (int r = 0; r < 300; r++) {
+    tids_ctx c;
+    memset(&c, 0, sizeof c);
+    rt_parallel_for(&ex, 3, 1, tids_task, &c); /* 3 chunks: tids 0..2 only */
+    for (int t = 3; t < 8; t++) cr_assert_eq(atomic_load(&c.seen[t]), 0, "round %d: tid %d took part", r, t);
+    if (r % 50 == 49) rt_pool_rest(p); /* workers asleep: woken for the next loop */
+  }
+  rt_pool_destroy(p);
+  test_pool tp = {0, 0, 0, 0};
+  cr_assert_eq(rt_pool_create_caller(8, test_parallel_for, &tp, &p, NULL, 0), 0);
+  rt_exec_init(&ex, p);
+  tids_ctx c;
+  memset(&c, 0, sizeof c);
+  rt_parallel_for(&ex, 3, 1, tids_task, &c);
+  cr_assert_eq(atomic_load(&tp.max_n), 3, "the caller's pool is asked for 3 jobs");
+  rt_pool_destroy(p);
+}
+
+Test(rt_api, runs_on_a_caller_pool) {
+  uint32_t s = g_seed;
+  for (int serial = 0; serial < 2; serial++) {
+    test_pool tp = {serial, 0, 0, 0};
+    attnc_options o = {.num_threads = 3, .device = -1, .parallel_for = test_parallel_for, .parallel_pool = &tp};
+    attnc_instance *in = NULL;
+    cr_assert_eq(rt_create(&fake_desc, &o, &in), ATTNC_OK, "%s", rt_error(NULL));
+    for (int k = 0; k < 5; k++) {
+      fake_case c = fake_new(&s, 40, 0);
+      fake_bind(in, &c);
+      fake_check_run(in, &c);
+      fake_free(&c);
+    }
+    cr_assert_eq(atomic_load(&g_last_nthreads), 3, "the workspace is sized for num_threads jobs");
+    cr_assert_eq(atomic_load(&tp.bad), 0);
+    cr_assert_leq(atomic_load(&tp.max_n), 3);
+    rt_destroy(in);
+  }
+}
