@@ -194,8 +194,38 @@ class _ModelInfo(ctypes.Structure):
                 ("param_is_real", ctypes.POINTER(ctypes.c_ubyte))]
 
 
+# DLPack (dlpack.h, the legacy unversioned capsule "dltensor" every producer exports)
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int), ("dtype", _DLDataType),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+                ("byte_offset", ctypes.c_uint64)]
+
+
+class _DLManagedTensor(ctypes.Structure):
+    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+
+
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+_DL_HOST_DEVICES = (_DL_CPU, _DL_CUDA_HOST, _DL_CUDA_MANAGED)  # memory the CPU can read and write
+# (DLPack type code, bits) -> attnc dtype; kDLInt 0, kDLUInt 1, kDLFloat 2, kDLBfloat 4, kDLBool 6
+_DL_CODES = {(2, 32): _F32, (2, 16): _F16, (4, 16): _BF16, (0, 32): _I32, (6, 8): _BOOL}
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
 _P = ctypes.c_void_p
 _PT = ctypes.POINTER(_Tensor)
+_TENSOR_WORDS = ctypes.sizeof(_Tensor) // 8  # attnc_tensor as 8-byte words: [0] dtype | rank << 32, [1..8] shape, [9] data
+_DATA_WORD = _Tensor.data.offset // 8
+assert ctypes.sizeof(_Tensor) % 8 == 0 and _Tensor.data.offset % 8 == 0 and _Tensor.rank.offset == 4
 _SIGNATURES = {
     "attnc_describe": (ctypes.c_int, [ctypes.POINTER(_ModelInfo)]),
     "attnc_create": (ctypes.c_int, [ctypes.POINTER(_Options), ctypes.POINTER(_P)]),
@@ -205,6 +235,11 @@ _SIGNATURES = {
     "attnc_run": (ctypes.c_int, [_P, _PT, ctypes.c_int, _PT, ctypes.c_int]),
     "attnc_output_shapes": (ctypes.c_int, [_P, _PT, ctypes.c_int, _PT, ctypes.c_int]),
     "attnc_error": (ctypes.c_char_p, [_P]),
+}
+# ABI 5 (looked up when used)
+_SIGNATURES_5 = {
+    "attnc_workspace_bytes": (ctypes.c_int, [_P, _PT, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]),
+    "attnc_set_workspace": (ctypes.c_int, [_P, _P, ctypes.c_int64]),
 }
 
 
@@ -300,6 +335,61 @@ def _fill(t, arr, code):
     t.data = arr.ctypes.data
 
 
+_addressof = ctypes.addressof
+_byte_from_buffer = ctypes.c_byte.from_buffer
+
+
+def _address(arr):
+    """Address of a C-contiguous ndarray's data (the buffer protocol is a
+    few times faster than arr.ctypes.data; read-only arrays take the latter)."""
+    try:
+        return _addressof(_byte_from_buffer(arr))
+    except (TypeError, ValueError, BufferError):
+        return arr.ctypes.data
+
+
+def _dl_contiguous(t):
+    """Is a DLTensor C-contiguous (strides NULL, or those of its shape; axes of size 1 do not count)?"""
+    if not t.strides:
+        return True
+    step = 1
+    for a in range(t.ndim - 1, -1, -1):
+        n = t.shape[a]
+        if n != 1 and t.strides[a] != step:
+            return False
+        step *= n
+    return True
+
+
+class _DLView:
+    """What a DLPack capsule describes (the capsule is kept: the producer's
+    memory stays valid until this object is dropped, its destructor calls the
+    producer's deleter)."""
+
+    __slots__ = ("capsule", "ptr", "shape", "code", "device_type", "device_id", "contiguous", "dl_dtype")
+
+    def __init__(self, obj, stream=None):
+        capsule = obj.__dlpack__() if stream is None else obj.__dlpack__(stream=stream)
+        addr = _capsule_pointer(capsule, b"dltensor")
+        t = _DLManagedTensor.from_address(addr).dl_tensor
+        self.capsule = capsule
+        self.ptr = (t.data or 0) + t.byte_offset
+        self.shape = tuple(t.shape[a] for a in range(t.ndim))
+        self.dl_dtype = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
+        self.code = _DL_CODES.get((t.dtype.code, t.dtype.bits)) if t.dtype.lanes == 1 else None
+        self.device_type, self.device_id = t.device.device_type, t.device.device_id
+        self.contiguous = _dl_contiguous(t)
+
+
+def _dl_device(obj):
+    """(device type, id) of a DLPack producer, from __dlpack_device__ when it has one."""
+    f = getattr(obj, "__dlpack_device__", None)
+    if f is None:
+        return (_DL_CPU, 0)
+    dev = f()
+    return (int(dev[0]), int(dev[1]))
+
+
 def _nearest(key, names):
     m = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return " (did you mean '%s'?)" % m[0] if m else ""
@@ -311,10 +401,13 @@ class Model:
     See the module docstring for the whole contract.
     """
 
-    def __init__(self, path, threads=0, device=0, weights=None, copy_weights=False):
+    def __init__(self, path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=False):
         self._inst = None
         self._lock = threading.Lock()
         self._bound = {}
+        self._workspace = None
+        self._calls = {}  # input signature -> _Call
+        self.fill_outputs = bool(fill_outputs)
         path = os.fspath(path)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
@@ -343,6 +436,11 @@ class Model:
                 why = _text(self._lib.attnc_error(None)) or "attnc_create failed"
             raise Error(rc or Status.ERR_STATE, "cannot create an instance of model '%s': %s" % (self.name, why))
         self._inst = inst
+        self._inst_addr = inst.value
+        # the run entry with plain addresses: no ctypes conversion of structures per call
+        self._c_run = self._lib["attnc_run"]
+        self._c_run.restype = ctypes.c_int
+        self._c_run.argtypes = [_P, _P, ctypes.c_int, _P, ctypes.c_int]
         self.device = device  # asked for; a cpu,cuda library may have fallen back to the CPU
         if weights is not None:
             self.load_weights(weights)
@@ -372,6 +470,9 @@ class Model:
         except ValueError as e:
             raise Error(Status.ERR_ARGUMENT, "%s: %s" % (shown, e)) from None
         self._input_index = {t.name: i for i, t in enumerate(self.inputs)}
+        # per input: (numpy dtype passed as is, its attnc code), for the fast path
+        self._fast = tuple((t.dtype, _NP_CODES[t.dtype]) if t.dtype_name != "f16" else (np.dtype(np.float32), _F32)
+                           for t in self.inputs)
         self._weight_index = {t.name: i for i, t in enumerate(self.weights)}
 
     # ---- lifetime ----
@@ -386,6 +487,8 @@ class Model:
             if inst is not None:
                 self._lib.attnc_destroy(inst)
             self._bound = {}
+            self._workspace = None
+            self._calls = {}
 
     @property
     def closed(self):
@@ -448,13 +551,15 @@ class Model:
 
     # ---- inputs ----
 
-    def _gather(self, args, inputs, kwargs):
-        """Match positional, dict and keyword inputs to the model's inputs."""
+    def _values(self, args, inputs, kwargs):
+        """The inputs in m.inputs order, from positional, dict and keyword values."""
+        n = len(self.inputs)
+        if not inputs and not kwargs and len(args) == n:
+            return args
         given = {}
-        if len(args) > len(self.inputs):
+        if len(args) > n:
             raise Error(Status.ERR_ARGUMENT, "model '%s' takes %d input%s (%s); %d given positionally"
-                        % (self.name, len(self.inputs), "" if len(self.inputs) == 1 else "s",
-                           ", ".join(t.name for t in self.inputs), len(args)))
+                        % (self.name, n, "" if n == 1 else "s", ", ".join(t.name for t in self.inputs), len(args)))
         for t, v in zip(self.inputs, args):
             given[t.name] = v
         for src in (inputs or {}, kwargs):
@@ -469,74 +574,240 @@ class Model:
         for t in self.inputs:
             if t.name not in given:
                 raise Error(Status.ERR_ARGUMENT, "missing input '%s' (%s)" % (t.name, t.type))
-        arrays = [_convert("input", t, given[t.name]) for t in self.inputs]
-        tin = (_Tensor * len(self.inputs))()
-        for t, (arr, code) in zip(tin, arrays):
-            _fill(t, arr, code)
-        return arrays, tin
+        return [given[t.name] for t in self.inputs]
 
-    def _shapes(self, tin):
-        """Output shapes for tin; the caller holds the lock."""
-        tout = (_Tensor * len(self.outputs))()
-        self._check(self._lib.attnc_output_shapes(self._inst, tin, len(self.inputs), tout, len(self.outputs)))
-        return tout
+    def _tensor(self, kind, info, v, writable=False):
+        """(object to keep alive, attnc code, shape, address) of a host tensor:
+        an ndarray, a DLPack producer on the CPU (a torch tensor, bf16 too), or
+        any array-like (converted by numpy, see _convert)."""
+        if type(v) is not np.ndarray and hasattr(v, "__dlpack__"):
+            dev = _dl_device(v)
+            if dev[0] not in _DL_HOST_DEVICES:
+                raise Error(Status.ERR_ARGUMENT, "%s '%s' is on a device (DLPack device type %d, id %d); run() takes "
+                            "host memory: use run_device() on a CUDA instance" % (kind, info.name, dev[0], dev[1]))
+            try:
+                d = _DLView(v)
+            except (BufferError, TypeError, ValueError) as e:
+                if writable:
+                    raise Error(Status.ERR_ARGUMENT, "%s '%s': cannot write into it through DLPack (%s)"
+                                % (kind, info.name, e)) from None
+                d = None
+            if d is not None:
+                ok = d.code is not None and (d.code == _BOOL) == (info.dtype_name == "bool") and \
+                    (d.code == _I32) == (info.dtype_name == "i32") and len(d.shape) <= MAX_RANK
+                if ok and d.contiguous:
+                    return d, d.code, d.shape, d.ptr
+                if writable:
+                    raise Error(Status.ERR_DTYPE if not ok else Status.ERR_ARGUMENT,
+                                "%s '%s': expected %s, got a DLPack tensor of type code %d, %d bits, shape %s%s"
+                                % (kind, info.name, info.type, d.dl_dtype[0], d.dl_dtype[1], _shape_str(d.shape),
+                                   "" if ok else "" if d.contiguous else ", not contiguous"))
+                if d.dl_dtype[:2] == (4, 16):
+                    raise Error(Status.ERR_ARGUMENT, "%s '%s': a bf16 tensor must be contiguous (numpy cannot copy "
+                                "bf16); call .contiguous() first" % (kind, info.name))
+                del d
+                v = np.from_dlpack(v)  # other dtypes, or strided: numpy converts below
+        elif writable:
+            if type(v) is not np.ndarray:
+                raise Error(Status.ERR_ARGUMENT, "%s '%s': out= takes numpy arrays or DLPack tensors (torch), not %s"
+                            % (kind, info.name, type(v).__name__))
+            code = _NP_CODES.get(v.dtype, _BF16 if _is_bfloat16(v.dtype) else None)
+            if code is None or not v.flags.c_contiguous or not v.flags.writeable:
+                raise Error(Status.ERR_DTYPE if code is None else Status.ERR_ARGUMENT,
+                            "%s '%s': out= needs a C-contiguous writable array of float32, float16 or bfloat16 (float "
+                            "outputs), int32 or bool; got %s%s%s%s" % (kind, info.name, v.dtype, _shape_str(v.shape),
+                                                                    "" if v.flags.c_contiguous else ", not contiguous",
+                                                                    "" if v.flags.writeable else ", read-only"))
+            return v, code, v.shape, _address(v)
+        arr, code = _convert(kind, info, v)
+        return arr, code, arr.shape, _address(arr)
+
+    def _call(self, key, refs):
+        """The argument structures for inputs of signature key ((code, shape)
+        per input), built once (output shapes from attnc_output_shapes); the
+        caller holds the lock."""
+        c = self._calls.get(key)
+        if c is not None:
+            return c
+        c = _Call(len(self.inputs), len(self.outputs))
+        for t, (code, shape), r in zip(c.tin, key, refs):
+            t.dtype, t.rank = code, len(shape)
+            for a, n in enumerate(shape):
+                t.shape[a] = n
+            t.data = r[3]
+        self._check(self._lib.attnc_output_shapes(self._inst, c.tin, len(self.inputs), c.tout, len(self.outputs)))
+        c.outs = []
+        for o, t in zip(self.outputs, c.tout):
+            t.dtype = _NP_CODES[o.dtype]
+            c.outs.append((tuple(int(t.shape[a]) for a in range(t.rank)), o.dtype))
+        c.finish()
+        if len(self._calls) >= 64:  # many signatures: start over rather than grow
+            self._calls = {}
+        self._calls[key] = c
+        return c
 
     # ---- running ----
 
     def output_shapes(self, inputs=None, /, **kwargs):
         """{output name: shape tuple} for these inputs, without running."""
-        arrays, tin = self._gather((), inputs, kwargs)
+        refs = [self._tensor("input", t, v) for t, v in zip(self.inputs, self._values((), inputs, kwargs))]
+        key = tuple((r[1], r[2]) for r in refs)
         with self._lock:
             self._live()
-            tout = self._shapes(tin)
-        del arrays
-        return {o.name: tuple(int(t.shape[a]) for a in range(t.rank)) for o, t in zip(self.outputs, tout)}
+            c = self._call(key, refs)
+        return {o.name: shape for o, (shape, _) in zip(self.outputs, c.outs)}
 
-    def _run(self, args, inputs, kwargs):
-        arrays, tin = self._gather(args, inputs, kwargs)
+    def _run(self, args, inputs, kwargs, out):
+        refs = []
+        for t, f, v in zip(self.inputs, self._fast, self._values(args, inputs, kwargs)):
+            if type(v) is np.ndarray and v.dtype is f[0] and v.flags.c_contiguous:  # the common case, quickly
+                refs.append((v, f[1], v.shape, _address(v)))
+            else:
+                refs.append(self._tensor("input", t, v))
+        key = tuple([(r[1], r[2]) for r in refs])
+        given = {}
+        if out:
+            for k, v in out.items():
+                i = next((i for i, o in enumerate(self.outputs) if o.name == k), None)
+                if i is None:
+                    raise Error(Status.ERR_ARGUMENT, "model '%s' has no output '%s'%s; its outputs: %s"
+                                % (self.name, k, _nearest(str(k), [o.name for o in self.outputs]),
+                                   ", ".join(str(o) for o in self.outputs)))
+                given[i] = (v,) + self._tensor("output", self.outputs[i], v, writable=True)[1:]
         with self._lock:
             self._live()
-            tout = self._shapes(tin)
+            c = self._call(key, refs)
+            words = c.words_in
+            for i, r in enumerate(refs):
+                words[i * _TENSOR_WORDS + _DATA_WORD] = r[3]
+            words = c.words_out
             outs = []
-            for o, t in zip(self.outputs, tout):
-                shape = tuple(int(t.shape[a]) for a in range(t.rank))
-                if o.dtype.kind == "f":
-                    fill = np.nan
-                elif o.dtype == np.int32:
-                    fill = np.iinfo(np.int32).min
-                else:
-                    fill = False
-                arr = np.full(shape, fill, dtype=o.dtype)
-                _fill(t, arr, _NP_CODES[arr.dtype])
-                outs.append(arr)
-            self._check(self._lib.attnc_run(self._inst, tin, len(self.inputs), tout, len(self.outputs)))
-        del arrays  # kept alive until the run is over
+            for o, (shape, dt) in enumerate(c.outs):
+                w = o * _TENSOR_WORDS
+                g = given.get(o) if given else None
+                if g is None:
+                    a = np.empty(shape, dt)
+                    words[w] = c.head_out[o]
+                    words[w + _DATA_WORD] = _address(a)
+                else:  # the caller's array: its dtype and shape (checked by the library)
+                    a, code, gshape = g[0], g[1], g[2]
+                    if len(gshape) > MAX_RANK:
+                        raise Error(Status.ERR_SHAPE, "output '%s': rank %d (at most %d)"
+                                    % (self.outputs[o].name, len(gshape), MAX_RANK))
+                    words[w] = code | len(gshape) << 32
+                    for k, n in enumerate(gshape):
+                        words[w + 1 + k] = n
+                    words[w + _DATA_WORD] = g[3]
+                    if self.fill_outputs and type(a) is np.ndarray:
+                        a.fill(np.nan if a.dtype.kind == "f" or _is_bfloat16(a.dtype) else
+                               np.iinfo(np.int32).min if a.dtype == np.int32 else False)
+                if self.fill_outputs and g is None:
+                    a.fill(np.nan if dt.kind == "f" else np.iinfo(np.int32).min if dt == np.int32 else False)
+                outs.append(a)
+            rc = self._c_run(self._inst_addr, c.tin_addr, len(refs), c.tout_addr, len(outs))
+            if given:  # restore the shapes of the signature
+                for o in given:
+                    w = o * _TENSOR_WORDS
+                    for k, n in enumerate(c.outs[o][0]):
+                        words[w + 1 + k] = n
+            if rc:
+                self._check(rc)
+        del refs  # kept alive until the run is over
         return outs
 
-    def run(self, inputs=None, /, **kwargs):
-        """Run on a dict (and/or keywords) of inputs; returns {output name: ndarray}."""
-        outs = self._run((), inputs, kwargs)
+    def run(self, inputs=None, /, *, out=None, **kwargs):
+        """Run on a dict (and/or keywords) of inputs; returns {output name: array}.
+        out={name: array} writes those outputs into the caller's arrays."""
+        outs = self._run((), inputs, kwargs, out)
         return {o.name: a for o, a in zip(self.outputs, outs)}
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, out=None, **kwargs):
         """Run; inputs positional in m.inputs order and/or by name.  One output:
-        an ndarray; several: a tuple in m.outputs order."""
-        outs = self._run(args, None, kwargs)
+        an array; several: a tuple in m.outputs order."""
+        outs = self._run(args, None, kwargs, out)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    # ---- workspace ----
+
+    def workspace_bytes(self, inputs=None, /, **kwargs):
+        """Bytes of workspace a CPU run on inputs of these shapes needs (before
+        any run).  Each input is an array (only its shape and dtype are read)
+        or a tuple of ints, its shape."""
+        fn = self._abi5("attnc_workspace_bytes")
+        vals = self._values((), inputs, kwargs)
+        tin = (_Tensor * len(self.inputs))()
+        for t, info, v in zip(tin, self.inputs, vals):
+            if isinstance(v, tuple) and all(isinstance(n, int) for n in v):
+                shape, code = v, _NP_CODES[info.dtype] if info.dtype_name != "bf16" else _BF16
+            else:
+                r = self._tensor("input", info, v)
+                shape, code = r[2], r[1]
+            if len(shape) > MAX_RANK:
+                raise Error(Status.ERR_SHAPE, "input '%s': rank %d (at most %d)" % (info.name, len(shape), MAX_RANK))
+            t.dtype, t.rank = code, len(shape)
+            for a, n in enumerate(shape):
+                t.shape[a] = n
+        b = ctypes.c_int64(0)
+        with self._lock:
+            self._live()
+            self._check(fn(self._inst, tin, len(self.inputs), ctypes.byref(b)))
+        return b.value
+
+    def set_workspace(self, memory):
+        """Use caller memory as the workspace of later runs, so that a run
+        allocates nothing: an int (the module allocates that many bytes,
+        64-byte aligned), a C-contiguous writable ndarray whose data is 64-byte
+        aligned, or None (back to the instance's own memory).  The module keeps
+        a reference while it is set."""
+        fn = self._abi5("attnc_set_workspace")
+        if memory is None:
+            arr = None
+        elif isinstance(memory, int) and not isinstance(memory, bool):
+            if memory < 0:
+                raise Error(Status.ERR_ARGUMENT, "set_workspace: %d bytes" % memory)
+            raw = np.empty(memory + 64, np.uint8)
+            off = -_address(raw) % 64
+            arr = raw[off:off + memory]
+        elif isinstance(memory, np.ndarray):
+            if not memory.flags.c_contiguous or not memory.flags.writeable:
+                raise Error(Status.ERR_ARGUMENT, "set_workspace: the array must be C-contiguous and writable")
+            arr = memory
+        else:
+            raise TypeError("set_workspace takes bytes (int), an ndarray or None, not %s" % type(memory).__name__)
+        ptr = None if arr is None else (_address(arr) if arr.nbytes else _address(arr.base if arr.base is not None else arr))
+        with self._lock:
+            self._live()
+            self._check(fn(self._inst, ptr, 0 if arr is None else arr.nbytes))
+            self._workspace = arr
+
+    def _abi5(self, name):
+        if self.abi_version < 5:
+            raise Error(Status.ERR_ARGUMENT, "library '%s' has ABI %d; %s needs ABI 5: rebuild it with this attnc"
+                        % (self.path, self.abi_version, name[len("attnc_"):]))
+        f = getattr(self._lib, name)
+        f.restype, f.argtypes = _SIGNATURES_5[name]
+        return f
+
+    # ---- device runs ----
 
     def run_device(self, inputs, outputs, stream=0):
         """Run a CUDA library on device tensors: inputs and outputs map names
-        to objects with data_ptr(), shape and dtype (torch CUDA tensors, for
-        instance), contiguous, on the instance's device, in the model's
-        dtypes.  The kernels are queued on `stream`, a CUstream as an int
-        such as torch.cuda.current_stream().cuda_stream (0: the legacy
-        default stream, torch's default), and this returns without waiting.
-        ERR_DEVICE when the instance runs on the CPU."""
+        to DLPack tensors on a CUDA device (torch, CuPy, JAX, ...: anything with
+        __dlpack__ and __dlpack_device__), or to objects with data_ptr(), shape
+        and dtype; contiguous, on the instance's device, in the model's dtypes
+        (bf16 included).  The kernels are queued on `stream`, a CUstream as an
+        int such as torch.cuda.current_stream().cuda_stream (0: the legacy
+        default stream, torch's default); DLPack producers are asked to make
+        their data ready on that stream.  Returns without waiting.  ERR_DEVICE
+        when the instance runs on the CPU."""
         fn = getattr(self._lib, "attnc_run_device", None)
         if fn is None:
             raise Error(Status.ERR_DEVICE, "library '%s' predates device runs (ABI %d)" % (self.path, self.abi_version))
         fn.restype = ctypes.c_int
         fn.argtypes = [_P, _PT, ctypes.c_int, _PT, ctypes.c_int, _P]
+        keep = []
+        # DLPack's stream numbers: 1 is the legacy default stream, else the CUstream itself
+        dl_stream = 1 if not stream else int(stream)
 
         def tensors(kind, infos, given):
             unknown = [k for k in given if k not in {t.name for t in infos}]
@@ -547,23 +818,43 @@ class Model:
                 if info.name not in given:
                     raise Error(Status.ERR_ARGUMENT, "missing %s '%s' (%s)" % (kind, info.name, info.type))
                 x = given[info.name]
-                if getattr(x, "is_cuda", True) is False:
-                    raise Error(Status.ERR_ARGUMENT, "%s '%s' is not on a CUDA device" % (kind, info.name))
-                dev = getattr(getattr(x, "device", None), "index", None)
-                if dev is not None and dev != self.device:
-                    raise Error(Status.ERR_ARGUMENT, "%s '%s' is on cuda:%d; this instance runs on device %d"
-                                % (kind, info.name, dev, self.device))
-                if hasattr(x, "is_contiguous") and not x.is_contiguous():
-                    raise Error(Status.ERR_ARGUMENT, "%s '%s' is not contiguous" % (kind, info.name))
-                name = str(x.dtype).split(".")[-1]
-                codes = {"float32": 0, "float16": 1, "bfloat16": 2, "int32": 3, "bool": 4}
-                if name not in codes:
-                    raise Error(Status.ERR_DTYPE, "%s '%s': dtype %s is not one attnc takes" % (kind, info.name, name))
-                t.dtype = codes[name]
-                t.rank = len(x.shape)
-                for a, n in enumerate(x.shape):
+                if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+                    dev = _dl_device(x)
+                    if dev[0] != _DL_CUDA:
+                        raise Error(Status.ERR_ARGUMENT, "%s '%s' is not on a CUDA device (DLPack device type %d)"
+                                    % (kind, info.name, dev[0]))
+                    if dev[1] != self.device:
+                        raise Error(Status.ERR_ARGUMENT, "%s '%s' is on cuda:%d; this instance runs on device %d"
+                                    % (kind, info.name, dev[1], self.device))
+                    d = _DLView(x, stream=dl_stream)
+                    keep.append(d)
+                    if d.code is None:
+                        raise Error(Status.ERR_DTYPE, "%s '%s': DLPack type code %d, %d bits is not one attnc takes"
+                                    % (kind, info.name, d.dl_dtype[0], d.dl_dtype[1]))
+                    if not d.contiguous:
+                        raise Error(Status.ERR_ARGUMENT, "%s '%s' is not contiguous" % (kind, info.name))
+                    if len(d.shape) > MAX_RANK:
+                        raise Error(Status.ERR_SHAPE, "%s '%s': rank %d" % (kind, info.name, len(d.shape)))
+                    code, shape, ptr = d.code, d.shape, d.ptr
+                else:
+                    if getattr(x, "is_cuda", True) is False:
+                        raise Error(Status.ERR_ARGUMENT, "%s '%s' is not on a CUDA device" % (kind, info.name))
+                    dev = getattr(getattr(x, "device", None), "index", None)
+                    if dev is not None and dev != self.device:
+                        raise Error(Status.ERR_ARGUMENT, "%s '%s' is on cuda:%d; this instance runs on device %d"
+                                    % (kind, info.name, dev, self.device))
+                    if hasattr(x, "is_contiguous") and not x.is_contiguous():
+                        raise Error(Status.ERR_ARGUMENT, "%s '%s' is not contiguous" % (kind, info.name))
+                    name = str(x.dtype).split(".")[-1]
+                    codes = {"float32": 0, "float16": 1, "bfloat16": 2, "int32": 3, "bool": 4}
+                    if name not in codes:
+                        raise Error(Status.ERR_DTYPE, "%s '%s': dtype %s is not one attnc takes" % (kind, info.name, name))
+                    code, shape, ptr = codes[name], tuple(int(n) for n in x.shape), int(x.data_ptr())
+                t.dtype = code
+                t.rank = len(shape)
+                for a, n in enumerate(shape):
                     t.shape[a] = int(n)
-                t.data = int(x.data_ptr())
+                t.data = ptr
             return arr
 
         tin = tensors("input", self.inputs, inputs)
@@ -571,6 +862,28 @@ class Model:
         with self._lock:
             self._live()
             self._check(fn(self._inst, tin, len(self.inputs), tout, len(self.outputs), stream or None))
+        del keep  # the producers' memory stays valid until the kernels are queued
+
+
+class _Call:
+    """The argument structures of one input signature: attnc_tensor arrays for
+    inputs and outputs (shapes and dtypes filled once), 8-byte-word views to
+    set data pointers quickly, and the outputs' shapes and numpy dtypes."""
+
+    __slots__ = ("tin", "tout", "tin_addr", "tout_addr", "words_in", "words_out", "outs", "head_out")
+
+    def __init__(self, nin, nout):
+        self.tin = (_Tensor * max(nin, 1))()
+        self.tout = (_Tensor * max(nout, 1))()
+        self.tin_addr = ctypes.addressof(self.tin)
+        self.tout_addr = ctypes.addressof(self.tout)
+        self.words_in = memoryview(self.tin).cast("B").cast("Q")
+        self.words_out = memoryview(self.tout).cast("B").cast("Q")
+        self.outs = []
+        self.head_out = None
+
+    def finish(self):
+        self.head_out = [self.words_out[o * _TENSOR_WORDS] for o in range(len(self.outs))]
 
 
 def _open_library(shown, path):

@@ -11,9 +11,14 @@ attnc CLI (`attnc MODEL.attn -D ... -o X.so`).  Checks:
   * fresh random weights and inputs at odd sizes (T=1, T=13, ...) against
     `attnc run --interp` on the same .attn (inputs written with numpy.save);
   * the description, calling conventions, input conversions, bind_weight
-    (zero-copy, kept references), errors, threads, lifetime.
+    (zero-copy, kept references), errors, threads, lifetime;
+  * serving: out= arrays, DLPack exchange (numpy's __dlpack__, hand-made
+    bf16 and CUDA capsules, and torch when it is installed: skipped without),
+    workspace_bytes / set_workspace, the per-signature argument cache.
+Outputs are NaN-filled before every run (Model() below asks for it).
 """
 import concurrent.futures
+import ctypes
 import gc
 import json
 import os
@@ -162,6 +167,13 @@ def tearDownModule():
 
 # ---- helpers ----
 
+def Model(*args, **kwargs):
+    """attnc.Model with outputs NaN-filled before every run (the module does
+    not fill by default): a value the library fails to write stands out."""
+    kwargs.setdefault("fill_outputs", True)
+    return attnc.Model(*args, **kwargs)
+
+
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I32": "<i4", "BOOL": "|b1"}
 
 
@@ -267,7 +279,7 @@ class TestFixtures(unittest.TestCase):
         for model, case, d, params in FIXTURE_CASES:
             with self.subTest(fixture="%s/%s" % (model, case)):
                 inputs, expected = fixture_io(d)
-                with attnc.Model(so_for(model, params), threads=2) as m:
+                with Model(so_for(model, params), threads=2) as m:
                     self.assertEqual(m.params, {**m.params, **params})
                     w = os.path.join(d, "weights.safetensors")
                     if os.path.exists(w) or m.weights:
@@ -281,7 +293,7 @@ class TestFixtures(unittest.TestCase):
     def test_decoder_two_inputs_positional(self):
         d, params = fixture("decoder", "small")
         inputs, expected = fixture_io(d)
-        with attnc.Model(so_for("decoder", params), weights=os.path.join(d, "weights.safetensors")) as m:
+        with Model(so_for("decoder", params), weights=os.path.join(d, "weights.safetensors")) as m:
             y = m(inputs["x"], inputs["memory"])
             self.assertIsInstance(y, np.ndarray)
             self.assertLessEqual(relerr(y, expected["y"]), RTOL)
@@ -298,7 +310,7 @@ class TestAgainstInterpreter(unittest.TestCase):
         rng = np.random.default_rng(1234)
         for n, (tag, model, params, runs) in enumerate(RANDOM_CASES):
             work = tempfile.mkdtemp(dir=TMP)
-            with attnc.Model(so_for(model, params), threads=3) as m:
+            with Model(so_for(model, params), threads=3) as m:
                 weights = random_weights(m, rng)
                 wpath = None
                 if weights:  # alternately from a file and from memory
@@ -325,7 +337,7 @@ class TestAgainstInterpreter(unittest.TestCase):
 class TestDescribe(unittest.TestCase):
     def test_mha(self):
         d, params = fixture("mha", "t1")
-        m = attnc.Model(so_for("mha", params))
+        m = Model(so_for("mha", params))
         self.assertEqual(m.name, "mha")
         self.assertEqual(m.abi_version, attnc.ABI_VERSION)
         self.assertIsInstance(m.target, str)
@@ -353,18 +365,18 @@ class TestDescribe(unittest.TestCase):
 
     def test_decoder_and_sdpa(self):
         _d, params = fixture("decoder", "small")
-        with attnc.Model(so_for("decoder", params)) as m:
+        with Model(so_for("decoder", params)) as m:
             self.assertEqual([t.name for t in m.inputs], ["x", "memory"])
             self.assertEqual(m.inputs[1].dims, ("B", "S", str(params["D"])))
             self.assertEqual(m.dims, ("B", "T", "S"))
         _d, params = fixture("sdpa", "causal")
-        with attnc.Model(so_for("sdpa", params)) as m:
+        with Model(so_for("sdpa", params)) as m:
             self.assertEqual(m.params, {"E": 64, "CAUSAL": 1})
             self.assertEqual([t.name for t in m.inputs], ["q", "k", "v"])
             self.assertEqual(m.outputs[0].type, "f32[B,H,T,64]")
 
     def test_multi_dtypes(self):
-        with attnc.Model(so_for("multi", {})) as m:
+        with Model(so_for("multi", {})) as m:
             self.assertEqual([(t.name, t.dtype_name, t.dtype) for t in m.inputs],
                              [("x", "f32", np.float32), ("n", "i32", np.int32), ("mask", "bool", np.bool_),
                               ("alpha", "f32", np.float32)])
@@ -375,7 +387,7 @@ class TestDescribe(unittest.TestCase):
 
     def test_output_shapes(self):
         _d, params = fixture("decoder", "small")
-        with attnc.Model(so_for("decoder", params)) as m:
+        with Model(so_for("decoder", params)) as m:
             D = params["D"]
             shapes = m.output_shapes(x=np.zeros((2, 13, D), np.float32), memory=np.zeros((2, 5, D), np.float32))
             self.assertEqual(shapes, {"y": (2, 13, D)})
@@ -388,7 +400,7 @@ class TestCalling(unittest.TestCase):
     def setUpClass(cls):
         cls.d, cls.params = fixture("mha", "default")
         cls.inputs, cls.expected = fixture_io(cls.d)
-        cls.m = attnc.Model(so_for("mha", cls.params), threads=2, weights=os.path.join(cls.d, "weights.safetensors"))
+        cls.m = Model(so_for("mha", cls.params), threads=2, weights=os.path.join(cls.d, "weights.safetensors"))
         cls.y = cls.m(cls.inputs["x"])
 
     @classmethod
@@ -436,7 +448,7 @@ class TestCalling(unittest.TestCase):
         np.testing.assert_array_equal(x, before)
 
     def test_multi_outputs_and_dtypes(self):
-        with attnc.Model(so_for("multi", {}), threads=1) as m:
+        with Model(so_for("multi", {}), threads=1) as m:
             m.bind_weight("scale", [1.0, 2.0, 3.0])
             x = np.arange(18, dtype=np.float32).reshape(2, 3, 3)
             n = [[1, 2, 3], [4, 5, 6]]  # int64 from a list: cast to int32
@@ -473,7 +485,7 @@ class TestWeights(unittest.TestCase):
         cls.so = so_for("mha", cls.params)
 
     def test_bind_matches_load(self):
-        with attnc.Model(self.so) as a, attnc.Model(self.so) as b:
+        with Model(self.so) as a, Model(self.so) as b:
             a.load_weights(self.wfile)
             for k, v in self.w.items():
                 b.bind_weight(k, v)
@@ -483,14 +495,14 @@ class TestWeights(unittest.TestCase):
 
     def test_bind_converts(self):
         x = self.inputs["x"]
-        with attnc.Model(self.so) as m:
+        with Model(self.so) as m:
             for k, v in self.w.items():  # float64 (cast by numpy), lists
                 m.bind_weight(k, v.astype(np.float64) if k != "out_proj.bias" else v.tolist())
             y64 = m(x)
             for k, v in self.w.items():  # float16: converted by the library
                 m.bind_weight(k, v.astype(np.float16))
             y16 = m(x)
-            with attnc.Model(self.so, weights=self.wfile) as ref:
+            with Model(self.so, weights=self.wfile) as ref:
                 y = ref(x)
         np.testing.assert_array_equal(y64, y)
         self.assertLess(relerr(y16, y), 1e-2)
@@ -498,7 +510,7 @@ class TestWeights(unittest.TestCase):
 
     def test_zero_copy_and_kept_reference(self):
         x = self.inputs["x"]
-        with attnc.Model(self.so, weights=self.wfile) as m:
+        with Model(self.so, weights=self.wfile) as m:
             y = m(x)
             bias = self.w["out_proj.bias"].copy()
             m.bind_weight("out_proj.bias", bias)  # float32, contiguous: used in place
@@ -516,7 +528,7 @@ class TestWeights(unittest.TestCase):
             np.testing.assert_array_equal(m(x), y)
 
     def test_missing_weight(self):
-        with attnc.Model(self.so) as m:
+        with Model(self.so) as m:
             with self.assertRaises(attnc.Error) as cm:
                 m(self.inputs["x"])
             self.assertEqual(cm.exception.status, attnc.Status.ERR_STATE)
@@ -529,7 +541,7 @@ class TestWeights(unittest.TestCase):
 
     def test_load_errors(self):
         x = self.inputs["x"]
-        with attnc.Model(self.so, weights=self.wfile) as m:
+        with Model(self.so, weights=self.wfile) as m:
             y = m(x)
             with self.assertRaises(attnc.Error) as cm:
                 m.load_weights(os.path.join(TMP, "nonexistent.safetensors"))
@@ -555,7 +567,7 @@ class TestWeights(unittest.TestCase):
         x = self.inputs["x"]
         wcopy = os.path.join(TMP, "copy.safetensors")
         shutil.copyfile(self.wfile, wcopy)
-        with attnc.Model(self.so, weights=wcopy, copy_weights=True) as m:
+        with Model(self.so, weights=wcopy, copy_weights=True) as m:
             y = m(x)
             self.assertLessEqual(relerr(y, self.expected["y"]), RTOL)
             os.truncate(wcopy, 0)  # a mapped instance would die with SIGBUS here
@@ -564,10 +576,10 @@ class TestWeights(unittest.TestCase):
                 m.load_weights(wcopy)
             np.testing.assert_array_equal(m(x), y)
         with self.assertRaisesRegex(TypeError, "copy_weights"):
-            attnc.Model(self.so, copy_weights="yes")
+            Model(self.so, copy_weights="yes")
 
     def test_bind_errors(self):
-        with attnc.Model(self.so) as m:
+        with Model(self.so) as m:
             with self.assertRaises(attnc.Error) as cm:
                 m.bind_weight("in_proj_weigth", self.w["in_proj_weight"])
             self.assertEqual(cm.exception.status, attnc.Status.ERR_ARGUMENT)
@@ -589,7 +601,7 @@ class TestErrors(unittest.TestCase):
     def setUpClass(cls):
         cls.d, cls.params = fixture("decoder", "small")
         cls.inputs, cls.expected = fixture_io(cls.d)
-        cls.m = attnc.Model(so_for("decoder", cls.params), weights=os.path.join(cls.d, "weights.safetensors"))
+        cls.m = Model(so_for("decoder", cls.params), weights=os.path.join(cls.d, "weights.safetensors"))
 
     @classmethod
     def tearDownClass(cls):
@@ -624,7 +636,7 @@ class TestErrors(unittest.TestCase):
                    self.m, x.astype(complex), mem)
         self.check(attnc.Status.ERR_DTYPE, r"input 'memory'.*<U", self.m, x, np.full(mem.shape, "a"))
         self.check(attnc.Status.ERR_DTYPE, r"input 'x'.*object", self.m, np.array([None, 1], dtype=object), mem)
-        with attnc.Model(so_for("multi", {})) as m:
+        with Model(so_for("multi", {})) as m:
             m.bind_weight("scale", np.ones(3, np.float32))
             x3 = np.ones((2, 3, 3), np.float32)
             mask = np.ones((2, 3), bool)
@@ -656,13 +668,13 @@ class TestErrors(unittest.TestCase):
         self.check(attnc.Status.ERR_ARGUMENT, r"is not an attnc library", attnc.Model, other)
         self.check(attnc.Status.ERR_ARGUMENT, r"threads=-1 is not valid", attnc.Model, self.m.path, threads=-1)
         with self.assertRaises(TypeError):
-            attnc.Model(self.m.path, threads="2")
+            Model(self.m.path, threads="2")
 
     def test_relative_path(self):
         cwd = os.getcwd()
         try:
             os.chdir(os.path.dirname(self.m.path))
-            with attnc.Model(os.path.basename(self.m.path)) as m:
+            with Model(os.path.basename(self.m.path)) as m:
                 self.assertEqual(m.name, "decoder")
         finally:
             os.chdir(cwd)
@@ -675,8 +687,8 @@ class TestThreadsAndLifetime(unittest.TestCase):
         d, params = fixture("encoder", "small_relu")
         inputs, expected = fixture_io(d)
         w = os.path.join(d, "weights.safetensors")
-        with attnc.Model(so_for("encoder", params), threads=1, weights=w) as one, \
-                attnc.Model(so_for("encoder", params), threads=3, weights=w) as three:
+        with Model(so_for("encoder", params), threads=1, weights=w) as one, \
+                Model(so_for("encoder", params), threads=3, weights=w) as three:
             ref = one(**inputs)
             np.testing.assert_allclose(three(**inputs), ref, rtol=1e-6, atol=1e-6)
             results, errors = [], []
@@ -704,7 +716,7 @@ class TestThreadsAndLifetime(unittest.TestCase):
         inputs, _ = fixture_io(d)
         x = inputs["x"]
         bad = np.zeros((1, 1, 32), np.float32)
-        with attnc.Model(so_for("mha", params), weights=os.path.join(d, "weights.safetensors")) as m:
+        with Model(so_for("mha", params), weights=os.path.join(d, "weights.safetensors")) as m:
             errors = []
 
             def good():
@@ -729,7 +741,7 @@ class TestThreadsAndLifetime(unittest.TestCase):
     def test_close(self):
         d, params = fixture("mha", "t1")
         inputs, _ = fixture_io(d)
-        with attnc.Model(so_for("mha", params), weights=os.path.join(d, "weights.safetensors")) as m:
+        with Model(so_for("mha", params), weights=os.path.join(d, "weights.safetensors")) as m:
             self.assertFalse(m.closed)
             m(**inputs)
         self.assertTrue(m.closed)
@@ -741,10 +753,235 @@ class TestThreadsAndLifetime(unittest.TestCase):
                 call()
         # many instances dropped without close(): __del__ destroys them
         for _ in range(20):
-            m2 = attnc.Model(so_for("mha", params), threads=2)
+            m2 = Model(so_for("mha", params), threads=2)
             m2.bind_weight("out_proj.bias", np.zeros(64, np.float32))
             del m2
         gc.collect()
+
+
+# ---- serving: out=, DLPack, workspace, argument cache ----
+
+_pyapi = ctypes.pythonapi
+_pyapi.PyCapsule_New.restype = ctypes.py_object
+_pyapi.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+class FakeDL:
+    """A DLPack producer over a numpy buffer with any DLPack dtype and device
+    (bf16 data as uint16 bits; a device type 2 claims CUDA): a legacy
+    "dltensor" capsule without deleter; records the stream it was asked for."""
+
+    def __init__(self, buf, code, bits, shape, device=(1, 0)):
+        self.buf = buf
+        self.shape_arr = (ctypes.c_int64 * len(shape))(*shape)
+        self.mt = attnc._DLManagedTensor()
+        t = self.mt.dl_tensor
+        t.data = buf.ctypes.data
+        t.device.device_type, t.device.device_id = device
+        t.ndim = len(shape)
+        t.dtype.code, t.dtype.bits, t.dtype.lanes = code, bits, 1
+        t.shape = self.shape_arr
+        t.strides = None
+        t.byte_offset = 0
+        self.device = device
+        self.streams = []
+
+    def __dlpack__(self, stream=None):
+        self.streams.append(stream)
+        return _pyapi.PyCapsule_New(ctypes.addressof(self.mt), b"dltensor", None)
+
+    def __dlpack_device__(self):
+        return self.device
+
+
+def bf16_bits(x):
+    """float32 -> bf16 bits, round to nearest even (finite values)."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_value(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def sdpa_ref(q, k, v):
+    s = q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64) / np.sqrt(q.shape[-1])
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ v.astype(np.float64)
+
+
+try:
+    import torch  # only for the torch DLPack tests; CI has no torch
+except ImportError:
+    torch = None
+
+
+class TestServing(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.params = {"E": 13, "CAUSAL": 1}
+        cls.m = Model(so_for("sdpa", cls.params), threads=2)
+        rng = np.random.default_rng()
+        cls.q = rng.standard_normal((2, 3, 5, 13), dtype=np.float32)
+        cls.k = rng.standard_normal((2, 3, 7, 13), dtype=np.float32)
+        cls.v = rng.standard_normal((2, 3, 7, 13), dtype=np.float32)
+        cls.y = cls.m(cls.q, cls.k, cls.v)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.m.close()
+
+    def test_reference(self):
+        causal = np.triu(np.ones((5, 7), bool), 1)
+        s = self.q.astype(np.float64) @ np.swapaxes(self.k, -1, -2).astype(np.float64) / np.sqrt(13)
+        s[..., causal] = -np.inf
+        p = np.exp(s - s.max(-1, keepdims=True))
+        self.assertLessEqual(relerr(self.y, (p / p.sum(-1, keepdims=True)) @ self.v), RTOL)
+
+    def test_no_fill_by_default(self):
+        with attnc.Model(so_for("sdpa", self.params)) as m:
+            self.assertFalse(m.fill_outputs)
+            np.testing.assert_array_equal(m(self.q, self.k, self.v), self.y)
+        self.assertTrue(self.m.fill_outputs)
+
+    def test_out_arrays(self):
+        out = np.full(self.y.shape, np.nan, np.float32)
+        r = self.m.run(q=self.q, k=self.k, v=self.v, out={"o": out})
+        self.assertIs(r["o"], out)
+        np.testing.assert_array_equal(out, self.y)
+        out2 = np.full(self.y.shape, np.nan, np.float32)
+        self.assertIs(self.m(self.q, self.k, self.v, out={"o": out2}), out2)
+        np.testing.assert_array_equal(out2, self.y)
+        # float16 caller array: the library converts
+        h = np.full(self.y.shape, np.nan, np.float16)
+        self.m(self.q, self.k, self.v, out={"o": h})
+        np.testing.assert_array_equal(h, self.y.astype(np.float16))
+        # errors
+        for bad, pat in ((np.zeros(self.y.shape, np.float64), r"ERR_DTYPE: output 'o': out= needs"),
+                         (np.zeros((2, 3, 13, 5), np.float32).transpose(0, 1, 3, 2), r"not contiguous"),
+                         (np.zeros((2, 3, 5, 12), np.float32), r"ERR_SHAPE: output 'o'"),
+                         ([0.0], r"out= takes numpy arrays or DLPack tensors")):
+            with self.assertRaisesRegex(attnc.Error, pat):
+                self.m(self.q, self.k, self.v, out={"o": bad})
+        ro = np.zeros(self.y.shape, np.float32)
+        ro.flags.writeable = False
+        with self.assertRaisesRegex(attnc.Error, r"read-only"):
+            self.m(self.q, self.k, self.v, out={"o": ro})
+        with self.assertRaisesRegex(attnc.Error, r"has no output 'oo' \(did you mean 'o'\?\)"):
+            self.m(self.q, self.k, self.v, out={"oo": out})
+        # a failed out= call leaves the cached signature intact
+        np.testing.assert_array_equal(self.m(self.q, self.k, self.v), self.y)
+
+    def test_signature_cache(self):
+        rng = np.random.default_rng()
+        q1 = rng.standard_normal((1, 2, 1, 13), dtype=np.float32)
+        k1 = rng.standard_normal((1, 2, 3, 13), dtype=np.float32)
+        v1 = rng.standard_normal((1, 2, 3, 13), dtype=np.float32)
+        y1 = self.m(q1, k1, v1)
+        self.assertEqual(y1.shape, (1, 2, 1, 13))
+        for _ in range(3):  # alternating signatures, and the same signature with new data
+            np.testing.assert_array_equal(self.m(self.q, self.k, self.v), self.y)
+            np.testing.assert_array_equal(self.m(q1, k1, v1), y1)
+            np.testing.assert_array_equal(self.m(q1 * 2, k1, v1), self.m.run(q=q1 * 2, k=k1, v=v1)["o"])
+        self.assertEqual(self.m.output_shapes(q=q1, k=k1, v=v1), {"o": (1, 2, 1, 13)})
+        self.assertFalse(np.shares_memory(self.m(q1, k1, v1), y1))
+
+    def test_dlpack_numpy(self):
+        # any __dlpack__ producer that is not an ndarray: read and written in place
+        class Wrap:
+            def __init__(self, a):
+                self.a = a
+
+            def __dlpack__(self, stream=None):
+                return self.a.__dlpack__()
+
+            def __dlpack_device__(self):
+                return self.a.__dlpack_device__()
+
+        out = np.full(self.y.shape, np.nan, np.float32)
+        self.m(Wrap(self.q), Wrap(self.k), Wrap(self.v), out={"o": Wrap(out)})
+        np.testing.assert_array_equal(out, self.y)
+        # float64 through DLPack: converted by numpy
+        np.testing.assert_array_equal(self.m(Wrap(self.q.astype(np.float64)), self.k, self.v), self.y)
+        # module outputs export DLPack themselves
+        y = self.m(self.q, self.k, self.v)
+        z = np.from_dlpack(y)
+        self.assertTrue(np.shares_memory(y, z))
+
+    def test_dlpack_bf16(self):
+        bq, bk, bv = bf16_bits(self.q), bf16_bits(self.k), bf16_bits(self.v)
+        want = self.m(bf16_value(bq), bf16_value(bk), bf16_value(bv))  # the same values as f32
+        ins = [FakeDL(b, 4, 16, b.shape) for b in (bq, bk, bv)]
+        np.testing.assert_array_equal(self.m(*ins), want)
+        ob = np.zeros(self.y.shape, np.uint16)
+        self.m(*ins, out={"o": FakeDL(ob, 4, 16, ob.shape)})
+        np.testing.assert_array_equal(ob, bf16_bits(want))
+        # an unknown DLPack dtype (complex64) is refused
+        c = np.zeros(self.q.shape, np.complex64)
+        with self.assertRaisesRegex(attnc.Error, r"ERR_DTYPE"):
+            self.m(FakeDL(c, 5, 64, c.shape), self.k, self.v)
+
+    def test_dlpack_cuda_paths(self):
+        fq, fk, fv, fo = (FakeDL(a, 2, 32, a.shape, device=(2, 0)) for a in (self.q, self.k, self.v, self.y.copy()))
+        with self.assertRaisesRegex(attnc.Error, r"ERR_ARGUMENT: input 'q' is on a device \(DLPack device type 2, "
+                                                 r"id 0\); run\(\) takes host memory: use run_device\(\)"):
+            self.m(fq, fk, fv)
+        # this CPU instance refuses device runs, after the tensors were read (stream 0 -> DLPack's 1)
+        with self.assertRaisesRegex(attnc.Error, r"ERR_DEVICE: run_device: this instance runs on the CPU"):
+            self.m.run_device({"q": fq, "k": fk, "v": fv}, {"o": fo})
+        self.assertEqual(fq.streams, [1])
+        self.assertEqual(fo.streams, [1])
+        with self.assertRaisesRegex(attnc.Error, r"ERR_DEVICE"):
+            self.m.run_device({"q": fq, "k": fk, "v": fv}, {"o": fo}, stream=1234)
+        self.assertEqual(fq.streams[-1], 1234)
+        g = FakeDL(self.q, 2, 32, self.q.shape, device=(2, 1))
+        with self.assertRaisesRegex(attnc.Error, r"input 'q' is on cuda:1; this instance runs on device 0"):
+            self.m.run_device({"q": g, "k": fk, "v": fv}, {"o": fo})
+        h = FakeDL(self.q, 2, 32, self.q.shape, device=(1, 0))
+        with self.assertRaisesRegex(attnc.Error, r"input 'q' is not on a CUDA device \(DLPack device type 1\)"):
+            self.m.run_device({"q": h, "k": fk, "v": fv}, {"o": fo})
+
+    def test_workspace(self):
+        with Model(so_for("sdpa", self.params), threads=2) as m:
+            need = m.workspace_bytes(q=self.q, k=self.k, v=self.v)  # before any run
+            self.assertEqual(need, m.workspace_bytes(q=self.q.shape, k=self.k.shape, v=self.v.shape))
+            self.assertGreater(need, 0)
+            m.set_workspace(need)
+            np.testing.assert_array_equal(m(self.q, self.k, self.v), self.y)
+            if need > 64:
+                m.set_workspace(need - 64)
+                with self.assertRaisesRegex(attnc.Error, r"ERR_ARGUMENT: model 'sdpa': this run needs %d bytes of "
+                                                         r"workspace; the workspace given to set_workspace has %d"
+                                            % (need, need - 64)):
+                    m(self.q, self.k, self.v)
+            raw = np.zeros(need + 128, np.uint8)
+            off = -raw.ctypes.data % 64
+            with self.assertRaisesRegex(attnc.Error, r"is not 64-byte aligned"):
+                m.set_workspace(raw[off + 8:off + 8 + need])
+            m.set_workspace(raw[off:off + need])
+            np.testing.assert_array_equal(m(self.q, self.k, self.v), self.y)
+            self.assertTrue(raw.any(), "the run used the caller's memory")
+            m.set_workspace(None)
+            np.testing.assert_array_equal(m(self.q, self.k, self.v), self.y)
+            with self.assertRaisesRegex(attnc.Error, r"ERR_SHAPE"):
+                m.workspace_bytes(q=self.q.shape, k=(2, 3, 7, 12), v=self.v.shape)
+
+    @unittest.skipIf(torch is None, "torch is not installed (CI has none): DLPack is covered with numpy above")
+    def test_dlpack_torch(self):
+        q, k, v = (torch.from_numpy(a) for a in (self.q, self.k, self.v))
+        np.testing.assert_array_equal(self.m(q, k, v), self.y)
+        o = torch.full(self.y.shape, float("nan"))
+        self.m(q, k, v, out={"o": o})
+        np.testing.assert_array_equal(o.numpy(), self.y)
+        qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
+        want = self.m(qb.float().numpy(), kb.float().numpy(), vb.float().numpy())
+        ob = torch.empty(self.y.shape, dtype=torch.bfloat16)
+        self.assertIs(self.m.run(q=qb, k=kb, v=vb, out={"o": ob})["o"], ob)
+        np.testing.assert_array_equal(ob.float().numpy(), torch.from_numpy(want).bfloat16().float().numpy())
+        np.testing.assert_array_equal(self.m(q.double(), k, v), self.y)
+        with self.assertRaisesRegex(attnc.Error, r"must be contiguous"):
+            self.m(qb.transpose(2, 3), kb, vb)
+        self.assertEqual(torch.from_dlpack(self.m(q, k, v)).dtype, torch.float32)
 
 
 if __name__ == "__main__":
