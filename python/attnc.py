@@ -470,6 +470,8 @@ class Model:
         except ValueError as e:
             raise Error(Status.ERR_ARGUMENT, "%s: %s" % (shown, e)) from None
         self._input_index = {t.name: i for i, t in enumerate(self.inputs)}
+        self._output_index = {t.name: i for i, t in enumerate(self.outputs)}
+        self._fast_out = tuple((t.dtype, _NP_CODES[t.dtype]) for t in self.outputs)
         # per input: (numpy dtype passed as is, its attnc code), for the fast path
         self._fast = tuple((t.dtype, _NP_CODES[t.dtype]) if t.dtype_name != "f16" else (np.dtype(np.float32), _F32)
                            for t in self.inputs)
@@ -629,6 +631,11 @@ class Model:
         c = self._calls.get(key)
         if c is not None:
             return c
+        for info, (code, shape) in zip(self.inputs, key):
+            if len(shape) > MAX_RANK:
+                raise Error(Status.ERR_SHAPE, "input '%s': expected %s, got %s%s (rank %d; at most %d)"
+                            % (info.name, info.type, _DTYPE_NAMES.get(code, code), _shape_str(shape), len(shape),
+                               MAX_RANK))
         c = _Call(len(self.inputs), len(self.outputs))
         for t, (code, shape), r in zip(c.tin, key, refs):
             t.dtype, t.rank = code, len(shape)
@@ -668,12 +675,16 @@ class Model:
         given = {}
         if out:
             for k, v in out.items():
-                i = next((i for i, o in enumerate(self.outputs) if o.name == k), None)
+                i = self._output_index.get(k)
                 if i is None:
                     raise Error(Status.ERR_ARGUMENT, "model '%s' has no output '%s'%s; its outputs: %s"
-                                % (self.name, k, _nearest(str(k), [o.name for o in self.outputs]),
+                                % (self.name, k, _nearest(str(k), list(self._output_index)),
                                    ", ".join(str(o) for o in self.outputs)))
-                given[i] = (v,) + self._tensor("output", self.outputs[i], v, writable=True)[1:]
+                dt, code = self._fast_out[i]
+                if type(v) is np.ndarray and v.dtype is dt and v.flags.c_contiguous and v.flags.writeable:
+                    given[i] = (v, code, v.shape, _address(v))
+                else:
+                    given[i] = (v,) + self._tensor("output", self.outputs[i], v, writable=True)[1:]
         with self._lock:
             self._live()
             c = self._call(key, refs)
@@ -682,6 +693,7 @@ class Model:
                 words[i * _TENSOR_WORDS + _DATA_WORD] = r[3]
             words = c.words_out
             outs = []
+            reshaped = []
             for o, (shape, dt) in enumerate(c.outs):
                 w = o * _TENSOR_WORDS
                 g = given.get(o) if given else None
@@ -695,8 +707,10 @@ class Model:
                         raise Error(Status.ERR_SHAPE, "output '%s': rank %d (at most %d)"
                                     % (self.outputs[o].name, len(gshape), MAX_RANK))
                     words[w] = code | len(gshape) << 32
-                    for k, n in enumerate(gshape):
-                        words[w + 1 + k] = n
+                    if gshape != shape:
+                        reshaped.append(o)
+                        for k, n in enumerate(gshape):
+                            words[w + 1 + k] = n
                     words[w + _DATA_WORD] = g[3]
                     if self.fill_outputs and type(a) is np.ndarray:
                         a.fill(np.nan if a.dtype.kind == "f" or _is_bfloat16(a.dtype) else
@@ -705,8 +719,8 @@ class Model:
                     a.fill(np.nan if dt.kind == "f" else np.iinfo(np.int32).min if dt == np.int32 else False)
                 outs.append(a)
             rc = self._c_run(self._inst_addr, c.tin_addr, len(refs), c.tout_addr, len(outs))
-            if given:  # restore the shapes of the signature
-                for o in given:
+            if reshaped:  # restore the shapes of the signature
+                for o in reshaped:
                     w = o * _TENSOR_WORDS
                     for k, n in enumerate(c.outs[o][0]):
                         words[w + 1 + k] = n
