@@ -12,7 +12,7 @@ model.so`` through the fixed C names every such library exports
     outs = m.run({"x": x})                     # always a dict {output name: ndarray}
     m.close()                                  # or `with attnc.Model(...) as m:`
 
-Model(path, threads=0, device=0, weights=None, copy_weights=False)
+Model(path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=False)
     Loads the library (``path`` may be relative; it is not searched on
     LD_LIBRARY_PATH) and creates one instance.  ``threads`` is the size of the
     instance's thread pool (0: all online CPUs); ``device`` is passed to
@@ -22,6 +22,8 @@ Model(path, threads=0, device=0, weights=None, copy_weights=False)
     file into memory of the instance's own instead of mapping it (see
     Weights).  A CPU without the instruction-set features the library was
     compiled for is refused here (Error(ERR_DEVICE) naming the feature).
+    ``fill_outputs=True`` fills every output array with NaN (the int32
+    minimum, False) before each run, so a value not written stands out.
 
 Description (read once from ``attnc_describe``; plain Python values):
     m.name       the model name, e.g. 'mha'
@@ -55,11 +57,20 @@ Weights:
         later changes to the original are not seen.
 
 Running:
-    m(*args, **kwargs)  inputs positionally in ``m.inputs`` order and/or by
-        name.  Returns one ndarray for a one-output model, else a tuple of
-        ndarrays in ``m.outputs`` order.
-    m.run(inputs=None, **kwargs)  inputs as a dict and/or keywords; returns a
-        dict {output name: ndarray} in output order, whatever the count.
+    m(*args, out=None, **kwargs)  inputs positionally in ``m.inputs`` order
+        and/or by name.  Returns one array for a one-output model, else a
+        tuple in ``m.outputs`` order.
+    m.run(inputs=None, *, out=None, **kwargs)  inputs as a dict and/or
+        keywords; returns a dict {output name: array} in output order.
+    out={name: array}  writes those outputs into the caller's arrays (and
+        returns them): C-contiguous writable ndarrays of float32, float16 or
+        bfloat16 (float outputs), int32 or bool, or CPU DLPack tensors
+        (torch, bf16 included).  ``out`` is keyword-only.
+    m.workspace_bytes(inputs=None, **kwargs)  workspace bytes of a CPU run on
+        these inputs (arrays or shape tuples), before any run.
+    m.set_workspace(memory)  later runs use caller memory as workspace (an int
+        of bytes allocated here 64-byte aligned, an aligned ndarray, or None):
+        runs then allocate nothing.
     m.output_shapes(inputs=None, **kwargs)  dict {output name: shape tuple}
         for these inputs, without running.
     Inputs are any array-likes (numpy arrays, lists, scalars, objects with
@@ -74,10 +85,15 @@ Running:
       Error(ERR_DTYPE) naming the input.  Arrays that are not C-contiguous
       are copied; nothing is ever written to an input.  The shapes are
       checked by the library (dims are bound from the input shapes).
-    Outputs are new arrays owned by the caller, shaped by
-    ``attnc_output_shapes``, of the output's numpy dtype (see TensorInfo), and
-    pre-filled before the run with NaN (floats), the int32 minimum (i32) or
-    False (bool), so a value the model failed to write stands out.
+    DLPack: an input that has __dlpack__ and is not an ndarray (a torch
+      tensor, ...) is read in place when it is on the CPU, C-contiguous and
+      float32/float16/bfloat16/int32/bool; other dtypes and strides go
+      through numpy.from_dlpack and the rules above.  CUDA tensors are for
+      run_device.
+    Outputs are new arrays (numpy.empty) owned by the caller, shaped by
+    ``attnc_output_shapes``, of the output's numpy dtype (see TensorInfo),
+    unless given with out=.  The argument structures of each input signature
+    (dtypes and shapes) are built once and reused.
 
 Errors:
     Every failure raises ``attnc.Error`` (a RuntimeError): a nonzero status
