@@ -791,23 +791,22 @@ class Model:
         a reference while it is set."""
         fn = self._abi5("attnc_set_workspace")
         if memory is None:
-            arr = None
+            arr, ptr, nbytes = None, None, 0
         elif isinstance(memory, int) and not isinstance(memory, bool):
             if memory < 0:
                 raise Error(Status.ERR_ARGUMENT, "set_workspace: %d bytes" % memory)
-            raw = np.empty(memory + 64, np.uint8)
-            off = -_address(raw) % 64
-            arr = raw[off:off + memory]
+            arr = np.empty(memory + 64, np.uint8)
+            ptr, nbytes = _address(arr), memory
+            ptr += -ptr % 64
         elif isinstance(memory, np.ndarray):
             if not memory.flags.c_contiguous or not memory.flags.writeable:
                 raise Error(Status.ERR_ARGUMENT, "set_workspace: the array must be C-contiguous and writable")
-            arr = memory
+            arr, ptr, nbytes = memory, memory.ctypes.data, memory.nbytes
         else:
             raise TypeError("set_workspace takes bytes (int), an ndarray or None, not %s" % type(memory).__name__)
-        ptr = None if arr is None else (_address(arr) if arr.nbytes else _address(arr.base if arr.base is not None else arr))
         with self._lock:
             self._live()
-            self._check(fn(self._inst, ptr, 0 if arr is None else arr.nbytes))
+            self._check(fn(self._inst, ptr, nbytes))
             self._workspace = arr
 
     def _abi5(self, name):
