@@ -252,8 +252,8 @@ _SIGNATURES = {
     "attnc_output_shapes": (ctypes.c_int, [_P, _PT, ctypes.c_int, _PT, ctypes.c_int]),
     "attnc_error": (ctypes.c_char_p, [_P]),
 }
-# ABI 5 (looked up when used)
-_SIGNATURES_5 = {
+# ABI 6 (looked up when used)
+_SIGNATURES_6 = {
     "attnc_workspace_bytes": (ctypes.c_int, [_P, _PT, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]),
     "attnc_set_workspace": (ctypes.c_int, [_P, _P, ctypes.c_int64]),
 }
@@ -763,7 +763,7 @@ class Model:
         """Bytes of workspace a CPU run on inputs of these shapes needs (before
         any run).  Each input is an array (only its shape and dtype are read)
         or a tuple of ints, its shape."""
-        fn = self._abi5("attnc_workspace_bytes")
+        fn = self._abi6("attnc_workspace_bytes")
         vals = self._values((), inputs, kwargs)
         tin = (_Tensor * len(self.inputs))()
         for t, info, v in zip(tin, self.inputs, vals):
@@ -789,7 +789,7 @@ class Model:
         64-byte aligned), a C-contiguous writable ndarray whose data is 64-byte
         aligned, or None (back to the instance's own memory).  The module keeps
         a reference while it is set."""
-        fn = self._abi5("attnc_set_workspace")
+        fn = self._abi6("attnc_set_workspace")
         if memory is None:
             arr, ptr, nbytes = None, None, 0
         elif isinstance(memory, int) and not isinstance(memory, bool):
@@ -809,12 +809,12 @@ class Model:
             self._check(fn(self._inst, ptr, nbytes))
             self._workspace = arr
 
-    def _abi5(self, name):
-        if self.abi_version < 5:
-            raise Error(Status.ERR_ARGUMENT, "library '%s' has ABI %d; %s needs ABI 5: rebuild it with this attnc"
+    def _abi6(self, name):
+        if self.abi_version < 6:
+            raise Error(Status.ERR_ARGUMENT, "library '%s' has ABI %d; %s needs ABI 6: rebuild it with this attnc"
                         % (self.path, self.abi_version, name[len("attnc_"):]))
         f = getattr(self._lib, name)
-        f.restype, f.argtypes = _SIGNATURES_5[name]
+        f.restype, f.argtypes = _SIGNATURES_6[name]
         return f
 
     # ---- device runs ----
