@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "codegen.h"
 
 extern const CgBackend cg_cpu_backend, cg_cuda_backend;
@@ -98,7 +99,26 @@ bool cg_check_emit(const CgTarget *t, const char *kind, char *err, size_t errlen
   return true;
 }
 
+double cg_cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Add the CPU seconds since t0 to *step, when the target keeps times. */
+static void charge(double *step, double t0) {
+  if (step) *step += cg_cpu_seconds() - t0;
+}
+
+/* Where backend b's work of one kind goes in t's times (NULL: none kept):
+ * the host's to its own step, every other backend's to gpu. */
+static double *step_of(const CgTarget *t, int b, double *host_step) {
+  if (!t->times) return NULL;
+  return b == 0 ? host_step : &t->times->gpu;
+}
+
 CgModule *cg_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
+  double t0 = cg_cpu_seconds();
   CgModule *m = calloc(1, sizeof *m);
   if (!m) ir_bug("out of memory");
   m->g = g;
@@ -109,6 +129,7 @@ CgModule *cg_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
     free(m);
     return NULL;
   }
+  charge(m->t.times ? &m->t.times->plan : NULL, t0);
   for (int b = 0; cg_backends[b]; b++) /* render now, so that errors show before any artifact */
     if ((m->t.backends >> b & 1) && !cg_module_part(m, cg_backends[b])) {
       cg_free(m);
@@ -119,7 +140,11 @@ CgModule *cg_compile(const IrGraph *g, const CgTarget *t, IrDiag *diag) {
 
 void *cg_module_part(CgModule *m, const CgBackend *be) {
   int b = index_of(be);
-  if (!m->r[b]) m->r[b] = be->render(m->plan, &m->t, m->diag);
+  if (!m->r[b]) {
+    double t0 = cg_cpu_seconds();
+    m->r[b] = be->render(m->plan, &m->t, m->diag);
+    charge(step_of(&m->t, b, m->t.times ? &m->t.times->render : NULL), t0);
+  }
   return m->r[b];
 }
 
@@ -141,9 +166,19 @@ int cg_emit(CgModule *m, const char *kind, rt_out *o, char *err, size_t errlen) 
   if (!cg_check_emit(&m->t, kind, err, errlen)) return 1;
   if (!strcmp(kind, "header")) return cg_emit_header(m->g, o, err, errlen);
   const CgBackend *be = cg_backend_emitting(kind);
+  int b = index_of(be);
+  CgTimes *tm = m->t.times;
   void *r = cg_module_part(m, be);
+  double t0 = cg_cpu_seconds();
   if (!r || !be->compile(r, kind, err, errlen)) return 1;
-  return be->emit(m, r, kind, o, NULL, err, errlen);
+  charge(step_of(&m->t, b, tm ? &tm->opt : NULL), t0);
+  /* a library's emit builds the other backends' parts (charged to gpu
+     by cg_emit_parts): the rest is code generation */
+  double gpu0 = tm ? tm->gpu : 0;
+  t0 = cg_cpu_seconds();
+  int rc = be->emit(m, r, kind, o, NULL, err, errlen);
+  if (tm) charge(step_of(&m->t, b, &tm->codegen), t0 + (b == 0 ? tm->gpu - gpu0 : 0));
+  return rc;
 }
 
 void cg_parts_free(char **objs, int n) {
@@ -154,7 +189,8 @@ void cg_parts_free(char **objs, int n) {
   free(objs);
 }
 
-char **cg_emit_parts(CgModule *m, const char *near, int *nobj, char *err, size_t errlen) {
+/* cg_emit_parts' work. */
+static char **emit_parts(CgModule *m, const char *near, int *nobj, char *err, size_t errlen) {
   char **objs = calloc(NBACKENDS + 1, sizeof *objs);
   if (!objs) ir_bug("out of memory");
   *nobj = 0;
@@ -175,6 +211,13 @@ char **cg_emit_parts(CgModule *m, const char *near, int *nobj, char *err, size_t
       return NULL;
     }
   }
+  return objs;
+}
+
+char **cg_emit_parts(CgModule *m, const char *near, int *nobj, char *err, size_t errlen) {
+  double t0 = cg_cpu_seconds();
+  char **objs = emit_parts(m, near, nobj, err, errlen);
+  charge(m->t.times ? &m->t.times->gpu : NULL, t0);
   return objs;
 }
 

@@ -29,7 +29,23 @@ typedef struct {
                            so several models link into one program */
   unsigned backends;    /* the --target list: bit b for cg_backends[b]; 0: the CPU */
   const char *cuda_arch; /* "sm_80" or "sm_90" (NULL: sm_90): --emit=cubin, GPU tiles */
+  struct CgTimes *times; /* NULL, or where each step adds its CPU seconds */
 } CgTarget;
+
+/* CPU seconds of this process spent in each step of code generation,
+ * added to where CgTarget.times points (attnc --emit=so,stats reports
+ * them with the front end's, the passes' and the linker's). */
+typedef struct CgTimes {
+  double plan;    /* the kernel plan */
+  double render;  /* the host (CPU) backend: the plan as LLVM IR */
+  double opt;     /* its LLVM passes (default<O3>) */
+  double codegen; /* its code generation: objects, assembly */
+  double gpu;     /* the other backends: CUDA C, NVRTC, their parts */
+} CgTimes;
+
+/* CPU seconds used so far by this process (not its children), for CgTimes:
+ * load on the machine does not inflate them as it does the wall clock. */
+double cg_cpu_seconds(void);
 
 #define CG_OPT_NONE (-1)
 

@@ -94,6 +94,29 @@ MODELS = {
         "inputs": ["x"],
         "outputs": ["y"],
     },
+    # Hugging Face transformers peers (examples/{bert,gpt2,llama}.attn): the
+    # params are the real models' defaults, in the examples' order.
+    "bert": {
+        "params": [("V", 30522), ("P", 512), ("TV", 2), ("D", 768), ("H", 12),
+                   ("F", 3072), ("L", 12), ("EPS", 1e-12)],
+        "inputs": ["input_ids", "token_type_ids", "attention_mask"],
+        "outputs": ["last_hidden_state", "pooler_output"],
+        "hf": True,
+    },
+    "gpt2": {
+        "params": [("V", 50257), ("P", 1024), ("D", 768), ("H", 12), ("L", 12),
+                   ("EPS", 1e-5)],
+        "inputs": ["input_ids"],
+        "outputs": ["logits"],
+        "hf": True,
+    },
+    "llama": {
+        "params": [("V", 32000), ("D", 2048), ("H", 32), ("HK", 4), ("F", 5632),
+                   ("L", 22), ("THETA", 10000.0), ("EPS", 1e-5)],
+        "inputs": ["input_ids"],
+        "outputs": ["logits"],
+        "hf": True,
+    },
 }
 
 # (model, case, param overrides, dims).  Dims are listed in a fixed order.
@@ -124,7 +147,28 @@ CASES = [
     ("rope", "causal", {"D": 64, "H": 4}, [("B", 2), ("T", 13)]),
     ("rope", "theta", {"D": 48, "H": 2, "THETA": 500.5, "CAUSAL": 0}, [("B", 1), ("T", 9)]),
     ("rope", "t1", {"D": 32, "H": 2}, [("B", 1), ("T", 1)]),
+    # BERT: right padding with a different length per row (BERT_LENGTHS), the
+    # last row padded except its first token; token types 0/1 at random.
+    ("bert", "pad", {"V": 97, "P": 40, "D": 32, "H": 4, "F": 48, "L": 3},
+     [("B", 3), ("T", 9)]),
+    ("bert", "b1", {"V": 61, "P": 24, "TV": 3, "D": 48, "H": 3, "F": 80, "L": 2,
+                    "EPS": 1e-5}, [("B", 1), ("T", 16)]),
+    ("bert", "t1", {"V": 50, "P": 8, "D": 32, "H": 2, "F": 40, "L": 2},
+     [("B", 1), ("T", 1)]),
+    ("gpt2", "t1", {"V": 101, "P": 72, "D": 32, "H": 4, "L": 2}, [("B", 3), ("T", 1)]),
+    ("gpt2", "t7", {"V": 101, "P": 72, "D": 32, "H": 4, "L": 3}, [("B", 3), ("T", 7)]),
+    ("gpt2", "t64", {"V": 67, "P": 64, "D": 32, "H": 2, "L": 2}, [("B", 1), ("T", 64)]),
+    ("gpt2", "b1t1", {"V": 53, "P": 16, "D": 32, "H": 2, "L": 2}, [("B", 1), ("T", 1)]),
+    ("llama", "t1", {"V": 97, "D": 32, "H": 4, "HK": 2, "F": 56, "L": 3},
+     [("B", 3), ("T", 1)]),
+    ("llama", "t7", {"V": 97, "D": 32, "H": 4, "HK": 2, "F": 56, "L": 3,
+                     "THETA": 500.0, "EPS": 1e-6}, [("B", 3), ("T", 7)]),
+    ("llama", "t64", {"V": 71, "D": 48, "H": 3, "HK": 1, "F": 72, "L": 2},
+     [("B", 1), ("T", 64)]),
 ]
+
+# BERT cases: the number of real (unpadded) tokens of each batch row.
+BERT_LENGTHS = {"pad": [9, 4, 1], "b1": [16], "t1": [1]}
 
 
 def causal_bool_mask(t, s):
@@ -273,12 +317,143 @@ def build_module(model, p):
     raise ValueError(model)
 
 
+# --------------------------------------------------------------------------
+# Hugging Face transformers peers: BertModel, GPT2LMHeadModel,
+# LlamaForCausalLM, eager attention, eval mode.  transformers is imported
+# only when one of these models is generated or verified.
+# --------------------------------------------------------------------------
+
+def hf_config(model, p):
+    """The transformers config of a case's params (eager attention)."""
+    import transformers as tf
+    if model == "bert":
+        return tf.BertConfig(
+            vocab_size=p["V"], max_position_embeddings=p["P"], type_vocab_size=p["TV"],
+            hidden_size=p["D"], num_attention_heads=p["H"], intermediate_size=p["F"],
+            num_hidden_layers=p["L"], layer_norm_eps=p["EPS"], hidden_act="gelu",
+            attn_implementation="eager")
+    if model == "gpt2":
+        return tf.GPT2Config(
+            vocab_size=p["V"], n_positions=p["P"], n_embd=p["D"], n_head=p["H"],
+            n_layer=p["L"], layer_norm_epsilon=p["EPS"], activation_function="gelu_new",
+            bos_token_id=None, eos_token_id=None, attn_implementation="eager")
+    if model == "llama":
+        return tf.LlamaConfig(
+            vocab_size=p["V"], hidden_size=p["D"], num_attention_heads=p["H"],
+            num_key_value_heads=p["HK"], intermediate_size=p["F"],
+            num_hidden_layers=p["L"], rope_theta=p["THETA"], rms_norm_eps=p["EPS"],
+            max_position_embeddings=4096, tie_word_embeddings=False,
+            bos_token_id=None, eos_token_id=None, pad_token_id=None,
+            attn_implementation="eager")
+    raise ValueError(model)
+
+
+def hf_module(model, p):
+    import transformers as tf
+    cls = {"bert": tf.BertModel, "gpt2": tf.GPT2LMHeadModel,
+           "llama": tf.LlamaForCausalLM}[model]
+    return cls(hf_config(model, p))
+
+
+def hf_rerandomize(module, g):
+    """Redraws every parameter (the default init makes biases 0, norms 1 and
+    would repeat patterns): matrices N(0, 1/fan_in) (GPT-2's Conv1D is
+    [in, out], every other matrix [out, in]), embedding tables N(0, 0.5^2),
+    norm weights 1 + N(0, 0.2^2), norm biases N(0, 0.2^2), other biases
+    N(0, 0.2^2).  A tied weight is one parameter, drawn once."""
+    for name, t in module.named_parameters():
+        owner = module.get_submodule(name.rsplit(".", 1)[0])
+        kind = type(owner).__name__
+        leaf = name.rsplit(".", 1)[-1]
+        if "Norm" in kind:
+            base = 1.0 if leaf == "weight" else 0.0
+            t.copy_(base + 0.2 * torch.randn(t.shape, generator=g))
+        elif kind == "Embedding":
+            t.copy_(0.5 * torch.randn(t.shape, generator=g))
+        elif t.dim() == 2:
+            fan_in = t.shape[0] if kind == "Conv1D" else t.shape[1]
+            t.copy_(torch.randn(t.shape, generator=g) / math.sqrt(fan_in))
+        else:
+            t.copy_(0.2 * torch.randn(t.shape, generator=g))
+
+
+def hf_inputs(model, case, p, d, g):
+    """i32 inputs: random ids (the first two ids of the batch are V-1 and 0,
+    the ends of the table), BERT token types and right-padding masks."""
+    B, T = d["B"], d["T"]
+    ids = torch.randint(0, p["V"], (B, T), generator=g, dtype=torch.int64)
+    flat = ids.view(-1)
+    flat[0] = p["V"] - 1
+    if flat.numel() > 1:
+        flat[1] = 0
+    inputs = {"input_ids": ids.to(torch.int32)}
+    if model == "bert":
+        lens = BERT_LENGTHS[case]
+        assert len(lens) == B and max(lens) <= T and min(lens) >= 1
+        tt = torch.randint(0, p["TV"], (B, T), generator=g, dtype=torch.int64)
+        mask = (torch.arange(T)[None, :] < torch.tensor(lens)[:, None]).to(torch.int32)
+        inputs["token_type_ids"] = tt.to(torch.int32)
+        inputs["attention_mask"] = mask
+    return inputs
+
+
+class _F64Softmax:
+    """During the float64 oracle run, softmax(..., dtype=torch.float32) (HF
+    LLaMA's upcast for half-precision runs) keeps float64, and so does
+    LlamaRMSNorm, which otherwise computes in float32.  Rotary angles stay
+    float32 as HF defines them (attnc computes them in f32 too)."""
+
+    def __enter__(self):
+        import transformers.models.llama.modeling_llama as ml
+        self.ml = ml
+        self.softmax = torch.nn.functional.softmax
+        self.rms = ml.LlamaRMSNorm.forward
+        orig = self.softmax
+
+        def softmax(x, *a, dtype=None, **k):
+            if dtype == torch.float32 and x.dtype == torch.float64:
+                dtype = None
+            return orig(x, *a, dtype=dtype, **k)
+
+        def rms(mod, h):
+            var = h.pow(2).mean(-1, keepdim=True)
+            return mod.weight * (h * torch.rsqrt(var + mod.variance_epsilon))
+
+        torch.nn.functional.softmax = softmax
+        ml.LlamaRMSNorm.forward = rms
+        return self
+
+    def __exit__(self, *exc):
+        torch.nn.functional.softmax = self.softmax
+        self.ml.LlamaRMSNorm.forward = self.rms
+        return False
+
+
+def hf_run(model, module, inputs, dtype):
+    """The peer's outputs (in the order of MODELS[model]["outputs"])."""
+    m = copy.deepcopy(module).to(dtype).eval()
+    kw = {k: v.to(torch.int64) for k, v in inputs.items()}
+    with torch.no_grad():
+        if dtype == torch.float64:
+            with _F64Softmax():
+                out = m(**kw)
+        else:
+            out = m(**kw)
+    if model == "bert":
+        return [out.last_hidden_state, out.pooler_output]
+    return [out.logits]
+
+
 def state_dict_of(model, module):
     """The weight dict written to safetensors, keyed as in the contract:
     the underlying PyTorch peer's own state_dict (wrapper prefix stripped)."""
     inner = {"sdpa": None, "mha": "mha", "encoder": "enc",
-             "decoder": "layer", "se_block": None, "se_encoder": None, "rope": None}[model]
+             "decoder": "layer", "se_block": None, "se_encoder": None, "rope": None,
+             "bert": None, "gpt2": None, "llama": None}[model]
     sd = module.state_dict() if inner is None else getattr(module, inner).state_dict()
+    if model == "gpt2":  # the LM head is tied to wte: saved once, as wte
+        assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()
+        del sd["lm_head.weight"]
     return {k: v.detach().clone() for k, v in sd.items()}
 
 
@@ -311,6 +486,14 @@ def make_case(model, case, overrides, dims):
     p = dict(params)
     d = dict(dims)
     seed = case_seed(model, case)
+
+    if spec.get("hf"):
+        torch.manual_seed(seed)
+        module = hf_module(model, p).float().eval()
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            hf_rerandomize(module, g)
+        return params, p, d, module, hf_inputs(model, case, p, d, g)
 
     torch.manual_seed(seed)  # drives the module's own default init
     module = build_module(model, p).float().eval()
@@ -381,8 +564,12 @@ def generate(out_dir, models):
             continue
         spec = MODELS[model]
         params, p, d, module, inputs = make_case(model, case, overrides, dims)
-        y64 = run_module(module, inputs, torch.float64)
-        y32 = run_module(module, inputs, torch.float32)
+        if spec.get("hf"):
+            y64 = hf_run(model, module, inputs, torch.float64)
+            y32 = hf_run(model, module, inputs, torch.float32)
+        else:
+            y64 = run_module(module, inputs, torch.float64)
+            y32 = run_module(module, inputs, torch.float32)
 
         cdir = out_dir / model / case
         cdir.mkdir(parents=True, exist_ok=True)
@@ -393,7 +580,8 @@ def generate(out_dir, models):
             sd = state_dict_of(model, module)
             (cdir / "weights.safetensors").write_bytes(safetensors_bytes(sd))
         for name, t in inputs.items():
-            np.save(cdir / f"{name}.npy", t.numpy().astype(np.float32))
+            dt = np.int32 if t.dtype == torch.int32 else np.float32
+            np.save(cdir / f"{name}.npy", t.numpy().astype(dt))
         errs = []
         for name, a64, a32 in zip(spec["outputs"], y64, y32):
             arr = a64.numpy().astype(np.float64)
@@ -498,9 +686,123 @@ def np_ln(W, name, x):
     return np_layernorm(x, W[name + ".weight"], W[name + ".bias"])
 
 
+def np_heads(t, h):
+    B, T, n = t.shape
+    return t.reshape(B, T, h, n // h).transpose(0, 2, 1, 3)
+
+
+def np_merge(o):
+    B, h, T, e = o.shape
+    return o.transpose(0, 2, 1, 3).reshape(B, T, h * e)
+
+
+def np_bert(p, W, X):
+    """BertModel: embeddings + LayerNorm, L post-norm layers (exact GELU),
+    HF's additive padding mask (0 kept, finfo.min padded), tanh pooler."""
+    ids, tt, am = X["input_ids"], X["token_type_ids"], X["attention_mask"]
+    T = ids.shape[1]
+    eps = p["EPS"]
+    x = (W["embeddings.word_embeddings.weight"][ids]
+         + W["embeddings.token_type_embeddings.weight"][tt]
+         + W["embeddings.position_embeddings.weight"][:T][None])
+    x = np_layernorm(x, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"], eps)
+    bias = np.where(am[:, None, None, :] != 0, 0.0, np.finfo(np.float64).min)
+    for i in range(p["L"]):
+        pre = f"encoder.layer.{i}."
+
+        def lin(n, h):
+            return np_linear(h, W[pre + n + ".weight"], W[pre + n + ".bias"])
+
+        def ln(n, h):
+            return np_layernorm(h, W[pre + n + ".weight"], W[pre + n + ".bias"], eps)
+
+        q = np_heads(lin("attention.self.query", x), p["H"])
+        k = np_heads(lin("attention.self.key", x), p["H"])
+        v = np_heads(lin("attention.self.value", x), p["H"])
+        s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1]) + bias
+        o = np_merge(np_softmax(s) @ v)
+        x = ln("attention.output.LayerNorm", x + lin("attention.output.dense", o))
+        h = np_act(lin("intermediate.dense", x), True)
+        x = ln("output.LayerNorm", x + lin("output.dense", h))
+    pooled = np.tanh(np_linear(x[:, 0], W["pooler.dense.weight"], W["pooler.dense.bias"]))
+    return {"last_hidden_state": x, "pooler_output": pooled}
+
+
+def np_gpt2(p, W, X):
+    """GPT2LMHeadModel: pre-norm causal blocks with Conv1D ([in, out])
+    weights, tanh GELU, final LayerNorm, LM head tied to wte."""
+    ids = X["input_ids"]
+    T = ids.shape[1]
+    eps = p["EPS"]
+    x = W["transformer.wte.weight"][ids] + W["transformer.wpe.weight"][:T][None]
+
+    def conv(n, h):
+        return h @ W[n + ".weight"] + W[n + ".bias"]
+
+    def ln(n, h):
+        return np_layernorm(h, W[n + ".weight"], W[n + ".bias"], eps)
+
+    for i in range(p["L"]):
+        pre = f"transformer.h.{i}."
+        q, k, v = np.split(conv(pre + "attn.c_attn", ln(pre + "ln_1", x)), 3, axis=-1)
+        o = np_sdpa(np_heads(q, p["H"]), np_heads(k, p["H"]), np_heads(v, p["H"]), True)
+        x = x + conv(pre + "attn.c_proj", np_merge(o))
+        h = conv(pre + "mlp.c_fc", ln(pre + "ln_2", x))
+        h = 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h ** 3)))
+        x = x + conv(pre + "mlp.c_proj", h)
+    return {"logits": ln("transformer.ln_f", x) @ W["transformer.wte.weight"].T}
+
+
+def np_llama(p, W, X):
+    """LlamaForCausalLM: RMSNorm, RoPE (rotate_half; angles in float32 as HF
+    computes them), grouped-query causal attention, SiLU-gated MLP, untied
+    LM head."""
+    ids = X["input_ids"]
+    T = ids.shape[1]
+    H, HK, eps = p["H"], p["HK"], p["EPS"]
+    E = p["D"] // H
+    f32 = np.float32
+    inv = f32(1.0) / (f32(p["THETA"]) ** (np.arange(0, E, 2, dtype=f32) / f32(E)))
+    ang = np.arange(T, dtype=f32)[:, None] * inv.astype(f32)[None, :]
+    ang = np.concatenate([ang, ang], axis=-1)
+    cos = np.cos(ang.astype(np.float64)).astype(f32).astype(np.float64)
+    sin = np.sin(ang.astype(np.float64)).astype(f32).astype(np.float64)
+
+    def rope(t):
+        half = t.shape[-1] // 2
+        rot = np.concatenate([-t[..., half:], t[..., :half]], axis=-1)
+        return t * cos + rot * sin
+
+    def rms(n, h):
+        return W[n + ".weight"] * (h / np.sqrt((h * h).mean(-1, keepdims=True) + eps))
+
+    x = W["model.embed_tokens.weight"][ids]
+    for i in range(p["L"]):
+        pre = f"model.layers.{i}."
+        h = rms(pre + "input_layernorm", x)
+        q = rope(np_heads(h @ W[pre + "self_attn.q_proj.weight"].T, H))
+        k = rope(np_heads(h @ W[pre + "self_attn.k_proj.weight"].T, HK))
+        v = np_heads(h @ W[pre + "self_attn.v_proj.weight"].T, HK)
+        k = np.repeat(k, H // HK, axis=1)
+        v = np.repeat(v, H // HK, axis=1)
+        o = np_merge(np_sdpa(q, k, v, True))
+        x = x + o @ W[pre + "self_attn.o_proj.weight"].T
+        h = rms(pre + "post_attention_layernorm", x)
+        g = h @ W[pre + "mlp.gate_proj.weight"].T
+        g = g / (1.0 + np.exp(-g)) * (h @ W[pre + "mlp.up_proj.weight"].T)
+        x = x + g @ W[pre + "mlp.down_proj.weight"].T
+    return {"logits": rms("model.norm", x) @ W["lm_head.weight"].T}
+
+
 def np_reference(model, p, W, X):
     W = {k: v.astype(np.float64) for k, v in W.items()}
-    X = {k: v.astype(np.float64) for k, v in X.items()}
+    X = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in X.items()}
+    if model == "bert":
+        return np_bert(p, W, X)
+    if model == "gpt2":
+        return np_gpt2(p, W, X)
+    if model == "llama":
+        return np_llama(p, W, X)
     if model == "sdpa":
         return {"o": np_sdpa(X["q"], X["k"], X["v"], p["CAUSAL"])}
     if model == "mha":
@@ -581,7 +883,8 @@ def verify(out_dir, models):
             X = {}
             for name in spec["inputs"]:
                 a = np.load(cdir / f"{name}.npy")
-                assert a.dtype == np.float32, f"{name}: dtype {a.dtype}"
+                want = np.int32 if spec.get("hf") else np.float32
+                assert a.dtype == want, f"{name}: dtype {a.dtype}"
                 assert np.array_equal(a, inputs[name].numpy()), f"{name}: values"
                 X[name] = a
             ref = np_reference(model, p, W, X)
@@ -591,7 +894,11 @@ def verify(out_dir, models):
                 assert e.dtype == np.float64, f"expected_{name}: dtype {e.dtype}"
                 assert e.shape == ref[name].shape, f"expected_{name}: shape"
                 r = rel_err(e, ref[name])
-                assert r < 1e-12, f"expected_{name}: numpy reference rel err {r:.2e}"
+                # LLaMA's rotary tables come from torch's float32 pow, cos
+                # and sin (HF computes them in f32, within ~2 ulp); numpy's
+                # are correctly rounded, so the two agree to ~1e-7 there.
+                tol = 1e-6 if model == "llama" else 1e-12
+                assert r < tol, f"expected_{name}: numpy reference rel err {r:.2e}"
                 errs.append(f"{name} numpy-vs-torch(f64) rel={r:.1e}")
             print(f"OK   {model}/{case}: {'; '.join(errs)}")
         except Exception as ex:  # noqa: BLE001 - report and continue

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include "codegen.h"
 #include "driver.h"
@@ -28,7 +30,7 @@ static const struct {
 } kinds[NKIND] = {
   [K_IR] = {"ir", ".ir", false, "the graph IR after the passes (the default)"},
   [K_DOT] = {"dot", ".dot", false, "the graph for Graphviz"},
-  [K_STATS] = {"stats", ".stats", false, "the kernels the graph becomes, by op"},
+  [K_STATS] = {"stats", ".stats", false, "the kernels the graph becomes, by op (with code: time and memory)"},
   [K_LLVM] = {"llvm", ".ll", false, "LLVM IR after optimization"},
   [K_ASM] = {"asm", ".s", false, "assembly"},
   [K_OBJ] = {"obj", ".o", true, "an object for static linking, and its header"},
@@ -92,25 +94,55 @@ static char *replace_suffix(const char *path, const char *suffix) {
   return s;
 }
 
+/* Where the time of a compile went (--emit=stats with code). */
+typedef struct {
+  double start, start_wall; /* cg_cpu_seconds() and the wall clock at the start */
+  const Common *c;          /* the front end's and the passes' seconds */
+  CgTimes cg;               /* code generation's */
+} Timing;
+
+/* The wall clock, in seconds. */
+static double wall_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* --emit=stats: the kernels the graph becomes, by op (what the tests of
  * kernel counts, fused and unfused, read): the kernel plan's, so exactly
  * the kernels the backends emit. */
-static int print_stats(const IrGraph *g, IrDiag *diag, FILE *f) {
+static int print_stats(const IrGraph *g, IrDiag *diag, const Timing *t, FILE *f) {
   CgPlan *p = cg_plan(g, diag);
   if (!p) return 1;
   cg_plan_stats(p, f);
   cg_plan_free(p);
+  if (!t) return 0;
+  struct rusage self, kids;
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &kids); /* the linker, objcopy */
+  double link = (double)(kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+                1e-6 * (double)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
+  fprintf(f, "seconds %.3f cpu, %.3f wall\n", cg_cpu_seconds() - t->start + link, wall_seconds() - t->start_wall);
+  const struct {
+    const char *name;
+    double s;
+  } step[] = {{"front end", t->c->t_frontend}, {"passes", t->c->t_passes}, {"plan", t->cg.plan},
+              {"lower", t->cg.render},         {"llvm opt", t->cg.opt},     {"codegen", t->cg.codegen},
+              {"link", link},                  {"gpu", t->cg.gpu}};
+  for (size_t k = 0; k < sizeof step / sizeof *step; k++) fprintf(f, "  %-10s %.3f\n", step[k].name, step[k].s);
+  fprintf(f, "peak MiB %.1f\n", (double)self.ru_maxrss / 1024);
   return 0;
 }
 
-/* A graph-level text artifact (ir, dot, stats) into out. */
-static int emit_text(const IrGraph *g, Kind kind, rt_out *out, IrDiag *diag) {
+/* A graph-level text artifact (ir, dot, stats) into out; t: the times for
+ * stats (NULL: none). */
+static int emit_text(const IrGraph *g, Kind kind, rt_out *out, IrDiag *diag, const Timing *t) {
   char *buf = NULL, err[2048];
   size_t len = 0;
   int rc = 0;
   FILE *m = open_memstream(&buf, &len);
   if (kind == K_DOT) ir_dot(g, m);
-  else if (kind == K_STATS) rc = print_stats(g, diag, m);
+  else if (kind == K_STATS) rc = print_stats(g, diag, t, m);
   else ir_print(g, m);
   fclose(m);
   if (!rc) rc = rt_out_write(out, buf, len, err, sizeof err) ? tool_fail("%s", err) : 0;
@@ -124,6 +156,7 @@ typedef struct {
   bool want[NKIND];
   rt_out *out[NKIND];
   CgTarget tgt;
+  Timing time;
 } Plan;
 
 /* Write the kinds of ks[0..n) that are wanted from one compilation for t. */
@@ -145,10 +178,20 @@ static int emit_backend(IrGraph *g, Plan *p, const CgTarget *t, const Kind *ks, 
  * texts here, the rest by the backend that writes each kind (cg_emit).
  * An object keeps only the model's API global, a library also exports
  * attnc_*: when both are asked for, the model is compiled twice. */
+static int produce_code(IrGraph *g, Plan *p, IrDiag *diag);
 static int produce(IrGraph *g, Plan *p, IrDiag *diag) {
+  for (Kind k = K_IR; k < K_STATS; k++)
+    if (p->want[k] && emit_text(g, k, p->out[k], diag, NULL)) return 1;
+  bool code = false; /* stats come last: with code, the time of each step */
+  for (Kind k = K_LLVM; k < NKIND; k++) code |= k != K_HEADER && p->want[k];
+  p->tgt.times = &p->time.cg;
+  if (produce_code(g, p, diag)) return 1;
+  return p->want[K_STATS] && emit_text(g, K_STATS, p->out[K_STATS], diag, code ? &p->time : NULL);
+}
+
+/* The header and what the backends write. */
+static int produce_code(IrGraph *g, Plan *p, IrDiag *diag) {
   char err[4096];
-  for (Kind k = K_IR; k <= K_STATS; k++)
-    if (p->want[k] && emit_text(g, k, p->out[k], diag)) return 1;
   if (p->want[K_HEADER] && cg_emit_header(g, p->out[K_HEADER], err, sizeof err)) return tool_fail("%s", err);
   CgTarget lib = p->tgt, obj = p->tgt;
   lib.object_only = false, obj.object_only = true;
@@ -248,6 +291,7 @@ static int plan_outputs(const char *emit, bool object, const char *out, bool wan
 /* attnc FILE [options]. */
 int cmd_compile(int argc, char **argv) {
   Common c = {.level = 3};
+  double start = cg_cpu_seconds(), start_wall = wall_seconds();
   const char *file = NULL, *out = NULL, *emit = NULL;
   bool object = false;
   Plan p = {0};
@@ -335,6 +379,7 @@ int cmd_compile(int argc, char **argv) {
   IrDiag *diag = ir_diag_new(stderr);
   char *text = NULL;
   c.cg = &p.tgt;
+  p.time = (Timing){.start = start, .start_wall = start_wall, .c = &c};
   IrGraph *g = tool_load_model(file, arena, diag, &c, &text);
   int rc = !g || produce(g, &p, diag);
   if (!rc) rc = tool_out_commit_all();

@@ -330,6 +330,7 @@ IrGraph *tool_load_model(const char *path, IrArena *arena, IrDiag *diag, Common 
   if (!text) return NULL;
   *text_out = text;
   IrGraph *g;
+  double t0 = cg_cpu_seconds();
   if (looks_like_ir(text)) {
     ir_diag_add_source(diag, path, text);
     if (c->ndefs) {
@@ -342,6 +343,7 @@ IrGraph *tool_load_model(const char *path, IrArena *arena, IrDiag *diag, Common 
     g = fe_compile(arena, diag, path, text, c->defs, c->ndefs);
     if (g && !ir_verify(g, diag, "lowering")) ir_bug("the front end produced invalid IR");
   }
+  c->t_frontend += cg_cpu_seconds() - t0;
   if (!g) return NULL;
   PassOptions *po = &c->passes;
   po->opt_level = c->level > 0;
@@ -371,8 +373,10 @@ IrGraph *tool_load_model(const char *path, IrArena *arena, IrDiag *diag, Common 
       tool_fail("%s", err);
       return NULL;
     }
-  if (!pass_pipeline(g, po)) return NULL;
-  return g;
+  t0 = cg_cpu_seconds();
+  bool passed = pass_pipeline(g, po);
+  c->t_passes += cg_cpu_seconds() - t0;
+  return passed ? g : NULL;
 }
 
 /* ---- the outputs of a command -------------------------------------------- */

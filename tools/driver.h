@@ -75,6 +75,7 @@ typedef struct {
   PassOptions passes;
   PassTarget target;   /* for the tile pass, from `cg` */
   const CgTarget *cg;  /* the target compiled for (NULL: the host) */
+  double t_frontend, t_passes; /* CPU seconds spent in the front end (or IR parser) and the passes */
 } Common;
 /* Handle option id of tool_common_opts: 0 done, 1 error, -1 not one of them. */
 int tool_common(Common *c, int id, const char *val);

@@ -48,6 +48,12 @@ typedef struct Cg {
   char *cpu, *features, *triple;
   bool object_only;
   int opt_level;             /* LLVM -O level, 0..3 */
+  /* run()'s one context array for every launch (rt_parallel_for returns
+     when the loop is done, so each launch may rewrite it), sized at the end
+     to the largest launch: run() is not optimized (cg_emit_module), and an
+     array per launch would make its frame grow with the depth of the model */
+  LLVMValueRef launch_ctx;
+  int launch_ctx_n;
   int cuda;                  /* the library has a CUDA part: 1 with a CPU fallback (cpu,cuda), 2 without */
   bool optimized;            /* cg_emit_module ran */
   LLVMOrcLLJITRef jit;       /* cg_cpu_jit_lookup's, made at the first lookup */

@@ -118,7 +118,12 @@ LLVMValueRef cg_ctx_ptr(Cg *cg, LLVMValueRef ctx, int i) {
 }
 
 void cg_launch(Cg *cg, LLVMValueRef task, LLVMValueRef *fields, int n, LLVMValueRef ntasks, LLVMValueRef grain) {
-  LLVMValueRef arr = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, n > 0 ? n : 1), "ctx");
+  LLVMValueRef arr = cg->launch_ctx;
+  if (arr && LLVMGetBasicBlockParent(LLVMGetInstructionParent(arr)) == LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->B))) {
+    if (n > cg->launch_ctx_n) cg->launch_ctx_n = n;
+  } else {
+    arr = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, n > 0 ? n : 1), "ctx");
+  }
   for (int i = 0; i < n; i++) {
     LLVMValueRef v = fields[i];
     if (LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMPointerTypeKind) v = LLVMBuildPtrToInt(cg->B, v, cg->i64, "");
@@ -408,6 +413,8 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   cg->ws = LLVMGetParam(f, 5);
   load_syms(cg, cg->symvals);
   cg->slot_off = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, cg->plan->nslots + 1), "slots");
+  cg->launch_ctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, 1), "ctx"); /* sized below */
+  cg->launch_ctx_n = 1;
   LLVMValueRef nthreads = cg_call(cg, "rt_exec_threads", cg->i32, (LLVMTypeRef[]){cg->ptr}, 1, &cg->ex);
   LLVMValueRef args[] = {cg->symvals, nthreads, cg->slot_off};
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(plan), plan, args, 3, "");
@@ -422,6 +429,8 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   for (int k = 0; k < p->nk && !cg->failed; k++) /* outputs not written in place: copies */
     if (p->k[k].kind == CG_K_OUTPUT) emit_kernel(cg, &p->k[k]);
   LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, 0, 0));
+  LLVMSetOperand(cg->launch_ctx, 0, ci64(cg, cg->launch_ctx_n)); /* the largest launch's fields */
+  cg->launch_ctx = NULL;
   return f;
 }
 
