@@ -48,7 +48,8 @@ for vw in $VWS; do
         BLASENV="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}"
     fi
     echo "== VW=$vw ($FLAGS)"
-    $CC -std=c11 -O2 -DVW=$vw $FLAGS -Wall -Wextra -I $TPL bench/gemm/test_gemm.c $TPL/gemm.c -lm \
+    $CC -std=c11 -O2 -DVW=$vw $FLAGS -Wall -Wextra -DATTNC_GEMM_PATH_HOOK=test_path_hook -I $TPL \
+        bench/gemm/test_gemm.c $TPL/gemm.c -lm \
         -o "$OUT/test_gemm_v$vw"
     if "$OUT/test_gemm_v$vw" > "$OUT/test_gemm_v$vw.log"; then tail -n 2 "$OUT/test_gemm_v$vw.log"
     else cat "$OUT/test_gemm_v$vw.log"; status=1; fi
