@@ -18,11 +18,13 @@
  *              in) that takes the template's unpacked paths (B read in
  *              place: DIRECT for B row-major, DOT for B = W^T); larger
  *              products pack B.  Packing B costs O(N K) per call whatever
- *              M is, so it pays only when M is large enough to reuse it:
- *              bench/gemm/bench_paths.c (Zen 4, AVX-512, one thread, N = K
- *              = 768) has DOT and DIRECT at the FMA peak from M = 4 on,
- *              1.1-4x PACKED up to M = 64, even with PACKED at M = 96-128
- *              (DIRECT stays ~10% ahead there), so MS = 64.  0: always
+ *              M is, so it pays only when M is large enough to reuse it.
+ *              bench/gemm/bench_paths.c (Zen 4, one thread, N = K = 768;
+ *              bench/gemm/README.md): with 16-float vectors DOT and
+ *              DIRECT reach the FMA peak from M = 4 on and beat PACKED by
+ *              1.1-4x up to M = 64 (even with it at 96-128), so MS = 64;
+ *              with 8-float vectors (16 registers: a 2 x 4 dot tile) DOT
+ *              falls behind PACKED above M = 16, so MS = 16.  0: always
  *              PACKED.
  *   attention  tile=[BQ, BK]: query rows per task and keys per tile.  BQ
  *              and BK are the template's (64 x 64: the BQ x E Q^T tile, the
@@ -174,7 +176,7 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
       if (mc > t->mm_mc_max) mc = rdown(t->mm_mc_max, t->mm_mr);
       if (mc < t->mm_mr) mc = t->mm_mr;
       v[nt++] = mc;
-      v[nt++] = 64; /* MS: see the header */
+      v[nt++] = t->vw == 16 ? 64 : 16; /* MS: see the header */
     } else if (kind == IR_ATTENTION) {
       v[nt++] = t->att_bq;
       v[nt++] = t->att_bk;

@@ -5,6 +5,8 @@
 #
 #   bench/gemm/run.sh            test + bench, both widths
 #   bench/gemm/run.sh test       correctness tests only (no OpenBLAS needed)
+#   bench/gemm/run.sh paths      the template's paths against each other
+#                                (bench_paths.c: small-M thresholds)
 #   ROUNDS=9 bench/gemm/run.sh   more timed rounds (default 5; 3 runs each)
 #   VWS=16 bench/gemm/run.sh     one width only
 #
@@ -54,6 +56,12 @@ for vw in $VWS; do
     if "$OUT/test_gemm_v$vw" > "$OUT/test_gemm_v$vw.log"; then tail -n 2 "$OUT/test_gemm_v$vw.log"
     else cat "$OUT/test_gemm_v$vw.log"; status=1; fi
     [ "$MODE" = test ] && continue
+    if [ "$MODE" = paths ]; then
+        $CC -std=c11 -O3 -DVW=$vw $FLAGS -Wall -Wextra -I $TPL bench/gemm/bench_paths.c $TPL/gemm.c -lm \
+            -o "$OUT/bench_paths_v$vw"
+        "$OUT/bench_paths_v$vw" "$ROUNDS"
+        continue
+    fi
     $CC -std=c11 -O3 -DVW=$vw $FLAGS -Wall -Wextra -I $TPL bench/gemm/bench_gemm.c $TPL/gemm.c \
         -lopenblas -lpthread -lm -o "$OUT/bench_gemm_v$vw"
     env $BLASENV "$OUT/bench_gemm_v$vw" "$ROUNDS"

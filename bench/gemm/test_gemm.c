@@ -382,6 +382,7 @@ int main(int argc, char **argv)
         {1, 2 * NR + 3, 31}, {2 * MR + 5, 1, 33}, {7, VW, 3}, {5, VW + 1, KC},
         {37, 41, KC + 1}, {11, 45, 2 * KC - 1}, {9, 37, 2 * KC + 3}, {MC + 1, 19, 23},
         {MC - 1, NR + 7, KC + 5}, {3, 5, 0}, {61, 67, 71}, {1, 70, VW - 1}, {4, 33, VW + 1},
+        {1, 4 * NR, 5}, {1, 9 * NR - 1, KC + 3},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         full_all_layouts(shapes[s][0], shapes[s][1], shapes[s][2]);
@@ -391,19 +392,19 @@ int main(int argc, char **argv)
                  2, p);
         run_case(MR + 2, 2 * ATTNC_GEMM_NC + 3, 3, 1, MR + 2, 5, 2 * ATTNC_GEMM_NC + 1, LAYOUT_TRANS, LAYOUT_ROW, 1, p);
     }
-    /* small M on every path: M = 1..70, K around multiples of VW and KC,
+    /* small M on every path: M = 1..70 (twice), K around multiples of VW and KC,
        N not a multiple of the tiles, every epilogue mode, whole products
        and sub-blocks */
     for (int64_t M = 1; M <= 70; M++)
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < 6; p++) {
             int la, lb;
-            layouts_for(p, &la, &lb);
+            layouts_for(p % 3, &la, &lb);
             int64_t K = rng_int(0, 3) ? rng_int(1, 3 * VW) : rng_int(KC - 3, 2 * KC + 5);
-            int64_t N = rng_int(1, 3 * NR + 5);
-            if (rng_int(0, 1)) run_case(M, N, K, 0, M, 0, N, la, lb, (int)(M % 3), p);
+            int64_t N = rng_int(1, M == 1 ? 9 * NR + 5 : 3 * NR + 5); /* one row: the wide 4-panel kernel too */
+            if (p < 3) run_case(M, N, K, 0, M, 0, N, la, lb, (int)(M % 3), p);
             else {
                 int64_t m0 = rng_int(0, M - 1), n0 = rng_int(0, N - 1);
-                run_case(M, N, K, m0, rng_int(m0 + 1, M), n0, rng_int(n0 + 1, N), la, lb, (int)(M % 3), p);
+                run_case(M, N, K, m0, rng_int(m0 + 1, M), n0, rng_int(n0 + 1, N), la, lb, (int)((M + 1) % 3), p - 3);
             }
         }
     /* random shapes, sub-blocks and layouts */

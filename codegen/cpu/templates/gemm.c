@@ -113,7 +113,15 @@ ATTNC_TPL_INLINE void gemm_direct(const float *A, int64_t as_m, int64_t as_k, co
             int64_t kc = gemm_min(KC, K - pc);
             int first = pc == 0, last = pc + kc == K;
             gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
-            for (int64_t jr = n0; jr < n1; jr += NR) {
+            int64_t jr = n0;
+            if (mc == 1) /* one row: 4 NR-column panels at a time while they are whole */
+                for (; jr + 4 * NR <= n1; jr += 4 * NR) {
+                    float *c = C + ic * ldc + jr;
+                    gemm_ukr_w(1, GEMM_NV_WIDE, kc, pa_buf, B + pc * bs_k + jr, bs_k, c, ldc, first);
+                    if (last && epi)
+                        PRAGMA_UNROLL for (int q = 0; q < 4; q++) epi(epi_ctx, c + q * NR, ldc, ic, jr + q * NR, 1, NR);
+                }
+            for (; jr < n1; jr += NR) {
                 int64_t cols = gemm_min(NR, n1 - jr);
                 const float *pb = B + pc * bs_k + jr;
                 int64_t ldb = bs_k;

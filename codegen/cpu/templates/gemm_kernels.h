@@ -35,6 +35,9 @@
 #define ND ATTNC_GEMM_ND
 #define ND1 ATTNC_GEMM_ND1
 #define GEMM_DOT_NMAX (ND > ND1 ? ND : ND1)
+/* vectors per row of the one-row micro-kernel of the DIRECT path */
+#define GEMM_NV_WIDE (NV * 4)
+#define GEMM_NV_MAX (GEMM_NV_WIDE)
 
 #if NR % VW != 0
 #error "NR must be a multiple of VW"
@@ -49,16 +52,19 @@
 
 ATTNC_TPL_INLINE int64_t gemm_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* ---- micro-kernel: c[mr x NR] (=|+=) pa[mr x kc] * pb[kc x NR] ----
- * mr (a constant, <= MR) rows of the packed A panel; pb rows ldb apart.
+/* ---- micro-kernel: c[mr x nv*VW] (=|+=) pa[mr x kc] * pb[kc x nv*VW] ----
+ * mr (a constant, <= MR) rows of the packed A panel; pb rows ldb apart;
+ * nv vectors per row: NV (NR columns), or GEMM_NV_WIDE for one row of the
+ * DIRECT path (enough independent accumulators to hide the FMA latency,
+ * and longer runs of each B row).
  * Each element is one chain of FMAs over k in order, whatever mr is, so
  * every variant (and the packed and unpacked paths) gives the same bits. */
-ATTNC_TPL_INLINE void gemm_ukr(const int mr, int64_t kc, const float *restrict pa, const float *restrict pb,
-                               int64_t ldb, float *restrict c, int64_t ldc, int first)
+ATTNC_TPL_INLINE void gemm_ukr_w(const int mr, const int nv, int64_t kc, const float *restrict pa,
+                                 const float *restrict pb, int64_t ldb, float *restrict c, int64_t ldc, int first)
 {
-    attnc_vf acc[MR][NV];
+    attnc_vf acc[MR][GEMM_NV_MAX];
     PRAGMA_UNROLL for (int i = 0; i < mr; i++)
-        PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = (attnc_vf){0};
+        PRAGMA_UNROLL for (int v = 0; v < nv; v++) acc[i][v] = (attnc_vf){0};
 
     /* Prefetch the C tile now: it is needed after the k loop (thousands of
        cycles away), and on the first K chunk its lines are not in cache
@@ -66,17 +72,17 @@ ATTNC_TPL_INLINE void gemm_ukr(const int mr, int64_t kc, const float *restrict p
        +40% on K <= KC shapes. (Software prefetch of the A/B panels was
        measured too: no gain, the hardware prefetchers follow them.) */
     PRAGMA_UNROLL for (int i = 0; i < mr; i++) {
-        PRAGMA_UNROLL for (int v = 0; v < NR; v += 16) __builtin_prefetch(c + i * ldc + v, 1, 3);
-        __builtin_prefetch(c + i * ldc + NR - 1, 1, 3); /* C rows need not be 64-byte aligned */
+        PRAGMA_UNROLL for (int v = 0; v < nv * VW; v += 16) __builtin_prefetch(c + i * ldc + v, 1, 3);
+        __builtin_prefetch(c + i * ldc + nv * VW - 1, 1, 3); /* C rows need not be 64-byte aligned */
     }
 
     _Pragma("clang loop unroll_count(4)")
     for (int64_t k = 0; k < kc; k++) {
-        attnc_vf b[NV];
-        PRAGMA_UNROLL for (int v = 0; v < NV; v++) b[v] = attnc_loadu(pb + v * VW);
+        attnc_vf b[GEMM_NV_MAX];
+        PRAGMA_UNROLL for (int v = 0; v < nv; v++) b[v] = attnc_loadu(pb + v * VW);
         PRAGMA_UNROLL for (int i = 0; i < mr; i++) {
             float a = pa[i];
-            PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
+            PRAGMA_UNROLL for (int v = 0; v < nv; v++) acc[i][v] += a * b[v];
         }
         pa += MR;
         pb += ldb;
@@ -84,14 +90,21 @@ ATTNC_TPL_INLINE void gemm_ukr(const int mr, int64_t kc, const float *restrict p
 
     if (first) {
         PRAGMA_UNROLL for (int i = 0; i < mr; i++)
-            PRAGMA_UNROLL for (int v = 0; v < NV; v++) attnc_storeu(c + i * ldc + v * VW, acc[i][v]);
+            PRAGMA_UNROLL for (int v = 0; v < nv; v++) attnc_storeu(c + i * ldc + v * VW, acc[i][v]);
     } else {
         PRAGMA_UNROLL for (int i = 0; i < mr; i++)
-            PRAGMA_UNROLL for (int v = 0; v < NV; v++) {
+            PRAGMA_UNROLL for (int v = 0; v < nv; v++) {
                 float *p = c + i * ldc + v * VW;
                 attnc_storeu(p, attnc_loadu(p) + acc[i][v]);
             }
     }
+}
+
+/* the micro-kernel of mr x NR */
+ATTNC_TPL_INLINE void gemm_ukr(const int mr, int64_t kc, const float *restrict pa, const float *restrict pb,
+                               int64_t ldb, float *restrict c, int64_t ldc, int first)
+{
+    gemm_ukr_w(mr, NV, kc, pa, pb, ldb, c, ldc, first);
 }
 
 /* c[rows x cols] (=|+=) tile[rows x NR] (row stride NR), for edge tiles.
