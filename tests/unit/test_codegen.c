@@ -1754,6 +1754,15 @@ Test(codegen, matmul_paths_and_batch_folding) {
       check_thread_counts(&md, "B=3 T=33");
       model_free(&md);
     }
+  /* fold-se's partial sums (one row per MR rows of a batch) written by the
+     unpacked paths' epilogues */
+  g_tiles = small;
+  Model se;
+  model_compile_file(&se, "examples/se_encoder.attn", "D=48 H=3 F=80 R=4");
+  g_tiles = NULL;
+  const char *sedims[] = {"B=2 T=13", "B=1 T=30", "B=3 T=1", NULL};
+  check_dimsets(&se, sedims, NULL, TOL, 0);
+  model_free(&se);
 }
 
 typedef struct {

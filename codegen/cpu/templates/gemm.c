@@ -14,11 +14,14 @@
  *           for jr in NC by NR:            B micro-panels stream from L2
  *             micro-kernel: C tile (MR x NR, in registers) (=|+=) A panel * B panel
  *
+ * The last rows of a block (fewer than MR) take the micro-kernel of 1, 2,
+ * 4 or 8 rows that covers them.
+ *
  * DIRECT (small M, B's columns contiguous: x @ W with W[K, N]): the same
- * loops and micro-kernel with B read in place (no B packing, which costs
- * more than the product itself when M is small), A packed (M x KC, cheap),
- * and a micro-kernel of 1, 2, 4, 8 or MR rows for the last rows. Each C
- * element is the same chain of FMAs as in PACKED: the same bits.
+ * loops and micro-kernels with B read in place (no B packing, which costs
+ * more than the product itself when M is small), A packed (M x KC, cheap);
+ * a single row takes 4 NR-column panels at once. Each C element is the
+ * same chain of FMAs as in PACKED: the same bits.
  *
  * DOT (small M, B = W^T with W[N, K] rows contiguous along k, A rows
  * contiguous: every nn.Linear): no packing at all; each W row is streamed
@@ -71,7 +74,7 @@ ATTNC_TPL_INLINE void gemm_macro(const float *pa_buf, const float *pb_buf, int64
         for (int64_t jr = 0; jr < nc; jr += NR) {
             int64_t cols = gemm_min(NR, nc - jr);
             float *c = C + (ic + ir) * ldc + jc + jr;
-            gemm_tile(MR, kc, pa, pb_buf + jr * kc, NR, c, ldc, rows, cols, first);
+            gemm_tile_rows(kc, pa, pb_buf + jr * kc, NR, c, ldc, rows, cols, first);
             if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jc + jr, rows, cols);
         }
     }
@@ -117,7 +120,7 @@ ATTNC_TPL_INLINE void gemm_direct(const float *A, int64_t as_m, int64_t as_k, co
             if (mc == 1) /* one row: 4 NR-column panels at a time while they are whole */
                 for (; jr + 4 * NR <= n1; jr += 4 * NR) {
                     float *c = C + ic * ldc + jr;
-                    gemm_ukr_w(1, GEMM_NV_WIDE, kc, pa_buf, B + pc * bs_k + jr, bs_k, c, ldc, first);
+                    gemm_ukr_1xGEMM_NV_WIDE(kc, pa_buf, B + pc * bs_k + jr, bs_k, c, ldc, first);
                     if (last && epi)
                         PRAGMA_UNROLL for (int q = 0; q < 4; q++) epi(epi_ctx, c + q * NR, ldc, ic, jr + q * NR, 1, NR);
                 }
@@ -126,7 +129,7 @@ ATTNC_TPL_INLINE void gemm_direct(const float *A, int64_t as_m, int64_t as_k, co
                 const float *pb = B + pc * bs_k + jr;
                 int64_t ldb = bs_k;
                 if (cols < NR) { /* reading NR columns in place would pass the end of B */
-                    gemm_pack_panel(pb, 1, bs_k, cols, kc, pe_buf, NR);
+                    gemm_pack_panel_b(pb, 1, bs_k, cols, kc, pe_buf);
                     pb = pe_buf;
                     ldb = NR;
                 }
@@ -158,12 +161,11 @@ ATTNC_TPL_INLINE void gemm_dot(const float *A, int64_t as_m, const float *B, int
                 float *c = C + i * ldc;
                 if (r == 1) {
                     for (int64_t j = jb; j < jb + cols; j += ND1)
-                        gemm_dot_tile(1, ND1, K, a, as_m, 1, B + j * bs_n, bs_n, gemm_min(ND1, jb + cols - j),
-                                      c + j, ldc);
+                        gemm_dot_tile_1(K, a, B + j * bs_n, bs_n, gemm_min(ND1, jb + cols - j), c + j);
                 } else {
                     for (int64_t j = jb; j < jb + cols; j += ND)
-                        gemm_dot_tile(MD, ND, K, a, as_m, r, B + j * bs_n, bs_n, gemm_min(ND, jb + cols - j),
-                                      c + j, ldc);
+                        gemm_dot_tile_md(K, a, as_m, r, B + j * bs_n, bs_n, gemm_min(ND, jb + cols - j), c + j,
+                                         ldc);
                 }
             }
             if (epi) epi(epi_ctx, C + ig * ldc + jb, ldc, ig, jb, rows, cols);

@@ -100,19 +100,43 @@ ATTNC_TPL_INLINE void gemm_ukr_w(const int mr, const int nv, int64_t kc, const f
     }
 }
 
-/* the micro-kernel of mr x NR */
+/* One out-of-line function per micro-kernel shape: each is called from
+ * several places (whole tiles in place, edge tiles into a local tile,
+ * PACKED and DIRECT); inlining them everywhere tripled the template's code
+ * and the compile time of every model, for no speed (a call per tile of
+ * kc x MR x NR multiply-adds). */
+#define GEMM_UKR_DEF(mr, nv)                                                                                   \
+    static __attribute__((noinline)) void gemm_ukr_##mr##x##nv(int64_t kc, const float *restrict pa,           \
+                                                               const float *restrict pb, int64_t ldb,          \
+                                                               float *restrict c, int64_t ldc, int first)      \
+    {                                                                                                          \
+        gemm_ukr_w(mr, nv, kc, pa, pb, ldb, c, ldc, first);                                                    \
+    }
+GEMM_UKR_DEF(MR, NV)
+GEMM_UKR_DEF(8, NV)
+GEMM_UKR_DEF(4, NV)
+GEMM_UKR_DEF(2, NV)
+GEMM_UKR_DEF(1, NV)
+GEMM_UKR_DEF(1, GEMM_NV_WIDE)
+
+/* the micro-kernel of mr x NR (mr: MR, 8, 4, 2 or 1) */
 ATTNC_TPL_INLINE void gemm_ukr(const int mr, int64_t kc, const float *restrict pa, const float *restrict pb,
                                int64_t ldb, float *restrict c, int64_t ldc, int first)
 {
-    gemm_ukr_w(mr, NV, kc, pa, pb, ldb, c, ldc, first);
+    if (mr == MR) gemm_ukr_MRxNV(kc, pa, pb, ldb, c, ldc, first);
+    else if (mr == 8) gemm_ukr_8xNV(kc, pa, pb, ldb, c, ldc, first);
+    else if (mr == 4) gemm_ukr_4xNV(kc, pa, pb, ldb, c, ldc, first);
+    else if (mr == 2) gemm_ukr_2xNV(kc, pa, pb, ldb, c, ldc, first);
+    else gemm_ukr_1xNV(kc, pa, pb, ldb, c, ldc, first);
 }
 
 /* c[rows x cols] (=|+=) tile[rows x NR] (row stride NR), for edge tiles.
  * The column loop has the fixed trip count NR and tests j < cols: a loop
  * to cols would be turned into memcpy/memset calls by LLVM's loop-idiom
- * pass, and templates must not call libc. */
-ATTNC_TPL_INLINE void gemm_store_partial(float *restrict c, int64_t ldc, const float *restrict tile,
-                                         int64_t rows, int64_t cols, int first)
+ * pass, and templates must not call libc. Out of line: every micro-kernel
+ * variant's edge tiles use it. */
+static __attribute__((noinline)) void gemm_store_partial(float *restrict c, int64_t ldc, const float *restrict tile,
+                                                         int64_t rows, int64_t cols, int first)
 {
     for (int64_t i = 0; i < rows; i++) {
         float *ci = c + i * ldc;
@@ -232,12 +256,25 @@ ATTNC_TPL_INLINE void gemm_pack_panel(const float *restrict src, int64_t s_l, in
         PRAGMA_UNROLL for (int l = 0; l < P; l++) dst[k * P + l] = l < n ? src[l * s_l + k * s_k] : 0.0f;
 }
 
+/* the panel packers of A (MR lines) and B (NR lines), out of line (one
+   copy each: several drivers call them) */
+static __attribute__((noinline)) void gemm_pack_panel_a(const float *restrict src, int64_t s_l, int64_t s_k,
+                                                        int64_t n, int64_t kc, float *restrict dst)
+{
+    gemm_pack_panel(src, s_l, s_k, n, kc, dst, MR);
+}
+static __attribute__((noinline)) void gemm_pack_panel_b(const float *restrict src, int64_t s_l, int64_t s_k,
+                                                        int64_t n, int64_t kc, float *restrict dst)
+{
+    gemm_pack_panel(src, s_l, s_k, n, kc, dst, NR);
+}
+
 /* A rows [0,mc) x k [0,kc) (src already offset) -> ceil(mc/MR) panels of kc x MR */
 ATTNC_TPL_INLINE void gemm_pack_a(const float *restrict src, int64_t as_m, int64_t as_k, int64_t mc,
                                   int64_t kc, float *restrict dst)
 {
     for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc)
-        gemm_pack_panel(src + i0 * as_m, as_m, as_k, gemm_min(MR, mc - i0), kc, dst, MR);
+        gemm_pack_panel_a(src + i0 * as_m, as_m, as_k, gemm_min(MR, mc - i0), kc, dst);
 }
 
 /* B k [0,kc) x cols [0,nc) (src already offset) -> ceil(nc/NR) panels of kc x NR */
@@ -245,7 +282,7 @@ ATTNC_TPL_INLINE void gemm_pack_b(const float *restrict src, int64_t bs_k, int64
                                   int64_t nc, float *restrict dst)
 {
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc)
-        gemm_pack_panel(src + j0 * bs_n, bs_n, bs_k, gemm_min(NR, nc - j0), kc, dst, NR);
+        gemm_pack_panel_b(src + j0 * bs_n, bs_n, bs_k, gemm_min(NR, nc - j0), kc, dst);
 }
 
 /* ---- dot products (small M, B = W^T with W rows contiguous along k) ----
@@ -276,9 +313,11 @@ ATTNC_TPL_INLINE float gemm_hsum(attnc_vf v)
 ATTNC_TPL_INLINE attnc_vf gemm_tail(const float *row, int64_t K, gemm_vi keep)
 {
     if (K >= VW) return (attnc_vf)((gemm_vi)attnc_loadu(row + K - VW) & keep);
-    attnc_vf v = (attnc_vf){0};
-    PRAGMA_UNROLL for (int l = 0; l < VW; l++) if (l < K) v[l] = row[l];
-    return v;
+    float t[VW] __attribute__((aligned(64)));
+    /* (a loop, not unrolled: K < VW is rare and small; the select keeps
+       LLVM from making it a memcpy, which templates must not call) */
+    _Pragma("clang loop unroll(disable)") for (int l = 0; l < VW; l++) t[l] = l < K ? row[l] : 0.0f;
+    return attnc_loada(t);
 }
 
 /* c[i*ldc + j] = sum_k a[i*lda + k] * w[j*ldw + k] for i < rows <= md,
@@ -318,6 +357,19 @@ ATTNC_TPL_INLINE void gemm_dot_tile(const int md, const int nd, int64_t K, const
     PRAGMA_UNROLL for (int i = 0; i < md; i++)
         PRAGMA_UNROLL for (int j = 0; j < nd; j++)
             if (i < rows && j < cols) c[i * ldc + j] = gemm_hsum(acc[i][j]);
+}
+
+/* the two dot tiles the DOT path uses, out of line */
+static __attribute__((noinline)) void gemm_dot_tile_md(int64_t K, const float *restrict a, int64_t lda, int64_t rows,
+                                                       const float *restrict w, int64_t ldw, int64_t cols,
+                                                       float *restrict c, int64_t ldc)
+{
+    gemm_dot_tile(MD, ND, K, a, lda, rows, w, ldw, cols, c, ldc);
+}
+static __attribute__((noinline)) void gemm_dot_tile_1(int64_t K, const float *restrict a, const float *restrict w,
+                                                      int64_t ldw, int64_t cols, float *restrict c)
+{
+    gemm_dot_tile(1, ND1, K, a, 0, 1, w, ldw, cols, c, 0);
 }
 
 #endif
