@@ -1722,6 +1722,17 @@ Test(codegen, matmul_paths_and_batch_folding) {
     "yg = permute(xt, [0, 2, 1]) @ wr\n"
     "let p4 = x4 @ transpose(w)\n"
     "y4 = p4 + cast(index(p4, 0) * 10 + index(p4, 1) * 5 - index(p4, 2), f32) + bias\n";
+  /* the matmul tile [MC] or [MC, MS]: MS may be 0, nothing else may */
+  PassTarget pt;
+  cg_tile_target(NULL, &pt);
+  char err[256];
+  static const char *const good[] = {"matmul:96", "matmul:96,0", "matmul:96,64", "matmul:504,504"};
+  static const char *const bad[] = {"matmul:96,1,2", "matmul:0,5", "matmul:97", "matmul:96,-1",
+                                    "attention:0,64", "fused:0"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    cr_assert(pass_tile_check(good[i], &pt, err, sizeof err), "--tile=%s refused: %s", good[i], err);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert(!pass_tile_check(bad[i], &pt, err, sizeof err), "--tile=%s accepted", bad[i]);
   static const char *const packed_only[] = {NULL};
   static const char *const dflt[] = {"matmul:504,64", NULL};
   static const char *const small[] = {"matmul:504,504", NULL};

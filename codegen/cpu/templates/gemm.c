@@ -80,10 +80,46 @@ ATTNC_TPL_INLINE void gemm_macro(const float *pa_buf, const float *pb_buf, int64
     }
 }
 
-/* PACKED: both operands packed (any layouts) */
-ATTNC_TPL_INLINE void gemm_packed(const float *A, int64_t as_m, int64_t as_k, const float *B, int64_t bs_k,
-                                  int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0,
-                                  int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi, void *epi_ctx)
+/* DIRECT's columns of one packed mc x kc block of A: B read in place
+   (bs_n == 1) in NR-column panels (one row: 4 panels at a time while
+   they are whole); the last, partial panel is packed into pe_buf (reading
+   NR columns in place would pass the end of B) */
+ATTNC_TPL_INLINE void gemm_direct_cols(const float *pa_buf, const float *B, int64_t bs_k, float *pe_buf, int64_t mc,
+                                       int64_t kc, float *C, int64_t ldc, int64_t ic, int64_t n0, int64_t n1,
+                                       int first, int last, attnc_gemm_epi_fn epi, void *epi_ctx)
+{
+    int64_t jr = n0;
+    if (mc == 1)
+        for (; jr + 4 * NR <= n1; jr += 4 * NR) {
+            float *c = C + ic * ldc + jr;
+            gemm_ukr_1xGEMM_NV_WIDE(kc, pa_buf, B + jr, bs_k, c, ldc, first);
+            if (last && epi)
+                PRAGMA_UNROLL for (int q = 0; q < 4; q++) epi(epi_ctx, c + q * NR, ldc, ic, jr + q * NR, 1, NR);
+        }
+    for (; jr < n1; jr += NR) {
+        int64_t cols = gemm_min(NR, n1 - jr);
+        const float *pb = B + jr;
+        int64_t ldb = bs_k;
+        if (cols < NR) {
+            gemm_pack_panel_b(pb, 1, bs_k, cols, kc, pe_buf);
+            pb = pe_buf;
+            ldb = NR;
+        }
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t rows = gemm_min(MR, mc - ir);
+            float *c = C + (ic + ir) * ldc + jr;
+            gemm_tile_rows(kc, pa_buf + ir * kc, pb, ldb, c, ldc, rows, cols, first);
+            if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jr, rows, cols);
+        }
+    }
+}
+
+/* PACKED (direct 0: both operands packed, any layouts) and DIRECT (direct
+   1: B read in place, bs_n == 1): A packed per MC rows and KC chunk */
+ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_m, int64_t as_k, const float *B,
+                                   int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1,
+                                   int64_t n0, int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi,
+                                   void *epi_ctx)
 {
     float *pa_buf = scratch;
     float *pb_buf = scratch + (int64_t)MC_PAD * KC;
@@ -93,52 +129,15 @@ ATTNC_TPL_INLINE void gemm_packed(const float *A, int64_t as_m, int64_t as_k, co
             int64_t kc = gemm_min(KC, K - pc);
             int first = pc == 0, last = pc + kc == K;
             gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
+            if (direct) {
+                gemm_direct_cols(pa_buf, B + pc * bs_k, bs_k, pb_buf, mc, kc, C, ldc, ic, n0, n1, first, last, epi,
+                                 epi_ctx);
+                continue;
+            }
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nc = gemm_min(NC, n1 - jc);
                 gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
                 gemm_macro(pa_buf, pb_buf, mc, nc, kc, C, ldc, ic, jc, first, last, epi, epi_ctx);
-            }
-        }
-    }
-}
-
-/* DIRECT: B read in place (bs_n == 1); A packed; the last rows of a block
-   by the micro-kernel with the fewest rows that covers them */
-ATTNC_TPL_INLINE void gemm_direct(const float *A, int64_t as_m, int64_t as_k, const float *B, int64_t bs_k,
-                                  float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                                  int64_t K, float *scratch, attnc_gemm_epi_fn epi, void *epi_ctx)
-{
-    float *pa_buf = scratch;
-    float *pe_buf = scratch + (int64_t)MC_PAD * KC; /* the last, partial panel of B, padded */
-    for (int64_t ic = m0; ic < m1; ic += MC) {
-        int64_t mc = gemm_min(MC, m1 - ic);
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            int64_t kc = gemm_min(KC, K - pc);
-            int first = pc == 0, last = pc + kc == K;
-            gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
-            int64_t jr = n0;
-            if (mc == 1) /* one row: 4 NR-column panels at a time while they are whole */
-                for (; jr + 4 * NR <= n1; jr += 4 * NR) {
-                    float *c = C + ic * ldc + jr;
-                    gemm_ukr_1xGEMM_NV_WIDE(kc, pa_buf, B + pc * bs_k + jr, bs_k, c, ldc, first);
-                    if (last && epi)
-                        PRAGMA_UNROLL for (int q = 0; q < 4; q++) epi(epi_ctx, c + q * NR, ldc, ic, jr + q * NR, 1, NR);
-                }
-            for (; jr < n1; jr += NR) {
-                int64_t cols = gemm_min(NR, n1 - jr);
-                const float *pb = B + pc * bs_k + jr;
-                int64_t ldb = bs_k;
-                if (cols < NR) { /* reading NR columns in place would pass the end of B */
-                    gemm_pack_panel_b(pb, 1, bs_k, cols, kc, pe_buf);
-                    pb = pe_buf;
-                    ldb = NR;
-                }
-                for (int64_t ir = 0; ir < mc; ir += MR) {
-                    int64_t rows = gemm_min(MR, mc - ir);
-                    float *c = C + (ic + ir) * ldc + jr;
-                    gemm_tile_rows(kc, pa_buf + ir * kc, pb, ldb, c, ldc, rows, cols, first);
-                    if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jr, rows, cols);
-                }
             }
         }
     }
@@ -186,10 +185,10 @@ void attnc_tpl_gemm(int64_t path, const float *A, int64_t as_m, int64_t as_k, co
         gemm_dot(A, as_m, B, bs_n, C, ldc, m0, m1, n0, n1, K, epi, epi_ctx);
     } else if (path == ATTNC_GEMM_DIRECT && bs_n == 1) {
         GEMM_RAN(ATTNC_GEMM_DIRECT);
-        gemm_direct(A, as_m, as_k, B, bs_k, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(1, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     } else {
         GEMM_RAN(ATTNC_GEMM_PACKED);
-        gemm_packed(A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     }
 }
 
