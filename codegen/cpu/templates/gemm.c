@@ -145,7 +145,7 @@ ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_
 
 /* DOT: A rows and W rows (B = W^T: W row j at B + j*bs_n) contiguous
    along k; nothing packed. Per NR columns and MR rows (one epilogue tile),
-   MD x ND dot-product tiles (1 x ND1 for a single row). */
+   MD x ND dot-product tiles (1 x ND1 or 2 x ND1 for one or two rows). */
 ATTNC_TPL_INLINE void gemm_dot(const float *A, int64_t as_m, const float *B, int64_t bs_n, float *C, int64_t ldc,
                                int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, attnc_gemm_epi_fn epi,
                                void *epi_ctx)
@@ -161,6 +161,9 @@ ATTNC_TPL_INLINE void gemm_dot(const float *A, int64_t as_m, const float *B, int
                 if (r == 1) {
                     for (int64_t j = jb; j < jb + cols; j += ND1)
                         gemm_dot_tile_1(K, a, B + j * bs_n, bs_n, gemm_min(ND1, jb + cols - j), c + j);
+                } else if (r == 2 && MD > 2) {
+                    for (int64_t j = jb; j < jb + cols; j += ND1)
+                        gemm_dot_tile_2(K, a, as_m, B + j * bs_n, bs_n, gemm_min(ND1, jb + cols - j), c + j, ldc);
                 } else {
                     for (int64_t j = jb; j < jb + cols; j += ND)
                         gemm_dot_tile_md(K, a, as_m, r, B + j * bs_n, bs_n, gemm_min(ND, jb + cols - j), c + j,

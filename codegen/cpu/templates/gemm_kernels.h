@@ -35,6 +35,7 @@
 #define ND ATTNC_GEMM_ND
 #define ND1 ATTNC_GEMM_ND1
 #define GEMM_DOT_NMAX (ND > ND1 ? ND : ND1)
+#define GEMM_DOT_MMAX (MD > 2 ? MD : 2)
 /* vectors per row of the one-row micro-kernel of the DIRECT path */
 #define GEMM_NV_WIDE (NV * 4)
 #define GEMM_NV_MAX (GEMM_NV_WIDE)
@@ -327,10 +328,10 @@ ATTNC_TPL_INLINE void gemm_dot_tile(const int md, const int nd, int64_t K, const
                                     int64_t rows, const float *restrict w, int64_t ldw, int64_t cols,
                                     float *restrict c, int64_t ldc)
 {
-    const float *ar[MD], *wr[GEMM_DOT_NMAX];
+    const float *ar[GEMM_DOT_MMAX], *wr[GEMM_DOT_NMAX];
     PRAGMA_UNROLL for (int i = 0; i < md; i++) ar[i] = a + (i < rows ? i : rows - 1) * lda;
     PRAGMA_UNROLL for (int j = 0; j < nd; j++) wr[j] = w + (j < cols ? j : cols - 1) * ldw;
-    attnc_vf acc[MD][GEMM_DOT_NMAX];
+    attnc_vf acc[GEMM_DOT_MMAX][GEMM_DOT_NMAX];
     PRAGMA_UNROLL for (int i = 0; i < md; i++)
         PRAGMA_UNROLL for (int j = 0; j < nd; j++) acc[i][j] = (attnc_vf){0};
     int64_t kv = K / VW * VW;
@@ -359,12 +360,19 @@ ATTNC_TPL_INLINE void gemm_dot_tile(const int md, const int nd, int64_t K, const
             if (i < rows && j < cols) c[i * ldc + j] = gemm_hsum(acc[i][j]);
 }
 
-/* the two dot tiles the DOT path uses, out of line */
+/* the dot tiles the DOT path uses, out of line: MD x ND, 2 x ND1 (when
+   MD > 2: two rows would waste half of the MD-row tile), 1 x ND1 */
 static __attribute__((noinline)) void gemm_dot_tile_md(int64_t K, const float *restrict a, int64_t lda, int64_t rows,
                                                        const float *restrict w, int64_t ldw, int64_t cols,
                                                        float *restrict c, int64_t ldc)
 {
     gemm_dot_tile(MD, ND, K, a, lda, rows, w, ldw, cols, c, ldc);
+}
+static __attribute__((noinline)) void gemm_dot_tile_2(int64_t K, const float *restrict a, int64_t lda,
+                                                      const float *restrict w, int64_t ldw, int64_t cols,
+                                                      float *restrict c, int64_t ldc)
+{
+    gemm_dot_tile(2, ND1, K, a, lda, 2, w, ldw, cols, c, ldc);
 }
 static __attribute__((noinline)) void gemm_dot_tile_1(int64_t K, const float *restrict a, const float *restrict w,
                                                       int64_t ldw, int64_t cols, float *restrict c)
