@@ -9,6 +9,9 @@
  *       for later commands with the same LIB and THREADS. Calls are timed
  *       in batches of ~0.2 ms for SECONDS after a warm-up; the answer is
  *       the median and the minimum time per call over the batches.
+ *   peak THREADS                          -> "GFLOPS"
+ *       the fp32 FMA peak of THREADS threads (tools/peak.c, the probe
+ *       `attnc bench` uses: register-only FMA chains, best of three).
  *   triad THREADS                         -> "GBPS"
  *       STREAM-style triad a[i] = b[i] + s * c[i] on three arrays of 2^25
  *       floats (128 MiB each, far beyond the caches), split over THREADS
@@ -17,7 +20,7 @@
  *       STREAM).
  *   quit
  *
- * Build: cc -O2 -Iruntime bench/gemm/mm_worker.c -ldl -lpthread -lm */
+ * Build: cc -O2 -Iruntime -Itools bench/gemm/mm_worker.c tools/peak.c -ldl -lpthread -lm */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -27,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 #include "attnc.h"
+#include "peak.h"
 
 static double now(void)
 {
@@ -200,7 +204,10 @@ int main(void)
         int threads;
         double seconds;
         if (!strncmp(line, "quit", 4)) break;
-        if (sscanf(line, "triad %d", &threads) == 1) {
+        if (sscanf(line, "peak %d", &threads) == 1) {
+            char desc[128];
+            printf("%.2f\n", attnc_measure_peak(threads < 1 ? 1 : threads, desc, sizeof desc));
+        } else if (sscanf(line, "triad %d", &threads) == 1) {
             printf("%.2f\n", triad(threads < 1 ? 1 : threads));
         } else if (sscanf(line, "run %1023s %d %lf %255s", lib, &threads, &seconds, shape) == 4) {
             Loaded *L = load(lib, threads, ans, sizeof ans);

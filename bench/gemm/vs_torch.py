@@ -1,34 +1,43 @@
 #!/usr/bin/env python3
-"""vs_torch.py: attnc's generated matmuls against torch.mm (MKL), issue 15's
-"GEMM against torch.mm" grid; writes a markdown table.
+"""vs_torch.py: attnc's generated matmuls against torch.mm (MKL) on the
+shapes a server sees (issue 15's "GEMM against torch.mm"); writes a
+markdown table.
 
     /work/venv/bin/python bench/gemm/vs_torch.py [--rounds 5] [--seconds 0.3]
-        [--threads 2] [--out bench/gemm/vs_torch.md] [--attnc build/attnc]
+        [--threads 2] [--llama] [--out bench/gemm/vs_torch.md] [--attnc build/attnc]
 
-Points: M in {1, 4, 16, 64, 128, 1024} x K, N in {768, 3072}, f32, B = W^T
-with W[N, K] as nn.Linear stores it; and the linear layer over [32, 32, 256]
-against the same over [1, 1024, 256] (N = 1024: batch folding).
+Points, f32, B = W^T with W[N, K] as nn.Linear stores it:
+- M in {1, 2, 4, 8, 16, 32, 64, 128, 333, 1024} x (K, N) in {768, 3072}^2:
+  BERT-base / GPT-2's projections (768x768), FFN up (768x3072) and down
+  (3072x768), and issue 15's grid (M in {1, 4, 16, 64, 128, 1024}, K, N in
+  {768, 3072}); with --llama also K = N = 4096 (LLaMA-7B's projections);
+- linear layers over batched inputs, which attnc folds into one product
+  (the batch dims into M): [32, 32, 256] and [1, 1024, 256] -> 1024 (the
+  same rows, batched and not), [8, 128, 768] -> 768 (BERT-base, B = 8,
+  T = 128), [4, 1, 768] -> 3072 (decoding 4 sequences: M = 4 over batches).
 
 attnc side: each shape is a one-matmul model (`y = x @ transpose(w)`, the
-rows a run-time dim) compiled to a .so by attnc and run through its public
+rows run-time dims) compiled to a .so by attnc and run through its public
 API (attnc_run) by bench/gemm/mm_worker.c: what a user gets. torch side:
-torch.mm(x, w.t(), out=y) (torch.matmul for the batched case) with
+torch.mm(x, w.t(), out=y) (torch.matmul for the batched inputs) with
 torch.set_num_threads(THREADS). Each side lives in its own long-lived
 process (torch is imported once); the two are measured alternately, point
 by point, the order swapped every round, with a 0.3 s pause after each
 torch measurement so that its OpenMP threads stop spinning before attnc
 runs. A measurement times calls in batches of ~0.2 ms for SECONDS and
 gives the median time per call; the table shows the median over the
-rounds, GFLOP/s, GB/s of the compulsory traffic (x, w, y once: 4 (MK + NK +
-MN) bytes) and the ratio torch time / attnc time (> 1: attnc faster;
-issue 15's goal: >= 0.9 everywhere). For M = 1 the product is bound by
-memory bandwidth: the table gives the time the compulsory bytes take at
-the bandwidth of a STREAM-style triad measured in the same run (each
-round, 2 threads; the median), and each side's time as a multiple of it.
-A weight of at most 32 MB (the L3 of the machine this was written on)
-stays in the cache from one call to the next, so those M = 1 rows can
-beat the DRAM bound. The load average at the start and the end is
-printed: on a shared machine, compare only numbers from one run."""
+rounds, GFLOP/s (2 M N K FLOPs per call), the percentage of the fp32 FMA
+peak of THREADS threads (tools/peak.c's probe, run each round by the attnc
+worker; the best of the rounds), GB/s of the compulsory traffic (x, w, y
+once: 4 (MK + NK + MN) bytes) and the ratio torch time / attnc time
+(> 1: attnc faster; issue 15's goal: >= 0.9 everywhere). For M = 1 the
+product is bound by memory bandwidth: the table gives the time the
+compulsory bytes take at the bandwidth of a STREAM-style triad measured in
+the same run (each round, THREADS threads; the median), and each side's
+time as a multiple of it. A weight that fits the last-level cache stays
+there from one call to the next, so those M = 1 rows can beat the DRAM
+bound. The load average at the start and the end is printed: on a shared
+machine, compare only numbers from one run."""
 import argparse
 import os
 import statistics
@@ -141,6 +150,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--llama", action="store_true", help="also K = N = 4096")
     ap.add_argument("--out", default=os.path.join(HERE, "vs_torch.md"))
     ap.add_argument("--attnc", default=os.path.join(ROOT, "build", "attnc"))
     ap.add_argument("--torch-worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -151,17 +161,20 @@ def main():
     work = os.path.join(os.path.dirname(a.attnc), "bench-gemm", "vs_torch")
     os.makedirs(work, exist_ok=True)
     worker = os.path.join(work, "mm_worker")
-    subprocess.run(["cc", "-O2", "-I", os.path.join(ROOT, "runtime"), os.path.join(HERE, "mm_worker.c"),
+    subprocess.run(["cc", "-O2", "-I", os.path.join(ROOT, "runtime"), "-I", os.path.join(ROOT, "tools"),
+                    os.path.join(HERE, "mm_worker.c"), os.path.join(ROOT, "tools", "peak.c"),
                     "-ldl", "-lpthread", "-lm", "-o", worker], check=True)
 
     # points: (label, x shape, N)
     points = []
-    for K in (768, 3072):
-        for N in (768, 3072):
-            for M in (1, 4, 16, 64, 128, 1024):
-                points.append(("mm", (M, K), N))
+    kns = [(768, 768), (768, 3072), (3072, 768), (3072, 3072)] + ([(4096, 4096)] if a.llama else [])
+    for K, N in kns:
+        for M in (1, 2, 4, 8, 16, 32, 64, 128, 333, 1024):
+            points.append(("mm", (M, K), N))
     points.append(("linear", (1, 1024, 256), 1024))
     points.append(("linear", (32, 32, 256), 1024))
+    points.append(("linear", (8, 128, 768), 768))
+    points.append(("linear", (4, 1, 768), 3072))
     libs = {}
     for _, shape, N in points:
         key = (len(shape), shape[-1], N)
@@ -182,8 +195,10 @@ def main():
     tver = th.ask("version").split()[0]
     res = {p: {"attnc": [], "torch": []} for p in range(len(points))}
     triads = []
+    peaks = []
     for r in range(a.rounds):
         triads.append(float(at.ask(f"triad {a.threads}")))
+        peaks.append(float(at.ask(f"peak {a.threads}")))
         for i, (_, shape, N) in enumerate(points):
             so = libs[(len(shape), shape[-1], N)]
             xs = ",".join(str(v) for v in shape)
@@ -200,6 +215,7 @@ def main():
     th.close()
     load1 = loadavg()
     bw = statistics.median(triads)
+    peak = max(peaks)
 
     lines = []
     lines.append("# attnc matmuls against torch.mm\n")
@@ -207,14 +223,21 @@ def main():
                  f"on both sides; torch {tver}; {a.rounds} alternating rounds of {a.seconds} s per point and "
                  f"side, medians over the rounds.  \n")
     lines.append(f"Command: `/work/venv/bin/python bench/gemm/vs_torch.py --rounds {a.rounds} "
-                 f"--seconds {a.seconds} --threads {a.threads}`  \n")
+                 f"--seconds {a.seconds} --threads {a.threads}{' --llama' if a.llama else ''}`  \n")
     lines.append(f"Load average at start: {load0}; at end: {load1}.  \n")
     lines.append(f"Memory bandwidth (STREAM-style triad, {a.threads} threads, median of the rounds): "
-                 f"{bw:.1f} GB/s (rounds: {', '.join(f'{t:.1f}' for t in triads)}).\n")
-    lines.append("| case | M | K | N | torch us | attnc us | torch GFLOP/s | attnc GFLOP/s | attnc GB/s "
-                 "| speed vs torch | >= 0.9 | M = 1: bound us, torch / attnc x bound |")
+                 f"{bw:.1f} GB/s (rounds: {', '.join(f'{t:.1f}' for t in triads)}).  \n")
+    lines.append(f"fp32 FMA peak ({a.threads} threads, tools/peak.c, best of the rounds): {peak:.1f} GFLOP/s "
+                 f"(rounds: {', '.join(f'{t:.1f}' for t in peaks)}).\n")
+    lines.append("| case | M | K | N | torch us | attnc us | torch GFLOP/s (% peak) | attnc GFLOP/s (% peak) "
+                 "| attnc GB/s | speed vs torch | >= 0.9 | M = 1: bound us, torch / attnc x bound |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
+
+    def pct(gf):
+        """GFLOP/s as a percentage of the measured peak"""
+        return f"{100 * gf / peak:.0f}%" if peak > 0 else "?"
+
     for i, (label, shape, N) in enumerate(points):
         K = shape[-1]
         M = 1
@@ -231,8 +254,8 @@ def main():
             tb = by / (bw * 1e9) * 1e6
             bound = f"{tb:.1f}: {tt / tb:.2f} / {ta / tb:.2f}"
         case = label if label == "mm" else f"linear {'x'.join(str(v) for v in shape)}"
-        lines.append(f"| {case} | {M} | {K} | {N} | {tt:.1f} | {ta:.1f} | {fl / tt * 1e-3:.1f} | "
-                     f"{fl / ta * 1e-3:.1f} | {by / ta * 1e-3:.1f} | {ratio:.2f} | "
+        lines.append(f"| {case} | {M} | {K} | {N} | {tt:.1f} | {ta:.1f} | {fl / tt * 1e-3:.1f} ({pct(fl / tt * 1e-3)}) | "
+                     f"{fl / ta * 1e-3:.1f} ({pct(fl / ta * 1e-3)}) | {by / ta * 1e-3:.1f} | {ratio:.2f} | "
                      f"{'yes' if ratio >= 0.9 else '**no**'} | {bound} |")
     geo = 1.0
     for v in ratios:

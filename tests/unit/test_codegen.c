@@ -1738,9 +1738,15 @@ Test(codegen, matmul_paths_and_batch_folding) {
   static const char *const small[] = {"matmul:504,504", NULL};
   static const char *const none[] = {"matmul:24,0", NULL};
   const char *const *sets[] = {packed_only, dflt, small, none};
-  const char *defs[] = {"K=37 N=45", "K=1 N=1", "K=400 N=70", NULL};
-  /* B*T from 1 to 99: around MS = 64, one batch, one row per batch */
-  const char *dims[] = {"B=1 T=1", "B=3 T=33", "B=2 T=13", "B=7 T=1", "B=1 T=70", "B=5 T=5", NULL};
+  /* K and N below, around and above the vector width, the dot tiles and
+     the micro-kernel's NR; N = 131 > 4 NR: the one-row kernel's 4-panel
+     loop, then its last panels */
+  const char *defs[] = {"K=37 N=45", "K=1 N=1", "K=400 N=70", "K=19 N=131", NULL};
+  /* B*T from 1 to 99: M = 1, 2 and 3 (the one- and two-row kernels and
+     dot tiles, then a 2 + 1 split), as one batch and as batches of one row
+     (folded), around MS = 64 */
+  const char *dims[] = {"B=1 T=1", "B=1 T=2", "B=1 T=3", "B=2 T=1", "B=3 T=1", "B=3 T=33",
+                        "B=2 T=13", "B=7 T=1", "B=1 T=70", "B=5 T=5", NULL};
   for (int s = 0; s < 4; s++)
     for (int k = 0; defs[k]; k++) {
       g_tiles = s == 0 ? NULL : sets[s];
