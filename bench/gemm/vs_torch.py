@@ -257,13 +257,32 @@ def main():
         lines.append(f"| {case} | {M} | {K} | {N} | {tt:.1f} | {ta:.1f} | {fl / tt * 1e-3:.1f} ({pct(fl / tt * 1e-3)}) | "
                      f"{fl / ta * 1e-3:.1f} ({pct(fl / ta * 1e-3)}) | {by / ta * 1e-3:.1f} | {ratio:.2f} | "
                      f"{'yes' if ratio >= 0.9 else '**no**'} | {bound} |")
-    geo = 1.0
-    for v in ratios:
-        geo *= v
-    geo **= 1.0 / len(ratios)
     lines.append("")
-    lines.append(f"Geometric mean of the speed ratios: {geo:.2f}; points below 0.9: "
-                 f"{sum(1 for v in ratios if v < 0.9)} of {len(ratios)}.")
+
+    def summary(name, keep):
+        """geometric mean, worst point and points below 0.9 over the points keep() selects"""
+        sel = [(ratios[i], p) for i, p in enumerate(points) if keep(p)]
+        if not sel:
+            return
+        geo = 1.0
+        for v, _ in sel:
+            geo *= v
+        geo **= 1.0 / len(sel)
+        worst, (_, shape, N) = min(sel, key=lambda t: t[0])
+        lines.append(f"- {name}: geometric mean {geo:.2f}, worst {worst:.2f} "
+                     f"({'x'.join(str(v) for v in shape)} -> {N}), below 0.9: "
+                     f"{sum(1 for v, _ in sel if v < 0.9)} of {len(sel)}")
+
+    lines.append("Speed vs torch (torch time / attnc time):")
+    summary("every point", lambda p: True)
+    summary("serving shapes (M 1..333 x 768x768, 768x3072, 3072x768)",
+            lambda p: p[0] == "mm" and p[1][0] <= 333 and (p[1][1], p[2]) != (3072, 3072) and p[1][1] <= 3072)
+    summary("issue 15's grid (M in {1, 4, 16, 64, 128, 1024}, K, N in {768, 3072})",
+            lambda p: p[0] == "mm" and p[1][0] in (1, 4, 16, 64, 128, 1024) and p[1][1] <= 3072)
+    summary("M = 1 (bandwidth-bound)", lambda p: p[0] == "mm" and p[1][0] == 1)
+    summary("batched linear layers (folded)", lambda p: p[0] == "linear")
+    if a.llama:
+        summary("K = N = 4096", lambda p: p[0] == "mm" and p[1][1] == 4096)
     text = "\n".join(lines) + "\n"
     with open(a.out, "w") as f:
         f.write(text)
