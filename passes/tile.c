@@ -5,14 +5,27 @@
  *
  * The cost model (CPU; see also docs/architecture.md "Tiling"):
  *
- *   matmul     tile=[MC]: rows of A per task block.  The template packs an
- *              MC x KC block of A once and streams it through the register
- *              micro-kernel (MR x NR) against every packed KC x NR sliver
- *              of B, so the packed A block should stay in L2 while B
- *              slivers stream through L1: MC = the largest multiple of MR
- *              with MC * KC * 4 bytes <= 3/4 of L2, at most the template's
- *              scratch capacity (mm_mc_max), at least MR.
- *              (SPR, 2 MiB L2, KC 384: 1020; Zen 3, 512 KiB, KC 256: 384.)
+ *   matmul     tile=[MC, MS].  MC: rows of A per task block.  The
+ *              template packs an MC x KC block of A once and streams it
+ *              through the register micro-kernel (MR x NR) against every
+ *              packed KC x NR sliver of B, so the packed A block should
+ *              stay in L2 while B slivers stream through L1: MC = the
+ *              largest multiple of MR with MC * KC * 4 bytes <= 3/4 of L2,
+ *              at most the template's scratch capacity (mm_mc_max), at
+ *              least MR.  (SPR, 2 MiB L2, KC 384: 1020; Zen 4, 1 MiB:
+ *              504; Zen 3, 512 KiB, KC 256: 384.)
+ *              MS: the largest M (all rows of the product, batches folded
+ *              in) that takes the template's unpacked paths (B read in
+ *              place: DIRECT for B row-major, DOT for B = W^T); larger
+ *              products pack B.  Packing B costs O(N K) per call whatever
+ *              M is, so it pays only when M is large enough to reuse it.
+ *              bench/gemm/bench_paths.c (Zen 4, one thread, N = K = 768;
+ *              bench/gemm/README.md): with 16-float vectors DOT and
+ *              DIRECT reach the FMA peak from M = 4 on and beat PACKED by
+ *              1.1-4x up to M = 64 (even with it at 96-128), so MS = 64;
+ *              with 8-float vectors (16 registers: a 2 x 4 dot tile) DOT
+ *              falls behind PACKED above M = 16, so MS = 16.  0: always
+ *              PACKED.
  *   attention  tile=[BQ, BK]: query rows per task and keys per tile.  BQ
  *              and BK are the template's (64 x 64: the BQ x E Q^T tile, the
  *              BK x BQ score tile and the Ev x BQ accumulator, 64 KiB for
@@ -66,7 +79,9 @@ static int parse_spec(const char *spec, int *kind, int64_t *v, char *err, size_t
   while (*p) {
     char *end;
     long long x = strtoll(p, &end, 10);
-    if (end == p || x < 1 || x > (1LL << 40) || (*end && *end != ',') || n == IR_MAX_TILE) {
+    /* sizes are positive, but a matmul's MS may be 0 */
+    if (end == p || x < (*kind == IR_MATMUL && n == 1 ? 0 : 1) || x > (1LL << 40) || (*end && *end != ',') ||
+        n == IR_MAX_TILE) {
       snprintf(err, errlen, "--tile=%s: '%s' is not a list of positive sizes", spec, colon + 1);
       return -1;
     }
@@ -81,9 +96,10 @@ bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t er
   int64_t v[IR_MAX_TILE];
   int n = parse_spec(spec, &kind, v, err, errlen);
   if (n < 0) return false;
-  if (kind == IR_MATMUL && (n != 1 || v[0] % t->mm_mr || v[0] > t->mm_mc_max)) {
-    snprintf(err, errlen, "--tile=%s: a matmul tile is [MC], a multiple of %d (the micro-kernel's rows) "
-             "up to %d on this target", spec, t->mm_mr, t->mm_mc_max);
+  if (kind == IR_MATMUL && (n < 1 || n > 2 || v[0] < t->mm_mr || v[0] % t->mm_mr || v[0] > t->mm_mc_max)) {
+    snprintf(err, errlen, "--tile=%s: a matmul tile is [MC] or [MC, MS]: MC a multiple of %d (the micro-kernel's "
+             "rows) up to %d on this target, MS the largest M of the unpacked small-M paths (0: none)",
+             spec, t->mm_mr, t->mm_mc_max);
     return false;
   }
   if (kind == IR_ATTENTION && (n != 2 || v[0] % t->att_bq || v[0] > (1 << 20) || v[1] != t->att_bk)) {
@@ -160,6 +176,7 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
       if (mc > t->mm_mc_max) mc = rdown(t->mm_mc_max, t->mm_mr);
       if (mc < t->mm_mr) mc = t->mm_mr;
       v[nt++] = mc;
+      v[nt++] = t->vw == 16 ? 64 : 16; /* MS: see the header */
     } else if (kind == IR_ATTENTION) {
       v[nt++] = t->att_bq;
       v[nt++] = t->att_bk;

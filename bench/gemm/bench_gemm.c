@@ -112,7 +112,7 @@ typedef struct {
 static void *task_run(void *arg)
 {
     Task *t = arg;
-    attnc_tpl_gemm(t->A, t->as_m, t->as_k, t->B, t->bs_k, t->bs_n, t->C, t->ldc, t->m0, t->m1, 0,
+    attnc_tpl_gemm(ATTNC_GEMM_PACKED, t->A, t->as_m, t->as_k, t->B, t->bs_k, t->bs_n, t->C, t->ldc, t->m0, t->m1, 0,
                    t->N, t->K, t->scratch, NULL, NULL);
     return NULL;
 }

@@ -5,6 +5,8 @@
 #
 #   bench/gemm/run.sh            test + bench, both widths
 #   bench/gemm/run.sh test       correctness tests only (no OpenBLAS needed)
+#   bench/gemm/run.sh paths      the template's paths against each other
+#                                (bench_paths.c: small-M thresholds)
 #   ROUNDS=9 bench/gemm/run.sh   more timed rounds (default 5; 3 runs each)
 #   VWS=16 bench/gemm/run.sh     one width only
 #
@@ -48,11 +50,18 @@ for vw in $VWS; do
         BLASENV="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}"
     fi
     echo "== VW=$vw ($FLAGS)"
-    $CC -std=c11 -O2 -DVW=$vw $FLAGS -Wall -Wextra -I $TPL bench/gemm/test_gemm.c $TPL/gemm.c -lm \
+    $CC -std=c11 -O2 -DVW=$vw $FLAGS -Wall -Wextra -DATTNC_GEMM_PATH_HOOK=test_path_hook -I $TPL \
+        bench/gemm/test_gemm.c $TPL/gemm.c -lm \
         -o "$OUT/test_gemm_v$vw"
     if "$OUT/test_gemm_v$vw" > "$OUT/test_gemm_v$vw.log"; then tail -n 2 "$OUT/test_gemm_v$vw.log"
     else cat "$OUT/test_gemm_v$vw.log"; status=1; fi
     [ "$MODE" = test ] && continue
+    if [ "$MODE" = paths ]; then
+        $CC -std=c11 -O3 -DVW=$vw $FLAGS -Wall -Wextra -I $TPL bench/gemm/bench_paths.c $TPL/gemm.c -lm \
+            -o "$OUT/bench_paths_v$vw"
+        "$OUT/bench_paths_v$vw" "$ROUNDS"
+        continue
+    fi
     $CC -std=c11 -O3 -DVW=$vw $FLAGS -Wall -Wextra -I $TPL bench/gemm/bench_gemm.c $TPL/gemm.c \
         -lopenblas -lpthread -lm -o "$OUT/bench_gemm_v$vw"
     env $BLASENV "$OUT/bench_gemm_v$vw" "$ROUNDS"

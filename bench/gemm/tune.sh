@@ -20,7 +20,7 @@ i=0; list=""; objs=""
 for arg in "$@"; do
     label=${arg%%:*}; defs=${arg#*:}
     # shellcheck disable=SC2086
-    $CC -std=c11 -O3 -DVW=$VW $FLAGS $defs -Dattnc_tpl_gemm=gemm_c$i \
+    $CC -std=c11 -O3 -DVW=$VW $FLAGS $defs -Dattnc_tpl_gemm=gemm_c$i -Dattnc_tpl_gemm_plan=plan_c$i \
         -Dattnc_tpl_gemm_scratch_floats=scratch_c$i -I $TPL -c $TPL/gemm.c -o "$OUT/c$i.o"
     list="$list X($i, \"$label\")"
     objs="$objs $OUT/c$i.o"

@@ -16,10 +16,10 @@
 
 #include "tune_cfgs.h"
 
-typedef void (*GemmFn)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, float *,
+typedef void (*GemmFn)(int64_t, const float *, int64_t, int64_t, const float *, int64_t, int64_t, float *,
                        int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float *, void *, void *);
 #define X(i, label)                                                                                  \
-    void gemm_c##i(const float *, int64_t, int64_t, const float *, int64_t, int64_t, float *, int64_t, \
+    void gemm_c##i(int64_t, const float *, int64_t, int64_t, const float *, int64_t, int64_t, float *, int64_t, \
                    int64_t, int64_t, int64_t, int64_t, int64_t, float *, void *, void *);          \
     int64_t scratch_c##i(void);
 TUNE_CFGS
@@ -66,9 +66,9 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < K * N; i++) B[i] = (float)(i % 5) * 0.1f;
         for (int r = 0; r < rounds; r++)
             for (int c = 0; c < NCFG; c++) {
-                if (r == 0) cfg[c].gemm(A, K, 1, B, bt ? 1 : N, bt ? K : 1, C, N, 0, M, 0, N, K, scratch, 0, 0);
+                if (r == 0) cfg[c].gemm(0, A, K, 1, B, bt ? 1 : N, bt ? K : 1, C, N, 0, M, 0, N, K, scratch, 0, 0);
                 double t0 = now();
-                cfg[c].gemm(A, K, 1, B, bt ? 1 : N, bt ? K : 1, C, N, 0, M, 0, N, K, scratch, 0, 0);
+                cfg[c].gemm(0, A, K, 1, B, bt ? 1 : N, bt ? K : 1, C, N, 0, M, 0, N, K, scratch, 0, 0);
                 res[c][s][r] = 2.0 * M * N * K / (now() - t0) / 1e9;
             }
         free(A), free(B), free(C);

@@ -34,10 +34,6 @@ int64_t cg_scratch_floats(const Cg *cg) {
   return s;
 }
 
-static LLVMValueRef ceil_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, a, LLVMBuildSub(cg->B, b, ci64(cg, 1), ""), ""), b, "");
-}
-
 static LLVMValueRef smin(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
   return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, a, b, ""), a, b, "");
 }
@@ -92,6 +88,16 @@ static int epi_mode(Cg *cg, int id, int r) {
   return cg->plan->node[id].inner_unit ? 1 : 2;
 }
 
+/* The epilogue's context (i64 fields; built per task): */
+enum {
+  EPI_BATCH,  /* flat batch index of the task (0 when the batches are folded into M) */
+  EPI_MROWS,  /* rows per batch: a folded row gi is row gi % MROWS of batch gi / MROWS */
+  EPI_SHAPE0, /* the batch dims' sizes, then per extra operand x its base at this batch
+                 and its strides along the last two axes, then the fold-se fields */
+};
+static int epi_x0(int nb) { return EPI_SHAPE0 + nb; }
+static int epi_fold0(int nb, int nx) { return EPI_SHAPE0 + nb + 3 * nx; }
+
 /* What an epilogue body's params and indices read at row gi, columns gj..:
  * the product (param 0), operand k + 1 (param k) by its access mode. */
 typedef struct {
@@ -99,7 +105,6 @@ typedef struct {
   const IrNode *n;
   int nb;
   LLVMValueRef ctx, prod, mask, gi, gj;
-  LLVMValueRef *bidx;
   LLVMTypeRef v64;
 } EpiLeaf;
 
@@ -109,15 +114,24 @@ static LLVMValueRef epi_leaf(void *ctx, const IrNode *bn) {
   int r = e->n->type.rank;
   if (bn->op == IR_INDEX) {
     int ax = bn->a.axis;
-    if (ax < e->nb) return e->bidx[ax];
-    if (ax == r - 2) return cg_splat(cg, LLVMBuildTrunc(cg->B, e->gi, cg->i32, ""), cg->vi);
-    return LLVMBuildAdd(cg->B, cg_splat(cg, LLVMBuildTrunc(cg->B, e->gj, cg->i32, ""), cg->vi), cg_lane_ids(cg, cg->i32), "");
+    if (ax == r - 1)
+      return LLVMBuildAdd(cg->B, cg_splat(cg, LLVMBuildTrunc(cg->B, e->gj, cg->i32, ""), cg->vi), cg_lane_ids(cg, cg->i32), "");
+    /* row gi of the product: row gi % MROWS of batch (task batch + gi / MROWS) */
+    LLVMValueRef mrows = cg_ctx_i64(cg, e->ctx, EPI_MROWS), ix;
+    if (ax == r - 2) {
+      ix = LLVMBuildSRem(cg->B, e->gi, mrows, "");
+    } else {
+      ix = LLVMBuildAdd(cg->B, cg_ctx_i64(cg, e->ctx, EPI_BATCH), LLVMBuildSDiv(cg->B, e->gi, mrows, ""), "");
+      for (int d = e->nb - 1; d > ax; d--) ix = LLVMBuildSDiv(cg->B, ix, cg_ctx_i64(cg, e->ctx, EPI_SHAPE0 + d), "");
+      ix = LLVMBuildSRem(cg->B, ix, cg_ctx_i64(cg, e->ctx, EPI_SHAPE0 + ax), "");
+    }
+    return cg_splat(cg, LLVMBuildTrunc(cg->B, ix, cg->i32, ""), cg->vi);
   }
   if (bn->a.index == 0) return e->prod;
   int x = bn->a.index - 1, id = e->n->in[1 + bn->a.index];
   rt_dtype dt = cg->g->funcs[0].nodes[id].type.dt;
   LLVMTypeRef et = elt_ty(cg, dt), mt = LLVMVectorType(et, (unsigned)cg->vw);
-  int fx = e->nb + 3 * x;
+  int fx = epi_x0(e->nb) + 3 * x;
   LLVMValueRef base = cg_ctx_ptr(cg, e->ctx, fx), sm = cg_ctx_i64(cg, e->ctx, fx + 1), sn = cg_ctx_i64(cg, e->ctx, fx + 2);
   LLVMValueRef roff = LLVMBuildMul(cg->B, e->gi, sm, "");
   int mode = epi_mode(cg, id, r);
@@ -143,9 +157,8 @@ static LLVMValueRef epi_leaf(void *ctx, const IrNode *bn) {
 
 /* The epilogue of matmul node n as a gemm template callback
  *   void epi(ptr ctx, ptr tile, i64 ldc, i64 i, i64 j, i64 rows, i64 cols)
- * ctx: i64 fields: the batch indices [nb], then per extra operand its base
- * at this batch, its strides along the last two output axes. The body is
- * evaluated on rows of the tile, VW columns at a time (masked). */
+ * ctx: the EPI_* fields. The body is evaluated on rows of the tile, VW
+ * columns at a time (masked). */
 static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   const IrFunc *body = n->body >= 0 ? &cg->g->funcs[n->body] : NULL;
   int nx = n->nin - 2;
@@ -156,16 +169,14 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMValueRef ctx = LLVMGetParam(fn, 0), tile = LLVMGetParam(fn, 1), ldc = LLVMGetParam(fn, 2);
   LLVMValueRef i0 = LLVMGetParam(fn, 3), j0 = LLVMGetParam(fn, 4), rows = LLVMGetParam(fn, 5), cols = LLVMGetParam(fn, 6);
-  LLVMValueRef bidx[IR_MAX_RANK];
-  for (int d = 0; d < nb; d++) bidx[d] = cg_splat(cg, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, d), cg->i32, ""), cg->vi);
   LLVMValueRef acc = NULL, part = NULL;
   if (fold) { /* partial column sums of this tile: partial[(batch * nmr + i0 / MR) * N + j] */
-    int f0 = nb + 3 * nx;
-    LLVMValueRef bflat = cg_ctx_i64(cg, ctx, f0), nmr = cg_ctx_i64(cg, ctx, f0 + 2), N = cg_ctx_i64(cg, ctx, f0 + 3);
+    int f0 = epi_fold0(nb, nx);
+    LLVMValueRef bflat = cg_ctx_i64(cg, ctx, EPI_BATCH), nmr = cg_ctx_i64(cg, ctx, f0 + 1), N = cg_ctx_i64(cg, ctx, f0 + 2);
     LLVMValueRef prow = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, bflat, nmr, ""),
                                      LLVMBuildSDiv(cg->B, i0, ci64(cg, cg_fold_rows(cg, n->in[0])), ""), "");
     LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, prow, N, ""), j0, "");
-    part = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, f0 + 1), &off, 1, "");
+    part = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, f0), &off, 1, "");
     acc = LLVMBuildAlloca(cg->B, cg->vf, "acc");
   }
   LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)cg->vw);
@@ -182,7 +193,7 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   LLVMTypeRef fovl[] = {cg->vf, cg->ptr};
   LLVMValueRef prod = cg_intr(cg, "llvm.masked.load", fovl, 2,
                               (LLVMValueRef[]){tp, LLVMConstInt(cg->i32, 4, 0), mask, LLVMConstNull(cg->vf)}, 4);
-  EpiLeaf e = {cg, n, nb, ctx, prod, mask, gi, gj, bidx, v64};
+  EpiLeaf e = {cg, n, nb, ctx, prod, mask, gi, gj, v64};
   LLVMValueRef res = body ? cg_eval_body(cg, n->body, epi_leaf, &e) : prod;
   if (body)
     cg_intr(cg, "llvm.masked.store", fovl, 2, (LLVMValueRef[]){res, tp, LLVMConstInt(cg->i32, 4, 0), mask}, 4);
@@ -200,40 +211,46 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   return fn;
 }
 
+/* In run(): are value v's rows (stride rs) at one stride across the batch
+ * dims, as if the batch dims were part of the rows (rows of batch b start
+ * b * M rows after batch 0)?  Dims of size 1 do not count. */
+static LLVMValueRef rows_fold(Cg *cg, int v, LLVMValueRef rs, const CgVal *o, int nb, int r, LLVMValueRef M) {
+  LLVMValueRef ok = LLVMConstInt(cg->i1, 1, 0), expect = LLVMBuildMul(cg->B, M, rs, "");
+  for (int d = nb - 1; d >= 0; d--) {
+    LLVMValueRef one = LLVMBuildICmp(cg->B, LLVMIntEQ, o->shape[d], ci64(cg, 1), "");
+    LLVMValueRef same = LLVMBuildICmp(cg->B, LLVMIntEQ, bstride(cg, v, d, r), expect, "");
+    ok = LLVMBuildAnd(cg->B, ok, LLVMBuildOr(cg->B, one, same, ""), "");
+    expect = LLVMBuildMul(cg->B, expect, o->shape[d], "");
+  }
+  return ok;
+}
+
+/* A matmul: one attnc_tpl_gemm call per task. In run(), the product is
+ * planned by attnc_tpl_gemm_plan (path and task split); the batch dims
+ * are folded into M (one GEMM of batches * M rows) when B is the same
+ * matrix for every batch (a weight: every linear layer) and the rows of A,
+ * C and of every epilogue operand lie at one stride across the batches
+ * (dense activations), checked at run time on the strides; otherwise
+ * tasks run over (batch, row block, column block) triples. A folded
+ * squeeze (fold-se) keeps the batches apart: its partial sums are per
+ * batch. */
 void cg_matmul(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
   const CgVal *o = &cg->v[id], *a = &cg->v[n->in[0]], *b = &cg->v[n->in[1]];
   const IrNode *an = &cg->g->funcs[0].nodes[n->in[0]], *bn = &cg->g->funcs[0].nodes[n->in[1]];
   int r = n->type.rank, ra = an->type.rank, rb = bn->type.rank, nb = r - 2;
   int mr = cg->vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
-  int nr = cg->vw == 16 ? ATTNC_GEMM_NR_VW16 : ATTNC_GEMM_NR_VW8;
   int mc = cg->vw == 16 ? ATTNC_GEMM_MC_VW16 : ATTNC_GEMM_MC_VW8;
-  if (n->a.ntile >= 1) { /* the tile pass's MC */
-    if (n->a.tile[0] % mr || n->a.tile[0] > mc || n->a.tile[0] < mr) {
-      cg_error(cg, n, "matmul tile [%lld] is not a multiple of %d up to %d", (long long)n->a.tile[0], mr, mc);
+  int64_t ms = 0;
+  if (n->a.ntile >= 1) { /* the tile pass's MC (and MS) */
+    if (n->a.ntile > 2 || n->a.tile[0] % mr || n->a.tile[0] > mc || n->a.tile[0] < mr) {
+      cg_error(cg, n, "matmul tile [%lld..] is not [MC, MS] with MC a multiple of %d up to %d", (long long)n->a.tile[0],
+               mr, mc);
       return;
     }
     mc = (int)n->a.tile[0];
+    if (n->a.ntile == 2) ms = n->a.tile[1];
   }
-  LLVMValueRef M = o->shape[r - 2], N = o->shape[r - 1], K = a->shape[ra - 1];
-  /* task split: blocks of MC rows; split N too when there are too few blocks */
-  LLVMValueRef nbatch = ci64(cg, 1);
-  for (int d = 0; d < nb; d++) nbatch = LLVMBuildMul(cg->B, nbatch, o->shape[d], "");
-  LLVMValueRef T = LLVMBuildSExt(cg->B, cg_call(cg, "rt_exec_threads", cg->i32, (LLVMTypeRef[]){cg->ptr}, 1, &cg->ex), cg->i64, "");
-  /* rows per block: MC, or fewer (a multiple of MR) so that every thread gets work */
-  LLVMValueRef mrows = ceil_div(cg, M, T);
-  mrows = LLVMBuildMul(cg->B, ceil_div(cg, mrows, ci64(cg, mr)), ci64(cg, mr), "");
-  LLVMValueRef mb = smin(cg, ci64(cg, mc), mrows);
-  LLVMValueRef nm = ceil_div(cg, M, mb);
-  LLVMValueRef blocks = LLVMBuildMul(cg->B, nbatch, nm, "");
-  LLVMValueRef want = LLVMBuildMul(cg->B, T, ci64(cg, 2), "");
-  LLVMValueRef need = ceil_div(cg, want, blocks);
-  LLVMValueRef ncols = LLVMBuildMul(cg->B, ceil_div(cg, ceil_div(cg, N, need), ci64(cg, nr)), ci64(cg, nr), "");
-  LLVMValueRef nbk = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, blocks, want, ""), ncols, N, "");
-  nbk = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, nbk, ci64(cg, 1), ""), ci64(cg, 1), nbk, "");
-  LLVMValueRef nn = ceil_div(cg, N, nbk);
-  LLVMValueRef ntasks = LLVMBuildMul(cg->B, blocks, nn, "");
-
   int nx = n->nin - 2;
   int fold_id = cg->plan->node[id].fold_user;
   bool fold = fold_id >= 0, epi_on = n->body >= 0 || fold;
@@ -245,30 +262,60 @@ void cg_matmul(Cg *cg, int id) {
     cg_error(cg, n, "a matmul epilogue needs an f32 result, not %s", rt_dtype_name(n->type.dt));
     return;
   }
-  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(17 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
+  LLVMValueRef M = o->shape[r - 2], N = o->shape[r - 1], K = a->shape[ra - 1];
+  LLVMValueRef as_m = a->stride[ra - 2], as_k = a->stride[ra - 1], bs_k = b->stride[rb - 2], bs_n = b->stride[rb - 1];
+  LLVMValueRef nbatch = ci64(cg, 1);
+  for (int d = 0; d < nb; d++) nbatch = LLVMBuildMul(cg->B, nbatch, o->shape[d], "");
+  /* batch folding: B the same for every batch, A and the epilogue
+     operands' rows at one stride (C is dense) */
+  LLVMValueRef folded = LLVMConstInt(cg->i1, !fold && nb > 0, 0);
+  for (int d = 0; d < nb && !fold; d++) {
+    LLVMValueRef one = LLVMBuildICmp(cg->B, LLVMIntEQ, o->shape[d], ci64(cg, 1), "");
+    LLVMValueRef b0 = LLVMBuildICmp(cg->B, LLVMIntEQ, bstride(cg, n->in[1], d, r), ci64(cg, 0), "");
+    folded = LLVMBuildAnd(cg->B, folded, LLVMBuildOr(cg->B, one, b0, ""), "");
+  }
+  if (nb > 0 && !fold) {
+    folded = LLVMBuildAnd(cg->B, folded, rows_fold(cg, n->in[0], as_m, o, nb, r, M), "");
+    for (int x = 0; x < nx; x++)
+      folded = LLVMBuildAnd(cg->B, folded, rows_fold(cg, n->in[2 + x], bstride(cg, n->in[2 + x], r - 2, r), o, nb, r, M), "");
+  }
+  LLVMValueRef rowsM = LLVMBuildSelect(cg->B, folded, LLVMBuildMul(cg->B, nbatch, M, ""), M, "");
+  LLVMValueRef batches = LLVMBuildSelect(cg->B, folded, ci64(cg, 1), nbatch, "");
+  /* the plan: path and task split */
+  LLVMValueRef plan = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, 6), "plan");
+  LLVMValueRef T = LLVMBuildSExt(cg->B, cg_call(cg, "rt_exec_threads", cg->i32, (LLVMTypeRef[]){cg->ptr}, 1, &cg->ex), cg->i64, "");
+  LLVMTypeRef ppt[] = {cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr};
+  cg_call(cg, "attnc_tpl_gemm_plan", cg->vd, ppt, 12,
+          (LLVMValueRef[]){batches, rowsM, N, K, as_m, as_k, bs_k, bs_n, T, ci64(cg, mc), ci64(cg, ms), plan});
+  LLVMValueRef pf[6];
+  for (int q = 0; q < 6; q++) pf[q] = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, plan, (LLVMValueRef[]){ci64(cg, q)}, 1, ""), "");
+
+  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(20 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
   int k = 0;
   f[k++] = a->ptr;                        /* 0 */
   f[k++] = b->ptr;                        /* 1 */
   f[k++] = o->ptr;                        /* 2 */
-  f[k++] = M;                             /* 3 */
+  f[k++] = rowsM;                         /* 3 M (all batches' rows when folded) */
   f[k++] = N;                             /* 4 */
   f[k++] = K;                             /* 5 */
-  f[k++] = a->stride[ra - 2];             /* 6 as_m */
-  f[k++] = a->stride[ra - 1];             /* 7 as_k */
-  f[k++] = b->stride[rb - 2];             /* 8 bs_k */
-  f[k++] = b->stride[rb - 1];             /* 9 bs_n */
-  f[k++] = mb;                            /* 10 */
-  f[k++] = nbk;                           /* 11 */
-  f[k++] = nm;                            /* 12 */
-  f[k++] = nn;                            /* 13 */
-  f[k++] = cg_scratch_base(cg);              /* 14 */
-  for (int d = 0; d < nb; d++) {          /* 15 + 4d: shape, a/b/c strides */
+  f[k++] = as_m;                          /* 6 */
+  f[k++] = as_k;                          /* 7 */
+  f[k++] = bs_k;                          /* 8 */
+  f[k++] = bs_n;                          /* 9 */
+  f[k++] = pf[1];                         /* 10 mb */
+  f[k++] = pf[2];                         /* 11 nb */
+  f[k++] = pf[3];                         /* 12 nm */
+  f[k++] = pf[4];                         /* 13 nn */
+  f[k++] = cg_scratch_base(cg);           /* 14 */
+  f[k++] = pf[0];                         /* 15 path */
+  f[k++] = M;                             /* 16 rows per batch */
+  for (int d = 0; d < nb; d++) {          /* 17 + 4d: shape, a/b/c strides */
     f[k++] = o->shape[d];
     f[k++] = bstride(cg, n->in[0], d, r);
     f[k++] = bstride(cg, n->in[1], d, r);
     f[k++] = o->stride[d];
   }
-  int xf0 = k;                            /* 15 + 4nb + (1 + r)x: epilogue operand ptr, strides */
+  int xf0 = k;                            /* 17 + 4nb + (1 + r)x: epilogue operand ptr, strides */
   for (int x = 0; x < nx; x++) {
     int xid = n->in[2 + x];
     f[k++] = cg->v[xid].ptr;
@@ -280,6 +327,7 @@ void cg_matmul(Cg *cg, int id) {
     f[k++] = cg->v[fold_id].aux_ptr;
     f[k++] = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, M, ci64(cg, mr - 1), ""), ci64(cg, mr), "");
   }
+  LLVMValueRef ntasks = pf[5];
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
@@ -305,14 +353,23 @@ void cg_matmul(Cg *cg, int id) {
   cg_task_remember(cg, key, task);
   free(key);
   LLVMValueRef mctx = LLVMConstPointerNull(cg->ptr);
-  if (epi_on) mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, nb + 3 * nx + 4), "epictx");
+  if (epi_on) mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, epi_fold0(nb, nx) + 3), "epictx");
   LLVMValueRef A = cg_ctx_ptr(cg, ctx, 0), B = cg_ctx_ptr(cg, ctx, 1), C = cg_ctx_ptr(cg, ctx, 2);
   LLVMValueRef tM = cg_ctx_i64(cg, ctx, 3), tN = cg_ctx_i64(cg, ctx, 4), tK = cg_ctx_i64(cg, ctx, 5);
-  LLVMValueRef asm_ = cg_ctx_i64(cg, ctx, 6), ask = cg_ctx_i64(cg, ctx, 7), bsk = cg_ctx_i64(cg, ctx, 8),
-               bsn = cg_ctx_i64(cg, ctx, 9), tmb = cg_ctx_i64(cg, ctx, 10), tnb = cg_ctx_i64(cg, ctx, 11),
-               tnm = cg_ctx_i64(cg, ctx, 12), tnn = cg_ctx_i64(cg, ctx, 13);
+  LLVMValueRef tasm = cg_ctx_i64(cg, ctx, 6), task_ = cg_ctx_i64(cg, ctx, 7), tbsk = cg_ctx_i64(cg, ctx, 8),
+               tbsn = cg_ctx_i64(cg, ctx, 9), tmb = cg_ctx_i64(cg, ctx, 10), tnb = cg_ctx_i64(cg, ctx, 11),
+               tnm = cg_ctx_i64(cg, ctx, 12), tnn = cg_ctx_i64(cg, ctx, 13), tpath = cg_ctx_i64(cg, ctx, 15);
   LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, 14),
       (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
+  /* the epilogue's fields that do not change with the task */
+  LLVMValueRef fixed[2 + IR_MAX_RANK];
+  int nfixed = 0;
+  if (epi_on) {
+    fixed[nfixed++] = ci64(cg, EPI_MROWS), fixed[nfixed++] = cg_ctx_i64(cg, ctx, 16);
+    for (int d = 0; d < nb; d++) fixed[nfixed++] = ci64(cg, EPI_SHAPE0 + d), fixed[nfixed++] = cg_ctx_i64(cg, ctx, 17 + 4 * d);
+  }
+  for (int q = 0; q < nfixed; q += 2)
+    LLVMBuildStore(cg->B, fixed[q + 1], LLVMBuildGEP2(cg->B, cg->i64, mctx, &fixed[q], 1, ""));
   CgLoop t;
   cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
   LLVMValueRef per = LLVMBuildMul(cg->B, tnm, tnn, "");
@@ -322,23 +379,21 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef *xoff = malloc(sizeof(LLVMValueRef) * (size_t)(nx + 1));
   for (int x = 0; x < nx; x++) xoff[x] = ci64(cg, 0);
   for (int d = nb - 1; d >= 0; d--) {
-    LLVMValueRef sh = cg_ctx_i64(cg, ctx, 15 + 4 * d);
+    LLVMValueRef sh = cg_ctx_i64(cg, ctx, 17 + 4 * d);
     LLVMValueRef ix = LLVMBuildSRem(cg->B, brem, sh, "");
     brem = LLVMBuildSDiv(cg->B, brem, sh, "");
-    if (epi_on) {
-      LLVMValueRef at = ci64(cg, d);
-      LLVMBuildStore(cg->B, ix, LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
-      for (int x = 0; x < nx; x++)
-        xoff[x] = LLVMBuildAdd(cg->B, xoff[x], LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, xf0 + x * (1 + r) + 1 + d), ""), "");
-    }
-    aoff = LLVMBuildAdd(cg->B, aoff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 16 + 4 * d), ""), "");
-    boff = LLVMBuildAdd(cg->B, boff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 17 + 4 * d), ""), "");
-    coff = LLVMBuildAdd(cg->B, coff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 18 + 4 * d), ""), "");
+    for (int x = 0; x < nx; x++)
+      xoff[x] = LLVMBuildAdd(cg->B, xoff[x], LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, xf0 + x * (1 + r) + 1 + d), ""), "");
+    aoff = LLVMBuildAdd(cg->B, aoff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 18 + 4 * d), ""), "");
+    boff = LLVMBuildAdd(cg->B, boff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 19 + 4 * d), ""), "");
+    coff = LLVMBuildAdd(cg->B, coff, LLVMBuildMul(cg->B, ix, cg_ctx_i64(cg, ctx, 20 + 4 * d), ""), "");
   }
   LLVMValueRef m0 = LLVMBuildMul(cg->B, mi, tmb, ""), n0 = LLVMBuildMul(cg->B, ni, tnb, "");
   LLVMValueRef m1 = smin(cg, LLVMBuildAdd(cg->B, m0, tmb, ""), tM), n1 = smin(cg, LLVMBuildAdd(cg->B, n0, tnb, ""), tN);
-  LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->i64, cg->ptr, cg->i64, cg->i64, cg->ptr, cg->i64,
-                      cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+  if (epi_on) {
+    LLVMValueRef at = ci64(cg, EPI_BATCH);
+    LLVMBuildStore(cg->B, bi, LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
+  }
   for (int x = 0; x < nx; x++) { /* epilogue operands: base at this batch, strides along the last two axes */
     int fx = xf0 + x * (1 + r);
     rt_dtype dt = cg->g->funcs[0].nodes[n->in[2 + x]].type.dt;
@@ -346,21 +401,23 @@ void cg_matmul(Cg *cg, int id) {
     LLVMValueRef vals[3] = {LLVMBuildPtrToInt(cg->B, base, cg->i64, ""), cg_ctx_i64(cg, ctx, fx + 1 + r - 2),
                             cg_ctx_i64(cg, ctx, fx + 1 + r - 1)};
     for (int q = 0; q < 3; q++) {
-      LLVMValueRef at = ci64(cg, nb + 3 * x + q);
+      LLVMValueRef at = ci64(cg, epi_x0(nb) + 3 * x + q);
       LLVMBuildStore(cg->B, vals[q], LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
     }
   }
   free(xoff);
-  if (fold) { /* flat batch index, partials base, rows of partials, columns */
-    LLVMValueRef vals[4] = {bi, cg_ctx_i64(cg, ctx, pf0), cg_ctx_i64(cg, ctx, pf0 + 1), tN};
-    for (int q = 0; q < 4; q++) {
-      LLVMValueRef at = ci64(cg, nb + 3 * nx + q);
+  if (fold) { /* partials base, rows of partials per batch, columns */
+    LLVMValueRef vals[3] = {cg_ctx_i64(cg, ctx, pf0), cg_ctx_i64(cg, ctx, pf0 + 1), tN};
+    for (int q = 0; q < 3; q++) {
+      LLVMValueRef at = ci64(cg, epi_fold0(nb, nx) + q);
       LLVMBuildStore(cg->B, vals[q], LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
     }
   }
-  LLVMValueRef args[] = {fptr(cg, A, aoff), asm_, ask, fptr(cg, B, boff), bsk, bsn, fptr(cg, C, coff), tN,
+  LLVMTypeRef pt[] = {cg->i64, cg->ptr, cg->i64, cg->i64, cg->ptr, cg->i64, cg->i64, cg->ptr, cg->i64,
+                      cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+  LLVMValueRef args[] = {tpath, fptr(cg, A, aoff), tasm, task_, fptr(cg, B, boff), tbsk, tbsn, fptr(cg, C, coff), tN,
                          m0, m1, n0, n1, tK, scratch, epi, mctx};
-  cg_call(cg, "attnc_tpl_gemm", cg->vd, pt, 16, args);
+  cg_call(cg, "attnc_tpl_gemm", cg->vd, pt, 17, args);
   cg_loop_end(cg, &t);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);

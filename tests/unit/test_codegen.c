@@ -1674,6 +1674,114 @@ Test(codegen, thread_counts_same_bits) {
   model_free(&md);
 }
 
+/* Matmul paths and batch folding (codegen/cpu/kernels.c, templates/gemm.c).
+   The template's plan picks the path from the whole product's M (batches
+   folded in), N, K and layouts: PACKED, DIRECT (B row-major, read in
+   place) or DOT (B = W^T, no packing) up to MS rows (the matmul tile's
+   second value). Every output below runs under four tile settings: no
+   tile pass (PACKED only), the default MS, MS = 504 (DIRECT / DOT for
+   every product here) and MS = 0, each against the interpreter, and:
+   - ya (a linear layer over [B, T, K], folded into one product of B*T
+     rows) must have the same bits as yb (the same rows as one [B*T, K]
+     product): they take the same path only when the batches are folded
+     (with MS = 64 and B*T > 64, a batch-by-batch product would take DOT
+     and the folded one PACKED: another summation order);
+   - results do not depend on the thread count.
+   The other outputs cover epilogues (bias, gelu, residual, scaling, row
+   and batch indices) on every path, with and without folding: A not at
+   one row stride across batches (a permuted view), B per batch, an
+   epilogue operand per batch but not per row, two batch dims, a
+   row-major weight (DIRECT) and a transposed one (DOT). */
+Test(codegen, matmul_paths_and_batch_folding) {
+  const char *prog =
+    "model t_mmpaths\n"
+    "param K = 37\n"
+    "param N = 45\n"
+    "dim B, T\n"
+    "input x: f32[B, T, K]\n"
+    "input xt: f32[B, K, T]\n"
+    "input x4: f32[B, 2, T, K]\n"
+    "input res: f32[B, T, N]\n"
+    "input rowb: f32[B, 1, N]\n"
+    "input wb: f32[B, N, K]\n"
+    "weight w: f32[N, K] = \"fc.weight\"\n"
+    "weight bias: f32[N] = \"fc.bias\"\n"
+    "weight wr: f32[K, N] = \"fc2.weight\"\n"
+    "output ya: f32[B, T, N]\n output yb: f32[B * T, N]\n output yh: f32[B, T, N]\n output yc: f32[B, T, N]\n"
+    "output yd: f32[B, T, N]\n output ye: f32[B, T, N]\n output yf: f32[B, T, N]\n output yg: f32[B, T, N]\n"
+    "output y4: f32[B, 2, T, N]\n"
+    "ya = linear(x, w, bias)\n"
+    "yb = linear(reshape(x, [B * T, K]), w, bias)\n"
+    "yh = gelu(linear(x, w, bias)) + res\n"
+    "yc = gelu(x @ wr + bias) * 2.0 + res\n"
+    "yd = linear(permute(xt, [0, 2, 1]), w) + rowb\n"
+    "let pe = x @ transpose(wb, 1, 2)\n"
+    "ye = pe + cast(index(pe, 0) * 3 - index(pe, 1), f32)\n"
+    "let pf = linear(x, w)\n"
+    "yf = pf * 0.5 + cast(index(pf, 0) * 100 + index(pf, 1) * 7 + index(pf, 2), f32)\n"
+    "yg = permute(xt, [0, 2, 1]) @ wr\n"
+    "let p4 = x4 @ transpose(w)\n"
+    "y4 = p4 + cast(index(p4, 0) * 10 + index(p4, 1) * 5 - index(p4, 2), f32) + bias\n";
+  /* the matmul tile [MC] or [MC, MS]: MS may be 0, nothing else may */
+  PassTarget pt;
+  cg_tile_target(NULL, &pt);
+  char err[256];
+  static const char *const good[] = {"matmul:96", "matmul:96,0", "matmul:96,64", "matmul:504,504"};
+  static const char *const bad[] = {"matmul:96,1,2", "matmul:0,5", "matmul:97", "matmul:96,-1",
+                                    "attention:0,64", "fused:0"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    cr_assert(pass_tile_check(good[i], &pt, err, sizeof err), "--tile=%s refused: %s", good[i], err);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert(!pass_tile_check(bad[i], &pt, err, sizeof err), "--tile=%s accepted", bad[i]);
+  static const char *const packed_only[] = {NULL};
+  static const char *const dflt[] = {"matmul:504,64", NULL};
+  static const char *const small[] = {"matmul:504,504", NULL};
+  static const char *const none[] = {"matmul:24,0", NULL};
+  const char *const *sets[] = {packed_only, dflt, small, none};
+  /* K and N below, around and above the vector width, the dot tiles and
+     the micro-kernel's NR; N = 131 > 4 NR: the one-row kernel's 4-panel
+     loop, then its last panels */
+  const char *defs[] = {"K=37 N=45", "K=1 N=1", "K=400 N=70", "K=19 N=131", NULL};
+  /* B*T from 1 to 99: M = 1, 2 and 3 (the one- and two-row kernels and
+     dot tiles, then a 2 + 1 split), as one batch and as batches of one row
+     (folded), around MS = 64 */
+  const char *dims[] = {"B=1 T=1", "B=1 T=2", "B=1 T=3", "B=2 T=1", "B=3 T=1", "B=3 T=33",
+                        "B=2 T=13", "B=7 T=1", "B=1 T=70", "B=5 T=5", NULL};
+  for (int s = 0; s < 4; s++)
+    for (int k = 0; defs[k]; k++) {
+      g_tiles = s == 0 ? NULL : sets[s];
+      Model md;
+      model_compile(&md, "t_mmpaths", prog, defs[k]);
+      g_tiles = NULL;
+      check_dimsets(&md, dims, NULL, TOL, 0);
+      for (int i = 0; dims[i]; i++) { /* ya and yb: the same bits */
+        Data d;
+        data_make(&d, &md, dims[i], NULL);
+        attnc_instance *inst = inst_new(&d, 2);
+        attnc_tensor out[MAXT];
+        outputs_alloc(&d, inst, out);
+        run_into(&d, inst, out);
+        cr_assert(!memcmp(out[0].data, out[1].data, (size_t)count(&out[0]) * sizeof(float)),
+                  "%s, tile set %d: the linear layer over [B, T, K] and over [B*T, K] give different bits "
+                  "(are the batches folded into one product?)", d.where, s);
+        outputs_free(&d, out);
+        md.destroy(inst);
+        data_free(&d);
+      }
+      check_thread_counts(&md, "B=3 T=33");
+      model_free(&md);
+    }
+  /* fold-se's partial sums (one row per MR rows of a batch) written by the
+     unpacked paths' epilogues */
+  g_tiles = small;
+  Model se;
+  model_compile_file(&se, "examples/se_encoder.attn", "D=48 H=3 F=80 R=4");
+  g_tiles = NULL;
+  const char *sedims[] = {"B=2 T=13", "B=1 T=30", "B=3 T=1", NULL};
+  check_dimsets(&se, sedims, NULL, TOL, 0);
+  model_free(&se);
+}
+
 typedef struct {
   Data *d;
   attnc_instance *inst;

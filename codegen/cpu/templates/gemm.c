@@ -1,7 +1,9 @@
-/* gemm.c: the matrix-multiply template (see tpl.h for the contract).
+/* gemm.c: the matrix-multiply template (see tpl.h for the contract): three
+ * paths for one product, chosen per call by attnc_tpl_gemm_plan from the
+ * whole call's M, N, K and operand layouts, never from the thread count.
  *
- * BLIS-style, with the loop order and blocking BLIS uses on x86 (its "A"
- * is our B here: C is row-major, so the vector dimension is N):
+ * PACKED (any M; BLIS-style, with the loop order and blocking BLIS uses on
+ * x86; its "A" is our B here: C is row-major, so the vector dimension is N):
  *
  *   for ic in M by MC:                     rows of this call's block
  *     for pc in K by KC:
@@ -12,198 +14,39 @@
  *           for jr in NC by NR:            B micro-panels stream from L2
  *             micro-kernel: C tile (MR x NR, in registers) (=|+=) A panel * B panel
  *
+ * The last rows of a block (fewer than MR) take the micro-kernel of 1, 2,
+ * 4 or 8 rows that covers them.
+ *
+ * DIRECT (small M, B's columns contiguous: x @ W with W[K, N]): the same
+ * loops and micro-kernels with B read in place (no B packing, which costs
+ * more than the product itself when M is small), A packed (M x KC, cheap);
+ * a single row takes 4 NR-column panels at once. Each C element is the
+ * same chain of FMAs as in PACKED: the same bits.
+ *
+ * DOT (small M, B = W^T with W[N, K] rows contiguous along k, A rows
+ * contiguous: every nn.Linear): no packing at all; each W row is streamed
+ * once per MR rows of A (read from memory once per call when M <= MR) and
+ * multiplied as dot products: MD x ND vector accumulators along k, one
+ * horizontal sum per output. M = 1 is a GEMV bound by memory bandwidth.
+ *
  * Micro-panels are [k][MR] and [k][NR], zero padded at the edges, so the
- * micro-kernel always runs the full MR x NR tile; edge tiles are computed
- * into a local tile and only the valid part is copied. The first K chunk
- * stores C, later ones add to it (so C is never read before it is
- * written); after the last chunk the epilogue runs on each finished tile
- * while it is still in L1. */
-#include "tpl_common.h"
-#include "tpl.h"
+ * micro-kernel always runs whole tiles; edge tiles are computed into a
+ * local tile and only the valid part is copied. The first K chunk stores
+ * C, later ones add to it (so C is never read before it is written);
+ * after the last chunk the epilogue runs on each finished tile while it is
+ * still in L1. The building blocks are in gemm_kernels.h. */
+#include "gemm_kernels.h"
 
-#pragma clang fp contract(fast)
-
-#define MR ATTNC_GEMM_MR
-#define NR ATTNC_GEMM_NR
-#define KC ATTNC_GEMM_KC
-#define MC ATTNC_GEMM_MC
-#define NC ATTNC_GEMM_NC
-#define NV (NR / VW)
-#define MC_PAD (((MC) + (MR) - 1) / (MR) * (MR))
-#define NC_PAD (((NC) + (NR) - 1) / (NR) * (NR))
-
-#if NR % VW != 0
-#error "NR must be a multiple of VW"
-#endif
-/* keeps the packed B block (after MC_PAD*KC floats of A) and per-thread
-   scratch slices 64-byte aligned */
-#if KC % 16 != 0
-#error "KC must be a multiple of 16"
+/* Tests only (bench/gemm/test_gemm.c builds with -DATTNC_GEMM_PATH_HOOK=fn):
+   fn(p) reports which driver ran a call: a path, or 3 for K = 0. */
+#ifdef ATTNC_GEMM_PATH_HOOK
+void ATTNC_GEMM_PATH_HOOK(int path);
+#define GEMM_RAN(p) ATTNC_GEMM_PATH_HOOK(p)
+#else
+#define GEMM_RAN(p) ((void)0)
 #endif
 
-#define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
-
-ATTNC_TPL_INLINE int64_t gemm_min(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* ---- micro-kernel: c[MR x NR] (=|+=) pa[MR x kc] * pb[kc x NR] ----
- * pa: kc groups of MR floats, pb: kc groups of NR floats (64-byte aligned). */
-ATTNC_TPL_INLINE void gemm_ukr(int64_t kc, const float *restrict pa, const float *restrict pb,
-                               float *restrict c, int64_t ldc, int first)
-{
-    attnc_vf acc[MR][NV];
-    PRAGMA_UNROLL for (int i = 0; i < MR; i++)
-        PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = (attnc_vf){0};
-
-    /* Prefetch the C tile now: it is needed after the k loop (thousands of
-       cycles away), and on the first K chunk its lines are not in cache
-       (the stores would stall on read-for-ownership misses). Measured:
-       +40% on K <= KC shapes. (Software prefetch of the A/B panels was
-       measured too: no gain, the hardware prefetchers follow them.) */
-    PRAGMA_UNROLL for (int i = 0; i < MR; i++) {
-        PRAGMA_UNROLL for (int v = 0; v < NR; v += 16) __builtin_prefetch(c + i * ldc + v, 1, 3);
-        __builtin_prefetch(c + i * ldc + NR - 1, 1, 3); /* C rows need not be 64-byte aligned */
-    }
-
-    _Pragma("clang loop unroll_count(4)")
-    for (int64_t k = 0; k < kc; k++) {
-        attnc_vf b[NV];
-        PRAGMA_UNROLL for (int v = 0; v < NV; v++) b[v] = attnc_loada(pb + v * VW);
-        PRAGMA_UNROLL for (int i = 0; i < MR; i++) {
-            float a = pa[i];
-            PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
-        }
-        pa += MR;
-        pb += NR;
-    }
-
-    if (first) {
-        PRAGMA_UNROLL for (int i = 0; i < MR; i++)
-            PRAGMA_UNROLL for (int v = 0; v < NV; v++) attnc_storeu(c + i * ldc + v * VW, acc[i][v]);
-    } else {
-        PRAGMA_UNROLL for (int i = 0; i < MR; i++)
-            PRAGMA_UNROLL for (int v = 0; v < NV; v++) {
-                float *p = c + i * ldc + v * VW;
-                attnc_storeu(p, attnc_loadu(p) + acc[i][v]);
-            }
-    }
-}
-
-/* ---- packing ----
- * Both operands are packed by one routine: a panel of P "lines" (P = MR rows
- * of A, or NR columns of B) by kc steps of k goes to dst[k*P + line],
- * element (line, k) read at src[line*s_l + k*s_k]; lines >= n (edges) are
- * zero. Three cases:
- *   s_l == 1: each k step is P contiguous floats: vector copy;
- *   s_k == 1: each line is contiguous in k (row-major A, or B = W^T with
- *             W[out, in]): 4x4 transposes with 128-bit shuffles (one load
- *             and one store per 4 elements instead of one per element);
- *   otherwise: element by element. */
-typedef float v4 __attribute__((vector_size(16)));
-typedef float v4u __attribute__((vector_size(16), aligned(4)));
-typedef float v2u __attribute__((vector_size(8), aligned(4)));
-
-ATTNC_TPL_INLINE void gemm_pack_panel(const float *restrict src, int64_t s_l, int64_t s_k, int64_t n,
-                                      int64_t kc, float *restrict dst, const int P)
-{
-    if (n == P && s_l == 1) {
-        for (int64_t k = 0; k < kc; k++) {
-            const float *s = src + k * s_k;
-            float *d = dst + k * P;
-            int l = 0;
-            PRAGMA_UNROLL for (; l + VW <= P; l += VW) attnc_storeu(d + l, attnc_loadu(s + l));
-            PRAGMA_UNROLL for (; l + 4 <= P; l += 4) *(v4u *)(d + l) = *(const v4u *)(s + l);
-            PRAGMA_UNROLL for (; l < P; l++) d[l] = s[l];
-        }
-        return;
-    }
-    if (s_k == 1) {
-        int64_t k = 0;
-        for (; k + 4 <= kc; k += 4) {
-            const float *s = src + k;
-            float *d = dst + k * P;
-            int l = 0;
-            PRAGMA_UNROLL for (; l + 4 <= P; l += 4) {
-                v4 r0, r1, r2, r3;
-                if (l + 4 <= n) {
-                    r0 = *(const v4u *)(s + (l + 0) * s_l);
-                    r1 = *(const v4u *)(s + (l + 1) * s_l);
-                    r2 = *(const v4u *)(s + (l + 2) * s_l);
-                    r3 = *(const v4u *)(s + (l + 3) * s_l);
-                } else {
-                    r0 = r1 = r2 = r3 = (v4){0};
-                    if (l + 0 < n) r0 = *(const v4u *)(s + (l + 0) * s_l);
-                    if (l + 1 < n) r1 = *(const v4u *)(s + (l + 1) * s_l);
-                    if (l + 2 < n) r2 = *(const v4u *)(s + (l + 2) * s_l);
-                }
-                v4 t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5); /* r0[0] r1[0] r0[1] r1[1] */
-                v4 t1 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
-                v4 t2 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
-                v4 t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
-                *(v4u *)(d + 0 * P + l) = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
-                *(v4u *)(d + 1 * P + l) = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
-                *(v4u *)(d + 2 * P + l) = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
-                *(v4u *)(d + 3 * P + l) = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
-            }
-            if (P % 4 >= 2) { /* two lines left: interleave them */
-                v4 r0 = (v4){0}, r1 = (v4){0};
-                if (l + 0 < n) r0 = *(const v4u *)(s + (l + 0) * s_l);
-                if (l + 1 < n) r1 = *(const v4u *)(s + (l + 1) * s_l);
-                v4 t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
-                v4 t1 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
-                *(v2u *)(d + 0 * P + l) = __builtin_shufflevector(t0, t0, 0, 1);
-                *(v2u *)(d + 1 * P + l) = __builtin_shufflevector(t0, t0, 2, 3);
-                *(v2u *)(d + 2 * P + l) = __builtin_shufflevector(t1, t1, 0, 1);
-                *(v2u *)(d + 3 * P + l) = __builtin_shufflevector(t1, t1, 2, 3);
-                l += 2;
-            }
-            PRAGMA_UNROLL for (; l < P; l++)
-                PRAGMA_UNROLL for (int t = 0; t < 4; t++) d[t * P + l] = l < n ? s[l * s_l + t] : 0.0f;
-        }
-        for (; k < kc; k++)
-            PRAGMA_UNROLL for (int l = 0; l < P; l++) dst[k * P + l] = l < n ? src[l * s_l + k] : 0.0f;
-        return;
-    }
-    /* (fixed trip count with a select, not a zero-fill loop: LLVM would turn
-       that into a memset call, and templates must not call libc) */
-    for (int64_t k = 0; k < kc; k++)
-        PRAGMA_UNROLL for (int l = 0; l < P; l++) dst[k * P + l] = l < n ? src[l * s_l + k * s_k] : 0.0f;
-}
-
-/* A rows [0,mc) x k [0,kc) (src already offset) -> ceil(mc/MR) panels of kc x MR */
-ATTNC_TPL_INLINE void gemm_pack_a(const float *restrict src, int64_t as_m, int64_t as_k, int64_t mc,
-                                  int64_t kc, float *restrict dst)
-{
-    for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc)
-        gemm_pack_panel(src + i0 * as_m, as_m, as_k, gemm_min(MR, mc - i0), kc, dst, MR);
-}
-
-/* B k [0,kc) x cols [0,nc) (src already offset) -> ceil(nc/NR) panels of kc x NR */
-ATTNC_TPL_INLINE void gemm_pack_b(const float *restrict src, int64_t bs_k, int64_t bs_n, int64_t kc,
-                                  int64_t nc, float *restrict dst)
-{
-    for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc)
-        gemm_pack_panel(src + j0 * bs_n, bs_n, bs_k, gemm_min(NR, nc - j0), kc, dst, NR);
-}
-
-/* ---- driver ---- */
-
-/* c[rows x cols] (=|+=) tile[MR x NR] (row stride NR), for edge tiles.
- * The column loop has the fixed trip count NR and tests j < cols: a loop
- * to cols would be turned into memcpy/memset calls by LLVM's loop-idiom
- * pass, and templates must not call libc. */
-ATTNC_TPL_INLINE void gemm_store_partial(float *restrict c, int64_t ldc, const float *restrict tile,
-                                         int64_t rows, int64_t cols, int first)
-{
-    for (int64_t i = 0; i < rows; i++) {
-        float *ci = c + i * ldc;
-        const float *ti = tile + i * NR;
-        if (first) {
-            PRAGMA_UNROLL for (int j = 0; j < NR; j++) if (j < cols) ci[j] = ti[j];
-        } else {
-            PRAGMA_UNROLL for (int j = 0; j < NR; j++) if (j < cols) ci[j] += ti[j];
-        }
-    }
-}
+/* ---- drivers ---- */
 
 /* K = 0: zeros, then the epilogue, tile by tile */
 ATTNC_TPL_INLINE void gemm_zero_block(float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0,
@@ -230,39 +73,67 @@ ATTNC_TPL_INLINE void gemm_macro(const float *pa_buf, const float *pb_buf, int64
         const float *pa = pa_buf + ir * kc;
         for (int64_t jr = 0; jr < nc; jr += NR) {
             int64_t cols = gemm_min(NR, nc - jr);
-            const float *pb = pb_buf + jr * kc;
             float *c = C + (ic + ir) * ldc + jc + jr;
-            if (rows == MR && cols == NR) {
-                gemm_ukr(kc, pa, pb, c, ldc, first);
-            } else {
-                float tile[MR * NR] __attribute__((aligned(64)));
-                gemm_ukr(kc, pa, pb, tile, NR, 1);
-                gemm_store_partial(c, ldc, tile, rows, cols, first);
-            }
+            gemm_tile_rows(kc, pa, pb_buf + jr * kc, NR, c, ldc, rows, cols, first);
             if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jc + jr, rows, cols);
         }
     }
 }
 
-ATTNC_TPL_INLINE void gemm_impl(const float *A, int64_t as_m, int64_t as_k, const float *B,
-                                int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0,
-                                int64_t m1, int64_t n0, int64_t n1, int64_t K, float *scratch,
-                                attnc_gemm_epi_fn epi, void *epi_ctx)
+/* DIRECT's columns of one packed mc x kc block of A: B read in place
+   (bs_n == 1) in NR-column panels (one row: 4 panels at a time while
+   they are whole); the last, partial panel is packed into pe_buf (reading
+   NR columns in place would pass the end of B) */
+ATTNC_TPL_INLINE void gemm_direct_cols(const float *pa_buf, const float *B, int64_t bs_k, float *pe_buf, int64_t mc,
+                                       int64_t kc, float *C, int64_t ldc, int64_t ic, int64_t n0, int64_t n1,
+                                       int first, int last, attnc_gemm_epi_fn epi, void *epi_ctx)
 {
-    if (m1 <= m0 || n1 <= n0) return;
-    if (K <= 0) {
-        gemm_zero_block(C, ldc, m0, m1, n0, n1, epi, epi_ctx);
-        return;
+    int64_t jr = n0;
+    if (mc == 1)
+        for (; jr + 4 * NR <= n1; jr += 4 * NR) {
+            float *c = C + ic * ldc + jr;
+            gemm_ukr_1xGEMM_NV_WIDE(kc, pa_buf, B + jr, bs_k, c, ldc, first);
+            if (last && epi)
+                PRAGMA_UNROLL for (int q = 0; q < 4; q++) epi(epi_ctx, c + q * NR, ldc, ic, jr + q * NR, 1, NR);
+        }
+    for (; jr < n1; jr += NR) {
+        int64_t cols = gemm_min(NR, n1 - jr);
+        const float *pb = B + jr;
+        int64_t ldb = bs_k;
+        if (cols < NR) {
+            gemm_pack_panel_b(pb, 1, bs_k, cols, kc, pe_buf);
+            pb = pe_buf;
+            ldb = NR;
+        }
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t rows = gemm_min(MR, mc - ir);
+            float *c = C + (ic + ir) * ldc + jr;
+            gemm_tile_rows(kc, pa_buf + ir * kc, pb, ldb, c, ldc, rows, cols, first);
+            if (last && epi) epi(epi_ctx, c, ldc, ic + ir, jr, rows, cols);
+        }
     }
+}
+
+/* PACKED (direct 0: both operands packed, any layouts) and DIRECT (direct
+   1: B read in place, bs_n == 1): A packed per MC rows and KC chunk */
+ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_m, int64_t as_k, const float *B,
+                                   int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1,
+                                   int64_t n0, int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi,
+                                   void *epi_ctx)
+{
     float *pa_buf = scratch;
     float *pb_buf = scratch + (int64_t)MC_PAD * KC;
-
     for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = gemm_min(MC, m1 - ic);
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = gemm_min(KC, K - pc);
             int first = pc == 0, last = pc + kc == K;
             gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
+            if (direct) {
+                gemm_direct_cols(pa_buf, B + pc * bs_k, bs_k, pb_buf, mc, kc, C, ldc, ic, n0, n1, first, last, epi,
+                                 epi_ctx);
+                continue;
+            }
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nc = gemm_min(NC, n1 - jc);
                 gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
@@ -272,11 +143,107 @@ ATTNC_TPL_INLINE void gemm_impl(const float *A, int64_t as_m, int64_t as_k, cons
     }
 }
 
-void attnc_tpl_gemm(const float *A, int64_t as_m, int64_t as_k, const float *B, int64_t bs_k,
-                    int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0,
-                    int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi, void *epi_ctx)
+/* DOT: A rows and W rows (B = W^T: W row j at B + j*bs_n) contiguous
+   along k; nothing packed. Per NR columns and MR rows (one epilogue tile),
+   MD x ND dot-product tiles (1 x ND1 or 2 x ND1 for one or two rows). */
+ATTNC_TPL_INLINE void gemm_dot(const float *A, int64_t as_m, const float *B, int64_t bs_n, float *C, int64_t ldc,
+                               int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, attnc_gemm_epi_fn epi,
+                               void *epi_ctx)
 {
-    gemm_impl(A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    for (int64_t jb = n0; jb < n1; jb += NR) {
+        int64_t cols = gemm_min(NR, n1 - jb);
+        for (int64_t ig = m0; ig < m1; ig += MR) {
+            int64_t rows = gemm_min(MR, m1 - ig);
+            for (int64_t i = ig; i < ig + rows; i += MD) {
+                int64_t r = gemm_min(MD, ig + rows - i);
+                const float *a = A + i * as_m;
+                float *c = C + i * ldc;
+                if (r == 1) {
+                    for (int64_t j = jb; j < jb + cols; j += ND1)
+                        gemm_dot_tile_1(K, a, B + j * bs_n, bs_n, gemm_min(ND1, jb + cols - j), c + j);
+                } else if (r == 2 && MD > 2) {
+                    for (int64_t j = jb; j < jb + cols; j += ND1)
+                        gemm_dot_tile_2(K, a, as_m, B + j * bs_n, bs_n, gemm_min(ND1, jb + cols - j), c + j, ldc);
+                } else {
+                    for (int64_t j = jb; j < jb + cols; j += ND)
+                        gemm_dot_tile_md(K, a, as_m, r, B + j * bs_n, bs_n, gemm_min(ND, jb + cols - j), c + j,
+                                         ldc);
+                }
+            }
+            if (epi) epi(epi_ctx, C + ig * ldc + jb, ldc, ig, jb, rows, cols);
+        }
+    }
+}
+
+void attnc_tpl_gemm(int64_t path, const float *A, int64_t as_m, int64_t as_k, const float *B, int64_t bs_k,
+                    int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                    int64_t K, float *scratch, attnc_gemm_epi_fn epi, void *epi_ctx)
+{
+    if (m1 <= m0 || n1 <= n0) return;
+    if (K <= 0) {
+        GEMM_RAN(3);
+        gemm_zero_block(C, ldc, m0, m1, n0, n1, epi, epi_ctx);
+    } else if (path == ATTNC_GEMM_DOT && as_k == 1 && bs_k == 1) {
+        GEMM_RAN(ATTNC_GEMM_DOT);
+        gemm_dot(A, as_m, B, bs_n, C, ldc, m0, m1, n0, n1, K, epi, epi_ctx);
+    } else if (path == ATTNC_GEMM_DIRECT && bs_n == 1) {
+        GEMM_RAN(ATTNC_GEMM_DIRECT);
+        gemm_blocked(1, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    } else {
+        GEMM_RAN(ATTNC_GEMM_PACKED);
+        gemm_blocked(0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    }
+}
+
+/* ---- plan: the path and the task split of one product ---- */
+
+ATTNC_TPL_INLINE int64_t gemm_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+ATTNC_TPL_INLINE int64_t gemm_rup(int64_t a, int64_t m) { return gemm_cdiv(a, m) * m; }
+
+void attnc_tpl_gemm_plan(int64_t batches, int64_t M, int64_t N, int64_t K, int64_t as_m, int64_t as_k,
+                         int64_t bs_k, int64_t bs_n, int64_t threads, int64_t mc, int64_t ms,
+                         attnc_gemm_plan *p)
+{
+    (void)as_m;
+    if (mc < MR) mc = MR;
+    mc = mc / MR * MR;
+    if (ms > mc) ms = mc;
+    p->path = ATTNC_GEMM_PACKED;
+    if (M <= ms && K > 0) {
+        if (as_k == 1 && bs_k == 1) p->path = ATTNC_GEMM_DOT;
+        else if (bs_n == 1) p->path = ATTNC_GEMM_DIRECT;
+    }
+    /* tasks: none smaller than ATTNC_GEMM_TASK_FMAS multiply-adds (then a
+       tiny product is one task: its rows are blocked by the template's
+       MC), and a multiple of the threads used while there are few */
+    int64_t work = batches * M * N * (K > 0 ? K : 1);
+    int64_t target = work / ATTNC_GEMM_TASK_FMAS;
+    if (target > threads) target = threads;
+    if (target < 1) target = 1;
+    /* row blocks: as few as the packed A block allows, of equal size */
+    int64_t nm = p->path == ATTNC_GEMM_PACKED && target > 1 ? gemm_cdiv(M, mc) : 1;
+    int64_t blocks = batches * nm, f = 1; /* f: splits wanted per block */
+    if (blocks < target) f = gemm_cdiv(target, blocks);
+    else if (blocks < 4 * target && blocks % target) { /* few blocks, the last round not full */
+        if (batches == 1) nm = gemm_rup(nm, target); /* equal row blocks, one round each */
+        else f = 2;                                  /* halves: a finer last round */
+    }
+    int64_t mb = gemm_rup(gemm_cdiv(M, nm), MR), nb = N;
+    if (f > 1) {
+        /* splitting M repacks B per part, splitting N repacks A: split the
+           longer side (the unpacked paths always split N) */
+        if (p->path == ATTNC_GEMM_PACKED && M >= N && M >= 2 * MR)
+            mb = gemm_rup(gemm_cdiv(M, nm * f), MR);
+        else
+            nb = gemm_rup(gemm_cdiv(N, f), NR);
+    }
+    if (mb > M) mb = M;
+    if (nb > N) nb = N;
+    p->mb = mb;
+    p->nb = nb;
+    p->nm = gemm_cdiv(M, mb);
+    p->nn = gemm_cdiv(N, nb);
+    p->tasks = batches * p->nm * p->nn;
 }
 
 int64_t attnc_tpl_gemm_scratch_floats(void) { return ATTNC_GEMM_SCRATCH_FLOATS; }
