@@ -322,6 +322,10 @@ int cmd_compile(int argc, char **argv) {
       goto fail_paths;
     }
   }
+  if ((p.want[K_SO] || p.want[K_OBJ]) && !cg_check_library(&p.tgt, p.want[K_SO], cerr, sizeof cerr)) {
+    tool_fail("%s", cerr); /* cross-compiling: attnc's runtime for the target, a cross linker for a .so */
+    goto fail_paths;
+  }
   p.tgt.opt_level = tool_llvm_level(&c);
   /* staged now: a bad path fails before the work; committed in this order
      (a header before its library or object) */
