@@ -150,13 +150,9 @@ bool cg_emit_module(Cg *cg) {
     char why[512];
     size_t size;
     const unsigned char *rt = foreign_runtime(cg->triple, &size, why, sizeof why);
-    if (!rt) { /* (the driver asks cg_check_library first) */
-      fprintf(stderr, "attnc: %s\n", why);
-      LLVMDisposeMessage(dl);
-      LLVMDisposeModule(parts[0]);
-      return false;
-    }
-    parts[nparts++] = load_bitcode(cg, rt, size, "runtime");
+    /* without it, LLVM IR and assembly are still written; an object or a
+       library is refused first (the driver asks cg_check_library) */
+    if (rt) parts[nparts++] = load_bitcode(cg, rt, size, "runtime");
   }
   for (int i = 0; i < nparts; i++) {
     LLVMSetTarget(parts[i], cg->triple);

@@ -3,10 +3,10 @@
  * under qemu (generated libraries carry no .npy reader, so this one has
  * its own: float32, C order, versions 1-3).
  *
- *   run_model WEIGHTS|- IN.npy ... -- OUT.npy ...
+ *   run_model WEIGHTS|- NAME=IN.npy ... -- NAME=OUT.npy ...
  *
  * Built with -DMODEL=name -DHEADER='"name.h"' (MODEL_create, ...).
- * Inputs in the model's input order; every output is NaN-filled, run and
+ * Every input and output is named; outputs are NaN-filled, run and
  * written.  It prints describe's target first.  Exit 1 with the library's
  * message on any failure. */
 #include <math.h>
@@ -88,15 +88,26 @@ int main(int argc, char **argv) {
   if (API(describe)(&info)) die("describe", "failed");
   printf("%s\n", info.target);
   if (API(create)(&opt, &m)) die("create", API(error)(NULL));
-  if (argc < 2) die("usage", "run_model WEIGHTS|- IN.npy ... -- OUT.npy ...");
+  if (argc < 2) die("usage", "run_model WEIGHTS|- NAME=IN.npy ... -- NAME=OUT.npy ...");
   if (strcmp(argv[1], "-") && API(load_weights)(m, argv[1])) die("weights", API(error)(m));
   int nin = info.ninputs, nout = info.noutputs, a = 2;
   attnc_tensor *in = calloc((size_t)nin + 1, sizeof *in), *out = calloc((size_t)nout + 1, sizeof *out);
-  for (int i = 0; i < nin; i++, a++) {
-    if (a >= argc) die("usage", "too few inputs");
-    read_npy(argv[a], &in[i]);
+  const char **outfile = calloc((size_t)nout + 1, sizeof *outfile);
+  for (int side = 0; side < 2; side++, a++) { /* inputs, then (after --) outputs */
+    int n = side ? nout : nin;
+    const attnc_tensor_info *ti = side ? info.outputs : info.inputs;
+    for (; a < argc && strcmp(argv[a], "--"); a++) {
+      char *eq = strchr(argv[a], '=');
+      int i = 0;
+      if (eq) *eq = 0;
+      while (eq && i < n && strcmp(ti[i].name, argv[a])) i++;
+      if (!eq || i == n) die(argv[a], "not NAME=FILE with a NAME of the model");
+      if (side) outfile[i] = eq + 1;
+      else read_npy(eq + 1, &in[i]);
+    }
+    for (int i = 0; i < n; i++)
+      if (side ? !outfile[i] : !in[i].data) die(ti[i].name, "no file given");
   }
-  if (a >= argc || strcmp(argv[a++], "--") || argc - a != nout) die("usage", "give -- and one file per output");
   if (API(output_shapes)(m, in, nin, out, nout)) die("output_shapes", API(error)(m));
   for (int o = 0; o < nout; o++) {
     float *p = malloc((size_t)count(&out[o]) * sizeof *p + 1);
@@ -104,7 +115,7 @@ int main(int argc, char **argv) {
     out[o].data = p;
   }
   if (API(run)(m, in, nin, out, nout)) die("run", API(error)(m));
-  for (int o = 0; o < nout; o++) write_npy(argv[a + o], &out[o]);
+  for (int o = 0; o < nout; o++) write_npy(outfile[o], &out[o]);
   API(destroy)(m);
   return 0;
 }
