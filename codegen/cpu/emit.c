@@ -134,6 +134,17 @@ static void set_target_attrs(Cg *cg, LLVMValueRef f) {
                                                               (unsigned)strlen(cg->features)));
 }
 
+/* Multi-target: does a variant call function `name` that this module
+ * defines (the runtime, when it is linked in as bitcode)?  It stays
+ * global until the variants are linked in. */
+static bool needed_by_variants(Cg *cg, const char *name) {
+  for (int i = 1; i <= cg->nvariants; i++) {
+    LLVMValueRef f = cg->variants[i]->M ? LLVMGetNamedFunction(cg->variants[i]->M, name) : NULL;
+    if (f && LLVMIsDeclaration(f)) return true;
+  }
+  return false;
+}
+
 bool cg_emit_module(Cg *cg) {
   if (cg->optimized) return true;
   LLVMTargetDataRef td = LLVMCreateTargetDataLayout(cg->tm);
@@ -177,8 +188,8 @@ bool cg_emit_module(Cg *cg) {
     set_target_attrs(cg, f);
     size_t len;
     const char *name = LLVMGetValueName2(f, &len);
-    if (!exported(cg, name)) LLVMSetLinkage(f, LLVMInternalLinkage);
-    else LLVMSetVisibility(f, LLVMDefaultVisibility);
+    if (exported(cg, name)) LLVMSetVisibility(f, LLVMDefaultVisibility);
+    else if (!needed_by_variants(cg, name)) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   for (LLVMValueRef g = LLVMGetFirstGlobal(cg->M); g; g = LLVMGetNextGlobal(g))
     if (!LLVMIsDeclaration(g) && g != cg->desc) LLVMSetLinkage(g, LLVMInternalLinkage);
@@ -216,6 +227,10 @@ bool cg_emit_module(Cg *cg) {
     LLVMValueRef d = LLVMGetNamedGlobal(cg->M, cg_desc_name(cg, i));
     if (!d || LLVMIsDeclaration(d)) ir_bug("variant %d has no descriptor", i);
     LLVMSetLinkage(d, LLVMInternalLinkage);
+  }
+  for (LLVMValueRef f = LLVMGetFirstFunction(cg->M); cg->nvariants && f; f = LLVMGetNextFunction(f)) {
+    size_t len;
+    if (!LLVMIsDeclaration(f) && !exported(cg, LLVMGetValueName2(f, &len))) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   cg->optimized = true;
   return true;
