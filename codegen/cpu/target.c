@@ -313,8 +313,11 @@ bool cg_target_check(const CgTarget *t, char *err, size_t errlen) {
       ok = false;
     } else if (!found) {
       nearest(cpu, tn->cpu, tn->ncpu, "", near, sizeof near);
-      snprintf(err, errlen, "--mcpu=%s: '%s' is not a CPU LLVM knows for %s%s (--mcpu=help lists them)", t->cpu, cpu,
-               triple, near);
+      if (strchr(t->cpu, ','))
+        snprintf(err, errlen, "--mcpu=%s: '%s' is not a CPU LLVM knows for %s%s (--mcpu=help lists them)", t->cpu, cpu,
+                 triple, near);
+      else
+        snprintf(err, errlen, "--mcpu=%s: not a CPU LLVM knows for %s%s (--mcpu=help lists them)", cpu, triple, near);
       ok = false;
     }
     for (const char *q = t->cpu; ok && q < p; q += strcspn(q, ",") + 1)
