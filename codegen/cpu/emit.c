@@ -95,8 +95,9 @@ bool cg_check_library(const CgTarget *t, bool shared, char *err, size_t errlen) 
   if (!foreign_runtime(t->triple, &size, err, errlen)) return false;
   if (!shared) return true;
   char **cc = cg_cross_cc(t->triple, err, errlen);
+  bool found = cc != NULL;
   cg_words_free(cc);
-  return cc != NULL;
+  return found;
 }
 
 /* The API's entry points (ATTNC_ENTRIES): NAME_<suffix>, attnc_<suffix>. */
