@@ -149,6 +149,9 @@ void cg_attention(Cg *cg, int id);
 
 /* target.c */
 bool cg_target_init(Cg *cg, const CgTarget *t);
+/* The architecture of a triple as the CPU backend names it ("x86_64",
+ * "aarch64"; arm64 and amd64 are aliases), or NULL for one it lacks. */
+const char *cg_triple_arch(const char *triple);
 /* Is triple another architecture than this machine's? */
 bool cg_triple_is_foreign(const char *triple);
 /* The variants of t: one target per name of --mcpu's list (one: a copy of

@@ -52,23 +52,19 @@ static const struct {
 
 /* The bitcode entry for cg's architecture and width. */
 static int bitcode_of(const Cg *cg) {
-  size_t k = strcspn(cg->triple, "-");
-  for (int i = 0; i < (int)(sizeof bitcode / sizeof bitcode[0]); i++)
-    if (bitcode[i].vw == cg->vw && strlen(bitcode[i].arch) == k && !strncmp(cg->triple, bitcode[i].arch, k)) return i;
-  if (!strncmp(cg->triple, "arm64", 5) && cg->vw == 4) return 2;
-  if (!strncmp(cg->triple, "amd64", 5)) return cg->vw == 16 ? 1 : 0;
+  const char *arch = cg_triple_arch(cg->triple);
+  for (int i = 0; arch && i < (int)(sizeof bitcode / sizeof bitcode[0]); i++)
+    if (bitcode[i].vw == cg->vw && !strcmp(bitcode[i].arch, arch)) return i;
   ir_bug("no kernel templates for %s with %d floats per vector", cg->triple, cg->vw);
 }
 
 /* The embedded runtime bitcode for a foreign triple, or NULL with the
  * reason (attnc was built without it; a system its libc does not fit). */
 static const unsigned char *foreign_runtime(const char *triple, size_t *size, char *err, size_t errlen) {
-  size_t k = strcspn(triple, "-");
-  for (int i = 0; i < (int)(sizeof bitcode / sizeof bitcode[0]); i++) {
+  const char *tarch = cg_triple_arch(triple);
+  for (int i = 0; tarch && i < (int)(sizeof bitcode / sizeof bitcode[0]); i++) {
     const char *arch = bitcode[i].arch;
-    bool same = (strlen(arch) == k && !strncmp(triple, arch, k)) || (k == 5 && !strncmp(triple, "arm64", 5) && !strcmp(arch, "aarch64"));
-    if (!bitcode[i].rt || !same)
-      continue;
+    if (!bitcode[i].rt || strcmp(arch, tarch)) continue;
     if (!*bitcode[i].rt_size) {
       snprintf(err, errlen, "target %s: this attnc was built without its runtime for %s (the %s libc headers were "
                "missing when attnc was built: install libc6-dev-arm64-cross and rebuild attnc)", triple, arch, arch);

@@ -67,6 +67,11 @@ static const CgArch *arch_of(const char *triple) {
   return NULL;
 }
 
+const char *cg_triple_arch(const char *triple) {
+  const CgArch *a = arch_of(triple);
+  return a ? a->arch : NULL;
+}
+
 bool cg_triple_is_foreign(const char *triple) {
   if (!triple) return false;
   char *host = LLVMGetDefaultTargetTriple();
