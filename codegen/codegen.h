@@ -60,6 +60,12 @@ bool cg_target_check(const CgTarget *t, char *err, size_t errlen);
 /* Print the CPU names (features: the feature names) LLVM knows for t's
  * triple to out; returns how many. */
 int cg_target_list(const CgTarget *t, bool features, FILE *out);
+/* Can a library (shared: a .so, else an object) be made for t?  For
+ * another architecture than this machine's it needs attnc's runtime for
+ * it (built in when its libc headers were there) and, for a .so, a cross
+ * linker (ATTNC_CROSS_CC, TRIPLE-gcc, ARCH-linux-gnu-gcc); else false
+ * with what is missing.  Cheap: for the driver, before the model is read. */
+bool cg_check_library(const CgTarget *t, bool shared, char *err, size_t errlen);
 
 typedef struct CgBackend {
   const char *name;          /* as in --target=NAME */

@@ -464,7 +464,8 @@ int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
   info->abi_version = d->abi;
   if (d->abi != RT_ABI_VERSION) return ATTNC_ERR_ARGUMENT;
   info->name = d->name;
-  info->target = d->target ? d->target : "";
+  const rt_model_desc *v = rt_cpu_pick(d, NULL, 0); /* the variant this CPU gets (multi-target) */
+  info->target = v && v->target ? v->target : d->target ? d->target : "";
   info->ninputs = d->ninput;
   info->noutputs = d->noutput;
   info->nweights = d->nweight;
@@ -591,15 +592,17 @@ static int choose_device(const rt_model_desc *d, const attnc_options *opt, int *
 
 /* Does this CPU have every instruction-set feature the model's CPU code
  * was compiled for?  0, or ATTNC_ERR_DEVICE naming the first missing one. */
-static int check_cpu(const rt_model_desc *d) {
-  const char *first, *why;
-  size_t len;
-  if (!rt_cpu_check(d->cpu_features, &first, &len, &why)) return ATTNC_OK;
+static int check_cpu(const rt_model_desc **d) {
+  char why[512];
+  const rt_model_desc *v = rt_cpu_pick(*d, why, sizeof why);
+  if (v) {
+    *d = v; /* a multi-target library: the variant for this CPU */
+    return ATTNC_OK;
+  }
   return create_fail(ATTNC_ERR_DEVICE,
-                     "model '%s' was compiled for CPUs with %.*s, and this CPU lacks it%s%s%s; rebuild the library "
-                     "on this machine (attnc's default target) or for a CPU it has (--mcpu); its target: %s",
-                     d->name, (int)(len > 64 ? 64 : len), first, *why ? " (" : "", why, *why ? ")" : "",
-                     d->target && *d->target ? d->target : "unknown");
+                     "model '%s' was %s; rebuild the library on this machine (attnc's default target) or for a CPU "
+                     "it has (--mcpu); its target: %s",
+                     (*d)->name, why, (*d)->target && *(*d)->target ? (*d)->target : "unknown");
 }
 
 /* Check the descriptor, options and CPU, allocate the instance, start its
@@ -622,7 +625,7 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   }
   int device, rc = choose_device(d, opt, &device);
   if (rc) return rc;
-  if (device < 0 && (rc = check_cpu(d)) != 0) return rc;
+  if (device < 0 && (rc = check_cpu(&d)) != 0) return rc;
   attnc_instance *in = calloc(1, sizeof *in);
   if (!in) return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for an instance", d->name);
   in->d = d;

@@ -3,12 +3,19 @@
  * OS must enable) on x86-64, getauxval(AT_HWCAP / AT_HWCAP2) on AArch64
  * Linux; on other hosts nothing can be checked.  See rt_cpu.h.
  *
+ * Multi-target libraries (--mcpu=A,B) carry one descriptor per variant;
+ * rt_cpu_pick takes the first (the best) whose features the CPU has.
+ *
  * Requires: nothing but libc.  No global state: every check reads the CPU
- * again (NAME_create is the only caller and runs rarely). */
+ * again (NAME_create and NAME_describe are the callers and run rarely). */
 #include "rt_cpu.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "rt_model.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -85,9 +92,27 @@ static int arm64_has(int word, int bit) {
 }
 #endif
 
+/* Is name[0, len) in the comma-separated list ATTNC_CPU_DISABLE?  (For
+ * tests only: a library then behaves as on a CPU without those features,
+ * to check which variant such a CPU gets.  It can only take features
+ * away, so it never lets code run that the CPU cannot run.) */
+static int disabled(const char *name, size_t len) {
+  const char *list = getenv("ATTNC_CPU_DISABLE");
+  for (const char *p = list; p && *p;) {
+    size_t n = strcspn(p, ",");
+    if (n == len && !memcmp(p, name, len)) return 1;
+    p += n + (p[n] == ',');
+  }
+  return 0;
+}
+
 /* One feature: 1, 0 (with *why possibly set) or -1. */
 static int has(const char *name, size_t len, const char **why) {
   *why = "";
+  if (disabled(name, len)) {
+    *why = "disabled by ATTNC_CPU_DISABLE";
+    return 0;
+  }
 #if defined(RT_CPU_HOST_X86)
 #define X(n, l, sub, reg, bit, state) \
   if (same(name, len, n)) return x86_has(l, sub, reg, bit, state, why);
@@ -126,4 +151,23 @@ int rt_cpu_check(const char *features, const char **first, size_t *firstlen, con
     p += len + (e != NULL);
   }
   return 0;
+}
+
+const struct rt_model_desc *rt_cpu_pick(const struct rt_model_desc *d, char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  size_t used = 0;
+  for (const rt_model_desc *v = d; v; v = v->next) {
+    const char *first, *why;
+    size_t len;
+    if (!rt_cpu_check(v->cpu_features, &first, &len, &why)) return v;
+    if (!err || used >= errlen) continue;
+    int k = len > 64 ? 64 : (int)len;
+    if (!d->next) /* one target */
+      used += (size_t)snprintf(err + used, errlen - used, "compiled for CPUs with %.*s, and this CPU lacks it%s%s%s", k,
+                               first, *why ? " (" : "", why, *why ? ")" : "");
+    else
+      used += (size_t)snprintf(err + used, errlen - used, "%s%s needs %.*s%s%s%s", v == d ? "built for several CPUs, and no variant fits this one: " : "; ",
+                               v->variant ? v->variant : "?", k, first, *why ? " (" : "", why, *why ? ")" : "");
+  }
+  return NULL;
 }

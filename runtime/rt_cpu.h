@@ -72,4 +72,12 @@ int rt_cpu_has(const char *name, size_t len);
  * the first feature that is missing or cannot be checked, and *why a
  * reason in words ("" when the CPU simply lacks it). */
 int rt_cpu_check(const char *features, const char **first, size_t *firstlen, const char **why);
+
+/* The variant of a library that runs on this CPU: the first descriptor of
+ * d's chain (d, d->next, ...; best first) whose cpu_features the CPU has,
+ * or NULL with the first missing feature of each variant in err.
+ * Features listed in the environment variable ATTNC_CPU_DISABLE (comma-
+ * separated; for tests only) count as missing. */
+struct rt_model_desc;
+const struct rt_model_desc *rt_cpu_pick(const struct rt_model_desc *d, char *err, size_t errlen);
 #endif

@@ -118,7 +118,13 @@ typedef void (*rt_cuda_release_fn)(void *state);
   X(const char *, cpu_features, PTR)                                               \
   /* ABI 5: every param as a double, and which are reals (attnc_model_info) */   \
   X(const double *, param_reals, PTR)                                              \
-  X(const uint8_t *, param_is_real, PTR)
+  X(const uint8_t *, param_is_real, PTR)                                           \
+  /* ABI 5: multi-target libraries (--mcpu=A,B): one descriptor per variant,   \
+     best first, chained by next; variant is its CPU name ("" and NULL for a   \
+     library of one target).  create takes the first variant whose features    \
+     this CPU has (rt_cpu_pick) */                                             \
+  X(const char *, variant, PTR)                                                  \
+  X(const struct rt_model_desc *, next, PTR)
 
 typedef struct rt_model_desc {
 #define RT_DESC_FIELD(type, name, llvm) type name;

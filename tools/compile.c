@@ -48,8 +48,11 @@ static const ToolOpt compile_opts[] = {
                                 "with several --emit kinds, FILE is the base name of each"),
   TOOL_OPT("-c", NULL, O_OBJECT, "an object file plus header, for static linking (= --emit=obj)"),
   TOOL_OPT("--emit", "KIND,..", O_EMIT, "what to write (default: what -o's suffix names, else ir); see below"),
-  TOOL_OPT("--mcpu", "CPU", O_MCPU, "target CPU (default: this machine's; x86-64-v3 is portable AVX2;\nhelp: list them)"),
-  TOOL_OPT("--mtriple", "TRIPLE", O_MTRIPLE, "target triple (default: this machine's)"),
+  TOOL_OPT("--mcpu", "CPU[,CPU..]", O_MCPU, "target CPU (default: this machine's; x86-64-v3 is portable AVX2;\n"
+           "a list: one library with code for each, the best this CPU has chosen at create\n"
+           "(multi-target, e.g. x86-64-v3,x86-64-v4); help: list them)"),
+  TOOL_OPT("--mtriple", "TRIPLE", O_MTRIPLE, "target triple (default: this machine's); cross-compile with\n"
+           "aarch64-linux-gnu (-c: an object; .so: needs a cross linker, ATTNC_CROSS_CC)"),
   TOOL_OPT("--mattr", "FEATURES", O_MATTR, "target features, e.g. +avx2,-avx512f (help: list them)"),
   TOOL_OPT("--target", "cpu|cuda", O_TARGET, "backend (default cpu; cpu,cuda: a CUDA library that falls back to the CPU)"),
   TOOL_OPT("--cuda-arch", "sm_80|sm_90", O_CUDA_ARCH, "the CUBIN's architecture (default sm_90)"),
@@ -365,6 +368,10 @@ int cmd_compile(int argc, char **argv) {
       tool_fail("%s", err);
       goto fail_paths;
     }
+  }
+  if ((p.want[K_SO] || p.want[K_OBJ]) && !cg_check_library(&p.tgt, p.want[K_SO], cerr, sizeof cerr)) {
+    tool_fail("%s", cerr); /* cross-compiling: attnc's runtime for the target, a cross linker for a .so */
+    goto fail_paths;
   }
   p.tgt.opt_level = tool_llvm_level(&c);
   /* staged now: a bad path fails before the work; committed in this order

@@ -162,7 +162,7 @@ void cg_attention(Cg *cg, int id) {
     cg_error(cg, n, "attention has %d extra operands but no body to read them", nx);
     return;
   }
-  int bq = cg->vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8, bk = cg->vw == 16 ? ATTNC_ATTN_BK_VW16 : ATTNC_ATTN_BK_VW8;
+  int bq = ATTNC_ATTN_OF(BQ, cg->vw), bk = ATTNC_ATTN_OF(BK, cg->vw);
   int rows = bq; /* query rows per task: the tile pass's, a multiple of BQ */
   if (n->a.ntile >= 1) {
     if (n->a.tile[0] % bq || n->a.tile[0] > (1 << 20) || (n->a.ntile >= 2 && n->a.tile[1] != bk)) {

@@ -16,6 +16,25 @@ static bool available(const char *kind, char *why, size_t n) {
   return true;
 }
 
+extern const CgBackend cg_cpu_backend;
+
+/* Target setup: a multi-target (--mcpu=A,B) or cross-compiled library is
+ * the CPU's alone (the other backends' parts are built for this machine). */
+static bool setup(const CgTarget *t, char *err, size_t errlen) {
+  if (!t) return true;
+  unsigned others = t->backends & ~cg_backend_bit(&cg_cpu_backend);
+  if (!others) return true;
+  if (t->cpu && strchr(t->cpu, ',')) {
+    snprintf(err, errlen, "--mcpu=%s: a list of CPUs (multi-target) builds CPU-only libraries; drop --target", t->cpu);
+    return false;
+  }
+  if (t->triple && cg_triple_is_foreign(t->triple)) {
+    snprintf(err, errlen, "--mtriple=%s: cross-compiling builds CPU-only libraries; drop --target", t->triple);
+    return false;
+  }
+  return true;
+}
+
 static void *render(const CgPlan *p, const CgTarget *t, IrDiag *diag) { return cg_cpu_render(p, t, diag); }
 
 static bool compile(void *r, const char *kind, char *err, size_t errlen) {
@@ -49,7 +68,7 @@ const CgBackend cg_cpu_backend = {
   .emits = emits,
   .libraries = libraries,
   .available = available,
-  .setup = NULL,
+  .setup = setup,
   .tiles = cg_cpu_tiles,
   .render = render,
   .compile = compile,

@@ -47,6 +47,19 @@ typedef struct Cg {
   const char *target_desc;
   char *cpu, *features, *triple;
   bool object_only;
+  bool foreign;              /* another architecture than this machine's: the runtime is linked
+                                in as bitcode, a .so needs a cross linker */
+  /* multi-target (--mcpu=A,B): this variant's index (0: the primary, which
+     holds the API and links the others in) and CPU name; the primary's
+     list of the other variants, best first (each its own Cg in the same
+     LLVM context) */
+  int variant;
+  const char *variant_cpu;
+  struct Cg **variants;
+  int nvariants;
+  const char *variant_next;  /* the next variant's descriptor, NULL for the last */
+  LLVMValueRef desc;         /* the descriptor global */
+  char *cpu_features;        /* cg_target_cpu_features, computed once */
   int opt_level;             /* LLVM -O level, 0..3 */
   /* run()'s one context array for every launch (rt_parallel_for returns
      when the loop is done, so each launch may rewrite it), sized at the end
@@ -67,6 +80,8 @@ typedef struct Cg {
 
 /* module.c */
 void cg_state_free(Cg *cg);
+/* the name of the descriptor of variant k (0: the primary's, NAME__desc) */
+const char *cg_desc_name(const Cg *cg, int variant);
 LLVMValueRef cg_dim(Cg *cg, IrDim d);            /* evaluate a symbolic dim in run() */
 LLVMValueRef cg_slot_ptr(Cg *cg, int slot);      /* in run(): the start of workspace slot */
 LLVMValueRef cg_call(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
@@ -140,6 +155,15 @@ void cg_attention(Cg *cg, int id);
 
 /* target.c */
 bool cg_target_init(Cg *cg, const CgTarget *t);
+/* The architecture of a triple as the CPU backend names it ("x86_64",
+ * "aarch64"; arm64 and amd64 are aliases), or NULL for one it lacks. */
+const char *cg_triple_arch(const char *triple);
+/* Is triple another architecture than this machine's? */
+bool cg_triple_is_foreign(const char *triple);
+/* The variants of t: one target per name of --mcpu's list (one: a copy of
+ * t); their count.  cg_target_variants_free frees them. */
+int cg_target_variants(const CgTarget *t, CgTarget **out);
+void cg_target_variants_free(CgTarget *v, int n);
 /* target.c: the instruction-set features the library needs (rt_cpu.h names, comma-separated; malloc'd). */
 char *cg_target_cpu_features(const Cg *cg);
 /* the tile pass's CPU numbers for t (tile choice) */
@@ -157,4 +181,10 @@ int cg_emit_asm(Cg *cg, rt_out *o, char *err, size_t errlen);
    with the parts of the other backends of the target (objects) linked in */
 int cg_emit_obj(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen);
 int cg_emit_shared(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen);
+/* A foreign triple's linker driver (ATTNC_CROSS_CC, split at spaces, else
+ * TRIPLE-gcc or ARCH-linux-gnu-gcc on PATH) as a NULL-terminated list of
+ * words; NULL with a message saying what is needed.  cg_words_free frees it. */
+char **cg_cross_cc(const char *triple, char *err, size_t errlen);
+void cg_words_free(char **w);
+
 #endif

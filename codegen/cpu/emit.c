@@ -28,8 +28,73 @@
 #include "cg.h"
 
 extern char **environ;
-extern const unsigned char attnc_rt_obj[], attnc_bc_tpl_v8[], attnc_bc_tpl_v16[];
-extern const size_t attnc_rt_obj_size, attnc_bc_tpl_v8_size, attnc_bc_tpl_v16_size;
+extern const unsigned char attnc_rt_obj[], attnc_bc_tpl_v8[], attnc_bc_tpl_v16[], attnc_bc_tpl_a64_v4[],
+    attnc_bc_rt_a64[];
+extern const size_t attnc_rt_obj_size, attnc_bc_tpl_v8_size, attnc_bc_tpl_v16_size, attnc_bc_tpl_a64_v4_size,
+    attnc_bc_rt_a64_size;
+
+/* The embedded bitcode per architecture: the templates for each vector
+ * width, and (foreign architectures) the runtime, compiled against that
+ * architecture's libc headers when attnc was built (empty when they were
+ * missing). */
+static const struct {
+  const char *arch;
+  int vw;
+  const unsigned char *tpl;
+  const size_t *tpl_size;
+  const unsigned char *rt;
+  const size_t *rt_size;
+} bitcode[] = {
+  {"x86_64", 8, attnc_bc_tpl_v8, &attnc_bc_tpl_v8_size, NULL, NULL},
+  {"x86_64", 16, attnc_bc_tpl_v16, &attnc_bc_tpl_v16_size, NULL, NULL},
+  {"aarch64", 4, attnc_bc_tpl_a64_v4, &attnc_bc_tpl_a64_v4_size, attnc_bc_rt_a64, &attnc_bc_rt_a64_size},
+};
+
+/* The bitcode entry for cg's architecture and width. */
+static int bitcode_of(const Cg *cg) {
+  const char *arch = cg_triple_arch(cg->triple);
+  for (int i = 0; arch && i < (int)(sizeof bitcode / sizeof bitcode[0]); i++)
+    if (bitcode[i].vw == cg->vw && !strcmp(bitcode[i].arch, arch)) return i;
+  ir_bug("no kernel templates for %s with %d floats per vector", cg->triple, cg->vw);
+}
+
+/* The embedded runtime bitcode for a foreign triple, or NULL with the
+ * reason (attnc was built without it; a system its libc does not fit). */
+static const unsigned char *foreign_runtime(const char *triple, size_t *size, char *err, size_t errlen) {
+  const char *tarch = cg_triple_arch(triple);
+  for (int i = 0; tarch && i < (int)(sizeof bitcode / sizeof bitcode[0]); i++) {
+    const char *arch = bitcode[i].arch;
+    if (!bitcode[i].rt || strcmp(arch, tarch)) continue;
+    if (!*bitcode[i].rt_size) {
+      snprintf(err, errlen, "target %s: this attnc was built without its runtime for %s (the %s libc headers were "
+               "missing when attnc was built: install libc6-dev-arm64-cross and rebuild attnc)", triple, arch, arch);
+      return NULL;
+    }
+    /* glibc on Linux: ARCH-linux-gnu, ARCH-VENDOR-linux-gnu, ARCH-VENDOR-linux */
+    const char *os = strstr(triple, "-linux");
+    const char *env = os ? os + 6 : NULL;
+    if (!env || !(*env == 0 || !strcmp(env, "-gnu"))) {
+      snprintf(err, errlen, "target %s: attnc's runtime for %s is built for Linux with glibc (%s-linux-gnu)", triple,
+               arch, arch);
+      return NULL;
+    }
+    *size = *bitcode[i].rt_size;
+    return bitcode[i].rt;
+  }
+  snprintf(err, errlen, "target %s: attnc has no runtime for this architecture", triple);
+  return NULL;
+}
+
+bool cg_check_library(const CgTarget *t, bool shared, char *err, size_t errlen) {
+  if (!t || !t->triple || !cg_triple_is_foreign(t->triple)) return true;
+  size_t size;
+  if (!foreign_runtime(t->triple, &size, err, errlen)) return false;
+  if (!shared) return true;
+  char **cc = cg_cross_cc(t->triple, err, errlen);
+  bool found = cc != NULL;
+  cg_words_free(cc);
+  return found;
+}
 
 /* The API's entry points (ATTNC_ENTRIES): NAME_<suffix>, attnc_<suffix>. */
 static const char *const api_suffixes[] = {
@@ -66,6 +131,17 @@ static void set_target_attrs(Cg *cg, LLVMValueRef f) {
                                                               (unsigned)strlen(cg->features)));
 }
 
+/* Multi-target: does a variant call function `name` that this module
+ * defines (the runtime, when it is linked in as bitcode)?  It stays
+ * global until the variants are linked in. */
+static bool needed_by_variants(Cg *cg, const char *name) {
+  for (int i = 1; i <= cg->nvariants; i++) {
+    LLVMValueRef f = cg->variants[i]->M ? LLVMGetNamedFunction(cg->variants[i]->M, name) : NULL;
+    if (f && LLVMIsDeclaration(f)) return true;
+  }
+  return false;
+}
+
 bool cg_emit_module(Cg *cg) {
   if (cg->optimized) return true;
   LLVMTargetDataRef td = LLVMCreateTargetDataLayout(cg->tm);
@@ -73,10 +149,20 @@ bool cg_emit_module(Cg *cg) {
   LLVMDisposeTargetData(td);
   LLVMSetTarget(cg->M, cg->triple);
   LLVMSetDataLayout(cg->M, dl);
-  LLVMModuleRef tpl = cg->vw == 16 ? load_bitcode(cg, attnc_bc_tpl_v16, attnc_bc_tpl_v16_size, "templates")
-                                   : load_bitcode(cg, attnc_bc_tpl_v8, attnc_bc_tpl_v8_size, "templates");
-  LLVMModuleRef parts[] = {tpl};
-  for (int i = 0; i < 1; i++) {
+  int b = bitcode_of(cg);
+  LLVMModuleRef parts[2] = {load_bitcode(cg, bitcode[b].tpl, *bitcode[b].tpl_size, "templates"), NULL};
+  int nparts = 1;
+  /* a foreign architecture: its runtime as bitcode, so an object needs no
+     cross linker (the primary's only: variants share it) */
+  if (cg->foreign && cg->variant == 0) {
+    char why[512];
+    size_t size;
+    const unsigned char *rt = foreign_runtime(cg->triple, &size, why, sizeof why);
+    /* without it, LLVM IR and assembly are still written; an object or a
+       library is refused first (the driver asks cg_check_library) */
+    if (rt) parts[nparts++] = load_bitcode(cg, rt, size, "runtime");
+  }
+  for (int i = 0; i < nparts; i++) {
     LLVMSetTarget(parts[i], cg->triple);
     LLVMSetDataLayout(parts[i], dl);
     if (LLVMLinkModules2(cg->M, parts[i])) ir_bug("linking embedded bitcode failed");
@@ -109,11 +195,12 @@ bool cg_emit_module(Cg *cg) {
     set_target_attrs(cg, f);
     size_t len;
     const char *name = LLVMGetValueName2(f, &len);
-    if (!exported(cg, name)) LLVMSetLinkage(f, LLVMInternalLinkage);
-    else LLVMSetVisibility(f, LLVMDefaultVisibility);
+    if (exported(cg, name)) LLVMSetVisibility(f, LLVMDefaultVisibility);
+    else if (!needed_by_variants(cg, name)) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   for (LLVMValueRef g = LLVMGetFirstGlobal(cg->M); g; g = LLVMGetNextGlobal(g))
-    if (!LLVMIsDeclaration(g)) LLVMSetLinkage(g, LLVMInternalLinkage);
+    if (!LLVMIsDeclaration(g) && g != cg->desc) LLVMSetLinkage(g, LLVMInternalLinkage);
+  if (cg->variant == 0 && cg->desc) LLVMSetLinkage(cg->desc, LLVMInternalLinkage);
   char *msg = NULL;
   if (LLVMVerifyModule(cg->M, LLVMReturnStatusAction, &msg)) {
     fprintf(stderr, "%s\n", msg);
@@ -134,6 +221,23 @@ bool cg_emit_module(Cg *cg) {
     fprintf(stderr, "attnc: LLVM passes failed: %s\n", m);
     LLVMDisposeErrorMessage(m);
     return false;
+  }
+  /* multi-target: each variant optimized for its own CPU, then linked in
+     (their internal symbols are renamed apart by the linker; a function
+     keeps its variant's target-cpu and target-features, which LLVM's code
+     generator honours per function), and their descriptors made internal */
+  for (int i = 1; i <= cg->nvariants; i++) {
+    Cg *v = cg->variants[i];
+    if (!cg_emit_module(v)) return false;
+    if (LLVMLinkModules2(cg->M, v->M)) ir_bug("linking variant %s failed", v->cpu);
+    v->M = NULL;
+    LLVMValueRef d = LLVMGetNamedGlobal(cg->M, cg_desc_name(cg, i));
+    if (!d || LLVMIsDeclaration(d)) ir_bug("variant %d has no descriptor", i);
+    LLVMSetLinkage(d, LLVMInternalLinkage);
+  }
+  for (LLVMValueRef f = LLVMGetFirstFunction(cg->M); cg->nvariants && f; f = LLVMGetNextFunction(f)) {
+    size_t len;
+    if (!LLVMIsDeclaration(f) && !exported(cg, LLVMGetValueName2(f, &len))) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   cg->optimized = true;
   return true;
@@ -233,6 +337,17 @@ static void remove_all(char *files[3]) {
  * -lpthread (-ldl for CUDA). */
 int cg_emit_obj(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen) {
   const char *out = rt_out_file(o);
+  if (cg->foreign) { /* one object from LLVM: the runtime is in the module, only the API is global */
+    if (nparts) return fail(err, errlen, "target %s: a library with another backend's part cannot be cross-compiled%s", cg->triple, "");
+    LLVMMemoryBufferRef buf;
+    if (emit_buffer(cg, LLVMObjectFile, &buf, err, errlen)) return 1;
+    FILE *f = fopen(out, "wb"); /* the staged file, by name (the backend's emit ended rt_out_write) */
+    size_t size = LLVMGetBufferSize(buf);
+    bool ok = f && fwrite(LLVMGetBufferStart(buf), 1, size, f) == size;
+    if (f && fclose(f)) ok = false;
+    LLVMDisposeMemoryBuffer(buf);
+    return ok ? 0 : fail(err, errlen, "%s: %s", out, strerror(errno));
+  }
   char *in[3], *kg;
   if (link_inputs(cg, out, false, in, &kg, err, errlen)) return 1;
   char **ld = calloc((size_t)nparts + 8, sizeof *ld);
@@ -259,20 +374,93 @@ int cg_run_tool(char *const argv[], char *err, size_t errlen) {
   return 0;
 }
 
+/* Split s at spaces into a NULL-terminated list of malloc'd words. */
+static char **split_words(const char *s) {
+  int n = 0;
+  char **w = calloc(strlen(s) / 2 + 2, sizeof *w);
+  if (!w) ir_bug("out of memory");
+  for (const char *p = s; *p;) {
+    p += strspn(p, " \t");
+    size_t len = strcspn(p, " \t");
+    if (len) w[n++] = strndup(p, len);
+    p += len;
+  }
+  return w;
+}
+
+void cg_words_free(char **w) {
+  for (int i = 0; w && w[i]; i++) free(w[i]);
+  free(w);
+}
+
+/* Is prog an executable on PATH (or a path to one)? */
+static bool on_path(const char *prog) {
+  if (strchr(prog, '/')) return access(prog, X_OK) == 0;
+  const char *path = getenv("PATH");
+  for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+    size_t len = strcspn(p, ":");
+    char buf[PATH_MAX];
+    if (len && (size_t)snprintf(buf, sizeof buf, "%.*s/%s", (int)len, p, prog) < sizeof buf && access(buf, X_OK) == 0)
+      return true;
+    p += len + (p[len] == ':');
+  }
+  return false;
+}
+
+char **cg_cross_cc(const char *triple, char *err, size_t errlen) {
+  const char *env = getenv("ATTNC_CROSS_CC");
+  if (env && *env) {
+    char **w = split_words(env);
+    if (w[0] && on_path(w[0])) return w;
+    snprintf(err, errlen, "ATTNC_CROSS_CC='%s': no such program", env);
+    cg_words_free(w);
+    return NULL;
+  }
+  /* TRIPLE-gcc, then ARCH-linux-gnu-gcc (Debian's cross compilers:
+     gcc-aarch64-linux-gnu) */
+  char name[256], arch[64];
+  snprintf(arch, sizeof arch, "%.*s", (int)strcspn(triple, "-"), triple);
+  if (!strcmp(arch, "arm64")) strcpy(arch, "aarch64");
+  const char *cand[2] = {name, NULL};
+  char name2[256];
+  snprintf(name, sizeof name, "%s-gcc", triple);
+  snprintf(name2, sizeof name2, "%s-linux-gnu-gcc", arch);
+  cand[1] = name2;
+  for (int i = 0; i < 2; i++)
+    if (on_path(cand[i])) return split_words(cand[i]);
+  snprintf(err, errlen,
+           "a shared library for %s needs a linker for that target, and none was found: install a cross compiler "
+           "(Debian: gcc-%s-linux-gnu, which gives %s) or set ATTNC_CROSS_CC to one (e.g. 'clang-19 "
+           "--target=%s -fuse-ld=lld --sysroot=DIR'); or write an object with -c and link it with your toolchain",
+           triple, arch, name2, triple);
+  return NULL;
+}
+
 /* A shared library: the model object and the runtime object linked with
  * `cc -shared` into the staged output; a version script exports only the
  * API. */
 int cg_emit_shared(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_t errlen) {
   const char *out = rt_out_file(o);
+  char **xcc = NULL; /* a foreign triple: the cross linker driver, as words */
+  if (cg->foreign && !(xcc = cg_cross_cc(cg->triple, err, errlen))) return 1;
   char *in[3], *vsopt;
-  if (link_inputs(cg, out, true, in, &vsopt, err, errlen)) return 1;
+  if (link_inputs(cg, out, true, in, &vsopt, err, errlen)) {
+    cg_words_free(xcc);
+    return 1;
+  }
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
-  char **argv = calloc((size_t)nparts + 16, sizeof *argv);
+  int nx = 0;
+  while (xcc && xcc[nx]) nx++;
+  char **argv = calloc((size_t)nparts + (size_t)nx + 16, sizeof *argv);
   if (!argv) ir_bug("out of memory");
   int na = 0;
-  argv[na++] = (char *)cc, argv[na++] = "-shared", argv[na++] = "-o", argv[na++] = (char *)out, argv[na++] = in[0];
-  argv[na++] = in[1];
+  if (xcc)
+    for (int k = 0; k < nx; k++) argv[na++] = xcc[k];
+  else
+    argv[na++] = (char *)cc;
+  argv[na++] = "-shared", argv[na++] = "-o", argv[na++] = (char *)out, argv[na++] = in[0];
+  if (!cg->foreign) argv[na++] = in[1]; /* (a foreign module has the runtime in it) */
   for (int k = 0; k < nparts; k++) argv[na++] = parts[k]; /* the parts of the other backends (CUDA: libcuda is dlopen'ed) */
   argv[na++] = vsopt, argv[na++] = "-lm", argv[na++] = "-lpthread";
   if (nparts) argv[na++] = "-ldl";
@@ -281,6 +469,7 @@ int cg_emit_shared(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_
   free(argv);
   free(vsopt);
   remove_all(in);
+  cg_words_free(xcc);
   return rc;
 }
 
@@ -289,6 +478,10 @@ int cg_emit_shared(Cg *cg, rt_out *o, char **parts, int nparts, char *err, size_
 void *cg_cpu_jit_lookup(void *r, const char *name, char *err, size_t errlen) {
   Cg *cg = r, *m = cg;
   LLVMErrorRef e;
+  if (cg->foreign) {
+    snprintf(err, errlen, "JIT: code for %s cannot run on this machine", cg->triple);
+    return NULL;
+  }
   if (!m->jit) {
     /* LLJIT needs the module in a thread-safe context: round-trip it
        through bitcode into one (cheap next to code generation) */

@@ -21,14 +21,15 @@ int64_t cg_scratch_floats(const Cg *cg) {
   for (int i = 0; i < f->n; i++) {
     const IrNode *n = &f->nodes[i];
     if (n->op == IR_MATMUL) {
-      int64_t m = cg->vw == 16 ? ATTNC_GEMM_SCRATCH_FLOATS_VW16 : ATTNC_GEMM_SCRATCH_FLOATS_VW8;
+      int64_t m = ATTNC_GEMM_OF(SCRATCH_FLOATS, cg->vw);
       if (m > s) s = m;
     }
     int64_t e, ev;
     if (n->op != IR_ATTENTION || !ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], &e) ||
         !ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], &ev))
       continue;
-    int64_t a = cg->vw == 16 ? ATTNC_ATTN_SCRATCH_FLOATS_VW16(e, ev) : ATTNC_ATTN_SCRATCH_FLOATS_VW8(e, ev);
+    int64_t a = cg->vw == 16 ? ATTNC_ATTN_SCRATCH_FLOATS_VW16(e, ev)
+                : cg->vw == 8 ? ATTNC_ATTN_SCRATCH_FLOATS_VW8(e, ev) : ATTNC_ATTN_SCRATCH_FLOATS_VW4(e, ev);
     if (a > s) s = a;
   }
   return s;
@@ -63,7 +64,7 @@ static LLVMValueRef bstride(Cg *cg, int v, int d, int out_rank) {
 
 int cg_fold_rows(const Cg *cg, int id) {
   (void)id;
-  return cg->vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
+  return ATTNC_GEMM_OF(MR, cg->vw);
 }
 
 LLVMValueRef cg_fold_partials(Cg *cg, int id) {
@@ -239,8 +240,8 @@ void cg_matmul(Cg *cg, int id) {
   const CgVal *o = &cg->v[id], *a = &cg->v[n->in[0]], *b = &cg->v[n->in[1]];
   const IrNode *an = &cg->g->funcs[0].nodes[n->in[0]], *bn = &cg->g->funcs[0].nodes[n->in[1]];
   int r = n->type.rank, ra = an->type.rank, rb = bn->type.rank, nb = r - 2;
-  int mr = cg->vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
-  int mc = cg->vw == 16 ? ATTNC_GEMM_MC_VW16 : ATTNC_GEMM_MC_VW8;
+  int mr = ATTNC_GEMM_OF(MR, cg->vw);
+  int mc = ATTNC_GEMM_OF(MC, cg->vw);
   int64_t ms = 0;
   if (n->a.ntile >= 1) { /* the tile pass's MC (and MS) */
     if (n->a.ntile > 2 || n->a.tile[0] % mr || n->a.tile[0] > mc || n->a.tile[0] < mr) {

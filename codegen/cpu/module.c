@@ -602,19 +602,22 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   fv[RT_DESC_cuda_run] = cuda_run;
   fv[RT_DESC_cuda_release] = cuda_release;
   fv[RT_DESC_cuda_only] = LLVMConstInt(cg->i32, cg->cuda == 2, 0);
-  char *cpu_features = cg_target_cpu_features(cg);
-  fv[RT_DESC_cpu_features] = cstr(cg, cpu_features);
+  fv[RT_DESC_cpu_features] = cstr(cg, cg->cpu_features);
   fv[RT_DESC_param_reals] = prarr;
   fv[RT_DESC_param_is_real] = pkarr;
-  free(cpu_features);
+  fv[RT_DESC_variant] = cstr(cg, cg->variant_cpu ? cg->variant_cpu : "");
+  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
+  /* multi-target: the next variant's descriptor, defined by its module
+     (linked in by cg_emit_module) */
+  fv[RT_DESC_next] = cg->variant_next ? LLVMAddGlobal(cg->M, desc_ty, cg->variant_next) : null;
   for (int k = 0; k < RT_DESC_NFIELDS; k++)
     if (!fv[k]) ir_bug("descriptor field %d is not set", k);
-  LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
   LLVMValueRef init = LLVMConstStructInContext(cg->C, fv, RT_DESC_NFIELDS, 0);
-  LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, ir_arena_printf(g->arena, "%s__desc", cg->ident));
+  LLVMValueRef d = LLVMAddGlobal(cg->M, desc_ty, cg_desc_name(cg, cg->variant));
   LLVMSetInitializer(d, init);
   LLVMSetGlobalConstant(d, 1);
-  LLVMSetLinkage(d, LLVMInternalLinkage);
+  /* a variant's descriptor stays global until the primary links it in */
+  LLVMSetLinkage(d, cg->variant ? LLVMExternalLinkage : LLVMInternalLinkage);
   return d;
 }
 
@@ -657,24 +660,38 @@ static void emit_wrappers(Cg *cg, LLVMValueRef desc) {
 
 /* ---- entry point ------------------------------------------------------------------ */
 
-Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
-  const IrGraph *g = p->g;
+const char *cg_desc_name(const Cg *cg, int variant) {
+  return variant ? ir_arena_printf(cg->g->arena, "%s__desc_v%d", cg->ident, variant)
+                 : ir_arena_printf(cg->g->arena, "%s__desc", cg->ident);
+}
+
+/* A backend state for plan p and target t (one CPU) in context C, its
+ * target machine made; NULL after a diagnostic. */
+static Cg *cg_new(const CgPlan *p, const CgTarget *t, IrDiag *diag, LLVMContextRef C) {
   Cg *cg = calloc(1, sizeof *cg);
   if (!cg) ir_bug("out of memory");
-  cg->g = g;
+  cg->g = p->g;
   cg->plan = p;
   cg->diag = diag;
-  cg->ident = cg_model_ident(g);
-  cg->C = LLVMContextCreate();
+  cg->ident = cg_model_ident(p->g);
+  cg->C = C;
   cg->object_only = t && t->object_only;
   /* the other backends of the target put a part into the library (CUDA) */
   unsigned others = t ? t->backends & ~cg_backend_bit(&cg_cpu_backend) : 0;
   cg->cuda = !others ? 0 : t->backends & cg_backend_bit(&cg_cpu_backend) ? 1 : 2;
   if (!cg_target_init(cg, t)) {
-    LLVMContextDispose(cg->C);
     free(cg);
     return NULL;
   }
+  cg->cpu_features = cg_target_cpu_features(cg);
+  return cg;
+}
+
+/* Generate the model's module into cg (its target is set); false after a
+ * diagnostic. */
+static bool render_into(Cg *cg) {
+  const IrGraph *g = cg->g;
+  const CgPlan *p = cg->plan;
   cg->M = LLVMModuleCreateWithNameInContext(g->name, cg->C);
   cg->B = LLVMCreateBuilderInContext(cg->C);
   cg->i1 = LLVMInt1TypeInContext(cg->C);
@@ -696,8 +713,8 @@ Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
   LLVMValueRef ws_fn = emit_workspace_size(cg, plan);
   LLVMValueRef run = emit_run(cg, plan);
   if (!cg->failed) {
-    LLVMValueRef desc = emit_descriptor(cg, ws_fn, run);
-    emit_wrappers(cg, desc);
+    cg->desc = emit_descriptor(cg, ws_fn, run);
+    if (cg->variant == 0) emit_wrappers(cg, cg->desc); /* the API: the primary's */
   }
   for (int i = 0; i < cg->ntasks; i++) free(cg->task_keys[i]);
   free(cg->task_keys);
@@ -705,9 +722,86 @@ Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
   cg->task_keys = NULL;
   cg->task_fns = NULL;
   cg->ntasks = 0;
-  if (cg->failed) {
-    cg_state_free(cg);
+  return !cg->failed;
+}
+
+/* Number of features in a comma-separated list. */
+static int count_features(const char *s) {
+  int n = *s != 0;
+  for (; *s; s++) n += *s == ',';
+  return n;
+}
+
+/* Order of variants: the best first (wider vectors, then more features,
+ * then the order of --mcpu's list). */
+static int better(const Cg *a, const Cg *b) {
+  if (a->vw != b->vw) return b->vw - a->vw;
+  int fa = count_features(a->cpu_features), fb = count_features(b->cpu_features);
+  if (fa != fb) return fb - fa;
+  return a->variant - b->variant;
+}
+
+/* Multi-target: order the variants best first, refuse two that compile
+ * to the same features (the second would never be chosen), and name
+ * each (its descriptor, the next one's, its description). */
+static bool order_variants(Cg **v, int n, const char *list) {
+  for (int i = 0; i < n; i++) v[i]->variant = i;
+  for (int i = 1; i < n; i++) /* insertion sort: stable, n is small */
+    for (int j = i; j > 0 && better(v[j], v[j - 1]) < 0; j--) {
+      Cg *x = v[j];
+      v[j] = v[j - 1], v[j - 1] = x;
+    }
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (!strcmp(v[i]->cpu_features, v[j]->cpu_features)) {
+        ir_diag_error(v[0]->diag, (IrLoc){0},
+                      "--mcpu=%s: '%s' and '%s' compile to the same instruction-set features; list only one", list,
+                      v[i]->cpu, v[j]->cpu);
+        return false;
+      }
+  char *order = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&order, &len);
+  if (!f) ir_bug("out of memory");
+  for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", v[i]->cpu);
+  fclose(f);
+  for (int i = 0; i < n; i++) {
+    Cg *cg = v[i];
+    cg->variant = i;
+    cg->variant_cpu = cg->cpu;
+    cg->variant_next = i + 1 < n ? cg_desc_name(cg, i + 1) : NULL;
+    const char *desc = ir_arena_printf(cg->g->arena, "%s; variant %d of %d (%s)", cg->target_desc, i + 1, n, order);
+    free((char *)cg->target_desc);
+    cg->target_desc = strdup(desc);
+  }
+  free(order);
+  return true;
+}
+
+Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
+  CgTarget *tv;
+  int n = cg_target_variants(t, &tv);
+  LLVMContextRef C = LLVMContextCreate();
+  Cg **v = calloc((size_t)n, sizeof *v);
+  if (!v) ir_bug("out of memory");
+  bool ok = true;
+  for (int i = 0; i < n && ok; i++) ok = (v[i] = cg_new(p, &tv[i], diag, C)) != NULL;
+  if (ok && n > 1) ok = order_variants(v, n, t->cpu);
+  for (int i = 0; i < n && ok; i++) ok = render_into(v[i]);
+  cg_target_variants_free(tv, n);
+  if (!ok) {
+    for (int i = 0; i < n; i++)
+      if (v[i]) v[i]->C = NULL, cg_state_free(v[i]);
+    free(v);
+    LLVMContextDispose(C);
     return NULL;
+  }
+  Cg *cg = v[0];
+  cg->nvariants = n - 1;
+  if (n > 1) {
+    cg->variants = v; /* [0] is cg itself; the others follow */
+  } else {
+    free(v);
   }
   return cg;
 }
@@ -715,13 +809,19 @@ Cg *cg_cpu_render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
 /* Free the backend's state: LLVM objects (the JIT owns its module copy and
  * the target machine once made), tables, strings. */
 void cg_state_free(Cg *cg) {
+  for (int i = 1; i <= cg->nvariants; i++) { /* they share cg's context */
+    cg->variants[i]->C = NULL;
+    cg_state_free(cg->variants[i]);
+  }
+  free(cg->variants);
   if (cg->jit) LLVMOrcDisposeLLJIT(cg->jit);
   if (cg->tsc) LLVMOrcDisposeThreadSafeContext(cg->tsc);
   if (cg->tm) LLVMDisposeTargetMachine(cg->tm);
   if (cg->M) LLVMDisposeModule(cg->M);
   if (cg->B) LLVMDisposeBuilder(cg->B);
-  LLVMContextDispose(cg->C);
+  if (cg->C) LLVMContextDispose(cg->C);
   free(cg->v);
+  free(cg->cpu_features);
   free(cg->sym);
   free((char *)cg->target_desc);
   free(cg->cpu);

@@ -1,10 +1,13 @@
 /* target.c - the target machine and the vector width.
  * Default: the host's triple, CPU and features.  --mcpu / --mtriple pick
- * another (e.g. --mcpu=x86-64-v3 for a portable AVX2 library).  The vector
- * width follows the features: 16 floats with AVX-512F, else 8.  Also the
- * CPU numbers of the tile pass's model (cache sizes, template shapes) and
- * the list of instruction-set features a library needs at run time
- * (cg_target_cpu_features).  Every target LLVM was built with is
+ * another (e.g. --mcpu=x86-64-v3 for a portable AVX2 library,
+ * --mtriple=aarch64-linux-gnu to cross-compile).  The CPU backend
+ * generates code for the architectures of cg_archs: x86-64 (16 floats
+ * per vector with AVX-512F, else 8) and AArch64 (NEON: 4).  --mcpu may
+ * be a list (multi-target: one variant per CPU, cg_target_variants).
+ * Also the CPU numbers of the tile pass's model (cache sizes, template
+ * shapes) and the list of instruction-set features a library needs at
+ * run time (cg_target_cpu_features).  Every target LLVM was built with is
  * initialized, and the triple, CPU and feature names are checked against
  * LLVM's registry (cg_target_check) before any of them reaches LLVM,
  * which would otherwise only warn or abort. */
@@ -26,22 +29,110 @@ static const char *const avx512_cpus[] = {
   "graniterapids-d", "znver4", "znver5", "alderlake-avx512", NULL,
 };
 
-static bool has_avx512(const char *cpu, const char *features) {
+/* x86-64: 16 floats per vector with AVX-512F (named or implied by the CPU), else 8. */
+static int x86_vw(const char *cpu, const char *features) {
   bool avx512 = strstr(features, "+avx512f") != NULL;
   for (int i = 0; !avx512 && avx512_cpus[i]; i++)
     if (strcmp(cpu, avx512_cpus[i]) == 0 && !strstr(features, "-avx512f")) avx512 = true;
-  return avx512;
+  return avx512 ? 16 : 8;
 }
 
-void cg_cpu_tiles(const CgTarget *t, IrTileTarget *pt) {
+/* AArch64: NEON's 128-bit vectors (SVE's scalable ones are not used). */
+static int neon_vw(const char *cpu, const char *features) {
+  (void)cpu, (void)features;
+  return 4;
+}
+
+/* The architectures the CPU backend generates code for: the triple's first
+ * part, the vector width rule, the CPU a foreign triple defaults to, and
+ * typical cache sizes (per core) of its CPUs for the tile pass. */
+typedef struct {
+  const char *arch, *alias;
+  int (*vw)(const char *cpu, const char *features);
+  const char *default_cpu;
+  long l1, l2;
+} CgArch;
+static const CgArch cg_archs[] = {
+  {"x86_64", "amd64", x86_vw, "x86-64", 32 << 10, 512 << 10},
+  {"aarch64", "arm64", neon_vw, "generic", 64 << 10, 1 << 20},
+};
+
+/* The architecture of a triple, or NULL when the CPU backend has none. */
+static const CgArch *arch_of(const char *triple) {
+  size_t k = strcspn(triple, "-");
+  for (size_t i = 0; i < sizeof cg_archs / sizeof cg_archs[0]; i++)
+    if ((strlen(cg_archs[i].arch) == k && !strncmp(triple, cg_archs[i].arch, k)) ||
+        (strlen(cg_archs[i].alias) == k && !strncmp(triple, cg_archs[i].alias, k)))
+      return &cg_archs[i];
+  return NULL;
+}
+
+const char *cg_triple_arch(const char *triple) {
+  const CgArch *a = arch_of(triple);
+  return a ? a->arch : NULL;
+}
+
+bool cg_triple_is_foreign(const char *triple) {
+  if (!triple) return false;
+  char *host = LLVMGetDefaultTargetTriple();
+  const CgArch *a = arch_of(triple), *h = arch_of(host);
+  bool foreign = a != h || (!a && strcspn(triple, "-") != strcspn(host, "-"));
+  LLVMDisposeMessage(host);
+  return foreign;
+}
+
+/* The triple, CPU and features t stands for (malloc'd): the host's where
+ * t leaves them out; a foreign triple's default CPU is its architecture's
+ * generic one (not this machine's). */
+static void resolve(const CgTarget *t, char **triple, char **cpu, char **features) {
+  *triple = t->triple ? strdup(t->triple) : LLVMGetDefaultTargetTriple();
+  bool foreign = cg_triple_is_foreign(*triple);
+  const CgArch *a = arch_of(*triple);
+  *cpu = t->cpu ? strdup(t->cpu) : foreign ? strdup(a ? a->default_cpu : "generic") : LLVMGetHostCPUName();
+  *features = t->features ? strdup(t->features) : t->cpu || foreign ? strdup("") : LLVMGetHostCPUFeatures();
+}
+
+int cg_target_variants(const CgTarget *t, CgTarget **out) {
   static const CgTarget none = {0};
   if (!t) t = &none;
-  char *cpu = t->cpu ? strdup(t->cpu) : LLVMGetHostCPUName();
-  char *features = t->features ? strdup(t->features) : t->cpu ? strdup("") : LLVMGetHostCPUFeatures();
-  int vw = has_avx512(cpu, features) ? 16 : 8;
+  int n = 1;
+  for (const char *p = t->cpu; p && *p; p++) n += *p == ',';
+  CgTarget *v = calloc((size_t)n, sizeof *v);
+  if (!v) ir_bug("out of memory");
+  if (!t->cpu || !strchr(t->cpu, ',')) {
+    v[0] = *t;
+    *out = v;
+    return 1;
+  }
+  const char *p = t->cpu;
+  for (int i = 0; i < n; i++) {
+    size_t len = strcspn(p, ",");
+    v[i] = *t;
+    v[i].cpu = strndup(p, len);
+    if (!v[i].cpu) ir_bug("out of memory");
+    p += len + (p[len] == ',');
+  }
+  *out = v;
+  return n;
+}
+
+void cg_target_variants_free(CgTarget *v, int n) {
+  for (int i = 0; n > 1 && i < n; i++) free((char *)v[i].cpu);
+  free(v);
+}
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* The tile pass's numbers for one CPU. */
+static void tiles_one(const CgTarget *t, IrTileTarget *pt) {
+  char *triple, *cpu, *features;
+  resolve(t, &triple, &cpu, &features);
+  const CgArch *a = arch_of(triple);
+  int vw = a ? a->vw(cpu, features) : 8;
   pt->vw = vw;
   /* caches: the host's when compiling for it, else typical sizes of the
-     width's CPUs (AVX-512: Skylake-SP..Sapphire Rapids; AVX2: Zen 2/3) */
+     width's CPUs (AVX-512: Skylake-SP..Sapphire Rapids; AVX2: Zen 2/3;
+     AArch64: Neoverse N1/V1) */
   long l1 = -1, l2 = -1, l3 = -1;
   bool host = !t->cpu && !t->triple;
 #ifdef _SC_LEVEL2_CACHE_SIZE
@@ -53,19 +144,47 @@ void cg_cpu_tiles(const CgTarget *t, IrTileTarget *pt) {
     if (l3 > 0 && ncpu > 0) l3 /= ncpu;
   }
 #endif
-  pt->l1 = l1 > 0 ? l1 : vw == 16 ? 48 << 10 : 32 << 10;
-  pt->l2 = l2 > 0 ? l2 : vw == 16 ? 1 << 20 : 512 << 10;
+  pt->l1 = l1 > 0 ? l1 : vw == 16 ? 48 << 10 : a ? a->l1 : 32 << 10;
+  pt->l2 = l2 > 0 ? l2 : vw == 16 ? 1 << 20 : a ? a->l2 : 512 << 10;
   pt->l3 = l3 > 0 ? l3 : 2 << 20;
-  pt->mm_mr = vw == 16 ? ATTNC_GEMM_MR_VW16 : ATTNC_GEMM_MR_VW8;
-  pt->mm_nr = vw == 16 ? ATTNC_GEMM_NR_VW16 : ATTNC_GEMM_NR_VW8;
-  pt->mm_kc = vw == 16 ? ATTNC_GEMM_KC_VW16 : ATTNC_GEMM_KC_VW8;
-  pt->mm_mc_max = vw == 16 ? ATTNC_GEMM_MC_VW16 : ATTNC_GEMM_MC_VW8;
-  pt->att_bq = vw == 16 ? ATTNC_ATTN_BQ_VW16 : ATTNC_ATTN_BQ_VW8;
-  pt->att_bk = vw == 16 ? ATTNC_ATTN_BK_VW16 : ATTNC_ATTN_BK_VW8;
+  pt->mm_mr = ATTNC_GEMM_OF(MR, vw);
+  pt->mm_nr = ATTNC_GEMM_OF(NR, vw);
+  pt->mm_kc = ATTNC_GEMM_OF(KC, vw);
+  pt->mm_mc_max = ATTNC_GEMM_OF(MC, vw);
+  pt->att_bq = ATTNC_ATTN_OF(BQ, vw);
+  pt->att_bk = ATTNC_ATTN_OF(BK, vw);
   snprintf(pt->desc, sizeof pt->desc, "%s, %d floats/vector, L1d %lld KiB, L2 %lld KiB%s", cpu, vw,
            (long long)(pt->l1 >> 10), (long long)(pt->l2 >> 10), host ? " (host)" : " (typical)");
+  free(triple);
   free(cpu);
   free(features);
+}
+
+/* One set of tiles for every variant of a multi-target library (its CPUs
+ * share the graph and so its tiles): multiples of every variant's vector
+ * width and register tile, within the smallest scratch and caches. */
+void cg_cpu_tiles(const CgTarget *t, IrTileTarget *pt) {
+  static const CgTarget none = {0};
+  CgTarget *v;
+  int n = cg_target_variants(t ? t : &none, &v);
+  tiles_one(&v[0], pt);
+  for (int i = 1; i < n; i++) {
+    IrTileTarget o = {0};
+    tiles_one(&v[i], &o);
+    pt->vw = pt->vw / gcd(pt->vw, o.vw) * o.vw;
+    pt->mm_mr = pt->mm_mr / gcd(pt->mm_mr, o.mm_mr) * o.mm_mr;
+    pt->mm_nr = pt->mm_nr > o.mm_nr ? pt->mm_nr : o.mm_nr;
+    pt->mm_kc = pt->mm_kc < o.mm_kc ? pt->mm_kc : o.mm_kc;
+    pt->mm_mc_max = (pt->mm_mc_max < o.mm_mc_max ? pt->mm_mc_max : o.mm_mc_max) / pt->mm_mr * pt->mm_mr;
+    pt->l1 = pt->l1 < o.l1 ? pt->l1 : o.l1;
+    pt->l2 = pt->l2 < o.l2 ? pt->l2 : o.l2;
+    pt->l3 = pt->l3 < o.l3 ? pt->l3 : o.l3;
+    if (pt->att_bq != o.att_bq || pt->att_bk != o.att_bk) ir_bug("attention templates of one architecture differ in BQ/BK");
+  }
+  if (n > 1)
+    snprintf(pt->desc, sizeof pt->desc, "%s: the tiles of every variant, %d floats/vector, L1d %lld KiB, L2 %lld KiB",
+             t->cpu, pt->vw, (long long)(pt->l1 >> 10), (long long)(pt->l2 >> 10));
+  cg_target_variants_free(v, n);
 }
 
 /* Initialize every target LLVM was built with (once). */
@@ -182,15 +301,37 @@ bool cg_target_check(const CgTarget *t, char *err, size_t errlen) {
     free(arch);
     ok = false;
   }
+  if (ok && !arch_of(triple)) {
+    snprintf(err, errlen, "--mtriple=%s: the CPU backend generates code for x86-64 and AArch64 only "
+             "(e.g. --mtriple=aarch64-linux-gnu)", triple);
+    ok = false;
+  }
   const TargetNames *tn = ok && ((t && t->cpu) || (t && t->features && t->features[0])) ? target_names(triple, target) : NULL;
-  if (ok && tn && t->cpu && tn->ncpu) {
-    bool found = false;
-    for (int i = 0; i < tn->ncpu && !found; i++) found = !strcmp(tn->cpu[i], t->cpu);
-    if (!found) {
-      nearest(t->cpu, tn->cpu, tn->ncpu, "", near, sizeof near);
-      snprintf(err, errlen, "--mcpu=%s: not a CPU LLVM knows for %s%s (--mcpu=help lists them)", t->cpu, triple, near);
+  /* --mcpu: one name, or a list (multi-target): each known, none twice */
+  for (const char *p = t && t->cpu ? t->cpu : NULL; ok && p;) {
+    size_t len = strcspn(p, ",");
+    char *cpu = strndup(p, len);
+    bool found = !tn || !tn->ncpu;
+    for (int i = 0; tn && i < tn->ncpu && !found; i++) found = !strcmp(tn->cpu[i], cpu);
+    if (!len) {
+      snprintf(err, errlen, "--mcpu=%s: an empty CPU name in the list (write --mcpu=A,B)", t->cpu);
+      ok = false;
+    } else if (!found) {
+      nearest(cpu, tn->cpu, tn->ncpu, "", near, sizeof near);
+      if (strchr(t->cpu, ','))
+        snprintf(err, errlen, "--mcpu=%s: '%s' is not a CPU LLVM knows for %s%s (--mcpu=help lists them)", t->cpu, cpu,
+                 triple, near);
+      else
+        snprintf(err, errlen, "--mcpu=%s: not a CPU LLVM knows for %s%s (--mcpu=help lists them)", cpu, triple, near);
       ok = false;
     }
+    for (const char *q = t->cpu; ok && q < p; q += strcspn(q, ",") + 1)
+      if (strcspn(q, ",") == len && !strncmp(q, cpu, len)) {
+        snprintf(err, errlen, "--mcpu=%s: '%s' is listed twice", t->cpu, cpu);
+        ok = false;
+      }
+    free(cpu);
+    p = p[len] ? p + len + 1 : NULL;
   }
   if (ok && tn && t->features && t->features[0] && tn->nfeature) {
     char *list = strdup(t->features);
@@ -238,9 +379,9 @@ bool cg_target_init(Cg *cg, const CgTarget *t) {
     ir_diag_error(cg->diag, (IrLoc){0}, "%s", check);
     return false;
   }
-  char *triple = t->triple ? strdup(t->triple) : LLVMGetDefaultTargetTriple();
-  char *cpu = t->cpu ? strdup(t->cpu) : LLVMGetHostCPUName();
-  char *features = t->features ? strdup(t->features) : t->cpu ? strdup("") : LLVMGetHostCPUFeatures();
+  char *triple, *cpu, *features;
+  resolve(t, &triple, &cpu, &features);
+  const CgArch *arch = arch_of(triple);
   LLVMTargetRef target;
   char *msg = NULL;
   IrLoc none_loc = {0};
@@ -248,8 +389,8 @@ bool cg_target_init(Cg *cg, const CgTarget *t) {
   if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
     ir_diag_error(cg->diag, none_loc, "unknown target triple '%s': %s", triple, msg ? msg : "");
     ok = false;
-  } else if (strncmp(triple, "x86_64", 6) != 0) {
-    ir_diag_error(cg->diag, none_loc, "target '%s': the CPU backend supports x86-64 only", triple);
+  } else if (!arch) {
+    ir_diag_error(cg->diag, none_loc, "target '%s': the CPU backend generates code for x86-64 and AArch64 only", triple);
     ok = false;
   }
   if (ok) {
@@ -264,7 +405,8 @@ bool cg_target_init(Cg *cg, const CgTarget *t) {
     }
   }
   if (ok) {
-    cg->vw = has_avx512(cpu, features) ? 16 : 8;
+    cg->vw = arch->vw(cpu, features);
+    cg->foreign = cg_triple_is_foreign(triple);
     char desc[256];
     snprintf(desc, sizeof desc, "%s %s (%d floats per vector)", triple, cpu, cg->vw);
     cg->target_desc = strdup(desc);

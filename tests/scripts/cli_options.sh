@@ -93,7 +93,7 @@ if grep -q "not a recognized" "$TMP/err"; then bad "LLVM's own warning leaked: $
 expect 1 "--mattr=avx2: 'avx2': write \+FEATURE to enable a feature or -FEATURE" -- "$ATTNC" $SDPA --mattr=avx2 --emit=llvm
 expect 1 "--mtriple=aarch65-linux-gnu: unknown target triple: LLVM has no target 'aarch65'; did you mean 'aarch64'" -- \
   "$ATTNC" $SDPA --mtriple=aarch65-linux-gnu -o "$TMP/t.so"
-expect 1 "target 'riscv64-linux-gnu': the CPU backend supports x86-64 only" -- \
+expect 1 "--mtriple=riscv64-linux-gnu: the CPU backend generates code for x86-64 and AArch64 only" -- \
   "$ATTNC" $SDPA --mtriple=riscv64-linux-gnu -o "$TMP/t.so"
 expect 1 "--mcpu=cortex-a7x: not a CPU LLVM knows for aarch64-linux-gnu; did you mean 'cortex-a7" -- \
   "$ATTNC" $SDPA --mtriple=aarch64-linux-gnu --mcpu=cortex-a7x -o "$TMP/t.so"

@@ -93,4 +93,25 @@ if [ -x "$EMBED" ]; then
   expect 1 "trunc\.npy: malformed or truncated" -- "$EMBED" $FX/weights.safetensors "$TMP/trunc.npy" "$TMP/y.npy"
   expect 2 "usage: " -- "$EMBED"
 fi
+
+# 5. a multi-target model (MCPU / ATTNC_MCPU takes --mcpu's list): both
+# variants in the program, each matching PyTorch (ATTNC_CPU_DISABLE, the
+# runtime's testing hook, makes this CPU look like one without AVX-512)
+BM=$TMP/build-mt
+if grep -qw avx2 /proc/cpuinfo &&
+   step "configure and build examples/embed with ATTNC_MCPU=x86-64-v3,x86-64-v4" -- \
+     "${NOLEAK[@]}" sh -c "cmake -S examples/embed -B '$BM' -DCMAKE_PREFIX_PATH='$P' -DCMAKE_BUILD_TYPE=Release \
+       -DATTNC_MCPU=x86-64-v3,x86-64-v4 && cmake --build '$BM' -j2"; then
+  objdump -d "$BM/embed" | grep -q zmm && objdump -d "$BM/embed" | grep -q ymm &&
+    ok "the program has the AVX-512 and the AVX2 variant" || bad "multi-target program lacks zmm or ymm code"
+  for dis in "" avx512f; do
+    rm -f "$TMP/y.npy"
+    if env ATTNC_CPU_DISABLE=$dis "$BM/embed" $FX/weights.safetensors $FX/x.npy "$TMP/y.npy" >/dev/null 2>&1 &&
+       r=$("$NPYCMP" "$TMP/y.npy" $FX/expected_y.npy --rtol 1e-5 2>&1); then
+      ok "multi-target, disabled '$dis': y matches PyTorch: $r"
+    else
+      bad "multi-target, disabled '$dis': ${r:-the program failed}"
+    fi
+  done
+fi
 finish

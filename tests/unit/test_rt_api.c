@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "attnc.h"
+#include "rt_cpu.h"
 #include "rt_half.h"
 #include "rt_model.h"
 #include "rt_pool.h"
@@ -220,7 +221,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real,
+    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real, NULL, NULL,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -1049,7 +1050,7 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
@@ -1130,7 +1131,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL,
 };
 
 Test(rt_api, undetermined_dim) {
@@ -1462,7 +1463,6 @@ static const char *cpu_missing_feature(void) {
     if (cpuinfo_has(cpu_flags[i].flag) == 0) return cpu_flags[i].llvm;
   return NULL;
 }
-#include "rt_cpu.h"
 
 Test(rt_api, cpu_check_agrees_with_proc_cpuinfo) {
   if (cpuinfo_has("sse2") < 0) cr_skip_test("no /proc/cpuinfo to compare with");
@@ -1518,6 +1518,64 @@ Test(rt_api, create_refuses_a_cpu_without_the_features) {
   rt_destroy(in);
 }
 #endif
+
+/* A multi-target library: variants chained best first; create takes the
+ * first the CPU has, describe reports it, and none fitting is DEVICE with
+ * each variant's missing feature.  ATTNC_CPU_DISABLE stands in for a
+ * CPU without a feature. */
+static int ran_variant; /* which variant's run() ran last: 3, 2, 1 */
+static int32_t run_v3(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out, const void *const *w,
+                      void *ws) {
+  ran_variant = 3;
+  return fake_run(ex, sv, in, out, w, ws);
+}
+static int32_t run_v2(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out, const void *const *w,
+                      void *ws) {
+  ran_variant = 2;
+  return fake_run(ex, sv, in, out, w, ws);
+}
+static int32_t run_v1(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out, const void *const *w,
+                      void *ws) {
+  ran_variant = 1;
+  return fake_run(ex, sv, in, out, w, ws);
+}
+
+Test(rt_api, create_picks_the_best_variant_this_cpu_has) {
+  if (rt_cpu_has("sse3", 4) != 1) cr_skip_test("not an x86-64 CPU with sse3");
+  rt_model_desc v3 = fake_desc, v2 = fake_desc, v1 = fake_desc;
+  v3.cpu_features = "sse3,ssse3", v3.variant = "best", v3.target = "target best", v3.next = &v2, v3.run = run_v3;
+  v2.cpu_features = "sse3", v2.variant = "middle", v2.target = "target middle", v2.next = &v1, v2.run = run_v2;
+  v1.cpu_features = "", v1.variant = "base", v1.target = "target base", v1.run = run_v1;
+  attnc_options o = {.num_threads = 1, .device = -1};
+  attnc_instance *in = NULL;
+  attnc_model_info info;
+  const struct {
+    const char *disable, *target;
+    int ran;
+  } cases[] = {{"", "target best", 3}, {"ssse3", "target middle", 2}, {"avx,sse3", "target base", 1}};
+  for (int k = 0; k < 3; k++) {
+    setenv("ATTNC_CPU_DISABLE", cases[k].disable, 1);
+    cr_assert_eq(rt_describe(&v3, &info), ATTNC_OK);
+    cr_assert_str_eq(info.target, cases[k].target, "disabled '%s'", cases[k].disable);
+    cr_assert_eq(rt_create(&v3, &o, &in), ATTNC_OK, "%s", rt_error(NULL));
+    ran_variant = 0;
+    run_fake(in);
+    cr_assert_eq(ran_variant, cases[k].ran, "disabled '%s': variant %d ran", cases[k].disable, ran_variant);
+    rt_destroy(in);
+  }
+  /* no variant fits: DEVICE, each variant's first missing feature named */
+  v1.cpu_features = "ssse3";
+  setenv("ATTNC_CPU_DISABLE", "ssse3,sse3", 1);
+  in = (attnc_instance *)&g_seed;
+  cr_assert_eq(rt_create(&v3, &o, &in), ATTNC_ERR_DEVICE);
+  cr_assert_null(in);
+  cr_assert(strstr(rt_error(NULL), "no variant fits this one: best needs sse3 (disabled by ATTNC_CPU_DISABLE); "
+                                   "middle needs sse3 (disabled by ATTNC_CPU_DISABLE); base needs ssse3"),
+            "%s", rt_error(NULL));
+  unsetenv("ATTNC_CPU_DISABLE");
+  cr_assert_eq(rt_create(&v3, &o, &in), ATTNC_OK, "%s", rt_error(NULL));
+  rt_destroy(in);
+}
 
 /* ---- memory shared between tensors of a run ---- */
 

@@ -296,6 +296,9 @@ typedef int32_t gemm_vi __attribute__((vector_size(VW * 4)));
 /* the sum of v's lanes: halves added until one is left (a fixed order) */
 ATTNC_TPL_INLINE float gemm_hsum(attnc_vf v)
 {
+#if VW == 4
+    gemm_v4 q = v; /* (NEON: already 4 lanes) */
+#else
 #if VW == 16
     gemm_v8 h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
                 __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -303,6 +306,7 @@ ATTNC_TPL_INLINE float gemm_hsum(attnc_vf v)
     gemm_v8 h = v;
 #endif
     gemm_v4 q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+#endif
     gemm_v2 d = __builtin_shufflevector(q, q, 0, 1) + __builtin_shufflevector(q, q, 2, 3);
     return d[0] + d[1];
 }

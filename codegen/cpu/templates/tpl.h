@@ -44,6 +44,17 @@
 #define ATTNC_GEMM_ND_VW8 4
 #define ATTNC_GEMM_ND1_VW8 8
 
+/* VW=4 (AArch64 NEON, 32 vector registers): 8 x 12 = 24 accumulators,
+   BLIS's armv8a sgemm kernel (8x12) transposed like the others */
+#define ATTNC_GEMM_MR_VW4 8
+#define ATTNC_GEMM_NR_VW4 12
+#define ATTNC_GEMM_KC_VW4 256
+#define ATTNC_GEMM_NC_VW4 144
+#define ATTNC_GEMM_MC_VW4 1024
+#define ATTNC_GEMM_MD_VW4 4 /* 32 registers, as VW=16 */
+#define ATTNC_GEMM_ND_VW4 4
+#define ATTNC_GEMM_ND1_VW4 8
+
 #define ATTNC_GEMM_MR_VW16 12
 #define ATTNC_GEMM_NR_VW16 32
 #define ATTNC_GEMM_KC_VW16 384
@@ -57,8 +68,14 @@
  * less costs more than it saves): see bench/gemm/README.md. */
 #define ATTNC_GEMM_TASK_FMAS (1 << 18)
 
+/* constant X of width vw (4, 8 or 16), for attnc itself */
+#define ATTNC_GEMM_OF(X, vw) \
+    ((vw) == 16 ? ATTNC_GEMM_##X##_VW16 : (vw) == 8 ? ATTNC_GEMM_##X##_VW8 : ATTNC_GEMM_##X##_VW4)
+
 #ifdef VW
-#if VW == 8
+#if VW == 4
+#define ATTNC_GEMM_W_(X) ATTNC_GEMM_##X##_VW4
+#elif VW == 8
 #define ATTNC_GEMM_W_(X) ATTNC_GEMM_##X##_VW8
 #else
 #define ATTNC_GEMM_W_(X) ATTNC_GEMM_##X##_VW16
@@ -176,6 +193,9 @@ int64_t attnc_tpl_gemm_scratch_floats(void);
 #define ATTNC_GEMM_SCRATCH_FLOATS_VW8                                                        \
     ATTNC_GEMM_SCRATCH_FLOATS_(ATTNC_GEMM_MR_VW8, ATTNC_GEMM_NR_VW8, ATTNC_GEMM_KC_VW8, \
                                ATTNC_GEMM_MC_VW8, ATTNC_GEMM_NC_VW8)
+#define ATTNC_GEMM_SCRATCH_FLOATS_VW4                                                        \
+    ATTNC_GEMM_SCRATCH_FLOATS_(ATTNC_GEMM_MR_VW4, ATTNC_GEMM_NR_VW4, ATTNC_GEMM_KC_VW4, \
+                               ATTNC_GEMM_MC_VW4, ATTNC_GEMM_NC_VW4)
 #define ATTNC_GEMM_SCRATCH_FLOATS_VW16                                                           \
     ATTNC_GEMM_SCRATCH_FLOATS_(ATTNC_GEMM_MR_VW16, ATTNC_GEMM_NR_VW16, ATTNC_GEMM_KC_VW16, \
                                ATTNC_GEMM_MC_VW16, ATTNC_GEMM_NC_VW16)

@@ -1,7 +1,8 @@
 /* tpl_common.h: shared definitions for attnc's C kernel templates.
  *
- * Templates are compiled by clang to target-neutral LLVM bitcode, once per
- * vector width: -DVW=8 (AVX2+FMA machines) and -DVW=16 (AVX-512 machines).
+ * Templates are compiled by clang to LLVM bitcode, once per target
+ * architecture and vector width: -DVW=8 (AVX2+FMA machines) and -DVW=16
+ * (AVX-512 machines) for x86-64, -DVW=4 (NEON) for AArch64.
  * They use only GCC/Clang vector extensions (no intrinsics headers), so the
  * bitcode carries plain <VW x float> IR that LLVM legalizes for whatever
  * target CPU attnc sets on the functions after loading.
@@ -15,10 +16,10 @@
 #include <stdint.h>
 
 #ifndef VW
-#error "compile templates with -DVW=8 or -DVW=16"
+#error "compile templates with -DVW=4, -DVW=8 or -DVW=16"
 #endif
-#if VW != 8 && VW != 16
-#error "VW must be 8 or 16"
+#if VW != 4 && VW != 8 && VW != 16
+#error "VW must be 4, 8 or 16"
 #endif
 
 /* a <VW x float> vector; aligned (VW*4 bytes) loads/stores */
