@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cg.h"
+#include "interp.h"
 
 typedef enum { LF_MEM, LF_CONST, LF_IOTA } LeafKind;
 
@@ -60,7 +61,7 @@ LLVMValueRef cg_splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt) {
 LLVMValueRef cg_const_vec(Cg *cg, rt_dtype t, double v) {
   LLVMValueRef s = t == RT_BOOL ? LLVMConstInt(cg->i1, v != 0, 0)
                  : t == RT_I32  ? LLVMConstInt(cg->i32, (unsigned long long)(int64_t)v, 1)
-                                : LLVMConstReal(cg->f32, v);
+                                : LLVMConstReal(cg->f32, ir_round_to(t, v)); /* f16 / bf16: rounded to t */
   LLVMValueRef *e = malloc(sizeof(LLVMValueRef) * (size_t)cg->vw);
   for (int i = 0; i < cg->vw; i++) e[i] = s;
   LLVMValueRef r = LLVMConstVector(e, (unsigned)cg->vw);
