@@ -471,9 +471,11 @@ static Leaf leaf_of(Cg *cg, int id, int out_rank) {
   Leaf l = {0};
   l.node = id;
   l.dt = (rt_dtype)n->type.dt;
-  if (cg_plan_virtual(cg->plan, id) && n->op == IR_CONST) {
-    l.kind = LF_CONST;
-    l.value = n->a.value;
+  int64_t extent = -1;
+  if (n->op == IR_IOTA) ir_dim_is_const(n->type.dim[n->a.axis], &extent);
+  if (cg_plan_virtual(cg->plan, id) && (n->op == IR_CONST || extent == 1)) {
+    l.kind = LF_CONST; /* an iota of extent 1 is broadcast: 0 everywhere */
+    l.value = n->op == IR_CONST ? n->a.value : 0;
   } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_IOTA) {
     l.kind = LF_IOTA;
     l.iota_axis = n->a.axis + (out_rank - n->type.rank);
