@@ -8,6 +8,7 @@
   difffuzz.py check FILE...       regression programs, every variant
   difffuzz.py shrink FILE [-o OUT] reduce a failing program
   difffuzz.py gen SEED            print the program of a seed
+  difffuzz.py selftest            the fuzzer's own checks
 
 Environment: ATTNC (the attnc binary, default build/attnc), CXX (for the
 CUDA emulation, default g++).  Needs Debian's python3 and python3-numpy
@@ -62,6 +63,8 @@ def cmd_fuzz(args, cfg):
             break
         s = seed + n
         n += 1
+        if n % 50 == 0:
+            print("difffuzz: %d programs, %.0f s, %d failed" % (n, time.time() - t0, nfail), flush=True)
         text = fz_gen.generate(s)
         findings, _ = fz_run.check(text, cfg, tag="fuzz")
         if not findings:
@@ -116,6 +119,40 @@ def cmd_shrink(args, cfg):
     return 0
 
 
+def cmd_selftest(args):
+    """The fuzzer's own checks: deterministic generation, programs that
+    print and parse back unchanged and that the model accepts, and a
+    comparison that catches a one-ulp error, a NaN and a lost element."""
+    import numpy as np
+    import fz_model
+    for s in range(40):
+        text = fz_gen.generate(s)
+        if fz_gen.generate(s) != text:
+            print("FAIL seed %d: generation is not deterministic" % s)
+            return 1
+        if fz_lang.render(fz_lang.parse(text)) != text:
+            print("FAIL seed %d: the program does not print back unchanged" % s)
+            return 1
+        fz_model.evaluate(fz_lang.parse(text))
+    res = fz_model.evaluate(fz_lang.parse(
+        "model t\ninput x: f32[3, 4]\noutput y: f32[3, 4]\noutput z: f32[3]\n"
+        "y = relu(x)\nz = sum(exp(x), axis=1)\n"))
+    y, z = res.outputs["y"], res.outputs["z"]
+    if fz_run.compare(y, y.v.astype(np.float32)) or fz_run.compare(z, z.v.astype(np.float32)):
+        print("FAIL: the model's own values do not pass")
+        return 1
+    bad = y.v.astype(np.float32)
+    bad.flat[5] = np.nextafter(bad.flat[5], np.float32(np.inf))
+    nan = z.v.astype(np.float32)
+    nan[1] = np.nan
+    off = z.v * (1 + 1e-4)
+    if not fz_run.compare(y, bad) or not fz_run.compare(z, nan) or not fz_run.compare(z, off):
+        print("FAIL: the comparison misses a one-ulp error of an exact value, a NaN or a 1e-4 error")
+        return 1
+    print("selftest: 40 programs deterministic, printed back, valid; comparison sound")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-emu", action="store_true", help="skip the CUDA emulation variant")
@@ -136,10 +173,13 @@ def main():
     p.add_argument("-o")
     p = sub.add_parser("gen")
     p.add_argument("seed", type=int)
+    sub.add_parser("selftest")
     args = ap.parse_args()
     if args.cmd == "gen":
         sys.stdout.write(fz_gen.generate(args.seed))
         return 0
+    if args.cmd == "selftest":
+        return cmd_selftest(args)
     work = args.work or tempfile.mkdtemp(prefix="difffuzz.")
     try:
         cfg = config(args, work)

@@ -163,7 +163,7 @@ class Gen:
         mag = np.abs(v[fin]).max() if fin.any() else 0.0
         if mag > 1e5 or (mag > 0 and mag < 1e-6):
             raise Skip("magnitude")
-        if mag > 0 and np.max(e[fin & np.isfinite(e)], initial=0.0) > 0.02 * mag + 1e-30:
+        if mag > 0 and np.max(e[fin & np.isfinite(e)], initial=0.0) > max(0.02, 64 * M.UDT[t.dt]) * mag + 1e-30:
             raise Skip("ill-conditioned")
 
     # -- snapshots, so a failed attempt leaves no trace --

@@ -132,7 +132,10 @@ def classify(variant, rc, err):
 def pick_samples(prog_text, seed):
     """Deterministic choice of the sampled variants for one program."""
     h = zlib.crc32(prog_text.encode()) ^ (seed * 2654435761 & 0xFFFFFFFF)
-    return {"so": h % 100 < 15, "emu": (h >> 8) % 100 < 30, "threads": 1 + (h >> 16) % 3}
+    tiles = []  # small tiles: many tasks, tails everywhere (multiples of the
+    if (h >> 20) % 3 == 0:  # micro-kernel rows 6/12 and vector widths 8/16)
+        tiles = ["--tile=matmul:%d" % (12 * (1 + (h >> 22) % 3)), "--tile=fused:%d" % (16 * (1 + (h >> 24) % 3))]
+    return {"so": h % 100 < 15, "emu": (h >> 8) % 100 < 30, "threads": 1 + (h >> 16) % 3, "tiles": tiles}
 
 
 def check(text, cfg, tag="p", variants=None):
@@ -175,12 +178,12 @@ def check(text, cfg, tag="p", variants=None):
         if var == "interp":
             rc, err = run_cmd([cfg.attnc, "run", src, "--interp"] + args + outs, d, cfg.timeout)
         elif var == "jit":
-            rc, err = run_cmd([cfg.attnc, "run", src] + thr + args + outs, d, cfg.timeout)
+            rc, err = run_cmd([cfg.attnc, "run", src] + thr + samp["tiles"] + args + outs, d, cfg.timeout)
         elif var == "nofuse":
-            rc, err = run_cmd([cfg.attnc, "run", src, "--no-fuse"] + thr + args + outs, d, cfg.timeout)
+            rc, err = run_cmd([cfg.attnc, "run", src, "--no-fuse"] + thr + samp["tiles"] + args + outs, d, cfg.timeout)
         elif var == "so":
             so = os.path.join(outdir, "m.so")
-            rc, err = run_cmd([cfg.attnc, src, "--mcpu=x86-64-v3", "-o", so], d, cfg.timeout)
+            rc, err = run_cmd([cfg.attnc, src, "--mcpu=x86-64-v3", "-o", so] + samp["tiles"], d, cfg.timeout)
             if rc == 0:
                 rc, err = run_cmd([cfg.attnc, "run", so] + thr + args + outs, d, cfg.timeout)
         elif var == "emu":

@@ -22,6 +22,13 @@ if grep -qs '^ATTNC_SANITIZE:BOOL=ON' "${ATTNC_BUILD_DIR:-}/CMakeCache.txt"; the
 fi
 FZ=(nice -n 5 "$PY" -I -B tests/difffuzz/difffuzz.py)
 
+if "${FZ[@]}" selftest >"$TMP/self.log" 2>&1; then
+  ok "$(tail -1 "$TMP/self.log")"
+else
+  cat "$TMP/self.log"
+  bad "the fuzzer's selftest"
+fi
+
 shopt -s nullglob
 regs=(tests/difffuzz/regressions/*.attn)
 if [ ${#regs[@]} -eq 0 ]; then
