@@ -30,7 +30,7 @@ import fz_run  # noqa: E402
 import fz_shrink  # noqa: E402
 
 SRC = os.path.dirname(os.path.dirname(HERE))
-ALL = ["interp", "jit", "nofuse", "so", "emu"]
+ALL = ["interp", "jit", "nofuse", "so", "ir", "emu"]
 
 
 def config(args, work):

@@ -8,6 +8,9 @@ Variants (each a finding on its own when it fails):
   so       attnc -o m.so --mcpu=x86-64-v3, then attnc run m.so
            (a sample: the shared-library path, with 8-wide AVX2 vectors
            where the JIT uses this machine's widest)
+  ir       attnc --emit=ir (the optimized graph as text), then attnc run
+           on that IR file (a sample: the IR printer and parser, fused
+           bodies included, and the passes run again on their own output)
   emu      attnc --target=cuda --emit=cuda, the generated CUDA C and host
            launcher run on the CPU emulation of tests/cuda_emu (a sample)
 
@@ -135,7 +138,8 @@ def pick_samples(prog_text, seed):
     tiles = []  # small tiles: many tasks, tails everywhere (multiples of the
     if (h >> 20) % 3 == 0:  # micro-kernel rows 6/12 and vector widths 8/16)
         tiles = ["--tile=matmul:%d" % (12 * (1 + (h >> 22) % 3)), "--tile=fused:%d" % (16 * (1 + (h >> 24) % 3))]
-    return {"so": h % 100 < 15, "emu": (h >> 8) % 100 < 30, "threads": 1 + (h >> 16) % 3, "tiles": tiles}
+    return {"so": h % 100 < 15, "emu": (h >> 8) % 100 < 30, "threads": 1 + (h >> 16) % 3, "tiles": tiles,
+            "ir": (h >> 26) % 100 < 20}
 
 
 def check(text, cfg, tag="p", variants=None):
@@ -166,6 +170,7 @@ def check(text, cfg, tag="p", variants=None):
     samp = pick_samples(text, seed)
     if variants is None:
         variants = ["interp", "jit", "nofuse"] + (["so"] if samp["so"] and cfg.so else []) + (
+            ["ir"] if samp["ir"] else []) + (
             ["emu"] if samp["emu"] and cfg.emu and min(res.dims.values(), default=1) >= 1 else [])
     findings = []
     for var in variants:
@@ -186,6 +191,11 @@ def check(text, cfg, tag="p", variants=None):
             rc, err = run_cmd([cfg.attnc, src, "--mcpu=x86-64-v3", "-o", so] + samp["tiles"], d, cfg.timeout)
             if rc == 0:
                 rc, err = run_cmd([cfg.attnc, "run", so] + thr + args + outs, d, cfg.timeout)
+        elif var == "ir":
+            ir = os.path.join(outdir, "m.ir")
+            rc, err = run_cmd([cfg.attnc, src, "--emit=ir", "-o", ir], d, cfg.timeout)
+            if rc == 0:
+                rc, err = run_cmd([cfg.attnc, "run", ir] + thr + args + outs, d, cfg.timeout)
         elif var == "emu":
             rc, err = run_emu(cfg, res, src, d, outdir)
         else:
