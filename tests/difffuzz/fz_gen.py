@@ -728,7 +728,7 @@ class Gen:
     def program(self):
         r = self.r
         self.start()
-        n_ops = r.randint(2, 9)
+        n_ops = r.randint(2, 12)
         done = 0
         tries = 0
         while done < n_ops and tries < n_ops * 8:

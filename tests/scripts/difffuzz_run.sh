@@ -3,7 +3,7 @@
 # (tests/difffuzz/README.md).  First every regression program under
 # tests/difffuzz/regressions through every variant (interpreter, JIT fused
 # and --no-fuse, a .so, the CUDA emulation), then random programs for
-# DIFFFUZZ_SECONDS (default 90; 40 in a sanitizer build) from a fresh seed,
+# DIFFFUZZ_SECONDS (default 60; 30 in a sanitizer build) from a fresh seed,
 # printed first (DIFFFUZZ_SEED=N repeats a run).  Every result is compared
 # with the fuzzer's numpy model within its per-element error bound.  A
 # failure prints the seed and the program; reproduce and shrink it with
@@ -16,9 +16,9 @@ if [ ! -x "$PY" ] || ! "$PY" -I -c 'import numpy' 2>/dev/null; then
   echo "SKIP: $PY with numpy not found (Debian packages python3, python3-numpy)"
   exit 77
 fi
-secs=${DIFFFUZZ_SECONDS:-90}
+secs=${DIFFFUZZ_SECONDS:-60}
 if grep -qs '^ATTNC_SANITIZE:BOOL=ON' "${ATTNC_BUILD_DIR:-}/CMakeCache.txt"; then
-  secs=${DIFFFUZZ_SECONDS:-40}
+  secs=${DIFFFUZZ_SECONDS:-30}
 fi
 FZ=(nice -n 5 "$PY" -I -B tests/difffuzz/difffuzz.py)
 
