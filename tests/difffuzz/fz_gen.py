@@ -345,7 +345,10 @@ class Gen:
             b = F(0.0)
         if r.random() < 0.5:
             a, b = b, a
-        return self.let(C("where", self.cond(self.val(x).shape), a, b))
+        shape = self.val(x).shape
+        if isinstance(b, L.Name):
+            shape = M.bshape(shape, self.val(b.id).shape)
+        return self.let(C("where", self.cond(shape), a, b))
 
     def op_cast(self):
         r = self.r
@@ -738,7 +741,10 @@ class Gen:
             try:
                 getattr(self, "op_" + name)()
                 done += 1
-            except Skip:
+            except (Skip, M.FzTypeError, M.FzRunError):
+                # the model is the type checker: a statement it refuses
+                # (operands chosen separately that do not fit together) is
+                # taken back like a useless one, so every program is valid
                 self.restore(s)
         return self.assemble()
 
