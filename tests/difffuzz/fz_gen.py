@@ -30,6 +30,8 @@ CONSTS = [1, 2, 3, 4, 5, 7, 8, 11, 13, 16]
 DIM_VALUES = [1, 1, 2, 2, 3, 3, 4, 5, 7, 11, 13, 17]
 SEQ_VALUES = [1, 2, 3, 5, 7, 9, 16, 17, 31, 33, 64, 65, 70]
 MAX_ELEMS = 60000
+# sizes beyond the CPU gemm's blocks (KC 256 / 384, NC 144 / 480)
+BIG = [145, 257, 385, 400, 481, 520]
 
 
 class Skip(Exception):
@@ -473,8 +475,13 @@ class Gen:
         x = self.pick_float(1)
         t = self.val(x)
         K = t.shape[-1]
-        n = r.choice(CONSTS)
+        n = r.choice(CONSTS) if r.random() < 0.85 else r.choice(BIG)
         k = r.randrange(4)
+        if isinstance(K, int) and r.random() < 0.12:  # through a wide layer: K beyond the gemm's K blocks
+            kb = r.choice(BIG)
+            x = self.let(C("linear", N(x), N(self.add_weight(self.dt, (kb, K)))))
+            t = self.val(x)
+            K = kb
         if t.rank == 1 or k == 0:
             if not isinstance(K, int):
                 raise Skip("linear needs a constant K")
