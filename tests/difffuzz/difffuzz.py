@@ -34,6 +34,7 @@ ALL = ["interp", "jit", "nofuse", "so", "ir", "emu"]
 
 
 def config(args, work):
+    """The run configuration: the attnc binary, the emulation compiler, which variants."""
     attnc = os.path.abspath(os.environ.get("ATTNC") or os.path.join(SRC, "build", "attnc"))
     cxx = os.environ.get("CXX", "g++")
     emu = shutil.which(cxx) is not None and not args.no_emu
@@ -41,6 +42,7 @@ def config(args, work):
 
 
 def report(title, text, findings):
+    """Print a failure: its findings, then the program."""
     print("=" * 72)
     print(title)
     for f in findings:
@@ -51,6 +53,7 @@ def report(title, text, findings):
 
 
 def cmd_fuzz(args, cfg):
+    """Random programs from a seed until the time or count is used up."""
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     print("difffuzz: first seed %d (rerun: difffuzz.py fuzz --seed %d)" % (seed, seed), flush=True)
     t0 = time.time()
@@ -90,6 +93,7 @@ def cmd_fuzz(args, cfg):
 
 
 def cmd_check(args, cfg):
+    """Every variant on each given program (the regression programs)."""
     bad = 0
     for path in args.files:
         with open(path) as f:
@@ -105,6 +109,7 @@ def cmd_check(args, cfg):
 
 
 def cmd_shrink(args, cfg):
+    """Reduce a failing program, keeping its first finding."""
     with open(args.file) as f:
         text = f.read()
     findings, _ = fz_run.check(text, cfg, tag="shrink", variants=[v for v in ALL if v != "emu" or cfg.emu])
@@ -154,6 +159,7 @@ def cmd_selftest(args):
 
 
 def main():
+    """Parse the command line and run a subcommand."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-emu", action="store_true", help="skip the CUDA emulation variant")
     ap.add_argument("--no-so", action="store_true", help="skip the shared-library variant")

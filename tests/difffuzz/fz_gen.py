@@ -41,22 +41,27 @@ class Skip(Exception):
 # ---- AST helpers ---------------------------------------------------------------
 
 def N(x):
+    """A name."""
     return L.Name(x)
 
 
 def C(fn, *args, **kw):
+    """A call with positional and keyword arguments."""
     return L.Call(fn, list(args), list(kw.items()))
 
 
 def B(op, a, b):
+    """A binary operation."""
     return L.Bin(op, a, b)
 
 
 def I(v):
+    """An integer literal (unary minus for a negative one)."""
     return L.Int(v) if v >= 0 else L.Un("-", L.Int(-v))
 
 
 def F(x):
+    """A real literal (unary minus for a negative one, inf by name)."""
     if x == float("inf"):
         return N("inf")
     if x == -float("inf"):
@@ -68,10 +73,12 @@ NEG_INF = L.Un("-", N("inf"))
 
 
 def size_ast(s):
+    """A size (int or symbolic) as an expression."""
     return L.Parser(M.fmt_size(s)).expr()
 
 
 def type_ast(dt, shape):
+    """A tensor type."""
     return L.Type(dt, [size_ast(s) for s in shape])
 
 
@@ -91,6 +98,7 @@ class Gen:
 
     # -- naming and declarations --
     def fresh(self, p):
+        """A new variable name with prefix p."""
         self.count += 1
         return "%s%d" % (p, self.count)
 
@@ -105,18 +113,22 @@ class Gen:
         return M.Size({(n,): 1})
 
     def size(self, dims_ok=True):
+        """A random axis size: a dim or a small constant."""
         r = self.r
         if dims_ok and r.random() < 0.45:
             return self.dim(r.choice(["batch", "seq", "other", "batch"]))
         return r.choice(CONSTS)
 
     def rand_shape(self, rank):
+        """A random shape of the given rank."""
         return tuple(self.size() for _ in range(rank))
 
     def val(self, name):
+        """The model value of a variable."""
         return self.ev.scopes[name]
 
     def add_input(self, dt, shape, rng=None):
+        """Declare a new input of dtype dt and shape (rng: its data range)."""
         name = self.fresh("x")
         if rng:
             self.ev.ranges[name] = rng
@@ -127,6 +139,7 @@ class Gen:
         return name
 
     def add_weight(self, dt, shape):
+        """Declare a new weight of dtype dt and a constant shape."""
         name = self.fresh("w")
         st = L.Stmt("weight", [name], type_ast(dt, shape), L.Str("p." + name))
         self.ev.stmt(st)
@@ -170,11 +183,13 @@ class Gen:
 
     # -- snapshots, so a failed attempt leaves no trace --
     def snap(self):
+        """The generator's state, for restore()."""
         ev = self.ev
         return (len(self.decls), len(self.body), list(self.pool), dict(ev.scopes), dict(ev.res.inputs),
                 dict(ev.res.weights), dict(self.dimvals), set(ev.decl_dims), dict(ev.ranges), self.count)
 
     def restore(self, s):
+        """Go back to a snap() state."""
         ev = self.ev
         nd, nb, self.pool, scopes, inputs, weights, dims, decl, ranges, self.count = s
         del self.decls[nd:]
@@ -198,9 +213,11 @@ class Gen:
         return self.r.choices(cands, w)[0]
 
     def pick_float(self, min_rank=0):
+        """A variable of the program's float dtype with at least min_rank axes."""
         return self.pick(lambda t: t.dt == self.dt and t.rank >= min_rank)
 
     def number(self, dt, small=False):
+        """A compile-time number for a tensor of dtype dt."""
         r = self.r
         if dt == "i32":
             return I(r.choice([-3, -1, 0, 1, 2, 3, 5]))
@@ -262,6 +279,7 @@ class Gen:
 
     # ---- the operations ----------------------------------------------------------
     def op_unary(self):
+        """A unary builtin (or negation), its operand kept in its domain."""
         x = self.pick(lambda t: t.dt == self.dt or (t.dt == "i32" and self.r.random() < 0.3))
         t = self.val(x)
         fns = [f for f, row in M.UNARY.items() if f != "neg" and (row[2] == "numeric" or t.dt in M.FLOATS)]
@@ -279,6 +297,7 @@ class Gen:
         return self.let(C(fn, arg))
 
     def op_binary(self):
+        """A binary operator or min/max/pow with a broadcasting second operand."""
         r = self.r
         x = self.pick(lambda t: t.dt == self.dt or (t.dt == "i32" and r.random() < 0.25))
         t = self.val(x)
@@ -339,6 +358,7 @@ class Gen:
         return c
 
     def op_where(self):
+        """where(condition, a, b)."""
         r = self.r
         x = self.pick_float()
         a = N(x)
@@ -353,6 +373,7 @@ class Gen:
         return self.let(C("where", self.cond(shape), a, b))
 
     def op_cast(self):
+        """Casts through i32, bool and the other float dtypes."""
         r = self.r
         x = self.pick(lambda t: t.dt in (self.dt, "i32", "bool"))
         t = self.val(x)
@@ -373,6 +394,7 @@ class Gen:
         return self.let(C("cast", N(x), N(r.choice([self.dt, "i32", "bool"]))))
 
     def op_index(self):
+        """index() arithmetic: positions as values, distance masks."""
         r = self.r
         x = self.pick(lambda t: t.rank >= 1)
         t = self.val(x)
@@ -392,6 +414,7 @@ class Gen:
         return self.let(B("+", i, I(r.choice([0, 1, -2]))))
 
     def op_reduce(self):
+        """sum / mean / max over random axes, keepdim or not."""
         r = self.r
         x = self.pick(lambda t: t.rank >= 1 and (t.dt == self.dt or t.dt == "i32"))
         t = self.val(x)
@@ -407,6 +430,7 @@ class Gen:
         return self.let(C(fn, N(x), **kw))
 
     def op_softmax(self):
+        """softmax over the last or a random axis."""
         x = self.pick_float(1)
         t = self.val(x)
         if self.r.random() < 0.6:
@@ -420,6 +444,7 @@ class Gen:
         return [N(self.add_input(self.dt, (d,))) for _ in range(n)]
 
     def op_norm(self):
+        """layernorm or rmsnorm."""
         r = self.r
         x = self.pick_float(1)
         d = self.val(x).shape[-1]
@@ -471,6 +496,7 @@ class Gen:
         return e
 
     def op_matmul(self):
+        """A matmul (linear, @ a weight, batched, transposed) with an epilogue chain."""
         r = self.r
         x = self.pick_float(1)
         t = self.val(x)
@@ -510,6 +536,7 @@ class Gen:
         return self.let(e)
 
     def op_shape(self):
+        """A shape operation: transpose, permute, reshape, slice, concat, chunk/split, split/merge_heads."""
         r = self.r
         x = self.pick(lambda t: t.rank >= 1)
         t = self.val(x)
@@ -587,6 +614,7 @@ class Gen:
         raise Skip("shape")
 
     def op_attention(self):
+        """An attention block: the sugar or the primitive chain, from inputs or projections."""
         r = self.r
         dt = self.dt
         Bd = self.dim("batch") if r.random() < 0.7 else r.choice([1, 2])
@@ -736,6 +764,7 @@ class Gen:
             self.add_input(self.dt, shape)
 
     def program(self):
+        """Add random operations, then assemble the program."""
         r = self.r
         self.start()
         n_ops = r.randint(2, 12)
@@ -756,6 +785,7 @@ class Gen:
         return self.assemble()
 
     def assemble(self):
+        """Choose outputs, order the declarations, inline, prune, write the header."""
         r = self.r
         lets = [n for st in self.body for n in st.names if isinstance(self.val(n), M.Tensor)]
         if not lets:

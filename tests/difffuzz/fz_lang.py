@@ -32,6 +32,7 @@ class Node:
 
 
 class Int(Node):
+    """An integer literal."""
     __slots__ = ("v",)
 
     def __init__(self, v):
@@ -47,6 +48,7 @@ class Num(Node):
 
 
 class Str(Node):
+    """A string literal (a weight key)."""
     __slots__ = ("s",)
 
     def __init__(self, s):
@@ -54,6 +56,7 @@ class Str(Node):
 
 
 class Name(Node):
+    """A name."""
     __slots__ = ("id",)
 
     def __init__(self, id):
@@ -71,6 +74,7 @@ class Call(Node):
 
 
 class Bin(Node):
+    """A binary operator."""
     __slots__ = ("op", "a", "b")
 
     def __init__(self, op, a, b):
@@ -78,6 +82,7 @@ class Bin(Node):
 
 
 class Un(Node):
+    """A unary operator (- or !)."""
     __slots__ = ("op", "a")
 
     def __init__(self, op, a):
@@ -85,6 +90,7 @@ class Un(Node):
 
 
 class List(Node):
+    """A list [a, b, ...]."""
     __slots__ = ("items",)
 
     def __init__(self, items):
@@ -118,6 +124,7 @@ class Program:
         self.stmts = list(stmts)
 
     def copy(self):
+        """A shallow copy."""
         return Program(self.header, self.stmts)
 
     def dims(self):
@@ -173,10 +180,12 @@ def pexpr(e, prec=0):
 
 
 def ptype(t):
+    """A type as source text."""
     return "%s[%s]" % (t.dt, ", ".join(pexpr(s) for s in t.sizes))
 
 
 def pstmt(s):
+    """A statement as source text."""
     k = s.kind
     if k == "model":
         return "model " + s.names[0]
@@ -205,6 +214,7 @@ def render(p):
 # ---- parsing -----------------------------------------------------------------
 
 class ParseError(Exception):
+    """The text is outside the subset."""
     pass
 
 
@@ -252,9 +262,11 @@ class Parser:
         self.i = 0
 
     def peek(self, k=0):
+        """The token k ahead."""
         return self.toks[self.i + k]
 
     def take(self, val=None, kind=None):
+        """Consume a token, optionally of a given value or kind."""
         t = self.toks[self.i]
         if (val is not None and t[1] != val) or (kind is not None and t[0] != kind):
             raise ParseError("line %d: expected %s, got %r" % (t[2], val or kind, t[1]))
@@ -262,11 +274,13 @@ class Parser:
         return t
 
     def at(self, val):
+        """Is the next token this operator or identifier?"""
         t = self.toks[self.i]
         return t[0] in ("op", "id") and t[1] == val
 
     # type = IDENT [ "[" [ expr { "," expr } ] "]" ]
     def type_(self):
+        """A tensor type (the rule above)."""
         dt = self.take(kind="id")[1]
         sizes = []
         self.take("[")
@@ -280,6 +294,7 @@ class Parser:
 
     # stmt (the subset: declarations, let and assignment)
     def stmt(self):
+        """One statement (the rule above)."""
         t = self.peek()
         if t[0] != "id":
             raise ParseError("line %d: expected a statement, got %r" % (t[2], t[1]))
@@ -316,6 +331,7 @@ class Parser:
 
     # expr = expr binop expr | "-" expr | "!" expr | primary  (by precedence)
     def expr(self, prec=1):
+        """An expression at precedence level prec (1: lowest)."""
         if prec > 6:
             return self.unary()
         a = self.expr(prec + 1)
@@ -328,6 +344,7 @@ class Parser:
                 return a
 
     def unary(self):
+        """A unary operator or a primary."""
         if self.at("-") or self.at("!"):
             op = self.take()[1]
             return Un(op, self.unary())
@@ -335,6 +352,7 @@ class Parser:
 
     # primary = INT | FLOAT | STRING | IDENT | call | "(" expr ")" | list
     def primary(self):
+        """A primary (the rule above)."""
         t = self.take()
         kind, val = t[0], t[1]
         if kind == "int":
@@ -364,6 +382,7 @@ class Parser:
 
     # call = IDENT "(" [ arg { "," arg } [ "," ] ] ")"
     def call(self, fn):
+        """A call's arguments (the rule above)."""
         self.take("(")
         args, kwargs = [], []
         while not self.at(")"):
@@ -379,6 +398,7 @@ class Parser:
         return Call(fn, args, kwargs)
 
     def program(self):
+        """The statements of a program."""
         stmts = []
         while self.peek()[0] != "eof":
             if self.peek()[0] == "nl":

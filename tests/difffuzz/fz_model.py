@@ -61,6 +61,7 @@ class FzRunError(Exception):
 
 
 def fail(msg, *a):
+    """Raise FzTypeError with a formatted message."""
     raise FzTypeError(msg % a if a else msg)
 
 
@@ -79,9 +80,11 @@ class Size:
 
     @staticmethod
     def of(x):
+        """An int as a Size."""
         return x if isinstance(x, Size) else Size({(): int(x)})
 
     def norm(self):
+        """A constant Size as an int."""
         if not self.t:
             return 0
         if list(self.t) == [()]:
@@ -147,6 +150,7 @@ class Size:
         return ratio
 
     def eval(self, dims):
+        """The value for concrete dims."""
         return sum(c * math.prod(dims[d] for d in m) for m, c in self.t.items())
 
     def __eq__(self, o):
@@ -160,14 +164,17 @@ class Size:
 
 
 def sz_add(a, b):
+    """a + b for ints or sizes."""
     return Size.of(a) + b if isinstance(a, Size) or isinstance(b, Size) else a + b
 
 
 def sz_mul(a, b):
+    """a * b for ints or sizes."""
     return Size.of(a) * b if isinstance(a, Size) or isinstance(b, Size) else a * b
 
 
 def sz_eval(s, dims):
+    """The value of a size for concrete dims."""
     return s.eval(dims) if isinstance(s, Size) else s
 
 
@@ -188,12 +195,14 @@ def fmt_size(s):
 
 
 def shape_str(dt, shape):
+    """dtype[sizes] as text."""
     return "%s[%s]" % (dt, ",".join(fmt_size(s) for s in shape))
 
 
 # ---- values ------------------------------------------------------------------
 
 class DType:
+    """A dtype value (argument of cast)."""
     __slots__ = ("name",)
 
     def __init__(self, name):
@@ -219,9 +228,11 @@ class Tensor:
 
     @property
     def rank(self):
+        """The number of axes."""
         return len(self.shape)
 
     def typestr(self):
+        """The type as text."""
         return shape_str(self.dt, self.shape)
 
 
@@ -296,6 +307,7 @@ def bshape(*shapes):
 
 
 def axis_of(ax, rank, what="axis"):
+    """A checked axis, made non-negative."""
     if not isinstance(ax, int) or isinstance(ax, bool):
         fail("%s must be a compile-time integer", what)
     if not -rank <= ax < rank:
@@ -361,6 +373,7 @@ def num_fold(fn, x):
 
 
 def unary(fn, t):
+    """A unary builtin on a tensor, with its bound."""
     f, prop, kinds, k, a, nn, lo = UNARY[fn]
     if t.dt == "bool" or (kinds == "float" and t.dt not in FLOATS):
         fail("%s needs a %s tensor, got %s", fn, "floating-point" if kinds == "float" else "numeric", t.typestr())
@@ -505,6 +518,7 @@ def binary(op, a, b):
 
 
 def where(c, a, b):
+    """where(c, a, b) with numbers promoted; an uncertain condition takes both branches' spread."""
     if not isinstance(c, Tensor) or c.dt != "bool":
         fail("where: the condition must be bool")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
@@ -522,6 +536,7 @@ def where(c, a, b):
 
 
 def cast(t, dt):
+    """cast(t, dt): truncation and saturation to i32, != 0 to bool, rounding to floats."""
     if dt == t.dt:
         return t
     x, e = t.v, t.e
@@ -533,6 +548,7 @@ def cast(t, dt):
         if dt == "i32":
             if t.dt in FLOATS:
                 def conv(z):
+                    """float -> i32 as cast does it."""
                     z = np.where(np.isnan(z), 0.0, np.trunc(z))
                     return np.clip(z, -2.0 ** 31, 2.0 ** 31 - 1)
                 r = conv(x)
@@ -548,6 +564,7 @@ def cast(t, dt):
 # ---- reductions, softmax, matmul ---------------------------------------------
 
 def axes_list(ax, rank):
+    """The sorted, checked reduction axes of an axis= value."""
     if isinstance(ax, list):
         out = [axis_of(a, rank) for a in ax]
     else:
@@ -558,12 +575,14 @@ def axes_list(ax, rank):
 
 
 def red_shape(shape, axes, keep):
+    """The shape after reducing axes (kept as 1 with keepdim)."""
     if keep:
         return tuple(1 if i in axes else s for i, s in enumerate(shape))
     return tuple(s for i, s in enumerate(shape) if i not in axes)
 
 
 def reduce(fn, t, axis, keepdim, dims):
+    """sum, mean or max over axes, with the accumulation bound."""
     if t.dt == "bool" or (fn in ("sum", "mean") and t.dt not in FLOATS):
         fail("%s needs a floating-point tensor, got %s", fn, t.typestr())
     axes = axes_list(axis, t.rank)
@@ -588,6 +607,7 @@ def reduce(fn, t, axis, keepdim, dims):
 
 
 def softmax(t, axis):
+    """softmax over one axis; fully masked rows are zeros."""
     if t.dt not in FLOATS:
         fail("softmax needs a floating-point tensor, got %s", t.typestr())
     ax = axis_of(axis, t.rank)
@@ -619,6 +639,7 @@ def softmax(t, axis):
 
 
 def matmul(a, b):
+    """Batched matmul with broadcast batch axes and the gamma_K bound."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         fail("@ needs two tensors")
     if a.rank < 2 or b.rank < 2:
@@ -640,6 +661,7 @@ def matmul(a, b):
 # ---- shape operations --------------------------------------------------------
 
 def reshape(t, sizes, dims):
+    """reshape to a list of sizes (one may be -1), element count checked symbolically."""
     if not isinstance(sizes, list):
         fail("reshape needs a list of sizes")
     total = Size.of(1)
@@ -671,6 +693,7 @@ def reshape(t, sizes, dims):
 
 
 def permute(t, perm):
+    """permute to a permutation of all axes."""
     if not isinstance(perm, list) or sorted(axis_of(p, t.rank) for p in perm) != list(range(t.rank)):
         fail("permute needs a permutation of all axes")
     perm = [axis_of(p, t.rank) for p in perm]
@@ -678,6 +701,7 @@ def permute(t, perm):
 
 
 def transpose(t, a=-2, b=-1):
+    """Swap two axes."""
     if t.rank < 2:
         fail("transpose needs rank >= 2")
     a, b = axis_of(a, t.rank), axis_of(b, t.rank)
@@ -687,6 +711,7 @@ def transpose(t, a=-2, b=-1):
 
 
 def slice_(t, axis, start, end, dims):
+    """slice along one axis [start, end)."""
     ax = axis_of(axis, t.rank)
     for x in (start, end):
         if not isinstance(x, (int, Size)) or isinstance(x, bool):
@@ -709,6 +734,7 @@ def slice_(t, axis, start, end, dims):
 
 
 def concat(ts, axis):
+    """concat along one axis."""
     if not isinstance(ts, list) or not ts or len(ts) > 16 or not all(isinstance(x, Tensor) for x in ts):
         fail("concat needs a list of 1 to 16 tensors")
     r, dt = ts[0].rank, ts[0].dt
@@ -728,6 +754,7 @@ def concat(ts, axis):
 
 
 def split(t, sizes, axis, dims):
+    """split into pieces of the given sizes."""
     ax = axis_of(axis, t.rank)
     if not isinstance(sizes, list) or not 1 <= len(sizes) <= 64:
         fail("split needs a list of 1 to 64 sizes")
@@ -743,6 +770,7 @@ def split(t, sizes, axis, dims):
 
 
 def chunk(t, n, axis, dims):
+    """chunk into n equal pieces."""
     ax = axis_of(axis, t.rank)
     if not isinstance(n, int) or not 1 <= n <= 64:
         fail("chunk: n must be 1..64")
@@ -753,6 +781,7 @@ def chunk(t, n, axis, dims):
 
 
 def index(t, axis):
+    """The position along one axis, as i32."""
     ax = axis_of(axis, t.rank)
     shape = tuple(s if i == ax else 1 for i, s in enumerate(t.shape))
     n = t.v.shape[ax]
@@ -763,6 +792,7 @@ def index(t, axis):
 # ---- composite builtins (their documented expansions) ------------------------
 
 def layernorm(x, w, b, eps, dims):
+    """layernorm, or rmsnorm when b is None, as their expansions."""
     d = x.shape[-1]
     if x.dt not in FLOATS or not isinstance(w, Tensor) or w.shape != (d,) or w.dt != x.dt or (
             b is not None and (not isinstance(b, Tensor) or b.shape != (d,) or b.dt != x.dt)):
@@ -777,6 +807,7 @@ def layernorm(x, w, b, eps, dims):
 
 
 def linear(x, w, b, dims):
+    """x @ transpose(w) + b; a vector x gives a vector."""
     if not isinstance(w, Tensor) or w.rank != 2 or not isinstance(x, Tensor) or x.rank < 1 or w.shape[1] != x.shape[-1]:
         fail("linear: input does not match weight")
     vec = x.rank == 1
@@ -792,6 +823,7 @@ def linear(x, w, b, dims):
 
 
 def split_heads(x, h, dims):
+    """[..., T, H*E] -> [..., H, T, E]."""
     if x.rank < 2 or not isinstance(h, int) or h < 1:
         fail("split_heads needs rank >= 2 and a head count")
     e = Size.of(x.shape[-1]).div(h)
@@ -802,6 +834,7 @@ def split_heads(x, h, dims):
 
 
 def merge_heads(x, dims):
+    """[..., H, T, E] -> [..., T, H*E]."""
     if x.rank < 3:
         fail("merge_heads needs rank >= 3")
     y = transpose(x, -3, -2)
@@ -913,6 +946,7 @@ class Evaluator:
 
     # -- expressions --
     def ev(self, e):
+        """Evaluate an expression."""
         from fz_lang import Int, Num, Str, Name, List, Call, Bin, Un
         if isinstance(e, Int):
             return e.v
@@ -933,6 +967,7 @@ class Evaluator:
         raise AssertionError(e)
 
     def lookup(self, name):
+        """A name's value: variables, dims, predeclared names."""
         if name in self.scopes:
             v = self.scopes[name]
             if v is None:
@@ -949,6 +984,7 @@ class Evaluator:
         fail("unknown name '%s'", name)
 
     def unop(self, op, a):
+        """Unary - or ! on a number or tensor."""
         if op == "-":
             if isinstance(a, Tensor):
                 if a.dt == "bool":
@@ -966,6 +1002,7 @@ class Evaluator:
         fail("'!' on a %s", type(a).__name__)
 
     def binop(self, op, a, b):
+        """A binary operator on tensors or compile-time values."""
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             for x in (a, b):
                 if not isinstance(x, (Tensor, int, float)) or isinstance(x, bool):
@@ -1019,12 +1056,14 @@ class Evaluator:
         fail("'%s' on numbers", op)
 
     def call(self, c):
+        """A builtin call."""
         fn = c.fn
         args = [self.ev(a) for a in c.args]
         kw = {k: self.ev(v) for k, v in c.kwargs}
         d = self.dims
 
         def want(n_min, n_max, kws=()):
+            """Check the argument count and keywords."""
             if not n_min <= len(args) <= n_max:
                 fail("%s takes %d to %d arguments", fn, n_min, n_max)
             for k in kw:
@@ -1146,12 +1185,14 @@ class Evaluator:
         fail("unknown function '%s'", fn)
 
     def tensor(self, x, fn):
+        """x, which must be a tensor."""
         if not isinstance(x, Tensor):
             fail("%s needs a tensor", fn)
         return x
 
     # -- statements --
     def shape_of(self, typ):
+        """The symbolic shape of a declared type."""
         if typ.dt not in DTYPES:
             fail("unknown type '%s'", typ.dt)
         sizes = []
@@ -1165,6 +1206,7 @@ class Evaluator:
         return tuple(sizes)
 
     def concrete(self, shape):
+        """A symbolic shape's run-time sizes."""
         out = []
         for s in shape:
             n = sz_eval(s, self.dims)
@@ -1174,6 +1216,7 @@ class Evaluator:
         return tuple(out)
 
     def bind(self, name, val):
+        """Bind a name (an output: type checked)."""
         if name in self.res.out_types:
             if not isinstance(val, Tensor):
                 fail("output '%s' is assigned a non-tensor", name)
@@ -1183,6 +1226,7 @@ class Evaluator:
         self.scopes[name] = val
 
     def run(self):
+        """Run every statement, then finish()."""
         for st in self.prog.stmts:
             self.stmt(st)
         return self.finish()

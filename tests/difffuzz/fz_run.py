@@ -62,6 +62,7 @@ class Config:
 
 
 def write_npy(path, t):
+    """A model tensor as the .npy file attnc reads for it."""
     arr = t.v.astype(NPY_DT[t.dt]) if t.dt != "bool" else (t.v != 0)
     np.save(path, np.require(arr, requirements="C"))
 

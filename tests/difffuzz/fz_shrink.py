@@ -40,6 +40,7 @@ def types_of(prog):
 
 
 class Shrinker:
+    """One reduction: the finding to keep, the variant to run, a time budget."""
     def __init__(self, finding, cfg, log, budget_s):
         self.key = message_key(finding)
         self.variant = finding.variant
@@ -74,10 +75,12 @@ class Shrinker:
 
     @staticmethod
     def smaller(a, b):
+        """Are a's run-time sizes smaller than b's?"""
         return sum(a.dims().values()) < sum(b.dims().values())
 
     # -- candidate generators --
     def c_outputs(self, p):
+        """Candidates: one output fewer."""
         outs = [s.names[0] for s in p.stmts if s.kind == "output"]
         if len(outs) < 2:
             return
@@ -85,6 +88,7 @@ class Shrinker:
             yield L.Program(p.header, [s for s in p.stmts if not (s.kind in ("output", "set") and s.names[0] == o)])
 
     def c_input(self, p):
+        """Candidates: a let turned into an input of its type."""
         try:
             vals = types_of(p)
         except (M.FzTypeError, M.FzRunError):
@@ -113,6 +117,7 @@ class Shrinker:
                     hit = [False]
 
                     def swap(e, target=target, rep=rep, hit=hit):
+                        """Replace the first occurrence of target by rep."""
                         if not hit[0] and e == target:
                             hit[0] = True
                             return rep
@@ -122,17 +127,22 @@ class Shrinker:
                         yield L.Program(p.header, p.stmts[:k] + [L.Stmt(st.kind, st.names, st.typ, new)] + p.stmts[k + 1:])
 
     def c_hoist(self, p):
+        """Candidates: an expression replaced by a sub-expression."""
         return self.rewrite_each(p, lambda e: [c for c in L.children(e) if not isinstance(c, (L.Int, L.Str))])
 
     def c_kwarg(self, p):
+        """Candidates: a keyword argument dropped."""
         def drop(e):
+            """Calls with one keyword argument less."""
             if isinstance(e, L.Call):
                 for i in range(len(e.kwargs)):
                     yield L.Call(e.fn, e.args, e.kwargs[:i] + e.kwargs[i + 1:])
         return self.rewrite_each(p, drop)
 
     def c_number(self, p):
+        """Candidates: a real literal made simpler."""
         def simpler(e):
+            """Simpler literals than e."""
             if isinstance(e, L.Num):
                 for t in ("1.0", "0.5", "0.0"):
                     if e.text != t:
@@ -140,6 +150,7 @@ class Shrinker:
         return self.rewrite_each(p, simpler)
 
     def c_dims(self, p):
+        """Candidates: one run-time size smaller."""
         dims = p.dims()
         for d, v in sorted(dims.items()):
             for nv in sorted({1, 2, v // 2, v - 1}):
@@ -149,6 +160,7 @@ class Shrinker:
                     yield L.Program(h, p.stmts)
 
     def c_inline(self, p):
+        """Candidates: a variable used once substituted into its use."""
         for k, st in enumerate(p.stmts):
             if st.kind != "let" or len(st.names) != 1:
                 continue
@@ -165,6 +177,7 @@ class Shrinker:
             yield L.Program(p.header, stmts)
 
     def run(self, prog):
+        """Apply the passes until none makes progress or the time is up."""
         best = fz_gen.prune(prog)
         passes = [self.c_outputs, self.c_input, self.c_hoist, self.c_kwarg, self.c_number, self.c_dims, self.c_inline]
         progress = True
