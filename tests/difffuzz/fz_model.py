@@ -224,6 +224,8 @@ class Tensor:
     __slots__ = ("dt", "shape", "v", "e", "nonneg")
 
     def __init__(self, dt, shape, v, e, nonneg=False):
+        if 0 in np.shape(v):  # docs/architecture.md, Decisions: "empty tensors (a 0 dim)"
+            raise FzRunError("empty tensors are not supported")
         self.dt, self.shape, self.v, self.e, self.nonneg = dt, tuple(shape), v, e, nonneg
 
     @property
