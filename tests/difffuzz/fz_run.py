@@ -140,7 +140,7 @@ def pick_samples(prog_text, seed):
     if (h >> 20) % 3 == 0:  # micro-kernel rows 6/12 and vector widths 8/16)
         tiles = ["--tile=matmul:%d" % (12 * (1 + (h >> 22) % 3)), "--tile=fused:%d" % (16 * (1 + (h >> 24) % 3))]
     return {"so": h % 100 < 15, "emu": (h >> 8) % 100 < 30, "threads": 1 + (h >> 16) % 3, "tiles": tiles,
-            "ir": (h >> 26) % 100 < 20}
+            "ir": (h >> 26) % 100 < 30}
 
 
 def check(text, cfg, tag="p", variants=None):
