@@ -224,8 +224,6 @@ class Tensor:
     __slots__ = ("dt", "shape", "v", "e", "nonneg")
 
     def __init__(self, dt, shape, v, e, nonneg=False):
-        if 0 in np.shape(v):  # docs/architecture.md, Decisions: "empty tensors (a 0 dim)"
-            raise FzRunError("empty tensors are not supported")
         self.dt, self.shape, self.v, self.e, self.nonneg = dt, tuple(shape), v, e, nonneg
 
     @property
@@ -1208,12 +1206,14 @@ class Evaluator:
         return tuple(sizes)
 
     def concrete(self, shape):
-        """A symbolic shape's run-time sizes."""
+        """A declared tensor's run-time sizes: empty inputs and weights are
+        not supported (docs/architecture.md, Decisions), empty values
+        inside a program are."""
         out = []
         for s in shape:
             n = sz_eval(s, self.dims)
-            if n < 0:
-                raise FzRunError("a size is negative at run time")
+            if n < 1:
+                raise FzRunError("a declared tensor is empty or negative at run time")
             out.append(n)
         return tuple(out)
 
@@ -1299,6 +1299,8 @@ class Evaluator:
             if self.scopes.get(n) is None:
                 fail("output '%s' is never assigned", n)
             self.res.outputs[n] = self.scopes[n]
+            if 0 in self.scopes[n].v.shape:
+                raise FzRunError("output '%s' is empty (not supported)" % n)
         for n in self.dims:
             if n not in self.decl_dims:
                 fail("the header names a dim %s the program does not declare", n)
