@@ -471,14 +471,13 @@ static Leaf leaf_of(Cg *cg, int id, int out_rank) {
   Leaf l = {0};
   l.node = id;
   l.dt = (rt_dtype)n->type.dt;
-  int64_t extent = -1;
-  if (n->op == IR_IOTA) ir_dim_is_const(n->type.dim[n->a.axis], &extent);
-  if (cg_plan_virtual(cg->plan, id) && (n->op == IR_CONST || extent == 1)) {
-    l.kind = LF_CONST; /* an iota of extent 1 is broadcast: 0 everywhere */
+  int iota_axis = n->op == IR_IOTA ? cg_iota_axis(n, out_rank) : -1;
+  if (cg_plan_virtual(cg->plan, id) && (n->op == IR_CONST || iota_axis < 0)) {
+    l.kind = LF_CONST; /* (an iota of extent 1 is 0 everywhere) */
     l.value = n->op == IR_CONST ? n->a.value : 0;
-  } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_IOTA) {
+  } else if (cg_plan_virtual(cg->plan, id)) {
     l.kind = LF_IOTA;
-    l.iota_axis = n->a.axis + (out_rank - n->type.rank);
+    l.iota_axis = iota_axis;
   } else {
     l.kind = LF_MEM;
   }

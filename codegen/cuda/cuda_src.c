@@ -264,7 +264,8 @@ void cu_struct(const CgPlan *p, const CgKernel *k, FILE *f) {
  * x0.. of an output of rank r. */
 static void virtual_expr(const IrNode *v, int r, char *out, size_t len) {
   if (v->op == IR_CONST) const_expr(v, out, len);
-  else snprintf(out, len, "(int)x%d", v->a.axis + r - v->type.rank);
+  else if (cg_iota_axis(v, r) < 0) snprintf(out, len, "0"); /* an iota of extent 1, broadcast */
+  else snprintf(out, len, "(int)x%d", cg_iota_axis(v, r));
 }
 
 static void k_elementwise(Cu *c, const CgKernel *k) {
