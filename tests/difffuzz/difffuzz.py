@@ -17,6 +17,7 @@ only.  Exit status 1 when any program fails.
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -52,6 +53,11 @@ def report(title, text, findings):
     print("=" * 72, flush=True)
 
 
+def stop(signum, frame):
+    """SIGTERM: stop like SIGINT, so the summary of what ran is printed."""
+    raise KeyboardInterrupt
+
+
 def cmd_fuzz(args, cfg):
     """Random programs from a seed until the time or count is used up."""
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -59,35 +65,39 @@ def cmd_fuzz(args, cfg):
     t0 = time.time()
     n = nfail = 0
     kinds = {}
-    while True:
-        if args.count is not None and n >= args.count:
-            break
-        if args.count is None and time.time() - t0 >= args.seconds:
-            break
-        s = seed + n
-        n += 1
-        if n % 50 == 0:
-            print("difffuzz: %d programs, %.0f s, %d failed" % (n, time.time() - t0, nfail), flush=True)
-        text = fz_gen.generate(s)
-        findings, _ = fz_run.check(text, cfg, tag="fuzz")
-        if not findings:
-            continue
-        nfail += 1
-        for f in findings:
-            kinds[f.sig()] = kinds.get(f.sig(), 0) + 1
-        report("FAIL seed %d (difffuzz.py gen %d)" % (s, s), text, findings)
-        if not args.no_shrink:
-            small = fz_shrink.shrink(text, findings[0], cfg, log=args.verbose)
-            f2, _ = fz_run.check(small, cfg, tag="fuzz", variants=[findings[0].variant] + (
-                ["interp"] if findings[0].variant != "interp" else []))
-            report("shrunk (seed %d)" % s, small, f2)
-            if args.save:
-                os.makedirs(args.save, exist_ok=True)
-                with open(os.path.join(args.save, "seed%d.attn" % s), "w") as f:
-                    f.write(small)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            if args.count is not None and n >= args.count:
+                break
+            if args.count is None and time.time() - t0 >= args.seconds:
+                break
+            s = seed + n
+            if n and n % 10 == 0:
+                print("difffuzz: %d programs, %.0f s, %d failed" % (n, time.time() - t0, nfail), flush=True)
+            text = fz_gen.generate(s)
+            findings, _ = fz_run.check(text, cfg, tag="fuzz")
+            n += 1
+            if not findings:
+                continue
+            nfail += 1
+            for f in findings:
+                kinds[f.sig()] = kinds.get(f.sig(), 0) + 1
+            report("FAIL seed %d (difffuzz.py gen %d)" % (s, s), text, findings)
+            if not args.no_shrink:
+                small = fz_shrink.shrink(text, findings[0], cfg, log=args.verbose)
+                f2, _ = fz_run.check(small, cfg, tag="fuzz", variants=[findings[0].variant] + (
+                    ["interp"] if findings[0].variant != "interp" else []))
+                report("shrunk (seed %d)" % s, small, f2)
+                if args.save:
+                    os.makedirs(args.save, exist_ok=True)
+                    with open(os.path.join(args.save, "seed%d.attn" % s), "w") as f:
+                        f.write(small)
+    except KeyboardInterrupt:  # stopped (SIGINT / SIGTERM): the summary of what ran
+        print("difffuzz: interrupted", flush=True)
     dt = time.time() - t0
     print("difffuzz: %d programs in %.0f s (seeds %d..%d), %d failed%s" % (
-        n, dt, seed, seed + n - 1, nfail,
+        n, dt, seed, seed + max(n - 1, 0), nfail,
         "".join("; %s %s: %d" % (k[0], k[1], c) for k, c in sorted(kinds.items()))), flush=True)
     return 1 if nfail else 0
 
