@@ -334,6 +334,22 @@ def _sigmoid(x):
         return np.where(x >= 0, 1.0 / (1.0 + np.exp(-x)), np.exp(x) / (1.0 + np.exp(x)))
 
 
+def _libm(fn):
+    """A C libm function (Python's math module) over an array, NaN where
+    it has no value (sin(inf)): the interpreter computes these with libm,
+    so folded numbers match it bit for bit."""
+    def f(x):
+        """fn elementwise."""
+        def one(v):
+            """fn of one float, NaN outside its domain."""
+            try:
+                return fn(v)
+            except (ValueError, OverflowError):
+                return math.nan
+        return np.vectorize(one, otypes=[float])(np.asarray(x, dtype=np.float64))
+    return f
+
+
 def _rsqrt(x):
     with np.errstate(all="ignore"):
         return 1.0 / np.sqrt(x)
@@ -342,8 +358,11 @@ def _rsqrt(x):
 # The unary builtins, one row each: function, propagation (inc / dec:
 # monotone, evaluated at both ends of the interval; a number: a Lipschitz
 # constant), dtypes (float or numeric), k(x) and a(x) of the rounding term
-# in units of u32 (the compiled kernels' accuracy, codegen/cpu/templates/
-# rowops.c), nonneg result, domain lower bound (None: all reals).
+# in units of u32 (the compiled math's accuracy: at least the CPU's bound in
+# docs/language.md 9.5 and the host libm's, which the CUDA emulation runs;
+# 1 ulp is 2 u32), nonneg result,
+# domain lower bound (None: all reals).  floor, ceil and round are exact
+# and nondecreasing: an operand interval across a step takes the jump.
 UNARY = {
     "exp": (np.exp, "inc", "float", lambda x: 4.0, None, True, None),
     "exp2": (np.exp2, "inc", "float", lambda x: 4.0 + np.abs(x), None, True, None),
@@ -359,6 +378,12 @@ UNARY = {
                   lambda x: np.abs(x) * (4.0 + 1.5 * np.abs(_gelu_tanh_inner(x))) + 1.0, False, None),
     "silu": (lambda x: x * _sigmoid(x), 1.1, "float", lambda x: 7.0, lambda x: 1.0, False, None),
     "neg": (lambda x: -x, 1.0, "numeric", None, None, False, None),
+    "erf": (_libm(math.erf), 1.13, "float", lambda x: 4.0, None, False, None),
+    "sin": (_libm(math.sin), 1.0, "float", lambda x: 4.0, None, False, None),
+    "cos": (_libm(math.cos), 1.0, "float", lambda x: 4.0, None, False, None),
+    "floor": (np.floor, "inc", "numeric", None, None, False, None),
+    "ceil": (np.ceil, "inc", "numeric", None, None, False, None),
+    "round": (np.rint, "inc", "numeric", None, None, False, None),
 }
 
 
@@ -366,6 +391,8 @@ def num_fold(fn, x):
     """A unary builtin on a compile-time number (docs/language.md 7.1)."""
     if fn in ("abs", "relu") and isinstance(x, int):
         return abs(x) if fn == "abs" else max(x, 0)
+    if fn in ("floor", "ceil", "round") and isinstance(x, int):
+        return x
     x = float(x)
     with np.errstate(all="ignore"):
         r = UNARY[fn][0](np.array([x]))[0]
