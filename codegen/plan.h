@@ -139,6 +139,14 @@ static inline bool cg_plan_virtual(const CgPlan *p, int i) { return p->node[i].k
  * reader's axes), gr<k> (the table's stride along the gathered axis) and
  * gn<k> (its rows): element = p[sum x_d s_d + ids[sum x_d gs_d] * gr]. */
 static inline bool cg_plan_gather(const CgPlan *p, int i) { return p->node[i].kind == CG_GATHER; }
+/* The axis of an elementwise kernel's output (rank r) that virtual iota v
+ * counts along, or -1 when v's own axis has size 1: broadcast, it is 0
+ * everywhere (difffuzz seed 5068). */
+static inline int cg_iota_axis(const IrNode *v, int r) {
+  int64_t one;
+  if (ir_dim_is_const(v->type.dim[v->a.axis], &one) && one == 1) return -1;
+  return v->a.axis + r - v->type.rank;
+}
 /* A parameter's value k, and a kernel's parameter called name (NULL if none). */
 static inline const CgValue *cg_param_val(const CgPlan *p, const CgParam *q, int k) { return &p->val[q->v0 + k]; }
 const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *name);

@@ -160,6 +160,8 @@ static double round_to(rt_dtype dt, double x) {
   }
 }
 
+double ir_round_to(rt_dtype dt, double x) { return round_to(dt, x); }
+
 /* Element i of host data of dtype dt, as a double (data may be unaligned). */
 static double load(rt_dtype dt, const void *p, int64_t i) {
   const unsigned char *b = (const unsigned char *)p + (size_t)i * rt_dtype_size(dt);

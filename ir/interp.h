@@ -31,6 +31,11 @@ typedef int (*IrWeightFn)(void *ctx, const char *key, IrTensor *out, char *err, 
 int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t *symvals,
                  char *err, size_t errlen);
 
+/* x rounded to a value of dtype dt, the rule every node obeys: what a
+ * backend must use for a constant of that dtype (an f16 0.1 is
+ * 0.0999755859375 in every computation). */
+double ir_round_to(rt_dtype dt, double x);
+
 /* Run the graph.  outputs[i] (graph->outputs order) receive malloc'd data in
  * the output node's dtype and its concrete shape; the caller frees
  * outputs[i].data.  Returns 0, or -1 with a message (then every

@@ -214,10 +214,12 @@ static bool is_neg_inf(Ctx *c, int i) {
 /* ---- the score path ----------------------------------------------------------- */
 
 /* matmul(Q, Kt) of rank R with Kt a single-use permute (rank 4), or, for
- * rank 5, permute(reshape(K4), [0,1,2,4,3]) with Q a reshape of Q4. */
+ * rank 5, permute(reshape(K4), [0,1,2,4,3]) with Q a reshape of Q4; a
+ * matmul that already has an epilogue (IR text after fuse-epilogue)
+ * computes more than QK^T and is not one. */
 static bool is_qk(Ctx *c, int id) {
   const IrNode *n = N(c, id);
-  if (n->op != IR_MATMUL || n->type.rank != c->R) return false;
+  if (n->op != IR_MATMUL || n->type.rank != c->R || n->body >= 0) return false;
   const IrNode *kt = N(c, n->in[1]);
   if (kt->op != IR_PERMUTE || kt->type.rank != c->R || c->uses[n->in[1]] != 1) return false;
   if (c->R == 4) return N(c, n->in[0])->type.rank == 4;
@@ -368,7 +370,9 @@ static bool match_attention(Ctx *c, int p, AttnMatch *m) {
   for (int i = p + 1; i < n && m->o < 0; i++)
     for (int k = 0; k < N(c, i)->nin; k++)
       if (N(c, i)->in[k] == p) m->o = i;
-  if (m->o < 0 || N(c, m->o)->op != IR_MATMUL || N(c, m->o)->in[0] != p || N(c, m->o)->type.rank != R) return false;
+  if (m->o < 0 || N(c, m->o)->op != IR_MATMUL || N(c, m->o)->in[0] != p || N(c, m->o)->type.rank != R ||
+      N(c, m->o)->body >= 0) /* P @ V with an epilogue is more than P @ V */
+    return false;
   if ((m->s0 = qk_of(c, sm->in[0], 0)) < 0) return false;
   /* the path s0 -> softmax input, forwards */
   for (int cur = sm->in[0]; cur != m->s0; cur = N(c, cur)->in[c->via[cur]]) m->path[m->np++] = cur;

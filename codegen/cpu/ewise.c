@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cg.h"
+#include "interp.h"
 
 typedef enum { LF_MEM, LF_CONST, LF_IOTA, LF_DIMVAL } LeafKind;
 
@@ -65,7 +66,7 @@ LLVMValueRef cg_splat(Cg *cg, LLVMValueRef s, LLVMTypeRef vt) {
 LLVMValueRef cg_const_vec(Cg *cg, rt_dtype t, double v) {
   LLVMValueRef s = t == RT_BOOL ? LLVMConstInt(cg->i1, v != 0, 0)
                  : t == RT_I32  ? LLVMConstInt(cg->i32, (unsigned long long)(int64_t)v, 1)
-                                : LLVMConstReal(cg->f32, v);
+                                : LLVMConstReal(cg->f32, ir_round_to(t, v)); /* f16 / bf16: rounded to t */
   LLVMValueRef *e = malloc(sizeof(LLVMValueRef) * (size_t)cg->vw);
   for (int i = 0; i < cg->vw; i++) e[i] = s;
   LLVMValueRef r = LLVMConstVector(e, (unsigned)cg->vw);
@@ -585,14 +586,15 @@ static Leaf leaf_of(Cg *cg, int id, int out_rank) {
   Leaf l = {0};
   l.node = id;
   l.dt = (rt_dtype)n->type.dt;
-  if (cg_plan_virtual(cg->plan, id) && n->op == IR_CONST) {
-    l.kind = LF_CONST;
-    l.value = n->a.value;
-  } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_IOTA) {
-    l.kind = LF_IOTA;
-    l.iota_axis = n->a.axis + (out_rank - n->type.rank);
-  } else if (cg_plan_virtual(cg->plan, id) && n->op == IR_DIMVAL) {
+  int iota_axis = n->op == IR_IOTA ? cg_iota_axis(n, out_rank) : -1;
+  if (cg_plan_virtual(cg->plan, id) && n->op == IR_DIMVAL) {
     l.kind = LF_DIMVAL;
+  } else if (cg_plan_virtual(cg->plan, id) && (n->op == IR_CONST || iota_axis < 0)) {
+    l.kind = LF_CONST; /* (an iota of extent 1 is 0 everywhere) */
+    l.value = n->op == IR_CONST ? n->a.value : 0;
+  } else if (cg_plan_virtual(cg->plan, id)) {
+    l.kind = LF_IOTA;
+    l.iota_axis = iota_axis;
   } else {
     l.kind = LF_MEM;
     l.gather = cg_plan_gather(cg->plan, id); /* set to 1 or 2 with the context */

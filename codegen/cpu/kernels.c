@@ -597,7 +597,8 @@ void cg_reduce(Cg *cg, int id) {
   }
   const IrNode *xn = &cg->g->funcs[0].nodes[n->in[0]];
   const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
-  if (xn->type.dt != RT_F32 && xn->type.dt != RT_F16 && xn->type.dt != RT_BF16) {
+  bool imax = xn->type.dt == RT_I32 && n->op == IR_RMAX; /* the one integer reduction */
+  if (xn->type.dt != RT_F32 && xn->type.dt != RT_F16 && xn->type.dt != RT_BF16 && !imax) {
     cg_error(cg, n, "reductions of %s tensors are not supported by the CPU backend", rt_dtype_name((rt_dtype)xn->type.dt));
     return;
   }
@@ -617,7 +618,7 @@ void cg_reduce(Cg *cg, int id) {
     if (!red[d]) f[k++] = x->shape[d], f[k++] = x->stride[d], nkeep++, nout = LLVMBuildMul(cg->B, nout, x->shape[d], "");
   (void)o;
   char key[64];
-  snprintf(key, sizeof key, "reduce op%d r%d k%d", n->op, nred, nkeep);
+  snprintf(key, sizeof key, "reduce op%d r%d k%d%s", n->op, nred, nkeep, imax ? " i32" : "");
   LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {
     cg_launch(cg, cached, f, k, nout, ci64(cg, 16));
@@ -647,8 +648,14 @@ void cg_reduce(Cg *cg, int id) {
   int op = n->op == IR_SUM ? 0 : n->op == IR_MEAN ? 1 : 2;
   LLVMTypeRef pt[] = {cg->ptr, cg->i32, cg->ptr, cg->ptr, cg->i32};
   LLVMValueRef args[] = {fptr(cg, X, xo), LLVMConstInt(cg->i32, (unsigned)nred, 0), ext, str, LLVMConstInt(cg->i32, (unsigned)op, 0)};
-  LLVMValueRef v = cg_call(cg, "attnc_tpl_reduce", cg->f32, pt, 5, args);
-  LLVMBuildStore(cg->B, v, fptr(cg, Y, t.iv));
+  if (imax) {
+    LLVMValueRef xi = LLVMBuildGEP2(cg->B, cg->i32, X, &xo, 1, "");
+    LLVMValueRef v = cg_call(cg, "attnc_tpl_reduce_imax", cg->i32, pt, 4, (LLVMValueRef[]){xi, args[1], ext, str});
+    LLVMBuildStore(cg->B, v, LLVMBuildGEP2(cg->B, cg->i32, Y, &t.iv, 1, ""));
+  } else {
+    LLVMValueRef v = cg_call(cg, "attnc_tpl_reduce", cg->f32, pt, 5, args);
+    LLVMBuildStore(cg->B, v, fptr(cg, Y, t.iv));
+  }
   cg_loop_end(cg, &t);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);

@@ -4,7 +4,12 @@
  * compared with (tests/scripts/cuda_emu.sh).
  *
  *   g++ -std=c++17 -DATTNC_HOST_LAUNCHER -DATTNC_EMU -DMODEL_CU='"model.cu"' harness.cpp -lpthread
- *   ./a.out OUTDIR SEED NAME=SIZE...      (every dim of the model) */
+ *   ./a.out OUTDIR SEED NAME=SIZE...      (every dim of the model)
+ *
+ * With EMU_DATA=DIR the inputs and weights are read from DIR instead of
+ * drawn at random (the differential fuzzer, tests/difffuzz): in_NAME.bin
+ * and w_KEY.bin, raw little-endian f32 values for float tensors (already
+ * representable in the tensor's dtype), i32 for i32, one byte for bool. */
 #include <string>
 #include <vector>
 #include "emu.h"
@@ -49,6 +54,23 @@ static unsigned h_sms(void *) {
 }
 
 static int esize(int dt) { return dt == 4 ? 1 : 4; }
+
+/* EMU_DATA: read n elements of size es for tensor PREFIX+NAME into dst;
+ * 0 when EMU_DATA is unset (draw random data), 1 when read, exits on a
+ * missing or short file */
+static int read_data(const char *prefix, const char *name, void *dst, i64 n, int es) {
+  const char *dir = getenv("EMU_DATA");
+  if (!dir || !*dir) return 0;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s%s.bin", dir, prefix, name);
+  FILE *f = fopen(path, "rb");
+  if (!f || fread(dst, (size_t)es, (size_t)n, f) != (size_t)n) {
+    fprintf(stderr, "EMU_DATA: cannot read %lld values from %s\n", n, path);
+    exit(2);
+  }
+  fclose(f);
+  return 1;
+}
 /* float data into the device's storage of dtype dt (f16 / bf16 rounded, f
  * rounded in place so the .npy holds exactly what the kernels read) */
 static void to_device(int dt, float *f, void *dst, i64 n) {
@@ -103,11 +125,12 @@ int main(int argc, char **argv) {
     int dt = cu_inputs[k].dtype;
     in[k] = malloc((size_t)(n ? n : 1) * 4);
     float *f32 = (float *)malloc((size_t)(n ? n : 1) * 4);
-    for (i64 i = 0; i < n; i++) {
-      if (dt == 3) ((int *)in[k])[i] = (int)(urand() * 9);
-      else if (dt == 4) ((u8 *)in[k])[i] = urand() < 0.7;
-      else f32[i] = (float)(urand() * 3.4 - 1.7);
-    }
+    if (!read_data("in_", cu_inputs[k].name, dt <= 2 ? (void *)f32 : in[k], n, esize(dt)))
+      for (i64 i = 0; i < n; i++) {
+        if (dt == 3) ((int *)in[k])[i] = (int)(urand() * 9);
+        else if (dt == 4) ((u8 *)in[k])[i] = urand() < 0.7;
+        else f32[i] = (float)(urand() * 3.4 - 1.7);
+      }
     /* EMU_NAN=NAME:I,NAME:I..: element I (row-major) of float input NAME is NaN (the NaN rule's tests) */
     for (const char *e = getenv("EMU_NAN"); e && *e && dt <= 2;) {
       const char *colon = strchr(e, ':');
@@ -139,7 +162,8 @@ int main(int argc, char **argv) {
     double a = cu_weights[k].rank >= 2 ? sqrt(3.0 / (double)shape[cu_weights[k].rank - 1]) : 1.0;
     w[k] = malloc((size_t)(n ? n : 1) * 4);
     wf[k] = (float *)malloc((size_t)(n ? n : 1) * 4);
-    for (i64 i = 0; i < n; i++) wf[k][i] = (float)(a * (2 * urand() - 1));
+    if (!read_data("w_", cu_weights[k].name, wf[k], n, 4))
+      for (i64 i = 0; i < n; i++) wf[k][i] = (float)(a * (2 * urand() - 1));
     to_device(cu_weights[k].dtype, wf[k], w[k], n);
     header += std::string(k ? "," : "") + "\"" + cu_weights[k].name + "\":{\"dtype\":\"F32\",\"shape\":[";
     for (int d = 0; d < cu_weights[k].rank; d++) header += (d ? "," : "") + std::to_string(shape[d]);

@@ -186,3 +186,22 @@ float attnc_tpl_reduce(const float *x, int32_t nd, const int64_t *ext_in, const 
   float s = acc + hsum(av);
   return op == 1 ? s / (float)count : s;
 }
+
+/* The max of a strided sub-tensor of int32 elements (the i32 max
+ * reduction), axis by axis; an empty extent gives INT32_MIN (-inf,
+ * saturated as a cast to i32 does). */
+int32_t attnc_tpl_reduce_imax(const int32_t *x, int32_t nd, const int64_t *ext, const int64_t *str) {
+  int64_t idx[8] = {0}, count = 1;
+  for (int d = 0; d < nd && d < 8; d++) count *= ext[d];
+  int32_t m = INT32_MIN;
+  for (int64_t i = 0; i < count; i++) {
+    int64_t off = 0;
+    for (int d = 0; d < nd && d < 8; d++) off += idx[d] * str[d];
+    m = x[off] > m ? x[off] : m;
+    for (int d = (nd < 8 ? nd : 8) - 1; d >= 0; d--) {
+      if (++idx[d] < ext[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return m;
+}

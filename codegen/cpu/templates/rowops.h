@@ -35,4 +35,6 @@ void attnc_tpl_rmsnorm_row(const float *x, int64_t xs, float *y, int64_t n, cons
 /* Reduce a strided sub-tensor of nd axes (extents ext, strides str, in
  * elements) to one value.  op: 0 sum, 1 mean, 2 max. */
 float attnc_tpl_reduce(const float *x, int32_t nd, const int64_t *ext, const int64_t *str, int32_t op);
+/* The same for the max of int32 elements (INT32_MIN when empty). */
+int32_t attnc_tpl_reduce_imax(const int32_t *x, int32_t nd, const int64_t *ext, const int64_t *str);
 #endif
