@@ -463,7 +463,7 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
     x = &g->funcs[0].nodes[n->in[0]];
     char idd[200], tbl[200], dim[512];
     ir_gather_desc(g, i, idd, sizeof idd, tbl, sizeof tbl);
-    fprintf(f, "  {\n    int64_t shape[%d] = {0", ids->type.rank > 0 ? ids->type.rank : 1);
+    fprintf(f, "  {\n    int64_t shape[%d] = {%s", ids->type.rank > 0 ? ids->type.rank : 1, ids->type.rank > 0 ? "" : "0");
     for (int d = 0; d < ids->type.rank; d++) dim_c(ids->type.dim[d], dim, sizeof dim), fprintf(f, "%s%s", d ? ", " : "", dim);
     dim_c(x->type.dim[n->a.axis], dim, sizeof dim);
     fprintf(f, "};\n    if (rt_check_ids(ex, (const int32_t *)in[%d], %d, shape, %s, ", ids->a.index, ids->type.rank, dim);

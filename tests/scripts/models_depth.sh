@@ -3,8 +3,11 @@
 # shared libraries: BERT-large sizes (D=1024 H=16 F=4096 L=24), GPT-2 at
 # L=48, LLaMA at L=32.  --emit=so,stats reports the time of each step and the
 # peak memory (stats alone do not); run()'s stack frame stays small at 48
-# layers (one context array for every kernel launch).  No timing is
-# asserted: the figures are in bench/models/README.md.
+# layers (one context array for every kernel launch).  With the CUDA
+# backend built in: a --target=cpu,cuda library of each example (one
+# layer: NVRTC takes seconds a layer) builds (its host part checks the
+# input ids) and runs a fixture (on the GPU, else the CPU fallback).  No
+# timing is asserted: the figures are in bench/models/README.md.
 source "$(dirname "$0")/lib.bash"
 while read -r model defs; do
   [ -z "$model" ] && continue
@@ -36,5 +39,34 @@ if "$ATTNC" examples/gpt2.attn -D L=48 --emit=asm -o "$TMP/g.s" 2>"$TMP/err"; th
     bad "gpt2 L=48: run()'s frame is ${frame:-?} bytes (an array per launch?)"
 else
   bad "gpt2 L=48 --emit=asm: $(head -3 "$TMP/err")"
+fi
+if "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
+  for dir in tests/fixtures/bert/pad tests/fixtures/gpt2/t7 tests/fixtures/llama/t7; do
+    model=$(basename "$(dirname "$dir")")
+    defs=$(fixture_defs "$dir" | sed -E 's/-D L=[0-9]+/-D L=1/')
+    # shellcheck disable=SC2086
+    if ! "$ATTNC" "examples/$model.attn" $defs --target=cpu,cuda -o "$TMP/${model}_cu.so" 2>"$TMP/err"; then
+      bad "$model --target=cpu,cuda: $(head -3 "$TMP/err")"
+      continue
+    fi
+    outs=()
+    for f in "$dir"/expected_*.npy; do b=$(basename "$f" .npy); outs+=(--output "${b#expected_}=$TMP/cu_${b#expected_}.npy"); done
+    # one layer: the library against the interpreter on the same weights (the file has more layers)
+    # shellcheck disable=SC2046
+    if "$ATTNC" run "$TMP/${model}_cu.so" --allow-extra-weights --weights "$dir/weights.safetensors" $(fixture_inputs "$dir") \
+         "${outs[@]}" 2>"$TMP/err" &&
+       "$ATTNC" run "examples/$model.attn" --interp $defs --allow-extra-weights --weights "$dir/weights.safetensors" \
+         $(fixture_inputs "$dir") "${outs[@]//cu_/in_}" 2>>"$TMP/err"; then
+      for f in "$dir"/expected_*.npy; do
+        b=$(basename "$f" .npy)
+        r=$("$NPYCMP" "$TMP/cu_${b#expected_}.npy" "$TMP/in_${b#expected_}.npy" --rtol 1e-5) &&
+          ok "$model --target=cpu,cuda L=1 ${b#expected_}: $r" || bad "$model cpu,cuda ${b#expected_}: $r"
+      done
+    else
+      bad "$model cpu,cuda run: $(head -3 "$TMP/err")"
+    fi
+  done
+else
+  echo "# no CUDA backend in this build: the cpu,cuda libraries are not built"
 fi
 finish
