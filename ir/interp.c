@@ -837,11 +837,12 @@ static int run_gather(Interp *it, int id, Val *out) {
   for (int64_t e = 0; e < ids->n; e++) {
     double v = ids->d[e];
     if (v >= 0 && v < (double)rows) continue;
-    char idd[160], tbl[160], pos[160];
+    const char *idd, *tbl;
+    char pos[160];
     int64_t ist[IR_MAX_RANK], at[IR_MAX_RANK];
     cstrides(ir, ids->shape, ist);
     for (int d = 0; d < ir; d++) at[d] = e / ist[d] % ids->shape[d];
-    ir_gather_desc(it->g, id, idd, sizeof idd, tbl, sizeof tbl);
+    ir_gather_desc(it->g, id, &idd, &tbl);
     ir_index_str(ir, at, pos, sizeof pos);
     snprintf(it->err, it->errlen, "%s %s = %lld is out of range for %s (%lld rows)", idd, pos, (long long)v, tbl,
              (long long)rows);

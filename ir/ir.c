@@ -453,12 +453,12 @@ static void gather_where(const IrNode *n, int id, char *buf, size_t len) {
   else snprintf(buf, len, "%%%d", id);
 }
 
-void ir_gather_desc(const IrGraph *g, int id, char *ids, size_t nids, char *tbl, size_t ntbl) {
+void ir_gather_desc(const IrGraph *g, int id, const char **ids, const char **tbl) {
   const IrNode *n = &g->funcs[0].nodes[id], *x = &g->funcs[0].nodes[n->in[0]], *i = &g->funcs[0].nodes[n->in[1]];
   char where[120];
   gather_where(n, id, where, sizeof where);
-  if (i->op == IR_INPUT) snprintf(ids, nids, "input '%s'", i->a.str);
-  else snprintf(ids, nids, "the ids of gather %s", where);
-  if (x->op == IR_WEIGHT) snprintf(tbl, ntbl, "'%s'", x->a.str);
-  else snprintf(tbl, ntbl, "the table of gather %s", where);
+  *ids = i->op == IR_INPUT ? ir_arena_printf(g->arena, "input '%s'", i->a.str)
+                           : ir_arena_printf(g->arena, "the ids of gather %s", where);
+  *tbl = x->op == IR_WEIGHT ? ir_arena_printf(g->arena, "'%s'", x->a.str)
+                            : ir_arena_printf(g->arena, "the table of gather %s", where);
 }

@@ -218,11 +218,12 @@ double ir_round_even(double x);
 
 /* Gather errors (interpreter and compiled code word them alike):
  *   "<ids> [0, 3] = 50257 is out of range for <table> (50257 rows)"
- * ir_gather_desc fills <ids> ("input 'input_ids'", or "the ids of gather
+ * ir_gather_desc gives <ids> ("input 'input_ids'", or "the ids of gather
  * at FILE:LINE:COL" for computed ids) and <table> ("'weight.key'", or
- * "the table of gather at ...") for gather node id of funcs[0];
+ * "the table of gather at ...") for gather node id of funcs[0], as strings
+ * of the graph's arena (names of any length);
  * ir_index_str writes a position as "[0, 3]". */
-void ir_gather_desc(const IrGraph *g, int id, char *ids, size_t nids, char *tbl, size_t ntbl);
+void ir_gather_desc(const IrGraph *g, int id, const char **ids, const char **tbl);
 void ir_index_str(int rank, const int64_t *at, char *buf, size_t n);
 
 /* ---- shape inference (infer.c) --------------------------------------- */

@@ -65,7 +65,11 @@ int main(int argc, char **argv)
     int nsizes = 2;
     if (argc > 2) {
         nsizes = 0;
-        for (int a = 2; a < argc && nsizes < 16; a++) {
+        if (argc - 2 > 16) {
+            fprintf(stderr, "bench_paths: at most 16 N,K sizes (got %d)\n", argc - 2);
+            return 1;
+        }
+        for (int a = 2; a < argc; a++) {
             long long n, k;
             if (sscanf(argv[a], "%lld,%lld", &n, &k) == 2) sizes[nsizes][0] = n, sizes[nsizes][1] = k, nsizes++;
         }

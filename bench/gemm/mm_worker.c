@@ -120,7 +120,8 @@ static Loaded *load(const char *lib, int threads, char *err, size_t errlen)
 {
     for (int i = 0; i < nloaded; i++)
         if (!strcmp(loaded[i].lib, lib) && loaded[i].threads == threads) return &loaded[i];
-    if (nloaded == 64) return snprintf(err, errlen, "too many libraries"), NULL;
+    if (nloaded == 64) return snprintf(err, errlen, "too many libraries (64)"), NULL;
+    if (strlen(lib) >= sizeof loaded[0].lib) return snprintf(err, errlen, "library path longer than 1023 bytes"), NULL;
     void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (!dl) return snprintf(err, errlen, "%s", dlerror()), NULL;
     Loaded *L = &loaded[nloaded];

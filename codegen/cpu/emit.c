@@ -419,6 +419,11 @@ char **cg_cross_cc(const char *triple, char *err, size_t errlen) {
   /* TRIPLE-gcc, then ARCH-linux-gnu-gcc (Debian's cross compilers:
      gcc-aarch64-linux-gnu) */
   char name[256], arch[64];
+  if (strlen(triple) > 200 || strcspn(triple, "-") >= sizeof arch) {
+    snprintf(err, errlen, "target triple '%.80s...' is too long to name a cross compiler (200 characters, 63 for "
+             "the architecture); set ATTNC_CROSS_CC", triple);
+    return NULL;
+  }
   snprintf(arch, sizeof arch, "%.*s", (int)strcspn(triple, "-"), triple);
   if (!strcmp(arch, "arm64")) strcpy(arch, "aarch64");
   const char *cand[2] = {name, NULL};

@@ -464,8 +464,8 @@ static void ewise_kernel(Cg *cg, const char *what, int shape_of, rt_dtype out_dt
       }
       fields[nf++] = xv->stride[ax];
       fields[nf++] = xv->shape[ax];
-      char idd[200], tbl[200];
-      ir_gather_desc(cg->g, l->node, idd, sizeof idd, tbl, sizeof tbl);
+      const char *idd, *tbl;
+      ir_gather_desc(cg->g, l->node, &idd, &tbl);
       fields[nf++] = cg->ex;
       fields[nf++] = LLVMBuildGlobalStringPtr(cg->B, idd, "");
       fields[nf++] = LLVMBuildGlobalStringPtr(cg->B, tbl, "");

@@ -381,8 +381,8 @@ static void check_input_ids(Cg *cg) {
       LLVMValueRef k = ci64(cg, d);
       LLVMBuildStore(cg->B, cg_dim(cg, ids->type.dim[d]), LLVMBuildGEP2(cg->B, cg->i64, shape, &k, 1, ""));
     }
-    char idd[200], tbl[200];
-    ir_gather_desc(cg->g, i, idd, sizeof idd, tbl, sizeof tbl);
+    const char *idd, *tbl;
+    ir_gather_desc(cg->g, i, &idd, &tbl);
     LLVMValueRef args[] = {cg->ex, load_ptr_array(cg, cg->inputs, ids->a.index), LLVMConstInt(cg->i32, (unsigned)ir, 0),
                            shape, cg_dim(cg, x->type.dim[nd->a.axis]), LLVMBuildGlobalStringPtr(cg->B, idd, ""),
                            LLVMBuildGlobalStringPtr(cg->B, tbl, "")};

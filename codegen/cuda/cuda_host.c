@@ -461,8 +461,9 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
     const IrNode *n = &g->funcs[0].nodes[i], *ids, *x;
     if (n->op != IR_GATHER || (ids = &g->funcs[0].nodes[n->in[1]])->op != IR_INPUT) continue;
     x = &g->funcs[0].nodes[n->in[0]];
-    char idd[200], tbl[200], dim[512];
-    ir_gather_desc(g, i, idd, sizeof idd, tbl, sizeof tbl);
+    const char *idd, *tbl;
+    char dim[512];
+    ir_gather_desc(g, i, &idd, &tbl);
     fprintf(f, "  {\n    int64_t shape[%d] = {%s", ids->type.rank > 0 ? ids->type.rank : 1, ids->type.rank > 0 ? "" : "0");
     for (int d = 0; d < ids->type.rank; d++) dim_c(ids->type.dim[d], dim, sizeof dim), fprintf(f, "%s%s", d ? ", " : "", dim);
     dim_c(x->type.dim[n->a.axis], dim, sizeof dim);
