@@ -158,14 +158,7 @@ for case_ in mha/causal sdpa/e13 se_block/c20 decoder/small encoder/small_gelu; 
       bad "$engine $case_: attnc run failed: $(head -3 "$TMP/err")"
       continue
     fi
-    for f in "$dir"/expected_*.npy; do
-      b=$(basename "$f" .npy)
-      if r=$("$NPYCMP" "$TMP/${name}_${engine}_${b#expected_}.npy" "$f" --rtol 1e-5); then
-        ok "$engine $case_ ${b#expected_}: $r"
-      else
-        bad "$engine $case_ ${b#expected_}: $r"
-      fi
-    done
+    compare_expected "$dir" "$TMP/${name}_${engine}_" "$engine $case_"
   done
 done
 

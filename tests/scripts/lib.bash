@@ -29,6 +29,16 @@ expect() {
 }
 # A fixture case (tests/fixtures/MODEL/CASE): its params as -D flags, and its
 # inputs as --input NAME=FILE flags (words, for unquoted use).
+# compare_expected DIR PREFIX LABEL: every DIR/expected_NAME.npy against
+# PREFIXNAME.npy (rtol 1e-5), one ok/FAIL line each, labelled "LABEL NAME"
+compare_expected() {
+  local f b r
+  for f in "$1"/expected_*.npy; do
+    b=$(basename "$f" .npy)
+    b=${b#expected_}
+    if r=$("$NPYCMP" "$2$b.npy" "$f" --rtol 1e-5 2>&1); then ok "$3 $b: $r"; else bad "$3 $b: $r"; fi
+  done
+}
 fixture_defs() { local d; for d in $(sed -n 's/^params: //p' "$1/case.txt"); do printf -- '-D %s ' "$d"; done; }
 fixture_inputs() {
   local f b

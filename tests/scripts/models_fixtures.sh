@@ -54,14 +54,7 @@ for dir in tests/fixtures/bert/*/ tests/fixtures/gpt2/*/ tests/fixtures/llama/*/
     bad "$name: attnc run failed: $(head -3 "$TMP/err")"
     continue
   fi
-  for f in "$dir"/expected_*.npy; do
-    b=$(basename "$f" .npy)
-    if r=$("$NPYCMP" "$TMP/out/${b#expected_}.npy" "$f" --rtol 1e-5 2>&1); then
-      ok "$name ${b#expected_}: $r"
-    else
-      bad "$name ${b#expected_}: $r"
-    fi
-  done
+  compare_expected "$dir" "$TMP/out/" "$name"
 done
 done
 

@@ -40,14 +40,7 @@ for dir in tests/fixtures/*/*/; do
     bad "$engine $model/$case_: attnc run failed: $(head -3 "$TMP/err")"
     continue
   fi
-  for f in "$dir"/expected_*.npy; do
-    b=$(basename "$f" .npy)
-    if r=$("$NPYCMP" "$TMP/${b#expected_}.npy" "$f" --rtol 1e-5); then
-      ok "$engine $model/$case_ ${b#expected_}: $r"
-    else
-      bad "$engine $model/$case_ ${b#expected_}: $r"
-    fi
-  done
+  compare_expected "$dir" "$TMP/" "$engine $model/$case_"
 done
 done
 finish

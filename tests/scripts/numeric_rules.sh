@@ -38,14 +38,7 @@ for dir in tests/numerics/*/; do
       bad "$engine $case_: attnc run failed: $(head -3 "$TMP/err")"
       continue
     fi
-    for f in "$dir"/expected_*.npy; do
-      b=$(basename "$f" .npy)
-      if r=$("$NPYCMP" "$TMP/${b#expected_}.npy" "$f" --rtol 1e-5); then
-        ok "$engine $case_ ${b#expected_}: $r"
-      else
-        bad "$engine $case_ ${b#expected_}: $r"
-      fi
-    done
+    compare_expected "$dir" "$TMP/" "$engine $case_"
   done
 done
 finish
