@@ -642,8 +642,9 @@ class Gen:
         scores = (Bd, H, T, S)
         if r.random() < 0.4:  # the sugar
             kw = {}
-            if r.random() < 0.4:
-                kw["causal"] = I(1)
+            if r.random() < 0.5:
+                kw["causal"] = r.choice([I(1), L.Str("top_left"), L.Str("bottom_right"), L.Str("bottom_right"),
+                                         L.Str("none")])
             if r.random() < 0.4:
                 if r.random() < 0.5:
                     m = self.add_input("bool", self.bcast_shape(scores), rng=(r.choice([0.5, 0.8, 0.95]), 0))

@@ -890,8 +890,9 @@ def attention(q, k, v, causal, mask, scale, dims):
         k = reshape(k, [B, Hk, 1, S, E], dims)
         v = reshape(v, [B, Hk, 1, S, v.shape[3]], dims)
     s = binary("*", matmul(q, transpose(k, -2, -1)), float(scale))
-    if causal:
-        s = where(binary(">", index(s, -1), index(s, -2)), -INF, s)
+    if causal:  # top-left: j > i; bottom-right: j > i + S - T (the last T of S positions)
+        off = sz_eval(S, dims) - sz_eval(T, dims) if causal == "bottom_right" else 0
+        s = where(binary(">", index(s, -1), binary("+", index(s, -2), off)), -INF, s)
     if mask is not None:
         if not isinstance(mask, Tensor):
             fail("attention: mask must be a tensor")
@@ -1203,8 +1204,12 @@ class Evaluator:
         if fn == "attention":
             want(3, 3, ("causal", "mask", "scale"))
             causal = kw.get("causal", 0)
-            if not isinstance(causal, int):
-                fail("attention: causal must be an integer")
+            if isinstance(causal, Key):  # "none", "top_left", "bottom_right"
+                if causal.s not in ("none", "top_left", "bottom_right"):
+                    fail("attention: causal must be 0, 1, \"none\", \"top_left\" or \"bottom_right\"")
+                causal = {"none": 0, "top_left": 1}.get(causal.s, causal.s)
+            elif not isinstance(causal, int) or isinstance(causal, bool) or causal not in (0, 1):
+                fail("attention: causal must be 0, 1, \"none\", \"top_left\" or \"bottom_right\"")
             sc = kw.get("scale")
             if sc is not None and not isinstance(sc, (int, float)):
                 fail("attention: scale must be a number")
