@@ -1,7 +1,7 @@
 """PyTorch scaled_dot_product_attention against attnc's fused examples/sdpa.attn
 on the shapes of bench/attention/sdpa.sh (f32, B=1, H=8, CPU), alternating
 call by call on the same inputs: median and min of RUNS timed calls each,
-after a warm-up, and the ratio of medians.  attnc runs through python/attnc.py
+after a warm-up, and the ratio of medians.  attnc runs through python/attnc/
 (ctypes), so its times include the Python call and the output allocation.
 usage: python torch_sdpa.py RUNS THREADS SO_DIR   (SO_DIR/sdpa_e{E}_c{C}.so)"""
 import os
@@ -18,7 +18,7 @@ import attnc  # noqa: E402
 
 runs, threads, so_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(threads)
-print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; attnc via python/attnc.py, {threads} threads")
+print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; attnc via python/attnc/, {threads} threads")
 for T in (2048, 4096):
     for E in (64, 128):
         for causal in (0, 1):

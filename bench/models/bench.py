@@ -5,7 +5,7 @@ their Hugging Face transformers peers on the CPU.
 For each model: build the peer from its config (random weights), save its
 state_dict as safetensors (GPT-2's tied LM head once), save the inputs,
 compile the example to a .so (timed), then alternate ROUNDS rounds of
-`peer_attnc.py` (numpy + python/attnc.py) and `peer_torch.py` (transformers,
+`peer_attnc.py` (numpy + python/attnc/) and `peer_torch.py` (transformers,
 eval, no_grad, eager attention), each in its own process with the same
 thread count, each timing RUNS calls after a warm-up.  Reports the medians
 of all timed calls and the max-norm relative difference of the outputs.

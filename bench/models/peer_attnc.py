@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/models/peer_attnc.py - the attnc side of bench/models/bench.py, in a
-process of its own (numpy and python/attnc.py only, no torch): loads the
+process of its own (numpy and python/attnc/ only, no torch): loads the
 compiled model, its weights and the saved inputs, runs it RUNS times with
 THREADS threads after one warm-up run and prints one JSON line:
 {"times": [...seconds...]}; --out saves the first run's outputs.

@@ -1,4 +1,4 @@
-"""Per-call overhead of python/attnc.py against the raw ctypes call.
+"""Per-call overhead of python/attnc/ against the raw ctypes call.
 
     python3 bench/python/bench_call.py [--attnc build/attnc] [--calls 20000] [--rounds 7]
 

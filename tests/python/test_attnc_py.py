@@ -1,4 +1,4 @@
-"""Tests of python/attnc.py, the ctypes binding for attnc-generated libraries.
+"""Tests of python/attnc/, the ctypes binding for attnc-generated libraries.
 
 Run:  /usr/bin/python3 tests/python/test_attnc_py.py [-v]   (unittest, no pytest)
 Env:  ATTNC            the attnc binary (default: $ATTNC_BUILD_DIR/attnc, then build/attnc)

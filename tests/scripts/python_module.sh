@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# python_module.sh - the Python binding (python/attnc.py, ctypes + numpy)
+# python_module.sh - the Python binding (python/attnc/, ctypes + numpy)
 # through tests/python/test_attnc_py.py, with Debian's /usr/bin/python3 and
 # python3-numpy: fixtures, random inputs against `attnc run --interp`,
 # weights, errors, threads.  One check line per unittest test.
