@@ -232,20 +232,33 @@ const char *cg_target_desc(CgModule *m) {
   return r ? cg_cpu_target_desc(r) : "";
 }
 
+/* Bytes an output copy moves: its value read once and written once. */
+static double copy_bytes(const CgPlan *p, const CgKernel *k, const int64_t *symvals) {
+  const IrType *t = &p->g->funcs[0].nodes[k->node].type;
+  double b = t->dt == RT_BOOL ? 1 : t->dt == RT_F16 || t->dt == RT_BF16 ? 2 : 4;
+  for (int a = 0; a < t->rank; a++) b *= (double)ir_dim_eval(t->dim[a], symvals);
+  return 2 * b;
+}
+
 void cg_plan_cost(const CgPlan *p, const int64_t *symvals, IrCost *out) {
-  const IrFunc *f = &p->g->funcs[0];
   bool *computed = calloc((size_t)p->n + 1, 1);
   if (!computed) ir_bug("out of memory");
   for (int k = 0; k < p->nk; k++)
     if (p->k[k].kind != CG_K_OUTPUT) computed[p->k[k].node] = true;
   ir_cost(p->g, symvals, computed, out);
   free(computed);
-  for (int k = 0; k < p->nk; k++) { /* output copies: read once, written once */
-    if (p->k[k].kind != CG_K_OUTPUT) continue;
-    const IrType *t = &f->nodes[p->k[k].node].type;
-    double b = t->dt == RT_BOOL ? 1 : t->dt == RT_F16 || t->dt == RT_BF16 ? 2 : 4;
-    for (int a = 0; a < t->rank; a++) b *= (double)ir_dim_eval(t->dim[a], symvals);
-    out->bytes += 2 * b;
-    out->kernels++;
+  for (int k = 0; k < p->nk; k++)
+    if (p->k[k].kind == CG_K_OUTPUT) out->bytes += copy_bytes(p, &p->k[k], symvals), out->kernels++;
+}
+
+void cg_kernel_cost(const CgPlan *p, int k, const int64_t *symvals, IrCost *out) {
+  if (p->k[k].kind == CG_K_OUTPUT) {
+    *out = (IrCost){.kernels = 1, .bytes = copy_bytes(p, &p->k[k], symvals)};
+    return;
   }
+  bool *computed = calloc((size_t)p->n + 1, 1);
+  if (!computed) ir_bug("out of memory");
+  computed[p->k[k].node] = true;
+  ir_cost(p->g, symvals, computed, out);
+  free(computed);
 }

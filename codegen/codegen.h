@@ -30,6 +30,10 @@ typedef struct {
   unsigned backends;    /* the --target list: bit b for cg_backends[b]; 0: the CPU */
   const char *cuda_arch; /* "sm_80" or "sm_90" (NULL: sm_90): --emit=cubin, GPU tiles */
   struct CgTimes *times; /* NULL, or where each step adds its CPU seconds */
+  bool profile;         /* attnc bench --profile (JIT only): run() stamps the time
+                           (rt_prof_now, seconds) into the global double array
+                           <model>__prof[nk + 1]: [0] before the first kernel,
+                           [k + 1] when plan kernel k has returned */
 } CgTarget;
 
 /* CPU seconds of this process spent in each step of code generation,
@@ -163,4 +167,6 @@ const char *cg_type_str(const IrGraph *g, const IrType *t);
 /* The static cost of the plan's kernels (ir_cost over the nodes kernels
  * compute, plus the output copies) for run-time dims symvals. */
 void cg_plan_cost(const CgPlan *p, const int64_t *symvals, IrCost *out);
+/* The same for plan kernel k alone (attnc bench --profile). */
+void cg_kernel_cost(const CgPlan *p, int k, const int64_t *symvals, IrCost *out);
 #endif

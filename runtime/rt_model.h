@@ -145,6 +145,9 @@ enum {
  * smallest number of tasks worth handing to one thread. */
 void rt_parallel_for(rt_exec *ex, int64_t ntasks, int64_t grain, rt_task_fn fn, void *ctx);
 int rt_exec_threads(const rt_exec *ex);
+/* Seconds on the monotonic clock: run()'s stamps in a --profile build
+ * (CgTarget.profile). */
+double rt_prof_now(void);
 /* Record a run-time error (message copied); returns -1. */
 int32_t rt_exec_error(rt_exec *ex, const char *msg);
 /* Gather ids out of range (ir_gather_desc words it alike in the

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Polls of an atomic before a waiting thread blocks (a few tens of
  * microseconds: long enough to catch the next kernel of the same run). */
@@ -374,6 +375,13 @@ void rt_exec_init(rt_exec *ex, rt_pool *p) {
 /* The generated code's entry to the pool. */
 void rt_parallel_for(rt_exec *ex, int64_t ntasks, int64_t grain, rt_task_fn fn, void *ctx) {
   rt_pool_for(ex ? ex->pool : NULL, ntasks, grain, fn, ctx);
+}
+
+/* Seconds on the monotonic clock (a --profile build's per-kernel stamps). */
+double rt_prof_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* Threads a run may use (tids are 0..this-1). */

@@ -2,21 +2,36 @@
  * a model, compiled in memory, run side by side on the same fresh random
  * inputs; or a library built by attnc, run alone.
  *
- *   attnc bench MODEL [-D NAME=VALUE]... --dim NAME=N... [--weights W]
+ *   attnc bench MODEL [-D NAME=VALUE]... --dim NAME=N[,N...]... [--weights W]
  *               [--runs N] [--threads N] [--seed N] [--json FILE]
+ *               [--profile] [--trace FILE] [--remeasure]
  *               [--no-interp] [pass options]
  *
- * Per variant it reports: kernels, median and minimum time of `runs` timed
- * runs (after one warm-up; the variants alternate run by run so that both
- * see the same machine noise), GFLOP/s of the model's matrix products and
- * the percentage of this machine's fp32 FMA peak (measured here, with the
- * same thread count), the workspace the instance needed, the bytes its
+ * A dim given several sizes (--dim T=16,128,1024) is swept: every
+ * combination of the sizes is one benchmark, reported in turn (and as
+ * {"sweep": [...]} in --json).
+ *
+ * Per variant it reports: kernels, median, minimum, p90 and p99 of `runs`
+ * timed runs (after one warm-up; the variants alternate run by run so that
+ * both see the same machine noise), GFLOP/s of the model's matrix products
+ * and the percentage of this machine's fp32 FMA peak, the GB/s of the
+ * bytes moved and the percentage of the machine's memory bandwidth (both
+ * limits measured with the same thread count once per machine and cached:
+ * peak.c; --remeasure measures again), the workspace the instance needed, the bytes its
  * kernels move (cg_plan_cost: compulsory traffic), and the maximum absolute and
  * normwise relative error (max|got - ref| / max|ref|) against the float64
  * reference interpreter run on the program as written -- or, when that
  * would be too slow (more than 2e9 multiply-adds), against the unfused
  * variant.  Outputs are NaN-filled before the first run, so an element a
  * kernel never writes shows up as an error.
+ *
+ * --profile times every kernel of both variants (a build whose run()
+ * stamps the clock after each kernel: CgTarget.profile) and prints, for the
+ * fused variant, each kernel's op, source line, median time, GFLOP/s,
+ * bytes, GB/s and the fraction of its roofline bound min(peak, intensity x
+ * bandwidth); --json then carries every kernel of both variants
+ * (bench/roofline.py plots them).  --trace FILE writes one run of the fused
+ * variant as a Chrome trace (chrome://tracing, Perfetto).
  *
  * A built library (MODEL.so) has no IR: it cannot be recompiled unfused or
  * run on the interpreter, and its work is unknown, so it is one variant
@@ -53,6 +68,10 @@ typedef struct {
   double max_abs, max_rel;
   bool bad_nan;
   int64_t nonfinite; /* library: NaN/inf elements in the outputs */
+  /* --profile: the run's stamps (<model>__prof, nk + 1) and each run's
+     kernel times (runs x nk; NaN where a kernel did not run) */
+  double *prof, *ktimes, *last;
+  int nk;
 } Variant;
 
 typedef struct {
@@ -261,16 +280,19 @@ static int64_t eval_dim(const char *s, const char *const *names, const int64_t *
   return sum;
 }
 
-enum { B_DIM = 1, B_WEIGHTS, B_RUNS, B_THREADS, B_SEED, B_JSON, B_NO_INTERP, B_HELP };
+enum { B_DIM = 1, B_WEIGHTS, B_RUNS, B_THREADS, B_SEED, B_JSON, B_NO_INTERP, B_PROFILE, B_TRACE, B_REMEASURE, B_HELP };
 
 static const ToolOpt bench_opts[] = {
-  TOOL_OPT("--dim", "NAME=N", B_DIM, "size of run-time dim NAME (every dim of the model is needed)"),
+  TOOL_OPT("--dim", "NAME=N[,N...]", B_DIM, "size of run-time dim NAME (every dim is needed); several sizes: a sweep"),
   TOOL_OPT("--weights", "FILE", B_WEIGHTS, "safetensors weights (default: random weights)"),
   TOOL_OPT("--runs", "N", B_RUNS, "timed runs per variant (default 10)"),
   TOOL_OPT("--threads", "N", B_THREADS, "threads (default: all cores)"),
   TOOL_OPT("--seed", "N", B_SEED, "random seed (default: from the clock; printed)"),
   TOOL_OPT("--json", "FILE", B_JSON, "also write the results as JSON"),
   TOOL_OPT("--no-interp", NULL, B_NO_INTERP, "compare fused against unfused, not against the interpreter"),
+  TOOL_OPT("--profile", NULL, B_PROFILE, "time every kernel (a .attn model): op, line, time, GFLOP/s, GB/s, % of bound"),
+  TOOL_OPT("--trace", "FILE", B_TRACE, "write one run of the fused variant as a Chrome trace (a .attn model, one size per dim)"),
+  TOOL_OPT("--remeasure", NULL, B_REMEASURE, "measure the machine's peak and bandwidth again (else cached per CPU and threads)"),
   TOOL_OPT("--help", NULL, B_HELP, NULL),
   TOOL_OPT("-h", NULL, B_HELP, NULL),
   {0},
@@ -280,8 +302,9 @@ static void usage_bench(FILE *f) {
   fprintf(f,
           "usage: attnc bench MODEL [options]\n"
           "  Compiles MODEL twice, fused and with --no-fuse, runs both on the same random\n"
-          "  inputs and prints time, GFLOP/s, %% of the measured fp32 peak, workspace, bytes\n"
-          "  moved and the error against the reference interpreter.  MODEL may also be a\n"
+          "  inputs and prints time (median, min, p90, p99), GFLOP/s, %% of the measured fp32\n"
+          "  peak, GB/s and %% of the measured memory bandwidth, workspace, bytes moved and the\n"
+          "  error against the reference interpreter.  MODEL may also be a\n"
           "  library built by attnc (MODEL.so): it is run alone (it cannot be recompiled\n"
           "  unfused), reporting time and workspace.\n"
           "\n");
@@ -292,13 +315,54 @@ static void usage_bench(FILE *f) {
 /* What bench was asked. */
 typedef struct {
   Common c;
-  const char *model, *weights, *json;
+  const char *model, *weights, *json, *trace;
   ToolList dim_names;
-  int64_t *dim_vals;
+  int64_t *dim_vals;    /* this benchmark's size of each dim */
+  int64_t **dim_lists;  /* every size given for each dim (a sweep) */
+  int *dim_counts;
   int runs, threads;
-  bool no_interp, pass_opts;
+  bool no_interp, pass_opts, profile, remeasure;
   unsigned long long seed;
+  FILE *jf;             /* --json: the text so far (a memstream) */
+  int points;           /* benchmarks written to jf */
+  rt_out *trace_out;    /* --trace: staged at the start */
 } BenchArgs;
+
+/* Order statistics of n times (sorted in place): median, minimum, and the
+ * 90th and 99th percentiles (nearest rank). */
+typedef struct {
+  double med, min, p90, p99;
+} Stats;
+
+static Stats stats_of(double *t, int n) {
+  qsort(t, (size_t)n, sizeof(double), cmp_double);
+  Stats r = {n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]), t[0], 0, 0};
+  int i90 = (int)ceil(0.90 * n) - 1, i99 = (int)ceil(0.99 * n) - 1;
+  r.p90 = t[i90 < 0 ? 0 : i90], r.p99 = t[i99 < 0 ? 0 : i99];
+  return r;
+}
+
+/* A --profile run's kernel times from its stamps s[0..nk] (s[k + 1]: when
+ * kernel k returned; 0: it did not run): each kernel's time is its stamp
+ * minus the one before it in time. */
+static void kernel_times(const double *s, int nk, double *dur) {
+  int *ord = malloc(sizeof *ord * (size_t)(nk + 1));
+  if (!ord) {
+    for (int k = 0; k < nk; k++) dur[k] = NAN;
+    return;
+  }
+  int n = 0;
+  for (int k = 0; k < nk; k++) {
+    dur[k] = NAN;
+    if (s[k + 1] <= 0) continue;
+    int j = n++; /* insertion sort: the stamps come nearly in kernel order */
+    while (j > 0 && s[ord[j - 1] + 1] > s[k + 1]) ord[j] = ord[j - 1], j--;
+    ord[j] = k;
+  }
+  double prev = s[0];
+  for (int j = 0; j < n; j++) dur[ord[j]] = s[ord[j] + 1] - prev, prev = s[ord[j] + 1];
+  free(ord);
+}
 
 /* Outputs for a variant, NaN-filled (f32) or 0xAB-filled. */
 static int alloc_outputs(Variant *x, int nout) {
@@ -320,10 +384,15 @@ static int time_runs(Variant *var, int nvar, const BenchArgs *b, const attnc_ten
   FILE *tty = isatty(2) ? stderr : NULL;
   for (int r = 0; r < b->runs; r++) {
     for (int v = 0; v < nvar; v++) {
+      if (var[v].prof) memset(var[v].prof, 0, sizeof(double) * (size_t)(var[v].nk + 1));
       double t0 = now();
       if (var[v].e.run(var[v].inst, ain, nin, var[v].out, nout))
         return tool_fail("bench: %s run failed: %s", var[v].name, var[v].e.error(var[v].inst));
       var[v].times[r] = now() - t0;
+      if (var[v].prof) {
+        kernel_times(var[v].prof, var[v].nk, var[v].ktimes + (size_t)r * (size_t)var[v].nk);
+        memcpy(var[v].last, var[v].prof, sizeof(double) * (size_t)(var[v].nk + 1));
+      }
     }
     if (tty && nvar == 2)
       fprintf(tty, "\rbench: run %d/%d  fused %.3f ms  unfused %.3f ms   ", r + 1, b->runs, 1e3 * var[0].times[r],
@@ -341,22 +410,10 @@ static int time_runs(Variant *var, int nvar, const BenchArgs *b, const attnc_ten
   return 0;
 }
 
-/* Median and minimum of a variant's times. */
-static void stats(Variant *v, int runs, double *med, double *mn) {
-  qsort(v->times, (size_t)runs, sizeof(double), cmp_double);
-  *med = runs % 2 ? v->times[runs / 2] : 0.5 * (v->times[runs / 2 - 1] + v->times[runs / 2]);
-  *mn = v->times[0];
-}
-
-/* Stage --json's file now, so a bad path fails before the work. */
-static rt_out *json_begin(const BenchArgs *b) { return b->json ? tool_out_begin(b->json, 0666) : NULL; }
-
-/* Write the JSON text to its staged file and commit it. */
-static int json_finish(rt_out *o, char *buf, size_t len) {
+/* Write text to a staged output file; 1 after a message. */
+static int out_write(rt_out *o, const char *buf, size_t len) {
   char err[2048];
-  int rc = rt_out_write(o, buf, len, err, sizeof err) ? tool_fail("%s", err) : tool_out_commit_all();
-  free(buf);
-  return rc;
+  return rt_out_write(o, buf, len, err, sizeof err) ? tool_fail("%s", err) : 0;
 }
 
 /* attnc bench LIB.so: one variant, the library as built. */
@@ -366,8 +423,6 @@ static int bench_library(BenchArgs *b) {
   Buf *in = NULL, *w = NULL;
   attnc_tensor *ain = NULL;
   int rc = 1, nin = 0, nw = 0, nout = 0;
-  rt_out *json = json_begin(b);
-  if (b->json && !json) return 1;
   if (b->c.ndefs) return tool_fail("-D: the params of a compiled library are fixed");
   if (b->pass_opts) return tool_fail("bench %s: a built library cannot be recompiled; the pass options and -O do not apply", b->model);
   if (engine_from_so(b->model, &x.e)) return 1;
@@ -453,8 +508,7 @@ static int bench_library(BenchArgs *b) {
       for (int64_t i = 0, n = count(&x.out[o]); i < n; i++) x.nonfinite += !isfinite(((float *)x.out[o].data)[i]);
   x.times = tool_realloc(NULL, sizeof(double) * (size_t)b->runs);
   if (time_runs(&x, 1, b, ain, nin, nout)) goto done;
-  double med, mn;
-  stats(&x, b->runs, &med, &mn);
+  Stats st = stats_of(x.times, b->runs);
   char wsb[32];
   human_bytes((double)x.ws, wsb, sizeof wsb);
   printf("attnc bench %s  ", b->model);
@@ -463,22 +517,20 @@ static int bench_library(BenchArgs *b) {
   printf("model '%s', built for %s\n", info.name, info.target);
   printf("one variant: a built library cannot be recompiled unfused, and has no IR for the interpreter\n"
          "(no error column) or the cost model (no kernel count, GFLOP/s or bytes moved); bench the .attn for those\n\n");
-  printf("%-8s %10s %10s %11s %9s\n", "variant", "median ms", "min ms", "workspace", "NaN/inf");
-  printf("%-8s %10.3f %10.3f %11s %9lld\n", x.name, 1e3 * med, 1e3 * mn, wsb, (long long)x.nonfinite);
+  printf("%-8s %10s %10s %10s %10s %11s %9s\n", "variant", "median ms", "min ms", "p90 ms", "p99 ms", "workspace", "NaN/inf");
+  printf("%-8s %10.3f %10.3f %10.3f %10.3f %11s %9lld\n", x.name, 1e3 * st.med, 1e3 * st.min, 1e3 * st.p90, 1e3 * st.p99, wsb,
+         (long long)x.nonfinite);
   if (x.nonfinite) printf("WARNING: NaN or inf in the outputs of random finite inputs\n");
-  if (json) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+  if (b->jf) {
+    FILE *f = b->jf;
+    if (b->points++) fputs(",\n", f);
     fprintf(f, "{\n  \"model\": \"%s\",\n  \"library\": true,\n  \"dims\": {", b->model);
     for (int k = 0; k < b->dim_names.n; k++) fprintf(f, "%s\"%s\": %lld", k ? ", " : "", b->dim_names.v[k], (long long)b->dim_vals[k]);
     fprintf(f, "},\n  \"threads\": %d,\n  \"runs\": %d,\n  \"seed\": %llu,\n  \"reference\": null,\n  \"variants\": [\n",
             b->threads, b->runs, b->seed);
     fprintf(f, "    {\"name\": \"library\", \"kernels\": null, \"median_s\": %.9f, \"min_s\": %.9f, \"gflops\": null, "
-               "\"workspace_bytes\": %lld, \"nonfinite\": %lld}\n  ]\n}\n",
-            med, mn, (long long)x.ws, (long long)x.nonfinite);
-    fclose(f);
-    if (json_finish(json, buf, len)) goto done;
+               "\"p90_s\": %.9f, \"p99_s\": %.9f, \"workspace_bytes\": %lld, \"nonfinite\": %lld}\n  ]\n}\n",
+            st.med, st.min, st.p90, st.p99, (long long)x.ws, (long long)x.nonfinite);
   }
   rc = 0;
 done:
@@ -492,6 +544,141 @@ done:
   free(w);
   free(ain);
   engine_close(&x.e);
+  return rc;
+}
+
+/* ---- --profile and --trace ------------------------------------------------------ */
+
+/* A --profile variant: find its stamps in the JIT, allocate the times. */
+static int profile_setup(Variant *x, int runs) {
+  char err[512];
+  const char *sym = ir_arena_printf(x->arena, "%s__prof", cg_model_ident(x->g));
+  x->prof = cg_jit_lookup(x->m, sym, err, sizeof err);
+  if (!x->prof) return tool_fail("bench --profile: %s", err);
+  x->nk = cg_module_plan(x->m)->nk;
+  x->ktimes = tool_realloc(NULL, sizeof(double) * ((size_t)runs * (size_t)x->nk + 1));
+  x->last = tool_realloc(NULL, sizeof(double) * (size_t)(x->nk + 1));
+  memset(x->last, 0, sizeof(double) * (size_t)(x->nk + 1));
+  return 0;
+}
+
+/* One kernel of a profiled variant: what it is, its static cost, its
+ * median time over the runs (NaN: it never ran). */
+typedef struct {
+  const char *op;
+  int node, line;
+  double flops, bytes, med;
+} KInfo;
+
+static KInfo kernel_info(const Variant *v, const int64_t *sym, int k, int runs) {
+  const CgPlan *p = cg_module_plan(v->m);
+  const CgKernel *K = &p->k[k];
+  const IrNode *nd = &v->g->funcs[0].nodes[K->node];
+  IrCost c;
+  cg_kernel_cost(p, k, sym, &c);
+  KInfo r = {K->kind == CG_K_OUTPUT ? "output copy" : ir_opinfo[nd->op].name, K->node, nd->loc.line, c.flops, c.bytes, NAN};
+  double *t = tool_realloc(NULL, sizeof(double) * (size_t)runs);
+  int n = 0;
+  for (int q = 0; q < runs; q++)
+    if (!isnan(v->ktimes[(size_t)q * (size_t)v->nk + (size_t)k])) t[n++] = v->ktimes[(size_t)q * (size_t)v->nk + (size_t)k];
+  if (n) r.med = stats_of(t, n).med;
+  free(t);
+  return r;
+}
+
+/* The limits line(s) of the report. */
+static void print_limits(const AttncLimits *l) {
+  if (l->gflops > 0)
+    printf("machine: fp32 peak %.1f GFLOP/s (%s), memory bandwidth %.1f GB/s (triad); %s\n", l->gflops, l->desc, l->gbs,
+           l->cached ? "cached (--remeasure measures again)" : "measured now");
+  else
+    printf("machine: fp32 peak %s, memory bandwidth %.1f GB/s (triad)\n", l->desc, l->gbs);
+}
+
+/* --profile: the fused variant's kernels, slowest first. */
+static void print_profile(const Variant *v, const int64_t *sym, int runs, const AttncLimits *lim) {
+  KInfo *ki = tool_realloc(NULL, sizeof *ki * (size_t)(v->nk + 1));
+  int *ord = tool_realloc(NULL, sizeof *ord * (size_t)(v->nk + 1));
+  double total = 0;
+  for (int k = 0; k < v->nk; k++) {
+    ki[k] = kernel_info(v, sym, k, runs);
+    ord[k] = k;
+    if (!isnan(ki[k].med)) total += ki[k].med;
+  }
+  for (int i = 1; i < v->nk; i++) /* slowest first (never-run kernels last) */
+    for (int j = i; j > 0; j--) {
+      double a = isnan(ki[ord[j]].med) ? -1 : ki[ord[j]].med, c = isnan(ki[ord[j - 1]].med) ? -1 : ki[ord[j - 1]].med;
+      if (a <= c) break;
+      int t = ord[j];
+      ord[j] = ord[j - 1], ord[j - 1] = t;
+    }
+  printf("\n%s: per-kernel profile (median of %d runs; the bound is min(peak, intensity x bandwidth))\n", v->name, runs);
+  printf("  %-14s %6s %5s %10s %6s %9s %11s %8s %8s\n", "kernel", "node", "line", "median ms", "%time", "GFLOP/s", "bytes",
+         "GB/s", "%bound");
+  for (int i = 0; i < v->nk; i++) {
+    const KInfo *k = &ki[ord[i]];
+    char bb[32], pb[16] = "-";
+    human_bytes(k->bytes, bb, sizeof bb);
+    if (isnan(k->med)) {
+      printf("  %-14s %%%-5d %5d %10s\n", k->op, k->node, k->line, "(not run)");
+      continue;
+    }
+    double gf = k->flops / k->med / 1e9, gb = k->bytes / k->med / 1e9;
+    double bound_s = 0; /* the roofline's time for this kernel */
+    if (lim->gflops > 0 && k->flops > 0) bound_s = k->flops / (lim->gflops * 1e9);
+    if (lim->gbs > 0 && k->bytes / (lim->gbs * 1e9) > bound_s) bound_s = k->bytes / (lim->gbs * 1e9);
+    if (bound_s > 0) snprintf(pb, sizeof pb, "%.0f%%", 100 * bound_s / k->med);
+    printf("  %-14s %%%-5d %5d %10.4f %5.1f%% %9.1f %11s %8.1f %8s\n", k->op, k->node, k->line, 1e3 * k->med,
+           total > 0 ? 100 * k->med / total : 0, gf, bb, gb, pb);
+  }
+  printf("  kernels' sum %.3f ms (the rest of a run: argument checks, workspace, launches)\n", 1e3 * total);
+  free(ki);
+  free(ord);
+}
+
+/* --json with --profile: the variant's kernels. */
+static void json_kernels(FILE *f, const Variant *v, const int64_t *sym, int runs) {
+  fprintf(f, ",\n     \"kernel_profile\": [");
+  for (int k = 0; k < v->nk; k++) {
+    KInfo ki = kernel_info(v, sym, k, runs);
+    fprintf(f, "%s\n       {\"op\": \"%s\", \"node\": %d, \"line\": %d, \"flops\": %.0f, \"bytes\": %.0f, \"median_s\": ", k ? "," : "",
+            ki.op, ki.node, ki.line, ki.flops, ki.bytes);
+    if (isnan(ki.med)) fprintf(f, "null}");
+    else fprintf(f, "%.9f}", ki.med);
+  }
+  fprintf(f, "]");
+}
+
+/* --trace: the fused variant's last timed run as a Chrome trace (one
+ * complete event per kernel, microseconds from the first kernel's start). */
+static int write_trace(rt_out *o, const Variant *v, const int64_t *sym) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return tool_fail("bench --trace: out of memory");
+  const CgPlan *p = cg_module_plan(v->m);
+  double *dur = tool_realloc(NULL, sizeof(double) * (size_t)(v->nk + 1));
+  kernel_times(v->last, v->nk, dur);
+  fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
+  fprintf(f, "  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": \"attnc %s\"}}",
+          cg_model_ident(v->g));
+  for (int k = 0; k < v->nk; k++) {
+    if (isnan(dur[k])) continue;
+    const IrNode *nd = &v->g->funcs[0].nodes[p->k[k].node];
+    IrCost c;
+    cg_kernel_cost(p, k, sym, &c);
+    double end = v->last[k + 1] - v->last[0];
+    fprintf(f,
+            ",\n  {\"name\": \"%s %%%d\", \"cat\": \"kernel\", \"ph\": \"X\", \"pid\": 1, \"tid\": 1, \"ts\": %.3f, "
+            "\"dur\": %.3f, \"args\": {\"line\": %d, \"flops\": %.0f, \"bytes\": %.0f}}",
+            p->k[k].kind == CG_K_OUTPUT ? "output copy" : ir_opinfo[nd->op].name, p->k[k].node, 1e6 * (end - dur[k]),
+            1e6 * dur[k], nd->loc.line, c.flops, c.bytes);
+  }
+  fprintf(f, "\n]}\n");
+  fclose(f);
+  free(dur);
+  int rc = out_write(o, buf, len);
+  free(buf);
   return rc;
 }
 
@@ -512,8 +699,6 @@ static int bench_model(BenchArgs *b) {
   char err[2048];
   int rc = 1;
   FILE *tty = isatty(2) ? stderr : NULL;
-  rt_out *json = json_begin(b);
-  if (b->json && !json) goto done;
 
   /* the program as written: dims, inputs, weights, the interpreter's input */
   Common c0 = b->c;
@@ -571,11 +756,12 @@ static int bench_model(BenchArgs *b) {
     double t0 = now();
     x->g = tool_load_model(b->model, x->arena, x->diag, &cv, &x->text);
     if (!x->g) goto done;
-    CgTarget t = {.opt_level = tool_llvm_level(&b->c)};
+    CgTarget t = {.opt_level = tool_llvm_level(&b->c), .profile = b->profile || b->trace};
     x->m = cg_compile(x->g, &t, x->diag);
     if (!x->m) goto done;
     x->compile_s = now() - t0;
     if (engine_from_jit(x->m, cg_model_ident(x->g), &x->e)) goto done;
+    if ((b->profile || b->trace) && profile_setup(x, b->runs)) goto done;
     attnc_options opt = {.num_threads = b->threads, .device = -1};
     if (x->e.create(&opt, &x->inst)) {
       tool_fail("bench: cannot create an instance");
@@ -651,15 +837,16 @@ static int bench_model(BenchArgs *b) {
 
   if (time_runs(var, 2, b, ain, nin, nout)) goto done;
 
-  /* the peak, with the same threads */
-  if (tty) fprintf(tty, "bench: measuring the fp32 FMA peak...\n");
-  char pdesc[128];
-  double peak = attnc_measure_peak(b->threads, pdesc, sizeof pdesc);
+  /* the machine's limits, with the same threads */
+  if (tty) fprintf(tty, "bench: the machine's fp32 peak and memory bandwidth...\n");
+  AttncLimits lim;
+  attnc_machine_limits(b->threads, b->remeasure, &lim);
+  double peak = lim.gflops;
 
   /* report */
   double flops = c0cost.flops;
-  double med[2], mn[2];
-  for (int v = 0; v < 2; v++) stats(&var[v], b->runs, &med[v], &mn[v]);
+  Stats tm[2];
+  for (int v = 0; v < 2; v++) tm[v] = stats_of(var[v].times, b->runs);
   printf("attnc bench %s  ", b->model);
   for (int k = 0; k < b->c.ndefs; k++)
     if (b->c.defs[k].is_real) {
@@ -671,14 +858,11 @@ static int bench_model(BenchArgs *b) {
     }
   for (int s = 0; s < g0->nsym; s++) printf("%s=%lld ", g0->syms[s], (long long)sym[s]);
   printf(" (%d threads, %d runs, seed %llu)\n", b->threads, b->runs, b->seed);
-  if (peak > 0)
-    printf("measured fp32 peak: %.1f GFLOP/s (%s)\n", peak, pdesc);
-  else
-    printf("measured fp32 peak: %s\n", pdesc);
+  print_limits(&lim);
   printf("work per run: %.3f GFLOP in matrix products (attention counted densely)\n", flops / 1e9);
   printf("errors against: %s\n\n", have_ref ? "the float64 reference interpreter" : "the unfused variant");
-  printf("%-8s %7s %10s %10s %9s %6s %11s %12s %10s %10s %9s\n", "variant", "kernels", "median ms", "min ms", "GFLOP/s",
-         "%peak", "workspace", "bytes moved", "max abs", "max rel", "compile s");
+  printf("%-8s %7s %10s %10s %9s %9s %9s %6s %8s %5s %11s %12s %10s %10s %9s\n", "variant", "kernels", "median ms", "min ms",
+         "p90 ms", "p99 ms", "GFLOP/s", "%peak", "GB/s", "%bw", "workspace", "bytes moved", "max abs", "max rel", "compile s");
   for (int v = 0; v < 2; v++) {
     char wsb[32], bb[32], ea[32], er[32];
     human_bytes((double)var[v].ws, wsb, sizeof wsb);
@@ -687,39 +871,43 @@ static int bench_model(BenchArgs *b) {
     if (var[v].bad_nan) snprintf(ea, sizeof ea, "NaN/inf!"), snprintf(er, sizeof er, "NaN/inf!");
     else if (compared) snprintf(ea, sizeof ea, "%.2e", var[v].max_abs), snprintf(er, sizeof er, "%.2e", var[v].max_rel);
     else snprintf(ea, sizeof ea, "(ref)"), snprintf(er, sizeof er, "(ref)");
-    double gf = flops / med[v] / 1e9;
-    char pct[16] = "-";
+    double gf = flops / tm[v].med / 1e9, gb = var[v].cost.bytes / tm[v].med / 1e9;
+    char pct[16] = "-", pbw[16] = "-";
     if (peak > 0) snprintf(pct, sizeof pct, "%.1f%%", 100 * gf / peak);
-    printf("%-8s %7d %10.3f %10.3f %9.1f %6s %11s %12s %10s %10s %9.2f\n", var[v].name, var[v].cost.kernels, 1e3 * med[v],
-           1e3 * mn[v], gf, pct, wsb, bb, ea, er, var[v].compile_s);
+    if (lim.gbs > 0) snprintf(pbw, sizeof pbw, "%.0f%%", 100 * gb / lim.gbs);
+    printf("%-8s %7d %10.3f %10.3f %9.3f %9.3f %9.1f %6s %8.1f %5s %11s %12s %10s %10s %9.2f\n", var[v].name,
+           var[v].cost.kernels, 1e3 * tm[v].med, 1e3 * tm[v].min, 1e3 * tm[v].p90, 1e3 * tm[v].p99, gf, pct, gb, pbw, wsb,
+           bb, ea, er, var[v].compile_s);
   }
-  printf("\nfused vs unfused: %.2fx faster (median), %.2fx less workspace, %.2fx fewer bytes moved\n", med[1] / med[0],
-         var[0].ws ? (double)var[1].ws / (double)var[0].ws : 0.0,
+  printf("\nfused vs unfused: %.2fx faster (median), %.2fx less workspace, %.2fx fewer bytes moved\n",
+         tm[1].med / tm[0].med, var[0].ws ? (double)var[1].ws / (double)var[0].ws : 0.0,
          var[0].cost.bytes > 0 ? var[1].cost.bytes / var[0].cost.bytes : 0.0);
   if (var[0].bad_nan || var[1].bad_nan) printf("WARNING: NaN or inf where the reference has none (or the reverse)\n");
   printf("\n");
   for (int v = 0; v < 2; v++) print_traffic(&var[v], sym);
+  if (b->profile) print_profile(&var[0], sym, b->runs, &lim);
+  if (b->trace_out && write_trace(b->trace_out, &var[0], sym)) goto done;
 
-  if (json) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+  if (b->jf) {
+    FILE *f = b->jf;
+    if (b->points++) fputs(",\n", f);
     fprintf(f, "{\n  \"model\": \"%s\",\n  \"dims\": {", b->model);
     for (int s = 0; s < g0->nsym; s++) fprintf(f, "%s\"%s\": %lld", s ? ", " : "", g0->syms[s], (long long)sym[s]);
-    fprintf(f, "},\n  \"threads\": %d,\n  \"runs\": %d,\n  \"seed\": %llu,\n  \"peak_gflops\": %.3f,\n", b->threads, b->runs,
-            b->seed, peak);
+    fprintf(f, "},\n  \"threads\": %d,\n  \"runs\": %d,\n  \"seed\": %llu,\n  \"peak_gflops\": %.3f,\n  \"bandwidth_gbs\": %.3f,\n",
+            b->threads, b->runs, b->seed, peak, lim.gbs);
     fprintf(f, "  \"flops\": %.0f,\n  \"reference\": \"%s\",\n  \"variants\": [\n", flops, have_ref ? "interpreter" : "unfused");
-    for (int v = 0; v < 2; v++)
+    for (int v = 0; v < 2; v++) {
       fprintf(f,
-              "    {\"name\": \"%s\", \"kernels\": %d, \"median_s\": %.9f, \"min_s\": %.9f, \"gflops\": %.3f, "
-              "\"workspace_bytes\": %lld, \"bytes_moved\": %.0f, \"max_abs_err\": %.6g, \"max_rel_err\": %.6g, "
-              "\"nan_mismatch\": %s, \"compile_s\": %.3f}%s\n",
-              var[v].name, var[v].cost.kernels, med[v], mn[v], flops / med[v] / 1e9, (long long)var[v].ws,
-              var[v].cost.bytes, var[v].max_abs, var[v].max_rel, var[v].bad_nan ? "true" : "false", var[v].compile_s,
-              v ? "" : ",");
-    fprintf(f, "  ],\n  \"speedup\": %.4f\n}\n", med[1] / med[0]);
-    fclose(f);
-    if (json_finish(json, buf, len)) goto done;
+              "    {\"name\": \"%s\", \"kernels\": %d, \"median_s\": %.9f, \"min_s\": %.9f, \"p90_s\": %.9f, \"p99_s\": %.9f, "
+              "\"gflops\": %.3f, \"workspace_bytes\": %lld, \"bytes_moved\": %.0f, \"max_abs_err\": %.6g, "
+              "\"max_rel_err\": %.6g, \"nan_mismatch\": %s, \"compile_s\": %.3f",
+              var[v].name, var[v].cost.kernels, tm[v].med, tm[v].min, tm[v].p90, tm[v].p99, flops / tm[v].med / 1e9,
+              (long long)var[v].ws, var[v].cost.bytes, var[v].max_abs, var[v].max_rel, var[v].bad_nan ? "true" : "false",
+              var[v].compile_s);
+      if (b->profile) json_kernels(f, &var[v], sym, b->runs);
+      fprintf(f, "}%s\n", v ? "" : ",");
+    }
+    fprintf(f, "  ],\n  \"speedup\": %.4f\n}\n", tm[1].med / tm[0].med);
   }
   rc = var[0].bad_nan || var[1].bad_nan ? 1 : 0;
 done:
@@ -730,6 +918,8 @@ done:
     for (int o = 0; x->out && o < nout; o++) free(x->out[o].data);
     free(x->out);
     free(x->times);
+    free(x->ktimes);
+    free(x->last);
     free(x->text);
     if (x->diag) ir_diag_free(x->diag);
     if (x->arena) ir_arena_free(x->arena);
@@ -777,25 +967,43 @@ int cmd_bench(int argc, char **argv) {
     case B_DIM: {
       const char *eq = strchr(v, '=');
       if (!eq || eq == v) {
-        tool_fail("--dim expects NAME=N, got '%s'", v);
-        goto done;
-      }
-      char *end;
-      errno = 0;
-      long long d = strtoll(eq + 1, &end, 10);
-      if (errno || *end || end == eq + 1 || d < 1) {
-        tool_fail("--dim %s: '%s' is not a size (>= 1)", v, eq + 1);
+        tool_fail("--dim expects NAME=N[,N...], got '%s'", v);
         goto done;
       }
       char *name = tool_realloc(NULL, (size_t)(eq - v) + 1);
       memcpy(name, v, (size_t)(eq - v));
       name[eq - v] = 0;
+      for (int k = 0; k < b.dim_names.n; k++)
+        if (!strcmp(b.dim_names.v[k], name)) {
+          tool_fail("--dim %s: dim '%s' is given twice (list several sizes as %s=N,N,...)", v, name, name);
+          free(name);
+          goto done;
+        }
+      int64_t *list = NULL;
+      int nl = 0;
+      for (const char *q = eq + 1;; q++) { /* sizes separated by commas */
+        char *end;
+        errno = 0;
+        long long d = strtoll(q, &end, 10);
+        if (errno || end == q || (*end && *end != ',') || d < 1) {
+          tool_fail("--dim %s: '%.*s' is not a size (>= 1)", v, (int)strcspn(q, ","), q);
+          free(name), free(list);
+          goto done;
+        }
+        list = tool_realloc(list, sizeof *list * (size_t)(nl + 1));
+        list[nl++] = d;
+        q = end;
+        if (!*q) break;
+      }
       tool_list_push(&b.dim_names, name);
       if (b.dim_names.n > capdims) {
         capdims = b.dim_names.cap;
         b.dim_vals = tool_realloc(b.dim_vals, sizeof *b.dim_vals * (size_t)capdims);
+        b.dim_lists = tool_realloc(b.dim_lists, sizeof *b.dim_lists * (size_t)capdims);
+        b.dim_counts = tool_realloc(b.dim_counts, sizeof *b.dim_counts * (size_t)capdims);
       }
-      b.dim_vals[b.dim_names.n - 1] = d;
+      b.dim_lists[b.dim_names.n - 1] = list;
+      b.dim_counts[b.dim_names.n - 1] = nl;
       break;
     }
     case B_WEIGHTS: b.weights = v; break;
@@ -813,6 +1021,9 @@ int cmd_bench(int argc, char **argv) {
       b.seed = (unsigned long long)n, seeded = true;
       break;
     case B_NO_INTERP: b.no_interp = true; break;
+    case B_PROFILE: b.profile = true; break;
+    case B_TRACE: b.trace = v; break;
+    case B_REMEASURE: b.remeasure = true; break;
     default:
       if (b.model) {
         tool_fail("more than one model: '%s' and '%s'", b.model, v);
@@ -837,12 +1048,56 @@ int cmd_bench(int argc, char **argv) {
   g_rng = b.seed * 0x9E3779B97F4A7C15ull + 1;
   if (b.threads == 0) b.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (b.threads < 1) b.threads = 1;
-  rc = tool_is_library(b.model) ? bench_library(&b) : bench_model(&b);
+  bool lib = tool_is_library(b.model);
+  if (lib && (b.profile || b.trace)) {
+    tool_fail("bench %s: %s needs the model's source (.attn or IR): a built library has no per-kernel timers",
+              b.model, b.profile ? "--profile" : "--trace");
+    goto done;
+  }
+  int64_t points = 1;
+  for (int k = 0; k < b.dim_names.n; k++) {
+    if (points > 10000 / b.dim_counts[k]) {
+      tool_fail("--dim: more than 10000 combinations of sizes; sweep fewer");
+      goto done;
+    }
+    points *= b.dim_counts[k];
+  }
+  if (b.trace && points > 1) {
+    tool_fail("--trace writes one run: give each dim one size, not a sweep");
+    goto done;
+  }
+  rt_out *json = b.json ? tool_out_begin(b.json, 0666) : NULL; /* staged first: a bad path fails before the work */
+  if (b.json && !json) goto done;
+  if (b.trace && !(b.trace_out = tool_out_begin(b.trace, 0666))) goto done;
+  char *jbuf = NULL;
+  size_t jlen = 0;
+  if (json && !(b.jf = open_memstream(&jbuf, &jlen))) {
+    tool_fail("bench: out of memory");
+    goto done;
+  }
+  if (b.jf && points > 1) fputs("{\"sweep\": [\n", b.jf);
+  rc = 0;
+  for (int64_t pt = 0; pt < points && !rc; pt++) {
+    int64_t r = pt; /* the last dim varies fastest */
+    for (int k = b.dim_names.n - 1; k >= 0; k--) b.dim_vals[k] = b.dim_lists[k][r % b.dim_counts[k]], r /= b.dim_counts[k];
+    if (pt) printf("\n");
+    rc = lib ? bench_library(&b) : bench_model(&b);
+  }
+  if (b.jf) {
+    if (points > 1) fputs("]}\n", b.jf);
+    fclose(b.jf);
+    b.jf = NULL;
+    if (!rc && out_write(json, jbuf, jlen)) rc = 1;
+    free(jbuf);
+  }
+  if (!rc && (json || b.trace_out) && tool_out_commit_all()) rc = 1;
 done:
   tool_out_abort_all();
-  for (int k = 0; k < b.dim_names.n; k++) free((char *)b.dim_names.v[k]);
+  for (int k = 0; k < b.dim_names.n; k++) free((char *)b.dim_names.v[k]), free(b.dim_lists[k]);
   free(b.dim_names.v);
   free(b.dim_vals);
+  free(b.dim_lists);
+  free(b.dim_counts);
   tool_common_free(&b.c);
   return rc;
 }

@@ -61,6 +61,8 @@ typedef struct Cg {
   LLVMValueRef desc;         /* the descriptor global */
   char *cpu_features;        /* cg_target_cpu_features, computed once */
   int opt_level;             /* LLVM -O level, 0..3 */
+  bool profile;              /* CgTarget.profile: run() stamps <model>__prof */
+  LLVMValueRef prof;         /* that global (NULL without profile) */
   /* run()'s one context array for every launch (rt_parallel_for returns
      when the loop is done, so each launch may rewrite it), sized at the end
      to the largest launch: run() is not optimized (cg_emit_module), and an

@@ -199,7 +199,7 @@ bool cg_emit_module(Cg *cg) {
     else if (!needed_by_variants(cg, name)) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   for (LLVMValueRef g = LLVMGetFirstGlobal(cg->M); g; g = LLVMGetNextGlobal(g))
-    if (!LLVMIsDeclaration(g) && g != cg->desc) LLVMSetLinkage(g, LLVMInternalLinkage);
+    if (!LLVMIsDeclaration(g) && g != cg->desc && g != cg->prof) LLVMSetLinkage(g, LLVMInternalLinkage); /* --profile's stamps stay visible */
   if (cg->variant == 0 && cg->desc) LLVMSetLinkage(cg->desc, LLVMInternalLinkage);
   char *msg = NULL;
   if (LLVMVerifyModule(cg->M, LLVMReturnStatusAction, &msg)) {

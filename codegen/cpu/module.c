@@ -398,6 +398,23 @@ static void check_input_ids(Cg *cg) {
   }
 }
 
+/* --profile: the global double <model>__prof[nk + 1] that run() stamps
+ * (CgTarget.profile); bench reads it through the JIT after a run. */
+static LLVMValueRef prof_array(Cg *cg) {
+  LLVMTypeRef f64 = LLVMDoubleTypeInContext(cg->C), at = LLVMArrayType2(f64, (uint64_t)cg->plan->nk + 1);
+  LLVMValueRef g = LLVMAddGlobal(cg->M, at, ir_arena_printf(cg->g->arena, "%s__prof", cg->ident));
+  LLVMSetInitializer(g, LLVMConstNull(at));
+  cg->prof = g;
+  return g;
+}
+
+/* run(): prof[slot] = rt_prof_now(). */
+static void prof_stamp(Cg *cg, LLVMValueRef prof, int slot) {
+  LLVMTypeRef f64 = LLVMDoubleTypeInContext(cg->C);
+  LLVMValueRef t = cg_call(cg, "rt_prof_now", f64, NULL, 0, NULL);
+  LLVMBuildStore(cg->B, t, LLVMBuildGEP2(cg->B, f64, prof, (LLVMValueRef[]){ci64(cg, slot)}, 1, ""));
+}
+
 static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
   const char *name = ir_arena_printf(cg->g->arena, "%s__run", cg->ident);
@@ -421,13 +438,21 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   const IrFunc *fn = &cg->g->funcs[0];
   const CgPlan *p = cg->plan;
   check_input_ids(cg);
+  LLVMValueRef prof = cg->profile ? prof_array(cg) : NULL;
+  if (prof) prof_stamp(cg, prof, 0);
   int widx = 0;
   for (int i = 0; i < fn->n && !cg->failed; i++) {
     bind_value(cg, i, &widx);
-    if (p->node[i].kernel >= 0) emit_kernel(cg, &p->k[p->node[i].kernel]);
+    if (p->node[i].kernel >= 0) {
+      emit_kernel(cg, &p->k[p->node[i].kernel]);
+      if (prof) prof_stamp(cg, prof, p->node[i].kernel + 1);
+    }
   }
   for (int k = 0; k < p->nk && !cg->failed; k++) /* outputs not written in place: copies */
-    if (p->k[k].kind == CG_K_OUTPUT) emit_kernel(cg, &p->k[k]);
+    if (p->k[k].kind == CG_K_OUTPUT) {
+      emit_kernel(cg, &p->k[k]);
+      if (prof) prof_stamp(cg, prof, k + 1);
+    }
   LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, 0, 0));
   LLVMSetOperand(cg->launch_ctx, 0, ci64(cg, cg->launch_ctx_n)); /* the largest launch's fields */
   cg->launch_ctx = NULL;
@@ -676,6 +701,7 @@ static Cg *cg_new(const CgPlan *p, const CgTarget *t, IrDiag *diag, LLVMContextR
   cg->ident = cg_model_ident(p->g);
   cg->C = C;
   cg->object_only = t && t->object_only;
+  cg->profile = t && t->profile;
   /* the other backends of the target put a part into the library (CUDA) */
   unsigned others = t ? t->backends & ~cg_backend_bit(&cg_cpu_backend) : 0;
   cg->cuda = !others ? 0 : t->backends & cg_backend_bit(&cg_cpu_backend) ? 1 : 2;
