@@ -175,6 +175,8 @@ void cg_attention(Cg *cg, int id) {
   LLVMValueRef G = LLVMBuildSDiv(cg->B, Hq, k->shape[1], "");
   LLVMValueRef nt = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, T, ci64(cg, rows - 1), ""), ci64(cg, rows), "");
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, B, Hq, ""), nt, "");
+  /* a task's work (dense): rows x S scores and P.V products */
+  LLVMValueRef grain = cg_grain_for_work(cg, LLVMBuildMul(cg->B, S, ci64(cg, 2 * (int64_t)rows * (e + ev)), ""));
   int c = 0;
   LLVMValueRef *fl = malloc(sizeof(LLVMValueRef) * (size_t)(23 + 5 * nx));
   fl[c++] = q->ptr;  fl[c++] = q->stride[0]; fl[c++] = q->stride[1]; fl[c++] = q->stride[2];   /* 0..3 */
@@ -199,7 +201,7 @@ void cg_attention(Cg *cg, int id) {
   LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {
     free(key);
-    cg_launch(cg, cached, fl, c, ntasks, ci64(cg, 1));
+    cg_launch(cg, cached, fl, c, ntasks, grain);
     free(fl);
     return;
   }
@@ -267,6 +269,6 @@ void cg_attention(Cg *cg, int id) {
   cg_loop_end(cg, &t);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
-  cg_launch(cg, task, fl, c, ntasks, ci64(cg, 1));
+  cg_launch(cg, task, fl, c, ntasks, grain);
   free(fl);
 }

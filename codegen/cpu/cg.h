@@ -99,6 +99,11 @@ void cg_task_remember(Cg *cg, const char *key, LLVMValueRef fn);
 /* Load field i (an i64) of a task context / a pointer field. */
 LLVMValueRef cg_ctx_i64(Cg *cg, LLVMValueRef ctx, int i);
 LLVMValueRef cg_ctx_ptr(Cg *cg, LLVMValueRef ctx, int i);
+/* Work below which a thread's chunk of a loop is not worth waking it for
+ * (about 10-20 us of one core's FMA throughput). */
+#define CG_MIN_CHUNK_FLOPS (1 << 21)
+/* The grain of a loop whose tasks each cost `flops` (i64): see module.c. */
+LLVMValueRef cg_grain_for_work(Cg *cg, LLVMValueRef flops);
 /* In run(): build a context array from values (i64 or ptr) and call
  * rt_parallel_for(ex, ntasks, grain, task, ctx). */
 void cg_launch(Cg *cg, LLVMValueRef task, LLVMValueRef *fields, int n, LLVMValueRef ntasks,

@@ -136,6 +136,16 @@ void cg_launch(Cg *cg, LLVMValueRef task, LLVMValueRef *fields, int n, LLVMValue
   cg_call(cg, "rt_parallel_for", cg->vd, pt, 5, args);
 }
 
+/* The grain (tasks per thread at least) for a loop whose tasks each do
+ * about `flops` floating-point operations: every chunk a thread takes
+ * does at least CG_MIN_CHUNK_FLOPS, so a small kernel runs on as many
+ * threads as it has work for (one, below that amount in all: waking a
+ * worker costs more than the work), never more. */
+LLVMValueRef cg_grain_for_work(Cg *cg, LLVMValueRef flops) {
+  LLVMValueRef f = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, flops, ci64(cg, 1), ""), ci64(cg, 1), flops, "");
+  return LLVMBuildAdd(cg->B, LLVMBuildSDiv(cg->B, ci64(cg, CG_MIN_CHUNK_FLOPS - 1), f, ""), ci64(cg, 1), "grain");
+}
+
 /* ---- dims and layouts ------------------------------------------------------ */
 
 LLVMValueRef cg_slot_ptr(Cg *cg, int slot) {
