@@ -944,3 +944,12 @@ def _open_library(shown, path):
         raise Error(Status.ERR_ARGUMENT, "'%s' is not a complete attnc library: it does not export %s"
                     % (shown, ", ".join(missing)))
     return lib
+
+
+def __getattr__(name):
+    """attnc.export (the PyTorch exporter, python/attnc/export.py) is loaded on
+    first use, so that running libraries never imports torch."""
+    if name == "export":
+        import importlib
+        return importlib.import_module(".export", __name__)
+    raise AttributeError("module 'attnc' has no attribute '%s'" % name)
