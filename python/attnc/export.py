@@ -160,6 +160,14 @@ class _Writer:
             if kind in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
                 self.param_of[spec.arg.name] = spec.target
         self.user_inputs = list(sig.user_inputs)
+        # tied weights: every alias of one tensor is saved under its first state_dict key
+        self.canon, seen = {}, {}
+        for k, t in module.state_dict(keep_vars=True).items():
+            ident = (t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()))
+            if t.data_ptr() and ident in seen:
+                self.canon[k] = seen[ident]
+            else:
+                seen[ident] = k
         self.dyn_names = dyn_names
         self.shape_ctx = False
 
@@ -455,13 +463,13 @@ class _Writer:
         outs = []
         for k, nodes in enumerate(blocks):
             inside = set(nodes)
-            used_out = [n for n in nodes if any(u not in inside for u in n.users)]
+            used_out = [n for n in nodes if any(u not in inside and u in self.live for u in n.users)]
             if len(used_out) != 1:
                 return None
             outs.append(used_out[0])
         for k in range(len(blocks) - 1):
             nxt = set(blocks[k + 1])
-            if any(u not in nxt for u in outs[k].users):
+            if any(u not in nxt and u in self.live for u in outs[k].users):
                 return None
         # the value block 0 takes where block 1 takes the previous block's output
         carry0 = None
@@ -522,7 +530,7 @@ class _Writer:
             if n.op == "call_function" and "higher_order" in str(n.target):
                 self.fail(n, "%s is data-dependent control flow, which attnc programs cannot "
                           "express (nearest supported: %s)" % (n.target, ALTERNATIVES["cond"]))
-        live = self.live_nodes()
+        live = self.live = self.live_nodes()
         self.node_pos = {n: k for k, n in enumerate(self.graph.nodes)}
         order = [n for n in self.graph.nodes
                  if n.op == "call_function" and n in live and not self.is_sym(n)]
@@ -612,8 +620,9 @@ class _Writer:
 
     def declare_weight(self, node):
         torch = self.torch
-        key = self.param_of[node.name]
-        t = self.ep.state_dict.get(key) if key in self.ep.state_dict else self.ep.constants.get(key)
+        tkey = self.param_of[node.name]
+        key = self.canon.get(tkey, tkey)
+        t = self.ep.state_dict.get(tkey) if tkey in self.ep.state_dict else self.ep.constants.get(tkey)
         if t is None:
             self.fail(node, "no tensor for weight '%s'" % key)
         shown = key
@@ -639,7 +648,8 @@ class _Writer:
             pre = self.loop_tmpl[0]
             for k in range(self.loop_count):
                 kk = key.replace("%s.%d." % (pre, self.loop_tmpl[1]), "%s.%d." % (pre, k), 1)
-                self.weights[kk] = self.ep.state_dict.get(kk, None)
+                tk = tkey.replace("%s.%d." % (pre, self.loop_tmpl[1]), "%s.%d." % (pre, k), 1)
+                self.weights[kk] = self.ep.state_dict.get(tk, None)
                 if self.weights[kk] is None:
                     self.fail(node, "no tensor for weight '%s'" % kk)
         else:
