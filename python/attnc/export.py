@@ -251,9 +251,11 @@ class _Writer:
         return self._no_size(e, node)
 
     def _no_size(self, e, node):
+        import sympy
+        shown = e.xreplace({s: sympy.Symbol(n) for s, n in self.sym_names.items()})
         raise ExportError("%s: the size %s cannot be expressed in attnc (sizes are sums of "
                           "products of dims and integers)" %
-                          (self.where(node) if node is not None else "shape", e))
+                          (self.where(node) if node is not None else "shape", shown))
 
     def size(self, s, node=None, shape_ctx=True):
         """The text of one size: an int (as a param where it is one) or a SymInt."""
@@ -582,8 +584,7 @@ class _Writer:
             self.emit("%s = %s" % (nm, src))
         body = self.lines[body_start:]
         # header
-        head = ["# Exported from %s by attnc.export (torch %s, torch.export)." %
-                (type(self.module).__name__, torch.__version__),
+        head = ["# Exported from %s by attnc.export (torch.export)." % type(self.module).__name__,
                 "# Each block names the module it comes from; weights are state_dict keys.",
                 "model " + self.model_name, ""]
         order_p = ["D", "H", "HK", "E", "F", "V", "P", "L"]
@@ -1389,8 +1390,12 @@ def export(module, args, path, weights=None, dynamic=None, kwargs=None, name=Non
         hint = ""
         text = str(e)
         if "data-dependent" in text or "GuardOnDataDependent" in cls or "Could not guard" in text:
-            hint = ("the module's control flow depends on tensor values, which attnc programs "
-                    "cannot express (nearest supported: torch.where on both branches)")
+            at = re.search(r"File: (\S+?):(\d+) in \w+, code: (.*)", text)
+            where = " at %s:%s: %s" % (os.path.basename(at.group(1)), at.group(2),
+                                       at.group(3).strip()[:80]) if at else ""
+            raise ExportError("%s: the module's control flow depends on tensor values%s; attnc "
+                              "programs cannot express that (nearest supported: torch.where on "
+                              "both branches)" % (type(module).__name__, where)) from None
         elif "Constraints violated" in text or "specialized" in text:
             hint = ("a dynamic size cannot take every value: torch.export fixed or bounded it "
                     "(give the Dim a min/max, or leave that axis static)")
