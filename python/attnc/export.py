@@ -170,6 +170,11 @@ class _Writer:
                 seen[ident] = k
         self.dyn_names = dyn_names
         self.shape_ctx = False
+        self.weight_keys = {}        # weight variable -> the keys it reads
+        self.lift = {}               # addmm/mm node -> the N-d input it is computed on
+        self.skip = set()            # nodes folded into a later one
+        self.const = {}              # node -> the scalar every element of it has
+        self.view_src = {}           # reshape node -> the node it reshapes (through reshapes)
 
     # ---- values and shapes ----------------------------------------------
 
@@ -536,6 +541,7 @@ class _Writer:
         self.node_pos = {n: k for k, n in enumerate(self.graph.nodes)}
         order = [n for n in self.graph.nodes
                  if n.op == "call_function" and n in live and not self.is_sym(n)]
+        self.plan_lifts(order)
         loops = self.find_loops(order)
         for k, lp in enumerate(loops):
             lp["param"] = "L" if k == 0 else "L%d" % (k + 1)
@@ -582,7 +588,7 @@ class _Writer:
             if self.ndt(o) != self.dtype(self.val(o).dtype):
                 src = "cast(%s, %s)" % (src, self.ndt(o))
             self.emit("%s = %s" % (nm, src))
-        body = self.lines[body_start:]
+        body = self.prune(self.lines[body_start:])
         # header
         head = ["# Exported from %s by attnc.export (torch.export)." % type(self.module).__name__,
                 "# Each block names the module it comes from; weights are state_dict keys.",
@@ -605,6 +611,68 @@ class _Writer:
             head += ["dim " + ", ".join(self.dim_order), ""]
         head += in_decl + out_decl + [""]
         return "\n".join(head + body).rstrip("\n") + "\n"
+
+    def plan_lifts(self, order):
+        """x.view(-1, K) @ w + b viewed back to x's leading axes -> x @ w + b on x
+        (so the matmul's epilogue can take the residual that follows)."""
+        torch = self.torch
+        views = ("view", "reshape", "_unsafe_view")
+
+        def opn(n):
+            s = _op_name(n.target)
+            return s.split(".")[1] if s.startswith("aten.") else s
+        for n in order:
+            if opn(n) not in ("addmm", "mm"):
+                continue
+            a = n.args[1] if opn(n) == "addmm" else n.args[0]
+            if not isinstance(a, torch.fx.Node) or a.op != "call_function" or opn(a) not in views:
+                continue
+            x = a.args[0]
+            users_a = [u for u in a.users if u in self.live]
+            users_n = [u for u in n.users if u in self.live]
+            if users_a != [n] or len(users_n) != 1 or opn(users_n[0]) not in views:
+                continue
+            xs = list(self.val(x).shape)
+            if len(xs) < 3 or list(self.val(users_n[0]).shape) != xs[:-1] + [self.val(n).shape[-1]]:
+                continue
+            self.lift[n] = x
+            self.skip.add(a)
+
+    def prune(self, lines):
+        """Drop lets and weights nothing reads (identity ops folded away), and
+        comments left without a line under them; their keys leave the weights."""
+        tok = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+        decl = re.compile(r"^\s*(let|weight) ([A-Za-z_][A-Za-z0-9_]*)\b")
+        while True:
+            uses = {}
+            for ln in lines:
+                if ln.lstrip().startswith("#"):
+                    continue
+                m = decl.match(ln)
+                body = ln[m.end():] if m else ln
+                if m and m.group(1) == "weight":
+                    body = ""
+                for t in tok.findall(re.sub(r'"[^"]*"', "", body)):
+                    uses[t] = uses.get(t, 0) + 1
+            dead = set()
+            for k, ln in enumerate(lines):
+                m = decl.match(ln)
+                if m and "," not in ln.split("=")[0] and uses.get(m.group(2), 0) == 0:
+                    dead.add(k)
+                    if m.group(1) == "weight":
+                        for key in self.weight_keys.get(m.group(2), ()):
+                            self.weights.pop(key, None)
+            if not dead:
+                break
+            lines = [ln for k, ln in enumerate(lines) if k not in dead]
+        out = []
+        for k, ln in enumerate(lines):
+            if ln.lstrip().startswith("#"):
+                nxt = lines[k + 1].lstrip() if k + 1 < len(lines) else "#"
+                if nxt.startswith("#") or nxt.startswith("}") or not nxt:
+                    continue
+            out.append(ln)
+        return out
 
     def value_of(self, node):
         """The text of an argument node: its name, or a size / scalar."""
@@ -651,10 +719,12 @@ class _Writer:
                 kk = key.replace("%s.%d." % (pre, self.loop_tmpl[1]), "%s.%d." % (pre, k), 1)
                 tk = tkey.replace("%s.%d." % (pre, self.loop_tmpl[1]), "%s.%d." % (pre, k), 1)
                 self.weights[kk] = self.ep.state_dict.get(tk, None)
+                self.weight_keys.setdefault(name, set()).add(kk)
                 if self.weights[kk] is None:
                     self.fail(node, "no tensor for weight '%s'" % kk)
         else:
             self.weights[key] = t
+            self.weight_keys.setdefault(name, set()).add(key)
         ty = "%s%s" % (self.dtype(t.dtype, node), "[" + ", ".join(self.size(s) for s in t.shape) + "]")
         self.emit('weight %s: %s = "%s"' % (name, ty, shown))
         return name
@@ -692,6 +762,8 @@ class _Writer:
 
     def emit_node(self, node):
         mark = len(self.lines)
+        if node in self.skip:
+            return
         r = self.emit_op(node)
         if r is None:
             return
@@ -835,6 +907,18 @@ class _Writer:
         if op in BIN:
             sym = BIN[op]
             a, b = args[0], args[1]
+
+            def same(t):
+                return isinstance(t, torch.fx.Node) and not self.is_sym(t) and \
+                    self.ndt(t) == odt and list(self.val(t).shape) == list(self.val(node).shape)
+            unit = {"add": 0, "sub": 0, "mul": 1, "div": 1}.get(op)
+            if unit is not None and arg(2, "alpha", 1) == 1 and not isinstance(b, torch.fx.Node) \
+                    and b == unit and same(a):
+                return ("alias", self.value_of(a))
+            if sym == "&&":
+                for p, q in ((a, b), (b, a)):
+                    if self.const.get(p) is True and same(q):
+                        return ("alias", self.value_of(q))
             if sym in ("&&", "||"):
                 if odt != "bool":
                     self.fail(node, "%s on %s tensors is not supported by attnc (bool only)" % (name, odt))
@@ -921,6 +1005,8 @@ class _Writer:
             b = arg(2, "bias")
             return ("let", "linear(%s, %s%s)" % (self.value_of(x), self.value_of(args[1]),
                                                  ", " + self.value_of(b) if b is not None else ""))
+        if op == "mm" and node in self.lift:
+            return ("let", "%s @ %s" % (self.value_of(self.lift[node]), self.value_of(args[1])))
         if op in ("matmul", "mm", "bmm"):
             if self.rank(args[0]) < 2 or self.rank(args[1]) < 2:
                 self.fail(node, "%s with a vector operand is not supported by attnc (nearest "
@@ -929,6 +1015,8 @@ class _Writer:
         if op in ("addmm", "baddbmm"):
             bias, a, b = args[0], args[1], args[2]
             beta, alpha = arg(3, "beta", 1), arg(4, "alpha", 1)
+            if node in self.lift:
+                a = self.lift[node]
             e = "%s @ %s" % (self.value_of(a), self.value_of(b))
             if alpha != 1:
                 e = "(%s) * %s" % (e, _flit(alpha))
@@ -948,6 +1036,8 @@ class _Writer:
                 if self.rank(t) != 4:
                     self.fail(node, "%s on rank-%d tensors is not supported by attnc (attention "
                               "takes [B, H, T, E]; reshape first)" % (name, self.rank(t)))
+            # repeat_kv (HF's grouped-query expansion) is what attention does by itself
+            k, v = self.gqa_source(k), self.gqa_source(v)
             e = "attention(%s, %s, %s" % (self.value_of(q), self.value_of(k), self.value_of(v))
             if causal:
                 e += ", causal=1"
@@ -960,9 +1050,14 @@ class _Writer:
         # --- shapes
         if op in ("view", "reshape", "_unsafe_view", "unsqueeze", "squeeze", "flatten",
                   "unflatten", "view_as", "reshape_as"):
-            if list(self.val(x).shape) == list(self.val(node).shape):
+            if list(self.val(x).shape) == list(self.val(node).shape) or x in self.lift:
                 return ("alias", self.value_of(x))
-            return ("let", "reshape(%s, %s)" % (self.value_of(x), self.shape(node)))
+            # a reshape of a reshape is one reshape of the first one's input
+            src = self.view_src.get(x, x)
+            if list(self.val(src).shape) == list(self.val(node).shape):
+                return ("alias", self.value_of(src))
+            self.view_src[node] = src
+            return ("let", "reshape(%s, %s)" % (self.value_of(src), self.shape(node)))
         if op == "permute":
             dims = [self.axis(x, d) for d in args[1]]
             if dims == list(range(len(dims))):
@@ -1059,6 +1154,8 @@ class _Writer:
                 v = args[0]
             else:
                 v = 0 if "zeros" in op else 1
+            if not isinstance(v, torch.fx.Node):
+                self.const[node] = bool(v) if odt == "bool" else v
             if isinstance(v, torch.fx.Node):
                 v = self.value_of(v)
             elif odt in ("i32", "bool"):
@@ -1189,6 +1286,85 @@ class _Writer:
             return "f32"
         return dts[0] if dts else "i32"
 
+    def gqa_source(self, n):
+        """t for reshape(expand(t[:, :, None], [B, HK, G, S, E]), [B, HK*G, S, E]), else n."""
+        torch = self.torch
+
+        def opn(m):
+            if not isinstance(m, torch.fx.Node) or m.op != "call_function":
+                return None
+            s = _op_name(m.target)
+            return s.split(".")[1] if s.startswith("aten.") else s
+        views = ("view", "reshape", "_unsafe_view", "unsqueeze")
+
+        def skip(m):
+            # full slices and copies change nothing
+            while opn(m) in ("slice", "contiguous", "clone", "alias") and \
+                    list(self.val(m).shape) == list(self.val(m.args[0]).shape):
+                m = m.args[0]
+            return m
+        if opn(n) not in views or opn(skip(n.args[0])) != "expand":
+            return n
+        ex = skip(n.args[0])
+        un = skip(ex.args[0])
+        if opn(un) not in views:
+            return n
+        t = skip(un.args[0])
+        ts, us, es, ns = (list(self.val(m).shape) for m in (t, un, ex, n))
+        if len(ts) != 4 or len(es) != 5 or [str(z) for z in us] != [str(z) for z in ts[:2] + [1] + ts[2:]]:
+            return n
+        if [str(z) for z in es[:2] + es[3:]] != [str(z) for z in ts] or \
+                [str(z) for z in ns] != [str(z) for z in [ts[0], es[1] * es[2]] + ts[2:]]:
+            return n
+        return t
+
+    def arange_len(self, t):
+        """n if t is arange(n) (start 0, step 1) seen through views, '+ 0' and casts."""
+        torch = self.torch
+        while isinstance(t, torch.fx.Node) and t.op == "call_function":
+            name = _op_name(t.target)
+            op = name.split(".")[1] if name.startswith("aten.") else name
+            if op == "arange":
+                ok = name.endswith(".default") or (len(t.args) >= 2 and t.args[0] == 0 and
+                                                    (len(t.args) < 3 or t.args[2] == 1))
+                return self.val(t).shape[0] if ok else None
+            if op in ("view", "reshape", "_unsafe_view", "unsqueeze", "to", "_to_copy",
+                      "contiguous", "clone", "alias"):
+                t = t.args[0]
+            elif op in ("add", "sub") and not isinstance(t.args[1], torch.fx.Node) and t.args[1] == 0:
+                t = t.args[0]
+            elif op == "slice" and (len(t.args) < 3 or t.args[2] in (0, None)) and \
+                    list(self.val(t).shape) == list(self.val(t.args[0]).shape):
+                t = t.args[0]
+            else:
+                return None
+        return None
+
+    def is_iota_grid(self, x, idx):
+        """Index tensors that are aranges over x's first axes, each along its own
+        axis of the broadcast shape, in order: then x[idx] only reshapes x."""
+        last = -1
+        xs = list(self.val(x).shape)
+        for k, t in enumerate(idx):
+            n = self.arange_len(t)
+            if n is None or str(n) != str(xs[k]):
+                return False
+            shp = list(self.val(t).shape)
+            non1 = [j for j, v in enumerate(shp) if str(v) != "1"]
+            if len(non1) > 1:
+                return False
+            p = non1[0] if non1 else None
+            if p is None:
+                if str(n) != "1":
+                    return False
+                continue
+            r = len(shp)
+            p_from_end = r - p
+            if last != -1 and p_from_end >= last:
+                return False
+            last = p_from_end
+        return True
+
     def emit_index(self, node, x, indices):
         """x[i0, i1, ...] with index tensors: a gather, on the flattened axes if several."""
         pos = [k for k, t in enumerate(indices) if t is not None]
@@ -1202,6 +1378,9 @@ class _Writer:
                 self.fail(node, "aten.index.Tensor with a boolean mask is not supported by attnc "
                           "(its size depends on the data; nearest supported: torch.where)")
         a = pos[0]
+        if a == 0 and self.is_iota_grid(x, [indices[k] for k in pos]):
+            # x[arange(B)[:, None], arange(T)[None, :]]-style indexing is x itself, reshaped
+            return ("let", "reshape(%s, %s)" % (self.value_of(x), self.shape(node)))
         if len(pos) == 1:
             return ("let", "gather(%s, %s, axis=%d)" % (self.value_of(x), self.T(indices[a], "i32"), a))
         shp = list(self.val(x).shape)
