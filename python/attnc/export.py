@@ -175,6 +175,8 @@ class _Writer:
         self.skip = set()            # nodes folded into a later one
         self.const = {}              # node -> the scalar every element of it has
         self.view_src = {}           # reshape node -> the node it reshapes (through reshapes)
+        self.hints = {}              # dim symbol -> the example's size
+        self.view_plan = {}          # end of a chain of layout ops -> (root, its one-line form)
 
     # ---- values and shapes ----------------------------------------------
 
@@ -531,6 +533,7 @@ class _Writer:
                 if e in self.sym_names and self.sym_names[e] != dname:
                     continue        # torch.export proved two axes equal: keep the first name
                 self.sym_names[e] = dname
+                self.hints[e] = int(s.node.hint)
                 if dname not in self.dim_order:
                     self.dim_order.append(dname)
         for n in self.graph.nodes:
@@ -546,6 +549,7 @@ class _Writer:
         for k, lp in enumerate(loops):
             lp["param"] = "L" if k == 0 else "L%d" % (k + 1)
         self.collect_params(loops)
+        self.plan_views(order)
         for name in list(self.dim_order):
             self.taken.add(name)
         # inputs
@@ -611,6 +615,199 @@ class _Writer:
             head += ["dim " + ", ".join(self.dim_order), ""]
         head += in_decl + out_decl + [""]
         return "\n".join(head + body).rstrip("\n") + "\n"
+
+    MOVES = ("view", "reshape", "_unsafe_view", "unsqueeze", "squeeze", "flatten", "unflatten",
+             "permute", "transpose", "t", "select", "slice", "contiguous", "clone", "alias",
+             "detach", "lift_fresh_copy")
+
+    def _opn(self, n):
+        if not isinstance(n, self.torch.fx.Node) or n.op != "call_function":
+            return None
+        s = _op_name(n.target)
+        return s.split(".")[1] if s.startswith("aten.") else s
+
+    def plan_views(self, order):
+        """A chain of layout ops (views, transposes, selects, slices) between two
+        computing ops becomes one reshape / slice / permute / reshape of the
+        chain's root: the chain's index map is found by replaying it on an
+        arange, and the rewrite is checked by replaying both at two sets of
+        dim values.  (nn.MultiheadAttention's [T, B] packed-QKV chain becomes
+        the split_heads of hand-written code.)"""
+        torch = self.torch
+        for n in order:
+            if self._opn(n) not in self.MOVES:
+                continue
+            users = [u for u in n.users if u in self.live]
+            if not users or all(self._opn(u) in self.MOVES for u in users):
+                continue
+            chain, r = [], n
+            while self._opn(r) in self.MOVES:
+                chain.append(r)
+                r = r.args[0]
+            chain.reverse()
+            if not isinstance(r, torch.fx.Node) or not hasattr(self.val(r), "shape"):
+                continue
+            if sum(1 for c in chain if self._opn(c) not in ("contiguous", "clone", "alias",
+                                                             "detach", "lift_fresh_copy")) < 3:
+                continue
+            try:
+                plan = self._view_plan(r, chain)
+            except Exception:
+                plan = None
+            if plan is not None:
+                self.view_plan[n] = (r, plan)
+
+    def _assign(self, k):
+        return {sym: h + 3 * k for sym, h in self.hints.items()}
+
+    def _conc(self, v, a):
+        torch = self.torch
+        if isinstance(v, torch.SymInt):
+            return int(v.node.expr.xreplace(a))
+        if isinstance(v, torch.fx.Node):
+            return self._conc(self.val(v), a)
+        if isinstance(v, (list, tuple)):
+            return type(v)(self._conc(x, a) for x in v)
+        return v
+
+    def _replay(self, r, chain, a):
+        """The chain applied to arange(numel(r)) at dim values a."""
+        torch = self.torch
+        rc = [self._conc(x, a) for x in self.val(r).shape]
+        t = torch.arange(math.prod(rc), dtype=torch.int64).reshape(rc)
+        for c in chain:
+            args = [t] + [self._conc(x, a) for x in c.args[1:]]
+            kw = {k: self._conc(v, a) for k, v in c.kwargs.items()}
+            t = c.target(*args, **kw)
+        return t
+
+    def _view_plan(self, r, chain):
+        torch = self.torch
+        a0 = self._assign(0)
+        I = self._replay(r, chain, a0)
+        rsym = list(self.val(r).shape)
+        dsym = list(self.val(chain[-1]).shape)
+        rc = [self._conc(x, a0) for x in rsym]
+        dc = list(I.shape)
+        rs = [math.prod(rc[j + 1:]) for j in range(len(rc))]
+        flat = I.reshape(-1)
+        if flat.numel() == 0:
+            return None
+        off = int(flat[0])
+        strides = []
+        for k, size in enumerate(dc):
+            if size == 1:
+                strides.append(None)
+                continue
+            idx = [0] * len(dc)
+            idx[k] = 1
+            strides.append(int(I[tuple(idx)]) - off)
+        pred = torch.full(dc, off, dtype=torch.int64)
+        for k, st in enumerate(strides):
+            if st is not None:
+                shp = [1] * len(dc)
+                shp[k] = dc[k]
+                pred = pred + torch.arange(dc[k]).reshape(shp) * st
+        if not torch.equal(pred, I):
+            return None
+        mapped = {j: [] for j in range(len(rc))}
+        for k, st in enumerate(strides):
+            if st is None:
+                continue
+            if st <= 0:
+                return None
+            for j in range(len(rc) - 1, -1, -1):
+                if st % rs[j] == 0 and st < rs[j] * rc[j]:
+                    mapped[j].append((k, st // rs[j], dc[k]))
+                    break
+            else:
+                return None
+        factors = []          # (size text, concrete size, dest axis or None, index)
+        for j in range(len(rc)):
+            idx_j = (off // rs[j]) % rc[j]
+            sym_axis = not isinstance(rsym[j], int) and not (
+                isinstance(rsym[j], torch.SymInt) and rsym[j].node.expr.is_Integer)
+            if sym_axis:
+                if len(mapped[j]) > 1:
+                    return None
+                if mapped[j]:
+                    k, m, dk = mapped[j][0]
+                    if m != 1 or idx_j != 0 or str(dsym[k]) != str(rsym[j]):
+                        return None
+                    factors.append((self.size(rsym[j], None), rc[j], k, 0))
+                else:
+                    factors.append((self.size(rsym[j], None), rc[j], None, idx_j))
+                continue
+            rem, fl = rc[j], []
+            for k, m, dk in sorted(mapped[j], key=lambda t: -t[1]):
+                if rem % (m * dk):
+                    return None
+                fl.append((rem // (m * dk), None))
+                fl.append((dk, k))
+                rem = m
+            fl.append((rem, None))
+            # the offset along axis j, in the mixed radix of its factors
+            digits, v = [], idx_j
+            for size, k in reversed(fl):
+                digits.append(v % size)
+                v //= size
+            digits.reverse()
+            for (size, k), d in zip(fl, digits):
+                if k is not None and d != 0:
+                    return None
+                if size > 1 or k is not None:
+                    factors.append((self.size(size), size, k, d))
+        # the form: reshape(r, F), slice each gap at its index, permute dests in order, reshape
+        F = [f[0] for f in factors]
+        text = self.value_of_name(r)
+        ops = 0
+        if [f[1] for f in factors] != rc or len(factors) != len(rc):
+            text = "reshape(%s, [%s])" % (text, ", ".join(F))
+            ops += 1
+        for ax, f in enumerate(factors):
+            if f[2] is None and f[1] > 1:
+                text = "slice(%s, %d, %d, %d)" % (text, ax, f[3], f[3] + 1)
+                ops += 1
+        gaps = [ax for ax, f in enumerate(factors) if f[2] is None]
+        dests = sorted((f[2], ax) for ax, f in enumerate(factors) if f[2] is not None)
+        perm = gaps + [ax for _, ax in dests]
+        if perm != list(range(len(perm))):
+            text = "permute(%s, [%s])" % (text, ", ".join(map(str, perm)))
+            ops += 1
+        text = "reshape(%s, %s)" % (text, "[" + ", ".join(self.size(x, chain[-1]) for x in dsym) + "]")
+        ops += 1
+        # the rewrite must be shorter than the chain and equal to it at two sets of dims
+        if ops >= len([c for c in chain if self._opn(c) not in ("contiguous", "clone", "alias", "detach")]):
+            return None
+        for k in (0, 1):
+            a = self._assign(k)
+            got = self._replay(r, chain, a)
+            rck = [self._conc(x, a) for x in rsym]
+            t = torch.arange(math.prod(rck), dtype=torch.int64)
+            # sizes of the factors at these dims: symbolic axes take their value, constants stay
+            sizes = []
+            for f, x in zip(factors, self._factor_axes(factors, rsym)):
+                sizes.append(self._conc(x, a) if x is not None else f[1])
+            t = t.reshape(sizes)
+            for ax, f in enumerate(factors):
+                if f[2] is None and f[1] > 1:
+                    t = t.narrow(ax, f[3], 1)
+            t = t.permute(perm).reshape([self._conc(x, a) for x in dsym])
+            if not torch.equal(t, got):
+                return None
+        return text
+
+    def _factor_axes(self, factors, rsym):
+        """For each factor: the symbolic axis of r it is (None for constant factors)."""
+        out = []
+        syms = [x for x in rsym if not isinstance(x, int) and not x.node.expr.is_Integer]
+        texts = {self.size(x, None): x for x in syms}
+        for f in factors:
+            out.append(texts.get(f[0]) if f[0] in texts else None)
+        return out
+
+    def value_of_name(self, node):
+        return "%%{%s}" % node.name
 
     def plan_lifts(self, order):
         """x.view(-1, K) @ w + b viewed back to x's leading axes -> x @ w + b on x
@@ -847,6 +1044,9 @@ class _Writer:
             return args[i] if i < len(args) else default
         odt = self.ndt(node) if hasattr(self.val(node), "dtype") else None
         x = args[0] if args else None
+        if node in self.view_plan:
+            root, text = self.view_plan[node]
+            return ("let", text.replace("%%{%s}" % root.name, self.value_of(root)))
         ALIAS = {"dropout", "contiguous", "clone", "alias", "detach", "lift_fresh_copy",
                  "feature_dropout", "alpha_dropout", "native_dropout_eval"}
         if op in ALIAS or (op in ("to", "_to_copy", "type_as") and odt == self.ndt(x)):
