@@ -357,9 +357,10 @@ class _Writer:
                 cfg.setdefault("F", (m.linear1.out_features, "feed-forward width"))
             if isinstance(m, (torch.nn.TransformerEncoder, torch.nn.TransformerDecoder)):
                 cfg.setdefault("L", (m.num_layers, "layers"))
-        cfg = {k: v for k, v in cfg.items() if v[0] is not None and v[0] >= 1}
+        # a param may not take a dim's name (dynamic={"x": {2: "H"}} and heads H)
+        cfg = {k: v for k, v in cfg.items() if v[0] is not None and v[0] >= 1 and k not in self.dim_order}
         # a loop count that matches no configured layer count is L itself
-        if loops and "L" not in cfg:
+        if loops and "L" not in cfg and "L" not in self.dim_order:
             cfg["L"] = (loops[0]["count"], "layers (repeated blocks)")
         self.cfg = cfg
         table = []
@@ -370,7 +371,8 @@ class _Writer:
         for k in ("D", "F", "V", "P"):
             if k in cfg:
                 add(cfg[k][0], k, {k})
-        if "D" in cfg and "H" in cfg and "E" not in cfg and cfg["D"][0] % cfg["H"][0] == 0:
+        if "D" in cfg and "H" in cfg and "E" not in cfg and "E" not in self.dim_order and \
+                cfg["D"][0] % cfg["H"][0] == 0:
             cfg["E"] = ("D / H", "head size")
             self.e_value = cfg["D"][0] // cfg["H"][0]
         if "E" in cfg:
@@ -546,8 +548,10 @@ class _Writer:
                  if n.op == "call_function" and n in live and not self.is_sym(n)]
         self.plan_lifts(order)
         loops = self.find_loops(order)
-        for k, lp in enumerate(loops):
-            lp["param"] = "L" if k == 0 else "L%d" % (k + 1)
+        free = (n for n in ["L"] + ["L%d" % k for k in range(2, len(loops) + 2 + len(self.dim_order))]
+                if n not in self.dim_order)
+        for lp in loops:
+            lp["param"] = next(free)
         self.collect_params(loops)
         self.plan_views(order)
         for name in list(self.dim_order):

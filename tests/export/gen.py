@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 import attnc  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from gen_fixtures import SEBlock  # noqa: E402  (examples/se_block.attn's peer)
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -83,21 +86,6 @@ class Decoder(nn.Module):
         pos = torch.arange(x.shape[1], device=x.device)
         mask = pos[None, :] > pos[:, None]        # True: masked out (nn.MultiheadAttention)
         y = self.layer(x, memory, tgt_mask=mask, tgt_is_causal=True)
-        return y
-
-
-class SEBlock(nn.Module):
-    """The squeeze-and-excitation block (examples/se_block.attn's peer)."""
-
-    def __init__(self, C=32, R=4):
-        super().__init__()
-        self.fc1 = nn.Linear(C, C // R)
-        self.fc2 = nn.Linear(C // R, C)
-
-    def forward(self, x):
-        s = x.mean(dim=(2, 3))
-        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
-        y = x * s[:, :, None, None]
         return y
 
 
@@ -257,7 +245,7 @@ def cases():
         "decoder": (lambda g: Decoder(), lambda g: xs(g, 2, 5, 32) + xs(g, 2, 6, 32),
                     {"x": {0: "B", 1: "T"}, "memory": {0: "B", 1: "S"}},
                     lambda g: xs(g, 3, 7, 32) + xs(g, 3, 4, 32)),
-        "se_block": (lambda g: SEBlock(), lambda g: xs(g, 2, 32, 5, 6),
+        "se_block": (lambda g: SEBlock(32, 4), lambda g: xs(g, 2, 32, 5, 6),
                      {"x": {0: "N", 2: "H", 3: "W"}}, lambda g: xs(g, 3, 32, 7, 9)),
         "where_softcap": (lambda g: WindowSoftcap(), lambda g: xs(g, 2, 6, 32),
                           {"x": {0: "B", 1: "T"}}, lambda g: xs(g, 2, 13, 32)),
