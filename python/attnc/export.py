@@ -177,6 +177,7 @@ class _Writer:
         self.view_src = {}           # reshape node -> the node it reshapes (through reshapes)
         self.hints = {}              # dim symbol -> the example's size
         self.view_plan = {}          # end of a chain of layout ops -> (root, its one-line form)
+        self.linear_exit = {}        # end of a layout chain after a linear -> (root, form, w, b)
 
     # ---- values and shapes ----------------------------------------------
 
@@ -651,15 +652,62 @@ class _Writer:
             chain.reverse()
             if not isinstance(r, torch.fx.Node) or not hasattr(self.val(r), "shape"):
                 continue
+            plan = None
             if sum(1 for c in chain if self._opn(c) not in ("contiguous", "clone", "alias",
-                                                             "detach", "lift_fresh_copy")) < 3:
-                continue
-            try:
-                plan = self._view_plan(r, chain)
-            except Exception:
-                plan = None
+                                                             "detach", "lift_fresh_copy")) >= 3:
+                try:
+                    plan = self._view_plan(r, chain)
+                except Exception:
+                    plan = None
             if plan is not None:
                 self.view_plan[n] = (r, plan)
+                continue
+            try:
+                self.plan_linear_exit(n, r, chain)
+            except Exception:
+                pass
+
+    def plan_linear_exit(self, n, L, chain):
+        """linear(A) seen through a layout chain whose last axis is the linear's
+        output axis (nn.MultiheadAttention's [T*B, D] -> [T, B, D] -> [B, T, D])
+        is linear(A') with A''s rows in the chain's order: A' is a layout chain
+        of A's own root, and the matmul writes the final layout (its epilogue
+        can then take the residual add that follows)."""
+        torch = self.torch
+        if self._opn(L) != "linear" or [u for u in L.users if u in self.live] != [chain[0]]:
+            return
+        for c, nxt in zip(chain, chain[1:]):
+            if [u for u in c.users if u in self.live] != [nxt]:
+                return
+        A = L.args[0]
+        if self._opn(A) not in self.MOVES or [u for u in A.users if u in self.live] != [L]:
+            return
+        achain, o = [], A
+        while self._opn(o) in self.MOVES:
+            achain.append(o)
+            o = o.args[0]
+        achain.reverse()
+        N = self.val(L).shape[-1]
+        if not isinstance(N, int):
+            return
+        zsym = list(self.val(n).shape)
+        asym = list(self.val(A).shape)
+        dsym = zsym[:-1] + [asym[-1]]
+
+        def index(a):
+            yc = self._replay(L, chain, a)
+            if not torch.equal(yc % N, torch.arange(N).expand(yc.shape)):
+                raise ValueError("the chain moves the output axis")
+            rows = (yc // N)[..., 0]
+            ia = self._replay(o, achain, a)
+            k = ia.shape[-1]
+            return ia.reshape(-1, k)[rows.reshape(-1)].reshape(list(rows.shape) + [k])
+        plan = self._view_plan(o, None, index, dsym, len(chain) + len(achain))
+        if plan is None:
+            return
+        w = L.args[1]
+        b = L.args[2] if len(L.args) > 2 else L.kwargs.get("bias")
+        self.linear_exit[n] = (o, plan, w, b)
 
     def _assign(self, k):
         return {sym: h + 3 * k for sym, h in self.hints.items()}
@@ -685,35 +733,42 @@ class _Writer:
             t = c.target(*args, **kw)
         return t
 
-    def _view_plan(self, r, chain):
+    def _view_plan(self, r, chain, index=None, dsym=None, nops=None):
+        """The one-line form of chain (or of the index map index(a) into r's
+        elements, of shape dsym, standing for nops ops); None if there is none."""
         torch = self.torch
+        if index is None:
+            index = lambda a: self._replay(r, chain, a)  # noqa: E731
+            dsym = list(self.val(chain[-1]).shape)
+            nops = len([c for c in chain if self._opn(c) not in ("contiguous", "clone", "alias", "detach")])
         a0 = self._assign(0)
-        I = self._replay(r, chain, a0)
+        I = index(a0)
         rsym = list(self.val(r).shape)
-        dsym = list(self.val(chain[-1]).shape)
         rc = [self._conc(x, a0) for x in rsym]
         dc = list(I.shape)
         rs = [math.prod(rc[j + 1:]) for j in range(len(rc))]
         flat = I.reshape(-1)
         if flat.numel() == 0:
             return None
-        off = int(flat[0])
-        strides = []
-        for k, size in enumerate(dc):
-            if size == 1:
-                strides.append(None)
-                continue
-            idx = [0] * len(dc)
-            idx[k] = 1
-            strides.append(int(I[tuple(idx)]) - off)
-        pred = torch.full(dc, off, dtype=torch.int64)
-        for k, st in enumerate(strides):
-            if st is not None:
-                shp = [1] * len(dc)
-                shp[k] = dc[k]
-                pred = pred + torch.arange(dc[k]).reshape(shp) * st
-        if not torch.equal(pred, I):
-            return None
+        got = self._affine(I)
+        dref = list(dsym)
+        if got is None:
+            # a constant axis of the result may merge two axes of r (heads and head
+            # size into D): split it into the two factors that make the map affine
+            for k, size in enumerate(dc):
+                if got is not None or not isinstance(dsym[k], int) or size < 4:
+                    continue
+                for f in range(2, size):
+                    if size % f == 0:
+                        I2 = I.reshape(dc[:k] + [f, size // f] + dc[k + 1:])
+                        got = self._affine(I2)
+                        if got is not None:
+                            I, dref = I2, dsym[:k] + [f, size // f] + dsym[k + 1:]
+                            break
+            if got is None:
+                return None
+        off, strides = got
+        dc = list(I.shape)
         mapped = {j: [] for j in range(len(rc))}
         for k, st in enumerate(strides):
             if st is None:
@@ -736,7 +791,7 @@ class _Writer:
                     return None
                 if mapped[j]:
                     k, m, dk = mapped[j][0]
-                    if m != 1 or idx_j != 0 or str(dsym[k]) != str(rsym[j]):
+                    if m != 1 or idx_j != 0 or str(dref[k]) != str(rsym[j]):
                         return None
                     factors.append((self.size(rsym[j], None), rc[j], k, 0))
                 else:
@@ -778,14 +833,15 @@ class _Writer:
         if perm != list(range(len(perm))):
             text = "permute(%s, [%s])" % (text, ", ".join(map(str, perm)))
             ops += 1
-        text = "reshape(%s, %s)" % (text, "[" + ", ".join(self.size(x, chain[-1]) for x in dsym) + "]")
-        ops += 1
+        if [str(x) for x in dsym] != [str(f[0]) for f in factors if f[2] is not None] or perm != list(range(len(perm))):
+            text = "reshape(%s, %s)" % (text, "[" + ", ".join(self.size(x, None) for x in dsym) + "]")
+            ops += 1
         # the rewrite must be shorter than the chain and equal to it at two sets of dims
-        if ops >= len([c for c in chain if self._opn(c) not in ("contiguous", "clone", "alias", "detach")]):
+        if ops >= nops:
             return None
         for k in (0, 1):
             a = self._assign(k)
-            got = self._replay(r, chain, a)
+            got = index(a)
             rck = [self._conc(x, a) for x in rsym]
             t = torch.arange(math.prod(rck), dtype=torch.int64)
             # sizes of the factors at these dims: symbolic axes take their value, constants stay
@@ -800,6 +856,27 @@ class _Writer:
             if not torch.equal(t, got):
                 return None
         return text
+
+    def _affine(self, I):
+        """(offset, strides) if I[i] = offset + sum(i_k * stride_k), else None."""
+        torch = self.torch
+        dc = list(I.shape)
+        off = int(I.reshape(-1)[0])
+        strides = []
+        for k, size in enumerate(dc):
+            if size == 1:
+                strides.append(None)
+                continue
+            idx = [0] * len(dc)
+            idx[k] = 1
+            strides.append(int(I[tuple(idx)]) - off)
+        pred = torch.full(dc, off, dtype=torch.int64)
+        for k, st in enumerate(strides):
+            if st is not None:
+                shp = [1] * len(dc)
+                shp[k] = dc[k]
+                pred = pred + torch.arange(dc[k]).reshape(shp) * st
+        return (off, strides) if torch.equal(pred, I) else None
 
     def _factor_axes(self, factors, rsym):
         """For each factor: the symbolic axis of r it is (None for constant factors)."""
@@ -1051,6 +1128,10 @@ class _Writer:
         if node in self.view_plan:
             root, text = self.view_plan[node]
             return ("let", text.replace("%%{%s}" % root.name, self.value_of(root)))
+        if node in self.linear_exit:
+            root, text, w, b = self.linear_exit[node]
+            return ("let", "linear(%s, %s%s)" % (text.replace("%%{%s}" % root.name, self.value_of(root)),
+                                                 self.value_of(w), ", " + self.value_of(b) if b is not None else ""))
         ALIAS = {"dropout", "contiguous", "clone", "alias", "detach", "lift_fresh_copy",
                  "feature_dropout", "alpha_dropout", "native_dropout_eval"}
         if op in ALIAS or (op in ("to", "_to_copy", "type_as") and odt == self.ndt(x)):
