@@ -645,11 +645,7 @@ class _Writer:
             users = [u for u in n.users if u in self.live]
             if not users or all(self._opn(u) in self.MOVES for u in users):
                 continue
-            chain, r = [], n
-            while self._opn(r) in self.MOVES:
-                chain.append(r)
-                r = r.args[0]
-            chain.reverse()
+            r, chain = self.layout_chain(n)
             if not isinstance(r, torch.fx.Node) or not hasattr(self.val(r), "shape"):
                 continue
             plan = None
@@ -682,11 +678,7 @@ class _Writer:
         A = L.args[0]
         if self._opn(A) not in self.MOVES or [u for u in A.users if u in self.live] != [L]:
             return
-        achain, o = [], A
-        while self._opn(o) in self.MOVES:
-            achain.append(o)
-            o = o.args[0]
-        achain.reverse()
+        o, achain = self.layout_chain(A)
         N = self.val(L).shape[-1]
         if not isinstance(N, int):
             return
@@ -708,6 +700,15 @@ class _Writer:
         w = L.args[1]
         b = L.args[2] if len(L.args) > 2 else L.kwargs.get("bias")
         self.linear_exit[n] = (o, plan, w, b)
+
+    def layout_chain(self, n):
+        """(root, [layout ops from the root to n]): n's chain of MOVES ops."""
+        chain = []
+        while self._opn(n) in self.MOVES:
+            chain.append(n)
+            n = n.args[0]
+        chain.reverse()
+        return n, chain
 
     def _assign(self, k):
         return {sym: h + 3 * k for sym, h in self.hints.items()}
