@@ -552,6 +552,281 @@ static FeValue left_pad(FeLower *L, FeValue x, int rank, IrLoc loc) {
   return fe_reshape(L, x, &r, loc);
 }
 
+/* ---- images (NCHW): convolution, pooling, batchnorm ---------------------- */
+
+/* An int or a pair [a, b] (kw `name`, default def) into v[0..1], each >= lo. */
+static bool pair_arg(FeLower *L, FeCall *c, FeValue *pv, const char *name, int64_t def, int64_t lo, int64_t v[2]) {
+  v[0] = v[1] = def;
+  if (!pv) return true;
+  if (pv->k == V_LIST || pv->k == V_TUPLE) {
+    if (pv->n != 2) {
+      fe_err(L, pv->loc, "%s: %s must be an integer or a pair [h, w], got %d values", c->name, name, pv->n);
+      return false;
+    }
+    for (int i = 0; i < 2; i++)
+      if (!want_int(L, pv->elts[i], c->name, name, &v[i])) return false;
+  } else if (!want_int(L, *pv, c->name, name, &v[0])) {
+    return false;
+  } else {
+    v[1] = v[0];
+  }
+  for (int i = 0; i < 2; i++)
+    if (v[i] < lo || v[i] > 1 << 20) {
+      fe_err(L, pv->loc, "%s: %s must be between %lld and %d, got %lld", c->name, name, (long long)lo, 1 << 20,
+          (long long)v[i]);
+      return false;
+    }
+  return true;
+}
+
+/* x must be an [N, C, H, W] floating-point image. */
+static bool want_image(FeLower *L, FeValue x, const char *fn) {
+  if (!want_tensor(L, x, fn, "the input")) return false;
+  const IrType *t = fe_vtype(L, x);
+  if (t->rank == 4 && t->dt != RT_I32 && t->dt != RT_BOOL) return true;
+  fe_err(L, x.loc, "%s expects a floating-point [N, C, H, W] image, got %s", fn, fe_type_str(L, t));
+  return false;
+}
+
+/* The output sizes of a window op (derived dims when the image size is a
+ * run-time dim) into t->dim[2..3]; a located error when the window leaves
+ * no output for known sizes. */
+static bool window_dims(FeLower *L, FeCall *c, const IrType *xt, const int64_t k[2], const IrAttrs *a,
+                        const int64_t dil[2], IrType *t) {
+  char why[512];
+  snprintf(why, sizeof why, "%s at %s:%d:%d", c->name, c->loc.file ? c->loc.file : "<input>", c->loc.line,
+           c->loc.col);
+  for (int i = 0; i < 2; i++) {
+    bool empty;
+    if (ir_window_dim(L->g, xt->dim[2 + i], k[i], a->stride[i], a->pad[i], a->pad[2 + i], dil[i], why, true,
+                      &t->dim[2 + i], &empty))
+      continue;
+    if (empty)
+      fe_err(L, c->loc, "%s: input %s padded by %d+%d on axis %d is smaller than the kernel extent %lld", c->name,
+          fe_type_str(L, xt), a->pad[i], a->pad[2 + i], 2 + i, (long long)(dil[i] * (k[i] - 1) + 1));
+    else
+      fe_err(L, c->loc, "%s: the output size of axis %d of %s is too complex (or too many dims)", c->name, 2 + i,
+          fe_type_str(L, xt));
+    return false;
+  }
+  return true;
+}
+
+/* padding=: an int, a pair, or "same" (stride 1: the output keeps the
+ * input's size; an odd total puts the extra row/column at the end, as
+ * PyTorch does).  Into a->pad [top, left, bottom, right]. */
+static bool padding_arg(FeLower *L, FeCall *c, const int64_t k[2], const int64_t dil[2], IrAttrs *a) {
+  FeValue *pv = kwarg(c, "padding");
+  int64_t p[2];
+  a->npad = 4;
+  if (pv && pv->k == V_PREFIX) {
+    if (strcmp(pv->s, "same") && strcmp(pv->s, "valid")) {
+      fe_err(L, pv->loc, "%s: padding must be an integer, a pair, \"same\" or \"valid\", got \"%s\"", c->name, pv->s);
+      return false;
+    }
+    bool same = !strcmp(pv->s, "same");
+    if (same && (a->stride[0] != 1 || a->stride[1] != 1)) {
+      fe_err(L, pv->loc, "%s: padding=\"same\" needs stride 1", c->name);
+      return false;
+    }
+    for (int i = 0; i < 2; i++) {
+      int64_t tot = same ? dil[i] * (k[i] - 1) : 0;
+      a->pad[i] = (int)(tot / 2);
+      a->pad[2 + i] = (int)(tot - tot / 2);
+    }
+    return true;
+  }
+  if (!pair_arg(L, c, pv, "padding", 0, 0, p)) return false;
+  a->pad[0] = a->pad[2] = (int)p[0];
+  a->pad[1] = a->pad[3] = (int)p[1];
+  return true;
+}
+
+/* conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1): x [N, C, H,
+ * W], w [O, C/groups, kh, kw] (PyTorch's layout), b [O] optional. */
+static FeValue b_conv2d(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0], w = c->pos[1];
+  if (!want_image(L, x, "conv2d") || !want_tensor(L, w, "conv2d", "the weight")) return POISON;
+  if (c->npos == 3 && !want_tensor(L, c->pos[2], "conv2d", "the bias")) return POISON;
+  const IrType *xt = fe_vtype(L, x), *wt = fe_vtype(L, w);
+  IrAttrs a;
+  ir_attrs_init(&a);
+  int64_t st[2], dil[2], grp, k[2], o, cg, ch;
+  if (!pair_arg(L, c, kwarg(c, "stride"), "stride", 1, 1, st) ||
+      !pair_arg(L, c, kwarg(c, "dilation"), "dilation", 1, 1, dil) || !kw_int(L, c, "groups", 1, &grp))
+    return POISON;
+  if (!ir_dim_is_const(xt->dim[1], &ch)) {
+    fe_err(L, x.loc, "conv2d: the channels of %s must be a compile-time size", fe_type_str(L, xt));
+    return POISON;
+  }
+  if (grp < 1 || ch % grp) {
+    FeValue *gv = kwarg(c, "groups");
+    fe_err(L, gv ? gv->loc : c->loc, "conv2d: groups=%lld does not divide the %lld input channels of %s",
+        (long long)grp, (long long)ch, fe_type_str(L, xt));
+    return POISON;
+  }
+  if (wt->rank != 4 || wt->dt != xt->dt || !ir_dim_is_const(wt->dim[0], &o) || !ir_dim_is_const(wt->dim[1], &cg) ||
+      !ir_dim_is_const(wt->dim[2], &k[0]) || !ir_dim_is_const(wt->dim[3], &k[1]) || cg != ch / grp || o % grp) {
+    fe_err(L, w.loc, "conv2d: the weight must be [O, %lld, kh, kw] (O a multiple of groups=%lld, %s like the input) "
+        "for input %s, got %s", (long long)(ch / grp), (long long)grp, rt_dtype_name(xt->dt), fe_type_str(L, xt),
+        fe_type_str(L, wt));
+    return POISON;
+  }
+  if (c->npos == 3) {
+    const IrType *bt = fe_vtype(L, c->pos[2]);
+    if (bt->rank != 1 || !ir_dim_eq(bt->dim[0], wt->dim[0]) || bt->dt != xt->dt) {
+      fe_err(L, c->pos[2].loc, "conv2d: the bias must be [%lld], got %s", (long long)o, fe_type_str(L, bt));
+      return POISON;
+    }
+  }
+  a.nstride = a.ndil = 2;
+  for (int i = 0; i < 2; i++) a.stride[i] = (int)st[i], a.dil[i] = (int)dil[i];
+  a.groups = (int)grp;
+  if (!padding_arg(L, c, k, dil, &a)) return POISON;
+  IrType t = *xt;
+  t.dim[1] = wt->dim[0];
+  if (!window_dims(L, c, xt, k, &a, dil, &t)) return POISON;
+  return fe_emit(L, IR_CONV2D, c->pos, c->npos, &a, NULL, c->loc);
+}
+
+/* maxpool2d / avgpool2d(x, kernel, stride=kernel, padding=0) */
+static FeValue b_pool(FeLower *L, FeCall *c, IrOp op) {
+  FeValue x = c->pos[0];
+  if (!want_image(L, x, c->name)) return POISON;
+  IrAttrs a;
+  ir_attrs_init(&a);
+  int64_t k[2], st[2], dil[2] = {1, 1};
+  if (!pair_arg(L, c, &c->pos[1], "kernel", 1, 1, k)) return POISON;
+  FeValue *sv = kwarg(c, "stride");
+  if (!pair_arg(L, c, sv, "stride", 1, 1, st)) return POISON;
+  if (!sv) st[0] = k[0], st[1] = k[1];
+  a.nstride = a.nkernel = 2;
+  for (int i = 0; i < 2; i++) a.stride[i] = (int)st[i], a.kernel[i] = (int)k[i];
+  if (!padding_arg(L, c, k, dil, &a)) return POISON;
+  for (int i = 0; i < 2; i++)
+    if (2 * a.pad[i] > k[i] || 2 * a.pad[2 + i] > k[i]) {
+      fe_err(L, c->loc, "%s: padding %d is more than half the kernel %lld", c->name, a.pad[i], (long long)k[i]);
+      return POISON;
+    }
+  IrType t = *fe_vtype(L, x);
+  if (!window_dims(L, c, fe_vtype(L, x), k, &a, dil, &t)) return POISON;
+  return fe_emit(L, op, &x, 1, &a, NULL, c->loc);
+}
+
+static FeValue b_maxpool2d(FeLower *L, FeCall *c) { return b_pool(L, c, IR_MAXPOOL); }
+static FeValue b_avgpool2d(FeLower *L, FeCall *c) { return b_pool(L, c, IR_AVGPOOL); }
+
+/* adaptive_avg_pool2d(x, 1) / global_avg_pool2d(x): the mean over H, W,
+ * kept as [N, C, 1, 1] */
+static FeValue b_global_pool(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  if (!want_image(L, x, c->name)) return POISON;
+  if (c->npos == 2) {
+    int64_t v[2];
+    if (!pair_arg(L, c, &c->pos[1], "output size", 1, 1, v)) return POISON;
+    if (v[0] != 1 || v[1] != 1) {
+      fe_err(L, c->pos[1].loc, "%s: only output size 1 (global average) is supported", c->name);
+      return POISON;
+    }
+  }
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.nlist = 2, a.list[0] = 2, a.list[1] = 3, a.keep = true;
+  return fe_emit(L, IR_MEAN, &x, 1, &a, NULL, c->loc);
+}
+
+/* flatten(x, start_axis=1): axes start_axis.. merged into one */
+static FeValue b_flatten(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  int64_t ax = 1;
+  if (!want_tensor(L, x, "flatten", "the input") ||
+      (c->npos == 2 && !want_int(L, c->pos[1], "flatten", "start_axis", &ax)))
+    return POISON;
+  const IrType *xt = fe_vtype(L, x);
+  int k;
+  if (!fe_norm_axis(L, ax, xt->rank, c->loc, &k)) return POISON;
+  IrType t = *xt;
+  t.rank = (uint8_t)(k + 1);
+  t.dim[k] = ir_dim_const(1);
+  for (int i = k; i < xt->rank; i++)
+    if (ir_dim_mul(t.dim[k], xt->dim[i], &t.dim[k])) {
+      fe_err(L, c->loc, "flatten: the size of %s from axis %d is too complex a product", fe_type_str(L, xt), k);
+      return POISON;
+    }
+  return fe_reshape(L, x, &t, c->loc);
+}
+
+/* v [C] viewed as [C, 1, 1] (broadcasts over an image's channels) */
+static FeValue per_channel(FeLower *L, FeValue v, IrLoc loc) {
+  IrType t = *fe_vtype(L, v);
+  t.rank = 3;
+  t.dim[1] = t.dim[2] = ir_dim_const(1);
+  return fe_reshape(L, v, &t, loc);
+}
+
+/* batchnorm(x, weight, bias, running_mean, running_var, eps=1e-5), eval
+ * mode: x * s + t per channel with s = weight * rsqrt(var + eps) and
+ * t = bias - mean * s, computed from the weights alone (a weight-only
+ * subgraph: fold-bn moves it into a producing conv's weight and bias). */
+static FeValue b_batchnorm(FeLower *L, FeCall *c) {
+  FeValue x = c->pos[0];
+  double eps = 1e-5;
+  FeValue *e = kwarg(c, "eps");
+  if (e && !want_real(L, *e, c->name, "eps", &eps)) return POISON;
+  if (c->npos == 6 && !want_real(L, c->pos[5], c->name, "eps", &eps)) return POISON;
+  if (!want_tensor(L, x, "batchnorm", "the input")) return POISON;
+  const IrType *xt = fe_vtype(L, x);
+  if (xt->rank < 2) {
+    fe_err(L, x.loc, "batchnorm expects [N, C, ...], got %s", fe_type_str(L, xt));
+    return POISON;
+  }
+  static const char *what[] = {"the weight", "the bias", "running_mean", "running_var"};
+  for (int i = 1; i < 5; i++) {
+    if (!want_tensor(L, c->pos[i], "batchnorm", what[i - 1])) return POISON;
+    const IrType *t = fe_vtype(L, c->pos[i]);
+    if (t->rank != 1 || !ir_dim_eq(t->dim[0], xt->dim[1]) || t->dt != xt->dt) {
+      fe_err(L, c->pos[i].loc, "batchnorm: %s must be [%s] like the channels of %s, got %s", what[i - 1],
+          fe_dim_str(L, xt->dim[1]), fe_type_str(L, xt), fe_type_str(L, t));
+      return POISON;
+    }
+  }
+  IrLoc lc = c->loc;
+  FeValue inv = unary_op(L, IR_RSQRT, fe_binary(L, '+', c->pos[4], fe_vfloat(eps, lc), lc), lc);
+  FeValue sc = fe_binary(L, '*', c->pos[1], inv, lc);
+  FeValue sh = fe_binary(L, '-', c->pos[2], fe_binary(L, '*', c->pos[3], sc, lc), lc);
+  if (sc.k == V_POISON || sh.k == V_POISON) return POISON;
+  if (xt->rank == 4) sc = per_channel(L, sc, lc), sh = per_channel(L, sh, lc);
+  else if (xt->rank != 2) {
+    fe_err(L, x.loc, "batchnorm expects [N, C] or [N, C, H, W], got %s", fe_type_str(L, xt));
+    return POISON;
+  }
+  return fe_binary(L, '+', fe_binary(L, '*', x, sc, lc), sh, lc);
+}
+
+/* min(max(x + 3, 0), 6) / 6: relu6(x + 3) / 6 */
+static FeValue relu6_3(FeLower *L, FeValue x, IrLoc loc) {
+  rt_dtype dt = fe_vtype(L, x)->dt;
+  FeValue y = fe_binary(L, '+', x, fe_vfloat(3, loc), loc);
+  if (y.k == V_POISON) return y;
+  FeValue m[2] = {y, fe_as_tensor(L, fe_vfloat(0, loc), dt)};
+  y = fe_emit(L, IR_MAX, m, 2, NULL, NULL, loc);
+  if (y.k == V_POISON) return y;
+  FeValue n[2] = {y, fe_as_tensor(L, fe_vfloat(6, loc), dt)};
+  return fe_emit(L, IR_MIN, n, 2, NULL, NULL, loc);
+}
+
+/* hardsigmoid(x) = relu6(x + 3) / 6 ; hardswish(x) = x * relu6(x + 3) / 6 */
+static FeValue b_hardsigmoid(FeLower *L, FeCall *c) {
+  if (!want_tensor(L, c->pos[0], c->name, "the argument")) return POISON;
+  return fe_binary(L, '/', relu6_3(L, c->pos[0], c->loc), fe_vfloat(6, c->loc), c->loc);
+}
+
+static FeValue b_hardswish(FeLower *L, FeCall *c) {
+  if (!want_tensor(L, c->pos[0], c->name, "the argument")) return POISON;
+  FeValue y = fe_binary(L, '*', c->pos[0], relu6_3(L, c->pos[0], c->loc), c->loc);
+  return fe_binary(L, '/', y, fe_vfloat(6, c->loc), c->loc);
+}
+
 /* attention(q, k, v, causal=0, mask=m, scale=s): sugar for the primitive
  * form  softmax(mask(scale * q @ k^T)) @ v.  causal: 0 / "none", 1 /
  * "top_left" (key j > query i masked), "bottom_right" (j > i + S - T
@@ -909,6 +1184,15 @@ static const FeBuiltin builtins[] = {
   {"zeros",        -1, b_fill,                  1, 2, ""},
   {"ones",         -1, b_fill,                  1, 2, ""},
   {"full",         -1, b_fill,                  2, 3, ""},
+  {"conv2d",       -1, b_conv2d,                2, 3, "stride,padding,dilation,groups"},
+  {"maxpool2d",    -1, b_maxpool2d,             2, 2, "stride,padding"},
+  {"avgpool2d",    -1, b_avgpool2d,             2, 2, "stride,padding"},
+  {"adaptive_avg_pool2d", -1, b_global_pool,    2, 2, ""},
+  {"global_avg_pool2d", -1, b_global_pool,      1, 1, ""},
+  {"flatten",      -1, b_flatten,               1, 2, ""},
+  {"batchnorm",    -1, b_batchnorm,             5, 6, "eps"},
+  {"hardsigmoid",  -1, b_hardsigmoid,           1, 1, ""},
+  {"hardswish",    -1, b_hardswish,             1, 1, ""},
 };
 #define NBUILTIN ((int)(sizeof builtins / sizeof builtins[0]))
 

@@ -50,6 +50,87 @@ static bool numel(const IrType *t, IrDim *out) {
   return true;
 }
 
+bool ir_window_dim(IrGraph *g, IrDim in, int64_t k, int64_t s, int64_t pb, int64_t pe, int64_t d, const char *why,
+                   bool make, IrDim *out, bool *empty) {
+  IrDim num;
+  *empty = false;
+  if (ir_dim_add(in, ir_dim_const(pb + pe - d * (k - 1) - 1), &num)) return false;
+  return ir_derived_dim(g, num, s, d * (k - 1) + 1, pb + pe, why, make, out, empty);
+}
+
+void ir_window_kernel(const IrFunc *f, const IrNode *n, int64_t k[2]) {
+  for (int i = 0; i < 2; i++) {
+    k[i] = 0;
+    if (n->op == IR_CONV2D) {
+      const IrType *w = &f->nodes[n->in[1]].type;
+      if (w->rank != 4 || !ir_dim_is_const(w->dim[2 + i], &k[i])) k[i] = 0;
+    } else if (n->a.nkernel == 2) {
+      k[i] = n->a.kernel[i];
+    }
+  }
+}
+
+/* conv2d(x[N,C,H,W], w[O,C/groups,kh,kw] [, b[O]] [, epilogue operands])
+ * -> [N,O,Ho,Wo]; pools x[N,C,H,W] -> [N,C,Ho,Wo].  The spatial output
+ * dims must be the window's (a constant or an existing derived dim). */
+static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *r, char *err, size_t errlen) {
+  const char *name = ir_opinfo[n->op].name;
+  char s1[256], s2[256];
+  const IrType *x = &f->nodes[n->in[0]].type;
+  ir_type_str(g, x, s1, sizeof s1);
+  if (x->rank != 4 || !is_float(x->dt)) FAIL("%s expects a floating-point [N, C, H, W] image, got %s", name, s1);
+  if (n->a.nstride != 2 || n->a.npad != 4) FAIL("%s needs stride=[sh,sw] and pad=[top,left,bottom,right]", name);
+  for (int i = 0; i < 2; i++)
+    if (n->a.stride[i] < 1) FAIL("%s: stride %d must be >= 1", name, n->a.stride[i]);
+  for (int i = 0; i < 4; i++)
+    if (n->a.pad[i] < 0) FAIL("%s: padding %d must be >= 0", name, n->a.pad[i]);
+  int64_t k[2], dil[2] = {1, 1}, c;
+  ir_window_kernel(f, n, k);
+  *r = *x;
+  if (n->op == IR_CONV2D) {
+    if (n->nin < 2) FAIL("conv2d takes an image and a weight");
+    if (n->a.ndil != 2 || n->a.dil[0] < 1 || n->a.dil[1] < 1) FAIL("conv2d needs dil=[dh,dw], each >= 1");
+    dil[0] = n->a.dil[0], dil[1] = n->a.dil[1];
+    const IrType *w = &f->nodes[n->in[1]].type;
+    ir_type_str(g, w, s2, sizeof s2);
+    int64_t o, cg, grp = n->a.groups;
+    if (w->rank != 4 || w->dt != x->dt || !k[0] || !k[1] || !ir_dim_is_const(w->dim[0], &o) ||
+        !ir_dim_is_const(w->dim[1], &cg))
+      FAIL("conv2d: the weight must be a constant-size [O, C/groups, kh, kw] of the image's dtype, got %s", s2);
+    if (!ir_dim_is_const(x->dim[1], &c)) FAIL("conv2d: the image's channels must be a constant, got %s", s1);
+    if (grp < 1 || c % grp || o % grp || cg * grp != c)
+      FAIL("conv2d: image %s and weight %s do not fit groups=%d", s1, s2, n->a.groups);
+    r->dim[1] = w->dim[0];
+    if (n->body < 0 && n->nin == 3) {
+      const IrType *b = &f->nodes[n->in[2]].type;
+      if (b->rank != 1 || !ir_dim_eq(b->dim[0], w->dim[0]) || b->dt != x->dt)
+        FAIL("conv2d: the bias must be [%lld], got a rank-%d tensor", (long long)o, b->rank);
+    } else if (n->body < 0 && n->nin > 3) {
+      FAIL("conv2d takes an image, a weight and a bias");
+    }
+  } else if (n->a.nkernel != 2 || k[0] < 1 || k[1] < 1) {
+    FAIL("%s needs kernel=[kh,kw], each >= 1", name);
+  }
+  for (int i = 0; i < 2; i++) {
+    IrDim d;
+    bool empty;
+    if (!ir_window_dim((IrGraph *)g, x->dim[2 + i], k[i], n->a.stride[i], n->a.pad[i], n->a.pad[2 + i], dil[i], NULL,
+                       false, &d, &empty)) {
+      if (empty) FAIL("%s: input %s with kernel %lld leaves no output", name, s1, (long long)k[i]);
+      FAIL("%s: no derived dim gives the output size of axis %d of %s", name, 2 + i, s1);
+    }
+    r->dim[2 + i] = d;
+  }
+  if (n->type.rank == 4) {
+    for (int i = 2; i < 4; i++)
+      if (!ir_dim_eq(n->type.dim[i], r->dim[i])) {
+        ir_type_str(g, &n->type, s2, sizeof s2);
+        FAIL("%s: result type %s does not match the window's output size", name, s2);
+      }
+  }
+  return true;
+}
+
 bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, char *err,
               size_t errlen) {
   const IrOpInfo *oi = &ir_opinfo[n->op];
@@ -192,6 +273,10 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
     }
     break;
   }
+
+  case IR_CLS_CONV:
+    if (!infer_window(g, f, n, &r, err, errlen)) return false;
+    break;
 
   case IR_CLS_SHAPE:
     switch (n->op) {

@@ -617,15 +617,24 @@ int ir_bind_dims(const IrGraph *g, const IrTensor *inputs, int ninputs, int64_t 
             (long long)x->shape[ax], ds, (long long)want);
     }
   }
-  /* 3: every symbol the graph uses must be bound */
+  /* 3: every symbol the graph uses must be bound; derived dims (conv / pool
+   * output sizes) are computed from the others, those the graph uses */
+  bool *skip = calloc((size_t)g->nsym + 1, sizeof *skip);
+  if (!skip) BFAIL("out of memory");
   for (int s = 0; s < g->nsym; s++) {
     if (from[s] >= 0) continue;
-    if (sym_used(g, s)) BFAIL("dim %s is not determined by any input", g->syms[s]);
     symvals[s] = 0;
+    skip[s] = !sym_used(g, s);
+    if (!skip[s] && !g->derived[s]) {
+      free(skip);
+      BFAIL("dim %s is not determined by any input", g->syms[s]);
+    }
   }
+  int rc = ir_derive_dims(g, skip, symvals, err, errlen);
+  free(skip);
 #undef BFAIL
   free(ids);
-  return 0;
+  return rc;
 }
 
 /* ---- one function per op class ------------------------------------------------ */
@@ -824,6 +833,48 @@ static int run_matmul(Interp *it, int id, Val *out) {
     step(nb, out->shape, idx, 2, st, off);
   }
   free(acc);
+  return n->body >= 0 ? run_body(it, id, out, 2) : 0;
+}
+
+/* conv2d / maxpool2d / avgpool2d on NCHW images, float64 accumulation.
+ * Padding is zeros (conv, avgpool, whose divisor is the full window as
+ * PyTorch's count_include_pad) or -inf (maxpool). */
+static int run_window(Interp *it, int id, Val *out) {
+  const IrFunc *f = &it->g->funcs[0];
+  const IrNode *n = &f->nodes[id];
+  const Val *x = &it->vals[n->in[0]];
+  int64_t k[2], N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+  int64_t O = out->shape[1], Ho = out->shape[2], Wo = out->shape[3];
+  int64_t sh = n->a.stride[0], sw = n->a.stride[1], ph = n->a.pad[0], pw = n->a.pad[1];
+  ir_window_kernel(f, n, k);
+  bool conv = n->op == IR_CONV2D;
+  int64_t dh = conv ? n->a.dil[0] : 1, dw = conv ? n->a.dil[1] : 1, G = conv ? n->a.groups : 1;
+  int64_t Cg = conv ? C / G : 1, Og = conv ? O / G : 1;
+  const double *w = conv ? it->vals[n->in[1]].d : NULL;
+  const double *b = conv && n->body < 0 && n->nin == 3 ? it->vals[n->in[2]].d : NULL;
+  for (int64_t ni = 0; ni < N; ni++)
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t y = 0; y < Ho; y++)
+        for (int64_t xo = 0; xo < Wo; xo++) {
+          double acc = conv ? (b ? b[o] : 0) : n->op == IR_MAXPOOL ? -INFINITY : 0;
+          for (int64_t ci = 0; ci < Cg; ci++) {
+            int64_t c = conv ? o / Og * Cg + ci : o;
+            const double *xc = x->d + (ni * C + c) * H * W;
+            for (int64_t i = 0; i < k[0]; i++) {
+              int64_t yy = y * sh - ph + i * dh;
+              for (int64_t j = 0; j < k[1]; j++) {
+                int64_t xx = xo * sw - pw + j * dw;
+                bool in = yy >= 0 && yy < H && xx >= 0 && xx < W;
+                double v = in ? xc[yy * W + xx] : 0;
+                if (conv) acc += v * w[((o * Cg + ci) * k[0] + i) * k[1] + j];
+                else if (n->op == IR_AVGPOOL) acc += v;
+                else if (in && (v > acc || isnan(v))) acc = isnan(acc) ? acc : v;
+              }
+            }
+          }
+          if (n->op == IR_AVGPOOL) acc /= (double)(k[0] * k[1]);
+          out->d[((ni * O + o) * Ho + y) * Wo + xo] = round_to(n->type.dt, acc);
+        }
   return n->body >= 0 ? run_body(it, id, out, 2) : 0;
 }
 
@@ -1076,6 +1127,7 @@ static int run_node(Interp *it, int id, const IrTensor *inputs, IrWeightFn wfn, 
   case IR_CLS_NORM: return run_norm(it, id, out);
   case IR_CLS_MM: return run_matmul(it, id, out);
   case IR_CLS_SHAPE: return run_shape(it, id, out);
+  case IR_CLS_CONV: return run_window(it, id, out);
   case IR_CLS_FUSED: return n->op == IR_FUSED ? run_body(it, id, out, 0) : run_attention(it, id, out);
   }
   ir_bug("run_node: bad class");

@@ -1,5 +1,6 @@
 /* ir.c - op table, symbolic dims, types and graph construction. */
 #include "ir.h"
+#include "rt_model.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -339,8 +340,11 @@ int ir_graph_add_sym(IrGraph *g, const char *name) {
   if (g->nsym == g->capsym) {
     int cap = g->capsym ? 2 * g->capsym : 8;
     g->syms = ir_arena_realloc(g->arena, g->syms, (size_t)g->capsym * sizeof *g->syms, (size_t)cap * sizeof *g->syms);
+    g->derived = ir_arena_realloc(g->arena, g->derived, (size_t)g->capsym * sizeof *g->derived,
+                                  (size_t)cap * sizeof *g->derived);
     g->capsym = cap;
   }
+  g->derived[g->nsym] = NULL;
   g->syms[g->nsym] = ir_arena_strdup(g->arena, name);
   if (2 * (g->nsym + 1) > g->symhcap) { /* the index at most half full */
     g->symhcap = g->symhcap ? 2 * g->symhcap : 16;
@@ -461,4 +465,57 @@ void ir_gather_desc(const IrGraph *g, int id, const char **ids, const char **tbl
                            : ir_arena_printf(g->arena, "the ids of gather %s", where);
   *tbl = x->op == IR_WEIGHT ? ir_arena_printf(g->arena, "'%s'", x->a.str)
                             : ir_arena_printf(g->arena, "the table of gather %s", where);
+}
+
+bool ir_derived_dim(IrGraph *g, IrDim num, int64_t stride, int64_t kext, int64_t pad, const char *why, bool make,
+                    IrDim *out, bool *empty) {
+  int64_t c;
+  *empty = false;
+  if (ir_dim_is_const(num, &c)) {
+    int64_t v;
+    if (rt_derive(c, stride, &v)) return *empty = true, false;
+    *out = ir_dim_const(v);
+    return true;
+  }
+  bool nonneg = true; /* every coefficient >= 0: num >= 0 for any dims >= 1 */
+  for (int t = 0; t < num.nterm; t++) nonneg &= num.t[t].coef >= 0;
+  if (stride == 1 && nonneg) return !ir_dim_add(num, ir_dim_const(1), out); /* H + c: an exact polynomial */
+  for (int s = 0; s < g->nsym; s++) {
+    const IrDerivedDim *d = g->derived[s];
+    if (d && d->stride == stride && ir_dim_eq(d->num, num)) return *out = ir_dim_sym(s), true;
+  }
+  if (!make || g->nsym >= IR_MAX_SYMS) return false;
+  int base = -1;
+  for (int t = 0; t < num.nterm && base < 0; t++)
+    if (num.t[t].nsym) base = num.t[t].sym[0];
+  while (g->derived[base]) /* named after the input dim it comes from: H_1, H_2, ... */
+    for (int t = 0; t < g->derived[base]->num.nterm; t++)
+      if (g->derived[base]->num.t[t].nsym) {
+        base = g->derived[base]->num.t[t].sym[0];
+        break;
+      }
+  char name[256];
+  for (int k = 1;; k++) {
+    snprintf(name, sizeof name, "%.200s_%d", g->syms[base], k);
+    if (ir_graph_find_sym(g, name) < 0) break;
+  }
+  int s = ir_graph_add_sym(g, name);
+  IrDerivedDim *d = ir_arena_alloc(g->arena, sizeof *d);
+  *d = (IrDerivedDim){num, stride, kext, pad, ir_arena_strdup(g->arena, why ? why : "a window")};
+  g->derived[s] = d;
+  *out = ir_dim_sym(s);
+  return true;
+}
+
+int ir_derive_dims(const IrGraph *g, const bool *skip, int64_t *symvals, char *err, size_t errlen) {
+  for (int s = 0; s < g->nsym; s++) {
+    const IrDerivedDim *d = g->derived[s];
+    if (!d || (skip && skip[s])) continue;
+    int64_t num = ir_dim_eval(d->num, symvals);
+    if (rt_derive(num, d->stride, &symvals[s])) {
+      rt_derive_msg(err, errlen, d->why, num + d->kext - d->pad, d->kext, d->pad);
+      return -1;
+    }
+  }
+  return 0;
 }

@@ -107,6 +107,11 @@ typedef struct {
                        alignment; zero when absent);
                        IR_MASK_NONE = unbounded on that side */
   IrDim dim;        /* A_DIM (dimval: its dim), A_MOFF (attention: band offset) */
+  int kernel[IR_MAX_RANK], nkernel; /* A_KERNEL (pools: [kh, kw]) */
+  int stride[IR_MAX_RANK], nstride; /* A_STRIDE ([sh, sw]) */
+  int pad[IR_MAX_RANK], npad;       /* A_PAD ([top, left, bottom, right]) */
+  int dil[IR_MAX_RANK], ndil;       /* A_DIL (conv: [dh, dw]) */
+  int groups;                       /* A_GROUPS (conv) */
   bool fold;        /* A_FOLD: a sum/mean over the rows of a matmul result,
                        accumulated by the matmul's epilogue as it writes
                        (fold-se); printed only when true */
@@ -169,6 +174,20 @@ typedef struct {
   IrLoc loc;
 } IrOutput;
 
+/* A derived dim (DESIGN-P2 section 2): the output size of a convolution or
+ * pooling window along one axis, floor(num / stride) + 1, where num is
+ * the padded input extent minus the window's extent (src + pad - kext), a
+ * polynomial over earlier dims.  A num < 0 leaves no output: a run-time
+ * ATTNC_ERR_SHAPE (interpreter and runtime word it alike, rt_derive_msg).
+ * Printed and parsed as
+ *   dim H_1 = (H - 1) floordiv 2 + 1 from "conv2d at m.attn:3:9" kernel 3 pad 2 */
+typedef struct {
+  IrDim num;
+  int64_t stride;
+  int64_t kext, pad;  /* the window's extent d(k-1)+1 and the total padding */
+  const char *why;    /* "conv2d at m.attn:3:9": the op that made it */
+} IrDerivedDim;
+
 typedef struct IrGraph {
   IrArena *arena;
   const char *name;
@@ -176,6 +195,7 @@ typedef struct IrGraph {
   int nparam;
   const char **syms;  /* run-time dims, by symbol id (nsym of them, at most IR_MAX_SYMS) */
   int nsym, capsym;
+  IrDerivedDim **derived; /* by symbol id: NULL for a dim bound from the inputs */
   int *symidx;        /* hash index of syms by name (open addressing, -1 empty) */
   int symhcap;
   IrFunc *funcs;
@@ -194,6 +214,17 @@ void ir_graph_add_real_param(IrGraph *g, const char *name, double value);
  * IR_MAX_SYMS first and report it; beyond it is an internal error). */
 int ir_graph_add_sym(IrGraph *g, const char *name);
 int ir_graph_find_sym(const IrGraph *g, const char *name);
+/* The dim floor(num / stride) + 1 (see IrDerivedDim): a constant when num
+ * is one (*out; false with *empty set when it leaves no output), else the
+ * derived symbol with that definition, made when `make` (named after the
+ * first symbol of num) and reused when an equal one exists.  False when
+ * not made (make false and none exists, or IR_MAX_SYMS reached). */
+bool ir_derived_dim(IrGraph *g, IrDim num, int64_t stride, int64_t kext, int64_t pad, const char *why, bool make,
+                    IrDim *out, bool *empty);
+/* The value of every derived dim (skip: NULL, or those with skip[s] true
+ * left alone), in symbol order, from the others in symvals; 0, or -1 with
+ * the message (rt_derive_msg) for one leaving no output. */
+int ir_derive_dims(const IrGraph *g, const bool *skip, int64_t *symvals, char *err, size_t errlen);
 /* The same for name[0..len) (not NUL-terminated); -1 if not declared. */
 int ir_graph_find_symn(const IrGraph *g, const char *name, size_t len);
 /* New empty function; returns its index (0 for the first). */
@@ -227,6 +258,15 @@ void ir_gather_desc(const IrGraph *g, int id, const char **ids, const char **tbl
 void ir_index_str(int rank, const int64_t *at, char *buf, size_t n);
 
 /* ---- shape inference (infer.c) --------------------------------------- */
+
+/* The output size of a window (conv / pool) along one spatial axis: input
+ * extent `in`, kernel k, stride s, padding pb + pe, dilation d; through
+ * ir_derived_dim (make: add the derived dim if new). */
+bool ir_window_dim(IrGraph *g, IrDim in, int64_t k, int64_t s, int64_t pb, int64_t pe, int64_t d, const char *why,
+                   bool make, IrDim *out, bool *empty);
+/* The window geometry of a CONV-class node x -> its kernel [kh, kw]
+ * (conv: from the weight's constant dims; 0 if they are not constant). */
+void ir_window_kernel(const IrFunc *f, const IrNode *n, int64_t k[2]);
 
 /* Compute the result type of node `n` (in function f) from its operands and
  * attributes.  For ops whose type is given rather than derived (INPUT,

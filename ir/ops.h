@@ -11,6 +11,9 @@
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
  *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
  *                                          gather (rows by i32 ids) / expand (broadcast view)
+ *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw] [, b[O]]),
+ *         maxpool2d / avgpool2d(x); output sizes are derived dims
+ *         (ir.h: IrDerivedDim)
  *   FUSED produced by fusion passes; carries a body region
  */
 #ifndef IR_OPS_H
@@ -46,6 +49,11 @@
   X(MASK,  "mask",  MASK, mlo,   mhi,    OPS) /* block-skip band of fused attention */ \
   X(MOFF,  "moff",  DIM,  dim,   dim,    SET) /* symbolic offset of the band (S - T: bottom-right) */ \
   X(DIM,   "dim",   DIM,  dim,   dim,    OPS) /* dimval: the run-time dim it is */ \
+  X(KERNEL, "kernel", LIST, kernel, nkernel, OPS) /* pooling window [kh, kw] */ \
+  X(STRIDE, "stride", LIST, stride, nstride, OPS) /* window step [sh, sw] */ \
+  X(PAD,    "pad",    LIST, pad,    npad,    OPS) /* zero padding [top, left, bottom, right] */ \
+  X(DIL,    "dil",    LIST, dil,    ndil,    OPS) /* conv dilation [dh, dw] */ \
+  X(GROUPS, "groups", INT,  groups, groups,  OPS) /* conv groups (C: depthwise) */ \
   X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
   X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
 
@@ -122,6 +130,9 @@ enum {
   X(CONCAT,      "concat",     -1, SHAPE, A_AXIS)           \
   X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
   X(EXPAND,      "expand",      1, SHAPE, 0)                \
+  X(CONV2D,      "conv2d",     -1, CONV,  A_STRIDE | A_PAD | A_DIL | A_GROUPS) \
+  X(MAXPOOL,     "maxpool2d",   1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
+  X(AVGPOOL,     "avgpool2d",   1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
   X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
 
@@ -134,7 +145,7 @@ typedef enum {
 
 typedef enum {
   IR_CLS_SRC, IR_CLS_UN, IR_CLS_BIN, IR_CLS_CMP, IR_CLS_TER, IR_CLS_RED,
-  IR_CLS_NORM, IR_CLS_MM, IR_CLS_SHAPE, IR_CLS_FUSED
+  IR_CLS_NORM, IR_CLS_MM, IR_CLS_SHAPE, IR_CLS_CONV, IR_CLS_FUSED
 } IrOpClass;
 
 typedef struct {

@@ -918,7 +918,66 @@ static bool parse_param(Parser *p) {
   return true;
 }
 
-/* 'dim' IDENT */
+/* Expect the word w; false after an error. */
+static bool expect_word(Parser *p, const char *w) {
+  if (tok_is(&p->tok, w)) {
+    lex(p);
+    return true;
+  }
+  error_at(p, &p->tok, "expected '%s', found %s", w, tok_desc(p, &p->tok));
+  return false;
+}
+
+/* An integer >= lo into *v (consumed). */
+static bool parse_int_min(Parser *p, int64_t lo, int64_t *v) {
+  Tok t = p->tok;
+  if (!tok_int(p, &t, v)) return false;
+  if (*v < lo) {
+    error_at(p, &t, "expected an integer >= %lld", (long long)lo);
+    return false;
+  }
+  lex(p);
+  return true;
+}
+
+/* derived := '=' '(' dim ')' 'floordiv' INT '+' '1' 'from' STRING 'kernel' INT 'pad' INT
+ * (after 'dim' NAME; the dims of num declared before) */
+static bool parse_derived(Parser *p, const char *name) {
+  IrDim num, out;
+  int64_t stride, one, kext, pad;
+  const char *why;
+  lex(p);
+  Tok at0 = p->tok;
+  if (!expect(p, '(', "'(' after '='") || !parse_dim(p, &num, 1) || !expect(p, ')', "')'") ||
+      !expect_word(p, "floordiv") || !parse_int_min(p, 1, &stride) || !expect(p, '+', "'+ 1'"))
+    return false;
+  Tok ot = p->tok;
+  if (!parse_int_min(p, 1, &one)) return false;
+  if (one != 1) {
+    error_at(p, &ot, "a derived dim is (num) floordiv stride + 1");
+    return false;
+  }
+  if (!expect_word(p, "from") || !parse_str(p, &why) || !expect_word(p, "kernel") || !parse_int_min(p, 1, &kext) ||
+      !expect_word(p, "pad") || !parse_int_min(p, 0, &pad) || !expect_eol(p, "the dim"))
+    return false;
+  int64_t c;
+  if (ir_dim_is_const(num, &c)) {
+    error_at(p, &at0, "dim '%s': a derived dim needs a run-time numerator", name);
+    return false;
+  }
+  bool empty;
+  if (ir_derived_dim(p->g, num, stride, kext, pad, why, false, &out, &empty) && ir_dim_is_sym(out, NULL)) {
+    error_at(p, &at0, "dim '%s' repeats the definition of dim '%s'", name, p->g->syms[out.t[0].sym[0]]);
+    return false;
+  }
+  int s = ir_graph_add_sym(p->g, name);
+  IrDerivedDim *d = ir_arena_alloc(p->g->arena, sizeof *d);
+  *d = (IrDerivedDim){num, stride, kext, pad, why};
+  p->g->derived[s] = d;
+  return true;
+}
+
+/* 'dim' IDENT [derived] */
 static bool parse_dimdecl(Parser *p) {
   lex(p);
   Tok t = p->tok;
@@ -936,6 +995,7 @@ static bool parse_dimdecl(Parser *p) {
     return false;
   }
   lex(p);
+  if (at(p, '=')) return parse_derived(p, name);
   if (!expect_eol(p, "the dim")) return false;
   ir_graph_add_sym(p->g, name);
   return true;

@@ -7,6 +7,8 @@
  *   graph NAME {
  *     param NAME = INT            compile-time params, in order
  *     dim NAME                    run-time dims, by symbol id
+ *     dim NAME = (DIM) floordiv S + 1 from "WHY" kernel K pad P
+ *                                 a derived dim (IrDerivedDim)
  *     %ID = OP(%a, ...) {attrs} : TYPE [{ body }]
  *     output "NAME" = %ID
  *   }
@@ -216,7 +218,18 @@ void ir_print(const IrGraph *g, FILE *out) {
     ir_param_str(&g->params[i], buf, sizeof buf);
     fprintf(out, " = %s\n", buf);
   }
-  for (int i = 0; i < g->nsym; i++) fprintf(out, "  dim %s\n", g->syms[i]);
+  for (int i = 0; i < g->nsym; i++) {
+    const IrDerivedDim *d = g->derived[i];
+    fprintf(out, "  dim %s", g->syms[i]);
+    if (d) {
+      fputs(" = (", out);
+      put_dim(out, g, d->num);
+      fprintf(out, ") floordiv %lld + 1 from ", (long long)d->stride);
+      put_str(out, d->why);
+      fprintf(out, " kernel %lld pad %lld", (long long)d->kext, (long long)d->pad);
+    }
+    fputc('\n', out);
+  }
   if (g->nfunc > 0) put_func(out, g, 0, 2, 0);
   for (int i = 0; i < g->noutput; i++) {
     fputs("  output ", out);

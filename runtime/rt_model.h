@@ -171,4 +171,19 @@ int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_
 ATTNC_ENTRIES(RT_ENTRY)
 #undef RT_ENTRY
 int64_t rt_dim_eval(const rt_dim *d, const int64_t *symvals);
+
+/* Derived dims (conv / pool output sizes; the IR's IrDerivedDim): the one
+ * rule, shared by the interpreter (ir_derive_dims) and the runtime.  The
+ * size is floor(num / stride) + 1 with num = input + padding - window
+ * extent; 0 and *out set, or 1 when num < 0 (no output). */
+static inline int rt_derive(int64_t num, int64_t stride, int64_t *out) {
+  if (num < 0 || stride < 1) return 1;
+  *out = num / stride + 1;
+  return 0;
+}
+/* The message for a derived dim leaving no output, e.g. "conv2d at
+ * m.attn:12:9: input size 5 with kernel 7, padding 0 leaves no output". */
+#define rt_derive_msg(buf, n, why, in, kext, pad)                                                              \
+  snprintf(buf, n, "%s: input size %lld with kernel %lld, padding %lld leaves no output", why, (long long)(in), \
+           (long long)(kext), (long long)(pad))
 #endif
