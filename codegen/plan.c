@@ -370,6 +370,26 @@ static void params_concat(PB *b, int id) {
   }
 }
 
+/* conv2d / pools: the image, weight and bias (conv), the output, and the
+ * sizes of both images (NCHW, the image at its strides). */
+static void params_conv(PB *b, int id) {
+  const IrNode *n = &b->p->g->funcs[0].nodes[id];
+  int x = n->in[0];
+  ptr(b, "x", x, false);
+  for (int k = 1; k < 3; k++) {
+    if (k < n->nin) {
+      ptr(b, k == 1 ? "w" : "b", n->in[k], false);
+    } else {
+      param(b, CG_P_PTR, 0, k == 1 ? "w" : "b");
+      val(b, CG_V_LAUNCH, -1, -1);
+    }
+  }
+  ptr(b, "o", id, true);
+  axes(b, CG_V_DIM, x, 4, 0, "xshape", 0);
+  axes(b, CG_V_STRIDE, x, 4, 0, "xs", 0);
+  axes(b, CG_V_DIM, id, 4, 0, "oshape", 0);
+}
+
 /* Add kernel `kind` computing node id (out: graph output copied, or -1). */
 static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   p->k = grow(p->k, &p->capk, p->nk + 1, sizeof *p->k);
@@ -394,6 +414,7 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   case CG_K_ROWS: params_rows(&b, id); break;
   case CG_K_ATTENTION: params_attention(&b, id); break;
   case CG_K_CONCAT: params_concat(&b, id); break;
+  case CG_K_CONV: params_conv(&b, id); break;
   }
 }
 
@@ -607,6 +628,11 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
     else if (cls == IR_CLS_NORM) add_kernel(p, CG_K_ROWS, i, -1);
     else if (nd->op == IR_ATTENTION) add_kernel(p, CG_K_ATTENTION, i, -1);
     else if (nd->op == IR_CONCAT) add_kernel(p, CG_K_CONCAT, i, -1);
+    else if (cls == IR_CLS_CONV) {
+      for (int k = 1; k < nd->nin; k++)
+        if (!p->node[nd->in[k]].dense) error(diag, nd, failed, "%s: operand %d must be dense", ir_opinfo[nd->op].name, k);
+      add_kernel(p, CG_K_CONV, i, -1);
+    }
     else error(diag, nd, failed, "op '%s' has no kernel in compiled code", ir_opinfo[nd->op].name);
   }
   for (int k = 0; k < p->g->noutput; k++) {

@@ -61,6 +61,7 @@ typedef enum {
   CG_K_ATTENTION, /* fused attention */
   CG_K_CONCAT,
   CG_K_GATHER,    /* gather into a buffer: a copy of the indexed view (row copies threaded over ids) */
+  CG_K_CONV,      /* conv2d / maxpool2d / avgpool2d on NCHW images */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */

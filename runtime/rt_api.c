@@ -1023,9 +1023,22 @@ static int bind_dims(attnc_instance *in, const attnc_tensor *inputs) {
       }
   }
   for (int s = 0; s < d->nsym; s++)
-    if (in->symin[s] < 0)
+    if (in->symin[s] < 0 && !(d->derived_num && d->derived_num[s].nterm >= 0))
       return fail(in, ATTNC_ERR_SHAPE, "model '%s': no input fixes dim %s (no input axis is %s alone)", d->name,
                   d->syms[s], d->syms[s]);
+  /* derived dims (conv / pool output sizes), in order, by the interpreter's rule */
+  for (int s = 0; d->derived_num && s < d->nsym; s++) {
+    const int64_t *geo = &d->derived_geo[3 * s];
+    int64_t num;
+    if (d->derived_num[s].nterm < 0) continue;
+    if (dim_eval(&d->derived_num[s], in->symvals, &num))
+      return fail(in, ATTNC_ERR_SHAPE, "dim %s overflows for these inputs", d->syms[s]);
+    if (rt_derive(num, geo[0], &in->symvals[s])) {
+      char msg[512];
+      rt_derive_msg(msg, sizeof msg, d->derived_why[s], num + geo[1] - geo[2], geo[1], geo[2]);
+      return fail(in, ATTNC_ERR_SHAPE, "%s", msg);
+    }
+  }
   /* every input dim, now that all symbols have values */
   for (int i = 0; i < d->ninput; i++)
     for (int a = 0; a < d->inputs[i].rank; a++) {

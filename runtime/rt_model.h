@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "attnc.h"
 
-#define RT_ABI_VERSION 6
+#define RT_ABI_VERSION 7
 #define RT_DIM_TERMS 4
 #define RT_DIM_FACTORS 3
 
@@ -124,7 +124,15 @@ typedef void (*rt_cuda_release_fn)(void *state);
      library of one target).  create takes the first variant whose features    \
      this CPU has (rt_cpu_pick) */                                             \
   X(const char *, variant, PTR)                                                  \
-  X(const struct rt_model_desc *, next, PTR)
+  X(const struct rt_model_desc *, next, PTR)                                       \
+  /* ABI 7: derived dims (conv / pool output sizes, IrDerivedDim), by symbol:   \
+     derived_num[s].nterm < 0 for a dim bound from the inputs; else s is       \
+     floor(num / derived_geo[3s]) + 1 (rt_derive), derived_geo[3s + 1..2] the  \
+     window's extent and padding and derived_why[s] the op, for the message;   \
+     all three NULL when the model has none */                                 \
+  X(const rt_dim *, derived_num, PTR)                                              \
+  X(const int64_t *, derived_geo, PTR)                                             \
+  X(const char *const *, derived_why, PTR)
 
 typedef struct rt_model_desc {
 #define RT_DESC_FIELD(type, name, llvm) type name;

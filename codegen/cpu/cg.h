@@ -156,6 +156,11 @@ void cg_norm(Cg *cg, int id);
 int64_t cg_scratch_floats(const Cg *cg);
 LLVMValueRef cg_scratch_base(Cg *cg);
 
+/* conv.c: conv2d / maxpool2d / avgpool2d (templates/conv.c); the scratch
+ * floats per thread a conv2d node needs (0 for other nodes) */
+void cg_conv(Cg *cg, int id);
+int64_t cg_conv_scratch_floats(const Cg *cg, const IrNode *n);
+
 /* attention.c: fused attention (online softmax template + generated score
  * modification) */
 void cg_attention(Cg *cg, int id);

@@ -24,6 +24,7 @@ int64_t cg_scratch_floats(const Cg *cg) {
       int64_t m = ATTNC_GEMM_OF(SCRATCH_FLOATS, cg->vw);
       if (m > s) s = m;
     }
+    if (cg_conv_scratch_floats(cg, n) > s) s = cg_conv_scratch_floats(cg, n);
     int64_t e, ev;
     if (n->op != IR_ATTENTION || !ir_dim_is_const(f->nodes[n->in[0]].type.dim[3], &e) ||
         !ir_dim_is_const(f->nodes[n->in[2]].type.dim[3], &ev))

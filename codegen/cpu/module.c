@@ -364,6 +364,7 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
     else cg_norm(cg, i);
     break;
   case CG_K_ATTENTION: cg_attention(cg, i); break;
+  case CG_K_CONV: cg_conv(cg, i); break;
   case CG_K_CONCAT: {
     LLVMValueRef off = ci64(cg, 0);
     for (int q = 0; q < nd->nin; q++) {
@@ -555,6 +556,36 @@ static void tensor_tables(Cg *cg, const char **names, const IrType **types, int 
   free(dv);
 }
 
+/* The derived-dim tables of the descriptor (NULL when there are none). */
+static void derived_tables(Cg *cg, LLVMValueRef *num, LLVMValueRef *geo, LLVMValueRef *why) {
+  const IrGraph *g = cg->g;
+  *num = *geo = *why = LLVMConstPointerNull(cg->ptr);
+  bool any = false;
+  for (int s = 0; s < g->nsym; s++) any |= g->derived[s] != NULL;
+  if (!any) return;
+  LLVMValueRef *nv = calloc((size_t)g->nsym, sizeof *nv), *gv = calloc((size_t)g->nsym * 3, sizeof *gv),
+               *wv = calloc((size_t)g->nsym, sizeof *wv);
+  for (int s = 0; s < g->nsym; s++) {
+    const IrDerivedDim *d = g->derived[s];
+    nv[s] = const_dim(cg, d ? d->num : ir_dim_const(0));
+    if (!d) { /* nterm -1: not derived */
+      LLVMValueRef f[4];
+      for (int k = 0; k < 4; k++) f[k] = LLVMGetAggregateElement(nv[s], (unsigned)k);
+      f[0] = LLVMConstInt(cg->i32, (unsigned long long)-1, 1);
+      nv[s] = LLVMConstNamedStruct(rtdim_type(cg), f, 4);
+    }
+    gv[3 * s] = ci64(cg, d ? d->stride : 0), gv[3 * s + 1] = ci64(cg, d ? d->kext : 0);
+    gv[3 * s + 2] = ci64(cg, d ? d->pad : 0);
+    wv[s] = d ? cstr(cg, d->why) : LLVMConstPointerNull(cg->ptr);
+  }
+  *num = const_array(cg, rtdim_type(cg), nv, g->nsym, "derived_num");
+  *geo = const_array(cg, cg->i64, gv, 3 * g->nsym, "derived_geo");
+  *why = const_array(cg, cg->ptr, wv, g->nsym, "derived_why");
+  free(nv);
+  free(gv);
+  free(wv);
+}
+
 static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run_fn) {
   const IrGraph *g = cg->g;
   const IrFunc *f = &g->funcs[0];
@@ -641,6 +672,7 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   fv[RT_DESC_param_reals] = prarr;
   fv[RT_DESC_param_is_real] = pkarr;
   fv[RT_DESC_variant] = cstr(cg, cg->variant_cpu ? cg->variant_cpu : "");
+  derived_tables(cg, &fv[RT_DESC_derived_num], &fv[RT_DESC_derived_geo], &fv[RT_DESC_derived_why]);
   LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
   /* multi-target: the next variant's descriptor, defined by its module
      (linked in by cg_emit_module) */

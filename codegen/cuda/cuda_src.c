@@ -664,6 +664,10 @@ char *cu_emit_source(const CgPlan *p, IrDiag *diag) {
     case CG_K_ROWS: k_rows(&c, k); break;
     case CG_K_ATTENTION: cu_attention(&c, k); break;
     case CG_K_CONCAT: k_concat(&c, k); break;
+    case CG_K_CONV: /* issue 14: the CUDA window kernels are not written yet */
+      cu_fail(&c, &p->g->funcs[0].nodes[k->node], "%s has no CUDA kernel yet (use --target=cpu)",
+              ir_opinfo[p->g->funcs[0].nodes[k->node].op].name);
+      break;
     }
   }
   fclose(c.f);

@@ -1,0 +1,118 @@
+/* conv.c - the CPU kernels of image windows (conv2d, maxpool2d,
+ * avgpool2d): run() fills the geometry (templates/conv.h) and launches one
+ * task per block of output pixels of an image (convolution: implicit GEMM
+ * through attnc_tpl_conv2d, one im2col tile per task in the thread's
+ * scratch) or per output plane (depthwise convolution, pooling). */
+#include <stdio.h>
+#include "cg.h"
+#include "templates/conv.h"
+#include "templates/tpl.h"
+
+static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsigned long long)v, 1); }
+
+/* Is node n (a conv2d) depthwise: one input channel per group, one output
+ * channel per input channel? */
+static bool depthwise(const IrGraph *g, const IrNode *n) {
+  int64_t c, o;
+  return n->op == IR_CONV2D && ir_dim_is_const(g->funcs[0].nodes[n->in[0]].type.dim[1], &c) &&
+         ir_dim_is_const(n->type.dim[1], &o) && n->a.groups == c && o == c;
+}
+
+/* The reduction depth C/groups * kh * kw of conv node n (0 if not one). */
+static int64_t conv_depth(const IrGraph *g, const IrNode *n) {
+  int64_t c, k[2];
+  if (n->op != IR_CONV2D || !ir_dim_is_const(g->funcs[0].nodes[n->in[0]].type.dim[1], &c)) return 0;
+  ir_window_kernel(&g->funcs[0], n, k);
+  return c / n->a.groups * k[0] * k[1];
+}
+
+int64_t cg_conv_scratch_floats(const Cg *cg, const IrNode *n) {
+  int64_t K = conv_depth(cg->g, n);
+  if (!K || depthwise(cg->g, n)) return 0;
+  int64_t nr = ATTNC_GEMM_OF(NR, cg->vw);
+  return ATTNC_GEMM_OF(SCRATCH_FLOATS, cg->vw) + K * ATTNC_CONV_BLOCK(K, nr);
+}
+
+void cg_conv(Cg *cg, int id) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
+  if (n->type.dt != RT_F32 && n->type.dt != RT_F16 && n->type.dt != RT_BF16) {
+    cg_error(cg, n, "%s needs a floating-point image", ir_opinfo[n->op].name);
+    return;
+  }
+  if (n->body >= 0) {
+    cg_error(cg, n, "%s with an epilogue body has no CPU kernel", ir_opinfo[n->op].name);
+    return;
+  }
+  int64_t k[2];
+  ir_window_kernel(&cg->g->funcs[0], n, k);
+  bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n);
+  LLVMValueRef f[ATTNC_CONV_NGEOM + 8];
+  int nf = 0;
+  f[ATTNC_CONV_N] = x->shape[0], f[ATTNC_CONV_C] = x->shape[1], f[ATTNC_CONV_H] = x->shape[2];
+  f[ATTNC_CONV_W] = x->shape[3], f[ATTNC_CONV_O] = o->shape[1], f[ATTNC_CONV_HO] = o->shape[2];
+  f[ATTNC_CONV_WO] = o->shape[3], f[ATTNC_CONV_KH] = ci64(cg, k[0]), f[ATTNC_CONV_KW] = ci64(cg, k[1]);
+  f[ATTNC_CONV_SH] = ci64(cg, n->a.stride[0]), f[ATTNC_CONV_SW] = ci64(cg, n->a.stride[1]);
+  f[ATTNC_CONV_PH] = ci64(cg, n->a.pad[0]), f[ATTNC_CONV_PW] = ci64(cg, n->a.pad[1]);
+  f[ATTNC_CONV_DH] = ci64(cg, conv ? n->a.dil[0] : 1), f[ATTNC_CONV_DW] = ci64(cg, conv ? n->a.dil[1] : 1);
+  f[ATTNC_CONV_G] = ci64(cg, conv ? n->a.groups : 1);
+  for (int d = 0; d < 4; d++) f[ATTNC_CONV_XSN + d] = x->stride[d];
+  nf = ATTNC_CONV_NGEOM;
+  int fx = nf;
+  f[nf++] = x->ptr;
+  f[nf++] = conv ? cg->v[n->in[1]].ptr : LLVMConstPointerNull(cg->ptr);
+  f[nf++] = conv && n->nin == 3 ? cg->v[n->in[2]].ptr : LLVMConstPointerNull(cg->ptr);
+  f[nf++] = o->ptr;
+  LLVMValueRef planes = LLVMBuildMul(cg->B, o->shape[0], o->shape[1], ""), P = LLVMBuildMul(cg->B, o->shape[2], o->shape[3], "");
+  LLVMValueRef ntasks = planes, grain = ci64(cg, 1);
+  int64_t K = conv_depth(cg->g, n), block = 0;
+  if (conv && !dw) { /* tasks: (image, block of output pixels) */
+    block = ATTNC_CONV_BLOCK(K, ATTNC_GEMM_OF(NR, cg->vw));
+    LLVMValueRef nblk = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, P, ci64(cg, block - 1), ""), ci64(cg, block), "");
+    ntasks = LLVMBuildMul(cg->B, o->shape[0], nblk, "");
+    f[nf++] = nblk;
+    f[nf++] = P;
+    f[nf++] = cg_scratch_base(cg);
+  }
+  char key[96];
+  snprintf(key, sizeof key, "window op%d dw%d block%lld", n->op, dw, (long long)block);
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    cg_launch(cg, cached, f, nf, ntasks, grain);
+    return;
+  }
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef ctx, begin, end, tid;
+  LLVMValueRef task = cg_task_begin(cg, ir_opinfo[n->op].name, &ctx, &begin, &end, &tid);
+  cg_task_remember(cg, key, task);
+  LLVMValueRef geom = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, ATTNC_CONV_NGEOM), "geom");
+  for (int q = 0; q < ATTNC_CONV_NGEOM; q++)
+    LLVMBuildStore(cg->B, cg_ctx_i64(cg, ctx, q), LLVMBuildGEP2(cg->B, cg->i64, geom, (LLVMValueRef[]){ci64(cg, q)}, 1, ""));
+  LLVMValueRef X = cg_ctx_ptr(cg, ctx, fx), Wt = cg_ctx_ptr(cg, ctx, fx + 1), Bs = cg_ctx_ptr(cg, ctx, fx + 2),
+               O = cg_ctx_ptr(cg, ctx, fx + 3);
+  LLVMValueRef act = ci64(cg, ATTNC_CONV_ACT_NONE);
+  CgLoop t;
+  cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
+  if (conv && !dw) {
+    LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 4), tP = cg_ctx_i64(cg, ctx, fx + 5);
+    LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
+        (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
+    LLVMValueRef img = LLVMBuildSDiv(cg->B, t.iv, nblk, ""), bi = LLVMBuildSRem(cg->B, t.iv, nblk, "");
+    LLVMValueRef p0 = LLVMBuildMul(cg->B, bi, ci64(cg, block), "");
+    LLVMValueRef p1 = LLVMBuildAdd(cg->B, p0, ci64(cg, block), "");
+    p1 = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, p1, tP, ""), p1, tP, "");
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr};
+    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 10, (LLVMValueRef[]){X, Wt, Bs, O, geom, img, p0, p1, act, scratch});
+  } else if (conv) {
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64};
+    cg_call(cg, "attnc_tpl_dwconv2d", cg->vd, pt, 7, (LLVMValueRef[]){X, Wt, Bs, O, geom, t.iv, act});
+  } else {
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64};
+    cg_call(cg, "attnc_tpl_pool2d", cg->vd, pt, 5,
+            (LLVMValueRef[]){X, O, geom, t.iv, ci64(cg, n->op == IR_MAXPOOL)});
+  }
+  cg_loop_end(cg, &t);
+  LLVMBuildRetVoid(cg->B);
+  LLVMPositionBuilderAtEnd(cg->B, saved);
+  cg_launch(cg, task, f, nf, ntasks, grain);
+}

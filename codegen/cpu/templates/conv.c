@@ -1,0 +1,170 @@
+/* conv.c - kernel templates for NCHW image windows: convolution as an
+ * implicit GEMM (im2col tiles of a block of output pixels, multiplied by
+ * the GEMM template's micro-kernels through attnc_tpl_gemm, the bias and
+ * activation applied by its epilogue on each finished tile), a direct
+ * depthwise convolution vectorized over the output width, and max / average
+ * pooling.  Geometry arrives as an int64 array (conv.h: ATTNC_CONV_*).
+ * Compiled like every template (tpl_common.h): pure functions, no libc. */
+#include "tpl_common.h"
+#include "tpl.h"
+#include "conv.h"
+
+/* The epilogue of a convolution tile: bias per output channel (row i),
+ * then the activation (ATTNC_CONV_ACT_*). */
+typedef struct {
+  const float *b;
+  int64_t act;
+} conv_epi_ctx;
+
+/* act(v) for ATTNC_CONV_ACT_* (NaN kept by relu, as the interpreter) */
+ATTNC_TPL_INLINE float conv_act(float v, int64_t act) {
+  if (act == ATTNC_CONV_ACT_RELU) return v < 0.0f ? 0.0f : v;
+  return v;
+}
+
+static void conv_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  (void)j;
+  const conv_epi_ctx *e = (const conv_epi_ctx *)ctx;
+  for (int64_t r = 0; r < rows; r++) {
+    float bv = e->b ? e->b[i + r] : 0.0f;
+    float *t = tile + r * ldc;
+    for (int64_t c = 0; c < cols; c++) t[c] = conv_act(t[c] + bv, e->act);
+  }
+}
+
+/* Fill the im2col tile of group gi, image n, output pixels [p0, p1):
+ * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j. */
+static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi, int64_t p0, int64_t p1,
+                        float *tile) {
+  int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Wo = g[ATTNC_CONV_WO];
+  int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
+  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], dh = g[ATTNC_CONV_DH], dw = g[ATTNC_CONV_DW];
+  int64_t Cg = g[ATTNC_CONV_C] / g[ATTNC_CONV_G], np = p1 - p0;
+  int64_t xsn = g[ATTNC_CONV_XSN], xsc = g[ATTNC_CONV_XSC], xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
+  for (int64_t ci = 0; ci < Cg; ci++) {
+    const float *xc = x + n * xsn + (gi * Cg + ci) * xsc;
+    for (int64_t i = 0; i < kh; i++)
+      for (int64_t j = 0; j < kw; j++) {
+        float *row = tile + ((ci * kh + i) * kw + j) * np;
+        int64_t p = p0;
+        while (p < p1) {
+          int64_t y = p / Wo, xo = p % Wo, run = Wo - xo;
+          if (run > p1 - p) run = p1 - p;
+          int64_t yy = y * sh - ph + i * dh;
+          float *r = row + (p - p0);
+          if (yy < 0 || yy >= H) {
+            for (int64_t q = 0; q < run; q++) r[q] = 0.0f;
+          } else {
+            const float *xr = xc + yy * xsh;
+            int64_t xx = xo * sw - pw + j * dw;
+            if (sw == 1 && xsw == 1 && xx >= 0 && xx + run <= W) {
+              for (int64_t q = 0; q < run; q++) r[q] = xr[xx + q];
+            } else {
+              for (int64_t q = 0; q < run; q++, xx += sw) r[q] = xx >= 0 && xx < W ? xr[xx * xsw] : 0.0f;
+            }
+          }
+          p += run;
+        }
+      }
+  }
+}
+
+void attnc_tpl_conv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t n,
+                      int64_t p0, int64_t p1, int64_t act, float *scratch) {
+  int64_t G = g[ATTNC_CONV_G], O = g[ATTNC_CONV_O], P = g[ATTNC_CONV_HO] * g[ATTNC_CONV_WO];
+  int64_t Cg = g[ATTNC_CONV_C] / G, Og = O / G;
+  int64_t K = Cg * g[ATTNC_CONV_KH] * g[ATTNC_CONV_KW];
+  conv_epi_ctx e = {b, act};
+  float *gs = scratch, *tile = scratch + attnc_tpl_gemm_scratch_floats();
+  int direct = g[ATTNC_CONV_KH] == 1 && g[ATTNC_CONV_KW] == 1 && g[ATTNC_CONV_SH] == 1 && g[ATTNC_CONV_SW] == 1 &&
+                g[ATTNC_CONV_PH] == 0 && g[ATTNC_CONV_PW] == 0 && g[ATTNC_CONV_XSW] == 1 &&
+                g[ATTNC_CONV_XSH] == g[ATTNC_CONV_W];
+  for (int64_t gi = 0; gi < G; gi++) {
+    const float *B;
+    int64_t bs_k;
+    if (direct) { /* 1x1, stride 1, no padding: the image is the B operand */
+      B = x + n * g[ATTNC_CONV_XSN] + gi * Cg * g[ATTNC_CONV_XSC];
+      bs_k = g[ATTNC_CONV_XSC];
+    } else {
+      conv_im2col(x, g, n, gi, p0, p1, tile);
+      B = tile - p0; /* column p of the product is tile column p - p0 */
+      bs_k = p1 - p0;
+    }
+    attnc_tpl_gemm(ATTNC_GEMM_DIRECT, w, K, 1, B, bs_k, 1, o + n * O * P, P, gi * Og, (gi + 1) * Og, p0, p1, K, gs,
+                   conv_epi, &e);
+  }
+}
+
+void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t plane,
+                        int64_t act) {
+  int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
+          Wo = g[ATTNC_CONV_WO];
+  int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
+  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], dh = g[ATTNC_CONV_DH], dw = g[ATTNC_CONV_DW];
+  int64_t xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
+  int64_t n = plane / C, c = plane % C; /* O = C: output channel c reads input channel c */
+  const float *xc = x + n * g[ATTNC_CONV_XSN] + c * g[ATTNC_CONV_XSC], *wc = w + c * kh * kw;
+  float *oc = o + plane * Ho * Wo, bv = b ? b[c] : 0.0f;
+  /* output columns whose taps are all inside the row: [xlo, xhi) */
+  int64_t xlo = (pw + sw - 1) / sw, xhi = W - 1 - (kw - 1) * dw + pw;
+  xhi = xhi < 0 ? 0 : xhi / sw + 1;
+  if (xhi > Wo) xhi = Wo;
+  if (xlo > xhi) xlo = xhi;
+  for (int64_t y = 0; y < Ho; y++) {
+    float *orow = oc + y * Wo;
+    int64_t xo = 0;
+    for (; xo < Wo; xo++) {
+      if (xo == xlo && sw == 1 && xsw == 1) { /* the interior, VW columns at a time */
+        for (; xo + VW <= xhi; xo += VW) {
+          attnc_vf acc = attnc_splat(bv);
+          for (int64_t i = 0; i < kh; i++) {
+            int64_t yy = y * sh - ph + i * dh;
+            if (yy < 0 || yy >= H) continue;
+            const float *xr = xc + yy * xsh + xo - pw;
+            for (int64_t j = 0; j < kw; j++) acc += attnc_splat(wc[i * kw + j]) * attnc_loadu(xr + j * dw);
+          }
+          for (int l = 0; l < VW; l++) orow[xo + l] = conv_act(acc[l], act);
+        }
+        if (xo >= Wo) break;
+      }
+      float acc = bv;
+      for (int64_t i = 0; i < kh; i++) {
+        int64_t yy = y * sh - ph + i * dh;
+        if (yy < 0 || yy >= H) continue;
+        for (int64_t j = 0; j < kw; j++) {
+          int64_t xx = xo * sw - pw + j * dw;
+          if (xx >= 0 && xx < W) acc += wc[i * kw + j] * xc[yy * xsh + xx * xsw];
+        }
+      }
+      orow[xo] = conv_act(acc, act);
+    }
+  }
+}
+
+void attnc_tpl_pool2d(const float *x, float *o, const int64_t *g, int64_t plane, int64_t is_max) {
+  int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
+          Wo = g[ATTNC_CONV_WO];
+  int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
+  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
+  int64_t n = plane / C, c = plane % C;
+  const float *xc = x + n * g[ATTNC_CONV_XSN] + c * g[ATTNC_CONV_XSC];
+  float *oc = o + plane * Ho * Wo;
+  for (int64_t y = 0; y < Ho; y++)
+    for (int64_t xo = 0; xo < Wo; xo++) {
+      float acc = is_max ? -__builtin_inff() : 0.0f;
+      int nan = 0;
+      for (int64_t i = 0; i < kh; i++) {
+        int64_t yy = y * sh - ph + i;
+        if (yy < 0 || yy >= H) continue;
+        for (int64_t j = 0; j < kw; j++) {
+          int64_t xx = xo * sw - pw + j;
+          if (xx < 0 || xx >= W) continue;
+          float v = xc[yy * xsh + xx * xsw];
+          if (!is_max) acc += v;
+          else if (v != v) nan = 1;
+          else if (v > acc) acc = v;
+        }
+      }
+      oc[y * Wo + xo] = nan ? __builtin_nanf("") : is_max ? acc : acc / (float)(kh * kw);
+    }
+}

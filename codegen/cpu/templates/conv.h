@@ -1,0 +1,42 @@
+/* conv.h - the image-window templates (conv.c): convolution as an implicit
+ * GEMM over im2col tiles, depthwise convolution, pooling.  Included by the
+ * templates and by attnc itself (the geometry layout, the scratch size).
+ *
+ * Geometry: an int64 array indexed by ATTNC_CONV_* (input N, C, H, W;
+ * output channels O and sizes Ho, Wo; kernel, stride, top/left padding,
+ * dilation; groups; the input's element strides). */
+#ifndef ATTNC_TPL_CONV_H
+#define ATTNC_TPL_CONV_H
+#include <stdint.h>
+
+enum {
+  ATTNC_CONV_N, ATTNC_CONV_C, ATTNC_CONV_H, ATTNC_CONV_W, ATTNC_CONV_O, ATTNC_CONV_HO, ATTNC_CONV_WO,
+  ATTNC_CONV_KH, ATTNC_CONV_KW, ATTNC_CONV_SH, ATTNC_CONV_SW, ATTNC_CONV_PH, ATTNC_CONV_PW, ATTNC_CONV_DH,
+  ATTNC_CONV_DW, ATTNC_CONV_G, ATTNC_CONV_XSN, ATTNC_CONV_XSC, ATTNC_CONV_XSH, ATTNC_CONV_XSW, ATTNC_CONV_NGEOM
+};
+/* the activation applied by the epilogue */
+enum { ATTNC_CONV_ACT_NONE = 0, ATTNC_CONV_ACT_RELU = 1 };
+/* floats of an im2col tile (K rows x a block of output pixels), per task,
+ * after the GEMM's own scratch */
+#define ATTNC_CONV_TILE_FLOATS (1 << 17)
+
+/* Output pixels per task for a reduction depth K and micro-tile width NR:
+ * a multiple of NR, at most 1024, the im2col tile within
+ * ATTNC_CONV_TILE_FLOATS when K allows; the tile then needs K * block
+ * floats. */
+#define ATTNC_CONV_BLOCK(K, NR)                                                           \
+  ((ATTNC_CONV_TILE_FLOATS / (K) / (NR) * (NR)) < (NR) ? (NR)                              \
+   : (ATTNC_CONV_TILE_FLOATS / (K) / (NR) * (NR)) > 1024 ? 1024 / (NR) * (NR)             \
+                                                          : (ATTNC_CONV_TILE_FLOATS / (K) / (NR) * (NR)))
+/* Output pixels [p0, p1) of image n, every output channel: o[n, :, p] =
+ * act(w (x) x + b) (b may be NULL); scratch: the GEMM's scratch floats
+ * then ATTNC_CONV_TILE_FLOATS (or K * block) floats. o is dense. */
+void attnc_tpl_conv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t n,
+                      int64_t p0, int64_t p1, int64_t act, float *scratch);
+/* Depthwise (groups = C = O): plane = n * C + c of the output. */
+void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t plane,
+                        int64_t act);
+/* Max (is_max) or average (the full window, PyTorch's count_include_pad)
+ * pooling of plane n * C + c. */
+void attnc_tpl_pool2d(const float *x, float *o, const int64_t *g, int64_t plane, int64_t is_max);
+#endif
