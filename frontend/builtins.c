@@ -689,6 +689,35 @@ static FeValue b_conv2d(FeLower *L, FeCall *c) {
   return fe_emit(L, IR_CONV2D, c->pos, c->npos, &a, NULL, c->loc);
 }
 
+/* conv_size(H, kernel, stride=1, padding=0, dilation=1): the output size
+ * of a window along an axis of size H (PyTorch's floor rule), for types:
+ * `output y: f32[N, C, conv_size(H, 3, stride=2, padding=1), ...]`. */
+static FeValue b_conv_size(FeLower *L, FeCall *c) {
+  FeValue h = c->pos[0];
+  int64_t k, st, pad, dil;
+  if (h.k != V_INT && h.k != V_DIM) {
+    if (h.k != V_POISON) fe_err(L, h.loc, "conv_size: the size must be an integer or a dim, got %s", fe_kind_name(h.k));
+    return POISON;
+  }
+  if (!want_int(L, c->pos[1], "conv_size", "kernel", &k) || !kw_int(L, c, "stride", 1, &st) ||
+      !kw_int(L, c, "padding", 0, &pad) || !kw_int(L, c, "dilation", 1, &dil))
+    return POISON;
+  if (k < 1 || st < 1 || pad < 0 || dil < 1 || k > 1 << 20 || st > 1 << 20 || pad > 1 << 20 || dil > 1 << 20) {
+    fe_err(L, c->loc, "conv_size: kernel, stride and dilation must be >= 1 and padding >= 0 (each at most %d)", 1 << 20);
+    return POISON;
+  }
+  IrDim out;
+  bool empty;
+  if (!ir_window_dim(L->g, fe_to_dim(h), k, st, pad, pad, dil, NULL, true, &out, &empty)) {
+    fe_err(L, c->loc, empty ? "conv_size: size %s padded by %lld on each side is smaller than the kernel extent"
+                            : "conv_size: the size of %s is too complex (or too many dims)",
+        fe_dim_str(L, fe_to_dim(h)), (long long)pad);
+    return POISON;
+  }
+  int64_t v;
+  return ir_dim_is_const(out, &v) ? fe_vint(v, c->loc) : fe_vdim(out, c->loc);
+}
+
 /* maxpool2d / avgpool2d(x, kernel, stride=kernel, padding=0) */
 static FeValue b_pool(FeLower *L, FeCall *c, IrOp op) {
   FeValue x = c->pos[0];
@@ -1190,6 +1219,7 @@ static const FeBuiltin builtins[] = {
   {"adaptive_avg_pool2d", -1, b_global_pool,    2, 2, ""},
   {"global_avg_pool2d", -1, b_global_pool,      1, 1, ""},
   {"flatten",      -1, b_flatten,               1, 2, ""},
+  {"conv_size",    -1, b_conv_size,             2, 2, "stride,padding,dilation"},
   {"batchnorm",    -1, b_batchnorm,             5, 6, "eps"},
   {"hardsigmoid",  -1, b_hardsigmoid,           1, 1, ""},
   {"hardswish",    -1, b_hardswish,             1, 1, ""},

@@ -477,12 +477,24 @@ bool ir_derived_dim(IrGraph *g, IrDim num, int64_t stride, int64_t kext, int64_t
     *out = ir_dim_const(v);
     return true;
   }
-  bool nonneg = true; /* every coefficient >= 0: num >= 0 for any dims >= 1 */
-  for (int t = 0; t < num.nterm; t++) nonneg &= num.t[t].coef >= 0;
+  /* num >= 0 for any dims >= 1: the coefficients of the symbol terms are
+     >= 0 (num grows with every dim) and num at all dims 1 (the sum of the
+     coefficients) is >= 0 */
+  bool nonneg = true;
+  int64_t at1 = 0;
+  for (int t = 0; t < num.nterm; t++) {
+    nonneg &= num.t[t].nsym == 0 || num.t[t].coef >= 0;
+    if (__builtin_add_overflow(at1, num.t[t].coef, &at1)) nonneg = false;
+  }
+  nonneg &= at1 >= 0;
   if (stride == 1 && nonneg) return !ir_dim_add(num, ir_dim_const(1), out); /* H + c: an exact polynomial */
   for (int s = 0; s < g->nsym; s++) {
-    const IrDerivedDim *d = g->derived[s];
-    if (d && d->stride == stride && ir_dim_eq(d->num, num)) return *out = ir_dim_sym(s), true;
+    IrDerivedDim *d = g->derived[s];
+    if (d && d->stride == stride && ir_dim_eq(d->num, num)) {
+      if (d->weak && make && why) /* an op now makes the dim a declaration named: the message names it */
+        d->why = ir_arena_strdup(g->arena, why), d->kext = kext, d->pad = pad, d->weak = false;
+      return *out = ir_dim_sym(s), true;
+    }
   }
   if (!make || g->nsym >= IR_MAX_SYMS) return false;
   int base = -1;
@@ -501,7 +513,7 @@ bool ir_derived_dim(IrGraph *g, IrDim num, int64_t stride, int64_t kext, int64_t
   }
   int s = ir_graph_add_sym(g, name);
   IrDerivedDim *d = ir_arena_alloc(g->arena, sizeof *d);
-  *d = (IrDerivedDim){num, stride, kext, pad, ir_arena_strdup(g->arena, why ? why : "a window")};
+  *d = (IrDerivedDim){num, stride, kext, pad, ir_arena_strdup(g->arena, why ? why : "conv_size"), !why};
   g->derived[s] = d;
   *out = ir_dim_sym(s);
   return true;

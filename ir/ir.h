@@ -186,6 +186,8 @@ typedef struct {
   int64_t stride;
   int64_t kext, pad;  /* the window's extent d(k-1)+1 and the total padding */
   const char *why;    /* "conv2d at m.attn:3:9": the op that made it */
+  bool weak;          /* made by a declaration (conv_size in a type): the
+                         first op with the same definition takes its why */
 } IrDerivedDim;
 
 typedef struct IrGraph {
@@ -217,7 +219,8 @@ int ir_graph_find_sym(const IrGraph *g, const char *name);
 /* The dim floor(num / stride) + 1 (see IrDerivedDim): a constant when num
  * is one (*out; false with *empty set when it leaves no output), else the
  * derived symbol with that definition, made when `make` (named after the
- * first symbol of num) and reused when an equal one exists.  False when
+ * first symbol of num) and reused when an equal one exists (why NULL:
+ * a weak one, see IrDerivedDim).  False when
  * not made (make false and none exists, or IR_MAX_SYMS reached). */
 bool ir_derived_dim(IrGraph *g, IrDim num, int64_t stride, int64_t kext, int64_t pad, const char *why, bool make,
                     IrDim *out, bool *empty);

@@ -972,7 +972,7 @@ static bool parse_derived(Parser *p, const char *name) {
   }
   int s = ir_graph_add_sym(p->g, name);
   IrDerivedDim *d = ir_arena_alloc(p->g->arena, sizeof *d);
-  *d = (IrDerivedDim){num, stride, kext, pad, why};
+  *d = (IrDerivedDim){num, stride, kext, pad, why, false};
   p->g->derived[s] = d;
   return true;
 }

@@ -47,3 +47,30 @@ fixture_inputs() {
     case "$b" in expected_*) ;; *) printf -- '--input %s=%s ' "$b" "$f" ;; esac
   done
 }
+# run4 NAME MODEL "defs" DIR "inputs" "outputs" [rtol]: every executor
+# against the interpreter at -O0 (the oracle): the interpreter after the
+# passes, compiled fused and --no-fuse (JIT); DIR/w.safetensors if present
+run4() {
+  local name=$1 model=$2 defs=$3 d=$4 ins=$5 outs=$6 rtol=${7:-2e-5}
+  local v o args
+  for v in ref interp fused nofuse; do
+    mkdir -p "$d/$v"
+    args=()
+    for o in $outs; do args+=(--output "$o=$d/$v/$o.npy"); done
+    case $v in
+    ref) flags="--interp -O0" ;; interp) flags="--interp" ;; fused) flags="" ;; nofuse) flags="--no-fuse" ;;
+    esac
+    local w=()
+    [ -f "$d/w.safetensors" ] && w=(--weights "$d/w.safetensors")
+    if ! "$ATTNC" run "$model" $defs $flags "${w[@]}" $ins "${args[@]}" >/dev/null 2>"$d/log"; then
+      bad "$name $v: $(head -3 "$d/log")"
+      return
+    fi
+  done
+  for v in interp fused nofuse; do
+    for o in $outs; do
+      if r=$("$NPYCMP" "$d/$v/$o.npy" "$d/ref/$o.npy" --rtol "$rtol"); then ok "$name $v $o: $r"; else bad "$name $v $o: $r"; fi
+    done
+  done
+}
+

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# numeric_conv.sh - conv2d, maxpool2d and avgpool2d in every configuration
+# (stride, padding, dilation, groups 1 / in between / depthwise, kernels
+# 1, 3, 5, 7, asymmetric kernels, image sizes that do not divide the tiles
+# and size 1) on fresh random inputs: the interpreter after the passes and
+# compiled code (fused and --no-fuse) against the interpreter at -O0.  Then
+# the run-time error of a size that leaves no output.
+source "$(dirname "$0")/lib.bash"
+: "${NPYCMP:?set NPYCMP}"
+M=tests/models/conv_cfg.attn
+
+# gen DIR SEED N C H W O CG KH KW: x [N, C, H, W], w [O, CG, KH, KW], b [O]
+# (plain python3: .npy and safetensors written by hand)
+gen() {
+  python3 - "$@" <<'PY'
+import array, json, random, struct, sys
+d, seed = sys.argv[1], int(sys.argv[2])
+N, C, H, W, O, CG, KH, KW = (int(v) for v in sys.argv[3:11])
+rnd = random.Random(seed)
+def normal(n): return [rnd.gauss(0, 1) for _ in range(n)]
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d, %d), }" % (N, C, H, W)
+hdr += " " * (-(len(hdr) + 11) % 64) + "\n"
+with open(d + "/x.npy", "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+    f.write(array.array("f", normal(N * C * H * W)).tobytes())
+ts = {"w": ([O, CG, KH, KW], normal(O * CG * KH * KW)), "b": ([O], normal(O))}
+head, off, blobs = {}, 0, []
+for k, (shape, vals) in ts.items():
+    b = array.array("f", vals).tobytes()
+    head[k] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+h = json.dumps(head).encode()
+h += b" " * (-len(h) % 8)
+with open(d + "/w.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+PY
+}
+
+# case NAME "N C H W" "C O KH KW S P D G" "PK PS PP AVG"
+i=0
+conv_case() {
+  local name=$1
+  read -r n c h w <<<"$2"
+  read -r C O KH KW S P D G <<<"$3"
+  read -r PK PS PP AVG <<<"$4"
+  i=$((i + 1))
+  local d="$TMP/c$i"
+  mkdir -p "$d"
+  gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
+  run4 "$name [$n,$C,$h,$w]" $M "-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=$PK -D PS=$PS -D PP=$PP -D AVG=$AVG" \
+    "$d" "--input x=$d/x.npy" "y p" 1e-5
+}
+#          name                         N C H W        C  O  KH KW S P D G    PK PS PP AVG
+conv_case "3x3 pad 1, maxpool 2"        "2 4 7 9"     "4 6 3 3 1 1 1 1"     "2 2 0 0"
+conv_case "5x5 stride 2 groups 2, avg"  "1 4 15 15"   "4 6 5 5 2 1 1 2"     "3 2 1 1"
+conv_case "3x3 dilation 2"              "2 3 9 7"     "3 5 3 3 1 2 2 1"     "2 1 0 0"
+conv_case "depthwise 5x5, wide rows"    "2 8 15 37"   "8 8 5 5 1 2 1 8"     "3 3 1 0"
+conv_case "depthwise 3x3 stride 2"      "1 6 7 9"     "6 6 3 3 2 1 1 6"     "2 2 1 1"
+conv_case "depthwise 3x3 dilation 3"    "1 5 11 40"   "5 5 3 3 1 3 3 5"     "1 1 0 0"
+conv_case "1x1 (the image in place)"    "3 16 5 3"    "16 24 1 1 1 0 1 1"   "1 1 0 1"
+conv_case "1x1 stride 2"                "1 8 9 9"     "8 4 1 1 2 0 1 1"     "2 2 1 0"
+conv_case "7x7 stride 2 pad 3, pool 3"  "1 3 15 15"   "3 8 7 7 2 3 1 1"     "3 2 1 0"
+conv_case "size 1"                      "2 3 1 1"     "3 5 1 1 1 0 1 1"     "1 1 0 0"
+conv_case "3x3 pad 1 on 1x1"            "1 3 1 1"     "3 4 3 3 1 1 1 1"     "1 1 0 1"
+conv_case "groups 4 of 2 channels"      "2 8 6 10"    "8 12 3 3 1 1 1 4"    "2 2 0 1"
+conv_case "3x1 kernel"                  "1 4 8 5"     "4 6 3 1 1 0 1 1"     "2 2 0 0"
+conv_case "64 -> 40 at 23x23 (blocks)"  "1 64 23 23"  "64 40 3 3 1 1 1 1"   "2 2 0 0"
+
+# a size that leaves no output: a run-time error naming the op, nothing written
+d="$TMP/small"
+mkdir -p "$d"
+gen "$d" 3 1 4 1 5 6 4 3 3
+for v in "--interp" "" "--no-fuse"; do
+  expect 1 "maxpool2d at tests/models/conv_cfg.attn:33:[0-9]+: input size 1 with kernel 2, padding 0 leaves no output" -- \
+    "$ATTNC" run $M $v --weights "$d/w.safetensors" --input x="$d/x.npy" --output y="$d/y.npy" --output p="$d/p.npy"
+  expect 1 "conv2d at tests/models/conv_cfg.attn:29:[0-9]+: input size 1 with kernel 3, padding 0 leaves no output" -- \
+    "$ATTNC" run $M -D P=0 $v --weights "$d/w.safetensors" --input x="$d/x.npy" --output y="$d/y.npy" --output p="$d/p.npy"
+done
+if [ -e "$d/y.npy" ] || [ -e "$d/p.npy" ]; then bad "an output was written after a size error"
+else ok "no output written after size errors"; fi
+finish
