@@ -370,21 +370,26 @@ static void params_concat(PB *b, int id) {
   }
 }
 
-/* conv2d / pools: the image, weight and bias (conv), the output, and the
- * sizes of both images (NCHW, the image at its strides). */
+/* conv2d / pools: the image, the weight (conv), the output, the epilogue
+ * operands at their broadcast strides, and the sizes of both images (NCHW,
+ * the image at its strides). */
 static void params_conv(PB *b, int id) {
   const IrNode *n = &b->p->g->funcs[0].nodes[id];
   int x = n->in[0];
   ptr(b, "x", x, false);
-  for (int k = 1; k < 3; k++) {
-    if (k < n->nin) {
-      ptr(b, k == 1 ? "w" : "b", n->in[k], false);
-    } else {
-      param(b, CG_P_PTR, 0, k == 1 ? "w" : "b");
-      val(b, CG_V_LAUNCH, -1, -1);
-    }
+  if (n->op == IR_CONV2D) {
+    ptr(b, "w", n->in[1], false);
+  } else {
+    param(b, CG_P_PTR, 0, "w");
+    val(b, CG_V_LAUNCH, -1, -1);
   }
   ptr(b, "o", id, true);
+  for (int k = 2; k < n->nin; k++) { /* epilogue operands */
+    char nm[24];
+    snprintf(nm, sizeof nm, "x%d", k - 2);
+    ptr(b, nm, n->in[k], false);
+    bstrides(b, b->p, n->in[k], 4, "xs%d", k - 2);
+  }
   axes(b, CG_V_DIM, x, 4, 0, "xshape", 0);
   axes(b, CG_V_STRIDE, x, 4, 0, "xs", 0);
   axes(b, CG_V_DIM, id, 4, 0, "oshape", 0);
@@ -629,8 +634,8 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
     else if (nd->op == IR_ATTENTION) add_kernel(p, CG_K_ATTENTION, i, -1);
     else if (nd->op == IR_CONCAT) add_kernel(p, CG_K_CONCAT, i, -1);
     else if (cls == IR_CLS_CONV) {
-      for (int k = 1; k < nd->nin; k++)
-        if (!p->node[nd->in[k]].dense) error(diag, nd, failed, "%s: operand %d must be dense", ir_opinfo[nd->op].name, k);
+      if (nd->op == IR_CONV2D && !p->node[nd->in[1]].dense)
+        error(diag, nd, failed, "conv2d: the weight must be dense");
       add_kernel(p, CG_K_CONV, i, -1);
     }
     else error(diag, nd, failed, "op '%s' has no kernel in compiled code", ir_opinfo[nd->op].name);

@@ -642,8 +642,17 @@ static bool padding_arg(FeLower *L, FeCall *c, const int64_t k[2], const int64_t
   return true;
 }
 
+/* v [C] viewed as [C, 1, 1] (broadcasts over an image's channels) */
+static FeValue per_channel(FeLower *L, FeValue v, IrLoc loc) {
+  IrType t = *fe_vtype(L, v);
+  t.rank = 3;
+  t.dim[1] = t.dim[2] = ir_dim_const(1);
+  return fe_reshape(L, v, &t, loc);
+}
+
 /* conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1): x [N, C, H,
- * W], w [O, C/groups, kh, kw] (PyTorch's layout), b [O] optional. */
+ * W], w [O, C/groups, kh, kw] (PyTorch's layout), b [O] optional: the
+ * conv2d op, then + b per channel (fuse-epilogue makes it the epilogue). */
 static FeValue b_conv2d(FeLower *L, FeCall *c) {
   FeValue x = c->pos[0], w = c->pos[1];
   if (!want_image(L, x, "conv2d") || !want_tensor(L, w, "conv2d", "the weight")) return POISON;
@@ -686,7 +695,9 @@ static FeValue b_conv2d(FeLower *L, FeCall *c) {
   IrType t = *xt;
   t.dim[1] = wt->dim[0];
   if (!window_dims(L, c, xt, k, &a, dil, &t)) return POISON;
-  return fe_emit(L, IR_CONV2D, c->pos, c->npos, &a, NULL, c->loc);
+  FeValue y = fe_emit(L, IR_CONV2D, c->pos, 2, &a, NULL, c->loc);
+  if (c->npos == 3 && y.k != V_POISON) y = fe_binary(L, '+', y, per_channel(L, c->pos[2], c->loc), c->loc);
+  return y;
 }
 
 /* conv_size(H, kernel, stride=1, padding=0, dilation=1): the output size
@@ -783,14 +794,6 @@ static FeValue b_flatten(FeLower *L, FeCall *c) {
       return POISON;
     }
   return fe_reshape(L, x, &t, c->loc);
-}
-
-/* v [C] viewed as [C, 1, 1] (broadcasts over an image's channels) */
-static FeValue per_channel(FeLower *L, FeValue v, IrLoc loc) {
-  IrType t = *fe_vtype(L, v);
-  t.rank = 3;
-  t.dim[1] = t.dim[2] = ir_dim_const(1);
-  return fe_reshape(L, v, &t, loc);
 }
 
 /* batchnorm(x, weight, bias, running_mean, running_var, eps=1e-5), eval

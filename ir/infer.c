@@ -70,7 +70,7 @@ void ir_window_kernel(const IrFunc *f, const IrNode *n, int64_t k[2]) {
   }
 }
 
-/* conv2d(x[N,C,H,W], w[O,C/groups,kh,kw] [, b[O]] [, epilogue operands])
+/* conv2d(x[N,C,H,W], w[O,C/groups,kh,kw] [, epilogue operands])
  * -> [N,O,Ho,Wo]; pools x[N,C,H,W] -> [N,C,Ho,Wo].  The spatial output
  * dims must be the window's (a constant or an existing derived dim). */
 static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *r, char *err, size_t errlen) {
@@ -101,13 +101,7 @@ static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrT
     if (grp < 1 || c % grp || o % grp || cg * grp != c)
       FAIL("conv2d: image %s and weight %s do not fit groups=%d", s1, s2, n->a.groups);
     r->dim[1] = w->dim[0];
-    if (n->body < 0 && n->nin == 3) {
-      const IrType *b = &f->nodes[n->in[2]].type;
-      if (b->rank != 1 || !ir_dim_eq(b->dim[0], w->dim[0]) || b->dt != x->dt)
-        FAIL("conv2d: the bias must be [%lld], got a rank-%d tensor", (long long)o, b->rank);
-    } else if (n->body < 0 && n->nin > 3) {
-      FAIL("conv2d takes an image, a weight and a bias");
-    }
+    if (n->body < 0 && n->nin != 2) FAIL("conv2d takes an image and a weight (then the operands of its epilogue)");
   } else if (n->a.nkernel != 2 || k[0] < 1 || k[1] < 1) {
     FAIL("%s needs kernel=[kh,kw], each >= 1", name);
   }
@@ -121,12 +115,12 @@ static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrT
     }
     r->dim[2 + i] = d;
   }
-  if (n->type.rank == 4) {
-    for (int i = 2; i < 4; i++)
-      if (!ir_dim_eq(n->type.dim[i], r->dim[i])) {
-        ir_type_str(g, &n->type, s2, sizeof s2);
-        FAIL("%s: result type %s does not match the window's output size", name, s2);
-      }
+  for (int q = 2; q < n->nin; q++) { /* epilogue operands: per channel ([.., C, 1, 1]) or the whole map */
+    const IrType *e = &f->nodes[n->in[q]].type;
+    IrType bc;
+    ir_type_str(g, e, s2, sizeof s2);
+    if (n->body < 0 || !ir_broadcast(r, e, &bc) || !ir_shape_eq(&bc, r))
+      FAIL("%s epilogue operand %d (%s) does not broadcast to the result", name, q, s2);
   }
   return true;
 }

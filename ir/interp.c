@@ -510,7 +510,8 @@ static int check_graph(const IrGraph *g, char *err, size_t errlen) {
     if (n->op == IR_FUSED && check_body(g, i, n->body, n->nin, n->type.rank, err, errlen)) return -1;
     if (n->op == IR_ATTENTION && n->body >= 0 && check_body(g, i, n->body, n->nin - 2, 4, err, errlen))
       return -1;
-    if (n->op == IR_MATMUL && n->body >= 0 && check_body(g, i, n->body, n->nin - 1, n->type.rank, err, errlen))
+    if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->body >= 0 &&
+        check_body(g, i, n->body, n->nin - 1, n->type.rank, err, errlen))
       return -1;
     if (n->op == IR_MATMUL && n->nin > 2 && n->body < 0) GFAIL("node %d (matmul): extra operands without an epilogue", i);
   }
@@ -851,12 +852,11 @@ static int run_window(Interp *it, int id, Val *out) {
   int64_t dh = conv ? n->a.dil[0] : 1, dw = conv ? n->a.dil[1] : 1, G = conv ? n->a.groups : 1;
   int64_t Cg = conv ? C / G : 1, Og = conv ? O / G : 1;
   const double *w = conv ? it->vals[n->in[1]].d : NULL;
-  const double *b = conv && n->body < 0 && n->nin == 3 ? it->vals[n->in[2]].d : NULL;
   for (int64_t ni = 0; ni < N; ni++)
     for (int64_t o = 0; o < O; o++)
       for (int64_t y = 0; y < Ho; y++)
         for (int64_t xo = 0; xo < Wo; xo++) {
-          double acc = conv ? (b ? b[o] : 0) : n->op == IR_MAXPOOL ? -INFINITY : 0;
+          double acc = n->op == IR_MAXPOOL ? -INFINITY : 0;
           for (int64_t ci = 0; ci < Cg; ci++) {
             int64_t c = conv ? o / Og * Cg + ci : o;
             const double *xc = x->d + (ni * C + c) * H * W;

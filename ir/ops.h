@@ -11,7 +11,8 @@
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
  *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
  *                                          gather (rows by i32 ids) / expand (broadcast view)
- *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw] [, b[O]]),
+ *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw]) (+ the
+ *         operands of an epilogue body, as matmul),
  *         maxpool2d / avgpool2d(x); output sizes are derived dims
  *         (ir.h: IrDerivedDim)
  *   FUSED produced by fusion passes; carries a body region

@@ -853,8 +853,8 @@ static bool parse_node(Parser *p, int fi, Scope *sc, int depth) {
   if (!parse_type(p, &type, &tyt)) return false;
 
   bool has_body = at(p, '{');
-  if (has_body && op != IR_FUSED && op != IR_ATTENTION && op != IR_MATMUL) {
-    error_at(p, &p->tok, "only fused, attention and matmul nodes have a body");
+  if (has_body && op != IR_FUSED && op != IR_ATTENTION && op != IR_MATMUL && op != IR_CONV2D) {
+    error_at(p, &p->tok, "only fused, attention, matmul and conv2d nodes have a body");
     return false;
   }
   if (!has_body && op == IR_FUSED) {

@@ -91,10 +91,10 @@ static void check_body_node(Verifier *v, int fi, int i, const IrNode *on, const 
   IrOpClass c = ir_opinfo[n->op].cls;
   if (n->op == IR_INPUT || n->op == IR_WEIGHT || n->op == IR_IOTA || n->op == IR_DIMVAL)
     fail(v, fi, i, "only allowed in the main function");
-  if (c == IR_CLS_FUSED || c == IR_CLS_RED || c == IR_CLS_NORM || c == IR_CLS_MM || c == IR_CLS_SHAPE)
+  if (c == IR_CLS_FUSED || c == IR_CLS_RED || c == IR_CLS_NORM || c == IR_CLS_MM || c == IR_CLS_SHAPE || c == IR_CLS_CONV)
     fail(v, fi, i, "not allowed in a body");
   if (!on) return;
-  bool attn = on->op == IR_ATTENTION, mm = on->op == IR_MATMUL;
+  bool attn = on->op == IR_ATTENTION, mm = on->op == IR_MATMUL || on->op == IR_CONV2D; /* conv2d: as matmul */
   int shift = attn ? 2 : mm ? 1 : 0; /* param k >= 1 reads operand k + shift; param 0 the score / product */
   if (n->op == IR_PARAM) {
     int k = n->a.index;
@@ -315,8 +315,8 @@ bool ir_verify(const IrGraph *g, IrDiag *diag, const char *when) {
         fail(&v, fi, i, "body %d is not a body function", n->body);
         continue;
       }
-      if (n->op != IR_FUSED && n->op != IR_ATTENTION && n->op != IR_MATMUL)
-        fail(&v, fi, i, "only fused, attention and matmul nodes have a body");
+      if (n->op != IR_FUSED && n->op != IR_ATTENTION && n->op != IR_MATMUL && n->op != IR_CONV2D)
+        fail(&v, fi, i, "only fused, attention, matmul and conv2d nodes have a body");
       if (nref[n->body]++ == 0) {
         v.ref_func[n->body] = fi;
         v.ref_node[n->body] = i;

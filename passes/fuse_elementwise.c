@@ -2,9 +2,9 @@
  * become one `fused` node whose body computes the whole expression per
  * output element, so the intermediate tensors are never written.
  *
- * Grouping: an elementwise node joins the group of its user when it has
- * exactly one use, that user is elementwise (or already in a group), and
- * both have the same shape (no broadcasting in between: a smaller value
+ * Grouping: an elementwise node joins the group of its users when every
+ * use is by a member of that one group (a value read twice in one
+ * expression is computed once in the body) and both have the same shape (no broadcasting in between: a smaller value
  * computed inside a bigger loop would be recomputed per element) -- unless
  * the node reads no memory at all (only iotas and constants, e.g. a
  * position term cast(i - j, f32)): recomputing that is cheaper than
@@ -83,18 +83,34 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
       for (int k = 0; k < nd->nin; k++) nomem[i] &= nomem[nd->in[k]];
     }
   }
-  /* groups, from the last node back: a node joins its single user's group */
+  /* groups, from the last node back: a node joins the group of its users
+     when every use is by a member of that one group (a value read twice
+     in one expression, x * relu6(x + 3) / 6, is computed once in the body);
+     ugroup[i]: the users' common group so far (-1 none yet, -2 several or
+     a user outside any group), nread[i]: operand uses seen (fewer than
+     uses[i]: a graph output) */
+  int *ugroup = malloc((size_t)n * sizeof(int)), *nread = calloc((size_t)n, sizeof(int));
+  if (!ugroup || !nread) ir_bug("out of memory");
+  for (int i = 0; i < n; i++) ugroup[i] = -1;
   for (int i = n - 1; i >= 0; i--) {
     const IrNode *nd = &f->nodes[i];
     group[i] = -1;
-    if (!ir_op_is_elementwise((IrOp)nd->op)) continue;
-    int u = user[i];
-    if (uses[i] == 1 && u >= 0 && group[u] >= 0 && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[u].type)))
-      group[i] = group[u];
-    else
-      group[i] = i;
-    size[group[i]]++;
+    if (ir_op_is_elementwise((IrOp)nd->op)) {
+      int gu = ugroup[i];
+      if (gu >= 0 && nread[i] == uses[i] && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[gu].type)))
+        group[i] = gu;
+      else
+        group[i] = i;
+      size[group[i]]++;
+    }
+    for (int k = 0; k < nd->nin; k++) {
+      int x = nd->in[k];
+      nread[x]++;
+      ugroup[x] = group[i] < 0 ? -2 : ugroup[x] == -1 || ugroup[x] == group[i] ? group[i] : -2;
+    }
   }
+  free(ugroup);
+  free(nread);
   bool changed = false;
   for (int i = 0; i < n; i++) map[i] = -1;
   for (int r = 0; r < n; r++) {

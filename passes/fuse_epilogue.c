@@ -1,4 +1,6 @@
-/* fuse_epilogue.c - fuse-epilogue: an elementwise consumer of a matmul
+/* fuse_epilogue.c - fuse-epilogue: an elementwise consumer of a matmul or
+ * of a conv2d (whose epilogue sees each image as an [O, Ho*Wo] product:
+ * operands per channel or the whole map, no position indices)
  * (a bias add, an activation, a residual add -- after fuse-elementwise,
  * usually one `fused` node holding all of them) becomes the matmul's
  * epilogue body, applied to each finished output tile while it is still in
@@ -82,12 +84,32 @@ static void fuse(IrGraph *g, int m, int e) {
   }
   (void)t0;
   IrNode *nn = &g->funcs[0].nodes[e];
-  nn->op = IR_MATMUL;
+  nn->op = mn.op; /* matmul, or conv2d with its window */
   nn->nin = nin;
   nn->in = in;
-  ir_attrs_init(&nn->a);
+  if (mn.op == IR_CONV2D) nn->a = mn.a;
+  else ir_attrs_init(&nn->a);
   nn->body = fb;
   nn->loc = mn.loc;
+}
+
+/* May consumer e of conv2d node m be its epilogue?  Its other operands
+ * are per channel (size 1 on both spatial axes) or the whole map, and its
+ * body reads no position (the conv epilogue sees pixels, not (y, x)). */
+static bool conv_epilogue_ok(const IrGraph *g, int m, const IrNode *en) {
+  const IrFunc *f = &g->funcs[0];
+  for (int k = 0; k < en->nin; k++) {
+    const IrType *t = &f->nodes[en->in[k]].type;
+    int64_t h = 1, w = 1;
+    if (en->in[k] == m) continue;
+    if (t->rank >= 1) ir_dim_is_const(t->dim[t->rank - 1], &w);
+    if (t->rank >= 2) ir_dim_is_const(t->dim[t->rank - 2], &h);
+    if (!(h == 1 && w == 1) && !ir_shape_eq(t, &f->nodes[m].type)) return false;
+  }
+  if (en->op == IR_FUSED)
+    for (int i = 0; i < g->funcs[en->body].n; i++)
+      if (g->funcs[en->body].nodes[i].op == IR_INDEX) return false;
+  return true;
 }
 
 bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt) {
@@ -99,12 +121,12 @@ bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt) {
   bool changed = false;
   for (int m = 0; m < n; m++) {
     const IrNode *mn = &g->funcs[0].nodes[m];
-    if (mn->op != IR_MATMUL || mn->body >= 0 || mn->nin != 2 || mn->type.dt != RT_F32 || uses[m] != 1 ||
-        user[m] < 0)
+    if ((mn->op != IR_MATMUL && mn->op != IR_CONV2D) || mn->body >= 0 || mn->nin != 2 || mn->type.dt != RT_F32 ||
+        uses[m] != 1 || user[m] < 0)
       continue;
     const IrNode *en = &g->funcs[0].nodes[user[m]];
     if ((en->op != IR_FUSED && !ir_op_is_elementwise((IrOp)en->op)) || en->nin > 60 || en->type.dt != RT_F32 ||
-        !ir_shape_eq(&en->type, &mn->type))
+        !ir_shape_eq(&en->type, &mn->type) || (mn->op == IR_CONV2D && !conv_epilogue_ok(g, m, en)))
       continue;
     fuse(g, m, user[m]);
     changed = true;

@@ -144,6 +144,19 @@ LLVMValueRef cg_ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, L
 
 /* kernels.c */
 void cg_matmul(Cg *cg, int id);
+/* Stride of value v's axis that lines up with axis d of an output of rank
+ * out_rank (0 where v broadcasts along it). */
+LLVMValueRef cg_bstride(Cg *cg, int v, int d, int out_rank);
+/* The epilogue body of node n (a matmul, or a conv2d seen as nb = 1 batch
+ * of [O, Ho*Wo]) as the GEMM template's callback, and the access mode of
+ * its operand id (0 broadcast along the columns, 1 unit stride, 2
+ * gathered).  Its context: i64 fields CG_EPI_BATCH (the task's batch),
+ * CG_EPI_MROWS (rows per batch), CG_EPI_SHAPE0 + d (batch dim sizes), then
+ * per operand x at CG_EPI_SHAPE0 + nb + 3x: its base at the batch, its
+ * row and column strides. */
+enum { CG_EPI_BATCH, CG_EPI_MROWS, CG_EPI_SHAPE0 };
+LLVMValueRef cg_epilogue_fn(Cg *cg, const IrNode *n, int nb, bool fold);
+int cg_epilogue_mode(Cg *cg, int id, int r);
 void cg_reduce(Cg *cg, int id);
 /* fold-se: rows per partial sum of folded reduction id (its tile), and the
  * number of partial floats (batch * ceil(rows / that) * columns) in run() */

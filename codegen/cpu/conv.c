@@ -4,6 +4,7 @@
  * through attnc_tpl_conv2d, one im2col tile per task in the thread's
  * scratch) or per output plane (depthwise convolution, pooling). */
 #include <stdio.h>
+#include <stdlib.h>
 #include "cg.h"
 #include "templates/conv.h"
 #include "templates/tpl.h"
@@ -33,6 +34,22 @@ int64_t cg_conv_scratch_floats(const Cg *cg, const IrNode *n) {
   return ATTNC_GEMM_OF(SCRATCH_FLOATS, cg->vw) + K * ATTNC_CONV_BLOCK(K, nr);
 }
 
+/* The epilogue operands of conv node n can be read as a [O, Ho*Wo] map
+ * per image: broadcast over both spatial axes, or dense over them. */
+static bool epi_operands_ok(Cg *cg, const IrNode *n) {
+  for (int q = 2; q < n->nin; q++) {
+    int id = n->in[q], mode = cg_epilogue_mode(cg, id, 4);
+    const IrNode *x = &cg->g->funcs[0].nodes[id];
+    int64_t h = 1;
+    if (x->type.rank >= 2) ir_dim_is_const(x->type.dim[x->type.rank - 2], &h);
+    if (mode == 0 ? h != 1 : mode != 1 || !cg->plan->node[id].dense) {
+      cg_error(cg, n, "%s: epilogue operand %d is neither per channel nor a dense map", ir_opinfo[n->op].name, q);
+      return false;
+    }
+  }
+  return true;
+}
+
 void cg_conv(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
   const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
@@ -40,14 +57,13 @@ void cg_conv(Cg *cg, int id) {
     cg_error(cg, n, "%s needs a floating-point image", ir_opinfo[n->op].name);
     return;
   }
-  if (n->body >= 0) {
-    cg_error(cg, n, "%s with an epilogue body has no CPU kernel", ir_opinfo[n->op].name);
-    return;
-  }
+  if (n->body >= 0 && (n->op != IR_CONV2D || !epi_operands_ok(cg, n))) return;
   int64_t k[2];
   ir_window_kernel(&cg->g->funcs[0], n, k);
-  bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n);
-  LLVMValueRef f[ATTNC_CONV_NGEOM + 8];
+  bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n), epi_on = n->body >= 0;
+  int nx = n->nin - 2;
+  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(ATTNC_CONV_NGEOM + 8 + 3 * nx));
+  if (!f) ir_bug("out of memory");
   int nf = 0;
   f[ATTNC_CONV_N] = x->shape[0], f[ATTNC_CONV_C] = x->shape[1], f[ATTNC_CONV_H] = x->shape[2];
   f[ATTNC_CONV_W] = x->shape[3], f[ATTNC_CONV_O] = o->shape[1], f[ATTNC_CONV_HO] = o->shape[2];
@@ -61,10 +77,9 @@ void cg_conv(Cg *cg, int id) {
   int fx = nf;
   f[nf++] = x->ptr;
   f[nf++] = conv ? cg->v[n->in[1]].ptr : LLVMConstPointerNull(cg->ptr);
-  f[nf++] = conv && n->nin == 3 ? cg->v[n->in[2]].ptr : LLVMConstPointerNull(cg->ptr);
   f[nf++] = o->ptr;
-  LLVMValueRef planes = LLVMBuildMul(cg->B, o->shape[0], o->shape[1], ""), P = LLVMBuildMul(cg->B, o->shape[2], o->shape[3], "");
-  LLVMValueRef ntasks = planes, grain = ci64(cg, 1);
+  LLVMValueRef P = LLVMBuildMul(cg->B, o->shape[2], o->shape[3], "");
+  LLVMValueRef ntasks = LLVMBuildMul(cg->B, o->shape[0], o->shape[1], ""), grain = ci64(cg, 1);
   int64_t K = conv_depth(cg->g, n), block = 0;
   if (conv && !dw) { /* tasks: (image, block of output pixels) */
     block = ATTNC_CONV_BLOCK(K, ATTNC_GEMM_OF(NR, cg->vw));
@@ -74,38 +89,84 @@ void cg_conv(Cg *cg, int id) {
     f[nf++] = P;
     f[nf++] = cg_scratch_base(cg);
   }
-  char key[96];
-  snprintf(key, sizeof key, "window op%d dw%d block%lld", n->op, dw, (long long)block);
+  int fe = nf; /* the epilogue operands: base, batch stride, channel stride, column stride */
+  for (int q = 0; q < nx; q++) {
+    int xid = n->in[2 + q];
+    f[nf++] = cg->v[xid].ptr;
+    for (int d = 0; d < 4; d++)
+      if (d != 2) f[nf++] = cg_bstride(cg, xid, d, 4);
+  }
+  char *key = NULL;
+  size_t keylen = 0;
+  FILE *kf = open_memstream(&key, &keylen);
+  fprintf(kf, "window op%d dw%d block%lld", n->op, dw, (long long)block);
+  if (epi_on) {
+    cg_body_key(cg, n->body, kf);
+    for (int q = 0; q < nx; q++)
+      fprintf(kf, " X%d:%d", cg->g->funcs[0].nodes[n->in[2 + q]].type.dt, cg_epilogue_mode(cg, n->in[2 + q], 4));
+  }
+  fclose(kf);
   LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {
+    free(key);
     cg_launch(cg, cached, f, nf, ntasks, grain);
+    free(f);
     return;
   }
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef epi = epi_on ? cg_epilogue_fn(cg, n, 1, false) : LLVMConstPointerNull(cg->ptr);
   LLVMValueRef ctx, begin, end, tid;
   LLVMValueRef task = cg_task_begin(cg, ir_opinfo[n->op].name, &ctx, &begin, &end, &tid);
   cg_task_remember(cg, key, task);
+  free(key);
   LLVMValueRef geom = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, ATTNC_CONV_NGEOM), "geom");
   for (int q = 0; q < ATTNC_CONV_NGEOM; q++)
     LLVMBuildStore(cg->B, cg_ctx_i64(cg, ctx, q), LLVMBuildGEP2(cg->B, cg->i64, geom, (LLVMValueRef[]){ci64(cg, q)}, 1, ""));
-  LLVMValueRef X = cg_ctx_ptr(cg, ctx, fx), Wt = cg_ctx_ptr(cg, ctx, fx + 1), Bs = cg_ctx_ptr(cg, ctx, fx + 2),
-               O = cg_ctx_ptr(cg, ctx, fx + 3);
-  LLVMValueRef act = ci64(cg, ATTNC_CONV_ACT_NONE);
+  LLVMValueRef mctx = LLVMConstPointerNull(cg->ptr);
+  if (epi_on) { /* the epilogue sees image n as batch n of an [O, Ho*Wo] product */
+    mctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, CG_EPI_SHAPE0 + 1 + 3 * nx), "epictx");
+    LLVMValueRef fixed[2][2] = {{ci64(cg, CG_EPI_MROWS), cg_ctx_i64(cg, ctx, ATTNC_CONV_O)},
+                                {ci64(cg, CG_EPI_SHAPE0), cg_ctx_i64(cg, ctx, ATTNC_CONV_N)}};
+    for (int q = 0; q < 2; q++) LLVMBuildStore(cg->B, fixed[q][1], LLVMBuildGEP2(cg->B, cg->i64, mctx, &fixed[q][0], 1, ""));
+  }
+  LLVMValueRef X = cg_ctx_ptr(cg, ctx, fx), Wt = cg_ctx_ptr(cg, ctx, fx + 1), O = cg_ctx_ptr(cg, ctx, fx + 2);
   CgLoop t;
   cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
+  LLVMValueRef img, p0 = NULL, p1 = NULL;
   if (conv && !dw) {
-    LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 4), tP = cg_ctx_i64(cg, ctx, fx + 5);
-    LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
-        (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
-    LLVMValueRef img = LLVMBuildSDiv(cg->B, t.iv, nblk, ""), bi = LLVMBuildSRem(cg->B, t.iv, nblk, "");
-    LLVMValueRef p0 = LLVMBuildMul(cg->B, bi, ci64(cg, block), "");
-    LLVMValueRef p1 = LLVMBuildAdd(cg->B, p0, ci64(cg, block), "");
+    LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 3), tP = cg_ctx_i64(cg, ctx, fx + 4);
+    img = LLVMBuildSDiv(cg->B, t.iv, nblk, "");
+    p0 = LLVMBuildMul(cg->B, LLVMBuildSRem(cg->B, t.iv, nblk, ""), ci64(cg, block), "");
+    p1 = LLVMBuildAdd(cg->B, p0, ci64(cg, block), "");
     p1 = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, p1, tP, ""), p1, tP, "");
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr};
-    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 10, (LLVMValueRef[]){X, Wt, Bs, O, geom, img, p0, p1, act, scratch});
+  } else {
+    img = LLVMBuildSDiv(cg->B, t.iv, cg_ctx_i64(cg, ctx, ATTNC_CONV_O), "");
+  }
+  if (epi_on) {
+    LLVMValueRef at = ci64(cg, CG_EPI_BATCH);
+    LLVMBuildStore(cg->B, img, LLVMBuildGEP2(cg->B, cg->i64, mctx, &at, 1, ""));
+    for (int q = 0; q < nx; q++) { /* operand q at image img: base, channel and column strides */
+      int fq = fe + 4 * q;
+      rt_dtype dt = cg->g->funcs[0].nodes[n->in[2 + q]].type.dt;
+      LLVMTypeRef et = dt == RT_BOOL ? cg->i8 : dt == RT_I32 ? cg->i32 : cg->f32;
+      LLVMValueRef off = LLVMBuildMul(cg->B, img, cg_ctx_i64(cg, ctx, fq + 1), "");
+      LLVMValueRef base = LLVMBuildGEP2(cg->B, et, cg_ctx_ptr(cg, ctx, fq), &off, 1, "");
+      LLVMValueRef vals[3] = {LLVMBuildPtrToInt(cg->B, base, cg->i64, ""), cg_ctx_i64(cg, ctx, fq + 2),
+                              cg_ctx_i64(cg, ctx, fq + 3)};
+      for (int v = 0; v < 3; v++) {
+        LLVMValueRef a2 = ci64(cg, CG_EPI_SHAPE0 + 1 + 3 * q + v);
+        LLVMBuildStore(cg->B, vals[v], LLVMBuildGEP2(cg->B, cg->i64, mctx, &a2, 1, ""));
+      }
+    }
+  }
+  if (conv && !dw) {
+    LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 5),
+        (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 10, (LLVMValueRef[]){X, Wt, O, geom, img, p0, p1, epi, mctx, scratch});
   } else if (conv) {
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64};
-    cg_call(cg, "attnc_tpl_dwconv2d", cg->vd, pt, 7, (LLVMValueRef[]){X, Wt, Bs, O, geom, t.iv, act});
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_dwconv2d", cg->vd, pt, 7, (LLVMValueRef[]){X, Wt, O, geom, t.iv, epi, mctx});
   } else {
     LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64};
     cg_call(cg, "attnc_tpl_pool2d", cg->vd, pt, 5,
@@ -115,4 +176,5 @@ void cg_conv(Cg *cg, int id) {
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
   cg_launch(cg, task, f, nf, ntasks, grain);
+  free(f);
 }

@@ -53,7 +53,8 @@ LLVMValueRef cg_scratch_base(Cg *cg) {
 
 /* Stride of value v's axis that lines up with output axis d (0 when the
  * value broadcasts along it). */
-static LLVMValueRef bstride(Cg *cg, int v, int d, int out_rank) {
+#define bstride cg_bstride
+LLVMValueRef cg_bstride(Cg *cg, int v, int d, int out_rank) {
   const IrNode *n = &cg->g->funcs[0].nodes[v];
   int ld = d - (out_rank - n->type.rank);
   int64_t c;
@@ -90,7 +91,7 @@ static int epi_mode(Cg *cg, int id, int r) {
   return cg->plan->node[id].inner_unit ? 1 : 2;
 }
 
-/* The epilogue's context (i64 fields; built per task): */
+/* The epilogue's context (i64 fields; built per task; cg.h: CG_EPI_*): */
 enum {
   EPI_BATCH,  /* flat batch index of the task (0 when the batches are folded into M) */
   EPI_MROWS,  /* rows per batch: a folded row gi is row gi % MROWS of batch gi / MROWS */
@@ -98,6 +99,7 @@ enum {
                  and its strides along the last two axes, then the fold-se fields */
 };
 static int epi_x0(int nb) { return EPI_SHAPE0 + nb; }
+_Static_assert((int)EPI_BATCH == (int)CG_EPI_BATCH && (int)EPI_MROWS == (int)CG_EPI_MROWS && (int)EPI_SHAPE0 == (int)CG_EPI_SHAPE0, "cg.h");
 static int epi_fold0(int nb, int nx) { return EPI_SHAPE0 + nb + 3 * nx; }
 
 /* What an epilogue body's params and indices read at row gi, columns gj..:
@@ -212,6 +214,9 @@ static LLVMValueRef epi_fn(Cg *cg, const IrNode *n, int nb, bool fold) {
   LLVMBuildRetVoid(cg->B);
   return fn;
 }
+
+LLVMValueRef cg_epilogue_fn(Cg *cg, const IrNode *n, int nb, bool fold) { return epi_fn(cg, n, nb, fold); }
+int cg_epilogue_mode(Cg *cg, int id, int r) { return epi_mode(cg, id, r); }
 
 /* In run(): are value v's rows (stride rs) at one stride across the batch
  * dims, as if the batch dims were part of the rows (rows of batch b start

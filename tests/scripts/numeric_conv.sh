@@ -49,7 +49,7 @@ conv_case() {
   mkdir -p "$d"
   gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
   run4 "$name [$n,$C,$h,$w]" $M "-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=$PK -D PS=$PS -D PP=$PP -D AVG=$AVG" \
-    "$d" "--input x=$d/x.npy" "y p" 1e-5
+    "$d" "--input x=$d/x.npy" "y p q" 1e-5
 }
 #          name                         N C H W        C  O  KH KW S P D G    PK PS PP AVG
 conv_case "3x3 pad 1, maxpool 2"        "2 4 7 9"     "4 6 3 3 1 1 1 1"     "2 2 0 0"
@@ -67,16 +67,21 @@ conv_case "groups 4 of 2 channels"      "2 8 6 10"    "8 12 3 3 1 1 1 4"    "2 2
 conv_case "3x1 kernel"                  "1 4 8 5"     "4 6 3 1 1 0 1 1"     "2 2 0 0"
 conv_case "64 -> 40 at 23x23 (blocks)"  "1 64 23 23"  "64 40 3 3 1 1 1 1"   "2 2 0 0"
 
+# the epilogue: one kernel per convolution, bias, residual and activation inside
+"$ATTNC" $M --emit=stats -o "$TMP/stats" 2>"$TMP/err"
+if grep -q "^  conv2d     2$" "$TMP/stats" && grep -q "^kernels 5$" "$TMP/stats"; then ok "conv_cfg: 5 kernels (2 conv2d with epilogues, w * 0.5, relu, the pool)"
+else bad "conv_cfg kernels: $(tr '\n' ' ' <"$TMP/stats")"; fi
+
 # a size that leaves no output: a run-time error naming the op, nothing written
 d="$TMP/small"
 mkdir -p "$d"
 gen "$d" 3 1 4 1 5 6 4 3 3
 for v in "--interp" "" "--no-fuse"; do
-  expect 1 "maxpool2d at tests/models/conv_cfg.attn:33:[0-9]+: input size 1 with kernel 2, padding 0 leaves no output" -- \
-    "$ATTNC" run $M $v --weights "$d/w.safetensors" --input x="$d/x.npy" --output y="$d/y.npy" --output p="$d/p.npy"
-  expect 1 "conv2d at tests/models/conv_cfg.attn:29:[0-9]+: input size 1 with kernel 3, padding 0 leaves no output" -- \
-    "$ATTNC" run $M -D P=0 $v --weights "$d/w.safetensors" --input x="$d/x.npy" --output y="$d/y.npy" --output p="$d/p.npy"
+  expect 1 "maxpool2d at tests/models/conv_cfg.attn:36:[0-9]+: input size 1 with kernel 2, padding 0 leaves no output" -- \
+    "$ATTNC" run $M $v --weights "$d/w.safetensors" --input x="$d/x.npy" --output y="$d/y.npy" --output p="$d/p.npy" --output q="$d/q.npy"
+  expect 1 "conv2d at tests/models/conv_cfg.attn:30:[0-9]+: input size 1 with kernel 3, padding 0 leaves no output" -- \
+    "$ATTNC" run $M -D P=0 $v --weights "$d/w.safetensors" --input x="$d/x.npy" --output y="$d/y.npy" --output p="$d/p.npy" --output q="$d/q.npy"
 done
-if [ -e "$d/y.npy" ] || [ -e "$d/p.npy" ]; then bad "an output was written after a size error"
+if [ -e "$d/y.npy" ] || [ -e "$d/p.npy" ] || [ -e "$d/q.npy" ]; then bad "an output was written after a size error"
 else ok "no output written after size errors"; fi
 finish

@@ -347,6 +347,26 @@ static void build_all_ops(void) {
   a.dim = tm2;
   node(0, IR_ATTENTION, IN(q, q, q), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
 
+  /* image windows: conv2d on [B, 1, T, 8], T's output size a derived dim;
+     the pools */
+  a = attrs();
+  a.str = "cw";
+  int cw = leaf(0, IR_WEIGHT, a, TY(RT_F32, C(3), C(1), C(3), C(3)));
+  a = attrs();
+  a.nstride = a.ndil = 2, a.npad = 4, a.groups = 1;
+  a.stride[0] = a.stride[1] = 2, a.dil[0] = a.dil[1] = 1;
+  for (int k = 0; k < 4; k++) a.pad[k] = 1;
+  IrDim ho, hp;
+  bool empty;
+  cr_assert(ir_window_dim(g, S("T"), 3, 2, 1, 1, 1, "conv2d at t.attn:1:2", true, &ho, &empty));
+  node(0, IR_CONV2D, IN(q, cw), &a, TY(RT_F32, S("B"), C(3), ho, C(4)));
+  a = attrs();
+  a.nkernel = a.nstride = 2, a.npad = 4;
+  a.kernel[0] = a.kernel[1] = a.stride[0] = a.stride[1] = 2;
+  cr_assert(ir_window_dim(g, S("T"), 2, 2, 0, 0, 1, "maxpool2d at t.attn:3:4", true, &hp, &empty));
+  node(0, IR_MAXPOOL, IN(q), &a, TY(RT_F32, S("B"), C(1), hp, C(4)));
+  node(0, IR_AVGPOOL, IN(q), &a, TY(RT_F32, S("B"), C(1), hp, C(4)));
+
   ir_add_output(g, "y", fu, (IrLoc){0});
   ir_add_output(g, "attn", at, (IrLoc){0});
   ir_add_output(g, "weird \"name\"\n", cat, (IrLoc){0});
@@ -403,6 +423,10 @@ Test(ir_text, all_ops_attribute_spelling) {
     "  }\n",
     "{scale=0.125, mask=[-3,0], tile=[64,64]} : f32[B,1,T,8] {\n",
     "{scale=0.35355339059327373, mask=[none,none]} : f32[B,1,T,8]\n",
+    "  dim T_1 = (T-1) floordiv 2 + 1 from \"conv2d at t.attn:1:2\" kernel 3 pad 2\n",
+    "  dim T_2 = (T-2) floordiv 2 + 1 from \"maxpool2d at t.attn:3:4\" kernel 2 pad 0\n",
+    "= conv2d(%", ") {stride=[2,2], pad=[1,1,1,1], dil=[1,1], groups=1} : f32[B,3,T_1,4]\n",
+    ") {kernel=[2,2], stride=[2,2], pad=[0,0,0,0]} : f32[B,1,T_2,4]\n",
     "  output \"y\" = %",
     "  output \"weird \\\"name\\\"\\n\" = %",
   };
@@ -723,7 +747,7 @@ Test(ir_text, error_missing_braces) {
 
 Test(ir_text, error_bodies) {
   fails_with(HDR "  %y = neg(%x) : f32[B,T,16] {\n    %p = param {index=0} : f32[]\n    yield %p\n  }\n}\n",
-             "t.ir:5:30: error: ", "only fused, attention and matmul nodes have a body", NULL);
+             "t.ir:5:30: error: ", "only fused, attention, matmul and conv2d nodes have a body", NULL);
   fails_with(HDR "  %y = fused(%x) : f32[B,T,16]\n}\n", "t.ir:5:8: error: ", "needs a body", NULL);
   fails_with(HDR "  %f = fused(%x) : f32[B,T,16] {\n    %p = param {index=0} : f32[]\n  }\n}\n",
              "t.ir:7:3: error: ", "body has no 'yield'", NULL);

@@ -141,7 +141,7 @@ Test(verify, body_referenced_twice) {
 
 Test(verify, body_on_other_op) {
   main_node(5)->body = 2;
-  fails("%5 (reshape): ", "only fused, attention and matmul nodes have a body");
+  fails("%5 (reshape): ", "only fused, attention, matmul and conv2d nodes have a body");
 }
 
 Test(verify, body_out_of_range) {

@@ -1,36 +1,13 @@
 /* conv.c - kernel templates for NCHW image windows: convolution as an
  * implicit GEMM (im2col tiles of a block of output pixels, multiplied by
- * the GEMM template's micro-kernels through attnc_tpl_gemm, the bias and
- * activation applied by its epilogue on each finished tile), a direct
+ * the GEMM template's micro-kernels through attnc_tpl_gemm; the generated
+ * epilogue -- bias, activation, residual -- runs on each finished tile), a direct
  * depthwise convolution vectorized over the output width, and max / average
  * pooling.  Geometry arrives as an int64 array (conv.h: ATTNC_CONV_*).
  * Compiled like every template (tpl_common.h): pure functions, no libc. */
 #include "tpl_common.h"
 #include "tpl.h"
 #include "conv.h"
-
-/* The epilogue of a convolution tile: bias per output channel (row i),
- * then the activation (ATTNC_CONV_ACT_*). */
-typedef struct {
-  const float *b;
-  int64_t act;
-} conv_epi_ctx;
-
-/* act(v) for ATTNC_CONV_ACT_* (NaN kept by relu, as the interpreter) */
-ATTNC_TPL_INLINE float conv_act(float v, int64_t act) {
-  if (act == ATTNC_CONV_ACT_RELU) return v < 0.0f ? 0.0f : v;
-  return v;
-}
-
-static void conv_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
-  (void)j;
-  const conv_epi_ctx *e = (const conv_epi_ctx *)ctx;
-  for (int64_t r = 0; r < rows; r++) {
-    float bv = e->b ? e->b[i + r] : 0.0f;
-    float *t = tile + r * ldc;
-    for (int64_t c = 0; c < cols; c++) t[c] = conv_act(t[c] + bv, e->act);
-  }
-}
 
 /* Fill the im2col tile of group gi, image n, output pixels [p0, p1):
  * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j. */
@@ -69,12 +46,11 @@ static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi,
   }
 }
 
-void attnc_tpl_conv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t n,
-                      int64_t p0, int64_t p1, int64_t act, float *scratch) {
+void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
+                      attnc_gemm_epi_fn epi, void *epi_ctx, float *scratch) {
   int64_t G = g[ATTNC_CONV_G], O = g[ATTNC_CONV_O], P = g[ATTNC_CONV_HO] * g[ATTNC_CONV_WO];
   int64_t Cg = g[ATTNC_CONV_C] / G, Og = O / G;
   int64_t K = Cg * g[ATTNC_CONV_KH] * g[ATTNC_CONV_KW];
-  conv_epi_ctx e = {b, act};
   float *gs = scratch, *tile = scratch + attnc_tpl_gemm_scratch_floats();
   int direct = g[ATTNC_CONV_KH] == 1 && g[ATTNC_CONV_KW] == 1 && g[ATTNC_CONV_SH] == 1 && g[ATTNC_CONV_SW] == 1 &&
                 g[ATTNC_CONV_PH] == 0 && g[ATTNC_CONV_PW] == 0 && g[ATTNC_CONV_XSW] == 1 &&
@@ -91,12 +67,12 @@ void attnc_tpl_conv2d(const float *x, const float *w, const float *b, float *o, 
       bs_k = p1 - p0;
     }
     attnc_tpl_gemm(ATTNC_GEMM_DIRECT, w, K, 1, B, bs_k, 1, o + n * O * P, P, gi * Og, (gi + 1) * Og, p0, p1, K, gs,
-                   conv_epi, &e);
+                   epi, epi_ctx);
   }
 }
 
-void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t plane,
-                        int64_t act) {
+void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t plane,
+                        attnc_gemm_epi_fn epi, void *epi_ctx) {
   int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
           Wo = g[ATTNC_CONV_WO];
   int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
@@ -104,7 +80,7 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o
   int64_t xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
   int64_t n = plane / C, c = plane % C; /* O = C: output channel c reads input channel c */
   const float *xc = x + n * g[ATTNC_CONV_XSN] + c * g[ATTNC_CONV_XSC], *wc = w + c * kh * kw;
-  float *oc = o + plane * Ho * Wo, bv = b ? b[c] : 0.0f;
+  float *oc = o + plane * Ho * Wo;
   /* output columns whose taps are all inside the row: [xlo, xhi) */
   int64_t xlo = (pw + sw - 1) / sw, xhi = W - 1 - (kw - 1) * dw + pw;
   xhi = xhi < 0 ? 0 : xhi / sw + 1;
@@ -116,18 +92,18 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o
     for (; xo < Wo; xo++) {
       if (xo == xlo && sw == 1 && xsw == 1) { /* the interior, VW columns at a time */
         for (; xo + VW <= xhi; xo += VW) {
-          attnc_vf acc = attnc_splat(bv);
+          attnc_vf acc = attnc_splat(0.0f);
           for (int64_t i = 0; i < kh; i++) {
             int64_t yy = y * sh - ph + i * dh;
             if (yy < 0 || yy >= H) continue;
             const float *xr = xc + yy * xsh + xo - pw;
             for (int64_t j = 0; j < kw; j++) acc += attnc_splat(wc[i * kw + j]) * attnc_loadu(xr + j * dw);
           }
-          for (int l = 0; l < VW; l++) orow[xo + l] = conv_act(acc[l], act);
+          attnc_storeu(orow + xo, acc);
         }
         if (xo >= Wo) break;
       }
-      float acc = bv;
+      float acc = 0.0f;
       for (int64_t i = 0; i < kh; i++) {
         int64_t yy = y * sh - ph + i * dh;
         if (yy < 0 || yy >= H) continue;
@@ -136,8 +112,9 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o
           if (xx >= 0 && xx < W) acc += wc[i * kw + j] * xc[yy * xsh + xx * xsw];
         }
       }
-      orow[xo] = conv_act(acc, act);
+      orow[xo] = acc;
     }
+    if (epi) epi(epi_ctx, orow, Wo, c, y * Wo, 1, Wo); /* row c of the [O, Ho*Wo] map of image n */
   }
 }
 

@@ -8,14 +8,13 @@
 #ifndef ATTNC_TPL_CONV_H
 #define ATTNC_TPL_CONV_H
 #include <stdint.h>
+#include "tpl.h"
 
 enum {
   ATTNC_CONV_N, ATTNC_CONV_C, ATTNC_CONV_H, ATTNC_CONV_W, ATTNC_CONV_O, ATTNC_CONV_HO, ATTNC_CONV_WO,
   ATTNC_CONV_KH, ATTNC_CONV_KW, ATTNC_CONV_SH, ATTNC_CONV_SW, ATTNC_CONV_PH, ATTNC_CONV_PW, ATTNC_CONV_DH,
   ATTNC_CONV_DW, ATTNC_CONV_G, ATTNC_CONV_XSN, ATTNC_CONV_XSC, ATTNC_CONV_XSH, ATTNC_CONV_XSW, ATTNC_CONV_NGEOM
 };
-/* the activation applied by the epilogue */
-enum { ATTNC_CONV_ACT_NONE = 0, ATTNC_CONV_ACT_RELU = 1 };
 /* floats of an im2col tile (K rows x a block of output pixels), per task,
  * after the GEMM's own scratch */
 #define ATTNC_CONV_TILE_FLOATS (1 << 17)
@@ -29,13 +28,16 @@ enum { ATTNC_CONV_ACT_NONE = 0, ATTNC_CONV_ACT_RELU = 1 };
    : (ATTNC_CONV_TILE_FLOATS / (K) / (NR) * (NR)) > 1024 ? 1024 / (NR) * (NR)             \
                                                           : (ATTNC_CONV_TILE_FLOATS / (K) / (NR) * (NR)))
 /* Output pixels [p0, p1) of image n, every output channel: o[n, :, p] =
- * act(w (x) x + b) (b may be NULL); scratch: the GEMM's scratch floats
- * then ATTNC_CONV_TILE_FLOATS (or K * block) floats. o is dense. */
-void attnc_tpl_conv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t n,
-                      int64_t p0, int64_t p1, int64_t act, float *scratch);
-/* Depthwise (groups = C = O): plane = n * C + c of the output. */
-void attnc_tpl_dwconv2d(const float *x, const float *w, const float *b, float *o, const int64_t *g, int64_t plane,
-                        int64_t act);
+ * w (x) x, then epi (may be NULL) on each finished tile of the [O, Ho*Wo]
+ * map of image n (tile rows are channels, columns pixels: the GEMM
+ * template's epilogue contract, tpl.h); scratch: the GEMM's scratch
+ * floats then K * ATTNC_CONV_BLOCK floats.  o is dense. */
+void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
+                      attnc_gemm_epi_fn epi, void *epi_ctx, float *scratch);
+/* Depthwise (groups = C = O): plane = n * C + c of the output, epi on
+ * each finished row (one-row tiles). */
+void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t plane,
+                        attnc_gemm_epi_fn epi, void *epi_ctx);
 /* Max (is_max) or average (the full window, PyTorch's count_include_pad)
  * pooling of plane n * C + c. */
 void attnc_tpl_pool2d(const float *x, float *o, const int64_t *g, int64_t plane, int64_t is_max);
