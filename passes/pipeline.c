@@ -7,6 +7,7 @@
 const PassInfo pass_list[] = {
   {"canonicalize", pass_canonicalize, false, "fold chains of permute/reshape, drop identity shape ops"},
   {"cse", pass_cse, false, "merge identical nodes"},
+  {"fold-bn", pass_fold_bn, false, "a per-channel scale of weights after a conv2d (eval batchnorm) -> its weight and bias"},
   {"fuse-attention", pass_fuse_attention, true,
    "QK^T, scale, score modifications, band masks, softmax, PV -> one online-softmax attention node"},
   {"fuse-norm", pass_fuse_norm, true, "layernorm / rmsnorm written in primitive ops -> one norm node"},
