@@ -514,6 +514,11 @@ int weight_fn(void *ctx, const char *key, IrTensor *out, char *err, size_t errle
   return 0;
 }
 
+bool tool_weight_ignored(const char *key) {
+  const char *dot = strrchr(key, '.');
+  return !strcmp(dot ? dot + 1 : key, "num_batches_tracked");
+}
+
 bool tool_is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
 
 /* Convert float data into dtype `to`, in place of t->data. */

@@ -115,6 +115,9 @@ int weight_fn(void *ctx, const char *key, IrTensor *out, char *err, size_t errle
  * when out of memory.  (.npy has no bf16: inputs come as f32 or f16, bf16
  * outputs leave as f32.) */
 bool tool_is_float(rt_dtype t);
+/* A weight file's key that is never "unused": training state a checkpoint
+ * carries (a batchnorm's num_batches_tracked), skipped by name. */
+bool tool_weight_ignored(const char *key);
 int tool_float_convert(rt_npy *t, rt_dtype to);
 /* "f32[B,T,64]" of a graph's type (malloc'd). */
 char *tool_type_str(const IrGraph *g, const IrType *t);

@@ -174,7 +174,7 @@ int engine_run(Engine *e, const RunArgs *a) {
     if (!a->allow_extra && !rt_st_open(a->weights, &st, err, sizeof err)) {
       for (int t = 0; t < rt_st_count(st); t++) {
         const char *key = rt_st_get(st, t)->name;
-        bool used = false;
+        bool used = tool_weight_ignored(key);
         for (int w = 0; w < info.nweights; w++) used |= !strcmp(info.weights[w].name, key);
         if (!used) {
           tool_fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", a->weights, key);

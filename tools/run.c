@@ -124,7 +124,7 @@ static int run_interp(IrGraph *g, const RunArgs *a) {
   }
   if (st && !a->allow_extra)
     for (int i = 0; i < rt_st_count(st); i++)
-      if (!used[i]) {
+      if (!used[i] && !tool_weight_ignored(rt_st_get(st, i)->name)) {
         tool_fail("%s: weight '%s' is not used by the model (pass --allow-extra-weights to ignore)", a->weights,
                   rt_st_get(st, i)->name);
         goto done;
