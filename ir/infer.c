@@ -101,7 +101,6 @@ static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrT
     if (grp < 1 || c % grp || o % grp || cg * grp != c)
       FAIL("conv2d: image %s and weight %s do not fit groups=%d", s1, s2, n->a.groups);
     r->dim[1] = w->dim[0];
-    if (n->body < 0 && n->nin != 2) FAIL("conv2d takes an image and a weight (then the operands of its epilogue)");
   } else if (n->a.nkernel != 2 || k[0] < 1 || k[1] < 1) {
     FAIL("%s needs kernel=[kh,kw], each >= 1", name);
   }
@@ -119,7 +118,7 @@ static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrT
     const IrType *e = &f->nodes[n->in[q]].type;
     IrType bc;
     ir_type_str(g, e, s2, sizeof s2);
-    if (n->body < 0 || !ir_broadcast(r, e, &bc) || !ir_shape_eq(&bc, r))
+    if (!ir_broadcast(r, e, &bc) || !ir_shape_eq(&bc, r))
       FAIL("%s epilogue operand %d (%s) does not broadcast to the result", name, q, s2);
   }
   return true;

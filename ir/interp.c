@@ -513,7 +513,8 @@ static int check_graph(const IrGraph *g, char *err, size_t errlen) {
     if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->body >= 0 &&
         check_body(g, i, n->body, n->nin - 1, n->type.rank, err, errlen))
       return -1;
-    if (n->op == IR_MATMUL && n->nin > 2 && n->body < 0) GFAIL("node %d (matmul): extra operands without an epilogue", i);
+    if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->nin > 2 && n->body < 0)
+      GFAIL("node %d (%s): extra operands without an epilogue", i, ir_opinfo[n->op].name);
   }
   for (int i = 0; i < g->noutput; i++)
     if (g->outputs[i].node < 0 || g->outputs[i].node >= f0->n)

@@ -194,8 +194,8 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       if (fi != 0 || p->op != IR_MATMUL || p->type.dt != RT_F32 || n->a.nlist != 1 || n->a.list[0] != r - 2)
         fail(v, fi, i, "fold=true needs an f32 matmul operand reduced over its rows (axis %d) only", r - 2);
     }
-    if (n->op == IR_MATMUL && n->nin > 2 && n->body < 0)
-      fail(v, fi, i, "matmul with %d operands needs an epilogue body for the extra ones", n->nin);
+    if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->nin > 2 && n->body < 0)
+      fail(v, fi, i, "%s with %d operands needs an epilogue body for the extra ones", ir_opinfo[n->op].name, n->nin);
     if ((n->op == IR_INPUT || n->op == IR_WEIGHT) && !n->a.str) fail(v, fi, i, "has no name");
     if (n->op == IR_ATTENTION && n->a.mlo != IR_MASK_NONE && n->a.mhi != IR_MASK_NONE &&
         n->a.mlo > n->a.mhi)
