@@ -384,6 +384,11 @@ static void params_conv(PB *b, int id) {
     val(b, CG_V_LAUNCH, -1, -1);
   }
   ptr(b, "o", id, true);
+  if (b->p->node[id].fold_user >= 0) { /* fold-se: the partial sums over pixels */
+    CgParam *q = param(b, CG_P_PTR, 0, "part");
+    q->writes = true;
+    val(b, CG_V_AUX, b->p->node[id].fold_user, -1);
+  }
   for (int k = 2; k < n->nin; k++) { /* epilogue operands */
     char nm[24];
     snprintf(nm, sizeof nm, "x%d", k - 2);
@@ -596,8 +601,9 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     const IrNode *nd = &f->nodes[i];
     if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold) continue;
     int mm = nd->in[0];
-    if (f->nodes[mm].op != IR_MATMUL || p->node[mm].fold_user >= 0) {
-      error(diag, nd, failed, "a fold=true %s needs a matmul operand of its own (fold-se)", ir_opinfo[nd->op].name);
+    if ((f->nodes[mm].op != IR_MATMUL && f->nodes[mm].op != IR_CONV2D) || p->node[mm].fold_user >= 0) {
+      error(diag, nd, failed, "a fold=true %s needs a matmul or conv2d operand of its own (fold-se)",
+            ir_opinfo[nd->op].name);
       continue;
     }
     p->node[mm].fold_user = i;

@@ -51,6 +51,10 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       /* fold-se: the matmul wrote partial sums (one row per tile[0] rows)
          instead of this reading its result: count the write and the read */
       const IrType *p = &f->nodes[n->in[0]].type;
+      if (f->nodes[n->in[0]].op == IR_CONV2D) { /* partial rows of O per block of pixels: counted as one per image */
+        out->bytes += b + 2 * b;
+        continue;
+      }
       double rows = (double)ir_dim_eval(p->dim[p->rank - 2], symvals), per = n->a.ntile ? (double)n->a.tile[0] : 1;
       double part = elems(p, symvals) / rows * ((rows + per - 1) / per > 0 ? (double)(int64_t)((rows + per - 1) / per) : 0) * 4;
       out->bytes += b + 2 * part;

@@ -103,6 +103,15 @@ static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrT
     r->dim[1] = w->dim[0];
   } else if (n->a.nkernel != 2 || k[0] < 1 || k[1] < 1) {
     FAIL("%s needs kernel=[kh,kw], each >= 1", name);
+  } else if (n->nin > 2) {
+    FAIL("%s takes an image and an optional per-channel scale", name);
+  } else if (n->nin == 2) { /* the scale of x's channels, per image: [N, C, 1, 1] or [C, 1, 1] */
+    const IrType *s = &f->nodes[n->in[1]].type;
+    IrType one = *x, bc;
+    one.dim[2] = one.dim[3] = ir_dim_const(1);
+    ir_type_str(g, s, s2, sizeof s2);
+    if (s->dt != x->dt || s->rank < 3 || !ir_broadcast(&one, s, &bc) || !ir_shape_eq(&bc, &one))
+      FAIL("%s: the scale %s is not per channel of %s", name, s2, s1);
   }
   for (int i = 0; i < 2; i++) {
     IrDim d;
@@ -114,7 +123,7 @@ static bool infer_window(const IrGraph *g, const IrFunc *f, const IrNode *n, IrT
     }
     r->dim[2 + i] = d;
   }
-  for (int q = 2; q < n->nin; q++) { /* epilogue operands: per channel ([.., C, 1, 1]) or the whole map */
+  for (int q = 2; q < n->nin && n->op == IR_CONV2D; q++) { /* epilogue operands: per channel ([.., C, 1, 1]) or the whole map */
     const IrType *e = &f->nodes[n->in[q]].type;
     IrType bc;
     ir_type_str(g, e, s2, sizeof s2);

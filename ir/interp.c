@@ -853,6 +853,7 @@ static int run_window(Interp *it, int id, Val *out) {
   int64_t dh = conv ? n->a.dil[0] : 1, dw = conv ? n->a.dil[1] : 1, G = conv ? n->a.groups : 1;
   int64_t Cg = conv ? C / G : 1, Og = conv ? O / G : 1;
   const double *w = conv ? it->vals[n->in[1]].d : NULL;
+  const Val *sc = !conv && n->nin == 2 ? &it->vals[n->in[1]] : NULL; /* pools: x's scale per (image, channel) */
   for (int64_t ni = 0; ni < N; ni++)
     for (int64_t o = 0; o < O; o++)
       for (int64_t y = 0; y < Ho; y++)
@@ -861,12 +862,14 @@ static int run_window(Interp *it, int id, Val *out) {
           for (int64_t ci = 0; ci < Cg; ci++) {
             int64_t c = conv ? o / Og * Cg + ci : o;
             const double *xc = x->d + (ni * C + c) * H * W;
+            double s = sc ? sc->d[(sc->rank == 4 && sc->shape[0] > 1 ? ni * C : 0) + (sc->shape[sc->rank - 3] > 1 ? c : 0)]
+                          : 1.0;
             for (int64_t i = 0; i < k[0]; i++) {
               int64_t yy = y * sh - ph + i * dh;
               for (int64_t j = 0; j < k[1]; j++) {
                 int64_t xx = xo * sw - pw + j * dw;
                 bool in = yy >= 0 && yy < H && xx >= 0 && xx < W;
-                double v = in ? xc[yy * W + xx] : 0;
+                double v = in ? (sc ? round_to(n->type.dt, xc[yy * W + xx] * s) : xc[yy * W + xx]) : 0;
                 if (conv) acc += v * w[((o * Cg + ci) * k[0] + i) * k[1] + j];
                 else if (n->op == IR_AVGPOOL) acc += v;
                 else if (in && (v > acc || isnan(v))) acc = isnan(acc) ? acc : v;

@@ -13,7 +13,9 @@
  *                                          gather (rows by i32 ids) / expand (broadcast view)
  *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw]) (+ the
  *         operands of an epilogue body, as matmul),
- *         maxpool2d / avgpool2d(x); output sizes are derived dims
+ *         maxpool2d / avgpool2d(x [, s]) (s: a per-(image, channel) scale
+ *         [N, C, 1, 1] applied to x as it is read: fold-se); output sizes
+ *         are derived dims
  *         (ir.h: IrDerivedDim)
  *   FUSED produced by fusion passes; carries a body region
  */
@@ -132,8 +134,8 @@ enum {
   X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
   X(EXPAND,      "expand",      1, SHAPE, 0)                \
   X(CONV2D,      "conv2d",     -1, CONV,  A_STRIDE | A_PAD | A_DIL | A_GROUPS) \
-  X(MAXPOOL,     "maxpool2d",   1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
-  X(AVGPOOL,     "avgpool2d",   1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
+  X(MAXPOOL,     "maxpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
+  X(AVGPOOL,     "avgpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
   X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
 

@@ -191,8 +191,11 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
     if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
       const IrNode *p = &f->nodes[n->in[0]];
       int r = p->type.rank;
-      if (fi != 0 || p->op != IR_MATMUL || p->type.dt != RT_F32 || n->a.nlist != 1 || n->a.list[0] != r - 2)
-        fail(v, fi, i, "fold=true needs an f32 matmul operand reduced over its rows (axis %d) only", r - 2);
+      bool conv = p->op == IR_CONV2D && n->a.nlist == 2 && n->a.list[0] == 2 && n->a.list[1] == 3;
+      if (fi != 0 || (p->op != IR_MATMUL && !conv) || p->type.dt != RT_F32 ||
+          (!conv && (n->a.nlist != 1 || n->a.list[0] != r - 2)))
+        fail(v, fi, i, "fold=true needs an f32 matmul operand reduced over its rows (axis %d) only, or an f32 conv2d's "
+             "reduced over axes 2, 3", r - 2);
     }
     if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->nin > 2 && n->body < 0)
       fail(v, fi, i, "%s with %d operands needs an epilogue body for the extra ones", ir_opinfo[n->op].name, n->nin);

@@ -161,6 +161,7 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
   bool changed = false;
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];
+    if ((n->op == IR_SUM || n->op == IR_MEAN) && n->a.fold && f->nodes[n->in[0]].op == IR_CONV2D) continue;
     if ((n->op == IR_SUM || n->op == IR_MEAN) && n->a.fold) { /* rows per partial sum: one micro-tile */
       changed |= n->a.ntile != 1 || n->a.tile[0] != t->mm_mr;
       n->a.ntile = 1;

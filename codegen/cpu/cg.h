@@ -172,6 +172,9 @@ LLVMValueRef cg_scratch_base(Cg *cg);
 /* conv.c: conv2d / maxpool2d / avgpool2d (templates/conv.c); the scratch
  * floats per thread a conv2d node needs (0 for other nodes) */
 void cg_conv(Cg *cg, int id);
+/* In run(): the blocks of pixels per image of conv2d node n (1 for a
+ * depthwise one): fold-se's partial rows per image. */
+LLVMValueRef cg_conv_fold_blocks(Cg *cg, const IrNode *n);
 int64_t cg_conv_scratch_floats(const Cg *cg, const IrNode *n);
 
 /* attention.c: fused attention (online softmax template + generated score

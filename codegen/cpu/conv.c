@@ -50,6 +50,19 @@ static bool epi_operands_ok(Cg *cg, const IrNode *n) {
   return true;
 }
 
+/* Pixels per task of conv node n (0: one task per plane, depthwise). */
+static int64_t conv_block(const Cg *cg, const IrNode *n) {
+  if (depthwise(cg->g, n)) return 0;
+  return ATTNC_CONV_BLOCK(conv_depth(cg->g, n), ATTNC_GEMM_OF(NR, cg->vw));
+}
+
+LLVMValueRef cg_conv_fold_blocks(Cg *cg, const IrNode *n) {
+  int64_t block = conv_block(cg, n);
+  if (!block) return ci64(cg, 1);
+  LLVMValueRef P = LLVMBuildMul(cg->B, cg_dim(cg, n->type.dim[2]), cg_dim(cg, n->type.dim[3]), "");
+  return LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, P, ci64(cg, block - 1), ""), ci64(cg, block), "");
+}
+
 void cg_conv(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
   const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
@@ -61,8 +74,9 @@ void cg_conv(Cg *cg, int id) {
   int64_t k[2];
   ir_window_kernel(&cg->g->funcs[0], n, k);
   bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n), epi_on = n->body >= 0;
+  int fold_id = cg->plan->node[id].fold_user;
   int nx = n->nin - 2;
-  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(ATTNC_CONV_NGEOM + 8 + 3 * nx));
+  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(ATTNC_CONV_NGEOM + 8 + 4 * nx));
   if (!f) ir_bug("out of memory");
   int nf = 0;
   f[ATTNC_CONV_N] = x->shape[0], f[ATTNC_CONV_C] = x->shape[1], f[ATTNC_CONV_H] = x->shape[2];
@@ -76,19 +90,23 @@ void cg_conv(Cg *cg, int id) {
   nf = ATTNC_CONV_NGEOM;
   int fx = nf;
   f[nf++] = x->ptr;
-  f[nf++] = conv ? cg->v[n->in[1]].ptr : LLVMConstPointerNull(cg->ptr);
+  f[nf++] = n->nin >= 2 ? cg->v[n->in[1]].ptr : LLVMConstPointerNull(cg->ptr); /* conv: w; pool: the scale */
   f[nf++] = o->ptr;
+  if (fold_id >= 0 && !cg->v[fold_id].aux_ptr) cg->v[fold_id].aux_ptr = cg_slot_ptr(cg, cg->plan->node[fold_id].aux_slot);
+  f[nf++] = fold_id >= 0 ? cg->v[fold_id].aux_ptr : LLVMConstPointerNull(cg->ptr); /* fold-se partials */
   LLVMValueRef P = LLVMBuildMul(cg->B, o->shape[2], o->shape[3], "");
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, o->shape[0], o->shape[1], ""), grain = ci64(cg, 1);
-  int64_t K = conv_depth(cg->g, n), block = 0;
+  int64_t block = 0;
   if (conv && !dw) { /* tasks: (image, block of output pixels) */
-    block = ATTNC_CONV_BLOCK(K, ATTNC_GEMM_OF(NR, cg->vw));
+    block = conv_block(cg, n);
     LLVMValueRef nblk = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, P, ci64(cg, block - 1), ""), ci64(cg, block), "");
     ntasks = LLVMBuildMul(cg->B, o->shape[0], nblk, "");
     f[nf++] = nblk;
     f[nf++] = P;
     f[nf++] = cg_scratch_base(cg);
   }
+  int fs = nf; /* a pool's scale: strides along N and C */
+  if (!conv && n->nin == 2) f[nf++] = cg_bstride(cg, n->in[1], 0, 4), f[nf++] = cg_bstride(cg, n->in[1], 1, 4);
   int fe = nf; /* the epilogue operands: base, batch stride, channel stride, column stride */
   for (int q = 0; q < nx; q++) {
     int xid = n->in[2 + q];
@@ -99,7 +117,8 @@ void cg_conv(Cg *cg, int id) {
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
-  fprintf(kf, "window op%d dw%d block%lld", n->op, dw, (long long)block);
+  fprintf(kf, "window op%d dw%d block%lld fold%d scale%d", n->op, dw, (long long)block, fold_id >= 0,
+          !conv && n->nin == 2);
   if (epi_on) {
     cg_body_key(cg, n->body, kf);
     for (int q = 0; q < nx; q++)
@@ -130,17 +149,26 @@ void cg_conv(Cg *cg, int id) {
     for (int q = 0; q < 2; q++) LLVMBuildStore(cg->B, fixed[q][1], LLVMBuildGEP2(cg->B, cg->i64, mctx, &fixed[q][0], 1, ""));
   }
   LLVMValueRef X = cg_ctx_ptr(cg, ctx, fx), Wt = cg_ctx_ptr(cg, ctx, fx + 1), O = cg_ctx_ptr(cg, ctx, fx + 2);
+  LLVMValueRef part = fold_id >= 0 ? cg_ctx_ptr(cg, ctx, fx + 3) : LLVMConstPointerNull(cg->ptr);
   CgLoop t;
   cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
   LLVMValueRef img, p0 = NULL, p1 = NULL;
   if (conv && !dw) {
-    LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 3), tP = cg_ctx_i64(cg, ctx, fx + 4);
+    LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 4), tP = cg_ctx_i64(cg, ctx, fx + 5);
     img = LLVMBuildSDiv(cg->B, t.iv, nblk, "");
     p0 = LLVMBuildMul(cg->B, LLVMBuildSRem(cg->B, t.iv, nblk, ""), ci64(cg, block), "");
+    if (fold_id >= 0) { /* this block's row of partials: (img * nblk + block) * O */
+      LLVMValueRef off = LLVMBuildMul(cg->B, t.iv, cg_ctx_i64(cg, ctx, ATTNC_CONV_O), "");
+      part = LLVMBuildGEP2(cg->B, cg->f32, part, &off, 1, "");
+    }
     p1 = LLVMBuildAdd(cg->B, p0, ci64(cg, block), "");
     p1 = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, p1, tP, ""), p1, tP, "");
   } else {
     img = LLVMBuildSDiv(cg->B, t.iv, cg_ctx_i64(cg, ctx, ATTNC_CONV_O), "");
+    if (fold_id >= 0) { /* depthwise: the image's row of partials, indexed by channel */
+      LLVMValueRef off = LLVMBuildMul(cg->B, img, cg_ctx_i64(cg, ctx, ATTNC_CONV_O), "");
+      part = LLVMBuildGEP2(cg->B, cg->f32, part, &off, 1, "");
+    }
   }
   if (epi_on) {
     LLVMValueRef at = ci64(cg, CG_EPI_BATCH);
@@ -160,17 +188,25 @@ void cg_conv(Cg *cg, int id) {
     }
   }
   if (conv && !dw) {
-    LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 5),
+    LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
         (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
-    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 10, (LLVMValueRef[]){X, Wt, O, geom, img, p0, p1, epi, mctx, scratch});
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 11,
+            (LLVMValueRef[]){X, Wt, O, geom, img, p0, p1, epi, mctx, part, scratch});
   } else if (conv) {
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->ptr};
-    cg_call(cg, "attnc_tpl_dwconv2d", cg->vd, pt, 7, (LLVMValueRef[]){X, Wt, O, geom, t.iv, epi, mctx});
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_dwconv2d", cg->vd, pt, 8, (LLVMValueRef[]){X, Wt, O, geom, t.iv, epi, mctx, part});
   } else {
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64};
-    cg_call(cg, "attnc_tpl_pool2d", cg->vd, pt, 5,
-            (LLVMValueRef[]){X, O, geom, t.iv, ci64(cg, n->op == IR_MAXPOOL)});
+    LLVMValueRef sp = LLVMConstPointerNull(cg->ptr);
+    if (n->nin == 2) { /* the plane's scale: s[img * sN + c * sC] */
+      LLVMValueRef c = LLVMBuildSRem(cg->B, t.iv, cg_ctx_i64(cg, ctx, ATTNC_CONV_O), "");
+      LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, img, cg_ctx_i64(cg, ctx, fs), ""),
+                                      LLVMBuildMul(cg->B, c, cg_ctx_i64(cg, ctx, fs + 1), ""), "");
+      sp = LLVMBuildGEP2(cg->B, cg->f32, Wt, &off, 1, "");
+    }
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64};
+    cg_call(cg, "attnc_tpl_pool2d", cg->vd, pt, 6,
+            (LLVMValueRef[]){X, sp, O, geom, t.iv, ci64(cg, n->op == IR_MAXPOOL)});
   }
   cg_loop_end(cg, &t);
   LLVMBuildRetVoid(cg->B);

@@ -71,6 +71,9 @@ int cg_fold_rows(const Cg *cg, int id) {
 
 LLVMValueRef cg_fold_partials(Cg *cg, int id) {
   const IrNode *p = &cg->g->funcs[0].nodes[cg->g->funcs[0].nodes[id].in[0]];
+  if (p->op == IR_CONV2D) /* images x blocks x channels */
+    return LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, cg_dim(cg, p->type.dim[0]), cg_conv_fold_blocks(cg, p), ""),
+                        cg_dim(cg, p->type.dim[1]), "");
   int r = p->type.rank;
   LLVMValueRef n = ci64(cg, 1);
   for (int d = 0; d < r - 2; d++) n = LLVMBuildMul(cg->B, n, cg_dim(cg, p->type.dim[d]), "");
@@ -537,7 +540,8 @@ void cg_norm(Cg *cg, int id) {
 }
 
 /* A folded reduction (fold-se): its matmul's epilogue left partial column
- * sums, one row of N per MR rows of each batch; add them up in order
+ * sums, one row of N per MR rows of each batch (a conv2d's: one row of O
+ * channels per block of pixels of each image); add them up in order
  * (deterministic for any thread count) and scale for a mean. */
 static void fold_reduce(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id];
@@ -552,6 +556,12 @@ static void fold_reduce(Cg *cg, int id) {
   for (int d = 0; d < r - 2; d++) nbatch = LLVMBuildMul(cg->B, nbatch, cg_dim(cg, p->type.dim[d]), "");
   LLVMValueRef M = cg_dim(cg, p->type.dim[r - 2]), N = cg_dim(cg, p->type.dim[r - 1]);
   LLVMValueRef nmr = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, M, ci64(cg, mr - 1), ""), ci64(cg, mr), "");
+  if (p->op == IR_CONV2D) { /* a conv's partials: per image, a row of O channels per block of pixels */
+    nbatch = cg_dim(cg, p->type.dim[0]);
+    N = cg_dim(cg, p->type.dim[1]);
+    M = LLVMBuildMul(cg->B, cg_dim(cg, p->type.dim[2]), cg_dim(cg, p->type.dim[3]), "");
+    nmr = cg_conv_fold_blocks(cg, p);
+  }
   LLVMValueRef scale = n->op == IR_MEAN ? LLVMBuildFDiv(cg->B, LLVMConstReal(cg->f32, 1.0),
                                                         LLVMBuildSIToFP(cg->B, M, cg->f32, ""), "")
                                         : LLVMConstReal(cg->f32, 1.0);

@@ -9,6 +9,25 @@
 #include "tpl.h"
 #include "conv.h"
 
+/* fold-se: the generated epilogue, then each tile row's sum over its
+ * pixels added to part[channel] (tiles come in the GEMM's fixed order, so
+ * the sums do not depend on threading). */
+typedef struct {
+  attnc_gemm_epi_fn epi;
+  void *ctx;
+  float *part;
+} conv_fold_ctx;
+
+static void conv_fold_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const conv_fold_ctx *f = (const conv_fold_ctx *)ctx;
+  if (f->epi) f->epi(f->ctx, tile, ldc, i, j, rows, cols);
+  for (int64_t r = 0; r < rows; r++) {
+    float s = 0.0f;
+    for (int64_t c = 0; c < cols; c++) s += tile[r * ldc + c];
+    f->part[i + r] += s;
+  }
+}
+
 /* Fill the im2col tile of group gi, image n, output pixels [p0, p1):
  * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j. */
 static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi, int64_t p0, int64_t p1,
@@ -47,7 +66,7 @@ static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi,
 }
 
 void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
-                      attnc_gemm_epi_fn epi, void *epi_ctx, float *scratch) {
+                      attnc_gemm_epi_fn epi, void *epi_ctx, float *part, float *scratch) {
   int64_t G = g[ATTNC_CONV_G], O = g[ATTNC_CONV_O], P = g[ATTNC_CONV_HO] * g[ATTNC_CONV_WO];
   int64_t Cg = g[ATTNC_CONV_C] / G, Og = O / G;
   int64_t K = Cg * g[ATTNC_CONV_KH] * g[ATTNC_CONV_KW];
@@ -55,6 +74,11 @@ void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g
   int direct = g[ATTNC_CONV_KH] == 1 && g[ATTNC_CONV_KW] == 1 && g[ATTNC_CONV_SH] == 1 && g[ATTNC_CONV_SW] == 1 &&
                 g[ATTNC_CONV_PH] == 0 && g[ATTNC_CONV_PW] == 0 && g[ATTNC_CONV_XSW] == 1 &&
                 g[ATTNC_CONV_XSH] == g[ATTNC_CONV_W];
+  conv_fold_ctx fold = {epi, epi_ctx, part};
+  if (part) {
+    for (int64_t c = 0; c < O; c++) part[c] = 0.0f;
+    epi = conv_fold_epi, epi_ctx = &fold;
+  }
   for (int64_t gi = 0; gi < G; gi++) {
     const float *B;
     int64_t bs_k;
@@ -72,7 +96,7 @@ void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g
 }
 
 void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t plane,
-                        attnc_gemm_epi_fn epi, void *epi_ctx) {
+                        attnc_gemm_epi_fn epi, void *epi_ctx, float *part) {
   int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
           Wo = g[ATTNC_CONV_WO];
   int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
@@ -81,6 +105,11 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
   int64_t n = plane / C, c = plane % C; /* O = C: output channel c reads input channel c */
   const float *xc = x + n * g[ATTNC_CONV_XSN] + c * g[ATTNC_CONV_XSC], *wc = w + c * kh * kw;
   float *oc = o + plane * Ho * Wo;
+  conv_fold_ctx fold = {epi, epi_ctx, part};
+  if (part) {
+    part[c] = 0.0f;
+    epi = conv_fold_epi, epi_ctx = &fold;
+  }
   /* output columns whose taps are all inside the row: [xlo, xhi) */
   int64_t xlo = (pw + sw - 1) / sw, xhi = W - 1 - (kw - 1) * dw + pw;
   xhi = xhi < 0 ? 0 : xhi / sw + 1;
@@ -118,7 +147,7 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
   }
 }
 
-void attnc_tpl_pool2d(const float *x, float *o, const int64_t *g, int64_t plane, int64_t is_max) {
+void attnc_tpl_pool2d(const float *x, const float *scale, float *o, const int64_t *g, int64_t plane, int64_t is_max) {
   int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
           Wo = g[ATTNC_CONV_WO];
   int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
@@ -136,7 +165,7 @@ void attnc_tpl_pool2d(const float *x, float *o, const int64_t *g, int64_t plane,
         for (int64_t j = 0; j < kw; j++) {
           int64_t xx = xo * sw - pw + j;
           if (xx < 0 || xx >= W) continue;
-          float v = xc[yy * xsh + xx * xsw];
+          float v = scale ? xc[yy * xsh + xx * xsw] * *scale : xc[yy * xsh + xx * xsw];
           if (!is_max) acc += v;
           else if (v != v) nan = 1;
           else if (v > acc) acc = v;

@@ -33,12 +33,16 @@ enum {
  * template's epilogue contract, tpl.h); scratch: the GEMM's scratch
  * floats then K * ATTNC_CONV_BLOCK floats.  o is dense. */
 void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
-                      attnc_gemm_epi_fn epi, void *epi_ctx, float *scratch);
+                      attnc_gemm_epi_fn epi, void *epi_ctx, float *part, float *scratch);
+/* part (fold-se; NULL: none): o's sums over the task's pixels per channel,
+ * part[0..O) (conv2d: this block's row) or part[c] (depthwise: the plane),
+ * written in a fixed order. */
 /* Depthwise (groups = C = O): plane = n * C + c of the output, epi on
  * each finished row (one-row tiles). */
 void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t plane,
-                        attnc_gemm_epi_fn epi, void *epi_ctx);
+                        attnc_gemm_epi_fn epi, void *epi_ctx, float *part);
 /* Max (is_max) or average (the full window, PyTorch's count_include_pad)
- * pooling of plane n * C + c. */
-void attnc_tpl_pool2d(const float *x, float *o, const int64_t *g, int64_t plane, int64_t is_max);
+ * pooling of plane n * C + c, its values multiplied by *scale as they are
+ * read (scale: NULL, or the plane's; fold-se). */
+void attnc_tpl_pool2d(const float *x, const float *scale, float *o, const int64_t *g, int64_t plane, int64_t is_max);
 #endif
