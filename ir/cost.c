@@ -40,6 +40,11 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
     if (n->op == IR_MATMUL) {
       const IrType *a = &f->nodes[n->in[0]].type;
       out->flops += 2 * elems(&n->type, symvals) * (double)ir_dim_eval(a->dim[a->rank - 1], symvals);
+    } else if (n->op == IR_CONV2D) { /* 2 * outputs * (C / groups) * kh * kw */
+      const IrType *w = &f->nodes[n->in[1]].type;
+      out->flops += 2 * elems(&n->type, symvals) * (double)(ir_dim_eval(w->dim[1], symvals) *
+                                                            ir_dim_eval(w->dim[2], symvals) *
+                                                            ir_dim_eval(w->dim[3], symvals));
     } else if (n->op == IR_ATTENTION) {
       const IrType *q = &f->nodes[n->in[0]].type, *k = &f->nodes[n->in[1]].type, *v = &f->nodes[n->in[2]].type;
       double bht = elems(q, symvals) / (double)ir_dim_eval(q->dim[3], symvals);

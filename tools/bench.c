@@ -719,10 +719,17 @@ static int bench_model(BenchArgs *b) {
     sym[s] = b->dim_vals[k];
   }
   for (int s = 0; s < g0->nsym; s++)
-    if (!sym[s]) {
+    if (!sym[s] && !g0->derived[s]) { /* derived dims (conv / pool sizes) follow from the others */
       tool_fail("bench: give the size of dim '%s' with --dim %s=N", g0->syms[s], g0->syms[s]);
       goto done;
     }
+  {
+    char derr[512];
+    if (ir_derive_dims(g0, NULL, sym, derr, sizeof derr)) {
+      tool_fail("bench: %s", derr);
+      goto done;
+    }
+  }
   const int *ids = ir_graph_inputs(g0, &nin);
   nout = g0->noutput;
   in = tool_realloc(NULL, sizeof *in * (size_t)(nin + 1));
