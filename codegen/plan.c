@@ -249,6 +249,12 @@ static void params_fold(PB *b, int id) {
   val(b, CG_V_AUX, id, -1);
   ptr(b, "o", id, true);
   scalar(b, "n", CG_V_NUMEL, id, -1);
+  if (p->g->funcs[0].nodes[mm].op == IR_CONV2D) { /* N: channels, M: pixels per image */
+    scalar(b, "N", CG_V_DIM, mm, 1);
+    param(b, CG_P_I64, 0, "M");
+    val(b, CG_V_PROD, mm, -1), last(b)->mask = 0xc;
+    return;
+  }
   scalar(b, "N", CG_V_DIM, mm, mr - 1);
   scalar(b, "M", CG_V_DIM, mm, mr - 2);
 }
@@ -377,8 +383,9 @@ static void params_conv(PB *b, int id) {
   const IrNode *n = &b->p->g->funcs[0].nodes[id];
   int x = n->in[0];
   ptr(b, "x", x, false);
-  if (n->op == IR_CONV2D) {
+  if (n->nin >= 2) { /* conv: the weight; pool: the scale of x's channels (fold-se) */
     ptr(b, "w", n->in[1], false);
+    if (n->op != IR_CONV2D) bstrides(b, b->p, n->in[1], 4, "ws%d", 0);
   } else {
     param(b, CG_P_PTR, 0, "w");
     val(b, CG_V_LAUNCH, -1, -1);

@@ -229,6 +229,9 @@ static void node(Host *h, int i, int *wi) {
   case CG_K_ATTENTION: launch_attention(h, k); return;
   case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); return;
   case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); return;
+  case CG_K_CONV: /* cuda_conv.c: a block per output plane */
+    launch(h, k, "(unsigned)(a.xshape[0] * a.oshape[1] < 65535 ? a.xshape[0] * a.oshape[1] : 65535), 1, 1", "128, 0");
+    return;
   default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); return;
   }
 }
@@ -356,7 +359,9 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
   for (int i = 0; i < f->n; i++) {
     const CgNodePlan *v = &p->node[i];
     if (v->slot >= 0) fprintf(h.f, "  cu_need(sz, %d, cu_bytes(&V[%d], %d));\n", v->slot, i, esz(f->nodes[i].type.dt));
-    if (v->aux_slot >= 0) { /* fold-se: one row of column sums per block of rows of the matmul */
+    if (v->aux_slot >= 0 && f->nodes[v->fold_src].op == IR_CONV2D) { /* fold-se on a conv: a sum per plane */
+      fprintf(h.f, "  cu_need(sz, %d, cu_mul(V[%d].shape[0] * V[%d].shape[1], 4));\n", v->aux_slot, v->fold_src, v->fold_src);
+    } else if (v->aux_slot >= 0) { /* fold-se: one row of column sums per block of rows of the matmul */
       int mm = v->fold_src, mr = f->nodes[mm].type.rank, bm, bn, bk;
       cu_mm_plan(g, mm, &bm, &bn, &bk);
       fprintf(h.f, "  cu_need(sz, %d, cu_mul(cu_mul(cu_mul(cu_numel(&V[%d]) / (V[%d].shape[%d] * V[%d].shape[%d]), "

@@ -40,6 +40,9 @@ void cu_struct(const CgPlan *p, const CgKernel *k, FILE *f);
 char **cu_names(const char *fmt, int n, int first);
 void cu_names_free(char **names, int n);
 
+/* cuda_conv.c: conv2d / maxpool2d / avgpool2d (SIMT f32). */
+void cu_conv(Cu *c, const CgKernel *k);
+
 /* Tile rules (cuda_tile.c).  Does attention node n run on the tensor-core
  * kernel?  f16/bf16 Q, K, V of one dtype, constant head sizes (*e, *ev)
  * that are multiples of 16 up to 128. */

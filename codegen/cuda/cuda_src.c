@@ -507,6 +507,19 @@ static void k_matmul(Cu *c, const CgKernel *k) {
 static void k_fold(Cu *c, const CgKernel *k) {
   int id = k->node, mm = c->p->node[id].fold_src, bm, bn, bk;
   const IrNode *n = &c->g->funcs[0].nodes[id];
+  if (c->g->funcs[0].nodes[mm].op == IR_CONV2D) { /* cuda_conv.c: one sum per plane */
+    char sc[96];
+    cu_comment(c, id);
+    cu_struct(c->p, k, c->f);
+    cu_st(n->type.dt, n->op == IR_MEAN ? "a.part[e] * (1.0f / (float)a.M)" : "a.part[e]", sc, sizeof sc);
+    fprintf(c->f,
+            "/* fold-se: the producing conv2d wrote each plane's sum */\n"
+            "extern \"C\" __global__ void k%s(struct A%s a) {\n"
+            "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x)\n"
+            "    a.o[e] = %s;\n}\n\n",
+            k->name, k->name, sc);
+    return;
+  }
   cu_mm_plan(c->g, mm, &bm, &bn, &bk);
   cu_comment(c, id);
   cu_struct(c->p, k, c->f);
@@ -664,10 +677,7 @@ char *cu_emit_source(const CgPlan *p, IrDiag *diag) {
     case CG_K_ROWS: k_rows(&c, k); break;
     case CG_K_ATTENTION: cu_attention(&c, k); break;
     case CG_K_CONCAT: k_concat(&c, k); break;
-    case CG_K_CONV: /* issue 14: the CUDA window kernels are not written yet */
-      cu_fail(&c, &p->g->funcs[0].nodes[k->node], "%s has no CUDA kernel yet (use --target=cpu)",
-              ir_opinfo[p->g->funcs[0].nodes[k->node].op].name);
-      break;
+    case CG_K_CONV: cu_conv(&c, k); break;
     }
   }
   fclose(c.f);

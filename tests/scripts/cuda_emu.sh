@@ -154,4 +154,37 @@ check nan_v_tc_body $M/bf16_mods.attn "" "B=2 T=50 S=50" 3e-2
 EMUENV="EMU_NAN=v:38143 EMU_SMS=8"
 check nan_v_splitkv examples/flash_bf16.attn "-D E=128 -D CAUSAL=1" "B=1 H=1 T=3 S=300" 3e-2
 EMUENV=
+# image windows (cuda_conv.c): conv2d with epilogues, groups, depthwise,
+# stride / dilation / padding, max and average pools; derived dims (conv /
+# pool output sizes) are given to the harness by value
+check conv_cfg tests/models/conv_cfg.attn "" "N=2 H=7 W=9 H_1=3 W_1=4"
+check conv_dw tests/models/conv_cfg.attn "-D C=8 -D O=8 -D G=8 -D KH=5 -D KW=5 -D P=2 -D AVG=1 -D PK=3 -D PS=2 -D PP=1" \
+  "N=1 H=9 W=13 H_1=5 W_1=7"
+check conv_s2 tests/models/conv_cfg.attn "-D S=2 -D D=2 -D P=2 -D G=2" "N=2 H=9 W=8 H_1=5 W_1=4 H_2=2 W_2=2"
+# fold-se on a conv (the squeeze from per-plane block sums, the scale in the pool's loads)
+check se_cnn examples/se_cnn.attn "-D C1=8 -D C2=16 -D R=4" "N=2 H=7 W=9 H_1=3 W_1=4 H_2=1 W_2=2"
+check vit examples/vit.attn "-D IMG=16 -D PATCH=8 -D D=16 -D H=2 -D F=24 -D L=2" "B=2"
+# mbconv on its fixture's weights (batchnorm variances must be positive: EMU_DATA)
+for c in res:"-D CIN=8 -D CEXP=24 -D COUT=8 -D SQ=8":"N=2 H=7 W=9" \
+  s2:"-D CIN=8 -D CEXP=16 -D COUT=16 -D K=3 -D STRIDE=2 -D SQ=8 -D BN_EPS=1e-5":"N=1 H=15 W=15 H_1=8 W_1=8"; do
+  IFS=: read -r name defs dims <<<"$c"
+  mkdir -p "$TMP/data_$name"
+  python3 - tests/fixtures/mbconv/$name "$TMP/data_$name" <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+raw = open(src + "/weights.safetensors", "rb").read()
+n = struct.unpack_from("<Q", raw)[0]
+for k, e in json.loads(raw[8:8 + n]).items():
+    if e["dtype"] == "F32":
+        b, en = e["data_offsets"]
+        open(dst + "/w_" + k + ".bin", "wb").write(raw[8 + n + b:8 + n + en])
+npy = open(src + "/x.npy", "rb").read()  # '<f4', C order: the data after the header
+h = struct.unpack_from("<H", npy, 8)[0]
+assert b"'<f4'" in npy[10:10 + h] and b"False" in npy[10:10 + h]
+open(dst + "/in_x.bin", "wb").write(npy[10 + h:])
+PY
+  EMUENV="EMU_DATA=$TMP/data_$name"
+  check mbconv_$name examples/mbconv.attn "$defs" "$dims"
+done
+EMUENV=
 finish
