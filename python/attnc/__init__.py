@@ -136,7 +136,7 @@ __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 # 6: caller workspace and thread pool, workspace_bytes for given shapes; 5: real params;
 # 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
 # choice; 1: CPU only -- all work (older libraries ignore copy_weights)
-ABI_VERSION = 6
+ABI_VERSION = 7  # 7: derived dims in the descriptor (the public API is ABI 6's)
 MAX_RANK = 8
 
 
@@ -466,7 +466,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version not in (1, 2, 3, 4, 5, ABI_VERSION):
+        if info.abi_version not in (1, 2, 3, 4, 5, 6, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)
