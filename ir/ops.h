@@ -46,6 +46,7 @@
   X(MASK,  "mask",  MASK, mlo,   mhi,    OPS) /* block-skip band of fused attention */ \
   X(MOFF,  "moff",  DIM,  dim,   dim,    SET) /* symbolic offset of the band (S - T: bottom-right) */ \
   X(DIM,   "dim",   DIM,  dim,   dim,    OPS) /* dimval: the run-time dim it is */ \
+  X(PREP,  "prep",  BOOL, prep,  prep,   ANY) /* depends only on weights and constants: computed at load (hoist-weights) */ \
   X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
   X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
 

@@ -89,7 +89,9 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
     group[i] = -1;
     if (!ir_op_is_elementwise((IrOp)nd->op)) continue;
     int u = user[i];
-    if (uses[i] == 1 && u >= 0 && group[u] >= 0 && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[u].type)))
+    /* (a prep=true node -- hoist-weights -- joins only a prep=true group: it is computed at load) */
+    if (uses[i] == 1 && u >= 0 && group[u] >= 0 && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[u].type)) &&
+        (nomem[i] || nd->a.prep == f->nodes[u].a.prep))
       group[i] = group[u];
     else
       group[i] = i;
@@ -106,11 +108,13 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
     f = &g->funcs[0]; /* (adding the body may have moved the arrays) */
     if (ok) {
       IrNode *rn = &f->nodes[r];
+      bool prep = rn->a.prep;
       rn->op = IR_FUSED;
       rn->nin = b.nleaf;
       rn->in = ir_arena_alloc(g->arena, (size_t)(b.nleaf ? b.nleaf : 1) * sizeof(int));
       memcpy(rn->in, b.leaves, (size_t)b.nleaf * sizeof(int));
       ir_attrs_init(&rn->a);
+      rn->a.prep = prep;
       rn->body = b.fb;
       changed = true;
     }

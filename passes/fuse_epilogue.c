@@ -86,6 +86,7 @@ static void fuse(IrGraph *g, int m, int e) {
   nn->nin = nin;
   nn->in = in;
   ir_attrs_init(&nn->a);
+  nn->a.prep = mn.a.prep; /* (hoist-weights: both are, or neither) */
   nn->body = fb;
   nn->loc = mn.loc;
 }
@@ -104,7 +105,7 @@ bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt) {
       continue;
     const IrNode *en = &g->funcs[0].nodes[user[m]];
     if ((en->op != IR_FUSED && !ir_op_is_elementwise((IrOp)en->op)) || en->nin > 60 || en->type.dt != RT_F32 ||
-        !ir_shape_eq(&en->type, &mn->type))
+        !ir_shape_eq(&en->type, &mn->type) || en->a.prep != mn->a.prep)
       continue;
     fuse(g, m, user[m]);
     changed = true;

@@ -56,6 +56,7 @@ bool pass_pipeline(IrGraph *g, const PassOptions *opt);
 bool pass_canonicalize(IrGraph *g, const PassOptions *opt);
 bool pass_cse(IrGraph *g, const PassOptions *opt);
 bool pass_dce(IrGraph *g, const PassOptions *opt);
+bool pass_hoist_weights(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_norm(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);

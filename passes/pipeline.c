@@ -7,6 +7,8 @@
 const PassInfo pass_list[] = {
   {"canonicalize", pass_canonicalize, false, "fold chains of permute/reshape, drop identity shape ops"},
   {"cse", pass_cse, false, "merge identical nodes"},
+  {"hoist-weights", pass_hoist_weights, false,
+   "values of weights and constants only -> prep=true: computed once per weight load, never per run"},
   {"fuse-attention", pass_fuse_attention, true,
    "QK^T, scale, score modifications, band masks, softmax, PV -> one online-softmax attention node"},
   {"fuse-norm", pass_fuse_norm, true, "layernorm / rmsnorm written in primitive ops -> one norm node"},
