@@ -26,7 +26,13 @@
  *             backend sizes them at run time (its own element sizes).
  *   kernels   one per buffer or copy, in graph order, then one copy per
  *             graph output not written in place (an input, a view, a
- *             value that is several outputs). */
+ *             value that is several outputs).
+ *   prepared  hoist-weights' prep=true values (and constants materialized
+ *             for their kernels) are computed at load by prepare kernels
+ *             into the instance's prepared memory: no slot, never written
+ *             in place into an output (a run copies them), no fold-se
+ *             partner; each prepare kernel lists the weights it depends on,
+ *             so a bind recomputes only what depends on the weight bound. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,6 +545,60 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
   free(materialize);
 }
 
+/* Which values are computed at load: prep=true nodes, and constants and
+ * iotas materialized for their kernels; those that are buffers or copies
+ * live in the prepared memory (CgPlan.prepared). */
+static void prepared(CgPlan *p) {
+  const IrFunc *f = &p->g->funcs[0];
+  for (int i = 0; i < p->n; i++) {
+    const IrNode *nd = &f->nodes[i];
+    p->node[i].prep = nd->a.prep;
+    if (!nd->a.prep) continue;
+    for (int k = 0; k < nd->nin; k++) {
+      int x = nd->in[k];
+      if ((f->nodes[x].op == IR_CONST || f->nodes[x].op == IR_IOTA) && p->node[x].kind == CG_BUFFER) p->node[x].prep = true;
+    }
+  }
+  p->prepared = calloc((size_t)p->n + 1, sizeof(int));
+  if (!p->prepared) ir_bug("out of memory");
+  for (int i = 0; i < p->n; i++)
+    if (p->node[i].prep && (p->node[i].kind == CG_BUFFER || p->node[i].kind == CG_COPY)) {
+      p->node[i].prep_index = p->nprepared;
+      p->prepared[p->nprepared++] = i;
+    }
+}
+
+/* The weights each prepare kernel depends on (through prep=true values and
+ * views): CgKernel.d0 / nd into CgPlan.deps. */
+static void prepare_deps(CgPlan *p) {
+  const IrFunc *f = &p->g->funcs[0];
+  int nw;
+  const int *wids = ir_graph_weights(p->g, &nw);
+  size_t words = ((size_t)nw + 63) / 64;
+  uint64_t *bits = calloc((size_t)p->n * words + 1, sizeof(uint64_t));
+  if (!bits) ir_bug("out of memory");
+  for (int w = 0; w < nw; w++) bits[(size_t)wids[w] * words + (size_t)w / 64] |= 1ull << (w % 64);
+  for (int i = 0; i < p->n; i++) {
+    const IrNode *nd = &f->nodes[i];
+    if (!p->node[i].prep) continue;
+    for (int k = 0; k < nd->nin; k++)
+      for (size_t q = 0; q < words; q++) bits[(size_t)i * words + q] |= bits[(size_t)nd->in[k] * words + q];
+  }
+  int cap = 0;
+  for (int k = 0; k < p->nk; k++) {
+    CgKernel *kn = &p->k[k];
+    if (!kn->prep) continue;
+    kn->d0 = p->ndeps;
+    for (int w = 0; w < nw; w++)
+      if (bits[(size_t)kn->node * words + (size_t)w / 64] >> (w % 64) & 1) {
+        p->deps = grow(p->deps, &cap, p->ndeps + 1, sizeof *p->deps);
+        p->deps[p->ndeps++] = w;
+        kn->nd++;
+      }
+  }
+  free(bits);
+}
+
 /* Value src is read at node i: it lives until then, and so does what it
  * views (a view's base chain; an indexed view's table and ids and theirs). */
 static void read_at(CgPlan *p, int src, int i) {
@@ -564,11 +624,11 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     int id = p->g->outputs[k].node;
     read_at(p, id, n);
     CgNodePlan *v = &p->node[id];
-    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0) v->out_index = k;
+    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0) v->out_index = k;
   }
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
-    if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold) continue;
+    if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold || p->node[i].prep) continue; /* (at load: a plain reduction) */
     int mm = nd->in[0];
     if (f->nodes[mm].op != IR_MATMUL || p->node[mm].fold_user >= 0) {
       error(diag, nd, failed, "a fold=true %s needs a matmul operand of its own (fold-se)", ir_opinfo[nd->op].name);
@@ -582,7 +642,8 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
   for (int i = 0; i < n; i++) {
     CgNodePlan *v = &p->node[i];
     if (v->fold_user >= 0) p->node[v->fold_user].aux_slot = take_slot(p, free_at, i, v->fold_user);
-    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0) v->slot = take_slot(p, free_at, i, v->last_use);
+    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0)
+      v->slot = take_slot(p, free_at, i, v->last_use);
   }
   free(free_at);
 }
@@ -615,6 +676,7 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
   }
   for (int k = 0; k < p->nk; k++) {
     if (p->k[k].kind == CG_K_OUTPUT) p->output_copies++;
+    else if ((p->k[k].prep = p->node[p->k[k].node].prep)) p->prep_kernels++;
     else p->kernels_by_op[f->nodes[p->k[k].node].op]++;
   }
 }
@@ -629,11 +691,13 @@ CgPlan *cg_plan(const IrGraph *g, IrDiag *diag) {
   if (!p->node || !p->kernels_by_op) ir_bug("out of memory");
   for (int i = 0; i < p->n; i++)
     p->node[i] = (CgNodePlan){.base = -1, .last_use = i, .slot = -1, .out_index = -1, .fold_user = -1,
-                              .fold_src = -1, .aux_slot = -1, .kernel = -1};
+                              .fold_src = -1, .aux_slot = -1, .kernel = -1, .prep_index = -1};
   bool failed = false;
   kinds(p, diag, &failed);
+  prepared(p);
   lifetimes(p, diag, &failed);
   if (!failed) kernels(p, diag, &failed);
+  if (!failed) prepare_deps(p);
   if (failed) {
     cg_plan_free(p);
     return NULL;
@@ -648,12 +712,19 @@ void cg_plan_free(CgPlan *p) {
   free(p->param);
   free(p->val);
   free(p->kernels_by_op);
+  free(p->prepared);
+  free(p->deps);
   free(p);
 }
 
 void cg_plan_stats(const CgPlan *p, FILE *f) {
-  fprintf(f, "kernels %d\n", p->nk);
+  fprintf(f, "kernels %d\n", p->nk - p->prep_kernels);
   for (int op = 0; op < IR_NOPS; op++)
     if (p->kernels_by_op[op]) fprintf(f, "  %-10s %d\n", ir_opinfo[op].name, p->kernels_by_op[op]);
   if (p->output_copies) fprintf(f, "  %-10s %d\n", "copy-out", p->output_copies);
+  if (p->prep_kernels) { /* hoist-weights: at load, not in a run */
+    fprintf(f, "prepare %d\n", p->prep_kernels);
+    for (int k = 0; k < p->nk; k++)
+      if (p->k[k].prep) fprintf(f, "  %-10s %%%d\n", ir_opinfo[p->g->funcs[0].nodes[p->k[k].node].op].name, p->k[k].node);
+  }
 }

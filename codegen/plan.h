@@ -47,6 +47,10 @@ typedef struct {
   int fold_src;    /* fold=true reduction: that matmul; else -1 */
   int aux_slot;    /* fold=true reduction: the slot of the partial sums; else -1 */
   int kernel;      /* the kernel computing it (index into CgPlan.k); else -1 */
+  bool prep;       /* computed at load, never in a run (hoist-weights' prep=true, or a constant
+                      materialized for such a kernel): its kernel is a prepare kernel */
+  int prep_index;  /* CG_BUFFER / CG_COPY with prep: its place in CgPlan.prepared (it lives in
+                      the instance's prepared memory); else -1 */
 } CgNodePlan;
 
 typedef enum {
@@ -106,6 +110,9 @@ typedef struct {
   int out;        /* CG_K_OUTPUT: the graph output; else -1 */
   char name[24];  /* unique: the node id, "<id>o<out>" for output copies */
   int p0, np;     /* its parameters: CgPlan.param[p0 .. p0 + np) */
+  bool prep;      /* run by NAME__prepare at load (when a weight it depends on changed), not by run() */
+  int d0, nd;     /* prep: the weights it depends on (their positions in ir_graph_weights):
+                     CgPlan.deps[d0 .. d0 + nd) */
 } CgKernel;
 
 typedef struct CgPlan {
@@ -121,6 +128,12 @@ typedef struct CgPlan {
   int nval, capval;
   int *kernels_by_op; /* [IR_NOPS]: kernels computing a node of each op (not output copies) */
   int output_copies;  /* CG_K_OUTPUT kernels */
+  /* hoist-weights: the values computed at load, in graph order (each backend
+     places them in the instance's prepared memory with its element sizes),
+     the prepare kernels' weight dependencies */
+  int *prepared, nprepared;
+  int *deps, ndeps;
+  int prep_kernels;   /* kernels with prep (not in kernels_by_op: a run does not launch them) */
 } CgPlan;
 
 /* The plan of g (a verified graph at any pipeline stage).  Errors that no
@@ -158,6 +171,7 @@ const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *n
 bool cg_reshape_split(const IrType *from, const IrType *to, int *src);
 /* The graph outputs node i is (the last one if several), or -1. */
 int cg_output_of(const IrGraph *g, int i);
-/* `kernels N` and one line per op (and output copies): --emit=stats. */
+/* `kernels N` (the kernels of a run) and one line per op (and output
+ * copies), then `prepare K` (kernels at load): --emit=stats. */
 void cg_plan_stats(const CgPlan *p, FILE *f);
 #endif

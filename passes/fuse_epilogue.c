@@ -74,7 +74,9 @@ static void fuse(IrGraph *g, int m, int e) {
       ins[k] = prev >= 0 ? prev : ir_add(g, fb, IR_PARAM, 0, NULL, &pt, &a, en.loc);
     }
     IrType t = {en.type.dt, 0, {{0}}};
-    int y = ir_add(g, fb, (IrOp)en.op, en.nin, ins, &t, &en.a, en.loc);
+    IrAttrs ea = en.a;
+    ea.prep = false; /* (hoist-weights' mark stays on the matmul) */
+    int y = ir_add(g, fb, (IrOp)en.op, en.nin, ins, &t, &ea, en.loc);
     IrFunc *bf = &g->funcs[fb];
     bf->yields = ir_arena_alloc(g->arena, sizeof(int));
     bf->yields[0] = y;

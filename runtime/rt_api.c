@@ -144,6 +144,12 @@ struct attnc_instance {
   int device;                /* CUDA device the runs use, or -1: the CPU */
   void *cuda_state;          /* the library's device state (weights, stream) */
   uint64_t wversion;         /* bumped whenever a weight is bound or loaded */
+  /* prepared values (hoist-weights; CPU instances): computed once all weights are bound, again
+     for what depends on a weight bound or loaded since (pdirty) */
+  api_buf prep;              /* desc prepared_bytes, read by run() through rt_exec_prepared */
+  api_buf pws;               /* prepare's scratch */
+  uint8_t *pdirty;           /* [nweight + 1]: changed since the last prepare; [nweight]: all */
+  attnc_stats stats;
   char err[API_ERRLEN];
 };
 
@@ -479,6 +485,7 @@ int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
   info->param_reals = d->param_reals;
   info->param_is_real = d->param_is_real;
   info->dim_names = d->syms;
+  info->prepared_bytes = d->prepared_bytes;
   return ATTNC_OK;
 }
 
@@ -542,6 +549,9 @@ static void inst_free(attnc_instance *in) {
   if (in->outbuf)
     for (int i = 0; i < d->noutput; i++) buf_free(&in->outbuf[i]);
   buf_free(&in->ws);
+  buf_free(&in->prep);
+  buf_free(&in->pws);
+  free(in->pdirty);
   rt_st_close(in->st);
   release_file(in->map, in->maplen, in->map_owned);
   free(in->wptr);
@@ -642,8 +652,12 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   in->inbuf = zalloc((size_t)d->ninput, sizeof *in->inbuf);
   in->outbuf = zalloc((size_t)d->noutput, sizeof *in->outbuf);
   in->ranges = zalloc((size_t)d->ninput + (size_t)d->noutput + (size_t)d->nweight + 1, sizeof *in->ranges);
+  in->pdirty = zalloc((size_t)d->nweight + 1, 1);
+  if (in->pdirty) memset(in->pdirty, 1, (size_t)d->nweight + 1);
+  int prep_failed = device < 0 && d->prepare && d->prepared_bytes > 0 &&
+                    ((uint64_t)d->prepared_bytes > SIZE_MAX || buf_reserve(&in->prep, (size_t)d->prepared_bytes));
   if (!in->wptr || !in->wown || !in->wcaller || !in->symvals || !in->symin || !in->symaxis || !in->inptr ||
-      !in->outptr || !in->inbuf || !in->outbuf || !in->ranges) {
+      !in->outptr || !in->inbuf || !in->outbuf || !in->ranges || !in->pdirty || prep_failed) {
     inst_free(in);
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for an instance", d->name);
   }
@@ -662,6 +676,8 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': %s", d->name, err);
   }
   rt_exec_init(&in->ex, in->pool);
+  in->ex.prepared = in->prep.p;
+  in->stats.prepared_bytes = device < 0 && d->prepare ? d->prepared_bytes : 0;
   *out = in;
   return ATTNC_OK;
 }
@@ -725,6 +741,37 @@ static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const 
     return fail(in, ATTNC_ERR_NOMEM, "out of memory: weight '%s' needs %zu bytes", ti->name, bytes);
   if (src->nbytes > 0) convert(in, cv_to_run(src->dtype), run_esz(src->dtype), own->p, src->data, n);
   *ptr = own->p;
+  return ATTNC_OK;
+}
+
+/* Compute the prepared values that depend on a weight bound or loaded
+ * since the last prepare (all of them the first time), once every weight
+ * is bound; until then nothing (run() refuses to run).  CPU instances: the
+ * CUDA part prepares on the device.  0 or an attnc_status (the weights stay
+ * marked changed, so the next bind, load or run tries again).  Holds in->mu. */
+static int prepare_locked(attnc_instance *in) {
+  const rt_model_desc *d = in->d;
+  if (!d->prepare || in->device >= 0) return ATTNC_OK;
+  int dirty = 0;
+  for (int i = 0; i <= d->nweight; i++) dirty |= in->pdirty[i];
+  for (int i = 0; i < d->nweight; i++)
+    if (!in->wptr[i]) return ATTNC_OK;
+  if (!dirty) return ATTNC_OK;
+  int64_t sz = d->prepare_scratch * (int64_t)rt_pool_threads(in->pool);
+  if (buf_reserve(&in->pws, (size_t)(sz > 0 ? sz : 1)))
+    return fail(in, ATTNC_ERR_NOMEM, "out of memory: preparing the weights needs %" PRId64 " bytes of scratch", sz);
+  rt_exec_init(&in->ex, in->pool);
+  int32_t r = d->prepare(&in->ex, in->wptr, in->prep.p, in->pdirty, in->pws.p);
+  rt_pool_rest(in->pool);
+  if (r < 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
+    if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
+      return fail(in, ATTNC_ERR_RUNTIME, "model '%s': computing the prepared weights: %s", d->name, in->ex.msg);
+    return fail(in, ATTNC_ERR_RUNTIME, "model '%s': computing the prepared weights failed without a message", d->name);
+  }
+  memset(in->pdirty, 0, (size_t)d->nweight + 1);
+  in->stats.prepares++;
+  in->stats.last_prepare_kernels = r;
+  in->stats.prepare_kernels += r;
   return ATTNC_OK;
 }
 
@@ -803,6 +850,7 @@ int rt_load_weights(attnc_instance *in, const char *path) {
     in->wown[i] = own[i];
     in->wptr[i] = ptrs[i];
     in->wcaller[i] = 0;
+    in->pdirty[i] = 1;
   }
   in->wversion++;
   rt_st_close(in->st);
@@ -812,6 +860,7 @@ int rt_load_weights(attnc_instance *in, const char *path) {
   in->maplen = len;
   in->map_owned = owned;
   in->err[0] = 0;
+  rc = prepare_locked(in);
 out:
   free(ptrs);
   free(own);
@@ -861,7 +910,8 @@ static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *
   in->wptr[i] = ptr;
   in->wcaller[i] = ptr == t->data ? nbytes : 0;
   in->wversion++;
-  return ATTNC_OK;
+  in->pdirty[i] = 1;
+  return prepare_locked(in);
 }
 
 /* Bind one weight from caller memory, under the lock. */
@@ -1322,7 +1372,7 @@ int rt_run_device(attnc_instance *in, const attnc_tensor *inputs, int ninputs, a
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
   int rc = run_device_locked(in, inputs, ninputs, outputs, noutputs, stream);
-  if (!rc) in->err[0] = 0;
+  if (!rc) in->err[0] = 0, in->stats.runs++;
   rt_pool_rest(in->pool);
   pthread_mutex_unlock(&in->mu);
   return rc;
@@ -1357,6 +1407,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   if ((rc = plan_sizes(in, &wsz)) != 0) return rc;
 
   if (in->device >= 0) return run_gpu(in, inputs, outputs);
+  if ((rc = prepare_locked(in)) != 0) return rc; /* (only after a failed prepare: binds prepare) */
 
   /* workspace: the caller's, or the instance's own */
   void *ws;
@@ -1405,6 +1456,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
 
   rt_exec_init(&in->ex, in->pool);
   int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, ws);
+  in->stats.last_run_loops = in->ex.loops;
   if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
     if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
       return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);
@@ -1463,7 +1515,7 @@ int rt_run(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_te
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
   int rc = run_locked(in, inputs, ninputs, outputs, noutputs);
-  if (!rc) in->err[0] = 0;
+  if (!rc) in->err[0] = 0, in->stats.runs++;
   rt_pool_rest(in->pool);
   pthread_mutex_unlock(&in->mu);
   return rc;
@@ -1524,4 +1576,13 @@ int rt_set_workspace(attnc_instance *in, void *memory, int64_t bytes) {
   }
   pthread_mutex_unlock(&in->mu);
   return rc;
+}
+
+/* The instance's counters (attnc_stats), under the lock. */
+int rt_stats(attnc_instance *in, attnc_stats *stats) {
+  if (!in || !stats) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  *stats = in->stats;
+  pthread_mutex_unlock(&in->mu);
+  return ATTNC_OK;
 }

@@ -619,8 +619,9 @@ static void print_profile(const Variant *v, const int64_t *sym, int runs, const 
     const KInfo *k = &ki[ord[i]];
     char bb[32], pb[16] = "-";
     human_bytes(k->bytes, bb, sizeof bb);
-    if (isnan(k->med)) {
-      printf("  %-14s %%%-5d %5d %10s\n", k->op, k->node, k->line, "(not run)");
+    if (isnan(k->med)) { /* (a prepare kernel runs at load: hoist-weights) */
+      printf("  %-14s %%%-5d %5d %10s\n", k->op, k->node, k->line,
+             cg_module_plan(v->m)->k[ord[i]].prep ? "(at load)" : "(not run)");
       continue;
     }
     double gf = k->flops / k->med / 1e9, gb = k->bytes / k->med / 1e9;

@@ -40,6 +40,9 @@ typedef struct Cg {
   CgVal *v;                  /* per node of funcs[0] */
   /* run() state */
   LLVMValueRef run_fn, ex, symvals, inputs, outputs, weights, ws, slot_off;
+  LLVMValueRef prepared;     /* run() and prepare(): the instance's prepared memory */
+  int64_t *prep_off;         /* [plan->nprepared]: each prepared value's byte offset in it */
+  int64_t prepared_bytes;
   LLVMValueRef *sym;         /* loaded dim values */
   int kernels;               /* count, for names */
   bool failed;
