@@ -25,6 +25,13 @@
  * attnc_options.copy_weights the file is read into memory the instance
  * owns, and is not used after the load.
  *
+ * Weight transforms (a transposed, cast, concatenated or folded weight;
+ * whatever depends only on weights and constants) are computed once, when
+ * every weight is bound, into memory the instance owns (describe's
+ * prepared_bytes), then again only for what depends on a weight bound or
+ * loaded since; runs never compute them.  A weight bound in place that
+ * feeds such a transform is read at bind time: to change it, bind again.
+ *
  * Memory of a run: an output must not share any byte with an input, a
  * weight bound in place or another output (NAME_run fails with
  * ATTNC_ERR_ARGUMENT, naming both tensors); inputs may share memory.
