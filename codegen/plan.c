@@ -392,7 +392,7 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   PB b = {p, k};
   switch (kind) {
   case CG_K_EWISE: case CG_K_FILL: case CG_K_GATHER: params_ewise(&b, id); break;
-  case CG_K_COPY: params_copy(&b, p->g->funcs[0].nodes[id].in[0], -1); break;
+  case CG_K_COPY: case CG_K_PACK: params_copy(&b, p->g->funcs[0].nodes[id].in[0], -1); break;
   case CG_K_OUTPUT: params_copy(&b, id, out); break;
   case CG_K_MATMUL: params_matmul(&b, id); break;
   case CG_K_REDUCE: params_reduce(&b, id); break;
@@ -516,6 +516,9 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       if (v->kind == CG_VIEW) v->base = nd->in[0];
       break;
     }
+    case IR_PACK: /* the backend's GEMM layout, read only by its matmul */
+      v->kind = CG_BUFFER, v->dense = false;
+      break;
     default:
       v->kind = CG_BUFFER, v->dense = true;
       break;
@@ -538,7 +541,7 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       v->inner_unit = src->inner_unit && r > 0 && xr > 0 && map[r - 1] == xr - 1;
     }
     else if (v->kind != CG_VIEW)
-      v->inner_unit = v->kind != CG_VIRTUAL;
+      v->inner_unit = v->kind != CG_VIRTUAL && nd->op != IR_PACK;
     else
       v->inner_unit = true; /* a dense reshape */
   }
@@ -668,6 +671,7 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
     else if (cls == IR_CLS_NORM) add_kernel(p, CG_K_ROWS, i, -1);
     else if (nd->op == IR_ATTENTION) add_kernel(p, CG_K_ATTENTION, i, -1);
     else if (nd->op == IR_CONCAT) add_kernel(p, CG_K_CONCAT, i, -1);
+    else if (nd->op == IR_PACK) add_kernel(p, CG_K_PACK, i, -1);
     else error(diag, nd, failed, "op '%s' has no kernel in compiled code", ir_opinfo[nd->op].name);
   }
   for (int k = 0; k < p->g->noutput; k++) {

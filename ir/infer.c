@@ -267,6 +267,10 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
       for (int i = ax + 1; i < x->rank; i++) r.dim[o++] = x->dim[i];
       break;
     }
+    case IR_PACK: /* the same f32 matrix, stored as the backend's GEMM panels */
+      r = *t[0];
+      if (r.rank != 2 || r.dt != RT_F32) FAIL("pack takes an f32 matrix (rank 2)");
+      break;
     case IR_EXPAND: /* a broadcast view: the type is given */
       ir_type_str(g, t[0], s1, sizeof s1);
       ir_type_str(g, &r, s2, sizeof s2);

@@ -10,7 +10,8 @@
  *   CMP   comparison -> bool         TER  where(cond, a, b)
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
  *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
- *                                          gather (rows by i32 ids) / expand (broadcast view)
+ *                                          gather (rows by i32 ids) / expand (broadcast view) /
+ *                                          pack (the same matrix in the backend's GEMM operand layout)
  *   FUSED produced by fusion passes; carries a body region
  */
 #ifndef IR_OPS_H
@@ -123,6 +124,7 @@ enum {
   X(CONCAT,      "concat",     -1, SHAPE, A_AXIS)           \
   X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
   X(EXPAND,      "expand",      1, SHAPE, 0)                \
+  X(PACK,        "pack",        1, SHAPE, 0) /* a matmul's B in the GEMM's panel layout (pack-weights) */ \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
   X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
 

@@ -224,6 +224,9 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       fail(v, fi, i, "matmul with %d operands needs an epilogue body for the extra ones", n->nin);
     if ((n->op == IR_INPUT || n->op == IR_WEIGHT) && !n->a.str) fail(v, fi, i, "has no name");
     if (n->a.prep) check_prep(v, fi, i);
+    for (int k = 0; k < n->nin; k++) /* a pack's storage is only the GEMM's (pack-weights) */
+      if (n->in[k] >= 0 && n->in[k] < i && f->nodes[n->in[k]].op == IR_PACK && !(n->op == IR_MATMUL && k == 1))
+        fail(v, fi, i, "operand %d (%%%d) is a pack, which only a matmul reads, as its second operand", k, n->in[k]);
     if (n->op == IR_ATTENTION && n->a.mlo != IR_MASK_NONE && n->a.mhi != IR_MASK_NONE &&
         n->a.mlo > n->a.mhi)
       fail(v, fi, i, "mask [%lld,%lld] has lo > hi", (long long)n->a.mlo, (long long)n->a.mhi);
@@ -306,6 +309,10 @@ static void check_interface(Verifier *v) {
     if (!o->name || o->node < 0 || o->node >= f->n) {
       ir_diag_error(v->diag, loc, "IR verification failed after %s: output \"%s\" names no node (%%%d)",
                     v->when, name, o->node);
+      v->ok = false;
+    } else if (f->nodes[o->node].op == IR_PACK) {
+      ir_diag_error(v->diag, loc, "IR verification failed after %s: output \"%s\" is a pack (%%%d), which only a "
+                    "matmul reads", v->when, name, o->node);
       v->ok = false;
     }
     for (int j = 0; j < k && o->name; j++)

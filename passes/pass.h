@@ -62,6 +62,7 @@ bool pass_fuse_norm(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt);
 bool pass_fold_se(IrGraph *g, const PassOptions *opt);
+bool pass_pack_weights(IrGraph *g, const PassOptions *opt);
 bool pass_tile(IrGraph *g, const PassOptions *opt);
 /* Check a --tile=OP:A,B,.. override against the target; false with a
  * message in err if it is malformed or the target cannot honour it. */

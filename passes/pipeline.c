@@ -15,6 +15,8 @@ const PassInfo pass_list[] = {
   {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
   {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
   {"fold-se", pass_fold_se, true, "SE squeeze (mean over a matmul's rows) -> accumulated by the matmul's epilogue"},
+  {"pack-weights", pass_pack_weights, false,
+   "a matmul's weight operand -> pack(): the GEMM's B panels, made at load (no B packing per run)"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},
   {"tile", pass_tile, false, "choose tile shapes for the target (cost model in passes/tile.c)"},
   {NULL, NULL, false, NULL},

@@ -147,6 +147,10 @@ LLVMValueRef cg_ew_op(Cg *cg, const IrNode *n, rt_dtype in_dt, LLVMValueRef a, L
 
 /* kernels.c */
 void cg_matmul(Cg *cg, int id);
+/* pack (pack-weights): the matrix into the GEMM template's B panels, threaded over KC chunks */
+void cg_pack(Cg *cg, int id);
+/* Floats a pack of a K x N matrix holds on this target (K * N rounded up to NR). */
+int64_t cg_pack_floats(const Cg *cg, int64_t K, int64_t N);
 void cg_reduce(Cg *cg, int id);
 /* fold-se: rows per partial sum of folded reduction id (its tile), and the
  * number of partial floats (batch * ceil(rows / that) * columns) in run() */

@@ -361,6 +361,7 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
   switch (k->kind) {
   case CG_K_EWISE: case CG_K_FILL: case CG_K_GATHER: cg_ewise(cg, i); break;
   case CG_K_COPY: cg_copy(cg, nd->in[0], v->ptr, NULL); break; /* the reshape is then free */
+  case CG_K_PACK: cg_pack(cg, i); break;
   case CG_K_OUTPUT: cg_copy(cg, i, load_ptr_array(cg, cg->outputs, k->out), NULL); break;
   case CG_K_MATMUL: cg_matmul(cg, i); break;
   case CG_K_REDUCE: case CG_K_FOLD: cg_reduce(cg, i); break;
@@ -483,10 +484,13 @@ static void prepared_layout(Cg *cg) {
   if (!cg->prep_off) ir_bug("out of memory");
   int64_t off = 0;
   for (int k = 0; k < p->nprepared; k++) {
-    const IrType *t = &p->g->funcs[0].nodes[p->prepared[k]].type;
-    int64_t b = elem_size(t->dt), c;
+    const IrNode *nd = &p->g->funcs[0].nodes[p->prepared[k]];
+    const IrType *t = &nd->type;
+    int64_t b = elem_size(t->dt), c, kk;
     for (int d = 0; d < t->rank; d++) /* constant (ir_verify: prep=true has constant dims) */
       if (!ir_dim_is_const(t->dim[d], &c) || __builtin_mul_overflow(b, c, &b)) ir_bug("prepared value of run-time size");
+    if (nd->op == IR_PACK && ir_dim_is_const(t->dim[0], &kk) && ir_dim_is_const(t->dim[1], &c)) /* the GEMM's panels */
+      b = 4 * cg_pack_floats(cg, kk, c);
     cg->prep_off[k] = off;
     if (__builtin_add_overflow(off, (b + 63) / 64 * 64, &off)) ir_bug("prepared values overflow 64 bits");
   }

@@ -1186,9 +1186,12 @@ Test(codegen, plan_slots_and_kernels) {
   FILE *f = open_memstream(&stats, &len);
   cg_plan_stats(p, f);
   fclose(f);
-  int counted = -1;
+  int counted = -1, prepared = 0;
   cr_assert_eq(sscanf(stats, "kernels %d", &counted), 1);
-  cr_assert_eq(counted, p->nk);
+  const char *pl = strstr(stats, "\nprepare ");
+  if (pl) cr_assert_eq(sscanf(pl, "\nprepare %d", &prepared), 1);
+  cr_assert_eq(prepared, p->prep_kernels); /* (hoist-weights: at load, the packed weights) */
+  cr_assert_eq(counted + prepared, p->nk);
   free(stats);
   cg_plan_free(p);
   model_free(&md);

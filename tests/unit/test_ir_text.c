@@ -246,6 +246,11 @@ static void build_all_ops(void) {
   leaf(0, IR_DIMVAL, da, TY0(RT_I32));
   node(0, IR_GATHER, IN(w, io), NULL, (IrType){0});
   node(0, IR_EXPAND, IN(gam), NULL, TY(RT_F32, S("B"), S("T"), C(8)));
+  /* a weight packed at load (pack-weights) for the matmul reading it */
+  IrAttrs pa = attrs();
+  pa.prep = true;
+  int pk = node(0, IR_PACK, IN(w), &pa, (IrType){0});
+  node(0, IR_MATMUL, IN(x, pk), NULL, (IrType){0});
 
   for (int op = IR_NEG; op < IR_CAST; op++)
     if (op != IR_NOT) node(0, op, IN(x), NULL, (IrType){0});

@@ -23,6 +23,11 @@
  * a single row takes 4 NR-column panels at once. Each C element is the
  * same chain of FMAs as in PACKED: the same bits.
  *
+ * PREPACKED (any M, B a weight packed once at load by
+ * attnc_tpl_gemm_pack_b into the panels PACKED would make, all of N per
+ * KC chunk): PACKED's loops with B's panels read where they lie, nothing
+ * of B packed per call. The same bits as PACKED.
+ *
  * DOT (small M, B = W^T with W[N, K] rows contiguous along k, A rows
  * contiguous: every nn.Linear): no packing at all; each W row is streamed
  * once per MR rows of A (read from memory once per call when M <= MR) and
@@ -114,8 +119,10 @@ ATTNC_TPL_INLINE void gemm_direct_cols(const float *pa_buf, const float *B, int6
     }
 }
 
-/* PACKED (direct 0: both operands packed, any layouts) and DIRECT (direct
-   1: B read in place, bs_n == 1): A packed per MC rows and KC chunk */
+/* PACKED (direct 0: both operands packed, any layouts), DIRECT (direct
+   1: B read in place, bs_n == 1) and PREPACKED (direct 2: B is
+   attnc_tpl_gemm_pack_b's panels, bs_n their padded width): A packed per
+   MC rows and KC chunk */
 ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_m, int64_t as_k, const float *B,
                                    int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1,
                                    int64_t n0, int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi,
@@ -129,13 +136,18 @@ ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_
             int64_t kc = gemm_min(KC, K - pc);
             int first = pc == 0, last = pc + kc == K;
             gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
-            if (direct) {
+            if (direct == 1) {
                 gemm_direct_cols(pa_buf, B + pc * bs_k, bs_k, pb_buf, mc, kc, C, ldc, ic, n0, n1, first, last, epi,
                                  epi_ctx);
                 continue;
             }
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nc = gemm_min(NC, n1 - jc);
+                if (direct == 2) { /* the chunk's panels, from column jc (a multiple of NR) */
+                    gemm_macro(pa_buf, B + pc * bs_n + jc * kc, mc, nc, kc, C, ldc, ic, jc, first, last, epi,
+                               epi_ctx);
+                    continue;
+                }
                 gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
                 gemm_macro(pa_buf, pb_buf, mc, nc, kc, C, ldc, ic, jc, first, last, epi, epi_ctx);
             }
@@ -186,12 +198,28 @@ void attnc_tpl_gemm(int64_t path, const float *A, int64_t as_m, int64_t as_k, co
     } else if (path == ATTNC_GEMM_DOT && as_k == 1 && bs_k == 1) {
         GEMM_RAN(ATTNC_GEMM_DOT);
         gemm_dot(A, as_m, B, bs_n, C, ldc, m0, m1, n0, n1, K, epi, epi_ctx);
+    } else if (path == ATTNC_GEMM_PREPACKED) {
+        GEMM_RAN(ATTNC_GEMM_PREPACKED);
+        gemm_blocked(2, A, as_m, as_k, B, 0, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     } else if (path == ATTNC_GEMM_DIRECT && bs_n == 1) {
         GEMM_RAN(ATTNC_GEMM_DIRECT);
         gemm_blocked(1, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     } else {
         GEMM_RAN(ATTNC_GEMM_PACKED);
         gemm_blocked(0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    }
+}
+
+int64_t attnc_tpl_gemm_packed_n(int64_t N) { return (N + NR - 1) / NR * NR; }
+int64_t attnc_tpl_gemm_packed_chunks(int64_t K) { return (K + KC - 1) / KC; }
+
+void attnc_tpl_gemm_pack_b(const float *B, int64_t bs_k, int64_t bs_n, int64_t K, int64_t N, float *dst,
+                           int64_t c0, int64_t c1)
+{
+    int64_t npad = attnc_tpl_gemm_packed_n(N);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t pc = c * KC;
+        gemm_pack_b(B + pc * bs_k, bs_k, bs_n, gemm_min(KC, K - pc), N, dst + pc * npad);
     }
 }
 
