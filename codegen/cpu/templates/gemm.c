@@ -85,6 +85,29 @@ ATTNC_TPL_INLINE void gemm_macro(const float *pa_buf, const float *pb_buf, int64
     }
 }
 
+/* PREPACKED, one row: 4 whole NR-column panels at once (4 * NV
+   independent accumulators hide the FMA latency, as DIRECT's wide
+   one-row kernel does); panel q at pb + q * kc * NR. Each element is the
+   same chain of FMAs over k as in the other kernels: the same bits. */
+static __attribute__((noinline)) void gemm_ukr_1x4p(int64_t kc, const float *restrict pa, const float *restrict pb,
+                                                    float *restrict c, int first)
+{
+    attnc_vf acc[4][NV];
+    PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] = (attnc_vf){0};
+    const int64_t ps = kc * NR;
+    _Pragma("clang loop unroll_count(2)")
+    for (int64_t k = 0; k < kc; k++) {
+        float a = pa[k * MR];
+        PRAGMA_UNROLL for (int q = 0; q < 4; q++)
+            PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] += a * attnc_loadu(pb + q * ps + k * NR + v * VW);
+    }
+    PRAGMA_UNROLL for (int q = 0; q < 4; q++)
+        PRAGMA_UNROLL for (int v = 0; v < NV; v++) {
+            float *p = c + q * NR + v * VW;
+            attnc_storeu(p, first ? acc[q][v] : attnc_loadu(p) + acc[q][v]);
+        }
+}
+
 /* DIRECT's columns of one packed mc x kc block of A: B read in place
    (bs_n == 1) in NR-column panels (one row: 4 panels at a time while
    they are whole); the last, partial panel is packed into pe_buf (reading
@@ -144,8 +167,17 @@ ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nc = gemm_min(NC, n1 - jc);
                 if (direct == 2) { /* the chunk's panels, from column jc (a multiple of NR) */
-                    gemm_macro(pa_buf, B + pc * bs_n + jc * kc, mc, nc, kc, C, ldc, ic, jc, first, last, epi,
-                               epi_ctx);
+                    const float *pb = B + pc * bs_n + jc * kc;
+                    int64_t jr = 0;
+                    if (mc == 1) /* one row: 4 panels at a time while they are whole */
+                        for (; jr + 4 * NR <= nc; jr += 4 * NR) {
+                            float *c = C + ic * ldc + jc + jr;
+                            gemm_ukr_1x4p(kc, pa_buf, pb + jr * kc, c, first);
+                            if (last && epi)
+                                PRAGMA_UNROLL for (int q = 0; q < 4; q++)
+                                    epi(epi_ctx, c + q * NR, ldc, ic, jc + jr + q * NR, 1, NR);
+                        }
+                    gemm_macro(pa_buf, pb + jr * kc, mc, nc - jr, kc, C, ldc, ic, jc + jr, first, last, epi, epi_ctx);
                     continue;
                 }
                 gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
