@@ -403,6 +403,25 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   }
 }
 
+/* Are all readers of node v packs, or transposes read only by packs? */
+static bool read_by_packs(const CgPlan *p, int v, int depth) {
+  const IrFunc *f = &p->g->funcs[0];
+  bool any = false;
+  for (int i = v + 1; i < p->n; i++)
+    for (int k = 0; k < f->nodes[i].nin; k++) {
+      if (f->nodes[i].in[k] != v) continue;
+      any = true;
+      if (f->nodes[i].op == IR_PACK) continue;
+      if (f->nodes[i].op != IR_PERMUTE || depth > 0 || !read_by_packs(p, i, depth + 1)) return false;
+    }
+  return any && cg_output_of(p->g, v) < 0;
+}
+
+bool cg_weight_raw(const CgPlan *p, int w) {
+  const IrNode *n = &p->g->funcs[0].nodes[w];
+  return n->op == IR_WEIGHT && (n->type.dt == RT_BF16 || n->type.dt == RT_F16) && read_by_packs(p, w, 0);
+}
+
 const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *name) {
   for (int i = 0; i < k->np; i++)
     if (!strcmp(p->param[k->p0 + i].name, name)) return &p->param[k->p0 + i];

@@ -171,6 +171,11 @@ const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *n
  * follow: from the innermost axis of each group out, the source axis'
  * stride times the sizes of the group's axes inside it. */
 bool cg_reshape_split(const IrType *from, const IrType *to, int *src);
+/* Is weight node w read only as stored, 2-byte values (native bf16 / f16
+ * weights: a bf16 / f16 weight whose every reader is a pack, directly or
+ * through transposes)?  The runtime then hands it over as stored
+ * (descriptor weight_raw). */
+bool cg_weight_raw(const CgPlan *p, int w);
 /* The graph outputs node i is (the last one if several), or -1. */
 int cg_output_of(const IrGraph *g, int i);
 /* `kernels N` (the kernels of a run) and one line per op (and output

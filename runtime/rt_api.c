@@ -706,6 +706,38 @@ typedef struct {
   const char *file; /* the safetensors path, or NULL for bind_weight */
 } api_wsrc;
 
+/* A native 2-byte weight (desc weight_raw): the pointer to its values as
+ * the declared bf16 / f16, in src's memory when it holds them (2-byte
+ * aligned), else rounded into own (through f32: an F32, F64, F16 or BF16
+ * file or tensor).  0 or an attnc_status. */
+static int weight_raw(attnc_instance *in, int i, const api_wsrc *src, const void **ptr, api_buf *own) {
+  const attnc_tensor_info *ti = &in->d->weights[i];
+  int64_t n;
+  size_t bytes;
+  if (shape_size(ti->rank, src->shape, 2, &n, &bytes))
+    return fail(in, ATTNC_ERR_SHAPE, "weight '%s' is too large to address", ti->name);
+  if (src->nbytes > 0 && src->dtype == (int)ti->dtype && ((uintptr_t)src->data & 1u) == 0) {
+    *ptr = src->data;
+    return ATTNC_OK;
+  }
+  if (buf_reserve(own, bytes))
+    return fail(in, ATTNC_ERR_NOMEM, "out of memory: weight '%s' needs %zu bytes", ti->name, bytes);
+  if (src->nbytes > 0) {
+    const void *f32 = src->data;
+    void *mid = NULL;
+    if (src->dtype != RT_F32) {
+      if (!(mid = malloc((size_t)(n ? n : 1) * 4)))
+        return fail(in, ATTNC_ERR_NOMEM, "out of memory converting weight '%s'", ti->name);
+      convert(in, cv_to_run(src->dtype), rt_dtype_size((rt_dtype)src->dtype), mid, src->data, n);
+      f32 = mid;
+    }
+    convert(in, ti->dtype == ATTNC_F16 ? CV_F32_F16 : CV_F32_BF16, 4, own->p, f32, n);
+    free(mid);
+  }
+  *ptr = own->p;
+  return ATTNC_OK;
+}
+
 /* Check src against weight i and make the pointer run() will read: into
  * src's memory, or into a converted copy in own.  0 or an attnc_status. */
 static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const void **ptr, api_buf *own) {
@@ -731,6 +763,8 @@ static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const 
   }
   int64_t n;
   size_t bytes;
+  if (d->weight_raw && d->weight_raw[i] && (ti->dtype == ATTNC_BF16 || ti->dtype == ATTNC_F16))
+    return weight_raw(in, i, src, ptr, own);
   if (shape_size(ti->rank, src->shape, run_esz(ti->dtype), &n, &bytes))
     return fail(in, ATTNC_ERR_SHAPE, "weight '%s' is too large to address", ti->name);
   if (src->nbytes > 0 && usable_in_place(src->dtype, src->data, src->nbytes)) {

@@ -139,7 +139,11 @@ typedef void (*rt_cuda_release_fn)(void *state);
      none) */                                                                   \
   X(rt_prepare_fn, prepare, PTR)                                                 \
   X(int64_t, prepared_bytes, I64)                                                \
-  X(int64_t, prepare_scratch, I64)                 /* workspace bytes per thread */
+  X(int64_t, prepare_scratch, I64)                 /* workspace bytes per thread */ \
+  /* ABI 7: per weight, 1 when run() and prepare read it as stored, 2-byte    \
+     bf16 / f16 values (native 2-byte weights: only the GEMM's packed panels   \
+     read it); NULL or 0: as every float tensor, f32 */                       \
+  X(const uint8_t *, weight_raw, PTR)
 
 typedef struct rt_model_desc {
 #define RT_DESC_FIELD(type, name, llvm) type name;

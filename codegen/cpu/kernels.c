@@ -267,6 +267,7 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef as_m = a->stride[ra - 2], as_k = a->stride[ra - 1], bs_k = b->stride[rb - 2], bs_n = b->stride[rb - 1];
   int64_t bk, bnn;
   bool prepacked = bn->op == IR_PACK && ir_dim_is_const(bn->type.dim[0], &bk) && ir_dim_is_const(bn->type.dim[1], &bnn);
+  rt_dtype pdt = prepacked ? cg->g->funcs[0].nodes[bn->in[0]].type.dt : RT_F32; /* (2-byte panels: bf16 / f16) */
   if (prepacked) { /* B is a pack (pack-weights): PREPACKED, bs_n the panels' padded width; PACKED's split */
     bs_k = ci64(cg, 0);
     bs_n = ci64(cg, cg_pack_floats(cg, 1, bnn));
@@ -297,7 +298,9 @@ void cg_matmul(Cg *cg, int id) {
           (LLVMValueRef[]){batches, rowsM, N, K, as_m, as_k, bs_k, bs_n, T, ci64(cg, mc), ci64(cg, ms), plan});
   LLVMValueRef pf[6];
   for (int q = 0; q < 6; q++) pf[q] = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, plan, (LLVMValueRef[]){ci64(cg, q)}, 1, ""), "");
-  if (prepacked) pf[0] = ci64(cg, ATTNC_GEMM_PREPACKED);
+  if (prepacked)
+    pf[0] = ci64(cg, pdt == RT_BF16 ? ATTNC_GEMM_PREPACKED_BF16 : pdt == RT_F16 ? ATTNC_GEMM_PREPACKED_F16
+                                                                    : ATTNC_GEMM_PREPACKED);
 
   LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(20 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
   int k = 0;
@@ -446,7 +449,9 @@ void cg_pack(Cg *cg, int id) {
   if (!ir_dim_is_const(n->type.dim[0], &K)) ir_bug("pack of run-time size");
   LLVMValueRef f[] = {x->ptr, o->ptr, x->stride[0], x->stride[1], x->shape[0], x->shape[1]};
   LLVMValueRef ntasks = ci64(cg, (K + kc - 1) / kc);
-  LLVMValueRef cached = cg_task_lookup(cg, "pack");
+  bool half = cg->g->funcs[0].nodes[n->in[0]].type.dt != RT_F32; /* native bf16 / f16: 2-byte panels */
+  const char *key = half ? "pack16" : "pack";
+  LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {
     cg_launch(cg, cached, f, 6, ntasks, ci64(cg, 1));
     return;
@@ -454,11 +459,11 @@ void cg_pack(Cg *cg, int id) {
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
   LLVMValueRef ctx, begin, end;
   LLVMValueRef task = cg_task_begin(cg, "pack", &ctx, &begin, &end, NULL);
-  cg_task_remember(cg, "pack", task);
+  cg_task_remember(cg, key, task);
   LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->i64, cg->i64};
   LLVMValueRef args[] = {cg_ctx_ptr(cg, ctx, 0), cg_ctx_i64(cg, ctx, 2), cg_ctx_i64(cg, ctx, 3), cg_ctx_i64(cg, ctx, 4),
                          cg_ctx_i64(cg, ctx, 5), cg_ctx_ptr(cg, ctx, 1), begin, end};
-  cg_call(cg, "attnc_tpl_gemm_pack_b", cg->vd, pt, 8, args);
+  cg_call(cg, half ? "attnc_tpl_gemm_pack_b16" : "attnc_tpl_gemm_pack_b", cg->vd, pt, 8, args);
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
   cg_launch(cg, task, f, 6, ntasks, ci64(cg, 1));

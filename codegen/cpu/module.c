@@ -490,7 +490,7 @@ static void prepared_layout(Cg *cg) {
     for (int d = 0; d < t->rank; d++) /* constant (ir_verify: prep=true has constant dims) */
       if (!ir_dim_is_const(t->dim[d], &c) || __builtin_mul_overflow(b, c, &b)) ir_bug("prepared value of run-time size");
     if (nd->op == IR_PACK && ir_dim_is_const(t->dim[0], &kk) && ir_dim_is_const(t->dim[1], &c)) /* the GEMM's panels */
-      b = 4 * cg_pack_floats(cg, kk, c);
+      b = (p->g->funcs[0].nodes[nd->in[0]].type.dt == RT_F32 ? 4 : 2) * cg_pack_floats(cg, kk, c);
     cg->prep_off[k] = off;
     if (__builtin_add_overflow(off, (b + 63) / 64 * 64, &off)) ir_bug("prepared values overflow 64 bits");
   }
@@ -737,6 +737,15 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   fv[RT_DESC_prepare] = prep_fn ? prep_fn : null;
   fv[RT_DESC_prepared_bytes] = ci64(cg, prep_fn ? cg->prepared_bytes : 0);
   fv[RT_DESC_prepare_scratch] = ci64(cg, prep_fn ? cg_scratch_floats(cg) * 4 : 0);
+  LLVMValueRef *raw = calloc((size_t)nw + 1, sizeof *raw);
+  bool anyraw = false;
+  for (int i = 0; i < nw; i++) {
+    bool r = cg_weight_raw(cg->plan, wids[i]);
+    raw[i] = LLVMConstInt(cg->i8, r, 0);
+    anyraw |= r;
+  }
+  fv[RT_DESC_weight_raw] = anyraw ? const_array(cg, cg->i8, raw, nw, "weight_raw") : null;
+  free(raw);
   LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
   /* multi-target: the next variant's descriptor, defined by its module
      (linked in by cg_emit_module) */

@@ -142,11 +142,29 @@ ATTNC_TPL_INLINE void gemm_direct_cols(const float *pa_buf, const float *B, int6
     }
 }
 
+/* n 2-byte values (bf16: half 1, f16: half 2) widened to f32 (exact) */
+ATTNC_TPL_INLINE void gemm_widen(const int half, const uint16_t *restrict src, float *restrict dst, int64_t n)
+{
+    if (half == 1) {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)src[i] << 16;
+            float f;
+            __builtin_memcpy(&f, &u, 4);
+            dst[i] = f;
+        }
+    } else {
+        const _Float16 *h = (const _Float16 *)src;
+        for (int64_t i = 0; i < n; i++) dst[i] = (float)h[i];
+    }
+}
+
 /* PACKED (direct 0: both operands packed, any layouts), DIRECT (direct
    1: B read in place, bs_n == 1) and PREPACKED (direct 2: B is
-   attnc_tpl_gemm_pack_b's panels, bs_n their padded width): A packed per
-   MC rows and KC chunk */
-ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_m, int64_t as_k, const float *B,
+   attnc_tpl_gemm_pack_b's panels, bs_n their padded width; half 1 / 2:
+   attnc_tpl_gemm_pack_b16's bf16 / f16 panels, widened block by block
+   into the scratch that PACKED packs B into): A packed per MC rows and KC
+   chunk */
+ATTNC_TPL_INLINE void gemm_blocked(const int direct, const int half, const float *A, int64_t as_m, int64_t as_k, const float *B,
                                    int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1,
                                    int64_t n0, int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi,
                                    void *epi_ctx)
@@ -168,6 +186,10 @@ ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_
                 int64_t nc = gemm_min(NC, n1 - jc);
                 if (direct == 2) { /* the chunk's panels, from column jc (a multiple of NR) */
                     const float *pb = B + pc * bs_n + jc * kc;
+                    if (half) { /* 2-byte panels: widened into the B block's scratch */
+                        gemm_widen(half, (const uint16_t *)B + pc * bs_n + jc * kc, pb_buf, (nc + NR - 1) / NR * NR * kc);
+                        pb = pb_buf;
+                    }
                     int64_t jr = 0;
                     if (mc == 1) /* one row: 4 panels at a time while they are whole */
                         for (; jr + 4 * NR <= nc; jr += 4 * NR) {
@@ -232,13 +254,17 @@ void attnc_tpl_gemm(int64_t path, const float *A, int64_t as_m, int64_t as_k, co
         gemm_dot(A, as_m, B, bs_n, C, ldc, m0, m1, n0, n1, K, epi, epi_ctx);
     } else if (path == ATTNC_GEMM_PREPACKED) {
         GEMM_RAN(ATTNC_GEMM_PREPACKED);
-        gemm_blocked(2, A, as_m, as_k, B, 0, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(2, 0, A, as_m, as_k, B, 0, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    } else if (path == ATTNC_GEMM_PREPACKED_BF16 || path == ATTNC_GEMM_PREPACKED_F16) {
+        GEMM_RAN(ATTNC_GEMM_PREPACKED);
+        gemm_blocked(2, path == ATTNC_GEMM_PREPACKED_BF16 ? 1 : 2, A, as_m, as_k, B, 0, bs_n, C, ldc, m0, m1, n0, n1,
+                     K, scratch, epi, epi_ctx);
     } else if (path == ATTNC_GEMM_DIRECT && bs_n == 1) {
         GEMM_RAN(ATTNC_GEMM_DIRECT);
-        gemm_blocked(1, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(1, 0, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     } else {
         GEMM_RAN(ATTNC_GEMM_PACKED);
-        gemm_blocked(0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(0, 0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     }
 }
 
@@ -252,6 +278,22 @@ void attnc_tpl_gemm_pack_b(const float *B, int64_t bs_k, int64_t bs_n, int64_t K
     for (int64_t c = c0; c < c1; c++) {
         int64_t pc = c * KC;
         gemm_pack_b(B + pc * bs_k, bs_k, bs_n, gemm_min(KC, K - pc), N, dst + pc * npad);
+    }
+}
+
+void attnc_tpl_gemm_pack_b16(const uint16_t *B, int64_t bs_k, int64_t bs_n, int64_t K, int64_t N, uint16_t *dst,
+                             int64_t c0, int64_t c1)
+{
+    int64_t npad = attnc_tpl_gemm_packed_n(N);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t pc = c * KC, kc = gemm_min(KC, K - pc);
+        for (int64_t j0 = 0; j0 < N; j0 += NR) {
+            uint16_t *d = dst + pc * npad + j0 * kc;
+            int64_t cols = gemm_min(NR, N - j0);
+            for (int64_t k = 0; k < kc; k++)
+                PRAGMA_UNROLL for (int j = 0; j < NR; j++)
+                    d[k * NR + j] = j < cols ? B[(pc + k) * bs_k + (j0 + j) * bs_n] : 0;
+        }
     }
 }
 
