@@ -422,6 +422,13 @@ bool cg_weight_raw(const CgPlan *p, int w) {
   return n->op == IR_WEIGHT && (n->type.dt == RT_BF16 || n->type.dt == RT_F16) && read_by_packs(p, w, 0);
 }
 
+rt_dtype cg_pack_storage(const CgPlan *p, int k) {
+  const IrFunc *f = &p->g->funcs[0];
+  int x = f->nodes[k].in[0];
+  if (f->nodes[x].op == IR_PERMUTE) x = f->nodes[x].in[0];
+  return cg_weight_raw(p, x) ? (rt_dtype)f->nodes[x].type.dt : RT_F32;
+}
+
 const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *name) {
   for (int i = 0; i < k->np; i++)
     if (!strcmp(p->param[k->p0 + i].name, name)) return &p->param[k->p0 + i];

@@ -176,6 +176,10 @@ bool cg_reshape_split(const IrType *from, const IrType *to, int *src);
  * through transposes)?  The runtime then hands it over as stored
  * (descriptor weight_raw). */
 bool cg_weight_raw(const CgPlan *p, int w);
+/* What pack node k's panels hold: RT_BF16 / RT_F16 when it packs (a
+ * transpose of) a weight handed over as stored (cg_weight_raw), else RT_F32
+ * (the CPU keeps every other float value as f32). */
+rt_dtype cg_pack_storage(const CgPlan *p, int k);
 /* The graph outputs node i is (the last one if several), or -1. */
 int cg_output_of(const IrGraph *g, int i);
 /* `kernels N` (the kernels of a run) and one line per op (and output

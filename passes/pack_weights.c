@@ -25,6 +25,13 @@
  * reads it).  The values are the same (a widening cast is exact).  Not for
  * CUDA targets, whose matmuls read 2-byte operands themselves.
  *
+ * --weight-dtype=bf16|f16 (opt->weight_dtype): first, every f32 weight that
+ * a matmul reads as its second operand (or its transpose) becomes a
+ * weight of that dtype, widened by a cast that every reader of the weight
+ * reads instead: the library takes bf16 / f16 weights, the matmuls read
+ * them as 2-byte panels, other readers (a gather of tied embeddings) read
+ * the f32 values the cast computes at load.
+ *
  * Requires: hoist-weights (prep=true marks), after the fusion passes
  * (epilogues are in their matmuls).
  * Produces: pack nodes right after the matrices they pack. */
@@ -55,8 +62,45 @@ static bool packable(const IrFunc *f, const IrNode *m, int b) {
   return true;
 }
 
+/* --weight-dtype: weight w becomes dtype dt, read through a cast to f32
+ * (prep=true) inserted after it. */
+static void narrow_weight(IrGraph *g, int w, int dt) {
+  IrNode c = g->funcs[0].nodes[w];
+  c.op = IR_CAST;
+  c.nin = 1;
+  c.in = ir_arena_alloc(g->arena, sizeof(int));
+  c.in[0] = w;
+  ir_attrs_init(&c.a);
+  c.a.prep = true;
+  c.body = -1;
+  int at = pass_insert(g, 0, w + 1, &c);
+  IrFunc *f = &g->funcs[0];
+  f->nodes[w].type.dt = (uint8_t)dt;
+  for (int i = at + 1; i < f->n; i++)
+    for (int k = 0; k < f->nodes[i].nin; k++)
+      if (f->nodes[i].in[k] == w) f->nodes[i].in[k] = at;
+  for (int k = 0; k < g->noutput; k++)
+    if (g->outputs[k].node == w) g->outputs[k].node = at;
+}
+
 bool pass_pack_weights(IrGraph *g, const PassOptions *opt) {
-  (void)opt;
+  bool changed = false;
+  if (opt && (opt->weight_dtype == RT_BF16 || opt->weight_dtype == RT_F16)) {
+    int n0 = g->funcs[0].n;
+    bool *narrow = calloc((size_t)n0 + 1, 1);
+    if (!narrow) ir_bug("out of memory");
+    for (int i = 0; i < n0; i++) {
+      const IrFunc *f = &g->funcs[0];
+      const IrNode *m = &f->nodes[i];
+      if (m->op != IR_MATMUL || m->nin < 2 || !packable(f, m, m->in[1])) continue;
+      int w = m->in[1];
+      if (f->nodes[w].op == IR_PERMUTE) w = f->nodes[w].in[0];
+      if (f->nodes[w].op == IR_WEIGHT && f->nodes[w].type.dt == RT_F32) narrow[w] = true;
+    }
+    for (int w = n0 - 1; w >= 0; w--) /* from the last back: earlier indices stay */
+      if (narrow[w]) narrow_weight(g, w, opt->weight_dtype), changed = true;
+    free(narrow);
+  }
   int n = g->funcs[0].n;
   bool *want = calloc((size_t)n + 1, 1);
   if (!want) ir_bug("out of memory");
@@ -98,5 +142,5 @@ bool pass_pack_weights(IrGraph *g, const PassOptions *opt) {
       if (packable(f, &f->nodes[i], b)) f->nodes[i].in[1] = at;
   }
   free(want);
-  return any;
+  return any || changed;
 }

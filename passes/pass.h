@@ -31,6 +31,8 @@ typedef struct PassOptions {
   int ntile_over;
   const char *const *gtile_over; /* --gtile=OP:A,B,..: the same for the GPU tiles */
   int ngtile_over;
+  int weight_dtype;            /* --weight-dtype: RT_BF16 / RT_F16 makes the f32 weights that matmuls
+                                  read 2-byte weights (pack-weights); 0 (RT_F32): as declared */
   FILE *dump;                  /* where dumps go (stderr) */
   IrDiag *diag;
 } PassOptions;

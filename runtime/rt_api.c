@@ -344,7 +344,8 @@ static void buf_free(api_buf *b) {
   b->cap = 0;
 }
 
-typedef enum { CV_COPY, CV_F16_F32, CV_BF16_F32, CV_F64_F32, CV_F32_F16, CV_F32_BF16, CV_BOOL } cv_kind;
+typedef enum { CV_COPY, CV_F16_F32, CV_BF16_F32, CV_F64_F32, CV_F32_F16, CV_F32_BF16, CV_BOOL, CV_ROUND_F16,
+               CV_ROUND_BF16 } cv_kind;
 
 /* A conversion of n elements from src to dst (either may be unaligned). */
 typedef struct {
@@ -393,6 +394,15 @@ static void cv_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
     break;
   case CV_BOOL:
     for (size_t i = i0; i < i1; i++) d[i] = s[i] != 0;
+    break;
+  case CV_ROUND_F16: /* f32 values rounded to f16 / bf16 (kept as f32) */
+  case CV_ROUND_BF16:
+    for (size_t i = i0; i < i1; i++) {
+      float f;
+      memcpy(&f, s + 4 * i, 4);
+      f = j->k == CV_ROUND_F16 ? rt_f16_to_f32(rt_f32_to_f16(f)) : rt_bf16_to_f32(rt_f32_to_bf16(f));
+      memcpy(d + 4 * i, &f, 4);
+    }
     break;
   }
 }
@@ -767,13 +777,17 @@ static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const 
     return weight_raw(in, i, src, ptr, own);
   if (shape_size(ti->rank, src->shape, run_esz(ti->dtype), &n, &bytes))
     return fail(in, ATTNC_ERR_SHAPE, "weight '%s' is too large to address", ti->name);
-  if (src->nbytes > 0 && usable_in_place(src->dtype, src->data, src->nbytes)) {
+  /* a weight declared f16 / bf16 holds values of that dtype (as the interpreter's): data of
+     another float dtype is rounded to it (then widened to f32 for run()) */
+  int round = (ti->dtype == ATTNC_F16 || ti->dtype == ATTNC_BF16) && src->dtype != (int)ti->dtype;
+  if (src->nbytes > 0 && !round && usable_in_place(src->dtype, src->data, src->nbytes)) {
     *ptr = src->data;
     return ATTNC_OK;
   }
   if (buf_reserve(own, bytes))
     return fail(in, ATTNC_ERR_NOMEM, "out of memory: weight '%s' needs %zu bytes", ti->name, bytes);
   if (src->nbytes > 0) convert(in, cv_to_run(src->dtype), run_esz(src->dtype), own->p, src->data, n);
+  if (src->nbytes > 0 && round) convert(in, ti->dtype == ATTNC_F16 ? CV_ROUND_F16 : CV_ROUND_BF16, 4, own->p, own->p, n);
   *ptr = own->p;
   return ATTNC_OK;
 }

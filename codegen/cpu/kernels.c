@@ -267,7 +267,7 @@ void cg_matmul(Cg *cg, int id) {
   LLVMValueRef as_m = a->stride[ra - 2], as_k = a->stride[ra - 1], bs_k = b->stride[rb - 2], bs_n = b->stride[rb - 1];
   int64_t bk, bnn;
   bool prepacked = bn->op == IR_PACK && ir_dim_is_const(bn->type.dim[0], &bk) && ir_dim_is_const(bn->type.dim[1], &bnn);
-  rt_dtype pdt = prepacked ? cg->g->funcs[0].nodes[bn->in[0]].type.dt : RT_F32; /* (2-byte panels: bf16 / f16) */
+  rt_dtype pdt = prepacked ? cg_pack_storage(cg->plan, n->in[1]) : RT_F32; /* (2-byte panels: bf16 / f16) */
   if (prepacked) { /* B is a pack (pack-weights): PREPACKED, bs_n the panels' padded width; PACKED's split */
     bs_k = ci64(cg, 0);
     bs_n = ci64(cg, cg_pack_floats(cg, 1, bnn));
@@ -449,7 +449,7 @@ void cg_pack(Cg *cg, int id) {
   if (!ir_dim_is_const(n->type.dim[0], &K)) ir_bug("pack of run-time size");
   LLVMValueRef f[] = {x->ptr, o->ptr, x->stride[0], x->stride[1], x->shape[0], x->shape[1]};
   LLVMValueRef ntasks = ci64(cg, (K + kc - 1) / kc);
-  bool half = cg->g->funcs[0].nodes[n->in[0]].type.dt != RT_F32; /* native bf16 / f16: 2-byte panels */
+  bool half = cg_pack_storage(cg->plan, id) != RT_F32; /* native bf16 / f16: 2-byte panels */
   const char *key = half ? "pack16" : "pack";
   LLVMValueRef cached = cg_task_lookup(cg, key);
   if (cached) {

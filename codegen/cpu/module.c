@@ -490,7 +490,7 @@ static void prepared_layout(Cg *cg) {
     for (int d = 0; d < t->rank; d++) /* constant (ir_verify: prep=true has constant dims) */
       if (!ir_dim_is_const(t->dim[d], &c) || __builtin_mul_overflow(b, c, &b)) ir_bug("prepared value of run-time size");
     if (nd->op == IR_PACK && ir_dim_is_const(t->dim[0], &kk) && ir_dim_is_const(t->dim[1], &c)) /* the GEMM's panels */
-      b = (p->g->funcs[0].nodes[nd->in[0]].type.dt == RT_F32 ? 4 : 2) * cg_pack_floats(cg, kk, c);
+      b = (cg_pack_storage(p, p->prepared[k]) == RT_F32 ? 4 : 2) * cg_pack_floats(cg, kk, c);
     cg->prep_off[k] = off;
     if (__builtin_add_overflow(off, (b + 63) / 64 * 64, &off)) ir_bug("prepared values overflow 64 bits");
   }
