@@ -71,7 +71,33 @@ typedef struct {
 enum { LAYOUT_ROW, LAYOUT_TRANS, LAYOUT_GENERAL, LAYOUT_REVERSED, LAYOUT_COUNT, /* drawn at random */
        LAYOUT_BROW = LAYOUT_COUNT, LAYOUT_BCOL, LAYOUT_ALL };
 static const char *layout_name[] = {"row", "trans", "general", "reversed", "bcast-rows", "bcast-cols"};
-static const char *path_name[] = {"PACKED", "DIRECT", "DOT", "zero-K", "PREPACKED"};
+static const char *path_name[] = {"PACKED", "DIRECT", "DOT", "zero-K", "PREPACKED", "PREPACKED_BF16", "PREPACKED_F16"};
+
+/* f rounded to bf16 / f16 (nearest even) as 16 bits, and back */
+static uint16_t to_half(int bf, float f)
+{
+    if (bf) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    _Float16 h = (_Float16)f;
+    uint16_t r;
+    memcpy(&r, &h, 2);
+    return r;
+}
+static float from_half(int bf, uint16_t h)
+{
+    if (bf) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    _Float16 x;
+    memcpy(&x, &h, 2);
+    return (float)x;
+}
 
 /* rows x cols operand in the given layout, random contents; gaps are NaN so
    a read outside the view poisons the result */
@@ -125,7 +151,7 @@ void test_path_hook(int path) { ran_path = path; }
 static int expected_path(int path, int64_t K, const View *a, const View *b)
 {
     if (K <= 0) return 3;
-    if (path == ATTNC_GEMM_PREPACKED) return ATTNC_GEMM_PREPACKED;
+    if (path >= ATTNC_GEMM_PREPACKED) return ATTNC_GEMM_PREPACKED; /* (the 2-byte variants report it too) */
     if (path == ATTNC_GEMM_DOT && a->s_c == 1 && b->s_r == 1) return ATTNC_GEMM_DOT;
     if (path == ATTNC_GEMM_DIRECT && b->s_c == 1) return ATTNC_GEMM_DIRECT;
     return ATTNC_GEMM_PACKED;
@@ -183,11 +209,25 @@ static int run_case(int64_t M, int64_t N, int64_t K, int64_t m0, int64_t m1, int
     const float *bp = b.data;
     int64_t bsr = b.s_r, bsc = b.s_c;
     float *packed = NULL, *C2 = NULL;
-    if (path == ATTNC_GEMM_PREPACKED) {
+    if (path >= ATTNC_GEMM_PREPACKED) {
         int64_t npad = attnc_tpl_gemm_packed_n(N), chunks = attnc_tpl_gemm_packed_chunks(K);
         packed = malloc((size_t)(K * npad > 0 ? K * npad : 1) * sizeof(float));
         for (int64_t i = 0; i < K * npad; i++) packed[i] = NAN;
-        for (int64_t c = 0; c < chunks; c++) attnc_tpl_gemm_pack_b(b.data, b.s_r, b.s_c, K, N, packed, c, c + 1);
+        if (path == ATTNC_GEMM_PREPACKED) {
+            for (int64_t c = 0; c < chunks; c++) attnc_tpl_gemm_pack_b(b.data, b.s_r, b.s_c, K, N, packed, c, c + 1);
+        } else { /* 2-byte panels: B's values rounded to bf16 / f16 (the reference then uses them) */
+            int bf = path == ATTNC_GEMM_PREPACKED_BF16;
+            uint16_t *h = malloc((size_t)(K * N > 0 ? K * N : 1) * 2);
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = 0; j < N; j++) {
+                    float *e = &b.data[k * b.s_r + j * b.s_c];
+                    h[k * N + j] = to_half(bf, *e);
+                    *e = from_half(bf, h[k * N + j]);
+                }
+            for (int64_t c = 0; c < chunks; c++)
+                attnc_tpl_gemm_pack_b16(h, N, 1, K, N, (uint16_t *)packed, c, c + 1);
+            free(h);
+        }
         bp = packed, bsr = 0, bsc = npad;
         C2 = malloc((nc ? nc : 1) * sizeof(float));
         for (size_t i = 0; i < nc; i++) C2[i] = NAN;
@@ -262,7 +302,7 @@ static void full_all_layouts(int64_t M, int64_t N, int64_t K)
 {
     for (int la = 0; la < LAYOUT_ALL; la++)
         for (int lb = 0; lb < LAYOUT_ALL; lb++)
-            for (int p = 0; p < 5; p++)
+            for (int p = 0; p < 7; p++)
                 if (p != 3) run_case(M, N, K, 0, M, 0, N, la, lb, (la + lb + p) % 3, p);
 }
 
@@ -438,7 +478,7 @@ int main(int argc, char **argv)
         if (M > 70) K %= KC / 2; /* keep the reference cheap */
         int64_t n0 = rng_int(0, (N - 1) / NR) * NR, m0 = rng_int(0, M - 1);
         run_case(M, N, K, m0, rng_int(m0 + 1, M), n0, rng_int(n0 + 1, N), (int)rng_int(0, LAYOUT_ALL - 1),
-                 (int)rng_int(0, LAYOUT_ALL - 1), (int)(t % 3), ATTNC_GEMM_PREPACKED);
+                 (int)rng_int(0, LAYOUT_ALL - 1), (int)(t % 3), ATTNC_GEMM_PREPACKED + (int)(t % 3));
     }
     /* random shapes, sub-blocks and layouts */
     for (int t = 0; t < 300; t++) {

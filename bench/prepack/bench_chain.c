@@ -4,11 +4,14 @@
  * (and with f32 or bf16 weights) and passes the libraries here.
  *
  *   bench_chain M THREADS ROUNDS LIB...   -> per library: median wall ms and
- *   median CPU ms per run (process CPU time / run), and the weight bytes.
+ *   median CPU ms per run (process CPU time / run), the weight bytes, and
+ *   the run against its bandwidth bound (weight bytes / the STREAM triad
+ *   bandwidth measured first with THREADS threads, best of 5).
  * Weights are random, bound from memory as the library's declared dtype
  * (bf16 weights as bf16). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,36 @@ typedef struct {
   double *wall, *cpu;
   int64_t wbytes, prepared;
 } lib;
+
+/* STREAM triad a = b + s*c over [lo, hi) of 3 arrays of n floats */
+typedef struct { float *a, *b, *c; int64_t lo, hi; } triad_job;
+static void *triad(void *p) {
+  triad_job *j = p;
+  for (int64_t i = j->lo; i < j->hi; i++) j->a[i] = j->b[i] + 3.0f * j->c[i];
+  return NULL;
+}
+static double now(clockid_t c);
+/* bytes per second of the triad with t threads (3 x 256 MiB, best of 5) */
+static double bandwidth(int t) {
+  int64_t n = 64ll << 20;
+  float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *c = malloc((size_t)n * 4);
+  for (int64_t i = 0; i < n; i++) a[i] = 0, b[i] = 1, c[i] = 2;
+  double best = 0;
+  for (int r = 0; r < 5; r++) {
+    pthread_t th[64];
+    triad_job j[64];
+    double t0 = now(CLOCK_MONOTONIC);
+    for (int k = 0; k < t; k++) {
+      j[k] = (triad_job){a, b, c, n * k / t, n * (k + 1) / t};
+      pthread_create(&th[k], NULL, triad, &j[k]);
+    }
+    for (int k = 0; k < t; k++) pthread_join(th[k], NULL);
+    double bw = 12.0 * (double)n / ((now(CLOCK_MONOTONIC) - t0) * 1e-3);
+    if (bw > best) best = bw;
+  }
+  free(a), free(b), free(c);
+  return best;
+}
 
 static double now(clockid_t c) {
   struct timespec t;
@@ -76,6 +109,8 @@ int main(int argc, char **argv) {
     L[l].wall = calloc((size_t)rounds, sizeof(double));
     L[l].cpu = calloc((size_t)rounds, sizeof(double));
   }
+  double bw = bandwidth(threads);
+  printf("STREAM triad, %d threads: %.1f GB/s\n", threads, bw / 1e9);
   float *x = calloc((size_t)(M * D), 4), *y = calloc((size_t)(M * ND), 4);
   for (int64_t i = 0; i < M * D; i++) x[i] = (float)((i * 7919) % 101) / 101.0f - 0.5f;
   attnc_tensor xt = {ATTNC_F32, 2, {M, D}, x}, yt = {ATTNC_F32, 2, {M, ND}, y};
@@ -88,10 +123,12 @@ int main(int argc, char **argv) {
       L[l].cpu[r] = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
       L[l].wall[r] = now(CLOCK_MONOTONIC) - w0;
     }
-  for (int l = 0; l < nl; l++)
-    printf("%-40s M=%-5lld threads=%d  median %8.3f ms wall  %8.3f ms CPU  weights %6.1f MB  prepared %6.1f MB  "
-           "%.2f GB/s of weights\n", argv[4 + l], (long long)M, threads, median(L[l].wall, rounds),
-           median(L[l].cpu, rounds), L[l].wbytes / 1e6, L[l].prepared / 1e6,
-           L[l].wbytes / 1e6 / median(L[l].wall, rounds));
+  for (int l = 0; l < nl; l++) {
+    /* what a run reads: the packed weights when there are (prepared), else the weights */
+    double rb = L[l].prepared > 0 ? (double)L[l].prepared : (double)L[l].wbytes, mw = median(L[l].wall, rounds);
+    printf("%-16s M=%-4lld threads=%d  median %8.3f ms wall %8.3f ms CPU  weights %6.1f MB  prepared %6.1f MB  "
+           "bound %6.3f ms  %.2fx the bound\n", argv[4 + l], (long long)M, threads, mw, median(L[l].cpu, rounds),
+           L[l].wbytes / 1e6, L[l].prepared / 1e6, rb / bw * 1e3, mw / (rb / bw * 1e3));
+  }
   return 0;
 }

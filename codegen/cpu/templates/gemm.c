@@ -108,6 +108,49 @@ static __attribute__((noinline)) void gemm_ukr_1x4p(int64_t kc, const float *res
         }
 }
 
+/* the same over 2-byte panels (attnc_tpl_gemm_pack_b16), each vector
+   widened exactly in registers: bf16 by a 16-bit shift, f16 by conversion */
+typedef uint16_t gemm_vh __attribute__((vector_size(VW * 2), aligned(2)));
+typedef uint32_t gemm_vu __attribute__((vector_size(VW * 4)));
+ATTNC_TPL_INLINE attnc_vf gemm_load_bf16(const uint16_t *p)
+{
+    gemm_vu u = __builtin_convertvector(*(const gemm_vh *)p, gemm_vu) << 16;
+    return (attnc_vf)u;
+}
+ATTNC_TPL_INLINE attnc_vf gemm_load_f16(const uint16_t *p) /* gemm_h2f on a vector */
+{
+    gemm_vu h = __builtin_convertvector(*(const gemm_vh *)p, gemm_vu);
+    gemm_vu o = (h & 0x7fff) << 13, e = o & 0x0f800000u;
+    o += (uint32_t)(127 - 15) << 23;
+    o += (gemm_vu)(e == 0x0f800000u) & ((uint32_t)(128 - 16) << 23);
+    gemm_vu sub = (gemm_vu)(e == 0), m = (gemm_vu){0} + (113u << 23);
+    gemm_vu fd = (gemm_vu)((attnc_vf)(o + (1u << 23)) - (attnc_vf)m);
+    o = (sub & fd) | (~sub & o);
+    return (attnc_vf)(o | ((h & 0x8000) << 16));
+}
+#define GEMM_UKR_1X4P_H(name, load)                                                                              \
+    static __attribute__((noinline)) void name(int64_t kc, const float *restrict pa, const uint16_t *restrict pb,  \
+                                               float *restrict c, int first)                                     \
+    {                                                                                                            \
+        attnc_vf acc[4][NV];                                                                                     \
+        PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] =        \
+            (attnc_vf){0};                                                                                       \
+        const int64_t ps = kc * NR;                                                                              \
+        _Pragma("clang loop unroll_count(2)") for (int64_t k = 0; k < kc; k++)                                   \
+        {                                                                                                        \
+            float a = pa[k * MR];                                                                                \
+            PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] +=   \
+                a * load(pb + q * ps + k * NR + v * VW);                                                         \
+        }                                                                                                        \
+        PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++)                    \
+        {                                                                                                        \
+            float *p = c + q * NR + v * VW;                                                                      \
+            attnc_storeu(p, first ? acc[q][v] : attnc_loadu(p) + acc[q][v]);                                     \
+        }                                                                                                        \
+    }
+GEMM_UKR_1X4P_H(gemm_ukr_1x4p_bf16, gemm_load_bf16)
+GEMM_UKR_1X4P_H(gemm_ukr_1x4p_f16, gemm_load_f16)
+
 /* DIRECT's columns of one packed mc x kc block of A: B read in place
    (bs_n == 1) in NR-column panels (one row: 4 panels at a time while
    they are whole); the last, partial panel is packed into pe_buf (reading
@@ -142,6 +185,29 @@ ATTNC_TPL_INLINE void gemm_direct_cols(const float *pa_buf, const float *B, int6
     }
 }
 
+/* f16 bits to f32, exactly, in integer and float arithmetic only (no libc
+   call, no F16C needed): the exponent rebased, subnormals renormalized by
+   one subtraction, inf / NaN kept */
+ATTNC_TPL_INLINE float gemm_h2f(uint16_t h)
+{
+    uint32_t o = (uint32_t)(h & 0x7fff) << 13, e = o & 0x0f800000u;
+    o += (uint32_t)(127 - 15) << 23;
+    float f;
+    if (e == 0x0f800000u) o += (uint32_t)(128 - 16) << 23; /* inf / NaN */
+    if (e == 0) {                                           /* zero / subnormal */
+        uint32_t m = 113u << 23;
+        float fm;
+        o += 1u << 23;
+        __builtin_memcpy(&f, &o, 4);
+        __builtin_memcpy(&fm, &m, 4);
+        f -= fm;
+        __builtin_memcpy(&o, &f, 4);
+    }
+    o |= (uint32_t)(h & 0x8000) << 16;
+    __builtin_memcpy(&f, &o, 4);
+    return f;
+}
+
 /* n 2-byte values (bf16: half 1, f16: half 2) widened to f32 (exact) */
 ATTNC_TPL_INLINE void gemm_widen(const int half, const uint16_t *restrict src, float *restrict dst, int64_t n)
 {
@@ -153,8 +219,7 @@ ATTNC_TPL_INLINE void gemm_widen(const int half, const uint16_t *restrict src, f
             dst[i] = f;
         }
     } else {
-        const _Float16 *h = (const _Float16 *)src;
-        for (int64_t i = 0; i < n; i++) dst[i] = (float)h[i];
+        for (int64_t i = 0; i < n; i++) dst[i] = gemm_h2f(src[i]);
     }
 }
 
@@ -186,20 +251,26 @@ ATTNC_TPL_INLINE void gemm_blocked(const int direct, const int half, const float
                 int64_t nc = gemm_min(NC, n1 - jc);
                 if (direct == 2) { /* the chunk's panels, from column jc (a multiple of NR) */
                     const float *pb = B + pc * bs_n + jc * kc;
-                    if (half) { /* 2-byte panels: widened into the B block's scratch */
-                        gemm_widen(half, (const uint16_t *)B + pc * bs_n + jc * kc, pb_buf, (nc + NR - 1) / NR * NR * kc);
-                        pb = pb_buf;
-                    }
+                    const uint16_t *ph = (const uint16_t *)B + pc * bs_n + jc * kc;
                     int64_t jr = 0;
-                    if (mc == 1) /* one row: 4 panels at a time while they are whole */
+                    if (mc == 1) /* one row: 4 panels at a time while they are whole (2-byte: widened in registers) */
                         for (; jr + 4 * NR <= nc; jr += 4 * NR) {
                             float *c = C + ic * ldc + jc + jr;
-                            gemm_ukr_1x4p(kc, pa_buf, pb + jr * kc, c, first);
+                            if (half == 1) gemm_ukr_1x4p_bf16(kc, pa_buf, ph + jr * kc, c, first);
+                            else if (half == 2) gemm_ukr_1x4p_f16(kc, pa_buf, ph + jr * kc, c, first);
+                            else gemm_ukr_1x4p(kc, pa_buf, pb + jr * kc, c, first);
                             if (last && epi)
                                 PRAGMA_UNROLL for (int q = 0; q < 4; q++)
                                     epi(epi_ctx, c + q * NR, ldc, ic, jc + jr + q * NR, 1, NR);
                         }
-                    gemm_macro(pa_buf, pb + jr * kc, mc, nc - jr, kc, C, ldc, ic, jc + jr, first, last, epi, epi_ctx);
+                    if (jr < nc) {
+                        const float *rest = pb + jr * kc;
+                        if (half) { /* 2-byte panels: widened into the B block's scratch */
+                            gemm_widen(half, ph + jr * kc, pb_buf, (nc - jr + NR - 1) / NR * NR * kc);
+                            rest = pb_buf;
+                        }
+                        gemm_macro(pa_buf, rest, mc, nc - jr, kc, C, ldc, ic, jc + jr, first, last, epi, epi_ctx);
+                    }
                     continue;
                 }
                 gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
