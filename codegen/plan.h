@@ -66,7 +66,8 @@ typedef enum {
   CG_K_CONCAT,
   CG_K_GATHER,    /* gather into a buffer: a copy of the indexed view (row copies threaded over ids) */
   CG_K_PACK,      /* pack (pack-weights): a matrix into the backend's GEMM layout (parameters as CG_K_COPY's:
-                     o, x, n, shape, xs); the CPU writes the template's B panels, CUDA a dense copy */
+                     o, x, n, shape, xs); the CPU writes the template's B panels, CUDA emits nothing
+                     (the pack is its operand there) */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */

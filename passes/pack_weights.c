@@ -5,9 +5,9 @@
  * k, the NR-column panels of all N columns), made once per weight load.
  * The matmul then reads the panels where they lie (the template's
  * PREPACKED path): no B packing in any run, whatever M, the batch dims
- * folded into M or not.  The CUDA backend stores a pack as a dense
- * row-major copy (its matmuls read any layout).  The interpreter treats
- * pack as the identity.
+ * folded into M or not.  The CUDA backend binds a pack to its operand
+ * itself (its matmuls read any layout: no copy, no kernel).  The
+ * interpreter treats pack as the identity.
  *
  *   %3 = permute(%1) {perm=[1,0], prep=true} : f32[256,1024]
  *   %4 = pack(%3) {prep=true} : f32[256,1024]

@@ -219,6 +219,11 @@ static void node(Host *h, int i, int *wi) {
   }
   case CG_BUFFER:
   case CG_COPY: /* the caller's output, its workspace slot, or (hoist-weights) the prepared memory */
+    if (n->op == IR_PACK) { /* pack-weights: the matrix itself, read in place by its matmul (no copy, no kernel) */
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, n->in[0]);
+      for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, n->in[0], d);
+      return;
+    }
     if (v->prep_index >= 0) fprintf(h->f, "  V[%d].p = prep + %lldLL;\n", i, (long long)h->prep_off[v->prep_index]);
     else if (v->out_index >= 0) fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, v->out_index);
     else fprintf(h->f, "  V[%d].p = ws + off[%d];\n", i, v->slot);
@@ -311,6 +316,7 @@ static void interface(Host *h) {
 
 /* The emulation's entries of kernel k: k<name> and its variants. */
 static void emu_entries(const Host *h, const CgKernel *k, bool table) {
+  if (k->kind == CG_K_PACK) return; /* no kernel: the matrix itself (node()) */
   CuAttnPlan ap;
   const char *variants = "";
   if (k->kind == CG_K_ATTENTION && (cu_attn_plan(h->g, k->node, &ap), ap.tc)) variants = "gc"; /* generic, split-KV combine */
@@ -361,7 +367,7 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
   int64_t prep_bytes = 0;
   for (int k = 0; k < p->nprepared; k++) {
     const IrType *t = &f->nodes[p->prepared[k]].type;
-    int64_t b = esz(t->dt), c;
+    int64_t b = f->nodes[p->prepared[k]].op == IR_PACK ? 0 : esz(t->dt), c; /* (a pack is its operand here) */
     for (int d = 0; d < t->rank; d++)
       if (ir_dim_is_const(t->dim[d], &c)) b *= c;
     h.prep_off[k] = prep_bytes;
