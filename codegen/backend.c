@@ -244,7 +244,7 @@ void cg_plan_cost(const CgPlan *p, const int64_t *symvals, IrCost *out) {
   bool *computed = calloc((size_t)p->n + 1, 1);
   if (!computed) ir_bug("out of memory");
   for (int k = 0; k < p->nk; k++)
-    if (p->k[k].kind != CG_K_OUTPUT) computed[p->k[k].node] = true;
+    if (p->k[k].kind != CG_K_OUTPUT && !p->k[k].prep) computed[p->k[k].node] = true;
   ir_cost(p->g, symvals, computed, out);
   free(computed);
   for (int k = 0; k < p->nk; k++)

@@ -26,7 +26,13 @@
  *             backend sizes them at run time (its own element sizes).
  *   kernels   one per buffer or copy, in graph order, then one copy per
  *             graph output not written in place (an input, a view, a
- *             value that is several outputs). */
+ *             value that is several outputs).
+ *   prepared  hoist-weights' prep=true values (and constants materialized
+ *             for their kernels) are computed at load by prepare kernels
+ *             into the instance's prepared memory: no slot, never written
+ *             in place into an output (a run copies them), no fold-se
+ *             partner; each prepare kernel lists the weights it depends on,
+ *             so a bind recomputes only what depends on the weight bound. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,7 +429,7 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   PB b = {p, k};
   switch (kind) {
   case CG_K_EWISE: case CG_K_FILL: case CG_K_GATHER: params_ewise(&b, id); break;
-  case CG_K_COPY: params_copy(&b, p->g->funcs[0].nodes[id].in[0], -1); break;
+  case CG_K_COPY: case CG_K_PACK: params_copy(&b, p->g->funcs[0].nodes[id].in[0], -1); break;
   case CG_K_OUTPUT: params_copy(&b, id, out); break;
   case CG_K_MATMUL: params_matmul(&b, id); break;
   case CG_K_REDUCE: params_reduce(&b, id); break;
@@ -433,6 +439,32 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   case CG_K_CONCAT: params_concat(&b, id); break;
   case CG_K_CONV: params_conv(&b, id); break;
   }
+}
+
+/* Are all readers of node v packs, or transposes read only by packs? */
+static bool read_by_packs(const CgPlan *p, int v, int depth) {
+  const IrFunc *f = &p->g->funcs[0];
+  bool any = false;
+  for (int i = v + 1; i < p->n; i++)
+    for (int k = 0; k < f->nodes[i].nin; k++) {
+      if (f->nodes[i].in[k] != v) continue;
+      any = true;
+      if (f->nodes[i].op == IR_PACK) continue;
+      if (f->nodes[i].op != IR_PERMUTE || depth > 0 || !read_by_packs(p, i, depth + 1)) return false;
+    }
+  return any && cg_output_of(p->g, v) < 0;
+}
+
+bool cg_weight_raw(const CgPlan *p, int w) {
+  const IrNode *n = &p->g->funcs[0].nodes[w];
+  return n->op == IR_WEIGHT && (n->type.dt == RT_BF16 || n->type.dt == RT_F16) && read_by_packs(p, w, 0);
+}
+
+rt_dtype cg_pack_storage(const CgPlan *p, int k) {
+  const IrFunc *f = &p->g->funcs[0];
+  int x = f->nodes[k].in[0];
+  if (f->nodes[x].op == IR_PERMUTE) x = f->nodes[x].in[0];
+  return cg_weight_raw(p, x) ? (rt_dtype)f->nodes[x].type.dt : RT_F32;
 }
 
 const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *name) {
@@ -548,6 +580,9 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       if (v->kind == CG_VIEW) v->base = nd->in[0];
       break;
     }
+    case IR_PACK: /* the backend's GEMM layout, read only by its matmul */
+      v->kind = CG_BUFFER, v->dense = false;
+      break;
     default:
       v->kind = CG_BUFFER, v->dense = true;
       break;
@@ -570,11 +605,65 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       v->inner_unit = src->inner_unit && r > 0 && xr > 0 && map[r - 1] == xr - 1;
     }
     else if (v->kind != CG_VIEW)
-      v->inner_unit = v->kind != CG_VIRTUAL;
+      v->inner_unit = v->kind != CG_VIRTUAL && nd->op != IR_PACK;
     else
       v->inner_unit = true; /* a dense reshape */
   }
   free(materialize);
+}
+
+/* Which values are computed at load: prep=true nodes, and constants and
+ * iotas materialized for their kernels; those that are buffers or copies
+ * live in the prepared memory (CgPlan.prepared). */
+static void prepared(CgPlan *p) {
+  const IrFunc *f = &p->g->funcs[0];
+  for (int i = 0; i < p->n; i++) {
+    const IrNode *nd = &f->nodes[i];
+    p->node[i].prep = nd->a.prep;
+    if (!nd->a.prep) continue;
+    for (int k = 0; k < nd->nin; k++) {
+      int x = nd->in[k];
+      if ((f->nodes[x].op == IR_CONST || f->nodes[x].op == IR_IOTA) && p->node[x].kind == CG_BUFFER) p->node[x].prep = true;
+    }
+  }
+  p->prepared = calloc((size_t)p->n + 1, sizeof(int));
+  if (!p->prepared) ir_bug("out of memory");
+  for (int i = 0; i < p->n; i++)
+    if (p->node[i].prep && (p->node[i].kind == CG_BUFFER || p->node[i].kind == CG_COPY)) {
+      p->node[i].prep_index = p->nprepared;
+      p->prepared[p->nprepared++] = i;
+    }
+}
+
+/* The weights each prepare kernel depends on (through prep=true values and
+ * views): CgKernel.d0 / nd into CgPlan.deps. */
+static void prepare_deps(CgPlan *p) {
+  const IrFunc *f = &p->g->funcs[0];
+  int nw;
+  const int *wids = ir_graph_weights(p->g, &nw);
+  size_t words = ((size_t)nw + 63) / 64;
+  uint64_t *bits = calloc((size_t)p->n * words + 1, sizeof(uint64_t));
+  if (!bits) ir_bug("out of memory");
+  for (int w = 0; w < nw; w++) bits[(size_t)wids[w] * words + (size_t)w / 64] |= 1ull << (w % 64);
+  for (int i = 0; i < p->n; i++) {
+    const IrNode *nd = &f->nodes[i];
+    if (!p->node[i].prep) continue;
+    for (int k = 0; k < nd->nin; k++)
+      for (size_t q = 0; q < words; q++) bits[(size_t)i * words + q] |= bits[(size_t)nd->in[k] * words + q];
+  }
+  int cap = 0;
+  for (int k = 0; k < p->nk; k++) {
+    CgKernel *kn = &p->k[k];
+    if (!kn->prep) continue;
+    kn->d0 = p->ndeps;
+    for (int w = 0; w < nw; w++)
+      if (bits[(size_t)kn->node * words + (size_t)w / 64] >> (w % 64) & 1) {
+        p->deps = grow(p->deps, &cap, p->ndeps + 1, sizeof *p->deps);
+        p->deps[p->ndeps++] = w;
+        kn->nd++;
+      }
+  }
+  free(bits);
 }
 
 /* Value src is read at node i: it lives until then, and so does what it
@@ -602,11 +691,11 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     int id = p->g->outputs[k].node;
     read_at(p, id, n);
     CgNodePlan *v = &p->node[id];
-    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0) v->out_index = k;
+    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0) v->out_index = k;
   }
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
-    if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold) continue;
+    if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold || p->node[i].prep) continue; /* (at load: a plain reduction) */
     int mm = nd->in[0];
     if ((f->nodes[mm].op != IR_MATMUL && f->nodes[mm].op != IR_CONV2D) || p->node[mm].fold_user >= 0) {
       error(diag, nd, failed, "a fold=true %s needs a matmul or conv2d operand of its own (fold-se)",
@@ -621,7 +710,8 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
   for (int i = 0; i < n; i++) {
     CgNodePlan *v = &p->node[i];
     if (v->fold_user >= 0) p->node[v->fold_user].aux_slot = take_slot(p, free_at, i, v->fold_user);
-    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0) v->slot = take_slot(p, free_at, i, v->last_use);
+    if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0)
+      v->slot = take_slot(p, free_at, i, v->last_use);
   }
   free(free_at);
 }
@@ -651,6 +741,7 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
         error(diag, nd, failed, "conv2d: the weight must be dense");
       add_kernel(p, CG_K_CONV, i, -1);
     }
+    else if (nd->op == IR_PACK) add_kernel(p, CG_K_PACK, i, -1);
     else error(diag, nd, failed, "op '%s' has no kernel in compiled code", ir_opinfo[nd->op].name);
   }
   for (int k = 0; k < p->g->noutput; k++) {
@@ -659,6 +750,7 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
   }
   for (int k = 0; k < p->nk; k++) {
     if (p->k[k].kind == CG_K_OUTPUT) p->output_copies++;
+    else if ((p->k[k].prep = p->node[p->k[k].node].prep)) p->prep_kernels++;
     else p->kernels_by_op[f->nodes[p->k[k].node].op]++;
   }
 }
@@ -673,11 +765,13 @@ CgPlan *cg_plan(const IrGraph *g, IrDiag *diag) {
   if (!p->node || !p->kernels_by_op) ir_bug("out of memory");
   for (int i = 0; i < p->n; i++)
     p->node[i] = (CgNodePlan){.base = -1, .last_use = i, .slot = -1, .out_index = -1, .fold_user = -1,
-                              .fold_src = -1, .aux_slot = -1, .kernel = -1};
+                              .fold_src = -1, .aux_slot = -1, .kernel = -1, .prep_index = -1};
   bool failed = false;
   kinds(p, diag, &failed);
+  prepared(p);
   lifetimes(p, diag, &failed);
   if (!failed) kernels(p, diag, &failed);
+  if (!failed) prepare_deps(p);
   if (failed) {
     cg_plan_free(p);
     return NULL;
@@ -692,12 +786,19 @@ void cg_plan_free(CgPlan *p) {
   free(p->param);
   free(p->val);
   free(p->kernels_by_op);
+  free(p->prepared);
+  free(p->deps);
   free(p);
 }
 
 void cg_plan_stats(const CgPlan *p, FILE *f) {
-  fprintf(f, "kernels %d\n", p->nk);
+  fprintf(f, "kernels %d\n", p->nk - p->prep_kernels);
   for (int op = 0; op < IR_NOPS; op++)
     if (p->kernels_by_op[op]) fprintf(f, "  %-10s %d\n", ir_opinfo[op].name, p->kernels_by_op[op]);
   if (p->output_copies) fprintf(f, "  %-10s %d\n", "copy-out", p->output_copies);
+  if (p->prep_kernels) { /* hoist-weights: at load, not in a run */
+    fprintf(f, "prepare %d\n", p->prep_kernels);
+    for (int k = 0; k < p->nk; k++)
+      if (p->k[k].prep) fprintf(f, "  %-10s %%%d\n", ir_opinfo[p->g->funcs[0].nodes[p->k[k].node].op].name, p->k[k].node);
+  }
 }

@@ -47,6 +47,10 @@ typedef struct {
   int fold_src;    /* fold=true reduction: that matmul; else -1 */
   int aux_slot;    /* fold=true reduction: the slot of the partial sums; else -1 */
   int kernel;      /* the kernel computing it (index into CgPlan.k); else -1 */
+  bool prep;       /* computed at load, never in a run (hoist-weights' prep=true, or a constant
+                      materialized for such a kernel): its kernel is a prepare kernel */
+  int prep_index;  /* CG_BUFFER / CG_COPY with prep: its place in CgPlan.prepared (it lives in
+                      the instance's prepared memory); else -1 */
 } CgNodePlan;
 
 typedef enum {
@@ -62,6 +66,9 @@ typedef enum {
   CG_K_CONCAT,
   CG_K_GATHER,    /* gather into a buffer: a copy of the indexed view (row copies threaded over ids) */
   CG_K_CONV,      /* conv2d / maxpool2d / avgpool2d on NCHW images */
+  CG_K_PACK,      /* pack (pack-weights): a matrix into the backend's GEMM layout (parameters as CG_K_COPY's:
+                     o, x, n, shape, xs); the CPU writes the template's B panels, CUDA emits nothing
+                     (the pack is its operand there) */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */
@@ -107,6 +114,9 @@ typedef struct {
   int out;        /* CG_K_OUTPUT: the graph output; else -1 */
   char name[24];  /* unique: the node id, "<id>o<out>" for output copies */
   int p0, np;     /* its parameters: CgPlan.param[p0 .. p0 + np) */
+  bool prep;      /* run by NAME__prepare at load (when a weight it depends on changed), not by run() */
+  int d0, nd;     /* prep: the weights it depends on (their positions in ir_graph_weights):
+                     CgPlan.deps[d0 .. d0 + nd) */
 } CgKernel;
 
 typedef struct CgPlan {
@@ -122,6 +132,12 @@ typedef struct CgPlan {
   int nval, capval;
   int *kernels_by_op; /* [IR_NOPS]: kernels computing a node of each op (not output copies) */
   int output_copies;  /* CG_K_OUTPUT kernels */
+  /* hoist-weights: the values computed at load, in graph order (each backend
+     places them in the instance's prepared memory with its element sizes),
+     the prepare kernels' weight dependencies */
+  int *prepared, nprepared;
+  int *deps, ndeps;
+  int prep_kernels;   /* kernels with prep (not in kernels_by_op: a run does not launch them) */
 } CgPlan;
 
 /* The plan of g (a verified graph at any pipeline stage).  Errors that no
@@ -157,8 +173,18 @@ const CgParam *cg_kernel_param(const CgPlan *p, const CgKernel *k, const char *n
  * follow: from the innermost axis of each group out, the source axis'
  * stride times the sizes of the group's axes inside it. */
 bool cg_reshape_split(const IrType *from, const IrType *to, int *src);
+/* Is weight node w read only as stored, 2-byte values (native bf16 / f16
+ * weights: a bf16 / f16 weight whose every reader is a pack, directly or
+ * through transposes)?  The runtime then hands it over as stored
+ * (descriptor weight_raw). */
+bool cg_weight_raw(const CgPlan *p, int w);
+/* What pack node k's panels hold: RT_BF16 / RT_F16 when it packs (a
+ * transpose of) a weight handed over as stored (cg_weight_raw), else RT_F32
+ * (the CPU keeps every other float value as f32). */
+rt_dtype cg_pack_storage(const CgPlan *p, int k);
 /* The graph outputs node i is (the last one if several), or -1. */
 int cg_output_of(const IrGraph *g, int i);
-/* `kernels N` and one line per op (and output copies): --emit=stats. */
+/* `kernels N` (the kernels of a run) and one line per op (and output
+ * copies), then `prepare K` (kernels at load): --emit=stats. */
 void cg_plan_stats(const CgPlan *p, FILE *f);
 #endif

@@ -354,6 +354,13 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
       for (int i = ax + 1; i < x->rank; i++) r.dim[o++] = x->dim[i];
       break;
     }
+    case IR_PACK: /* the same matrix as f32 values, stored as the backend's GEMM panels (of bf16 / f16
+                     values for a bf16 / f16 operand: native 2-byte weights) */
+      r = *t[0];
+      if (r.rank != 2 || (r.dt != RT_F32 && r.dt != RT_BF16 && r.dt != RT_F16))
+        FAIL("pack takes an f32, bf16 or f16 matrix (rank 2)");
+      r.dt = RT_F32;
+      break;
     case IR_EXPAND: /* a broadcast view: the type is given */
       ir_type_str(g, t[0], s1, sizeof s1);
       ir_type_str(g, &r, s2, sizeof s2);

@@ -933,6 +933,7 @@ static int run_shape(Interp *it, int id, Val *out) {
   cstrides(x->rank, x->shape, xst);
   switch (n->op) {
   case IR_RESHAPE:
+  case IR_PACK: /* the same values (only compiled code stores them otherwise) */
     memcpy(out->d, x->d, (size_t)out->n * sizeof(double));
     return 0;
   case IR_PERMUTE:

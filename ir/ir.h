@@ -115,6 +115,9 @@ typedef struct {
   bool fold;        /* A_FOLD: a sum/mean over the rows of a matmul result,
                        accumulated by the matmul's epilogue as it writes
                        (fold-se); printed only when true */
+  bool prep;        /* A_PREP (any op): a value of weights and constants only,
+                       computed once per weight load, never per run
+                       (hoist-weights); printed only when true */
   int ntile;        /* tile shape chosen by the tile pass (any op), CPU */
   int64_t tile[IR_MAX_TILE];
   int ngtile;       /* the same for the CUDA backend (gtile=[..]), when the

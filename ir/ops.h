@@ -10,7 +10,8 @@
  *   CMP   comparison -> bool         TER  where(cond, a, b)
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
  *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
- *                                          gather (rows by i32 ids) / expand (broadcast view)
+ *                                          gather (rows by i32 ids) / expand (broadcast view) /
+ *                                          pack (the same matrix in the backend's GEMM operand layout)
  *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw]) (+ the
  *         operands of an epilogue body, as matmul),
  *         maxpool2d / avgpool2d(x [, s]) (s: a per-(image, channel) scale
@@ -57,6 +58,7 @@
   X(PAD,    "pad",    LIST, pad,    npad,    OPS) /* zero padding [top, left, bottom, right] */ \
   X(DIL,    "dil",    LIST, dil,    ndil,    OPS) /* conv dilation [dh, dw] */ \
   X(GROUPS, "groups", INT,  groups, groups,  OPS) /* conv groups (C: depthwise) */ \
+  X(PREP,  "prep",  BOOL, prep,  prep,   ANY) /* depends only on weights and constants: computed at load (hoist-weights) */ \
   X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
   X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
 
@@ -136,6 +138,7 @@ enum {
   X(CONV2D,      "conv2d",     -1, CONV,  A_STRIDE | A_PAD | A_DIL | A_GROUPS) \
   X(MAXPOOL,     "maxpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
   X(AVGPOOL,     "avgpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
+  X(PACK,        "pack",        1, SHAPE, 0) /* a matmul's B in the GEMM's panel layout (pack-weights) */ \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
   X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
 

@@ -125,6 +125,32 @@ static void check_body_node(Verifier *v, int fi, int i, const IrNode *on, const 
 
 /* Structure and types of function fi; the owner node `on` (in function
  * `of`) for bodies, if it is sound enough to check against. */
+/* Has t constant dims only? */
+static bool const_shape(const IrType *t) {
+  int64_t c;
+  for (int d = 0; d < t->rank; d++)
+    if (!ir_dim_is_const(t->dim[d], &c)) return false;
+  return true;
+}
+
+/* prep=true (hoist-weights): a main-function node that is not a leaf, of
+ * constant shape, whose operands are weights, constants, iotas of constant
+ * shape or prep=true nodes -- what the load-time code can compute. */
+static void check_prep(Verifier *v, int fi, int i) {
+  const IrFunc *f = &v->g->funcs[fi];
+  const IrNode *n = &f->nodes[i];
+  if (fi != 0 || ir_opinfo[n->op].cls == IR_CLS_SRC || !const_shape(&n->type)) {
+    fail(v, fi, i, "prep=true needs a main-function op of constant shape that is not a leaf");
+    return;
+  }
+  for (int k = 0; k < n->nin; k++) {
+    const IrNode *x = &f->nodes[n->in[k]];
+    bool ok = x->a.prep || x->op == IR_WEIGHT || x->op == IR_CONST || (x->op == IR_IOTA && const_shape(&x->type));
+    if (!ok) fail(v, fi, i, "prep=true but operand %d (%%%d, %s) is not a weight, a constant or prep=true", k,
+                  n->in[k], ir_opinfo[x->op].name);
+  }
+}
+
 static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) {
   const IrGraph *g = v->g;
   const IrFunc *f = &g->funcs[fi];
@@ -200,6 +226,10 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
     if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->nin > 2 && n->body < 0)
       fail(v, fi, i, "%s with %d operands needs an epilogue body for the extra ones", ir_opinfo[n->op].name, n->nin);
     if ((n->op == IR_INPUT || n->op == IR_WEIGHT) && !n->a.str) fail(v, fi, i, "has no name");
+    if (n->a.prep) check_prep(v, fi, i);
+    for (int k = 0; k < n->nin; k++) /* a pack's storage is only the GEMM's (pack-weights) */
+      if (n->in[k] >= 0 && n->in[k] < i && f->nodes[n->in[k]].op == IR_PACK && !(n->op == IR_MATMUL && k == 1))
+        fail(v, fi, i, "operand %d (%%%d) is a pack, which only a matmul reads, as its second operand", k, n->in[k]);
     if (n->op == IR_ATTENTION && n->a.mlo != IR_MASK_NONE && n->a.mhi != IR_MASK_NONE &&
         n->a.mlo > n->a.mhi)
       fail(v, fi, i, "mask [%lld,%lld] has lo > hi", (long long)n->a.mlo, (long long)n->a.mhi);
@@ -282,6 +312,10 @@ static void check_interface(Verifier *v) {
     if (!o->name || o->node < 0 || o->node >= f->n) {
       ir_diag_error(v->diag, loc, "IR verification failed after %s: output \"%s\" names no node (%%%d)",
                     v->when, name, o->node);
+      v->ok = false;
+    } else if (f->nodes[o->node].op == IR_PACK) {
+      ir_diag_error(v->diag, loc, "IR verification failed after %s: output \"%s\" is a pack (%%%d), which only a "
+                    "matmul reads", v->when, name, o->node);
       v->ok = false;
     }
     for (int j = 0; j < k && o->name; j++)

@@ -63,7 +63,9 @@ static int copy_node(PassBody *b, int id) {
   int in[3];
   if (n->nin > 3) ir_bug("body op %s with %d operands", ir_opinfo[n->op].name, n->nin);
   for (int k = 0; k < n->nin; k++) in[k] = b->map[n->in[k]];
-  return pass_body_add(b, n, (IrOp)n->op, n->nin, in, (rt_dtype)n->type.dt, &n->a);
+  IrAttrs a = n->a;
+  a.prep = false; /* (hoist-weights' mark is the owner's, not a body value's) */
+  return pass_body_add(b, n, (IrOp)n->op, n->nin, in, (rt_dtype)n->type.dt, &a);
 }
 
 /* Walk from `root` (copy: root itself is copied, whatever classify says),

@@ -97,7 +97,9 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
     group[i] = -1;
     if (ir_op_is_elementwise((IrOp)nd->op)) {
       int gu = ugroup[i];
-      if (gu >= 0 && nread[i] == uses[i] && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[gu].type)))
+      /* (a prep=true node -- hoist-weights -- joins only a prep=true group: it is computed at load) */
+      if (gu >= 0 && nread[i] == uses[i] && (nomem[i] || ir_shape_eq(&nd->type, &f->nodes[gu].type)) &&
+          (nomem[i] || nd->a.prep == f->nodes[gu].a.prep))
         group[i] = gu;
       else
         group[i] = i;
@@ -122,11 +124,13 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt) {
     f = &g->funcs[0]; /* (adding the body may have moved the arrays) */
     if (ok) {
       IrNode *rn = &f->nodes[r];
+      bool prep = rn->a.prep;
       rn->op = IR_FUSED;
       rn->nin = b.nleaf;
       rn->in = ir_arena_alloc(g->arena, (size_t)(b.nleaf ? b.nleaf : 1) * sizeof(int));
       memcpy(rn->in, b.leaves, (size_t)b.nleaf * sizeof(int));
       ir_attrs_init(&rn->a);
+      rn->a.prep = prep;
       rn->body = b.fb;
       changed = true;
     }

@@ -76,7 +76,9 @@ static void fuse(IrGraph *g, int m, int e) {
       ins[k] = prev >= 0 ? prev : ir_add(g, fb, IR_PARAM, 0, NULL, &pt, &a, en.loc);
     }
     IrType t = {en.type.dt, 0, {{0}}};
-    int y = ir_add(g, fb, (IrOp)en.op, en.nin, ins, &t, &en.a, en.loc);
+    IrAttrs ea = en.a;
+    ea.prep = false; /* (hoist-weights' mark stays on the matmul) */
+    int y = ir_add(g, fb, (IrOp)en.op, en.nin, ins, &t, &ea, en.loc);
     IrFunc *bf = &g->funcs[fb];
     bf->yields = ir_arena_alloc(g->arena, sizeof(int));
     bf->yields[0] = y;
@@ -89,6 +91,7 @@ static void fuse(IrGraph *g, int m, int e) {
   nn->in = in;
   if (mn.op == IR_CONV2D) nn->a = mn.a;
   else ir_attrs_init(&nn->a);
+  nn->a.prep = mn.a.prep; /* (hoist-weights: both are, or neither) */
   nn->body = fb;
   nn->loc = mn.loc;
 }
@@ -126,7 +129,7 @@ bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt) {
       continue;
     const IrNode *en = &g->funcs[0].nodes[user[m]];
     if ((en->op != IR_FUSED && !ir_op_is_elementwise((IrOp)en->op)) || en->nin > 60 || en->type.dt != RT_F32 ||
-        !ir_shape_eq(&en->type, &mn->type) || (mn->op == IR_CONV2D && !conv_epilogue_ok(g, m, en)))
+        !ir_shape_eq(&en->type, &mn->type) || en->a.prep != mn->a.prep || (mn->op == IR_CONV2D && !conv_epilogue_ok(g, m, en)))
       continue;
     fuse(g, m, user[m]);
     changed = true;

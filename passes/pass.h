@@ -31,6 +31,8 @@ typedef struct PassOptions {
   int ntile_over;
   const char *const *gtile_over; /* --gtile=OP:A,B,..: the same for the GPU tiles */
   int ngtile_over;
+  int weight_dtype;            /* --weight-dtype: RT_BF16 / RT_F16 makes the f32 weights that matmuls
+                                  read 2-byte weights (pack-weights); 0 (RT_F32): as declared */
   FILE *dump;                  /* where dumps go (stderr) */
   IrDiag *diag;
 } PassOptions;
@@ -56,12 +58,14 @@ bool pass_pipeline(IrGraph *g, const PassOptions *opt);
 bool pass_canonicalize(IrGraph *g, const PassOptions *opt);
 bool pass_cse(IrGraph *g, const PassOptions *opt);
 bool pass_dce(IrGraph *g, const PassOptions *opt);
+bool pass_hoist_weights(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_attention(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_norm(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt);
 bool pass_fold_se(IrGraph *g, const PassOptions *opt);
 bool pass_fold_bn(IrGraph *g, const PassOptions *opt);
+bool pass_pack_weights(IrGraph *g, const PassOptions *opt);
 bool pass_tile(IrGraph *g, const PassOptions *opt);
 /* Check a --tile=OP:A,B,.. override against the target; false with a
  * message in err if it is malformed or the target cannot honour it. */

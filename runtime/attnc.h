@@ -25,6 +25,13 @@
  * attnc_options.copy_weights the file is read into memory the instance
  * owns, and is not used after the load.
  *
+ * Weight transforms (a transposed, cast, concatenated or folded weight;
+ * whatever depends only on weights and constants) are computed once, when
+ * every weight is bound, into memory the instance owns (describe's
+ * prepared_bytes), then again only for what depends on a weight bound or
+ * loaded since; runs never compute them.  A weight bound in place that
+ * feeds such a transform is read at bind time: to change it, bind again.
+ *
  * Memory of a run: an output must not share any byte with an input, a
  * weight bound in place or another output (NAME_run fails with
  * ATTNC_ERR_ARGUMENT, naming both tensors); inputs may share memory.
@@ -158,7 +165,22 @@ typedef struct {
   /* ABI 5 */
   const double *param_reals;         /* every param as a double (integers exact to 2^53) */
   const unsigned char *param_is_real; /* 1: a real param (param EPS = 1e-12), 0: an integer */
+  /* ABI 7 */
+  int64_t prepared_bytes;            /* memory an instance holds for the values computed once per weight
+                                        load (hoist-weights: transposed, cast, concatenated, folded or
+                                        repacked weights), besides the weights themselves */
 } attnc_model_info;
+
+/* Counters of an instance (NAME_stats; ABI 7). */
+typedef struct {
+  int64_t runs;                 /* runs that succeeded */
+  int64_t last_run_loops;       /* parallel loops (kernel launches) of the last CPU run */
+  int64_t prepares;             /* times the prepared values were (re)computed */
+  int64_t last_prepare_kernels; /* kernels the last of them ran (only those depending on a weight
+                                   bound or loaded since the one before) */
+  int64_t prepare_kernels;      /* kernels all of them ran */
+  int64_t prepared_bytes;       /* memory held for prepared values */
+} attnc_stats;
 
 /* The entry points of a generated model, one list (the generated headers,
  * the wrappers in the library, the runtime's rt_* functions and the attnc
@@ -199,7 +221,10 @@ typedef struct {
     "naming the bytes it needs; NULL, 0: back to the instance's own memory")                          \
   X(output_shapes, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs,               \
                          attnc_tensor *outputs, int noutputs), "ippipi", 0,                           \
-    "fills dtype, rank and shape of each output for these inputs; data untouched")
+    "fills dtype, rank and shape of each output for these inputs; data untouched")                    \
+  X(stats, int, (attnc_instance *inst, attnc_stats *stats), "ipp", 0,                                 \
+    "the instance's counters: runs, kernel launches of the last run, prepares of the load-time "      \
+    "values and the kernels they ran")
 
 #ifdef __cplusplus
 }

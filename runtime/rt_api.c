@@ -144,6 +144,12 @@ struct attnc_instance {
   int device;                /* CUDA device the runs use, or -1: the CPU */
   void *cuda_state;          /* the library's device state (weights, stream) */
   uint64_t wversion;         /* bumped whenever a weight is bound or loaded */
+  /* prepared values (hoist-weights; CPU instances): computed once all weights are bound, again
+     for what depends on a weight bound or loaded since (pdirty) */
+  api_buf prep;              /* desc prepared_bytes, read by run() through rt_exec_prepared */
+  api_buf pws;               /* prepare's scratch */
+  uint8_t *pdirty;           /* [nweight + 1]: changed since the last prepare; [nweight]: all */
+  attnc_stats stats;
   char err[API_ERRLEN];
 };
 
@@ -338,7 +344,8 @@ static void buf_free(api_buf *b) {
   b->cap = 0;
 }
 
-typedef enum { CV_COPY, CV_F16_F32, CV_BF16_F32, CV_F64_F32, CV_F32_F16, CV_F32_BF16, CV_BOOL } cv_kind;
+typedef enum { CV_COPY, CV_F16_F32, CV_BF16_F32, CV_F64_F32, CV_F32_F16, CV_F32_BF16, CV_BOOL, CV_ROUND_F16,
+               CV_ROUND_BF16 } cv_kind;
 
 /* A conversion of n elements from src to dst (either may be unaligned). */
 typedef struct {
@@ -387,6 +394,15 @@ static void cv_task(void *ctx, int64_t b, int64_t e, int32_t tid) {
     break;
   case CV_BOOL:
     for (size_t i = i0; i < i1; i++) d[i] = s[i] != 0;
+    break;
+  case CV_ROUND_F16: /* f32 values rounded to f16 / bf16 (kept as f32) */
+  case CV_ROUND_BF16:
+    for (size_t i = i0; i < i1; i++) {
+      float f;
+      memcpy(&f, s + 4 * i, 4);
+      f = j->k == CV_ROUND_F16 ? rt_f16_to_f32(rt_f32_to_f16(f)) : rt_bf16_to_f32(rt_f32_to_bf16(f));
+      memcpy(d + 4 * i, &f, 4);
+    }
     break;
   }
 }
@@ -479,6 +495,7 @@ int rt_describe(const rt_model_desc *d, attnc_model_info *info) {
   info->param_reals = d->param_reals;
   info->param_is_real = d->param_is_real;
   info->dim_names = d->syms;
+  info->prepared_bytes = d->prepared_bytes;
   return ATTNC_OK;
 }
 
@@ -542,6 +559,9 @@ static void inst_free(attnc_instance *in) {
   if (in->outbuf)
     for (int i = 0; i < d->noutput; i++) buf_free(&in->outbuf[i]);
   buf_free(&in->ws);
+  buf_free(&in->prep);
+  buf_free(&in->pws);
+  free(in->pdirty);
   rt_st_close(in->st);
   release_file(in->map, in->maplen, in->map_owned);
   free(in->wptr);
@@ -642,8 +662,12 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   in->inbuf = zalloc((size_t)d->ninput, sizeof *in->inbuf);
   in->outbuf = zalloc((size_t)d->noutput, sizeof *in->outbuf);
   in->ranges = zalloc((size_t)d->ninput + (size_t)d->noutput + (size_t)d->nweight + 1, sizeof *in->ranges);
+  in->pdirty = zalloc((size_t)d->nweight + 1, 1);
+  if (in->pdirty) memset(in->pdirty, 1, (size_t)d->nweight + 1);
+  int prep_failed = device < 0 && d->prepare && d->prepared_bytes > 0 &&
+                    ((uint64_t)d->prepared_bytes > SIZE_MAX || buf_reserve(&in->prep, (size_t)d->prepared_bytes));
   if (!in->wptr || !in->wown || !in->wcaller || !in->symvals || !in->symin || !in->symaxis || !in->inptr ||
-      !in->outptr || !in->inbuf || !in->outbuf || !in->ranges) {
+      !in->outptr || !in->inbuf || !in->outbuf || !in->ranges || !in->pdirty || prep_failed) {
     inst_free(in);
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for an instance", d->name);
   }
@@ -662,6 +686,8 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': %s", d->name, err);
   }
   rt_exec_init(&in->ex, in->pool);
+  in->ex.prepared = in->prep.p;
+  in->stats.prepared_bytes = device < 0 && d->prepare ? d->prepared_bytes : 0;
   *out = in;
   return ATTNC_OK;
 }
@@ -690,6 +716,38 @@ typedef struct {
   const char *file; /* the safetensors path, or NULL for bind_weight */
 } api_wsrc;
 
+/* A native 2-byte weight (desc weight_raw): the pointer to its values as
+ * the declared bf16 / f16, in src's memory when it holds them (2-byte
+ * aligned), else rounded into own (through f32: an F32, F64, F16 or BF16
+ * file or tensor).  0 or an attnc_status. */
+static int weight_raw(attnc_instance *in, int i, const api_wsrc *src, const void **ptr, api_buf *own) {
+  const attnc_tensor_info *ti = &in->d->weights[i];
+  int64_t n;
+  size_t bytes;
+  if (shape_size(ti->rank, src->shape, 2, &n, &bytes))
+    return fail(in, ATTNC_ERR_SHAPE, "weight '%s' is too large to address", ti->name);
+  if (src->nbytes > 0 && src->dtype == (int)ti->dtype && ((uintptr_t)src->data & 1u) == 0) {
+    *ptr = src->data;
+    return ATTNC_OK;
+  }
+  if (buf_reserve(own, bytes))
+    return fail(in, ATTNC_ERR_NOMEM, "out of memory: weight '%s' needs %zu bytes", ti->name, bytes);
+  if (src->nbytes > 0) {
+    const void *f32 = src->data;
+    void *mid = NULL;
+    if (src->dtype != RT_F32) {
+      if (!(mid = malloc((size_t)(n ? n : 1) * 4)))
+        return fail(in, ATTNC_ERR_NOMEM, "out of memory converting weight '%s'", ti->name);
+      convert(in, cv_to_run(src->dtype), rt_dtype_size((rt_dtype)src->dtype), mid, src->data, n);
+      f32 = mid;
+    }
+    convert(in, ti->dtype == ATTNC_F16 ? CV_F32_F16 : CV_F32_BF16, 4, own->p, f32, n);
+    free(mid);
+  }
+  *ptr = own->p;
+  return ATTNC_OK;
+}
+
 /* Check src against weight i and make the pointer run() will read: into
  * src's memory, or into a converted copy in own.  0 or an attnc_status. */
 static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const void **ptr, api_buf *own) {
@@ -715,16 +773,53 @@ static int weight_prepare(attnc_instance *in, int i, const api_wsrc *src, const 
   }
   int64_t n;
   size_t bytes;
+  if (d->weight_raw && d->weight_raw[i] && (ti->dtype == ATTNC_BF16 || ti->dtype == ATTNC_F16))
+    return weight_raw(in, i, src, ptr, own);
   if (shape_size(ti->rank, src->shape, run_esz(ti->dtype), &n, &bytes))
     return fail(in, ATTNC_ERR_SHAPE, "weight '%s' is too large to address", ti->name);
-  if (src->nbytes > 0 && usable_in_place(src->dtype, src->data, src->nbytes)) {
+  /* a weight declared f16 / bf16 holds values of that dtype (as the interpreter's): data of
+     another float dtype is rounded to it (then widened to f32 for run()) */
+  int round = (ti->dtype == ATTNC_F16 || ti->dtype == ATTNC_BF16) && src->dtype != (int)ti->dtype;
+  if (src->nbytes > 0 && !round && usable_in_place(src->dtype, src->data, src->nbytes)) {
     *ptr = src->data;
     return ATTNC_OK;
   }
   if (buf_reserve(own, bytes))
     return fail(in, ATTNC_ERR_NOMEM, "out of memory: weight '%s' needs %zu bytes", ti->name, bytes);
   if (src->nbytes > 0) convert(in, cv_to_run(src->dtype), run_esz(src->dtype), own->p, src->data, n);
+  if (src->nbytes > 0 && round) convert(in, ti->dtype == ATTNC_F16 ? CV_ROUND_F16 : CV_ROUND_BF16, 4, own->p, own->p, n);
   *ptr = own->p;
+  return ATTNC_OK;
+}
+
+/* Compute the prepared values that depend on a weight bound or loaded
+ * since the last prepare (all of them the first time), once every weight
+ * is bound; until then nothing (run() refuses to run).  CPU instances: the
+ * CUDA part prepares on the device.  0 or an attnc_status (the weights stay
+ * marked changed, so the next bind, load or run tries again).  Holds in->mu. */
+static int prepare_locked(attnc_instance *in) {
+  const rt_model_desc *d = in->d;
+  if (!d->prepare || in->device >= 0) return ATTNC_OK;
+  int dirty = 0;
+  for (int i = 0; i <= d->nweight; i++) dirty |= in->pdirty[i];
+  for (int i = 0; i < d->nweight; i++)
+    if (!in->wptr[i]) return ATTNC_OK;
+  if (!dirty) return ATTNC_OK;
+  int64_t sz = d->prepare_scratch * (int64_t)rt_pool_threads(in->pool);
+  if (buf_reserve(&in->pws, (size_t)(sz > 0 ? sz : 1)))
+    return fail(in, ATTNC_ERR_NOMEM, "out of memory: preparing the weights needs %" PRId64 " bytes of scratch", sz);
+  rt_exec_init(&in->ex, in->pool);
+  int32_t r = d->prepare(&in->ex, in->wptr, in->prep.p, in->pdirty, in->pws.p);
+  rt_pool_rest(in->pool);
+  if (r < 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
+    if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
+      return fail(in, ATTNC_ERR_RUNTIME, "model '%s': computing the prepared weights: %s", d->name, in->ex.msg);
+    return fail(in, ATTNC_ERR_RUNTIME, "model '%s': computing the prepared weights failed without a message", d->name);
+  }
+  memset(in->pdirty, 0, (size_t)d->nweight + 1);
+  in->stats.prepares++;
+  in->stats.last_prepare_kernels = r;
+  in->stats.prepare_kernels += r;
   return ATTNC_OK;
 }
 
@@ -803,6 +898,7 @@ int rt_load_weights(attnc_instance *in, const char *path) {
     in->wown[i] = own[i];
     in->wptr[i] = ptrs[i];
     in->wcaller[i] = 0;
+    in->pdirty[i] = 1;
   }
   in->wversion++;
   rt_st_close(in->st);
@@ -812,6 +908,7 @@ int rt_load_weights(attnc_instance *in, const char *path) {
   in->maplen = len;
   in->map_owned = owned;
   in->err[0] = 0;
+  rc = prepare_locked(in);
 out:
   free(ptrs);
   free(own);
@@ -861,7 +958,8 @@ static int bind_locked(attnc_instance *in, const char *key, const attnc_tensor *
   in->wptr[i] = ptr;
   in->wcaller[i] = ptr == t->data ? nbytes : 0;
   in->wversion++;
-  return ATTNC_OK;
+  in->pdirty[i] = 1;
+  return prepare_locked(in);
 }
 
 /* Bind one weight from caller memory, under the lock. */
@@ -1335,7 +1433,7 @@ int rt_run_device(attnc_instance *in, const attnc_tensor *inputs, int ninputs, a
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
   int rc = run_device_locked(in, inputs, ninputs, outputs, noutputs, stream);
-  if (!rc) in->err[0] = 0;
+  if (!rc) in->err[0] = 0, in->stats.runs++;
   rt_pool_rest(in->pool);
   pthread_mutex_unlock(&in->mu);
   return rc;
@@ -1370,6 +1468,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   if ((rc = plan_sizes(in, &wsz)) != 0) return rc;
 
   if (in->device >= 0) return run_gpu(in, inputs, outputs);
+  if ((rc = prepare_locked(in)) != 0) return rc; /* (only after a failed prepare: binds prepare) */
 
   /* workspace: the caller's, or the instance's own */
   void *ws;
@@ -1418,6 +1517,7 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
 
   rt_exec_init(&in->ex, in->pool);
   int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, ws);
+  in->stats.last_run_loops = in->ex.loops;
   if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
     if (atomic_load_explicit(&in->ex.failed, memory_order_acquire))
       return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);
@@ -1476,7 +1576,7 @@ int rt_run(attnc_instance *in, const attnc_tensor *inputs, int ninputs, attnc_te
   if (!in) return ATTNC_ERR_ARGUMENT;
   pthread_mutex_lock(&in->mu);
   int rc = run_locked(in, inputs, ninputs, outputs, noutputs);
-  if (!rc) in->err[0] = 0;
+  if (!rc) in->err[0] = 0, in->stats.runs++;
   rt_pool_rest(in->pool);
   pthread_mutex_unlock(&in->mu);
   return rc;
@@ -1537,4 +1637,13 @@ int rt_set_workspace(attnc_instance *in, void *memory, int64_t bytes) {
   }
   pthread_mutex_unlock(&in->mu);
   return rc;
+}
+
+/* The instance's counters (attnc_stats), under the lock. */
+int rt_stats(attnc_instance *in, attnc_stats *stats) {
+  if (!in || !stats) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  *stats = in->stats;
+  pthread_mutex_unlock(&in->mu);
+  return ATTNC_OK;
 }

@@ -75,6 +75,15 @@ typedef int64_t (*rt_workspace_fn)(const int64_t *symvals, int32_t nthreads);
  * Returns 0, or nonzero after rt_exec_error() (never exits). */
 typedef int32_t (*rt_run_fn)(rt_exec *ex, const int64_t *symvals, const void *const *inputs,
                              void *const *outputs, const void *const *weights, void *workspace);
+/* Compute the prepared values (hoist-weights: what depends only on weights
+ * and constants) into `prepared` (64-byte aligned, prepared_bytes), from the
+ * weights as run() reads them.  changed[nweight + 1]: nonzero for each
+ * weight bound or loaded since the last prepare; changed[nweight] nonzero
+ * recomputes everything (the first prepare).  Only the kernels that depend
+ * on a changed weight run.  workspace: prepare_scratch bytes per thread.
+ * Returns the number of kernels it ran, or -1 after rt_exec_error(). */
+typedef int32_t (*rt_prepare_fn)(rt_exec *ex, const void *const *weights, void *prepared, const uint8_t *changed,
+                                 void *workspace);
 /* CUDA libraries: is the device usable (0, or -1 with a message); a run on
  * it (see rt_cuda_call); freeing an instance's device state (device
  * weights, stream). */
@@ -132,7 +141,17 @@ typedef void (*rt_cuda_release_fn)(void *state);
      all three NULL when the model has none */                                 \
   X(const rt_dim *, derived_num, PTR)                                              \
   X(const int64_t *, derived_geo, PTR)                                             \
-  X(const char *const *, derived_why, PTR)
+  X(const char *const *, derived_why, PTR)                                         \
+  /* ABI 7: prepared values (hoist-weights), computed at load into memory the  \
+     instance owns and read by run() through rt_exec_prepared (NULL prepare:   \
+     none) */                                                                   \
+  X(rt_prepare_fn, prepare, PTR)                                                 \
+  X(int64_t, prepared_bytes, I64)                                                \
+  X(int64_t, prepare_scratch, I64)                 /* workspace bytes per thread */ \
+  /* ABI 7: per weight, 1 when run() and prepare read it as stored, 2-byte    \
+     bf16 / f16 values (native 2-byte weights: only the GEMM's packed panels   \
+     read it); NULL or 0: as every float tensor, f32 */                       \
+  X(const uint8_t *, weight_raw, PTR)
 
 typedef struct rt_model_desc {
 #define RT_DESC_FIELD(type, name, llvm) type name;
@@ -156,6 +175,8 @@ int rt_exec_threads(const rt_exec *ex);
 /* Seconds on the monotonic clock: run()'s stamps in a --profile build
  * (CgTarget.profile). */
 double rt_prof_now(void);
+/* The instance's prepared memory (rt_prepare_fn), as run() reads it. */
+void *rt_exec_prepared(const rt_exec *ex);
 /* Record a run-time error (message copied); returns -1. */
 int32_t rt_exec_error(rt_exec *ex, const char *msg);
 /* Gather ids out of range (ir_gather_desc words it alike in the

@@ -370,10 +370,12 @@ void rt_exec_init(rt_exec *ex, rt_pool *p) {
   ex->pool = p;
   atomic_store_explicit(&ex->failed, 0, memory_order_relaxed);
   ex->msg[0] = 0;
+  ex->loops = 0;
 }
 
 /* The generated code's entry to the pool. */
 void rt_parallel_for(rt_exec *ex, int64_t ntasks, int64_t grain, rt_task_fn fn, void *ctx) {
+  if (ex) ex->loops++; /* (called by the run's own thread only) */
   rt_pool_for(ex ? ex->pool : NULL, ntasks, grain, fn, ctx);
 }
 
@@ -383,6 +385,9 @@ double rt_prof_now(void) {
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
+
+/* The prepared values run() reads (rt_model.h). */
+void *rt_exec_prepared(const rt_exec *ex) { return ex ? ex->prepared : NULL; }
 
 /* Threads a run may use (tids are 0..this-1). */
 int rt_exec_threads(const rt_exec *ex) { return ex ? rt_pool_threads(ex->pool) : 1; }

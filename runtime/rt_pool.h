@@ -35,6 +35,8 @@ typedef struct rt_pool rt_pool;
  * first message wins). */
 struct rt_exec {
   rt_pool *pool;
+  void *prepared;    /* the instance's prepared values (rt_exec_prepared) */
+  int64_t loops;     /* rt_parallel_for calls (kernel launches), for attnc_stats */
   atomic_int failed; /* 0; 2 while the first error is being written; 1 */
   char msg[RT_EXEC_MSG];
 };

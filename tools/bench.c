@@ -619,6 +619,7 @@ static void print_profile(const Variant *v, const int64_t *sym, int runs, const 
     const KInfo *k = &ki[ord[i]];
     char bb[32], pb[16] = "-";
     human_bytes(k->bytes, bb, sizeof bb);
+    if (cg_module_plan(v->m)->k[ord[i]].prep) continue; /* computed at load (hoist-weights), not in a run */
     if (isnan(k->med)) {
       printf("  %-14s %%%-5d %5d %10s\n", k->op, k->node, k->line, "(not run)");
       continue;
@@ -639,9 +640,11 @@ static void print_profile(const Variant *v, const int64_t *sym, int runs, const 
 /* --json with --profile: the variant's kernels. */
 static void json_kernels(FILE *f, const Variant *v, const int64_t *sym, int runs) {
   fprintf(f, ",\n     \"kernel_profile\": [");
+  int n = 0;
   for (int k = 0; k < v->nk; k++) {
+    if (cg_module_plan(v->m)->k[k].prep) continue; /* computed at load (hoist-weights), not in a run */
     KInfo ki = kernel_info(v, sym, k, runs);
-    fprintf(f, "%s\n       {\"op\": \"%s\", \"node\": %d, \"line\": %d, \"flops\": %.0f, \"bytes\": %.0f, \"median_s\": ", k ? "," : "",
+    fprintf(f, "%s\n       {\"op\": \"%s\", \"node\": %d, \"line\": %d, \"flops\": %.0f, \"bytes\": %.0f, \"median_s\": ", n++ ? "," : "",
             ki.op, ki.node, ki.line, ki.flops, ki.bytes);
     if (isnan(ki.med)) fprintf(f, "null}");
     else fprintf(f, "%.9f}", ki.med);

@@ -169,7 +169,7 @@ int tool_int(const char *opt, const char *v, long long lo, long long hi, long lo
 
 enum {
   C_DEFINE = 1000, C_OPT, C_PRINT_AFTER_ALL, C_PRINT_BEFORE, C_PRINT_AFTER, C_DISABLE, C_NO_FUSE, C_PASSES, C_TILE,
-  C_GTILE,
+  C_GTILE, C_WEIGHT_DTYPE,
 };
 
 const ToolOpt tool_common_opts[] = {
@@ -186,6 +186,9 @@ const ToolOpt tool_common_opts[] = {
   TOOL_OPT("--passes", "A,B,..", C_PASSES, "run exactly these passes, in this order (for testing one pass)"),
   TOOL_OPT("--tile", "OP:A,B,..", C_TILE, "override the tile pass for OP (matmul:MC, attention:ROWS,BK, fused:N)"),
   TOOL_OPT("--gtile", "OP:A,B,..", C_GTILE, "the same for the GPU tiles (matmul:BM,BN,BK, attention:WARPS,MT,BK,STAGES)"),
+  TOOL_OPT("--weight-dtype", "bf16|f16", C_WEIGHT_DTYPE,
+           "the f32 weights matmuls read become bf16 / f16 weights, kept 2 bytes in memory and widened\n"
+           "in the GEMM (a checkpoint of any float dtype is rounded to it at load)"),
   {0},
 };
 
@@ -245,6 +248,10 @@ int tool_common(Common *c, int id, const char *val) {
     return 0;
   case C_PRINT_AFTER_ALL: c->passes.print_after_all = true; return 0;
   case C_NO_FUSE: c->no_fuse = true; return 0;
+  case C_WEIGHT_DTYPE:
+    if (strcmp(val, "bf16") && strcmp(val, "f16")) return tool_fail("--weight-dtype=%s: it is bf16 or f16", val);
+    c->weight_dtype = !strcmp(val, "bf16") ? RT_BF16 : RT_F16;
+    return 0;
   case C_PRINT_BEFORE:
   case C_PRINT_AFTER:
   case C_DISABLE: {
@@ -348,6 +355,7 @@ IrGraph *tool_load_model(const char *path, IrArena *arena, IrDiag *diag, Common 
   PassOptions *po = &c->passes;
   po->opt_level = c->level > 0;
   po->no_fuse = c->no_fuse || c->level == 1;
+  po->weight_dtype = c->weight_dtype;
   po->disabled = c->disabled.v, po->ndisabled = c->disabled.n;
   po->print_before = c->print_before.v, po->nprint_before = c->print_before.n;
   po->print_after = c->print_after.v, po->nprint_after = c->print_after.n;

@@ -69,6 +69,7 @@ typedef struct {
   int ndefs, capdefs;
   int level; /* -O: 0..3 (default 3) */
   bool no_fuse;
+  int weight_dtype;          /* --weight-dtype (rt_dtype; RT_F32: as declared) */
   ToolList disabled, print_before, print_after, only, tile, gtile;
   ToolList owned;      /* strings made while parsing, freed with the rest */
   /* filled by tool_load_model: */

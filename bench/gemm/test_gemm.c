@@ -71,7 +71,33 @@ typedef struct {
 enum { LAYOUT_ROW, LAYOUT_TRANS, LAYOUT_GENERAL, LAYOUT_REVERSED, LAYOUT_COUNT, /* drawn at random */
        LAYOUT_BROW = LAYOUT_COUNT, LAYOUT_BCOL, LAYOUT_ALL };
 static const char *layout_name[] = {"row", "trans", "general", "reversed", "bcast-rows", "bcast-cols"};
-static const char *path_name[] = {"PACKED", "DIRECT", "DOT", "zero-K"};
+static const char *path_name[] = {"PACKED", "DIRECT", "DOT", "zero-K", "PREPACKED", "PREPACKED_BF16", "PREPACKED_F16"};
+
+/* f rounded to bf16 / f16 (nearest even) as 16 bits, and back */
+static uint16_t to_half(int bf, float f)
+{
+    if (bf) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    _Float16 h = (_Float16)f;
+    uint16_t r;
+    memcpy(&r, &h, 2);
+    return r;
+}
+static float from_half(int bf, uint16_t h)
+{
+    if (bf) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    _Float16 x;
+    memcpy(&x, &h, 2);
+    return (float)x;
+}
 
 /* rows x cols operand in the given layout, random contents; gaps are NaN so
    a read outside the view poisons the result */
@@ -125,6 +151,7 @@ void test_path_hook(int path) { ran_path = path; }
 static int expected_path(int path, int64_t K, const View *a, const View *b)
 {
     if (K <= 0) return 3;
+    if (path >= ATTNC_GEMM_PREPACKED) return ATTNC_GEMM_PREPACKED; /* (the 2-byte variants report it too) */
     if (path == ATTNC_GEMM_DOT && a->s_c == 1 && b->s_r == 1) return ATTNC_GEMM_DOT;
     if (path == ATTNC_GEMM_DIRECT && b->s_c == 1) return ATTNC_GEMM_DIRECT;
     return ATTNC_GEMM_PACKED;
@@ -177,8 +204,38 @@ static int run_case(int64_t M, int64_t N, int64_t K, int64_t m0, int64_t m1, int
     for (int64_t i = 0; i < sf; i++) scratch[i] = NAN; /* must not rely on zeroed scratch */
 
     EpiCtx ctx = {epi_mode == 2 ? bias : NULL, C, ldc, m0, m1, n0, n1, count, 0};
+    /* PREPACKED: B packed once (attnc_tpl_gemm_pack_b, chunk by chunk) into
+       NaN-filled memory; the same bits as PACKED */
+    const float *bp = b.data;
+    int64_t bsr = b.s_r, bsc = b.s_c;
+    float *packed = NULL, *C2 = NULL;
+    if (path >= ATTNC_GEMM_PREPACKED) {
+        int64_t npad = attnc_tpl_gemm_packed_n(N), chunks = attnc_tpl_gemm_packed_chunks(K);
+        packed = malloc((size_t)(K * npad > 0 ? K * npad : 1) * sizeof(float));
+        for (int64_t i = 0; i < K * npad; i++) packed[i] = NAN;
+        if (path == ATTNC_GEMM_PREPACKED) {
+            for (int64_t c = 0; c < chunks; c++) attnc_tpl_gemm_pack_b(b.data, b.s_r, b.s_c, K, N, packed, c, c + 1);
+        } else { /* 2-byte panels: B's values rounded to bf16 / f16 (the reference then uses them) */
+            int bf = path == ATTNC_GEMM_PREPACKED_BF16;
+            uint16_t *h = malloc((size_t)(K * N > 0 ? K * N : 1) * 2);
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = 0; j < N; j++) {
+                    float *e = &b.data[k * b.s_r + j * b.s_c];
+                    h[k * N + j] = to_half(bf, *e);
+                    *e = from_half(bf, h[k * N + j]);
+                }
+            for (int64_t c = 0; c < chunks; c++)
+                attnc_tpl_gemm_pack_b16(h, N, 1, K, N, (uint16_t *)packed, c, c + 1);
+            free(h);
+        }
+        bp = packed, bsr = 0, bsc = npad;
+        C2 = malloc((nc ? nc : 1) * sizeof(float));
+        for (size_t i = 0; i < nc; i++) C2[i] = NAN;
+        attnc_tpl_gemm(ATTNC_GEMM_PACKED, a.data, a.s_r, a.s_c, b.data, b.s_r, b.s_c, C2, ldc, m0, m1, n0, n1, K,
+                       scratch, NULL, NULL);
+    }
     ran_path = -1;
-    attnc_tpl_gemm(path, a.data, a.s_r, a.s_c, b.data, b.s_r, b.s_c, C, ldc, m0, m1, n0, n1, K, scratch,
+    attnc_tpl_gemm(path, a.data, a.s_r, a.s_c, bp, bsr, bsc, C, ldc, m0, m1, n0, n1, K, scratch,
                    epi_mode ? epi_bias : NULL, epi_mode ? &ctx : NULL);
 
     int64_t bad = 0;
@@ -218,6 +275,9 @@ static int run_case(int64_t M, int64_t N, int64_t K, int64_t m0, int64_t m1, int
                              (long long)i, (long long)j, c, ref, tol, count[i * ldc + j]);
             }
             if (s > 0 && err / s > worst) worst = err / s;
+            if (C2 && epi_mode != 2 && memcmp(&c, &C2[i * ldc + j], sizeof c) && !bad++)
+                snprintf(first, sizeof first, "C[%lld,%lld] = %.9g, PACKED gives %.9g: not the same bits",
+                         (long long)i, (long long)j, c, C2[i * ldc + j]);
         }
     if (ctx.bad && !bad++) snprintf(first, sizeof first, "%d epilogue calls with bad arguments", ctx.bad);
     if (bad) {
@@ -229,6 +289,8 @@ static int run_case(int64_t M, int64_t N, int64_t K, int64_t m0, int64_t m1, int
     free(a.base);
     free(b.base);
     free(C);
+    free(C2);
+    free(packed);
     free(count);
     free(bias);
     free(scratch);
@@ -240,7 +302,8 @@ static void full_all_layouts(int64_t M, int64_t N, int64_t K)
 {
     for (int la = 0; la < LAYOUT_ALL; la++)
         for (int lb = 0; lb < LAYOUT_ALL; lb++)
-            for (int p = 0; p < 3; p++) run_case(M, N, K, 0, M, 0, N, la, lb, (la + lb + p) % 3, p);
+            for (int p = 0; p < 7; p++)
+                if (p != 3) run_case(M, N, K, 0, M, 0, N, la, lb, (la + lb + p) % 3, p);
 }
 
 /* random sub-block of an M x N product, random layouts and path */
@@ -407,6 +470,16 @@ int main(int argc, char **argv)
                 run_case(M, N, K, m0, rng_int(m0 + 1, M), n0, rng_int(n0 + 1, N), la, lb, (int)((M + 1) % 3), p - 3);
             }
         }
+    /* PREPACKED on blocks as the plan splits them (columns from a multiple
+       of NR), small and large M, several K chunks, N not a multiple of NR */
+    for (int t = 0; t < 120; t++) {
+        int64_t M = t % 3 ? rng_int(1, 70) : rng_int(MC - 3, MC + 2 * MR), N = rng_int(1, 3 * NR + 5);
+        int64_t K = t % 2 ? rng_int(1, 3 * VW) : rng_int(KC - 3, 2 * KC + 5);
+        if (M > 70) K %= KC / 2; /* keep the reference cheap */
+        int64_t n0 = rng_int(0, (N - 1) / NR) * NR, m0 = rng_int(0, M - 1);
+        run_case(M, N, K, m0, rng_int(m0 + 1, M), n0, rng_int(n0 + 1, N), (int)rng_int(0, LAYOUT_ALL - 1),
+                 (int)rng_int(0, LAYOUT_ALL - 1), (int)(t % 3), ATTNC_GEMM_PREPACKED + (int)(t % 3));
+    }
     /* random shapes, sub-blocks and layouts */
     for (int t = 0; t < 300; t++) {
         int64_t M = rng_int(1, 120), K = rng_int(0, 2 * KC + 20);

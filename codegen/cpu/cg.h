@@ -40,6 +40,9 @@ typedef struct Cg {
   CgVal *v;                  /* per node of funcs[0] */
   /* run() state */
   LLVMValueRef run_fn, ex, symvals, inputs, outputs, weights, ws, slot_off;
+  LLVMValueRef prepared;     /* run() and prepare(): the instance's prepared memory */
+  int64_t *prep_off;         /* [plan->nprepared]: each prepared value's byte offset in it */
+  int64_t prepared_bytes;
   LLVMValueRef *sym;         /* loaded dim values */
   int kernels;               /* count, for names */
   bool failed;
@@ -157,6 +160,10 @@ LLVMValueRef cg_bstride(Cg *cg, int v, int d, int out_rank);
 enum { CG_EPI_BATCH, CG_EPI_MROWS, CG_EPI_SHAPE0 };
 LLVMValueRef cg_epilogue_fn(Cg *cg, const IrNode *n, int nb, bool fold);
 int cg_epilogue_mode(Cg *cg, int id, int r);
+/* pack (pack-weights): the matrix into the GEMM template's B panels, threaded over KC chunks */
+void cg_pack(Cg *cg, int id);
+/* Floats a pack of a K x N matrix holds on this target (K * N rounded up to NR). */
+int64_t cg_pack_floats(const Cg *cg, int64_t K, int64_t N);
 void cg_reduce(Cg *cg, int id);
 /* fold-se: rows per partial sum of folded reduction id (its tile), and the
  * number of partial floats (batch * ceil(rows / that) * columns) in run() */

@@ -171,7 +171,8 @@ bool cg_emit_module(Cg *cg) {
   /* Block-level templates are called once per block or row: inlining them
      into every kernel gains nothing and multiplies the work of O3. */
   static const char *const outlined[] = {"attnc_tpl_gemm", "attnc_tpl_softmax_row", "attnc_tpl_layernorm_row",
-                                         "attnc_tpl_rmsnorm_row", "attnc_tpl_reduce", "attnc_tpl_attention", NULL};
+                                         "attnc_tpl_rmsnorm_row", "attnc_tpl_reduce", "attnc_tpl_attention",
+                                         "attnc_tpl_gemm_pack_b", "attnc_tpl_gemm_pack_b16", NULL};
   unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
   unsigned alwaysinline = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
   for (int i = 0; outlined[i]; i++) {

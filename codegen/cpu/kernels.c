@@ -274,6 +274,14 @@ void cg_matmul(Cg *cg, int id) {
   }
   LLVMValueRef M = o->shape[r - 2], N = o->shape[r - 1], K = a->shape[ra - 1];
   LLVMValueRef as_m = a->stride[ra - 2], as_k = a->stride[ra - 1], bs_k = b->stride[rb - 2], bs_n = b->stride[rb - 1];
+  int64_t bk, bnn;
+  bool prepacked = bn->op == IR_PACK && ir_dim_is_const(bn->type.dim[0], &bk) && ir_dim_is_const(bn->type.dim[1], &bnn);
+  rt_dtype pdt = prepacked ? cg_pack_storage(cg->plan, n->in[1]) : RT_F32; /* (2-byte panels: bf16 / f16) */
+  if (prepacked) { /* B is a pack (pack-weights): PREPACKED, bs_n the panels' padded width; PACKED's split */
+    bs_k = ci64(cg, 0);
+    bs_n = ci64(cg, cg_pack_floats(cg, 1, bnn));
+    ms = 0;
+  }
   LLVMValueRef nbatch = ci64(cg, 1);
   for (int d = 0; d < nb; d++) nbatch = LLVMBuildMul(cg->B, nbatch, o->shape[d], "");
   /* batch folding: B the same for every batch, A and the epilogue
@@ -299,6 +307,9 @@ void cg_matmul(Cg *cg, int id) {
           (LLVMValueRef[]){batches, rowsM, N, K, as_m, as_k, bs_k, bs_n, T, ci64(cg, mc), ci64(cg, ms), plan});
   LLVMValueRef pf[6];
   for (int q = 0; q < 6; q++) pf[q] = LLVMBuildLoad2(cg->B, cg->i64, LLVMBuildGEP2(cg->B, cg->i64, plan, (LLVMValueRef[]){ci64(cg, q)}, 1, ""), "");
+  if (prepacked)
+    pf[0] = ci64(cg, pdt == RT_BF16 ? ATTNC_GEMM_PREPACKED_BF16 : pdt == RT_F16 ? ATTNC_GEMM_PREPACKED_F16
+                                                                    : ATTNC_GEMM_PREPACKED);
 
   LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(20 + 4 * IR_MAX_RANK + nx * (1 + IR_MAX_RANK)));
   int k = 0;
@@ -433,6 +444,38 @@ void cg_matmul(Cg *cg, int id) {
   LLVMPositionBuilderAtEnd(cg->B, saved);
   cg_launch(cg, task, f, k, ntasks, ci64(cg, 1));
   free(f);
+}
+
+int64_t cg_pack_floats(const Cg *cg, int64_t K, int64_t N) {
+  int64_t nr = ATTNC_GEMM_OF(NR, cg->vw);
+  return K * ((N + nr - 1) / nr * nr);
+}
+
+void cg_pack(Cg *cg, int id) {
+  const IrNode *n = &cg->g->funcs[0].nodes[id];
+  const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
+  int64_t K, kc = ATTNC_GEMM_OF(KC, cg->vw);
+  if (!ir_dim_is_const(n->type.dim[0], &K)) ir_bug("pack of run-time size");
+  LLVMValueRef f[] = {x->ptr, o->ptr, x->stride[0], x->stride[1], x->shape[0], x->shape[1]};
+  LLVMValueRef ntasks = ci64(cg, (K + kc - 1) / kc);
+  bool half = cg_pack_storage(cg->plan, id) != RT_F32; /* native bf16 / f16: 2-byte panels */
+  const char *key = half ? "pack16" : "pack";
+  LLVMValueRef cached = cg_task_lookup(cg, key);
+  if (cached) {
+    cg_launch(cg, cached, f, 6, ntasks, ci64(cg, 1));
+    return;
+  }
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef ctx, begin, end;
+  LLVMValueRef task = cg_task_begin(cg, "pack", &ctx, &begin, &end, NULL);
+  cg_task_remember(cg, key, task);
+  LLVMTypeRef pt[] = {cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->i64, cg->i64};
+  LLVMValueRef args[] = {cg_ctx_ptr(cg, ctx, 0), cg_ctx_i64(cg, ctx, 2), cg_ctx_i64(cg, ctx, 3), cg_ctx_i64(cg, ctx, 4),
+                         cg_ctx_i64(cg, ctx, 5), cg_ctx_ptr(cg, ctx, 1), begin, end};
+  cg_call(cg, half ? "attnc_tpl_gemm_pack_b16" : "attnc_tpl_gemm_pack_b", cg->vd, pt, 8, args);
+  LLVMBuildRetVoid(cg->B);
+  LLVMPositionBuilderAtEnd(cg->B, saved);
+  cg_launch(cg, task, f, 6, ntasks, ci64(cg, 1));
 }
 
 /* ---- rows: softmax / norms; reductions --------------------------------------- */

@@ -304,7 +304,12 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
     break;
   case CG_BUFFER:
   case CG_COPY:
-    v->ptr = pv->out_index >= 0 ? load_ptr_array(cg, cg->outputs, pv->out_index) : cg_slot_ptr(cg, pv->slot);
+    if (pv->prep_index >= 0) { /* hoist-weights: computed at load, in the prepared memory */
+      LLVMValueRef off = ci64(cg, cg->prep_off[pv->prep_index]);
+      v->ptr = LLVMBuildGEP2(cg->B, cg->i8, cg->prepared, &off, 1, "");
+    } else {
+      v->ptr = pv->out_index >= 0 ? load_ptr_array(cg, cg->outputs, pv->out_index) : cg_slot_ptr(cg, pv->slot);
+    }
     if (pv->aux_slot >= 0 && !v->aux_ptr) v->aux_ptr = cg_slot_ptr(cg, pv->aux_slot);
     dense_strides(cg, v, r);
     break;
@@ -356,6 +361,7 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
   switch (k->kind) {
   case CG_K_EWISE: case CG_K_FILL: case CG_K_GATHER: cg_ewise(cg, i); break;
   case CG_K_COPY: cg_copy(cg, nd->in[0], v->ptr, NULL); break; /* the reshape is then free */
+  case CG_K_PACK: cg_pack(cg, i); break;
   case CG_K_OUTPUT: cg_copy(cg, i, load_ptr_array(cg, cg->outputs, k->out), NULL); break;
   case CG_K_MATMUL: cg_matmul(cg, i); break;
   case CG_K_REDUCE: case CG_K_FOLD: cg_reduce(cg, i); break;
@@ -449,12 +455,13 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   const IrFunc *fn = &cg->g->funcs[0];
   const CgPlan *p = cg->plan;
   check_input_ids(cg);
+  cg->prepared = cg_call(cg, "rt_exec_prepared", cg->ptr, (LLVMTypeRef[]){cg->ptr}, 1, &cg->ex);
   LLVMValueRef prof = cg->profile ? prof_array(cg) : NULL;
   if (prof) prof_stamp(cg, prof, 0);
   int widx = 0;
   for (int i = 0; i < fn->n && !cg->failed; i++) {
     bind_value(cg, i, &widx);
-    if (p->node[i].kernel >= 0) {
+    if (p->node[i].kernel >= 0 && !p->k[p->node[i].kernel].prep) { /* (prepare kernels: NAME__prepare) */
       emit_kernel(cg, &p->k[p->node[i].kernel]);
       if (prof) prof_stamp(cg, prof, p->node[i].kernel + 1);
     }
@@ -466,6 +473,93 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
     }
   LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, 0, 0));
   LLVMSetOperand(cg->launch_ctx, 0, ci64(cg, cg->launch_ctx_n)); /* the largest launch's fields */
+  cg->launch_ctx = NULL;
+  return f;
+}
+
+/* Byte offsets of the prepared values (64-byte aligned, in the plan's
+ * order) and their total: the descriptor's prepared_bytes. */
+static void prepared_layout(Cg *cg) {
+  const CgPlan *p = cg->plan;
+  cg->prep_off = calloc((size_t)p->nprepared + 1, sizeof(int64_t));
+  if (!cg->prep_off) ir_bug("out of memory");
+  int64_t off = 0;
+  for (int k = 0; k < p->nprepared; k++) {
+    const IrNode *nd = &p->g->funcs[0].nodes[p->prepared[k]];
+    const IrType *t = &nd->type;
+    int64_t b = elem_size(t->dt), c, kk;
+    for (int d = 0; d < t->rank; d++) /* constant (ir_verify: prep=true has constant dims) */
+      if (!ir_dim_is_const(t->dim[d], &c) || __builtin_mul_overflow(b, c, &b)) ir_bug("prepared value of run-time size");
+    if (nd->op == IR_PACK && ir_dim_is_const(t->dim[0], &kk) && ir_dim_is_const(t->dim[1], &c)) /* the GEMM's panels */
+      b = (cg_pack_storage(p, p->prepared[k]) == RT_F32 ? 4 : 2) * cg_pack_floats(cg, kk, c);
+    cg->prep_off[k] = off;
+    if (__builtin_add_overflow(off, (b + 63) / 64 * 64, &off)) ir_bug("prepared values overflow 64 bits");
+  }
+  cg->prepared_bytes = off;
+}
+
+/* prepare(ex, weights, prepared, changed, workspace) -> kernels run (rt_prepare_fn):
+ * the plan's prepare kernels in graph order, each only when a weight it
+ * depends on changed (changed[w]) or everything is asked for
+ * (changed[nweight]).  The values it reads are weights, constants and
+ * earlier prepared values; the workspace holds only the per-thread scratch.
+ * NULL when the plan has no prepare kernel. */
+static LLVMValueRef emit_prepare(Cg *cg) {
+  const CgPlan *p = cg->plan;
+  if (p->prep_kernels == 0) return NULL;
+  LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+  const char *name = ir_arena_printf(cg->g->arena, "%s__prepare", cg->ident);
+  LLVMValueRef f = LLVMAddFunction(cg->M, name, LLVMFunctionType(cg->i32, pt, 5, 0));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, f, "entry"));
+  cg->ex = LLVMGetParam(f, 0);
+  cg->weights = LLVMGetParam(f, 1);
+  cg->prepared = LLVMGetParam(f, 2);
+  LLVMValueRef changed = LLVMGetParam(f, 3);
+  cg->ws = LLVMGetParam(f, 4);
+  cg->symvals = cg->inputs = cg->outputs = LLVMConstPointerNull(cg->ptr); /* (no value of prepare reads them) */
+  for (int s = 0; s < cg->g->nsym; s++) cg->sym[s] = ci64(cg, 1);
+  cg->slot_off = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, p->nslots + 1), "slots");
+  for (int s = 0; s <= p->nslots; s++) { /* no slot is used; the scratch starts at 0 */
+    LLVMValueRef idx = ci64(cg, s);
+    LLVMBuildStore(cg->B, ci64(cg, 0), LLVMBuildGEP2(cg->B, cg->i64, cg->slot_off, &idx, 1, ""));
+  }
+  cg->launch_ctx = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, 1), "ctx");
+  cg->launch_ctx_n = 1;
+  LLVMValueRef count = LLVMBuildAlloca(cg->B, cg->i32, "count");
+  LLVMBuildStore(cg->B, LLVMConstInt(cg->i32, 0, 0), count);
+  int nw;
+  ir_graph_weights(cg->g, &nw);
+  LLVMValueRef all = LLVMBuildICmp(cg->B, LLVMIntNE, LLVMBuildLoad2(cg->B, cg->i8,
+      LLVMBuildGEP2(cg->B, cg->i8, changed, (LLVMValueRef[]){ci64(cg, nw)}, 1, ""), ""), LLVMConstInt(cg->i8, 0, 0), "");
+  const IrFunc *fn = &cg->g->funcs[0];
+  int widx = 0;
+  for (int i = 0; i < fn->n && !cg->failed; i++) {
+    const IrNode *nd = &fn->nodes[i];
+    const CgNodePlan *v = &p->node[i];
+    bool leaf = (nd->op == IR_CONST || nd->op == IR_IOTA) && (v->kind == CG_VIRTUAL || v->prep);
+    if (nd->op != IR_WEIGHT && !v->prep && !leaf) continue; /* (run-time values) */
+    bind_value(cg, i, &widx);
+    if (v->kernel < 0 || !p->k[v->kernel].prep) continue;
+    const CgKernel *k = &p->k[v->kernel];
+    LLVMValueRef any = all; /* changed[all] || changed[w] for each weight it depends on */
+    for (int d = 0; d < k->nd; d++) {
+      LLVMValueRef c = LLVMBuildLoad2(cg->B, cg->i8,
+          LLVMBuildGEP2(cg->B, cg->i8, changed, (LLVMValueRef[]){ci64(cg, p->deps[k->d0 + d])}, 1, ""), "");
+      any = LLVMBuildOr(cg->B, any, LLVMBuildICmp(cg->B, LLVMIntNE, c, LLVMConstInt(cg->i8, 0, 0), ""), "");
+    }
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(cg->C, f, "prep");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->C, f, "next");
+    LLVMBuildCondBr(cg->B, any, run, next);
+    LLVMPositionBuilderAtEnd(cg->B, run);
+    emit_kernel(cg, k);
+    LLVMBuildStore(cg->B, LLVMBuildAdd(cg->B, LLVMBuildLoad2(cg->B, cg->i32, count, ""), LLVMConstInt(cg->i32, 1, 0), ""),
+                   count);
+    LLVMBuildBr(cg->B, next);
+    LLVMPositionBuilderAtEnd(cg->B, next);
+  }
+  LLVMBuildRet(cg->B, LLVMBuildLoad2(cg->B, cg->i32, count, ""));
+  LLVMSetOperand(cg->launch_ctx, 0, ci64(cg, cg->launch_ctx_n));
   cg->launch_ctx = NULL;
   return f;
 }
@@ -586,7 +680,7 @@ static void derived_tables(Cg *cg, LLVMValueRef *num, LLVMValueRef *geo, LLVMVal
   free(wv);
 }
 
-static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run_fn) {
+static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run_fn, LLVMValueRef prep_fn) {
   const IrGraph *g = cg->g;
   const IrFunc *f = &g->funcs[0];
   LLVMValueRef null = LLVMConstPointerNull(cg->ptr);
@@ -643,7 +737,6 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
     RT_MODEL_DESC_FIELDS(RT_DESC_FIELD)
 #undef RT_DESC_FIELD
   };
-  (void)I64;
   LLVMValueRef fv[RT_DESC_NFIELDS] = {0};
   fv[RT_DESC_abi] = LLVMConstInt(cg->i32, RT_ABI_VERSION, 0);
   fv[RT_DESC_name] = cstr(cg, g->name);
@@ -673,6 +766,18 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   fv[RT_DESC_param_is_real] = pkarr;
   fv[RT_DESC_variant] = cstr(cg, cg->variant_cpu ? cg->variant_cpu : "");
   derived_tables(cg, &fv[RT_DESC_derived_num], &fv[RT_DESC_derived_geo], &fv[RT_DESC_derived_why]);
+  fv[RT_DESC_prepare] = prep_fn ? prep_fn : null;
+  fv[RT_DESC_prepared_bytes] = ci64(cg, prep_fn ? cg->prepared_bytes : 0);
+  fv[RT_DESC_prepare_scratch] = ci64(cg, prep_fn ? cg_scratch_floats(cg) * 4 : 0);
+  LLVMValueRef *raw = calloc((size_t)nw + 1, sizeof *raw);
+  bool anyraw = false;
+  for (int i = 0; i < nw; i++) {
+    bool r = cg_weight_raw(cg->plan, wids[i]);
+    raw[i] = LLVMConstInt(cg->i8, r, 0);
+    anyraw |= r;
+  }
+  fv[RT_DESC_weight_raw] = anyraw ? const_array(cg, cg->i8, raw, nw, "weight_raw") : null;
+  free(raw);
   LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
   /* multi-target: the next variant's descriptor, defined by its module
      (linked in by cg_emit_module) */
@@ -779,9 +884,11 @@ static bool render_into(Cg *cg) {
   if (!cg->sym || !cg->v) ir_bug("out of memory");
   LLVMValueRef plan = emit_plan(cg);
   LLVMValueRef ws_fn = emit_workspace_size(cg, plan);
+  prepared_layout(cg);
   LLVMValueRef run = emit_run(cg, plan);
+  LLVMValueRef prep = cg->failed ? NULL : emit_prepare(cg);
   if (!cg->failed) {
-    cg->desc = emit_descriptor(cg, ws_fn, run);
+    cg->desc = emit_descriptor(cg, ws_fn, run, prep);
     if (cg->variant == 0) emit_wrappers(cg, cg->desc); /* the API: the primary's */
   }
   for (int i = 0; i < cg->ntasks; i++) free(cg->task_keys[i]);
@@ -889,6 +996,7 @@ void cg_state_free(Cg *cg) {
   if (cg->B) LLVMDisposeBuilder(cg->B);
   if (cg->C) LLVMContextDispose(cg->C);
   free(cg->v);
+  free(cg->prep_off);
   free(cg->cpu_features);
   free(cg->sym);
   free((char *)cg->target_desc);

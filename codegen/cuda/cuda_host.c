@@ -22,6 +22,7 @@ typedef struct {
   FILE *f;
   bool failed;
   IrDiag *diag;
+  int64_t *prep_off; /* [plan nprepared]: byte offsets of the prepared values */
 } Host;
 
 /* storage on the device, as cuda_src.c declares it: f16 / bf16 as themselves */
@@ -160,6 +161,8 @@ static void launch_matmul(const Host *h, const CgKernel *k) {
           (unsigned)CU_MM_TC_SMEM, nb, k->name, k->name, (unsigned)CU_MM_TC_SMEM, k->name, grid);
 }
 
+static void emit_launch(Host *h, const CgKernel *k);
+
 /* Bind node i (pointer and strides; its shape is bound already) and
  * launch its kernel, if any. */
 static void node(Host *h, int i, int *wi) {
@@ -215,14 +218,31 @@ static void node(Host *h, int i, int *wi) {
     return;
   }
   case CG_BUFFER:
-  case CG_COPY: /* the caller's output, or its workspace slot */
-    if (v->out_index >= 0) fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, v->out_index);
+  case CG_COPY: /* the caller's output, its workspace slot, or (hoist-weights) the prepared memory */
+    if (n->op == IR_PACK) { /* pack-weights: the matrix itself, read in place by its matmul (no copy, no kernel) */
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, n->in[0]);
+      for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, n->in[0], d);
+      return;
+    }
+    if (v->prep_index >= 0) fprintf(h->f, "  V[%d].p = prep + %lldLL;\n", i, (long long)h->prep_off[v->prep_index]);
+    else if (v->out_index >= 0) fprintf(h->f, "  V[%d].p = (char *)out[%d];\n", i, v->out_index);
     else fprintf(h->f, "  V[%d].p = ws + off[%d];\n", i, v->slot);
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
     break;
   }
   if (v->kernel < 0) return;
   const CgKernel *k = &h->p->k[v->kernel];
+  if (k->prep) { /* computed into the prepared memory once per weight upload */
+    fprintf(h->f, "  if (do_prep) {\n");
+    emit_launch(h, k);
+    fprintf(h->f, "  }\n");
+    return;
+  }
+  emit_launch(h, k);
+}
+
+/* Fill kernel k's parameter block and launch it. */
+static void emit_launch(Host *h, const CgKernel *k) {
   fill(h, k);
   switch (k->kind) {
   case CG_K_MATMUL: launch_matmul(h, k); return;
@@ -299,6 +319,7 @@ static void interface(Host *h) {
 
 /* The emulation's entries of kernel k: k<name> and its variants. */
 static void emu_entries(const Host *h, const CgKernel *k, bool table) {
+  if (k->kind == CG_K_PACK) return; /* no kernel: the matrix itself (node()) */
   CuAttnPlan ap;
   const char *variants = "";
   if (k->kind == CG_K_ATTENTION && (cu_attn_plan(h->g, k->node, &ap), ap.tc)) variants = "gc"; /* generic, split-KV combine */
@@ -314,7 +335,7 @@ static void emu_entries(const Host *h, const CgKernel *k, bool table) {
 char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
   const IrGraph *g = p->g;
   const IrFunc *f = &g->funcs[0];
-  Host h = {p, g, NULL, false, diag};
+  Host h = {p, g, NULL, false, diag, NULL};
   char *buf = NULL;
   size_t len = 0;
   h.f = open_memstream(&buf, &len);
@@ -343,10 +364,27 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
           "/* slot s of the workspace at least b bytes (-1 poisons it) */\n"
           "static void cu_need(i64 *sz, int s, i64 b) { if (b < 0 || sz[s] < 0) sz[s] = -1; else if (b > sz[s]) sz[s] = b; }\n\n");
   interface(&h);
+  /* hoist-weights: the prepared values' places (256-byte aligned, this backend's element sizes) */
+  h.prep_off = calloc((size_t)p->nprepared + 1, sizeof(int64_t));
+  if (!h.prep_off) ir_bug("out of memory");
+  int64_t prep_bytes = 0;
+  for (int k = 0; k < p->nprepared; k++) {
+    const IrType *t = &f->nodes[p->prepared[k]].type;
+    int64_t b = f->nodes[p->prepared[k]].op == IR_PACK ? 0 : esz(t->dt), c; /* (a pack is its operand here) */
+    for (int d = 0; d < t->rank; d++)
+      if (ir_dim_is_const(t->dim[d], &c)) b *= c;
+    h.prep_off[k] = prep_bytes;
+    prep_bytes += (b + 255) / 256 * 256;
+  }
+  fprintf(h.f, "/* bytes of the values computed once per weight upload (hoist-weights) */\n"
+               "static const i64 cu_prep_bytes = %lldLL;\n\n", (long long)prep_bytes);
   int nslots = p->nslots, natt = 0;
   for (int k = 0; k < p->nk; k++) natt += p->k[k].kind == CG_K_ATTENTION;
-  fprintf(h.f, "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out) {\n"
+  fprintf(h.f, "/* a run; do_prep: first compute the prepared values into prep (cu_prep_bytes) */\n"
+               "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out,\n"
+               "                  char *prep, int do_prep) {\n"
                "  int rc = 0, nalloc = 0;\n"
+               "  (void)prep, (void)do_prep;\n"
                "  char *ws = NULL;\n"
                "  CuV *V = (CuV *)calloc(%d, sizeof(CuV));\n"
                "  void **allocs = (void **)calloc(%d, sizeof(void *));  /* split-KV partials */\n"
@@ -396,6 +434,7 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
   for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], true);
   fprintf(h.f, "  {0, 0}};\n#endif\n");
   fclose(h.f);
+  free(h.prep_off);
   if (h.failed) {
     free(buf);
     return NULL;
@@ -502,11 +541,13 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "  i64 shape[8], n = 1;\n  cu_shape(t->node, sym, shape);\n"
           "  for (int d = 0; d < t->rank; d++) n *= shape[d];\n  return (size_t)n;\n}\n\n"
           "/* an instance's device state: its stream and its weights on the device */\n"
-          "typedef struct { rt_cuda_mod *m; void *stream, *joined; void *dw[%d]; size_t wbytes[%d]; uint64_t wversion; int have; } CuState;\n\n"
+          "typedef struct { rt_cuda_mod *m; void *stream, *joined; void *dw[%d]; size_t wbytes[%d]; uint64_t wversion; int have;\n"
+          "                 char *prep; int prepared; } CuState;  /* prep: the values of hoist-weights, for these weights when prepared */\n\n"
           "void %s__cuda_release(void *p) {\n"
           "  CuState *s = (CuState *)p;\n  if (!s) return;\n"
           "  if (!rt_cuda_enter(s->m)) {  /* the instance stream waits for every run (rt_cuda_join) */\n"
           "    for (int k = 0; k < cu_nweight; k++) rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
+          "    rt_cuda_free(s->m, s->stream, s->prep);\n"
           "    rt_cuda_stream_free(s->m, s->stream);\n"
           "    rt_cuda_event_free(s->m, s->joined);\n"
           "    rt_cuda_leave(s->m);\n  }\n"
@@ -517,7 +558,7 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "    int same = 1;\n"
           "    for (int k = 0; k < cu_nweight; k++) same &= s->wbytes[k] == cu_count(&cu_weights[k], (const i64 *)c->symvals) * cu_esz(cu_weights[k].dtype);\n"
           "    if (same) return 0;\n  }\n"
-          "  s->have = 0;\n"
+          "  s->have = 0;\n  s->prepared = 0;  /* the prepared values follow the weights */\n"
           "  for (int k = 0; k < cu_nweight; k++) {\n"
           "    rt_cuda_free(s->m, s->stream, s->dw[k]);\n"
           "    size_t n = cu_count(&cu_weights[k], (const i64 *)c->symvals), b = n * cu_esz(cu_weights[k].dtype);\n"
@@ -542,6 +583,8 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "    if (!(s->stream = rt_cuda_stream_new(m))) {\n      free(s);\n      rc = -1;\n      goto out;\n    }\n"
           "    *c->state = s;\n  }\n"
           "  if (cu_weights_up(s, c)) {\n    rc = -1;\n    goto out;\n  }\n"
+          "  if (cu_prep_bytes && !s->prep && !(s->prep = (char *)rt_cuda_alloc(m, s->stream, (size_t)cu_prep_bytes))) {\n"
+          "    rc = -1;\n    goto out;\n  }\n"
           "  /* device runs: the caller's stream (NULL: the legacy default stream); host runs: the instance's */\n"
           "  stream = c->on_device ? c->stream : s->stream;\n"
           "  if (!c->on_device && cu_check_ids(ex, sym, c->inputs)) {  /* the message is recorded */\n"
@@ -559,7 +602,9 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "  }\n"
           "  CuCtx cx = {m, stream};\n"
           "  CuOps ops = {o_alloc, o_free, o_launch, o_copy, o_smem, o_sms};\n"
-          "  if (!rc) rc = cu_run(&ops, &cx, sym, din, s->dw, dout);\n"
+          "  int do_prep = cu_prep_bytes && !s->prepared;\n"
+          "  if (!rc) rc = cu_run(&ops, &cx, sym, din, s->dw, dout, s->prep, do_prep);\n"
+          "  if (!rc && do_prep && !(rc = rt_cuda_sync(m, stream))) s->prepared = 1;  /* once per weight upload */\n"
           "  if (!c->on_device) {\n"
           "    for (int k = 0; k < cu_noutput && !rc; k++)\n"
           "      rc = rt_cuda_download(m, stream, c->outputs[k], dout[k], cu_count(&cu_outputs[k], sym) * cu_esz(cu_outputs[k].dtype));\n"

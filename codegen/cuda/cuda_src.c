@@ -671,6 +671,7 @@ char *cu_emit_source(const CgPlan *p, IrDiag *diag) {
     case CG_K_EWISE: case CG_K_GATHER: k_elementwise(&c, k); break;
     case CG_K_FILL: k_fill(&c, k); break;
     case CG_K_COPY: case CG_K_OUTPUT: k_copy(&c, k); break;
+    case CG_K_PACK: break; /* the matrix itself: the matmuls read any layout (cuda_host.c) */
     case CG_K_MATMUL: k_matmul(&c, k); break;
     case CG_K_REDUCE: k_reduce(&c, k); break;
     case CG_K_FOLD: k_fold(&c, k); break;

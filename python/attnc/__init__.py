@@ -136,7 +136,7 @@ __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 # 6: caller workspace and thread pool, workspace_bytes for given shapes; 5: real params;
 # 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
 # choice; 1: CPU only -- all work (older libraries ignore copy_weights)
-ABI_VERSION = 7  # 7: derived dims in the descriptor (the public API is ABI 6's)
+ABI_VERSION = 7  # 7: derived dims and prepared weights in the descriptor; attnc_stats
 MAX_RANK = 8
 
 
@@ -207,7 +207,8 @@ class _ModelInfo(ctypes.Structure):
                 ("param_values", ctypes.POINTER(ctypes.c_int64)),
                 ("dim_names", ctypes.POINTER(ctypes.c_char_p)),
                 ("param_reals", ctypes.POINTER(ctypes.c_double)),      # ABI 5
-                ("param_is_real", ctypes.POINTER(ctypes.c_ubyte))]
+                ("param_is_real", ctypes.POINTER(ctypes.c_ubyte)),
+                ("prepared_bytes", ctypes.c_int64)]                    # ABI 7
 
 
 # DLPack (dlpack.h, the legacy unversioned capsule "dltensor" every producer exports)
@@ -483,6 +484,8 @@ class Model:
             self.params = {_text(info.param_names[i]): float(info.param_reals[i]) if real(i) else int(info.param_values[i])
                            for i in range(info.nparams)}
             self.dims = tuple(_text(info.dim_names[i]) for i in range(info.ndims))
+            # memory an instance holds for weight transforms computed at load (hoist-weights)
+            self.prepared_bytes = int(info.prepared_bytes) if info.abi_version >= 7 else 0
         except ValueError as e:
             raise Error(Status.ERR_ARGUMENT, "%s: %s" % (shown, e)) from None
         self._input_index = {t.name: i for i, t in enumerate(self.inputs)}

@@ -190,7 +190,18 @@ int main(int argc, char **argv) {
     }
   }
   CuOps ops = {h_alloc, h_free, h_launch, h_copy, h_smem, h_sms};
-  int rc = cu_run(&ops, NULL, sym.data(), in.data(), w.data(), out.data());
+  /* hoist-weights: a first run computes the prepared values, the checked
+     one (outputs NaN-filled again) only reads them */
+  char *prep = (char *)h_alloc(NULL, (size_t)(cu_prep_bytes ? cu_prep_bytes : 1));
+  int rc = cu_run(&ops, NULL, sym.data(), in.data(), w.data(), out.data(), prep, 1);
+  if (rc == 0 && cu_prep_bytes) {
+    for (int k = 0; k < cu_noutput; k++)
+      for (i64 i = 0; i < on[k]; i++) {
+        if (cu_outputs[k].dtype == 1 || cu_outputs[k].dtype == 2) ((h16 *)out[k])[i] = 0x7e00;
+        else ((float *)out[k])[i] = NAN;
+      }
+    rc = cu_run(&ops, NULL, sym.data(), in.data(), w.data(), out.data(), prep, 0);
+  }
   if (rc) {
     fprintf(stderr, "cu_run failed: %d\n", rc);
     return 1;

@@ -26,6 +26,9 @@ for src in examples/*.attn; do
   fi
   # one kernel per kernel of the plan: what --emit=stats counts, and the CPU emits
   kernels=$("$ATTNC" "$src" "${one[@]}" --emit=stats | awk '/^kernels/ {print $2}')
+  # and the kernels computed at load (hoist-weights), but packs: CUDA reads the matrix itself
+  prep=$("$ATTNC" "$src" "${one[@]}" --emit=stats | awk '/^prepare/ {p = 1; next} p && $1 != "pack" {n++} END {print n + 0}')
+  kernels=$((kernels + prep))
   # variants of one kernel: k<N>g (generic fallback), k<N>n (matmul, B along N), k<N>c (split-KV combine)
   tc=$(grep -cE '^extern "C" __global__ void (__launch_bounds__\([0-9, ]*\) )?k[0-9]+[gnc]\(' "$TMP/$name.cu")
   want=$((kernels + tc))

@@ -68,6 +68,8 @@ check se_encoder_blocks examples/se_encoder.attn "-D D=48 -D H=3 -D F=80 -D R=4"
 check gqa examples/gqa.attn "-D D=64 -D H=8 -D KV=2" "B=1 T=33"
 check alibi examples/alibi.attn "-D D=64 -D H=8 -D W=5" "B=1 T=40"
 check rope examples/rope.attn "-D D=48 -D H=2 -D THETA=500.5" "B=2 T=37"
+# hoist-weights: the prepared values computed by a first run, read by the checked one
+check hoist tests/prepare/hoist.attn "" "B=3 T=5"
 check encoder_unfused examples/encoder.attn "-D D=48 -D H=3 -D F=80 -D L=1 --no-fuse" "B=1 T=9"
 # score bodies (padding lengths incl. 0 -> fully masked rows, mask tensors,
 # soft-capping with a causal band, |i - j| windows), GQA with a mask,

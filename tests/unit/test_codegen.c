@@ -1186,9 +1186,12 @@ Test(codegen, plan_slots_and_kernels) {
   FILE *f = open_memstream(&stats, &len);
   cg_plan_stats(p, f);
   fclose(f);
-  int counted = -1;
+  int counted = -1, prepared = 0;
   cr_assert_eq(sscanf(stats, "kernels %d", &counted), 1);
-  cr_assert_eq(counted, p->nk);
+  const char *pl = strstr(stats, "\nprepare ");
+  if (pl) cr_assert_eq(sscanf(pl, "\nprepare %d", &prepared), 1);
+  cr_assert_eq(prepared, p->prep_kernels); /* (hoist-weights: at load, the packed weights) */
+  cr_assert_eq(counted + prepared, p->nk);
   free(stats);
   cg_plan_free(p);
   model_free(&md);
@@ -2026,7 +2029,7 @@ Test(codegen, api_dims_and_dtypes) {
   cr_assert_str_eq(info.inputs[1].name, "k");
   cr_assert_str_eq(info.inputs[1].dims[2], "S");
   cr_assert_str_eq(info.inputs[1].dims[3], "16");
-  cr_assert_eq(info.abi_version, 7); /* 7: derived dims (conv / pool sizes); 6: caller workspace and pool, workspace_bytes for given shapes; 5: real params; 4: the descriptor's CPU features (3: CUDA entry points, device runs) */
+  cr_assert_eq(info.abi_version, 7); /* 7: derived dims (conv / pool sizes), prepared weights (hoist-weights), stats; 6: caller workspace and pool, workspace_bytes for given shapes; 5: real params; 4: the descriptor's CPU features (3: CUDA entry points, device runs) */
   cr_assert_not_null(info.target);
   outputs_free(&d, out);
   md.destroy(inst);

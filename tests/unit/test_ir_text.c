@@ -246,6 +246,11 @@ static void build_all_ops(void) {
   leaf(0, IR_DIMVAL, da, TY0(RT_I32));
   node(0, IR_GATHER, IN(w, io), NULL, (IrType){0});
   node(0, IR_EXPAND, IN(gam), NULL, TY(RT_F32, S("B"), S("T"), C(8)));
+  /* a weight packed at load (pack-weights) for the matmul reading it */
+  IrAttrs pa = attrs();
+  pa.prep = true;
+  int pk = node(0, IR_PACK, IN(w), &pa, (IrType){0});
+  node(0, IR_MATMUL, IN(x, pk), NULL, (IrType){0});
 
   for (int op = IR_NEG; op < IR_CAST; op++)
     if (op != IR_NOT) node(0, op, IN(x), NULL, (IrType){0});
@@ -712,9 +717,9 @@ Test(ir_text, error_type_mismatch) {
 
 Test(ir_text, error_bad_attributes) {
   fails_with(HDR "  %y = neg(%x) {axis=1} : f32[B,T,16]\n}\n", "t.ir:5:17: error: ",
-             "'neg' does not take attribute 'axis'", "it takes: tile");
+             "'neg' does not take attribute 'axis'", "it takes: prep, tile");
   fails_with(HDR "  %y = slice(%x) {perm=[1]} : f32[B,T,16]\n}\n", "t.ir:5:19: error: ",
-             "'slice' does not take attribute 'perm'", "it takes: axis, start, tile");
+             "'slice' does not take attribute 'perm'", "it takes: axis, start, prep, tile");
   fails_with(HDR "  %y = const {valeu=1} : f32[]\n}\n", "t.ir:5:15: error: ", "unknown attribute 'valeu'",
              "did you mean 'value'?");
   fails_with(HDR "  %y = input {str=\"y\", index=1, index=2} : f32[]\n}\n", "t.ir:5:33: error: ",
@@ -943,7 +948,23 @@ Test(ir_text, attribute_table_drives_equality_and_text) {
   cr_expect(strstr(text, "%4 = sum(%2) {axes=[1], keep=false} :"), "fold=false is not printed: %s", text);
   free(text);
   fails_with("graph t {\n  %0 = input {str=\"x\", index=0, fold=true} : f32[4]\n}\n", "t.ir:2:33: error:",
-             "'input' does not take attribute 'fold'", "it takes: str, index, tile, gtile");
+             "'input' does not take attribute 'fold'", "it takes: str, index, prep, tile, gtile");
+}
+
+/* prep=true (hoist-weights) prints only when set, reads back, and is
+ * checked: a prep=true node reads only weights, constants and prep=true
+ * nodes, and is not a leaf. */
+Test(ir_text, prep_round_trip_and_checked) {
+  IrGraph *pg = parse_ok("graph t {\n  dim B\n  %0 = input {str=\"x\", index=0} : f32[B,8]\n"
+                         "  %1 = weight {str=\"w\"} : f32[4,8]\n  %2 = const {value=2} : f32[]\n"
+                         "  %3 = mul(%1, %2) {prep=true} : f32[4,8]\n"
+                         "  %4 = permute(%3) {perm=[1,0], prep=true} : f32[8,4]\n"
+                         "  %5 = matmul(%0, %4) : f32[B,4]\n  output \"y\" = %5\n}\n");
+  cr_expect(pg->funcs[0].nodes[3].a.prep && pg->funcs[0].nodes[4].a.prep && !pg->funcs[0].nodes[5].a.prep);
+  char *text = assert_round_trip(pg);
+  cr_expect(strstr(text, "%3 = mul(%1, %2) {prep=true} :"), "%s", text);
+  cr_expect(strstr(text, "%5 = matmul(%0, %4) :"), "prep=false is not printed: %s", text);
+  free(text);
 }
 
 /* Inputs (and weights, outputs) with an axis of constant size 0, or a size

@@ -221,7 +221,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real, NULL, NULL, NULL, NULL, NULL,
+    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -653,6 +653,89 @@ Test(rt_api, run_before_weights) {
   rt_destroy(in);
 }
 
+/* ---- prepared values (hoist-weights): the runtime's side ----
+ * pfake: the fake model with a prepare function that stores 2 * bias into
+ * the prepared memory; its run checks that run() sees exactly that through
+ * rt_exec_prepared, so a missed or stale prepare fails the run. */
+static uint8_t p_changed[3];
+static int p_calls, p_fail;
+
+static int32_t pfake_prepare(rt_exec *ex, const void *const *w, void *prepared, const uint8_t *changed, void *ws) {
+  p_calls++;
+  memcpy(p_changed, changed, 3);
+  if (((uintptr_t)prepared & 63u) != 0 || !ws) return rt_exec_error(ex, "prepared memory is not 64-byte aligned");
+  if (p_fail) return rt_exec_error(ex, "asked to fail");
+  const float *b = w[1];
+  for (int i = 0; i < 4; i++) ((float *)prepared)[i] = 2 * b[i];
+  return changed[0] + changed[1] + changed[2];
+}
+
+static int32_t pfake_run(rt_exec *ex, const int64_t *sv, const void *const *in, void *const *out,
+                         const void *const *w, void *ws) {
+  const float *pp = rt_exec_prepared(ex), *b = w[1];
+  for (int i = 0; i < 4; i++)
+    if (!pp || pp[i] != 2 * b[i]) return rt_exec_error(ex, "run() sees stale prepared values");
+  return fake_run(ex, sv, in, out, w, ws);
+}
+
+Test(rt_api, prepare_once_per_bind) {
+  uint32_t s = g_seed;
+  rt_model_desc pd = fake_desc;
+  pd.prepare = pfake_prepare, pd.run = pfake_run, pd.prepared_bytes = 64, pd.prepare_scratch = 16;
+  attnc_model_info info;
+  cr_assert_eq(rt_describe(&pd, &info), ATTNC_OK);
+  cr_assert_eq(info.prepared_bytes, 64);
+  attnc_options o = {.num_threads = 2, .device = -1};
+  attnc_instance *in = NULL;
+  cr_assert_eq(rt_create(&pd, &o, &in), ATTNC_OK);
+  fake_case c = fake_new(&s, 9, 0);
+  int64_t ws[2] = {4, 4}, bs = 4;
+  attnc_tensor w = tensor(ATTNC_F32, 2, ws, c.w), b = tensor(ATTNC_F32, 1, &bs, c.b);
+  p_calls = p_fail = 0;
+  /* not before every weight is bound; then once, for everything */
+  cr_assert_eq(rt_bind_weight(in, "lin.weight", &w), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(p_calls, 0);
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &b), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(p_calls, 1);
+  cr_assert(p_changed[0] && p_changed[1] && p_changed[2]);
+  attnc_stats st;
+  cr_assert_eq(rt_stats(in, &st), ATTNC_OK);
+  cr_assert(st.prepares == 1 && st.last_prepare_kernels == 3 && st.prepared_bytes == 64 && st.runs == 0);
+  /* runs never prepare */
+  fake_check_run(in, &c);
+  fake_check_run(in, &c);
+  cr_assert_eq(p_calls, 1);
+  cr_assert_eq(rt_stats(in, &st), ATTNC_OK);
+  cr_assert(st.runs == 2 && st.last_run_loops == 1, "runs %lld loops %lld", (long long)st.runs,
+            (long long)st.last_run_loops);
+  /* rebinding the bias: one prepare, only the bias marked changed */
+  for (int i = 0; i < 4; i++) c.b[i] = rndf(&s);
+  fake_ref(&c);
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &b), ATTNC_OK, "%s", rt_error(in));
+  cr_assert_eq(p_calls, 2);
+  cr_assert(!p_changed[0] && p_changed[1] && !p_changed[2]);
+  fake_check_run(in, &c);
+  /* a failing prepare: the bind says so, runs retry and fail, and once it
+     works the run sees the new values */
+  p_fail = 1;
+  cr_assert_eq(rt_bind_weight(in, "lin.bias", &b), ATTNC_ERR_RUNTIME);
+  expect_msg(in, "model 'fake': computing the prepared weights: asked to fail");
+  attnc_tensor ins[2], outs[2];
+  float *y, *z;
+  fake_inputs_of(&c, ins);
+  fake_outputs_of(&c, &y, &z, outs);
+  cr_assert_eq(rt_run(in, ins, 2, outs, 2), ATTNC_ERR_RUNTIME);
+  p_fail = 0;
+  for (int i = 0; i < 4; i++) c.b[i] = rndf(&s);
+  fake_ref(&c);
+  fake_check_run(in, &c);
+  cr_assert(!p_changed[0] && p_changed[1] && !p_changed[2]);
+  free(y);
+  free(z);
+  fake_free(&c);
+  rt_destroy(in);
+}
+
 /* Set up a fake instance with weights and a case; outputs NaN-filled. */
 typedef struct {
   attnc_instance *in;
@@ -1050,7 +1133,7 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
@@ -1131,7 +1214,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL,
 };
 
 Test(rt_api, undetermined_dim) {

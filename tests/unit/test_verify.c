@@ -182,6 +182,26 @@ Test(verify, negative_operand) {
   fails("%3 (matmul): ", "operand 1 (%-1) is not an earlier node");
 }
 
+/* prep=true (hoist-weights): not on a leaf or a run-time shape, and only
+ * over weights, constants and prep=true values. */
+Test(verify, prep_operands) {
+  main_node(2)->a.prep = true; /* a weight */
+  fails("%2 (weight): ", "prep=true needs a main-function op of constant shape that is not a leaf");
+}
+
+Test(verify, prep_runtime_shape) {
+  main_node(3)->a.prep = true; /* matmul of input x: f32[B,T,8] */
+  fails("%3 (matmul): ", "prep=true needs a main-function op of constant shape");
+}
+
+Test(verify, prep_reads_run_time_value) {
+  IrNode *t = main_node(4); /* a constant-shape node reading an input, marked */
+  t->a.prep = true;
+  t->type.rank = 1;
+  t->type.dim[0] = ir_dim_const(8);
+  fails("%4 (fused): ", "operand 0 (%3, matmul) is not a weight, a constant or prep=true");
+}
+
 Test(verify, arity) {
   main_node(3)->nin = 1;
   fails("%3 (matmul): ", "matmul takes two operands (then those of its epilogue), has 1");

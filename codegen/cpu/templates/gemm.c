@@ -23,6 +23,11 @@
  * a single row takes 4 NR-column panels at once. Each C element is the
  * same chain of FMAs as in PACKED: the same bits.
  *
+ * PREPACKED (any M, B a weight packed once at load by
+ * attnc_tpl_gemm_pack_b into the panels PACKED would make, all of N per
+ * KC chunk): PACKED's loops with B's panels read where they lie, nothing
+ * of B packed per call. The same bits as PACKED.
+ *
  * DOT (small M, B = W^T with W[N, K] rows contiguous along k, A rows
  * contiguous: every nn.Linear): no packing at all; each W row is streamed
  * once per MR rows of A (read from memory once per call when M <= MR) and
@@ -80,6 +85,72 @@ ATTNC_TPL_INLINE void gemm_macro(const float *pa_buf, const float *pb_buf, int64
     }
 }
 
+/* PREPACKED, one row: 4 whole NR-column panels at once (4 * NV
+   independent accumulators hide the FMA latency, as DIRECT's wide
+   one-row kernel does); panel q at pb + q * kc * NR. Each element is the
+   same chain of FMAs over k as in the other kernels: the same bits. */
+static __attribute__((noinline)) void gemm_ukr_1x4p(int64_t kc, const float *restrict pa, const float *restrict pb,
+                                                    float *restrict c, int first)
+{
+    attnc_vf acc[4][NV];
+    PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] = (attnc_vf){0};
+    const int64_t ps = kc * NR;
+    _Pragma("clang loop unroll_count(2)")
+    for (int64_t k = 0; k < kc; k++) {
+        float a = pa[k * MR];
+        PRAGMA_UNROLL for (int q = 0; q < 4; q++)
+            PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] += a * attnc_loadu(pb + q * ps + k * NR + v * VW);
+    }
+    PRAGMA_UNROLL for (int q = 0; q < 4; q++)
+        PRAGMA_UNROLL for (int v = 0; v < NV; v++) {
+            float *p = c + q * NR + v * VW;
+            attnc_storeu(p, first ? acc[q][v] : attnc_loadu(p) + acc[q][v]);
+        }
+}
+
+/* the same over 2-byte panels (attnc_tpl_gemm_pack_b16), each vector
+   widened exactly in registers: bf16 by a 16-bit shift, f16 by conversion */
+typedef uint16_t gemm_vh __attribute__((vector_size(VW * 2), aligned(2)));
+typedef uint32_t gemm_vu __attribute__((vector_size(VW * 4)));
+ATTNC_TPL_INLINE attnc_vf gemm_load_bf16(const uint16_t *p)
+{
+    gemm_vu u = __builtin_convertvector(*(const gemm_vh *)p, gemm_vu) << 16;
+    return (attnc_vf)u;
+}
+ATTNC_TPL_INLINE attnc_vf gemm_load_f16(const uint16_t *p) /* gemm_h2f on a vector */
+{
+    gemm_vu h = __builtin_convertvector(*(const gemm_vh *)p, gemm_vu);
+    gemm_vu o = (h & 0x7fff) << 13, e = o & 0x0f800000u;
+    o += (uint32_t)(127 - 15) << 23;
+    o += (gemm_vu)(e == 0x0f800000u) & ((uint32_t)(128 - 16) << 23);
+    gemm_vu sub = (gemm_vu)(e == 0), m = (gemm_vu){0} + (113u << 23);
+    gemm_vu fd = (gemm_vu)((attnc_vf)(o + (1u << 23)) - (attnc_vf)m);
+    o = (sub & fd) | (~sub & o);
+    return (attnc_vf)(o | ((h & 0x8000) << 16));
+}
+#define GEMM_UKR_1X4P_H(name, load)                                                                              \
+    static __attribute__((noinline)) void name(int64_t kc, const float *restrict pa, const uint16_t *restrict pb,  \
+                                               float *restrict c, int first)                                     \
+    {                                                                                                            \
+        attnc_vf acc[4][NV];                                                                                     \
+        PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] =        \
+            (attnc_vf){0};                                                                                       \
+        const int64_t ps = kc * NR;                                                                              \
+        _Pragma("clang loop unroll_count(2)") for (int64_t k = 0; k < kc; k++)                                   \
+        {                                                                                                        \
+            float a = pa[k * MR];                                                                                \
+            PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[q][v] +=   \
+                a * load(pb + q * ps + k * NR + v * VW);                                                         \
+        }                                                                                                        \
+        PRAGMA_UNROLL for (int q = 0; q < 4; q++) PRAGMA_UNROLL for (int v = 0; v < NV; v++)                    \
+        {                                                                                                        \
+            float *p = c + q * NR + v * VW;                                                                      \
+            attnc_storeu(p, first ? acc[q][v] : attnc_loadu(p) + acc[q][v]);                                     \
+        }                                                                                                        \
+    }
+GEMM_UKR_1X4P_H(gemm_ukr_1x4p_bf16, gemm_load_bf16)
+GEMM_UKR_1X4P_H(gemm_ukr_1x4p_f16, gemm_load_f16)
+
 /* DIRECT's columns of one packed mc x kc block of A: B read in place
    (bs_n == 1) in NR-column panels (one row: 4 panels at a time while
    they are whole); the last, partial panel is packed into pe_buf (reading
@@ -114,9 +185,51 @@ ATTNC_TPL_INLINE void gemm_direct_cols(const float *pa_buf, const float *B, int6
     }
 }
 
-/* PACKED (direct 0: both operands packed, any layouts) and DIRECT (direct
-   1: B read in place, bs_n == 1): A packed per MC rows and KC chunk */
-ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_m, int64_t as_k, const float *B,
+/* f16 bits to f32, exactly, in integer and float arithmetic only (no libc
+   call, no F16C needed): the exponent rebased, subnormals renormalized by
+   one subtraction, inf / NaN kept */
+ATTNC_TPL_INLINE float gemm_h2f(uint16_t h)
+{
+    uint32_t o = (uint32_t)(h & 0x7fff) << 13, e = o & 0x0f800000u;
+    o += (uint32_t)(127 - 15) << 23;
+    float f;
+    if (e == 0x0f800000u) o += (uint32_t)(128 - 16) << 23; /* inf / NaN */
+    if (e == 0) {                                           /* zero / subnormal */
+        uint32_t m = 113u << 23;
+        float fm;
+        o += 1u << 23;
+        __builtin_memcpy(&f, &o, 4);
+        __builtin_memcpy(&fm, &m, 4);
+        f -= fm;
+        __builtin_memcpy(&o, &f, 4);
+    }
+    o |= (uint32_t)(h & 0x8000) << 16;
+    __builtin_memcpy(&f, &o, 4);
+    return f;
+}
+
+/* n 2-byte values (bf16: half 1, f16: half 2) widened to f32 (exact) */
+ATTNC_TPL_INLINE void gemm_widen(const int half, const uint16_t *restrict src, float *restrict dst, int64_t n)
+{
+    if (half == 1) {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)src[i] << 16;
+            float f;
+            __builtin_memcpy(&f, &u, 4);
+            dst[i] = f;
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) dst[i] = gemm_h2f(src[i]);
+    }
+}
+
+/* PACKED (direct 0: both operands packed, any layouts), DIRECT (direct
+   1: B read in place, bs_n == 1) and PREPACKED (direct 2: B is
+   attnc_tpl_gemm_pack_b's panels, bs_n their padded width; half 1 / 2:
+   attnc_tpl_gemm_pack_b16's bf16 / f16 panels, widened block by block
+   into the scratch that PACKED packs B into): A packed per MC rows and KC
+   chunk */
+ATTNC_TPL_INLINE void gemm_blocked(const int direct, const int half, const float *A, int64_t as_m, int64_t as_k, const float *B,
                                    int64_t bs_k, int64_t bs_n, float *C, int64_t ldc, int64_t m0, int64_t m1,
                                    int64_t n0, int64_t n1, int64_t K, float *scratch, attnc_gemm_epi_fn epi,
                                    void *epi_ctx)
@@ -129,13 +242,37 @@ ATTNC_TPL_INLINE void gemm_blocked(const int direct, const float *A, int64_t as_
             int64_t kc = gemm_min(KC, K - pc);
             int first = pc == 0, last = pc + kc == K;
             gemm_pack_a(A + ic * as_m + pc * as_k, as_m, as_k, mc, kc, pa_buf);
-            if (direct) {
+            if (direct == 1) {
                 gemm_direct_cols(pa_buf, B + pc * bs_k, bs_k, pb_buf, mc, kc, C, ldc, ic, n0, n1, first, last, epi,
                                  epi_ctx);
                 continue;
             }
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nc = gemm_min(NC, n1 - jc);
+                if (direct == 2) { /* the chunk's panels, from column jc (a multiple of NR) */
+                    const float *pb = B + pc * bs_n + jc * kc;
+                    const uint16_t *ph = (const uint16_t *)B + pc * bs_n + jc * kc;
+                    int64_t jr = 0;
+                    if (mc == 1) /* one row: 4 panels at a time while they are whole (2-byte: widened in registers) */
+                        for (; jr + 4 * NR <= nc; jr += 4 * NR) {
+                            float *c = C + ic * ldc + jc + jr;
+                            if (half == 1) gemm_ukr_1x4p_bf16(kc, pa_buf, ph + jr * kc, c, first);
+                            else if (half == 2) gemm_ukr_1x4p_f16(kc, pa_buf, ph + jr * kc, c, first);
+                            else gemm_ukr_1x4p(kc, pa_buf, pb + jr * kc, c, first);
+                            if (last && epi)
+                                PRAGMA_UNROLL for (int q = 0; q < 4; q++)
+                                    epi(epi_ctx, c + q * NR, ldc, ic, jc + jr + q * NR, 1, NR);
+                        }
+                    if (jr < nc) {
+                        const float *rest = pb + jr * kc;
+                        if (half) { /* 2-byte panels: widened into the B block's scratch */
+                            gemm_widen(half, ph + jr * kc, pb_buf, (nc - jr + NR - 1) / NR * NR * kc);
+                            rest = pb_buf;
+                        }
+                        gemm_macro(pa_buf, rest, mc, nc - jr, kc, C, ldc, ic, jc + jr, first, last, epi, epi_ctx);
+                    }
+                    continue;
+                }
                 gemm_pack_b(B + pc * bs_k + jc * bs_n, bs_k, bs_n, kc, nc, pb_buf);
                 gemm_macro(pa_buf, pb_buf, mc, nc, kc, C, ldc, ic, jc, first, last, epi, epi_ctx);
             }
@@ -186,12 +323,48 @@ void attnc_tpl_gemm(int64_t path, const float *A, int64_t as_m, int64_t as_k, co
     } else if (path == ATTNC_GEMM_DOT && as_k == 1 && bs_k == 1) {
         GEMM_RAN(ATTNC_GEMM_DOT);
         gemm_dot(A, as_m, B, bs_n, C, ldc, m0, m1, n0, n1, K, epi, epi_ctx);
+    } else if (path == ATTNC_GEMM_PREPACKED) {
+        GEMM_RAN(ATTNC_GEMM_PREPACKED);
+        gemm_blocked(2, 0, A, as_m, as_k, B, 0, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    } else if (path == ATTNC_GEMM_PREPACKED_BF16 || path == ATTNC_GEMM_PREPACKED_F16) {
+        GEMM_RAN(ATTNC_GEMM_PREPACKED);
+        gemm_blocked(2, path == ATTNC_GEMM_PREPACKED_BF16 ? 1 : 2, A, as_m, as_k, B, 0, bs_n, C, ldc, m0, m1, n0, n1,
+                     K, scratch, epi, epi_ctx);
     } else if (path == ATTNC_GEMM_DIRECT && bs_n == 1) {
         GEMM_RAN(ATTNC_GEMM_DIRECT);
-        gemm_blocked(1, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(1, 0, A, as_m, as_k, B, bs_k, 1, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
     } else {
         GEMM_RAN(ATTNC_GEMM_PACKED);
-        gemm_blocked(0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+        gemm_blocked(0, 0, A, as_m, as_k, B, bs_k, bs_n, C, ldc, m0, m1, n0, n1, K, scratch, epi, epi_ctx);
+    }
+}
+
+int64_t attnc_tpl_gemm_packed_n(int64_t N) { return (N + NR - 1) / NR * NR; }
+int64_t attnc_tpl_gemm_packed_chunks(int64_t K) { return (K + KC - 1) / KC; }
+
+void attnc_tpl_gemm_pack_b(const float *B, int64_t bs_k, int64_t bs_n, int64_t K, int64_t N, float *dst,
+                           int64_t c0, int64_t c1)
+{
+    int64_t npad = attnc_tpl_gemm_packed_n(N);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t pc = c * KC;
+        gemm_pack_b(B + pc * bs_k, bs_k, bs_n, gemm_min(KC, K - pc), N, dst + pc * npad);
+    }
+}
+
+void attnc_tpl_gemm_pack_b16(const uint16_t *B, int64_t bs_k, int64_t bs_n, int64_t K, int64_t N, uint16_t *dst,
+                             int64_t c0, int64_t c1)
+{
+    int64_t npad = attnc_tpl_gemm_packed_n(N);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t pc = c * KC, kc = gemm_min(KC, K - pc);
+        for (int64_t j0 = 0; j0 < N; j0 += NR) {
+            uint16_t *d = dst + pc * npad + j0 * kc;
+            int64_t cols = gemm_min(NR, N - j0);
+            for (int64_t k = 0; k < kc; k++)
+                PRAGMA_UNROLL for (int j = 0; j < NR; j++)
+                    d[k * NR + j] = j < cols ? B[(pc + k) * bs_k + (j0 + j) * bs_n] : 0;
+        }
     }
 }
 

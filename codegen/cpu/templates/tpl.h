@@ -121,8 +121,30 @@ typedef void (*attnc_gemm_epi_fn)(void *ctx, float *tile, int64_t ldc, int64_t i
 
 /* The paths of one product (see gemm.c): PACKED (any layouts, any M),
  * DIRECT (B read in place: bs_n == 1), DOT (dot products: as_k == 1 and
- * bs_k == 1, B = W^T of a W[N, K] like nn.Linear's weight). */
-enum { ATTNC_GEMM_PACKED = 0, ATTNC_GEMM_DIRECT = 1, ATTNC_GEMM_DOT = 2 };
+ * bs_k == 1, B = W^T of a W[N, K] like nn.Linear's weight), PREPACKED (B
+ * already in PACKED's panel layout, made once by attnc_tpl_gemm_pack_b:
+ * a weight packed at load; never chosen by attnc_tpl_gemm_plan, the
+ * caller passes it). */
+enum { ATTNC_GEMM_PACKED = 0, ATTNC_GEMM_DIRECT = 1, ATTNC_GEMM_DOT = 2, ATTNC_GEMM_PREPACKED = 4,
+       ATTNC_GEMM_PREPACKED_BF16 = 5, ATTNC_GEMM_PREPACKED_F16 = 6 };
+
+/* B[k*bs_k + j*bs_n] (K x N) in the panel layout PREPACKED reads: for each
+ * chunk of KC k's, the NR-column panels of all N columns ([k][NR], zero
+ * padded), chunk c at dst + c*KC*npad, panel j0 of it at + j0*kc, where
+ * npad = N rounded up to NR (attnc_tpl_gemm_packed_n) and kc the chunk's
+ * k's: K * npad floats in all.  Packs the chunks [c0, c1) (threads split
+ * them). */
+void attnc_tpl_gemm_pack_b(const float *B, int64_t bs_k, int64_t bs_n, int64_t K, int64_t N, float *dst,
+                           int64_t c0, int64_t c1);
+/* npad for N columns, and the number of k chunks of K */
+int64_t attnc_tpl_gemm_packed_n(int64_t N);
+/* The same panels of 2-byte values (bf16 or f16 bits, copied as they are:
+ * native 2-byte weights), read by PREPACKED_BF16 / PREPACKED_F16, which
+ * widen them to f32 (exactly) as the GEMM reads them: B is then the
+ * uint16_t panels (passed as a float pointer), bs_n npad. */
+void attnc_tpl_gemm_pack_b16(const uint16_t *B, int64_t bs_k, int64_t bs_n, int64_t K, int64_t N, uint16_t *dst,
+                             int64_t c0, int64_t c1);
+int64_t attnc_tpl_gemm_packed_chunks(int64_t K);
 
 /* attnc_tpl_gemm: one block of a single-precision matrix product.
  *
@@ -147,11 +169,15 @@ enum { ATTNC_GEMM_PACKED = 0, ATTNC_GEMM_DIRECT = 1, ATTNC_GEMM_DOT = 2 };
  *   aligned, private to the call (one per concurrent task); its contents
  *   need no initialization. The count is a multiple of 16, so per-thread
  *   slices of one 64-byte aligned buffer stay aligned.
+ * PREPACKED: B holds attnc_tpl_gemm_pack_b's panels and bs_n their npad
+ *   (bs_k is not read); PREPACKED_BF16 / _F16: attnc_tpl_gemm_pack_b16's
+ *   panels of 2-byte values (the same bits as PREPACKED on the widened
+ *   values).
  * epi: may be NULL. epi_ctx is passed through.
  * Summation order over k is fixed for given K and path (independent of
  * m0/n0 and of how the caller splits tasks), so results do not depend on
- * threading. PACKED and DIRECT give the same bits; DOT sums in another
- * (fixed) order. */
+ * threading. PACKED, DIRECT and PREPACKED give the same bits; DOT sums in
+ * another (fixed) order. */
 void attnc_tpl_gemm(int64_t path, const float *A, int64_t as_m, int64_t as_k,
                     const float *B, int64_t bs_k, int64_t bs_n,
                     float *C, int64_t ldc,
