@@ -23,6 +23,7 @@ typedef struct {
   const CgPlan *p;
   const char *arch; /* --cuda-arch */
   char *src, *host;
+  int *rep; /* the kernel each plan kernel launches as (cu_emit_source) */
   char *img[NIMG], *info[NIMG];
   size_t n[NIMG];
 } CuModule;
@@ -51,6 +52,7 @@ static void release(void *r) {
   if (!m) return;
   free(m->src);
   free(m->host);
+  free(m->rep);
   for (int k = 0; k < NIMG; k++) free(m->img[k]), free(m->info[k]);
   free(m);
 }
@@ -60,7 +62,7 @@ static void *render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
   if (!m) ir_bug("out of memory");
   m->p = p;
   m->arch = arch_of(t);
-  if (!(m->src = cu_emit_source(p, diag)) || !(m->host = cu_emit_host(p, diag))) {
+  if (!(m->src = cu_emit_source(p, &m->rep, diag)) || !(m->host = cu_emit_host(p, m->rep, diag))) {
     release(m);
     return NULL;
   }
@@ -91,7 +93,7 @@ static bool compile(void *r, const char *kind, char *err, size_t errlen) {
 /* The library's GPU part: its C (cu_emit_library) compiled by cc into obj. */
 static int part(CuModule *m, const char *obj, char *err, size_t errlen) {
   size_t ptxlen = m->n[PTX] && !m->img[PTX][m->n[PTX] - 1] ? m->n[PTX] - 1 : m->n[PTX];
-  char *lib = cu_emit_library(m->p, m->host, m->img[PTX], ptxlen, m->img[SM80], m->n[SM80], m->img[SM90], m->n[SM90]);
+  char *lib = cu_emit_library(m->p, m->rep, m->host, m->img[PTX], ptxlen, m->img[SM80], m->n[SM80], m->img[SM90], m->n[SM90]);
   char *csrc = NULL;
   int rc = rt_temp_file(obj, "c", lib, strlen(lib), &csrc, err, errlen);
   free(lib);

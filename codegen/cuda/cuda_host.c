@@ -18,11 +18,16 @@
 
 typedef struct {
   const CgPlan *p;
+  const int *rep; /* the kernel each plan kernel launches as (cu_emit_source) */
   const IrGraph *g;
   FILE *f;
   bool failed;
   IrDiag *diag;
 } Host;
+
+/* The name kernel k is launched under: that of the kernel emitted for it
+ * (identical layers launch one kernel with their own operands). */
+static const char *kname(const Host *h, const CgKernel *k) { return h->p->k[h->rep[k - h->p->k]].name; }
 
 /* storage on the device, as cuda_src.c declares it: f16 / bf16 as themselves */
 static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : t == RT_F16 || t == RT_BF16 ? 2 : 4; }
@@ -75,7 +80,7 @@ static void value_c(const Host *h, const CgParam *q, const CgValue *v, FILE *f) 
 
 /* `struct A<name> a` filled from kernel k's parameter list. */
 static void fill(const Host *h, const CgKernel *k) {
-  fprintf(h->f, "  {\n    struct A%s a;\n    memset(&a, 0, sizeof a);\n", k->name);
+  fprintf(h->f, "  {\n    struct A%s a;\n    memset(&a, 0, sizeof a);\n", kname(h, k));
   for (int i = 0; i < k->np; i++) {
     const CgParam *q = &h->p->param[k->p0 + i];
     for (int e = 0; e < (q->count ? q->count : 1); e++) {
@@ -91,7 +96,7 @@ static void fill(const Host *h, const CgKernel *k) {
 
 /* Launch k<name><suffix> (grid and block as C expressions) and close the block. */
 static void launch(const Host *h, const CgKernel *k, const char *grid, const char *block) {
-  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%s\", %s, %s, &a, sizeof a))) goto done;\n  }\n", k->name, grid, block);
+  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%s\", %s, %s, &a, sizeof a))) goto done;\n  }\n", kname(h, k), grid, block);
 }
 
 static void launch_attention(const Host *h, const CgKernel *k) {
@@ -128,8 +133,8 @@ static void launch_attention(const Host *h, const CgKernel *k) {
                 "      if (a.nsplit > 1 && (rc = ops->launch(ctx, \"k%sc\", cu_grid1(a.B * a.H * a.T * %lld), 1, 1, 256, 0, &a, sizeof a))) goto done;\n"
                 "    } else {\n"
                 "      if ((rc = ops->launch(ctx, \"k%sg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
-                "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, k->name, p.bq - 1, p.bq, p.warps * 32, p.smem,
-          k->name, (long long)p.ev, k->name);
+                "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, kname(h, k), p.bq - 1, p.bq, p.warps * 32, p.smem,
+          kname(h, k), (long long)p.ev, kname(h, k));
 }
 
 static void launch_matmul(const Host *h, const CgKernel *k) {
@@ -157,7 +162,7 @@ static void launch_matmul(const Host *h, const CgKernel *k) {
           "    } else {\n"
           "      if ((rc = ops->launch(ctx, \"k%sg\", %s, 256, 0, &a, sizeof a))) goto done;\n"
           "    }\n  }\n",
-          (unsigned)CU_MM_TC_SMEM, nb, k->name, k->name, (unsigned)CU_MM_TC_SMEM, k->name, grid);
+          (unsigned)CU_MM_TC_SMEM, nb, kname(h, k), kname(h, k), (unsigned)CU_MM_TC_SMEM, kname(h, k), grid);
 }
 
 /* Bind node i (pointer and strides; its shape is bound already) and
@@ -308,10 +313,10 @@ static void emu_entries(const Host *h, const CgKernel *k, bool table) {
   }
 }
 
-char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
+char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag) {
   const IrGraph *g = p->g;
   const IrFunc *f = &g->funcs[0];
-  Host h = {p, g, NULL, false, diag};
+  Host h = {p, rep, g, NULL, false, diag};
   char *buf = NULL;
   size_t len = 0;
   h.f = open_memstream(&buf, &len);
@@ -386,9 +391,11 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
                "  return rc;\n}\n");
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
-  for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], false);
+  for (int k = 0; k < p->nk; k++)
+    if (rep[k] == k) emu_entries(&h, &p->k[k], false);
   fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
-  for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], true);
+  for (int k = 0; k < p->nk; k++)
+    if (rep[k] == k) emu_entries(&h, &p->k[k], true);
   fprintf(h.f, "  {0, 0}};\n#endif\n");
   fclose(h.f);
   if (h.failed) {
@@ -417,7 +424,7 @@ static void bytes(FILE *f, const char *name, const void *p, size_t n, bool nul) 
   fprintf(f, "%s};\n", nul ? "0" : "");
 }
 
-char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
+char *cu_emit_library(const CgPlan *p, const int *rep, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
                       const void *c90, size_t n90) {
   const IrGraph *g = p->g;
   const char *ident = cg_model_ident(g);
@@ -451,7 +458,8 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\nunsigned rt_cuda_sm_count(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
-  for (int k = 0; k < p->nk; k++) cu_struct(p, &p->k[k], f); /* from the plan, as the kernels declare them */
+  for (int k = 0; k < p->nk; k++) /* from the plan, as the kernels declare them */
+    if (rep[k] == k) cu_struct(p, &p->k[k], p->k[k].name, f);
   fprintf(f, "\n%s\n", host);
   /* ids of gathers that are graph inputs: checked on the host before a host run copies anything */
   fprintf(f, "int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_t *shape, int64_t rows,\n"
