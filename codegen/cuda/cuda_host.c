@@ -416,12 +416,24 @@ static void c_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-/* A C array initializer of n bytes. */
+/* A C array of n bytes (plus a NUL if nul), initialized by string
+ * literals of 64 bytes a line: cc reads a literal as one token, where an
+ * initializer list costs it a token per byte (megabytes of PTX and CUBIN).
+ * Bytes other than printable ASCII, and " \ ?, are octal escapes of three
+ * digits, which a following digit cannot extend. */
 static void bytes(FILE *f, const char *name, const void *p, size_t n, bool nul) {
   const unsigned char *b = p;
-  fprintf(f, "static const unsigned char %s[%zu] = {", name, n + (nul ? 1 : 0));
-  for (size_t i = 0; i < n; i++) fprintf(f, "%s%u,", i % 32 ? "" : "\n", b[i]);
-  fprintf(f, "%s};\n", nul ? "0" : "");
+  if (!n && !nul) { /* no image: an empty array (its size, 0, is what the runtime reads) */
+    fprintf(f, "static const unsigned char %s[1];\n#define %s_size 0\n", name, name);
+    return;
+  }
+  fprintf(f, "static const unsigned char %s[%zu] =", name, n + (nul ? 1 : 0));
+  for (size_t i = 0; i < n; i++) {
+    if (i % 64 == 0) fprintf(f, "%s\n\"", i ? "\"" : "");
+    if (b[i] >= 32 && b[i] < 127 && b[i] != '"' && b[i] != '\\' && b[i] != '?') fputc(b[i], f);
+    else fprintf(f, "\\%03o", b[i]);
+  }
+  fprintf(f, "%s;\n#define %s_size %zu\n", n ? "\"" : " \"\"", name, n);
 }
 
 char *cu_emit_library(const CgPlan *p, const int *rep, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
@@ -489,7 +501,7 @@ char *cu_emit_library(const CgPlan *p, const int *rep, const char *host, const v
   ir_graph_inputs(g, &nin);
   ir_graph_weights(g, &nw);
   fprintf(f,
-          "static const rt_cuda_images cu_images = {cu_ptx, cu_cubin80, sizeof cu_cubin80, cu_cubin90, sizeof cu_cubin90};\n\n"
+          "static const rt_cuda_images cu_images = {cu_ptx, cu_cubin80, cu_cubin80_size, cu_cubin90, cu_cubin90_size};\n\n"
           "/* the CuOps of the launcher: device memory and launches ordered on one stream */\n"
           "typedef struct { rt_cuda_mod *m; void *stream; } CuCtx;\n"
           "static void *o_alloc(void *c, size_t n) { return rt_cuda_alloc(((CuCtx *)c)->m, ((CuCtx *)c)->stream, n); }\n"
