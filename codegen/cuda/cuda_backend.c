@@ -75,10 +75,10 @@ static void *render(const CgPlan *p, const CgTarget *t, IrDiag *diag) {
   return m;
 }
 
-/* Images ks[0..n) compiled now (those not yet), on up to two threads:
- * NVRTC compiles a program on one thread and may run several programs at
- * once, and a library's part needs three (PTX, sm_80, sm_90), which take
- * about 1 : 2.5 : 3 of the time.  ks is ordered longest first. */
+/* The NVRTC images of a compile, taken by up to two threads: NVRTC
+ * compiles a program on one thread and may run several programs at once,
+ * and a library's part needs three (PTX, sm_80, sm_90), which take about
+ * 1 : 2.5 : 3 of the time.  ks is ordered longest first. */
 typedef struct {
   CuModule *m;
   const int *ks;
@@ -99,6 +99,7 @@ static void *compile_jobs(void *arg) {
   return NULL;
 }
 
+/* Images want[0..nwant) compiled now (those not made yet), longest first. */
 static bool images(CuModule *m, const int *want, int nwant, char *err, size_t errlen) {
   int ks[NIMG], n = 0;
   for (int i = 0; i < nwant; i++)
@@ -145,9 +146,11 @@ static int part(CuModule *m, const char *obj, char *err, size_t errlen) {
   free(lib);
   if (rc) return 1;
   const char *cc = getenv("CC");
-  /* -O0: the launcher is straight-line code a few lines per kernel, run
-     once per model run; -O1 took 3.5 times as long to compile it (1.0 s
-     against 0.3 s for GPT-2's 12 layers) for no measurable gain */
+  /* -O0: the launcher is straight-line code, a struct fill and a launch
+     per kernel, run once per model run (stores of a few dozen values
+     beside each kernel launch); -O1 took 3.5 times as long to compile it
+     (1.0 s against 0.3 s for GPT-2's 12 layers), and its time grows with
+     the depth */
   char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-x", "c", "-O0", "-fPIC", "-w", "-c", csrc, "-o", (char *)obj, NULL};
   struct rusage r0, r1;
   getrusage(RUSAGE_CHILDREN, &r0);

@@ -21,6 +21,7 @@ typedef struct {
   const int *rep; /* the kernel each plan kernel launches as (cu_emit_source) */
   const IrGraph *g;
   FILE *f;
+  FILE *fns; /* the kernels' launch functions, before cu_run */
   bool failed;
   IrDiag *diag;
 } Host;
@@ -165,6 +166,31 @@ static void launch_matmul(const Host *h, const CgKernel *k) {
           (unsigned)CU_MM_TC_SMEM, nb, kname(h, k), kname(h, k), (unsigned)CU_MM_TC_SMEM, kname(h, k), grid);
 }
 
+/* Kernel k's launch: a function cu_k<name> that fills its struct and
+ * launches it (one function a kernel, so that cu_run's frame holds no
+ * struct whatever the C compiler and its -O level: the part is compiled
+ * at -O0, and clang -O0 gives every block's locals their own slot), and
+ * its call in cu_run. */
+static void launcher(Host *h, const CgKernel *k) {
+  FILE *run = h->f;
+  h->f = h->fns;
+  fprintf(h->f, "static int cu_k%s(const CuOps *ops, void *ctx, CuV *V, char *ws, const i64 *off, void *const *out,\n"
+                "                  const i64 *sym, void **allocs, int *nallocp) {\n"
+                "  int rc = 0, nalloc = *nallocp;\n"
+                "  (void)V, (void)ws, (void)off, (void)out, (void)sym, (void)allocs;\n", k->name);
+  fill(h, k);
+  switch (k->kind) {
+  case CG_K_MATMUL: launch_matmul(h, k); break;
+  case CG_K_ATTENTION: launch_attention(h, k); break;
+  case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); break;
+  case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); break;
+  default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); break;
+  }
+  fprintf(h->f, "done:\n  *nallocp = nalloc;\n  return rc;\n}\n\n");
+  h->f = run;
+  fprintf(h->f, "  if ((rc = cu_k%s(ops, ctx, V, ws, off, out, sym, allocs, &nalloc))) goto done;\n", k->name);
+}
+
 /* Bind node i (pointer and strides; its shape is bound already) and
  * launch its kernel, if any. */
 static void node(Host *h, int i, int *wi) {
@@ -226,16 +252,7 @@ static void node(Host *h, int i, int *wi) {
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
     break;
   }
-  if (v->kernel < 0) return;
-  const CgKernel *k = &h->p->k[v->kernel];
-  fill(h, k);
-  switch (k->kind) {
-  case CG_K_MATMUL: launch_matmul(h, k); return;
-  case CG_K_ATTENTION: launch_attention(h, k); return;
-  case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); return;
-  case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); return;
-  default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); return;
-  }
+  if (v->kernel >= 0) launcher(h, &h->p->k[v->kernel]);
 }
 
 /* The interface tables: dims, inputs, weights, outputs and their shapes. */
@@ -316,7 +333,7 @@ static void emu_entries(const Host *h, const CgKernel *k, bool table) {
 char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag) {
   const IrGraph *g = p->g;
   const IrFunc *f = &g->funcs[0];
-  Host h = {p, rep, g, NULL, false, diag};
+  Host h = {p, rep, g, NULL, NULL, false, diag};
   char *buf = NULL;
   size_t len = 0;
   h.f = open_memstream(&buf, &len);
@@ -347,6 +364,12 @@ char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag) {
   interface(&h);
   int nslots = p->nslots, natt = 0;
   for (int k = 0; k < p->nk; k++) natt += p->k[k].kind == CG_K_ATTENTION;
+  /* cu_run into its own text: the launch functions it calls go before it */
+  FILE *top = h.fns = h.f;
+  char *runbuf = NULL;
+  size_t runlen = 0;
+  h.f = open_memstream(&runbuf, &runlen);
+  if (!h.f) ir_bug("out of memory");
   fprintf(h.f, "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out) {\n"
                "  int rc = 0, nalloc = 0;\n"
                "  char *ws = NULL;\n"
@@ -381,14 +404,17 @@ char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag) {
   for (int k = 0; k < p->nk; k++) /* outputs not written in place */
     if (p->k[k].kind == CG_K_OUTPUT) {
       fprintf(h.f, "  /* output '%s' */\n", g->outputs[p->k[k].out].name);
-      fill(&h, &p->k[k]);
-      launch(&h, &p->k[k], "cu_grid1(a.n), 1, 1", "256, 0");
+      launcher(&h, &p->k[k]);
     }
   fprintf(h.f, "done:\n"
                "  if (ws) ops->free(ctx, ws);\n"
                "  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n"
                "  free(V);\n  free(allocs);\n  free(off);\n  free(sz);\n"
                "  return rc;\n}\n");
+  fclose(h.f);
+  fwrite(runbuf, 1, runlen, top);
+  free(runbuf);
+  h.f = top;
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
   for (int k = 0; k < p->nk; k++)
