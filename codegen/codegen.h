@@ -45,6 +45,9 @@ typedef struct CgTimes {
   double opt;     /* its LLVM passes (default<O3>) */
   double codegen; /* its code generation: objects, assembly */
   double gpu;     /* the other backends: CUDA C, NVRTC, their parts */
+  double nvrtc;   /* of gpu: NVRTC (the CPU seconds of all its threads) */
+  double gpu_cc;  /* the C compiler building those parts (child processes,
+                     which the stats otherwise count as link) */
 } CgTimes;
 
 /* CPU seconds used so far by this process (not its children), for CgTimes:

@@ -131,7 +131,8 @@ static int print_stats(const IrGraph *g, IrDiag *diag, const Timing *t, FILE *f)
     double s;
   } step[] = {{"front end", t->c->t_frontend}, {"passes", t->c->t_passes}, {"plan", t->cg.plan},
               {"lower", t->cg.render},         {"llvm opt", t->cg.opt},     {"codegen", t->cg.codegen},
-              {"link", link},                  {"gpu", t->cg.gpu}};
+              {"link", link - t->cg.gpu_cc},   {"gpu", t->cg.gpu - t->cg.nvrtc},
+              {"nvrtc", t->cg.nvrtc},          {"gpu cc", t->cg.gpu_cc}};
   for (size_t k = 0; k < sizeof step / sizeof *step; k++) fprintf(f, "  %-10s %.3f\n", step[k].name, step[k].s);
   fprintf(f, "peak MiB %.1f\n", (double)self.ru_maxrss / 1024);
   return 0;

@@ -114,10 +114,10 @@ static void k_generic(Cu *c, int id, const char *suffix) {
   cu_ld(dk, "k[j * a.ks[2] + d]", Lk, sizeof Lk);
   cu_ld(dv, "vr[col]", Lv, sizeof Lv);
   cu_st(dout, "acc[c] * inv", So, sizeof So);
-  cu_struct(c->p, &c->p->k[c->p->node[id].kernel], c->f);
+  cu_struct(c->p, &c->p->k[c->p->node[id].kernel], c->kn, c->f);
   fprintf(c->f,
           "/* one warp per query row; E = %lld, Ev = %lld */\n"
-          "extern \"C\" __global__ void __launch_bounds__(128, 8) k%d%s(struct A%d a) {\n"
+          "extern \"C\" __global__ void __launch_bounds__(128, 8) k%s%s(struct A%s a) {\n"
           "  const int lane = threadIdx.x & 31;\n"
           "  /* 32-bit index math (64-bit division is a call; the launcher keeps\n"
           "     B*H*T below 2^31) */\n"
@@ -131,7 +131,7 @@ static void k_generic(Cu *c, int id, const char *suffix) {
           "  const float LOG2E = 1.4426950408889634f;\n"
           "  float m = -__int_as_float(0x7f800000), l = 0.0f, acc[%lld];\n"
           "  #pragma unroll\n  for (int c = 0; c < %lld; c++) acc[c] = 0.0f;\n",
-          (long long)e, (long long)ev, id, suffix, id, cu_ctype(dq), cu_ctype(dk), cu_ctype(dv), (long long)evl, (long long)evl);
+          (long long)e, (long long)ev, c->kn, suffix, c->kn, cu_ctype(dq), cu_ctype(dk), cu_ctype(dv), (long long)evl, (long long)evl);
   /* key range from the band */
   fprintf(c->f, "  i64 jlo = 0, jhi = a.S;\n");
   if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  if (i + (%lld) + a.moff > jlo) jlo = i + (%lld) + a.moff;\n", (long long)n->a.mlo, (long long)n->a.mlo);
@@ -186,7 +186,7 @@ static void k_generic(Cu *c, int id, const char *suffix) {
 
 
 void cu_tc_prelude(Cu *c) {
-  if (!c->tc_prelude) fputs(tc_prelude, c->f);
+  if (!c->tc_prelude) fputs(tc_prelude, c->top);
   c->tc_prelude = true;
 }
 
@@ -259,7 +259,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
   fprintf(c->f,
           "/* tensor-core attention: %d warps x %d MMA tiles = %d query rows per block, %d keys per tile,\n"
           "   %d-stage cp.async pipeline, E = %d, Ev = %d, %s; %u bytes of shared memory */\n"
-          "extern \"C\" __global__ void __launch_bounds__(%d, 2) k%d(struct A%d a) {\n"
+          "extern \"C\" __global__ void __launch_bounds__(%d, 2) k%s(struct A%s a) {\n"
           "  TC_SMEM(smem);\n"
           "  h16 *Qs = (h16 *)smem;            /* [BQ][E + 8] */\n"
           "  h16 *Ks = Qs + %d * %d;           /* [stages][BK][E + 8] */\n"
@@ -276,7 +276,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "  const h16 *k = a.k + b * a.ks[0] + kh * a.ks[1];\n"
           "  const h16 *v = a.v + b * a.vs[0] + kh * a.vs[1];\n"
           "  int jlo = 0, jhi = S;\n",
-          p->warps, p->mt, p->bq, p->bk, p->stages, E, EV, rt_dtype_name(dt), p->smem, NT, id, id, p->bq, QP, p->stages,
+          p->warps, p->mt, p->bq, p->bk, p->stages, E, EV, rt_dtype_name(dt), p->smem, NT, c->kn, c->kn, p->bq, QP, p->stages,
           p->bk, QP, p->bq - 1, p->bq,
           /* a band bounded above (causal) makes the last query blocks the heaviest; bounded only below, the first */
           n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blk / BH" : "nqb - 1u - blk / BH", p->bq, p->bq);
@@ -471,8 +471,8 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
   char sc2[128];
   cu_st(dout, "L > 0.0f ? acc / L : acc * 0.0f", sc2, sizeof sc2);
   fprintf(c->f,
-          "/* split-KV combine of k%d's partials: o = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s */\n"
-          "extern \"C\" __global__ void k%dc(struct A%d a) {\n"
+          "/* split-KV combine of k%s's partials: o = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s */\n"
+          "extern \"C\" __global__ void k%sc(struct A%s a) {\n"
           "  const i64 BH = a.B * a.H, rows = BH * a.T;\n"
           "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < rows * %d; e += (i64)gridDim.x * blockDim.x) {\n"
           "    const i64 col = e %% %d, row = e / %d, i = row %% a.T, bh = row / a.T, b = bh / a.H, h = bh %% a.H;\n"
@@ -487,7 +487,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "    }\n"
           "    a.o[b * a.os[0] + h * a.os[1] + i * a.os[2] + col] = %s;  /* fully masked rows: zeros */\n"
           "  }\n}\n\n",
-          id, id, id, EV, EV, EV, EV, sc2);
+          c->kn, c->kn, c->kn, EV, EV, EV, EV, sc2);
 }
 
 void cu_attention(Cu *c, const CgKernel *k) {

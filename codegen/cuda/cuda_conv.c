@@ -47,7 +47,7 @@ void cu_conv(Cu *c, const CgKernel *k) {
     cg = ch / n->a.groups, og /= n->a.groups;
   }
   cu_comment(c, id);
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   char lx[160], lw[160], sc[160], step[320];
   cu_ld(dx, "a.x[n * a.xs[0] + ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]]", lx, sizeof lx);
   snprintf(sc, sizeof sc, "1.0f");
@@ -85,7 +85,7 @@ void cu_conv(Cu *c, const CgKernel *k) {
           "          }\n"
           "        }\n"
           "      }\n",
-          k->name, k->name, (long long)cg, (long long)og, (long long)kk[0], (long long)kk[1], n->a.stride[0],
+          c->kn, c->kn, (long long)cg, (long long)og, (long long)kk[0], (long long)kk[1], n->a.stride[0],
           n->a.stride[1], n->a.pad[0], n->a.pad[1], conv ? n->a.dil[0] : 1, conv ? n->a.dil[1] : 1, sc,
           n->op == IR_MAXPOOL ? "-__int_as_float(0x7f800000)" : "0.0f", conv ? "CG" : "(i64)1",
           conv ? "o / OG * CG + cc" : "o", lx, step);

@@ -31,7 +31,7 @@ void cu_matmul_tc(Cu *c, int id, bool nn) {
   cu_tc_prelude(c);
   fprintf(c->f,
           "/* tensor-core matmul, B %s: 128 x 128 x 32 tiles, 8 warps of 64 x 32, 3-stage cp.async */\n"
-          "extern \"C\" __global__ void __launch_bounds__(256, 1) k%d%s(struct A%d a) {\n"
+          "extern \"C\" __global__ void __launch_bounds__(256, 1) k%s%s(struct A%s a) {\n"
           "  TC_SMEM(smem);\n"
           "  h16 *As = (h16 *)smem;             /* [3][128][40] */\n"
           "  h16 *Bs = As + 3 * 128 * 40;       /* [3][%s] */\n"
@@ -44,7 +44,7 @@ void cu_matmul_tc(Cu *c, int id, bool nn) {
           "    ao += bidx[d] * a.bas[d]; bo += bidx[d] * a.bbs[d]; co += bidx[d] * a.bcs[d]; }\n"
           "  const h16 *A = a.A + ao, *B = a.B + bo;\n"
           "  const int nk = (int)((a.K + 31) / 32);\n",
-          nn ? "N-contiguous (ldmatrix.trans)" : "K-contiguous (x @ W^T)", id, nn ? "n" : "", id,
+          nn ? "N-contiguous (ldmatrix.trans)" : "K-contiguous (x @ W^T)", c->kn, nn ? "n" : "", c->kn,
           nn ? "32][136" : "128][40", nb > 0 ? nb : 1, nb);
   /* the tile loader */
   fprintf(c->f,

@@ -18,12 +18,18 @@
 
 typedef struct {
   const CgPlan *p;
+  const int *rep; /* the kernel each plan kernel launches as (cu_emit_source) */
   const IrGraph *g;
   FILE *f;
+  FILE *fns; /* the kernels' launch functions, before cu_run */
   bool failed;
   IrDiag *diag;
   int64_t *prep_off; /* [plan nprepared]: byte offsets of the prepared values */
 } Host;
+
+/* The name kernel k is launched under: that of the kernel emitted for it
+ * (identical layers launch one kernel with their own operands). */
+static const char *kname(const Host *h, const CgKernel *k) { return h->p->k[h->rep[k - h->p->k]].name; }
 
 /* storage on the device, as cuda_src.c declares it: f16 / bf16 as themselves */
 static int esz(rt_dtype t) { return t == RT_BOOL ? 1 : t == RT_F16 || t == RT_BF16 ? 2 : 4; }
@@ -76,7 +82,7 @@ static void value_c(const Host *h, const CgParam *q, const CgValue *v, FILE *f) 
 
 /* `struct A<name> a` filled from kernel k's parameter list. */
 static void fill(const Host *h, const CgKernel *k) {
-  fprintf(h->f, "  {\n    struct A%s a;\n    memset(&a, 0, sizeof a);\n", k->name);
+  fprintf(h->f, "  {\n    struct A%s a;\n    memset(&a, 0, sizeof a);\n", kname(h, k));
   for (int i = 0; i < k->np; i++) {
     const CgParam *q = &h->p->param[k->p0 + i];
     for (int e = 0; e < (q->count ? q->count : 1); e++) {
@@ -92,7 +98,7 @@ static void fill(const Host *h, const CgKernel *k) {
 
 /* Launch k<name><suffix> (grid and block as C expressions) and close the block. */
 static void launch(const Host *h, const CgKernel *k, const char *grid, const char *block) {
-  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%s\", %s, %s, &a, sizeof a))) goto done;\n  }\n", k->name, grid, block);
+  fprintf(h->f, "    if ((rc = ops->launch(ctx, \"k%s\", %s, %s, &a, sizeof a))) goto done;\n  }\n", kname(h, k), grid, block);
 }
 
 static void launch_attention(const Host *h, const CgKernel *k) {
@@ -129,8 +135,8 @@ static void launch_attention(const Host *h, const CgKernel *k) {
                 "      if (a.nsplit > 1 && (rc = ops->launch(ctx, \"k%sc\", cu_grid1(a.B * a.H * a.T * %lld), 1, 1, 256, 0, &a, sizeof a))) goto done;\n"
                 "    } else {\n"
                 "      if ((rc = ops->launch(ctx, \"k%sg\", (unsigned)((a.B * a.H * a.T + 3) / 4), 1, 1, 128, 0, &a, sizeof a))) goto done;\n"
-                "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, k->name, p.bq - 1, p.bq, p.warps * 32, p.smem,
-          k->name, (long long)p.ev, k->name);
+                "    }\n  }\n", p.smem, p.bq - 1, p.bq, p.bk - 1, p.bk, (int)p.ev, kname(h, k), p.bq - 1, p.bq, p.warps * 32, p.smem,
+          kname(h, k), (long long)p.ev, kname(h, k));
 }
 
 static void launch_matmul(const Host *h, const CgKernel *k) {
@@ -158,10 +164,36 @@ static void launch_matmul(const Host *h, const CgKernel *k) {
           "    } else {\n"
           "      if ((rc = ops->launch(ctx, \"k%sg\", %s, 256, 0, &a, sizeof a))) goto done;\n"
           "    }\n  }\n",
-          (unsigned)CU_MM_TC_SMEM, nb, k->name, k->name, (unsigned)CU_MM_TC_SMEM, k->name, grid);
+          (unsigned)CU_MM_TC_SMEM, nb, kname(h, k), kname(h, k), (unsigned)CU_MM_TC_SMEM, kname(h, k), grid);
 }
 
-static void emit_launch(Host *h, const CgKernel *k);
+/* Kernel k's launch: a function cu_k<name> that fills its struct and
+ * launches it (one function a kernel, so that cu_run's frame holds no
+ * struct whatever the C compiler and its -O level: the part is compiled
+ * at -O0, and clang -O0 gives every block's locals their own slot), and
+ * its call in cu_run. */
+static void launcher(Host *h, const CgKernel *k) {
+  FILE *run = h->f;
+  h->f = h->fns;
+  fprintf(h->f, "static int cu_k%s(const CuOps *ops, void *ctx, CuV *V, char *ws, const i64 *off, void *const *out,\n"
+                "                  const i64 *sym, void **allocs, int *nallocp) {\n"
+                "  int rc = 0, nalloc = *nallocp;\n"
+                "  (void)V, (void)ws, (void)off, (void)out, (void)sym, (void)allocs;\n", k->name);
+  fill(h, k);
+  switch (k->kind) {
+  case CG_K_MATMUL: launch_matmul(h, k); break;
+  case CG_K_ATTENTION: launch_attention(h, k); break;
+  case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); break;
+  case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); break;
+  case CG_K_CONV: /* cuda_conv.c: a block per output plane */
+    launch(h, k, "(unsigned)(a.xshape[0] * a.oshape[1] < 65535 ? a.xshape[0] * a.oshape[1] : 65535), 1, 1", "128, 0");
+    break;
+  default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); break;
+  }
+  fprintf(h->f, "done:\n  *nallocp = nalloc;\n  return rc;\n}\n\n");
+  h->f = run;
+  fprintf(h->f, "  if ((rc = cu_k%s(ops, ctx, V, ws, off, out, sym, allocs, &nalloc))) goto done;\n", k->name);
+}
 
 /* Bind node i (pointer and strides; its shape is bound already) and
  * launch its kernel, if any. */
@@ -232,28 +264,14 @@ static void node(Host *h, int i, int *wi) {
   }
   if (v->kernel < 0) return;
   const CgKernel *k = &h->p->k[v->kernel];
+  if (k->kind == CG_K_PACK) return; /* no kernel: the matrix itself (above) */
   if (k->prep) { /* computed into the prepared memory once per weight upload */
     fprintf(h->f, "  if (do_prep) {\n");
-    emit_launch(h, k);
+    launcher(h, k);
     fprintf(h->f, "  }\n");
     return;
   }
-  emit_launch(h, k);
-}
-
-/* Fill kernel k's parameter block and launch it. */
-static void emit_launch(Host *h, const CgKernel *k) {
-  fill(h, k);
-  switch (k->kind) {
-  case CG_K_MATMUL: launch_matmul(h, k); return;
-  case CG_K_ATTENTION: launch_attention(h, k); return;
-  case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); return;
-  case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); return;
-  case CG_K_CONV: /* cuda_conv.c: a block per output plane */
-    launch(h, k, "(unsigned)(a.xshape[0] * a.oshape[1] < 65535 ? a.xshape[0] * a.oshape[1] : 65535), 1, 1", "128, 0");
-    return;
-  default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); return;
-  }
+  launcher(h, k);
 }
 
 /* The interface tables: dims, inputs, weights, outputs and their shapes. */
@@ -332,10 +350,10 @@ static void emu_entries(const Host *h, const CgKernel *k, bool table) {
   }
 }
 
-char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
+char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag) {
   const IrGraph *g = p->g;
   const IrFunc *f = &g->funcs[0];
-  Host h = {p, g, NULL, false, diag, NULL};
+  Host h = {p, rep, g, NULL, NULL, false, diag, NULL};
   char *buf = NULL;
   size_t len = 0;
   h.f = open_memstream(&buf, &len);
@@ -380,6 +398,12 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
                "static const i64 cu_prep_bytes = %lldLL;\n\n", (long long)prep_bytes);
   int nslots = p->nslots, natt = 0;
   for (int k = 0; k < p->nk; k++) natt += p->k[k].kind == CG_K_ATTENTION;
+  /* cu_run into its own text: the launch functions it calls go before it */
+  FILE *top = h.fns = h.f;
+  char *runbuf = NULL;
+  size_t runlen = 0;
+  h.f = open_memstream(&runbuf, &runlen);
+  if (!h.f) ir_bug("out of memory");
   fprintf(h.f, "/* a run; do_prep: first compute the prepared values into prep (cu_prep_bytes) */\n"
                "static int cu_run(const CuOps *ops, void *ctx, const i64 *sym, void *const *in, void *const *w, void *const *out,\n"
                "                  char *prep, int do_prep) {\n"
@@ -419,19 +443,24 @@ char *cu_emit_host(const CgPlan *p, IrDiag *diag) {
   for (int k = 0; k < p->nk; k++) /* outputs not written in place */
     if (p->k[k].kind == CG_K_OUTPUT) {
       fprintf(h.f, "  /* output '%s' */\n", g->outputs[p->k[k].out].name);
-      fill(&h, &p->k[k]);
-      launch(&h, &p->k[k], "cu_grid1(a.n), 1, 1", "256, 0");
+      launcher(&h, &p->k[k]);
     }
   fprintf(h.f, "done:\n"
                "  if (ws) ops->free(ctx, ws);\n"
                "  for (int k = 0; k < nalloc; k++) ops->free(ctx, allocs[k]);\n"
                "  free(V);\n  free(allocs);\n  free(off);\n  free(sz);\n"
                "  return rc;\n}\n");
+  fclose(h.f);
+  fwrite(runbuf, 1, runlen, top);
+  free(runbuf);
+  h.f = top;
   /* for the CPU emulation of the tests: the kernels by name */
   fprintf(h.f, "\n#ifdef ATTNC_EMU\n");
-  for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], false);
+  for (int k = 0; k < p->nk; k++)
+    if (rep[k] == k) emu_entries(&h, &p->k[k], false);
   fprintf(h.f, "static const struct { const char *name; void (*fn)(void *); } cu_emu_kernels[] = {\n");
-  for (int k = 0; k < p->nk; k++) emu_entries(&h, &p->k[k], true);
+  for (int k = 0; k < p->nk; k++)
+    if (rep[k] == k) emu_entries(&h, &p->k[k], true);
   fprintf(h.f, "  {0, 0}};\n#endif\n");
   fclose(h.f);
   free(h.prep_off);
@@ -453,15 +482,27 @@ static void c_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-/* A C array initializer of n bytes. */
+/* A C array of n bytes (plus a NUL if nul), initialized by string
+ * literals of 64 bytes a line: cc reads a literal as one token, where an
+ * initializer list costs it a token per byte (megabytes of PTX and CUBIN).
+ * Bytes other than printable ASCII, and " \ ?, are octal escapes of three
+ * digits, which a following digit cannot extend. */
 static void bytes(FILE *f, const char *name, const void *p, size_t n, bool nul) {
   const unsigned char *b = p;
-  fprintf(f, "static const unsigned char %s[%zu] = {", name, n + (nul ? 1 : 0));
-  for (size_t i = 0; i < n; i++) fprintf(f, "%s%u,", i % 32 ? "" : "\n", b[i]);
-  fprintf(f, "%s};\n", nul ? "0" : "");
+  if (!n && !nul) { /* no image: an empty array (its size, 0, is what the runtime reads) */
+    fprintf(f, "static const unsigned char %s[1];\n#define %s_size 0\n", name, name);
+    return;
+  }
+  fprintf(f, "static const unsigned char %s[%zu] =", name, n + (nul ? 1 : 0));
+  for (size_t i = 0; i < n; i++) {
+    if (i % 64 == 0) fprintf(f, "%s\n\"", i ? "\"" : "");
+    if (b[i] >= 32 && b[i] < 127 && b[i] != '"' && b[i] != '\\' && b[i] != '?') fputc(b[i], f);
+    else fprintf(f, "\\%03o", b[i]);
+  }
+  fprintf(f, "%s;\n#define %s_size %zu\n", n ? "\"" : " \"\"", name, n);
 }
 
-char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
+char *cu_emit_library(const CgPlan *p, const int *rep, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
                       const void *c90, size_t n90) {
   const IrGraph *g = p->g;
   const char *ident = cg_model_ident(g);
@@ -495,7 +536,8 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
           "unsigned rt_cuda_smem_optin(rt_cuda_mod *m);\nunsigned rt_cuda_sm_count(rt_cuda_mod *m);\n\n"
           "/* the kernels' parameter structs (as in the CUDA C) */\n",
           g->name);
-  for (int k = 0; k < p->nk; k++) cu_struct(p, &p->k[k], f); /* from the plan, as the kernels declare them */
+  for (int k = 0; k < p->nk; k++) /* from the plan, as the kernels declare them */
+    if (rep[k] == k) cu_struct(p, &p->k[k], p->k[k].name, f);
   fprintf(f, "\n%s\n", host);
   /* ids of gathers that are graph inputs: checked on the host before a host run copies anything */
   fprintf(f, "int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_t *shape, int64_t rows,\n"
@@ -525,7 +567,7 @@ char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t
   ir_graph_inputs(g, &nin);
   ir_graph_weights(g, &nw);
   fprintf(f,
-          "static const rt_cuda_images cu_images = {cu_ptx, cu_cubin80, sizeof cu_cubin80, cu_cubin90, sizeof cu_cubin90};\n\n"
+          "static const rt_cuda_images cu_images = {cu_ptx, cu_cubin80, cu_cubin80_size, cu_cubin90, cu_cubin90_size};\n\n"
           "/* the CuOps of the launcher: device memory and launches ordered on one stream */\n"
           "typedef struct { rt_cuda_mod *m; void *stream; } CuCtx;\n"
           "static void *o_alloc(void *c, size_t n) { return rt_cuda_alloc(((CuCtx *)c)->m, ((CuCtx *)c)->stream, n); }\n"

@@ -12,7 +12,9 @@ typedef struct {
   const CgPlan *p;
   const IrGraph *g;
   IrDiag *diag;
-  FILE *f;
+  FILE *f;         /* the kernel being generated (its own text: see cu_emit_source) */
+  FILE *top;       /* the source: shared helpers go here, before that kernel */
+  const char *kn;  /* the name the kernel is generated under (k<kn>, struct A<kn>) */
   bool failed;
   bool tc_prelude; /* the tensor-core helpers were emitted */
 } Cu;
@@ -34,7 +36,7 @@ void cu_comment(Cu *c, int id);
 /* The C declaration of a parameter, e.g. "const h16 *q" or "i64 os[4]". */
 void cu_param_decl(const CgPlan *p, const CgParam *q, FILE *f);
 /* `struct A<name> { ... };` of kernel k: its plan parameters, one line. */
-void cu_struct(const CgPlan *p, const CgKernel *k, FILE *f);
+void cu_struct(const CgPlan *p, const CgKernel *k, const char *name, FILE *f);
 /* Names from operand indices (malloc'd arrays of n names printed from fmt
  * with the index, e.g. "p%d"), freed by cu_names_free. */
 char **cu_names(const char *fmt, int n, int first);
@@ -91,18 +93,22 @@ void cu_attention(Cu *c, const CgKernel *k);
 
 /* The kernels' CUDA C (malloc'd), or NULL after a diagnostic naming the
  * node it cannot lower.  Kernel k<name> computes plan kernel <name>; each
- * takes `struct A<name>` by value. */
-char *cu_emit_source(const CgPlan *p, IrDiag *diag);
+ * takes `struct A<name>` by value.  Kernels whose code is the same up to
+ * their operands (identical layers) are emitted once: rep[k] (nk entries,
+ * malloc'd into *rep) is the kernel whose k<name> and struct A<name> plan
+ * kernel k launches with its own parameter values; rep[k] == k for the
+ * kernels emitted. */
+char *cu_emit_source(const CgPlan *p, int **rep, IrDiag *diag);
 /* The host side (C): cu_run(), which binds every value's pointer, shape
  * and strides, places kernel results in the workspace slots of the plan,
  * fills each kernel's struct from the plan's parameter list and launches
  * the kernels in order through a CuOps table (the GPU runtime, or the CPU
  * emulation of the tests).  Include after the structs (the CUDA C source). */
-char *cu_emit_host(const CgPlan *p, IrDiag *diag);
+char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag);
 /* The C file of a CUDA library's GPU part: the structs, the host launcher
  * `host`, the images (PTX NUL-terminated), and IDENT__cuda_probe /
  * IDENT__cuda_run / IDENT__cuda_release for the descriptor (rt_model.h)
  * over runtime/rt_cuda.c. */
-char *cu_emit_library(const CgPlan *p, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
+char *cu_emit_library(const CgPlan *p, const int *rep, const char *host, const void *ptx, size_t ptxlen, const void *c80, size_t n80,
                       const void *c90, size_t n90);
 #endif

@@ -28,6 +28,7 @@
  * float->int, integer division by zero gives 0 as on the CPU). */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,8 +249,8 @@ void cu_param_decl(const CgPlan *p, const CgParam *q, FILE *f) {
   if (q->count) fprintf(f, "[%d]", q->count);
 }
 
-void cu_struct(const CgPlan *p, const CgKernel *k, FILE *f) {
-  fprintf(f, "struct A%s {", k->name);
+void cu_struct(const CgPlan *p, const CgKernel *k, const char *name, FILE *f) {
+  fprintf(f, "struct A%s {", name);
   for (int i = 0; i < k->np; i++) {
     fputc(' ', f);
     cu_param_decl(p, &p->param[k->p0 + i], f);
@@ -285,8 +286,8 @@ static void k_elementwise(Cu *c, const CgKernel *k) {
   if (!opn) ir_bug("out of memory");
   for (int q = 0; q < nop; q++) opn[q] = self ? id : n->in[q];
   cu_comment(c, id);
-  cu_struct(c->p, k, c->f);
-  fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n", k->name, k->name);
+  cu_struct(c->p, k, c->kn, c->f);
+  fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n", c->kn, c->kn);
   fprintf(c->f, "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n");
   fprintf(c->f, "    i64 rem = e, oo = 0;\n");
   bool *gat = calloc((size_t)nop + 1, 1), *virt = calloc((size_t)nop + 1, 1);
@@ -342,12 +343,12 @@ static void k_fill(Cu *c, const CgKernel *k) {
   const IrNode *n = &c->g->funcs[0].nodes[k->node];
   int r = n->type.rank > 0 ? n->type.rank : 1;
   cu_comment(c, k->node);
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   char v[64];
   virtual_expr(n, 0, n->type.rank, v, sizeof v);
   fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n"
                 "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
-                "    i64 rem = e;\n", k->name, k->name);
+                "    i64 rem = e;\n", c->kn, c->kn);
   for (int d = r - 1; d >= 0; d--) fprintf(c->f, "    i64 x%d = rem %% a.shape[%d]; rem /= a.shape[%d]; (void)x%d;\n", d, d, d, d);
   char st[128];
   fprintf(c->f, "    a.o[e] = %s;\n  }\n}\n\n", cu_st(n->type.dt, v, st, sizeof st));
@@ -366,12 +367,12 @@ static void k_copy(Cu *c, const CgKernel *k) {
             cg_type_str(c->g, &n->type), c->g->outputs[k->out].name);
   else
     cu_comment(c, k->node);
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n"
                 "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
                 "    i64 rem = e, q = 0;\n"
                 "    for (int d = %d - 1; d >= 0; d--) { q += (rem %% a.shape[d]) * a.xs[d]; rem /= a.shape[d]; }\n"
-                "    a.o[e] = a.x[q];\n  }\n}\n\n", k->name, k->name, r);
+                "    a.o[e] = a.x[q];\n  }\n}\n\n", c->kn, c->kn, r);
 }
 
 bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk) {
@@ -422,7 +423,7 @@ static void k_matmul(Cu *c, const CgKernel *k) {
   char la[96], lb[96];
   cu_ld(da, "a.A[ao + gm * a.as_m + gk * a.as_k]", la, sizeof la);
   cu_ld(db, "a.B[bo + gk2 * a.bs_k + gn * a.bs_n]", lb, sizeof lb);
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   int fold = c->p->node[id].fold_user; /* fold-se: this matmul also writes per-block column sums */
   int BM, BN, BK;
   if (!cu_mm_plan(c->g, id, &BM, &BN, &BK)) {
@@ -470,7 +471,7 @@ static void k_matmul(Cu *c, const CgKernel *k) {
           "  #pragma unroll\n  for (int i = 0; i < %d; i++)\n  #pragma unroll\n  for (int j = 0; j < %d; j++) {\n"
           "    i64 gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;\n"
           "    if (gm >= a.M || gn >= a.N) continue;\n",
-          BM, BN, TM, TN, BK, k->name, tc ? "g" : "", k->name, BK, BM, BK, BN, BM, BN, nb > 0 ? nb : 1, nb, TM, TN, TM, TN, BK, BM, BK, BK, BK, la,
+          BM, BN, TM, TN, BK, c->kn, tc ? "g" : "", c->kn, BK, BM, BK, BN, BM, BN, nb > 0 ? nb : 1, nb, TM, TN, TM, TN, BK, BM, BK, BK, BK, la,
           BK, BN, BN, BN, lb, BK, TM, TN, TM, TN, TM, TN,
           fold >= 0 ? "  float cs[8] = {0};  /* column sums of this thread's rows (fold-se) */\n" : "", TM, TN);
   char res[64];
@@ -510,19 +511,19 @@ static void k_fold(Cu *c, const CgKernel *k) {
   if (c->g->funcs[0].nodes[mm].op == IR_CONV2D) { /* cuda_conv.c: one sum per plane */
     char sc[96];
     cu_comment(c, id);
-    cu_struct(c->p, k, c->f);
+    cu_struct(c->p, k, c->kn, c->f);
     cu_st(n->type.dt, n->op == IR_MEAN ? "a.part[e] * (1.0f / (float)a.M)" : "a.part[e]", sc, sizeof sc);
     fprintf(c->f,
             "/* fold-se: the producing conv2d wrote each plane's sum */\n"
             "extern \"C\" __global__ void k%s(struct A%s a) {\n"
             "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x)\n"
             "    a.o[e] = %s;\n}\n\n",
-            k->name, k->name, sc);
+            c->kn, c->kn, sc);
     return;
   }
   cu_mm_plan(c->g, mm, &bm, &bn, &bk);
   cu_comment(c, id);
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   char so[96];
   cu_st(n->type.dt, n->op == IR_MEAN ? "t * scale" : "t", so, sizeof so);
   fprintf(c->f,
@@ -536,7 +537,7 @@ static void k_fold(Cu *c, const CgKernel *k) {
           "    for (i64 b = 0; b < nmb; b++) t += p[b * a.N];\n"
           "    a.o[e] = %s;\n"
           "  }\n  (void)scale;\n}\n\n",
-          bm, k->name, k->name, bm - 1, bm, so);
+          bm, c->kn, c->kn, bm - 1, bm, so);
 }
 
 /* ---- reductions, rows -------------------------------------------------------------- */
@@ -545,7 +546,7 @@ static void k_reduce(Cu *c, const CgKernel *k) {
   const IrNode *n = &c->g->funcs[0].nodes[k->node];
   const IrNode *x = &c->g->funcs[0].nodes[n->in[0]];
   cu_comment(c, k->node);
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   char lx[64], so[96];
   cu_ld(x->type.dt, "a.x[off]", lx, sizeof lx);
   cu_st(n->type.dt, n->op == IR_MEAN ? "acc / (float)a.nred" : "acc", so, sizeof so);
@@ -565,7 +566,7 @@ static void k_reduce(Cu *c, const CgKernel *k) {
           "    }\n"
           "    a.o[e] = %s;\n"
           "  }\n}\n\n",
-          k->name, k->name, init, lx, step, so);
+          c->kn, c->kn, init, lx, step, so);
 }
 
 static void k_rows(Cu *c, const CgKernel *k) {
@@ -574,7 +575,7 @@ static void k_rows(Cu *c, const CgKernel *k) {
   const IrFunc *f = &c->g->funcs[0];
   rt_dtype dx = f->nodes[n->in[0]].type.dt, dw = n->nin > 1 ? f->nodes[n->in[1]].type.dt : RT_F32,
            db = n->nin > 2 ? f->nodes[n->in[2]].type.dt : RT_F32, dy = n->type.dt;
-  cu_struct(c->p, k, c->f);
+  cu_struct(c->p, k, c->kn, c->f);
   char X[64], W[64], Bb[64], Y[400];
   cu_ld(dx, "x[i * a.xs]", X, sizeof X);
   cu_ld(dw, "a.w[i]", W, sizeof W);
@@ -586,7 +587,7 @@ static void k_rows(Cu *c, const CgKernel *k) {
           "    for (int d = a.nd - 1; d >= 0; d--) { i64 q = rem %% a.rshape[d]; rem /= a.rshape[d];"
           " xo += q * a.rxs[d]; oo += q * a.ros[d]; }\n"
           "    const %s *x = a.x + xo; %s *y = a.o + oo;\n",
-          k->name, k->name, cu_ctype(dx), cu_ctype(dy));
+          c->kn, c->kn, cu_ctype(dx), cu_ctype(dy));
   if (n->op == IR_SOFTMAX) {
     char e[96];
     snprintf(e, sizeof e, "none ? 0.0f : expf(%s - m) / s", X);
@@ -623,8 +624,8 @@ static void k_concat(Cu *c, const CgKernel *k) {
   const IrNode *n = &c->g->funcs[0].nodes[k->node];
   int r = n->type.rank;
   cu_comment(c, k->node);
-  cu_struct(c->p, k, c->f);
-  fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n", k->name, k->name);
+  cu_struct(c->p, k, c->kn, c->f);
+  fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n", c->kn, c->kn);
   fprintf(c->f, "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
                 "    i64 rem = e, oo = 0, idx[%d];\n"
                 "    for (int d = %d - 1; d >= 0; d--) { idx[d] = rem %% a.shape[d]; rem /= a.shape[d]; oo += idx[d] * a.os[d]; }\n"
@@ -651,13 +652,83 @@ static int64_t struct_bytes(const CgPlan *p, const CgKernel *k) {
 /* The most bytes of parameters a kernel may take (CUDA 12.1+, sm_70+). */
 #define CU_PARAM_MAX 32764
 
-char *cu_emit_source(const CgPlan *p, IrDiag *diag) {
-  Cu c = {p, p->g, diag, NULL, false, false};
+/* The name kernels are generated under before it is known which name they
+ * get: a byte that generated code never holds. */
+#define CU_PLACEHOLDER "\x01"
+
+/* A kernel's sharing key: its text (generated under CU_PLACEHOLDER) without
+ * the `// %N = ...` lines naming its IR node.  Two kernels of equal keys
+ * are the same code reading different operands, which come through the
+ * struct, so one compiled kernel serves both.  The text is the key (not a
+ * description of what the code depends on, like the CPU backend's task
+ * keys in codegen/cpu/): anything that changes the code changes it. */
+static char *share_key(const char *text, uint64_t *hash) {
+  size_t n = strlen(text), o = 0;
+  char *key = malloc(n + 1);
+  if (!key) ir_bug("out of memory");
+  for (const char *p = text; *p;) {
+    size_t l = strcspn(p, "\n");
+    bool node = !strncmp(p, "// %", 4);
+    if (!node) memcpy(key + o, p, l), o += l;
+    p += l;
+    if (*p) {
+      if (!node) key[o++] = '\n';
+      p++;
+    }
+  }
+  key[o] = 0;
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (size_t k = 0; k < o; k++) h = (h ^ (unsigned char)key[k]) * 1099511628211ull;
+  *hash = h;
+  return key;
+}
+
+/* text with every CU_PLACEHOLDER replaced by name, onto f. */
+static void put_named(const char *text, const char *name, FILE *f) {
+  for (const char *p = text; *p; p++) {
+    if (*p == CU_PLACEHOLDER[0]) fputs(name, f);
+    else fputc(*p, f);
+  }
+}
+
+/* Kernel k's CUDA C, generated under the placeholder name. */
+static char *render_kernel(Cu *c, const CgKernel *k) {
+  char *text = NULL;
+  size_t len = 0;
+  c->f = open_memstream(&text, &len);
+  if (!c->f) ir_bug("out of memory");
+  c->kn = CU_PLACEHOLDER;
+  switch (k->kind) {
+  case CG_K_EWISE: case CG_K_GATHER: k_elementwise(c, k); break;
+  case CG_K_FILL: k_fill(c, k); break;
+  case CG_K_COPY: case CG_K_OUTPUT: k_copy(c, k); break;
+  case CG_K_PACK: break; /* the matrix itself: the matmuls read any layout (cuda_host.c) */
+  case CG_K_MATMUL: k_matmul(c, k); break;
+  case CG_K_REDUCE: k_reduce(c, k); break;
+  case CG_K_FOLD: k_fold(c, k); break;
+  case CG_K_ROWS: k_rows(c, k); break;
+  case CG_K_ATTENTION: cu_attention(c, k); break;
+  case CG_K_CONCAT: k_concat(c, k); break;
+  case CG_K_CONV: cu_conv(c, k); break;
+  }
+  fclose(c->f);
+  c->f = NULL;
+  return text;
+}
+
+char *cu_emit_source(const CgPlan *p, int **rep_out, IrDiag *diag) {
+  Cu c = {p, p->g, diag, NULL, NULL, NULL, false, false};
   char *buf = NULL;
   size_t len = 0;
-  c.f = open_memstream(&buf, &len);
-  if (!c.f) ir_bug("out of memory");
-  fputs(prelude, c.f);
+  c.top = open_memstream(&buf, &len);
+  if (!c.top) ir_bug("out of memory");
+  fputs(prelude, c.top);
+  /* the kernels emitted so far: their keys, hashes and plan indices */
+  int *rep = malloc(sizeof(int) * (size_t)(p->nk + 1)), nu = 0;
+  char **keys = malloc(sizeof(char *) * (size_t)(p->nk + 1));
+  uint64_t *hashes = malloc(sizeof(uint64_t) * (size_t)(p->nk + 1));
+  int *uk = malloc(sizeof(int) * (size_t)(p->nk + 1));
+  if (!rep || !keys || !hashes || !uk) ir_bug("out of memory");
   for (int i = 0; i < p->nk && !c.failed; i++) {
     const CgKernel *k = &p->k[i];
     int64_t bytes = struct_bytes(p, k);
@@ -667,24 +738,32 @@ char *cu_emit_source(const CgPlan *p, IrDiag *diag) {
               ir_opinfo[n->op].name, n->nin, (long long)bytes, CU_PARAM_MAX);
       break;
     }
-    switch (k->kind) {
-    case CG_K_EWISE: case CG_K_GATHER: k_elementwise(&c, k); break;
-    case CG_K_FILL: k_fill(&c, k); break;
-    case CG_K_COPY: case CG_K_OUTPUT: k_copy(&c, k); break;
-    case CG_K_PACK: break; /* the matrix itself: the matmuls read any layout (cuda_host.c) */
-    case CG_K_MATMUL: k_matmul(&c, k); break;
-    case CG_K_REDUCE: k_reduce(&c, k); break;
-    case CG_K_FOLD: k_fold(&c, k); break;
-    case CG_K_ROWS: k_rows(&c, k); break;
-    case CG_K_ATTENTION: cu_attention(&c, k); break;
-    case CG_K_CONCAT: k_concat(&c, k); break;
-    case CG_K_CONV: cu_conv(&c, k); break;
+    char *text = render_kernel(&c, k);
+    uint64_t h;
+    char *key = share_key(text, &h);
+    int u = 0;
+    while (u < nu && (hashes[u] != h || strcmp(keys[u], key))) u++;
+    if (u < nu) { /* the same code as an earlier kernel: launched as that one */
+      rep[i] = uk[u];
+      free(key);
+    } else {
+      rep[i] = uk[nu] = i;
+      keys[nu] = key;
+      hashes[nu++] = h;
+      put_named(text, k->name, c.top);
     }
+    free(text);
   }
-  fclose(c.f);
+  for (int u = 0; u < nu; u++) free(keys[u]);
+  free(keys);
+  free(hashes);
+  free(uk);
+  fclose(c.top);
   if (c.failed) {
     free(buf);
+    free(rep);
     return NULL;
   }
+  *rep_out = rep;
   return buf;
 }

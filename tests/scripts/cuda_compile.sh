@@ -2,13 +2,12 @@
 # cuda_compile.sh - the CUDA backend without a GPU: every example's kernels
 # are generated as CUDA C and compiled by NVRTC to PTX (compute_80) and to
 # CUBIN for sm_80 and sm_90; ptxas must report no local-memory spills and
-# at most 255 registers for every kernel, and there must be one kernel per
-# kernel of the plan, the count --emit=stats gives (plus the variants of
-# tensor-core kernels: the generic kernel the launcher takes for unaligned
-# operands, the matmul for B contiguous along N, the split-KV combine).
-# Skipped
-# (with the reason) when attnc was built without the CUDA toolkit.  GPU
-# execution: tests/scripts/cuda_gpu.sh.
+# at most 255 registers for every kernel.  The launcher fills one struct
+# per kernel of the plan (the count --emit=stats gives), and the CUDA C
+# defines exactly the kernels it launches, each once (kernels of identical
+# code, as in identical layers, are shared: tests/scripts/cuda_depth.sh).
+# Skipped (with the reason) when attnc was built without the CUDA toolkit.
+# GPU execution: tests/scripts/cuda_gpu.sh.
 source "$(dirname "$0")/lib.bash"
 if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
   echo "SKIP: $("$ATTNC" --version | tail -1)"
@@ -16,25 +15,32 @@ if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
 fi
 for src in examples/*.attn; do
   name=$(basename "$src" .attn)
-  # the transformers examples at one layer: their layers repeat the same
-  # kernels, and NVRTC takes about 5 s a layer (BERT-base: a minute)
+  # the transformers examples at two layers: the second shares the first's kernels
   one=()
-  case $name in bert | gpt2 | llama) one=(-D L=1) ;; esac
+  case $name in bert | gpt2 | llama) one=(-D L=2) ;; esac
   if ! "$ATTNC" "$src" "${one[@]}" --target=cuda --emit=cuda -o "$TMP/$name.cu" 2>"$TMP/err"; then
     bad "$name: --emit=cuda failed: $(head -3 "$TMP/err")"
     continue
   fi
-  # one kernel per kernel of the plan: what --emit=stats counts, and the CPU emits
+  # one launch (one struct filled) per kernel of the plan: what --emit=stats counts, and the CPU emits
   kernels=$("$ATTNC" "$src" "${one[@]}" --emit=stats | awk '/^kernels/ {print $2}')
   # and the kernels computed at load (hoist-weights), but packs: CUDA reads the matrix itself
   prep=$("$ATTNC" "$src" "${one[@]}" --emit=stats | awk '/^prepare/ {p = 1; next} p && $1 != "pack" {n++} END {print n + 0}')
   kernels=$((kernels + prep))
-  # variants of one kernel: k<N>g (generic fallback), k<N>n (matmul, B along N), k<N>c (split-KV combine)
-  tc=$(grep -cE '^extern "C" __global__ void (__launch_bounds__\([0-9, ]*\) )?k[0-9]+[gnc]\(' "$TMP/$name.cu")
-  want=$((kernels + tc))
-  got=$(grep -c '^extern "C" __global__' "$TMP/$name.cu")
-  [ "$want" = "$got" ] && ok "$name: $got kernels in the CUDA C ($kernels kernels of the plan, $tc variants of tensor-core kernels)" ||
-    bad "$name: $got CUDA kernels for the $kernels kernels of the plan (+ $tc variants)"
+  sed '/^#ifdef ATTNC_HOST_LAUNCHER/,$d' "$TMP/$name.cu" >"$TMP/$name.nvrtc.cu"
+  sed -n '/^#ifdef ATTNC_HOST_LAUNCHER/,/^#ifdef ATTNC_EMU/p' "$TMP/$name.cu" >"$TMP/$name.host.c"
+  fills=$(grep -c '^    struct A[0-9o]* a;$' "$TMP/$name.host.c")
+  # the kernels defined (each once) and the names the launcher launches (variants k<N>g, k<N>n, k<N>c included)
+  grep -oE '^extern "C" __global__ void (__launch_bounds__\([0-9, ]*\) )?k[0-9o]+[gnc]?\(' "$TMP/$name.nvrtc.cu" |
+    grep -oE 'k[0-9o]+[gnc]?' | sort >"$TMP/defined"
+  grep -oE '"k[0-9o]+[gnc]?"' "$TMP/$name.host.c" | tr -d '"' | sort -u >"$TMP/launched"
+  want=$(wc -l <"$TMP/defined")
+  if [ "$fills" = "$kernels" ] && [ "$want" -gt 0 ] && [ -z "$(uniq -d "$TMP/defined")" ] && cmp -s "$TMP/defined" "$TMP/launched" &&
+     [ "$(grep -c '^extern "C" __global__' "$TMP/$name.nvrtc.cu")" = "$want" ]; then
+    ok "$name: $want CUDA kernels launched as the $kernels kernels of the plan"
+  else
+    bad "$name: $fills launches for $kernels kernels of the plan; defined $(tr '\n' ' ' <"$TMP/defined"), launched $(tr '\n' ' ' <"$TMP/launched")"
+  fi
   if "$ATTNC" "$src" "${one[@]}" --target=cuda --emit=ptx -o "$TMP/$name.ptx" 2>"$TMP/err" && grep -q "^.target sm_80" "$TMP/$name.ptx"; then
     ok "$name: PTX for compute_80"
   else

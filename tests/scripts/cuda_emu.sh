@@ -8,53 +8,11 @@
 # memory-model behaviour.  Skipped when attnc was built without CUDA (the
 # CUDA C is still generated then, but the test keeps to one configuration).
 source "$(dirname "$0")/lib.bash"
-: "${NPYCMP:?set NPYCMP}"
-CXX=${CXX:-g++}
+source "$(dirname "$0")/emu.bash"
 if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
   echo "SKIP: $("$ATTNC" --version | tail -1)"
   exit 0
 fi
-check() { # name src "defs" "dims..." [rtol] ["flags for the CUDA compile only"]
-  local name=$1 src=$2 defs=$3 dims=$4 rtol=${5:-2e-5} cflags=${6:-}
-  local d="$TMP/$name"
-  mkdir -p "$d"
-  if ! "$ATTNC" "$src" $defs $cflags --target=cuda --emit=cuda -o "$d/model.cu" 2>"$d/err"; then
-    bad "$name: --emit=cuda: $(head -3 "$d/err")"
-    return
-  fi
-  if ! $CXX -std=c++17 -O1 -w -DATTNC_HOST_LAUNCHER -DATTNC_EMU -DMODEL_CU="\"$d/model.cu\"" -Itests/cuda_emu \
-    tests/cuda_emu/harness.cpp -lpthread -o "$d/h" 2>"$d/err"; then
-    bad "$name: the emulation does not build: $(head -5 "$d/err")"
-    return
-  fi
-  local seed=$RANDOM
-  if ! env ${EMUENV:-} "$d/h" "$d" $seed $dims 2>"$d/err"; then
-    bad "$name [$dims]: emulated run failed: $(head -3 "$d/err")"
-    return
-  fi
-  local args=() f
-  for f in "$d"/in_*.npy; do
-    local n=${f##*/in_}
-    args+=(--input "${n%.npy}=$f")
-  done
-  local outs=() o
-  for o in "$d"/out_*.npy; do
-    local n=${o##*/out_}
-    outs+=(--output "${n%.npy}=$d/ref_${n}")
-  done
-  if ! "$ATTNC" run "$src" $defs --interp --weights "$d/weights.safetensors" "${args[@]}" "${outs[@]}" 2>"$d/err" >/dev/null; then
-    bad "$name: interpreter: $(head -3 "$d/err")"
-    return
-  fi
-  for o in "$d"/out_*.npy; do
-    local n=${o##*/out_}
-    if r=$("$NPYCMP" "$o" "$d/ref_$n" --rtol "$rtol"); then
-      ok "$name [$dims] ${n%.npy}: $r"
-    else
-      bad "$name [$dims] ${n%.npy} (seed $seed): $r"
-    fi
-  done
-}
 check sdpa examples/sdpa.attn "-D E=13" "B=2 H=3 T=7 S=70"
 check sdpa_causal examples/sdpa.attn "-D CAUSAL=1" "B=1 H=2 T=65 S=65"
 check sdpa_t1 examples/sdpa.attn "" "B=1 H=1 T=1 S=33"

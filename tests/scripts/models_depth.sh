@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # models_depth.sh - the transformers examples at full depth compile to
 # shared libraries: BERT-large sizes (D=1024 H=16 F=4096 L=24), GPT-2 at
-# L=48, LLaMA at L=32.  --emit=so,stats reports the time of each step and the
-# peak memory (stats alone do not); run()'s stack frame stays small at 48
-# layers (one context array for every kernel launch).  With the CUDA
-# backend built in: a --target=cpu,cuda library of each example (one
-# layer: NVRTC takes seconds a layer) builds (its host part checks the
-# input ids) and runs a fixture (on the GPU, else the CPU fallback).  No
-# timing is asserted: the figures are in bench/models/README.md.
+# L=48, LLaMA at L=32, for --target=cpu,cuda when the CUDA backend is built
+# in (identical layers share their CUDA kernels: NVRTC's work does not grow
+# with L), else for the CPU.  --emit=so,stats reports the time of each step
+# and the peak memory (stats alone do not); run()'s stack frame stays small
+# at 48 layers (one context array for every kernel launch).  With the CUDA
+# backend: a --target=cpu,cuda library of each example at its fixture's
+# depth builds (its host part checks the input ids) and runs a fixture (on
+# the GPU, else the CPU fallback).  No timing is asserted: the figures are
+# in bench/compile/README.md and bench/models/README.md.
 source "$(dirname "$0")/lib.bash"
+target=cpu
+steps=("front end" passes plan lower "llvm opt" codegen link gpu)
+if "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
+  target=cpu,cuda
+  steps+=(nvrtc "gpu cc")
+fi
 while read -r model defs; do
   [ -z "$model" ] && continue
   # shellcheck disable=SC2086
-  if ! "$ATTNC" "examples/$model.attn" $defs --emit=so,stats -o "$TMP/$model" 2>"$TMP/err"; then
-    bad "$model $defs: compile failed: $(head -3 "$TMP/err")"
+  if ! "$ATTNC" "examples/$model.attn" $defs --target=$target --emit=so,stats -o "$TMP/$model" 2>"$TMP/err"; then
+    bad "$model $defs --target=$target: compile failed: $(head -3 "$TMP/err")"
     continue
   fi
-  [ -s "$TMP/$model.so" ] && ok "$model $defs: $(sed -n 's/^seconds //p' "$TMP/$model.stats"), $(grep '^peak' "$TMP/$model.stats")" ||
+  [ -s "$TMP/$model.so" ] && ok "$model $defs --target=$target: $(sed -n 's/^seconds //p' "$TMP/$model.stats"), $(grep '^peak' "$TMP/$model.stats")" ||
     bad "$model $defs: no library"
   missing=""
-  for step in "front end" passes plan lower "llvm opt" codegen link gpu; do
+  for step in "${steps[@]}"; do
     grep -qE "^  $step +[0-9]+\.[0-9]{3}$" "$TMP/$model.stats" || missing="$missing '$step'"
   done
   grep -qE '^seconds [0-9.]+ cpu, [0-9.]+ wall$' "$TMP/$model.stats" && grep -qE '^peak MiB [0-9.]+$' "$TMP/$model.stats" &&
@@ -43,7 +51,7 @@ fi
 if "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
   for dir in tests/fixtures/bert/pad tests/fixtures/gpt2/t7 tests/fixtures/llama/t7; do
     model=$(basename "$(dirname "$dir")")
-    defs=$(fixture_defs "$dir" | sed -E 's/-D L=[0-9]+/-D L=1/')
+    defs=$(fixture_defs "$dir")
     # shellcheck disable=SC2086
     if ! "$ATTNC" "examples/$model.attn" $defs --target=cpu,cuda -o "$TMP/${model}_cu.so" 2>"$TMP/err"; then
       bad "$model --target=cpu,cuda: $(head -3 "$TMP/err")"
@@ -51,7 +59,7 @@ if "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
     fi
     outs=()
     for f in "$dir"/expected_*.npy; do b=$(basename "$f" .npy); outs+=(--output "${b#expected_}=$TMP/cu_${b#expected_}.npy"); done
-    # one layer: the library against the interpreter on the same weights (the file has more layers)
+    # the library against the interpreter on the same weights
     # shellcheck disable=SC2046
     if "$ATTNC" run "$TMP/${model}_cu.so" --allow-extra-weights --weights "$dir/weights.safetensors" $(fixture_inputs "$dir") \
          "${outs[@]}" 2>"$TMP/err" &&
@@ -60,7 +68,7 @@ if "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
       for f in "$dir"/expected_*.npy; do
         b=$(basename "$f" .npy)
         r=$("$NPYCMP" "$TMP/cu_${b#expected_}.npy" "$TMP/in_${b#expected_}.npy" --rtol 1e-5) &&
-          ok "$model --target=cpu,cuda L=1 ${b#expected_}: $r" || bad "$model cpu,cuda ${b#expected_}: $r"
+          ok "$model --target=cpu,cuda $defs ${b#expected_}: $r" || bad "$model cpu,cuda ${b#expected_}: $r"
       done
     else
       bad "$model cpu,cuda run: $(head -3 "$TMP/err")"

@@ -69,7 +69,8 @@ conv_case "64 -> 40 at 23x23 (blocks)"  "1 64 23 23"  "64 40 3 3 1 1 1 1"   "2 2
 
 # the epilogue: one kernel per convolution, bias, residual and activation inside
 "$ATTNC" $M --emit=stats -o "$TMP/stats" 2>"$TMP/err"
-if grep -q "^  conv2d     2$" "$TMP/stats" && grep -q "^kernels 5$" "$TMP/stats"; then ok "conv_cfg: 5 kernels (2 conv2d with epilogues, w * 0.5, relu, the pool)"
+if grep -q "^  conv2d     2$" "$TMP/stats" && grep -q "^kernels 4$" "$TMP/stats" && grep -q "^prepare 1$" "$TMP/stats"; then
+  ok "conv_cfg: 4 kernels per run (2 conv2d with epilogues, relu, the pool) and w * 0.5 computed at load (hoist-weights)"
 else bad "conv_cfg kernels: $(tr '\n' ' ' <"$TMP/stats")"; fi
 
 # a size that leaves no output: a run-time error naming the op, nothing written
