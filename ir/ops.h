@@ -5,12 +5,14 @@
  *
  * Classes:
  *   SRC   leaves: graph inputs, weights, constants, iota, region params/indices,
- *         dimval (a run-time dim as an i32 scalar)
+ *         dimval (a run-time dim as an i32 scalar), state (an instance-owned
+ *         tensor: its value at the start of a run)
  *   UN    elementwise unary          BIN  elementwise binary (broadcasting)
  *   CMP   comparison -> bool         TER  where(cond, a, b)
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
  *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
- *                                          gather (rows by i32 ids) / expand (broadcast view)
+ *                                          gather (rows by i32 ids) / expand (broadcast view) /
+ *                                          update (x written into a state at a run-time offset, in place)
  *   FUSED produced by fusion passes; carries a body region
  */
 #ifndef IR_OPS_H
@@ -46,6 +48,7 @@
   X(MASK,  "mask",  MASK, mlo,   mhi,    OPS) /* block-skip band of fused attention */ \
   X(MOFF,  "moff",  DIM,  dim,   dim,    SET) /* symbolic offset of the band (S - T: bottom-right) */ \
   X(DIM,   "dim",   DIM,  dim,   dim,    OPS) /* dimval: the run-time dim it is */ \
+  X(KVLEN, "kvlen", INT,  kvlen, kvlen,  SET) /* attention: operand with the valid key length per batch (decoding) */ \
   X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
   X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
 
@@ -71,6 +74,7 @@ enum {
   X(PARAM,       "param",       0, SRC,   A_INDEX)          \
   X(INDEX,       "index",       0, SRC,   A_AXIS)           \
   X(DIMVAL,      "dimval",      0, SRC,   A_DIM)            \
+  X(STATE,       "state",       0, SRC,   A_STR)            \
   X(NEG,         "neg",         1, UN,    0)                \
   X(NOT,         "not",         1, UN,    0)                \
   X(ABS,         "abs",         1, UN,    0)                \
@@ -122,8 +126,9 @@ enum {
   X(CONCAT,      "concat",     -1, SHAPE, A_AXIS)           \
   X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
   X(EXPAND,      "expand",      1, SHAPE, 0)                \
+  X(UPDATE,      "update",      3, SHAPE, A_AXIS)           \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
-  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
+  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF | A_KVLEN)
 
 typedef enum {
 #define X(e, name, nin, cls, attrs) IR_##e,

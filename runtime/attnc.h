@@ -199,7 +199,14 @@ typedef struct {
     "naming the bytes it needs; NULL, 0: back to the instance's own memory")                          \
   X(output_shapes, int, (attnc_instance *inst, const attnc_tensor *inputs, int ninputs,               \
                          attnc_tensor *outputs, int noutputs), "ippipi", 0,                           \
-    "fills dtype, rank and shape of each output for these inputs; data untouched")
+    "fills dtype, rank and shape of each output for these inputs; data untouched")                    \
+  X(reset_state, int, (attnc_instance *inst), "ip", 0,                                                \
+    "zeros every state of the instance (a KV cache) and sets every batch row's length to 0")          \
+  X(reset_state_row, int, (attnc_instance *inst, int64_t row), "ipl", 0,                              \
+    "zeros batch row `row` (axis 0) of every state and sets its length to 0; other rows keep theirs")  \
+  X(state_length, int, (attnc_instance *inst, int64_t row, int64_t *length), "iplp", 0,               \
+    "the length of batch row `row`: the end (at + length) of the last successful update that wrote " \
+    "it, 0 after create or a reset")
 
 #ifdef __cplusplus
 }

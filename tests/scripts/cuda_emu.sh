@@ -154,4 +154,8 @@ check nan_v_tc_body $M/bf16_mods.attn "" "B=2 T=50 S=50" 3e-2
 EMUENV="EMU_NAN=v:38143 EMU_SMS=8"
 check nan_v_splitkv examples/flash_bf16.attn "-D E=128 -D CAUSAL=1" "B=1 H=1 T=3 S=300" 3e-2
 EMUENV=
+# decoding with a KV cache (states start at zero; positions pos in 0..8): update kernels, kv_len attention
+check kv_layer tests/decode/kv_layer.attn "" "B=2 T=5"
+check kv_layer_t1 tests/decode/kv_layer.attn "" "B=1 T=1"
+check llama_cache examples/llama.attn "-D CACHE=1 -D MAXT=80 -D MAXB=3 -D V=96 -D D=32 -D H=4 -D HK=2 -D F=48 -D L=2" "B=3 T=7"
 finish

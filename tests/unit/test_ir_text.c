@@ -246,6 +246,12 @@ static void build_all_ops(void) {
   leaf(0, IR_DIMVAL, da, TY0(RT_I32));
   node(0, IR_GATHER, IN(w, io), NULL, (IrType){0});
   node(0, IR_EXPAND, IN(gam), NULL, TY(RT_F32, S("B"), S("T"), C(8)));
+  /* a state (a KV cache) updated at an input position (x's rows at pos along axis 1) */
+  a = attrs();
+  a.str = "cache.0.k";
+  int st = leaf(0, IR_STATE, a, TY(RT_F32, C(2), C(6), C(8)));
+  int pos = leaf(0, IR_INPUT, str_index("pos", 3), TY0(RT_I32));
+  node(0, IR_UPDATE, IN(st, x, pos), &(IrAttrs){.axis = 1, .mlo = IR_MASK_NONE, .mhi = IR_MASK_NONE}, (IrType){0});
 
   for (int op = IR_NEG; op < IR_CAST; op++)
     if (op != IR_NOT) node(0, op, IN(x), NULL, (IrType){0});
@@ -346,6 +352,9 @@ static void build_all_ops(void) {
   a.mhi = 0;
   a.dim = tm2;
   node(0, IR_ATTENTION, IN(q, q, q), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
+  /* a valid key length per batch row (kvlen: operand 3) */
+  a.kvlen = 3;
+  node(0, IR_ATTENTION, IN(q, q, q, pos), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
 
   ir_add_output(g, "y", fu, (IrLoc){0});
   ir_add_output(g, "attn", at, (IrLoc){0});
@@ -403,6 +412,9 @@ Test(ir_text, all_ops_attribute_spelling) {
     "  }\n",
     "{scale=0.125, mask=[-3,0], tile=[64,64]} : f32[B,1,T,8] {\n",
     "{scale=0.35355339059327373, mask=[none,none]} : f32[B,1,T,8]\n",
+    "= state {str=\"cache.0.k\"} : f32[2,6,8]\n",
+    "{axis=1} : f32[2,6,8]\n",
+    "mask=[none,0], moff=T-2, kvlen=3} : f32[B,1,T,8]\n",
     "  output \"y\" = %",
     "  output \"weird \\\"name\\\"\\n\" = %",
   };
