@@ -336,6 +336,11 @@ static void params_attention(PB *b, int id) {
   val(b, CG_V_QUOT, q, 1), last(b)->node2 = k, last(b)->axis2 = 1;
   param(b, CG_P_I64, 0, "moff"); /* the band's run-time offset (S - T: bottom-right causal) */
   val(b, CG_V_SYMDIM, id, -1);
+  if (n->a.kvlen) { /* the valid key length's stride along the batch (its axis 0; 0: one for all) */
+    const IrNode *L = &p->g->funcs[0].nodes[n->in[n->a.kvlen]];
+    param(b, CG_P_I64, 0, "kvs");
+    val(b, CG_V_BSTRIDE, n->in[n->a.kvlen], L->type.rank ? 0 : -1);
+  }
   static const char *const names[4] = {"qs", "ks", "vs", "os"};
   int of[4] = {q, k, v, id};
   for (int t = 0; t < 4; t++) {
@@ -413,6 +418,22 @@ static void params_conv(PB *b, int id) {
   axes(b, CG_V_DIM, id, 4, 0, "oshape", 0);
 }
 
+/* update: the state (o, its strides), x (p, its shape and strides), the
+ * positions (at, one or one per row) and the axis. */
+static void params_update(PB *b, int id) {
+  const IrNode *n = &b->p->g->funcs[0].nodes[id];
+  int r = n->type.rank;
+  ptr(b, "o", id, true);
+  axes(b, CG_V_STRIDE, id, r, 1, "os", 0);
+  ptr(b, "p", n->in[1], false);
+  scalar(b, "n", CG_V_NUMEL, n->in[1], -1);
+  axes(b, CG_V_DIM, n->in[1], r, 1, "shape", 0);
+  axes(b, CG_V_STRIDE, n->in[1], r, 1, "s", 0);
+  ptr(b, "at", n->in[2], false);
+  scalar(b, "atn", CG_V_NUMEL, n->in[2], -1);
+  param(b, CG_P_I32, 0, "axis"), ival(b, n->a.axis);
+}
+
 /* Add kernel `kind` computing node id (out: graph output copied, or -1). */
 static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   p->k = grow(p->k, &p->capk, p->nk + 1, sizeof *p->k);
@@ -438,6 +459,7 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   case CG_K_ATTENTION: params_attention(&b, id); break;
   case CG_K_CONCAT: params_concat(&b, id); break;
   case CG_K_CONV: params_conv(&b, id); break;
+  case CG_K_UPDATE: params_update(&b, id); break;
   }
 }
 
@@ -548,7 +570,13 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
       }
       /* fall through */
     case IR_INPUT:
+    case IR_STATE:
       v->kind = CG_EXTERNAL, v->dense = true;
+      break;
+    case IR_UPDATE: /* written in place: a view of the state, computed by its kernel */
+      v->kind = CG_VIEW, v->base = nd->in[0], v->dense = src->dense;
+      if (f->nodes[nd->in[2]].op != IR_INPUT)
+        error(diag, nd, failed, "update: the position must be a model input (checked before the run writes anything)");
       break;
     case IR_CONST:
     case IR_IOTA:
@@ -590,7 +618,7 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
     int r = nd->type.rank;
     if (v->kind == CG_VIEW && nd->op == IR_PERMUTE) {
       v->inner_unit = src->inner_unit && r > 0 && nd->a.list[r - 1] == r - 1;
-    } else if (v->kind == CG_VIEW && nd->op == IR_SLICE) {
+    } else if (v->kind == CG_VIEW && (nd->op == IR_SLICE || nd->op == IR_UPDATE)) {
       v->inner_unit = src->inner_unit;
     } else if (v->kind == CG_VIEW && nd->op == IR_EXPAND) { /* unless the last axis is broadcast */
       const IrType *xt = &f->nodes[nd->in[0]].type;
@@ -709,6 +737,9 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
   if (!free_at) ir_bug("out of memory");
   for (int i = 0; i < n; i++) {
     CgNodePlan *v = &p->node[i];
+    const IrNode *nd = &f->nodes[i];
+    if (nd->op == IR_ATTENTION && nd->body < 0 && nd->a.ntile >= 3 && nd->a.tile[2] > 1)
+      v->aux_slot = take_slot(p, free_at, i, i); /* split-KV partial results, during the node */
     if (v->fold_user >= 0) p->node[v->fold_user].aux_slot = take_slot(p, free_at, i, v->fold_user);
     if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0)
       v->slot = take_slot(p, free_at, i, v->last_use);
@@ -724,6 +755,10 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
     const CgNodePlan *v = &p->node[i];
     if (v->kind == CG_COPY) {
       add_kernel(p, CG_K_COPY, i, -1);
+      continue;
+    }
+    if (nd->op == IR_UPDATE) {
+      add_kernel(p, CG_K_UPDATE, i, -1);
       continue;
     }
     if (v->kind != CG_BUFFER) continue;

@@ -25,9 +25,10 @@
 
 /* How a main-function value exists at run time. */
 typedef enum {
-  CG_EXTERNAL, /* input or weight: a pointer handed to the run */
+  CG_EXTERNAL, /* input, weight or state: a pointer handed to the run */
   CG_BUFFER,   /* written by its kernel into a workspace slot or an output */
-  CG_VIEW,     /* permute / slice / reshape of a dense value or splitting axes: no kernel, no memory */
+  CG_VIEW,     /* permute / slice / reshape of a dense value or splitting axes: no kernel, no memory;
+                  an update is a view of its state (its kernel writes into the state) */
   CG_VIRTUAL,  /* constant, iota or dimval read only by elementwise kernels: computed inside them */
   CG_COPY,     /* reshape of a non-dense view: copied densely by a kernel */
   CG_GATHER,   /* gather read only by elementwise kernels: an indexed view, each reader
@@ -45,7 +46,8 @@ typedef struct {
   int out_index;   /* CG_BUFFER / CG_COPY writing graph output k in place: k; else -1 */
   int fold_user;   /* matmul: the fold=true reduction it writes partial sums for; else -1 */
   int fold_src;    /* fold=true reduction: that matmul; else -1 */
-  int aux_slot;    /* fold=true reduction: the slot of the partial sums; else -1 */
+  int aux_slot;    /* fold=true reduction: the slot of the partial sums; split-KV attention: of the
+                      splits' partial results; else -1 */
   int kernel;      /* the kernel computing it (index into CgPlan.k); else -1 */
   bool prep;       /* computed at load, never in a run (hoist-weights' prep=true, or a constant
                       materialized for such a kernel): its kernel is a prepare kernel */
@@ -69,6 +71,8 @@ typedef enum {
   CG_K_PACK,      /* pack (pack-weights): a matrix into the backend's GEMM layout (parameters as CG_K_COPY's:
                      o, x, n, shape, xs); the CPU writes the template's B panels, CUDA emits nothing
                      (the pack is its operand there) */
+  CG_K_UPDATE,    /* update: x copied into its state's storage at the run-time position (the
+                     update's value is a view of the state) */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */

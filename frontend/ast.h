@@ -36,7 +36,7 @@ struct AstExpr {
 };
 
 typedef enum {
-  ST_LET, ST_ASSIGN, ST_IF, ST_FOR, ST_RETURN, ST_WEIGHT, ST_EXPR,
+  ST_LET, ST_ASSIGN, ST_IF, ST_FOR, ST_RETURN, ST_WEIGHT, ST_STATE, ST_EXPR,
   /* top-level declarations */
   ST_MODEL, ST_PARAM, ST_DIM, ST_INPUT, ST_OUTPUT, ST_FN,
 } AstStmtKind;

@@ -859,12 +859,52 @@ static FeValue b_hardswish(FeLower *L, FeCall *c) {
   return fe_binary(L, '/', y, fe_vfloat(6, c->loc), c->loc);
 }
 
+/* update(state, x, axis=a, at=pos): x written into the state at position
+ * pos along axis a (rows 0..x's rows of axis 0; pos an i32 model input,
+ * one position or one per row), in place: the result is the state's own
+ * storage.  The old value may not be read afterwards (lower.c checks). */
+static FeValue b_update(FeLower *L, FeCall *c) {
+  FeValue st = c->pos[0], x = c->pos[1];
+  if (!want_tensor(L, st, "update", "the state") || !want_tensor(L, x, "update", "the new values")) return POISON;
+  const IrNode *sn = &L->g->funcs[0].nodes[st.node];
+  if (sn->op != IR_STATE && sn->op != IR_UPDATE) {
+    fe_err(L, st.loc, "update: the first argument must be a state (declared with `state`), got %s",
+           fe_type_str(L, fe_vtype(L, st)));
+    return POISON;
+  }
+  FeValue *axv = kwarg(c, "axis"), *atv = kwarg(c, "at");
+  int64_t ax;
+  int k;
+  if (!axv || !atv) {
+    fe_err(L, c->loc, "update needs axis= and at=, e.g. update(k_cache, k, axis=2, at=pos)");
+    return POISON;
+  }
+  if (!want_int(L, *axv, "update", "axis", &ax) || !fe_norm_axis(L, ax, fe_vtype(L, st)->rank, axv->loc, &k))
+    return POISON;
+  if (!want_tensor(L, *atv, "update", "at")) return POISON;
+  const IrNode *an = &L->g->funcs[0].nodes[atv->node];
+  if (an->op != IR_INPUT || an->type.dt != RT_I32 || an->type.rank > 1) {
+    fe_err(L, atv->loc, "update: at must be an i32 model input (one position, or one per row: i32[B]), got %s%s",
+           fe_type_str(L, &an->type), an->op == IR_INPUT ? "" : " computed in the model");
+    return POISON;
+  }
+  IrAttrs a;
+  ir_attrs_init(&a);
+  a.axis = k;
+  FeValue ins[3] = {st, x, *atv};
+  return fe_emit(L, IR_UPDATE, ins, 3, &a, NULL, c->loc);
+}
+
 /* attention(q, k, v, causal=0, mask=m, scale=s): sugar for the primitive
  * form  softmax(mask(scale * q @ k^T)) @ v.  causal: 0 / "none", 1 /
  * "top_left" (key j > query i masked), "bottom_right" (j > i + S - T
  * masked: the T queries are the last T of the S positions).  With fewer K/V heads than Q
  * heads (grouped-query attention) the heads are grouped: q becomes
- * [B, Hk, G, T, E] against k [B, Hk, 1, S, E]. */
+ * [B, Hk, G, T, E] against k [B, Hk, 1, S, E].
+ * kv_len=L (decoding with a cache; i32 [] or [B]): only the first L[b]
+ * keys exist, `j >= L[b]` is masked and bottom-right alignment is
+ * relative to L (`j > i + L[b] - T`); k and v with more rows than q (a
+ * state of MAXB rows) are sliced to q's B rows. */
 static FeValue b_attention(FeLower *L, FeCall *c) {
   FeValue q = c->pos[0], k = c->pos[1], v = c->pos[2];
   if (!want_tensor(L, q, "attention", "q") || !want_tensor(L, k, "attention", "k") ||
@@ -905,6 +945,24 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
     fe_err(L, c->loc, "attention: the head size %s is not a constant; pass scale=...", fe_dim_str(L, qt.dim[3]));
     return POISON;
   }
+  FeValue *kvl = kwarg(c, "kv_len"), L4 = {.k = V_POISON};
+  if (kvl) {
+    if (!want_tensor(L, *kvl, "attention", "kv_len")) return POISON;
+    IrType lt = *fe_vtype(L, *kvl);
+    if (lt.dt != RT_I32 || lt.rank > 1 || (lt.rank == 1 && !ir_dim_eq(lt.dim[0], qt.dim[0]))) {
+      fe_err(L, kvl->loc, "attention: kv_len must be i32[] or i32[%s] (one length per batch row), got %s",
+             fe_dim_str(L, qt.dim[0]), fe_type_str(L, &lt));
+      return POISON;
+    }
+    IrType l4 = {.dt = RT_I32, .rank = 4, .dim = {lt.rank ? lt.dim[0] : ir_dim_const(1), ir_dim_const(1), ir_dim_const(1), ir_dim_const(1)}};
+    L4 = lt.rank ? fe_reshape(L, *kvl, &l4, kvl->loc) : *kvl;
+    if (!ir_dim_eq(kt.dim[0], qt.dim[0])) { /* a cache of MAXB rows: its first B */
+      k = fe_slice(L, k, 0, ir_dim_const(0), qt.dim[0], c->loc);
+      v = fe_slice(L, v, 0, ir_dim_const(0), qt.dim[0], c->loc);
+      if (k.k == V_POISON || v.k == V_POISON) return POISON;
+      kt = *fe_vtype(L, k), vt = *fe_vtype(L, v);
+    }
+  }
   IrDim g;
   bool gqa = !ir_dim_eq(qt.dim[1], kt.dim[1]);
   if (gqa && ir_dim_div(qt.dim[1], kt.dim[1], &g)) {
@@ -920,6 +978,10 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
     k = fe_reshape(L, k, &k5, c->loc);
     v = fe_reshape(L, v, &v5, c->loc);
     if (q.k == V_POISON || k.k == V_POISON || v.k == V_POISON) return POISON;
+    if (kvl && L4.k == V_TENSOR && fe_vtype(L, L4)->rank == 4) {
+      IrType l5 = {.dt = RT_I32, .rank = 5, .dim = {qt.dim[0], ir_dim_const(1), ir_dim_const(1), ir_dim_const(1), ir_dim_const(1)}};
+      L4 = fe_reshape(L, L4, &l5, c->loc);
+    }
   }
   int r = gqa ? 5 : 4;
   FeValue s = fe_binary(L, '@', q, fe_transpose(L, k, r - 2, r - 1, c->loc), c->loc);
@@ -933,7 +995,9 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
     ja = b_index(L, &ic);
     args[1] = fe_vint(-2, c->loc);
     ia = b_index(L, &ic);
-    if (causal == 2) { /* bottom-right: key j is visible to query i iff j <= i + S - T */
+    if (causal == 2 && kvl) { /* relative to the valid length: j <= i + L[b] - T */
+      ia = fe_binary(L, '-', fe_binary(L, '+', ia, L4, c->loc), fe_vdim(qt.dim[2], c->loc), c->loc);
+    } else if (causal == 2) { /* bottom-right: key j is visible to query i iff j <= i + S - T */
       IrDim off;
       if (ir_dim_sub(kt.dim[2], qt.dim[2], &off)) {
         fe_err(L, c->loc, "attention: S - T is too complex a size");
@@ -943,6 +1007,14 @@ static FeValue b_attention(FeLower *L, FeCall *c) {
       if (!ir_dim_is_const(off, &oc) || oc != 0) ia = fe_binary(L, '+', ia, fe_vdim(off, c->loc), c->loc);
     }
     FeValue cond = fe_binary(L, '>', ja, ia, c->loc);
+    FeValue wargs[3] = {cond, fe_vfloat(-INFINITY, c->loc), s};
+    FeCall wc = {.pos = wargs, .npos = 3, .loc = c->loc, .name = "where"};
+    s = b_where(L, &wc);
+  }
+  if (kvl && causal != 2 && s.k != V_POISON) { /* keys past the valid length (implied by the bottom-right band) */
+    FeValue args[2] = {s, fe_vint(-1, c->loc)};
+    FeCall ic = {.pos = args, .npos = 2, .loc = c->loc, .name = "index"};
+    FeValue cond = fe_binary(L, GE, b_index(L, &ic), L4, c->loc);
     FeValue wargs[3] = {cond, fe_vfloat(-INFINITY, c->loc), s};
     FeCall wc = {.pos = wargs, .npos = 3, .loc = c->loc, .name = "where"};
     s = b_where(L, &wc);
@@ -1208,7 +1280,8 @@ static const FeBuiltin builtins[] = {
   {"split_heads",  -1, b_split_heads,           2, 2, ""},
   {"merge_heads",  -1, b_merge_heads,           1, 1, ""},
   {"cast",         -1, b_cast,                  2, 2, ""},
-  {"attention",    -1, b_attention,             3, 3, "causal,mask,scale"},
+  {"attention",    -1, b_attention,             3, 3, "causal,mask,scale,kv_len"},
+  {"update",       -1, b_update,                2, 2, "axis,at"},
   {"gather",       -1, b_gather,                2, 2, "axis"},
   {"embedding",    -1, b_embedding,             2, 2, ""},
   {"expand",       -1, b_expand,                2, 2, ""},

@@ -69,6 +69,7 @@ typedef struct FeScope {
   FeBinding *b;        /* the bindings, newest first */
   struct FeScope *parent;
   bool fn_boundary;    /* lookups stop here and continue in the global scope */
+  bool top_if;         /* the block of a compile-time `if` at the top level (inputs may be declared) */
   int n;               /* bindings in b */
   FeBinding **hash;    /* past a few bindings: the newest of each name, by name
                           (open addressing; hcap a power of two, at most half full) */
@@ -82,6 +83,7 @@ typedef struct {
   FeScope *global, *cur;
   int ninputs;
   FeScope weight_keys;  /* weight key -> its WEIGHT node (one node per key) */
+  FeScope state_keys;   /* state key -> its STATE node (each declared once) */
   int depth;           /* call depth */
   int nest;            /* nesting depth (FE_MAX_NESTING) */
   bool nest_reported;  /* the nesting error was reported once */

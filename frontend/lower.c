@@ -357,32 +357,63 @@ static bool top_level_only(FeLower *L, AstStmt *s, const char *what) {
   return true;
 }
 
-/* Declare a weight: dedupe by key; the same key must keep one type. */
+/* Declare a weight (dedupe by key; the same key must keep one type) or a
+ * state (`state k: f32[MAXB, H, MAXT, E] = "cache.{i}.k"`: an
+ * instance-owned tensor of constant shape, zero at create; each key
+ * declared once; its name is a variable, so `k = update(k, ...)` rebinds
+ * it to the updated value). */
 static __attribute__((noinline)) void exec_weight(FeLower *L, AstStmt *s) {
   AstName *nm = s->names;
+  bool state = s->kind == ST_STATE;
+  const char *what = state ? "state" : "weight";
   FeValue key = fe_eval(L, s->expr);
   IrType t;
   FeTypeKind k;
   bool ok = fe_eval_type(L, nm->type, &t, &k);
   if (ok && k != T_TENSOR) {
-    fe_err(L, nm->type->loc, "a weight needs a tensor type such as f32[D, D]");
+    fe_err(L, nm->type->loc, "a %s needs a tensor type such as f32[D, D]", what);
     ok = false;
   }
   const char *why = ok ? ir_type_size_problem(&t, true) : NULL;
   if (why) {
-    fe_err(L, nm->type->loc, "weight '%s': %s has %s", nm->name, fe_type_str(L, &t), why);
+    fe_err(L, nm->type->loc, "%s '%s': %s has %s", what, nm->name, fe_type_str(L, &t), why);
+    ok = false;
+  }
+  for (int d = 0; ok && state && d < t.rank; d++) {
+    int64_t c;
+    if (!ir_dim_is_const(t.dim[d], &c)) {
+      fe_err(L, nm->type->loc, "state '%s': %s has a run-time size; a state's shape is constant (use params, e.g. MAXT)",
+             nm->name, fe_type_str(L, &t));
+      ok = false;
+    }
+  }
+  if (ok && state && t.dt != RT_F32) {
+    fe_err(L, nm->type->loc, "state '%s': %s: states are f32", nm->name, fe_type_str(L, &t));
+    ok = false;
+  }
+  if (ok && state && t.rank < 2) {
+    fe_err(L, nm->type->loc, "state '%s': %s: a state has a batch axis (0) and at least one more", nm->name,
+           fe_type_str(L, &t));
     ok = false;
   }
   if (key.k != V_PREFIX) {
-    if (key.k != V_POISON) fe_err(L, s->expr->loc, "a weight key must be a key path such as p.linear1.weight or \"fc1.weight\", got %s", fe_kind_name(key.k));
+    if (key.k != V_POISON) fe_err(L, s->expr->loc, "a %s key must be a key path such as p.linear1.weight or \"fc1.weight\", got %s", what, fe_kind_name(key.k));
     ok = false;
   }
   FeValue v = POISON;
   if (ok && key.s[0] == 0) {
-    fe_err(L, s->expr->loc, "empty weight key");
+    fe_err(L, s->expr->loc, "empty %s key", what);
     ok = false;
   }
-  if (ok) {
+  if (ok && state) {
+    FeBinding *same = fe_find_in(&L->state_keys, key.s);
+    if (same) {
+      fe_err(L, nm->loc, "state '%s' is declared twice", key.s);
+      ir_diag_note(L->diag, same->loc, "previous declaration is here");
+      ok = false;
+    }
+  }
+  if (ok && !state) {
     FeBinding *same = fe_find_in(&L->weight_keys, key.s);
     if (same) {
       IrType *wt = fe_vtype(L, same->v);
@@ -395,11 +426,13 @@ static __attribute__((noinline)) void exec_weight(FeLower *L, AstStmt *s) {
       }
       goto bound;
     }
+  }
+  if (ok) {
     IrAttrs a;
     ir_attrs_init(&a);
     a.str = key.s;
-    v = fe_emit(L, IR_WEIGHT, NULL, 0, &a, &t, nm->loc);
-    if (v.k == V_TENSOR) fe_bind(L, &L->weight_keys, key.s, B_WEIGHT, v, nm->loc);
+    v = fe_emit(L, state ? IR_STATE : IR_WEIGHT, NULL, 0, &a, &t, nm->loc);
+    if (v.k == V_TENSOR) fe_bind(L, state ? &L->state_keys : &L->weight_keys, key.s, B_WEIGHT, v, nm->loc);
   }
 bound:;
   FeBinding *prev = fe_find_in(L->cur, nm->name);
@@ -407,7 +440,27 @@ bound:;
     fe_err(L, nm->loc, "'%s' is already declared", nm->name);
     return;
   }
-  fe_bind(L, L->cur, nm->name, B_WEIGHT, v, nm->loc);
+  fe_bind(L, L->cur, nm->name, state ? B_VAR : B_WEIGHT, v, nm->loc);
+}
+
+/* An update writes its state in place: the value it replaces (the state
+ * as declared, or an earlier update) must be read by nothing else. */
+static void check_updates(FeLower *L) {
+  const IrFunc *f = &L->g->funcs[0];
+  for (int u = 0; u < f->n; u++) {
+    if (f->nodes[u].op != IR_UPDATE) continue;
+    int src = f->nodes[u].in[0], sid = src;
+    while (f->nodes[sid].op == IR_UPDATE) sid = f->nodes[sid].in[0];
+    for (int i = 0; i < f->n; i++)
+      for (int k = 0; k < f->nodes[i].nin; k++)
+        if (f->nodes[i].in[k] == src && (i != u || k != 0)) {
+          fe_err(L, f->nodes[i].loc, "state '%s' is read here, but an update writes it in place%s",
+                 f->nodes[sid].a.str, i < u ? " later" : " before this");
+          ir_diag_note(L->diag, f->nodes[u].loc, "the update is here; read its result instead (%s)",
+                       i < u ? "a read before the update must come after it in the program or use a copy" : "k = update(k, ...)");
+          k = f->nodes[i].nin;
+        }
+  }
 }
 
 /* dim A, B, ...: run-time dims (at most IR_MAX_SYMS). */
@@ -432,7 +485,9 @@ static void exec_dim(FeLower *L, AstStmt *s) {
 /* input x: TYPE / output y: TYPE */
 static __attribute__((noinline)) void exec_io(FeLower *L, AstStmt *s) {
   const char *what = s->kind == ST_INPUT ? "input" : "output";
-  if (!top_level_only(L, s, what)) return;
+  /* an input may also be declared under a top-level `if` (e.g. `if CACHE
+     { input pos: i32[B] }`: a decoding form chosen by a param) */
+  if (!(s->kind == ST_INPUT && L->cur->top_if) && !top_level_only(L, s, what)) return;
   AstName *n = s->names;
   IrType t;
   FeTypeKind k;
@@ -496,7 +551,7 @@ static void exec_if(FeLower *L, AstStmt *s) {
     return;
   }
   if (!fe_nest_enter(L, s->loc)) return;
-  FeScope sc = {.parent = L->cur};
+  FeScope sc = {.parent = L->cur, .top_if = L->cur == L->global || L->cur->top_if};
   FeScope *saved = L->cur;
   L->cur = &sc;
   exec_block(L, c.i ? s->body : s->els);
@@ -560,7 +615,8 @@ static void exec_stmt(FeLower *L, AstStmt *s) {
   case ST_INPUT:
   case ST_OUTPUT: exec_io(L, s); return;
   case ST_FN: exec_fn(L, s); return;
-  case ST_WEIGHT: exec_weight(L, s); return;
+  case ST_WEIGHT:
+  case ST_STATE: exec_weight(L, s); return;
   case ST_LET:
   case ST_ASSIGN: exec_targets(L, s); return;
   case ST_EXPR: (void)fe_eval(L, s->expr); return;
@@ -660,6 +716,7 @@ IrGraph *fe_compile(IrArena *arena, IrDiag *diag, const char *file, const char *
   collect_params(&L, p, defs, ndefs);
   if (ir_diag_errors(diag) > errs0) return NULL;
   exec_block(&L, p->first);
+  check_updates(&L);
   /* outputs, in declaration order */
   for (AstStmt *s = p->first; s; s = s->next) {
     if (s->kind != ST_OUTPUT) continue;

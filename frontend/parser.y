@@ -80,7 +80,7 @@ static AstName *name(struct FeLexState *st, const char *n, AstExpr *type, IrLoc 
 }
 
 %token KW_MODEL "model" KW_PARAM "param" KW_DIM "dim" KW_INPUT "input"
-%token KW_OUTPUT "output" KW_WEIGHT "weight" KW_FN "fn" KW_LET "let"
+%token KW_OUTPUT "output" KW_WEIGHT "weight" KW_STATE "state" KW_FN "fn" KW_LET "let"
 %token KW_IF "if" KW_ELSE "else" KW_FOR "for" KW_IN "in" KW_RETURN "return"
 %token NL "end of line"
 %token ARROW "->" DOTDOT ".." EQ "==" NE "!=" LE "<=" GE ">="
@@ -130,6 +130,8 @@ stmt:
   | KW_OUTPUT IDENT ':' type    { $$ = stmt(st, ST_OUTPUT, L(@2)); $$->names = name(st, $2, $4, L(@2)); }
   | KW_WEIGHT IDENT ':' type '=' expr
                                 { $$ = stmt(st, ST_WEIGHT, L(@2)); $$->names = name(st, $2, $4, L(@2)); $$->expr = $6; }
+  | KW_STATE IDENT ':' type '=' expr
+                                { $$ = stmt(st, ST_STATE, L(@2)); $$->names = name(st, $2, $4, L(@2)); $$->expr = $6; }
   | KW_FN IDENT '(' params ')' opt_ret block
                                 { $$ = stmt(st, ST_FN, L(@2)); $$->name = $2; $$->names = $4;
                                   $$->rettype = $6; $$->body = $7; $$->end = L(@7); }
@@ -244,6 +246,7 @@ segment:
   | INT                         { $$ = ir_arena_printf(st->arena, "%lld", (long long)$1); }
   | STRING                      { $$ = $1; }
   | KW_WEIGHT                   { $$ = "weight"; }
+  | KW_STATE                    { $$ = "state"; }
   | KW_INPUT                    { $$ = "input"; }
   | KW_OUTPUT                   { $$ = "output"; }
   | KW_PARAM                    { $$ = "param"; }

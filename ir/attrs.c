@@ -22,11 +22,12 @@ bool ir_attr_allowed(int op, int k) {
   return ir_attrinfo[k].when == IR_AW_ANY || (op >= 0 && op < IR_NOPS && (ir_opinfo[op].attrs & ir_attrinfo[k].bit));
 }
 
-/* Is attribute k at its default (false, an empty list)? */
+/* Is attribute k at its default (false, 0, an empty list)? */
 static bool is_default(int k, const IrAttrs *a) {
   const IrAttrInfo *ai = &ir_attrinfo[k];
   switch (ai->kind) {
   case IR_AK_BOOL: return !FIELD(bool, a, ai->off);
+  case IR_AK_INT: return FIELD(int, a, ai->off) == 0;
   case IR_AK_LIST:
   case IR_AK_TILE: return FIELD(int, a, ai->off2) <= 0;
   case IR_AK_DIM: return FIELD(IrDim, a, ai->off).nterm == 0;

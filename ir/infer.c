@@ -361,6 +361,21 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
         FAIL("pack takes an f32, bf16 or f16 matrix (rank 2)");
       r.dt = RT_F32;
       break;
+    case IR_UPDATE: { /* update(state, x, at): state's type; x fits except on axis 0 (rows) and `axis` */
+      const IrType *x = t[1], *at = t[2];
+      int ax = n->a.axis;
+      ir_type_str(g, t[0], s1, sizeof s1);
+      ir_type_str(g, x, s2, sizeof s2);
+      ir_type_str(g, at, s3, sizeof s3);
+      r = *t[0];
+      if (ax < 0 || ax >= r.rank) FAIL("update: axis %d out of range for rank %d", ax, r.rank);
+      if (x->rank != r.rank || x->dt != r.dt) FAIL("update: %s does not fit the state %s (rank or dtype)", s2, s1);
+      for (int i = 1; i < r.rank; i++)
+        if (i != ax && !ir_dim_eq(x->dim[i], r.dim[i])) FAIL("update: %s does not fit the state %s on axis %d", s2, s1, i);
+      if (at->dt != RT_I32 || at->rank > 1 || (at->rank == 1 && (ax == 0 || !ir_dim_eq(at->dim[0], x->dim[0]))))
+        FAIL("update: at must be an i32 scalar or one position per row of %s, got %s", s2, s3);
+      break;
+    }
     case IR_EXPAND: /* a broadcast view: the type is given */
       ir_type_str(g, t[0], s1, sizeof s1);
       ir_type_str(g, &r, s2, sizeof s2);
@@ -401,6 +416,7 @@ bool ir_infer(const IrGraph *g, const IrFunc *f, const IrNode *n, IrType *out, c
       sc.dim[3] = k->dim[2];
       for (int i = 3; i < n->nin; i++) {
         const IrType *x = &f->nodes[n->in[i]].type;
+        if (i == n->a.kvlen) continue; /* the valid key length: per batch on its axis 0 (verify.c) */
         if (!broadcasts_to(x, &sc)) {
           ir_type_str(g, x, s1, sizeof s1);
           ir_type_str(g, &sc, s2, sizeof s2);

@@ -103,6 +103,7 @@
  * read.
  */
 #include "interp.h"
+#include "rt_update.h"
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -400,6 +401,9 @@ typedef struct {
   const IrGraph *g;
   const int64_t *sv; /* symbol values */
   Val *vals;         /* one per node of funcs[0] */
+  const IrTensor *states; /* ir_graph_states order, or NULL: every state starts at zero */
+  const int *state_ids;
+  int nstate;
   char *err;
   size_t errlen;
 } Interp;
@@ -677,6 +681,13 @@ static int run_src(Interp *it, int id, const IrTensor *inputs, IrWeightFn wfn, v
     for (int64_t e = 0; e < out->n; e++) out->d[e] = round_to(dt, load(w.dtype, w.data, e));
     return 0;
   }
+  case IR_STATE: { /* its value at the start of the run */
+    int k = 0;
+    while (k < it->nstate && it->state_ids[k] != id) k++;
+    const IrTensor *x = it->states && k < it->nstate ? &it->states[k] : NULL;
+    for (int64_t e = 0; e < out->n; e++) out->d[e] = x ? round_to(dt, load(x->dtype, x->data, e)) : 0.0;
+    return 0;
+  }
   case IR_CONST:
     for (int64_t e = 0; e < out->n; e++) out->d[e] = round_to(dt, n->a.value);
     return 0;
@@ -924,6 +935,41 @@ static int run_gather(Interp *it, int id, Val *out) {
   return 0;
 }
 
+/* update(state, x, at): a copy of the state with x written at `at` along
+ * the axis (per row of x when at has one position per row).  The
+ * interpreter is functional: the instance's state changes only when the
+ * whole run succeeded (ir_interp_run_states). */
+static int run_update(Interp *it, int id, Val *out) {
+  const IrNode *n = &it->g->funcs[0].nodes[id];
+  const Val *st = &it->vals[n->in[0]], *x = &it->vals[n->in[1]], *at = &it->vals[n->in[2]];
+  int ax = n->a.axis, sid = n->in[0];
+  while (it->g->funcs[0].nodes[sid].op == IR_UPDATE) sid = it->g->funcs[0].nodes[sid].in[0];
+  int32_t *pos = malloc((size_t)(at->n ? at->n : 1) * sizeof *pos);
+  if (!pos) return nfail(it, id, "out of memory");
+  for (int64_t r = 0; r < at->n; r++) pos[r] = (int32_t)at->d[r];
+  char msg[512];
+  if (rt_update_check(it->g->funcs[0].nodes[sid].a.str, ax, st->shape[0], st->shape[ax], x->shape[0], x->shape[ax],
+                      pos, at->n, msg, sizeof msg)) {
+    free(pos);
+    snprintf(it->err, it->errlen, "%s", msg);
+    return -1;
+  }
+  memcpy(out->d, st->d, (size_t)out->n * sizeof(double));
+  int64_t sst[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
+  cstrides(st->rank, st->shape, sst);
+  for (int64_t e = 0; e < x->n; e++) {
+    int64_t o = 0;
+    for (int d = 0; d < x->rank; d++) o += (idx[d] + (d == ax ? pos[at->n > 1 ? idx[0] : 0] : 0)) * sst[d];
+    out->d[o] = x->d[e];
+    for (int d = x->rank - 1; d >= 0; d--) {
+      if (++idx[d] < x->shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  free(pos);
+  return 0;
+}
+
 /* reshape / permute / slice / concat / expand: pure data movement
  * (gather: run_gather). */
 static int run_shape(Interp *it, int id, Val *out) {
@@ -967,6 +1013,7 @@ static int run_shape(Interp *it, int id, Val *out) {
     return 0;
   }
   case IR_GATHER: return run_gather(it, id, out);
+  case IR_UPDATE: return run_update(it, id, out);
   case IR_EXPAND:
     bstrides(x->rank, x->shape, out->rank, 1, st[0]);
     break;
@@ -1071,7 +1118,15 @@ static int run_attention(Interp *it, int id, Val *out) {
         const double *qr = q->d + ((b * Hq + h) * T + i) * E;
         const double *kb = k->d + (b * Hk + kvh) * S * E, *vb = v->d + (b * Hk + kvh) * S * Ev;
         double m = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < S; j++) {
+        /* kvlen: keys j >= L[b] do not exist (not read), the band is relative to L */
+        int64_t Sb = S, off = moff;
+        if (n->a.kvlen >= 3) {
+          const Val *L = &it->vals[n->in[n->a.kvlen]]; /* [] or one per batch along axis 0 */
+          int64_t lv = (int64_t)L->d[L->rank > 0 && L->shape[0] > 1 ? b : 0];
+          Sb = lv < 0 ? 0 : lv < S ? lv : S;
+          off = moff + lv;
+        }
+        for (int64_t j = 0; j < Sb; j++) {
           double dot = 0;
           for (int64_t e = 0; e < E; e++) dot += qr[e] * kb[j * E + e];
           s[j] = round_to(RT_F32, n->a.scale * round_to(RT_F32, dot)); /* an f32 score, as compiled */
@@ -1088,22 +1143,22 @@ static int run_attention(Interp *it, int id, Val *out) {
               goto done;
             }
           }
-          if ((n->a.mlo != IR_MASK_NONE && j - i < n->a.mlo + moff) ||
-              (n->a.mhi != IR_MASK_NONE && j - i > n->a.mhi + moff))
+          if ((n->a.mlo != IR_MASK_NONE && j - i < n->a.mlo + off) ||
+              (n->a.mhi != IR_MASK_NONE && j - i > n->a.mhi + off))
             s[j] = -INFINITY;
           if (!isnan(m) && (isnan(s[j]) || s[j] > m)) m = s[j];
         }
-        for (int64_t j = 0; j < S; j++) {
+        for (int64_t j = 0; j < Sb; j++) {
           s[j] = m == -INFINITY ? 0 : exp(s[j] - m);
           sum += s[j];
         }
-        for (int64_t j = 0; j < S; j++) s[j] = m == -INFINITY ? 0 : s[j] / sum;
+        for (int64_t j = 0; j < Sb; j++) s[j] = m == -INFINITY ? 0 : s[j] / sum;
         /* o = sum over every key of p_j v_j, masked keys included (p_j = 0):
            0 * inf or NaN is NaN, as softmax(s) @ v computes it */
         double *o = out->d + ((b * Hq + h) * T + i) * Ev;
         for (int64_t e = 0; e < Ev; e++) {
           double acc = 0;
-          for (int64_t j = 0; j < S; j++) acc += s[j] * vb[j * Ev + e];
+          for (int64_t j = 0; j < Sb; j++) acc += s[j] * vb[j * Ev + e];
           o[e] = round_to(n->type.dt, acc);
         }
       }
@@ -1140,7 +1195,12 @@ static int run_node(Interp *it, int id, const IrTensor *inputs, IrWeightFn wfn, 
 
 int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeightFn wfn,
                   void *wctx, IrTensor *outputs, int noutputs, char *err, size_t errlen) {
-  Interp it = {g, NULL, NULL, err, errlen};
+  return ir_interp_run_states(g, inputs, ninputs, wfn, wctx, NULL, 0, outputs, noutputs, err, errlen);
+}
+
+int ir_interp_run_states(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeightFn wfn, void *wctx,
+                         IrTensor *states, int nstates, IrTensor *outputs, int noutputs, char *err, size_t errlen) {
+  Interp it = {g, NULL, NULL, states, NULL, 0, err, errlen};
   int64_t *sv = NULL;
   int *last = NULL, rc = -1, nn = 0;
   for (int i = 0; i < noutputs; i++) outputs[i].data = NULL;
@@ -1150,6 +1210,25 @@ int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeigh
     return -1;
   }
   nn = g->funcs[0].n;
+  it.state_ids = ir_graph_states(g, &it.nstate);
+  if (states && nstates != it.nstate) {
+    snprintf(err, errlen, "the graph has %d states but %d were given", it.nstate, nstates);
+    return -1;
+  }
+  for (int k = 0; states && k < nstates; k++) {
+    const IrNode *sn = &g->funcs[0].nodes[it.state_ids[k]];
+    bool ok = states[k].rank == sn->type.rank && states[k].dtype == sn->type.dt && states[k].data;
+    for (int d = 0; ok && d < sn->type.rank; d++) {
+      int64_t c;
+      ok = ir_dim_is_const(sn->type.dim[d], &c) && c == states[k].shape[d];
+    }
+    if (!ok) {
+      char ts[256];
+      ir_type_str(g, &sn->type, ts, sizeof ts);
+      snprintf(err, errlen, "state '%s': the tensor given is not a %s", sn->a.str, ts);
+      return -1;
+    }
+  }
   sv = calloc((size_t)(g->nsym ? g->nsym : 1), sizeof *sv);
   last = malloc((size_t)(nn ? nn : 1) * sizeof *last);
   it.vals = calloc((size_t)(nn ? nn : 1), sizeof *it.vals);
@@ -1188,6 +1267,8 @@ int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeigh
     for (int k = 0; k < g->funcs[0].nodes[i].nin; k++) last[g->funcs[0].nodes[i].in[k]] = i;
   }
   for (int i = 0; i < g->noutput; i++) last[g->outputs[i].node] = nn;
+  for (int i = 0; i < nn; i++) /* a state's final value: written back at the end */
+    if (g->funcs[0].nodes[i].op == IR_UPDATE && last[i] == i) last[i] = nn;
   for (int i = 0; i < nn; i++) {
     const IrNode *n = &g->funcs[0].nodes[i];
     if (run_node(&it, i, inputs, wfn, wctx)) goto done;
@@ -1214,6 +1295,15 @@ int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeigh
       goto done;
     }
     for (int64_t e = 0; e < v->n; e++) store(o->dtype, o->data, e, v->d[e]);
+  }
+  /* the run succeeded: each state takes the value of the last update of its chain */
+  for (int i = 0; states && i < nn; i++) {
+    const IrNode *n = &g->funcs[0].nodes[i];
+    if (n->op != IR_UPDATE || last[i] != nn) continue;
+    int sid = n->in[0], k = 0;
+    while (g->funcs[0].nodes[sid].op == IR_UPDATE) sid = g->funcs[0].nodes[sid].in[0];
+    while (k < it.nstate && it.state_ids[k] != sid) k++;
+    for (int64_t e = 0; e < it.vals[i].n; e++) store(states[k].dtype, states[k].data, e, it.vals[i].d[e]);
   }
   rc = 0;
 done:

@@ -44,6 +44,14 @@ double ir_round_to(rt_dtype dt, double x);
 int ir_interp_run(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeightFn wfn,
                   void *wctx, IrTensor *outputs, int noutputs, char *err, size_t errlen);
 
+/* The same with the graph's states (ir_graph_states order; C-contiguous,
+ * their declared dtype and constant shape): each state node reads its
+ * tensor, and only when the whole run succeeded is each tensor replaced by
+ * the final value of its updates (a failed run leaves them untouched).
+ * states == NULL: every state starts at zero and nothing is kept. */
+int ir_interp_run_states(const IrGraph *g, const IrTensor *inputs, int ninputs, IrWeightFn wfn, void *wctx,
+                         IrTensor *states, int nstates, IrTensor *outputs, int noutputs, char *err, size_t errlen);
+
 /* Elementwise op `op` (UN or BIN) on float64 scalars, exactly as the
  * interpreter computes it for f64 values (relu keeps NaN, min/max
  * propagate it, ...); b is ignored by unary ops.  The front end folds

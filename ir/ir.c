@@ -435,6 +435,7 @@ static const int *graph_leaves(const IrGraph *g, IrOp op, int *n) {
 
 const int *ir_graph_inputs(const IrGraph *g, int *n) { return graph_leaves(g, IR_INPUT, n); }
 const int *ir_graph_weights(const IrGraph *g, int *n) { return graph_leaves(g, IR_WEIGHT, n); }
+const int *ir_graph_states(const IrGraph *g, int *n) { return graph_leaves(g, IR_STATE, n); }
 
 /* Round half to even without the FPU's rounding mode (see ir.h). */
 double ir_round_even(double x) {

@@ -112,6 +112,11 @@ typedef struct {
   int pad[IR_MAX_RANK], npad;       /* A_PAD ([top, left, bottom, right]) */
   int dil[IR_MAX_RANK], ndil;       /* A_DIL (conv: [dh, dw]) */
   int groups;                       /* A_GROUPS (conv) */
+  int kvlen;        /* A_KVLEN (attention): 0, or the operand k >= 3 holding the
+                       valid key length L (i32: [], or one per batch along its
+                       axis 0, every other axis 1: [B], [B,1,1,1]; not read by
+                       the body): keys j >= L[b] do not exist (never read),
+                       and the band offset is moff + L[b] */
   bool fold;        /* A_FOLD: a sum/mean over the rows of a matmul result,
                        accumulated by the matmul's epilogue as it writes
                        (fold-se); printed only when true */
@@ -247,6 +252,8 @@ void ir_attrs_init(IrAttrs *a);
  * *n. */
 const int *ir_graph_inputs(const IrGraph *g, int *n);
 const int *ir_graph_weights(const IrGraph *g, int *n);
+/* States of the main function (instance-owned tensors), by position. */
+const int *ir_graph_states(const IrGraph *g, int *n);
 
 /* x rounded to the nearest integer, halves to even (torch.round; C's
  * nearbyint in the default rounding mode, but independent of it); -0, +-inf

@@ -5,13 +5,15 @@
  *
  * Classes:
  *   SRC   leaves: graph inputs, weights, constants, iota, region params/indices,
- *         dimval (a run-time dim as an i32 scalar)
+ *         dimval (a run-time dim as an i32 scalar), state (an instance-owned
+ *         tensor: its value at the start of a run)
  *   UN    elementwise unary          BIN  elementwise binary (broadcasting)
  *   CMP   comparison -> bool         TER  where(cond, a, b)
  *   RED   reduction over A_AXES      NORM softmax / layernorm / rmsnorm
  *   MM    batched matmul             SHAPE reshape / permute / slice / concat /
  *                                          gather (rows by i32 ids) / expand (broadcast view) /
- *                                          pack (the same matrix in the backend's GEMM operand layout)
+ *                                          pack (the same matrix in the backend's GEMM operand layout) /
+ *                                          update (x written into a state at a run-time offset, in place)
  *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw]) (+ the
  *         operands of an epilogue body, as matmul),
  *         maxpool2d / avgpool2d(x [, s]) (s: a per-(image, channel) scale
@@ -59,6 +61,7 @@
   X(DIL,    "dil",    LIST, dil,    ndil,    OPS) /* conv dilation [dh, dw] */ \
   X(GROUPS, "groups", INT,  groups, groups,  OPS) /* conv groups (C: depthwise) */ \
   X(PREP,  "prep",  BOOL, prep,  prep,   ANY) /* depends only on weights and constants: computed at load (hoist-weights) */ \
+  X(KVLEN, "kvlen", INT,  kvlen, kvlen,  SET) /* attention: operand with the valid key length per batch (decoding) */ \
   X(TILE,  "tile",  TILE, tile,  ntile,  ANY) /* the tile pass's choice, CPU */ \
   X(GTILE, "gtile", TILE, gtile, ngtile, ANY) /* the same for the GPU */
 
@@ -84,6 +87,7 @@ enum {
   X(PARAM,       "param",       0, SRC,   A_INDEX)          \
   X(INDEX,       "index",       0, SRC,   A_AXIS)           \
   X(DIMVAL,      "dimval",      0, SRC,   A_DIM)            \
+  X(STATE,       "state",       0, SRC,   A_STR)            \
   X(NEG,         "neg",         1, UN,    0)                \
   X(NOT,         "not",         1, UN,    0)                \
   X(ABS,         "abs",         1, UN,    0)                \
@@ -139,8 +143,9 @@ enum {
   X(MAXPOOL,     "maxpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
   X(AVGPOOL,     "avgpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
   X(PACK,        "pack",        1, SHAPE, 0) /* a matmul's B in the GEMM's panel layout (pack-weights) */ \
+  X(UPDATE,      "update",      3, SHAPE, A_AXIS)           \
   X(FUSED,       "fused",      -1, FUSED, 0)                \
-  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF)
+  X(ATTENTION,   "attention",  -1, FUSED, A_SCALE | A_MASK | A_MOFF | A_KVLEN)
 
 typedef enum {
 #define X(e, name, nin, cls, attrs) IR_##e,

@@ -30,6 +30,7 @@ typedef struct IrTileTarget {
   int64_t l1, l2, l3;           /* bytes per core (l3: a core's share) */
   int mm_mr, mm_nr, mm_kc, mm_mc_max;
   int att_bq, att_bk;
+  int cores;                    /* cores of the target (the host's, else a typical count) */
   const IrGpuTiler *gpu;
 } IrTileTarget;
 #endif

@@ -89,7 +89,7 @@ static void check_body_node(Verifier *v, int fi, int i, const IrNode *on, const 
     fail(v, fi, i, "body values must be scalars, got %s", s1);
   }
   IrOpClass c = ir_opinfo[n->op].cls;
-  if (n->op == IR_INPUT || n->op == IR_WEIGHT || n->op == IR_IOTA || n->op == IR_DIMVAL)
+  if (n->op == IR_INPUT || n->op == IR_WEIGHT || n->op == IR_IOTA || n->op == IR_DIMVAL || n->op == IR_STATE)
     fail(v, fi, i, "only allowed in the main function");
   if (c == IR_CLS_FUSED || c == IR_CLS_RED || c == IR_CLS_NORM || c == IR_CLS_MM || c == IR_CLS_SHAPE || c == IR_CLS_CONV)
     fail(v, fi, i, "not allowed in a body");
@@ -225,11 +225,42 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
     }
     if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->nin > 2 && n->body < 0)
       fail(v, fi, i, "%s with %d operands needs an epilogue body for the extra ones", ir_opinfo[n->op].name, n->nin);
-    if ((n->op == IR_INPUT || n->op == IR_WEIGHT) && !n->a.str) fail(v, fi, i, "has no name");
+    if ((n->op == IR_INPUT || n->op == IR_WEIGHT || n->op == IR_STATE) && !n->a.str) fail(v, fi, i, "has no name");
     if (n->a.prep) check_prep(v, fi, i);
     for (int k = 0; k < n->nin; k++) /* a pack's storage is only the GEMM's (pack-weights) */
       if (n->in[k] >= 0 && n->in[k] < i && f->nodes[n->in[k]].op == IR_PACK && !(n->op == IR_MATMUL && k == 1))
         fail(v, fi, i, "operand %d (%%%d) is a pack, which only a matmul reads, as its second operand", k, n->in[k]);
+    if (n->op == IR_STATE) {
+      for (int d = 0; d < n->type.rank; d++) {
+        int64_t c;
+        if (!ir_dim_is_const(n->type.dim[d], &c)) fail(v, fi, i, "a state needs a constant shape");
+      }
+    }
+    if (n->op == IR_UPDATE && fi == 0 && n->in[0] >= 0 && n->in[0] < i) {
+      /* in place: the updated value (a state or an earlier update) is read
+         by nothing else */
+      int src = n->in[0];
+      if (f->nodes[src].op != IR_STATE && f->nodes[src].op != IR_UPDATE)
+        fail(v, fi, i, "updates %%%d, which is neither a state nor an update", src);
+      for (int u = 0; u < f->n; u++)
+        for (int k = 0; k < f->nodes[u].nin; k++)
+          if (f->nodes[u].in[k] == src && (u != i || k != 0))
+            fail(v, fi, i, "the old value %%%d is also read by %%%d: an update writes in place", src, u);
+      for (int k = 0; k < v->g->noutput; k++)
+        if (v->g->outputs[k].node == src) fail(v, fi, i, "the old value %%%d is also output \"%s\"", src, v->g->outputs[k].name);
+    }
+    if (n->op == IR_ATTENTION && n->a.kvlen != 0) {
+      if (n->a.kvlen < 3 || n->a.kvlen >= n->nin) fail(v, fi, i, "kvlen=%d is not an extra operand", n->a.kvlen);
+      else {
+        const IrType *lt = &f->nodes[n->in[n->a.kvlen]].type;
+        bool ok = lt->dt == RT_I32;
+        for (int a = 1; a < lt->rank; a++) {
+          int64_t one;
+          ok = ok && ir_dim_is_const(lt->dim[a], &one) && one == 1;
+        }
+        if (!ok) fail(v, fi, i, "kvlen operand is not i32[] or one i32 per batch (axis 0, other axes 1)");
+      }
+    }
     if (n->op == IR_ATTENTION && n->a.mlo != IR_MASK_NONE && n->a.mhi != IR_MASK_NONE &&
         n->a.mlo > n->a.mhi)
       fail(v, fi, i, "mask [%lld,%lld] has lo > hi", (long long)n->a.mlo, (long long)n->a.mhi);

@@ -83,13 +83,29 @@ static int score_axis(Ctx *c, int r, int a) { return a + c->R - r; }
 
 /* ---- band masks ------------------------------------------------------------ */
 
+/* A valid key length: an i32 value that varies at most with the batch
+ * (size 1 on every other score axis), neither an iota, a constant nor a
+ * dimval: L in `j > i + L - T` (attention(..., kv_len=L)). */
+static bool kv_like(Ctx *c, int i) {
+  const IrNode *n = N(c, i);
+  if (n->type.dt != RT_I32 || n->op == IR_IOTA || n->op == IR_CONST || n->op == IR_DIMVAL || n->type.rank > c->R)
+    return false;
+  for (int a = 0; a < n->type.rank; a++) {
+    int64_t d;
+    if (score_axis(c, n->type.rank, a) > 0 && !(ir_dim_is_const(n->type.dim[a], &d) && d == 1)) return false;
+  }
+  return true;
+}
+
 /* An iota along the query (*q = 1) or key (*q = 0) axis plus a constant
- * integer offset *off and a run-time one *sym (dimval nodes: S - T):
- * i + d, j - d, 1 + (i + d), i + (S - T), ... (followed iteratively down a
- * chain of such additions, of any length). */
-static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off, IrDim *sym) {
+ * integer offset *off, a run-time one *sym (dimval nodes: S - T) and at
+ * most one valid key length *kv (kv_like; -1: none):
+ * i + d, j - d, 1 + (i + d), i + (S - T), i + L - T, ... (followed
+ * iteratively down a chain of such additions, of any length). */
+static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off, IrDim *sym, int *kv) {
   int64_t sum = 0, v;
   IrDim s = ir_dim_const(0);
+  *kv = -1;
   for (;;) {
     const IrNode *n = N(c, i);
     if (n->op == IR_IOTA) {
@@ -113,6 +129,11 @@ static bool iota_plus(Ctx *c, int i, bool *q, int64_t *off, IrDim *sym) {
       if ((n->op == IR_ADD ? ir_dim_add(s, d, &s) : ir_dim_sub(s, d, &s)) != IR_DIM_OK) return false;
       i = r->op == IR_DIMVAL ? n->in[0] : n->in[1];
       continue;
+    } else if (n->op == IR_ADD && *kv < 0 && (kv_like(c, n->in[0]) || kv_like(c, n->in[1]))) { /* x + L, L + x */
+      bool right = kv_like(c, n->in[1]);
+      *kv = n->in[right ? 1 : 0];
+      i = n->in[right ? 0 : 1];
+      continue;
     } else {
       return false;
     }
@@ -131,8 +152,9 @@ static bool abs_diff(Ctx *c, int i, int64_t *e, IrDim *es) {
   bool q0, q1;
   int64_t o0, o1;
   IrDim s0, s1;
-  if (d->op != IR_SUB || !iota_plus(c, d->in[0], &q0, &o0, &s0) || !iota_plus(c, d->in[1], &q1, &o1, &s1) ||
-      q0 == q1)
+  int k0, k1;
+  if (d->op != IR_SUB || !iota_plus(c, d->in[0], &q0, &o0, &s0, &k0) || !iota_plus(c, d->in[1], &q1, &o1, &s1, &k1) ||
+      q0 == q1 || k0 >= 0 || k1 >= 0)
     return false;
   *e = q0 ? o1 - o0 : o0 - o1; /* oj - oi */
   return (q0 ? ir_dim_sub(s1, s0, es) : ir_dim_sub(s0, s1, es)) == IR_DIM_OK;
@@ -148,23 +170,24 @@ static IrOp negate(IrOp op) { /* !(a op b) == a negate(op) b */
 static void set_hi(int64_t *hi, int64_t d) { *hi = *hi == IR_MASK_NONE || d < *hi ? d : *hi; }
 static void set_lo(int64_t *lo, int64_t d) { *lo = *lo == IR_MASK_NONE || d > *lo ? d : *lo; }
 
-/* The band's run-time offset: every bound of one band shares it (a band
- * with no bound yet takes the new one's); false if they differ. */
-static bool same_offset(int64_t lo, int64_t hi, IrDim *off, IrDim d) {
-  if (lo == IR_MASK_NONE && hi == IR_MASK_NONE) return *off = d, true;
-  return ir_dim_eq(*off, d);
+/* The band's run-time offset (a dim, plus a valid key length kv or -1):
+ * every bound of one band shares it (a band with no bound yet takes the
+ * new one's); false if they differ. */
+static bool same_offset(int64_t lo, int64_t hi, IrDim *off, int *kv, IrDim d, int kvd) {
+  if (lo == IR_MASK_NONE && hi == IR_MASK_NONE) return *off = d, *kv = kvd, true;
+  return ir_dim_eq(*off, d) && *kv == kvd;
 }
 
 /* cond masks keys out (when true if `masked` is true, when false
  * otherwise): narrow the allowed band [*lo, *hi] (+ *off, the run-time
  * offset) of j - i.  Returns false (band unchanged or partly changed:
  * callers pass copies) if cond is not a band condition. */
-static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, IrDim *off, int depth) {
+static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, IrDim *off, int *kv, int depth) {
   const IrNode *n = N(c, cond);
   if (depth > 16) return false;
-  if (n->op == IR_NOT) return band(c, n->in[0], !masked, lo, hi, off, depth + 1);
+  if (n->op == IR_NOT) return band(c, n->in[0], !masked, lo, hi, off, kv, depth + 1);
   if ((n->op == IR_OR && masked) || (n->op == IR_AND && !masked))
-    return band(c, n->in[0], masked, lo, hi, off, depth + 1) && band(c, n->in[1], masked, lo, hi, off, depth + 1);
+    return band(c, n->in[0], masked, lo, hi, off, kv, depth + 1) && band(c, n->in[1], masked, lo, hi, off, kv, depth + 1);
   IrOp op = (IrOp)n->op;
   if (op != IR_GT && op != IR_LT && op != IR_GE && op != IR_LE) return false;
   if (!masked) op = negate(op);
@@ -181,7 +204,7 @@ static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, IrDim 
     if (op == IR_GE) w -= 1, op = IR_GT;
     if (op != IR_GT) return false; /* masks the middle: not a band */
     IrDim neg;
-    if (ir_dim_sub(ir_dim_const(0), es, &neg) || !same_offset(*lo, *hi, off, neg)) return false;
+    if (ir_dim_sub(ir_dim_const(0), es, &neg) || !same_offset(*lo, *hi, off, kv, neg, -1)) return false;
     set_hi(hi, w - e);              /* allowed: -w <= j - i + e + es <= w */
     set_lo(lo, -w - e);
     return true;
@@ -189,13 +212,16 @@ static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, IrDim 
   bool q0, q1;
   int64_t o0, o1;
   IrDim s0, s1;
-  if (!iota_plus(c, a, &q0, &o0, &s0) || !iota_plus(c, b, &q1, &o1, &s1) || q0 == q1) return false;
+  int k0, k1;
+  if (!iota_plus(c, a, &q0, &o0, &s0, &k0) || !iota_plus(c, b, &q1, &o1, &s1, &k1) || q0 == q1) return false;
+  if ((q0 ? k1 : k0) >= 0) return false; /* a length on the key side: no band */
+  int kd = q0 ? k0 : k1;                 /* j op i + L + ...: relative to the valid length */
   /* normalize to "j op i + d + ds" */
   if (q0) op = flip(op); /* i + o0 op j + o1  ->  j flip(op) i + (o0 - o1) */
   int64_t d = q0 ? o0 - o1 : o1 - o0;
   if ((q0 ? ir_dim_sub(s0, s1, &ds) : ir_dim_sub(s1, s0, &ds)) != IR_DIM_OK) return false;
   if (op != IR_GT && op != IR_GE && op != IR_LT && op != IR_LE) return false;
-  if (!same_offset(*lo, *hi, off, ds)) return false;
+  if (!same_offset(*lo, *hi, off, kv, ds, kd)) return false;
   switch (op) {
   case IR_GT: set_hi(hi, d); return true; /* allowed j <= i + d */
   case IR_GE: set_hi(hi, d - 1); return true;
@@ -203,6 +229,29 @@ static bool band(Ctx *c, int cond, bool masked, int64_t *lo, int64_t *hi, IrDim 
   case IR_LE: set_lo(lo, d + 1); return true;
   default: return false;
   }
+}
+
+/* cond masks exactly the keys past a valid length L (when true if
+ * `masked`): j >= L, L <= j, j > L - 1 is not matched; the L, or -1. */
+static int kv_exist(Ctx *c, int cond, bool masked) {
+  const IrNode *n = N(c, cond);
+  if (n->op == IR_NOT) return kv_exist(c, n->in[0], !masked);
+  IrOp op = (IrOp)n->op;
+  if (op != IR_GT && op != IR_LT && op != IR_GE && op != IR_LE) return -1;
+  if (!masked) op = negate(op);
+  int a = n->in[0], b = n->in[1];
+  if (kv_like(c, a)) { /* L op j  ->  j flip(op) L */
+    int t = a;
+    a = b, b = t;
+    op = flip(op);
+  }
+  bool q;
+  int64_t o;
+  IrDim sd;
+  int k;
+  if (op != IR_GE || !kv_like(c, b) || !iota_plus(c, a, &q, &o, &sd, &k) || q || o != 0 || sd.nterm || k >= 0)
+    return -1;
+  return b;
 }
 
 /* A scalar constant -inf (a mask value). */
@@ -352,6 +401,8 @@ typedef struct {
   double scale;              /* the positive scales path[0..first) */
   int64_t lo, hi;            /* the band of the masks, IR_MASK_NONE: unbounded */
   IrDim off;                 /* its run-time offset (S - T for bottom-right causal) */
+  int kv;                    /* the valid key length (kvlen=, -1: none): keys j >= L do
+                                not exist, and the band's offset is off + L */
   int q, kt, v;              /* the node's Q, K and V: rank 4; for R = 4 kt is K^T's
                                 permute (the rewrite turns it into K), for R = 5 K itself */
 } AttnMatch;
@@ -392,6 +443,8 @@ static bool match_attention(Ctx *c, int p, AttnMatch *m) {
      commute with each other) gives its band conditions to `mask`; the
      other masks of the run stay in the body */
   m->lo = m->hi = IR_MASK_NONE;
+  m->kv = -1;
+  int kvx = -1, kvx_at = -1; /* a mask of the keys past a valid length, and where */
   for (int x = m->np - 1; x >= m->first; x--) {
     const IrNode *w = N(c, m->path[x]);
     int vi = c->via[m->path[x]];
@@ -399,11 +452,20 @@ static bool match_attention(Ctx *c, int p, AttnMatch *m) {
     if (!masking) break;
     int64_t l2 = m->lo, h2 = m->hi;
     IrDim o2 = m->off;
-    if (band(c, w->in[0], vi == 2, &l2, &h2, &o2, 0)) {
+    int k2 = m->kv, e;
+    if (band(c, w->in[0], vi == 2, &l2, &h2, &o2, &k2, 0)) {
       m->ext[x] = true;
-      m->lo = l2, m->hi = h2, m->off = o2;
+      m->lo = l2, m->hi = h2, m->off = o2, m->kv = k2;
+    } else if (kvx < 0 && (e = kv_exist(c, w->in[0], vi == 2)) >= 0) {
+      kvx = e, kvx_at = x;
     }
   }
+  /* a band relative to a length L (j > i + L - T, as attention(kv_len=L,
+     causal="bottom_right") writes it) makes L the node's kvlen: the keys
+     past L do not exist (a mask j >= L of the same L is implied by it).
+     Alone, j >= L is a padding mask like any other: in the body (its keys
+     are masked, not skipped: the NaN rule) */
+  if (kvx >= 0 && m->kv == kvx) m->ext[kvx_at] = true;
   for (m->last = m->np - 1; m->last >= m->first && m->ext[m->last];) m->last--;
   /* Q, K, V */
   m->q = N(c, m->s0)->in[0], m->kt = N(c, m->s0)->in[1], m->v = N(c, m->o)->in[1];
@@ -417,6 +479,21 @@ static bool match_attention(Ctx *c, int p, AttnMatch *m) {
   return true;
 }
 
+/* The operand a valid key length L is read through (kvlen=: i32[], or
+ * one per batch on axis 0 with every other axis 1, e.g. [B] or
+ * [B,1,1,1]): L itself, or the value its reshape came from; -1 if
+ * neither fits. */
+static int kv_leaf(Ctx *c, int L) {
+  const IrNode *n = N(c, L);
+  if (n->op == IR_RESHAPE && n->type.rank == 5) L = n->in[0], n = N(c, L);
+  int64_t one;
+  if (n->type.rank == 0) return L;
+  if (!ir_dim_eq(n->type.dim[0], c->score.dim[0]) && !(ir_dim_is_const(n->type.dim[0], &one) && one == 1)) return -1;
+  for (int a = 1; a < n->type.rank; a++)
+    if (!ir_dim_is_const(n->type.dim[a], &one) || one != 1) return -1;
+  return n->type.rank <= 4 ? L : -1;
+}
+
 /* The matched chain can be one attention node: the band leaves some key
  * (a band that masks everything is left alone), Q [B,Hq,T,E], K [B,Hk,S,E]
  * and V [B,Hk,S,Ev] fit (Hk divides Hq; for rank 5, the grouped views are
@@ -425,6 +502,7 @@ static bool match_attention(Ctx *c, int p, AttnMatch *m) {
  * the head axis. */
 static bool attn_legal(Ctx *c, const AttnMatch *m) {
   if (m->lo != IR_MASK_NONE && m->hi != IR_MASK_NONE && m->lo > m->hi) return false;
+  if (m->kv >= 0 && kv_leaf(c, m->kv) < 0) return false;
   if (c->R == 5) { /* Q5 = [B,Hk,G,T,E] from Q4 = [B,Hk*G,T,E]; K5, V5 = [B,Hk,1,S,*] */
     const IrNode *s0 = N(c, m->s0), *v5 = N(c, N(c, m->o)->in[1]);
     const IrType *q4 = &N(c, m->q)->type, *q5 = &N(c, s0->in[0])->type;
@@ -482,7 +560,7 @@ static int build_body(Ctx *c, const AttnMatch *m, int *map, PassBody *b) {
  * with body fb (-1: none); its extra operands are leaves[0..nleaf). */
 static void rewrite(Ctx *c, const AttnMatch *m, int fb, const int *leaves, int nleaf) {
   IrGraph *g = c->g;
-  int nin = 3 + nleaf;
+  int nin = 3 + nleaf + (m->kv >= 0);
   int *in = ir_arena_alloc(g->arena, (size_t)nin * sizeof(int));
   in[0] = m->q, in[1] = m->kt, in[2] = m->v;
   for (int x = 0; x < nleaf; x++) in[3 + x] = leaves[x];
@@ -492,6 +570,10 @@ static void rewrite(Ctx *c, const AttnMatch *m, int fb, const int *leaves, int n
   a.mlo = m->lo;
   a.mhi = m->hi;
   a.dim = m->off;
+  if (m->kv >= 0) { /* the valid key length: the last operand */
+    in[3 + nleaf] = kv_leaf(c, m->kv);
+    a.kvlen = 3 + nleaf;
+  }
   if (c->R == 4) {
     /* K^T's permute becomes K: swap its last two axes back */
     IrNode *kn = N(c, m->kt);
@@ -554,7 +636,8 @@ static bool fuse_one(IrGraph *g) {
   Ctx c = {g, uses, via, 0, {0}};
   bool done = false;
   for (int p = 0; p < n && !done; p++) {
-    if (!match_attention(&c, p, m) || !attn_legal(&c, m)) continue;
+    if (!match_attention(&c, p, m)) continue;
+    if (!attn_legal(&c, m)) continue;
     PassBody b = {0};
     int fb = build_body(&c, m, map, &b);
     if (fb != -2) {

@@ -26,12 +26,21 @@
  *              with 8-float vectors (16 registers: a 2 x 4 dot tile) DOT
  *              falls behind PACKED above M = 16, so MS = 16.  0: always
  *              PACKED.
- *   attention  tile=[BQ, BK]: query rows per task and keys per tile.  BQ
+ *   attention  tile=[BQ, BK, NS]: query rows per task, keys per tile and
+ *              key splits for decoding (NS, below).  BQ
  *              and BK are the template's (64 x 64: the BQ x E Q^T tile, the
  *              BK x BQ score tile and the Ev x BQ accumulator, 64 KiB for
  *              E = Ev = 64, live in L1/L2; bench/attention/NOTES.md has the
  *              measurements).  A task may take k*BQ rows (the override):
  *              fewer, bigger tasks, worse balance under a causal band.
+ *              NS: when a run has few query rows per kv head (decoding:
+ *              G*T <= the template's DR, no score body), a task is one
+ *              (batch, kv head, split of the valid keys) and the splits'
+ *              partial results are combined in fixed order (the same bits
+ *              for any thread count).  NS makes B*Hk*NS tasks at least
+ *              twice the cores (B taken as 1 when it is a run-time dim),
+ *              keeping at least 4 key blocks (DK = 64 keys) per split of a
+ *              constant S; at most 64; 1 is no split.
  *   fused, elementwise
  *              tile=[N]: elements per task: every operand's chunk plus the
  *              output's, (nin + 1) * N * 4 bytes, fill half of L2, rounded
@@ -102,9 +111,11 @@ bool pass_tile_check(const char *spec, const PassTarget *t, char *err, size_t er
              spec, t->mm_mr, t->mm_mc_max);
     return false;
   }
-  if (kind == IR_ATTENTION && (n != 2 || v[0] % t->att_bq || v[0] > (1 << 20) || v[1] != t->att_bk)) {
-    snprintf(err, errlen, "--tile=%s: an attention tile is [rows per task, BK]: rows a multiple of %d up to 2^20, "
-             "BK = %d (fixed by the CPU template)", spec, t->att_bq, t->att_bk);
+  if (kind == IR_ATTENTION && (n < 2 || n > 3 || v[0] % t->att_bq || v[0] > (1 << 20) || v[1] != t->att_bk ||
+                                (n == 3 && (v[2] < 1 || v[2] > 64)))) {
+    snprintf(err, errlen, "--tile=%s: an attention tile is [rows per task, BK] or [rows per task, BK, splits]: rows a "
+             "multiple of %d up to 2^20, BK = %d (fixed by the CPU template), key splits for decoding 1..64",
+             spec, t->att_bq, t->att_bk);
     return false;
   }
   if (kind == IR_FUSED && (n != 1 || v[0] % t->vw)) {
@@ -154,6 +165,18 @@ static bool set_tile(int *ncur, int64_t *cur, int nt, int64_t *v, const char *co
   return changed;
 }
 
+/* Key splits of attention node n for decoding (see the header). */
+static int64_t attn_splits(const IrGraph *g, const IrNode *n, const IrTileTarget *t) {
+  const IrType *kt = &g->funcs[0].nodes[n->in[1]].type;
+  int64_t b = 1, hk = 1, s, ns;
+  ir_dim_is_const(kt->dim[0], &b);
+  ir_dim_is_const(kt->dim[1], &hk);
+  if (n->body >= 0 || b * hk <= 0) return 1;
+  ns = (2 * (int64_t)(t->cores > 0 ? t->cores : 1) + b * hk - 1) / (b * hk);
+  if (ir_dim_is_const(kt->dim[2], &s) && ns > s / (4 * 64)) ns = s / (4 * 64);
+  return ns < 1 ? 1 : ns > 64 ? 64 : ns;
+}
+
 bool pass_tile(IrGraph *g, const PassOptions *opt) {
   const PassTarget *t = opt->target;
   if (!t) return false;
@@ -181,6 +204,7 @@ bool pass_tile(IrGraph *g, const PassOptions *opt) {
     } else if (kind == IR_ATTENTION) {
       v[nt++] = t->att_bq;
       v[nt++] = t->att_bk;
+      v[nt++] = attn_splits(g, n, t);
     } else {
       int64_t e = rdown(t->l2 / 2 / (4 * (int64_t)(n->nin + 1)), t->vw);
       v[nt++] = e < t->vw ? t->vw : e;

@@ -79,7 +79,8 @@ bool pass_compact(IrGraph *g, int f) {
     for (int k = 0; k < g->noutput; k++) live[g->outputs[k].node] = true;
   for (int k = 0; k < fn->nyield; k++) live[fn->yields[k]] = true;
   for (int i = 0; i < n; i++)
-    if (fn->nodes[i].op == IR_INPUT || fn->nodes[i].op == IR_PARAM) live[i] = true;
+    if (fn->nodes[i].op == IR_INPUT || fn->nodes[i].op == IR_PARAM || fn->nodes[i].op == IR_UPDATE)
+      live[i] = true; /* updates write their state: always live */
   for (int i = n - 1; i >= 0; i--)
     if (live[i])
       for (int k = 0; k < fn->nodes[i].nin; k++) live[fn->nodes[i].in[k]] = true;

@@ -224,7 +224,14 @@ typedef struct {
     "fills dtype, rank and shape of each output for these inputs; data untouched")                    \
   X(stats, int, (attnc_instance *inst, attnc_stats *stats), "ipp", 0,                                 \
     "the instance's counters: runs, kernel launches of the last run, prepares of the load-time "      \
-    "values and the kernels they ran")
+    "values and the kernels they ran")                                                                    \
+  X(reset_state, int, (attnc_instance *inst), "ip", 0,                                                \
+    "zeros every state of the instance (a KV cache) and sets every batch row's length to 0")          \
+  X(reset_state_row, int, (attnc_instance *inst, int64_t row), "ipl", 0,                              \
+    "zeros batch row `row` (axis 0) of every state and sets its length to 0; other rows keep theirs")  \
+  X(state_length, int, (attnc_instance *inst, int64_t row, int64_t *length), "iplp", 0,               \
+    "the length of batch row `row`: the end (at + length) of the last successful update that wrote " \
+    "it, 0 after create or a reset")
 
 #ifdef __cplusplus
 }

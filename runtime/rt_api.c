@@ -122,7 +122,7 @@ struct attnc_instance {
   rt_pool *pool;
   rt_exec ex;
   /* weights: what run() reads (NULL: unbound), and owned copies */
-  const void **wptr;         /* [nweight] */
+  const void **wptr;         /* [nweight + nstate]: the weights, then the states (what run() reads) */
   api_buf *wown;             /* [nweight]; p NULL when used in place */
   size_t *wcaller;           /* [nweight]: bytes of the caller's memory wptr points into (bind_weight
                                 in place), else 0 */
@@ -150,6 +150,11 @@ struct attnc_instance {
   api_buf pws;               /* prepare's scratch */
   uint8_t *pdirty;           /* [nweight + 1]: changed since the last prepare; [nweight]: all */
   attnc_stats stats;
+  /* states: [nstate] zeroed buffers (64-byte aligned), the length of each
+     batch row (srows of them: the largest axis 0 of a state) and the
+     run's pending lengths (rt_exec.state_len) */
+  api_buf *sbuf;
+  int64_t *slen, *spend, srows;
   char err[API_ERRLEN];
 };
 
@@ -470,7 +475,8 @@ static int desc_ok(const rt_model_desc *d) {
     return 0;
   return desc_tensors_ok(d, d->ninput, d->inputs, d->input_dims, 0) &&
          desc_tensors_ok(d, d->noutput, d->outputs, d->output_dims, 0) &&
-         desc_tensors_ok(d, d->nweight, d->weights, d->weight_dims, 1);
+         desc_tensors_ok(d, d->nweight, d->weights, d->weight_dims, 1) &&
+         desc_tensors_ok(d, d->nstate, d->states, d->state_dims, 1);
 }
 
 /* Fill info from the descriptor's constant tables (nothing is allocated). */
@@ -564,6 +570,11 @@ static void inst_free(attnc_instance *in) {
   free(in->pdirty);
   rt_st_close(in->st);
   release_file(in->map, in->maplen, in->map_owned);
+  if (in->sbuf)
+    for (int i = 0; i < d->nstate; i++) buf_free(&in->sbuf[i]);
+  free(in->sbuf);
+  free(in->slen);
+  free(in->spend);
   free(in->wptr);
   free(in->wown);
   free(in->wcaller);
@@ -594,6 +605,12 @@ static int API_PRINTF(2, 3) create_fail(int code, const char *fmt, ...) {
 static int choose_device(const rt_model_desc *d, const attnc_options *opt, int *device) {
   int dev = opt ? opt->device : 0;
   *device = -1;
+  if (d->nstate > 0 && d->cuda_run) { /* states live in host memory: CPU runs */
+    if (d->cuda_only)
+      return create_fail(ATTNC_ERR_DEVICE, "model '%s' has states (a KV cache), which run on the CPU; it is built for "
+                         "CUDA only (--target=cuda): build it with --target=cpu,cuda", d->name);
+    return ATTNC_OK;
+  }
   if (d->cuda_run && dev >= 0) {
     char why[256] = "";
     if (d->cuda_probe && d->cuda_probe(dev, why, sizeof why) == 0) {
@@ -625,6 +642,40 @@ static int check_cpu(const rt_model_desc **d) {
                      (*d)->name, why, (*d)->target && *(*d)->target ? (*d)->target : "unknown");
 }
 
+/* The bytes of state s (constant dims), or 0 when they overflow. */
+static size_t state_bytes(const rt_model_desc *d, int s, int64_t *rows) {
+  size_t n = 4;
+  for (int a = 0; a < d->states[s].rank; a++) {
+    int64_t v = rt_dim_eval(&d->state_dims[s * ATTNC_MAX_RANK + a], NULL);
+    if (a == 0) *rows = v;
+    if (v < 1 || __builtin_mul_overflow(n, (size_t)v, &n)) return 0;
+  }
+  return n;
+}
+
+/* The instance's states, zeroed, after the weights in wptr; the row
+ * lengths.  0 or an attnc_status (create's message set). */
+static int states_alloc(attnc_instance *in) {
+  const rt_model_desc *d = in->d;
+  if (d->nstate == 0) return ATTNC_OK;
+  in->sbuf = zalloc((size_t)d->nstate, sizeof *in->sbuf);
+  if (!in->sbuf) return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for its states", d->name);
+  for (int s = 0; s < d->nstate; s++) {
+    int64_t rows = 0;
+    size_t n = state_bytes(d, s, &rows);
+    if (n == 0 || buf_reserve(&in->sbuf[s], n))
+      return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for state '%s' (%zu bytes)", d->name,
+                         d->states[s].name, n);
+    memset(in->sbuf[s].p, 0, n);
+    in->wptr[d->nweight + s] = in->sbuf[s].p;
+    if (rows > in->srows) in->srows = rows;
+  }
+  in->slen = zalloc((size_t)in->srows, sizeof *in->slen);
+  in->spend = zalloc((size_t)in->srows, sizeof *in->spend);
+  if (!in->slen || !in->spend) return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for its states", d->name);
+  return ATTNC_OK;
+}
+
 /* Check the descriptor, options and CPU, allocate the instance, start its
  * pool.  Every failure leaves its reason in rt_error(NULL). */
 int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance **out) {
@@ -651,7 +702,7 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
   in->d = d;
   in->device = device;
   in->copy_weights = opt ? opt->copy_weights != 0 : 0;
-  in->wptr = zalloc((size_t)d->nweight, sizeof *in->wptr);
+  in->wptr = zalloc((size_t)d->nweight + (size_t)d->nstate, sizeof *in->wptr);
   in->wown = zalloc((size_t)d->nweight, sizeof *in->wown);
   in->wcaller = zalloc((size_t)d->nweight, sizeof *in->wcaller);
   in->symvals = zalloc((size_t)d->nsym, sizeof *in->symvals);
@@ -670,6 +721,10 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
       !in->outptr || !in->inbuf || !in->outbuf || !in->ranges || !in->pdirty || prep_failed) {
     inst_free(in);
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': out of memory for an instance", d->name);
+  }
+  if ((rc = states_alloc(in)) != 0) {
+    inst_free(in);
+    return rc;
   }
   if (pthread_mutex_init(&in->mu, NULL) != 0) {
     inst_free(in);
@@ -1516,6 +1571,9 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
   }
 
   rt_exec_init(&in->ex, in->pool);
+  for (int64_t b = 0; b < in->srows; b++) in->spend[b] = -1;
+  in->ex.state_len = in->spend;
+  in->ex.state_rows = in->srows;
   int32_t r = d->run(&in->ex, in->symvals, in->inptr, in->outptr, in->wptr, ws);
   in->stats.last_run_loops = in->ex.loops;
   if (r != 0 || atomic_load_explicit(&in->ex.failed, memory_order_acquire)) {
@@ -1523,6 +1581,8 @@ static int run_locked(attnc_instance *in, const attnc_tensor *inputs, int ninput
       return fail(in, ATTNC_ERR_RUNTIME, "%s", in->ex.msg);
     return fail(in, ATTNC_ERR_RUNTIME, "model '%s': run failed (status %d) without a message", d->name, (int)r);
   }
+  for (int64_t b = 0; b < in->srows; b++) /* the run succeeded: the rows it wrote have their new lengths */
+    if (in->spend[b] >= 0) in->slen[b] = in->spend[b];
 
   for (int o = 0; o < d->noutput; o++) {
     const attnc_tensor *t = &outputs[o];
@@ -1646,4 +1706,62 @@ int rt_stats(attnc_instance *in, attnc_stats *stats) {
   *stats = in->stats;
   pthread_mutex_unlock(&in->mu);
   return ATTNC_OK;
+}
+
+/* ---- states ---- */
+
+/* Zero row `row` of every state (all rows: row < 0) and its length. */
+static void states_zero(attnc_instance *in, int64_t row) {
+  const rt_model_desc *d = in->d;
+  for (int s = 0; s < d->nstate; s++) {
+    int64_t rows = 0;
+    size_t n = state_bytes(d, s, &rows);
+    if (row < 0) memset(in->sbuf[s].p, 0, n);
+    else if (row < rows) memset((char *)in->sbuf[s].p + (size_t)row * (n / (size_t)rows), 0, n / (size_t)rows);
+  }
+  for (int64_t b = 0; b < in->srows; b++)
+    if (row < 0 || b == row) in->slen[b] = 0;
+  in->wversion++; /* a GPU copy of the states is stale */
+}
+
+/* A row of the states, or ATTNC_ERR_ARGUMENT naming the valid ones. */
+static int state_row_ok(attnc_instance *in, const char *fn, int64_t row) {
+  if (in->d->nstate == 0) return fail(in, ATTNC_ERR_ARGUMENT, "%s: model '%s' has no states", fn, in->d->name);
+  if (row < 0 || row >= in->srows)
+    return fail(in, ATTNC_ERR_ARGUMENT, "%s: row %lld is not a batch row of the states (0..%lld)", fn, (long long)row,
+                (long long)in->srows - 1);
+  return ATTNC_OK;
+}
+
+int rt_reset_state(attnc_instance *in) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  states_zero(in, -1);
+  in->err[0] = 0;
+  pthread_mutex_unlock(&in->mu);
+  return ATTNC_OK;
+}
+
+int rt_reset_state_row(attnc_instance *in, int64_t row) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = state_row_ok(in, "reset_state_row", row);
+  if (!rc) {
+    states_zero(in, row);
+    in->err[0] = 0;
+  }
+  pthread_mutex_unlock(&in->mu);
+  return rc;
+}
+
+int rt_state_length(attnc_instance *in, int64_t row, int64_t *length) {
+  if (!in) return ATTNC_ERR_ARGUMENT;
+  pthread_mutex_lock(&in->mu);
+  int rc = !length ? fail(in, ATTNC_ERR_ARGUMENT, "state_length: length is NULL") : state_row_ok(in, "state_length", row);
+  if (!rc) {
+    *length = in->slen[row];
+    in->err[0] = 0;
+  }
+  pthread_mutex_unlock(&in->mu);
+  return rc;
 }

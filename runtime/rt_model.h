@@ -67,7 +67,8 @@ typedef struct rt_cuda_call {
  * int64, -2 when a dim of the model is negative for these values.  The
  * runtime calls it before every run (CPU or GPU): run() relies on it. */
 typedef int64_t (*rt_workspace_fn)(const int64_t *symvals, int32_t nthreads);
-/* Execute the model on contiguous row-major buffers.  The generated code
+/* Execute the model on contiguous row-major buffers (weights: the nweight
+ * weights, then the nstate states).  The generated code
  * only sees three element types: float tensors (F32, F16, BF16) as f32,
  * I32 as int32_t, BOOL as one byte 0/1.  The runtime converts inputs,
  * weights and outputs between that and what the caller holds.
@@ -151,7 +152,12 @@ typedef void (*rt_cuda_release_fn)(void *state);
   /* ABI 7: per weight, 1 when run() and prepare read it as stored, 2-byte    \
      bf16 / f16 values (native 2-byte weights: only the GEMM's packed panels   \
      read it); NULL or 0: as every float tensor, f32 */                       \
-  X(const uint8_t *, weight_raw, PTR)
+  X(const uint8_t *, weight_raw, PTR)                                                  \
+  /* ABI 7: states (instance-owned tensors of constant shape, f32, zero at    \
+     create): run() finds them after the weights, weights[nweight + s] */      \
+  X(int32_t, nstate, I32)                                                        \
+  X(const attnc_tensor_info *, states, PTR)                                      \
+  X(const rt_dim *, state_dims, PTR)
 
 typedef struct rt_model_desc {
 #define RT_DESC_FIELD(type, name, llvm) type name;
@@ -189,6 +195,12 @@ int32_t rt_gather_oob(rt_exec *ex, const char *ids, const char *tbl, int64_t row
                       const int64_t *at);
 int32_t rt_check_ids(rt_exec *ex, const int32_t *ids, int32_t rank, const int64_t *shape, int64_t rows,
                      const char *idsd, const char *tbld);
+/* An update of a state (rt_update.h's check: rows <= maxrows, every
+ * position in [0, maxlen - len]), called before a run writes anything:
+ * -1 with the message recorded, or 0 after noting the length each row
+ * will have (ex->state_len). */
+int32_t rt_state_check(rt_exec *ex, const char *state, int32_t axis, int64_t maxrows, int64_t maxlen, int64_t rows,
+                       int64_t len, const int32_t *at, int64_t atn);
 
 /* The API (ATTNC_ENTRIES in attnc.h), implemented by rt_api.c on a
  * descriptor; the generated wrappers call these.  Entries marked with the

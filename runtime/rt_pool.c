@@ -30,6 +30,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "rt_pool.h"
+#include "rt_update.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -371,6 +372,8 @@ void rt_exec_init(rt_exec *ex, rt_pool *p) {
   atomic_store_explicit(&ex->failed, 0, memory_order_relaxed);
   ex->msg[0] = 0;
   ex->loops = 0;
+  ex->state_len = NULL;
+  ex->state_rows = 0;
 }
 
 /* The generated code's entry to the pool. */
@@ -403,6 +406,18 @@ int32_t rt_exec_error(rt_exec *ex, const char *msg) {
     atomic_store_explicit(&ex->failed, 1, memory_order_release);
   }
   return -1;
+}
+
+/* (rt_state_check: rt_model.h) */
+int32_t rt_state_check(rt_exec *ex, const char *state, int32_t axis, int64_t maxrows, int64_t maxlen, int64_t rows,
+                       int64_t len, const int32_t *at, int64_t atn) {
+  char msg[RT_EXEC_MSG];
+  if (rt_update_check(state, axis, maxrows, maxlen, rows, len, at, atn, msg, sizeof msg)) return rt_exec_error(ex, msg);
+  for (int64_t r = 0; ex && ex->state_len && r < rows && r < ex->state_rows; r++) {
+    int64_t end = (int64_t)at[atn > 1 ? r : 0] + len;
+    if (end > ex->state_len[r]) ex->state_len[r] = end;
+  }
+  return 0;
 }
 
 /* (rt_gather_oob, rt_check_ids: rt_model.h) */

@@ -39,6 +39,11 @@ struct rt_exec {
   int64_t loops;     /* rt_parallel_for calls (kernel launches), for attnc_stats */
   atomic_int failed; /* 0; 2 while the first error is being written; 1 */
   char msg[RT_EXEC_MSG];
+  /* states (rt_state_check): per batch row, the length the run's updates
+     leave (at + length), -1 where none writes; the instance keeps them only
+     when the run succeeds.  NULL: a model without states */
+  int64_t *state_len;
+  int64_t state_rows;
 };
 
 /* Start a pool of nthreads threads in all (1..RT_MAX_THREADS; 1 starts no

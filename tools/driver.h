@@ -129,6 +129,8 @@ char *tool_shape_str(const int64_t *shape, int rank);
 int cmd_compile(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+void usage_generate(FILE *f);
 void usage_compile(FILE *f);
 void usage_run(FILE *f);
 #endif

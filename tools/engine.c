@@ -242,3 +242,31 @@ done:
   if (inst) e->destroy(inst);
   return rc;
 }
+
+int engine_with(const char *model, Common *c, int (*fn)(Engine *e, void *ctx), void *ctx) {
+  int rc = 1;
+  Engine e;
+  if (tool_is_library(model)) {
+    if (c->ndefs) return tool_fail("-D: the params of a compiled library are fixed");
+    if (engine_from_so(model, &e)) return 1;
+    rc = fn(&e, ctx);
+    engine_close(&e);
+    return rc;
+  }
+  IrArena *arena = ir_arena_new();
+  IrDiag *diag = ir_diag_new(stderr);
+  char *text = NULL;
+  IrGraph *g = tool_load_model(model, arena, diag, c, &text);
+  if (g) { /* compiled in memory, run through the generated API */
+    CgTarget t = {.opt_level = tool_llvm_level(c)};
+    CgModule *m = cg_compile(g, &t, diag);
+    if (m) {
+      if (!engine_from_jit(m, cg_model_ident(g), &e)) rc = fn(&e, ctx);
+      cg_free(m);
+    }
+  }
+  free(text);
+  ir_diag_free(diag);
+  ir_arena_free(arena);
+  return rc;
+}

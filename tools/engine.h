@@ -36,6 +36,11 @@ typedef struct {
 int engine_from_so(const char *path, Engine *e);
 int engine_from_jit(CgModule *m, const char *ident, Engine *e);
 void engine_close(Engine *e);
+/* fn(e, ctx) on the engine of MODEL: a library (dlopen; -D is refused:
+ * its params are fixed) or a .attn / IR file compiled in memory with the
+ * options of c.  Returns fn's result, or 1 after printing why no engine
+ * could be made. */
+int engine_with(const char *model, Common *c, int (*fn)(Engine *e, void *ctx), void *ctx);
 int engine_run(Engine *e, const RunArgs *a);
 /* The model's inputs (dtype and symbolic dims) as "f32[B,T,64]" (malloc'd). */
 char *engine_type_str(const attnc_tensor_info *ti);

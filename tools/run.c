@@ -167,6 +167,9 @@ done:
   return rc;
 }
 
+/* engine_with's callback: the run. */
+static int run_engine(Engine *e, void *ctx) { return engine_run(e, ctx); }
+
 /* attnc run MODEL [options]. */
 int cmd_run(int argc, char **argv) {
   Common c = {.level = 3};
@@ -233,38 +236,21 @@ int cmd_run(int argc, char **argv) {
   ra.outs = tool_realloc(NULL, sizeof *ra.outs * (size_t)(ra.nout + 1));
   for (int k = 0; k < ra.nout; k++) /* staged now: a bad path fails before the run */
     if (!(ra.outs[k] = tool_out_begin(out_files.v[k], 0666))) goto done;
-  if (tool_is_library(model)) {
-    if (interp) {
+  if (interp) { /* the reference interpreter on the graph as the pipeline left it */
+    if (tool_is_library(model)) {
       tool_fail("--interp runs a .attn or IR file, not a compiled library");
       goto done;
     }
-    if (c.ndefs) {
-      tool_fail("-D: the params of a compiled library are fixed");
-      goto done;
-    }
-    Engine e;
-    if (engine_from_so(model, &e)) goto done;
-    rc = engine_run(&e, &ra);
-    engine_close(&e);
-  } else {
     IrArena *arena = ir_arena_new();
     IrDiag *diag = ir_diag_new(stderr);
     char *text = NULL;
     IrGraph *g = tool_load_model(model, arena, diag, &c, &text);
-    if (g && interp) {
-      rc = run_interp(g, &ra);
-    } else if (g) { /* compiled in memory, run through the generated API */
-      CgTarget t = {.opt_level = tool_llvm_level(&c)};
-      CgModule *m = cg_compile(g, &t, diag);
-      if (m) {
-        Engine e;
-        if (!engine_from_jit(m, cg_model_ident(g), &e)) rc = engine_run(&e, &ra);
-        cg_free(m);
-      }
-    }
+    if (g) rc = run_interp(g, &ra);
     free(text);
     ir_diag_free(diag);
     ir_arena_free(arena);
+  } else { /* a library, or the model compiled in memory */
+    rc = engine_with(model, &c, run_engine, &ra);
   }
   if (!rc) rc = tool_out_commit_all();
 done:

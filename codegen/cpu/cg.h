@@ -169,6 +169,11 @@ void cg_reduce(Cg *cg, int id);
  * number of partial floats (batch * ceil(rows / that) * columns) in run() */
 int cg_fold_rows(const Cg *cg, int id);
 LLVMValueRef cg_fold_partials(Cg *cg, int id);
+/* Attention node n's key splits for decoding (its tile's third entry; 1:
+ * none) and the floats of the splits' partial results it needs in the
+ * workspace (evaluated in plan()). */
+int64_t cg_attn_splits(const IrNode *n);
+LLVMValueRef cg_attn_partials(Cg *cg, int id);
 void cg_softmax(Cg *cg, int id);
 void cg_norm(Cg *cg, int id);
 /* scratch floats per thread that kernels need (gemm packing, attention

@@ -32,6 +32,8 @@ int64_t cg_scratch_floats(const Cg *cg) {
     int64_t a = cg->vw == 16 ? ATTNC_ATTN_SCRATCH_FLOATS_VW16(e, ev)
                 : cg->vw == 8 ? ATTNC_ATTN_SCRATCH_FLOATS_VW8(e, ev) : ATTNC_ATTN_SCRATCH_FLOATS_VW4(e, ev);
     if (a > s) s = a;
+    a = ATTNC_ATTN_DECODE_SCRATCH_FLOATS_VW(cg->vw, e, ev); /* the decoding entry (no body) */
+    if (n->body < 0 && a > s) s = a;
   }
   return s;
 }

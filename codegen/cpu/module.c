@@ -238,10 +238,12 @@ static LLVMValueRef emit_plan(Cg *cg) {
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->slot], "");
     size[v->slot] = LLVMBuildSelect(cg->B, gt, b, size[v->slot], "");
   }
-  for (int i = 0; i < fn->n; i++) { /* partial sums of folded reductions (fewer than the matmul's elements) */
+  for (int i = 0; i < fn->n; i++) { /* partial sums of folded reductions (fewer than the matmul's elements),
+                                       split-KV attention's partial results */
     const CgNodePlan *v = &cg->plan->node[i];
     if (v->aux_slot < 0) continue;
-    LLVMValueRef b = plan_op(cg, "smul", cg_fold_partials(cg, i), ci64(cg, 4), &ovf);
+    LLVMValueRef b = plan_op(cg, "smul", fn->nodes[i].op == IR_ATTENTION ? cg_attn_partials(cg, i) : cg_fold_partials(cg, i),
+                             ci64(cg, 4), &ovf);
     LLVMValueRef gt = LLVMBuildICmp(cg->B, LLVMIntSGT, b, size[v->aux_slot], "");
     size[v->aux_slot] = LLVMBuildSelect(cg->B, gt, b, size[v->aux_slot], "");
   }
@@ -286,7 +288,7 @@ static LLVMValueRef load_ptr_array(Cg *cg, LLVMValueRef arr, int i) {
 }
 
 /* Shapes, strides and pointers of node i in run(). */
-static void bind_value(Cg *cg, int i, int *weight_index) {
+static void bind_value(Cg *cg, int i, int *weight_index, int *state_index) {
   const IrNode *nd = &cg->g->funcs[0].nodes[i];
   const CgNodePlan *pv = &cg->plan->node[i];
   CgVal *v = &cg->v[i];
@@ -294,8 +296,9 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
   for (int d = 0; d < r; d++) v->shape[d] = cg_dim(cg, nd->type.dim[d]);
   switch (pv->kind) {
   case CG_EXTERNAL:
-    v->ptr = nd->op == IR_INPUT ? load_ptr_array(cg, cg->inputs, nd->a.index)
-                                : load_ptr_array(cg, cg->weights, (*weight_index)++);
+    v->ptr = nd->op == IR_INPUT   ? load_ptr_array(cg, cg->inputs, nd->a.index)
+             : nd->op == IR_STATE ? load_ptr_array(cg, cg->weights, (*state_index)++) /* after the weights */
+                                  : load_ptr_array(cg, cg->weights, (*weight_index)++);
     dense_strides(cg, v, r);
     break;
   case CG_VIRTUAL:
@@ -318,6 +321,9 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
     if (nd->op == IR_PERMUTE) {
       v->ptr = b->ptr;
       for (int d = 0; d < r; d++) v->stride[d] = b->stride[nd->a.list[d]];
+    } else if (nd->op == IR_UPDATE) { /* the state itself, once its kernel has written x */
+      v->ptr = b->ptr;
+      for (int d = 0; d < r; d++) v->stride[d] = b->stride[d];
     } else if (nd->op == IR_SLICE) {
       for (int d = 0; d < r; d++) v->stride[d] = b->stride[d];
       LLVMValueRef off = LLVMBuildMul(cg->B, cg_dim(cg, nd->a.start), b->stride[nd->a.axis], "");
@@ -353,6 +359,32 @@ static void bind_value(Cg *cg, int i, int *weight_index) {
   }
 }
 
+/* update(state, x, at): x copied into the state at at along the axis --
+ * one copy kernel (threaded) for one position, one per row of x when each
+ * row has its own (at: i32[rows]).  rt_state_check checked every position
+ * before the run wrote anything. */
+static void emit_update(Cg *cg, const IrNode *nd, CgVal *v) {
+  int x = nd->in[1], ax = nd->a.axis;
+  const IrNode *at = &cg->g->funcs[0].nodes[nd->in[2]];
+  LLVMValueRef atp = load_ptr_array(cg, cg->inputs, at->a.index);
+  if (at->type.rank == 0) {
+    LLVMValueRef pos = LLVMBuildSExt(cg->B, LLVMBuildLoad2(cg->B, cg->i32, atp, ""), cg->i64, "");
+    cg_copy(cg, x, elem_ptr(cg, v->ptr, nd->type.dt, LLVMBuildMul(cg->B, pos, v->stride[ax], "")), v->stride);
+    return;
+  }
+  CgVal *xv = &cg->v[x], saved = *xv;
+  CgLoop l;
+  cg_loop_begin(cg, &l, ci64(cg, 0), saved.shape[0], ci64(cg, 1));
+  LLVMValueRef pos = LLVMBuildSExt(cg->B, LLVMBuildLoad2(cg->B, cg->i32, LLVMBuildGEP2(cg->B, cg->i32, atp, &l.iv, 1, ""), ""),
+                                   cg->i64, "");
+  LLVMValueRef off = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, pos, v->stride[ax], ""), LLVMBuildMul(cg->B, l.iv, v->stride[0], ""), "");
+  xv->ptr = elem_ptr(cg, saved.ptr, nd->type.dt, LLVMBuildMul(cg->B, l.iv, saved.stride[0], ""));
+  xv->shape[0] = ci64(cg, 1); /* row l of x */
+  cg_copy(cg, x, elem_ptr(cg, v->ptr, nd->type.dt, off), v->stride);
+  *xv = saved;
+  cg_loop_end(cg, &l);
+}
+
 /* Emit kernel k of the plan. */
 static void emit_kernel(Cg *cg, const CgKernel *k) {
   int i = k->node;
@@ -371,6 +403,7 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
     break;
   case CG_K_ATTENTION: cg_attention(cg, i); break;
   case CG_K_CONV: cg_conv(cg, i); break;
+  case CG_K_UPDATE: emit_update(cg, nd, v); break;
   case CG_K_CONCAT: {
     LLVMValueRef off = ci64(cg, 0);
     for (int q = 0; q < nd->nin; q++) {
@@ -381,6 +414,18 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
     break;
   }
   }
+}
+
+/* In run(): return -1 (the message is recorded) when a check's rc is
+ * nonzero, else go on. */
+static void fail_if(Cg *cg, LLVMValueRef rc) {
+  LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->B));
+  LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->C, f, "checkfail");
+  LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(cg->C, f, "checkok");
+  LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntNE, rc, LLVMConstInt(cg->i32, 0, 0), ""), bad, ok);
+  LLVMPositionBuilderAtEnd(cg->B, bad);
+  LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, (unsigned long long)-1, 1));
+  LLVMPositionBuilderAtEnd(cg->B, ok);
 }
 
 /* In run(), before any kernel: the ids of every gather that are a graph
@@ -404,14 +449,28 @@ static void check_input_ids(Cg *cg) {
                            shape, cg_dim(cg, x->type.dim[nd->a.axis]), LLVMBuildGlobalStringPtr(cg->B, idd, ""),
                            LLVMBuildGlobalStringPtr(cg->B, tbl, "")};
     LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i32, cg->ptr, cg->i64, cg->ptr, cg->ptr};
-    LLVMValueRef rc = cg_call(cg, "rt_check_ids", cg->i32, pt, 7, args);
-    LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->B));
-    LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(cg->C, f, "badids");
-    LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(cg->C, f, "idsok");
-    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntNE, rc, LLVMConstInt(cg->i32, 0, 0), ""), bad, ok);
-    LLVMPositionBuilderAtEnd(cg->B, bad);
-    LLVMBuildRet(cg->B, LLVMConstInt(cg->i32, (unsigned long long)-1, 1));
-    LLVMPositionBuilderAtEnd(cg->B, ok);
+    fail_if(cg, cg_call(cg, "rt_check_ids", cg->i32, pt, 7, args));
+  }
+}
+
+/* In run(), before any kernel: every update's rows and positions fit its
+ * state (rt_state_check); a bad one returns -1 with the message, so
+ * nothing is written and the states keep their values. */
+static void check_states(Cg *cg) {
+  const IrFunc *fn = &cg->g->funcs[0];
+  for (int i = 0; i < fn->n; i++) {
+    const IrNode *nd = &fn->nodes[i];
+    if (nd->op != IR_UPDATE) continue;
+    const IrNode *x = &fn->nodes[nd->in[1]], *at = &fn->nodes[nd->in[2]];
+    int sid = nd->in[0];
+    while (fn->nodes[sid].op == IR_UPDATE) sid = fn->nodes[sid].in[0];
+    LLVMValueRef args[] = {cg->ex, LLVMBuildGlobalStringPtr(cg->B, fn->nodes[sid].a.str, ""),
+                           LLVMConstInt(cg->i32, (unsigned)nd->a.axis, 0), cg_dim(cg, nd->type.dim[0]),
+                           cg_dim(cg, nd->type.dim[nd->a.axis]), cg_dim(cg, x->type.dim[0]),
+                           cg_dim(cg, x->type.dim[nd->a.axis]), load_ptr_array(cg, cg->inputs, at->a.index),
+                           at->type.rank ? cg_dim(cg, at->type.dim[0]) : ci64(cg, 1)};
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->i32, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->i64};
+    fail_if(cg, cg_call(cg, "rt_state_check", cg->i32, pt, 9, args));
   }
 }
 
@@ -456,11 +515,13 @@ static LLVMValueRef emit_run(Cg *cg, LLVMValueRef plan) {
   const CgPlan *p = cg->plan;
   check_input_ids(cg);
   cg->prepared = cg_call(cg, "rt_exec_prepared", cg->ptr, (LLVMTypeRef[]){cg->ptr}, 1, &cg->ex);
+  check_states(cg);
   LLVMValueRef prof = cg->profile ? prof_array(cg) : NULL;
   if (prof) prof_stamp(cg, prof, 0);
-  int widx = 0;
+  int widx = 0, sidx;
+  ir_graph_weights(cg->g, &sidx); /* the states come after the weights */
   for (int i = 0; i < fn->n && !cg->failed; i++) {
-    bind_value(cg, i, &widx);
+    bind_value(cg, i, &widx, &sidx);
     if (p->node[i].kernel >= 0 && !p->k[p->node[i].kernel].prep) { /* (prepare kernels: NAME__prepare) */
       emit_kernel(cg, &p->k[p->node[i].kernel]);
       if (prof) prof_stamp(cg, prof, p->node[i].kernel + 1);
@@ -533,13 +594,13 @@ static LLVMValueRef emit_prepare(Cg *cg) {
   LLVMValueRef all = LLVMBuildICmp(cg->B, LLVMIntNE, LLVMBuildLoad2(cg->B, cg->i8,
       LLVMBuildGEP2(cg->B, cg->i8, changed, (LLVMValueRef[]){ci64(cg, nw)}, 1, ""), ""), LLVMConstInt(cg->i8, 0, 0), "");
   const IrFunc *fn = &cg->g->funcs[0];
-  int widx = 0;
+  int widx = 0, sidx = 0; /* (prepare binds no state: nothing prepared reads one) */
   for (int i = 0; i < fn->n && !cg->failed; i++) {
     const IrNode *nd = &fn->nodes[i];
     const CgNodePlan *v = &p->node[i];
     bool leaf = (nd->op == IR_CONST || nd->op == IR_IOTA) && (v->kind == CG_VIRTUAL || v->prep);
     if (nd->op != IR_WEIGHT && !v->prep && !leaf) continue; /* (run-time values) */
-    bind_value(cg, i, &widx);
+    bind_value(cg, i, &widx, &sidx);
     if (v->kernel < 0 || !p->k[v->kernel].prep) continue;
     const CgKernel *k = &p->k[v->kernel];
     LLVMValueRef any = all; /* changed[all] || changed[w] for each weight it depends on */
@@ -684,11 +745,12 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   const IrGraph *g = cg->g;
   const IrFunc *f = &g->funcs[0];
   LLVMValueRef null = LLVMConstPointerNull(cg->ptr);
-  int nin, nw;
+  int nin, nw, ns;
   const int *ids = ir_graph_inputs(g, &nin);
   int most = nin > g->noutput ? nin : g->noutput;
-  const int *wids = ir_graph_weights(g, &nw);
+  const int *wids = ir_graph_weights(g, &nw), *sids = ir_graph_states(g, &ns);
   if (nw > most) most = nw;
+  if (ns > most) most = ns;
   const char **names = calloc((size_t)most + 1, sizeof *names);
   const IrType **types = calloc((size_t)most + 1, sizeof *types);
   LLVMValueRef in_info, in_dims, out_info, out_dims, w_info, w_dims;
@@ -698,6 +760,9 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   tensor_tables(cg, names, types, g->noutput, "outputs", &out_info, &out_dims);
   for (int i = 0; i < nw; i++) names[i] = f->nodes[wids[i]].a.str, types[i] = &f->nodes[wids[i]].type;
   tensor_tables(cg, names, types, nw, "weights", &w_info, &w_dims);
+  LLVMValueRef s_info, s_dims;
+  for (int i = 0; i < ns; i++) names[i] = f->nodes[sids[i]].a.str, types[i] = &f->nodes[sids[i]].type;
+  tensor_tables(cg, names, types, ns, "states", &s_info, &s_dims);
   free(names);
   free(types);
 
@@ -778,6 +843,9 @@ static LLVMValueRef emit_descriptor(Cg *cg, LLVMValueRef ws_fn, LLVMValueRef run
   }
   fv[RT_DESC_weight_raw] = anyraw ? const_array(cg, cg->i8, raw, nw, "weight_raw") : null;
   free(raw);
+  fv[RT_DESC_nstate] = LLVMConstInt(cg->i32, (unsigned)ns, 0);
+  fv[RT_DESC_states] = s_info;
+  fv[RT_DESC_state_dims] = s_dims;
   LLVMTypeRef desc_ty = LLVMStructTypeInContext(cg->C, ft, RT_DESC_NFIELDS, 0);
   /* multi-target: the next variant's descriptor, defined by its module
      (linked in by cg_emit_module) */

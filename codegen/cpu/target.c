@@ -153,6 +153,8 @@ static void tiles_one(const CgTarget *t, IrTileTarget *pt) {
   pt->mm_mc_max = ATTNC_GEMM_OF(MC, vw);
   pt->att_bq = ATTNC_ATTN_OF(BQ, vw);
   pt->att_bk = ATTNC_ATTN_OF(BK, vw);
+  long cores = host ? sysconf(_SC_NPROCESSORS_ONLN) : -1;
+  pt->cores = cores > 0 ? (int)cores : 8;
   snprintf(pt->desc, sizeof pt->desc, "%s, %d floats/vector, L1d %lld KiB, L2 %lld KiB%s", cpu, vw,
            (long long)(pt->l1 >> 10), (long long)(pt->l2 >> 10), host ? " (host)" : " (typical)");
   free(triple);

@@ -38,6 +38,20 @@
 #include <string.h>
 #include "cuda_int.h"
 
+/* kvlen: keys j >= L[b] do not exist -- the kernel's S becomes min(S, L[b])
+ * and the band moves by L[b] (batch b known); "" without one.  A static
+ * buffer: used at once by the caller's fprintf. */
+static const char *kv_code(const IrNode *n) {
+  static char buf[256];
+  if (!n->a.kvlen) return "";
+  snprintf(buf, sizeof buf,
+           "  { /* the valid key length of this batch row */\n"
+           "    const long long kvL = ((const int *)a.x%d)[(long long)b * a.kvs];\n"
+           "    a.S = kvL < 0 ? 0 : (kvL < a.S ? kvL : a.S);\n    a.moff += kvL;\n  }\n",
+           n->a.kvlen - 3);
+  return buf;
+}
+
 static const char *tc_prelude =
   "/* tensor-core helpers (PTX); the CPU emulation of the tests has its own */\n"
   "#ifndef ATTNC_EMU\n"
@@ -133,7 +147,7 @@ static void k_generic(Cu *c, int id, const char *suffix) {
           "  #pragma unroll\n  for (int c = 0; c < %lld; c++) acc[c] = 0.0f;\n",
           (long long)e, (long long)ev, c->kn, suffix, c->kn, cu_ctype(dq), cu_ctype(dk), cu_ctype(dv), (long long)evl, (long long)evl);
   /* key range from the band */
-  fprintf(c->f, "  i64 jlo = 0, jhi = a.S;\n");
+  fprintf(c->f, "%s  i64 jlo = 0, jhi = a.S;\n", kv_code(n));
   if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  if (i + (%lld) + a.moff > jlo) jlo = i + (%lld) + a.moff;\n", (long long)n->a.mlo, (long long)n->a.mlo);
   if (n->a.mhi != IR_MASK_NONE)
     fprintf(c->f, "  if (i + (%lld) + a.moff + 1 < jhi) jhi = i + (%lld) + a.moff + 1;\n", (long long)n->a.mhi, (long long)n->a.mhi);
@@ -270,6 +284,7 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           "  const unsigned split = blockIdx.x %% (unsigned)a.nsplit, blk = blockIdx.x / (unsigned)a.nsplit;\n"
           "  const unsigned qb = %s, bh = blk %% BH;  /* heaviest first */\n"
           "  const int b = (int)(bh / (unsigned)a.H), h = (int)(bh %% (unsigned)a.H), kh = h / (int)a.G;\n"
+          "%s"
           "  const int T = (int)a.T, S = (int)a.S, i0 = (int)qb * %d;\n"
           "  const int ilast = a_imin(i0 + %d, T) - 1;\n"
           "  const h16 *q = a.q + b * a.qs[0] + h * a.qs[1];\n"
@@ -279,7 +294,8 @@ static void k_tc(Cu *c, int id, const CuAttnPlan *p) {
           p->warps, p->mt, p->bq, p->bk, p->stages, E, EV, rt_dtype_name(dt), p->smem, NT, c->kn, c->kn, p->bq, QP, p->stages,
           p->bk, QP, p->bq - 1, p->bq,
           /* a band bounded above (causal) makes the last query blocks the heaviest; bounded only below, the first */
-          n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blk / BH" : "nqb - 1u - blk / BH", p->bq, p->bq);
+          n->a.mhi == IR_MASK_NONE && n->a.mlo != IR_MASK_NONE ? "blk / BH" : "nqb - 1u - blk / BH", kv_code(n), p->bq,
+          p->bq);
   if (n->a.mlo != IR_MASK_NONE) fprintf(c->f, "  jlo = a_imax(0, i0 + (%lld) + (int)a.moff);\n", band(n->a.mlo));
   if (n->a.mhi != IR_MASK_NONE) fprintf(c->f, "  jhi = a_imin(S, ilast + (%lld) + (int)a.moff + 1);\n", band(n->a.mhi));
   fprintf(c->f,

@@ -195,6 +195,16 @@ static void launcher(Host *h, const CgKernel *k) {
   fprintf(h->f, "  if ((rc = cu_k%s(ops, ctx, V, ws, off, out, sym, allocs, &nalloc))) goto done;\n", k->name);
 }
 
+/* The slot of state node i in the weights table: after the weights. */
+static int state_slot(const IrGraph *g, int i) {
+  int nw, ns;
+  ir_graph_weights(g, &nw);
+  const int *sids = ir_graph_states(g, &ns);
+  int k = 0;
+  while (k < ns && sids[k] != i) k++;
+  return nw + k;
+}
+
 /* Bind node i (pointer and strides; its shape is bound already) and
  * launch its kernel, if any. */
 static void node(Host *h, int i, int *wi) {
@@ -206,6 +216,7 @@ static void node(Host *h, int i, int *wi) {
   switch (v->kind) {
   case CG_EXTERNAL:
     if (n->op == IR_INPUT) fprintf(h->f, "  V[%d].p = (char *)in[%d];\n", i, n->a.index);
+    else if (n->op == IR_STATE) fprintf(h->f, "  V[%d].p = (char *)w[%d];\n", i, state_slot(h->g, i)); /* after the weights */
     else fprintf(h->f, "  V[%d].p = (char *)w[%d];\n", i, (*wi)++);
     fprintf(h->f, "  cu_dense(&V[%d]);\n", i);
     return;
@@ -218,6 +229,9 @@ static void node(Host *h, int i, int *wi) {
     if (n->op == IR_PERMUTE) {
       fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, b);
       for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, n->a.list[d]);
+    } else if (n->op == IR_UPDATE) { /* the state, written by the update's kernel below */
+      fprintf(h->f, "  V[%d].p = V[%d].p;\n", i, b);
+      for (int d = 0; d < r; d++) fprintf(h->f, "  V[%d].st[%d] = V[%d].st[%d];\n", i, d, b, d);
     } else if (n->op == IR_SLICE) {
       dim_c(n->a.start, dim, sizeof dim);
       fprintf(h->f, "  V[%d].p = V[%d].p + %s * V[%d].st[%d] * %d;\n", i, b, dim, b, n->a.axis, esz(n->type.dt));
@@ -247,7 +261,8 @@ static void node(Host *h, int i, int *wi) {
         inner = d;
       }
     }
-    return;
+    if (n->op != IR_UPDATE) return;
+    break; /* an update: its kernel writes the state */
   }
   case CG_BUFFER:
   case CG_COPY: /* the caller's output, its workspace slot, or (hoist-weights) the prepared memory */
@@ -278,13 +293,14 @@ static void node(Host *h, int i, int *wi) {
 static void interface(Host *h) {
   const IrGraph *g = h->g;
   const IrFunc *f = &g->funcs[0];
-  int nin, nw;
-  const int *ids = ir_graph_inputs(g, &nin), *wids = ir_graph_weights(g, &nw);
+  int nin, nw, ns;
+  const int *ids = ir_graph_inputs(g, &nin), *wids = ir_graph_weights(g, &nw), *sids = ir_graph_states(g, &ns);
   fprintf(h->f, "static const int cu_nsym = %d, cu_ninput = %d, cu_noutput = %d;\n", g->nsym, nin, g->noutput);
   fprintf(h->f, "static const char *const cu_syms[] = {");
   for (int s = 0; s < g->nsym; s++) fprintf(h->f, "\"%s\", ", g->syms[s]);
   fprintf(h->f, "0};\n");
-  fprintf(h->f, "static const int cu_nweight = %d;\n", nw);
+  /* the states (KV caches) follow the weights: uploaded and kept on the device like them */
+  fprintf(h->f, "static const int cu_nweight = %d, cu_nstate = %d;\n", nw + ns, ns);
   fprintf(h->f, "/* tensors: name, dtype (0 f32, 1 f16, 2 bf16, 3 i32, 4 bool), rank; shapes in cu_shape() */\n");
   fprintf(h->f, "typedef struct { const char *name; int dtype, rank, node; } CuT;\nstatic const CuT cu_inputs[] = {");
   for (int k = 0; k < nin; k++) {
@@ -292,9 +308,10 @@ static void interface(Host *h) {
     fprintf(h->f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, ids[k]);
   }
   fprintf(h->f, "{0, 0, 0, 0}};\nstatic const CuT cu_weights[] = {");
-  for (int k = 0; k < nw; k++) {
-    const IrNode *n = &f->nodes[wids[k]];
-    fprintf(h->f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, wids[k]);
+  for (int k = 0; k < nw + ns; k++) {
+    int id = k < nw ? wids[k] : sids[k - nw];
+    const IrNode *n = &f->nodes[id];
+    fprintf(h->f, "{\"%s\", %d, %d, %d}, ", n->a.str, n->type.dt, n->type.rank, id);
   }
   fprintf(h->f, "{0, 0, 0, 0}};\nstatic const CuT cu_outputs[] = {");
   for (int k = 0; k < g->noutput; k++) {
@@ -308,8 +325,9 @@ static void interface(Host *h) {
                 "static void cu_shape(int id, const i64 *sym, i64 *shape) {\n  switch (id) {\n");
   bool *seen = calloc((size_t)f->n + 1, 1); /* an output may be an input, or several outputs */
   if (!seen) ir_bug("out of memory");
-  for (int k = 0; k < nin + g->noutput + nw; k++) {
-    int id = k < nin ? ids[k] : k < nin + nw ? wids[k - nin] : g->outputs[k - nin - nw].node;
+  for (int k = 0; k < nin + g->noutput + nw + ns; k++) { /* inputs, weights, states, outputs */
+    int id = k < nin ? ids[k] : k < nin + nw ? wids[k - nin] : k < nin + nw + ns ? sids[k - nin - nw]
+                                                                               : g->outputs[k - nin - nw - ns].node;
     const IrNode *n = &f->nodes[id];
     if (seen[id]) continue;
     seen[id] = true;
@@ -421,9 +439,10 @@ char *cu_emit_host(const CgPlan *p, const int *rep, IrDiag *diag) {
   for (int i = 0; i < f->n; i++) {
     const CgNodePlan *v = &p->node[i];
     if (v->slot >= 0) fprintf(h.f, "  cu_need(sz, %d, cu_bytes(&V[%d], %d));\n", v->slot, i, esz(f->nodes[i].type.dt));
-    if (v->aux_slot >= 0 && f->nodes[v->fold_src].op == IR_CONV2D) { /* fold-se on a conv: a sum per plane */
+    if (v->aux_slot >= 0 && v->fold_src >= 0 && f->nodes[v->fold_src].op == IR_CONV2D) { /* fold-se on a conv: a sum per plane */
       fprintf(h.f, "  cu_need(sz, %d, cu_mul(V[%d].shape[0] * V[%d].shape[1], 4));\n", v->aux_slot, v->fold_src, v->fold_src);
-    } else if (v->aux_slot >= 0) { /* fold-se: one row of column sums per block of rows of the matmul */
+    } else if (v->aux_slot >= 0 && v->fold_src >= 0) { /* fold-se: one row of column sums per block of rows of the matmul
+                                                           (the CPU's split-KV partials are not the GPU's: none here) */
       int mm = v->fold_src, mr = f->nodes[mm].type.rank, bm, bn, bk;
       cu_mm_plan(g, mm, &bm, &bn, &bk);
       fprintf(h.f, "  cu_need(sz, %d, cu_mul(cu_mul(cu_mul(cu_numel(&V[%d]) / (V[%d].shape[%d] * V[%d].shape[%d]), "

@@ -375,6 +375,23 @@ static void k_copy(Cu *c, const CgKernel *k) {
                 "    a.o[e] = a.x[q];\n  }\n}\n\n", c->kn, c->kn, r);
 }
 
+/* update(state, x, at): x's elements to the state at the position (one,
+ * or one per row) along the axis. */
+static void k_update(Cu *c, const CgKernel *k) {
+  const IrNode *n = &c->g->funcs[0].nodes[k->node];
+  cu_comment(c, k->node);
+  cu_struct(c->p, k, c->kn, c->f);
+  fprintf(c->f, "extern \"C\" __global__ void k%s(struct A%s a) {\n"
+                "  for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < a.n; e += (i64)gridDim.x * blockDim.x) {\n"
+                "    i64 rem = e, q = 0, o = 0, row = 0;\n"
+                "    for (int d = %d - 1; d >= 0; d--) {\n"
+                "      const i64 x = rem %% a.shape[d];\n"
+                "      q += x * a.s[d], o += x * a.os[d], rem /= a.shape[d];\n"
+                "      if (d == 0) row = x;\n    }\n"
+                "    o += (i64)a.at[a.atn > 1 ? row : 0] * a.os[a.axis];\n"
+                "    a.o[o] = a.p[q];\n  }\n}\n\n", c->kn, c->kn, n->type.rank);
+}
+
 bool cu_mm_plan(const IrGraph *g, int id, int *bm, int *bn, int *bk) {
   const IrNode *n = &g->funcs[0].nodes[id];
   *bm = 64, *bn = 64, *bk = 16;
@@ -710,6 +727,7 @@ static char *render_kernel(Cu *c, const CgKernel *k) {
   case CG_K_ATTENTION: cu_attention(c, k); break;
   case CG_K_CONCAT: k_concat(c, k); break;
   case CG_K_CONV: cu_conv(c, k); break;
+  case CG_K_UPDATE: k_update(c, k); break;
   }
   fclose(c->f);
   c->f = NULL;

@@ -136,7 +136,7 @@ __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 # 6: caller workspace and thread pool, workspace_bytes for given shapes; 5: real params;
 # 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
 # choice; 1: CPU only -- all work (older libraries ignore copy_weights)
-ABI_VERSION = 7  # 7: derived dims and prepared weights in the descriptor; attnc_stats
+ABI_VERSION = 7  # 7: derived dims, prepared weights and states in the descriptor; stats, reset_state, state_length
 MAX_RANK = 8
 
 
@@ -257,6 +257,10 @@ _SIGNATURES = {
 _SIGNATURES_6 = {
     "attnc_workspace_bytes": (ctypes.c_int, [_P, _PT, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]),
     "attnc_set_workspace": (ctypes.c_int, [_P, _P, ctypes.c_int64]),
+    # ABI 7: states (a KV cache)
+    "attnc_reset_state": (ctypes.c_int, [_P]),
+    "attnc_reset_state_row": (ctypes.c_int, [_P, ctypes.c_int64]),
+    "attnc_state_length": (ctypes.c_int, [_P, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]),
 }
 
 
@@ -813,12 +817,88 @@ class Model:
             self._workspace = arr
 
     def _abi6(self, name):
-        if self.abi_version < 6:
-            raise Error(Status.ERR_ARGUMENT, "library '%s' has ABI %d; %s needs ABI 6: rebuild it with this attnc"
-                        % (self.path, self.abi_version, name[len("attnc_"):]))
+        need = 7 if "state" in name else 6
+        if self.abi_version < need:
+            raise Error(Status.ERR_ARGUMENT, "library '%s' has ABI %d; %s needs ABI %d: rebuild it with this attnc"
+                        % (self.path, self.abi_version, name[len("attnc_"):], need))
         f = getattr(self._lib, name)
         f.restype, f.argtypes = _SIGNATURES_6[name]
         return f
+
+    # ---- states (a KV cache) and greedy decoding ----
+
+    def reset_state(self, row=None):
+        """Zero every state (row None) or batch row `row` of each, and its length."""
+        with self._lock:
+            self._live()
+            if row is None:
+                self._check(self._abi6("attnc_reset_state")(self._inst))
+            else:
+                self._check(self._abi6("attnc_reset_state_row")(self._inst, int(row)))
+
+    def state_length(self, row=0):
+        """The length of batch row `row`: the end of the last successful update that wrote it."""
+        n = ctypes.c_int64()
+        with self._lock:
+            self._live()
+            self._check(self._abi6("attnc_state_length")(self._inst, int(row), ctypes.byref(n)))
+        return n.value
+
+    def generate_iter(self, ids, max_new_tokens=32):
+        """Greedy decoding with the model's KV cache (a decoding library: inputs input_ids i32[B, T] and
+        pos i32[B], output logits [B, T, V], e.g. examples/gpt2.attn with -D CACHE=1).  ids: one prompt
+        (a sequence of ints) or several of any lengths.  Resets the states, runs the prompts as one
+        prefill (right-padded; each row's pos is 0) and then one token per step; yields each step's
+        new tokens as an int32 array [B]."""
+        names = {t.name for t in self.inputs}
+        if names != {"input_ids", "pos"} or [t.name for t in self.outputs] != ["logits"]:
+            raise Error(Status.ERR_ARGUMENT, "generate needs a decoding model (inputs input_ids and pos, output "
+                        "logits; e.g. -D CACHE=1); '%s' has inputs %s and outputs %s"
+                        % (self.name, ", ".join(t.name for t in self.inputs), ", ".join(t.name for t in self.outputs)))
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise Error(Status.ERR_ARGUMENT, "generate: max_new_tokens must be a positive int, got %r" % (max_new_tokens,))
+        arr = np.asarray(ids) if not isinstance(ids, (list, tuple)) or not ids or np.ndim(ids[0]) == 0 else None
+        rows = [np.asarray(arr, dtype=np.int64).reshape(-1)] if arr is not None else [np.asarray(r, dtype=np.int64).reshape(-1) for r in ids]
+        if not rows or any(r.size == 0 for r in rows):
+            raise Error(Status.ERR_ARGUMENT, "generate: every prompt needs at least one token id")
+        V = self.params.get("V")
+        for r in rows:
+            bad = r[(r < 0) | (r >= (V if V else 2 ** 31))]
+            if bad.size:
+                raise Error(Status.ERR_ARGUMENT, "generate: token id %d is out of range (the vocabulary has %s ids)"
+                            % (int(bad[0]), V))
+        B, lens = len(rows), np.array([r.size for r in rows], dtype=np.int32)
+        maxt, maxb = self.params.get("MAXT"), self.params.get("MAXB")
+        if maxb is not None and B > maxb:
+            raise Error(Status.ERR_ARGUMENT, "generate: %d prompts but the cache holds %d rows (-D MAXB=%d)" % (B, maxb, B))
+        if maxt is not None and int(lens.max()) + max_new_tokens - 1 > maxt:
+            raise Error(Status.ERR_ARGUMENT, "generate: a prompt of %d tokens and %d new ones need %d positions; the "
+                        "cache holds %d (-D MAXT=...)" % (lens.max(), max_new_tokens, lens.max() + max_new_tokens - 1, maxt))
+        self.reset_state()
+        prompt = np.zeros((B, int(lens.max())), dtype=np.int32)
+        for b, r in enumerate(rows):
+            prompt[b, :r.size] = r
+        logits = self.run(input_ids=prompt, pos=np.zeros(B, dtype=np.int32))["logits"]
+        tok = np.argmax(logits[np.arange(B), lens - 1], axis=-1).astype(np.int32)
+        pos = lens.copy()
+        yield tok
+        for _ in range(max_new_tokens - 1):
+            logits = self.run(input_ids=tok.reshape(B, 1), pos=pos)["logits"]
+            tok = np.argmax(logits[:, 0], axis=-1).astype(np.int32)
+            pos += 1
+            yield tok
+
+    def generate(self, ids, max_new_tokens=32, callback=None):
+        """Greedy decoding (see generate_iter): the new ids, [max_new_tokens] for one prompt, else
+        [B, max_new_tokens]; callback(step, tokens) after every step."""
+        out = []
+        for step, tok in enumerate(self.generate_iter(ids, max_new_tokens)):
+            out.append(tok)
+            if callback is not None:
+                callback(step, tok.copy())
+        res = np.stack(out, axis=1)
+        single = not isinstance(ids, (list, tuple)) or not ids or np.ndim(ids[0]) == 0
+        return res[0] if single else res
 
     # ---- device runs ----
 

@@ -162,6 +162,12 @@ int main(int argc, char **argv) {
     double a = cu_weights[k].rank >= 2 ? sqrt(3.0 / (double)shape[cu_weights[k].rank - 1]) : 1.0;
     w[k] = malloc((size_t)(n ? n : 1) * 4);
     wf[k] = (float *)malloc((size_t)(n ? n : 1) * 4);
+    if (k >= cu_nweight - cu_nstate) { /* a state (after the weights): zero, as an instance starts */
+      for (i64 i = 0; i < n; i++) wf[k][i] = 0.0f;
+      to_device(cu_weights[k].dtype, wf[k], w[k], n);
+      wn[k] = 0;
+      continue;
+    }
     if (!read_data("w_", cu_weights[k].name, wf[k], n, 4))
       for (i64 i = 0; i < n; i++) wf[k][i] = (float)(a * (2 * urand() - 1));
     to_device(cu_weights[k].dtype, wf[k], w[k], n);

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.bash"
 : "${NPYCMP:?set NPYCMP}"
 MHA="examples/mha.attn -D D=64 -D H=2"
 FX=tests/fixtures/mha/t1
-API="create destroy load_weights bind_weight run run_device error describe output_shapes workspace_bytes set_workspace stats"
+API="create destroy load_weights bind_weight run run_device error describe output_shapes workspace_bytes set_workspace stats reset_state reset_state_row state_length"
 CC=${CC:-cc}
 
 

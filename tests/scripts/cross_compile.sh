@@ -7,7 +7,7 @@
 # are refused.  Needs only attnc and llvm-19's tools.
 source "$(dirname "$0")/lib.bash"
 A64=--mtriple=aarch64-linux-gnu
-API="create destroy load_weights bind_weight run run_device error describe output_shapes workspace_bytes set_workspace stats"
+API="create destroy load_weights bind_weight run run_device error describe output_shapes workspace_bytes set_workspace stats reset_state reset_state_row state_length"
 OBJDUMP=llvm-objdump-19 READELF=llvm-readelf-19 NM=llvm-nm-19
 # nothing written: none of the files exist
 none() {

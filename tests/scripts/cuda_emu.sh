@@ -147,4 +147,8 @@ PY
   check mbconv_$name examples/mbconv.attn "$defs" "$dims"
 done
 EMUENV=
+# decoding with a KV cache (states start at zero; positions pos in 0..8): update kernels, kv_len attention
+check kv_layer tests/decode/kv_layer.attn "" "B=2 T=5"
+check kv_layer_t1 tests/decode/kv_layer.attn "" "B=1 T=1"
+check llama_cache examples/llama.attn "-D CACHE=1 -D MAXT=80 -D MAXB=3 -D V=96 -D D=32 -D H=4 -D HK=2 -D F=48 -D L=2" "B=3 T=7"
 finish

@@ -65,7 +65,7 @@ fi
 # only the model's API global; linked here into a program's library
 if "$ATTNC" examples/sdpa.attn --target=cpu,cuda -c -o "$TMP/sc.o" 2>"$TMP/err" && [ -f "$TMP/sc.h" ]; then
   g=$(nm -g --defined-only "$TMP/sc.o" | awk '{print $3}' | sort | tr '\n' ' ')
-  [ "$g" = "sdpa_bind_weight sdpa_create sdpa_describe sdpa_destroy sdpa_error sdpa_load_weights sdpa_output_shapes sdpa_run sdpa_run_device sdpa_set_workspace sdpa_stats sdpa_workspace_bytes " ] &&
+  [ "$g" = "sdpa_bind_weight sdpa_create sdpa_describe sdpa_destroy sdpa_error sdpa_load_weights sdpa_output_shapes sdpa_reset_state sdpa_reset_state_row sdpa_run sdpa_run_device sdpa_set_workspace sdpa_state_length sdpa_stats sdpa_workspace_bytes " ] &&
     ok "cpu,cuda -c: only the API is global" || bad "cpu,cuda -c globals: $g"
   nm "$TMP/sc.o" | grep -q "cu_cubin90\|cu_ptx" && ok "cpu,cuda -c: the object embeds the PTX/CUBIN" || bad "no embedded images in the object"
   printf '#include "sc.h"\nint attnc_probe_link(void) { attnc_model_info i; return sdpa_describe(&i); }\n' >"$TMP/use.c"

@@ -251,6 +251,12 @@ static void build_all_ops(void) {
   pa.prep = true;
   int pk = node(0, IR_PACK, IN(w), &pa, (IrType){0});
   node(0, IR_MATMUL, IN(x, pk), NULL, (IrType){0});
+  /* a state (a KV cache) updated at an input position (x's rows at pos along axis 1) */
+  a = attrs();
+  a.str = "cache.0.k";
+  int st = leaf(0, IR_STATE, a, TY(RT_F32, C(2), C(6), C(8)));
+  int pos = leaf(0, IR_INPUT, str_index("pos", 3), TY0(RT_I32));
+  node(0, IR_UPDATE, IN(st, x, pos), &(IrAttrs){.axis = 1, .mlo = IR_MASK_NONE, .mhi = IR_MASK_NONE}, (IrType){0});
 
   for (int op = IR_NEG; op < IR_CAST; op++)
     if (op != IR_NOT) node(0, op, IN(x), NULL, (IrType){0});
@@ -351,6 +357,9 @@ static void build_all_ops(void) {
   a.mhi = 0;
   a.dim = tm2;
   node(0, IR_ATTENTION, IN(q, q, q), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
+  /* a valid key length per batch row (kvlen: operand 3) */
+  a.kvlen = 3;
+  node(0, IR_ATTENTION, IN(q, q, q, pos), &a, TY(RT_F32, S("B"), C(1), S("T"), C(8)));
 
   /* image windows: conv2d on [B, 1, T, 8], T's output size a derived dim;
      the pools */
@@ -432,6 +441,9 @@ Test(ir_text, all_ops_attribute_spelling) {
     "  dim T_2 = (T-2) floordiv 2 + 1 from \"maxpool2d at t.attn:3:4\" kernel 2 pad 0\n",
     "= conv2d(%", ") {stride=[2,2], pad=[1,1,1,1], dil=[1,1], groups=1} : f32[B,3,T_1,4]\n",
     ") {kernel=[2,2], stride=[2,2], pad=[0,0,0,0]} : f32[B,1,T_2,4]\n",
+    "= state {str=\"cache.0.k\"} : f32[2,6,8]\n",
+    "{axis=1} : f32[2,6,8]\n",
+    "mask=[none,0], moff=T-2, kvlen=3} : f32[B,1,T,8]\n",
     "  output \"y\" = %",
     "  output \"weird \\\"name\\\"\\n\" = %",
   };

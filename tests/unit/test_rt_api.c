@@ -221,7 +221,7 @@ static int32_t fake_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 static const rt_model_desc fake_desc = {
     RT_ABI_VERSION, "fake", "test-target", 2, fake_syms, 1, fake_param_names, fake_param_values,
     2, 2, 2, fake_inputs, fake_outputs, fake_weights, fake_input_dims, fake_output_dims, fake_weight_dims,
-    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL,
+    fake_ws, fake_run, NULL, NULL, NULL, 0, NULL, fake_param_reals, fake_param_is_real, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, NULL, NULL,
 };
 
 /* A problem for the fake model: inputs, weights, and the reference result. */
@@ -1133,7 +1133,7 @@ static int32_t gate_run(rt_exec *ex, const int64_t *sv, const void *const *in, v
 
 static const rt_model_desc gate_desc = {
     RT_ABI_VERSION, "gate", "", 2, gate_syms, 0, NULL, NULL, 3, 3, 2, gate_inputs, gate_outputs, gate_weights,
-    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL,
+    gate_input_dims, gate_output_dims, gate_weight_dims, gate_ws, gate_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, NULL, NULL,
 };
 
 Test(rt_api, bool_i32_and_linear_dims) {
@@ -1214,7 +1214,7 @@ static int32_t sq_run(rt_exec *ex, const int64_t *sv, const void *const *in, voi
 
 static const rt_model_desc sq_desc = {
     RT_ABI_VERSION, "sq", "", 1, sq_syms, 0, NULL, NULL, 1, 1, 0, sq_inputs, sq_outputs, NULL,
-    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL,
+    sq_input_dims, sq_output_dims, NULL, gate_ws, sq_run, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, NULL, NULL,
 };
 
 Test(rt_api, undetermined_dim) {

@@ -378,3 +378,186 @@ void attnc_tpl_attention(const float *q, int64_t qs, const float *k, int64_t ks,
 }
 
 int64_t attnc_tpl_attention_scratch_floats(int64_t E, int64_t Ev) { return ATTNC_ATTN_SCRATCH_FLOATS(E, Ev); }
+
+/* ---- decoding: few query rows, the keys as the long axis ----
+ * (see attention.h).  Rows are handled in groups of up to DG, so that one
+ * load of a k row feeds DG dot products. */
+#define DR ATTNC_ATTN_DR
+#define DK ATTNC_ATTN_DK
+#define DG 4
+#if DK % VW != 0
+#error "DK must be a multiple of VW"
+#endif
+
+/* p[0..n) = 0, n a multiple of 16 (conditional stores in a fixed-count
+   inner loop: not a memset idiom; templates must not call libc) */
+ATTNC_TPL_INLINE void attn_zero(float *p, int64_t n)
+{
+    for (int64_t x = 0; x < n; x += VW)
+        PRAGMA_UNROLL for (int y = 0; y < VW; y++) if (x + y < n) p[x + y] = 0.0f;
+}
+
+/* x[0] + ... + x[VW-1] as a fixed tree (the same bits on every call) */
+ATTNC_TPL_INLINE float attn_hsum(attnc_vf x)
+{
+    float t[VW];
+    attnc_storeu(t, x);
+    PRAGMA_UNROLL for (int w = VW / 2; w >= 1; w /= 2)
+        PRAGMA_UNROLL for (int i = 0; i < w; i++) t[i] += t[i + w];
+    return t[0];
+}
+
+/* sc[r * DK + c] = qd[r] . k[c] for rows r < ng (ng <= DG) and keys c < cols:
+   vector FMAs along E (the padded q rows are zero past E), one horizontal sum */
+ATTNC_TPL_INLINE void attn_dec_scores(const float *qd, int64_t qe, const float *k, int64_t ks, int64_t E,
+                                      int64_t cols, float *sc, const int ng)
+{
+    const int64_t ev = E / VW * VW;
+    for (int64_t c = 0; c < cols; c++) {
+        const float *kr = k + c * ks;
+        attnc_vf acc[DG];
+        PRAGMA_UNROLL for (int g = 0; g < DG; g++) if (g < ng) acc[g] = (attnc_vf){0};
+        for (int64_t e = 0; e < ev; e += VW) {
+            attnc_vf kv = attnc_loadu(kr + e);
+            PRAGMA_UNROLL for (int g = 0; g < DG; g++) if (g < ng) acc[g] += kv * attnc_loada(qd + g * qe + e);
+        }
+        PRAGMA_UNROLL for (int g = 0; g < DG; g++) if (g < ng) {
+            float s = attn_hsum(acc[g]);
+            for (int64_t e = ev; e < E; e++) s += kr[e] * qd[g * qe + e];
+            sc[g * DK + c] = s;
+        }
+    }
+}
+
+void attnc_tpl_attention_decode(const float *q, int64_t qhs, int64_t qs, const float *k, int64_t ks, const float *v,
+                                int64_t vs, float *o, int64_t ohs, int64_t os, int64_t nrow, int64_t T, int64_t S,
+                                int64_t E, int64_t Ev, int64_t j0, int64_t j1, float scale, int64_t mlo, int64_t mhi,
+                                float *part, float *scratch)
+{
+    const int64_t qe = attn_r16(E), evp = attn_r16(Ev);
+    float *qd = scratch;                     /* DR x qe: the rows, times scale * log2(e) */
+    float *sc = qd + attn_r16(DR * qe);      /* DR x DK: scores, then probabilities */
+    float *ot = sc + attn_r16(DR * DK);      /* DR x evp: O */
+    float *mrow = ot + attn_r16(DR * evp), *lrow = mrow + DR, *arow = lrow + DR;
+    float *z = mrow + attn_r16(3 * DR);      /* evp: the skipped keys' 0 * v */
+    const int64_t lim = (int64_t)1 << 62;
+    mlo = attn_min(attn_max(mlo, -lim), lim);
+    mhi = attn_min(attn_max(mhi, -lim), lim);
+    if (nrow > DR) nrow = DR; /* (the caller never asks for more) */
+    if (j1 > S) j1 = S;
+    if (j0 < 0) j0 = 0;
+    const float qscale = scale * LOG2E;
+    int64_t ilo = T, ihi = -1; /* the query rows present */
+    for (int64_t r = 0; r < nrow; r++) {
+        const float *qr = q + (r / T) * qhs + (r % T) * qs;
+        for (int64_t e = 0; e < qe; e++) qd[r * qe + e] = e < E ? qr[e] * qscale : 0.0f;
+        attn_zero(ot + r * evp, evp);
+        mrow[r] = NEG_INF;
+        lrow[r] = 0.0f;
+        ilo = attn_min(ilo, r % T);
+        ihi = attn_max(ihi, r % T);
+    }
+    attn_zero(z, evp);
+    /* keys some row may see: [jlo, jhi) */
+    const int64_t jlo = attn_max(j0, ilo + mlo), jhi = attn_min(j1, ihi + mhi + 1);
+    for (int64_t c0 = jlo; c0 < jhi; c0 += DK) {
+        const int64_t cols = attn_min(DK, jhi - c0), cv = (cols + VW - 1) / VW * VW;
+        for (int64_t r0 = 0; r0 < nrow; r0 += DG)
+            switch (attn_min(DG, nrow - r0)) {
+#define DSC(g) case g: attn_dec_scores(qd + r0 * qe, qe, k + c0 * ks, ks, E, cols, sc + r0 * DK, g); break;
+                DSC(1) DSC(2) DSC(3) DSC(4)
+#undef DSC
+            }
+        for (int64_t r = 0; r < nrow; r++) {
+            float *sr = sc + r * DK;
+            const int64_t i = r % T, alo = i + mlo, ahi = i + mhi; /* allowed: alo <= j <= ahi */
+            for (int64_t c = 0; c < cv; c++) {
+                int64_t j = c0 + c;
+                if (c >= cols || j < alo || j > ahi) sr[c] = NEG_INF;
+            }
+            /* online softmax of the row over the block */
+            attnc_vf mx = attnc_splat(NEG_INF);
+            for (int64_t c = 0; c < cv; c += VW) mx = attn_vmax(attnc_loada(sr + c), mx);
+            float mb = NEG_INF, t[VW]; /* (NaN scores are left out of the max; their p is NaN) */
+            attnc_storeu(t, mx);
+            for (int x = 0; x < VW; x++) mb = t[x] > mb ? t[x] : mb;
+            const float mold = mrow[r], mnew = mb > mold ? mb : mold;
+            float muse = mnew == NEG_INF ? 0.0f : mnew;
+            attnc_vf ls = (attnc_vf){0};
+            for (int64_t c = 0; c < cv; c += VW) {
+                attnc_vf p = attn_exp2(attnc_loada(sr + c) - muse);
+                attnc_storea(sr + c, p);
+                ls += p;
+            }
+            float alpha = attn_exp2(attnc_splat(mold - muse))[0];
+            mrow[r] = mnew;
+            lrow[r] = lrow[r] * alpha + attn_hsum(ls);
+            arow[r] = alpha;
+        }
+        /* O = O * alpha + P V: each v row once for all the rows */
+        for (int64_t r = 0; r < nrow; r++) {
+            attnc_vf al = attnc_splat(arow[r]);
+            for (int64_t x = 0; x < evp; x += VW) attnc_storea(ot + r * evp + x, attnc_loada(ot + r * evp + x) * al);
+        }
+        const int64_t vev = Ev / VW * VW;
+        for (int64_t c = 0; c < cols; c++) {
+            const float *vr = v + (c0 + c) * vs;
+            for (int64_t r = 0; r < nrow; r++) {
+                float p = sc[r * DK + c];
+                attnc_vf pv = attnc_splat(p);
+                float *orow = ot + r * evp;
+                for (int64_t x = 0; x < vev; x += VW) attnc_storea(orow + x, attnc_loada(orow + x) + pv * attnc_loadu(vr + x));
+                for (int64_t x = vev; x < Ev; x++) orow[x] += p * vr[x];
+            }
+        }
+    }
+    /* keys of [j0, j1) no row may see: their 0 * v reaches every row */
+    if (jlo >= jhi) {
+        attn_skipped(v, vs, j0, j1, Ev, z);
+    } else {
+        attn_skipped(v, vs, j0, jlo, Ev, z);
+        attn_skipped(v, vs, jhi, j1, Ev, z);
+    }
+    for (int64_t r = 0; r < nrow; r++) {
+        float *orow = ot + r * evp;
+        for (int64_t x = 0; x < Ev; x++) orow[x] += z[x];
+        if (part) {
+            float *pr = part + r * (Ev + 2);
+            pr[0] = mrow[r];
+            pr[1] = lrow[r];
+            for (int64_t x = 0; x < Ev; x++) pr[2 + x] = orow[x];
+        } else {
+            float l = lrow[r], inv = l == 0.0f ? 0.0f : 1.0f / l;
+            float *out = o + (r / T) * ohs + (r % T) * os;
+            for (int64_t x = 0; x < Ev; x++) out[x] = orow[x] * inv;
+        }
+    }
+}
+
+void attnc_tpl_attention_combine(const float *part, int64_t nsplit, int64_t pstride, int64_t nrow, int64_t T,
+                                 int64_t Ev, float *o, int64_t ohs, int64_t os)
+{
+    for (int64_t r = 0; r < nrow; r++) {
+        float M = NEG_INF;
+        for (int64_t s = 0; s < nsplit; s++) {
+            float m = part[s * pstride + r * (Ev + 2)];
+            M = m > M || m != m ? m : M;
+            if (m != m) break;
+        }
+        float muse = M == NEG_INF ? 0.0f : M, den = 0.0f;
+        float *out = o + (r / T) * ohs + (r % T) * os;
+        for (int64_t s = 0; s < nsplit; s++) { /* (split 0 sets out: no zero fill, no memset) */
+            const float *pr = part + s * pstride + r * (Ev + 2);
+            float w = attn_exp2(attnc_splat(pr[0] - muse))[0];
+            den += w * pr[1];
+            for (int64_t x = 0; x < Ev; x++) out[x] = (s ? out[x] : 0.0f) + w * pr[2 + x];
+        }
+        float inv = den == 0.0f ? 0.0f : 1.0f / den;
+        for (int64_t x = 0; x < Ev; x++) out[x] *= inv;
+    }
+}
+
+int64_t attnc_tpl_attention_decode_scratch_floats(int64_t E, int64_t Ev)
+{
+    return ATTNC_ATTN_DECODE_SCRATCH_FLOATS_(DR, DK, E, Ev);
+}

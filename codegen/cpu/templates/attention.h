@@ -50,6 +50,15 @@
 #define ATTNC_ATTN_RA_VW16 6
 #define ATTNC_ATTN_NQ_VW16 4
 
+/* decoding (attnc_tpl_attention_decode): DR query rows at most per call,
+ * DK keys per block (the same for every width) */
+#define ATTNC_ATTN_DR_VW4 16
+#define ATTNC_ATTN_DR_VW8 16
+#define ATTNC_ATTN_DR_VW16 16
+#define ATTNC_ATTN_DK_VW4 64
+#define ATTNC_ATTN_DK_VW8 64
+#define ATTNC_ATTN_DK_VW16 64
+
 /* constant X of width vw (4, 8 or 16), for attnc itself */
 #define ATTNC_ATTN_OF(X, vw) \
     ((vw) == 16 ? ATTNC_ATTN_##X##_VW16 : (vw) == 8 ? ATTNC_ATTN_##X##_VW8 : ATTNC_ATTN_##X##_VW4)
@@ -75,6 +84,8 @@
 #ifndef ATTNC_ATTN_NQ
 #define ATTNC_ATTN_NQ ATTNC_ATTN_W_(NQ)
 #endif
+#define ATTNC_ATTN_DR ATTNC_ATTN_W_(DR)
+#define ATTNC_ATTN_DK ATTNC_ATTN_W_(DK)
 #endif
 
 /* ------------------------------------------------------------ scratch --
@@ -170,6 +181,46 @@ void attnc_tpl_attention(const float *q, int64_t qs, const float *k, int64_t ks,
                          float *o, int64_t os, int64_t S, int64_t E, int64_t Ev, int64_t i0, int64_t i1,
                          float scale, int64_t mlo, int64_t mhi, attnc_score_fn mod, void *mod_ctx,
                          float *scratch);
+
+/* ------------------------------------------------------------ decoding --
+ * attnc_tpl_attention_decode: attention for nrow <= DR query rows that
+ * share one head of k and v -- the G query heads of a kv head (GQA) times
+ * T rows each, row r being query row r % T of head r / T: q row at
+ * q + (r / T) * qhs + (r % T) * qs, o row likewise with ohs, os -- over the
+ * keys [j0, j1) of [0, S) (the caller splits the keys FlashDecoding-style;
+ * S only bounds the band).  Keys are the long axis: a score is a dot
+ * product along E (vector FMAs, one fixed-order horizontal sum), the
+ * online softmax (base 2) runs over blocks of DK keys, and P V adds each
+ * key's v row, scaled, to every row's O.  The band and the NaN rule are
+ * those of attnc_tpl_attention (row r is query row i = r % T; keys of
+ * [j0, j1) no row may see add their 0 * v).
+ * part NULL: o is written (normalized; zeros for rows without a key).
+ * part: o is not touched; row r's partial result goes to
+ *   part[r * (Ev + 2) + 0] = m (running max, base 2; -inf: no key),
+ *   part[r * (Ev + 2) + 1] = l (sum of 2^(s - m)),
+ *   part[r * (Ev + 2) + 2 + x] = O[x] (unnormalized output),
+ * for attnc_tpl_attention_combine.  No mod (score body).
+ * scratch: attnc_tpl_attention_decode_scratch_floats(E, Ev) floats,
+ * 64-byte aligned. */
+void attnc_tpl_attention_decode(const float *q, int64_t qhs, int64_t qs, const float *k, int64_t ks, const float *v,
+                                int64_t vs, float *o, int64_t ohs, int64_t os, int64_t nrow, int64_t T, int64_t S,
+                                int64_t E, int64_t Ev, int64_t j0, int64_t j1, float scale, int64_t mlo, int64_t mhi,
+                                float *part, float *scratch);
+/* Merge nsplit partial results (split s at part + s * pstride, in
+ * increasing s: the same bits for any thread count) of nrow rows into o:
+ * o = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s, M = max_s m_s (rows
+ * with no key: 0, plus any NaN the skipped keys' 0 * v brought). */
+void attnc_tpl_attention_combine(const float *part, int64_t nsplit, int64_t pstride, int64_t nrow, int64_t T,
+                                 int64_t Ev, float *o, int64_t ohs, int64_t os);
+/* floats of scratch the decoding entry needs: q rows, a block of scores,
+ * O, m, l, alpha, the skipped keys' 0 * v (a multiple of 16) */
+#define ATTNC_ATTN_DECODE_SCRATCH_FLOATS_(dr, dk, E, Ev)                                                \
+    (ATTNC_ATTN_R16_((int64_t)(dr) * ATTNC_ATTN_RUP_(E, 16)) + ATTNC_ATTN_R16_((int64_t)(dr) * (dk)) +   \
+     ATTNC_ATTN_R16_((int64_t)(dr) * ATTNC_ATTN_RUP_(Ev, 16)) + ATTNC_ATTN_R16_(3 * (int64_t)(dr)) +     \
+     ATTNC_ATTN_R16_(ATTNC_ATTN_RUP_(Ev, 16)))
+#define ATTNC_ATTN_DECODE_SCRATCH_FLOATS_VW(vw, E, Ev) \
+    ATTNC_ATTN_DECODE_SCRATCH_FLOATS_(ATTNC_ATTN_OF(DR, vw), ATTNC_ATTN_OF(DK, vw), E, Ev)
+int64_t attnc_tpl_attention_decode_scratch_floats(int64_t E, int64_t Ev);
 
 /* floats of scratch attnc_tpl_attention needs for these E and Ev (the
  * width the template was built for; see ATTNC_ATTN_SCRATCH_FLOATS_VW*):
