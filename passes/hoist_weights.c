@@ -9,7 +9,9 @@
  *
  * A node is marked when it is not a leaf, its type has constant dims, it
  * depends on at least one weight, and each operand is a weight, a constant,
- * an iota of constant shape or a marked node.  Values of constants alone
+ * an iota of constant shape or a marked node; then the operands of marked
+ * nodes made of constants alone are marked too (prepare reads only weights,
+ * constants and prepared values).  Other values of constants alone
  * (a causal band from iotas, a rope table) stay unmarked: the fusion passes
  * and the kernels compute them in place (band masks give block skipping).
  * The fusion passes keep the marking a boundary: a marked node never joins
@@ -59,6 +61,17 @@ bool pass_hoist_weights(IrGraph *g, const PassOptions *opt) {
     wonly[i] = ok;
     wdep[i] = ok && dep;
     if (wdep[i] && !nd->a.prep) nd->a.prep = changed = true;
+  }
+  /* a marked node's operands made of constants alone (a batchnorm's
+     constant statistics reshaped to [C, 1, 1]) are computed at load with
+     it: prepare reads only weights, constants and prepared values */
+  for (int i = n - 1; i >= 0; i--) {
+    const IrNode *nd = &f->nodes[i];
+    if (!nd->a.prep) continue;
+    for (int k = 0; k < nd->nin; k++) {
+      IrNode *x = &f->nodes[nd->in[k]];
+      if (wonly[nd->in[k]] && ir_opinfo[x->op].cls != IR_CLS_SRC && !x->a.prep) x->a.prep = changed = true;
+    }
   }
   free(wonly);
   free(wdep);

@@ -56,6 +56,7 @@ static bool packable(const IrFunc *f, const IrNode *m, int b) {
   const IrNode *bn = &f->nodes[b];
   int64_t c;
   if (m->op != IR_MATMUL || m->a.prep || m->in[1] != b || m->type.dt != RT_F32) return false;
+  if (bn->op == IR_PACK) return false; /* packed already (IR that went through the pipeline before) */
   if (bn->type.rank != 2 || bn->type.dt != RT_F32 || !(bn->op == IR_WEIGHT || bn->a.prep)) return false;
   for (int d = 0; d < 2; d++)
     if (!ir_dim_is_const(bn->type.dim[d], &c)) return false;

@@ -20,7 +20,7 @@ kernels() {
   local f=$1
   shift
   "$ATTNC" "$f" "$@" --emit=stats -o "$TMP/s.stats" 2>"$TMP/err" || { echo "error: $(head -1 "$TMP/err")"; return; }
-  awk 'NR==1 {n=$2; next} {s = s (s ? ", " : "") $1 " " $2} END {print n " (" s ")"}' "$TMP/s.stats"
+  awk 'NR==1 {n=$2; next} /^prepare/ {exit} {s = s (s ? ", " : "") $1 " " $2} END {print n " (" s ")"}' "$TMP/s.stats"
 }
 : >"$TMP/kernels.txt"
 for p in "${PAIRS[@]}"; do
