@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   IrGraph *g = fe_compile(arena, diag, "fuzz.attn", text, NULL, 0);
   if (g) {
     if (!ir_verify(g, diag, "lowering")) abort(); /* the front end must emit valid IR */
-    PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64, NULL};
+    PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64, 2, NULL};
     t.gpu = cu_tiler(90); /* with the GPU tiles */
     PassOptions opt = {.opt_level = 1, .diag = diag, .dump = null, .target = &t};
     if (!pass_pipeline(g, &opt)) abort();
