@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (strcmp(s1, s2) != 0) abort(); /* and print identically */
     free(s2);
     if (ir_verify(g2, diag, "fuzz")) {
-      PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64, NULL};
+      PassTarget t = {"fuzz", 16, 48 << 10, 2 << 20, 2 << 20, 12, 32, 384, 1032, 64, 64, 2, NULL};
       t.gpu = cu_tiler(90); /* with the GPU tiles */
       PassOptions opt = {.opt_level = 1, .diag = diag, .dump = null, .target = &t};
       if (!pass_pipeline(g2, &opt)) abort(); /* a pass broke a valid graph */
