@@ -72,6 +72,10 @@ int main(int argc, char **argv) {
   if (argc < 5) { fprintf(stderr, "usage: bench_chain M THREADS ROUNDS LIB...\n"); return 2; }
   int64_t M = atoll(argv[1]);
   int threads = atoi(argv[2]), rounds = atoi(argv[3]), nl = argc - 4;
+  if (M < 1 || threads < 1 || threads > 64 || rounds < 1) { /* the triad's thread table holds 64 */
+    fprintf(stderr, "bench_chain: M >= 1, THREADS in 1..64 and ROUNDS >= 1, got %s %s %s\n", argv[1], argv[2], argv[3]);
+    return 2;
+  }
   lib *L = calloc((size_t)nl, sizeof *L);
   int64_t D = 0, ND = 0;
   unsigned s = 12345;
