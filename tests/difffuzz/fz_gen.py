@@ -788,9 +788,12 @@ class Gen:
     def assemble(self):
         """Choose outputs, order the declarations, inline, prune, write the header."""
         r = self.r
-        lets = [n for st in self.body for n in st.names if isinstance(self.val(n), M.Tensor)]
+        # an empty output is not supported (the model rejects it): values
+        # that are empty at the chosen dims stay inside
+        lets = [n for st in self.body for n in st.names
+                if isinstance(self.val(n), M.Tensor) and 0 not in self.val(n).v.shape]
         if not lets:
-            lets = [n for n in self.pool]
+            lets = [n for n in self.pool if 0 not in self.val(n).v.shape]
         used = set()
         for st in self.body:
             L.names_used(st.expr, used)
