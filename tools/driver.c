@@ -186,7 +186,7 @@ const ToolOpt tool_common_opts[] = {
   TOOL_OPT("--passes", "A,B,..", C_PASSES, "run exactly these passes, in this order (for testing one pass)"),
   TOOL_OPT("--tile", "OP:A,B,..", C_TILE, "override the tile pass for OP (matmul:MC, attention:ROWS,BK, fused:N)"),
   TOOL_OPT("--gtile", "OP:A,B,..", C_GTILE, "the same for the GPU tiles (matmul:BM,BN,BK, attention:WARPS,MT,BK,STAGES)"),
-  TOOL_OPT("--weight-dtype", "bf16|f16", C_WEIGHT_DTYPE,
+  TOOL_OPT("--weight-dtype", "f32|bf16|f16", C_WEIGHT_DTYPE,
            "the f32 weights matmuls read become bf16 / f16 weights, kept 2 bytes in memory and widened\n"
            "in the GEMM (a checkpoint of any float dtype is rounded to it at load)"),
   {0},
@@ -249,8 +249,9 @@ int tool_common(Common *c, int id, const char *val) {
   case C_PRINT_AFTER_ALL: c->passes.print_after_all = true; return 0;
   case C_NO_FUSE: c->no_fuse = true; return 0;
   case C_WEIGHT_DTYPE:
-    if (strcmp(val, "bf16") && strcmp(val, "f16")) return tool_fail("--weight-dtype=%s: it is bf16 or f16", val);
-    c->weight_dtype = !strcmp(val, "bf16") ? RT_BF16 : RT_F16;
+    if (strcmp(val, "bf16") && strcmp(val, "f16") && strcmp(val, "f32"))
+      return tool_fail("--weight-dtype=%s: it is f32 (as declared, the default), bf16 or f16", val);
+    c->weight_dtype = !strcmp(val, "bf16") ? RT_BF16 : !strcmp(val, "f16") ? RT_F16 : RT_F32;
     return 0;
   case C_PRINT_BEFORE:
   case C_PRINT_AFTER:

@@ -60,6 +60,8 @@ def side_attnc(a):
     import attnc
     m = attnc.Model(a.lib, weights=a.weights, threads=a.threads)
     ids = np.random.default_rng(0).integers(0, 1000, size=(1, a.ctx)).astype(np.int32)
+    m.run(input_ids=ids, pos=np.zeros(1, np.int32))  # warm: first touch of the weights, the pool
+    m.reset_state()
     t0 = time.perf_counter()
     lg = m.run(input_ids=ids, pos=np.zeros(1, np.int32))["logits"]
     prefill = time.perf_counter() - t0
@@ -79,6 +81,7 @@ def side_torch(a):
     m = hf_model(a.model)
     ids = torch.randint(0, 1000, (1, a.ctx), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
+        m(ids, use_cache=True)  # warm, like the attnc side
         t0 = time.perf_counter()
         o = m(ids, use_cache=True)
         prefill = time.perf_counter() - t0
@@ -97,6 +100,10 @@ def main():
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--configs", default="gpt2:128,gpt2:960,llama:128,llama:1024,llama:4096")
+    ap.add_argument("--dtypes", default="f32,bf16",
+                    help="attnc weight dtypes (--weight-dtype); transformers stays f32")
+    ap.add_argument("--prefill", default="gpt2:512,llama:512",
+                    help="prompt lengths for the prefill table (decode steps are timed too)")
     ap.add_argument("--attnc", default=os.path.join(SRC, "build", "attnc"))
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "attnc-bench-decode"))
     ap.add_argument("--side")
@@ -112,40 +119,61 @@ def main():
     triad = os.path.join(a.cache_dir, "triad")
     subprocess.run(["cc", "-O2", "-march=native", "-pthread", os.path.join(HERE, "triad.c"), "-o", triad], check=True)
     bw = float(subprocess.run([triad, str(a.threads)], check=True, capture_output=True, text=True).stdout)
-    rows = []
-    for spec in a.configs.split(","):
+    rows, pre = [], []
+    dtypes = a.dtypes.split(",")
+    specs = a.configs.split(",") + [c for c in a.prefill.split(",") if c and c not in a.configs.split(",")]
+    for spec in specs:
         name, ctx = spec.split(":")
         ctx = int(ctx)
         w = weights(name, a.cache_dir)
         maxt = ctx + a.steps
-        lib = os.path.join(a.cache_dir, "%s_%d.so" % (name, maxt))
-        if not os.path.exists(lib):
+        libs = {}
+        for dt in dtypes:  # built every run: a cached .so may be from an older attnc
+            libs[dt] = os.path.join(a.cache_dir, "%s_%d_%s.so" % (name, maxt, dt))
             subprocess.run([a.attnc, os.path.join(SRC, "examples", name + ".attn"), "-D", "CACHE=1", "-D",
-                            "MAXT=%d" % maxt] + CONFIGS[name]["flags"] + ["-o", lib], check=True)
-        res = {"attnc": [], "torch": []}
+                            "MAXT=%d" % maxt, "--weight-dtype=%s" % dt] + CONFIGS[name]["flags"] +
+                           ["-o", libs[dt]], check=True)
+        sides = ["attnc:" + dt for dt in dtypes] + ["torch"]
+        res = {s_: [] for s_ in sides}
         for _ in range(a.rounds):  # alternating processes
-            for side in ("attnc", "torch"):
-                cmd = [sys.executable, __file__, "--side", side, "--model", name, "--ctx", str(ctx), "--lib", lib,
-                       "--weights", w, "--threads", str(a.threads), "--steps", str(a.steps)]
+            for side in sides:
+                kind, _, dt = side.partition(":")
+                cmd = [sys.executable, __file__, "--side", kind, "--model", name, "--ctx", str(ctx), "--lib",
+                       libs.get(dt, ""), "--weights", w, "--threads", str(a.threads), "--steps", str(a.steps)]
                 res[side].append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-        med = {s: statistics.median([t for r in res[s] for t in r["steps"]]) for s in res}
-        wbytes = os.path.getsize(w)  # f32 weights: what each step reads
+        med = {s_: statistics.median([t for r in res[s_] for t in r["steps"]]) for s_ in res}
+        pmed = {s_: statistics.median([r["prefill"] for r in res[s_]]) for s_ in res}
+        wbytes = os.path.getsize(w)  # f32 weights: what each step reads (bf16: half)
         cfg = CONFIGS[name]["hf"]
         L = cfg.get("n_layer", cfg.get("num_hidden_layers"))
         D = cfg.get("n_embd", cfg.get("hidden_size"))
         H = cfg.get("n_head", cfg.get("num_attention_heads"))
         HK = cfg.get("num_key_value_heads", H)
         cbytes = 2 * L * HK * (D // H) * (ctx + a.steps // 2) * 4
-        bound = (wbytes + cbytes) / (bw * 1e9)
-        rows.append((name, ctx, med["attnc"], med["torch"], bound))
-    print("triad %.1f GB/s (%d threads)\n" % (bw, a.threads))
-    print("| model | context | attnc ms/token | tokens/s | transformers ms/token | tokens/s | attnc / transformers | "
-          "bound ms | attnc / bound | transformers / bound |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, ctx, ta, tt, b in rows:
-        print("| %s | %d | %.2f | %.1f | %.2f | %.1f | %.2fx | %.2f | %.2f | %.2f |"
-              % (name, ctx, ta * 1e3, 1 / ta, tt * 1e3, 1 / tt, tt / ta, b * 1e3, ta / b, tt / b))
-
+        if spec in a.configs.split(","):
+            for dt in dtypes:
+                bound = (wbytes * (0.5 if dt in ("bf16", "f16") else 1.0) + cbytes) / (bw * 1e9)
+                rows.append((name, ctx, dt, med["attnc:" + dt], med["torch"], bound, med["attnc:f32"]
+                             if "attnc:f32" in med else None))
+        if spec in a.prefill.split(","):
+            for dt in dtypes:
+                pre.append((name, ctx, dt, pmed["attnc:" + dt], pmed["torch"]))
+    print("triad %.1f GB/s (%d threads); medians over %d steps x %d rounds, each side in its own process\n"
+          % (bw, a.threads, a.steps, a.rounds))
+    print("| model | context | attnc weights | attnc ms/token | tokens/s | transformers f32 ms/token | tokens/s | "
+          "attnc / transformers | bound ms | attnc / bound | transformers f32 / bound | speed-up over attnc f32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, ctx, dt, ta, tt, b, tf in rows:
+        print("| %s | %d | %s | %.2f | %.1f | %.2f | %.1f | %.2fx | %.2f | %.2f | %.2f | %s |"
+              % (name, ctx, dt, ta * 1e3, 1 / ta, tt * 1e3, 1 / tt, tt / ta, b * 1e3, ta / b,
+                 tt * (bw * 1e9) / (wbytes + cbytes), "%.2fx" % (tf / ta) if tf else "-"))
+    if pre:
+        print("\n| model | prompt | attnc weights | attnc prefill ms | tokens/s | transformers f32 ms | tokens/s | "
+              "attnc / transformers |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, ctx, dt, ta, tt in pre:
+            print("| %s | %d | %s | %.1f | %.0f | %.1f | %.0f | %.2fx |"
+                  % (name, ctx, dt, ta * 1e3, ctx / ta, tt * 1e3, ctx / tt, tt / ta))
 
 if __name__ == "__main__":
     main()
