@@ -18,7 +18,10 @@
  *            written once.  This is compulsory traffic, the lower bound an
  *            ideal cache would reach; it is what fusion changes.  A
  *            folded squeeze (fold-se) reads the partial sums its matmul
- *            wrote (both counted), not the matmul's result. */
+ *            wrote (both counted), not the matmul's result.  An update
+ *            (a state written in place) moves its new values twice (read,
+ *            written), not the state; a pack of a 2-byte weight is read
+ *            at 2 bytes per value. */
 #include "ir.h"
 
 static double elems(const IrType *t, const int64_t *symvals) {
@@ -52,6 +55,11 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       out->flops += 2 * bht * s * (double)(ir_dim_eval(q->dim[3], symvals) + ir_dim_eval(v->dim[3], symvals));
     }
     double b = elems(&n->type, symvals) * esize(n->type.dt);
+    if (n->op == IR_UPDATE) { /* in place: the new values read and written into the state, nothing else */
+      const IrNode *x = &f->nodes[n->in[1]];
+      out->bytes += 2 * elems(&x->type, symvals) * esize(n->type.dt);
+      continue;
+    }
     if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
       /* fold-se: the matmul wrote partial sums (one row per tile[0] rows)
          instead of this reading its result: count the write and the read */
@@ -71,7 +79,9 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       for (int j = 0; j < k; j++) seen |= n->in[j] == o;
       const IrNode *on = &f->nodes[o];
       if (seen || on->op == IR_CONST || on->op == IR_IOTA) continue;
-      b += elems(&on->type, symvals) * esize(on->type.dt);
+      /* a pack of a 2-byte weight holds 2-byte panels (pack-weights) */
+      rt_dtype dt = on->op == IR_PACK ? f->nodes[on->in[0]].type.dt : on->type.dt;
+      b += elems(&on->type, symvals) * esize(dt);
     }
     out->bytes += b;
   }

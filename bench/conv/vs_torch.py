@@ -107,6 +107,13 @@ def worker(side, threads, tmp):
         print(t, float(y.sum()), float((y * y).sum()), flush=True)
 
 
+def hold(what):
+    """ATTNC_BENCH_HOLD: on a shared machine, a command that pauses the
+    other jobs ("on") and lets them go on ("off"), run around each point."""
+    if os.environ.get("ATTNC_BENCH_HOLD"):
+        subprocess.run([os.environ["ATTNC_BENCH_HOLD"], what])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", choices=["attnc", "torch"])
@@ -146,11 +153,13 @@ def main():
     check = {}
     for r in range(a.rounds):
         for i, p in enumerate(pts):
+            hold("on")
             for s in (("torch", "attnc") if (r + i) % 2 == 0 else ("attnc", "torch")):
                 ans = ask(s, f"run {p} {a.seconds}")
                 res[p][s].append(float(ans[0]))
                 check.setdefault(p, {})[s] = (float(ans[1]), float(ans[2]))
                 time.sleep(0.3)
+            hold("off")
             tt, ta = (statistics.median(res[p][s]) for s in ("torch", "attnc"))
             print(f"round {r + 1}/{a.rounds} {p}: torch {tt * 1e3:.3f} ms attnc {ta * 1e3:.3f} ms ratio {tt / ta:.2f}",
                   file=sys.stderr, flush=True)

@@ -54,6 +54,30 @@ def weights(name, cache_dir):
     return path
 
 
+# ATTNC_BENCH_WRAP: a command prefix for every measured process (e.g.
+# "taskset -c 0,1", or a script that pauses other jobs on a shared machine)
+WRAP = os.environ.get("ATTNC_BENCH_WRAP", "").split()
+GATHERED = {"gpt2": ("transformer.wpe.weight",), "llama": ("model.embed_tokens.weight",)}
+
+
+def step_bytes(name, path):
+    """The weight bytes one decode step reads: every tensor but the tables
+    only gathered from (one row each: GPT-2's positions, LLaMA's untied
+    token embeddings); and of those the 2-D ones (matmul weights, which
+    --weight-dtype=bf16 halves).  From the safetensors header."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        hdr = json.loads(f.read(n))
+    total = two = 0
+    for k, v in hdr.items():
+        if k == "__metadata__" or k in GATHERED[name]:
+            continue
+        b = v["data_offsets"][1] - v["data_offsets"][0]
+        total += b
+        two += b if len(v["shape"]) == 2 else 0
+    return total, two
+
+
 def side_attnc(a):
     sys.path.insert(0, os.path.join(SRC, "python"))
     import numpy as np
@@ -67,12 +91,19 @@ def side_attnc(a):
     prefill = time.perf_counter() - t0
     tok, times = int(lg[0, -1].argmax()), []
     out = {"logits": np.zeros((1, 1, lg.shape[-1]), np.float32)}
+    rss0 = rss_now()
     for s in range(a.steps):
         t0 = time.perf_counter()
         m.run(input_ids=np.array([[tok]], np.int32), pos=np.array([a.ctx + s], np.int32), out=out)
         times.append(time.perf_counter() - t0)
         tok = int(out["logits"][0, 0].argmax())
-    return {"prefill": prefill, "steps": times}
+    return {"prefill": prefill, "steps": times, "rss_after_prefill": rss0, "rss_after_steps": rss_now()}
+
+
+def rss_now():
+    """The process's resident set now, bytes (/proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def side_torch(a):
@@ -119,7 +150,7 @@ def main():
     triad = os.path.join(a.cache_dir, "triad")
     subprocess.run(["cc", "-O2", "-march=native", "-pthread", os.path.join(HERE, "triad.c"), "-o", triad], check=True)
     bw = float(subprocess.run([triad, str(a.threads)], check=True, capture_output=True, text=True).stdout)
-    rows, pre = [], []
+    rows, pre, rss = [], [], []
     dtypes = a.dtypes.split(",")
     specs = a.configs.split(",") + [c for c in a.prefill.split(",") if c and c not in a.configs.split(",")]
     for spec in specs:
@@ -138,12 +169,16 @@ def main():
         for _ in range(a.rounds):  # alternating processes
             for side in sides:
                 kind, _, dt = side.partition(":")
-                cmd = [sys.executable, __file__, "--side", kind, "--model", name, "--ctx", str(ctx), "--lib",
+                cmd = WRAP + [sys.executable, __file__, "--side", kind, "--model", name, "--ctx", str(ctx), "--lib",
                        libs.get(dt, ""), "--weights", w, "--threads", str(a.threads), "--steps", str(a.steps)]
                 res[side].append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
         med = {s_: statistics.median([t for r in res[s_] for t in r["steps"]]) for s_ in res}
         pmed = {s_: statistics.median([r["prefill"] for r in res[s_]]) for s_ in res}
-        wbytes = os.path.getsize(w)  # f32 weights: what each step reads (bf16: half)
+        for s_ in res:  # the cache is allocated at create: decoding must not grow the process
+            if s_.startswith("attnc"):
+                grow = max(r["rss_after_steps"] - r["rss_after_prefill"] for r in res[s_])
+                rss.append((name, ctx, s_[6:], max(r["rss_after_steps"] for r in res[s_]), grow))
+        wbytes, w2bytes = step_bytes(name, w)  # what each step reads of the weights (f32; 2-D ones bf16: half)
         cfg = CONFIGS[name]["hf"]
         L = cfg.get("n_layer", cfg.get("num_hidden_layers"))
         D = cfg.get("n_embd", cfg.get("hidden_size"))
@@ -152,7 +187,7 @@ def main():
         cbytes = 2 * L * HK * (D // H) * (ctx + a.steps // 2) * 4
         if spec in a.configs.split(","):
             for dt in dtypes:
-                bound = (wbytes * (0.5 if dt in ("bf16", "f16") else 1.0) + cbytes) / (bw * 1e9)
+                bound = (wbytes - (w2bytes / 2 if dt in ("bf16", "f16") else 0) + cbytes) / (bw * 1e9)
                 rows.append((name, ctx, dt, med["attnc:" + dt], med["torch"], bound, med["attnc:f32"]
                              if "attnc:f32" in med else None))
         if spec in a.prefill.split(","):
@@ -167,6 +202,11 @@ def main():
         print("| %s | %d | %s | %.2f | %.1f | %.2f | %.1f | %.2fx | %.2f | %.2f | %.2f | %s |"
               % (name, ctx, dt, ta * 1e3, 1 / ta, tt * 1e3, 1 / tt, tt / ta, b * 1e3, ta / b,
                  tt * (bw * 1e9) / (wbytes + cbytes), "%.2fx" % (tf / ta) if tf else "-"))
+    if rss:
+        print("\n| model | context | attnc weights | RSS after the steps | growth over %d decode steps |" % a.steps)
+        print("|---|---|---|---|---|")
+        for name, ctx, dt, r_, g_ in rss:
+            print("| %s | %d | %s | %.0f MiB | %+d KiB |" % (name, ctx, dt, r_ / 2**20, g_ // 1024))
     if pre:
         print("\n| model | prompt | attnc weights | attnc prefill ms | tokens/s | transformers f32 ms | tokens/s | "
               "attnc / transformers |")

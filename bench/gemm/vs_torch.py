@@ -145,6 +145,13 @@ def cpu_name():
     return "?"
 
 
+def hold(what):
+    """ATTNC_BENCH_HOLD: on a shared machine, a command that pauses the
+    other jobs ("on") and lets them go on ("off"), run around each point."""
+    if os.environ.get("ATTNC_BENCH_HOLD"):
+        subprocess.run([os.environ["ATTNC_BENCH_HOLD"], what])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -197,12 +204,15 @@ def main():
     triads = []
     peaks = []
     for r in range(a.rounds):
+        hold("on")
         triads.append(float(at.ask(f"triad {a.threads}")))
         peaks.append(float(at.ask(f"peak {a.threads}")))
+        hold("off")
         for i, (_, shape, N) in enumerate(points):
             so = libs[(len(shape), shape[-1], N)]
             xs = ",".join(str(v) for v in shape)
             sides = ["attnc", "torch"] if r % 2 == 0 else ["torch", "attnc"]
+            hold("on")
             for side in sides:
                 if side == "attnc":
                     ans = at.ask(f"run {so} {a.threads} {a.seconds} {xs}")
@@ -210,6 +220,7 @@ def main():
                     ans = th.ask(f"run {a.seconds} {xs} {N}")
                     time.sleep(0.3)
                 res[i][side].append(float(ans.split()[0]))
+            hold("off")
         print(f"round {r + 1}/{a.rounds} done, load {loadavg()}", file=sys.stderr)
     at.close()
     th.close()
