@@ -82,7 +82,9 @@ def prepare(work, name, s, seed):
 
 
 def side(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    # ATTNC_BENCH_WRAP: a command prefix for every measured process (e.g. a
+    # script that pauses other jobs on a shared machine)
+    r = subprocess.run(os.environ.get("ATTNC_BENCH_WRAP", "").split() + cmd, capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])["times"]
