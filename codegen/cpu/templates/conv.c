@@ -2,7 +2,8 @@
  * implicit GEMM (im2col tiles of a block of output pixels, multiplied by
  * the GEMM template's micro-kernels through attnc_tpl_gemm; the generated
  * epilogue -- bias, activation, residual -- runs on each finished tile), a direct
- * depthwise convolution vectorized over the output width, and max / average
+ * depthwise convolution vectorized over the output width (bands of input
+ * rows copied zero-padded first: no edge cases inside), and max / average
  * pooling.  Geometry arrives as an int64 array (conv.h: ATTNC_CONV_*).
  * Compiled like every template (tpl_common.h): pure functions, no libc. */
 #include "tpl_common.h"
@@ -95,6 +96,89 @@ void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g
   }
 }
 
+/* The padded band buffer of dwconv_padded, in floats (32 KiB of stack). */
+#define CONV_DW_BUF 8192
+/* Output rows computed together (each tap's weight splat once for all). */
+#define CONV_DW_RB 4
+
+/* Depthwise, stride 1 along the width: bands of output rows whose input
+ * rows are first copied into a zero-padded buffer (the padding, and VW
+ * spare columns, written as zeros), so every output column -- edges
+ * included -- is a vector of VW columns with no bounds test; the last
+ * partial vector of a row is computed whole and only its valid columns
+ * stored.  Each output is the same sum over (i, j) in order as the
+ * unpadded path (a padded tap adds 0 * w).  Returns 0 when one band row does
+ * not fit the buffer (the caller's path then runs). */
+static int dwconv_padded(const float *xc, const float *wc, float *oc, const int64_t *g, int64_t c,
+                         attnc_gemm_epi_fn epi, void *epi_ctx) {
+  int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO], Wo = g[ATTNC_CONV_WO];
+  int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH];
+  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], dh = g[ATTNC_CONV_DH], dw = g[ATTNC_CONV_DW];
+  int64_t xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
+  int64_t wv = (Wo + 2 * VW - 1) / (2 * VW) * (2 * VW), Wp = wv + (kw - 1) * dw; /* padded row: every vector's taps */
+  int64_t span = (kh - 1) * dh + 1;                              /* input rows one output row reads */
+  if (span * Wp > CONV_DW_BUF) return 0;
+  int64_t band = (CONV_DW_BUF / Wp - span) / sh + 1; /* output rows per band */
+  float buf[CONV_DW_BUF] __attribute__((aligned(64)));
+  for (int64_t y0 = 0; y0 < Ho; y0 += band) {
+    int64_t y1 = y0 + band < Ho ? y0 + band : Ho;
+    int64_t r0 = y0 * sh - ph, rows = (y1 - 1 - y0) * sh + span; /* input rows [r0, r0 + rows) */
+    for (int64_t r = 0; r < rows; r++) {
+      float *d = buf + r * Wp;
+      int64_t yy = r0 + r, X = 0;
+      if (yy >= 0 && yy < H) { /* [0, pw) zeros, the row's columns, zeros to Wp */
+        int64_t e = pw + W < Wp ? pw + W : Wp;
+        for (; X < pw && X < Wp; X++) d[X] = 0.0f;
+        const float *xr = xc + yy * xsh - pw * xsw;
+        if (xsw == 1)
+          for (; X < e; X++) d[X] = xr[X];
+        else
+          for (; X < e; X++) d[X] = xr[X * xsw];
+      }
+      for (; X < Wp; X++) d[X] = 0.0f;
+    }
+    for (int64_t y = y0; y < y1; y += CONV_DW_RB) { /* CONV_DW_RB output rows at a time: one weight splat per tap */
+      int64_t nr = y1 - y < CONV_DW_RB ? y1 - y : CONV_DW_RB;
+      const float *base = buf + (y - y0) * sh * Wp;
+      for (int64_t xo = 0; xo < Wo; xo += 2 * VW) { /* 2 vectors x CONV_DW_RB rows: 8 independent sums */
+        attnc_vf acc[CONV_DW_RB][2];
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < CONV_DW_RB; r++) acc[r][0] = acc[r][1] =
+            attnc_splat(0.0f);
+        for (int64_t i = 0; i < kh; i++) {
+          const float *xr = base + i * dh * Wp + xo;
+          for (int64_t j = 0; j < kw; j++) {
+            attnc_vf wv_ = attnc_splat(wc[i * kw + j]);
+            /* rows past nr read buffer rows that exist (zeros or the band's next rows) and are dropped;
+               so do the columns past Wo (the buffer is 2 VW columns wider) */
+            _Pragma("clang loop unroll(full)") for (int r = 0; r < CONV_DW_RB; r++) {
+              const float *p = xr + (r < nr ? r : 0) * sh * Wp + j * dw;
+              acc[r][0] += wv_ * attnc_loadu(p);
+              acc[r][1] += wv_ * attnc_loadu(p + VW);
+            }
+          }
+        }
+        for (int64_t r = 0; r < nr; r++) {
+          float *orow = oc + (y + r) * Wo;
+          for (int h = 0; h < 2; h++) {
+            int64_t x0 = xo + h * VW;
+            if (x0 + VW <= Wo) {
+              attnc_storeu(orow + x0, acc[r][h]);
+            } else if (x0 < Wo) {
+              float t[VW] __attribute__((aligned(64)));
+              attnc_storea(t, acc[r][h]);
+              for (int64_t q = 0; q < Wo - x0; q++) orow[x0 + q] = t[q];
+            }
+          }
+        }
+      }
+      if (epi)
+        for (int64_t r = 0; r < nr; r++) /* row c of the [O, Ho*Wo] map of image n */
+          epi(epi_ctx, oc + (y + r) * Wo, Wo, c, (y + r) * Wo, 1, Wo);
+    }
+  }
+  return 1;
+}
+
 void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t plane,
                         attnc_gemm_epi_fn epi, void *epi_ctx, float *part) {
   int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
@@ -110,6 +194,7 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
     part[c] = 0.0f;
     epi = conv_fold_epi, epi_ctx = &fold;
   }
+  if (sw == 1 && dwconv_padded(xc, wc, oc, g, c, epi, epi_ctx)) return;
   /* output columns whose taps are all inside the row: [xlo, xhi) */
   int64_t xlo = (pw + sw - 1) / sw, xhi = W - 1 - (kw - 1) * dw + pw;
   xhi = xhi < 0 ? 0 : xhi / sw + 1;
