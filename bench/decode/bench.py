@@ -101,9 +101,13 @@ def side_attnc(a):
 
 
 def rss_now():
-    """The process's resident set now, bytes (/proc/self/statm)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """The process's anonymous resident memory now, bytes (/proc/self/status
+    RssAnon: what the library and the process allocated; the file-backed
+    part also grows as new token ids gather rows of the mapped embedding
+    table for the first time)."""
+    with open("/proc/self/status") as f:
+        st = dict(line.split(":", 1) for line in f)
+    return int(st["RssAnon"].split()[0]) * 1024
 
 
 def side_torch(a):
@@ -203,7 +207,8 @@ def main():
               % (name, ctx, dt, ta * 1e3, 1 / ta, tt * 1e3, 1 / tt, tt / ta, b * 1e3, ta / b,
                  tt * (bw * 1e9) / (wbytes + cbytes), "%.2fx" % (tf / ta) if tf else "-"))
     if rss:
-        print("\n| model | context | attnc weights | RSS after the steps | growth over %d decode steps |" % a.steps)
+        print("\n| model | context | attnc weights | anonymous RSS after the steps | its growth over %d decode steps |"
+              % a.steps)
         print("|---|---|---|---|---|")
         for name, ctx, dt, r_, g_ in rss:
             print("| %s | %d | %s | %.0f MiB | %+d KiB |" % (name, ctx, dt, r_ / 2**20, g_ // 1024))
