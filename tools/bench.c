@@ -102,7 +102,7 @@ static size_t esize(rt_dtype t) { return t == RT_BOOL ? 1 : 4; }
 
 /* Fresh random data for a tensor of this shape: f32 uniform with variance
  * 1 (inputs) or 1/fan_in (weight matrices), vectors in [-1, 1]; i32 in
- * [0, 8]; bool fair coins. */
+ * [0, 8] (see buf_of_node for ids); bool fair coins. */
 static int buf_make(Buf *b, const char *name, rt_dtype dt, int rank, const int64_t *shape, bool weight) {
   b->name = name;
   b->dt = dt;
@@ -128,11 +128,36 @@ static int buf_make(Buf *b, const char *name, rt_dtype dt, int rank, const int64
   return 0;
 }
 
-/* The same for a node of the graph, at the dims sym. */
-static int buf_of_node(Buf *b, const IrNode *n, const int64_t *sym, bool weight) {
+/* The rows of the smallest table node `id`'s values index (gathers of
+ * them, directly or through reshapes, permutes and slices), or -1. */
+static int64_t id_rows(const IrFunc *f, int id, const int64_t *sym) {
+  int64_t best = -1;
+  for (int i = id + 1; i < f->n; i++) {
+    const IrNode *u = &f->nodes[i];
+    int64_t r = -1;
+    if (u->op == IR_GATHER && u->nin >= 2 && u->in[1] == id) {
+      const IrType *t = &f->nodes[u->in[0]].type;
+      int ax = u->a.axis < 0 ? u->a.axis + t->rank : u->a.axis;
+      if (ax >= 0 && ax < t->rank) r = ir_dim_eval(t->dim[ax], sym);
+    } else if ((u->op == IR_RESHAPE || u->op == IR_PERMUTE || u->op == IR_SLICE) && u->in[0] == id) {
+      r = id_rows(f, i, sym);
+    }
+    if (r >= 0 && (best < 0 || r < best)) best = r;
+  }
+  return best;
+}
+
+/* The same for a node of the graph, at the dims sym; i32 ids a gather
+ * reads stay below the table's rows. */
+static int buf_of_node(Buf *b, const IrFunc *f, int id, const int64_t *sym, bool weight) {
+  const IrNode *n = &f->nodes[id];
   int64_t shape[IR_MAX_RANK];
   for (int a = 0; a < n->type.rank; a++) shape[a] = ir_dim_eval(n->type.dim[a], sym);
-  return buf_make(b, n->a.str, (rt_dtype)n->type.dt, n->type.rank, shape, weight);
+  if (buf_make(b, n->a.str, (rt_dtype)n->type.dt, n->type.rank, shape, weight)) return 1;
+  int64_t rows = n->type.dt == RT_I32 ? id_rows(f, id, sym) : -1;
+  if (rows > 0 && rows < 9)
+    for (int64_t i = 0; i < b->n; i++) ((int32_t *)b->data)[i] %= (int32_t)rows;
+  return 0;
 }
 
 typedef struct {
@@ -738,7 +763,7 @@ static int bench_model(BenchArgs *b) {
   in = tool_realloc(NULL, sizeof *in * (size_t)(nin + 1));
   memset(in, 0, sizeof *in * (size_t)(nin + 1));
   for (int k = 0; k < nin; k++)
-    if (buf_of_node(&in[k], &g0->funcs[0].nodes[ids[k]], sym, false)) goto done;
+    if (buf_of_node(&in[k], &g0->funcs[0], ids[k], sym, false)) goto done;
   if (b->weights) {
     if (rt_st_open(b->weights, &st, err, sizeof err)) {
       tool_fail("%s", err);
@@ -750,7 +775,7 @@ static int bench_model(BenchArgs *b) {
     w = tool_realloc(NULL, sizeof *w * (size_t)(nw + 1));
     memset(w, 0, sizeof *w * (size_t)(nw + 1));
     for (int k = 0; k < nw; k++)
-      if (buf_of_node(&w[k], &g0->funcs[0].nodes[ids[k]], sym, true)) goto done;
+      if (buf_of_node(&w[k], &g0->funcs[0], ids[k], sym, true)) goto done;
   }
   ain = tool_realloc(NULL, sizeof *ain * (size_t)(nin + 1));
   for (int k = 0; k < nin; k++) ain[k] = api_of(&in[k]);
