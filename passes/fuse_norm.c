@@ -162,7 +162,9 @@ static bool try_norm(Ctx *c, int t) {
   fn->in = ir_arena_alloc(c->g->arena, 3 * sizeof(int));
   fn->in[0] = x, fn->in[1] = w;
   if (ln) fn->in[2] = b;
+  bool prep = fn->a.prep; /* a norm of weights (hoist-weights): computed at load like the ops it replaces */
   ir_attrs_init(&fn->a);
+  fn->a.prep = prep;
   fn->a.eps = eps;
   fn->body = -1;
   return true;
