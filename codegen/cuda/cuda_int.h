@@ -42,8 +42,15 @@ void cu_struct(const CgPlan *p, const CgKernel *k, const char *name, FILE *f);
 char **cu_names(const char *fmt, int n, int first);
 void cu_names_free(char **names, int n);
 
-/* cuda_conv.c: conv2d / maxpool2d / avgpool2d (SIMT f32). */
+/* cuda_conv.c: conv2d / maxpool2d / avgpool2d (SIMT, or the tensor-core
+ * implicit GEMM where cu_conv_tc says so). */
 void cu_conv(Cu *c, const CgKernel *k);
+/* Does conv node id run on the tensor-core implicit GEMM?  groups = 1,
+ * f16/bf16 input and weight of one dtype, constant channels, no folded
+ * squeeze.  128 threads, CU_CONV_TC_SMEM bytes of dynamic shared memory,
+ * grid (ceil(N Ho Wo / 128), ceil(O / 64)). */
+bool cu_conv_tc(const CgPlan *p, int id);
+#define CU_CONV_TC_SMEM (2 * (128 * 40 + 64 * 40) * 2) /* 2 stages of im2col and weight tiles */
 
 /* Tile rules (cuda_tile.c).  Does attention node n run on the tensor-core
  * kernel?  f16/bf16 Q, K, V of one dtype, constant head sizes (*e, *ev)

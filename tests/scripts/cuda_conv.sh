@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# cuda_conv.sh - f16 / bf16 convolutions on the CUDA emulation against the
+# reference interpreter: groups = 1 runs on the tensor-core implicit GEMM
+# (cuda_conv.c: 128 x 64 x 32 tiles, im2col tiles gathered into shared
+# memory), groups > 1 and depthwise on the SIMT kernel.  Sizes that do not
+# divide the tiles (pixels not a multiple of 128, channels of 64, C KH KW
+# of 32), a single pixel, stride 2, padding, dilation, kernels 1, 3, 5, 7,
+# an epilogue; fold-se through the emulation is in cuda_emu.sh (se_cnn,
+# mbconv).  Tolerance: a few units in the last place of the dtype (bf16
+# 2^-8, f16 2^-11), as cuda_emu.sh.  The kernel choice itself is checked
+# in the generated CUDA C.  Skipped without the CUDA backend.
+source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/emu.bash"
+if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
+  echo "SKIP: $("$ATTNC" --version | tail -1)"
+  exit 0
+fi
+M=tests/cuda_emu/models
+# which kernel a config gets: the tensor-core one calls tc_mma_<dtype>
+for c in "f16::1" "bf16::1" "f16:-D G=5 -D O=10:0" "bf16:-D C=8 -D O=8 -D G=8:0"; do
+  IFS=: read -r dt defs want <<<"$c"
+  # shellcheck disable=SC2086
+  if "$ATTNC" $M/conv_$dt.attn $defs --target=cuda --emit=cuda -o "$TMP/k.cu" 2>"$TMP/err"; then
+    got=$(grep -c "tc_mma_$dt(acc" "$TMP/k.cu")
+    [ $((got > 0)) = "$want" ] && ok "conv_$dt $defs: tensor cores $want" || bad "conv_$dt $defs: $got tensor-core calls, want $want"
+  else
+    bad "conv_$dt $defs: $(head -3 "$TMP/err")"
+  fi
+done
+for dt in f16 bf16; do
+  tol=3e-2
+  [ $dt = f16 ] && tol=4e-3
+  # 3x3 pad 1, 7x9 (126 pixels) and 2 images (2 pixel tiles), 70 channels, K = 45
+  check ${dt}_k3 $M/conv_$dt.attn "" "N=2 H=7 W=9" $tol
+  # 1x1 (K = C = 5): one pixel, and 131 pixels
+  check ${dt}_k1 $M/conv_$dt.attn "-D KH=1 -D KW=1 -D P=0" "N=1 H=1 W=1" $tol
+  check ${dt}_k1_131 $M/conv_$dt.attn "-D KH=1 -D KW=1 -D P=0 -D C=40 -D O=24" "N=1 H=1 W=131" $tol
+  # 5x5 stride 2 pad 2 (K = 200: several K tiles, a tail of 8)
+  check ${dt}_k5s2 $M/conv_$dt.attn "-D C=8 -D KH=5 -D KW=5 -D S=2 -D P=2" "N=2 H=15 W=15 H_1=8 W_1=8" $tol
+  # 7x7 stride 2 pad 3 (the ResNet stem), C = 3: K = 147
+  check ${dt}_k7s2 $M/conv_$dt.attn "-D C=3 -D O=16 -D KH=7 -D KW=7 -D S=2 -D P=3" "N=1 H=17 W=13 H_1=9 W_1=7" $tol
+  # dilation 2, no padding, a non-square kernel
+  check ${dt}_dil $M/conv_$dt.attn "-D C=6 -D O=9 -D KH=3 -D KW=5 -D D=2 -D P=0" "N=2 H=11 W=12 H_1=7 W_1=4" $tol
+  # groups in between and depthwise: the SIMT kernel in f16 / bf16
+  check ${dt}_g5 $M/conv_$dt.attn "-D C=10 -D O=15 -D G=5" "N=1 H=6 W=5" $tol
+  check ${dt}_dw $M/conv_$dt.attn "-D C=8 -D O=8 -D G=8 -D KH=5 -D KW=5 -D P=2" "N=2 H=9 W=7" $tol
+done
+finish
