@@ -5,7 +5,7 @@
 # memory), groups > 1 and depthwise on the SIMT kernel.  Sizes that do not
 # divide the tiles (pixels not a multiple of 128, channels of 64, C KH KW
 # of 32), a single pixel, stride 2, padding, dilation, kernels 1, 3, 5, 7,
-# an epilogue; fold-se through the emulation is in cuda_emu.sh (se_cnn,
+# epilogues (an IR file: fuse-epilogue fuses f32 epilogues only); fold-se through the emulation is in cuda_emu.sh (se_cnn,
 # mbconv).  Tolerance: a few units in the last place of the dtype (bf16
 # 2^-8, f16 2^-11), as cuda_emu.sh.  The kernel choice itself is checked
 # in the generated CUDA C.  Skipped without the CUDA backend.
@@ -45,4 +45,7 @@ for dt in f16 bf16; do
   check ${dt}_g5 $M/conv_$dt.attn "-D C=10 -D O=15 -D G=5" "N=1 H=6 W=5" $tol
   check ${dt}_dw $M/conv_$dt.attn "-D C=8 -D O=8 -D G=8 -D KH=5 -D KW=5 -D P=2" "N=2 H=9 W=7" $tol
 done
+# epilogue bodies on the tensor-core accumulators (bias, a whole map,
+# hardswish), 70 channels, and an f16 maxpool
+check f16_body $M/conv_f16_body.ir "" "N=2 H=7 W=9 H_1=3 W_1=4" 4e-3
 finish
