@@ -125,6 +125,7 @@ static void conv_tc(Cu *c, const CgKernel *k) {
           "  float acc[4][4][4];\n"
           "  #pragma unroll\n  for (int i = 0; i < 4; i++)\n"
           "    #pragma unroll\n    for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;\n"
+          "  #pragma unroll 1  /* (unrolled, the gathers' addresses of every tile are live at once) */\n"
           "  for (int kt = 0; kt < nk; kt++) {\n"
           "    const int st = kt & 1;\n"
           "    if (kt + 1 < nk) LOAD_G(kt + 1);  /* global loads in flight while the tensor cores work */\n"
