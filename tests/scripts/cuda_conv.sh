@@ -48,4 +48,7 @@ done
 # epilogue bodies on the tensor-core accumulators (bias, a whole map,
 # hardswish), 70 channels, and an f16 maxpool
 check f16_body $M/conv_f16_body.ir "" "N=2 H=7 W=9 H_1=3 W_1=4" 4e-3
+# through views: a channels-last image (permuted) and a cropped one (slice)
+check bf16_views $M/conv_nhwc_bf16.attn "" "N=2 H=9 W=7 H_1=5 W_1=4" 3e-2
+check bf16_views_big $M/conv_nhwc_bf16.attn "-D C=40 -D O=72 -D S=1" "N=1 H=13 W=11 H_1=13 W_1=11" 3e-2
 finish
