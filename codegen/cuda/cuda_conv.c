@@ -77,6 +77,7 @@ static void conv_tc(Cu *c, const CgKernel *k) {
   ir_window_kernel(f, n, kk);
   ir_dim_is_const(f->nodes[n->in[0]].type.dim[1], &ch);
   ir_dim_is_const(n->type.dim[1], &oc);
+  int64_t kdim = ch * kk[0] * kk[1];
   cu_tc_prelude(c);
   cu_comment(c, id);
   cu_struct(c->p, k, c->kn, c->f);
@@ -98,14 +99,23 @@ static void conv_tc(Cu *c, const CgKernel *k) {
           "  const i64 apix = arow ? am %% HW : 0, ay0 = apix / Wo * SH - PH, ax0 = apix %% Wo * SW - PW;\n"
           "  const h16 *ax = a.x + (arow ? am / HW : 0) * a.xs[0];\n"
           "  unsigned ra[16], rb[8];  /* the next tile: element pairs (lo: the even k) */\n"
+          "  /* the im2col column the gathers are at (the same in every thread, stepped, no divisions):\n"
+          "     k = (c KH + i) KW + j, the window offset (i DH, j DW) and its offset in x */\n"
+          "  int gk = 0, gi = 0, gj = 0;\n"
+          "  i64 gdy = 0, gdx = 0, goff = 0;\n"
+          "  const i64 pofs = ay0 * a.xs[2] + ax0 * a.xs[3], SX1 = a.xs[1], SX2 = a.xs[2] * DH, SX3 = a.xs[3] * DW;\n"
+          "  (void)gk;\n"
           "#define LOAD_G(kt_) do { \\\n"
           "    _Pragma(\"unroll\") for (int q = 0; q < 16; q++) { \\\n"
           "      unsigned pr = 0; \\\n"
           "      _Pragma(\"unroll\") for (int e = 0; e < 2; e++) { \\\n"
-          "        const int kx = (kt_) * 32 + 2 * q + e, ci = kx / (KH * KW), r = kx %% (KH * KW); \\\n"
-          "        const i64 yy = ay0 + r / KW * DH, xx = ax0 + r %% KW * DW; \\\n"
-          "        const bool ok = arow && kx < K && yy >= 0 && yy < H && xx >= 0 && xx < W; \\\n"
-          "        pr |= (ok ? (unsigned)ax[ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]] : 0u) << (16 * e); } \\\n"
+          "        const bool ok = arow%s && (unsigned long long)(ay0 + gdy) < (unsigned long long)H && \\\n"
+          "                        (unsigned long long)(ax0 + gdx) < (unsigned long long)W; \\\n"
+          "        pr |= (ok ? (unsigned)ax[pofs + goff] : 0u) << (16 * e); \\\n"
+          "        gk++, gdx += DW, goff += SX3; \\\n"
+          "        if (++gj == KW) { \\\n"
+          "          gj = 0, gdx = 0, gi++, gdy += DH, goff += SX2 - KW * SX3; \\\n"
+          "          if (gi == KH) gi = 0, gdy = 0, goff += SX1 - KH * SX2; } } \\\n"
           "      ra[q] = pr; } \\\n"
           "    _Pragma(\"unroll\") for (int q = 0; q < 8; q++) { \\\n"
           "      const i64 o = n0 + (tid >> 4) + 8 * q; const int kx = (kt_) * 32 + 2 * (tid & 15); \\\n"
@@ -156,9 +166,9 @@ static void conv_tc(Cu *c, const CgKernel *k) {
           "    #pragma unroll\n    for (int e = 0; e < 2; e++) {\n"
           "      const i64 o = n0 + wn * 32 + j * 8 + 2 * tg + e;\n"
           "      if (o >= OC) continue;\n",
-          c->kn, c->kn, (long long)kk[0], (long long)kk[1], (long long)(ch * kk[0] * kk[1]), n->a.stride[0],
+          c->kn, c->kn, (long long)kk[0], (long long)kk[1], (long long)kdim, n->a.stride[0],
           n->a.stride[1], n->a.pad[0], n->a.pad[1], n->a.dil[0], n->a.dil[1], (long long)oc,
-          dx == RT_BF16 ? "tc_mma_bf16" : "tc_mma_f16");
+          kdim % 32 ? " && gk < K" : "", dx == RT_BF16 ? "tc_mma_bf16" : "tc_mma_f16");
   char res[64], st[256];
   conv_epilogue(c, n, "acc[i][j][2 * hh + e]", res, sizeof res);
   fprintf(c->f, "      a.o[(n * OC + o) * HW + pix] = %s;\n    }\n  }\n}\n\n", cu_st(dy, res, st, sizeof st));
