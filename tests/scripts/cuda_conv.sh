@@ -5,8 +5,8 @@
 # memory), groups > 1 and depthwise on the SIMT kernel.  Sizes that do not
 # divide the tiles (pixels not a multiple of 128, channels of 64, C KH KW
 # of 32), a single pixel, stride 2, padding, dilation, kernels 1, 3, 5, 7,
-# epilogues (an IR file: fuse-epilogue fuses f32 epilogues only); fold-se through the emulation is in cuda_emu.sh (se_cnn,
-# mbconv).  Tolerance: a few units in the last place of the dtype (bf16
+# epilogues (an IR file: fuse-epilogue fuses f32 epilogues only), views;
+# and fold-se on the (f32 SIMT) conv kernels.  Tolerance: a few units in the last place of the dtype (bf16
 # 2^-8, f16 2^-11), as cuda_emu.sh.  The kernel choice itself is checked
 # in the generated CUDA C.  Skipped without the CUDA backend.
 source "$(dirname "$0")/lib.bash"
@@ -48,6 +48,28 @@ done
 # epilogue bodies on the tensor-core accumulators (bias, a whole map,
 # hardswish), 70 channels, and an f16 maxpool
 check f16_body $M/conv_f16_body.ir "" "N=2 H=7 W=9 H_1=3 W_1=4" 4e-3
+# fold-se on the CUDA conv kernels: the squeeze of se_cnn's conv2 and of
+# mbconv's depthwise conv is each plane's sum, written by the conv (a block
+# reduction of the stored values), and the squeeze kernel only reads those
+# sums; --disable-pass=fold-se reads the map instead.  Numerics of both
+# through the emulation: se_cnn here (15 x 15: pools cut at the edge),
+# se_cnn 7 x 9 and mbconv in cuda_emu.sh.
+for c in "se_cnn|examples/se_cnn.attn|-D C1=8 -D C2=16 -D R=4" "mbconv|examples/mbconv.attn|-D CIN=8 -D CEXP=24 -D COUT=8 -D SQ=8"; do
+  IFS='|' read -r name src defs <<<"$c"
+  for mode in fold nofold; do
+    flags=()
+    [ $mode = nofold ] && flags=(--disable-pass=fold-se)
+    # shellcheck disable=SC2086
+    "$ATTNC" "$src" $defs "${flags[@]}" --target=cuda --emit=cuda -o "$TMP/$name.$mode.cu" 2>"$TMP/err" || bad "$name $mode: $(head -3 "$TMP/err")"
+  done
+  sums=$(grep -c 'a.part\[plane\] = fsum' "$TMP/$name.fold.cu")
+  reads=$(grep -c 'fold-se: the producing conv2d wrote each plane' "$TMP/$name.fold.cu")
+  un=$(grep -c 'a.part\[plane\] = fsum\|fold-se: the producing conv2d' "$TMP/$name.nofold.cu")
+  [ "$sums" = 1 ] && [ "$reads" = 1 ] && [ "$un" = 0 ] && ok "$name: the conv writes its planes' sums, the squeeze reads them (none without fold-se)" ||
+    bad "$name: $sums convs writing sums, $reads squeezes reading them; without fold-se $un"
+done
+check se_cnn15 examples/se_cnn.attn "-D C1=8 -D C2=16 -D R=4" "N=1 H=15 W=15 H_1=7 W_1=7 H_2=3 W_2=3"
+check se_cnn15_nofold examples/se_cnn.attn "-D C1=8 -D C2=16 -D R=4 --disable-pass=fold-se" "N=1 H=15 W=15 H_1=7 W_1=7 H_2=3 W_2=3"
 # through views: a channels-last image (permuted) and a cropped one (slice)
 check bf16_views $M/conv_nhwc_bf16.attn "" "N=2 H=9 W=7 H_1=5 W_1=4" 3e-2
 check bf16_views_big $M/conv_nhwc_bf16.attn "-D C=40 -D O=72 -D S=1" "N=1 H=13 W=11 H_1=13 W_1=11" 3e-2
