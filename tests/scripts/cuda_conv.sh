@@ -6,9 +6,10 @@
 # divide the tiles (pixels not a multiple of 128, channels of 64, C KH KW
 # of 32), a single pixel, stride 2, padding, dilation, kernels 1, 3, 5, 7,
 # epilogues (an IR file: fuse-epilogue fuses f32 epilogues only), views;
-# and fold-se on the (f32 SIMT) conv kernels.  Tolerance: a few units in the last place of the dtype (bf16
-# 2^-8, f16 2^-11), as cuda_emu.sh.  The kernel choice itself is checked
-# in the generated CUDA C.  Skipped without the CUDA backend.
+# and fold-se on the (f32 SIMT) conv kernels.  Tolerance: a few units in
+# the last place of the dtype (bf16 2^-8, f16 2^-11), as cuda_emu.sh.  The
+# kernel choice itself is checked in the generated CUDA C.  Skipped
+# without the CUDA backend.
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/emu.bash"
 if ! "$ATTNC" --version | grep -q "CUDA backend: kernels"; then
