@@ -53,7 +53,9 @@ for v in "-D CAUSAL=0" "-D CAUSAL=1" "-D CAUSAL=1 -D WINDOW=17" "-D CAUSAL=1 --g
 done
 # f16 / bf16 convolutions (the tensor-core implicit GEMM for groups = 1, SIMT
 # for groups > 1) against the interpreter, on random f32 data (converted to
-# the model's dtypes on the way in; written by plain python3): odd sizes, stride 2, dilation, 7 x 7
+# the model's dtypes on the way in; written by plain python3): odd sizes,
+# stride 2, dilation, 7 x 7.  CONV_TARGET=cpu runs these cases on the CPU
+# backend (how they were checked where no GPU is lent).
 conv_case() { # name src "defs" N C H W
   local name=$1 src=$2 defs=$3
   python3 - "$TMP/$name" "$4" "$5" "$6" "$7" $defs <<'PY' || { bad "$name: data"; return; }
