@@ -13,8 +13,8 @@
  * folded squeeze): an implicit GEMM, M = N Ho Wo output pixels by O
  * channels by K = C KH KW, never materializing the im2col matrix.  A
  * block computes a 128 x 64 tile with 4 warps of 64 x 32 (4 x 4
- * mma.sync.m16n8k16 tiles, f32 accumulators, the fragments and ldmatrix
- * addressing of cuda_gemm.c).  K advances by 32: each thread gathers one
+ * mma.sync.m16n8k16 tiles, f32 accumulators: the matmul's warp step,
+ * cu_tc_warp_k32 in cuda_gemm.c).  K advances by 32: each thread gathers one
  * pixel's row of the 128 x 32 im2col tile (zeros outside the image and
  * past K: any C, window, stride, padding, dilation) and a share of the
  * 64 x 32 weight tile into registers while the warps multiply the
@@ -138,19 +138,11 @@ static void conv_tc(Cu *c, const CgKernel *k) {
           "  #pragma unroll 1  /* (unrolled, the gathers' addresses of every tile are live at once) */\n"
           "  for (int kt = 0; kt < nk; kt++) {\n"
           "    const int st = kt & 1;\n"
-          "    if (kt + 1 < nk) LOAD_G(kt + 1);  /* global loads in flight while the tensor cores work */\n"
-          "    #pragma unroll\n    for (int ks = 0; ks < 2; ks++) {\n"
-          "      unsigned af[4][4], bf[4][2];\n"
-          "      #pragma unroll\n      for (int i = 0; i < 4; i++)\n"
-          "        tc_ldsm(af[i], As + (st * 128 + wm * 64 + i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 40 + ks * 16 + 8 * (lane >> 4));\n"
-          "      #pragma unroll\n      for (int jp = 0; jp < 2; jp++) {\n"
-          "        unsigned q[4];\n"
-          "        tc_ldsm(q, Bs + (st * 64 + wn * 32 + jp * 16 + (lane & 7) + 8 * (lane >> 4)) * 40 + ks * 16 + 8 * ((lane >> 3) & 1));\n"
-          "        bf[2 * jp][0] = q[0], bf[2 * jp][1] = q[1], bf[2 * jp + 1][0] = q[2], bf[2 * jp + 1][1] = q[3];\n"
-          "      }\n"
-          "      #pragma unroll\n      for (int i = 0; i < 4; i++)\n"
-          "        #pragma unroll\n        for (int j = 0; j < 4; j++) %s(acc[i][j], af[i], bf[j][0], bf[j][1]);\n"
-          "    }\n"
+          "    if (kt + 1 < nk) LOAD_G(kt + 1);  /* global loads in flight while the tensor cores work */\n",
+          c->kn, c->kn, (long long)kk[0], (long long)kk[1], (long long)kdim, n->a.stride[0], n->a.stride[1],
+          n->a.pad[0], n->a.pad[1], n->a.dil[0], n->a.dil[1], (long long)oc, kdim % 32 ? " && gk < K" : "");
+  cu_tc_warp_k32(c, "st * 128", "st * 64", false, dx);
+  fprintf(c->f,
           "    if (kt + 1 < nk) STORE_S(st ^ 1);  /* the other stage: every warp left it at the last barrier */\n"
           "    __syncthreads();\n"
           "  }\n"
@@ -165,10 +157,7 @@ static void conv_tc(Cu *c, const CgKernel *k) {
           "    #pragma unroll\n    for (int j = 0; j < 4; j++)\n"
           "    #pragma unroll\n    for (int e = 0; e < 2; e++) {\n"
           "      const i64 o = n0 + wn * 32 + j * 8 + 2 * tg + e;\n"
-          "      if (o >= OC) continue;\n",
-          c->kn, c->kn, (long long)kk[0], (long long)kk[1], (long long)kdim, n->a.stride[0],
-          n->a.stride[1], n->a.pad[0], n->a.pad[1], n->a.dil[0], n->a.dil[1], (long long)oc,
-          kdim % 32 ? " && gk < K" : "", dx == RT_BF16 ? "tc_mma_bf16" : "tc_mma_f16");
+          "      if (o >= OC) continue;\n");
   char res[64], st[256];
   conv_epilogue(c, n, "acc[i][j][2 * hh + e]", res, sizeof res);
   fprintf(c->f, "      a.o[(n * OC + o) * HW + pix] = %s;\n    }\n  }\n}\n\n", cu_st(dy, res, st, sizeof st));

@@ -94,6 +94,13 @@ void cu_mm_epilogue(Cu *c, int id, const char *acc, char *res, size_t reslen);
  * the operands' strides and alignment. */
 bool cu_mm_tc(const CgPlan *p, int id);
 void cu_matmul_tc(Cu *c, int id, bool b_nmajor);
+/* One K step of 32 of a warp's 64 x 32 tensor-core tile (4 x 4
+ * mma.sync.m16n8k16 on acc[4][4][4], f32): the A fragments by ldmatrix from
+ * As rows `arow` + wm * 64 + .., 40 elements a row; B from Bs rows `brow` +
+ * wn * 32 + .. ([n][k], 40 a row, ldmatrix) or, btrans, rows `brow` + k
+ * ([k][n], 136 a row, ldmatrix.trans).  In scope: As, Bs, lane, wm, wn,
+ * acc.  The tensor-core matmul's and conv's inner step (cuda_gemm.c). */
+void cu_tc_warp_k32(Cu *c, const char *arow, const char *brow, bool btrans, rt_dtype dt);
 #define CU_MM_TC_SMEM (3 * (128 * 40 + 128 * 40) * 2) /* 3 stages of A and B tiles */
 /* both attention kernels of node id (struct A<id> included) */
 void cu_attention(Cu *c, const CgKernel *k);
