@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cuda_convspill.sh - the CUDA conv kernels (cuda_conv.c) compiled for sm_90
-# by ptxas (-v): no kernel may spill (ptxas's "spill stores" and "spill
+# (and sm_80, which libraries embed too) by ptxas (-v): no kernel may spill (ptxas's "spill stores" and "spill
 # loads" 0) or exceed 255 registers.  The SIMT f32 kernels (plain, with an
 # epilogue body, depthwise, strided and dilated, grouped, with a folded
 # squeeze, the pools) and the tensor-core implicit GEMM for f16 and bf16
@@ -47,28 +47,30 @@ for c in "${configs[@]}"; do
   # the conv kernels of the source: the node comments name their op; a tensor-core one calls tc_mma_*(acc
   convs=$(grep -A6 '^// %[0-9]* = \(conv2d\|maxpool2d\|avgpool2d\) ' "$TMP/$name.cu" | grep -oE '__global__ void (__launch_bounds__\([0-9, ]*\) )?k[0-9]+' | grep -oE 'k[0-9]+$')
   ntc=$(grep -c 'tc_mma_[bf16]*(acc\[i\]\[j\]' "$TMP/$name.cu")
-  if ! "$PTXAS" -arch=sm_90 -v "$TMP/$name.ptx" -o "$TMP/$name.cubin" 2>"$TMP/ptxas"; then
-    bad "$name: ptxas: $(grep -v info "$TMP/ptxas" | head -3)"
-    continue
-  fi
-  # per entry: its name, then spill stores, spill loads and registers
-  awk '/Compiling entry function/ {gsub(/\047/, "", $7); k = $7}
-       /spill stores/ {st[k] = $5; ld[k] = $9}
-       /Used [0-9]+ registers/ {for (i = 1; i <= NF; i++) if ($i == "Used") r[k] = $(i + 1)}
-       END {for (k in r) print k, st[k], ld[k], r[k]}' "$TMP/ptxas" >"$TMP/entries"
-  n=0 worst=0 fails=""
-  for k in $convs; do
-    read -r _ st ld regs < <(grep "^$k " "$TMP/entries") || { fails="$fails $k(not compiled)"; continue; }
-    n=$((n + 1))
-    [ "$regs" -gt "$worst" ] && worst=$regs
-    [ "$st" = 0 ] && [ "$ld" = 0 ] && [ "$regs" -le 255 ] || fails="$fails $k($st bytes spill stores, $ld loads, $regs registers)"
+  for arch in sm_80 sm_90; do
+    if ! "$PTXAS" -arch=$arch -v "$TMP/$name.ptx" -o "$TMP/$name.$arch.cubin" 2>"$TMP/ptxas"; then
+      bad "$name $arch: ptxas: $(grep -v info "$TMP/ptxas" | head -3)"
+      continue
+    fi
+    # per entry: its name, then spill stores, spill loads and registers
+    awk '/Compiling entry function/ {gsub(/\047/, "", $7); k = $7}
+         /spill stores/ {st[k] = $5; ld[k] = $9}
+         /Used [0-9]+ registers/ {for (i = 1; i <= NF; i++) if ($i == "Used") r[k] = $(i + 1)}
+         END {for (k in r) print k, st[k], ld[k], r[k]}' "$TMP/ptxas" >"$TMP/entries"
+    n=0 worst=0 fails=""
+    for k in $convs; do
+      read -r _ st ld regs < <(grep "^$k " "$TMP/entries") || { fails="$fails $k(not compiled)"; continue; }
+      n=$((n + 1))
+      [ "$regs" -gt "$worst" ] && worst=$regs
+      [ "$st" = 0 ] && [ "$ld" = 0 ] && [ "$regs" -le 255 ] || fails="$fails $k($st bytes spill stores, $ld loads, $regs registers)"
+    done
+    if [ -z "$convs" ] || [ -n "$fails" ]; then
+      bad "$name $arch: conv kernels [$(echo $convs)]:$fails"
+    elif [ $((ntc > 0)) != "$tc" ]; then
+      bad "$name: $ntc tensor-core conv kernels, want $([ "$tc" = 0 ] && echo none || echo some)"
+    else
+      ok "$name $arch: $n conv kernels ($ntc on tensor cores), no spills, at most $worst registers"
+    fi
   done
-  if [ -z "$convs" ] || [ -n "$fails" ]; then
-    bad "$name sm_90: conv kernels [$(echo $convs)]:$fails"
-  elif [ $((ntc > 0)) != "$tc" ]; then
-    bad "$name: $ntc tensor-core conv kernels, want $([ "$tc" = 0 ] && echo none || echo some)"
-  else
-    ok "$name sm_90: $n conv kernels ($ntc on tensor cores), no spills, at most $worst registers"
-  fi
 done
 finish
