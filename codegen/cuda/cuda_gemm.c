@@ -1,5 +1,6 @@
 /* cuda_gemm.c - the tensor-core matmul of the CUDA backend (f16 / bf16
- * operands, f32 accumulation, the fused epilogue on the accumulators).
+ * operands, f32 accumulation, the fused epilogue on the accumulators), and
+ * the warp's K step it shares with the tensor-core conv (cuda_conv.c).
  *
  * A block computes a 128 x 128 tile of C with 8 warps (2 x 4), each warp
  * 64 x 32: 4 x 4 mma.sync.m16n8k16 tiles.  K advances by 32 through a
@@ -22,12 +23,33 @@ bool cu_mm_tc(const CgPlan *p, int id) {
   return n->op == IR_MATMUL && (da == RT_F16 || da == RT_BF16) && db == da && p->node[id].fold_user < 0;
 }
 
+void cu_tc_warp_k32(Cu *c, const char *arow, const char *brow, bool btrans, rt_dtype dt) {
+  fprintf(c->f,
+          "    #pragma unroll\n    for (int ks = 0; ks < 2; ks++) {\n"
+          "      unsigned af[4][4], bf[4][2];\n"
+          "      #pragma unroll\n      for (int i = 0; i < 4; i++)\n"
+          "        tc_ldsm(af[i], As + (%s + wm * 64 + i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 40 + ks * 16 + 8 * (lane >> 4));\n"
+          "      #pragma unroll\n      for (int jp = 0; jp < 2; jp++) {\n"
+          "        unsigned q[4];\n",
+          arow);
+  if (!btrans)
+    fprintf(c->f, "        tc_ldsm(q, Bs + (%s + wn * 32 + jp * 16 + (lane & 7) + 8 * (lane >> 4)) * 40 + ks * 16 + 8 * ((lane >> 3) & 1));\n", brow);
+  else
+    fprintf(c->f, "        tc_ldsm_t(q, Bs + (%s + ks * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 136 + wn * 32 + jp * 16 + 8 * (lane >> 4));\n", brow);
+  fprintf(c->f,
+          "        bf[2 * jp][0] = q[0], bf[2 * jp][1] = q[1], bf[2 * jp + 1][0] = q[2], bf[2 * jp + 1][1] = q[3];\n"
+          "      }\n"
+          "      #pragma unroll\n      for (int i = 0; i < 4; i++)\n"
+          "        #pragma unroll\n        for (int j = 0; j < 4; j++) %s(acc[i][j], af[i], bf[j][0], bf[j][1]);\n"
+          "    }\n",
+          dt == RT_BF16 ? "tc_mma_bf16" : "tc_mma_f16");
+}
+
 void cu_matmul_tc(Cu *c, int id, bool nn) {
   const IrFunc *f = &c->g->funcs[0];
   const IrNode *n = &f->nodes[id];
   int r = n->type.rank, nb = r - 2;
   rt_dtype dt = f->nodes[n->in[0]].type.dt, dc = n->type.dt;
-  const char *mma = dt == RT_BF16 ? "tc_mma_bf16" : "tc_mma_f16";
   cu_tc_prelude(c);
   fprintf(c->f,
           "/* tensor-core matmul, B %s: 128 x 128 x 32 tiles, 8 warps of 64 x 32, 3-stage cp.async */\n"
@@ -78,23 +100,9 @@ void cu_matmul_tc(Cu *c, int id, bool nn) {
           "    __syncthreads();\n"
           "    if (kt + 2 < nk) LOAD_AB(kt + 2, (kt + 2) %% 3);\n"
           "    tc_commit();\n"
-          "    const int st = kt %% 3;\n"
-          "    #pragma unroll\n    for (int ks = 0; ks < 2; ks++) {\n"
-          "      unsigned af[4][4], bf[4][2];\n"
-          "      #pragma unroll\n      for (int i = 0; i < 4; i++)\n"
-          "        tc_ldsm(af[i], As + (st * 128 + wm * 64 + i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 40 + ks * 16 + 8 * (lane >> 4));\n"
-          "      #pragma unroll\n      for (int jp = 0; jp < 2; jp++) {\n"
-          "        unsigned q[4];\n");
-  if (!nn)
-    fprintf(c->f, "        tc_ldsm(q, Bs + (st * 128 + wn * 32 + jp * 16 + (lane & 7) + 8 * (lane >> 4)) * 40 + ks * 16 + 8 * ((lane >> 3) & 1));\n");
-  else
-    fprintf(c->f, "        tc_ldsm_t(q, Bs + (st * 32 + ks * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * 136 + wn * 32 + jp * 16 + 8 * (lane >> 4));\n");
+          "    const int st = kt %% 3;\n");
+  cu_tc_warp_k32(c, "st * 128", nn ? "st * 32" : "st * 128", nn, dt);
   fprintf(c->f,
-          "        bf[2 * jp][0] = q[0], bf[2 * jp][1] = q[1], bf[2 * jp + 1][0] = q[2], bf[2 * jp + 1][1] = q[3];\n"
-          "      }\n"
-          "      #pragma unroll\n      for (int i = 0; i < 4; i++)\n"
-          "        #pragma unroll\n        for (int j = 0; j < 4; j++) %s(acc[i][j], af[i], bf[j][0], bf[j][1]);\n"
-          "    }\n"
           "  }\n"
           "  TC_WAIT(0);\n"
           "#undef LOAD_AB\n"
@@ -102,8 +110,7 @@ void cu_matmul_tc(Cu *c, int id, bool nn) {
           "  #pragma unroll\n  for (int j = 0; j < 4; j++)\n"
           "  #pragma unroll\n  for (int e4 = 0; e4 < 4; e4++) {\n"
           "    const i64 gm = m0 + wm * 64 + i * 16 + g + 8 * (e4 >> 1), gn = n0 + wn * 32 + j * 8 + 2 * t4 + (e4 & 1);\n"
-          "    if (gm >= a.M || gn >= a.N) continue;\n",
-          mma);
+          "    if (gm >= a.M || gn >= a.N) continue;\n");
   char res[64], st[128];
   cu_mm_epilogue(c, id, "acc[i][j][e4]", res, sizeof res);
   fprintf(c->f, "    a.C[co + gm * a.cs_m + gn] = %s;\n  }\n}\n\n", cu_st(dc, res, st, sizeof st));

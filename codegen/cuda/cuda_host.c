@@ -185,8 +185,17 @@ static void launcher(Host *h, const CgKernel *k) {
   case CG_K_ATTENTION: launch_attention(h, k); break;
   case CG_K_REDUCE: launch(h, k, "cu_grid1(a.nout), 1, 1", "256, 0"); break;
   case CG_K_ROWS: launch(h, k, "(unsigned)(a.nrows < 65535 ? (a.nrows ? a.nrows : 1) : 65535), 1, 1", "128, 0"); break;
-  case CG_K_CONV: /* cuda_conv.c: a block per output plane */
-    launch(h, k, "(unsigned)(a.xshape[0] * a.oshape[1] < 65535 ? a.xshape[0] * a.oshape[1] : 65535), 1, 1", "128, 0");
+  case CG_K_CONV:
+    if (cu_conv_tc(h->p, k->node)) { /* cuda_conv.c: the tensor-core implicit GEMM, 128 x 64 tiles */
+      char smem[32];
+      snprintf(smem, sizeof smem, "128, %u", (unsigned)CU_CONV_TC_SMEM);
+      fprintf(h->f, "    if ((a.xshape[0] * a.oshape[2] * a.oshape[3] + 127) / 128 > 2147483647) {\n"
+                    "      cu_fail_msg = \"conv2d: more than 2^38 output pixels exceed the CUDA grid\";\n"
+                    "      rc = -7;\n      goto done;\n    }\n");
+      launch(h, k, "(unsigned)((a.xshape[0] * a.oshape[2] * a.oshape[3] + 127) / 128), (unsigned)((a.oshape[1] + 63) / 64), 1", smem);
+    } else { /* cuda_conv.c: a block per output plane */
+      launch(h, k, "(unsigned)(a.xshape[0] * a.oshape[1] < 65535 ? a.xshape[0] * a.oshape[1] : 65535), 1, 1", "128, 0");
+    }
     break;
   default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); break;
   }

@@ -42,8 +42,15 @@ void cu_struct(const CgPlan *p, const CgKernel *k, const char *name, FILE *f);
 char **cu_names(const char *fmt, int n, int first);
 void cu_names_free(char **names, int n);
 
-/* cuda_conv.c: conv2d / maxpool2d / avgpool2d (SIMT f32). */
+/* cuda_conv.c: conv2d / maxpool2d / avgpool2d (SIMT, or the tensor-core
+ * implicit GEMM where cu_conv_tc says so). */
 void cu_conv(Cu *c, const CgKernel *k);
+/* Does conv node id run on the tensor-core implicit GEMM?  groups = 1,
+ * f16/bf16 input and weight of one dtype, constant channels, no folded
+ * squeeze.  128 threads, CU_CONV_TC_SMEM bytes of dynamic shared memory,
+ * grid (ceil(N Ho Wo / 128), ceil(O / 64)). */
+bool cu_conv_tc(const CgPlan *p, int id);
+#define CU_CONV_TC_SMEM (2 * (128 * 40 + 64 * 40) * 2) /* 2 stages of im2col and weight tiles */
 
 /* Tile rules (cuda_tile.c).  Does attention node n run on the tensor-core
  * kernel?  f16/bf16 Q, K, V of one dtype, constant head sizes (*e, *ev)
@@ -87,6 +94,13 @@ void cu_mm_epilogue(Cu *c, int id, const char *acc, char *res, size_t reslen);
  * the operands' strides and alignment. */
 bool cu_mm_tc(const CgPlan *p, int id);
 void cu_matmul_tc(Cu *c, int id, bool b_nmajor);
+/* One K step of 32 of a warp's 64 x 32 tensor-core tile (4 x 4
+ * mma.sync.m16n8k16 on acc[4][4][4], f32): the A fragments by ldmatrix from
+ * As rows `arow` + wm * 64 + .., 40 elements a row; B from Bs rows `brow` +
+ * wn * 32 + .. ([n][k], 40 a row, ldmatrix) or, btrans, rows `brow` + k
+ * ([k][n], 136 a row, ldmatrix.trans).  In scope: As, Bs, lane, wm, wn,
+ * acc.  The tensor-core matmul's and conv's inner step (cuda_gemm.c). */
+void cu_tc_warp_k32(Cu *c, const char *arow, const char *brow, bool btrans, rt_dtype dt);
 #define CU_MM_TC_SMEM (3 * (128 * 40 + 128 * 40) * 2) /* 3 stages of A and B tiles */
 /* both attention kernels of node id (struct A<id> included) */
 void cu_attention(Cu *c, const CgKernel *k);
