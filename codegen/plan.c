@@ -387,10 +387,20 @@ static void params_concat(PB *b, int id) {
   }
 }
 
+int cg_pool_conv(const IrGraph *g, int id) {
+  const IrNode *n = &g->funcs[0].nodes[id];
+  if ((n->op != IR_MAXPOOL && n->op != IR_AVGPOOL) || !n->a.fold || n->a.prep) return -1;
+  return n->in[0];
+}
+
 /* conv2d / pools: the image, the weight (conv), the output, the epilogue
  * operands at their broadcast strides, and the sizes of both images (NCHW,
- * the image at its strides). */
+ * the image at its strides).  A fold=true pool (fuse-pool) lists its
+ * conv2d's: the conv's image, weight and epilogue operands, then the
+ * conv's output sizes. */
 static void params_conv(PB *b, int id) {
+  int pooled = id, cid = cg_pool_conv(b->p->g, id);
+  if (cid >= 0) id = cid;
   const IrNode *n = &b->p->g->funcs[0].nodes[id];
   int x = n->in[0];
   ptr(b, "x", x, false);
@@ -401,7 +411,7 @@ static void params_conv(PB *b, int id) {
     param(b, CG_P_PTR, 0, "w");
     val(b, CG_V_LAUNCH, -1, -1);
   }
-  ptr(b, "o", id, true);
+  ptr(b, "o", pooled, true);
   if (b->p->node[id].fold_user >= 0) { /* fold-se: the partial sums over pixels */
     CgParam *q = param(b, CG_P_PTR, 0, "part");
     q->writes = true;
@@ -415,7 +425,8 @@ static void params_conv(PB *b, int id) {
   }
   axes(b, CG_V_DIM, x, 4, 0, "xshape", 0);
   axes(b, CG_V_STRIDE, x, 4, 0, "xs", 0);
-  axes(b, CG_V_DIM, id, 4, 0, "oshape", 0);
+  axes(b, CG_V_DIM, id, 4, 0, cid >= 0 ? "cshape" : "oshape", 0);
+  if (cid >= 0) axes(b, CG_V_DIM, pooled, 4, 0, "oshape", 0);
 }
 
 /* update: the state (o, its strides), x (p, its shape and strides), the
@@ -637,6 +648,11 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
     else
       v->inner_unit = true; /* a dense reshape */
   }
+  for (int i = 0; i < p->n; i++) /* fuse-pool: the conv2d is computed inside its pool's kernel */
+    if (cg_pool_conv(p->g, i) >= 0) {
+      CgNodePlan *c = &p->node[cg_pool_conv(p->g, i)];
+      c->kind = CG_VIRTUAL, c->dense = false, c->inner_unit = false;
+    }
   free(materialize);
 }
 
@@ -721,8 +737,20 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     CgNodePlan *v = &p->node[id];
     if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0) v->out_index = k;
   }
+  for (int i = 0; i < n; i++) { /* fuse-pool: the pool's kernel reads the conv's operands */
+    int c = cg_pool_conv(p->g, i);
+    if (c < 0) continue;
+    for (int k = 0; k < f->nodes[c].nin; k++) read_at(p, f->nodes[c].in[k], i);
+    for (int j = c + 1; j < n; j++)
+      for (int k = 0; k < f->nodes[j].nin; k++)
+        if (j != i && f->nodes[j].in[k] == c)
+          error(diag, &f->nodes[j], failed, "reads %%%d, a conv2d computed inside the fold=true pool %%%d (fuse-pool)", c, i);
+    for (int k = 0; k < p->g->noutput; k++)
+      if (p->g->outputs[k].node == c) error(diag, &f->nodes[c], failed, "a conv2d computed inside a fold=true pool cannot be an output");
+  }
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
+    if (nd->op == IR_MAXPOOL || nd->op == IR_AVGPOOL) continue; /* (fuse-pool: above) */
     if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold || p->node[i].prep) continue; /* (at load: a plain reduction) */
     int mm = nd->in[0];
     if ((f->nodes[mm].op != IR_MATMUL && f->nodes[mm].op != IR_CONV2D) || p->node[mm].fold_user >= 0) {

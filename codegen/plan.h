@@ -144,6 +144,9 @@ typedef struct CgPlan {
   int prep_kernels;   /* kernels with prep (not in kernels_by_op: a run does not launch them) */
 } CgPlan;
 
+/* The conv2d that fold=true pool `id` computes inside its kernel
+ * (fuse-pool), or -1 (not such a pool). */
+int cg_pool_conv(const IrGraph *g, int id);
 /* The plan of g (a verified graph at any pipeline stage).  Errors that no
  * backend could compile (a weight of run-time size, a fold=true reduction
  * without its matmul, an op no kernel computes) are reported through diag,

@@ -119,7 +119,9 @@ typedef struct {
                        and the band offset is moff + L[b] */
   bool fold;        /* A_FOLD: a sum/mean over the rows of a matmul result,
                        accumulated by the matmul's epilogue as it writes
-                       (fold-se); printed only when true */
+                       (fold-se); on a pool: its conv2d operand is computed
+                       inside the pool's kernel, never written (fuse-pool);
+                       printed only when true */
   bool prep;        /* A_PREP (any op): a value of weights and constants only,
                        computed once per weight load, never per run
                        (hoist-weights); printed only when true */

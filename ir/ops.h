@@ -47,7 +47,7 @@
   X(AXIS,  "axis",  INT,  axis,  axis,   OPS)                             \
   X(AXES,  "axes",  LIST, list,  nlist,  OPS) /* reduction axes */        \
   X(KEEP,  "keep",  BOOL, keep,  keep,   OPS) /* keep reduced dims */     \
-  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* accumulated by the producer (fold-se) */ \
+  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* computed by the producer's kernel (fold-se, fuse-pool) */ \
   X(PERM,  "perm",  LIST, list,  nlist,  OPS) /* permutation */           \
   X(START, "start", DIM,  start, start,  OPS) /* slice start */           \
   X(EPS,   "eps",   F64,  eps,   eps,    OPS) /* normalization epsilon */ \
@@ -140,8 +140,8 @@ enum {
   X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
   X(EXPAND,      "expand",      1, SHAPE, 0)                \
   X(CONV2D,      "conv2d",     -1, CONV,  A_STRIDE | A_PAD | A_DIL | A_GROUPS) \
-  X(MAXPOOL,     "maxpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
-  X(AVGPOOL,     "avgpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD) \
+  X(MAXPOOL,     "maxpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD | A_FOLD) \
+  X(AVGPOOL,     "avgpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD | A_FOLD) \
   X(PACK,        "pack",        1, SHAPE, 0) /* a matmul's B in the GEMM's panel layout (pack-weights) */ \
   X(UPDATE,      "update",      3, SHAPE, A_AXIS)           \
   X(FUSED,       "fused",      -1, FUSED, 0)                \

@@ -214,7 +214,11 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       fail(v, fi, i, "only allowed in a body");
     if (fi > 0) check_body_node(v, fi, i, on, of);
     if (n->op == IR_FUSED && n->body < 0) fail(v, fi, i, "fused node has no body");
-    if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
+    if ((n->op == IR_MAXPOOL || n->op == IR_AVGPOOL) && n->a.fold) {
+      const IrNode *p = &f->nodes[n->in[0]];
+      if (fi != 0 || n->nin != 1 || p->op != IR_CONV2D || p->type.dt != RT_F32)
+        fail(v, fi, i, "fold=true on a pool needs a single f32 conv2d operand (fuse-pool)");
+    } else if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
       const IrNode *p = &f->nodes[n->in[0]];
       int r = p->type.rank;
       bool conv = p->op == IR_CONV2D && n->a.nlist == 2 && n->a.list[0] == 2 && n->a.list[1] == 3;

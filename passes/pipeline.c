@@ -16,6 +16,7 @@ const PassInfo pass_list[] = {
   {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
   {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
   {"fold-se", pass_fold_se, true, "SE squeeze (mean over a matmul's rows) -> accumulated by the matmul's epilogue"},
+  {"fuse-pool", pass_fuse_pool, true, "conv2d (+ epilogue) -> pooling as one kernel: the conv's map is never written (CPU)"},
   {"pack-weights", pass_pack_weights, false,
    "a matmul's weight operand -> pack(): the GEMM's B panels, made at load (no B packing per run)"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},

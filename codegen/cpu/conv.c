@@ -27,7 +27,32 @@ static int64_t conv_depth(const IrGraph *g, const IrNode *n) {
   return c / n->a.groups * k[0] * k[1];
 }
 
+/* fuse-pool: pooled columns per task of fold=true pool n and the conv
+ * pixels np such a task covers at most (pool rows x the columns of its
+ * windows): about the conv's pixel block, and the conv tile (O x np)
+ * within ATTNC_CONV_TILE_FLOATS when the window allows. */
+static int64_t pool_block(const Cg *cg, const IrNode *n, int64_t *np) {
+  const IrNode *c = &cg->g->funcs[0].nodes[n->in[0]];
+  int64_t o = 1, nr = ATTNC_GEMM_OF(NR, cg->vw), k[2];
+  ir_dim_is_const(c->type.dim[1], &o);
+  ir_window_kernel(&cg->g->funcs[0], n, k);
+  int64_t target = ATTNC_CONV_BLOCK(conv_depth(cg->g, c), nr), cap = ATTNC_CONV_TILE_FLOATS / (o > 0 ? o : 1);
+  if (cap < nr) cap = nr;
+  if (target > cap) target = cap;
+  int64_t pb = target / k[0] < k[1] ? 1 : (target / k[0] - k[1]) / n->a.stride[1] + 1;
+  *np = k[0] * ((pb - 1) * n->a.stride[1] + k[1]);
+  return pb;
+}
+
 int64_t cg_conv_scratch_floats(const Cg *cg, const IrNode *n) {
+  int id = (int)(n - cg->g->funcs[0].nodes);
+  if (id >= 0 && id < cg->g->funcs[0].n && cg_pool_conv(cg->g, id) >= 0) { /* fuse-pool: tile + conv rows */
+    const IrNode *c = &cg->g->funcs[0].nodes[n->in[0]];
+    int64_t np, o = 1;
+    pool_block(cg, n, &np);
+    ir_dim_is_const(c->type.dim[1], &o);
+    return ATTNC_GEMM_OF(SCRATCH_FLOATS, cg->vw) + (conv_depth(cg->g, c) + o) * np;
+  }
   int64_t K = conv_depth(cg->g, n);
   if (!K || depthwise(cg->g, n)) return 0;
   int64_t nr = ATTNC_GEMM_OF(NR, cg->vw);
@@ -50,6 +75,15 @@ static bool epi_operands_ok(Cg *cg, const IrNode *n) {
   return true;
 }
 
+/* fuse-pool: can conv node n run inside its pool's kernel here (not
+ * depthwise, epilogue operands per channel)?  Else a located error. */
+static bool pooled_conv_bad(Cg *cg, const IrNode *n) {
+  bool bad = depthwise(cg->g, n) || !conv_depth(cg->g, n);
+  for (int q = 2; q < n->nin; q++) bad |= cg_epilogue_mode(cg, n->in[q], 4) != 0;
+  if (bad) cg_error(cg, n, "conv2d in a fold=true pool: depthwise, or an epilogue operand not per channel (fuse-pool)");
+  return bad;
+}
+
 /* Pixels per task of conv node n (0: one task per plane, depthwise). */
 static int64_t conv_block(const Cg *cg, const IrNode *n) {
   if (depthwise(cg->g, n)) return 0;
@@ -64,13 +98,16 @@ LLVMValueRef cg_conv_fold_blocks(Cg *cg, const IrNode *n) {
 }
 
 void cg_conv(Cg *cg, int id) {
-  const IrNode *n = &cg->g->funcs[0].nodes[id];
-  const CgVal *o = &cg->v[id], *x = &cg->v[n->in[0]];
+  const IrNode *n = &cg->g->funcs[0].nodes[id], *pool = NULL;
+  int cid = cg_pool_conv(cg->g, id);
+  if (cid >= 0) pool = n, n = &cg->g->funcs[0].nodes[cid]; /* fuse-pool: n is the conv, its map never written */
+  const CgVal *o = &cg->v[id], *co = pool ? &cg->v[cid] : o, *x = &cg->v[n->in[0]];
   if (n->type.dt != RT_F32 && n->type.dt != RT_F16 && n->type.dt != RT_BF16) {
     cg_error(cg, n, "%s needs a floating-point image", ir_opinfo[n->op].name);
     return;
   }
   if (n->body >= 0 && (n->op != IR_CONV2D || !epi_operands_ok(cg, n))) return;
+  if (pool && pooled_conv_bad(cg, n)) return;
   int64_t k[2];
   ir_window_kernel(&cg->g->funcs[0], n, k);
   bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n), epi_on = n->body >= 0;
@@ -80,13 +117,19 @@ void cg_conv(Cg *cg, int id) {
   if (!f) ir_bug("out of memory");
   int nf = 0;
   f[ATTNC_CONV_N] = x->shape[0], f[ATTNC_CONV_C] = x->shape[1], f[ATTNC_CONV_H] = x->shape[2];
-  f[ATTNC_CONV_W] = x->shape[3], f[ATTNC_CONV_O] = o->shape[1], f[ATTNC_CONV_HO] = o->shape[2];
-  f[ATTNC_CONV_WO] = o->shape[3], f[ATTNC_CONV_KH] = ci64(cg, k[0]), f[ATTNC_CONV_KW] = ci64(cg, k[1]);
+  f[ATTNC_CONV_W] = x->shape[3], f[ATTNC_CONV_O] = co->shape[1], f[ATTNC_CONV_HO] = co->shape[2];
+  f[ATTNC_CONV_WO] = co->shape[3], f[ATTNC_CONV_KH] = ci64(cg, k[0]), f[ATTNC_CONV_KW] = ci64(cg, k[1]);
   f[ATTNC_CONV_SH] = ci64(cg, n->a.stride[0]), f[ATTNC_CONV_SW] = ci64(cg, n->a.stride[1]);
   f[ATTNC_CONV_PH] = ci64(cg, n->a.pad[0]), f[ATTNC_CONV_PW] = ci64(cg, n->a.pad[1]);
   f[ATTNC_CONV_DH] = ci64(cg, conv ? n->a.dil[0] : 1), f[ATTNC_CONV_DW] = ci64(cg, conv ? n->a.dil[1] : 1);
   f[ATTNC_CONV_G] = ci64(cg, conv ? n->a.groups : 1);
   for (int d = 0; d < 4; d++) f[ATTNC_CONV_XSN + d] = x->stride[d];
+  int64_t pk[2] = {0, 0}, pb = 0, pnp = 0;
+  if (pool) ir_window_kernel(&cg->g->funcs[0], pool, pk), pb = pool_block(cg, pool, &pnp);
+  f[ATTNC_CONV_PKH] = ci64(cg, pk[0]), f[ATTNC_CONV_PKW] = ci64(cg, pk[1]);
+  f[ATTNC_CONV_PSH] = ci64(cg, pool ? pool->a.stride[0] : 0), f[ATTNC_CONV_PSW] = ci64(cg, pool ? pool->a.stride[1] : 0);
+  f[ATTNC_CONV_PPH] = ci64(cg, pool ? pool->a.pad[0] : 0), f[ATTNC_CONV_PPW] = ci64(cg, pool ? pool->a.pad[1] : 0);
+  f[ATTNC_CONV_PHO] = pool ? o->shape[2] : ci64(cg, 0), f[ATTNC_CONV_PWO] = pool ? o->shape[3] : ci64(cg, 0);
   nf = ATTNC_CONV_NGEOM;
   int fx = nf;
   f[nf++] = x->ptr;
@@ -97,7 +140,13 @@ void cg_conv(Cg *cg, int id) {
   LLVMValueRef P = LLVMBuildMul(cg->B, o->shape[2], o->shape[3], "");
   LLVMValueRef ntasks = LLVMBuildMul(cg->B, o->shape[0], o->shape[1], ""), grain = ci64(cg, 1);
   int64_t block = 0;
-  if (conv && !dw) { /* tasks: (image, block of output pixels) */
+  if (pool) { /* tasks: (image, pooled row, block of pb pooled columns) */
+    LLVMValueRef nblk = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, o->shape[3], ci64(cg, pb - 1), ""), ci64(cg, pb), "");
+    ntasks = LLVMBuildMul(cg->B, LLVMBuildMul(cg->B, o->shape[0], o->shape[2], ""), nblk, "");
+    f[nf++] = nblk;
+    f[nf++] = o->shape[3];
+    f[nf++] = cg_scratch_base(cg);
+  } else if (conv && !dw) { /* tasks: (image, block of output pixels) */
     block = conv_block(cg, n);
     LLVMValueRef nblk = LLVMBuildSDiv(cg->B, LLVMBuildAdd(cg->B, P, ci64(cg, block - 1), ""), ci64(cg, block), "");
     ntasks = LLVMBuildMul(cg->B, o->shape[0], nblk, "");
@@ -117,8 +166,8 @@ void cg_conv(Cg *cg, int id) {
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
-  fprintf(kf, "window op%d dw%d block%lld fold%d scale%d", n->op, dw, (long long)block, fold_id >= 0,
-          !conv && n->nin == 2);
+  fprintf(kf, "window op%d dw%d block%lld fold%d scale%d pool%d", n->op, dw, (long long)block, fold_id >= 0,
+          !conv && n->nin == 2, pool ? pool->op : -1);
   if (epi_on) {
     cg_body_key(cg, n->body, kf);
     for (int q = 0; q < nx; q++)
@@ -135,7 +184,7 @@ void cg_conv(Cg *cg, int id) {
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->B);
   LLVMValueRef epi = epi_on ? cg_epilogue_fn(cg, n, 1, false) : LLVMConstPointerNull(cg->ptr);
   LLVMValueRef ctx, begin, end, tid;
-  LLVMValueRef task = cg_task_begin(cg, ir_opinfo[n->op].name, &ctx, &begin, &end, &tid);
+  LLVMValueRef task = cg_task_begin(cg, ir_opinfo[(pool ? pool : n)->op].name, &ctx, &begin, &end, &tid);
   cg_task_remember(cg, key, task);
   free(key);
   LLVMValueRef geom = LLVMBuildArrayAlloca(cg->B, cg->i64, ci64(cg, ATTNC_CONV_NGEOM), "geom");
@@ -152,8 +201,16 @@ void cg_conv(Cg *cg, int id) {
   LLVMValueRef part = fold_id >= 0 ? cg_ctx_ptr(cg, ctx, fx + 3) : LLVMConstPointerNull(cg->ptr);
   CgLoop t;
   cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
-  LLVMValueRef img, p0 = NULL, p1 = NULL;
-  if (conv && !dw) {
+  LLVMValueRef img, p0 = NULL, p1 = NULL, py = NULL;
+  if (pool) { /* t = (img * PHO + py) * nblk + block */
+    LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 4), tW = cg_ctx_i64(cg, ctx, fx + 5);
+    LLVMValueRef row = LLVMBuildSDiv(cg->B, t.iv, nblk, "");
+    img = LLVMBuildSDiv(cg->B, row, cg_ctx_i64(cg, ctx, ATTNC_CONV_PHO), "");
+    py = LLVMBuildSRem(cg->B, row, cg_ctx_i64(cg, ctx, ATTNC_CONV_PHO), "");
+    p0 = LLVMBuildMul(cg->B, LLVMBuildSRem(cg->B, t.iv, nblk, ""), ci64(cg, pb), "");
+    p1 = LLVMBuildAdd(cg->B, p0, ci64(cg, pb), "");
+    p1 = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, p1, tW, ""), p1, tW, "");
+  } else if (conv && !dw) {
     LLVMValueRef nblk = cg_ctx_i64(cg, ctx, fx + 4), tP = cg_ctx_i64(cg, ctx, fx + 5);
     img = LLVMBuildSDiv(cg->B, t.iv, nblk, "");
     p0 = LLVMBuildMul(cg->B, LLVMBuildSRem(cg->B, t.iv, nblk, ""), ci64(cg, block), "");
@@ -187,7 +244,13 @@ void cg_conv(Cg *cg, int id) {
       }
     }
   }
-  if (conv && !dw) {
+  if (pool) {
+    LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
+        (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_conv2d_pool", cg->vd, pt, 12,
+            (LLVMValueRef[]){X, Wt, O, geom, img, py, p0, p1, ci64(cg, pool->op == IR_MAXPOOL), epi, mctx, scratch});
+  } else if (conv && !dw) {
     LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
         (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
     LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->ptr};

@@ -29,17 +29,33 @@ static void conv_fold_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_
   }
 }
 
+/* One run of an im2col row: r[q] = input (channel plane xc) at tap (i, j)
+ * of output pixels (y, xo + q), q < run; zero outside the image. */
+static void im2col_run(const float *xc, const int64_t *g, int64_t i, int64_t j, int64_t y, int64_t xo, int64_t run,
+                       float *r) {
+  int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], sw = g[ATTNC_CONV_SW], xsw = g[ATTNC_CONV_XSW];
+  int64_t yy = y * g[ATTNC_CONV_SH] - g[ATTNC_CONV_PH] + i * g[ATTNC_CONV_DH];
+  if (yy < 0 || yy >= H) {
+    for (int64_t q = 0; q < run; q++) r[q] = 0.0f;
+    return;
+  }
+  const float *xr = xc + yy * g[ATTNC_CONV_XSH];
+  int64_t xx = xo * sw - g[ATTNC_CONV_PW] + j * g[ATTNC_CONV_DW];
+  if (sw == 1 && xsw == 1 && xx >= 0 && xx + run <= W) {
+    for (int64_t q = 0; q < run; q++) r[q] = xr[xx + q];
+  } else {
+    for (int64_t q = 0; q < run; q++, xx += sw) r[q] = xx >= 0 && xx < W ? xr[xx * xsw] : 0.0f;
+  }
+}
+
 /* Fill the im2col tile of group gi, image n, output pixels [p0, p1):
  * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j. */
 static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi, int64_t p0, int64_t p1,
                         float *tile) {
-  int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Wo = g[ATTNC_CONV_WO];
-  int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
-  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], dh = g[ATTNC_CONV_DH], dw = g[ATTNC_CONV_DW];
+  int64_t Wo = g[ATTNC_CONV_WO], kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW];
   int64_t Cg = g[ATTNC_CONV_C] / g[ATTNC_CONV_G], np = p1 - p0;
-  int64_t xsn = g[ATTNC_CONV_XSN], xsc = g[ATTNC_CONV_XSC], xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
   for (int64_t ci = 0; ci < Cg; ci++) {
-    const float *xc = x + n * xsn + (gi * Cg + ci) * xsc;
+    const float *xc = x + n * g[ATTNC_CONV_XSN] + (gi * Cg + ci) * g[ATTNC_CONV_XSC];
     for (int64_t i = 0; i < kh; i++)
       for (int64_t j = 0; j < kw; j++) {
         float *row = tile + ((ci * kh + i) * kw + j) * np;
@@ -47,23 +63,49 @@ static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi,
         while (p < p1) {
           int64_t y = p / Wo, xo = p % Wo, run = Wo - xo;
           if (run > p1 - p) run = p1 - p;
-          int64_t yy = y * sh - ph + i * dh;
-          float *r = row + (p - p0);
-          if (yy < 0 || yy >= H) {
-            for (int64_t q = 0; q < run; q++) r[q] = 0.0f;
-          } else {
-            const float *xr = xc + yy * xsh;
-            int64_t xx = xo * sw - pw + j * dw;
-            if (sw == 1 && xsw == 1 && xx >= 0 && xx + run <= W) {
-              for (int64_t q = 0; q < run; q++) r[q] = xr[xx + q];
-            } else {
-              for (int64_t q = 0; q < run; q++, xx += sw) r[q] = xx >= 0 && xx < W ? xr[xx * xsw] : 0.0f;
-            }
-          }
+          im2col_run(xc, g, i, j, y, xo, run, row + (p - p0));
           p += run;
         }
       }
   }
+}
+
+/* The im2col tile of group gi, image n, for the output rectangle rows
+ * [r0, r1) x columns [c0, c1): tile[k * np + (r - r0) * (c1 - c0) + c - c0]. */
+static void conv_im2col_rect(const float *x, const int64_t *g, int64_t n, int64_t gi, int64_t r0, int64_t r1,
+                             int64_t c0, int64_t c1, float *tile) {
+  int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], Cg = g[ATTNC_CONV_C] / g[ATTNC_CONV_G];
+  int64_t nc = c1 - c0, np = (r1 - r0) * nc;
+  for (int64_t ci = 0; ci < Cg; ci++) {
+    const float *xc = x + n * g[ATTNC_CONV_XSN] + (gi * Cg + ci) * g[ATTNC_CONV_XSC];
+    for (int64_t i = 0; i < kh; i++)
+      for (int64_t j = 0; j < kw; j++)
+        for (int64_t r = r0; r < r1; r++) im2col_run(xc, g, i, j, r, c0, nc, tile + ((ci * kh + i) * kw + j) * np + (r - r0) * nc);
+  }
+}
+
+/* One pooling window: rows [y0, y0 + kh) x columns [x0, x0 + kw) of a
+ * map whose valid part is rows [rlo, rhi) x columns [clo, chi), element
+ * (r, c) at src[(r - rlo) * rs + (c - clo) * cs]; cells outside it are
+ * padding (skipped by max, zeros for the average over the full window,
+ * PyTorch's count_include_pad).  Values are multiplied by *scale (if not
+ * NULL) as they are read; a NaN makes the max NaN. */
+static float pool_window(const float *src, int64_t rs, int64_t cs, int64_t rlo, int64_t rhi, int64_t clo, int64_t chi,
+                         int64_t y0, int64_t x0, int64_t kh, int64_t kw, const float *scale, int64_t is_max) {
+  float acc = is_max ? -__builtin_inff() : 0.0f;
+  int nan = 0;
+  for (int64_t yy = y0; yy < y0 + kh; yy++) {
+    if (yy < rlo || yy >= rhi) continue;
+    for (int64_t xx = x0; xx < x0 + kw; xx++) {
+      if (xx < clo || xx >= chi) continue;
+      float v = src[(yy - rlo) * rs + (xx - clo) * cs];
+      if (scale) v *= *scale;
+      if (!is_max) acc += v;
+      else if (v != v) nan = 1;
+      else if (v > acc) acc = v;
+    }
+  }
+  return nan ? __builtin_nanf("") : is_max ? acc : acc / (float)(kh * kw);
 }
 
 void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
@@ -232,30 +274,46 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
   }
 }
 
+void attnc_tpl_conv2d_pool(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t py,
+                           int64_t px0, int64_t px1, int64_t is_max, attnc_gemm_epi_fn epi, void *epi_ctx,
+                           float *scratch) {
+  int64_t G = g[ATTNC_CONV_G], O = g[ATTNC_CONV_O], Ho = g[ATTNC_CONV_HO], Wo = g[ATTNC_CONV_WO];
+  int64_t pkh = g[ATTNC_CONV_PKH], pkw = g[ATTNC_CONV_PKW], psw = g[ATTNC_CONV_PSW];
+  int64_t Hp = g[ATTNC_CONV_PHO], Wp = g[ATTNC_CONV_PWO], Og = O / G;
+  int64_t K = g[ATTNC_CONV_C] / G * g[ATTNC_CONV_KH] * g[ATTNC_CONV_KW];
+  /* the conv rows and columns the windows cover, within the conv's map */
+  int64_t y0 = py * g[ATTNC_CONV_PSH] - g[ATTNC_CONV_PPH], xa = px0 * psw - g[ATTNC_CONV_PPW];
+  int64_t r0 = y0 < 0 ? 0 : y0, r1 = y0 + pkh > Ho ? Ho : y0 + pkh;
+  int64_t c0 = xa < 0 ? 0 : xa, c1 = (px1 - 1) * psw - g[ATTNC_CONV_PPW] + pkw;
+  if (c1 > Wo) c1 = Wo;
+  if (r1 < r0) r1 = r0;
+  if (c1 < c0) c1 = c0;
+  int64_t nc = c1 - c0, np = (r1 - r0) * nc;
+  float *gs = scratch, *tile = scratch + attnc_tpl_gemm_scratch_floats(), *cm = tile + K * np;
+  if (np > 0)
+    for (int64_t gi = 0; gi < G; gi++) {
+      conv_im2col_rect(x, g, n, gi, r0, r1, c0, c1, tile);
+      attnc_tpl_gemm(ATTNC_GEMM_DIRECT, w, K, 1, tile, np, 1, cm, np, gi * Og, (gi + 1) * Og, 0, np, K, gs, epi,
+                     epi_ctx);
+    }
+  for (int64_t c = 0; c < O; c++) {
+    float *orow = o + ((n * O + c) * Hp + py) * Wp;
+    for (int64_t px = px0; px < px1; px++)
+      orow[px] = pool_window(cm + c * np, nc, 1, r0, r1, c0, c1, y0, px * psw - g[ATTNC_CONV_PPW], pkh, pkw, (const float *)0,
+                             is_max);
+  }
+}
+
 void attnc_tpl_pool2d(const float *x, const float *scale, float *o, const int64_t *g, int64_t plane, int64_t is_max) {
   int64_t C = g[ATTNC_CONV_C], H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO],
           Wo = g[ATTNC_CONV_WO];
   int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH], sw = g[ATTNC_CONV_SW];
-  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
+  int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW];
   int64_t n = plane / C, c = plane % C;
   const float *xc = x + n * g[ATTNC_CONV_XSN] + c * g[ATTNC_CONV_XSC];
   float *oc = o + plane * Ho * Wo;
   for (int64_t y = 0; y < Ho; y++)
-    for (int64_t xo = 0; xo < Wo; xo++) {
-      float acc = is_max ? -__builtin_inff() : 0.0f;
-      int nan = 0;
-      for (int64_t i = 0; i < kh; i++) {
-        int64_t yy = y * sh - ph + i;
-        if (yy < 0 || yy >= H) continue;
-        for (int64_t j = 0; j < kw; j++) {
-          int64_t xx = xo * sw - pw + j;
-          if (xx < 0 || xx >= W) continue;
-          float v = scale ? xc[yy * xsh + xx * xsw] * *scale : xc[yy * xsh + xx * xsw];
-          if (!is_max) acc += v;
-          else if (v != v) nan = 1;
-          else if (v > acc) acc = v;
-        }
-      }
-      oc[y * Wo + xo] = nan ? __builtin_nanf("") : is_max ? acc : acc / (float)(kh * kw);
-    }
+    for (int64_t xo = 0; xo < Wo; xo++)
+      oc[y * Wo + xo] = pool_window(xc, g[ATTNC_CONV_XSH], g[ATTNC_CONV_XSW], 0, H, 0, W, y * sh - ph, xo * sw - pw, kh, kw,
+                                    scale, is_max);
 }

@@ -4,7 +4,8 @@
  *
  * Geometry: an int64 array indexed by ATTNC_CONV_* (input N, C, H, W;
  * output channels O and sizes Ho, Wo; kernel, stride, top/left padding,
- * dilation; groups; the input's element strides). */
+ * dilation; groups; the input's element strides; the pool of a fused
+ * conv -> pool). */
 #ifndef ATTNC_TPL_CONV_H
 #define ATTNC_TPL_CONV_H
 #include <stdint.h>
@@ -13,7 +14,10 @@
 enum {
   ATTNC_CONV_N, ATTNC_CONV_C, ATTNC_CONV_H, ATTNC_CONV_W, ATTNC_CONV_O, ATTNC_CONV_HO, ATTNC_CONV_WO,
   ATTNC_CONV_KH, ATTNC_CONV_KW, ATTNC_CONV_SH, ATTNC_CONV_SW, ATTNC_CONV_PH, ATTNC_CONV_PW, ATTNC_CONV_DH,
-  ATTNC_CONV_DW, ATTNC_CONV_G, ATTNC_CONV_XSN, ATTNC_CONV_XSC, ATTNC_CONV_XSH, ATTNC_CONV_XSW, ATTNC_CONV_NGEOM
+  ATTNC_CONV_DW, ATTNC_CONV_G, ATTNC_CONV_XSN, ATTNC_CONV_XSC, ATTNC_CONV_XSH, ATTNC_CONV_XSW,
+  /* a pool computed with its convolution (fuse-pool; else 0): window, step, top/left padding, pooled sizes */
+  ATTNC_CONV_PKH, ATTNC_CONV_PKW, ATTNC_CONV_PSH, ATTNC_CONV_PSW, ATTNC_CONV_PPH, ATTNC_CONV_PPW, ATTNC_CONV_PHO,
+  ATTNC_CONV_PWO, ATTNC_CONV_NGEOM
 };
 /* floats of an im2col tile (K rows x a block of output pixels), per task,
  * after the GEMM's own scratch */
@@ -41,6 +45,17 @@ void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g
  * each finished row (one-row tiles). */
 void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t plane,
                         attnc_gemm_epi_fn epi, void *epi_ctx, float *part);
+/* fuse-pool: pooled row py, pooled columns [px0, px1) of image n, every
+ * channel, of the pool (ATTNC_CONV_P*) of the convolution (the other
+ * fields; O is the conv's output channels): the conv rows and columns
+ * those windows cover are computed as in attnc_tpl_conv2d (im2col tile,
+ * GEMM micro-kernels, epi on each finished tile; its column index is the
+ * tile's, so epi may only read per-channel operands) into the scratch,
+ * then pooled into o ([N, O, PHO, PWO], dense).  scratch: the GEMM's
+ * floats, then (K + O) * np floats for the np conv pixels covered. */
+void attnc_tpl_conv2d_pool(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t py,
+                           int64_t px0, int64_t px1, int64_t is_max, attnc_gemm_epi_fn epi, void *epi_ctx,
+                           float *scratch);
 /* Max (is_max) or average (the full window, PyTorch's count_include_pad)
  * pooling of plane n * C + c, its values multiplied by *scale as they are
  * read (scale: NULL, or the plane's; fold-se). */
