@@ -21,7 +21,9 @@
  *            wrote (both counted), not the matmul's result.  An update
  *            (a state written in place) moves its new values twice (read,
  *            written), not the state; a pack of a 2-byte weight is read
- *            at 2 bytes per value. */
+ *            at 2 bytes per value; a fold=true pool (fuse-pool) reads its
+ *            conv's operands and does its FLOPs (the conv's map is
+ *            neither written nor read). */
 #include "ir.h"
 
 static double elems(const IrType *t, const int64_t *symvals) {
@@ -37,9 +39,11 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
   *out = (IrCost){0};
   for (int i = 0; i < f->n; i++) {
     if (!computed[i]) continue;
-    const IrNode *n = &f->nodes[i];
+    const IrNode *n = &f->nodes[i], *o = n;
     out->kernels++;
     out->by_class[ir_opinfo[n->op].cls]++;
+    if ((n->op == IR_MAXPOOL || n->op == IR_AVGPOOL) && n->a.fold) /* fuse-pool: computes its conv, reads its operands */
+      n = &f->nodes[n->in[0]];
     if (n->op == IR_MATMUL) {
       const IrType *a = &f->nodes[n->in[0]].type;
       out->flops += 2 * elems(&n->type, symvals) * (double)ir_dim_eval(a->dim[a->rank - 1], symvals);
@@ -54,7 +58,7 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       double s = (double)ir_dim_eval(k->dim[2], symvals);
       out->flops += 2 * bht * s * (double)(ir_dim_eval(q->dim[3], symvals) + ir_dim_eval(v->dim[3], symvals));
     }
-    double b = elems(&n->type, symvals) * esize(n->type.dt);
+    double b = elems(&o->type, symvals) * esize(o->type.dt);
     if (n->op == IR_UPDATE) { /* in place: the new values read and written into the state, nothing else */
       const IrNode *x = &f->nodes[n->in[1]];
       out->bytes += 2 * elems(&x->type, symvals) * esize(n->type.dt);

@@ -4,7 +4,8 @@
 # 1, 3, 5, 7, asymmetric kernels, image sizes that do not divide the tiles
 # and size 1) on fresh random inputs: the interpreter after the passes and
 # compiled code (fused and --no-fuse) against the interpreter at -O0.  Then
-# the run-time error of a size that leaves no output.
+# the run-time error of a size that leaves no output.  Also conv -> relu ->
+# pool as one kernel (fuse-pool), its kernel count.
 source "$(dirname "$0")/lib.bash"
 : "${NPYCMP:?set NPYCMP}"
 M=tests/models/conv_cfg.attn
@@ -72,6 +73,43 @@ conv_case "64 -> 40 at 23x23 (blocks)"  "1 64 23 23"  "64 40 3 3 1 1 1 1"   "2 2
 if grep -q "^  conv2d     2$" "$TMP/stats" && grep -q "^kernels 4$" "$TMP/stats" && grep -q "^prepare 1$" "$TMP/stats"; then
   ok "conv_cfg: 4 kernels per run (2 conv2d with epilogues, relu, the pool) and w * 0.5 computed at load (hoist-weights)"
 else bad "conv_cfg kernels: $(tr '\n' ' ' <"$TMP/stats")"; fi
+
+# fuse-pool: conv -> bias -> relu -> pool as one kernel (the conv's map is
+# never written), fused and --no-fuse against the interpreter: odd sizes,
+# windows cut at the edge, stride != window, padding, average, groups,
+# several pooled-column blocks per row (64 -> 64 at width 150), size 1
+MP=tests/models/conv_pool.attn
+pool_case() {
+  local name=$1
+  read -r n c h w <<<"$2"
+  read -r C O KH KW S P D G <<<"$3"
+  read -r PK PS PP AVG <<<"$4"
+  i=$((i + 1))
+  local d="$TMP/c$i"
+  mkdir -p "$d"
+  gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
+  run4 "pooled $name [$n,$C,$h,$w]" $MP "-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=$PK -D PS=$PS -D PP=$PP -D AVG=$AVG" \
+    "$d" "--input x=$d/x.npy" "p" 1e-5
+}
+#          name                          N C H W        C  O  KH KW S P D G    PK PS PP AVG
+pool_case "7x9, 3x3 pad 1, max 2"        "2 4 7 9"     "4 6 3 3 1 1 1 1"     "2 2 0 0"
+pool_case "15x15, avg 3 stride 2 pad 1"  "1 3 15 15"   "3 5 3 3 1 1 1 1"     "3 2 1 1"
+pool_case "5x5 stride 2 groups 2, max 3" "2 4 15 15"   "4 6 5 5 2 2 1 2"     "3 1 1 0"
+pool_case "dilation 2, max 2 stride 1"   "1 3 9 7"     "3 5 3 3 1 2 2 1"     "2 1 0 0"
+pool_case "1x1 conv, max 3 stride 3"     "2 8 7 11"    "8 4 1 1 1 0 1 1"     "3 3 0 0"
+pool_case "size 1"                       "1 3 1 1"     "3 4 1 1 1 0 1 1"     "1 1 0 0"
+pool_case "64->64 width 150, max 3 s 2"  "1 64 5 150"  "64 64 3 3 1 1 1 1"   "3 2 1 0"
+pool_case "64->64 width 150, avg 2"      "2 64 4 150"  "64 64 3 3 1 1 1 1"   "2 2 0 1"
+stats() { "$ATTNC" $MP "$@" --emit=stats -o "$TMP/stats" 2>"$TMP/err" && tr '\n' ' ' <"$TMP/stats"; }
+s=$(stats)
+if [[ $s == "kernels 1   maxpool2d  1 " ]]; then ok "conv_pool fused: 1 kernel (the pool computes its conv)"
+else bad "conv_pool fused kernels: $s"; fi
+s=$(stats --disable-pass=fuse-pool)
+if [[ $s == "kernels 2   conv2d     1   maxpool2d  1 " ]]; then ok "conv_pool --disable-pass=fuse-pool: 2 kernels"
+else bad "conv_pool --disable-pass=fuse-pool kernels: $s"; fi
+s=$(stats --target=cuda)
+if [[ $s == *"conv2d     1"*"maxpool2d  1"* ]]; then ok "conv_pool --target=cuda: not fused (CPU only)"
+else bad "conv_pool --target=cuda kernels: $s"; fi
 
 # a size that leaves no output: a run-time error naming the op, nothing written
 d="$TMP/small"
