@@ -393,17 +393,30 @@ int cg_pool_conv(const IrGraph *g, int id) {
   return n->in[0];
 }
 
+int cg_conv_scale(const IrGraph *g, int id) {
+  const IrNode *n = &g->funcs[0].nodes[id];
+  if (n->op != IR_CONV2D || n->a.prep) return -1;
+  const IrNode *m = &g->funcs[0].nodes[n->in[0]];
+  return m->op == IR_MUL && m->a.fold ? n->in[0] : -1;
+}
+
 /* conv2d / pools: the image, the weight (conv), the output, the epilogue
  * operands at their broadcast strides, and the sizes of both images (NCHW,
  * the image at its strides).  A fold=true pool (fuse-pool) lists its
  * conv2d's: the conv's image, weight and epilogue operands, then the
- * conv's output sizes. */
+ * conv's output sizes.  A conv2d reading a fold=true mul (fold-se) lists
+ * the map and its scale instead of the product. */
 static void params_conv(PB *b, int id) {
   int pooled = id, cid = cg_pool_conv(b->p->g, id);
   if (cid >= 0) id = cid;
   const IrNode *n = &b->p->g->funcs[0].nodes[id];
-  int x = n->in[0];
+  int x = n->in[0], m = cg_conv_scale(b->p->g, id);
+  if (m >= 0) x = b->p->g->funcs[0].nodes[m].in[0]; /* fold-se: the map, and its scale per (image, channel) */
   ptr(b, "x", x, false);
+  if (m >= 0) {
+    ptr(b, "xscale", b->p->g->funcs[0].nodes[m].in[1], false);
+    bstrides(b, b->p, b->p->g->funcs[0].nodes[m].in[1], 4, "xss%d", 0);
+  }
   if (n->nin >= 2) { /* conv: the weight; pool: the scale of x's channels (fold-se) */
     ptr(b, "w", n->in[1], false);
     if (n->op != IR_CONV2D) bstrides(b, b->p, n->in[1], 4, "ws%d", 0);
@@ -648,11 +661,12 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
     else
       v->inner_unit = true; /* a dense reshape */
   }
-  for (int i = 0; i < p->n; i++) /* fuse-pool: the conv2d is computed inside its pool's kernel */
-    if (cg_pool_conv(p->g, i) >= 0) {
-      CgNodePlan *c = &p->node[cg_pool_conv(p->g, i)];
-      c->kind = CG_VIRTUAL, c->dense = false, c->inner_unit = false;
-    }
+  for (int i = 0; i < p->n; i++) { /* computed inside another kernel: fuse-pool's conv2d, fold-se's scale */
+    int in = cg_pool_conv(p->g, i) >= 0 ? cg_pool_conv(p->g, i) : cg_conv_scale(p->g, i);
+    if (in < 0) continue;
+    CgNodePlan *c = &p->node[in];
+    c->kind = CG_VIRTUAL, c->dense = false, c->inner_unit = false;
+  }
   free(materialize);
 }
 
@@ -725,6 +739,23 @@ static void read_at(CgPlan *p, int src, int i) {
   }
 }
 
+/* Value v is computed inside the kernel of node host, its only reader
+ * being node reader: its operands live until host; another reader, or
+ * v being an output, is an error. */
+static void inside(CgPlan *p, IrDiag *diag, bool *failed, int v, int reader, int host) {
+  const IrFunc *f = &p->g->funcs[0];
+  for (int k = 0; k < f->nodes[v].nin; k++) read_at(p, f->nodes[v].in[k], host);
+  for (int j = v + 1; j < p->n; j++)
+    for (int k = 0; k < f->nodes[j].nin; k++)
+      if (j != reader && f->nodes[j].in[k] == v)
+        error(diag, &f->nodes[j], failed, "reads %%%d, a %s with fold=true computed inside the kernel of %%%d", v,
+              ir_opinfo[f->nodes[v].op].name, host);
+  for (int k = 0; k < p->g->noutput; k++)
+    if (p->g->outputs[k].node == v)
+      error(diag, &f->nodes[v], failed, "a %s computed inside another kernel (fold=true) cannot be an output",
+            ir_opinfo[f->nodes[v].op].name);
+}
+
 /* Liveness, outputs written in place, fold-se partners, then slots. */
 static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
   const IrFunc *f = &p->g->funcs[0];
@@ -737,20 +768,15 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     CgNodePlan *v = &p->node[id];
     if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0) v->out_index = k;
   }
-  for (int i = 0; i < n; i++) { /* fuse-pool: the pool's kernel reads the conv's operands */
-    int c = cg_pool_conv(p->g, i);
-    if (c < 0) continue;
-    for (int k = 0; k < f->nodes[c].nin; k++) read_at(p, f->nodes[c].in[k], i);
-    for (int j = c + 1; j < n; j++)
-      for (int k = 0; k < f->nodes[j].nin; k++)
-        if (j != i && f->nodes[j].in[k] == c)
-          error(diag, &f->nodes[j], failed, "reads %%%d, a conv2d computed inside the fold=true pool %%%d (fuse-pool)", c, i);
-    for (int k = 0; k < p->g->noutput; k++)
-      if (p->g->outputs[k].node == c) error(diag, &f->nodes[c], failed, "a conv2d computed inside a fold=true pool cannot be an output");
+  for (int i = 0; i < n; i++) { /* kernels that compute values inside: they read those values' operands */
+    int c = cg_pool_conv(p->g, i), conv = c >= 0 ? c : f->nodes[i].op == IR_CONV2D ? i : -1;
+    int m = conv >= 0 ? cg_conv_scale(p->g, conv) : -1;
+    if (c >= 0) inside(p, diag, failed, c, i, i); /* fuse-pool: the conv2d */
+    if (m >= 0) inside(p, diag, failed, m, conv, i); /* fold-se: the scaled map */
   }
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
-    if (nd->op == IR_MAXPOOL || nd->op == IR_AVGPOOL) continue; /* (fuse-pool: above) */
+    if (nd->op == IR_MAXPOOL || nd->op == IR_AVGPOOL || nd->op == IR_MUL) continue; /* (fuse-pool, fold-se's scale: above) */
     if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold || p->node[i].prep) continue; /* (at load: a plain reduction) */
     int mm = nd->in[0];
     if ((f->nodes[mm].op != IR_MATMUL && f->nodes[mm].op != IR_CONV2D) || p->node[mm].fold_user >= 0) {

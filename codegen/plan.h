@@ -29,7 +29,8 @@ typedef enum {
   CG_BUFFER,   /* written by its kernel into a workspace slot or an output */
   CG_VIEW,     /* permute / slice / reshape of a dense value or splitting axes: no kernel, no memory;
                   an update is a view of its state (its kernel writes into the state) */
-  CG_VIRTUAL,  /* constant, iota or dimval read only by elementwise kernels: computed inside them */
+  CG_VIRTUAL,  /* constant, iota or dimval read only by elementwise kernels: computed inside them;
+                  fold=true conv2d of a pool / mul read by a conv2d: computed inside that kernel */
   CG_COPY,     /* reshape of a non-dense view: copied densely by a kernel */
   CG_GATHER,   /* gather read only by elementwise kernels: an indexed view, each reader
                   loads the id and reads the table row in place (nothing written) */
@@ -147,6 +148,9 @@ typedef struct CgPlan {
 /* The conv2d that fold=true pool `id` computes inside its kernel
  * (fuse-pool), or -1 (not such a pool). */
 int cg_pool_conv(const IrGraph *g, int id);
+/* The fold=true mul f * s (fold-se) that conv2d `id` reads as its image,
+ * applying s as it loads f, or -1. */
+int cg_conv_scale(const IrGraph *g, int id);
 /* The plan of g (a verified graph at any pipeline stage).  Errors that no
  * backend could compile (a weight of run-time size, a fold=true reduction
  * without its matmul, an op no kernel computes) are reported through diag,

@@ -121,7 +121,9 @@ typedef struct {
                        accumulated by the matmul's epilogue as it writes
                        (fold-se); on a pool: its conv2d operand is computed
                        inside the pool's kernel, never written (fuse-pool);
-                       printed only when true */
+                       on a mul f * s: applied by its conv2d reader as it
+                       loads f, never written (fold-se); printed only when
+                       true */
   bool prep;        /* A_PREP (any op): a value of weights and constants only,
                        computed once per weight load, never per run
                        (hoist-weights); printed only when true */

@@ -17,9 +17,11 @@
  *   CONV  windows over NCHW images: conv2d(x, w[O, C/groups, kh, kw]) (+ the
  *         operands of an epilogue body, as matmul),
  *         maxpool2d / avgpool2d(x [, s]) (s: a per-(image, channel) scale
- *         [N, C, 1, 1] applied to x as it is read: fold-se); output sizes
- *         are derived dims
- *         (ir.h: IrDerivedDim)
+ *         [N, C, 1, 1] applied to x as it is read: fold-se; fold=true: x is
+ *         a conv2d computed inside the pool's kernel, fuse-pool); output
+ *         sizes are derived dims (ir.h: IrDerivedDim).  A fold=true mul
+ *         (f * s, s per image and channel) read by a conv2d is applied as
+ *         the conv loads its image (fold-se): the scaled map is never written
  *   FUSED produced by fusion passes; carries a body region
  */
 #ifndef IR_OPS_H
@@ -47,7 +49,7 @@
   X(AXIS,  "axis",  INT,  axis,  axis,   OPS)                             \
   X(AXES,  "axes",  LIST, list,  nlist,  OPS) /* reduction axes */        \
   X(KEEP,  "keep",  BOOL, keep,  keep,   OPS) /* keep reduced dims */     \
-  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* computed by the producer's kernel (fold-se, fuse-pool) */ \
+  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* computed inside another kernel (fold-se, fuse-pool) */ \
   X(PERM,  "perm",  LIST, list,  nlist,  OPS) /* permutation */           \
   X(START, "start", DIM,  start, start,  OPS) /* slice start */           \
   X(EPS,   "eps",   F64,  eps,   eps,    OPS) /* normalization epsilon */ \
@@ -112,7 +114,7 @@ enum {
   X(CAST,        "cast",        1, UN,    0)                \
   X(ADD,         "add",         2, BIN,   0)                \
   X(SUB,         "sub",         2, BIN,   0)                \
-  X(MUL,         "mul",         2, BIN,   0)                \
+  X(MUL,         "mul",         2, BIN,   A_FOLD)           \
   X(DIV,         "div",         2, BIN,   0)                \
   X(MIN,         "min",         2, BIN,   0)                \
   X(MAX,         "max",         2, BIN,   0)                \

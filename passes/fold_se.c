@@ -21,14 +21,31 @@
  *
  * The channel scale of a pooled map (SE then maxpool, as se_cnn) is
  * applied by the pool as it reads the map: pool(f * s) -> pool(f, s).
+ * The scale of a map a convolution reads (mbconv: the project conv after
+ * SE) is applied as the conv fills its im2col tile: the mul is marked
+ * fold=true (CPU targets) and never written.
  *
  * Legality: the reduction is sum or mean, over exactly axis rank-2 of an
  * f32 matmul's result or axes 2, 3 of an f32 conv2d's, and is the only
  * folded reduction of its producer.
  * Requires: fuse-epilogue before it (the matmul's final epilogue is known).
- * Produces: reductions with fold=true (visible in the dumps). */
+ * Produces: reductions and scale muls with fold=true, pools with a
+ * scale operand (visible in the dumps). */
 #include <stdlib.h>
 #include "pass.h"
+
+/* Is node m a product f * s of an f32 image f and a scale s per (image,
+ * channel) (s broadcasts to [N, C, 1, 1])?  Sets k: f is operand k. */
+static bool channel_scale(const IrFunc *f, const IrNode *m, int *k) {
+  if (m->op != IR_MUL || m->type.dt != RT_F32 || m->type.rank != 4) return false;
+  for (*k = 0; *k < 2; (*k)++) {
+    const IrType *x = &f->nodes[m->in[*k]].type, *s = &f->nodes[m->in[1 - *k]].type;
+    IrType one = m->type, bc;
+    one.dim[2] = one.dim[3] = ir_dim_const(1);
+    if (ir_shape_eq(x, &m->type) && s->rank >= 3 && ir_broadcast(&one, s, &bc) && ir_shape_eq(&bc, &one)) return true;
+  }
+  return false;
+}
 
 /* The excitation's channel scale into a pool reading the scaled map:
  * pool(mul(f, s)) with s per (image, channel) and the product used only
@@ -40,21 +57,15 @@ static bool scale_into_pools(IrGraph *g) {
   bool changed = false;
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];
-    if ((n->op != IR_MAXPOOL && n->op != IR_AVGPOOL) || n->nin != 1) continue;
+    int k;
+    if ((n->op != IR_MAXPOOL && n->op != IR_AVGPOOL) || n->nin != 1 || n->a.fold) continue;
     const IrNode *m = &f->nodes[n->in[0]];
-    if (m->op != IR_MUL || uses[n->in[0]] != 1 || m->type.dt != RT_F32) continue;
-    for (int k = 0; k < 2; k++) {
-      const IrType *x = &f->nodes[m->in[k]].type, *s = &f->nodes[m->in[1 - k]].type;
-      IrType one = m->type, bc;
-      one.dim[2] = one.dim[3] = ir_dim_const(1);
-      if (!ir_shape_eq(x, &m->type) || s->rank < 3 || !ir_broadcast(&one, s, &bc) || !ir_shape_eq(&bc, &one)) continue;
-      int *in = ir_arena_alloc(g->arena, 2 * sizeof(int));
-      in[0] = m->in[k], in[1] = m->in[1 - k];
-      n->in = in;
-      n->nin = 2;
-      changed = true;
-      break;
-    }
+    if (uses[n->in[0]] != 1 || !channel_scale(f, m, &k)) continue;
+    int *in = ir_arena_alloc(g->arena, 2 * sizeof(int));
+    in[0] = m->in[k], in[1] = m->in[1 - k];
+    n->in = in;
+    n->nin = 2;
+    changed = true;
   }
   free(uses);
   free(user);
@@ -62,9 +73,42 @@ static bool scale_into_pools(IrGraph *g) {
   return changed;
 }
 
+/* The channel scale into the convolution reading the scaled map (mbconv:
+ * the SE'd depthwise output into the project conv): conv2d(mul(f, s), w)
+ * with s per (image, channel), the product read only there and the conv
+ * not depthwise, marks the mul fold=true, f its operand 0 and s 1: the
+ * conv multiplies f by s as it fills its im2col tile (the product, then
+ * the same FMA chain: the same values), and the scaled map is never
+ * written.  CPU targets (the CUDA backend computes the mul on its own). */
+static bool scale_into_convs(IrGraph *g, const PassOptions *opt) {
+  if (!opt || !opt->target || opt->target->gpu) return false;
+  int *user, *uses = pass_uses(g, &user);
+  IrFunc *f = &g->funcs[0];
+  bool changed = false;
+  for (int i = 0; i < f->n; i++) {
+    const IrNode *n = &f->nodes[i];
+    if (n->op != IR_CONV2D) continue;
+    IrNode *m = &f->nodes[n->in[0]];
+    int k;
+    int64_t c, o;
+    if (n->type.dt != RT_F32 || n->a.prep || m->a.fold || m->a.prep || uses[n->in[0]] != 1 ||
+        !channel_scale(f, m, &k) || !ir_dim_is_const(m->type.dim[1], &c) || !ir_dim_is_const(n->type.dim[1], &o) ||
+        (n->a.groups == c && o == c))
+      continue;
+    int *in = ir_arena_alloc(g->arena, 2 * sizeof(int));
+    in[0] = m->in[k], in[1] = m->in[1 - k];
+    m->in = in;
+    m->a.fold = true;
+    changed = true;
+  }
+  free(uses);
+  free(user);
+  return changed;
+}
+
 bool pass_fold_se(IrGraph *g, const PassOptions *opt) {
-  (void)opt;
   bool changed = scale_into_pools(g);
+  changed |= scale_into_convs(g, opt);
   IrFunc *f = &g->funcs[0];
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];

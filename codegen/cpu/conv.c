@@ -2,7 +2,10 @@
  * avgpool2d): run() fills the geometry (templates/conv.h) and launches one
  * task per block of output pixels of an image (convolution: implicit GEMM
  * through attnc_tpl_conv2d, one im2col tile per task in the thread's
- * scratch) or per output plane (depthwise convolution, pooling). */
+ * scratch), per output plane (depthwise convolution, pooling) or, for a
+ * pool computing its convolution (fuse-pool), per pooled row and block of
+ * pooled columns (attnc_tpl_conv2d_pool).  A convolution reading a
+ * fold=true mul (fold-se) scales its image as it fills the tile. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "cg.h"
@@ -101,13 +104,19 @@ void cg_conv(Cg *cg, int id) {
   const IrNode *n = &cg->g->funcs[0].nodes[id], *pool = NULL;
   int cid = cg_pool_conv(cg->g, id);
   if (cid >= 0) pool = n, n = &cg->g->funcs[0].nodes[cid]; /* fuse-pool: n is the conv, its map never written */
-  const CgVal *o = &cg->v[id], *co = pool ? &cg->v[cid] : o, *x = &cg->v[n->in[0]];
+  int sid = cg_conv_scale(cg->g, cid >= 0 ? cid : id); /* fold-se: the image is map * scale, applied as it loads */
+  const IrNode *sm = sid >= 0 ? &cg->g->funcs[0].nodes[sid] : NULL;
+  const CgVal *o = &cg->v[id], *co = pool ? &cg->v[cid] : o, *x = &cg->v[sm ? sm->in[0] : n->in[0]];
   if (n->type.dt != RT_F32 && n->type.dt != RT_F16 && n->type.dt != RT_BF16) {
     cg_error(cg, n, "%s needs a floating-point image", ir_opinfo[n->op].name);
     return;
   }
   if (n->body >= 0 && (n->op != IR_CONV2D || !epi_operands_ok(cg, n))) return;
   if (pool && pooled_conv_bad(cg, n)) return;
+  if (sm && depthwise(cg->g, n)) {
+    cg_error(cg, n, "a depthwise conv2d cannot apply its image's scale (a fold=true mul, fold-se)");
+    return;
+  }
   int64_t k[2];
   ir_window_kernel(&cg->g->funcs[0], n, k);
   bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n), epi_on = n->body >= 0;
@@ -130,6 +139,8 @@ void cg_conv(Cg *cg, int id) {
   f[ATTNC_CONV_PSH] = ci64(cg, pool ? pool->a.stride[0] : 0), f[ATTNC_CONV_PSW] = ci64(cg, pool ? pool->a.stride[1] : 0);
   f[ATTNC_CONV_PPH] = ci64(cg, pool ? pool->a.pad[0] : 0), f[ATTNC_CONV_PPW] = ci64(cg, pool ? pool->a.pad[1] : 0);
   f[ATTNC_CONV_PHO] = pool ? o->shape[2] : ci64(cg, 0), f[ATTNC_CONV_PWO] = pool ? o->shape[3] : ci64(cg, 0);
+  f[ATTNC_CONV_SSN] = sm ? cg_bstride(cg, sm->in[1], 0, 4) : ci64(cg, 0);
+  f[ATTNC_CONV_SSC] = sm ? cg_bstride(cg, sm->in[1], 1, 4) : ci64(cg, 0);
   nf = ATTNC_CONV_NGEOM;
   int fx = nf;
   f[nf++] = x->ptr;
@@ -154,6 +165,8 @@ void cg_conv(Cg *cg, int id) {
     f[nf++] = P;
     f[nf++] = cg_scratch_base(cg);
   }
+  int fxs = nf; /* fold-se: the image's scale */
+  f[nf++] = sm ? cg->v[sm->in[1]].ptr : LLVMConstPointerNull(cg->ptr);
   int fs = nf; /* a pool's scale: strides along N and C */
   if (!conv && n->nin == 2) f[nf++] = cg_bstride(cg, n->in[1], 0, 4), f[nf++] = cg_bstride(cg, n->in[1], 1, 4);
   int fe = nf; /* the epilogue operands: base, batch stride, channel stride, column stride */
@@ -166,8 +179,8 @@ void cg_conv(Cg *cg, int id) {
   char *key = NULL;
   size_t keylen = 0;
   FILE *kf = open_memstream(&key, &keylen);
-  fprintf(kf, "window op%d dw%d block%lld fold%d scale%d pool%d", n->op, dw, (long long)block, fold_id >= 0,
-          !conv && n->nin == 2, pool ? pool->op : -1);
+  fprintf(kf, "window op%d dw%d block%lld fold%d scale%d pool%d xs%d", n->op, dw, (long long)block, fold_id >= 0,
+          !conv && n->nin == 2, pool ? pool->op : -1, sm != NULL);
   if (epi_on) {
     cg_body_key(cg, n->body, kf);
     for (int q = 0; q < nx; q++)
@@ -199,6 +212,7 @@ void cg_conv(Cg *cg, int id) {
   }
   LLVMValueRef X = cg_ctx_ptr(cg, ctx, fx), Wt = cg_ctx_ptr(cg, ctx, fx + 1), O = cg_ctx_ptr(cg, ctx, fx + 2);
   LLVMValueRef part = fold_id >= 0 ? cg_ctx_ptr(cg, ctx, fx + 3) : LLVMConstPointerNull(cg->ptr);
+  LLVMValueRef XS = sm ? cg_ctx_ptr(cg, ctx, fxs) : LLVMConstPointerNull(cg->ptr);
   CgLoop t;
   cg_loop_begin(cg, &t, begin, end, ci64(cg, 1));
   LLVMValueRef img, p0 = NULL, p1 = NULL, py = NULL;
@@ -247,15 +261,16 @@ void cg_conv(Cg *cg, int id) {
   if (pool) {
     LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
         (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
-    cg_call(cg, "attnc_tpl_conv2d_pool", cg->vd, pt, 12,
-            (LLVMValueRef[]){X, Wt, O, geom, img, py, p0, p1, ci64(cg, pool->op == IR_MAXPOOL), epi, mctx, scratch});
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64,
+                        cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_conv2d_pool", cg->vd, pt, 13,
+            (LLVMValueRef[]){X, XS, Wt, O, geom, img, py, p0, p1, ci64(cg, pool->op == IR_MAXPOOL), epi, mctx, scratch});
   } else if (conv && !dw) {
     LLVMValueRef scratch = LLVMBuildGEP2(cg->B, cg->f32, cg_ctx_ptr(cg, ctx, fx + 6),
         (LLVMValueRef[]){LLVMBuildMul(cg->B, LLVMBuildSExt(cg->B, tid, cg->i64, ""), ci64(cg, cg_scratch_floats(cg)), "")}, 1, "");
-    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
-    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 11,
-            (LLVMValueRef[]){X, Wt, O, geom, img, p0, p1, epi, mctx, part, scratch});
+    LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+    cg_call(cg, "attnc_tpl_conv2d", cg->vd, pt, 12,
+            (LLVMValueRef[]){X, XS, Wt, O, geom, img, p0, p1, epi, mctx, part, scratch});
   } else if (conv) {
     LLVMTypeRef pt[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->ptr, cg->ptr};
     cg_call(cg, "attnc_tpl_dwconv2d", cg->vd, pt, 8, (LLVMValueRef[]){X, Wt, O, geom, t.iv, epi, mctx, part});

@@ -5,7 +5,8 @@
 # and size 1) on fresh random inputs: the interpreter after the passes and
 # compiled code (fused and --no-fuse) against the interpreter at -O0.  Then
 # the run-time error of a size that leaves no output.  Also conv -> relu ->
-# pool as one kernel (fuse-pool), its kernel count.
+# pool as one kernel (fuse-pool) and a conv scaling its image as it loads
+# (fold-se), with their kernel counts.
 source "$(dirname "$0")/lib.bash"
 : "${NPYCMP:?set NPYCMP}"
 M=tests/models/conv_cfg.attn
@@ -110,6 +111,43 @@ else bad "conv_pool --disable-pass=fuse-pool kernels: $s"; fi
 s=$(stats --target=cuda)
 if [[ $s == *"conv2d     1"*"maxpool2d  1"* ]]; then ok "conv_pool --target=cuda: not fused (CPU only)"
 else bad "conv_pool --target=cuda kernels: $s"; fi
+
+# fold-se's image scale: conv2d(x * s) with s per (image, channel) scales x
+# as the conv fills its tile (the scaled map never written), alone and
+# with fuse-pool: against the interpreter, and bit for bit the values of
+# --disable-pass=fold-se (the same product, then the same FMA chain)
+MS=tests/models/conv_scale.attn
+scale_case() {
+  local name=$1
+  read -r n c h w <<<"$2"
+  read -r C O KH KW S P G <<<"$3"
+  i=$((i + 1))
+  local d="$TMP/c$i" v
+  mkdir -p "$d/s" "$d/t"
+  gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
+  gen "$d/s" $RANDOM "$n" "$C" 1 1 1 1 1 1
+  gen "$d/t" $RANDOM "$n" "$C" 1 1 1 1 1 1
+  local defs="-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D G=$G"
+  local ins="--input x=$d/x.npy --input s=$d/s/x.npy --input t=$d/t/x.npy"
+  run4 "scaled $name [$n,$C,$h,$w]" $MS "$defs" "$d" "$ins" "y p" 1e-5
+  mkdir -p "$d/nose"
+  if ! "$ATTNC" run $MS $defs --disable-pass=fold-se --weights "$d/w.safetensors" $ins --output y="$d/nose/y.npy" \
+    --output p="$d/nose/p.npy" >/dev/null 2>"$d/log"; then
+    bad "scaled $name --disable-pass=fold-se: $(head -3 "$d/log")"
+    return
+  fi
+  for v in y p; do
+    if cmp -s "$d/fused/$v.npy" "$d/nose/$v.npy"; then ok "scaled $name $v: the same bits as --disable-pass=fold-se"
+    else bad "scaled $name $v: differs from --disable-pass=fold-se"; fi
+  done
+}
+#           name                            N C H W       C  O  KH KW S P G
+scale_case "1x1 (mbconv's project conv)"    "2 24 7 9"   "24 8 1 1 1 0 1"
+scale_case "3x3 pad 1 stride 2 groups 2"    "2 6 15 15"  "6 4 3 3 2 1 2"
+scale_case "5x5 pad 2, 40 -> 24 (blocks)"   "1 40 23 21" "40 24 5 5 1 2 1"
+s=$("$ATTNC" $MS --emit=stats -o "$TMP/stats" 2>"$TMP/err" && tr '\n' ' ' <"$TMP/stats")
+if [[ $s == "kernels 2   conv2d     1   maxpool2d  1 " ]]; then ok "conv_scale: 2 kernels, no mul (the scales applied in the conv loads)"
+else bad "conv_scale kernels: $s"; fi
 
 # a size that leaves no output: a run-time error naming the op, nothing written
 d="$TMP/small"

@@ -30,9 +30,10 @@ static void conv_fold_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_
 }
 
 /* One run of an im2col row: r[q] = input (channel plane xc) at tap (i, j)
- * of output pixels (y, xo + q), q < run; zero outside the image. */
-static void im2col_run(const float *xc, const int64_t *g, int64_t i, int64_t j, int64_t y, int64_t xo, int64_t run,
-                       float *r) {
+ * of output pixels (y, xo + q), q < run, times *sc (if not NULL: the
+ * plane's scale, fold-se); zero outside the image. */
+static void im2col_run(const float *xc, const float *sc, const int64_t *g, int64_t i, int64_t j, int64_t y, int64_t xo,
+                       int64_t run, float *r) {
   int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], sw = g[ATTNC_CONV_SW], xsw = g[ATTNC_CONV_XSW];
   int64_t yy = y * g[ATTNC_CONV_SH] - g[ATTNC_CONV_PH] + i * g[ATTNC_CONV_DH];
   if (yy < 0 || yy >= H) {
@@ -41,17 +42,25 @@ static void im2col_run(const float *xc, const int64_t *g, int64_t i, int64_t j, 
   }
   const float *xr = xc + yy * g[ATTNC_CONV_XSH];
   int64_t xx = xo * sw - g[ATTNC_CONV_PW] + j * g[ATTNC_CONV_DW];
-  if (sw == 1 && xsw == 1 && xx >= 0 && xx + run <= W) {
+  if (sc) {
+    float s = *sc;
+    for (int64_t q = 0; q < run; q++, xx += sw) r[q] = xx >= 0 && xx < W ? xr[xx * xsw] * s : 0.0f;
+  } else if (sw == 1 && xsw == 1 && xx >= 0 && xx + run <= W) {
     for (int64_t q = 0; q < run; q++) r[q] = xr[xx + q];
   } else {
     for (int64_t q = 0; q < run; q++, xx += sw) r[q] = xx >= 0 && xx < W ? xr[xx * xsw] : 0.0f;
   }
 }
 
+/* The scale of input channel c of image n (fold-se), or NULL. */
+static const float *plane_scale(const float *xs, const int64_t *g, int64_t n, int64_t c) {
+  return xs ? xs + n * g[ATTNC_CONV_SSN] + c * g[ATTNC_CONV_SSC] : (const float *)0;
+}
+
 /* Fill the im2col tile of group gi, image n, output pixels [p0, p1):
  * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j. */
-static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi, int64_t p0, int64_t p1,
-                        float *tile) {
+static void conv_im2col(const float *x, const float *xs, const int64_t *g, int64_t n, int64_t gi, int64_t p0,
+                        int64_t p1, float *tile) {
   int64_t Wo = g[ATTNC_CONV_WO], kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW];
   int64_t Cg = g[ATTNC_CONV_C] / g[ATTNC_CONV_G], np = p1 - p0;
   for (int64_t ci = 0; ci < Cg; ci++) {
@@ -63,7 +72,7 @@ static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi,
         while (p < p1) {
           int64_t y = p / Wo, xo = p % Wo, run = Wo - xo;
           if (run > p1 - p) run = p1 - p;
-          im2col_run(xc, g, i, j, y, xo, run, row + (p - p0));
+          im2col_run(xc, plane_scale(xs, g, n, gi * Cg + ci), g, i, j, y, xo, run, row + (p - p0));
           p += run;
         }
       }
@@ -72,15 +81,17 @@ static void conv_im2col(const float *x, const int64_t *g, int64_t n, int64_t gi,
 
 /* The im2col tile of group gi, image n, for the output rectangle rows
  * [r0, r1) x columns [c0, c1): tile[k * np + (r - r0) * (c1 - c0) + c - c0]. */
-static void conv_im2col_rect(const float *x, const int64_t *g, int64_t n, int64_t gi, int64_t r0, int64_t r1,
-                             int64_t c0, int64_t c1, float *tile) {
+static void conv_im2col_rect(const float *x, const float *xs, const int64_t *g, int64_t n, int64_t gi, int64_t r0,
+                             int64_t r1, int64_t c0, int64_t c1, float *tile) {
   int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], Cg = g[ATTNC_CONV_C] / g[ATTNC_CONV_G];
   int64_t nc = c1 - c0, np = (r1 - r0) * nc;
   for (int64_t ci = 0; ci < Cg; ci++) {
     const float *xc = x + n * g[ATTNC_CONV_XSN] + (gi * Cg + ci) * g[ATTNC_CONV_XSC];
     for (int64_t i = 0; i < kh; i++)
       for (int64_t j = 0; j < kw; j++)
-        for (int64_t r = r0; r < r1; r++) im2col_run(xc, g, i, j, r, c0, nc, tile + ((ci * kh + i) * kw + j) * np + (r - r0) * nc);
+        for (int64_t r = r0; r < r1; r++)
+          im2col_run(xc, plane_scale(xs, g, n, gi * Cg + ci), g, i, j, r, c0, nc,
+                     tile + ((ci * kh + i) * kw + j) * np + (r - r0) * nc);
   }
 }
 
@@ -108,13 +119,13 @@ static float pool_window(const float *src, int64_t rs, int64_t cs, int64_t rlo, 
   return nan ? __builtin_nanf("") : is_max ? acc : acc / (float)(kh * kw);
 }
 
-void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
+void attnc_tpl_conv2d(const float *x, const float *xs, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
                       attnc_gemm_epi_fn epi, void *epi_ctx, float *part, float *scratch) {
   int64_t G = g[ATTNC_CONV_G], O = g[ATTNC_CONV_O], P = g[ATTNC_CONV_HO] * g[ATTNC_CONV_WO];
   int64_t Cg = g[ATTNC_CONV_C] / G, Og = O / G;
   int64_t K = Cg * g[ATTNC_CONV_KH] * g[ATTNC_CONV_KW];
   float *gs = scratch, *tile = scratch + attnc_tpl_gemm_scratch_floats();
-  int direct = g[ATTNC_CONV_KH] == 1 && g[ATTNC_CONV_KW] == 1 && g[ATTNC_CONV_SH] == 1 && g[ATTNC_CONV_SW] == 1 &&
+  int direct = !xs && g[ATTNC_CONV_KH] == 1 && g[ATTNC_CONV_KW] == 1 && g[ATTNC_CONV_SH] == 1 && g[ATTNC_CONV_SW] == 1 &&
                 g[ATTNC_CONV_PH] == 0 && g[ATTNC_CONV_PW] == 0 && g[ATTNC_CONV_XSW] == 1 &&
                 g[ATTNC_CONV_XSH] == g[ATTNC_CONV_W];
   conv_fold_ctx fold = {epi, epi_ctx, part};
@@ -129,7 +140,7 @@ void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g
       B = x + n * g[ATTNC_CONV_XSN] + gi * Cg * g[ATTNC_CONV_XSC];
       bs_k = g[ATTNC_CONV_XSC];
     } else {
-      conv_im2col(x, g, n, gi, p0, p1, tile);
+      conv_im2col(x, xs, g, n, gi, p0, p1, tile);
       B = tile - p0; /* column p of the product is tile column p - p0 */
       bs_k = p1 - p0;
     }
@@ -274,7 +285,7 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
   }
 }
 
-void attnc_tpl_conv2d_pool(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t py,
+void attnc_tpl_conv2d_pool(const float *x, const float *xs, const float *w, float *o, const int64_t *g, int64_t n, int64_t py,
                            int64_t px0, int64_t px1, int64_t is_max, attnc_gemm_epi_fn epi, void *epi_ctx,
                            float *scratch) {
   int64_t G = g[ATTNC_CONV_G], O = g[ATTNC_CONV_O], Ho = g[ATTNC_CONV_HO], Wo = g[ATTNC_CONV_WO];
@@ -292,7 +303,7 @@ void attnc_tpl_conv2d_pool(const float *x, const float *w, float *o, const int64
   float *gs = scratch, *tile = scratch + attnc_tpl_gemm_scratch_floats(), *cm = tile + K * np;
   if (np > 0)
     for (int64_t gi = 0; gi < G; gi++) {
-      conv_im2col_rect(x, g, n, gi, r0, r1, c0, c1, tile);
+      conv_im2col_rect(x, xs, g, n, gi, r0, r1, c0, c1, tile);
       attnc_tpl_gemm(ATTNC_GEMM_DIRECT, w, K, 1, tile, np, 1, cm, np, gi * Og, (gi + 1) * Og, 0, np, K, gs, epi,
                      epi_ctx);
     }

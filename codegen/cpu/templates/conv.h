@@ -5,7 +5,7 @@
  * Geometry: an int64 array indexed by ATTNC_CONV_* (input N, C, H, W;
  * output channels O and sizes Ho, Wo; kernel, stride, top/left padding,
  * dilation; groups; the input's element strides; the pool of a fused
- * conv -> pool). */
+ * conv -> pool; the strides of the image's scale). */
 #ifndef ATTNC_TPL_CONV_H
 #define ATTNC_TPL_CONV_H
 #include <stdint.h>
@@ -17,7 +17,9 @@ enum {
   ATTNC_CONV_DW, ATTNC_CONV_G, ATTNC_CONV_XSN, ATTNC_CONV_XSC, ATTNC_CONV_XSH, ATTNC_CONV_XSW,
   /* a pool computed with its convolution (fuse-pool; else 0): window, step, top/left padding, pooled sizes */
   ATTNC_CONV_PKH, ATTNC_CONV_PKW, ATTNC_CONV_PSH, ATTNC_CONV_PSW, ATTNC_CONV_PPH, ATTNC_CONV_PPW, ATTNC_CONV_PHO,
-  ATTNC_CONV_PWO, ATTNC_CONV_NGEOM
+  ATTNC_CONV_PWO,
+  /* the strides along N and C of the scale the image is multiplied by as it is loaded (fold-se; else 0) */
+  ATTNC_CONV_SSN, ATTNC_CONV_SSC, ATTNC_CONV_NGEOM
 };
 /* floats of an im2col tile (K rows x a block of output pixels), per task,
  * after the GEMM's own scratch */
@@ -35,8 +37,10 @@ enum {
  * w (x) x, then epi (may be NULL) on each finished tile of the [O, Ho*Wo]
  * map of image n (tile rows are channels, columns pixels: the GEMM
  * template's epilogue contract, tpl.h); scratch: the GEMM's scratch
- * floats then K * ATTNC_CONV_BLOCK floats.  o is dense. */
-void attnc_tpl_conv2d(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
+ * floats then K * ATTNC_CONV_BLOCK floats.  o is dense.
+ * xs (NULL: none; fold-se): x is read as x[n, c, ..] * xs[n * SSN + c * SSC]
+ * (the image is then always copied into the tile). */
+void attnc_tpl_conv2d(const float *x, const float *xs, const float *w, float *o, const int64_t *g, int64_t n, int64_t p0, int64_t p1,
                       attnc_gemm_epi_fn epi, void *epi_ctx, float *part, float *scratch);
 /* part (fold-se; NULL: none): o's sums over the task's pixels per channel,
  * part[0..O) (conv2d: this block's row) or part[c] (depthwise: the plane),
@@ -51,9 +55,10 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
  * those windows cover are computed as in attnc_tpl_conv2d (im2col tile,
  * GEMM micro-kernels, epi on each finished tile; its column index is the
  * tile's, so epi may only read per-channel operands) into the scratch,
- * then pooled into o ([N, O, PHO, PWO], dense).  scratch: the GEMM's
+ * then pooled into o ([N, O, PHO, PWO], dense); xs as for
+ * attnc_tpl_conv2d.  scratch: the GEMM's
  * floats, then (K + O) * np floats for the np conv pixels covered. */
-void attnc_tpl_conv2d_pool(const float *x, const float *w, float *o, const int64_t *g, int64_t n, int64_t py,
+void attnc_tpl_conv2d_pool(const float *x, const float *xs, const float *w, float *o, const int64_t *g, int64_t n, int64_t py,
                            int64_t px0, int64_t px1, int64_t is_max, attnc_gemm_epi_fn epi, void *epi_ctx,
                            float *scratch);
 /* Max (is_max) or average (the full window, PyTorch's count_include_pad)
