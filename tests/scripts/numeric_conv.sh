@@ -39,20 +39,22 @@ with open(d + "/w.safetensors", "wb") as f:
 PY
 }
 
-# case NAME "N C H W" "C O KH KW S P D G" "PK PS PP AVG"
+# window_case MODEL "OUTPUTS" NAME "N C H W" "C O KH KW S P D G" "PK PS PP AVG"
 i=0
-conv_case() {
-  local name=$1
-  read -r n c h w <<<"$2"
-  read -r C O KH KW S P D G <<<"$3"
-  read -r PK PS PP AVG <<<"$4"
+window_case() {
+  local model=$1 outs=$2 name=$3
+  read -r n c h w <<<"$4"
+  read -r C O KH KW S P D G <<<"$5"
+  read -r PK PS PP AVG <<<"$6"
   i=$((i + 1))
   local d="$TMP/c$i"
   mkdir -p "$d"
   gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
-  run4 "$name [$n,$C,$h,$w]" $M "-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=$PK -D PS=$PS -D PP=$PP -D AVG=$AVG" \
-    "$d" "--input x=$d/x.npy" "y p q" 1e-5
+  run4 "$name [$n,$C,$h,$w]" "$model" "-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=$PK -D PS=$PS -D PP=$PP -D AVG=$AVG" \
+    "$d" "--input x=$d/x.npy" "$outs" 1e-5
 }
+# conv_case NAME "N C H W" "C O KH KW S P D G" "PK PS PP AVG": conv_cfg.attn
+conv_case() { window_case $M "y p q" "$@"; }
 #          name                         N C H W        C  O  KH KW S P D G    PK PS PP AVG
 conv_case "3x3 pad 1, maxpool 2"        "2 4 7 9"     "4 6 3 3 1 1 1 1"     "2 2 0 0"
 conv_case "5x5 stride 2 groups 2, avg"  "1 4 15 15"   "4 6 5 5 2 1 1 2"     "3 2 1 1"
@@ -80,18 +82,7 @@ else bad "conv_cfg kernels: $(tr '\n' ' ' <"$TMP/stats")"; fi
 # windows cut at the edge, stride != window, padding, average, groups,
 # several pooled-column blocks per row (64 -> 64 at width 150), size 1
 MP=tests/models/conv_pool.attn
-pool_case() {
-  local name=$1
-  read -r n c h w <<<"$2"
-  read -r C O KH KW S P D G <<<"$3"
-  read -r PK PS PP AVG <<<"$4"
-  i=$((i + 1))
-  local d="$TMP/c$i"
-  mkdir -p "$d"
-  gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
-  run4 "pooled $name [$n,$C,$h,$w]" $MP "-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=$PK -D PS=$PS -D PP=$PP -D AVG=$AVG" \
-    "$d" "--input x=$d/x.npy" "p" 1e-5
-}
+pool_case() { window_case $MP "p" "pooled $1" "${@:2}"; }
 #          name                          N C H W        C  O  KH KW S P D G    PK PS PP AVG
 pool_case "7x9, 3x3 pad 1, max 2"        "2 4 7 9"     "4 6 3 3 1 1 1 1"     "2 2 0 0"
 pool_case "15x15, avg 3 stride 2 pad 1"  "1 3 15 15"   "3 5 3 3 1 1 1 1"     "3 2 1 1"
