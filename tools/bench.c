@@ -223,6 +223,20 @@ static void human_bytes(double b, char *buf, size_t n) {
   snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", b, u[k]);
 }
 
+/* Does the kernel of node u read value i: an operand (through views), or
+ * an operand of a value computed inside it (fold=true: fuse-pool's conv,
+ * fold-se's image scale)? */
+static bool kernel_reads(const IrGraph *g, const CgPlan *p, int u, int i, int depth) {
+  const IrNode *n = &g->funcs[0].nodes[u];
+  for (int k = 0; k < n->nin; k++) {
+    int s = n->in[k];
+    while (p->node[s].kind == CG_VIEW) s = p->node[s].base;
+    if (s == i) return true;
+    if (depth < 2 && (s == cg_pool_conv(g, u) || s == cg_conv_scale(g, u)) && kernel_reads(g, p, s, i, depth + 1)) return true;
+  }
+  return false;
+}
+
 /* The big intermediate tensors of a variant (at least as big as the
  * largest output), each with the number of kernels that write and read it (reads
  * through views count; a folded squeeze does not read its matmul's
@@ -249,16 +263,8 @@ static void print_traffic(const Variant *v, const int64_t *sym) {
     if (out || e < big) continue;
     int reads = 0;
     for (int j = i + 1; j < f->n; j++) {
-      const IrNode *u = &f->nodes[j];
       if (p->node[j].kernel < 0 || p->node[j].fold_src >= 0) continue; /* a folded squeeze reads partial sums */
-      for (int k = 0; k < u->nin; k++) { /* through views */
-        int s = u->in[k];
-        while (p->node[s].kind == CG_VIEW) s = p->node[s].base;
-        if (s == i) {
-          reads++;
-          break;
-        }
-      }
+      reads += kernel_reads(g, p, j, i, 0);
     }
     char sz[32];
     char *ty = tool_type_str(g, &n->type);
