@@ -222,7 +222,8 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
       const IrType *s = &f->nodes[n->in[1]].type;
       int64_t h = 0, w = 0;
       if (fi != 0 || n->type.dt != RT_F32 || n->type.rank != 4 || !ir_shape_eq(&f->nodes[n->in[0]].type, &n->type) ||
-          s->rank != 4 || !ir_dim_is_const(s->dim[2], &h) || !ir_dim_is_const(s->dim[3], &w) || h != 1 || w != 1)
+          s->rank < 3 || s->rank > 4 || !ir_dim_is_const(s->dim[s->rank - 2], &h) ||
+          !ir_dim_is_const(s->dim[s->rank - 1], &w) || h != 1 || w != 1)
         fail(v, fi, i, "fold=true on a mul needs an f32 image times a scale per image and channel [N, C, 1, 1] "
              "(fold-se: the scale a conv2d applies as it loads)");
     } else if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {

@@ -140,6 +140,17 @@ s=$("$ATTNC" $MS --emit=stats -o "$TMP/stats" 2>"$TMP/err" && tr '\n' ' ' <"$TMP
 if [[ $s == "kernels 2   conv2d     1   maxpool2d  1 " ]]; then ok "conv_scale: 2 kernels, no mul (the scales applied in the conv loads)"
 else bad "conv_scale kernels: $s"; fi
 
+# fold=true marks the compiled code cannot honour (hand-written IR): located errors, no output
+IR=tests/passes/fuse-pool/conv_avgpool.expected
+sed 's/  output "p" = %5/  output "p" = %5\n  output "c" = %4/' $IR >"$TMP/conv_out.ir"
+expect 1 'conv_out.ir:[0-9]+:[0-9]+: .*a conv2d computed inside another kernel \(fold=true\) cannot be an output' -- \
+  "$ATTNC" "$TMP/conv_out.ir" --passes=dce -o "$TMP/conv_out.so"
+sed 's/^  %5 = avgpool2d(%4) {fold=true\(.*\)f32\[N,6,H_1,W_1\]/  %5 = avgpool2d(%0) {fold=true\1f32[N,4,H_1,W_1]/' $IR >"$TMP/pool_x.ir"
+expect 1 'fold=true on a pool needs a single f32 conv2d operand' -- "$ATTNC" "$TMP/pool_x.ir" -o "$TMP/pool_x.so"
+expect 1 'CUDA backend: .*fold=true pool \(fuse-pool\)' -- "$ATTNC" $IR --passes=dce --target=cuda -o "$TMP/pool_cu.so"
+if [ -e "$TMP/conv_out.so" ] || [ -e "$TMP/pool_cu.so" ]; then bad "a library was written after an error"
+else ok "no library written after those errors"; fi
+
 # a size that leaves no output: a run-time error naming the op, nothing written
 d="$TMP/small"
 mkdir -p "$d"
