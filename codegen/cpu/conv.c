@@ -121,8 +121,10 @@ void cg_conv(Cg *cg, int id) {
   ir_window_kernel(&cg->g->funcs[0], n, k);
   bool conv = n->op == IR_CONV2D, dw = depthwise(cg->g, n), epi_on = n->body >= 0;
   int fold_id = cg->plan->node[id].fold_user;
-  int nx = n->nin - 2;
-  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(ATTNC_CONV_NGEOM + 8 + 4 * nx));
+  int nx = n->nin > 2 ? n->nin - 2 : 0; /* epilogue operands */
+  /* the geometry, at most 10 fixed fields (x, w, o, partials, 3 of the task split, the image's and a pool's
+     scales) and 4 per epilogue operand */
+  LLVMValueRef *f = malloc(sizeof(LLVMValueRef) * (size_t)(ATTNC_CONV_NGEOM + 10 + 4 * nx));
   if (!f) ir_bug("out of memory");
   int nf = 0;
   f[ATTNC_CONV_N] = x->shape[0], f[ATTNC_CONV_C] = x->shape[1], f[ATTNC_CONV_H] = x->shape[2];
