@@ -22,10 +22,11 @@ for src in examples/*.attn; do
     bad "$name: --emit=cuda failed: $(head -3 "$TMP/err")"
     continue
   fi
-  # one launch (one struct filled) per kernel of the plan: what --emit=stats counts, and the CPU emits
-  kernels=$("$ATTNC" "$src" "${one[@]}" --emit=stats | awk '/^kernels/ {print $2}')
+  # one launch (one struct filled) per kernel of the CUDA target's plan: what --emit=stats counts
+  # (the CPU's plan can have fewer: fuse-pool and the conv-scale fold are CPU only)
+  kernels=$("$ATTNC" "$src" "${one[@]}" --target=cuda --emit=stats | awk '/^kernels/ {print $2}')
   # and the kernels computed at load (hoist-weights), but packs: CUDA reads the matrix itself
-  prep=$("$ATTNC" "$src" "${one[@]}" --emit=stats | awk '/^prepare/ {p = 1; next} p && $1 != "pack" {n++} END {print n + 0}')
+  prep=$("$ATTNC" "$src" "${one[@]}" --target=cuda --emit=stats | awk '/^prepare/ {p = 1; next} p && $1 != "pack" {n++} END {print n + 0}')
   kernels=$((kernels + prep))
   sed '/^#ifdef ATTNC_HOST_LAUNCHER/,$d' "$TMP/$name.cu" >"$TMP/$name.nvrtc.cu"
   sed -n '/^#ifdef ATTNC_HOST_LAUNCHER/,/^#ifdef ATTNC_EMU/p' "$TMP/$name.cu" >"$TMP/$name.host.c"
