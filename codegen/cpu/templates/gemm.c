@@ -398,8 +398,11 @@ void attnc_tpl_gemm_plan(int64_t batches, int64_t M, int64_t N, int64_t K, int64
     int64_t blocks = batches * nm, f = 1; /* f: splits wanted per block */
     if (blocks < target) f = gemm_cdiv(target, blocks);
     else if (blocks < 4 * target && blocks % target) { /* few blocks, the last round not full */
-        if (batches == 1) nm = gemm_rup(nm, target); /* equal row blocks, one round each */
-        else f = 2;                                  /* halves: a finer last round */
+        if (batches == 1) { /* equal row blocks, one round each, while they keep enough work */
+            if (work / gemm_rup(nm, target) >= ATTNC_GEMM_TASK_FMAS / 2) nm = gemm_rup(nm, target);
+        }
+        else if (work / (2 * blocks) >= ATTNC_GEMM_TASK_FMAS / 2) f = 2; /* halves: a finer last round, */
+                                                                         /* while halves keep enough work */
     }
     int64_t mb = gemm_rup(gemm_cdiv(M, nm), MR), nb = N;
     if (f > 1) {
