@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
-from grid import measure  # noqa: E402
+from grid import hold, measure  # noqa: E402
 
 # name: (attnc model, -D params, input name, input shape, output name)
 POINTS = {
@@ -105,13 +105,6 @@ def worker(side, threads, tmp):
             t = measure(lambda: m.run({iname: x}, out={oname: y}), float(f[2]))
         y = np.asarray(y, np.float64)
         print(t, float(y.sum()), float((y * y).sum()), flush=True)
-
-
-def hold(what):
-    """ATTNC_BENCH_HOLD: on a shared machine, a command that pauses the
-    other jobs ("on") and lets them go on ("off"), run around each point."""
-    if os.environ.get("ATTNC_BENCH_HOLD"):
-        subprocess.run([os.environ["ATTNC_BENCH_HOLD"], what])
 
 
 def main():

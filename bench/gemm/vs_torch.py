@@ -45,6 +45,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving"))
+from grid import hold  # noqa: E402  (ATTNC_BENCH_HOLD)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -143,13 +146,6 @@ def cpu_name():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "?"
-
-
-def hold(what):
-    """ATTNC_BENCH_HOLD: on a shared machine, a command that pauses the
-    other jobs ("on") and lets them go on ("off"), run around each point."""
-    if os.environ.get("ATTNC_BENCH_HOLD"):
-        subprocess.run([os.environ["ATTNC_BENCH_HOLD"], what])
 
 
 def main():

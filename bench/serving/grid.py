@@ -38,9 +38,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-# ATTNC_BENCH_HOLD: on a shared machine, a command that pauses the other
-# jobs ("on") and lets them go on ("off"), run around each point
-HOLD = os.environ.get("ATTNC_BENCH_HOLD")
+def hold(what):
+    """ATTNC_BENCH_HOLD: on a shared machine, a command that pauses the
+    other jobs ("on") and lets them go on ("off"), run around each point
+    (scripts/bench-quiet.sh; bench/conv and bench/gemm use this too)."""
+    if os.environ.get("ATTNC_BENCH_HOLD"):
+        subprocess.run([os.environ["ATTNC_BENCH_HOLD"], what])
 
 
 def measure(fn, seconds):
@@ -197,15 +200,13 @@ def main():
     for r in range(a.rounds):
         for i, (kind, p) in enumerate(pts):
             order = ("torch", "attnc") if (r + i) % 2 == 0 else ("attnc", "torch")
-            if HOLD:  # ATTNC_BENCH_HOLD: a command run with "on" before a point, "off" after it
-                subprocess.run([HOLD, "on"])
+            hold("on")
             for s in order:
                 ans = ask(s, f"{kind} {' '.join(map(str, p))} {a.seconds}")
                 res[(kind, p)][s].append(float(ans[0]))
                 check.setdefault((kind, p), {})[s] = (float(ans[1]), float(ans[2]))
                 time.sleep(0.3)
-            if HOLD:
-                subprocess.run([HOLD, "off"])
+            hold("off")
             tt, ta = (statistics.median(res[(kind, p)][s]) for s in ("torch", "attnc"))
             print(f"round {r + 1}/{a.rounds} {kind} {p}: torch {tt * 1e3:.3f} ms attnc {ta * 1e3:.3f} ms ratio {tt / ta:.2f}",
                   file=sys.stderr, flush=True)
