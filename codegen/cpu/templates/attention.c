@@ -246,6 +246,44 @@ ATTNC_TPL_INLINE void attn_softmax(float *restrict s, int64_t cols, float cs, in
         attnc_storea(lrow + x * VW, first ? ls[x] : attnc_loada(lrow + x * VW) * attnc_loada(arow + x * VW) + ls[x]);
 }
 
+/* ---- VW x VW transposes in registers ----
+ * m[i][j] -> m[j][i] in log2(VW) stages: stage b swaps, between rows i and
+ * i + b (bit b of i clear), the elements whose column has bit b set with
+ * those whose column has it clear (each stage transposes one bit of the
+ * index pair).  Two-source shuffles only: a gather per vector (what the
+ * compiler makes of a strided element loop) is several times slower. */
+#if VW == 16
+#define ATTN_IDX(F, b) F(0, b), F(1, b), F(2, b), F(3, b), F(4, b), F(5, b), F(6, b), F(7, b), F(8, b), F(9, b), \
+    F(10, b), F(11, b), F(12, b), F(13, b), F(14, b), F(15, b)
+#elif VW == 8
+#define ATTN_IDX(F, b) F(0, b), F(1, b), F(2, b), F(3, b), F(4, b), F(5, b), F(6, b), F(7, b)
+#elif VW == 4
+#define ATTN_IDX(F, b) F(0, b), F(1, b), F(2, b), F(3, b)
+#else
+#error "VW must be 4, 8 or 16"
+#endif
+#define ATTN_TLO(j, b) (((j) & (b)) ? VW + (j) - (b) : (j))
+#define ATTN_THI(j, b) (((j) & (b)) ? VW + (j) : (j) + (b))
+#define ATTN_TSTAGE(m, b)                                                                                     \
+    PRAGMA_UNROLL for (int i_ = 0; i_ < VW; i_++) if (!(i_ & (b))) {                                           \
+        attnc_vf lo_ = __builtin_shufflevector(m[i_], m[i_ + (b)], ATTN_IDX(ATTN_TLO, b));                    \
+        attnc_vf hi_ = __builtin_shufflevector(m[i_], m[i_ + (b)], ATTN_IDX(ATTN_THI, b));                    \
+        m[i_] = lo_;                                                                                          \
+        m[i_ + (b)] = hi_;                                                                                    \
+    }
+
+ATTNC_TPL_INLINE void attn_transpose(attnc_vf *m)
+{
+#if VW == 16
+    ATTN_TSTAGE(m, 8)
+#endif
+#if VW >= 8
+    ATTN_TSTAGE(m, 4)
+#endif
+    ATTN_TSTAGE(m, 2)
+    ATTN_TSTAGE(m, 1)
+}
+
 /* ---- keys no row of a tile may see ----
  * They are skipped, but under IEEE each still adds 0 * v[j][x] to every
  * o[i][x] (that is what softmax(s) @ v computes: p = 0 for a masked key):
@@ -278,8 +316,18 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
 
     /* Q^T, scaled; lanes >= rows are zero (their scores are 0, harmless:
        every lane is computed independently and never stored) */
-    for (int64_t e = 0; e < E; e++)
-        for (int64_t r = 0; r < nq * VW; r++) qt[e * BQ + r] = r < rows ? q[(a + r) * qs + e] * qscale : 0.0f;
+    for (int64_t r0 = 0; r0 < nq * VW; r0 += VW) {
+        int64_t e = 0;
+        for (; e + VW <= E; e += VW) { /* VW rows x VW columns: contiguous loads, a transpose */
+            attnc_vf m[VW];
+            PRAGMA_UNROLL for (int i = 0; i < VW; i++)
+                m[i] = r0 + i < rows ? attnc_loadu(q + (a + r0 + i) * qs + e) * qscale : (attnc_vf){0};
+            attn_transpose(m);
+            PRAGMA_UNROLL for (int i = 0; i < VW; i++) attnc_storea(qt + (e + i) * BQ + r0, m[i]);
+        }
+        for (; e < E; e++)
+            for (int64_t r = r0; r < r0 + VW; r++) qt[e * BQ + r] = r < rows ? q[(a + r) * qs + e] * qscale : 0.0f;
+    }
 
     /* keys some row of the tile may see: j - i in [mlo, mhi] (mlo/mhi are
        clamped to +-2^62 by the caller, so none of this overflows). Every
@@ -349,10 +397,17 @@ ATTNC_TPL_INLINE void attn_tile(const float *q, int64_t qs, const float *k, int6
         attnc_vf l = attnc_loada(lrow + x * VW);
         attnc_storea(arow + x * VW, attn_sel(l == 0.0f, (attnc_vf){0}, 1.0f / l));
     }
-    for (int64_t r = 0; r < rows; r++) {
-        float inv = arow[r];
-        float *orow = o + (a + r) * os;
-        for (int64_t x = 0; x < Ev; x++) orow[x] = ot[x * BQ + r] * inv;
+    for (int64_t r0 = 0; r0 < rows; r0 += VW) {
+        const attnc_vf inv = attnc_loada(arow + r0);
+        int64_t x = 0;
+        for (; x + VW <= Ev; x += VW) { /* VW columns x VW rows: a transpose, contiguous stores */
+            attnc_vf m[VW];
+            PRAGMA_UNROLL for (int i = 0; i < VW; i++) m[i] = attnc_loada(ot + (x + i) * BQ + r0) * inv;
+            attn_transpose(m);
+            PRAGMA_UNROLL for (int r = 0; r < VW; r++) if (r0 + r < rows) attnc_storeu(o + (a + r0 + r) * os + x, m[r]);
+        }
+        for (; x < Ev; x++)
+            for (int64_t r = r0; r < r0 + VW && r < rows; r++) o[(a + r) * os + x] = ot[x * BQ + r] * arow[r];
     }
     if (jlo > 0 || jhi < S) { /* keys the band skipped: their 0 * v (ot is free now) */
         for (int64_t x = 0; x < Ev; x += VW)
