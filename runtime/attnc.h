@@ -65,9 +65,15 @@
  * thread of a run is one of them) unless attnc_options.parallel_for hands
  * it the caller's pool (see attnc_parallel_for_fn).  A kernel uses no more
  * threads than it has chunks of work.  The instance's own workers spin for
- * a few microseconds between the kernels of a run, and go to sleep as soon
- * as a run ends, so they take no CPU time from other runtimes of the
- * process between runs. */
+ * a few microseconds between the kernels of a run; when a run ends they
+ * keep polling for attnc_options.spin_us microseconds (default 100: a
+ * caller that runs again at once, e.g. a decoding loop or a server under
+ * load, finds them awake; waking a sleeping thread costs tens of
+ * microseconds, more in a virtual machine), then sleep, so they take no CPU
+ * time from other runtimes of the process between runs that are further
+ * apart.  spin_us = -1 sends them to sleep as soon as a run ends (several
+ * instances that run in turn on the same cores, or a host whose own
+ * threads need every core between runs). */
 #ifndef ATTNC_H
 #define ATTNC_H
 #include <stddef.h>
@@ -129,8 +135,8 @@ typedef void (*attnc_job_fn)(void *arg, int i);
 typedef void (*attnc_parallel_for_fn)(void *pool, int n, attnc_job_fn job, void *arg);
 
 /* Zero-initialized options are the defaults.  (copy_weights is new in ABI
- * version 4, parallel_for and parallel_pool in 6: callers built against an
- * older attnc.h must be rebuilt.) */
+ * version 4, parallel_for and parallel_pool in 6, spin_us in 8: callers
+ * built against an older attnc.h must be rebuilt.) */
 typedef struct {
   int num_threads;           /* 0: all cores.  With parallel_for: the most jobs one kernel hands to
                                 the caller's pool (its number of threads; 0: the online CPUs) */
@@ -142,6 +148,9 @@ typedef struct {
                                 else its CPU runs use the caller's pool (see above), and the
                                 instance starts no thread */
   void *parallel_pool;       /* passed to parallel_for as its first argument */
+  int spin_us;               /* after a run, the instance's own workers poll this long (microseconds,
+                                at most 1000000) before they sleep: 0 = the default, 100; -1 = they
+                                sleep at once (see above) */
 } attnc_options;
 
 typedef struct attnc_instance attnc_instance;

@@ -10,7 +10,8 @@
  *   owns its own pool (the calling thread of a run is one of its threads),
  *   or, with attnc_options.parallel_for, runs its kernels on the caller's
  *   pool with num_threads jobs per kernel at most.  When a run ends its
- *   workers stop spinning (rt_pool_rest).
+ *   workers spin only for attnc_options.spin_us (rt_pool_rest; default
+ *   RT_SPIN_US_DEFAULT), then sleep.
  * - Workspace: rt_workspace_bytes binds the dims from input shapes as a run
  *   does and asks the generated plan (the same overflow checks).  A caller
  *   workspace (rt_set_workspace) replaces the instance's; a run that needs
@@ -81,6 +82,9 @@
 #include "rt_model.h"
 #include "rt_pool.h"
 #include "rt_safetensors.h"
+
+/* attnc_options.spin_us when it is 0 (microseconds; see attnc.h) */
+#define RT_SPIN_US_DEFAULT 100
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the attnc runtime reads little-endian data in place: big-endian hosts are not supported"
@@ -694,6 +698,12 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     nthreads = c < 1 ? 1 : c > RT_MAX_THREADS ? RT_MAX_THREADS : (int)c;
   }
+  int spin_us = opt ? opt->spin_us : 0;
+  if (spin_us < -1 || spin_us > 1000000)
+    return create_fail(ATTNC_ERR_ARGUMENT,
+                       "model '%s': attnc_options.spin_us is %d; it must be -1 (sleep at once), 0 (the default, "
+                       "%d) or up to 1000000 microseconds", d->name, spin_us, RT_SPIN_US_DEFAULT);
+  if (spin_us == 0) spin_us = RT_SPIN_US_DEFAULT;
   int device, rc = choose_device(d, opt, &device);
   if (rc) return rc;
   if (device < 0 && (rc = check_cpu(&d)) != 0) return rc;
@@ -740,6 +750,7 @@ int rt_create(const rt_model_desc *d, const attnc_options *opt, attnc_instance *
     /* ENOMEM, or EAGAIN: no more threads */
     return create_fail(ATTNC_ERR_NOMEM, "model '%s': %s", d->name, err);
   }
+  rt_pool_set_linger(in->pool, spin_us > 0 ? (int64_t)spin_us * 1000 : 0);
   rt_exec_init(&in->ex, in->pool);
   in->ex.prepared = in->prep.p;
   in->stats.prepared_bytes = device < 0 && d->prepare ? d->prepared_bytes : 0;

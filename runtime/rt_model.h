@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "attnc.h"
 
-#define RT_ABI_VERSION 7
+#define RT_ABI_VERSION 8
 #define RT_DIM_TERMS 4
 #define RT_DIM_FACTORS 3
 

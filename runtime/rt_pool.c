@@ -7,17 +7,25 @@
  * in one 64-bit atomic, release) under the mutex and signals the condition
  * variable of each taking part worker that sleeps.  A worker that sees a
  * new generation (acquire) in which it takes part (its tid is below the
- * count) takes chunks from the atomic counter until none are left, then
- * decrements `pending` (release); the last one signals `done` under the
- * mutex.  Workers not taking part only note the generation.  The caller
- * runs chunks as tid 0 and waits for pending == 0 (acquire), so everything
- * the tasks wrote is visible when rt_pool_for returns, and the loop fields
- * are never rewritten while a worker may still read them.
+ * count) first joins the loop: it adds one to the count in `part` (the
+ * loop's generation, a CLOSED bit and the workers inside), only while that
+ * word still holds its generation and is not closed.  A joined worker takes
+ * chunks from the atomic counter until none are left, then leaves (subtracts
+ * one, release); one that leaves a closed loop last signals `done` under the
+ * mutex.  Workers not taking part, or too late to join, only note the
+ * generation.  The caller runs chunks as tid 0 until none are left, closes
+ * the loop and waits only for the workers that joined (acquire), so
+ * everything the tasks wrote is visible when rt_pool_for returns, the loop
+ * fields are never rewritten while a worker may still read them, and a
+ * worker that wakes late (a blocked one, descheduled) never delays the
+ * caller: the caller has run its chunks by then.
  *
  * Waiting.  Workers spin (POOL_SPIN polls) for the next loop before they
  * block, so the kernels of one run follow each other without a wake-up;
- * rt_pool_rest, called when a run ends, makes spinning workers block at
- * once so that between runs they take no CPU from the rest of the process
+ * rt_pool_rest, called when a run ends, limits the spinning to the pool's
+ * linger time (clock-based, from the end of the run; 0: block at once), so
+ * that a run that follows at once finds the workers awake, and between
+ * runs further apart they take no CPU from the rest of the process
  * (another runtime's threads, the host's).  The caller spins the same way
  * for the last workers of a loop.
  *
@@ -41,6 +49,10 @@
 /* Polls of an atomic before a waiting thread blocks (a few tens of
  * microseconds: long enough to catch the next kernel of the same run). */
 #define POOL_SPIN 4096
+
+/* `part`: the caller has run out of chunks; no worker joins any more. */
+#define POOL_CLOSED ((uint64_t)1 << 31)
+#define POOL_INSIDE(v) ((v) & (POOL_CLOSED - 1))
 
 #if defined(__x86_64__) || defined(__i386__)
 #define POOL_RELAX() __builtin_ia32_pause()
@@ -69,7 +81,7 @@ struct rt_pool {
   attnc_parallel_for_fn pf; /* caller mode: the caller's parallel_for */
   void *pf_ctx;
   pthread_mutex_t mu;
-  pthread_cond_t done;     /* the caller waits here for pending == 0 */
+  pthread_cond_t done;     /* the caller waits here for the joined workers */
   int started;             /* workers that have checked in (under mu) */
   /* the current loop; written only while no worker reads it */
   rt_task_fn fn;
@@ -78,9 +90,11 @@ struct rt_pool {
   uint32_t gen;            /* the caller's generation counter */
   atomic_int_fast64_t next; /* next chunk index */
   atomic_uint_fast64_t ticket; /* gen << 32 | threads taking part in that loop */
-  atomic_int pending;       /* workers still inside the current loop */
+  atomic_uint_fast64_t part; /* gen << 32 | POOL_CLOSED | workers inside the current loop */
   atomic_int active;        /* a loop is running (nested calls run inline) */
-  atomic_int rest;          /* the run is over: do not spin */
+  atomic_int rest;          /* the run is over: spin only until linger_until */
+  atomic_int_fast64_t linger_until; /* CLOCK_MONOTONIC ns: after a run, workers block from then on */
+  int64_t linger_ns;        /* how long workers keep spinning after a run */
   atomic_int stop;
 };
 
@@ -95,14 +109,23 @@ static void pool_work(rt_pool *p, int tid) {
   }
 }
 
+static int64_t pool_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Wait until the ticket's generation is not `seen` (or stop): spin, unless
  * the run is over, then block.  Returns the ticket. */
 static uint64_t pool_wait(rt_pool *p, pool_worker *w, uint32_t seen) {
   uint64_t t;
-  for (int i = 0; i < POOL_SPIN; i++) {
+  for (int i = 0;; i++) {
     t = atomic_load_explicit(&p->ticket, memory_order_acquire);
     if ((uint32_t)(t >> 32) != seen || atomic_load_explicit(&p->stop, memory_order_acquire)) return t;
-    if (atomic_load_explicit(&p->rest, memory_order_relaxed)) break;
+    if (atomic_load_explicit(&p->rest, memory_order_relaxed)) {
+      if (!(i & 255) && pool_now_ns() >= atomic_load_explicit(&p->linger_until, memory_order_relaxed)) break;
+    } else if (i >= POOL_SPIN)
+      break;
     POOL_RELAX();
   }
   pthread_mutex_lock(&p->mu);
@@ -131,8 +154,17 @@ static void *pool_main(void *arg) {
     if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
     seen = (uint32_t)(t >> 32);
     if ((int64_t)(uint32_t)t <= w->tid) continue; /* not needed for this loop */
+    uint64_t v = atomic_load_explicit(&p->part, memory_order_acquire);
+    int joined = 0;
+    while ((uint32_t)(v >> 32) == seen && !(v & POOL_CLOSED))
+      if (atomic_compare_exchange_weak_explicit(&p->part, &v, v + 1, memory_order_acq_rel, memory_order_acquire)) {
+        joined = 1;
+        break;
+      }
+    if (!joined) continue; /* too late: the caller ran every chunk */
     pool_work(p, w->tid);
-    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+    v = atomic_fetch_sub_explicit(&p->part, 1, memory_order_acq_rel);
+    if ((v & POOL_CLOSED) && POOL_INSIDE(v) == 1) {
       pthread_mutex_lock(&p->mu);
       pthread_cond_signal(&p->done);
       pthread_mutex_unlock(&p->mu);
@@ -184,9 +216,10 @@ static int pool_new(int nthreads, rt_pool **out, char *err, size_t errlen) {
   p->n = nthreads;
   atomic_init(&p->next, 0);
   atomic_init(&p->ticket, 0);
-  atomic_init(&p->pending, 0);
+  atomic_init(&p->part, 0);
   atomic_init(&p->active, 0);
   atomic_init(&p->rest, 0);
+  atomic_init(&p->linger_until, 0);
   atomic_init(&p->stop, 0);
   for (int i = 0; i < nthreads; i++) atomic_init(&p->job_thread[i], 0);
   int e = pthread_mutex_init(&p->mu, NULL);
@@ -270,9 +303,16 @@ void rt_pool_destroy(rt_pool *p) {
 /* Threads counting the caller. */
 int rt_pool_threads(const rt_pool *p) { return p ? p->n : 1; }
 
-/* The end of a run: no spinning until the next loop. */
+/* See rt_pool.h. */
+void rt_pool_set_linger(rt_pool *p, int64_t ns) {
+  if (p) p->linger_ns = ns > 0 ? ns : 0;
+}
+
+/* The end of a run: spinning only until the linger time is over. */
 void rt_pool_rest(rt_pool *p) {
-  if (p) atomic_store_explicit(&p->rest, 1, memory_order_relaxed);
+  if (!p) return;
+  atomic_store_explicit(&p->linger_until, p->linger_ns ? pool_now_ns() + p->linger_ns : 0, memory_order_relaxed);
+  atomic_store_explicit(&p->rest, 1, memory_order_relaxed);
 }
 
 /* The tid of the calling thread inside a loop: its worker index (caller
@@ -340,10 +380,10 @@ void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void 
     atomic_store_explicit(&p->active, 0, memory_order_release);
     return;
   }
-  atomic_store_explicit(&p->pending, want - 1, memory_order_relaxed);
   atomic_store_explicit(&p->rest, 0, memory_order_relaxed);
   pthread_mutex_lock(&p->mu);
   p->gen++;
+  atomic_store_explicit(&p->part, (uint64_t)p->gen << 32, memory_order_release);
   atomic_store_explicit(&p->ticket, (uint64_t)p->gen << 32 | (uint32_t)want, memory_order_release);
   for (int i = 1; i < want; i++)
     if (p->workers[i].sleeping) pthread_cond_signal(&p->workers[i].wake);
@@ -351,15 +391,18 @@ void rt_pool_for(rt_pool *p, int64_t ntasks, int64_t grain, rt_task_fn fn, void 
 
   pool_work(p, 0);
 
-  for (int i = 0; i < POOL_SPIN; i++) {
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) break;
-    POOL_RELAX();
-  }
-  if (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) {
-    pthread_mutex_lock(&p->mu);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
-      pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+  /* no chunk left: close the loop, then wait for the workers inside */
+  if (POOL_INSIDE(atomic_fetch_or_explicit(&p->part, POOL_CLOSED, memory_order_acq_rel)) != 0) {
+    for (int i = 0; i < POOL_SPIN; i++) {
+      if (POOL_INSIDE(atomic_load_explicit(&p->part, memory_order_acquire)) == 0) break;
+      POOL_RELAX();
+    }
+    if (POOL_INSIDE(atomic_load_explicit(&p->part, memory_order_acquire)) != 0) {
+      pthread_mutex_lock(&p->mu);
+      while (POOL_INSIDE(atomic_load_explicit(&p->part, memory_order_acquire)) != 0)
+        pthread_cond_wait(&p->done, &p->mu);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
   atomic_store_explicit(&p->active, 0, memory_order_release);
 }

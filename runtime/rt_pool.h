@@ -8,8 +8,8 @@
  * chunks from one atomic counter; a loop of c chunks wakes only
  * min(n, c) - 1 workers (no kernel uses more threads than it has work
  * for).  Idle workers spin briefly, then block on a condition variable of
- * their own; rt_pool_rest (the end of a run) sends spinning workers to
- * sleep at once.  One pool runs one loop at a time: the caller serializes
+ * their own; after rt_pool_rest (the end of a run) they spin only for the
+ * pool's linger time (rt_pool_set_linger), then sleep.  One pool runs one loop at a time: the caller serializes
  * (rt_api.c holds the instance mutex around each run).  A loop started from
  * inside a task runs inline on that thread.
  *
@@ -55,7 +55,11 @@ int rt_pool_create(int nthreads, rt_pool **out, char *err, size_t errlen);
  * Same returns as rt_pool_create. */
 int rt_pool_create_caller(int nthreads, attnc_parallel_for_fn pf, void *pool_ctx, rt_pool **out, char *err,
                           size_t errlen);
-/* The end of a run: workers stop spinning and sleep until the next loop. */
+/* After a run, workers keep polling for the next loop for `ns` nanoseconds
+ * (0: they sleep as soon as the run ends).  Set before the first run. */
+void rt_pool_set_linger(rt_pool *p, int64_t ns);
+/* The end of a run: workers spin on for the linger time, then sleep until
+ * the next loop. */
 void rt_pool_rest(rt_pool *p);
 /* Stop and join the workers and free the pool.  NULL is ok.  No loop may be
  * running. */

@@ -803,7 +803,9 @@ static int bench_model(BenchArgs *b) {
     x->compile_s = now() - t0;
     if (engine_from_jit(x->m, cg_model_ident(x->g), &x->e)) goto done;
     if ((b->profile || b->trace) && profile_setup(x, b->runs)) goto done;
-    attnc_options opt = {.num_threads = b->threads, .device = -1};
+    /* the two variants run in turn, each with a pool of its own: the idle
+       one's threads must not spin beside the other's run */
+    attnc_options opt = {.num_threads = b->threads, .device = -1, .spin_us = -1};
     if (x->e.create(&opt, &x->inst)) {
       tool_fail("bench: cannot create an instance");
       goto done;

@@ -12,7 +12,7 @@ model.so`` through the fixed C names every such library exports
     outs = m.run({"x": x})                     # always a dict {output name: ndarray}
     m.close()                                  # or `with attnc.Model(...) as m:`
 
-Model(path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=False)
+Model(path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=False, spin_us=0)
     Loads the library (``path`` may be relative; it is not searched on
     LD_LIBRARY_PATH) and creates one instance.  ``threads`` is the size of the
     instance's thread pool (0: all online CPUs); ``device`` is passed to
@@ -24,6 +24,9 @@ Model(path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=
     compiled for is refused here (Error(ERR_DEVICE) naming the feature).
     ``fill_outputs=True`` fills every output array with NaN (the int32
     minimum, False) before each run, so a value not written stands out.
+    ``spin_us`` (``attnc_options.spin_us``, ABI 8): how long the instance's
+    threads keep polling after a run before they sleep (0: the default,
+    100 microseconds; -1: they sleep at once).
 
 Description (read once from ``attnc_describe``; plain Python values):
     m.name       the model name, e.g. 'mha'
@@ -136,7 +139,8 @@ __all__ = ["Model", "Error", "Status", "TensorInfo", "ABI_VERSION", "MAX_RANK"]
 # 6: caller workspace and thread pool, workspace_bytes for given shapes; 5: real params;
 # 4: copy_weights option, CPU feature check; 3: device buffers (run_device); 2: CUDA device
 # choice; 1: CPU only -- all work (older libraries ignore copy_weights)
-ABI_VERSION = 7  # 7: derived dims, prepared weights and states in the descriptor; stats, reset_state, state_length
+# 7: derived dims, prepared weights and states in the descriptor; stats, reset_state, state_length
+ABI_VERSION = 8  # 8: attnc_options.spin_us (how long workers poll after a run)
 MAX_RANK = 8
 
 
@@ -189,7 +193,8 @@ class _Tensor(ctypes.Structure):
 
 class _Options(ctypes.Structure):
     _fields_ = [("num_threads", ctypes.c_int), ("device", ctypes.c_int), ("copy_weights", ctypes.c_int),
-                ("parallel_for", ctypes.c_void_p), ("parallel_pool", ctypes.c_void_p)]  # ABI 6
+                ("parallel_for", ctypes.c_void_p), ("parallel_pool", ctypes.c_void_p),  # ABI 6
+                ("spin_us", ctypes.c_int)]  # ABI 8
 
 
 class _TensorInfo(ctypes.Structure):
@@ -422,7 +427,7 @@ class Model:
     See the module docstring for the whole contract.
     """
 
-    def __init__(self, path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=False):
+    def __init__(self, path, threads=0, device=0, weights=None, copy_weights=False, fill_outputs=False, spin_us=0):
         self._inst = None
         self._lock = threading.Lock()
         self._bound = {}
@@ -432,7 +437,7 @@ class Model:
         path = os.fspath(path)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        for v, n in ((threads, "threads"), (device, "device")):
+        for v, n in ((threads, "threads"), (device, "device"), (spin_us, "spin_us")):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError("%s must be an int, not %s" % (n, type(v).__name__))
         if not isinstance(copy_weights, (bool, int)):
@@ -443,12 +448,17 @@ class Model:
         if self.abi_version < 4 and copy_weights:
             raise Error(Status.ERR_ARGUMENT, "%s: copy_weights needs a library of ABI version 4 or later (it has %d); "
                         "rebuild it with this attnc" % (path, self.abi_version))
-        opt = _Options(threads, device, 1 if copy_weights else 0)
+        if self.abi_version < 8 and spin_us:
+            raise Error(Status.ERR_ARGUMENT, "%s: spin_us needs a library of ABI version 8 or later (it has %d); "
+                        "rebuild it with this attnc" % (path, self.abi_version))
+        opt = _Options(threads, device, 1 if copy_weights else 0, None, None, spin_us)
         inst = ctypes.c_void_p()
         rc = self._lib.attnc_create(ctypes.byref(opt), ctypes.byref(inst))
         if rc != 0 or not inst.value:
-            if rc == Status.ERR_ARGUMENT:
+            if rc == Status.ERR_ARGUMENT and not 0 <= threads <= 1024:
                 why = "threads=%d is not valid (0 means all cores; at most 1024)" % threads
+            elif rc == Status.ERR_ARGUMENT:  # the library says why (spin_us, ...)
+                why = _text(self._lib.attnc_error(None)) or "an option is not valid"
             elif rc == Status.ERR_NOMEM:
                 why = "out of memory, or its %s threads cannot start" % (threads or "worker")
             elif rc == Status.ERR_DEVICE:  # the library says why (attnc_error(NULL))
@@ -471,7 +481,7 @@ class Model:
         rc = self._lib.attnc_describe(ctypes.byref(info))
         if rc != 0:
             raise Error(rc, "%s: attnc_describe failed" % shown)
-        if info.abi_version not in (1, 2, 3, 4, 5, 6, ABI_VERSION):
+        if info.abi_version not in (1, 2, 3, 4, 5, 6, 7, ABI_VERSION):
             raise Error(Status.ERR_ARGUMENT, "%s: the library has attnc ABI version %d; this module supports %d"
                         % (shown, info.abi_version, ABI_VERSION))
         counts = (info.ninputs, info.noutputs, info.nweights, info.nparams, info.ndims)

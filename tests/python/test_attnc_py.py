@@ -667,8 +667,21 @@ class TestErrors(unittest.TestCase):
         other = np.core._multiarray_umath.__file__
         self.check(attnc.Status.ERR_ARGUMENT, r"is not an attnc library", attnc.Model, other)
         self.check(attnc.Status.ERR_ARGUMENT, r"threads=-1 is not valid", attnc.Model, self.m.path, threads=-1)
+        self.check(attnc.Status.ERR_ARGUMENT, r"attnc_options.spin_us is -2; it must be -1 \(sleep at once\), 0",
+                   attnc.Model, self.m.path, spin_us=-2)
         with self.assertRaises(TypeError):
             Model(self.m.path, threads="2")
+        with self.assertRaises(TypeError):
+            Model(self.m.path, spin_us=1.5)
+        w = os.path.join(self.d, "weights.safetensors")
+        with Model(self.m.path, threads=2, weights=w) as m:
+            want = m.run(self.inputs)
+        for spin in (-1, 5, 1000000):  # threads that sleep at once / poll after a run: the same bits
+            with Model(self.m.path, threads=2, spin_us=spin, weights=w) as m:
+                for _ in range(3):
+                    got = m.run(self.inputs)
+                    for k in want:
+                        np.testing.assert_array_equal(got[k], want[k], "spin_us=%d, output %s" % (spin, k))
 
     def test_relative_path(self):
         cwd = os.getcwd()

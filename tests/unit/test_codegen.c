@@ -2029,7 +2029,7 @@ Test(codegen, api_dims_and_dtypes) {
   cr_assert_str_eq(info.inputs[1].name, "k");
   cr_assert_str_eq(info.inputs[1].dims[2], "S");
   cr_assert_str_eq(info.inputs[1].dims[3], "16");
-  cr_assert_eq(info.abi_version, 7); /* 7: derived dims (conv / pool sizes), prepared weights (hoist-weights), stats, states (reset_state, reset_state_row, state_length); 6: caller workspace and pool, workspace_bytes for given shapes; 5: real params; 4: the descriptor's CPU features (3: CUDA entry points, device runs) */
+  cr_assert_eq(info.abi_version, 8); /* 8: attnc_options.spin_us; 7: derived dims (conv / pool sizes), prepared weights (hoist-weights), stats, states (reset_state, reset_state_row, state_length); 6: caller workspace and pool, workspace_bytes for given shapes; 5: real params; 4: the descriptor's CPU features (3: CUDA entry points, device runs) */
   cr_assert_not_null(info.target);
   outputs_free(&d, out);
   md.destroy(inst);

@@ -369,6 +369,21 @@ Test(rt_api, create_arguments) {
   bad.num_threads = RT_MAX_THREADS + 1;
   cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
   cr_assert(strstr(rt_error(NULL), "num_threads is 1025"), "%s", rt_error(NULL));
+  bad.num_threads = 1;
+  bad.spin_us = -2;
+  cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert_null(in);
+  cr_assert_str_eq(rt_error(NULL), "model 'fake': attnc_options.spin_us is -2; it must be -1 (sleep at once), 0 (the "
+                   "default, 100) or up to 1000000 microseconds");
+  bad.spin_us = 1000001;
+  cr_assert_eq(rt_create(&fake_desc, &bad, &in), ATTNC_ERR_ARGUMENT);
+  cr_assert(strstr(rt_error(NULL), "spin_us is 1000001"), "%s", rt_error(NULL));
+  int spins[] = {-1, 1, 1000000};
+  for (int i = 0; i < 3; i++) {
+    attnc_options ok = {.num_threads = 2, .spin_us = spins[i]};
+    cr_assert_eq(rt_create(&fake_desc, &ok, &in), ATTNC_OK, "spin_us %d: %s", spins[i], rt_error(NULL));
+    rt_destroy(in);
+  }
   cr_assert_eq(rt_create(NULL, NULL, &in), ATTNC_ERR_ARGUMENT);
   cr_assert(strstr(rt_error(NULL), "descriptor is malformed"), "%s", rt_error(NULL));
   cr_assert_eq(rt_create(&fake_desc, NULL, NULL), ATTNC_ERR_ARGUMENT);
@@ -1297,6 +1312,35 @@ Test(rt_pool, many_back_to_back_loops) {
   for (int r = 0; r < 2000; r++) rt_parallel_for(&ex, 64, 1, spread_task, &c);
   cr_assert_eq(atomic_load(&c.sum), 2000L * (64 * 63 / 2));
   rt_pool_destroy(p);
+}
+
+/* Runs end (rt_pool_rest) after every loop, so workers go to sleep or
+ * linger and join late, after the caller may have run every chunk itself:
+ * whatever the timing, each task of each loop runs exactly once, and a
+ * late worker never touches a loop it did not join. */
+Test(rt_pool, loops_between_rests) {
+  int64_t lingers[] = {0, 20000, 1000000};
+  for (int li = 0; li < 3; li++)
+    for (int threads = 2; threads <= 4; threads += 2) {
+      rt_pool *p = NULL;
+      cr_assert_eq(rt_pool_create(threads, &p, NULL, 0), 0);
+      rt_pool_set_linger(p, lingers[li]);
+      rt_exec ex;
+      rt_exec_init(&ex, p);
+      for (int r = 0; r < 600; r++) {
+        int64_t n = 1 + r % 9;
+        cover_ctx c = {calloc((size_t)n, sizeof(atomic_int)), n, 1, threads, 0, 0};
+        rt_parallel_for(&ex, n, 1, cover_task, &c);
+        rt_pool_rest(p);
+        if (r % 97 == 0) nanosleep(&(struct timespec){0, 200000}, NULL);
+        cr_assert_eq(atomic_load(&c.bad), 0, "linger %" PRId64 " threads %d loop %d", lingers[li], threads, r);
+        for (int64_t i = 0; i < n; i++)
+          cr_assert_eq(atomic_load(&c.hits[i]), 1, "linger %" PRId64 " threads %d loop %d: task %" PRId64 " ran %d times",
+                       lingers[li], threads, r, i, atomic_load(&c.hits[i]));
+        free(c.hits);
+      }
+      rt_pool_destroy(p);
+    }
 }
 
 /* A task that starts a loop of its own. */
