@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""bench/models/bench.py - examples/{bert,gpt2,llama}.attn end to end against
-their Hugging Face transformers peers on the CPU.
+"""bench/models/bench.py - examples/{bert,gpt2,llama,vit}.attn end to end
+against their Hugging Face transformers peers on the CPU.
 
 For each model: build the peer from its config (random weights), save its
 state_dict as safetensors (GPT-2's tied LM head once), save the inputs,
@@ -11,11 +11,12 @@ thread count, each timing RUNS calls after a warm-up.  Reports the medians
 of all timed calls and the max-norm relative difference of the outputs.
 
     /work/venv/bin/python bench/models/bench.py [--threads 2] [--runs 5]
-        [--rounds 3] [--llama-layers 22] [--models bert,gpt2,llama]
+        [--rounds 3] [--llama-layers 22] [--models bert,gpt2,llama,vit]
 
 Sizes (issue 12): BERT-base at B=8 T=128, GPT-2 small at B=1 T=512,
 TinyLlama-1.1B (f32) at B=1 T=128 (--llama-layers to cut its depth where
-4.4 GB of weights twice over do not fit).
+4.4 GB of weights twice over do not fit); (issue 14) ViT-B/16 at B=8,
+224x224 (ViTModel without its pooler).
 """
 import argparse
 import json
@@ -53,6 +54,11 @@ def specs(llama_layers):
                                   attn_implementation="eager"),
                       B=1, T=128, inputs=["input_ids"], outputs=["logits"],
                       defs=[f"L={llama_layers}"]),
+        "vit": dict(config_class="ViTConfig", model_class="ViTModel", model_kwargs=dict(add_pooling_layer=False),
+                    config=dict(image_size=224, patch_size=16, hidden_size=768, num_attention_heads=12,
+                                intermediate_size=3072, num_hidden_layers=12, layer_norm_eps=1e-12,
+                                attn_implementation="eager"),
+                    B=8, T=197, inputs=["pixel_values"], outputs=["last_hidden_state"], defs=[]),
     }
 
 
@@ -60,14 +66,17 @@ def prepare(work, name, s, seed):
     """Weights, inputs and the spec file the two sides read."""
     torch.manual_seed(seed)
     cfg = getattr(tf, s["config_class"])(**s["config"])
-    m = getattr(tf, s["model_class"])(cfg).eval()
+    m = getattr(tf, s["model_class"])(cfg, **s.get("model_kwargs", {})).eval()
     sd = {k: v.contiguous() for k, v in m.state_dict().items()}
     if name == "gpt2":
         del sd["lm_head.weight"]  # tied to transformer.wte.weight: saved once
     save_file(sd, f"{work}/{name}.safetensors")
     g = np.random.default_rng(seed)
     B, T = s["B"], s["T"]
-    np.save(f"{work}/{name}.input_ids.npy", g.integers(0, cfg.vocab_size, (B, T), dtype=np.int32))
+    if name == "vit":
+        np.save(f"{work}/{name}.pixel_values.npy", g.standard_normal((B, 3, 224, 224), dtype=np.float32))
+    else:
+        np.save(f"{work}/{name}.input_ids.npy", g.integers(0, cfg.vocab_size, (B, T), dtype=np.int32))
     if name == "bert":
         np.save(f"{work}/{name}.token_type_ids.npy", g.integers(0, 2, (B, T), dtype=np.int32))
         mask = np.ones((B, T), np.int32)
@@ -75,6 +84,7 @@ def prepare(work, name, s, seed):
             mask[b, T - 8 * b:] = 0
         np.save(f"{work}/{name}.attention_mask.npy", mask)
     spec = {k: s[k] for k in ("config_class", "model_class", "config", "inputs", "outputs")}
+    spec["model_kwargs"] = s.get("model_kwargs", {})
     json.dump(spec, open(f"{work}/{name}.json", "w"))
     nparams = sum(v.numel() for v in sd.values())
     del m, sd
@@ -97,7 +107,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--llama-layers", type=int, default=22)
-    ap.add_argument("--models", default="bert,gpt2,llama")
+    ap.add_argument("--models", default="bert,gpt2,llama,vit")
     a = ap.parse_args()
     py = sys.executable
     rows = []
@@ -122,7 +132,8 @@ def main():
                 diff = max(diff, float(np.max(np.abs(x - y)) / np.max(np.abs(y))))
             ma, mt = statistics.median(ta), statistics.median(tt)
             L = s["config"].get("num_hidden_layers", 12)
-            shape = f"B={s['B']} T={s['T']}" + (f" L={L}" if name == "llama" else "")
+            shape = f"B={s['B']} T={s['T']}" + (f" L={L}" if name == "llama" else "") + \
+                (" (224x224)" if name == "vit" else "")
             rows.append((name, shape, nparams, ma, mt, compile_s, diff))
             print(f"{name}: attnc {ma * 1e3:.1f} ms, transformers {mt * 1e3:.1f} ms "
                   f"(attnc {min(ta) * 1e3:.1f}-{max(ta) * 1e3:.1f}, torch {min(tt) * 1e3:.1f}-{max(tt) * 1e3:.1f}), "

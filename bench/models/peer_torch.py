@@ -24,14 +24,14 @@ def main():
     torch.set_num_threads(threads)
     spec = json.load(open(f"{work}/{model}.json"))
     cfg = getattr(tf, spec["config_class"])(**spec["config"])
-    m = getattr(tf, spec["model_class"])(cfg).eval()
+    m = getattr(tf, spec["model_class"])(cfg, **spec.get("model_kwargs", {})).eval()
     sd = load_file(f"{work}/{model}.safetensors")
     missing, unexpected = m.load_state_dict(sd, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     if model == "gpt2":
         m.tie_weights()
-    inputs = {k: torch.from_numpy(np.load(f"{work}/{model}.{k}.npy").astype(np.int64))
-              for k in spec["inputs"]}
+    arrays = {k: np.load(f"{work}/{model}.{k}.npy") for k in spec["inputs"]}
+    inputs = {k: torch.from_numpy(a.astype(np.int64) if a.dtype.kind == "i" else a) for k, a in arrays.items()}
     times = []
     with torch.no_grad():
         m(**inputs)  # warm-up
