@@ -62,6 +62,30 @@ conv_case "3x3 dilation 2"              "2 3 9 7"     "3 5 3 3 1 2 2 1"     "2 1
 conv_case "depthwise 5x5, wide rows"    "2 8 15 37"   "8 8 5 5 1 2 1 8"     "3 3 1 0"
 conv_case "depthwise 3x3 stride 2"      "1 6 7 9"     "6 6 3 3 2 1 1 6"     "2 2 1 1"
 conv_case "depthwise 3x3 dilation 3"    "1 5 11 40"   "5 5 3 3 1 3 3 5"     "1 1 0 0"
+# the depthwise template's aligned-row path (dilation 1, 3 / 5 / 7 taps)
+conv_case "depthwise 3x3, 50 wide"      "2 6 9 50"    "6 6 3 3 1 1 1 6"     "1 1 0 0"
+conv_case "depthwise 5x5, 28 wide"      "1 7 28 28"   "7 7 5 5 1 2 1 7"     "1 1 0 0"
+conv_case "depthwise 7x7 pad 3"         "1 5 12 29"   "5 5 7 7 1 3 1 5"     "1 1 0 0"
+conv_case "depthwise 5x5 no pad, 1 out" "1 3 5 5"     "3 3 5 5 1 0 1 3"     "1 1 0 0"
+# ... and at the AVX2 width: a .so for x86-64-v3 against the interpreter
+for cfg in "2 6 9 50|6 6 3 3 1 1 1 6" "1 7 28 28|7 7 5 5 1 2 1 7" "1 5 12 29|5 5 7 7 1 3 1 5"; do
+  read -r n c h w <<<"${cfg%%|*}"
+  read -r C O KH KW S P D G <<<"${cfg##*|}"
+  i=$((i + 1))
+  d="$TMP/c$i"
+  mkdir -p "$d"
+  gen "$d" $RANDOM "$n" "$C" "$h" "$w" "$O" $((C / G)) "$KH" "$KW"
+  defs=(-D C=$C -D O=$O -D KH=$KH -D KW=$KW -D S=$S -D P=$P -D D=$D -D G=$G -D PK=1 -D PS=1 -D PP=0 -D AVG=0)
+  name="depthwise ${KH}x$KW [$n,$c,$h,$w] x86-64-v3 .so"
+  if "$ATTNC" run $M "${defs[@]}" --interp -O0 --weights "$d/w.safetensors" --input x=$d/x.npy --output y=$d/ref.npy \
+       >/dev/null 2>"$d/log" &&
+     "$ATTNC" $M "${defs[@]}" --mcpu=x86-64-v3 -o "$d/v3.so" 2>"$d/log" &&
+     "$ATTNC" run "$d/v3.so" --weights "$d/w.safetensors" --input x=$d/x.npy --output y=$d/v3.npy >/dev/null 2>"$d/log"; then
+    if r=$("$NPYCMP" "$d/v3.npy" "$d/ref.npy" --rtol 1e-5); then ok "$name: $r"; else bad "$name: $r"; fi
+  else
+    bad "$name: $(head -3 "$d/log")"
+  fi
+done
 conv_case "1x1 (the image in place)"    "3 16 5 3"    "16 24 1 1 1 0 1 1"   "1 1 0 1"
 conv_case "1x1 stride 2"                "1 8 9 9"     "8 4 1 1 2 0 1 1"     "2 2 1 0"
 conv_case "7x7 stride 2 pad 3, pool 3"  "1 3 15 15"   "3 8 7 7 2 3 1 1"     "3 2 1 0"

@@ -162,6 +162,40 @@ void attnc_tpl_conv2d(const float *x, const float *xs, const float *w, float *o,
  * stored.  Each output is the same sum over (i, j) in order as the
  * unpadded path (a padded tap adds 0 * w).  Returns 0 when one band row does
  * not fit the buffer (the caller's path then runs). */
+/* The taps of a KW-wide kernel row (dilation 1) on VW-aligned rows: three
+ * aligned loads per input row; tap j is a two-source shuffle of them (a
+ * load at an unaligned address splits across two cache lines on every
+ * vector: on Zen 4 that, not the FMAs, bounded the loop).  The same sums
+ * in the same order as the unaligned-load loop below. */
+#if VW == 16
+#define DW_SH(a, b, j) __builtin_shufflevector(a, b, j, j + 1, j + 2, j + 3, j + 4, j + 5, j + 6, j + 7, j + 8, \
+                                               j + 9, j + 10, j + 11, j + 12, j + 13, j + 14, j + 15)
+#elif VW == 8
+#define DW_SH(a, b, j) __builtin_shufflevector(a, b, j, j + 1, j + 2, j + 3, j + 4, j + 5, j + 6, j + 7)
+#elif VW == 4
+#define DW_SH(a, b, j) __builtin_shufflevector(a, b, j, j + 1, j + 2, j + 3)
+#endif
+#define DW_TAP(j)                                                                                               \
+  if ((j) < KW) {                                                                                               \
+    acc[r][0] += w_[j] * DW_SH(A, B, (j));                                                                      \
+    acc[r][1] += w_[j] * DW_SH(B, C, (j));                                                                      \
+  }
+ATTNC_TPL_INLINE void dw_rows_aligned(const int KW, const float *base, int64_t Wp, int64_t sh, int64_t dh,
+                                      int64_t kh, int64_t nr, const float *wc, attnc_vf acc[CONV_DW_RB][2]) {
+  for (int64_t i = 0; i < kh; i++) {
+    attnc_vf w_[7];
+    _Pragma("clang loop unroll(full)") for (int j = 0; j < 7; j++) if (j < KW) w_[j] = attnc_splat(wc[i * KW + j]);
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < CONV_DW_RB; r++) {
+      const float *p = base + ((r < nr ? r : 0) * sh + i * dh) * Wp;
+      attnc_vf A = attnc_loada(p), B = attnc_loada(p + VW), C = attnc_loada(p + 2 * VW);
+      DW_TAP(0) DW_TAP(1) DW_TAP(2) DW_TAP(3)
+#if VW > 4
+      DW_TAP(4) DW_TAP(5) DW_TAP(6)
+#endif
+    }
+  }
+}
+
 static int dwconv_padded(const float *xc, const float *wc, float *oc, const int64_t *g, int64_t c,
                          attnc_gemm_epi_fn epi, void *epi_ctx) {
   int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO], Wo = g[ATTNC_CONV_WO];
@@ -169,6 +203,9 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
   int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], dh = g[ATTNC_CONV_DH], dw = g[ATTNC_CONV_DW];
   int64_t xsh = g[ATTNC_CONV_XSH], xsw = g[ATTNC_CONV_XSW];
   int64_t wv = (Wo + 2 * VW - 1) / (2 * VW) * (2 * VW), Wp = wv + (kw - 1) * dw; /* padded row: every vector's taps */
+  /* dilation 1 and 3, 5 or 7 taps: rows VW-aligned, one more vector each (the aligned path's third load) */
+  const int aligned = dw == 1 && (kw == 3 || kw == 5 || kw == 7) && kw <= VW;
+  if (aligned) Wp = (wv + VW + VW - 1) / VW * VW;
   int64_t span = (kh - 1) * dh + 1;                              /* input rows one output row reads */
   if (span * Wp > CONV_DW_BUF) return 0;
   int64_t band = (CONV_DW_BUF / Wp - span) / sh + 1; /* output rows per band */
@@ -176,19 +213,25 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
   for (int64_t y0 = 0; y0 < Ho; y0 += band) {
     int64_t y1 = y0 + band < Ho ? y0 + band : Ho;
     int64_t r0 = y0 * sh - ph, rows = (y1 - 1 - y0) * sh + span; /* input rows [r0, r0 + rows) */
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < rows; r++) { /* zeros, then the row's columns at [pw, pw + W) */
       float *d = buf + r * Wp;
       int64_t yy = r0 + r, X = 0;
-      if (yy >= 0 && yy < H) { /* [0, pw) zeros, the row's columns, zeros to Wp */
-        int64_t e = pw + W < Wp ? pw + W : Wp;
-        for (; X < pw && X < Wp; X++) d[X] = 0.0f;
-        const float *xr = xc + yy * xsh - pw * xsw;
-        if (xsw == 1)
-          for (; X < e; X++) d[X] = xr[X];
-        else
-          for (; X < e; X++) d[X] = xr[X * xsw];
+      /* vector stores and fixed-count conditional tails: no loop the
+         compiler turns into a memset / memcpy call (a libc call per row cost
+         a quarter of the kernel) */
+      for (; X + VW <= Wp; X += VW) attnc_storeu(d + X, attnc_splat(0.0f));
+      _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) if (X + q < Wp) d[X + q] = 0.0f;
+      if (yy >= 0 && yy < H) {
+        int64_t n = W < Wp - pw ? W : Wp - pw;
+        const float *xr = xc + yy * xsh;
+        float *dc = d + pw;
+        if (xsw == 1) {
+          X = 0;
+          for (; X + VW <= n; X += VW) attnc_storeu(dc + X, attnc_loadu(xr + X));
+          _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) if (X + q < n) dc[X + q] = xr[X + q];
+        } else
+          for (X = 0; X < n; X++) dc[X] = xr[X * xsw];
       }
-      for (; X < Wp; X++) d[X] = 0.0f;
     }
     for (int64_t y = y0; y < y1; y += CONV_DW_RB) { /* CONV_DW_RB output rows at a time: one weight splat per tap */
       int64_t nr = y1 - y < CONV_DW_RB ? y1 - y : CONV_DW_RB;
@@ -197,7 +240,13 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
         attnc_vf acc[CONV_DW_RB][2];
         _Pragma("clang loop unroll(full)") for (int r = 0; r < CONV_DW_RB; r++) acc[r][0] = acc[r][1] =
             attnc_splat(0.0f);
-        for (int64_t i = 0; i < kh; i++) {
+        if (aligned) {
+          const float *xb = base + xo;
+          if (kw == 3) dw_rows_aligned(3, xb, Wp, sh, dh, kh, nr, wc, acc);
+          else if (kw == 5) dw_rows_aligned(5, xb, Wp, sh, dh, kh, nr, wc, acc);
+          else dw_rows_aligned(7, xb, Wp, sh, dh, kh, nr, wc, acc);
+        }
+        for (int64_t i = 0; i < (aligned ? 0 : kh); i++) {
           const float *xr = base + i * dh * Wp + xo;
           for (int64_t j = 0; j < kw; j++) {
             attnc_vf wv_ = attnc_splat(wc[i * kw + j]);
@@ -216,10 +265,10 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
             int64_t x0 = xo + h * VW;
             if (x0 + VW <= Wo) {
               attnc_storeu(orow + x0, acc[r][h]);
-            } else if (x0 < Wo) {
+            } else if (x0 < Wo) { /* conditional stores of a fixed count: not a memcpy call */
               float t[VW] __attribute__((aligned(64)));
               attnc_storea(t, acc[r][h]);
-              for (int64_t q = 0; q < Wo - x0; q++) orow[x0 + q] = t[q];
+              _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) if (x0 + q < Wo) orow[x0 + q] = t[q];
             }
           }
         }
