@@ -42,6 +42,26 @@ static void im2col_run(const float *xc, const float *sc, const int64_t *g, int64
   }
   const float *xr = xc + yy * g[ATTNC_CONV_XSH];
   int64_t xx = xo * sw - g[ATTNC_CONV_PW] + j * g[ATTNC_CONV_DW];
+  if (sw == 1 && xsw == 1) { /* zeros left of the image, a vector copy, zeros right of it (the same values as
+                                the element loop below, without a bounds test per element or a libc call) */
+    int64_t q0 = xx < 0 ? (-xx < run ? -xx : run) : 0, q1 = W - xx < run ? W - xx : run;
+    if (q1 < q0) q1 = q0;
+    for (int64_t q = 0; q < q0; q += VW)
+      _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < q0) r[q + u] = 0.0f;
+    const float *src = xr + xx;
+    int64_t q = q0;
+    if (sc) {
+      attnc_vf sv = attnc_splat(*sc);
+      for (; q + VW <= q1; q += VW) attnc_storeu(r + q, attnc_loadu(src + q) * sv);
+      _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < q1) r[q + u] = src[q + u] * *sc;
+    } else {
+      for (; q + VW <= q1; q += VW) attnc_storeu(r + q, attnc_loadu(src + q));
+      _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < q1) r[q + u] = src[q + u];
+    }
+    for (q = q1; q < run; q += VW)
+      _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < run) r[q + u] = 0.0f;
+    return;
+  }
   if (sc) {
     float s = *sc;
     for (int64_t q = 0; q < run; q++, xx += sw) r[q] = xx >= 0 && xx < W ? xr[xx * xsw] * s : 0.0f;
