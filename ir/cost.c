@@ -64,7 +64,7 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       out->bytes += 2 * elems(&x->type, symvals) * esize(n->type.dt);
       continue;
     }
-    if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
+    if ((n->op == IR_SUM || n->op == IR_MEAN) && n->a.fold) {
       /* fold-se: the matmul wrote partial sums (one row per tile[0] rows)
          instead of this reading its result: count the write and the read */
       const IrType *p = &f->nodes[n->in[0]].type;
