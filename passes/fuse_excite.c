@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include "pass.h"
 
-#define EXCITE_MAX_FLOATS 16384
+#define EXCITE_MAX_FLOATS 8192 /* 32 KiB of stack: EfficientNet-B7's largest SE (3840 -> 160) fits */
 #define EXCITE_MAX_OPERANDS 8
 
 /* Is node n an excitation layer reading x as its input vector per image?
