@@ -393,6 +393,39 @@ int cg_pool_conv(const IrGraph *g, int id) {
   return n->in[0];
 }
 
+int cg_excite_head(const IrGraph *g, int id) {
+  const IrNode *n = &g->funcs[0].nodes[id];
+  if ((n->op != IR_MATMUL && n->op != IR_CONV2D) || n->a.fold || n->a.prep || n->nin < 2) return -1;
+  const IrNode *h = &g->funcs[0].nodes[n->in[0]];
+  return (h->op == IR_MATMUL || h->op == IR_CONV2D) && h->a.fold ? n->in[0] : -1;
+}
+
+/* fuse-excite: the squeeze's partials, both layers' weights and epilogue
+ * operands (at the strides of their layer's output), the output and the
+ * sizes: images, channels C, hidden H, partial rows per image. */
+static void params_excite(PB *b, int id) {
+  const IrFunc *f = &b->p->g->funcs[0];
+  int h = cg_excite_head(b->p->g, id), sq = f->nodes[h].in[0];
+  param(b, CG_P_PTR, 0, "part");
+  val(b, CG_V_AUX, sq, -1);
+  ptr(b, "o", id, true);
+  for (int l = 0; l < 2; l++) {
+    const IrNode *n = &f->nodes[l ? id : h];
+    char nm[24];
+    snprintf(nm, sizeof nm, "w%d", l + 1);
+    ptr(b, nm, n->in[1], false);
+    axes(b, CG_V_STRIDE, n->in[1], f->nodes[n->in[1]].type.rank, 0, "ws%d", l + 1);
+    for (int k = 2; k < n->nin; k++) {
+      snprintf(nm, sizeof nm, "x%d_%d", l + 1, k - 2);
+      ptr(b, nm, n->in[k], false);
+      bstrides(b, b->p, n->in[k], n->type.rank, "xs%d_%d", (l + 1) * 100 + k - 2);
+    }
+  }
+  scalar(b, "nimg", CG_V_DIM, id, 0);
+  scalar(b, "C", CG_V_DIM, f->nodes[sq].in[0], 1);
+  scalar(b, "H", CG_V_DIM, h, 1);
+}
+
 int cg_conv_scale(const IrGraph *g, int id) {
   const IrNode *n = &g->funcs[0].nodes[id];
   if (n->op != IR_CONV2D || n->a.prep) return -1;
@@ -484,6 +517,7 @@ static void add_kernel(CgPlan *p, CgKernelKind kind, int id, int out) {
   case CG_K_CONCAT: params_concat(&b, id); break;
   case CG_K_CONV: params_conv(&b, id); break;
   case CG_K_UPDATE: params_update(&b, id); break;
+  case CG_K_EXCITE: params_excite(&b, id); break;
   }
 }
 
@@ -661,8 +695,15 @@ static void kinds(CgPlan *p, IrDiag *diag, bool *failed) {
     else
       v->inner_unit = true; /* a dense reshape */
   }
-  for (int i = 0; i < p->n; i++) { /* computed inside another kernel: fuse-pool's conv2d, fold-se's scale */
+  for (int i = 0; i < p->n; i++) { /* computed inside another kernel: fuse-pool's conv2d, fold-se's scale,
+                                       fuse-excite's first layer and squeeze */
     int in = cg_pool_conv(p->g, i) >= 0 ? cg_pool_conv(p->g, i) : cg_conv_scale(p->g, i);
+    int h = cg_excite_head(p->g, i);
+    if (h >= 0) {
+      p->node[h].kind = p->node[f->nodes[h].in[0]].kind = CG_VIRTUAL;
+      p->node[h].dense = p->node[f->nodes[h].in[0]].dense = false;
+      p->node[h].inner_unit = p->node[f->nodes[h].in[0]].inner_unit = false;
+    }
     if (in < 0) continue;
     CgNodePlan *c = &p->node[in];
     c->kind = CG_VIRTUAL, c->dense = false, c->inner_unit = false;
@@ -768,15 +809,24 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     CgNodePlan *v = &p->node[id];
     if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0) v->out_index = k;
   }
+  int *excite_host = malloc(((size_t)n + 1) * sizeof(int)); /* a squeeze's excitation kernel (fuse-excite) */
+  if (!excite_host) ir_bug("out of memory");
+  for (int i = 0; i < n; i++) excite_host[i] = -1;
   for (int i = 0; i < n; i++) { /* kernels that compute values inside: they read those values' operands */
     int c = cg_pool_conv(p->g, i), conv = c >= 0 ? c : f->nodes[i].op == IR_CONV2D ? i : -1;
     int m = conv >= 0 ? cg_conv_scale(p->g, conv) : -1;
     if (c >= 0) inside(p, diag, failed, c, i, i); /* fuse-pool: the conv2d */
     if (m >= 0) inside(p, diag, failed, m, conv, i); /* fold-se: the scaled map */
+    int h = cg_excite_head(p->g, i);
+    if (h >= 0) { /* fuse-excite: the first layer, and its squeeze (whose partial sums live until i) */
+      inside(p, diag, failed, h, i, i);
+      inside(p, diag, failed, f->nodes[h].in[0], h, i);
+      excite_host[f->nodes[h].in[0]] = i;
+    }
   }
   for (int i = 0; i < n; i++) {
     const IrNode *nd = &f->nodes[i];
-    if (nd->op == IR_MAXPOOL || nd->op == IR_AVGPOOL || nd->op == IR_MUL) continue; /* (fuse-pool, fold-se's scale: above) */
+    if (nd->op != IR_SUM && nd->op != IR_MEAN) continue; /* (fuse-pool, fold-se's scale, fuse-excite: above) */
     if (!(ir_opinfo[nd->op].attrs & A_FOLD) || !nd->a.fold || p->node[i].prep) continue; /* (at load: a plain reduction) */
     int mm = nd->in[0];
     if ((f->nodes[mm].op != IR_MATMUL && f->nodes[mm].op != IR_CONV2D) || p->node[mm].fold_user >= 0) {
@@ -794,11 +844,15 @@ static void lifetimes(CgPlan *p, IrDiag *diag, bool *failed) {
     const IrNode *nd = &f->nodes[i];
     if (nd->op == IR_ATTENTION && nd->body < 0 && nd->a.ntile >= 3 && nd->a.tile[2] > 1)
       v->aux_slot = take_slot(p, free_at, i, i); /* split-KV partial results, during the node */
-    if (v->fold_user >= 0) p->node[v->fold_user].aux_slot = take_slot(p, free_at, i, v->fold_user);
+    if (v->fold_user >= 0) {
+      int until = excite_host[v->fold_user] >= 0 ? excite_host[v->fold_user] : v->fold_user;
+      p->node[v->fold_user].aux_slot = take_slot(p, free_at, i, until);
+    }
     if ((v->kind == CG_BUFFER || v->kind == CG_COPY) && v->out_index < 0 && v->prep_index < 0)
       v->slot = take_slot(p, free_at, i, v->last_use);
   }
   free(free_at);
+  free(excite_host);
 }
 
 /* The kernel list, in graph order, then the output copies. */
@@ -820,6 +874,7 @@ static void kernels(CgPlan *p, IrDiag *diag, bool *failed) {
     if (nd->op == IR_CONST || nd->op == IR_IOTA || nd->op == IR_DIMVAL) add_kernel(p, CG_K_FILL, i, -1);
     else if (nd->op == IR_GATHER) add_kernel(p, CG_K_GATHER, i, -1);
     else if (ewise_consumer(nd)) add_kernel(p, CG_K_EWISE, i, -1);
+    else if (cg_excite_head(p->g, i) >= 0) add_kernel(p, CG_K_EXCITE, i, -1);
     else if (cls == IR_CLS_MM) add_kernel(p, CG_K_MATMUL, i, -1);
     else if (cls == IR_CLS_RED) add_kernel(p, v->fold_src >= 0 ? CG_K_FOLD : CG_K_REDUCE, i, -1);
     else if (cls == IR_CLS_NORM) add_kernel(p, CG_K_ROWS, i, -1);

@@ -74,6 +74,10 @@ typedef enum {
                      (the pack is its operand there) */
   CG_K_UPDATE,    /* update: x copied into its state's storage at the run-time position (the
                      update's value is a view of the state) */
+  CG_K_EXCITE,    /* an SE excitation as one kernel (fuse-excite): the second layer (matmul or
+                     1x1 conv2d, node) computes its fold=true first layer and that layer's
+                     folded squeeze: squeeze combine, layer 1 + epilogue, layer 2 + epilogue
+                     per image (CPU only) */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */
@@ -148,6 +152,10 @@ typedef struct CgPlan {
 /* The conv2d that fold=true pool `id` computes inside its kernel
  * (fuse-pool), or -1 (not such a pool). */
 int cg_pool_conv(const IrGraph *g, int id);
+/* fuse-excite: the fold=true first layer (matmul / conv2d) of the
+ * excitation whose second layer is node `id`, or -1.  Its operand 0 is
+ * the fold=true squeeze. */
+int cg_excite_head(const IrGraph *g, int id);
 /* The fold=true mul f * s (fold-se) that conv2d `id` reads as its image,
  * applying s as it loads f, or -1. */
 int cg_conv_scale(const IrGraph *g, int id);

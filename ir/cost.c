@@ -23,7 +23,9 @@
  *            written), not the state; a pack of a 2-byte weight is read
  *            at 2 bytes per value; a fold=true pool (fuse-pool) reads its
  *            conv's operands and does its FLOPs (the conv's map is
- *            neither written nor read). */
+ *            neither written nor read); an excitation kernel
+ *            (fuse-excite) reads its squeeze's partial sums and both
+ *            layers' weights and operands and does both layers' FLOPs. */
 #include "ir.h"
 
 static double elems(const IrType *t, const int64_t *symvals) {
@@ -59,12 +61,23 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       out->flops += 2 * bht * s * (double)(ir_dim_eval(q->dim[3], symvals) + ir_dim_eval(v->dim[3], symvals));
     }
     double b = elems(&o->type, symvals) * esize(o->type.dt);
+    const IrNode *h = (n->op == IR_MATMUL || n->op == IR_CONV2D) && !n->a.fold ? &f->nodes[n->in[0]] : NULL;
+    if (h && (h->op == IR_MATMUL || h->op == IR_CONV2D) && h->a.fold) {
+      /* fuse-excite: layer 2 computes layer 1 (its FLOPs, its weight and operands) from the squeeze's
+         partial sums (written and read: counted as one row per image, as a folded squeeze) */
+      const IrType *a = &f->nodes[h->in[0]].type;
+      out->flops += 2 * elems(&h->type, symvals) * (double)ir_dim_eval(a->dim[1], symvals);
+      b += 2 * elems(a, symvals) * 4;
+      for (int k = 1; k < h->nin; k++) b += elems(&f->nodes[h->in[k]].type, symvals) * 4;
+    } else {
+      h = NULL;
+    }
     if (n->op == IR_UPDATE) { /* in place: the new values read and written into the state, nothing else */
       const IrNode *x = &f->nodes[n->in[1]];
       out->bytes += 2 * elems(&x->type, symvals) * esize(n->type.dt);
       continue;
     }
-    if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
+    if ((n->op == IR_SUM || n->op == IR_MEAN) && n->a.fold) {
       /* fold-se: the matmul wrote partial sums (one row per tile[0] rows)
          instead of this reading its result: count the write and the read */
       const IrType *p = &f->nodes[n->in[0]].type;
@@ -82,7 +95,7 @@ void ir_cost(const IrGraph *g, const int64_t *symvals, const bool *computed, IrC
       bool seen = false;
       for (int j = 0; j < k; j++) seen |= n->in[j] == o;
       const IrNode *on = &f->nodes[o];
-      if (seen || on->op == IR_CONST || on->op == IR_IOTA) continue;
+      if (seen || on->op == IR_CONST || on->op == IR_IOTA || on == h) continue;
       /* a pack of a 2-byte weight holds 2-byte panels (pack-weights) */
       rt_dtype dt = on->op == IR_PACK ? f->nodes[on->in[0]].type.dt : on->type.dt;
       b += elems(&on->type, symvals) * esize(dt);

@@ -122,8 +122,10 @@ typedef struct {
                        (fold-se); on a pool: its conv2d operand is computed
                        inside the pool's kernel, never written (fuse-pool);
                        on a mul f * s: applied by its conv2d reader as it
-                       loads f, never written (fold-se); printed only when
-                       true */
+                       loads f, never written (fold-se); on a matmul or
+                       conv2d: the excitation's first layer, computed with
+                       its squeeze inside the kernel of the second layer
+                       (fuse-excite); printed only when true */
   bool prep;        /* A_PREP (any op): a value of weights and constants only,
                        computed once per weight load, never per run
                        (hoist-weights); printed only when true */

@@ -21,7 +21,10 @@
  *         a conv2d computed inside the pool's kernel, fuse-pool); output
  *         sizes are derived dims (ir.h: IrDerivedDim).  A fold=true mul
  *         (f * s, s per image and channel) read by a conv2d is applied as
- *         the conv loads its image (fold-se): the scaled map is never written
+ *         the conv loads its image (fold-se): the scaled map is never written.
+ *         A fold=true matmul or conv2d is the first layer of an SE excitation
+ *         (fuse-excite): computed, from its fold=true squeeze operand, inside
+ *         the kernel of its one reader, the second layer
  *   FUSED produced by fusion passes; carries a body region
  */
 #ifndef IR_OPS_H
@@ -49,7 +52,7 @@
   X(AXIS,  "axis",  INT,  axis,  axis,   OPS)                             \
   X(AXES,  "axes",  LIST, list,  nlist,  OPS) /* reduction axes */        \
   X(KEEP,  "keep",  BOOL, keep,  keep,   OPS) /* keep reduced dims */     \
-  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* computed inside another kernel (fold-se, fuse-pool) */ \
+  X(FOLD,  "fold",  BOOL, fold,  fold,   SET) /* computed inside another kernel (fold-se, fuse-pool, fuse-excite) */ \
   X(PERM,  "perm",  LIST, list,  nlist,  OPS) /* permutation */           \
   X(START, "start", DIM,  start, start,  OPS) /* slice start */           \
   X(EPS,   "eps",   F64,  eps,   eps,    OPS) /* normalization epsilon */ \
@@ -134,14 +137,14 @@ enum {
   X(SOFTMAX,     "softmax",     1, NORM,  A_AXIS)           \
   X(LAYERNORM,   "layernorm",   3, NORM,  A_EPS)            \
   X(RMSNORM,     "rmsnorm",     2, NORM,  A_EPS)            \
-  X(MATMUL,      "matmul",     -1, MM,    0)                \
+  X(MATMUL,      "matmul",     -1, MM,    A_FOLD)                \
   X(RESHAPE,     "reshape",     1, SHAPE, 0)                \
   X(PERMUTE,     "permute",     1, SHAPE, A_PERM)           \
   X(SLICE,       "slice",       1, SHAPE, A_AXIS | A_START) \
   X(CONCAT,      "concat",     -1, SHAPE, A_AXIS)           \
   X(GATHER,      "gather",      2, SHAPE, A_AXIS)           \
   X(EXPAND,      "expand",      1, SHAPE, 0)                \
-  X(CONV2D,      "conv2d",     -1, CONV,  A_STRIDE | A_PAD | A_DIL | A_GROUPS) \
+  X(CONV2D,      "conv2d",     -1, CONV,  A_STRIDE | A_PAD | A_DIL | A_GROUPS | A_FOLD) \
   X(MAXPOOL,     "maxpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD | A_FOLD) \
   X(AVGPOOL,     "avgpool2d",  -1, CONV,  A_KERNEL | A_STRIDE | A_PAD | A_FOLD) \
   X(PACK,        "pack",        1, SHAPE, 0) /* a matmul's B in the GEMM's panel layout (pack-weights) */ \

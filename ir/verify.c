@@ -226,6 +226,11 @@ static void check_func(Verifier *v, int fi, const IrNode *on, const IrFunc *of) 
           !ir_dim_is_const(s->dim[s->rank - 1], &w) || h != 1 || w != 1)
         fail(v, fi, i, "fold=true on a mul needs an f32 image times a scale per image and channel [N, C, 1, 1] "
              "(fold-se: the scale a conv2d applies as it loads)");
+    } else if ((n->op == IR_MATMUL || n->op == IR_CONV2D) && n->a.fold) {
+      const IrNode *s = &f->nodes[n->in[0]];
+      if (fi != 0 || n->type.dt != RT_F32 || (s->op != IR_SUM && s->op != IR_MEAN) || !s->a.fold)
+        fail(v, fi, i, "fold=true on a %s needs an f32 result and a fold=true squeeze operand (fuse-excite: the "
+             "excitation's first layer)", ir_opinfo[n->op].name);
     } else if ((ir_opinfo[n->op].attrs & A_FOLD) && n->a.fold) {
       const IrNode *p = &f->nodes[n->in[0]];
       int r = p->type.rank;

@@ -16,6 +16,8 @@
  * Packed: f32 matrices of constant shape read by a matmul that runs per
  * run (not itself prep=true), one pack per matrix however many matmuls
  * read it.  A pack is only ever a matmul's second operand (ir_verify).
+ * Not packed: the weights of an excitation's layers (fuse-excite: the
+ * excitation kernel reads them in place, f32 also with --weight-dtype).
  *
  * Native 2-byte weights: when the matrix is a bf16 or f16 value widened by
  * a cast (cast(w, f32), or its transpose), the pack reads the 2-byte value
@@ -57,6 +59,8 @@ static bool packable(const IrFunc *f, const IrNode *m, int b) {
   int64_t c;
   if (m->op != IR_MATMUL || m->a.prep || m->in[1] != b || m->type.dt != RT_F32) return false;
   if (bn->op == IR_PACK) return false; /* packed already (IR that went through the pipeline before) */
+  const IrNode *an = &f->nodes[m->in[0]]; /* fuse-excite's layers read their weights in place (excite.c) */
+  if (m->a.fold || ((an->op == IR_MATMUL || an->op == IR_CONV2D) && an->a.fold)) return false;
   if (bn->type.rank != 2 || bn->type.dt != RT_F32 || !(bn->op == IR_WEIGHT || bn->a.prep)) return false;
   for (int d = 0; d < 2; d++)
     if (!ir_dim_is_const(bn->type.dim[d], &c)) return false;

@@ -65,6 +65,7 @@ bool pass_fuse_elementwise(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_epilogue(IrGraph *g, const PassOptions *opt);
 bool pass_fold_se(IrGraph *g, const PassOptions *opt);
 bool pass_fuse_pool(IrGraph *g, const PassOptions *opt);
+bool pass_fuse_excite(IrGraph *g, const PassOptions *opt);
 bool pass_fold_bn(IrGraph *g, const PassOptions *opt);
 bool pass_pack_weights(IrGraph *g, const PassOptions *opt);
 bool pass_tile(IrGraph *g, const PassOptions *opt);

@@ -189,6 +189,10 @@ void cg_conv(Cg *cg, int id);
 LLVMValueRef cg_conv_fold_blocks(Cg *cg, const IrNode *n);
 int64_t cg_conv_scratch_floats(const Cg *cg, const IrNode *n);
 
+/* excite.c: an SE excitation as one kernel (fuse-excite): node id is its
+ * second layer (plan.h: CG_K_EXCITE) */
+void cg_excite(Cg *cg, int id);
+
 /* attention.c: fused attention (online softmax template + generated score
  * modification) */
 void cg_attention(Cg *cg, int id);

@@ -404,6 +404,7 @@ static void emit_kernel(Cg *cg, const CgKernel *k) {
   case CG_K_ATTENTION: cg_attention(cg, i); break;
   case CG_K_CONV: cg_conv(cg, i); break;
   case CG_K_UPDATE: emit_update(cg, nd, v); break;
+  case CG_K_EXCITE: cg_excite(cg, i); break;
   case CG_K_CONCAT: {
     LLVMValueRef off = ci64(cg, 0);
     for (int q = 0; q < nd->nin; q++) {

@@ -732,6 +732,9 @@ static char *render_kernel(Cu *c, const CgKernel *k) {
     else cu_conv(c, k);
     break;
   case CG_K_UPDATE: k_update(c, k); break;
+  case CG_K_EXCITE: /* (fuse-excite runs for CPU targets only) */
+    cu_fail(c, &c->g->funcs[0].nodes[k->node], "an excitation kernel (fold=true first layer, fuse-excite) is CPU only");
+    break;
   }
   fclose(c->f);
   c->f = NULL;

@@ -606,6 +606,45 @@ Test(codegen, example_se_encoder) {
   model_free(&md);
 }
 
+/* fuse-excite: the excitation of SE on a conv as one kernel -- layer 1
+ * fold=true, the squeeze and layer 1 without kernels of their own -- at
+ * odd sizes (7x9, 1 and 3 images, channels not a multiple of the vector
+ * width) against the interpreter.  The pass runs for a CPU target: the
+ * host's, with the tile pass (g_tiles, no overrides). */
+static const char *const no_tile_overrides[] = {NULL};
+static int excite_layers(const Model *md) {
+  int n = 0;
+  for (int i = 0; i < md->g->funcs[0].n; i++) {
+    const IrNode *nd = &md->g->funcs[0].nodes[i];
+    n += (nd->op == IR_MATMUL || nd->op == IR_CONV2D) && nd->a.fold;
+  }
+  return n;
+}
+
+Test(codegen, example_se_cnn_excite) {
+  Model md;
+  g_tiles = no_tile_overrides;
+  model_compile_file(&md, "examples/se_cnn.attn", "C1=6 C2=12 R=3 NUM_CLASSES=5");
+  g_tiles = NULL;
+  cr_assert_eq(excite_layers(&md), 1, "se_cnn: the excitation's layer 1 should be fold=true (fuse-excite)");
+  const char *dims[] = {"N=1 H=7 W=9 H_1=3 W_1=4 H_2=1 W_2=2", "N=3 H=7 W=9 H_1=3 W_1=4 H_2=1 W_2=2",
+                        "N=2 H=4 W=5 H_1=2 W_1=2 H_2=1 W_2=1", NULL}; /* (the pools' derived dims too) */
+  check_dimsets(&md, dims, NULL, TOL, 0);
+  model_free(&md);
+}
+
+Test(codegen, example_mbconv_excite) {
+  Model md;
+  g_tiles = no_tile_overrides;
+  model_compile_file(&md, "examples/mbconv.attn", "CIN=6 CEXP=20 COUT=6 K=3 SQ=5");
+  g_tiles = NULL;
+  cr_assert_eq(excite_layers(&md), 1, "mbconv: the excitation's layer 1 should be fold=true (fuse-excite)");
+  const char *dims[] = {"N=1 H=7 W=9", "N=3 H=7 W=9", "N=2 H=1 W=1", NULL};
+  const char *var = "block.0.1.running_var=0.5:1.5 block.1.1.running_var=0.5:1.5 block.3.1.running_var=0.5:1.5";
+  check_dimsets(&md, dims, var, TOL, 0);
+  model_free(&md);
+}
+
 Test(codegen, example_alibi) {
   const char *dims[] = {"B=1 T=1", "B=2 T=13", "B=1 T=33", "B=1 T=65", NULL};
   check_example("examples/alibi.attn", "D=64 H=8 W=16 CAUSAL=1", dims, TOL);
