@@ -22,9 +22,19 @@ typedef struct {
 static void conv_fold_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
   const conv_fold_ctx *f = (const conv_fold_ctx *)ctx;
   if (f->epi) f->epi(f->ctx, tile, ldc, i, j, rows, cols);
-  for (int64_t r = 0; r < rows; r++) {
-    float s = 0.0f;
-    for (int64_t c = 0; c < cols; c++) s += tile[r * ldc + c];
+  for (int64_t r = 0; r < rows; r++) { /* VW lane sums, a fixed tree, the tail in order: a fixed order for
+                                          given cols (a serial chain of scalar adds was the depthwise
+                                          kernel's bottleneck) */
+    const float *t = tile + r * ldc;
+    attnc_vf acc = attnc_splat(0.0f);
+    int64_t c = 0;
+    for (; c + VW <= cols; c += VW) acc += attnc_loadu(t + c);
+    float l[VW] __attribute__((aligned(64)));
+    attnc_storea(l, acc);
+    _Pragma("clang loop unroll(full)") for (int w = VW / 2; w >= 1; w /= 2)
+      _Pragma("clang loop unroll(full)") for (int q = 0; q < w; q++) l[q] += l[q + w];
+    float s = l[0];
+    for (; c < cols; c++) s += t[c];
     f->part[i + r] += s;
   }
 }
@@ -293,9 +303,9 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
           }
         }
       }
-      if (epi)
-        for (int64_t r = 0; r < nr; r++) /* row c of the [O, Ho*Wo] map of image n */
-          epi(epi_ctx, oc + (y + r) * Wo, Wo, c, (y + r) * Wo, 1, Wo);
+      if (epi) /* pixels [y Wo, (y + nr) Wo) of row c of the [O, Ho*Wo] map of image n: one call (a vector
+                  tail once, not per image row) */
+        epi(epi_ctx, oc + y * Wo, nr * Wo, c, y * Wo, 1, nr * Wo);
     }
   }
   return 1;
