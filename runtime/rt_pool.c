@@ -426,11 +426,7 @@ void rt_parallel_for(rt_exec *ex, int64_t ntasks, int64_t grain, rt_task_fn fn, 
 }
 
 /* Seconds on the monotonic clock (a --profile build's per-kernel stamps). */
-double rt_prof_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+double rt_prof_now(void) { return 1e-9 * (double)pool_now_ns(); }
 
 /* The prepared values run() reads (rt_model.h). */
 void *rt_exec_prepared(const rt_exec *ex) { return ex ? ex->prepared : NULL; }

@@ -20,6 +20,7 @@
  * are constants (fuse-excite checks them, and that the epilogue operands
  * are f32 and per channel). */
 #include "cg.h"
+#include <stdlib.h>
 
 static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsigned long long)v, 1); }
 
@@ -149,7 +150,11 @@ void cg_excite(Cg *cg, int id) {
                                                   : LLVMConstReal(cg->f32, 1.0);
   /* fields: part, out, blocks, scale, out strides (image, channel); per layer: weight, its strides
      (out, in), then its operands (pointer, channel stride) */
-  LLVMValueRef fl[64];
+  const IrNode *ly[2] = {n1, n2};
+  int nfl = 6, nx = 0; /* fields and epilogue operands: sized from the layers, no fixed table */
+  for (int l = 0; l < 2; l++) nfl += 3 + 2 * (ly[l]->nin - 2), nx += ly[l]->nin - 2;
+  LLVMValueRef *fl = malloc(sizeof *fl * (size_t)nfl), *xbuf = malloc(sizeof *xbuf * (size_t)(2 * nx + 1));
+  if (!fl || !xbuf) ir_bug("out of memory");
   int nf = 0;
   fl[nf++] = cg->v[sq].aux_ptr;
   fl[nf++] = o->ptr;
@@ -157,7 +162,6 @@ void cg_excite(Cg *cg, int id) {
   fl[nf++] = LLVMBuildBitCast(cg->B, scale, cg->i32, "");
   fl[nf++] = o->stride[0];
   fl[nf++] = o->stride[1];
-  const IrNode *ly[2] = {n1, n2};
   int x0[2];
   for (int l = 0; l < 2; l++) {
     LLVMValueRef so, si;
@@ -167,10 +171,6 @@ void cg_excite(Cg *cg, int id) {
     fl[nf++] = si;
     x0[l] = nf;
     for (int k = 2; k < ly[l]->nin; k++) {
-      if (nf + 2 > 64) {
-        cg_error(cg, n2, "excitation (fuse-excite): too many epilogue operands");
-        return;
-      }
       fl[nf++] = cg->v[ly[l]->in[k]].ptr;
       fl[nf++] = cg_bstride(cg, ly[l]->in[k], 1, ly[l]->type.rank);
     }
@@ -189,14 +189,15 @@ void cg_excite(Cg *cg, int id) {
   LLVMValueRef part = cg_ctx_ptr(cg, ctx, 0), out = cg_ctx_ptr(cg, ctx, 1), tblk = cg_ctx_i64(cg, ctx, 2);
   LLVMValueRef sc = LLVMBuildBitCast(cg->B, LLVMBuildTrunc(cg->B, cg_ctx_i64(cg, ctx, 3), cg->i32, ""), cg->f32, "");
   LLVMValueRef os_img = cg_ctx_i64(cg, ctx, 4), os_ch = cg_ctx_i64(cg, ctx, 5);
-  LLVMValueRef w[2], so[2], si[2], unit[2], xp[2][32], xs[2][32];
+  LLVMValueRef w[2], so[2], si[2], unit[2], *xp[2], *xs[2];
+  xp[0] = xbuf, xs[0] = xp[0] + (n1->nin - 2), xp[1] = xs[0] + (n1->nin - 2), xs[1] = xp[1] + (n2->nin - 2);
   for (int l = 0; l < 2; l++) {
     int b = x0[l] - 3;
     w[l] = cg_ctx_ptr(cg, ctx, b);
     so[l] = cg_ctx_i64(cg, ctx, b + 1);
     si[l] = cg_ctx_i64(cg, ctx, b + 2);
     unit[l] = LLVMBuildICmp(cg->B, LLVMIntEQ, si[l], ci64(cg, 1), "");
-    for (int k = 0; k < ly[l]->nin - 2 && k < 32; k++) {
+    for (int k = 0; k < ly[l]->nin - 2; k++) {
       xp[l][k] = cg_ctx_ptr(cg, ctx, x0[l] + 2 * k);
       xs[l][k] = cg_ctx_i64(cg, ctx, x0[l] + 2 * k + 1);
     }
@@ -232,4 +233,6 @@ void cg_excite(Cg *cg, int id) {
   LLVMBuildRetVoid(cg->B);
   LLVMPositionBuilderAtEnd(cg->B, saved);
   cg_launch(cg, task, fl, nf, nimg, grain);
+  free(fl);
+  free(xbuf);
 }

@@ -272,20 +272,15 @@ def _torch_view(v):
     return (code, shape, v.data_ptr()) if len(shape) <= MAX_RANK else None
 
 
-class _Seen:
-    """The last array of one argument slot and what was checked of it: an
-    ndarray seen again (the same object, still of that dtype, shape and
-    strides: its data cannot have moved) skips the checks and the address
-    lookup.  A weak reference: the cache keeps nothing alive."""
+# Model._seen_out[i]: the last caller array written through out= in output
+# slot i and what was checked of it, (weak reference, dtype, shape,
+# strides, (code, shape, address)): the same object seen again with the same
+# dtype, shape and strides cannot have moved, so it skips the checks and the
+# address lookup (callers of out= pass the same buffers call after call).
+# Inputs are not cached: they are usually fresh arrays, for which recording
+# them would cost more than it saves.
 
-    __slots__ = ("ref", "dtype", "shape", "strides", "entry")
 
-    def __init__(self, v, entry):
-        self.ref = weakref.ref(v)
-        self.dtype, self.shape, self.strides, self.entry = v.dtype, v.shape, v.strides, entry
-
-    def hit(self, v):
-        return self.ref() is v and v.dtype is self.dtype and v.shape == self.shape and v.strides == self.strides
 _PT = ctypes.POINTER(_Tensor)
 _TENSOR_WORDS = ctypes.sizeof(_Tensor) // 8  # attnc_tensor as 8-byte words: [0] dtype | rank << 32, [1..8] shape, [9] data
 _DATA_WORD = _Tensor.data.offset // 8
@@ -547,8 +542,7 @@ class Model:
         self._input_index = {t.name: i for i, t in enumerate(self.inputs)}
         self._output_index = {t.name: i for i, t in enumerate(self.outputs)}
         self._input_names = tuple(t.name for t in self.inputs)
-        self._seen_in = [None] * len(self.inputs)  # per slot: the last ndarray and its checked entry (_Seen)
-        self._seen_out = [None] * len(self.outputs)
+        self._seen_out = [None] * len(self.outputs)  # per out= slot: the last caller array, checked
         self._output_names = tuple(t.name for t in self.outputs)
         self._fast_out = tuple((t.dtype, _NP_CODES[t.dtype]) for t in self.outputs)
         # per input: (numpy dtype passed as is, its attnc code), for the fast path
@@ -762,18 +756,10 @@ class Model:
 
     def _run(self, args, inputs, kwargs, out):
         refs = []
-        seen = self._seen_in
-        for i, (t, f, v) in enumerate(zip(self.inputs, self._fast, self._values(args, inputs, kwargs))):
+        for t, f, v in zip(self.inputs, self._fast, self._values(args, inputs, kwargs)):
             if type(v) is np.ndarray:
-                c = seen[i]  # the array of the last call, already checked (_Seen.hit, inlined)
-                if c is not None and c.ref() is v and v.dtype is c.dtype and v.shape == c.shape and \
-                        v.strides == c.strides:
-                    refs.append((v,) + c.entry)
-                    continue
                 if v.dtype is f[0] and v.flags.c_contiguous:  # the common case, quickly
-                    r = (v, f[1], v.shape, _address(v))
-                    seen[i] = _Seen(v, r[1:])
-                    refs.append(r)
+                    refs.append((v, f[1], v.shape, _address(v)))
                     continue
             else:
                 tv = _torch_view(v)
@@ -793,14 +779,14 @@ class Model:
                                    ", ".join(str(o) for o in self.outputs)))
                 dt, code = self._fast_out[i]
                 if type(v) is np.ndarray:
-                    c = self._seen_out[i]
-                    if c is not None and c.ref() is v and v.dtype is c.dtype and v.shape == c.shape and \
-                            v.strides == c.strides and v.flags.writeable:
-                        given[i] = (v,) + c.entry
+                    c = self._seen_out[i]  # (see the note on _seen_out above _torch_view)
+                    if c is not None and c[0]() is v and v.dtype is c[1] and v.shape == c[2] and \
+                            v.strides == c[3] and v.flags.writeable:
+                        given[i] = (v,) + c[4]
                         continue
                     if v.dtype is dt and v.flags.c_contiguous and v.flags.writeable:
                         given[i] = (v, code, v.shape, _address(v))
-                        self._seen_out[i] = _Seen(v, given[i][1:])
+                        self._seen_out[i] = (weakref.ref(v), v.dtype, v.shape, v.strides, given[i][1:])
                         continue
                 else:
                     tv = _torch_view(v)

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import unittest
+import weakref
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 
@@ -919,8 +920,12 @@ class TestServing(unittest.TestCase):
         kv = np.empty(k.shape[:-1] + (2 * k.shape[-1],), np.float32)[..., ::2]  # same shape, strided
         kv[...] = k
         np.testing.assert_array_equal(self.m(q, kv, v), self.m(q, k, v))
-        del q  # the cache keeps no array alive
-        self.assertTrue(all(c is None or c.ref() is not None or True for c in self.m._seen_in))
+        o2 = np.empty(self.y.shape, np.float32)
+        self.m(q, k, v, out={"o": o2})
+        gone = weakref.ref(o2)
+        del o2  # the out= cache keeps no array alive
+        gc.collect()
+        self.assertIsNone(gone())
         q2 = self.q.copy()
         np.testing.assert_array_equal(self.m(q2, k, v), self.y)
 

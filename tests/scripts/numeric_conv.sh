@@ -12,30 +12,18 @@ source "$(dirname "$0")/lib.bash"
 M=tests/models/conv_cfg.attn
 
 # gen DIR SEED N C H W O CG KH KW: x [N, C, H, W], w [O, CG, KH, KW], b [O]
-# (plain python3: .npy and safetensors written by hand)
+# (plain python3: tests/scripts/tensorfiles.py)
 gen() {
-  python3 - "$@" <<'PY'
-import array, json, random, struct, sys
-d, seed = sys.argv[1], int(sys.argv[2])
-N, C, H, W, O, CG, KH, KW = (int(v) for v in sys.argv[3:11])
+  python3 -B - "$(cd "$(dirname "$0")" && pwd)" "$@" <<'PY'
+import random, sys
+sys.path.insert(0, sys.argv[1])
+from tensorfiles import write_npy, write_safetensors
+d, seed = sys.argv[2], int(sys.argv[3])
+N, C, H, W, O, CG, KH, KW = (int(v) for v in sys.argv[4:12])
 rnd = random.Random(seed)
 def normal(n): return [rnd.gauss(0, 1) for _ in range(n)]
-hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d, %d), }" % (N, C, H, W)
-hdr += " " * (-(len(hdr) + 11) % 64) + "\n"
-with open(d + "/x.npy", "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
-    f.write(array.array("f", normal(N * C * H * W)).tobytes())
-ts = {"w": ([O, CG, KH, KW], normal(O * CG * KH * KW)), "b": ([O], normal(O))}
-head, off, blobs = {}, 0, []
-for k, (shape, vals) in ts.items():
-    b = array.array("f", vals).tobytes()
-    head[k] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(b)]}
-    off += len(b)
-    blobs.append(b)
-h = json.dumps(head).encode()
-h += b" " * (-len(h) % 8)
-with open(d + "/w.safetensors", "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+write_npy(d + "/x.npy", (N, C, H, W), normal(N * C * H * W))
+write_safetensors(d + "/w.safetensors", {"w": ([O, CG, KH, KW], normal(O * CG * KH * KW)), "b": ([O], normal(O))})
 PY
 }
 

@@ -17,18 +17,16 @@ source "$(dirname "$0")/lib.bash"
 # MODEL (shapes from its -O0 IR; running variances positive) and x.npy
 gen() {
   "$ATTNC" "$3" $4 -O0 --emit=ir -o "$1/m.ir" || return 1
-  python3 - "$@" <<'PY'
-import array, json, random, re, struct, sys
-d, seed = sys.argv[1], int(sys.argv[2])
-N, C, H, W = (int(v) for v in sys.argv[5].split())
+  python3 -B - "$(cd "$(dirname "$0")" && pwd)" "$@" <<'PY'
+import random, re, sys
+sys.path.insert(0, sys.argv[1])
+from tensorfiles import write_npy, write_safetensors
+d, seed = sys.argv[2], int(sys.argv[3])
+N, C, H, W = (int(v) for v in sys.argv[6].split())
 rnd = random.Random(seed)
 def normal(n, s=1.0): return [rnd.gauss(0, s) for _ in range(n)]
-hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d, %d), }" % (N, C, H, W)
-hdr += " " * (-(len(hdr) + 11) % 64) + "\n"
-with open(d + "/x.npy", "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
-    f.write(array.array("f", normal(N * C * H * W)).tobytes())
-head, off, blobs = {}, 0, []
+write_npy(d + "/x.npy", (N, C, H, W), normal(N * C * H * W))
+ts = {}
 for line in open(d + "/m.ir"):
     m = re.search(r'weight \{str="([^"]+)"\} : f32\[([0-9,]+)\]', line)
     if not m: continue
@@ -38,14 +36,8 @@ for line in open(d + "/m.ir"):
     fan = n // shape[0] if len(shape) > 1 else 1
     vals = normal(n, 1.0 / fan ** 0.5)
     if k.endswith("running_var"): vals = [0.5 + abs(v) for v in vals]
-    b = array.array("f", vals).tobytes()
-    head[k] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(b)]}
-    off += len(b)
-    blobs.append(b)
-h = json.dumps(head).encode()
-h += b" " * (-len(h) % 8)
-with open(d + "/w.safetensors", "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    ts[k] = (shape, vals)
+write_safetensors(d + "/w.safetensors", ts)
 PY
 }
 

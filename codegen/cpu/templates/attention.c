@@ -452,16 +452,6 @@ ATTNC_TPL_INLINE void attn_zero(float *p, int64_t n)
         PRAGMA_UNROLL for (int y = 0; y < VW; y++) if (x + y < n) p[x + y] = 0.0f;
 }
 
-/* x[0] + ... + x[VW-1] as a fixed tree (the same bits on every call) */
-ATTNC_TPL_INLINE float attn_hsum(attnc_vf x)
-{
-    float t[VW];
-    attnc_storeu(t, x);
-    PRAGMA_UNROLL for (int w = VW / 2; w >= 1; w /= 2)
-        PRAGMA_UNROLL for (int i = 0; i < w; i++) t[i] += t[i + w];
-    return t[0];
-}
-
 /* sc[r * DK + c] = qd[r] . k[c] for rows r < ng (ng <= DG) and keys c < cols:
    vector FMAs along E (the padded q rows are zero past E), one horizontal sum */
 ATTNC_TPL_INLINE void attn_dec_scores(const float *qd, int64_t qe, const float *k, int64_t ks, int64_t E,
@@ -477,7 +467,7 @@ ATTNC_TPL_INLINE void attn_dec_scores(const float *qd, int64_t qe, const float *
             PRAGMA_UNROLL for (int g = 0; g < DG; g++) if (g < ng) acc[g] += kv * attnc_loada(qd + g * qe + e);
         }
         PRAGMA_UNROLL for (int g = 0; g < DG; g++) if (g < ng) {
-            float s = attn_hsum(acc[g]);
+            float s = attnc_hsum(acc[g]);
             for (int64_t e = ev; e < E; e++) s += kr[e] * qd[g * qe + e];
             sc[g * DK + c] = s;
         }
@@ -546,7 +536,7 @@ void attnc_tpl_attention_decode(const float *q, int64_t qhs, int64_t qs, const f
             }
             float alpha = attn_exp2(attnc_splat(mold - muse))[0];
             mrow[r] = mnew;
-            lrow[r] = lrow[r] * alpha + attn_hsum(ls);
+            lrow[r] = lrow[r] * alpha + attnc_hsum(ls);
             arow[r] = alpha;
         }
         /* O = O * alpha + P V: each v row once for all the rows */

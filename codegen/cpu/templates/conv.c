@@ -29,11 +29,7 @@ static void conv_fold_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_
     attnc_vf acc = attnc_splat(0.0f);
     int64_t c = 0;
     for (; c + VW <= cols; c += VW) acc += attnc_loadu(t + c);
-    float l[VW] __attribute__((aligned(64)));
-    attnc_storea(l, acc);
-    _Pragma("clang loop unroll(full)") for (int w = VW / 2; w >= 1; w /= 2)
-      _Pragma("clang loop unroll(full)") for (int q = 0; q < w; q++) l[q] += l[q + w];
-    float s = l[0];
+    float s = attnc_hsum(acc);
     for (; c < cols; c++) s += t[c];
     f->part[i + r] += s;
   }

@@ -41,5 +41,13 @@ ATTNC_TPL_INLINE attnc_vf attnc_loada(const float *p) { return *(const attnc_vf 
 ATTNC_TPL_INLINE void attnc_storea(float *p, attnc_vf v) { *(attnc_vf *)p = v; }
 /* all lanes = x */
 ATTNC_TPL_INLINE attnc_vf attnc_splat(float x) { return (attnc_vf){0} + x; }
+/* x[0] + ... + x[VW-1] as a fixed tree (the same bits on every call) */
+ATTNC_TPL_INLINE float attnc_hsum(attnc_vf x) {
+  float t[VW];
+  attnc_storeu(t, x);
+  _Pragma("clang loop unroll(full)") for (int w = VW / 2; w >= 1; w /= 2)
+    _Pragma("clang loop unroll(full)") for (int i = 0; i < w; i++) t[i] += t[i + w];
+  return t[0];
+}
 
 #endif
