@@ -55,8 +55,15 @@ conv_case "depthwise 3x3, 50 wide"      "2 6 9 50"    "6 6 3 3 1 1 1 6"     "1 1
 conv_case "depthwise 5x5, 28 wide"      "1 7 28 28"   "7 7 5 5 1 2 1 7"     "1 1 0 0"
 conv_case "depthwise 7x7 pad 3"         "1 5 12 29"   "5 5 7 7 1 3 1 5"     "1 1 0 0"
 conv_case "depthwise 5x5 no pad, 1 out" "1 3 5 5"     "3 3 5 5 1 0 1 3"     "1 1 0 0"
+# square kernels run input row by input row in groups of 8 rows (4 at the AVX2 width) with a half group
+# at the end; a row of one column block stores its last vector whole (the extra lanes on later rows)
+conv_case "depthwise 3x3, 17 x 33"      "3 6 17 33"   "6 6 3 3 1 1 1 6"     "1 1 0 0"
+conv_case "depthwise 5x5, 12 x 16"      "2 4 12 16"   "4 4 5 5 1 2 1 4"     "1 1 0 0"
+conv_case "depthwise 5x5, 9 x 31"       "2 3 9 31"    "3 3 5 5 1 2 1 3"     "1 1 0 0"
+conv_case "depthwise 5x3 (not square)"  "1 4 10 20"   "4 4 5 3 1 1 1 4"     "1 1 0 0"
+conv_case "depthwise 7x7 on 1x1"        "2 3 1 1"     "3 3 7 7 1 3 1 3"     "1 1 0 0"
 # ... and at the AVX2 width: a .so for x86-64-v3 against the interpreter
-for cfg in "2 6 9 50|6 6 3 3 1 1 1 6" "1 7 28 28|7 7 5 5 1 2 1 7" "1 5 12 29|5 5 7 7 1 3 1 5"; do
+for cfg in "2 6 9 50|6 6 3 3 1 1 1 6" "3 6 17 33|6 6 3 3 1 1 1 6" "2 4 12 16|4 4 5 5 1 2 1 4" "1 7 28 28|7 7 5 5 1 2 1 7" "1 5 12 29|5 5 7 7 1 3 1 5"; do
   read -r n c h w <<<"${cfg%%|*}"
   read -r C O KH KW S P D G <<<"${cfg##*|}"
   i=$((i + 1))

@@ -177,8 +177,14 @@ void attnc_tpl_conv2d(const float *x, const float *xs, const float *w, float *o,
 
 /* The padded band buffer of dwconv_padded, in floats (32 KiB of stack). */
 #define CONV_DW_BUF 8192
-/* Output rows computed together (each tap's weight splat once for all). */
+/* Output rows computed together (each tap's weight splat once for all):
+ * 8 x 2 accumulators fill half of AVX-512's 32 registers; AVX2 and
+ * narrower (16 registers) keep 4. */
+#if VW == 16
+#define CONV_DW_RB 8
+#else
 #define CONV_DW_RB 4
+#endif
 
 /* Depthwise, stride 1 along the width: bands of output rows whose input
  * rows are first copied into a zero-padded buffer (the padding, and VW
@@ -222,8 +228,47 @@ ATTNC_TPL_INLINE void dw_rows_aligned(const int KW, const float *base, int64_t W
   }
 }
 
+/* A square KW x KW kernel (3, 5, 7), stride and dilation 1, on VW-aligned
+ * rows: input row by input row.  Row q's three aligned loads and KW tap
+ * shuffles serve every output row r of the group it is a kernel row of
+ * (i = q - r): each input row loaded and shuffled once per group, not
+ * once per kernel row (KW times).  For each output row the terms still
+ * come in (i, j) order: the same sums, the same bits as dw_rows_aligned.
+ * Rows q past the group's last input row (q >= nr + KW - 1) only feed
+ * dropped rows and are not read. */
+#define DW_QTAP(j)                                                                                          \
+  if ((j) < KW) {                                                                                           \
+    attnc_vf s0 = DW_SH(A, B, (j)), s1 = DW_SH(B, C, (j));                                                  \
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) if (q - r >= 0 && q - r < KW) {         \
+      attnc_vf w_ = attnc_splat(wc[(q - r) * KW + (j)]);                                                    \
+      acc[r][0] += w_ * s0;                                                                                 \
+      acc[r][1] += w_ * s1;                                                                                 \
+    }                                                                                                       \
+  }
+ATTNC_TPL_INLINE void dw_rows_square(const int KW, const int RB, const float *base, int64_t Wp, int64_t nr,
+                                     const float *wc, attnc_vf acc[CONV_DW_RB][2]) {
+  _Pragma("clang loop unroll(full)") for (int q = 0; q < RB + KW - 1; q++) if (q < nr + KW - 1) {
+    const float *p = base + q * Wp;
+    attnc_vf A = attnc_loada(p), B = attnc_loada(p + VW), C = attnc_loada(p + 2 * VW);
+    DW_QTAP(0) DW_QTAP(1) DW_QTAP(2) DW_QTAP(3)
+#if VW > 4
+    DW_QTAP(4) DW_QTAP(5) DW_QTAP(6)
+#endif
+  }
+}
+
+/* lane masks of the aligned row copy */
+typedef int32_t dw_vi __attribute__((vector_size(VW * 4)));
+ATTNC_TPL_INLINE dw_vi dw_iota(void) {
+  dw_vi v;
+  _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) v[q] = q;
+  return v;
+}
+
+/* [lo, hi): the input tensor's bytes (whole-vector loads inside them
+ * cannot fault). */
 static int dwconv_padded(const float *xc, const float *wc, float *oc, const int64_t *g, int64_t c,
-                         attnc_gemm_epi_fn epi, void *epi_ctx) {
+                         attnc_gemm_epi_fn epi, void *epi_ctx, uintptr_t lo, uintptr_t hi) {
   int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], Ho = g[ATTNC_CONV_HO], Wo = g[ATTNC_CONV_WO];
   int64_t kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW], sh = g[ATTNC_CONV_SH];
   int64_t ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW], dh = g[ATTNC_CONV_DH], dw = g[ATTNC_CONV_DW];
@@ -232,6 +277,7 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
   /* dilation 1 and 3, 5 or 7 taps: rows VW-aligned, one more vector each (the aligned path's third load) */
   const int aligned = dw == 1 && (kw == 3 || kw == 5 || kw == 7) && kw <= VW;
   if (aligned) Wp = (wv + VW + VW - 1) / VW * VW;
+  const int square = aligned && kh == kw && sh == 1 && dh == 1;
   int64_t span = (kh - 1) * dh + 1;                              /* input rows one output row reads */
   if (span * Wp > CONV_DW_BUF) return 0;
   int64_t band = (CONV_DW_BUF / Wp - span) / sh + 1; /* output rows per band */
@@ -239,7 +285,31 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
   for (int64_t y0 = 0; y0 < Ho; y0 += band) {
     int64_t y1 = y0 + band < Ho ? y0 + band : Ho;
     int64_t r0 = y0 * sh - ph, rows = (y1 - 1 - y0) * sh + span; /* input rows [r0, r0 + rows) */
-    for (int64_t r = 0; r < rows; r++) { /* zeros, then the row's columns at [pw, pw + W) */
+    for (int64_t r = 0; r < rows && aligned && xsw == 1; r++) { /* aligned rows: one vector store each */
+      float *d = buf + r * Wp;
+      int64_t yy = r0 + r;
+      if (yy < 0 || yy >= H) {
+        for (int64_t X = 0; X < Wp; X += VW) attnc_storea(d + X, attnc_splat(0.0f));
+        continue;
+      }
+      const float *xr = xc + yy * xsh - pw; /* d[X] = xr[X] for X - pw in [0, W), else 0 */
+      for (int64_t X = 0; X < Wp; X += VW) {
+        dw_vi idx = dw_iota() + (int32_t)(X - pw);
+        dw_vi keep = (idx >= 0) & (idx < (int32_t)W);
+        const float *src = xr + X;
+        attnc_vf v;
+        if ((uintptr_t)src >= lo && (uintptr_t)(src + VW) <= hi) {
+          v = attnc_loadu(src); /* lanes outside the row read the tensor's other values: masked to 0 below */
+        } else {              /* at the tensor's first or last bytes: only the lanes inside the row */
+          float t[VW] __attribute__((aligned(64)));
+          _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) t[q] =
+              X + q - pw >= 0 && X + q - pw < W ? src[q] : 0.0f;
+          v = attnc_loada(t);
+        }
+        attnc_storea(d + X, (attnc_vf)((dw_vi)v & keep));
+      }
+    }
+    for (int64_t r = 0; r < rows && !(aligned && xsw == 1); r++) { /* zeros, then the row's columns at [pw, pw + W) */
       float *d = buf + r * Wp;
       int64_t yy = r0 + r, X = 0;
       /* vector stores and fixed-count conditional tails: no loop the
@@ -268,7 +338,15 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
             attnc_splat(0.0f);
         if (aligned) {
           const float *xb = base + xo;
-          if (kw == 3) dw_rows_aligned(3, xb, Wp, sh, dh, kh, nr, wc, acc);
+          /* a group of at most half the rows (the plane's last) computes only those */
+          const int half = nr <= CONV_DW_RB / 2;
+          if (square && kw == 3 && half) dw_rows_square(3, CONV_DW_RB / 2, xb, Wp, nr, wc, acc);
+          else if (square && kw == 3) dw_rows_square(3, CONV_DW_RB, xb, Wp, nr, wc, acc);
+          else if (square && kw == 5 && half) dw_rows_square(5, CONV_DW_RB / 2, xb, Wp, nr, wc, acc);
+          else if (square && kw == 5) dw_rows_square(5, CONV_DW_RB, xb, Wp, nr, wc, acc);
+          else if (square && half) dw_rows_square(7, CONV_DW_RB / 2, xb, Wp, nr, wc, acc);
+          else if (square) dw_rows_square(7, CONV_DW_RB, xb, Wp, nr, wc, acc);
+          else if (kw == 3) dw_rows_aligned(3, xb, Wp, sh, dh, kh, nr, wc, acc);
           else if (kw == 5) dw_rows_aligned(5, xb, Wp, sh, dh, kh, nr, wc, acc);
           else dw_rows_aligned(7, xb, Wp, sh, dh, kh, nr, wc, acc);
         }
@@ -289,7 +367,10 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
           float *orow = oc + (y + r) * Wo;
           for (int h = 0; h < 2; h++) {
             int64_t x0 = xo + h * VW;
-            if (x0 + VW <= Wo) {
+            /* a row of one column block (Wo <= 2 VW): a vector past the row's end but inside the plane
+               stores its extra lanes on later rows of this plane, which are all stored after it (rows in
+               order, every column), before any epilogue reads them */
+            if (x0 + VW <= Wo || (x0 < Wo && Wo <= 2 * VW && (y + r) * Wo + x0 + VW <= Ho * Wo)) {
               attnc_storeu(orow + x0, acc[r][h]);
             } else if (x0 < Wo) { /* conditional stores of a fixed count: not a memcpy call */
               float t[VW] __attribute__((aligned(64)));
@@ -322,7 +403,13 @@ void attnc_tpl_dwconv2d(const float *x, const float *w, float *o, const int64_t 
     part[c] = 0.0f;
     epi = conv_fold_epi, epi_ctx = &fold;
   }
-  if (sw == 1 && dwconv_padded(xc, wc, oc, g, c, epi, epi_ctx)) return;
+  /* the input's extent (non-negative strides; else no whole-vector reads) */
+  int64_t ext = 1;
+  const int sx[4] = {ATTNC_CONV_XSN, ATTNC_CONV_XSC, ATTNC_CONV_XSH, ATTNC_CONV_XSW};
+  const int64_t nx[4] = {g[ATTNC_CONV_N], C, H, W};
+  for (int a = 0; a < 4; a++) ext = g[sx[a]] < 0 || ext < 0 ? -1 : ext + (nx[a] - 1) * g[sx[a]];
+  uintptr_t lo = (uintptr_t)x, hi = ext < 0 ? lo : (uintptr_t)(x + ext);
+  if (sw == 1 && dwconv_padded(xc, wc, oc, g, c, epi, epi_ctx, lo, hi)) return;
   /* output columns whose taps are all inside the row: [xlo, xhi) */
   int64_t xlo = (pw + sw - 1) / sw, xhi = W - 1 - (kw - 1) * dw + pw;
   xhi = xhi < 0 ? 0 : xhi / sw + 1;
