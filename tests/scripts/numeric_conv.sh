@@ -89,6 +89,10 @@ conv_case "3x3 pad 1 on 1x1"            "1 3 1 1"     "3 4 3 3 1 1 1 1"     "1 1
 conv_case "groups 4 of 2 channels"      "2 8 6 10"    "8 12 3 3 1 1 1 4"    "2 2 0 1"
 conv_case "3x1 kernel"                  "1 4 8 5"     "4 6 3 1 1 0 1 1"     "2 2 0 0"
 conv_case "64 -> 40 at 23x23 (blocks)"  "1 64 23 23"  "64 40 3 3 1 1 1 1"   "2 2 0 0"
+# "same"-width stride-1 convs copy a block's whole output rows as one run per tap (partial first and last rows
+# as runs per row): blocks of 224 pixels on 64-wide rows, and kernels wider than the image
+conv_case "64 -> 16 at 10x64 (row blocks)" "2 64 10 64" "64 16 3 3 1 1 1 1" "1 1 0 0"
+conv_case "7x7 pad 3 on 4x3"            "1 3 4 3"     "3 4 7 7 1 3 1 1"     "1 1 0 0"
 
 # the epilogue: one kernel per convolution, bias, residual and activation inside
 "$ATTNC" $M --emit=stats -o "$TMP/stats" 2>"$TMP/err"

@@ -83,22 +83,70 @@ static const float *plane_scale(const float *xs, const int64_t *g, int64_t n, in
   return xs ? xs + n * g[ATTNC_CONV_SSN] + c * g[ATTNC_CONV_SSC] : (const float *)0;
 }
 
+/* The tap (i, j) of whole output rows [y0, y1) of a "same"-width
+ * convolution (stride 1, Wo = W, dense input rows) into d[(y - y0) W + xo]:
+ * the taps of consecutive output rows are consecutive input rows, so it is
+ * one long copy of the plane from its first to its last valid element,
+ * then the columns that fall outside the image (|j dw - pw| at each row's
+ * edge) and the rows outside it set to zero: the values im2col_run gives,
+ * in one run instead of one short run per output row. */
+static void im2col_rows(const float *xc, const float *sc, const int64_t *g, int64_t i, int64_t j, int64_t y0,
+                        int64_t y1, float *d) {
+  int64_t H = g[ATTNC_CONV_H], W = g[ATTNC_CONV_W], ph = g[ATTNC_CONV_PH], pw = g[ATTNC_CONV_PW];
+  int64_t ya = g[ATTNC_CONV_PH] - i * g[ATTNC_CONV_DH], yb = H + ya; /* output rows reading rows [0, H) */
+  ya = ya > y0 ? ya : y0;
+  yb = yb < y1 ? yb : y1;
+  if (yb < ya) yb = ya;
+  int64_t off = j * g[ATTNC_CONV_DW] - pw, lz = off < 0 ? (-off < W ? -off : W) : 0, rz = off > 0 ? (off < W ? off : W) : 0;
+  if (lz + rz >= W) ya = yb = y1; /* no column inside the image */
+  for (int64_t q = 0; q < (ya - y0) * W; q++) d[q] = 0.0f;
+  for (int64_t q = (yb - y0) * W; q < (y1 - y0) * W; q++) d[q] = 0.0f;
+  if (ya == yb) return;
+  float *v = d + (ya - y0) * W; /* v[t] = plane element (ya - ph + i dh) W + off + t */
+  const float *s = xc + (ya - ph + i * g[ATTNC_CONV_DH]) * W + off;
+  int64_t m = (yb - ya) * W - lz - rz, q = 0;
+  v += lz, s += lz;
+  if (sc) {
+    attnc_vf sv = attnc_splat(*sc);
+    for (; q + VW <= m; q += VW) attnc_storeu(v + q, attnc_loadu(s + q) * sv);
+    _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < m) v[q + u] = s[q + u] * *sc;
+  } else {
+    for (; q + VW <= m; q += VW) attnc_storeu(v + q, attnc_loadu(s + q));
+    _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < m) v[q + u] = s[q + u];
+  }
+  v -= lz;
+  for (int64_t r = 0; r < yb - ya; r++) {
+    for (q = 0; q < lz; q++) v[r * W + q] = 0.0f;
+    for (q = W - rz; q < W; q++) v[r * W + q] = 0.0f;
+  }
+}
+
 /* Fill the im2col tile of group gi, image n, output pixels [p0, p1):
- * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j. */
+ * tile[k * np + (p - p0)] with k = (ci * kh + i) * kw + j.  A
+ * "same"-width stride-1 convolution takes the block's whole output rows
+ * through im2col_rows, its partial first and last rows through runs. */
 static void conv_im2col(const float *x, const float *xs, const int64_t *g, int64_t n, int64_t gi, int64_t p0,
                         int64_t p1, float *tile) {
   int64_t Wo = g[ATTNC_CONV_WO], kh = g[ATTNC_CONV_KH], kw = g[ATTNC_CONV_KW];
   int64_t Cg = g[ATTNC_CONV_C] / g[ATTNC_CONV_G], np = p1 - p0;
+  int rows = g[ATTNC_CONV_SH] == 1 && g[ATTNC_CONV_SW] == 1 && g[ATTNC_CONV_XSW] == 1 && Wo == g[ATTNC_CONV_W] &&
+             g[ATTNC_CONV_XSH] == Wo;
+  int64_t pa = (p0 + Wo - 1) / Wo * Wo, pb = p1 / Wo * Wo; /* whole rows: pixels [pa, pb) */
+  if (!rows || pb <= pa) pa = pb = p1;
   for (int64_t ci = 0; ci < Cg; ci++) {
     const float *xc = x + n * g[ATTNC_CONV_XSN] + (gi * Cg + ci) * g[ATTNC_CONV_XSC];
+    const float *sc = plane_scale(xs, g, n, gi * Cg + ci);
     for (int64_t i = 0; i < kh; i++)
       for (int64_t j = 0; j < kw; j++) {
         float *row = tile + ((ci * kh + i) * kw + j) * np;
+        if (pa < pb) im2col_rows(xc, sc, g, i, j, pa / Wo, pb / Wo, row + (pa - p0));
         int64_t p = p0;
-        while (p < p1) {
+        while (p < p1) { /* [p0, pa) and [pb, p1) */
+          if (p == pa) p = pb;
+          if (p >= p1) break;
           int64_t y = p / Wo, xo = p % Wo, run = Wo - xo;
           if (run > p1 - p) run = p1 - p;
-          im2col_run(xc, plane_scale(xs, g, n, gi * Cg + ci), g, i, j, y, xo, run, row + (p - p0));
+          im2col_run(xc, sc, g, i, j, y, xo, run, row + (p - p0));
           p += run;
         }
       }
