@@ -35,6 +35,20 @@ static void conv_fold_epi(void *ctx, float *tile, int64_t ldc, int64_t i, int64_
   }
 }
 
+/* v[q] = s[q] (times *sc if not NULL), q < m: whole vectors, then a
+ * fixed-count tail (no bounds test per element, no libc call). */
+ATTNC_TPL_INLINE void im2col_copy(float *v, const float *s, const float *sc, int64_t m) {
+  int64_t q = 0;
+  if (sc) {
+    attnc_vf sv = attnc_splat(*sc);
+    for (; q + VW <= m; q += VW) attnc_storeu(v + q, attnc_loadu(s + q) * sv);
+    _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < m) v[q + u] = s[q + u] * *sc;
+  } else {
+    for (; q + VW <= m; q += VW) attnc_storeu(v + q, attnc_loadu(s + q));
+    _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < m) v[q + u] = s[q + u];
+  }
+}
+
 /* One run of an im2col row: r[q] = input (channel plane xc) at tap (i, j)
  * of output pixels (y, xo + q), q < run, times *sc (if not NULL: the
  * plane's scale, fold-se); zero outside the image. */
@@ -54,17 +68,8 @@ static void im2col_run(const float *xc, const float *sc, const int64_t *g, int64
     if (q1 < q0) q1 = q0;
     for (int64_t q = 0; q < q0; q += VW)
       _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < q0) r[q + u] = 0.0f;
-    const float *src = xr + xx;
-    int64_t q = q0;
-    if (sc) {
-      attnc_vf sv = attnc_splat(*sc);
-      for (; q + VW <= q1; q += VW) attnc_storeu(r + q, attnc_loadu(src + q) * sv);
-      _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < q1) r[q + u] = src[q + u] * *sc;
-    } else {
-      for (; q + VW <= q1; q += VW) attnc_storeu(r + q, attnc_loadu(src + q));
-      _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < q1) r[q + u] = src[q + u];
-    }
-    for (q = q1; q < run; q += VW)
+    im2col_copy(r + q0, xr + xx + q0, sc, q1 - q0);
+    for (int64_t q = q1; q < run; q += VW)
       _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < run) r[q + u] = 0.0f;
     return;
   }
@@ -104,20 +109,10 @@ static void im2col_rows(const float *xc, const float *sc, const int64_t *g, int6
   if (ya == yb) return;
   float *v = d + (ya - y0) * W; /* v[t] = plane element (ya - ph + i dh) W + off + t */
   const float *s = xc + (ya - ph + i * g[ATTNC_CONV_DH]) * W + off;
-  int64_t m = (yb - ya) * W - lz - rz, q = 0;
-  v += lz, s += lz;
-  if (sc) {
-    attnc_vf sv = attnc_splat(*sc);
-    for (; q + VW <= m; q += VW) attnc_storeu(v + q, attnc_loadu(s + q) * sv);
-    _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < m) v[q + u] = s[q + u] * *sc;
-  } else {
-    for (; q + VW <= m; q += VW) attnc_storeu(v + q, attnc_loadu(s + q));
-    _Pragma("clang loop unroll(full)") for (int u = 0; u < VW; u++) if (q + u < m) v[q + u] = s[q + u];
-  }
-  v -= lz;
+  im2col_copy(v + lz, s + lz, sc, (yb - ya) * W - lz - rz);
   for (int64_t r = 0; r < yb - ya; r++) {
-    for (q = 0; q < lz; q++) v[r * W + q] = 0.0f;
-    for (q = W - rz; q < W; q++) v[r * W + q] = 0.0f;
+    for (int64_t q = 0; q < lz; q++) v[r * W + q] = 0.0f;
+    for (int64_t q = W - rz; q < W; q++) v[r * W + q] = 0.0f;
   }
 }
 
