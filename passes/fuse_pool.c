@@ -15,8 +15,12 @@
  * read only by this pool, not depthwise (the CPU's depthwise kernel works a
  * plane at a time), with constant channel counts, and its epilogue
  * operands are per channel (a whole-map operand would need the pixel's
- * position, which the pooled kernel's sub-windows do not keep).  CPU
- * targets only: the CUDA backend computes each op on its own.
+ * position, which the pooled kernel's sub-windows do not keep).  For CUDA
+ * targets the windows must not overlap (stride >= window on both axes):
+ * the CUDA kernel computes every window cell's conv value where it pools
+ * it, so an overlapping cell would be computed twice; the CPU kernel
+ * computes a block of conv rows and pools them (overlapping rows of
+ * neighbouring tasks computed by both).
  * Requires: fuse-epilogue and fold-se before it (the conv's epilogue is
  * final; a pool reading a scaled map keeps its scale instead).
  * Produces: pools with fold=true (visible in the dumps). */
@@ -24,9 +28,12 @@
 #include "pass.h"
 
 /* May pool p (main-function node) compute its conv2d operand itself? */
-static bool foldable(const IrGraph *g, const IrNode *p, const int *uses) {
+static bool foldable(const IrGraph *g, const IrNode *p, const int *uses, bool gpu) {
   const IrFunc *f = &g->funcs[0];
   if ((p->op != IR_MAXPOOL && p->op != IR_AVGPOOL) || p->nin != 1 || p->a.fold || p->a.prep) return false;
+  int64_t pk[2];
+  ir_window_kernel(f, p, pk);
+  if (gpu && (p->a.stride[0] < pk[0] || p->a.stride[1] < pk[1])) return false;
   const IrNode *c = &f->nodes[p->in[0]];
   int64_t ci, o;
   if (c->op != IR_CONV2D || c->type.dt != RT_F32 || uses[p->in[0]] != 1 || c->a.prep ||
@@ -44,12 +51,12 @@ static bool foldable(const IrGraph *g, const IrNode *p, const int *uses) {
 }
 
 bool pass_fuse_pool(IrGraph *g, const PassOptions *opt) {
-  if (!opt || !opt->target || opt->target->gpu) return false;
+  if (!opt || !opt->target) return false;
   int *user, *uses = pass_uses(g, &user);
   IrFunc *f = &g->funcs[0];
   bool changed = false;
   for (int i = 0; i < f->n; i++)
-    if (foldable(g, &f->nodes[i], uses)) {
+    if (foldable(g, &f->nodes[i], uses, opt->target->gpu)) {
       f->nodes[i].a.fold = true;
       changed = true;
     }

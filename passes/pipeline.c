@@ -18,7 +18,7 @@ const PassInfo pass_list[] = {
   {"fold-se", pass_fold_se, true, "SE squeeze (mean over a matmul's rows) -> accumulated by the matmul's epilogue"},
   {"fuse-excite", pass_fuse_excite, true,
    "SE excitation on a conv (folded squeeze, two small layers) -> one kernel: layer 1 fold=true (CPU)"},
-  {"fuse-pool", pass_fuse_pool, true, "conv2d (+ epilogue) -> pooling as one kernel: the conv's map is never written (CPU)"},
+  {"fuse-pool", pass_fuse_pool, true, "conv2d (+ epilogue) -> pooling as one kernel: the conv's map is never written (CUDA: windows not overlapping)"},
   {"pack-weights", pass_pack_weights, false,
    "a matmul's weight operand -> pack(): the GEMM's B panels, made at load (no B packing per run)"},
   {"dce", pass_dce, false, "remove nodes no output depends on"},

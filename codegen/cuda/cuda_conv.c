@@ -236,3 +236,85 @@ void cu_conv(Cu *c, const CgKernel *k) {
     fprintf(c->f, "    fsum = a_block_reduce(fsum, 0);\n    if (threadIdx.x == 0) a.part[plane] = fsum;\n    __syncthreads();\n");
   fprintf(c->f, "  }\n}\n\n");
 }
+
+/* fuse-pool (a fold=true pool computing its f32 conv2d, k->node the pool):
+ * a block per pooled plane (image, channel), each thread a strided share
+ * of its pooled outputs; each window cell inside the conv's map is the
+ * conv's value at that pixel -- the same FMA chain and epilogue as the
+ * SIMT conv above -- pooled as the SIMT pool pools a loaded value (cells
+ * outside the map skipped by max, zeros for the average): the values of
+ * the two kernels, and the conv's map is never written.  The pass fuses
+ * non-overlapping windows only for CUDA targets (no cell computed twice).
+ * A conv reading a fold=true mul (fold-se) multiplies its image by the
+ * scale as it loads. */
+void cu_conv_pooled(Cu *c, const CgKernel *k) {
+  const IrFunc *f = &c->g->funcs[0];
+  const IrNode *pool = &f->nodes[k->node];
+  int id = cg_pool_conv(c->g, k->node), sm = cg_conv_scale(c->g, id);
+  const IrNode *n = &f->nodes[id];
+  rt_dtype dx = f->nodes[sm >= 0 ? f->nodes[sm].in[0] : n->in[0]].type.dt, dy = pool->type.dt;
+  int64_t kk[2], pk[2], ch, og;
+  ir_window_kernel(f, n, kk);
+  ir_window_kernel(f, pool, pk);
+  if (!ir_dim_is_const(f->nodes[n->in[0]].type.dim[1], &ch) || !ir_dim_is_const(n->type.dim[1], &og)) {
+    cu_fail(c, n, "conv2d: the channels must be constants");
+    return;
+  }
+  int64_t cg = ch / n->a.groups;
+  og /= n->a.groups;
+  cu_comment(c, k->node);
+  cu_struct(c->p, k, c->kn, c->f);
+  char lx[400], lxv[160], ls[160], lw[160];
+  cu_ld(dx, "a.x[n * a.xs[0] + ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]]", lxv, sizeof lxv);
+  if (sm >= 0) {
+    cu_ld(f->nodes[f->nodes[sm].in[1]].type.dt, "a.xscale[n * a.xss0[0] + ci * a.xss0[1]]", ls, sizeof ls);
+    snprintf(lx, sizeof lx, "%s * %s", lxv, ls);
+  } else {
+    snprintf(lx, sizeof lx, "%s", lxv);
+  }
+  cu_ld(f->nodes[n->in[1]].type.dt, "a.w[((o * CG + cc) * KH + i) * KW + j]", lw, sizeof lw);
+  bool max = pool->op == IR_MAXPOOL;
+  fprintf(c->f,
+          "extern \"C\" __global__ void __launch_bounds__(128) k%s(struct A%s a) {\n"
+          "  const i64 CG = %lld, OG = %lld, KH = %lld, KW = %lld, SH = %d, SW = %d, PH = %d, PW = %d, DH = %d, DW = %d;\n"
+          "  const i64 PKH = %lld, PKW = %lld, PSH = %d, PSW = %d, PPH = %d, PPW = %d;\n"
+          "  const i64 H = a.xshape[2], W = a.xshape[3], O = a.cshape[1], Ho = a.cshape[2], Wo = a.cshape[3];\n"
+          "  const i64 Po = a.oshape[2], Qo = a.oshape[3];\n"
+          "  for (i64 plane = blockIdx.x; plane < a.xshape[0] * O; plane += gridDim.x) {\n"
+          "    const i64 n = plane / O, o = plane %% O;\n"
+          "    for (i64 p = threadIdx.x; p < Po * Qo; p += 128) {\n"
+          "      const i64 py = p / Qo, px = p %% Qo;\n"
+          "      float pacc = %s;\n"
+          "      for (i64 wi = 0; wi < PKH; wi++) {\n"
+          "        const i64 y = py * PSH - PPH + wi;\n"
+          "        if (y < 0 || y >= Ho) continue;\n"
+          "        for (i64 wj = 0; wj < PKW; wj++) {\n"
+          "          const i64 xo = px * PSW - PPW + wj;\n"
+          "          if (xo < 0 || xo >= Wo) continue;\n"
+          "          float acc = 0.0f;\n"
+          "          for (i64 cc = 0; cc < CG; cc++) {\n"
+          "            const i64 ci = o / OG * CG + cc;\n"
+          "            for (i64 i = 0; i < KH; i++) {\n"
+          "              const i64 yy = y * SH - PH + i * DH;\n"
+          "              if (yy < 0 || yy >= H) continue;\n"
+          "              for (i64 j = 0; j < KW; j++) {\n"
+          "                const i64 xx = xo * SW - PW + j * DW;\n"
+          "                if (xx < 0 || xx >= W) continue;\n"
+          "                const float v = %s;\n"
+          "                acc = fmaf(v, %s, acc);\n"
+          "              }\n"
+          "            }\n"
+          "          }\n",
+          c->kn, c->kn, (long long)cg, (long long)og, (long long)kk[0], (long long)kk[1], n->a.stride[0],
+          n->a.stride[1], n->a.pad[0], n->a.pad[1], n->a.dil[0], n->a.dil[1], (long long)pk[0], (long long)pk[1],
+          pool->a.stride[0], pool->a.stride[1], pool->a.pad[0], pool->a.pad[1],
+          max ? "-__int_as_float(0x7f800000)" : "0.0f", lx, lw);
+  char res[64];
+  conv_epilogue(c, n, "acc", res, sizeof res);
+  fprintf(c->f, "          const float cv = %s;\n", res);
+  fprintf(c->f, max ? "          pacc = (cv != cv || cv > pacc) ? cv : pacc;\n" : "          pacc += cv;\n");
+  fprintf(c->f, "        }\n      }\n");
+  if (!max) fprintf(c->f, "      pacc = pacc / (float)(PKH * PKW);\n");
+  char st[256];
+  fprintf(c->f, "      a.o[plane * Po * Qo + p] = %s;\n    }\n  }\n}\n\n", cu_st(dy, "pacc", st, sizeof st));
+}

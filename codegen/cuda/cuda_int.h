@@ -45,6 +45,7 @@ void cu_names_free(char **names, int n);
 /* cuda_conv.c: conv2d / maxpool2d / avgpool2d (SIMT, or the tensor-core
  * implicit GEMM where cu_conv_tc says so). */
 void cu_conv(Cu *c, const CgKernel *k);
+void cu_conv_pooled(Cu *c, const CgKernel *k);
 /* Does conv node id run on the tensor-core implicit GEMM?  groups = 1,
  * f16/bf16 input and weight of one dtype, constant channels, no folded
  * squeeze.  128 threads, CU_CONV_TC_SMEM bytes of dynamic shared memory,

@@ -3,7 +3,7 @@
 # (and sm_80, which libraries embed too) by ptxas (-v): no kernel may spill (ptxas's "spill stores" and "spill
 # loads" 0) or exceed 255 registers.  The SIMT f32 kernels (plain, with an
 # epilogue body, depthwise, strided and dilated, grouped, with a folded
-# squeeze, the pools) and the tensor-core implicit GEMM for f16 and bf16
+# squeeze, the pools, a pool computing its conv) and the tensor-core implicit GEMM for f16 and bf16
 # (kernels 1 to 7, an epilogue body, wide channels).  The PTX is NVRTC's
 # (--emit=ptx); ptxas is the toolkit's.  Skipped (exit 77, saying why)
 # without /usr/local/cuda or without the CUDA backend.
@@ -24,6 +24,7 @@ configs=(
   "f32_dw|tests/models/conv_cfg.attn|-D C=240 -D O=240 -D G=240 -D KH=5 -D KW=5 -D P=2 -D AVG=1|0"
   "f32_s2_dil_g2|tests/models/conv_cfg.attn|-D C=64 -D O=64 -D S=2 -D D=2 -D P=2 -D G=2|0"
   "f32_k7|tests/models/conv_cfg.attn|-D C=3 -D O=64 -D KH=7 -D KW=7 -D S=2 -D P=3|0"
+  "f32_pool|tests/models/conv_pool.attn|-D C=64 -D O=64 -D AVG=1|0"
   "se_cnn|examples/se_cnn.attn||0"
   "mbconv|examples/mbconv.attn||0"
   "f16|$M/conv_f16.attn||1"

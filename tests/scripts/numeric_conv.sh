@@ -122,9 +122,7 @@ else bad "conv_pool fused kernels: $s"; fi
 s=$(stats --disable-pass=fuse-pool)
 if [[ $s == "kernels 2   conv2d     1   maxpool2d  1 " ]]; then ok "conv_pool --disable-pass=fuse-pool: 2 kernels"
 else bad "conv_pool --disable-pass=fuse-pool kernels: $s"; fi
-s=$(stats --target=cuda)
-if [[ $s == *"conv2d     1"*"maxpool2d  1"* ]]; then ok "conv_pool --target=cuda: not fused (CPU only)"
-else bad "conv_pool --target=cuda kernels: $s"; fi
+# (--target=cuda: tests/scripts/cuda_pool.sh)
 
 # fold-se's image scale: conv2d(x * s) with s per (image, channel) scales x
 # as the conv fills its tile (the scaled map never written), alone and
@@ -170,8 +168,7 @@ expect 1 'conv_out.ir:[0-9]+:[0-9]+: .*a conv2d computed inside another kernel \
   "$ATTNC" "$TMP/conv_out.ir" --passes=dce -o "$TMP/conv_out.so"
 sed 's/^  %5 = avgpool2d(%4) {fold=true\(.*\)f32\[N,6,H_1,W_1\]/  %5 = avgpool2d(%0) {fold=true\1f32[N,4,H_1,W_1]/' $IR >"$TMP/pool_x.ir"
 expect 1 'fold=true on a pool needs a single f32 conv2d operand' -- "$ATTNC" "$TMP/pool_x.ir" -o "$TMP/pool_x.so"
-expect 1 'CUDA backend: .*fold=true pool \(fuse-pool\)' -- "$ATTNC" $IR --passes=dce --target=cuda -o "$TMP/pool_cu.so"
-if [ -e "$TMP/conv_out.so" ] || [ -e "$TMP/pool_cu.so" ]; then bad "a library was written after an error"
+if [ -e "$TMP/conv_out.so" ]; then bad "a library was written after an error"
 else ok "no library written after those errors"; fi
 
 # a size that leaves no output: a run-time error naming the op, nothing written
