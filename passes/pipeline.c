@@ -15,9 +15,11 @@ const PassInfo pass_list[] = {
   {"fuse-norm", pass_fuse_norm, true, "layernorm / rmsnorm written in primitive ops -> one norm node"},
   {"fuse-elementwise", pass_fuse_elementwise, true, "chains of elementwise ops -> one fused loop"},
   {"fuse-epilogue", pass_fuse_epilogue, true, "bias / activation / residual after a matmul -> its epilogue"},
-  {"fold-se", pass_fold_se, true, "SE squeeze (mean over a matmul's rows) -> accumulated by the matmul's epilogue"},
+  {"fold-se", pass_fold_se, true,
+   "SE squeeze (mean over a matmul's rows or a conv's pixels) -> accumulated by its epilogue; "
+   "the channel scale -> the loads of the pool or conv reading it"},
   {"fuse-excite", pass_fuse_excite, true,
-   "SE excitation on a conv (folded squeeze, two small layers) -> one kernel: layer 1 fold=true (CPU)"},
+   "SE excitation on a conv (folded squeeze, two small layers) -> one kernel: layer 1 fold=true"},
   {"fuse-pool", pass_fuse_pool, true, "conv2d (+ epilogue) -> pooling as one kernel: the conv's map is never written (CPU)"},
   {"pack-weights", pass_pack_weights, false,
    "a matmul's weight operand -> pack(): the GEMM's B panels, made at load (no B packing per run)"},

@@ -51,6 +51,10 @@ void cu_conv(Cu *c, const CgKernel *k);
  * grid (ceil(N Ho Wo / 128), ceil(O / 64)). */
 bool cu_conv_tc(const CgPlan *p, int id);
 #define CU_CONV_TC_SMEM (2 * (128 * 40 + 64 * 40) * 2) /* 2 stages of im2col and weight tiles */
+/* cuda_excite.c: an SE excitation as one kernel (fuse-excite, plan.h:
+ * CG_K_EXCITE): a block of 128 threads per image (grid: the images, at
+ * most 65535, looping over the rest). */
+void cu_excite(Cu *c, const CgKernel *k);
 
 /* Tile rules (cuda_tile.c).  Does attention node n run on the tensor-core
  * kernel?  f16/bf16 Q, K, V of one dtype, constant head sizes (*e, *ev)

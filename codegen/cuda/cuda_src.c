@@ -727,14 +727,12 @@ static char *render_kernel(Cu *c, const CgKernel *k) {
   case CG_K_ATTENTION: cu_attention(c, k); break;
   case CG_K_CONCAT: k_concat(c, k); break;
   case CG_K_CONV: /* (fuse-pool runs for CPU targets only) */
-    if (cg_pool_conv(c->g, k->node) >= 0 || cg_conv_scale(c->g, k->node) >= 0)
-      cu_fail(c, &c->g->funcs[0].nodes[k->node], "a fold=true pool (fuse-pool) or image scale (fold-se) is CPU only");
+    if (cg_pool_conv(c->g, k->node) >= 0)
+      cu_fail(c, &c->g->funcs[0].nodes[k->node], "a fold=true pool (fuse-pool) is CPU only");
     else cu_conv(c, k);
     break;
   case CG_K_UPDATE: k_update(c, k); break;
-  case CG_K_EXCITE: /* (fuse-excite runs for CPU targets only) */
-    cu_fail(c, &c->g->funcs[0].nodes[k->node], "an excitation kernel (fold=true first layer, fuse-excite) is CPU only");
-    break;
+  case CG_K_EXCITE: cu_excite(c, k); break;
   }
   fclose(c->f);
   c->f = NULL;
