@@ -7,10 +7,13 @@
  * conv2d's epilogue body runs on each output; a folded squeeze (fold-se)
  * gets the plane's sum (of the stored values) from a block reduction (a
  * fixed tree: the same bits every run) in part[image * O + channel]; a
- * pool's per-channel scale (fold-se) multiplies what it loads.
+ * pool's per-channel scale (fold-se) multiplies what it loads, and so does
+ * a conv reading a fold=true mul f * s (fold-se, cg_conv_scale): each
+ * pixel x[n, c, y, x] * s[n, c] in f32, then the FMA, the values of the
+ * unfused mul and conv; the scaled map is never written.
  *
  * Tensor cores (cu_conv_tc: groups = 1, f16 or bf16 input and weight, no
- * folded squeeze): an implicit GEMM, M = N Ho Wo output pixels by O
+ * folded squeeze, no image scale: fold-se folds only f32 maps): an implicit GEMM, M = N Ho Wo output pixels by O
  * channels by K = C KH KW, never materializing the im2col matrix.  A
  * block computes a 128 x 64 tile with 4 warps of 64 x 32 (4 x 4
  * mma.sync.m16n8k16 tiles, f32 accumulators: the matmul's warp step,

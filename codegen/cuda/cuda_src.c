@@ -19,6 +19,9 @@
  *                         final values (tensor cores: cuda_gemm.c)
  *   sum / mean / rmax     one thread per output element
  *   fold=true sum / mean  sums the per-block column sums of its matmul
+ *                         (or reads its conv's plane sums)
+ *   conv2d, pools         cuda_conv.c
+ *   SE excitation         cuda_excite.c (fuse-excite)
  *   softmax, norms        one block of 128 threads per row, warp-shuffle
  *                         reductions (max and sum; mean and variance)
  *   attention             cuda_attn.c
