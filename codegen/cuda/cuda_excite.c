@@ -24,7 +24,7 @@
 #include "cuda_int.h"
 
 /* Layer l (1 or 2) of node n: out[j] = body(dot(w row j, in), operands at
- * j), j < nout, one warp per j; `store` formats the destination of j. */
+ * j), j < nout, one warp per j; dst is the destination of output j. */
 static void layer(Cu *c, const IrNode *n, int l, const char *in, int64_t nin, int64_t nout, const char *dst) {
   const IrFunc *f = &c->g->funcs[0];
   bool mm = n->op == IR_MATMUL; /* weight: a matmul's [in, out], a 1x1 conv's [out, in, 1, 1] */
