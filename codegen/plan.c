@@ -400,30 +400,35 @@ int cg_excite_head(const IrGraph *g, int id) {
   return (h->op == IR_MATMUL || h->op == IR_CONV2D) && h->a.fold ? n->in[0] : -1;
 }
 
-/* fuse-excite: the squeeze's partials, both layers' weights and epilogue
- * operands (at the strides of their layer's output), the output and the
- * sizes: images, channels C, hidden H, partial rows per image. */
+/* fuse-excite: the squeeze's partials, the output and its strides, both
+ * layers' weights (w1, w2 and their strides ws1, ws2) and epilogue
+ * operands (x<l>_<k> at the strides of their layer's output, xs<l>_<k>),
+ * and the sizes: images, channels C, hidden H, the conv's pixels M. */
 static void params_excite(PB *b, int id) {
   const IrFunc *f = &b->p->g->funcs[0];
   int h = cg_excite_head(b->p->g, id), sq = f->nodes[h].in[0];
   param(b, CG_P_PTR, 0, "part");
   val(b, CG_V_AUX, sq, -1);
   ptr(b, "o", id, true);
+  axes(b, CG_V_STRIDE, id, f->nodes[id].type.rank, 0, "os", 0);
   for (int l = 0; l < 2; l++) {
     const IrNode *n = &f->nodes[l ? id : h];
-    char nm[24];
+    char nm[24], fmt[24];
     snprintf(nm, sizeof nm, "w%d", l + 1);
     ptr(b, nm, n->in[1], false);
     axes(b, CG_V_STRIDE, n->in[1], f->nodes[n->in[1]].type.rank, 0, "ws%d", l + 1);
+    snprintf(fmt, sizeof fmt, "xs%d_%%d", l + 1); /* (bstrides prints one index into its name) */
     for (int k = 2; k < n->nin; k++) {
       snprintf(nm, sizeof nm, "x%d_%d", l + 1, k - 2);
       ptr(b, nm, n->in[k], false);
-      bstrides(b, b->p, n->in[k], n->type.rank, "xs%d_%d", (l + 1) * 100 + k - 2);
+      bstrides(b, b->p, n->in[k], n->type.rank, fmt, k - 2);
     }
   }
   scalar(b, "nimg", CG_V_DIM, id, 0);
   scalar(b, "C", CG_V_DIM, f->nodes[sq].in[0], 1);
   scalar(b, "H", CG_V_DIM, h, 1);
+  param(b, CG_P_I64, 0, "M"); /* the conv's pixels per image (a mean's divisor) */
+  val(b, CG_V_PROD, f->nodes[sq].in[0], -1), last(b)->mask = 0xc;
 }
 
 int cg_conv_scale(const IrGraph *g, int id) {

@@ -77,7 +77,7 @@ typedef enum {
   CG_K_EXCITE,    /* an SE excitation as one kernel (fuse-excite): the second layer (matmul or
                      1x1 conv2d, node) computes its fold=true first layer and that layer's
                      folded squeeze: squeeze combine, layer 1 + epilogue, layer 2 + epilogue
-                     per image (CPU only) */
+                     per image */
 } CgKernelKind;
 
 /* A run-time value of a parameter. */

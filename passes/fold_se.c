@@ -22,8 +22,8 @@
  * The channel scale of a pooled map (SE then maxpool, as se_cnn) is
  * applied by the pool as it reads the map: pool(f * s) -> pool(f, s).
  * The scale of a map a convolution reads (mbconv: the project conv after
- * SE) is applied as the conv fills its im2col tile: the mul is marked
- * fold=true (CPU targets) and never written.
+ * SE) is applied as the conv loads its image: the mul is marked
+ * fold=true and never written.
  *
  * Legality: the reduction is sum or mean, over exactly axis rank-2 of an
  * f32 matmul's result or axes 2, 3 of an f32 conv2d's, and is the only
@@ -79,9 +79,10 @@ static bool scale_into_pools(IrGraph *g) {
  * not depthwise, marks the mul fold=true, f its operand 0 and s 1: the
  * conv multiplies f by s as it fills its im2col tile (the product, then
  * the same FMA chain: the same values), and the scaled map is never
- * written.  CPU targets (the CUDA backend computes the mul on its own). */
-static bool scale_into_convs(IrGraph *g, const PassOptions *opt) {
-  if (!opt || !opt->target || opt->target->gpu) return false;
+ * written.  Both backends: the CPU as it fills the tile, the CUDA SIMT
+ * kernel as it loads the pixel (f32 maps only, so never the tensor-core
+ * kernel, which takes f16 / bf16 images). */
+static bool scale_into_convs(IrGraph *g) {
   int *user, *uses = pass_uses(g, &user);
   IrFunc *f = &g->funcs[0];
   bool changed = false;
@@ -107,8 +108,9 @@ static bool scale_into_convs(IrGraph *g, const PassOptions *opt) {
 }
 
 bool pass_fold_se(IrGraph *g, const PassOptions *opt) {
+  (void)opt;
   bool changed = scale_into_pools(g);
-  changed |= scale_into_convs(g, opt);
+  changed |= scale_into_convs(g);
   IrFunc *f = &g->funcs[0];
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];

@@ -8,7 +8,8 @@
  * three small kernels (the squeeze combine, two products with their
  * epilogues).  This pass marks layer 1 `fold=true`: the kernel plan gives
  * the squeeze and layer 1 no memory and no kernel, and layer 2's kernel
- * (CG_K_EXCITE, codegen/cpu/excite.c) computes all three per image:
+ * (CG_K_EXCITE: codegen/cpu/excite.c, codegen/cuda/cuda_excite.c)
+ * computes all three per image:
  * combine the partial sums, layer 1 + its epilogue, layer 2 + its
  * epilogue.  The IR keeps every node (the interpreter computes them as
  * before).
@@ -24,9 +25,9 @@
  * other axis 1) and bodies that read only their params (no positions).
  * Layer 2 gives C channels again (the gate).  C and H are constants, 2 C + H at most
  * EXCITE_MAX_FLOATS (the kernel keeps the squeeze, the hidden vector and
- * the gate on its stack).  f16 / bf16 maps are not folded by fold-se, so
- * this does not fire for them.  CPU targets only: the CUDA backend runs
- * the three kernels (a fold=true layer there is a located error).
+ * the gate on its stack; the CUDA kernel the squeeze and the hidden vector
+ * in shared memory).  f16 / bf16 maps are not folded by fold-se, so this
+ * does not fire for them.  Every target.
  * Requires: fold-se (the fold=true squeeze) and fuse-epilogue (the layers'
  * final bodies); before pack-weights, which leaves these layers' weights
  * unpacked (the kernel reads them in place).
@@ -87,7 +88,7 @@ static bool excite_layer(const IrGraph *g, const IrNode *n, int x, int64_t *in, 
 }
 
 bool pass_fuse_excite(IrGraph *g, const PassOptions *opt) {
-  if (!opt || !opt->target || opt->target->gpu) return false;
+  (void)opt;
   int *user, *uses = pass_uses(g, &user);
   IrFunc *f = &g->funcs[0];
   bool changed = false;

@@ -9,6 +9,9 @@
  *                 shared helpers (storage types, bodies, structs)
  * cuda_attn.c     both attention kernels and the plan that picks them
  * cuda_gemm.c     the tensor-core matmul
+ * cuda_conv.c     conv2d and the pools: SIMT, and the tensor-core
+ *                 implicit GEMM
+ * cuda_excite.c   an SE excitation as one kernel (fuse-excite)
  * cuda_tile.c     the GPU tile choice and the rules kernels put on tiles
  * cuda_host.c     the launcher (cu_run) and the library's GPU part (C)
  * cuda_nvrtc.c    NVRTC: PTX for compute_80, CUBIN for sm_80 / sm_90, with

@@ -7,10 +7,13 @@
  * conv2d's epilogue body runs on each output; a folded squeeze (fold-se)
  * gets the plane's sum (of the stored values) from a block reduction (a
  * fixed tree: the same bits every run) in part[image * O + channel]; a
- * pool's per-channel scale (fold-se) multiplies what it loads.
+ * pool's per-channel scale (fold-se) multiplies what it loads, and so does
+ * a conv reading a fold=true mul f * s (fold-se, cg_conv_scale): each
+ * pixel x[n, c, y, x] * s[n, c] in f32, then the FMA, the values of the
+ * unfused mul and conv; the scaled map is never written.
  *
  * Tensor cores (cu_conv_tc: groups = 1, f16 or bf16 input and weight, no
- * folded squeeze): an implicit GEMM, M = N Ho Wo output pixels by O
+ * folded squeeze, no image scale: fold-se folds only f32 maps): an implicit GEMM, M = N Ho Wo output pixels by O
  * channels by K = C KH KW, never materializing the im2col matrix.  A
  * block computes a 128 x 64 tile with 4 warps of 64 x 32 (4 x 4
  * mma.sync.m16n8k16 tiles, f32 accumulators: the matmul's warp step,
@@ -23,6 +26,7 @@
  * epilogue body runs on the accumulators. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "cuda_int.h"
 
 #define TC_BM 128 /* the tensor-core tile: pixels, channels, K step */
@@ -55,7 +59,7 @@ static void conv_epilogue(Cu *c, const IrNode *n, const char *acc, char *res, si
 bool cu_conv_tc(const CgPlan *p, int id) {
   const IrFunc *f = &p->g->funcs[0];
   const IrNode *n = &f->nodes[id];
-  if (n->op != IR_CONV2D || n->a.groups != 1 || p->node[id].fold_user >= 0) return false;
+  if (n->op != IR_CONV2D || n->a.groups != 1 || p->node[id].fold_user >= 0 || cg_conv_scale(p->g, id) >= 0) return false;
   rt_dtype dx = f->nodes[n->in[0]].type.dt;
   int64_t ch, o, kk[2];
   ir_window_kernel(f, n, kk);
@@ -171,7 +175,9 @@ void cu_conv(Cu *c, const CgKernel *k) {
     conv_tc(c, k);
     return;
   }
-  rt_dtype dx = f->nodes[n->in[0]].type.dt, dy = n->type.dt;
+  int sid = cg_conv_scale(c->g, id); /* fold-se: the image is map * scale, applied as it loads */
+  const IrNode *sm = sid >= 0 ? &f->nodes[sid] : NULL;
+  rt_dtype dx = f->nodes[sm ? sm->in[0] : n->in[0]].type.dt, dy = n->type.dt;
   bool conv = n->op == IR_CONV2D, fold = c->p->node[id].fold_user >= 0;
   int64_t kk[2], cg = 1, og = 1, ch;
   ir_window_kernel(f, n, kk);
@@ -184,8 +190,15 @@ void cu_conv(Cu *c, const CgKernel *k) {
   }
   cu_comment(c, id);
   cu_struct(c->p, k, c->kn, c->f);
-  char lx[160], lw[160], sc[160], step[320];
+  char lx[200], lw[160], sc[160], step[320], xsc[200] = "";
   cu_ld(dx, "a.x[n * a.xs[0] + ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]]", lx, sizeof lx);
+  if (sm) { /* the product in f32, as the unfused mul stores it, then the same FMA */
+    char ls[96];
+    snprintf(xsc, sizeof xsc, "const float xsc = %s;  /* the image's scale (fold-se) */",
+             cu_ld(f->nodes[sm->in[1]].type.dt, "a.xscale[n * a.xss0[0] + ci * a.xss0[1]]", ls, sizeof ls));
+    size_t l = strlen(lx);
+    snprintf(lx + l, sizeof lx - l, " * xsc");
+  }
   snprintf(sc, sizeof sc, "1.0f");
   if (conv) {
     cu_ld(f->nodes[n->in[1]].type.dt, "a.w[((o * CG + cc) * KH + i) * KW + j]", lw, sizeof lw);
@@ -210,6 +223,7 @@ void cu_conv(Cu *c, const CgKernel *k) {
           "      float acc = %s;\n"
           "      for (i64 cc = 0; cc < %s; cc++) {\n"
           "        const i64 ci = %s;\n"
+          "        %s\n"
           "        for (i64 i = 0; i < KH; i++) {\n"
           "          const i64 yy = y * SH - PH + i * DH;\n"
           "          if (yy < 0 || yy >= H) continue;\n"
@@ -224,7 +238,7 @@ void cu_conv(Cu *c, const CgKernel *k) {
           c->kn, c->kn, (long long)cg, (long long)og, (long long)kk[0], (long long)kk[1], n->a.stride[0],
           n->a.stride[1], n->a.pad[0], n->a.pad[1], conv ? n->a.dil[0] : 1, conv ? n->a.dil[1] : 1, sc,
           n->op == IR_MAXPOOL ? "-__int_as_float(0x7f800000)" : "0.0f", conv ? "CG" : "(i64)1",
-          conv ? "o / OG * CG + cc" : "o", lx, step);
+          conv ? "o / OG * CG + cc" : "o", xsc, lx, step);
   if (n->op == IR_AVGPOOL) fprintf(c->f, "      acc = acc / (float)(KH * KW);\n");
   char res[64], st[256], ld[64];
   conv_epilogue(c, n, "acc", res, sizeof res);

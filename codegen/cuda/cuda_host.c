@@ -197,6 +197,9 @@ static void launcher(Host *h, const CgKernel *k) {
       launch(h, k, "(unsigned)(a.xshape[0] * a.oshape[1] < 65535 ? a.xshape[0] * a.oshape[1] : 65535), 1, 1", "128, 0");
     }
     break;
+  case CG_K_EXCITE: /* cuda_excite.c: a block per image */
+    launch(h, k, "(unsigned)(a.nimg < 65535 ? a.nimg : 65535), 1, 1", "128, 0");
+    break;
   default: launch(h, k, "cu_grid1(a.n), 1, 1", "256, 0"); break;
   }
   fprintf(h->f, "done:\n  *nallocp = nalloc;\n  return rc;\n}\n\n");

@@ -48,10 +48,14 @@ void cu_conv(Cu *c, const CgKernel *k);
 void cu_conv_pooled(Cu *c, const CgKernel *k);
 /* Does conv node id run on the tensor-core implicit GEMM?  groups = 1,
  * f16/bf16 input and weight of one dtype, constant channels, no folded
- * squeeze.  128 threads, CU_CONV_TC_SMEM bytes of dynamic shared memory,
- * grid (ceil(N Ho Wo / 128), ceil(O / 64)). */
+ * squeeze nor image scale (fold-se).  128 threads, CU_CONV_TC_SMEM bytes
+ * of dynamic shared memory, grid (ceil(N Ho Wo / 128), ceil(O / 64)). */
 bool cu_conv_tc(const CgPlan *p, int id);
 #define CU_CONV_TC_SMEM (2 * (128 * 40 + 64 * 40) * 2) /* 2 stages of im2col and weight tiles */
+/* cuda_excite.c: an SE excitation as one kernel (fuse-excite, plan.h:
+ * CG_K_EXCITE): a block of 128 threads per image (grid: the images, at
+ * most 65535, looping over the rest). */
+void cu_excite(Cu *c, const CgKernel *k);
 
 /* Tile rules (cuda_tile.c).  Does attention node n run on the tensor-core
  * kernel?  f16/bf16 Q, K, V of one dtype, constant head sizes (*e, *ev)

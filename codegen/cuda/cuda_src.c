@@ -19,6 +19,9 @@
  *                         final values (tensor cores: cuda_gemm.c)
  *   sum / mean / rmax     one thread per output element
  *   fold=true sum / mean  sums the per-block column sums of its matmul
+ *                         (or reads its conv's plane sums)
+ *   conv2d, pools         cuda_conv.c
+ *   SE excitation         cuda_excite.c (fuse-excite)
  *   softmax, norms        one block of 128 threads per row, warp-shuffle
  *                         reductions (max and sum; mean and variance)
  *   attention             cuda_attn.c
@@ -728,14 +731,10 @@ static char *render_kernel(Cu *c, const CgKernel *k) {
   case CG_K_CONCAT: k_concat(c, k); break;
   case CG_K_CONV:
     if (cg_pool_conv(c->g, k->node) >= 0) cu_conv_pooled(c, k); /* fuse-pool: the pool computes its conv */
-    else if (cg_conv_scale(c->g, k->node) >= 0)
-      cu_fail(c, &c->g->funcs[0].nodes[k->node], "an image scale (fold-se) is CPU only");
     else cu_conv(c, k);
     break;
   case CG_K_UPDATE: k_update(c, k); break;
-  case CG_K_EXCITE: /* (fuse-excite runs for CPU targets only) */
-    cu_fail(c, &c->g->funcs[0].nodes[k->node], "an excitation kernel (fold=true first layer, fuse-excite) is CPU only");
-    break;
+  case CG_K_EXCITE: cu_excite(c, k); break;
   }
   fclose(c->f);
   c->f = NULL;

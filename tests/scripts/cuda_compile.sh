@@ -23,8 +23,7 @@ for src in examples/*.attn; do
     continue
   fi
   # one launch (one struct filled) per kernel of the CUDA target's plan: what --emit=stats counts
-  # (the CPU's plan can have fewer: the conv-scale fold and fuse-excite are CPU only; fuse-pool fuses
-  # only non-overlapping windows for CUDA)
+  # (the CPU's plan can have fewer: fuse-pool fuses only non-overlapping windows for CUDA)
   kernels=$("$ATTNC" "$src" "${one[@]}" --target=cuda --emit=stats | awk '/^kernels/ {print $2}')
   # and the kernels computed at load (hoist-weights), but packs: CUDA reads the matrix itself
   prep=$("$ATTNC" "$src" "${one[@]}" --target=cuda --emit=stats | awk '/^prepare/ {p = 1; next} p && $1 != "pack" {n++} END {print n + 0}')

@@ -6,7 +6,7 @@
 # divide the tiles (pixels not a multiple of 128, channels of 64, C KH KW
 # of 32), a single pixel, stride 2, padding, dilation, kernels 1, 3, 5, 7,
 # epilogues (an IR file: fuse-epilogue fuses f32 epilogues only), views;
-# and fold-se on the (f32 SIMT) conv kernels.  Tolerance: a few units in
+# and fold-se on the (f32 SIMT) conv kernels (their squeeze sums).  Tolerance: a few units in
 # the last place of the dtype (bf16 2^-8, f16 2^-11), as cuda_emu.sh.  The
 # kernel choice itself is checked in the generated CUDA C.  Skipped
 # without the CUDA backend.
@@ -51,23 +51,30 @@ done
 check f16_body $M/conv_f16_body.ir "" "N=2 H=7 W=9 H_1=3 W_1=4" 4e-3
 # fold-se on the CUDA conv kernels: the squeeze of se_cnn's conv2 and of
 # mbconv's depthwise conv is each plane's sum, written by the conv (a block
-# reduction of the stored values), and the squeeze kernel only reads those
-# sums; --disable-pass=fold-se reads the map instead.  Numerics of both
-# through the emulation: se_cnn here (15 x 15: pools cut at the edge),
-# se_cnn 7 x 9 and mbconv in cuda_emu.sh.
+# reduction of the stored values); the excitation kernel (fuse-excite,
+# cuda_excite.c) reads those sums, or with --disable-pass=fuse-excite the
+# squeeze kernel does; --disable-pass=fold-se reads the map instead.
+# Numerics of all three through the emulation: se_cnn here (15 x 15: pools
+# cut at the edge), se_cnn 7 x 9 and mbconv in cuda_emu.sh, both on odd
+# sizes and 1 and 3 images in cuda_se.sh.
 for c in "se_cnn|examples/se_cnn.attn|-D C1=8 -D C2=16 -D R=4" "mbconv|examples/mbconv.attn|-D CIN=8 -D CEXP=24 -D COUT=8 -D SQ=8"; do
   IFS='|' read -r name src defs <<<"$c"
-  for mode in fold nofold; do
+  for mode in fold noex nofold; do
     flags=()
+    [ $mode = noex ] && flags=(--disable-pass=fuse-excite)
     [ $mode = nofold ] && flags=(--disable-pass=fold-se)
     # shellcheck disable=SC2086
     "$ATTNC" "$src" $defs "${flags[@]}" --target=cuda --emit=cuda -o "$TMP/$name.$mode.cu" 2>"$TMP/err" || bad "$name $mode: $(head -3 "$TMP/err")"
   done
-  sums=$(grep -c 'a.part\[plane\] = fsum' "$TMP/$name.fold.cu")
-  reads=$(grep -c 'fold-se: the producing conv2d wrote each plane' "$TMP/$name.fold.cu")
-  un=$(grep -c 'a.part\[plane\] = fsum\|fold-se: the producing conv2d' "$TMP/$name.nofold.cu")
-  [ "$sums" = 1 ] && [ "$reads" = 1 ] && [ "$un" = 0 ] && ok "$name: the conv writes its planes' sums, the squeeze reads them (none without fold-se)" ||
-    bad "$name: $sums convs writing sums, $reads squeezes reading them; without fold-se $un"
+  got=""
+  for mode in fold noex nofold; do
+    got="$got $(grep -c 'a.part\[plane\] = fsum' "$TMP/$name.$mode.cu")"
+    got="$got/$(grep -c 'fold-se: the producing conv2d wrote each plane' "$TMP/$name.$mode.cu")"
+    got="$got/$(grep -c 'fuse-excite: per image, the squeeze from the conv' "$TMP/$name.$mode.cu")"
+  done
+  # per mode: convs writing sums / squeeze kernels reading them / excitation kernels reading them
+  [ "$got" = " 1/0/1 1/1/0 0/0/0" ] && ok "$name: the conv writes its planes' sums, the excitation (or the squeeze) reads them (none without fold-se)" ||
+    bad "$name: sums written / read by a squeeze / read by an excitation (fused, no fuse-excite, no fold-se):$got"
 done
 check se_cnn15 examples/se_cnn.attn "-D C1=8 -D C2=16 -D R=4" "N=1 H=15 W=15 H_1=7 W_1=7 H_2=3 W_2=3"
 check se_cnn15_nofold examples/se_cnn.attn "-D C1=8 -D C2=16 -D R=4 --disable-pass=fold-se" "N=1 H=15 W=15 H_1=7 W_1=7 H_2=3 W_2=3"

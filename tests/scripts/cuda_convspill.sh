@@ -3,8 +3,9 @@
 # (and sm_80, which libraries embed too) by ptxas (-v): no kernel may spill (ptxas's "spill stores" and "spill
 # loads" 0) or exceed 255 registers.  The SIMT f32 kernels (plain, with an
 # epilogue body, depthwise, strided and dilated, grouped, with a folded
-# squeeze, the pools, a pool computing its conv) and the tensor-core implicit GEMM for f16 and bf16
-# (kernels 1 to 7, an epilogue body, wide channels).  The PTX is NVRTC's
+# squeeze or a scaled image (fold-se), the pools, a pool computing its conv
+# (fuse-pool), fuse-excite's excitation) and the tensor-core implicit GEMM
+# for f16 and bf16 (kernels 1 to 7, an epilogue body, wide channels).  The PTX is NVRTC's
 # (--emit=ptx); ptxas is the toolkit's.  Skipped (exit 77, saying why)
 # without /usr/local/cuda or without the CUDA backend.
 source "$(dirname "$0")/lib.bash"
@@ -45,8 +46,10 @@ for c in "${configs[@]}"; do
     bad "$name: $(head -3 "$TMP/err")"
     continue
   fi
-  # the conv kernels of the source: the node comments name their op; a tensor-core one calls tc_mma_*(acc
-  convs=$(grep -A6 '^// %[0-9]* = \(conv2d\|maxpool2d\|avgpool2d\) ' "$TMP/$name.cu" | grep -oE '__global__ void (__launch_bounds__\([0-9, ]*\) )?k[0-9]+' | grep -oE 'k[0-9]+$')
+  # the conv kernels of the source: the node comments name their op; a tensor-core one calls tc_mma_*(acc;
+  # and the excitation kernels (fuse-excite, cuda_excite.c: se_cnn's layers are matmuls)
+  convs=$({ grep -A6 '^// %[0-9]* = \(conv2d\|maxpool2d\|avgpool2d\) ' "$TMP/$name.cu"; grep -A1 '^/\* fuse-excite: per image' "$TMP/$name.cu"; } |
+    grep -oE '__global__ void (__launch_bounds__\([0-9, ]*\) )?k[0-9]+' | grep -oE 'k[0-9]+$' | sort -u)
   ntc=$(grep -c 'tc_mma_[bf16]*(acc\[i\]\[j\]' "$TMP/$name.cu")
   for arch in sm_80 sm_90; do
     if ! "$PTXAS" -arch=$arch -v "$TMP/$name.ptx" -o "$TMP/$name.$arch.cubin" 2>"$TMP/ptxas"; then

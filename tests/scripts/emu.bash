@@ -4,6 +4,8 @@
 # emulation of tests/cuda_emu/ (each CUDA thread a POSIX thread), runs them
 # on random inputs and weights (EMUENV: the emulation's settings) and
 # compares every output with the reference interpreter's on the same data.
+# EMU_SEED, when set, is the harness's seed (two variants of one model then
+# run on the same data; the outputs stay in $TMP/NAME/out_*.npy).
 : "${NPYCMP:?set NPYCMP}"
 CXX=${CXX:-g++}
 check() { # name src "defs" "dims..." [rtol] ["flags for the CUDA compile only"]
@@ -19,7 +21,7 @@ check() { # name src "defs" "dims..." [rtol] ["flags for the CUDA compile only"]
     bad "$name: the emulation does not build: $(head -5 "$d/err")"
     return
   fi
-  local seed=$RANDOM
+  local seed=${EMU_SEED:-$RANDOM}
   if ! env ${EMUENV:-} "$d/h" "$d" $seed $dims 2>"$d/err"; then
     bad "$name [$dims]: emulated run failed: $(head -3 "$d/err")"
     return
