@@ -24,6 +24,9 @@ else bad "conv_pool --target=cuda --disable-pass=fuse-pool kernels: $s"; fi
 s=$(stats $MP -D PK=3 -D PS=2)
 if [[ $s == "kernels 2   conv2d     1   maxpool2d  1 " ]]; then ok "conv_pool --target=cuda, 3x3 windows at stride 2 (overlapping): not fused"
 else bad "conv_pool --target=cuda overlapping windows kernels: $s"; fi
+s=$(stats tests/models/conv_scale.attn)
+if [[ $s == "kernels 2   conv2d     1   maxpool2d  1 " ]]; then ok "conv_scale --target=cuda: 2 kernels (no mul: both convs scale their loads, one inside its pool)"
+else bad "conv_scale --target=cuda kernels: $s"; fi
 "$ATTNC" $MP --target=cuda --emit=cuda -o "$TMP/p.cu" 2>"$TMP/err" || bad "conv_pool --emit=cuda: $(head -3 "$TMP/err")"
 if grep -q "pacc = (cv != cv || cv > pacc)" "$TMP/p.cu" && ! grep -q "fmaf" <(grep -v "pacc\|acc = fmaf" "$TMP/p.cu"); then
   ok "conv_pool: the one CUDA kernel computes the conv's FMA chain and pools it"
