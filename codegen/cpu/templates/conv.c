@@ -271,8 +271,18 @@ ATTNC_TPL_INLINE void dw_rows_aligned(const int KW, const float *base, int64_t W
   }
 }
 
-/* A square KW x KW kernel (3, 5, 7), stride and dilation 1, on VW-aligned
- * rows: input row by input row.  Row q's three aligned loads and KW tap
+/* lane masks of the aligned row copy */
+typedef int32_t dw_vi __attribute__((vector_size(VW * 4)));
+ATTNC_TPL_INLINE dw_vi dw_iota(void) {
+  dw_vi v;
+  _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) v[q] = q;
+  return v;
+}
+
+/* A square KW x KW kernel (3, 5, 7), stride and dilation 1: input row by
+ * input row, rows q in [qlo, qhi) at base + q rs, their three vectors
+ * masked by k0, k1, k2 (the padded buffer: every lane; the input read in
+ * place: the lanes inside the image).  Row q's three aligned loads and KW tap
  * shuffles serve every output row r of the group it is a kernel row of
  * (i = q - r): each input row loaded and shuffled once per group, not
  * once per kernel row (KW times).  For each output row the terms still
@@ -288,24 +298,18 @@ ATTNC_TPL_INLINE void dw_rows_aligned(const int KW, const float *base, int64_t W
       acc[r][1] += w_ * s1;                                                                                 \
     }                                                                                                       \
   }
-ATTNC_TPL_INLINE void dw_rows_square(const int KW, const int RB, const float *base, int64_t Wp, int64_t nr,
-                                     const float *wc, attnc_vf acc[CONV_DW_RB][2]) {
-  _Pragma("clang loop unroll(full)") for (int q = 0; q < RB + KW - 1; q++) if (q < nr + KW - 1) {
-    const float *p = base + q * Wp;
-    attnc_vf A = attnc_loada(p), B = attnc_loada(p + VW), C = attnc_loada(p + 2 * VW);
+ATTNC_TPL_INLINE void dw_rows_square(const int KW, const int RB, const float *base, int64_t rs, int64_t qlo,
+                                     int64_t qhi, dw_vi k0, dw_vi k1, dw_vi k2, const float *wc,
+                                     attnc_vf acc[CONV_DW_RB][2]) {
+  _Pragma("clang loop unroll(full)") for (int q = 0; q < RB + KW - 1; q++) if (q >= qlo && q < qhi) {
+    const float *p = base + q * rs;
+    attnc_vf A = (attnc_vf)((dw_vi)attnc_loadu(p) & k0), B = (attnc_vf)((dw_vi)attnc_loadu(p + VW) & k1),
+             C = (attnc_vf)((dw_vi)attnc_loadu(p + 2 * VW) & k2);
     DW_QTAP(0) DW_QTAP(1) DW_QTAP(2) DW_QTAP(3)
 #if VW > 4
     DW_QTAP(4) DW_QTAP(5) DW_QTAP(6)
 #endif
   }
-}
-
-/* lane masks of the aligned row copy */
-typedef int32_t dw_vi __attribute__((vector_size(VW * 4)));
-ATTNC_TPL_INLINE dw_vi dw_iota(void) {
-  dw_vi v;
-  _Pragma("clang loop unroll(full)") for (int q = 0; q < VW; q++) v[q] = q;
-  return v;
 }
 
 /* [lo, hi): the input tensor's bytes (whole-vector loads inside them
@@ -321,14 +325,18 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
   const int aligned = dw == 1 && (kw == 3 || kw == 5 || kw == 7) && kw <= VW;
   if (aligned) Wp = (wv + VW + VW - 1) / VW * VW;
   const int square = aligned && kh == kw && sh == 1 && dh == 1;
+  /* a square kernel reads its input in place (no band copy) when every whole-vector load of the plane's rows
+     stays inside the input tensor (all planes but the tensor's first and last, typically) */
+  const int direct = square && xsw == 1 && (uintptr_t)(xc - pw) >= lo &&
+                     (uintptr_t)(xc + (H - 1) * xsh + (wv - 2 * VW) + 3 * VW - pw) <= hi;
   int64_t span = (kh - 1) * dh + 1;                              /* input rows one output row reads */
-  if (span * Wp > CONV_DW_BUF) return 0;
-  int64_t band = (CONV_DW_BUF / Wp - span) / sh + 1; /* output rows per band */
+  if (!direct && span * Wp > CONV_DW_BUF) return 0;
+  int64_t band = direct ? Ho : (CONV_DW_BUF / Wp - span) / sh + 1; /* output rows per band */
   float buf[CONV_DW_BUF] __attribute__((aligned(64)));
   for (int64_t y0 = 0; y0 < Ho; y0 += band) {
     int64_t y1 = y0 + band < Ho ? y0 + band : Ho;
     int64_t r0 = y0 * sh - ph, rows = (y1 - 1 - y0) * sh + span; /* input rows [r0, r0 + rows) */
-    for (int64_t r = 0; r < rows && aligned && xsw == 1; r++) { /* aligned rows: one vector store each */
+    for (int64_t r = 0; r < rows && aligned && xsw == 1 && !direct; r++) { /* aligned rows: one vector store each */
       float *d = buf + r * Wp;
       int64_t yy = r0 + r;
       if (yy < 0 || yy >= H) {
@@ -352,7 +360,7 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
         attnc_storea(d + X, (attnc_vf)((dw_vi)v & keep));
       }
     }
-    for (int64_t r = 0; r < rows && !(aligned && xsw == 1); r++) { /* zeros, then the row's columns at [pw, pw + W) */
+    for (int64_t r = 0; r < rows && !(aligned && xsw == 1) && !direct; r++) { /* zeros, then the row's columns at [pw, pw + W) */
       float *d = buf + r * Wp;
       int64_t yy = r0 + r, X = 0;
       /* vector stores and fixed-count conditional tails: no loop the
@@ -381,14 +389,24 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
             attnc_splat(0.0f);
         if (aligned) {
           const float *xb = base + xo;
+          int64_t rs = Wp, qlo = 0, qhi = nr + kw - 1;
+          dw_vi k0 = dw_iota() * 0 - 1, k1 = k0, k2 = k0;
+          if (direct) { /* the input in place: its rows inside the image, its columns inside the row */
+            dw_vi ix = dw_iota() + (int32_t)(xo - pw);
+            k0 = (ix >= 0) & (ix < (int32_t)W), k1 = (ix + VW >= 0) & (ix + VW < (int32_t)W);
+            k2 = (ix + 2 * VW >= 0) & (ix + 2 * VW < (int32_t)W);
+            xb = xc + (y - ph) * xsh + xo - pw, rs = xsh;
+            qlo = ph - y > 0 ? ph - y : 0;
+            qhi = H + ph - y < qhi ? H + ph - y : qhi;
+          }
           /* a group of at most half the rows (the plane's last) computes only those */
           const int half = nr <= CONV_DW_RB / 2;
-          if (square && kw == 3 && half) dw_rows_square(3, CONV_DW_RB / 2, xb, Wp, nr, wc, acc);
-          else if (square && kw == 3) dw_rows_square(3, CONV_DW_RB, xb, Wp, nr, wc, acc);
-          else if (square && kw == 5 && half) dw_rows_square(5, CONV_DW_RB / 2, xb, Wp, nr, wc, acc);
-          else if (square && kw == 5) dw_rows_square(5, CONV_DW_RB, xb, Wp, nr, wc, acc);
-          else if (square && half) dw_rows_square(7, CONV_DW_RB / 2, xb, Wp, nr, wc, acc);
-          else if (square) dw_rows_square(7, CONV_DW_RB, xb, Wp, nr, wc, acc);
+          if (square && kw == 3 && half) dw_rows_square(3, CONV_DW_RB / 2, xb, rs, qlo, qhi, k0, k1, k2, wc, acc);
+          else if (square && kw == 3) dw_rows_square(3, CONV_DW_RB, xb, rs, qlo, qhi, k0, k1, k2, wc, acc);
+          else if (square && kw == 5 && half) dw_rows_square(5, CONV_DW_RB / 2, xb, rs, qlo, qhi, k0, k1, k2, wc, acc);
+          else if (square && kw == 5) dw_rows_square(5, CONV_DW_RB, xb, rs, qlo, qhi, k0, k1, k2, wc, acc);
+          else if (square && half) dw_rows_square(7, CONV_DW_RB / 2, xb, rs, qlo, qhi, k0, k1, k2, wc, acc);
+          else if (square) dw_rows_square(7, CONV_DW_RB, xb, rs, qlo, qhi, k0, k1, k2, wc, acc);
           else if (kw == 3) dw_rows_aligned(3, xb, Wp, sh, dh, kh, nr, wc, acc);
           else if (kw == 5) dw_rows_aligned(5, xb, Wp, sh, dh, kh, nr, wc, acc);
           else dw_rows_aligned(7, xb, Wp, sh, dh, kh, nr, wc, acc);
@@ -423,10 +441,10 @@ static int dwconv_padded(const float *xc, const float *wc, float *oc, const int6
           }
         }
       }
-      if (epi) /* pixels [y Wo, (y + nr) Wo) of row c of the [O, Ho*Wo] map of image n: one call (a vector
-                  tail once, not per image row) */
-        epi(epi_ctx, oc + y * Wo, nr * Wo, c, y * Wo, 1, nr * Wo);
     }
+    if (epi) /* pixels [y0 Wo, y1 Wo) of row c of the [O, Ho*Wo] map of image n: one call per band (a vector
+                tail once, not per image row; the band's stores long done, not in flight under its loads) */
+      epi(epi_ctx, oc + y0 * Wo, (y1 - y0) * Wo, c, y0 * Wo, 1, (y1 - y0) * Wo);
   }
   return 1;
 }

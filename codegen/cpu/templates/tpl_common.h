@@ -39,8 +39,20 @@ ATTNC_TPL_INLINE void attnc_storeu(float *p, attnc_vf v) { *(attnc_vfu *)p = v; 
 /* aligned (VW*4 bytes) vector load/store */
 ATTNC_TPL_INLINE attnc_vf attnc_loada(const float *p) { return *(const attnc_vf *)p; }
 ATTNC_TPL_INLINE void attnc_storea(float *p, attnc_vf v) { *(attnc_vf *)p = v; }
-/* all lanes = x */
-ATTNC_TPL_INLINE attnc_vf attnc_splat(float x) { return (attnc_vf){0} + x; }
+/* all lanes = x: a broadcast (not {0} + x, which the compiler must keep as
+   a scalar add -- 0 + -0 is +0 -- before a register broadcast, where a
+   broadcast folds into the FMA's memory operand) */
+#if VW == 16
+#define ATTNC_LANE0 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+#elif VW == 8
+#define ATTNC_LANE0 0, 0, 0, 0, 0, 0, 0, 0
+#else
+#define ATTNC_LANE0 0, 0, 0, 0
+#endif
+ATTNC_TPL_INLINE attnc_vf attnc_splat(float x) {
+  attnc_vf v = {x};
+  return __builtin_shufflevector(v, v, ATTNC_LANE0);
+}
 /* x[0] + ... + x[VW-1] as a fixed tree (the same bits on every call) */
 ATTNC_TPL_INLINE float attnc_hsum(attnc_vf x) {
   float t[VW];
