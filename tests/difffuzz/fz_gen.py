@@ -807,7 +807,7 @@ class Gen:
         if k is None:
             k = [r.choice([1, 3, 3, 5, 7])] * 2 if r.random() < 0.75 else [r.choice([1, 2, 3, 5]), r.choice([1, 3, 4, 7])]
         stride = r.choice([1, 1, 2])
-        dil = 2 if r.random() < 0.15 else 1
+        dil = 2 if r.random() < 0.25 else 1
         kw = {}
         if stride != 1:
             kw["stride"] = I(stride) if r.random() < 0.8 else L.List([I(stride), I(r.choice([1, 2]))])

@@ -315,6 +315,8 @@ def finish(dt, shape, r, ep, k=0.0, a=None, exact=False, nonneg=False):
             if not exact:
                 mag = np.where(np.isfinite(r), np.abs(r) + ep, 0.0)
                 term = (k * U32 + 2 * UDT[dt]) * mag
+                if dt == "f16":  # subnormal f16 values are rounded to an absolute 2^-25
+                    term = term + 2.0 ** -24
                 if a is not None:
                     term = term + np.where(np.isfinite(a), a, 0.0) * U32
                 ep = ep + np.where(np.isnan(term), INF, term)
@@ -1382,6 +1384,8 @@ class Evaluator:
                 fail("cast needs a dtype")
             x = args[0]
             if not isinstance(x, Tensor):
+                if isinstance(x, bool) or not isinstance(x, (int, float)):
+                    fail("cast of a %s", type(x).__name__)
                 if isinstance(x, float) and args[1].name in ("i32", "bool"):
                     fail("a real cannot be cast to %s", args[1].name)
                 return const_tensor(x, args[1].name)
