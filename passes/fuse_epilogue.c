@@ -105,8 +105,9 @@ static bool conv_epilogue_ok(const IrGraph *g, int m, const IrNode *en) {
     const IrType *t = &f->nodes[en->in[k]].type;
     int64_t h = 1, w = 1;
     if (en->in[k] == m) continue;
-    if (t->rank >= 1) ir_dim_is_const(t->dim[t->rank - 1], &w);
-    if (t->rank >= 2) ir_dim_is_const(t->dim[t->rank - 2], &h);
+    /* a run-time size (a dim, a derived dim) is not 1 */
+    if (t->rank >= 1 && !ir_dim_is_const(t->dim[t->rank - 1], &w)) w = 0;
+    if (t->rank >= 2 && !ir_dim_is_const(t->dim[t->rank - 2], &h)) h = 0;
     if (!(h == 1 && w == 1) && !ir_shape_eq(t, &f->nodes[m].type)) return false;
   }
   if (en->op == IR_FUSED)

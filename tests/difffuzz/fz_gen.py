@@ -30,6 +30,9 @@ CONSTS = [1, 2, 3, 4, 5, 7, 8, 11, 13, 16]
 DIM_VALUES = [1, 1, 2, 2, 3, 3, 4, 5, 7, 11, 13, 17]
 SEQ_VALUES = [1, 2, 3, 5, 7, 9, 16, 17, 31, 33, 64, 65, 70]
 MAX_ELEMS = 60000
+# image sides (run-time H, W and constants): 1, odd, primes, even
+IMG_VALUES = [1, 2, 3, 4, 5, 7, 8, 9, 11, 13, 16]
+CHANNELS = [1, 2, 3, 4, 5, 6, 8, 12, 16]
 # sizes beyond the CPU gemm's blocks (KC 256 / 384, NC 144 / 480)
 BIG = [145, 257, 385, 400, 481, 520]
 
@@ -104,10 +107,10 @@ class Gen:
 
     def dim(self, role):
         """A dim for a role (batch, seq, kv, other): an existing one or new."""
-        names = {"batch": "B", "seq": "T", "kv": "S", "other": "N"}
+        names = {"batch": "B", "seq": "T", "kv": "S", "other": "N", "height": "H", "width": "W"}
         n = names[role]
         if n not in self.dimvals:
-            vals = SEQ_VALUES if role in ("seq", "kv") else DIM_VALUES
+            vals = SEQ_VALUES if role in ("seq", "kv") else IMG_VALUES if role in ("height", "width") else DIM_VALUES
             self.dimvals[n] = self.r.choice(vals)
             self.ev.decl_dims.add(n)
         return M.Size({(n,): 1})
@@ -138,9 +141,11 @@ class Gen:
         self.pool.append(name)
         return name
 
-    def add_weight(self, dt, shape):
-        """Declare a new weight of dtype dt and a constant shape."""
+    def add_weight(self, dt, shape, rng=None):
+        """Declare a new weight of dtype dt and a constant shape (rng: its data range)."""
         name = self.fresh("w")
+        if rng:
+            self.ev.ranges["p." + name] = rng
         st = L.Stmt("weight", [name], type_ast(dt, shape), L.Str("p." + name))
         self.ev.stmt(st)
         self.decls.append(st)
@@ -752,10 +757,232 @@ class Gen:
             e = C("relu", C("sqrt", L.Un("-", F(1.0)))) if self.wild else B("/", F(1.0), C("sqrt", I(r.choice(CONSTS))))
         return self.let(B(r.choice(["*", "+", "-"]), N(x), e))
 
+    # ---- images (NCHW) ---------------------------------------------------------
+    def image(self, fresh_ok=True):
+        """An image of the program's dtype with constant channels: a pool
+        value (recent ones more likely) or a new input [N, C, H, W] with
+        run-time or constant sides."""
+        r = self.r
+        ok = lambda t: t.dt == self.dt and t.rank == 4 and isinstance(t.shape[1], int) and t.shape[1] <= 32
+        if not fresh_ok or r.random() < 0.75:
+            try:
+                return self.pick(ok)
+            except Skip:
+                if not fresh_ok:
+                    raise
+        n = self.dim("batch") if r.random() < 0.6 else r.choice([1, 2])
+        sides = [self.dim(role) if r.random() < 0.5 else r.choice(IMG_VALUES) for role in ("height", "width")]
+        return self.add_input(self.dt, (n, r.choice(CHANNELS), sides[0], sides[1]))
+
+    def pad_kw(self, k, stride, dil):
+        """padding= for a window: an int 0..3, a pair, "same" (stride 1), or none."""
+        r = self.r
+        c = r.random()
+        if c < 0.15:
+            return {}
+        if c < 0.3 and stride == 1:
+            return {"padding": L.Str("same")}
+        if c < 0.45:
+            return {"padding": L.List([I(r.randint(0, 3)), I(r.randint(0, 3))])}
+        if c < 0.8:  # the usual (k - 1) / 2 of a square kernel
+            return {"padding": I(dil * (k[0] - 1) // 2)}
+        return {"padding": I(r.randint(0, 3))}
+
+    def conv_expr(self, x, O=None, groups=None, k=None, bias=None):
+        """conv2d(x, w, b?, stride=, padding=, dilation=, groups=) with a
+        weight of constant [O, C/groups, kh, kw]."""
+        r = self.r
+        Cx = self.val(x).shape[1]
+        if groups is None:
+            g = r.random()
+            if g < 0.55:
+                groups = 1
+            elif g < 0.8:
+                groups = Cx
+            else:
+                groups = r.choice([d for d in range(1, Cx + 1) if Cx % d == 0])
+        if O is None:
+            O = groups * r.choice([1, 1, 2, 3]) if groups == Cx else groups * r.choice(
+                [m for m in range(1, 17) if groups * m <= 32])
+        if k is None:
+            k = [r.choice([1, 3, 3, 5, 7])] * 2 if r.random() < 0.75 else [r.choice([1, 2, 3, 5]), r.choice([1, 3, 4, 7])]
+        stride = r.choice([1, 1, 2])
+        dil = 2 if r.random() < 0.25 else 1
+        kw = {}
+        if stride != 1:
+            kw["stride"] = I(stride) if r.random() < 0.8 else L.List([I(stride), I(r.choice([1, 2]))])
+        if dil != 1:
+            kw["dilation"] = I(dil) if r.random() < 0.7 else L.List([I(1), I(dil)])
+        kw.update(self.pad_kw(k, stride if "stride" not in kw or isinstance(kw["stride"], L.Int) else 2, dil))
+        if groups != 1:
+            kw["groups"] = I(groups)
+        w = self.add_weight(self.dt, (O, Cx // groups, k[0], k[1]), rng=self.fan_in(Cx // groups * k[0] * k[1]))
+        args = [N(x), N(w)]
+        if bias if bias is not None else r.random() < 0.5:
+            args.append(N(self.add_weight(self.dt, (O,), rng=(-0.5, 0.5))))
+        return C("conv2d", *args, **kw)
+
+    @staticmethod
+    def fan_in(k):
+        """A weight's data range for a sum over k terms."""
+        a = round(math.sqrt(3.0 / k) * 1.5, 3)
+        return (-a, a)
+
+    def bn_expr(self, e, c):
+        """An eval batchnorm of e over c channels (positive running variance)."""
+        r = self.r
+        ws = [N(self.add_weight(self.dt, (c,), rng=rg)) for rg in ((0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.25, 2.0))]
+        kw = {"eps": F(r.choice([1e-5, 1e-3, 0.1]))} if r.random() < 0.5 else {}
+        return C("batchnorm", e, *ws, **kw)
+
+    def act(self, e):
+        """A CNN activation of e (or none)."""
+        fn = self.r.choice(["relu", "relu", "hardswish", "hardsigmoid", "silu", "sigmoid", "gelu", "tanh", None])
+        return C(fn, e) if fn else e
+
+    def op_conv(self):
+        """A convolution with an epilogue (bias, batchnorm, activation,
+        residual) and perhaps a pool: fuse-epilogue, fold-bn, fuse-pool."""
+        r = self.r
+        x = self.image()
+        e = self.conv_expr(x)
+        if r.random() < 0.3:
+            e = self.bn_expr(e, self.val(e.args[1].id).shape[0])
+        e = self.act(e)
+        if r.random() < 0.15:  # a residual of the same shape
+            y = self.let(e)
+            t = self.val(y)
+            e = B("+", N(y), N(self.add_input(self.dt, self.bcast_shape(t.shape))))
+        if r.random() < 0.35:
+            e = self.pool_expr(e)
+        return self.let(e)
+
+    def pool_expr(self, e):
+        """maxpool2d / avgpool2d of e: kernel 1..3 or a pair, stride the
+        kernel, 1 or 2, padding at most half the kernel."""
+        r = self.r
+        fn = r.choice(["maxpool2d", "avgpool2d"])
+        k = [r.choice([1, 2, 2, 3])] * 2 if r.random() < 0.8 else [r.choice([1, 2, 3]), r.choice([1, 2, 3])]
+        kw = {}
+        c = r.random()
+        st = k
+        if c < 0.3:
+            st = [r.choice([1, 2])] * 2
+            kw["stride"] = I(st[0])
+        if r.random() < 0.3:
+            if r.random() < 0.2 and st == [1, 1]:
+                kw["padding"] = L.Str("same")
+            else:
+                kw["padding"] = I(min(k) // 2)
+        ka = I(k[0]) if k[0] == k[1] else L.List([I(k[0]), I(k[1])])
+        return C(fn, e, ka, **kw)
+
+    def op_pool(self):
+        """A pool of an image."""
+        return self.let(self.pool_expr(N(self.image(fresh_ok=self.r.random() < 0.3))))
+
+    def op_se_cnn(self):
+        """Squeeze-and-excitation on a convolution's map: the mean over H, W
+        (mean keepdim or not, adaptive_avg_pool2d), two linears or 1x1
+        convs, sigmoid or hardsigmoid, the map scaled per (image, channel)
+        (fold-se, fuse-excite); the scaled map then perhaps read by a conv
+        or a pool (fold-se's scale folds into them)."""
+        r = self.r
+        x = self.image()
+        f = self.let(self.act(self.conv_expr(x)))
+        t = self.val(f)
+        Cc = t.shape[1]
+        Cr = r.choice([c for c in (1, 2, 3, 4, 8) if c <= max(Cc, 1)])
+        gate = r.choice(["sigmoid", "sigmoid", "hardsigmoid"])
+        k = r.randrange(3)
+        bias = lambda n: [N(self.add_weight(self.dt, (n,), rng=(-0.5, 0.5)))] if r.random() < 0.6 else []
+        if k == 0:  # linears on [N, C]
+            s = C("mean", N(f), axis=L.List([I(2), I(3)]))
+            h = C("relu", C("linear", s, N(self.add_weight(self.dt, (Cr, Cc), rng=self.fan_in(Cc))), *bias(Cr)))
+            g = C(gate, C("linear", h, N(self.add_weight(self.dt, (Cc, Cr), rng=self.fan_in(Cr))), *bias(Cc)))
+            g = C("reshape", g, L.List([size_ast(t.shape[0]), I(Cc), I(1), I(1)]))
+        else:  # 1x1 convs on [N, C, 1, 1]
+            s = C("mean", N(f), axis=L.List([I(2), I(3)]), keepdim=I(1)) if k == 1 else \
+                C("adaptive_avg_pool2d", N(f), I(1))
+            w1 = self.add_weight(self.dt, (Cr, Cc, 1, 1), rng=self.fan_in(Cc))
+            h = C("relu", C("conv2d", s, N(w1), *bias(Cr)))
+            w2 = self.add_weight(self.dt, (Cc, Cr, 1, 1), rng=self.fan_in(Cr))
+            g = C(gate, C("conv2d", h, N(w2), *bias(Cc)))
+        y = B("*", N(f), g) if r.random() < 0.8 else B("*", g, N(f))
+        c = r.random()
+        if c < 0.35:
+            return self.let(self.pool_expr(y))
+        if c < 0.7:
+            ys = self.let(y)
+            return self.let(self.act(self.conv_expr(ys)))
+        return self.let(y)
+
+    def op_mbconv(self):
+        """A MobileNet block: 1x1 expand + batchnorm + hardswish, depthwise
+        kxk + batchnorm + activation, SE with hardsigmoid, 1x1 project +
+        batchnorm, residual (examples/mbconv.attn)."""
+        r = self.r
+        x = self.image()
+        Cin = self.val(x).shape[1]
+        E = Cin * r.choice([1, 2, 3, 4]) if Cin <= 8 else Cin
+        e = self.let(self.act(self.bn_expr(self.conv_expr(x, O=E, groups=1, k=[1, 1], bias=False), E)))
+        k = r.choice([3, 5, 7])
+        kw = {"padding": I((k - 1) // 2), "groups": I(E)}
+        if r.random() < 0.3:
+            kw["stride"] = I(2)
+        wd = self.add_weight(self.dt, (E, 1, k, k), rng=self.fan_in(k * k))
+        d = self.let(C("hardswish", self.bn_expr(C("conv2d", N(e), N(wd), **kw), E)))
+        if r.random() < 0.7:
+            sq = r.choice([1, 2, 4, 8])
+            s = C("relu", C("conv2d", C("adaptive_avg_pool2d", N(d), I(1)),
+                            N(self.add_weight(self.dt, (sq, E, 1, 1), rng=self.fan_in(E))),
+                            N(self.add_weight(self.dt, (sq,), rng=(-0.5, 0.5)))))
+            g = C("hardsigmoid", C("conv2d", s, N(self.add_weight(self.dt, (E, sq, 1, 1), rng=self.fan_in(sq))),
+                                   N(self.add_weight(self.dt, (E,), rng=(-0.5, 0.5)))))
+            d = self.let(B("*", N(d), g))
+        Cout = Cin if r.random() < 0.6 else r.choice(CHANNELS)
+        y = self.bn_expr(self.conv_expr(d, O=Cout, groups=1, k=[1, 1], bias=False), Cout)
+        if Cout == Cin and "stride" not in kw:
+            y = B("+", y, N(x))
+        return self.let(y)
+
+    def op_head(self):
+        """A classifier head: global average (three spellings), flatten, linear."""
+        r = self.r
+        x = self.image(fresh_ok=False)
+        t = self.val(x)
+        c = r.randrange(3)
+        if c == 0:
+            g = C("adaptive_avg_pool2d", N(x), I(1))
+        elif c == 1:
+            g = C("global_avg_pool2d", N(x))
+        else:
+            g = C("mean", N(x), axis=L.List([I(2), I(3)]), keepdim=I(1))
+        f = C("flatten", g, I(1)) if r.random() < 0.7 else C("flatten", g)
+        if r.random() < 0.5:
+            f = C("linear", f, N(self.add_weight(self.dt, (r.choice(CONSTS), t.shape[1]), rng=self.fan_in(t.shape[1]))))
+        return self.let(f)
+
+    def op_image_misc(self):
+        """flatten of a map, batchnorm on [N, C], hard activations of any value."""
+        r = self.r
+        c = r.randrange(3)
+        if c == 0:
+            x = self.image(fresh_ok=False)
+            return self.let(C("flatten", N(x), I(r.choice([1, 2, -2]))))
+        if c == 1:
+            x = self.pick(lambda t: t.dt == self.dt and t.rank in (2, 4) and isinstance(t.shape[1], int))
+            return self.let(self.bn_expr(N(x), self.val(x).shape[1]))
+        x = self.pick_float()
+        return self.let(C(r.choice(["hardsigmoid", "hardswish"]), N(x)))
+
     # ---- the whole program -----------------------------------------------------
     def start(self):
         """The first inputs."""
         r = self.r
+        if r.random() < 0.3:  # a CNN program
+            self.image()
+            return
         for _ in range(r.randint(1, 2)):
             k = r.random()
             if k < 0.6:
@@ -893,7 +1120,7 @@ def prune(prog):
         if not live:
             del out.header["dims"]
     rng = [kv for kv in out.header.get("data", "").split() if kv.split("=")[0] in
-           {s.names[0] for s in stmts if s.kind == "input"}]
+           {s.names[0] for s in stmts if s.kind == "input"} | {s.expr.s for s in stmts if s.kind == "weight"}]
     if rng:
         out.header["data"] = " ".join(rng)
     else:
@@ -906,6 +1133,7 @@ OPS = [
     ("unary", 10), ("binary", 10), ("where", 4), ("cast", 3), ("index", 3),
     ("reduce", 6), ("softmax", 4), ("norm", 3), ("norm_primitive", 3),
     ("matmul", 8), ("shape", 7), ("attention", 7), ("se", 2), ("fold", 2),
+    ("conv", 9), ("pool", 3), ("se_cnn", 4), ("mbconv", 2), ("head", 2), ("image_misc", 2),
 ]
 for _name, _w in OPS:
     assert hasattr(Gen, "op_" + _name), _name

@@ -150,8 +150,8 @@ class Size:
         return ratio
 
     def eval(self, dims):
-        """The value for concrete dims."""
-        return sum(c * math.prod(dims[d] for d in m) for m, c in self.t.items())
+        """The value for concrete dims (derived dims computed from them)."""
+        return sum(c * math.prod(dim_value(d, dims) for d in m) for m, c in self.t.items())
 
     def __eq__(self, o):
         return isinstance(o, Size) and self.t == o.t
@@ -161,6 +161,52 @@ class Size:
 
     def __repr__(self):
         return fmt_size(self)
+
+
+# Derived dims (docs/language.md 3.4): the output size of a window over a
+# run-time size that is not a polynomial of the dims, floor(num / stride) + 1
+# with num = H + pads - d(k-1) - 1.  Two are the same dim when num and the
+# stride are (ir_derived_dim), so the symbol's name is made from them alone:
+# the conv_size(...) text that gives that definition, which is also how a
+# declared type writes it.  name -> (num, stride); the registry only grows
+# and a name always means the same definition.
+DERIVED = {}
+
+
+def dim_value(d, dims):
+    """The run-time value of a dim or a derived dim (FzRunError when the
+    window leaves no output at these sizes)."""
+    if d in dims:
+        return dims[d]
+    if d not in DERIVED:
+        raise KeyError(d)
+    num, stride = DERIVED[d]
+    n = num.eval(dims)
+    if n < 0:
+        raise FzRunError("a window leaves no output (%s = %d)" % (d, n))
+    return n // stride + 1
+
+
+def window_size(insz, k, s, pb, pe, d):
+    """The output size of a window along an axis of size insz: a constant,
+    a polynomial (stride 1, never empty) or a derived dim, as
+    ir_window_dim / ir_derived_dim make it."""
+    num = sz_add(insz, pb + pe - d * (k - 1) - 1)
+    if isinstance(num, int):
+        if num < 0:
+            fail("input size %d padded by %d+%d is smaller than the kernel extent %d", insz, pb, pe, d * (k - 1) + 1)
+        return num // s + 1
+    nonneg = all(c >= 0 for m, c in num.t.items() if m) and sum(num.t.values()) >= 0
+    if s == 1 and nonneg:
+        return num + 1
+    c = num.t.get((), 0)
+    base = num - c
+    # conv_size(base, k, stride=s, padding=p) has num = base + 2p - k
+    p = 0 if c < 0 else (c + 2) // 2
+    k2 = 2 * p - c
+    name = "conv_size(%s, %d, stride=%d%s)" % (fmt_size(base), k2, s, ", padding=%d" % p if p else "")
+    DERIVED.setdefault(name, (num, s))
+    return Size({(name,): 1})
 
 
 def sz_add(a, b):
@@ -269,6 +315,8 @@ def finish(dt, shape, r, ep, k=0.0, a=None, exact=False, nonneg=False):
             if not exact:
                 mag = np.where(np.isfinite(r), np.abs(r) + ep, 0.0)
                 term = (k * U32 + 2 * UDT[dt]) * mag
+                if dt == "f16":  # subnormal f16 values are rounded to an absolute 2^-25
+                    term = term + 2.0 ** -24
                 if a is not None:
                     term = term + np.where(np.isfinite(a), a, 0.0) * U32
                 ep = ep + np.where(np.isnan(term), INF, term)
@@ -913,6 +961,186 @@ def attention(q, k, v, causal, mask, scale, dims):
     return o
 
 
+# ---- images (NCHW): conv2d, pools, batchnorm, hard activations ---------------
+
+def pair(v, what, lo=1):
+    """An int or a pair [h, w] of compile-time integers >= lo."""
+    vs = v if isinstance(v, list) else [v, v]
+    if len(vs) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in vs):
+        fail("%s must be an integer or a pair [h, w]", what)
+    if any(x < lo or x > 1 << 20 for x in vs):
+        fail("%s must be between %d and %d", what, lo, 1 << 20)
+    return vs
+
+
+def window_pads(padding, k, dil, stride, fn):
+    """[top, left, bottom, right] from padding= (an int, a pair, "same",
+    "valid"); "same" puts an odd total's extra row / column at the end."""
+    if isinstance(padding, Key):
+        if padding.s not in ("same", "valid"):
+            fail("%s: padding must be an integer, a pair, \"same\" or \"valid\"", fn)
+        if padding.s == "valid":
+            return [0, 0, 0, 0]
+        if stride != [1, 1]:
+            fail("%s: padding=\"same\" needs stride 1", fn)
+        tot = [dil[i] * (k[i] - 1) for i in range(2)]
+        return [tot[0] // 2, tot[1] // 2, tot[0] - tot[0] // 2, tot[1] - tot[1] // 2]
+    p = pair(padding, "%s: padding" % fn, 0)
+    return [p[0], p[1], p[0], p[1]]
+
+
+def want_image(x, fn):
+    """x must be a floating-point [N, C, H, W] tensor."""
+    if not isinstance(x, Tensor) or x.rank != 4 or x.dt not in FLOATS:
+        fail("%s expects a floating-point [N, C, H, W] image", fn)
+
+
+def window_shape(x, k, st, pads, dil, dims):
+    """The output's symbolic spatial sizes and their run-time values."""
+    sizes = [window_size(x.shape[2 + i], k[i], st[i], pads[i], pads[2 + i], dil[i]) for i in range(2)]
+    return sizes, [sz_eval(v, dims) for v in sizes]
+
+
+def taps(v, pads, fill, k, st, dil, out):
+    """For each window cell (i, j): the strided view of the padded image
+    v [N, C, H, W] that cell reads for every output position."""
+    xp = np.pad(v, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=fill)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            y0, x0 = i * dil[0], j * dil[1]
+            yield i, j, xp[:, :, y0:y0 + st[0] * (out[0] - 1) + 1:st[0], x0:x0 + st[1] * (out[1] - 1) + 1:st[1]]
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups, dims):
+    """conv2d as ir/interp.c computes it: every product of the window, all
+    input channels of the group, summed (float64) and rounded once; the
+    bound is matmul's with K = C/groups * kh * kw.  The bias is a
+    per-channel add after it, as the front end lowers it."""
+    want_image(x, "conv2d")
+    if not isinstance(w, Tensor):
+        fail("conv2d: the weight must be a tensor")
+    st, dil = pair(stride, "conv2d: stride"), pair(dilation, "conv2d: dilation")
+    if not isinstance(groups, int) or isinstance(groups, bool):
+        fail("conv2d: groups must be an integer")
+    C = x.shape[1]
+    if not isinstance(C, int):
+        fail("conv2d: the channels must be a compile-time size")
+    if groups < 1 or C % groups:
+        fail("conv2d: groups=%d does not divide %d channels", groups, C)
+    if w.rank != 4 or w.dt != x.dt or not all(isinstance(s, int) for s in w.shape) or \
+            w.shape[1] != C // groups or w.shape[0] % groups:
+        fail("conv2d: the weight must be [O, %d, kh, kw] of %s, got %s", C // groups, x.dt, w.typestr())
+    if b is not None and (not isinstance(b, Tensor) or b.shape != (w.shape[0],) or b.dt != x.dt):
+        fail("conv2d: the bias must be [%d]", w.shape[0])
+    O, Cg, kh, kw = w.shape
+    k = [kh, kw]
+    pads = window_pads(padding, k, dil, st, "conv2d")
+    sizes, out = window_shape(x, k, st, pads, dil, dims)
+    N = x.v.shape[0]
+    G, Og = groups, O // groups
+    wv, we = w.v.reshape(G, Og, Cg, kh, kw), w.e.reshape(G, Og, Cg, kh, kw)
+    r = np.zeros((N, G, Og, out[0], out[1]))
+    ab, ep = np.zeros_like(r), np.zeros_like(r)
+    with np.errstate(all="ignore"):
+        xa = np.abs(x.v)
+        views = zip(taps(x.v, pads, 0.0, k, st, dil, out), taps(xa, pads, 0.0, k, st, dil, out),
+                    taps(x.e, pads, 0.0, k, st, dil, out))
+        for (i, j, v), (_, _, a), (_, _, e) in views:
+            shp = (N, G, Cg, out[0], out[1])
+            v, a, e = v.reshape(shp), a.reshape(shp), e.reshape(shp)
+            wt, wa, wet = wv[:, :, :, i, j], np.abs(wv[:, :, :, i, j]), we[:, :, :, i, j]
+            r += np.einsum("ngchw,goc->ngohw", v, wt)
+            ab += np.einsum("ngchw,goc->ngohw", a, wa)
+            if e.any():
+                ep += np.einsum("ngchw,goc->ngohw", e, wa)
+            if wet.any():
+                ep += np.einsum("ngchw,goc->ngohw", a, wet) + np.einsum("ngchw,goc->ngohw", e, wet)
+        ep += Cg * kh * kw * U32 * ab
+    shape = (x.shape[0], O, sizes[0], sizes[1])
+    y = finish(x.dt, shape, r.reshape(N, O, out[0], out[1]), ep.reshape(N, O, out[0], out[1]))
+    if b is not None:
+        y = binary("+", y, reshape(b, [O, 1, 1], dims))
+    return y
+
+
+def pool2d(kind, x, kernel, stride, padding, dims):
+    """maxpool2d (padding ignored: -inf) or avgpool2d (zeros counted,
+    divisor the whole window: count_include_pad)."""
+    fn = kind + "pool2d"
+    want_image(x, fn)
+    k = pair(kernel, fn + ": kernel")
+    st = k if stride is None else pair(stride, fn + ": stride")
+    pads = window_pads(padding, k, [1, 1], st, fn)
+    for i in range(2):
+        if 2 * pads[i] > k[i] or 2 * pads[2 + i] > k[i]:
+            fail("%s: padding %d is more than half the kernel %d", fn, pads[i], k[i])
+    sizes, out = window_shape(x, k, st, pads, [1, 1], dims)
+    shape = (x.shape[0], x.shape[1], sizes[0], sizes[1])
+    n = k[0] * k[1]
+    with np.errstate(all="ignore"):
+        if kind == "max":
+            r = np.full(x.v.shape[:2] + tuple(out), -INF)
+            ep = np.zeros_like(r)
+            for (_, _, v), (_, _, e) in zip(taps(x.v, pads, -INF, k, st, [1, 1], out),
+                                            taps(x.e, pads, 0.0, k, st, [1, 1], out)):
+                r = np.where(np.isnan(r) | (v > r) | np.isnan(v), np.where(np.isnan(r), r, v), r)
+                ep = np.maximum(ep, e)
+            return finish(x.dt, shape, r, ep, exact=True, nonneg=x.nonneg)
+        s = np.zeros(x.v.shape[:2] + tuple(out))
+        ep, ab = np.zeros_like(s), np.zeros_like(s)
+        for (_, _, v), (_, _, e) in zip(taps(x.v, pads, 0.0, k, st, [1, 1], out),
+                                        taps(x.e, pads, 0.0, k, st, [1, 1], out)):
+            s += v
+            ab += np.abs(v)
+            ep += e
+        ep += n * U32 * ab
+        return finish(x.dt, shape, s / n, ep / n, k=2.0, nonneg=x.nonneg)
+
+
+def flatten(x, start, dims):
+    """Axes start.. merged into one."""
+    if not isinstance(x, Tensor):
+        fail("flatten needs a tensor")
+    k = axis_of(start, x.rank, "start_axis")
+    tot = 1
+    for s in x.shape[k:]:
+        tot = sz_mul(tot, s)
+    return reshape(x, list(x.shape[:k]) + [tot], dims)
+
+
+def batchnorm(x, w, b, mean, var, eps, dims):
+    """Eval-mode batchnorm as the front end lowers it: s = w * rsqrt(var +
+    eps), t = b - mean * s, x * s + t per channel of axis 1."""
+    if not isinstance(x, Tensor) or x.rank < 2:
+        fail("batchnorm expects [N, C, ...]")
+    for p in (w, b, mean, var):
+        if not isinstance(p, Tensor) or p.shape != (x.shape[1],) or p.dt != x.dt:
+            fail("batchnorm: parameters must be [%s] of %s", fmt_size(x.shape[1]), x.dt)
+    if x.rank not in (2, 4):
+        fail("batchnorm expects [N, C] or [N, C, H, W]")
+    sc = binary("*", w, unary("rsqrt", binary("+", var, float(eps))))
+    sh = binary("-", b, binary("*", mean, sc))
+    if x.rank == 4:
+        sc = reshape(sc, [x.shape[1], 1, 1], dims)
+        sh = reshape(sh, [x.shape[1], 1, 1], dims)
+    return binary("+", binary("*", x, sc), sh)
+
+
+def relu6_3(x):
+    """min(max(x + 3, 0), 6), as the front end lowers it."""
+    return binary("min", binary("max", binary("+", x, 3.0), 0.0), 6.0)
+
+
+def hardsigmoid(x):
+    """relu6(x + 3) / 6."""
+    return binary("/", relu6_3(x), 6.0)
+
+
+def hardswish(x):
+    """x * relu6(x + 3) / 6."""
+    return binary("/", binary("*", x, relu6_3(x)), 6.0)
+
+
 # ---- the evaluator -----------------------------------------------------------
 
 class Result:
@@ -1156,6 +1384,8 @@ class Evaluator:
                 fail("cast needs a dtype")
             x = args[0]
             if not isinstance(x, Tensor):
+                if isinstance(x, bool) or not isinstance(x, (int, float)):
+                    fail("cast of a %s", type(x).__name__)
                 if isinstance(x, float) and args[1].name in ("i32", "bool"):
                     fail("a real cannot be cast to %s", args[1].name)
                 return const_tensor(x, args[1].name)
@@ -1214,6 +1444,45 @@ class Evaluator:
             if sc is not None and not isinstance(sc, (int, float)):
                 fail("attention: scale must be a number")
             return attention(args[0], args[1], args[2], causal, kw.get("mask"), sc, d)
+        if fn == "conv2d":
+            want(2, 3, ("stride", "padding", "dilation", "groups"))
+            return conv2d(self.tensor(args[0], fn), args[1], args[2] if len(args) > 2 else None, kw.get("stride", 1),
+                          kw.get("padding", 0), kw.get("dilation", 1), kw.get("groups", 1), d)
+        if fn in ("maxpool2d", "avgpool2d"):
+            want(2, 2, ("stride", "padding"))
+            return pool2d(fn[:3], self.tensor(args[0], fn), args[1], kw.get("stride"), kw.get("padding", 0), d)
+        if fn in ("adaptive_avg_pool2d", "global_avg_pool2d"):
+            want(1 if fn == "global_avg_pool2d" else 2, 1 if fn == "global_avg_pool2d" else 2)
+            if len(args) == 2 and pair(args[1], fn + ": output size") != [1, 1]:
+                fail("%s: only output size 1 is supported", fn)
+            x = self.tensor(args[0], fn)
+            want_image(x, fn)
+            return reduce("mean", x, [2, 3], True, d)
+        if fn == "flatten":
+            want(1, 2)
+            return flatten(args[0], args[1] if len(args) > 1 else 1, d)
+        if fn == "batchnorm":
+            want(5, 6, ("eps",))
+            eps = args[5] if len(args) > 5 else kw.get("eps", 1e-5)
+            if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+                fail("batchnorm: eps must be a number")
+            return batchnorm(self.tensor(args[0], fn), *args[1:5], eps, d)
+        if fn in ("hardsigmoid", "hardswish"):
+            want(1, 1)
+            x = self.tensor(args[0], fn)
+            return hardsigmoid(x) if fn == "hardsigmoid" else hardswish(x)
+        if fn == "conv_size":
+            want(2, 2, ("stride", "padding", "dilation"))
+            h = args[0]
+            if isinstance(h, bool) or not isinstance(h, (int, Size)):
+                fail("conv_size: the size must be an integer or a dim")
+            ints = [args[1], kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1)]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+                fail("conv_size: kernel, stride, padding and dilation must be integers")
+            k, st, p, dl = ints
+            if k < 1 or st < 1 or p < 0 or dl < 1:
+                fail("conv_size: kernel, stride and dilation must be >= 1 and padding >= 0")
+            return window_size(h, k, st, p, p, dl)
         fail("unknown function '%s'", fn)
 
     def tensor(self, x, fn):

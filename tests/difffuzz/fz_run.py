@@ -23,6 +23,7 @@ refuses the program or fails at run time with a message.
 """
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -217,6 +218,27 @@ def check(text, cfg, tag="p", variants=None):
     return findings, res
 
 
+DERIVED_RE = re.compile(r"^\s*dim (\w+) = \((.*)\) floordiv (\d+) \+ 1 from ")
+
+
+def derived_dims(cfg, src, d, vals):
+    """The emulation harness takes every dim, derived ones too (a conv or
+    pool over a run-time size: H_1, ...): their values into vals, from
+    their definitions in the program's IR as lowered."""
+    path = os.path.join(d, "lowered.ir")
+    rc, out = run_cmd([cfg.attnc, src, "--emit=ir", "-O0", "-o", path], d, cfg.timeout)
+    if rc:
+        return rc, out
+    with open(path) as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        m = DERIVED_RE.match(line)
+        if m:
+            num = eval(re.sub(r"(\d)([A-Za-z_])", r"\1*\2", m.group(2)), {"__builtins__": {}}, dict(vals))
+            vals[m.group(1)] = num // int(m.group(3)) + 1
+    return 0, ""
+
+
 def run_emu(cfg, res, src, d, outdir):
     """The CUDA C of the program on the CPU emulation: compile the
     generated kernels and launcher with tests/cuda_emu/harness.cpp, run on
@@ -239,7 +261,11 @@ def run_emu(cfg, res, src, d, outdir):
         raw.tofile(os.path.join(data, "in_%s.bin" % name))
     for key, t in res.weights.items():
         t.v.astype("<f4").tofile(os.path.join(data, "w_%s.bin" % key))
-    dims = ["%s=%d" % kv for kv in sorted(res.dims.items())]
+    vals = dict(res.dims)
+    rc, err = derived_dims(cfg, src, d, vals)
+    if rc:
+        return rc, err
+    dims = ["%s=%d" % kv for kv in sorted(vals.items())]
     env = dict(os.environ, EMU_DATA=data)
     rc, err = run_cmd([exe, outdir, "1"] + dims, d, cfg.timeout, env)
     if rc:

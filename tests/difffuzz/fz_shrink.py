@@ -54,7 +54,9 @@ class Shrinker:
         text = L.render(prog)
         try:
             M.evaluate(L.parse(text))
-        except (M.FzTypeError, M.FzRunError, ValueError, KeyError):
+        except (M.FzTypeError, M.FzRunError, ValueError, KeyError, TypeError, AttributeError):
+            # a candidate the model cannot even evaluate (a dtype name where a
+            # number belongs, ...) is not a valid program either
             return False
         self.tries += 1
         findings, _ = fz_run.check(text, self.cfg, tag="shrink", variants=[self.variant])
