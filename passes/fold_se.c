@@ -26,8 +26,10 @@
  * fold=true and never written.
  *
  * Legality: the reduction is sum or mean, over exactly axis rank-2 of an
- * f32 matmul's result or axes 2, 3 of an f32 conv2d's, and is the only
- * folded reduction of its producer.
+ * f32 matmul's result or axes 2, 3 of an f32 conv2d's, is the only
+ * folded reduction of its producer, and is not computed at load (prep:
+ * hoist-weights runs first; a squeeze of weights alone is a plain
+ * reduction there).
  * Requires: fuse-epilogue before it (the matmul's final epilogue is known).
  * Produces: reductions and scale muls with fold=true, pools with a
  * scale operand (visible in the dumps). */
@@ -58,7 +60,7 @@ static bool scale_into_pools(IrGraph *g) {
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];
     int k;
-    if ((n->op != IR_MAXPOOL && n->op != IR_AVGPOOL) || n->nin != 1 || n->a.fold) continue;
+    if ((n->op != IR_MAXPOOL && n->op != IR_AVGPOOL) || n->nin != 1 || n->a.fold || n->a.prep) continue;
     const IrNode *m = &f->nodes[n->in[0]];
     if (uses[n->in[0]] != 1 || !channel_scale(f, m, &k)) continue;
     int *in = ir_arena_alloc(g->arena, 2 * sizeof(int));
@@ -114,7 +116,7 @@ bool pass_fold_se(IrGraph *g, const PassOptions *opt) {
   IrFunc *f = &g->funcs[0];
   for (int i = 0; i < f->n; i++) {
     IrNode *n = &f->nodes[i];
-    if ((n->op != IR_MEAN && n->op != IR_SUM) || n->a.fold) continue;
+    if ((n->op != IR_MEAN && n->op != IR_SUM) || n->a.fold || n->a.prep) continue; /* (prep: computed at load) */
     const IrNode *p = &f->nodes[n->in[0]];
     int r = p->type.rank;
     bool mm = p->op == IR_MATMUL && r >= 2 && n->a.nlist == 1 && n->a.list[0] == r - 2;

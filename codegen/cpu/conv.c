@@ -69,7 +69,7 @@ static bool epi_operands_ok(Cg *cg, const IrNode *n) {
     int id = n->in[q], mode = cg_epilogue_mode(cg, id, 4);
     const IrNode *x = &cg->g->funcs[0].nodes[id];
     int64_t h = 1;
-    if (x->type.rank >= 2) ir_dim_is_const(x->type.dim[x->type.rank - 2], &h);
+    if (x->type.rank >= 2 && !ir_dim_is_const(x->type.dim[x->type.rank - 2], &h)) h = 0; /* a run-time size: not 1 */
     if (mode == 0 ? h != 1 : mode != 1 || !cg->plan->node[id].dense) {
       cg_error(cg, n, "%s: epilogue operand %d is neither per channel nor a dense map", ir_opinfo[n->op].name, q);
       return false;
