@@ -144,6 +144,19 @@ def pick_samples(prog_text, seed):
             "ir": (h >> 26) % 100 < 30}
 
 
+# The emulation runs every CUDA thread of every block as a POSIX thread: a
+# program with a tensor of more elements than this (a rows kernel over
+# 9600 rows: 1.2 million threads) takes minutes there, and its kernels
+# are the same code at a smaller size; it skips the emu variant.
+EMU_MAX_ELEMENTS = 16384
+
+
+def emu_small(res):
+    """Is every input, weight and output of the evaluated program within EMU_MAX_ELEMENTS?"""
+    ts = list(res.inputs.values()) + list(res.weights.values()) + list(res.outputs.values())
+    return max((getattr(t, "v", t).size for t in ts), default=0) <= EMU_MAX_ELEMENTS
+
+
 def check(text, cfg, tag="p", variants=None):
     """Run program text through every variant; returns (findings, model
     result or None).  variants: restrict to these names (the reducer);
@@ -173,7 +186,7 @@ def check(text, cfg, tag="p", variants=None):
     if variants is None:
         variants = ["interp", "jit", "nofuse"] + (["so"] if samp["so"] and cfg.so else []) + (
             ["ir"] if samp["ir"] else []) + (
-            ["emu"] if samp["emu"] and cfg.emu and min(res.dims.values(), default=1) >= 1 else [])
+            ["emu"] if samp["emu"] and cfg.emu and min(res.dims.values(), default=1) >= 1 and emu_small(res) else [])
     findings = []
     for var in variants:
         outdir = os.path.join(d, var)
