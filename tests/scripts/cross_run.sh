@@ -2,7 +2,8 @@
 # cross_run.sh - AArch64 libraries built by attnc, run under qemu-aarch64:
 # objects (-c) and shared libraries (through the cross linker) linked with
 # tests/cross/run_model.c, on the PyTorch fixtures and on fresh random
-# inputs against the interpreter; a multi-target AArch64 library picks its
+# inputs against the interpreter (convolutions too: mbconv and se_cnn
+# fixtures, a random depthwise and a 3x3 conv); a multi-target AArch64 library picks its
 # variant from getauxval (and ATTNC_CPU_DISABLE).  Skipped (exit 77, with
 # the reason) without gcc-aarch64-linux-gnu, qemu-user or
 # libc6-dev-arm64-cross (scripts/install-deps.sh installs them).
@@ -50,7 +51,8 @@ compare() {
 }
 
 # 1. the PyTorch fixtures: objects and shared libraries
-for c in sdpa/e13:obj sdpa/causal:so encoder/small_relu:obj decoder/small:so se_encoder/small:obj mha/default:obj; do
+for c in sdpa/e13:obj sdpa/causal:so encoder/small_relu:obj decoder/small:so se_encoder/small:obj mha/default:obj \
+  mbconv/res:obj se_cnn/odd:so; do
   fx=tests/fixtures/${c%:*} kind=${c#*:} m=${c%%/*}
   name=$(echo "${c%:*}" | tr / _)
   build "$name" "$kind" examples/$m.attn $(fixture_defs "$fx") || continue
@@ -86,6 +88,33 @@ if build enc_r obj examples/encoder.attn $(fixture_defs $FX) &&
      --input x=$TMP/r_x.npy --output y=$TMP/r_y_ref.npy >/dev/null; then
   compare "random encoder input 3x19 vs the interpreter" $TMP/r_y.npy $TMP/r_y_ref.npy
 fi
+
+# convolutions at 4 floats per vector: a depthwise 3x3 (the square-kernel
+# path, its input read in place but for the tensor's first and last
+# planes) and a 3x3 conv (im2col's whole-row runs), odd sizes
+$PY - "$TMP" "$(cd "$(dirname "$0")" && pwd)" <<'PY' || bad "random images: numpy"
+import sys, numpy as np
+d, r = sys.argv[1], np.random.default_rng()
+sys.path.insert(0, sys.argv[2])
+from tensorfiles import write_safetensors
+np.save("%s/c_x.npy" % d, r.standard_normal((2, 6, 11, 13)).astype(np.float32))
+for name, cg, o in (("dw3", 1, 6), ("c3", 6, 5)):
+    w = r.standard_normal((o, cg, 3, 3)).astype(np.float32)
+    b = r.standard_normal(o).astype(np.float32)
+    write_safetensors("%s/c_%s.safetensors" % (d, name), {"w": ([o, cg, 3, 3], w.ravel().tolist()), "b": ([o], b.tolist())})
+PY
+for cfg in "dw3|-D C=6 -D O=6 -D G=6" "c3|-D C=6 -D O=5"; do
+  name=${cfg%%|*} defs=${cfg#*|} w=$TMP/c_${cfg%%|*}.safetensors
+  # shellcheck disable=SC2086
+  if build conv_$name so tests/models/conv_cfg.attn $defs &&
+     run conv_$name $w x=$TMP/c_x.npy -- y=$TMP/c_$name.y.npy p=$TMP/c_$name.p.npy q=$TMP/c_$name.q.npy &&
+     "$ATTNC" run tests/models/conv_cfg.attn $defs --interp --weights $w --input x=$TMP/c_x.npy \
+       --output y=$TMP/c_$name.y_ref.npy --output q=$TMP/c_$name.q_ref.npy >/dev/null; then
+    for o in y q; do
+      compare "random conv_cfg $defs 2x6x11x13 $o vs the interpreter" $TMP/c_$name.$o.npy $TMP/c_$name.${o}_ref.npy
+    done
+  fi
+done
 
 # 3. multi-target for AArch64: qemu's CPU has every feature (neoverse-v1's
 # variant); without lse (ATTNC_CPU_DISABLE, passed into the guest) the
