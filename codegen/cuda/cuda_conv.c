@@ -167,6 +167,47 @@ static void conv_tc(Cu *c, const CgKernel *k) {
   fprintf(c->f, "      a.o[(n * OC + o) * HW + pix] = %s;\n    }\n  }\n}\n\n", cu_st(dy, res, st, sizeof st));
 }
 
+/* The load of the image at (n, ci, yy, xx) into lx and, for a conv
+ * reading a fold=true mul (fold-se's scale, sm not NULL), the statement
+ * of the channel's scale into xsc ("" else): the product in f32, as the
+ * unfused mul stores it, then the same FMA. */
+static void image_load(Cu *c, const IrNode *n, const IrNode *sm, char *lx, size_t lxn, char *xsc, size_t xscn) {
+  const IrFunc *f = &c->g->funcs[0];
+  cu_ld(f->nodes[sm ? sm->in[0] : n->in[0]].type.dt, "a.x[n * a.xs[0] + ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]]",
+        lx, lxn);
+  xsc[0] = 0;
+  if (sm) {
+    char ls[96];
+    snprintf(xsc, xscn, "const float xsc = %s;  /* the image's scale (fold-se) */",
+             cu_ld(f->nodes[sm->in[1]].type.dt, "a.xscale[n * a.xss0[0] + ci * a.xss0[1]]", ls, sizeof ls));
+    size_t l = strlen(lx);
+    snprintf(lx + l, lxn - l, " * xsc");
+  }
+}
+
+/* The window loops around `step` at indent ind: channels cc < ncc (input
+ * channel ci), kernel rows i, columns j inside the image, v the loaded
+ * value at (yy, xx). */
+static void window_loops(Cu *c, const char *ind, const char *ncc, const char *ci, const char *xsc, const char *lx,
+                         const char *step) {
+  fprintf(c->f,
+          "%sfor (i64 cc = 0; cc < %s; cc++) {\n"
+          "%s  const i64 ci = %s;\n"
+          "%s  %s\n"
+          "%s  for (i64 i = 0; i < KH; i++) {\n"
+          "%s    const i64 yy = y * SH - PH + i * DH;\n"
+          "%s    if (yy < 0 || yy >= H) continue;\n"
+          "%s    for (i64 j = 0; j < KW; j++) {\n"
+          "%s      const i64 xx = xo * SW - PW + j * DW;\n"
+          "%s      if (xx < 0 || xx >= W) continue;\n"
+          "%s      const float v = %s;\n"
+          "%s      %s\n"
+          "%s    }\n"
+          "%s  }\n"
+          "%s}\n",
+          ind, ncc, ind, ci, ind, xsc, ind, ind, ind, ind, ind, ind, ind, lx, ind, step, ind, ind, ind);
+}
+
 void cu_conv(Cu *c, const CgKernel *k) {
   int id = k->node;
   const IrFunc *f = &c->g->funcs[0];
@@ -177,7 +218,7 @@ void cu_conv(Cu *c, const CgKernel *k) {
   }
   int sid = cg_conv_scale(c->g, id); /* fold-se: the image is map * scale, applied as it loads */
   const IrNode *sm = sid >= 0 ? &f->nodes[sid] : NULL;
-  rt_dtype dx = f->nodes[sm ? sm->in[0] : n->in[0]].type.dt, dy = n->type.dt;
+  rt_dtype dy = n->type.dt;
   bool conv = n->op == IR_CONV2D, fold = c->p->node[id].fold_user >= 0;
   int64_t kk[2], cg = 1, og = 1, ch;
   ir_window_kernel(f, n, kk);
@@ -190,15 +231,8 @@ void cu_conv(Cu *c, const CgKernel *k) {
   }
   cu_comment(c, id);
   cu_struct(c->p, k, c->kn, c->f);
-  char lx[200], lw[160], sc[160], step[320], xsc[200] = "";
-  cu_ld(dx, "a.x[n * a.xs[0] + ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]]", lx, sizeof lx);
-  if (sm) { /* the product in f32, as the unfused mul stores it, then the same FMA */
-    char ls[96];
-    snprintf(xsc, sizeof xsc, "const float xsc = %s;  /* the image's scale (fold-se) */",
-             cu_ld(f->nodes[sm->in[1]].type.dt, "a.xscale[n * a.xss0[0] + ci * a.xss0[1]]", ls, sizeof ls));
-    size_t l = strlen(lx);
-    snprintf(lx + l, sizeof lx - l, " * xsc");
-  }
+  char lx[200], lw[160], sc[160], step[320], xsc[200];
+  image_load(c, n, sm, lx, sizeof lx, xsc, sizeof xsc);
   snprintf(sc, sizeof sc, "1.0f");
   if (conv) {
     cu_ld(f->nodes[n->in[1]].type.dt, "a.w[((o * CG + cc) * KH + i) * KW + j]", lw, sizeof lw);
@@ -220,25 +254,11 @@ void cu_conv(Cu *c, const CgKernel *k) {
           "    (void)sc, (void)fsum;\n"
           "    for (i64 p = threadIdx.x; p < Ho * Wo; p += 128) {\n"
           "      const i64 y = p / Wo, xo = p %% Wo;\n"
-          "      float acc = %s;\n"
-          "      for (i64 cc = 0; cc < %s; cc++) {\n"
-          "        const i64 ci = %s;\n"
-          "        %s\n"
-          "        for (i64 i = 0; i < KH; i++) {\n"
-          "          const i64 yy = y * SH - PH + i * DH;\n"
-          "          if (yy < 0 || yy >= H) continue;\n"
-          "          for (i64 j = 0; j < KW; j++) {\n"
-          "            const i64 xx = xo * SW - PW + j * DW;\n"
-          "            if (xx < 0 || xx >= W) continue;\n"
-          "            const float v = %s;\n"
-          "            %s\n"
-          "          }\n"
-          "        }\n"
-          "      }\n",
+          "      float acc = %s;\n",
           c->kn, c->kn, (long long)cg, (long long)og, (long long)kk[0], (long long)kk[1], n->a.stride[0],
           n->a.stride[1], n->a.pad[0], n->a.pad[1], conv ? n->a.dil[0] : 1, conv ? n->a.dil[1] : 1, sc,
-          n->op == IR_MAXPOOL ? "-__int_as_float(0x7f800000)" : "0.0f", conv ? "CG" : "(i64)1",
-          conv ? "o / OG * CG + cc" : "o", xsc, lx, step);
+          n->op == IR_MAXPOOL ? "-__int_as_float(0x7f800000)" : "0.0f");
+  window_loops(c, "      ", conv ? "CG" : "(i64)1", conv ? "o / OG * CG + cc" : "o", xsc, lx, step);
   if (n->op == IR_AVGPOOL) fprintf(c->f, "      acc = acc / (float)(KH * KW);\n");
   char res[64], st[256], ld[64];
   conv_epilogue(c, n, "acc", res, sizeof res);
@@ -264,9 +284,9 @@ void cu_conv(Cu *c, const CgKernel *k) {
 void cu_conv_pooled(Cu *c, const CgKernel *k) {
   const IrFunc *f = &c->g->funcs[0];
   const IrNode *pool = &f->nodes[k->node];
-  int id = cg_pool_conv(c->g, k->node), sm = cg_conv_scale(c->g, id);
-  const IrNode *n = &f->nodes[id];
-  rt_dtype dx = f->nodes[sm >= 0 ? f->nodes[sm].in[0] : n->in[0]].type.dt, dy = pool->type.dt;
+  int id = cg_pool_conv(c->g, k->node), sid = cg_conv_scale(c->g, id);
+  const IrNode *n = &f->nodes[id], *sm = sid >= 0 ? &f->nodes[sid] : NULL;
+  rt_dtype dy = pool->type.dt;
   int64_t kk[2], pk[2], ch, og;
   ir_window_kernel(f, n, kk);
   ir_window_kernel(f, pool, pk);
@@ -278,15 +298,10 @@ void cu_conv_pooled(Cu *c, const CgKernel *k) {
   og /= n->a.groups;
   cu_comment(c, k->node);
   cu_struct(c->p, k, c->kn, c->f);
-  char lx[400], lxv[160], ls[160], lw[160];
-  cu_ld(dx, "a.x[n * a.xs[0] + ci * a.xs[1] + yy * a.xs[2] + xx * a.xs[3]]", lxv, sizeof lxv);
-  if (sm >= 0) {
-    cu_ld(f->nodes[f->nodes[sm].in[1]].type.dt, "a.xscale[n * a.xss0[0] + ci * a.xss0[1]]", ls, sizeof ls);
-    snprintf(lx, sizeof lx, "%s * %s", lxv, ls);
-  } else {
-    snprintf(lx, sizeof lx, "%s", lxv);
-  }
-  cu_ld(f->nodes[n->in[1]].type.dt, "a.w[((o * CG + cc) * KH + i) * KW + j]", lw, sizeof lw);
+  char lx[200], xsc[200], lw[160], step[200];
+  image_load(c, n, sm, lx, sizeof lx, xsc, sizeof xsc);
+  snprintf(step, sizeof step, "acc = fmaf(v, %s, acc);",
+           cu_ld(f->nodes[n->in[1]].type.dt, "a.w[((o * CG + cc) * KH + i) * KW + j]", lw, sizeof lw));
   bool max = pool->op == IR_MAXPOOL;
   fprintf(c->f,
           "extern \"C\" __global__ void __launch_bounds__(128) k%s(struct A%s a) {\n"
@@ -305,24 +320,12 @@ void cu_conv_pooled(Cu *c, const CgKernel *k) {
           "        for (i64 wj = 0; wj < PKW; wj++) {\n"
           "          const i64 xo = px * PSW - PPW + wj;\n"
           "          if (xo < 0 || xo >= Wo) continue;\n"
-          "          float acc = 0.0f;\n"
-          "          for (i64 cc = 0; cc < CG; cc++) {\n"
-          "            const i64 ci = o / OG * CG + cc;\n"
-          "            for (i64 i = 0; i < KH; i++) {\n"
-          "              const i64 yy = y * SH - PH + i * DH;\n"
-          "              if (yy < 0 || yy >= H) continue;\n"
-          "              for (i64 j = 0; j < KW; j++) {\n"
-          "                const i64 xx = xo * SW - PW + j * DW;\n"
-          "                if (xx < 0 || xx >= W) continue;\n"
-          "                const float v = %s;\n"
-          "                acc = fmaf(v, %s, acc);\n"
-          "              }\n"
-          "            }\n"
-          "          }\n",
+          "          float acc = 0.0f;\n",
           c->kn, c->kn, (long long)cg, (long long)og, (long long)kk[0], (long long)kk[1], n->a.stride[0],
           n->a.stride[1], n->a.pad[0], n->a.pad[1], n->a.dil[0], n->a.dil[1], (long long)pk[0], (long long)pk[1],
           pool->a.stride[0], pool->a.stride[1], pool->a.pad[0], pool->a.pad[1],
-          max ? "-__int_as_float(0x7f800000)" : "0.0f", lx, lw);
+          max ? "-__int_as_float(0x7f800000)" : "0.0f");
+  window_loops(c, "          ", "CG", "o / OG * CG + cc", xsc, lx, step);
   char res[64];
   conv_epilogue(c, n, "acc", res, sizeof res);
   fprintf(c->f, "          const float cv = %s;\n", res);
