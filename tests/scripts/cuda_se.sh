@@ -26,18 +26,11 @@ MB=examples/mbconv.attn
 SE=examples/se_cnn.attn
 
 # kernel counts: mbconv's mul and squeeze and its two layers leave (7 -> 4)
-stats() { "$ATTNC" "$@" --target=cuda --emit=stats -o "$TMP/stats" 2>"$TMP/err" && awk '/^prepare/ {exit} {printf "%s ", $0}' "$TMP/stats"; }
-count() {
-  local want=$1 s
-  shift
-  s=$(stats "$@")
-  if [[ $s == "$want" ]]; then ok "$* --target=cuda: $want"; else bad "$* --target=cuda: '$s', want '$want'"; fi
-}
-count "kernels 4   conv2d     4 " $MB
-count "kernels 6   mean       1   conv2d     5 " $MB --disable-pass=fuse-excite
-count "kernels 7   mul        1   mean       1   conv2d     5 " $MB --disable-pass=fold-se
-count "kernels 6   mean       1   matmul     2   conv2d     1   maxpool2d  2 " $SE
-count "kernels 8   mean       2   matmul     3   conv2d     1   maxpool2d  2 " $SE --disable-pass=fuse-excite
+kcount "kernels 4   conv2d     4 " $MB --target=cuda
+kcount "kernels 6   mean       1   conv2d     5 " $MB --disable-pass=fuse-excite --target=cuda
+kcount "kernels 7   mul        1   mean       1   conv2d     5 " $MB --disable-pass=fold-se --target=cuda
+kcount "kernels 6   mean       1   matmul     2   conv2d     1   maxpool2d  2 " $SE --target=cuda
+kcount "kernels 8   mean       2   matmul     3   conv2d     1   maxpool2d  2 " $SE --disable-pass=fuse-excite --target=cuda
 # the generated code: one conv loads its image's scale, one excitation kernel
 if "$ATTNC" $MB --target=cuda --emit=cuda -o "$TMP/mb.cu" 2>"$TMP/err"; then
   got="$(grep -c 'const float xsc = a.xscale\[' "$TMP/mb.cu")/$(grep -c 'fuse-excite: per image' "$TMP/mb.cu")"

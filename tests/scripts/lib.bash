@@ -39,6 +39,15 @@ compare_expected() {
     if r=$("$NPYCMP" "$2$b.npy" "$f" --rtol 1e-5 2>&1); then ok "$3 $b: $r"; else bad "$3 $b: $r"; fi
   done
 }
+# kstats ATTNC-ARGS...: the kernel lines of --emit=stats (up to "prepare") on one line
+kstats() { "$ATTNC" "$@" --emit=stats -o "$TMP/stats" 2>"$TMP/err" && awk '/^prepare/ {exit} {printf "%s ", $0}' "$TMP/stats"; }
+# kcount WANT ATTNC-ARGS...: ok if kstats prints exactly WANT
+kcount() {
+  local want=$1 s
+  shift
+  s=$(kstats "$@")
+  if [[ $s == "$want" ]]; then ok "$*: $want"; else bad "$*: '$s', want '$want'"; fi
+}
 fixture_defs() { local d; for d in $(sed -n 's/^params: //p' "$1/case.txt"); do printf -- '-D %s ' "$d"; done; }
 fixture_inputs() {
   local f b

@@ -87,22 +87,15 @@ else bad "mbconv 72 images: weights"; fi
 
 # kernel counts: the excitation is one kernel (counted under its second
 # layer's op: conv2d in mbconv, matmul in se_cnn)
-stats() { "$ATTNC" "$@" --emit=stats -o "$TMP/stats" 2>"$TMP/err" && awk '/^prepare/ {exit} {printf "%s ", $0}' "$TMP/stats"; }
-count() {
-  local want=$1 s
-  shift
-  s=$(stats "$@")
-  if [[ $s == "$want" ]]; then ok "$*: $want"; else bad "$*: '$s', want '$want'"; fi
-}
-count "kernels 4   conv2d     4 " $MB
-count "kernels 6   mean       1   conv2d     5 " $MB --disable-pass=fuse-excite
-count "kernels 28   relu       1   add        9   mul        3   div        3   min        3   max        3   mean       1   conv2d     5 " \
+kcount "kernels 4   conv2d     4 " $MB
+kcount "kernels 6   mean       1   conv2d     5 " $MB --disable-pass=fuse-excite
+kcount "kernels 28   relu       1   add        9   mul        3   div        3   min        3   max        3   mean       1   conv2d     5 " \
   $MB --no-fuse
-count "kernels 6   mean       1   matmul     2   conv2d     1   maxpool2d  2 " $SE
-count "kernels 8   mean       2   matmul     3   conv2d     1   maxpool2d  2 " $SE --disable-pass=fuse-excite
-count "kernels 4   conv2d     4 " $MB --target=cuda
-count "kernels 6   mean       1   matmul     2   conv2d     1   maxpool2d  2 " $SE --target=cuda
-s=$(stats $MB -D CEXP=4000 -D SQ=9000)
+kcount "kernels 6   mean       1   matmul     2   conv2d     1   maxpool2d  2 " $SE
+kcount "kernels 8   mean       2   matmul     3   conv2d     1   maxpool2d  2 " $SE --disable-pass=fuse-excite
+kcount "kernels 4   conv2d     4 " $MB --target=cuda
+kcount "kernels 6   mean       1   matmul     2   conv2d     1   maxpool2d  2 " $SE --target=cuda
+s=$(kstats $MB -D CEXP=4000 -D SQ=9000)
 if [[ $s == *"mean       1"* ]]; then ok "mbconv 4000 -> 9000: not fused (the kernel's stack vectors, 2 C + H, over the limit)"
 else bad "mbconv 4000 -> 9000 kernels: $s"; fi
 

@@ -13,10 +13,12 @@ GA=tests/cuda_emu/models/gather_ops.attn
 CA=tests/cuda_emu/models/causal_align.attn
 
 # gen DIR SEED KIND ...: random inputs (and weights) for a model (plain
-# python3: .npy and safetensors written by hand)
+# python3: .npy written here, safetensors by tensorfiles.py)
 gen() {
-  python3 - "$@" <<'PY'
-import array, json, random, struct, sys
+  python3 -B - "$(cd "$(dirname "$0")" && pwd)" "$@" <<'PY'
+import array, random, struct, sys
+sys.path.insert(0, sys.argv.pop(1))
+from tensorfiles import write_safetensors
 d, seed, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rnd = random.Random(seed)
 def npy(path, shape, vals, code):
@@ -30,20 +32,9 @@ def numel(shape):
     for s in shape: n *= s
     return n
 def normal(shape): return [rnd.gauss(0, 1) for _ in range(numel(shape))]
-def save_st(path, ts):
-    hdr, off, blobs = {}, 0, []
-    for k, (shape, vals) in ts.items():
-        b = array.array("f", vals).tobytes()
-        hdr[k] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 if kind == "gather":
     B, T = int(sys.argv[4]), int(sys.argv[5])
-    save_st(d + "/w.safetensors", {k: (s, normal(s)) for k, s in (("wte", (11, 13)), ("wpe", (40, 13)),
+    write_safetensors(d + "/w.safetensors", {k: (s, normal(s)) for k, s in (("wte", (11, 13)), ("wpe", (40, 13)),
             ("proj", (13, 5)), ("tab", (2, 3, 11)), ("vec", (11,)))})
     ids = [rnd.randrange(11) for _ in range(B * T)]
     ids[-1] = 10  # the last row of the table is reached
